@@ -1,0 +1,425 @@
+"""The broker: every queue and message operation, on top of any Storage.
+
+All rules live here (validation, defaults, dead-letter policy, long polling); storage
+dialects only run thin SQL. Protocol edges (`http`, `sqs`, the worker's client) call these
+methods and map `conveyor.errors` to their own codes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from conveyor.broker import validation as v
+from conveyor.broker.redrive import Redrive
+from conveyor.broker.wakeup import Throttle, Wakeups
+from conveyor.clock import Clock, system_clock
+from conveyor.errors import (
+    InvalidAttribute,
+    InvalidInput,
+    QueueAlreadyExists,
+    QueueNotFound,
+    Unsupported,
+)
+from conveyor.ids import decode_receipt_handle, id_floor, new_message_ids
+from conveyor.models import (
+    EntryResult,
+    Message,
+    MoveTask,
+    PeekedMessage,
+    Queue,
+    QueueAttributes,
+    QueueStats,
+    SendEntry,
+    SendResult,
+    VisibilityEntry,
+    dumps_json,
+    encode_attributes,
+)
+from conveyor.storage.base import (
+    NO_RECEIVE_LIMIT,
+    Lease,
+    NewMessage,
+    QueueRow,
+    ReceiveParams,
+    Storage,
+)
+
+log = logging.getLogger("conveyor.broker")
+
+DEFAULT_REGION = "us-east-1"
+
+
+class Broker:
+    """Queues and messages with SQS semantics, on SQLite or PostgreSQL.
+
+    `clock` is for tests; without one, time comes from the database.
+    """
+
+    def __init__(self, storage: Storage, *, clock: Clock | None = None,
+                 region: str = DEFAULT_REGION, sweep_interval: float | None = 10.0,
+                 poll_interval: float = 1.0, queue_cache_seconds: float = 1.0,
+                 stats_cache_seconds: float = 2.0) -> None:
+        self.storage = storage
+        self.region = v.check_region(region)
+        self._clock = clock
+        self._sweep_interval = sweep_interval
+        self._poll_interval = poll_interval
+        self._queue_cache_seconds = queue_cache_seconds
+        self._stats_cache_seconds = stats_cache_seconds
+        self._queues: dict[tuple[str, str], tuple[float, Queue]] = {}
+        self._stats: dict[str, tuple[float, dict[int, QueueStats]]] = {}
+        self._wakeups = Wakeups()
+        self._signal = Throttle(storage.signal)
+        self._background: list[asyncio.Task[None]] = []
+        self.redrive = Redrive(self)
+
+    # lifecycle ----------------------------------------------------------------------
+    async def start(self) -> None:
+        """Open the storage (applying migrations) and start background work."""
+        await self.storage.open()
+        await self.storage.listen(self._wakeups.notify)
+        if self._sweep_interval:
+            self._background.append(asyncio.create_task(self._sweep_forever()))
+
+    async def close(self) -> None:
+        """Stop background work and close the storage."""
+        for task in self._background:
+            task.cancel()
+        for task in self._background:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._background.clear()
+        await self.redrive.close()
+        await self._signal.close()
+        self._wakeups.notify(None)
+        await self.storage.close()
+
+    async def __aenter__(self) -> Broker:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def now(self) -> int | None:
+        """The injected clock's time, or None to let the database decide."""
+        return self._clock() if self._clock is not None else None
+
+    def wall_now(self) -> int:
+        """A time in ms for decisions made here rather than in SQL."""
+        return self._clock() if self._clock is not None else system_clock()
+
+    def wake(self, queue_id: int | None) -> None:
+        """Wake this process's long polls on a queue (None: all)."""
+        self._wakeups.notify(queue_id)
+
+    async def signal(self, queue_id: int) -> None:
+        """Wake long polls on a queue here and in every other process."""
+        self._wakeups.notify(queue_id)
+        await self._signal(queue_id)
+
+    # queues -------------------------------------------------------------------------
+    async def queue(self, name: str, region: str | None = None) -> Queue:
+        """A queue by name (cached for a moment), or QueueNotFound."""
+        key = (region or self.region, name)
+        cached = self._queues.get(key)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        queue = await self.storage.queue_get(key[0], name)
+        if queue is None:
+            self._queues.pop(key, None)
+            raise QueueNotFound(f"Queue {name[:100]!r} does not exist.")
+        self._queues[key] = (time.monotonic() + self._queue_cache_seconds, queue)
+        return queue
+
+    def _forget(self, region: str, name: str) -> None:
+        self._queues.pop((region, name), None)
+        self._stats.pop(region, None)
+
+    async def _check_dead_letter(self, region: str, name: str, attrs: QueueAttributes) -> None:
+        if attrs.dead_letter_queue is None:
+            return
+        try:
+            dlq = await self.queue(attrs.dead_letter_queue, region)
+        except QueueNotFound:
+            raise InvalidAttribute(
+                f"The dead-letter queue {attrs.dead_letter_queue!r} does not exist.",
+                field="dead_letter_queue") from None
+        if dlq.attributes.fifo != attrs.fifo:
+            raise InvalidAttribute(
+                "A dead-letter queue must be of the same kind (FIFO or standard) as its "
+                "source.", field="dead_letter_queue")
+        if dlq.attributes.durability != attrs.durability:
+            raise InvalidAttribute(
+                "A dead-letter queue must have the same durability as its source.",
+                field="dead_letter_queue")
+
+    def _check_supported(self, attrs: QueueAttributes) -> None:
+        if attrs.durability == "unlogged" and self.storage.dialect != "postgresql":
+            raise Unsupported("durability 'unlogged' needs PostgreSQL; SQLite queues are "
+                              "always logged.")
+
+    async def create_queue(self, name: str, attributes: Mapping[str, Any] | None = None,
+                           region: str | None = None) -> tuple[Queue, bool]:
+        """Create a queue; an existing one with the same given attributes is returned as is.
+
+        Returns the queue and True when it was created now. Asking again with different
+        attributes is QueueAlreadyExists (only the attributes given are compared).
+        """
+        region = v.check_region(region or self.region)
+        v.check_queue_name(name)
+        given = dict(attributes or {})
+        attrs = v.parse_queue_attributes(name, given)
+        self._check_supported(attrs)
+        await self._check_dead_letter(region, name, attrs)
+        row = QueueRow(region, name, dumps_json(attrs.to_json()), attrs.paused)
+        queue, created = await self.storage.queue_create(row, self.now())
+        if not created:
+            existing = queue.attributes.to_json()
+            wanted = attrs.to_json()
+            differs = [k for k in given if k != "tags" and existing[k] != wanted[k]]
+            if differs:
+                raise QueueAlreadyExists(
+                    f"Queue {name!r} already exists with a different {differs[0]}.")
+        self._forget(region, name)
+        return queue, created
+
+    async def get_queue(self, name: str, region: str | None = None) -> Queue:
+        """A queue, read fresh from the database."""
+        self._forget(region or self.region, name)
+        return await self.queue(name, region)
+
+    async def list_queues(self, prefix: str = "", after: str | None = None, limit: int = 1000,
+                          region: str | None = None) -> list[Queue]:
+        """Queues by name, optionally starting with `prefix`, paged by `after`."""
+        if not 1 <= limit <= 1000:
+            raise InvalidInput("limit must be between 1 and 1000.", field="limit")
+        return await self.storage.queue_list(region or self.region, prefix, after, limit)
+
+    async def update_queue(self, name: str, attributes: Mapping[str, Any],
+                           region: str | None = None) -> Queue:
+        """Change some attributes of a queue."""
+        region = region or self.region
+        queue = await self.get_queue(name, region)
+        attrs = v.parse_queue_attributes(name, attributes, queue.attributes)
+        await self._check_dead_letter(region, name, attrs)
+        updated = await self.storage.queue_update(
+            queue.id, dumps_json(attrs.to_json()), attrs.paused, self.now())
+        self._forget(region, name)
+        if updated is None:
+            raise QueueNotFound(f"Queue {name[:100]!r} does not exist.")
+        if queue.attributes.paused and not attrs.paused:
+            await self.signal(queue.id)
+        return updated
+
+    async def delete_queue(self, name: str, region: str | None = None) -> None:
+        """Delete a queue and every message in it."""
+        region = region or self.region
+        queue = await self.get_queue(name, region)
+        await self.storage.queue_delete(queue.id)
+        self._forget(region, name)
+        self.wake(queue.id)
+
+    async def purge_queue(self, name: str, region: str | None = None) -> int:
+        """Delete every message of a queue; returns how many were deleted."""
+        queue = await self.queue(name, region)
+        purged = await self.storage.queue_purge(queue.id)
+        self._stats.pop(queue.region, None)
+        return purged
+
+    async def queue_stats(self, name: str, region: str | None = None) -> QueueStats:
+        """Exact counts for one queue."""
+        queue = await self.queue(name, region)
+        return await self.storage.queue_stats(queue.id, self.now())
+
+    async def all_queue_stats(self, region: str | None = None) -> dict[int, QueueStats]:
+        """Counts for every queue of a region by queue id, at most a few seconds old."""
+        region = region or self.region
+        cached = self._stats.get(region)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        stats = await self.storage.queue_stats_all(region, self.now())
+        self._stats[region] = (time.monotonic() + self._stats_cache_seconds, stats)
+        return stats
+
+    # messages -----------------------------------------------------------------------
+    async def send(self, queue_name: str, entries: Sequence[SendEntry],
+                   region: str | None = None) -> list[SendResult]:
+        """Send a batch atomically: every entry is stored, or none (the bad one is named)."""
+        v.check_batch_size(len(entries))
+        queue = await self.queue(queue_name, region)
+        attrs = queue.attributes
+        if attrs.fifo:
+            raise Unsupported("FIFO queues are not supported yet.")
+        for index, entry in enumerate(entries):
+            v.check_send_entry(entry, index, attrs)
+        now = self.now()
+        ids = new_message_ids(len(entries), now)
+        rows = [
+            NewMessage(
+                id=str(ids[i]), body=e.body.text, body_kind=e.body.kind,
+                attributes=encode_attributes(e.attributes),
+                priority=e.priority,
+                delay_ms=1000 * (attrs.delay_seconds if e.delay_seconds is None
+                                 else e.delay_seconds),
+                group_id=e.group_id, dedup_id=e.deduplication_id)
+            for i, e in enumerate(entries)]
+        results = await self.storage.message_send_many(queue.id, rows, now)
+        if any(row.delay_ms == 0 for row in rows):
+            await self.signal(queue.id)
+        return results
+
+    async def receive(self, queue_name: str, max_messages: int = 10,
+                      visibility_timeout: int | None = None, wait_seconds: int | None = None,
+                      region: str | None = None) -> list[Message]:
+        """Lease up to `max_messages`; with `wait_seconds`, wait for the first to arrive."""
+        v.check_receive(max_messages, visibility_timeout, wait_seconds)
+        queue = await self.queue(queue_name, region)
+        attrs = queue.attributes
+        wait = attrs.receive_wait_seconds if wait_seconds is None else wait_seconds
+        deadline = time.monotonic() + wait
+        while True:
+            ticket = self._wakeups.ticket(queue.id)
+            params = await self._receive_params(queue, max_messages, visibility_timeout)
+            messages = await self.storage.message_receive(params)
+            if messages:
+                return messages
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return []
+            await Wakeups.wait(ticket, min(remaining, self._poll_interval))
+            queue = await self.queue(queue_name, region)
+
+    async def _receive_params(self, queue: Queue, limit: int,
+                              visibility_timeout: int | None) -> ReceiveParams:
+        attrs = queue.attributes
+        dlq_id: int | None = None
+        max_receives = NO_RECEIVE_LIMIT
+        if attrs.dead_letter_queue is not None and attrs.max_receive_count is not None:
+            try:
+                dlq_id = (await self.queue(attrs.dead_letter_queue, queue.region)).id
+                max_receives = attrs.max_receive_count
+            except QueueNotFound:
+                log.warning("queue %s: dead-letter queue %s is gone; not dead-lettering",
+                            queue.name, attrs.dead_letter_queue)
+        timeout = attrs.visibility_timeout if visibility_timeout is None else visibility_timeout
+        return ReceiveParams(queue.id, queue.name, limit, timeout * 1000, max_receives,
+                             dlq_id, self.now())
+
+    async def delete(self, queue_name: str, receipt_handles: Sequence[str],
+                     region: str | None = None) -> list[EntryResult]:
+        """Acknowledge messages; a stale handle (the message was received again) deletes
+        nothing and says so."""
+        v.check_batch_size(len(receipt_handles))
+        queue = await self.queue(queue_name, region)
+        leases: list[Lease] = []
+        results: list[EntryResult | Lease] = []
+        for handle in receipt_handles:
+            try:
+                lease = Lease(*decode_receipt_handle(handle))
+            except InvalidInput as exc:
+                results.append(EntryResult(str(handle)[:200], "invalid", exc.message))
+                continue
+            leases.append(lease)
+            results.append(lease)
+        deleted = await self.storage.message_delete_many(queue.id, leases) if leases else set()
+        return [_lease_result(r, h, deleted) for r, h in zip(results, receipt_handles)]
+
+    async def change_visibility(self, queue_name: str, entries: Sequence[VisibilityEntry],
+                                region: str | None = None) -> list[EntryResult]:
+        """Extend leases, or release them with a timeout of 0 (a nack)."""
+        v.check_batch_size(len(entries))
+        queue = await self.queue(queue_name, region)
+        changes: list[tuple[Lease, int]] = []
+        results: list[EntryResult | Lease] = []
+        for index, entry in enumerate(entries):
+            try:
+                lease = Lease(*decode_receipt_handle(entry.receipt_handle))
+                timeout = v.check_visibility_timeout(entry.visibility_timeout, index)
+            except InvalidInput as exc:
+                results.append(EntryResult(str(entry.receipt_handle)[:200], "invalid",
+                                           exc.message))
+                continue
+            changes.append((lease, timeout * 1000))
+            results.append(lease)
+        changed = (await self.storage.message_change_visibility_many(
+            queue.id, changes, self.now()) if changes else set())
+        if any(ms == 0 and lease in changed for lease, ms in changes):
+            await self.signal(queue.id)
+        return [_lease_result(r, e.receipt_handle, changed) for r, e in zip(results, entries)]
+
+    async def retry(self, queue_name: str, receipt_handle: str, delay_seconds: int,
+                    error: str | None = None, region: str | None = None) -> EntryResult:
+        """End a lease and redeliver after `delay_seconds`, keeping the id and receive count
+        and recording the error (the worker's retry with backoff)."""
+        queue = await self.queue(queue_name, region)
+        lease = Lease(*decode_receipt_handle(receipt_handle))
+        if isinstance(delay_seconds, bool) or not isinstance(delay_seconds, int) or \
+                not 0 <= delay_seconds <= queue.attributes.retention_seconds:
+            raise InvalidInput("delay_seconds must be between 0 and the queue's retention.",
+                               field="delay_seconds")
+        done = await self.storage.message_retry(
+            queue.id, lease, delay_seconds * 1000, error[:4000] if error else None, self.now())
+        if done and delay_seconds == 0:
+            await self.signal(queue.id)
+        return EntryResult(receipt_handle, "ok" if done else "stale",
+                           None if done else _STALE)
+
+    async def peek(self, queue_name: str, limit: int = 10, after: str | None = None,
+                   region: str | None = None) -> list[PeekedMessage]:
+        """Look at messages without leasing them, oldest first."""
+        if not 1 <= limit <= 1000:
+            raise InvalidInput("limit must be between 1 and 1000.", field="limit")
+        queue = await self.queue(queue_name, region)
+        return await self.storage.message_peek(queue.id, limit, after, self.now())
+
+    # redrive ------------------------------------------------------------------------
+    async def start_redrive(self, queue_name: str, destination: str | None = None,
+                            max_per_second: int | None = None, region: str | None = None,
+                            wait: float = 1.0) -> MoveTask:
+        """Move a dead-letter queue's messages back (see `Redrive.start`)."""
+        return await self.redrive.start(queue_name, destination, max_per_second, region, wait)
+
+    # retention ----------------------------------------------------------------------
+    async def sweep(self) -> int:
+        """Delete messages past their queue's retention and old deduplication ids."""
+        removed = 0
+        now = self.wall_now() if self._clock is not None else await self.storage.now()
+        for region in await self.storage.queue_regions():
+            after: str | None = None
+            while True:
+                queues = await self.storage.queue_list(region, "", after, 1000)
+                for queue in queues:
+                    bound = id_floor(now - queue.attributes.retention_seconds * 1000)
+                    while (n := await self.storage.message_expire(queue.id, bound, 5000)):
+                        removed += n
+                if len(queues) < 1000:
+                    break
+                after = queues[-1].name
+        await self.storage.dedup_expire(self.now(), 10_000)
+        return removed
+
+    async def _sweep_forever(self) -> None:
+        assert self._sweep_interval
+        while True:
+            await asyncio.sleep(self._sweep_interval)
+            try:
+                await self.sweep()
+            except Exception:  # the sweeper must outlive a database hiccup
+                log.exception("retention sweep failed")
+
+
+_STALE = "The receipt handle is stale: the message was received again or is gone."
+
+
+def _lease_result(item: EntryResult | Lease, handle: str, done: set[Lease]) -> EntryResult:
+    if isinstance(item, EntryResult):
+        return item
+    if item in done:
+        return EntryResult(handle, "ok")
+    return EntryResult(handle, "stale", _STALE)

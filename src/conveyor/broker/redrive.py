@@ -1,0 +1,128 @@
+"""Redrive: move a dead-letter queue's messages back, as a task that can be polled.
+
+The native `POST /v1/queues/{q}/redrive` and SQS's StartMessageMoveTask both use it.
+A task runs on the node that started it; progress and cancellation go through the
+database, so any node can read or cancel it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from conveyor.errors import Conflict, InvalidInput, TaskNotFound
+
+if TYPE_CHECKING:
+    from conveyor.broker.broker import Broker
+    from conveyor.models import MoveTask
+
+log = logging.getLogger("conveyor.redrive")
+
+BATCH = 1000
+
+
+class Redrive:
+    """Starts, runs, lists and cancels move tasks for one broker."""
+
+    def __init__(self, broker: Broker) -> None:
+        self._broker = broker
+        self._running: dict[str, asyncio.Task[None]] = {}
+
+    async def start(self, queue_name: str, destination: str | None = None,
+                    max_per_second: int | None = None, region: str | None = None,
+                    wait: float = 1.0) -> MoveTask:
+        """Start moving messages out of `queue_name`: to `destination`, or else each back
+        to the queue it was dead-lettered from, with its receive count reset.
+
+        Waits up to `wait` seconds and returns the task as it then stands: `completed`
+        for a small queue, `running` otherwise (poll it with `get`).
+        """
+        from conveyor.models import MoveTask
+
+        broker = self._broker
+        source = await broker.queue(queue_name, region)
+        dest = await broker.queue(destination, region) if destination else None
+        if max_per_second is not None and (isinstance(max_per_second, bool) or not isinstance(
+                max_per_second, int) or not 1 <= max_per_second <= 500):
+            raise InvalidInput("max_per_second must be between 1 and 500.",
+                               field="max_per_second")
+        for task in await broker.storage.move_task_list(source.id):
+            if task.status == "running":
+                raise Conflict(f"A move task is already running on {queue_name!r}.")
+        to_move = await broker.storage.message_count_movable(source.id, broker.now())
+        task = MoveTask(
+            id=str(uuid.uuid4()), source_queue=source.name,
+            destination_queue=dest.name if dest else None, status="running", moved=0,
+            to_move=to_move, max_per_second=max_per_second, started_at=broker.wall_now(),
+            finished_at=None)
+        await broker.storage.move_task_create(source.id, task)
+        runner = asyncio.create_task(self._run(task, source.id, dest.id if dest else None))
+        self._running[task.id] = runner
+        runner.add_done_callback(lambda _: self._running.pop(task.id, None))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(runner), wait)
+        return await self.get(task.id)
+
+    async def _run(self, task: MoveTask, source_id: int, dest_id: int | None) -> None:
+        broker = self._broker
+        storage = broker.storage
+        batch = min(BATCH, task.max_per_second or BATCH)
+        try:
+            while True:
+                started = time.monotonic()
+                moved = await storage.message_move(source_id, dest_id, batch, broker.now())
+                if moved:
+                    broker.wake(None)
+                    if dest_id is not None:
+                        await broker.signal(dest_id)
+                current = await storage.move_task_get(task.id)
+                if current is None or current.status == "cancelled":
+                    return
+                task = replace(task, moved=task.moved + moved)
+                if moved < batch:
+                    task = replace(task, status="completed", finished_at=broker.wall_now())
+                await storage.move_task_update(task)
+                if task.status == "completed":
+                    return
+                if task.max_per_second:
+                    await asyncio.sleep(max(0.0, moved / task.max_per_second
+                                            - (time.monotonic() - started)))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # record the failure on the task for whoever polls it
+            log.exception("move task %s failed", task.id)
+            await storage.move_task_update(replace(task, status="failed", error=str(exc)[:500],
+                                                   finished_at=broker.wall_now()))
+
+    async def get(self, task_id: str) -> MoveTask:
+        """One task by id, or TaskNotFound."""
+        task = await self._broker.storage.move_task_get(task_id)
+        if task is None:
+            raise TaskNotFound(f"Task {task_id[:100]!r} does not exist.")
+        return task
+
+    async def list(self, queue_name: str, region: str | None = None) -> list[MoveTask]:
+        """Tasks whose source is this queue, newest first."""
+        source = await self._broker.queue(queue_name, region)
+        return await self._broker.storage.move_task_list(source.id)
+
+    async def cancel(self, task_id: str) -> MoveTask:
+        """Stop a running task after its current batch; moved messages stay moved."""
+        task = await self.get(task_id)
+        if task.status != "running":
+            raise Conflict(f"Task {task_id!r} is {task.status}, not running.")
+        task = replace(task, status="cancelled", finished_at=self._broker.wall_now())
+        await self._broker.storage.move_task_update(task)
+        return task
+
+    async def close(self) -> None:
+        """Stop this node's runners (their tasks stay `running` in the database)."""
+        for runner in list(self._running.values()):
+            runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await runner

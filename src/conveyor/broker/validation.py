@@ -1,0 +1,270 @@
+"""Input rules, written once: every protocol edge and both storage dialects rely on them."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+from conveyor.errors import (
+    EmptyBatch,
+    InvalidAttribute,
+    InvalidInput,
+    InvalidMessage,
+    InvalidQueueName,
+    MessageTooLarge,
+    TooManyEntries,
+)
+from conveyor.models import (
+    Body,
+    BodyKind,
+    MessageAttribute,
+    QueueAttributes,
+    SendEntry,
+)
+
+QUEUE_NAME = re.compile(r"[A-Za-z0-9_-]{1,80}")
+FIFO_QUEUE_NAME = re.compile(r"[A-Za-z0-9_-]{1,75}\.fifo")
+REGION = re.compile(r"[a-z0-9-]{1,32}")
+# SQS's allowed characters: #x9 #xA #xD #x20-#xD7FF #xE000-#xFFFD #x10000-#x10FFFF.
+_FORBIDDEN_CHARS = re.compile("[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+_ATTRIBUTE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,256}")
+_ATTRIBUTE_TYPE = re.compile(r"(String|Number|Binary)(\.[A-Za-z0-9_.-]{1,200})?")
+_TOKEN = re.compile(r"[\x21-\x7e]{1,128}")  # SQS dedup and group ids: printable ASCII
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+MAX_BATCH = 1000
+MAX_ATTRIBUTES = 10
+MAX_PRIORITY = 9
+MAX_VISIBILITY = 43_200
+MAX_WAIT = 20
+MAX_DELAY_SQS = 900
+MIN_RETENTION, MAX_RETENTION = 60, 1_209_600
+MIN_MESSAGE_BYTES, MAX_MESSAGE_BYTES = 1_024, 1_048_576
+MAX_RECEIVE_COUNT = 1000
+MAX_TAGS = 50
+
+
+def check_queue_name(name: Any) -> str:
+    """Return the name if valid, else InvalidQueueName."""
+    if not isinstance(name, str) or not (
+            QUEUE_NAME.fullmatch(name) or FIFO_QUEUE_NAME.fullmatch(name)):
+        shown = name[:100] if isinstance(name, str) else name
+        raise InvalidQueueName(
+            f"Queue name {shown!r} is invalid: use 1-80 letters, digits, '-' or '_' "
+            "(FIFO queue names end in '.fifo').", field="name")
+    return name
+
+
+def check_region(region: Any) -> str:
+    """Return the region if it looks like one (`us-east-1`)."""
+    if not isinstance(region, str) or not REGION.fullmatch(region):
+        raise InvalidAttribute(f"Region {region!r} is invalid.", field="region")
+    return region
+
+
+def _int_in(name: str, value: Any, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            value = int(value)
+        else:
+            raise InvalidAttribute(f"{name} must be an integer, not {value!r}.", field=name)
+    if not low <= value <= high:
+        raise InvalidAttribute(f"{name} must be between {low} and {high}, not {value}.",
+                               field=name)
+    return value
+
+
+def _bool(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise InvalidAttribute(f"{name} must be true or false, not {value!r}.", field=name)
+
+
+def _tags(value: Any) -> dict[str, str]:
+    if not isinstance(value, Mapping):
+        raise InvalidAttribute("tags must be an object of strings.", field="tags")
+    if len(value) > MAX_TAGS:
+        raise InvalidAttribute(f"A queue has at most {MAX_TAGS} tags.", field="tags")
+    out: dict[str, str] = {}
+    for key, item in value.items():
+        if not isinstance(key, str) or not 1 <= len(key) <= 128 or not isinstance(item, str) \
+                or len(item) > 256:
+            raise InvalidAttribute(
+                "Tag keys are 1-128 characters and values at most 256 characters.",
+                field="tags")
+        out[key] = item
+    return out
+
+
+def parse_queue_attributes(name: str, given: Mapping[str, Any],
+                           base: QueueAttributes | None = None) -> QueueAttributes:
+    """Apply user-given attributes on top of `base` (defaults when creating).
+
+    Checks each value's type and range and the rules that tie attributes together;
+    whether the dead-letter queue exists is the broker's check.
+    """
+    creating = base is None
+    attrs = base or QueueAttributes(fifo=name.endswith(".fifo"))
+    changes: dict[str, Any] = {}
+    for key, value in given.items():
+        if key == "visibility_timeout":
+            changes[key] = _int_in(key, value, 0, MAX_VISIBILITY)
+        elif key == "receive_wait_seconds":
+            changes[key] = _int_in(key, value, 0, MAX_WAIT)
+        elif key == "retention_seconds":
+            changes[key] = _int_in(key, value, MIN_RETENTION, MAX_RETENTION)
+        elif key == "delay_seconds":
+            changes[key] = _int_in(key, value, 0, MAX_DELAY_SQS)
+        elif key == "max_message_bytes":
+            changes[key] = _int_in(key, value, MIN_MESSAGE_BYTES, MAX_MESSAGE_BYTES)
+        elif key == "max_receive_count":
+            changes[key] = None if value is None else _int_in(key, value, 1, MAX_RECEIVE_COUNT)
+        elif key == "dead_letter_queue":
+            changes[key] = None if value is None else check_queue_name(value)
+        elif key in ("paused", "content_based_deduplication"):
+            changes[key] = _bool(key, value)
+        elif key == "fifo":
+            fifo = _bool(key, value)
+            if fifo != name.endswith(".fifo") or (not creating and fifo != attrs.fifo):
+                raise InvalidAttribute(
+                    "fifo is set when a queue is created, and only for names ending in "
+                    "'.fifo'.", field=key)
+            changes[key] = fifo
+        elif key == "durability":
+            if value not in ("logged", "unlogged"):
+                raise InvalidAttribute("durability must be 'logged' or 'unlogged'.", field=key)
+            if not creating and value != attrs.durability:
+                raise InvalidAttribute("durability is set when a queue is created.", field=key)
+            changes[key] = value
+        elif key == "tags":
+            changes[key] = _tags(value)
+        else:
+            raise InvalidAttribute(f"Unknown queue attribute {key!r}.", field=str(key)[:100])
+    attrs = replace(attrs, **changes)
+    if (attrs.max_receive_count is None) != (attrs.dead_letter_queue is None):
+        raise InvalidAttribute(
+            "max_receive_count and dead_letter_queue are set together or not at all.",
+            field="dead_letter_queue")
+    if attrs.dead_letter_queue == name:
+        raise InvalidAttribute("A queue cannot be its own dead-letter queue.",
+                               field="dead_letter_queue")
+    if attrs.content_based_deduplication and not attrs.fifo:
+        raise InvalidAttribute("content_based_deduplication is for FIFO queues.",
+                               field="content_based_deduplication")
+    return attrs
+
+
+def _check_text(text: str, what: str, index: int | None) -> None:
+    bad = _FORBIDDEN_CHARS.search(text)
+    if bad is not None:
+        raise InvalidMessage(
+            f"{what} contains the character U+{ord(bad.group()):04X}, which is not allowed.",
+            index=index, field=what)
+
+
+def _check_token(value: str | None, what: str, index: int) -> None:
+    if value is not None and not (isinstance(value, str) and _TOKEN.fullmatch(value)):
+        raise InvalidMessage(f"{what} must be 1-128 printable ASCII characters.",
+                             index=index, field=what)
+
+
+def check_attributes(attributes: Mapping[str, MessageAttribute], index: int) -> int:
+    """Validate message attributes; returns the bytes they count towards the size limit."""
+    if len(attributes) > MAX_ATTRIBUTES:
+        raise InvalidMessage(f"A message has at most {MAX_ATTRIBUTES} attributes.",
+                             index=index, field="attributes")
+    size = 0
+    for name, attribute in attributes.items():
+        lowered = name.lower()
+        if (not _ATTRIBUTE_NAME.fullmatch(name) or lowered.startswith(("aws.", "amazon."))
+                or name.startswith(".") or name.endswith(".") or ".." in name):
+            raise InvalidMessage(f"Message attribute name {name[:100]!r} is invalid.",
+                                 index=index, field="attributes")
+        if not _ATTRIBUTE_TYPE.fullmatch(attribute.type):
+            raise InvalidMessage(
+                f"Message attribute {name!r} has type {attribute.type[:100]!r}; use String, "
+                "Number or Binary.", index=index, field="attributes")
+        value = attribute.value
+        if attribute.base_type == "Binary":
+            if not isinstance(value, bytes):
+                raise InvalidMessage(f"Message attribute {name!r} must be binary.",
+                                     index=index, field="attributes")
+            size += len(value)
+        else:
+            if not isinstance(value, str) or (
+                    attribute.base_type == "Number" and not _NUMBER.fullmatch(value.strip())):
+                raise InvalidMessage(
+                    f"Message attribute {name!r} has an invalid {attribute.base_type} value.",
+                    index=index, field="attributes")
+            _check_text(value, f"Message attribute {name!r}", index)
+            size += len(value.encode())
+        size += len(name.encode()) + len(attribute.type)
+    return size
+
+
+def check_send_entry(entry: SendEntry, index: int, attrs: QueueAttributes) -> None:
+    """Validate one message against its queue's attributes."""
+    body = entry.body
+    if not isinstance(body, Body) or not body.text:
+        raise InvalidMessage("A message body must not be empty.", index=index, field="body")
+    if body.kind is BodyKind.TEXT:
+        _check_text(body.text, "The message body", index)
+    size = len(body.text.encode("utf-8", "surrogatepass")) + check_attributes(
+        entry.attributes, index)
+    if size > attrs.max_message_bytes:
+        raise MessageTooLarge(
+            f"Message {index} is {size} bytes; this queue takes at most "
+            f"{attrs.max_message_bytes}.", index=index, field="body")
+    if entry.delay_seconds is not None:
+        _int_delay(entry.delay_seconds, attrs, index)
+        if attrs.fifo:
+            raise InvalidMessage("FIFO queues take no per-message delay; set the queue's "
+                                 "delay_seconds instead.", index=index, field="delay_seconds")
+    if isinstance(entry.priority, bool) or not isinstance(entry.priority, int) or \
+            not 0 <= entry.priority <= MAX_PRIORITY:
+        raise InvalidMessage(f"priority must be between 0 and {MAX_PRIORITY}.",
+                             index=index, field="priority")
+    _check_token(entry.deduplication_id, "deduplication_id", index)
+    _check_token(entry.group_id, "group_id", index)
+
+
+def _int_delay(value: Any, attrs: QueueAttributes, index: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or \
+            not 0 <= value <= attrs.retention_seconds:
+        raise InvalidMessage(
+            f"delay_seconds must be between 0 and the queue's retention "
+            f"({attrs.retention_seconds} s).", index=index, field="delay_seconds")
+
+
+def check_batch_size(count: int, limit: int = MAX_BATCH) -> None:
+    """Batches hold 1..limit entries."""
+    if count == 0:
+        raise EmptyBatch("The batch has no entries.")
+    if count > limit:
+        raise TooManyEntries(f"A batch holds at most {limit} entries, not {count}.")
+
+
+def check_receive(max_messages: Any, visibility_timeout: Any, wait_seconds: Any) -> None:
+    """Ranges of receive parameters."""
+    _range_or_invalid("max_messages", max_messages, 1, MAX_BATCH)
+    if visibility_timeout is not None:
+        _range_or_invalid("visibility_timeout", visibility_timeout, 0, MAX_VISIBILITY)
+    if wait_seconds is not None:
+        _range_or_invalid("wait_seconds", wait_seconds, 0, MAX_WAIT)
+
+
+def check_visibility_timeout(value: Any, index: int | None = None) -> int:
+    """A lease length in seconds, 0..12 h."""
+    return _range_or_invalid("visibility_timeout", value, 0, MAX_VISIBILITY, index)
+
+
+def _range_or_invalid(name: str, value: Any, low: int, high: int,
+                      index: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InvalidInput(f"{name} must be an integer between {low} and {high}.",
+                           field=name, index=index)
+    return value

@@ -1,0 +1,86 @@
+"""Long-poll wake-ups: local events per queue, fed by this process and by the others'."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+
+class Wakeups:
+    """One asyncio.Event per queue, replaced each time it fires.
+
+    A receiver takes `ticket(queue)` *before* it looks for messages and waits on that
+    ticket afterwards, so a send that lands in between is never missed.
+    """
+
+    def __init__(self) -> None:
+        self._events: dict[int, asyncio.Event] = {}
+
+    def ticket(self, queue_id: int) -> asyncio.Event:
+        """The event the next notify of this queue will set."""
+        event = self._events.get(queue_id)
+        if event is None:
+            event = self._events[queue_id] = asyncio.Event()
+        return event
+
+    def notify(self, queue_id: int | None) -> None:
+        """Wake receivers of one queue (None: of every queue)."""
+        if queue_id is None:
+            events = list(self._events.values())
+            self._events.clear()
+        else:
+            found = self._events.pop(queue_id, None)
+            events = [found] if found is not None else []
+        for event in events:
+            event.set()
+
+    @staticmethod
+    async def wait(ticket: asyncio.Event, timeout: float) -> bool:
+        """Wait until the ticket fires or the timeout passes; True when it fired."""
+        if ticket.is_set():
+            return True
+        try:
+            await asyncio.wait_for(ticket.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+
+class Throttle:
+    """Leading- and trailing-edge throttle of cross-process signals, per queue.
+
+    The first signal goes out at once; more within `interval` collapse into one sent
+    when the interval ends, so a burst of small sends costs two signals, not hundreds.
+    """
+
+    def __init__(self, send: Callable[[int], Awaitable[None]], interval: float = 0.005) -> None:
+        self._send = send
+        self._interval = interval
+        self._last: dict[int, float] = {}
+        self._pending: dict[int, asyncio.Task[None]] = {}
+
+    async def __call__(self, queue_id: int) -> None:
+        """Signal a queue, now or at the end of the current interval."""
+        now = time.monotonic()
+        last = self._last.get(queue_id, 0.0)
+        if now - last >= self._interval:
+            self._last[queue_id] = now
+            await self._send(queue_id)
+        elif queue_id not in self._pending:
+            delay = self._interval - (now - last)
+            self._pending[queue_id] = asyncio.create_task(self._trailing(queue_id, delay))
+
+    async def _trailing(self, queue_id: int, delay: float) -> None:
+        try:
+            await asyncio.sleep(delay)
+            self._last[queue_id] = time.monotonic()
+            await self._send(queue_id)
+        finally:
+            self._pending.pop(queue_id, None)
+
+    async def close(self) -> None:
+        """Cancel trailing signals (nobody is left to wake on shutdown)."""
+        for task in list(self._pending.values()):
+            task.cancel()
+        self._pending.clear()

@@ -1,0 +1,130 @@
+"""The one exception tree. Each class's docstring is its default message.
+
+Protocol edges map these to status codes (`http`) and AWS codes (`sqs`), each in one table.
+"""
+
+from __future__ import annotations
+
+
+class ConveyorError(Exception):
+    """Something went wrong in conveyor."""
+
+    code = "error"
+
+    def __init__(self, message: str | None = None) -> None:
+        self.message = message or (self.__doc__ or self.code).strip()
+        super().__init__(self.message)
+
+
+class InvalidInput(ConveyorError):
+    """The request is invalid."""
+
+    code = "invalid_input"
+
+    def __init__(self, message: str | None = None, *, field: str | None = None,
+                 index: int | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+        self.index = index
+
+
+class InvalidQueueName(InvalidInput):
+    """Queue names are 1-80 characters of letters, digits, '-' and '_' (FIFO names end in '.fifo')."""
+
+    code = "invalid_queue_name"
+
+
+class InvalidAttribute(InvalidInput):
+    """A queue attribute is unknown or out of range."""
+
+    code = "invalid_attribute"
+
+
+class InvalidMessage(InvalidInput):
+    """A message is invalid."""
+
+    code = "invalid_message"
+
+
+class MessageTooLarge(InvalidMessage):
+    """The message body is larger than the queue allows."""
+
+    code = "message_too_large"
+
+
+class TooManyEntries(InvalidInput):
+    """The batch has too many entries."""
+
+    code = "too_many_entries"
+
+
+class EmptyBatch(InvalidInput):
+    """The batch has no entries."""
+
+    code = "empty_batch"
+
+
+class InvalidReceiptHandle(InvalidInput):
+    """The receipt handle is malformed."""
+
+    code = "invalid_receipt_handle"
+
+
+class MissingParameter(InvalidInput):
+    """A required parameter is missing."""
+
+    code = "missing_parameter"
+
+
+class QueueNotFound(ConveyorError):
+    """The queue does not exist."""
+
+    code = "queue_not_found"
+
+
+class QueueAlreadyExists(ConveyorError):
+    """A queue with this name already exists with different attributes."""
+
+    code = "queue_already_exists"
+
+
+class MessageNotInFlight(ConveyorError):
+    """The message is not in flight."""
+
+    code = "message_not_in_flight"
+
+
+class TaskNotFound(ConveyorError):
+    """The task does not exist."""
+
+    code = "task_not_found"
+
+
+class Conflict(ConveyorError):
+    """The request conflicts with the current state."""
+
+    code = "conflict"
+
+
+class OverLimit(ConveyorError):
+    """A limit was reached."""
+
+    code = "over_limit"
+
+
+class Unsupported(ConveyorError):
+    """This operation is not supported."""
+
+    code = "unsupported"
+
+
+class StorageError(ConveyorError):
+    """The database failed."""
+
+    code = "storage_error"
+
+
+class StorageUnavailable(StorageError):
+    """The database cannot be reached."""
+
+    code = "storage_unavailable"

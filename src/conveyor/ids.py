@@ -1,0 +1,81 @@
+"""Message ids (time-ordered UUIDv7) and receipt handles."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import struct
+import threading
+import time
+import uuid
+
+from conveyor.errors import InvalidReceiptHandle
+
+_lock = threading.Lock()
+_last_ms = 0
+_counter = 0
+
+
+def new_message_id(now_ms: int | None = None) -> str:
+    """A UUIDv7 string, strictly increasing within this process (RFC 9562, method 1).
+
+    Ids sort by creation time, so the primary key doubles as the retention index and
+    consecutive sends keep their order in the btree.
+    """
+    return str(new_message_ids(1, now_ms)[0])
+
+
+def new_message_ids(count: int, now_ms: int | None = None) -> list[uuid.UUID]:
+    """`count` increasing UUIDv7 values."""
+    global _last_ms, _counter
+    ms = int(time.time() * 1000) if now_ms is None else now_ms
+    rand = os.urandom(8 * count)
+    out: list[uuid.UUID] = []
+    with _lock:
+        if ms <= _last_ms:
+            ms = _last_ms
+        else:
+            _counter = int.from_bytes(os.urandom(2), "big") & 0x3FF
+        for i in range(count):
+            _counter += 1
+            if _counter > 0xFFF:  # 12-bit counter exhausted: borrow the next millisecond
+                ms += 1
+                _counter = 0
+            tail = int.from_bytes(rand[8 * i: 8 * i + 8], "big") & 0x3FFF_FFFF_FFFF_FFFF
+            value = (ms << 80) | (0x7 << 76) | (_counter << 64) | (0b10 << 62) | tail
+            out.append(uuid.UUID(int=value))
+        _last_ms = ms
+    return out
+
+
+def id_floor(ms: int) -> str:
+    """The smallest UUIDv7 of a millisecond: every id made before `ms` sorts below it."""
+    return str(uuid.UUID(int=(max(ms, 0) << 80) | (0x7 << 76) | (0b10 << 62)))
+
+
+def id_time(message_id: str) -> int:
+    """The millisecond a UUIDv7 was made."""
+    return uuid.UUID(message_id).int >> 80
+
+
+_HANDLE = struct.Struct(">16sq")
+
+
+def encode_receipt_handle(message_id: str, token: int) -> str:
+    """An opaque handle naming one message under one lease."""
+    raw = _HANDLE.pack(uuid.UUID(message_id).bytes, token)
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_receipt_handle(handle: str) -> tuple[str, int]:
+    """(message id, lease token), or InvalidReceiptHandle."""
+    if not isinstance(handle, str) or len(handle) != 32:
+        raise InvalidReceiptHandle(f"The receipt handle {str(handle)[:80]!r} is not valid.")
+    try:
+        raw = base64.urlsafe_b64decode(handle + "====")
+        message_bytes, token = _HANDLE.unpack(raw)
+    except (binascii.Error, struct.error, ValueError):
+        raise InvalidReceiptHandle(
+            f"The receipt handle {handle[:80]!r} is not valid.") from None
+    return str(uuid.UUID(bytes=message_bytes)), token

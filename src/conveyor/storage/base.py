@@ -1,0 +1,188 @@
+"""The Storage protocol: what the broker needs from a database, at the level of queue operations.
+
+Every dialect implements the same noun-first methods over the same schema; the broker holds
+all the logic (validation, limits, redrive rules, long polling) and passes plain parameters.
+Times are milliseconds since the epoch; `now=None` means "the database's own clock", which
+is what production uses so that nodes with skewed clocks cannot steal each other's leases.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from conveyor.models import (
+    BodyKind,
+    Message,
+    MoveTask,
+    PeekedMessage,
+    Queue,
+    QueueStats,
+    SendResult,
+)
+
+# A receive never looks at more rows than this beyond max_messages: the bound that keeps
+# dead-lettering inside the claim cheap.
+NO_RECEIVE_LIMIT = 2_147_483_647
+
+DEDUP_WINDOW_MS = 300_000
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    """One row to insert; the id is made by the broker (time-ordered UUID)."""
+
+    id: str
+    body: str
+    body_kind: BodyKind
+    attributes: str | None
+    priority: int
+    delay_ms: int
+    group_id: str | None
+    dedup_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """What a receipt handle stands for: one message under one particular lease."""
+
+    message_id: str
+    token: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiveParams:
+    """Claim up to `limit` visible messages of one queue for `visibility_ms`."""
+
+    queue_id: int
+    queue_name: str
+    limit: int
+    visibility_ms: int
+    max_receive_count: int
+    dead_letter_queue_id: int | None
+    now: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueRow:
+    """What is stored for a queue besides its id (attributes as their JSON text)."""
+
+    region: str
+    name: str
+    attributes: str
+    paused: bool
+
+
+SignalCallback = Callable[[int | None], None]
+"""Called with a queue id when another process made messages visible there (None: any)."""
+
+
+class Storage(Protocol):
+    """A database holding queues and messages."""
+
+    dialect: str
+
+    async def open(self) -> None:
+        """Connect and apply pending migrations."""
+
+    async def close(self) -> None:
+        """Release connections and background tasks."""
+
+    async def now(self) -> int:
+        """The database clock, in milliseconds."""
+
+    async def schema_version(self) -> tuple[int, int]:
+        """(applied, known) migration numbers; equal when the schema is current."""
+
+    # queues -------------------------------------------------------------------------
+    async def queue_create(self, row: QueueRow, now: int | None) -> tuple[Queue, bool]:
+        """Insert a queue, or return the existing one of that name; True when inserted."""
+
+    async def queue_get(self, region: str, name: str) -> Queue | None:
+        """One queue by name."""
+
+    async def queue_get_by_id(self, queue_id: int) -> Queue | None:
+        """One queue by id."""
+
+    async def queue_regions(self) -> list[str]:
+        """Every region that has a queue."""
+
+    async def queue_list(self, region: str, prefix: str, after: str | None,
+                         limit: int) -> list[Queue]:
+        """Queues whose name starts with `prefix`, by name, after `after`."""
+
+    async def queue_update(self, queue_id: int, attributes: str, paused: bool,
+                           now: int | None) -> Queue | None:
+        """Replace a queue's attributes."""
+
+    async def queue_delete(self, queue_id: int) -> bool:
+        """Delete a queue and its messages."""
+
+    async def queue_purge(self, queue_id: int) -> int:
+        """Delete every message of a queue; returns how many."""
+
+    async def queue_stats(self, queue_id: int, now: int | None) -> QueueStats:
+        """Exact counts for one queue."""
+
+    async def queue_stats_all(self, region: str, now: int | None) -> dict[int, QueueStats]:
+        """Counts for every queue of a region that holds messages."""
+
+    # messages -----------------------------------------------------------------------
+    async def message_send_many(self, queue_id: int, messages: Sequence[NewMessage],
+                                now: int | None) -> list[SendResult]:
+        """Insert messages in one transaction; deduplicated ones return the first id."""
+
+    async def message_receive(self, params: ReceiveParams) -> list[Message]:
+        """Lease visible messages, moving any over the receive limit to the dead-letter queue."""
+
+    async def message_delete_many(self, queue_id: int, leases: Sequence[Lease]) -> set[Lease]:
+        """Delete messages whose lease is current; returns the leases that matched."""
+
+    async def message_change_visibility_many(self, queue_id: int,
+                                             changes: Sequence[tuple[Lease, int]],
+                                             now: int | None) -> set[Lease]:
+        """Set visible_at = now + ms for current leases; returns the leases that matched."""
+
+    async def message_retry(self, queue_id: int, lease: Lease, delay_ms: int,
+                            error: str | None, now: int | None) -> bool:
+        """End a lease and make the message visible again after a delay, recording an error."""
+
+    async def message_peek(self, queue_id: int, limit: int, after: str | None,
+                           now: int | None) -> list[PeekedMessage]:
+        """Messages of a queue without leasing them, by id."""
+
+    async def message_move(self, from_queue_id: int, to_queue_id: int | None, limit: int,
+                           now: int | None) -> int:
+        """Move up to `limit` messages not in flight out of a dead-letter queue, to
+        `to_queue_id` or else to the queue each came from; receive counts reset."""
+
+    async def message_count_movable(self, from_queue_id: int, now: int | None) -> int:
+        """How many messages `message_move` would move in all."""
+
+    async def message_expire(self, queue_id: int, before_id: str, limit: int) -> int:
+        """Delete up to `limit` messages of a queue with ids below `before_id` (retention)."""
+
+    async def dedup_expire(self, now: int | None, limit: int) -> int:
+        """Forget deduplication ids older than the window."""
+
+    # move tasks ---------------------------------------------------------------------
+    async def move_task_create(self, source_queue_id: int, task: MoveTask) -> None:
+        """Record a new move task."""
+
+    async def move_task_update(self, task: MoveTask) -> bool:
+        """Save a task's progress or end, only while it is still running (so a cancel
+        made elsewhere is never overwritten); True when saved."""
+
+    async def move_task_get(self, task_id: str) -> MoveTask | None:
+        """One task by id."""
+
+    async def move_task_list(self, source_queue_id: int) -> list[MoveTask]:
+        """Tasks of a source queue, newest first."""
+
+    # wake-ups -----------------------------------------------------------------------
+    async def signal(self, queue_id: int) -> None:
+        """Tell other processes that messages became visible in a queue."""
+
+    async def listen(self, callback: SignalCallback) -> None:
+        """Start delivering other processes' signals to `callback` (on this event loop)."""

@@ -1,0 +1,72 @@
+"""Turning database rows into models, shared by every dialect."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from conveyor.ids import encode_receipt_handle
+from conveyor.models import (
+    Body,
+    BodyKind,
+    Message,
+    MoveTask,
+    PeekedMessage,
+    Queue,
+    QueueAttributes,
+    QueueStats,
+    decode_attributes,
+    dumps_json,
+)
+
+_KINDS = (BodyKind.TEXT, BodyKind.JSON)
+
+
+def queue_from_row(row: Sequence[Any]) -> Queue:
+    """(id, region, name, attributes, created_at, updated_at) -> Queue."""
+    return Queue(id=row[0], region=row[1], name=row[2],
+                 attributes=QueueAttributes.from_json(orjson.loads(row[3])),
+                 created_at=row[4], updated_at=row[5])
+
+
+def message_from_claim(queue_name: str, message_id: str, row: Sequence[Any]) -> Message:
+    """A claimed row (after seq, id: token, receive_count, sent_at, first_received_at,
+    visible_at, body_kind, body, attributes, priority, group_id, dedup_id, last_error)."""
+    return Message(
+        id=message_id, queue=queue_name, body=Body(row[8], _KINDS[row[7]]),
+        attributes=decode_attributes(row[9]),
+        receipt_handle=encode_receipt_handle(message_id, row[2]),
+        receive_count=row[3], sent_at=row[4], first_received_at=row[5], lease_until=row[6],
+        priority=row[10], group_id=row[11], deduplication_id=row[12], last_error=row[13])
+
+
+def peeked_from_row(message_id: str, row: Sequence[Any],
+                    queue_names: dict[int, str]) -> PeekedMessage:
+    """(id, body_kind, body, attributes, receive_count, sent_at, visible_at, priority,
+    group_id, dedup_id, last_error, source_queue_id) -> PeekedMessage."""
+    return PeekedMessage(
+        id=message_id, body=Body(row[2], _KINDS[row[1]]), attributes=decode_attributes(row[3]),
+        receive_count=row[4], sent_at=row[5], visible_at=row[6], priority=row[7],
+        group_id=row[8], deduplication_id=row[9], last_error=row[10],
+        source_queue=queue_names.get(row[11]) if row[11] is not None else None)
+
+
+def stats_from_row(row: Sequence[Any], dead_letters: int, now: int) -> QueueStats:
+    """(visible, in_flight, delayed, min_sent_at) -> QueueStats."""
+    oldest = row[3]
+    return QueueStats(visible=int(row[0] or 0), in_flight=int(row[1] or 0),
+                      delayed=int(row[2] or 0),
+                      oldest_age_seconds=None if oldest is None else max(0, now - oldest) / 1000,
+                      dead_letters=dead_letters)
+
+
+def task_to_json(task: MoveTask) -> str:
+    """Stored form of a move task."""
+    return dumps_json(task.to_json())
+
+
+def task_from_json(text: str) -> MoveTask:
+    """Inverse of `task_to_json`."""
+    return MoveTask(**orjson.loads(text))

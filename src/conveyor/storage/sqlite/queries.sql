@@ -1,0 +1,172 @@
+-- SQLite dialect. Named blocks; the same names exist in ../postgres/queries.sql.
+-- Parameters are named (:x). Every statement runs inside BEGIN IMMEDIATE when it writes:
+-- SQLite has one writer, so claims need no SKIP LOCKED.
+
+-- name: queue_insert
+INSERT INTO conveyor_queues (region, name, attributes, paused, created_at, updated_at)
+VALUES (:region, :name, :attributes, :paused, :now, :now)
+ON CONFLICT (region, name) DO NOTHING
+RETURNING id, region, name, attributes, created_at, updated_at;
+
+-- name: queue_get
+SELECT id, region, name, attributes, created_at, updated_at
+FROM conveyor_queues WHERE region = :region AND name = :name;
+
+-- name: queue_get_by_id
+SELECT id, region, name, attributes, created_at, updated_at
+FROM conveyor_queues WHERE id = :id;
+
+-- name: queue_regions
+SELECT DISTINCT region FROM conveyor_queues ORDER BY region;
+
+-- name: queue_list
+SELECT id, region, name, attributes, created_at, updated_at
+FROM conveyor_queues
+WHERE region = :region AND substr(name, 1, length(:prefix)) = :prefix AND name > :after
+ORDER BY name LIMIT :limit;
+
+-- name: queue_update
+UPDATE conveyor_queues SET attributes = :attributes, paused = :paused, updated_at = :now
+WHERE id = :id
+RETURNING id, region, name, attributes, created_at, updated_at;
+
+-- name: queue_delete
+DELETE FROM conveyor_queues WHERE id = :id;
+
+-- name: queue_delete_messages
+DELETE FROM conveyor_messages WHERE queue_id = :id;
+
+-- name: queue_delete_dedup
+DELETE FROM conveyor_dedup WHERE queue_id = :id;
+
+-- name: queue_stats
+SELECT coalesce(sum(visible_at <= :now), 0),
+       coalesce(sum(visible_at > :now AND leased), 0),
+       coalesce(sum(visible_at > :now AND NOT leased), 0),
+       min(sent_at)
+FROM conveyor_messages WHERE queue_id = :id;
+
+-- name: queue_dead_letters
+SELECT count(*) FROM conveyor_messages WHERE source_queue_id = :id;
+
+-- name: queue_stats_all
+SELECT m.queue_id,
+       sum(m.visible_at <= :now),
+       sum(m.visible_at > :now AND m.leased),
+       sum(m.visible_at > :now AND NOT m.leased),
+       min(m.sent_at)
+FROM conveyor_messages m JOIN conveyor_queues q ON q.id = m.queue_id
+WHERE q.region = :region
+GROUP BY m.queue_id;
+
+-- name: queue_dead_letters_all
+SELECT m.source_queue_id, count(*)
+FROM conveyor_messages m JOIN conveyor_queues q ON q.id = m.source_queue_id
+WHERE q.region = :region AND m.source_queue_id IS NOT NULL
+GROUP BY m.source_queue_id;
+
+-- name: dedup_claim
+-- Wins the deduplication id unless a live entry holds it; the loser reads the winner's id.
+INSERT INTO conveyor_dedup (queue_id, dedup_id, message_id, expires_at)
+VALUES (:queue_id, :dedup_id, :message_id, :expires_at)
+ON CONFLICT (queue_id, dedup_id) DO UPDATE
+    SET message_id = excluded.message_id, expires_at = excluded.expires_at
+    WHERE conveyor_dedup.expires_at <= :now;
+
+-- name: dedup_get
+SELECT message_id FROM conveyor_dedup WHERE queue_id = :queue_id AND dedup_id = :dedup_id;
+
+-- name: message_insert
+INSERT INTO conveyor_messages (id, queue_id, priority, visible_at, sent_at, body_kind, body,
+                               attributes, group_id, dedup_id)
+VALUES (:id, :queue_id, :priority, :visible_at, :now, :body_kind, :body, :attributes,
+        :group_id, :dedup_id);
+
+-- name: message_dead_letter
+-- Among the rows the claim is about to take, those already received max_receive_count
+-- times go to the dead-letter queue instead (one statement, same transaction).
+UPDATE conveyor_messages
+SET queue_id = :dlq_id, source_queue_id = queue_id, visible_at = :now, leased = 0
+WHERE seq IN (
+    SELECT seq FROM conveyor_messages
+    WHERE queue_id = :queue_id AND visible_at <= :now
+    ORDER BY priority DESC, visible_at LIMIT :limit)
+  AND receive_count >= :max_receive_count;
+
+-- name: message_claim
+UPDATE conveyor_messages
+SET visible_at = :now + :visibility_ms, leased = 1, token = random(),
+    receive_count = receive_count + 1, first_received_at = coalesce(first_received_at, :now)
+WHERE seq IN (
+    SELECT seq FROM conveyor_messages
+    WHERE queue_id = :queue_id AND visible_at <= :now
+      AND NOT EXISTS (SELECT 1 FROM conveyor_queues WHERE id = :queue_id AND paused)
+    ORDER BY priority DESC, visible_at LIMIT :limit)
+RETURNING seq, id, token, receive_count, sent_at, first_received_at, visible_at, body_kind,
+          body, attributes, priority, group_id, dedup_id, last_error;
+
+-- name: message_delete
+DELETE FROM conveyor_messages WHERE id = ? AND queue_id = ? AND token = ?;
+
+-- name: message_change_visibility
+UPDATE conveyor_messages SET visible_at = ? + ?, leased = (? > 0)
+WHERE id = ? AND queue_id = ? AND token = ? AND leased;
+
+-- name: message_retry
+-- A new token ends the lease: the old handle can no longer delete or extend it.
+UPDATE conveyor_messages
+SET visible_at = :now + :delay_ms, leased = 0, token = random(), last_error = :error
+WHERE id = :id AND queue_id = :queue_id AND token = :token AND leased;
+
+-- name: message_peek
+SELECT id, body_kind, body, attributes, receive_count, sent_at, visible_at, priority,
+       group_id, dedup_id, last_error, source_queue_id
+FROM conveyor_messages WHERE queue_id = :queue_id AND id > :after ORDER BY id LIMIT :limit;
+
+-- name: message_move
+UPDATE conveyor_messages
+SET queue_id = coalesce(:dest_id, source_queue_id), source_queue_id = NULL,
+    receive_count = 0, first_received_at = NULL, visible_at = :now, leased = 0,
+    token = random()
+WHERE seq IN (
+    SELECT seq FROM conveyor_messages
+    WHERE queue_id = :source_id AND visible_at <= :now
+      AND (:dest_id IS NOT NULL
+           OR source_queue_id IN (SELECT id FROM conveyor_queues))
+    ORDER BY id LIMIT :limit);
+
+-- name: message_count_movable
+SELECT count(*) FROM conveyor_messages
+WHERE queue_id = :source_id AND visible_at <= :now
+  AND (:dest_id IS NOT NULL OR source_queue_id IN (SELECT id FROM conveyor_queues));
+
+-- name: message_expire
+DELETE FROM conveyor_messages WHERE seq IN (
+    SELECT seq FROM conveyor_messages WHERE id < :before_id AND queue_id = :queue_id
+    LIMIT :limit);
+
+-- name: dedup_expire
+DELETE FROM conveyor_dedup WHERE (queue_id, dedup_id) IN (
+        SELECT queue_id, dedup_id FROM conveyor_dedup WHERE expires_at <= :now LIMIT :limit);
+
+-- name: move_task_insert
+INSERT INTO conveyor_move_tasks (id, source_queue_id, status, data, started_at)
+VALUES (:id, :source_queue_id, :status, :data, :started_at);
+
+-- name: move_task_update
+UPDATE conveyor_move_tasks SET status = :status, data = :data
+WHERE id = :id AND status = 'running';
+
+-- name: move_task_get
+SELECT data FROM conveyor_move_tasks WHERE id = :id;
+
+-- name: move_task_list
+SELECT data FROM conveyor_move_tasks WHERE source_queue_id = :source_queue_id
+ORDER BY started_at DESC LIMIT 100;
+
+-- name: signal_bump
+INSERT INTO conveyor_signals (queue_id, seq) VALUES (:queue_id, 1)
+ON CONFLICT (queue_id) DO UPDATE SET seq = seq + 1;
+
+-- name: signal_all
+SELECT queue_id, seq FROM conveyor_signals;

@@ -1,0 +1,466 @@
+"""SQLite storage: one file in WAL mode, shared by the processes of one machine.
+
+One connection per process, used from one thread; every operation is one transaction
+(`BEGIN IMMEDIATE` when it writes) run in that thread, so the event loop never blocks on
+the file and each batch costs one hop. Other processes' sends are noticed by polling
+`PRAGMA data_version` and reading the small signals table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from conveyor.errors import StorageError, StorageUnavailable
+from conveyor.models import (
+    Message,
+    MoveTask,
+    PeekedMessage,
+    Queue,
+    QueueStats,
+    SendResult,
+)
+from conveyor.storage import rows
+from conveyor.storage.base import (
+    DEDUP_WINDOW_MS,
+    Lease,
+    NewMessage,
+    QueueRow,
+    ReceiveParams,
+    SignalCallback,
+)
+from conveyor.storage.sql import load_migrations, load_queries
+
+log = logging.getLogger("conveyor.storage.sqlite")
+T = TypeVar("T")
+Q = load_queries("conveyor.storage.sqlite")
+MIGRATIONS = load_migrations("conveyor.storage.sqlite")
+_SYNCHRONOUS = ("off", "normal", "full", "extra")
+
+
+def _blob(message_id: str) -> bytes:
+    return uuid.UUID(message_id).bytes
+
+
+def _uid(blob: bytes) -> str:
+    return str(uuid.UUID(bytes=blob))
+
+
+class SqliteStorage:
+    """Queues and messages in one SQLite file."""
+
+    dialect = "sqlite"
+
+    def __init__(self, path: str | Path, *, synchronous: str = "normal",
+                 busy_timeout_ms: int = 30_000, poll_interval: float = 0.005) -> None:
+        if synchronous not in _SYNCHRONOUS:
+            raise ValueError(f"synchronous must be one of {', '.join(_SYNCHRONOUS)}")
+        self.path = str(path)
+        self._synchronous = synchronous
+        self._busy_timeout_ms = busy_timeout_ms
+        self._poll_interval = poll_interval
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="conveyor-sqlite")
+        self._db: sqlite3.Connection | None = None
+        self._poller: asyncio.Task[None] | None = None
+
+    # plumbing -----------------------------------------------------------------------
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._call, fn)
+
+    def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._db is None:
+            raise StorageUnavailable("The SQLite storage is not open.")
+        try:
+            return fn(self._db)
+        except sqlite3.OperationalError as exc:
+            raise StorageError(f"SQLite: {exc}") from exc
+        except sqlite3.DatabaseError as exc:
+            raise StorageError(f"SQLite: {exc}") from exc
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _write(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    @staticmethod
+    def _now(now: int | None) -> int:
+        return int(time.time() * 1000) if now is None else now
+
+    def _connect(self) -> None:
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        db.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute(f"PRAGMA synchronous = {self._synchronous}")
+        db.execute("PRAGMA foreign_keys = OFF")
+        self._db = db
+        self._migrate(db)
+
+    def _migrate(self, db: sqlite3.Connection) -> None:
+        with self._write(db):
+            db.execute("CREATE TABLE IF NOT EXISTS conveyor_migrations "
+                       "(version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)")
+            applied = {r[0] for r in db.execute("SELECT version FROM conveyor_migrations")}
+            for version, script in MIGRATIONS:
+                if version in applied:
+                    continue
+                for statement in _statements(script):
+                    db.execute(statement)
+                db.execute("INSERT INTO conveyor_migrations VALUES (?, ?)",
+                           (version, self._now(None)))
+                log.info("sqlite %s: applied migration %04d", self.path, version)
+
+    # lifecycle ----------------------------------------------------------------------
+    async def open(self) -> None:
+        """Open the file (creating it) and apply pending migrations."""
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self._executor, self._connect)
+        except sqlite3.Error as exc:
+            raise StorageUnavailable(f"Cannot open SQLite file {self.path}: {exc}") from exc
+
+    async def close(self) -> None:
+        """Stop polling and close the connection."""
+        if self._poller is not None:
+            self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poller
+            self._poller = None
+        if self._db is not None:
+            db, self._db = self._db, None
+            await asyncio.get_running_loop().run_in_executor(self._executor, db.close)
+        self._executor.shutdown(wait=False)
+
+    async def now(self) -> int:
+        """This machine's clock (one machine shares the file, so it is the only clock)."""
+        return self._now(None)
+
+    async def schema_version(self) -> tuple[int, int]:
+        """(applied, known) migration numbers."""
+        def run(db: sqlite3.Connection) -> int:
+            return int(db.execute("SELECT max(version) FROM conveyor_migrations").fetchone()[0])
+        return await self._run(run), len(MIGRATIONS)
+
+    # queues -------------------------------------------------------------------------
+    async def queue_create(self, row: QueueRow, now: int | None) -> tuple[Queue, bool]:
+        """Insert a queue or return the existing one of that name."""
+        def run(db: sqlite3.Connection) -> tuple[Queue, bool]:
+            with self._write(db):
+                found = db.execute(Q["queue_insert"], {
+                    "region": row.region, "name": row.name, "attributes": row.attributes,
+                    "paused": row.paused, "now": self._now(now)}).fetchone()
+                if found is not None:
+                    return rows.queue_from_row(found), True
+                existing = db.execute(Q["queue_get"],
+                                      {"region": row.region, "name": row.name}).fetchone()
+                return rows.queue_from_row(existing), False
+        return await self._run(run)
+
+    async def queue_get(self, region: str, name: str) -> Queue | None:
+        """One queue by name."""
+        def run(db: sqlite3.Connection) -> Queue | None:
+            found = db.execute(Q["queue_get"], {"region": region, "name": name}).fetchone()
+            return rows.queue_from_row(found) if found else None
+        return await self._run(run)
+
+    async def queue_get_by_id(self, queue_id: int) -> Queue | None:
+        """One queue by id."""
+        def run(db: sqlite3.Connection) -> Queue | None:
+            found = db.execute(Q["queue_get_by_id"], {"id": queue_id}).fetchone()
+            return rows.queue_from_row(found) if found else None
+        return await self._run(run)
+
+    async def queue_regions(self) -> list[str]:
+        """Every region that has a queue."""
+        return await self._run(lambda db: [r[0] for r in db.execute(Q["queue_regions"])])
+
+    async def queue_list(self, region: str, prefix: str, after: str | None,
+                         limit: int) -> list[Queue]:
+        """Queues by name."""
+        params = {"region": region, "prefix": prefix, "after": after or "", "limit": limit}
+        return await self._run(
+            lambda db: [rows.queue_from_row(r) for r in db.execute(Q["queue_list"], params)])
+
+    async def queue_update(self, queue_id: int, attributes: str, paused: bool,
+                           now: int | None) -> Queue | None:
+        """Replace a queue's attributes."""
+        def run(db: sqlite3.Connection) -> Queue | None:
+            with self._write(db):
+                found = db.execute(Q["queue_update"], {
+                    "id": queue_id, "attributes": attributes, "paused": paused,
+                    "now": self._now(now)}).fetchone()
+            return rows.queue_from_row(found) if found else None
+        return await self._run(run)
+
+    async def queue_delete(self, queue_id: int) -> bool:
+        """Delete a queue with its messages and deduplication ids."""
+        def run(db: sqlite3.Connection) -> bool:
+            with self._write(db):
+                db.execute(Q["queue_delete_messages"], {"id": queue_id})
+                db.execute(Q["queue_delete_dedup"], {"id": queue_id})
+                return db.execute(Q["queue_delete"], {"id": queue_id}).rowcount > 0
+        return await self._run(run)
+
+    async def queue_purge(self, queue_id: int) -> int:
+        """Delete every message of a queue."""
+        def run(db: sqlite3.Connection) -> int:
+            with self._write(db):
+                return db.execute(Q["queue_delete_messages"], {"id": queue_id}).rowcount
+        return await self._run(run)
+
+    async def queue_stats(self, queue_id: int, now: int | None) -> QueueStats:
+        """Exact counts, read in one snapshot."""
+        at = self._now(now)
+
+        def run(db: sqlite3.Connection) -> QueueStats:
+            db.execute("BEGIN")
+            try:
+                row = db.execute(Q["queue_stats"], {"id": queue_id, "now": at}).fetchone()
+                dead = db.execute(Q["queue_dead_letters"], {"id": queue_id}).fetchone()[0]
+            finally:
+                db.execute("COMMIT")
+            return rows.stats_from_row(row, dead, at)
+        return await self._run(run)
+
+    async def queue_stats_all(self, region: str, now: int | None) -> dict[int, QueueStats]:
+        """Counts for every queue of a region holding messages."""
+        at = self._now(now)
+
+        def run(db: sqlite3.Connection) -> dict[int, QueueStats]:
+            params = {"region": region, "now": at}
+            dead = dict(db.execute(Q["queue_dead_letters_all"], params).fetchall())
+            found = {r[0]: rows.stats_from_row(r[1:], dead.pop(r[0], 0), at)
+                     for r in db.execute(Q["queue_stats_all"], params)}
+            for queue_id, count in dead.items():
+                found[queue_id] = QueueStats(dead_letters=count)
+            return found
+        return await self._run(run)
+
+    # messages -----------------------------------------------------------------------
+    async def message_send_many(self, queue_id: int, messages: Sequence[NewMessage],
+                                now: int | None) -> list[SendResult]:
+        """Insert a batch in one transaction, resolving deduplication ids first."""
+        at = self._now(now)
+
+        def run(db: sqlite3.Connection) -> list[SendResult]:
+            results: list[SendResult] = []
+            inserts: list[dict[str, Any]] = []
+            with self._write(db):
+                for m in messages:
+                    if m.dedup_id is not None:
+                        key = {"queue_id": queue_id, "dedup_id": m.dedup_id}
+                        won = db.execute(Q["dedup_claim"], {
+                            **key, "message_id": _blob(m.id), "now": at,
+                            "expires_at": at + DEDUP_WINDOW_MS}).rowcount
+                        if not won:
+                            first = db.execute(Q["dedup_get"], key).fetchone()[0]
+                            results.append(SendResult(_uid(first), duplicate=True))
+                            continue
+                    results.append(SendResult(m.id))
+                    inserts.append({
+                        "id": _blob(m.id), "queue_id": queue_id, "priority": m.priority,
+                        "visible_at": at + m.delay_ms, "now": at, "body_kind": int(m.body_kind),
+                        "body": m.body, "attributes": m.attributes, "group_id": m.group_id,
+                        "dedup_id": m.dedup_id})
+                db.executemany(Q["message_insert"], inserts)
+            return results
+        return await self._run(run)
+
+    async def message_receive(self, params: ReceiveParams) -> list[Message]:
+        """Dead-letter over-received rows at the head, then lease the next ones."""
+        at = self._now(params.now)
+        args = {"queue_id": params.queue_id, "now": at, "limit": params.limit,
+                "visibility_ms": params.visibility_ms}
+
+        def run(db: sqlite3.Connection) -> list[Message]:
+            with self._write(db):
+                if params.dead_letter_queue_id is not None:
+                    db.execute(Q["message_dead_letter"], {
+                        **args, "dlq_id": params.dead_letter_queue_id,
+                        "max_receive_count": params.max_receive_count})
+                claimed = db.execute(Q["message_claim"], args).fetchall()
+            claimed.sort(key=lambda r: (-r[10], r[0]))
+            return [rows.message_from_claim(params.queue_name, _uid(r[1]), r) for r in claimed]
+        return await self._run(run)
+
+    async def message_delete_many(self, queue_id: int, leases: Sequence[Lease]) -> set[Lease]:
+        """Delete rows whose token still matches."""
+        def run(db: sqlite3.Connection) -> set[Lease]:
+            deleted: set[Lease] = set()
+            with self._write(db):
+                for lease in leases:
+                    cursor = db.execute(Q["message_delete"],
+                                        (_blob(lease.message_id), queue_id, lease.token))
+                    if cursor.rowcount:
+                        deleted.add(lease)
+            return deleted
+        return await self._run(run)
+
+    async def message_change_visibility_many(self, queue_id: int,
+                                             changes: Sequence[tuple[Lease, int]],
+                                             now: int | None) -> set[Lease]:
+        """Move lease expiries of rows whose token still matches."""
+        at = self._now(now)
+
+        def run(db: sqlite3.Connection) -> set[Lease]:
+            changed: set[Lease] = set()
+            with self._write(db):
+                for lease, ms in changes:
+                    cursor = db.execute(Q["message_change_visibility"], (
+                        at, ms, ms, _blob(lease.message_id), queue_id, lease.token))
+                    if cursor.rowcount:
+                        changed.add(lease)
+            return changed
+        return await self._run(run)
+
+    async def message_retry(self, queue_id: int, lease: Lease, delay_ms: int,
+                            error: str | None, now: int | None) -> bool:
+        """End a lease; visible again after the delay."""
+        params = {"id": _blob(lease.message_id), "queue_id": queue_id, "token": lease.token,
+                  "delay_ms": delay_ms, "error": error, "now": self._now(now)}
+
+        def run(db: sqlite3.Connection) -> bool:
+            with self._write(db):
+                return db.execute(Q["message_retry"], params).rowcount > 0
+        return await self._run(run)
+
+    async def message_peek(self, queue_id: int, limit: int, after: str | None,
+                           now: int | None) -> list[PeekedMessage]:
+        """Messages by id without leasing them."""
+        params = {"queue_id": queue_id, "limit": limit,
+                  "after": _blob(after) if after else b""}
+
+        def run(db: sqlite3.Connection) -> list[PeekedMessage]:
+            found = db.execute(Q["message_peek"], params).fetchall()
+            names = {r[0]: r[2] for r in db.execute(
+                "SELECT id, region, name FROM conveyor_queues")} if any(
+                r[11] is not None for r in found) else {}
+            return [rows.peeked_from_row(_uid(r[0]), r, names) for r in found]
+        return await self._run(run)
+
+    async def message_move(self, from_queue_id: int, to_queue_id: int | None, limit: int,
+                           now: int | None) -> int:
+        """Move a batch out of a dead-letter queue."""
+        params = {"source_id": from_queue_id, "dest_id": to_queue_id, "limit": limit,
+                  "now": self._now(now)}
+
+        def run(db: sqlite3.Connection) -> int:
+            with self._write(db):
+                return db.execute(Q["message_move"], params).rowcount
+        return await self._run(run)
+
+    async def message_count_movable(self, from_queue_id: int, now: int | None) -> int:
+        """How many rows `message_move` would move."""
+        params = {"source_id": from_queue_id, "dest_id": None, "now": self._now(now)}
+        return await self._run(
+            lambda db: int(db.execute(Q["message_count_movable"], params).fetchone()[0]))
+
+    async def message_expire(self, queue_id: int, before_id: str, limit: int) -> int:
+        """Delete rows older than the retention bound."""
+        params = {"queue_id": queue_id, "before_id": _blob(before_id), "limit": limit}
+
+        def run(db: sqlite3.Connection) -> int:
+            with self._write(db):
+                return db.execute(Q["message_expire"], params).rowcount
+        return await self._run(run)
+
+    async def dedup_expire(self, now: int | None, limit: int) -> int:
+        """Forget deduplication ids past the window."""
+        params = {"now": self._now(now), "limit": limit}
+
+        def run(db: sqlite3.Connection) -> int:
+            with self._write(db):
+                return db.execute(Q["dedup_expire"], params).rowcount
+        return await self._run(run)
+
+    # move tasks ---------------------------------------------------------------------
+    async def move_task_create(self, source_queue_id: int, task: MoveTask) -> None:
+        """Record a new task."""
+        params = {"id": task.id, "source_queue_id": source_queue_id, "status": task.status,
+                  "data": rows.task_to_json(task), "started_at": task.started_at}
+
+        def run(db: sqlite3.Connection) -> None:
+            with self._write(db):
+                db.execute(Q["move_task_insert"], params)
+        await self._run(run)
+
+    async def move_task_update(self, task: MoveTask) -> bool:
+        """Save progress while the task is running."""
+        params = {"id": task.id, "status": task.status, "data": rows.task_to_json(task)}
+
+        def run(db: sqlite3.Connection) -> bool:
+            with self._write(db):
+                return db.execute(Q["move_task_update"], params).rowcount > 0
+        return await self._run(run)
+
+    async def move_task_get(self, task_id: str) -> MoveTask | None:
+        """One task."""
+        def run(db: sqlite3.Connection) -> MoveTask | None:
+            found = db.execute(Q["move_task_get"], {"id": task_id}).fetchone()
+            return rows.task_from_json(found[0]) if found else None
+        return await self._run(run)
+
+    async def move_task_list(self, source_queue_id: int) -> list[MoveTask]:
+        """Tasks of a source queue, newest first."""
+        return await self._run(lambda db: [
+            rows.task_from_json(r[0]) for r in db.execute(
+                Q["move_task_list"], {"source_queue_id": source_queue_id})])
+
+    # wake-ups -----------------------------------------------------------------------
+    async def signal(self, queue_id: int) -> None:
+        """Bump the queue's signal row for the other processes' pollers."""
+        def run(db: sqlite3.Connection) -> None:
+            with self._write(db):
+                db.execute(Q["signal_bump"], {"queue_id": queue_id})
+        await self._run(run)
+
+    async def listen(self, callback: SignalCallback) -> None:
+        """Poll `PRAGMA data_version`; on a change, wake the queues whose signal moved."""
+        if self._poller is None:
+            self._poller = asyncio.create_task(self._poll(callback))
+
+    async def _poll(self, callback: SignalCallback) -> None:
+        def read(db: sqlite3.Connection) -> tuple[int, dict[int, int]]:
+            version = db.execute("PRAGMA data_version").fetchone()[0]
+            return version, dict(db.execute(Q["signal_all"]).fetchall())
+
+        def version(db: sqlite3.Connection) -> int:
+            return int(db.execute("PRAGMA data_version").fetchone()[0])
+
+        last_version, seen = await self._run(read)
+        while True:
+            await asyncio.sleep(self._poll_interval)
+            try:
+                # data_version moves only for other connections' commits: ours are
+                # announced in-process already.
+                if await self._run(version) == last_version:
+                    continue
+                last_version, signals = await self._run(read)
+            except StorageError:
+                log.warning("sqlite wake-up poll failed", exc_info=True)
+                continue
+            for queue_id, seq in signals.items():
+                if seen.get(queue_id) != seq:
+                    callback(queue_id)
+            seen = signals
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration into statements (our migrations hold no ';' inside strings)."""
+    lines = [line for line in script.splitlines() if not line.strip().startswith("--")]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
