@@ -1,0 +1,51 @@
+"""Choose a storage from a database URL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import platformdirs
+
+from conveyor.errors import InvalidInput
+from conveyor.storage.base import Storage
+
+
+def default_sqlite_path() -> Path:
+    """The embedded default: a file in the per-user data directory."""
+    return Path(platformdirs.user_data_dir("conveyor")) / "conveyor.db"
+
+
+def default_database_url() -> str:
+    """`sqlite:///` URL of the embedded default file."""
+    return f"sqlite:///{default_sqlite_path()}"
+
+
+def storage_from_url(url: str | None) -> Storage:
+    """`sqlite:///path/file.db` (`?synchronous=full` for power-loss durability),
+    `postgresql://user@host/db`, or a bare file path; None is the embedded default."""
+    url = url or default_database_url()
+    scheme = url.split(":", 1)[0].lower() if "://" in url else ""
+    if scheme in ("postgres", "postgresql"):
+        from conveyor.storage.postgres.store import PostgresStorage
+
+        return PostgresStorage(url)
+    if scheme == "sqlite":
+        parts = urlsplit(url)
+        path = parts.path
+        if parts.netloc:  # sqlite://relative/path.db
+            path = parts.netloc + path
+        elif path.startswith("//"):  # sqlite:////abs is the SQLAlchemy spelling too
+            path = path[1:]
+        options = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        if not path:
+            raise InvalidInput(f"The SQLite URL {url!r} names no file.")
+        from conveyor.storage.sqlite.store import SqliteStorage
+
+        return SqliteStorage(path, synchronous=options.get("synchronous", "normal"))
+    if scheme:
+        raise InvalidInput(f"Unknown database URL scheme {scheme!r}: use sqlite:/// or "
+                           "postgresql://.")
+    from conveyor.storage.sqlite.store import SqliteStorage
+
+    return SqliteStorage(url)
