@@ -1,0 +1,202 @@
+-- PostgreSQL dialect. Named blocks; the same names exist in ../sqlite/queries.sql.
+-- Parameters are positional. `COALESCE($n::bigint, conveyor_now_ms())` is "now": the
+-- database clock unless a test injects one. Batches travel as arrays (one round trip).
+-- No statement relies on session state, so they work behind PgBouncer's transaction mode.
+
+-- name: queue_insert
+INSERT INTO conveyor_queues (region, name, attributes, paused, created_at, updated_at)
+SELECT $1, $2, $3, $4, t.now, t.now
+FROM (SELECT COALESCE($5::bigint, conveyor_now_ms()) AS now) t
+ON CONFLICT (region, name) DO NOTHING
+RETURNING id, region, name, attributes, created_at, updated_at;
+
+-- name: queue_get
+SELECT id, region, name, attributes, created_at, updated_at
+FROM conveyor_queues WHERE region = $1 AND name = $2;
+
+-- name: queue_get_by_id
+SELECT id, region, name, attributes, created_at, updated_at
+FROM conveyor_queues WHERE id = $1;
+
+-- name: queue_regions
+SELECT DISTINCT region FROM conveyor_queues ORDER BY region;
+
+-- name: queue_list
+SELECT id, region, name, attributes, created_at, updated_at
+FROM conveyor_queues
+WHERE region = $1 AND left(name, length($2)) = $2 AND name COLLATE "C" > $3
+ORDER BY name COLLATE "C" LIMIT $4;
+
+-- name: queue_update
+UPDATE conveyor_queues
+SET attributes = $2, paused = $3, updated_at = COALESCE($4::bigint, conveyor_now_ms())
+WHERE id = $1
+RETURNING id, region, name, attributes, created_at, updated_at;
+
+-- name: queue_delete
+DELETE FROM conveyor_queues WHERE id = $1;
+
+-- name: queue_delete_messages
+DELETE FROM conveyor_messages WHERE queue_id = $1;
+
+-- name: queue_delete_dedup
+DELETE FROM conveyor_dedup WHERE queue_id = $1;
+
+-- name: queue_stats
+SELECT count(*) FILTER (WHERE m.visible_at <= t.now),
+       count(*) FILTER (WHERE m.visible_at > t.now AND m.leased),
+       count(*) FILTER (WHERE m.visible_at > t.now AND NOT m.leased),
+       min(m.sent_at),
+       t.now,
+       (SELECT count(*) FROM conveyor_messages d WHERE d.source_queue_id = $1)
+FROM (SELECT COALESCE($2::bigint, conveyor_now_ms()) AS now) t
+LEFT JOIN conveyor_messages m ON m.queue_id = $1
+GROUP BY t.now;
+
+-- name: queue_stats_all
+SELECT m.queue_id,
+       count(*) FILTER (WHERE m.visible_at <= t.now),
+       count(*) FILTER (WHERE m.visible_at > t.now AND m.leased),
+       count(*) FILTER (WHERE m.visible_at > t.now AND NOT m.leased),
+       min(m.sent_at),
+       t.now
+FROM (SELECT COALESCE($2::bigint, conveyor_now_ms()) AS now) t,
+     conveyor_messages m JOIN conveyor_queues q ON q.id = m.queue_id
+WHERE q.region = $1
+GROUP BY m.queue_id, t.now;
+
+-- name: queue_dead_letters_all
+SELECT m.source_queue_id, count(*)
+FROM conveyor_messages m JOIN conveyor_queues q ON q.id = m.source_queue_id
+WHERE q.region = $1 AND m.source_queue_id IS NOT NULL
+GROUP BY m.source_queue_id;
+
+-- name: dedup_claim
+-- Wins each deduplication id unless a live entry holds it; returns the ids won. A
+-- concurrent sender of the same id waits on our row, then sees it and loses.
+INSERT INTO conveyor_dedup (queue_id, dedup_id, message_id, expires_at)
+SELECT $1, d.dedup_id, d.message_id, t.now + 300000
+FROM (SELECT COALESCE($2::bigint, conveyor_now_ms()) AS now) t,
+     unnest($3::text[], $4::uuid[]) AS d(dedup_id, message_id)
+ON CONFLICT (queue_id, dedup_id) DO UPDATE
+    SET message_id = EXCLUDED.message_id, expires_at = EXCLUDED.expires_at
+    WHERE conveyor_dedup.expires_at <= EXCLUDED.expires_at - 300000
+RETURNING dedup_id;
+
+-- name: dedup_get
+SELECT dedup_id, message_id FROM conveyor_dedup WHERE queue_id = $1 AND dedup_id = ANY($2::text[]);
+
+-- name: message_insert
+INSERT INTO conveyor_messages (id, queue_id, priority, visible_at, sent_at, body_kind, body,
+                               attributes, group_id, dedup_id)
+SELECT u.id, $1, u.priority, t.now + u.delay_ms, t.now, u.body_kind, u.body, u.attributes,
+       u.group_id, u.dedup_id
+FROM (SELECT COALESCE($2::bigint, conveyor_now_ms()) AS now) t,
+     unnest($3::uuid[], $4::smallint[], $5::bigint[], $6::smallint[], $7::text[], $8::text[],
+            $9::text[], $10::text[])
+         AS u(id, priority, delay_ms, body_kind, body, attributes, group_id, dedup_id);
+
+-- name: message_claim
+-- One statement: pick the head of the queue (skipping rows other consumers hold), move
+-- rows already received max_receive_count times to the dead-letter queue, lease the rest.
+WITH t AS (SELECT COALESCE($6::bigint, conveyor_now_ms()) AS now),
+cand AS (
+    SELECT m.id, m.receive_count
+    FROM conveyor_messages m
+    WHERE m.queue_id = $1
+      AND m.visible_at <= (SELECT now FROM t)
+      AND NOT EXISTS (SELECT 1 FROM conveyor_queues q WHERE q.id = $1 AND q.paused)
+    ORDER BY m.priority DESC, m.visible_at, m.id
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+),
+dead AS (
+    UPDATE conveyor_messages m
+    SET queue_id = $5, source_queue_id = m.queue_id, visible_at = (SELECT now FROM t),
+        leased = false
+    FROM cand WHERE m.id = cand.id AND cand.receive_count >= $4
+    RETURNING m.id
+)
+UPDATE conveyor_messages m
+SET visible_at = (SELECT now FROM t) + $3, leased = true,
+    token = (random() * 9007199254740991)::bigint,
+    receive_count = m.receive_count + 1,
+    first_received_at = COALESCE(m.first_received_at, (SELECT now FROM t))
+FROM cand WHERE m.id = cand.id AND cand.receive_count < $4
+RETURNING m.id, m.token, m.receive_count, m.sent_at, m.first_received_at, m.visible_at,
+          m.body_kind, m.body, m.attributes, m.priority, m.group_id, m.dedup_id, m.last_error;
+
+-- name: message_delete
+DELETE FROM conveyor_messages m
+USING unnest($2::uuid[], $3::bigint[]) AS d(id, token)
+WHERE m.id = d.id AND m.token = d.token AND m.queue_id = $1
+RETURNING m.id, m.token;
+
+-- name: message_change_visibility
+UPDATE conveyor_messages m
+SET visible_at = t.now + d.ms, leased = d.ms > 0
+FROM (SELECT COALESCE($5::bigint, conveyor_now_ms()) AS now) t,
+     unnest($2::uuid[], $3::bigint[], $4::bigint[]) AS d(id, token, ms)
+WHERE m.id = d.id AND m.token = d.token AND m.queue_id = $1 AND m.leased
+RETURNING m.id, m.token;
+
+-- name: message_retry
+-- A new token ends the lease: the old handle can no longer delete or extend it.
+UPDATE conveyor_messages
+SET visible_at = COALESCE($6::bigint, conveyor_now_ms()) + $4, leased = false,
+    token = (random() * 9007199254740991)::bigint, last_error = $5
+WHERE id = $2 AND queue_id = $1 AND token = $3 AND leased;
+
+-- name: message_peek
+SELECT m.id, m.body_kind, m.body, m.attributes, m.receive_count, m.sent_at, m.visible_at,
+       m.priority, m.group_id, m.dedup_id, m.last_error, m.source_queue_id, q.name
+FROM conveyor_messages m LEFT JOIN conveyor_queues q ON q.id = m.source_queue_id
+WHERE m.queue_id = $1 AND m.id > $2 ORDER BY m.id LIMIT $3;
+
+-- name: message_move
+WITH t AS (SELECT COALESCE($4::bigint, conveyor_now_ms()) AS now),
+batch AS (
+    SELECT m.id FROM conveyor_messages m
+    WHERE m.queue_id = $1 AND m.visible_at <= (SELECT now FROM t)
+      AND ($2::bigint IS NOT NULL
+           OR m.source_queue_id IN (SELECT id FROM conveyor_queues))
+    ORDER BY m.id LIMIT $3
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE conveyor_messages m
+SET queue_id = COALESCE($2::bigint, m.source_queue_id), source_queue_id = NULL,
+    receive_count = 0, first_received_at = NULL, visible_at = (SELECT now FROM t),
+    leased = false, token = (random() * 9007199254740991)::bigint
+FROM batch WHERE m.id = batch.id;
+
+-- name: message_count_movable
+SELECT count(*) FROM conveyor_messages m
+WHERE m.queue_id = $1 AND m.visible_at <= COALESCE($2::bigint, conveyor_now_ms())
+  AND m.source_queue_id IN (SELECT id FROM conveyor_queues);
+
+-- name: message_expire
+DELETE FROM conveyor_messages WHERE id IN (
+    SELECT id FROM conveyor_messages WHERE id < $2 AND queue_id = $1 LIMIT $3
+    FOR UPDATE SKIP LOCKED);
+
+-- name: dedup_expire
+DELETE FROM conveyor_dedup WHERE (queue_id, dedup_id) IN (
+    SELECT queue_id, dedup_id FROM conveyor_dedup
+    WHERE expires_at <= COALESCE($1::bigint, conveyor_now_ms()) LIMIT $2);
+
+-- name: move_task_insert
+INSERT INTO conveyor_move_tasks (id, source_queue_id, status, data, started_at)
+VALUES ($1, $2, $3, $4, $5);
+
+-- name: move_task_update
+UPDATE conveyor_move_tasks SET status = $2, data = $3 WHERE id = $1 AND status = 'running';
+
+-- name: move_task_get
+SELECT data FROM conveyor_move_tasks WHERE id = $1;
+
+-- name: move_task_list
+SELECT data FROM conveyor_move_tasks WHERE source_queue_id = $1
+ORDER BY started_at DESC LIMIT 100;
+
+-- name: signal_bump
+SELECT pg_notify('conveyor_wake', $1::text);

@@ -1,0 +1,377 @@
+"""PostgreSQL storage: asyncpg, batched statements, `FOR UPDATE SKIP LOCKED` claims.
+
+Each operation is one statement (a transaction only where deduplication or deletes of
+several tables need one). Wake-ups travel by LISTEN/NOTIFY on a dedicated connection,
+with the broker's polling as the fallback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import asyncpg
+
+from conveyor.errors import StorageError, StorageUnavailable
+from conveyor.models import (
+    Message,
+    MoveTask,
+    PeekedMessage,
+    Queue,
+    QueueStats,
+    SendResult,
+)
+from conveyor.storage import rows
+from conveyor.storage.base import (
+    Lease,
+    NewMessage,
+    QueueRow,
+    ReceiveParams,
+    SignalCallback,
+)
+from conveyor.storage.sql import load_migrations, load_queries
+
+log = logging.getLogger("conveyor.storage.postgres")
+Q = load_queries("conveyor.storage.postgres")
+MIGRATIONS = load_migrations("conveyor.storage.postgres")
+CHANNEL = "conveyor_wake"
+_MIGRATION_LOCK = 0x636F6E76  # "conv": one node migrates at a time
+_OUR_PARAMS = ("pool_size", "statement_cache_size")
+
+
+def split_dsn(url: str) -> tuple[str, dict[str, str]]:
+    """Separate our own URL options (`pool_size`, `statement_cache_size`) from libpq's."""
+    parts = urlsplit(url)
+    ours: dict[str, str] = {}
+    theirs: list[tuple[str, str]] = []
+    for key, value in parse_qsl(parts.query):
+        (ours.__setitem__(key, value) if key in _OUR_PARAMS else theirs.append((key, value)))
+    scheme = "postgresql" if parts.scheme == "postgres" else parts.scheme
+    return urlunsplit((scheme, parts.netloc, parts.path, urlencode(theirs), "")), ours
+
+
+@contextlib.contextmanager
+def _translated() -> Any:
+    """The one place driver errors become conveyor errors."""
+    try:
+        yield
+    except (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
+            asyncpg.CannotConnectNowError, asyncpg.AdminShutdownError) as exc:
+        raise StorageUnavailable(f"PostgreSQL is unavailable: {exc}") from exc
+    except asyncpg.PostgresError as exc:
+        raise StorageError(f"PostgreSQL: {exc}") from exc
+
+
+class PostgresStorage:
+    """Queues and messages in PostgreSQL."""
+
+    dialect = "postgresql"
+
+    def __init__(self, url: str, *, pool_size: int | None = None,
+                 statement_cache_size: int | None = None) -> None:
+        self.dsn, options = split_dsn(url)
+        self._pool_size = pool_size or int(options.get("pool_size", 10))
+        self._cache_size = (statement_cache_size if statement_cache_size is not None
+                            else int(options.get("statement_cache_size", 100)))
+        self._pool: asyncpg.Pool | None = None
+        self._listener: asyncio.Task[None] | None = None
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        """The connection pool (after `open`)."""
+        if self._pool is None:
+            raise StorageUnavailable("The PostgreSQL storage is not open.")
+        return self._pool
+
+    @contextlib.asynccontextmanager
+    async def _tx(self) -> AsyncIterator[asyncpg.Connection]:
+        with _translated():
+            async with self.pool.acquire() as conn, conn.transaction():
+                yield conn
+
+    async def _fetch(self, name: str, *args: Any) -> list[asyncpg.Record]:
+        with _translated():
+            return await self.pool.fetch(Q[name], *args)  # type: ignore[no-any-return]
+
+    async def _fetchrow(self, name: str, *args: Any) -> asyncpg.Record | None:
+        with _translated():
+            return await self.pool.fetchrow(Q[name], *args)
+
+    async def _execute(self, name: str, *args: Any) -> int:
+        with _translated():
+            status: str = await self.pool.execute(Q[name], *args)
+        return int(status.rsplit(" ", 1)[-1]) if status[-1:].isdigit() else 0
+
+    # lifecycle ----------------------------------------------------------------------
+    async def open(self) -> None:
+        """Create the pool and apply pending migrations (one node at a time)."""
+        with _translated():
+            self._pool = await asyncpg.create_pool(
+                self.dsn, min_size=1, max_size=self._pool_size,
+                statement_cache_size=self._cache_size)
+            async with self.pool.acquire() as conn, conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+                await conn.execute(
+                    "CREATE TABLE IF NOT EXISTS conveyor_migrations "
+                    "(version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())")
+                applied = {r[0] for r in await conn.fetch(
+                    "SELECT version FROM conveyor_migrations")}
+                for version, script in MIGRATIONS:
+                    if version not in applied:
+                        await conn.execute(script)
+                        await conn.execute(
+                            "INSERT INTO conveyor_migrations (version) VALUES ($1)", version)
+                        log.info("postgres: applied migration %04d", version)
+
+    async def close(self) -> None:
+        """Stop listening and close the pool."""
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+            self._listener = None
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
+
+    async def now(self) -> int:
+        """The database clock."""
+        with _translated():
+            return int(await self.pool.fetchval("SELECT conveyor_now_ms()"))
+
+    async def schema_version(self) -> tuple[int, int]:
+        """(applied, known) migration numbers."""
+        with _translated():
+            applied = await self.pool.fetchval("SELECT max(version) FROM conveyor_migrations")
+        return int(applied or 0), len(MIGRATIONS)
+
+    # queues -------------------------------------------------------------------------
+    async def queue_create(self, row: QueueRow, now: int | None) -> tuple[Queue, bool]:
+        """Insert a queue or return the existing one of that name."""
+        found = await self._fetchrow("queue_insert", row.region, row.name, row.attributes,
+                                     row.paused, now)
+        if found is not None:
+            return rows.queue_from_row(found), True
+        existing = await self._fetchrow("queue_get", row.region, row.name)
+        if existing is None:  # deleted between the two statements: try once more
+            return await self.queue_create(row, now)
+        return rows.queue_from_row(existing), False
+
+    async def queue_get(self, region: str, name: str) -> Queue | None:
+        """One queue by name."""
+        found = await self._fetchrow("queue_get", region, name)
+        return rows.queue_from_row(found) if found else None
+
+    async def queue_get_by_id(self, queue_id: int) -> Queue | None:
+        """One queue by id."""
+        found = await self._fetchrow("queue_get_by_id", queue_id)
+        return rows.queue_from_row(found) if found else None
+
+    async def queue_regions(self) -> list[str]:
+        """Every region that has a queue."""
+        return [r[0] for r in await self._fetch("queue_regions")]
+
+    async def queue_list(self, region: str, prefix: str, after: str | None,
+                         limit: int) -> list[Queue]:
+        """Queues by name (bytewise order, as on SQLite)."""
+        return [rows.queue_from_row(r)
+                for r in await self._fetch("queue_list", region, prefix, after or "", limit)]
+
+    async def queue_update(self, queue_id: int, attributes: str, paused: bool,
+                           now: int | None) -> Queue | None:
+        """Replace a queue's attributes."""
+        found = await self._fetchrow("queue_update", queue_id, attributes, paused, now)
+        return rows.queue_from_row(found) if found else None
+
+    async def queue_delete(self, queue_id: int) -> bool:
+        """Delete a queue with its messages and deduplication ids."""
+        async with self._tx() as conn:
+            await conn.execute(Q["queue_delete_messages"], queue_id)
+            await conn.execute(Q["queue_delete_dedup"], queue_id)
+            status: str = await conn.execute(Q["queue_delete"], queue_id)
+        return status.endswith(" 1")
+
+    async def queue_purge(self, queue_id: int) -> int:
+        """Delete every message of a queue."""
+        return await self._execute("queue_delete_messages", queue_id)
+
+    async def queue_stats(self, queue_id: int, now: int | None) -> QueueStats:
+        """Exact counts in one statement (one snapshot)."""
+        found = await self._fetchrow("queue_stats", queue_id, now)
+        assert found is not None
+        return rows.stats_from_row(found[:4], int(found[5]), found[4])
+
+    async def queue_stats_all(self, region: str, now: int | None) -> dict[int, QueueStats]:
+        """Counts for every queue of a region holding messages."""
+        async with self._tx() as conn:
+            dead = dict(await conn.fetch(Q["queue_dead_letters_all"], region))
+            found = {r[0]: rows.stats_from_row(r[1:5], dead.pop(r[0], 0), r[5])
+                     for r in await conn.fetch(Q["queue_stats_all"], region, now)}
+        for queue_id, count in dead.items():
+            found[queue_id] = QueueStats(dead_letters=count)
+        return found
+
+    # messages -----------------------------------------------------------------------
+    async def message_send_many(self, queue_id: int, messages: Sequence[NewMessage],
+                                now: int | None) -> list[SendResult]:
+        """Insert a batch with one statement; deduplicated batches in one transaction."""
+        if all(m.dedup_id is None for m in messages):
+            await self._insert(None, queue_id, messages, now)
+            return [SendResult(m.id) for m in messages]
+        async with self._tx() as conn:
+            return await self._send_deduplicated(conn, queue_id, messages, now)
+
+    async def _send_deduplicated(self, conn: asyncpg.Connection, queue_id: int,
+                                 messages: Sequence[NewMessage],
+                                 now: int | None) -> list[SendResult]:
+        first: dict[str, str] = {}  # dedup id -> id of its first message in this batch
+        for m in messages:
+            if m.dedup_id is not None:
+                first.setdefault(m.dedup_id, m.id)
+        won = {r[0] for r in await conn.fetch(
+            Q["dedup_claim"], queue_id, now, list(first), list(first.values()))}
+        lost = [d for d in first if d not in won]
+        earlier = {r[0]: str(r[1]) for r in await conn.fetch(
+            Q["dedup_get"], queue_id, lost)} if lost else {}
+        results: list[SendResult] = []
+        inserts: list[NewMessage] = []
+        for m in messages:
+            if m.dedup_id is None or (m.dedup_id in won and first[m.dedup_id] == m.id):
+                results.append(SendResult(m.id))
+                inserts.append(m)
+            elif m.dedup_id in won:
+                results.append(SendResult(first[m.dedup_id], duplicate=True))
+            else:
+                results.append(SendResult(earlier[m.dedup_id], duplicate=True))
+        if inserts:
+            await self._insert(conn, queue_id, inserts, now)
+        return results
+
+    async def _insert(self, conn: asyncpg.Connection | None, queue_id: int,
+                      messages: Sequence[NewMessage], now: int | None) -> None:
+        args = (queue_id, now, [m.id for m in messages], [m.priority for m in messages],
+                [m.delay_ms for m in messages], [int(m.body_kind) for m in messages],
+                [m.body for m in messages], [m.attributes for m in messages],
+                [m.group_id for m in messages], [m.dedup_id for m in messages])
+        with _translated():
+            if conn is None:
+                await self.pool.execute(Q["message_insert"], *args)
+            else:
+                await conn.execute(Q["message_insert"], *args)
+
+    async def message_receive(self, params: ReceiveParams) -> list[Message]:
+        """Claim with SKIP LOCKED; over-received rows go to the dead-letter queue."""
+        claimed = await self._fetch(
+            "message_claim", params.queue_id, params.limit, params.visibility_ms,
+            params.max_receive_count, params.dead_letter_queue_id, params.now)
+        claimed.sort(key=lambda r: (-r[9], r[5], r[0]))
+        name = params.queue_name
+        return [rows.message_from_claim(name, str(r[0]), (None, *r)) for r in claimed]
+
+    async def message_delete_many(self, queue_id: int, leases: Sequence[Lease]) -> set[Lease]:
+        """Delete rows whose token still matches."""
+        found = await self._fetch("message_delete", queue_id,
+                                  [lease.message_id for lease in leases],
+                                  [lease.token for lease in leases])
+        return {Lease(str(r[0]), r[1]) for r in found}
+
+    async def message_change_visibility_many(self, queue_id: int,
+                                             changes: Sequence[tuple[Lease, int]],
+                                             now: int | None) -> set[Lease]:
+        """Move lease expiries of rows whose token still matches."""
+        found = await self._fetch("message_change_visibility", queue_id,
+                                  [lease.message_id for lease, _ in changes],
+                                  [lease.token for lease, _ in changes],
+                                  [ms for _, ms in changes], now)
+        return {Lease(str(r[0]), r[1]) for r in found}
+
+    async def message_retry(self, queue_id: int, lease: Lease, delay_ms: int,
+                            error: str | None, now: int | None) -> bool:
+        """End a lease; visible again after the delay."""
+        return await self._execute("message_retry", queue_id, lease.message_id, lease.token,
+                                   delay_ms, error, now) > 0
+
+    async def message_peek(self, queue_id: int, limit: int, after: str | None,
+                           now: int | None) -> list[PeekedMessage]:
+        """Messages by id without leasing them."""
+        found = await self._fetch("message_peek", queue_id,
+                                  after or "00000000-0000-0000-0000-000000000000", limit)
+        return [rows.peeked_from_row(str(r[0]), r, {r[11]: r[12]} if r[11] else {})
+                for r in found]
+
+    async def message_move(self, from_queue_id: int, to_queue_id: int | None, limit: int,
+                           now: int | None) -> int:
+        """Move a batch out of a dead-letter queue."""
+        return await self._execute("message_move", from_queue_id, to_queue_id, limit, now)
+
+    async def message_count_movable(self, from_queue_id: int, now: int | None) -> int:
+        """How many rows `message_move` would move back to their sources."""
+        found = await self._fetchrow("message_count_movable", from_queue_id, now)
+        return int(found[0]) if found else 0
+
+    async def message_expire(self, queue_id: int, before_id: str, limit: int) -> int:
+        """Delete rows older than the retention bound."""
+        return await self._execute("message_expire", queue_id, before_id, limit)
+
+    async def dedup_expire(self, now: int | None, limit: int) -> int:
+        """Forget deduplication ids past the window."""
+        return await self._execute("dedup_expire", now, limit)
+
+    # move tasks ---------------------------------------------------------------------
+    async def move_task_create(self, source_queue_id: int, task: MoveTask) -> None:
+        """Record a new task."""
+        await self._execute("move_task_insert", task.id, source_queue_id, task.status,
+                            rows.task_to_json(task), task.started_at)
+
+    async def move_task_update(self, task: MoveTask) -> bool:
+        """Save progress while the task is running."""
+        return await self._execute("move_task_update", task.id, task.status,
+                                   rows.task_to_json(task)) > 0
+
+    async def move_task_get(self, task_id: str) -> MoveTask | None:
+        """One task."""
+        found = await self._fetchrow("move_task_get", task_id)
+        return rows.task_from_json(found[0]) if found else None
+
+    async def move_task_list(self, source_queue_id: int) -> list[MoveTask]:
+        """Tasks of a source queue, newest first."""
+        return [rows.task_from_json(r[0])
+                for r in await self._fetch("move_task_list", source_queue_id)]
+
+    # wake-ups -----------------------------------------------------------------------
+    async def signal(self, queue_id: int) -> None:
+        """NOTIFY the other nodes (the broker throttles how often)."""
+        await self._fetch("signal_bump", str(queue_id))
+
+    async def listen(self, callback: SignalCallback) -> None:
+        """LISTEN on a dedicated connection, reconnecting when it drops."""
+        if self._listener is None:
+            self._listener = asyncio.create_task(self._listen(callback))
+
+    async def _listen(self, callback: SignalCallback) -> None:
+        def on_notify(_conn: object, _pid: int, _channel: str, payload: str) -> None:
+            callback(int(payload) if payload.isdigit() else None)
+
+        while True:
+            conn: asyncpg.Connection | None = None
+            try:
+                conn = await asyncpg.connect(self.dsn)
+                lost = asyncio.get_running_loop().create_future()
+                conn.add_termination_listener(
+                    lambda _c: lost.done() or lost.set_result(None))
+                await conn.add_listener(CHANNEL, on_notify)
+                callback(None)  # anything sent while we were away: look again
+                await lost
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("postgres LISTEN connection failed: %s", exc)
+            finally:
+                if conn is not None and not conn.is_closed():
+                    with contextlib.suppress(Exception):
+                        await asyncio.shield(conn.close(timeout=2))
+            await asyncio.sleep(1.0)
