@@ -15,6 +15,8 @@ from typing import Any, Literal
 import orjson
 
 Durability = Literal["logged", "unlogged"]
+DeduplicationScope = Literal["queue", "messageGroup"]
+FifoThroughputLimit = Literal["perQueue", "perMessageGroupId"]
 
 
 class BodyKind(IntEnum):
@@ -118,6 +120,10 @@ class QueueAttributes:
     content_based_deduplication: bool = False
     durability: Durability = "logged"
     tags: Mapping[str, str] = field(default_factory=dict)
+    # Kept for the SQS endpoint, which reads and enforces them; the core only stores them.
+    redrive_allow_policy: str | None = None
+    deduplication_scope: DeduplicationScope = "queue"
+    fifo_throughput_limit: FifoThroughputLimit = "perQueue"
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> QueueAttributes:
@@ -139,6 +145,9 @@ class QueueAttributes:
             "content_based_deduplication": self.content_based_deduplication,
             "durability": self.durability,
             "tags": dict(self.tags),
+            "redrive_allow_policy": self.redrive_allow_policy,
+            "deduplication_scope": self.deduplication_scope,
+            "fifo_throughput_limit": self.fifo_throughput_limit,
         }
 
 

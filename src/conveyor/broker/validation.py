@@ -142,6 +142,15 @@ def parse_queue_attributes(name: str, given: Mapping[str, Any],
             changes[key] = value
         elif key == "tags":
             changes[key] = _tags(value)
+        elif key == "redrive_allow_policy":
+            if value is not None and not (isinstance(value, str) and len(value) <= 10_000):
+                raise InvalidAttribute(f"{key} must be a string of at most 10,000 characters.",
+                                       field=key)
+            changes[key] = value or None
+        elif key == "deduplication_scope":
+            changes[key] = _one_of(key, value, ("queue", "messageGroup"))
+        elif key == "fifo_throughput_limit":
+            changes[key] = _one_of(key, value, ("perQueue", "perMessageGroupId"))
         else:
             raise InvalidAttribute(f"Unknown queue attribute {key!r}.", field=str(key)[:100])
     attrs = replace(attrs, **changes)
@@ -155,7 +164,17 @@ def parse_queue_attributes(name: str, given: Mapping[str, Any],
     if attrs.content_based_deduplication and not attrs.fifo:
         raise InvalidAttribute("content_based_deduplication is for FIFO queues.",
                                field="content_based_deduplication")
+    for key in ("deduplication_scope", "fifo_throughput_limit"):
+        if key in given and not attrs.fifo:
+            raise InvalidAttribute(f"{key} is for FIFO queues.", field=key)
     return attrs
+
+
+def _one_of(name: str, value: Any, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise InvalidAttribute(f"{name} must be one of {', '.join(allowed)}, not {value!r}.",
+                               field=name)
+    return str(value)
 
 
 def _check_text(text: str, what: str, index: int | None) -> None:
