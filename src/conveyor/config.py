@@ -1,0 +1,151 @@
+"""Configuration as small frozen value objects, read from `CONVEYOR_*` variables on request.
+
+Nothing here reads the environment at import time: `from_env()` and `client_from_env()` do,
+when called (by the CLI and the ASGI factory). Flags override the environment, which
+overrides the defaults below; use `dataclasses.replace` to layer them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from conveyor.errors import InvalidInput
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8600
+DEFAULT_SQS_PORT = 9324
+DEFAULT_ACCOUNT_ID = "000000000000"
+DEFAULT_REGION = "us-east-1"
+DEFAULT_URL = f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"
+MAX_REQUEST_BYTES = 10 * 1024 * 1024
+DEFAULT_TIMEOUT = 60.0
+
+__all__ = [
+    "ClientConfig",
+    "Config",
+    "ServerConfig",
+    "SqsConfig",
+    "client_from_env",
+    "from_env",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """Where the native HTTP API listens and how many processes serve it."""
+
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    workers: int = 1
+    max_request_bytes: int = MAX_REQUEST_BYTES
+
+    def __post_init__(self) -> None:
+        _check_port("port", self.port)
+        if not 1 <= self.workers <= 256:
+            raise InvalidInput("workers must be between 1 and 256.", field="workers")
+        if self.max_request_bytes < 1024:
+            raise InvalidInput("max_request_bytes must be at least 1024.",
+                               field="max_request_bytes")
+
+
+@dataclass(frozen=True, slots=True)
+class SqsConfig:
+    """The Amazon-SQS-compatible endpoint, served beside the native API."""
+
+    enabled: bool = True
+    port: int = DEFAULT_SQS_PORT
+    account_id: str = DEFAULT_ACCOUNT_ID
+
+    def __post_init__(self) -> None:
+        _check_port("sqs_port", self.port)
+        if not (len(self.account_id) == 12 and self.account_id.isdigit()):
+            raise InvalidInput("The SQS account id is 12 digits.", field="sqs_account_id")
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Everything `conveyor serve` needs; `database_url=None` is the embedded SQLite file."""
+
+    database_url: str | None = None
+    region: str = DEFAULT_REGION
+    server: ServerConfig = field(default_factory=ServerConfig)
+    sqs: SqsConfig = field(default_factory=SqsConfig)
+
+
+@dataclass(frozen=True, slots=True)
+class ClientConfig:
+    """Where the client commands find a server, and how long they wait for it."""
+
+    url: str = DEFAULT_URL
+    timeout: float = DEFAULT_TIMEOUT
+
+    def __post_init__(self) -> None:
+        if not self.url.startswith(("http://", "https://")):
+            raise InvalidInput(f"The server URL {self.url!r} must start with http:// or "
+                               "https://.", field="url")
+        if self.timeout <= 0:
+            raise InvalidInput("timeout must be positive.", field="timeout")
+
+
+def from_env(environ: Mapping[str, str] | None = None) -> Config:
+    """Read the server configuration from `CONVEYOR_*` variables (`os.environ` by default).
+
+    CONVEYOR_DATABASE_URL, CONVEYOR_REGION, CONVEYOR_HOST, CONVEYOR_PORT, CONVEYOR_WORKERS,
+    CONVEYOR_MAX_REQUEST_BYTES, CONVEYOR_SQS_PORT, CONVEYOR_SQS_ACCOUNT_ID, CONVEYOR_NO_SQS.
+    """
+    env = os.environ if environ is None else environ
+    server = ServerConfig(
+        host=env.get("CONVEYOR_HOST") or DEFAULT_HOST,
+        port=_int(env, "CONVEYOR_PORT", DEFAULT_PORT),
+        workers=_int(env, "CONVEYOR_WORKERS", 1),
+        max_request_bytes=_int(env, "CONVEYOR_MAX_REQUEST_BYTES", MAX_REQUEST_BYTES),
+    )
+    sqs = SqsConfig(
+        enabled=not _bool(env, "CONVEYOR_NO_SQS"),
+        port=_int(env, "CONVEYOR_SQS_PORT", DEFAULT_SQS_PORT),
+        account_id=env.get("CONVEYOR_SQS_ACCOUNT_ID") or DEFAULT_ACCOUNT_ID,
+    )
+    return Config(
+        database_url=env.get("CONVEYOR_DATABASE_URL") or None,
+        region=env.get("CONVEYOR_REGION") or DEFAULT_REGION,
+        server=server,
+        sqs=sqs,
+    )
+
+
+def client_from_env(environ: Mapping[str, str] | None = None) -> ClientConfig:
+    """Read the client configuration: CONVEYOR_URL and CONVEYOR_TIMEOUT."""
+    env = os.environ if environ is None else environ
+    timeout = env.get("CONVEYOR_TIMEOUT")
+    try:
+        seconds = float(timeout) if timeout else DEFAULT_TIMEOUT
+    except ValueError:
+        raise InvalidInput(f"CONVEYOR_TIMEOUT must be a number, not {timeout!r}.",
+                           field="CONVEYOR_TIMEOUT") from None
+    return ClientConfig(url=env.get("CONVEYOR_URL") or DEFAULT_URL, timeout=seconds)
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise InvalidInput(f"{name} must be an integer, not {raw!r}.", field=name) from None
+
+
+def _bool(env: Mapping[str, str], name: str) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise InvalidInput(f"{name} must be true or false, not {raw!r}.", field=name)
+
+
+def _check_port(name: str, port: int) -> None:
+    if not 0 <= port <= 65535:
+        raise InvalidInput(f"{name} must be between 0 and 65535, not {port}.", field=name)

@@ -1,0 +1,68 @@
+"""The native HTTP API as an ASGI app.
+
+`create_app(broker)` serves a broker that the caller starts and closes (so that `serve` can
+share one broker between this app and the SQS endpoint); `create_app(config)` builds its
+own broker and starts and closes it with the app's lifespan. `app_from_env` is the factory
+for `uvicorn --factory conveyor.http.app:app_from_env`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+
+import conveyor
+from conveyor.broker.broker import Broker
+from conveyor.config import MAX_REQUEST_BYTES, Config, from_env
+from conveyor.http import docs, errors, health, messages, queues, tasks
+from conveyor.http.limits import BodyLimit
+from conveyor.storage.factory import storage_from_url
+
+DESCRIPTION = """\
+The native JSON API of conveyor: queues and messages with SQS semantics.
+
+Errors are `{"error": {"code", "message"}}` (with `index` and `field` when known): malformed
+JSON 400, unknown queue or task 404, conflicts 409, requests over the size limit 413, any other
+invalid input 422, storage unavailable 503. Times (`*_at`) are milliseconds since the epoch.
+"""
+
+
+def create_app(broker_or_config: Broker | Config, *,
+               max_request_bytes: int | None = None) -> FastAPI:
+    """The ASGI app for a broker (owned by the caller) or a config (owned by the app)."""
+    if isinstance(broker_or_config, Broker):
+        broker = broker_or_config
+        owned = False
+        limit = max_request_bytes or MAX_REQUEST_BYTES
+    else:
+        broker = Broker(storage_from_url(broker_or_config.database_url),
+                        region=broker_or_config.region)
+        owned = True
+        limit = max_request_bytes or broker_or_config.server.max_request_bytes
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if owned:
+            await broker.start()
+        try:
+            yield
+        finally:
+            if owned:
+                await broker.close()
+
+    app = FastAPI(title="conveyor", version=conveyor.__version__, description=DESCRIPTION,
+                  lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.broker = broker
+    errors.install(app)
+    for module in (health, queues, messages, tasks):
+        app.include_router(module.router)
+    docs.install(app)
+    app.add_middleware(BodyLimit, max_bytes=limit)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """The app configured from `CONVEYOR_*` variables (for uvicorn's `--factory`)."""
+    return create_app(from_env())

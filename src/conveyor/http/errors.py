@@ -1,0 +1,133 @@
+"""Errors on the wire: one table from `conveyor.errors` to status codes, one JSON shape.
+
+Every error response is `{"error": {"code", "message"}}`, plus `"index"` (the bad entry of a
+batch) and `"field"` when known. Framework errors (malformed JSON, pydantic validation,
+unknown routes) are mapped into the same shape here.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import orjson
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from conveyor import errors as e
+
+log = logging.getLogger("conveyor.http")
+
+STATUS: Mapping[type[e.ConveyorError], int] = {
+    e.InvalidInput: 422,
+    e.Unsupported: 422,  # the request is well formed; this server/backend cannot do it
+    e.QueueNotFound: 404,
+    e.TaskNotFound: 404,
+    e.QueueAlreadyExists: 409,
+    e.Conflict: 409,
+    e.MessageNotInFlight: 409,
+    e.OverLimit: 429,
+    e.StorageUnavailable: 503,
+    e.StorageError: 500,
+    e.ConveyorError: 500,
+}
+"""Status code of each error class; a class not listed takes its nearest listed base's."""
+
+_HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed",
+               413: "request_too_large", 415: "unsupported_media_type"}
+
+
+def status_of(exc: e.ConveyorError) -> int:
+    """The status code for a domain error (walks the class's bases)."""
+    for cls in type(exc).__mro__:
+        status = STATUS.get(cls)
+        if status is not None:
+            return status
+    return 500
+
+
+def error_body(code: str, message: str, *, field: str | None = None,
+               index: int | None = None) -> dict[str, Any]:
+    """The one error shape."""
+    error: dict[str, Any] = {"code": code, "message": message}
+    if index is not None:
+        error["index"] = index
+    if field is not None:
+        error["field"] = field
+    return {"error": error}
+
+
+def error_response(status: int, code: str, message: str, *, field: str | None = None,
+                   index: int | None = None, headers: Mapping[str, str] | None = None
+                   ) -> Response:
+    """A JSON error response."""
+    return Response(orjson.dumps(error_body(code, message, field=field, index=index)),
+                    status_code=status, media_type="application/json", headers=headers)
+
+
+def conveyor_error_response(exc: e.ConveyorError) -> Response:
+    """The response for a domain error."""
+    status = status_of(exc)
+    if status >= 500:
+        log.error("%s: %s", exc.code, exc.message)
+    return error_response(status, exc.code, exc.message, field=getattr(exc, "field", None),
+                          index=getattr(exc, "index", None))
+
+
+def validation_error_response(errors: Sequence[Any]) -> Response:
+    """Pydantic/FastAPI request errors: malformed JSON is 400, anything else 422."""
+    first: Mapping[str, Any] = errors[0] if errors else {}
+    if first.get("type") == "json_invalid":
+        detail = (first.get("ctx") or {}).get("error", "invalid JSON")
+        return error_response(400, "malformed_json", f"The request body is not valid JSON: "
+                                                     f"{detail}.")
+    loc = list(first.get("loc", ()))
+    if loc and loc[0] in ("body", "query", "path", "header", "cookie"):
+        loc = loc[1:]  # where in the request, not which field
+    index = next((part for part in loc if isinstance(part, int)), None)
+    names = [str(part) for part in loc if not isinstance(part, int)]
+    field = names[-1] if names else None
+    where = ".".join(str(part) for part in loc)
+    message = str(first.get("msg", "Invalid request."))
+    if first.get("type") == "missing" and field is not None:
+        return error_response(422, "missing_parameter", f"{where} is required.",
+                              field=field, index=index)
+    text = f"{where}: {message}." if where else f"{message}."
+    return error_response(422, "invalid_input", text.replace("..", "."),
+                          field=field, index=index)
+
+
+async def _conveyor_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, e.ConveyorError)
+    return conveyor_error_response(exc)
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    return validation_error_response(exc.errors())
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    message = exc.detail if isinstance(exc.detail, str) else "HTTP error."
+    if exc.status_code == 404:
+        message = f"No route for {request.method} {request.url.path}."
+    return error_response(exc.status_code, code, message, headers=exc.headers)
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(500, "internal_error", "The server failed to handle the request.")
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers that give every error the one shape."""
+    app.add_exception_handler(e.ConveyorError, _conveyor_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected_error)

@@ -1,0 +1,49 @@
+"""Routes for redrive: start a move task on a dead-letter queue, list, poll, cancel."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from starlette.responses import Response
+
+from conveyor.http.deps import BrokerDep, errors
+from conveyor.http.schemas import MoveTaskList, MoveTaskOut, RedriveRequest
+from conveyor.http.wire import json_response, task_json
+
+router = APIRouter(tags=["redrive"])
+
+REDRIVE_WAIT_SECONDS = 1.0
+
+
+@router.post("/v1/queues/{queue}/redrive", response_model=MoveTaskOut,
+             responses={202: {"model": MoveTaskOut, "description": "Still running: poll "
+                                                                   "GET /v1/tasks/{id}."},
+                        **errors(400, 404, 409, 413, 422)})
+async def start_redrive(queue: str, broker: BrokerDep,
+                        request: RedriveRequest | None = None) -> Response:
+    """Move a dead-letter queue's messages back to the queues they came from (or to
+    `destination`), receive counts reset. 200 with the task when it finished within about
+    a second, else 202 with the running task."""
+    r = request or RedriveRequest()
+    task = await broker.start_redrive(queue, r.destination, r.max_per_second,
+                                      wait=REDRIVE_WAIT_SECONDS)
+    return json_response(task_json(task), 202 if task.status == "running" else 200)
+
+
+@router.get("/v1/queues/{queue}/redrive", response_model=MoveTaskList,
+            responses=errors(404))
+async def list_redrives(queue: str, broker: BrokerDep) -> Response:
+    """Move tasks of a dead-letter queue, newest first."""
+    return json_response({"tasks": [task_json(t) for t in await broker.redrive.list(queue)]})
+
+
+@router.get("/v1/tasks/{task_id}", response_model=MoveTaskOut, responses=errors(404))
+async def get_task(task_id: str, broker: BrokerDep) -> Response:
+    """One move task."""
+    return json_response(task_json(await broker.redrive.get(task_id)))
+
+
+@router.post("/v1/tasks/{task_id}/cancel", response_model=MoveTaskOut,
+             responses=errors(404, 409))
+async def cancel_task(task_id: str, broker: BrokerDep) -> Response:
+    """Stop a running task after its current batch; 409 when it is not running."""
+    return json_response(task_json(await broker.redrive.cancel(task_id)))

@@ -1,0 +1,161 @@
+"""Domain objects to and from the JSON wire form, kept cheap for batches of 1,000.
+
+Stored JSON bodies are embedded in responses as they are (`orjson.Fragment`), never
+decoded and re-encoded; text bodies are JSON strings.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import orjson
+from starlette.responses import Response
+
+from conveyor.errors import InvalidMessage
+from conveyor.http.schemas import AttributeIn, SendMessageIn
+from conveyor.models import (
+    Body,
+    BodyKind,
+    EntryResult,
+    Message,
+    MessageAttribute,
+    MoveTask,
+    PeekedMessage,
+    Queue,
+    QueueStats,
+    SendEntry,
+    SendResult,
+)
+
+_OPTIONS = orjson.OPT_NON_STR_KEYS
+
+
+def json_response(data: Any, status: int = 200) -> Response:
+    """A JSON response encoded with orjson (Fragments embedded as they are)."""
+    return Response(orjson.dumps(data, option=_OPTIONS), status_code=status,
+                    media_type="application/json")
+
+
+# queues -----------------------------------------------------------------------------
+def queue_json(queue: Queue, stats: QueueStats) -> dict[str, Any]:
+    """A queue with its attributes and counts."""
+    return {
+        "name": queue.name,
+        "region": queue.region,
+        "attributes": queue.attributes.to_json(),
+        "stats": stats.to_json(),
+        "created_at": queue.created_at,
+        "updated_at": queue.updated_at,
+    }
+
+
+# messages in ------------------------------------------------------------------------
+def send_entries(messages: Sequence[SendMessageIn]) -> list[SendEntry]:
+    """Request messages as SendEntry values (ranges are checked by the broker)."""
+    out: list[SendEntry] = []
+    append = out.append
+    for index, m in enumerate(messages):
+        append(SendEntry(
+            body=Body.of(m.body),
+            delay_seconds=m.delay_seconds,
+            attributes=_attributes_in(m.attributes, index) if m.attributes else {},
+            priority=m.priority,
+            deduplication_id=m.deduplication_id,
+            group_id=m.group_id,
+        ))
+    return out
+
+
+def _attributes_in(attributes: Mapping[str, AttributeIn], index: int
+                   ) -> dict[str, MessageAttribute]:
+    out: dict[str, MessageAttribute] = {}
+    for name, attribute in attributes.items():
+        value = attribute.value
+        base = attribute.type.split(".", 1)[0]
+        if base == "Binary":
+            if not isinstance(value, str):
+                raise InvalidMessage(f"Message attribute {name[:100]!r} must be base64 text.",
+                                     index=index, field="attributes")
+            try:
+                out[name] = MessageAttribute(attribute.type,
+                                             base64.b64decode(value, validate=True))
+            except (binascii.Error, ValueError):
+                raise InvalidMessage(f"Message attribute {name[:100]!r} is not valid base64.",
+                                     index=index, field="attributes") from None
+        elif isinstance(value, str):
+            out[name] = MessageAttribute(attribute.type, value)
+        elif base == "Number" and not isinstance(value, bool):
+            out[name] = MessageAttribute(attribute.type, repr(value))
+        else:
+            raise InvalidMessage(f"Message attribute {name[:100]!r} must be a string.",
+                                 index=index, field="attributes")
+    return out
+
+
+# messages out -----------------------------------------------------------------------
+def body_out(body: Body) -> Any:
+    """The body as sent: stored JSON text embedded as is, text as a JSON string."""
+    return orjson.Fragment(body.text) if body.kind is BodyKind.JSON else body.text
+
+
+def _attributes_out(attributes: Mapping[str, MessageAttribute]) -> dict[str, Any]:
+    return {name: a.to_json() for name, a in attributes.items()}
+
+
+def sent_json(results: Sequence[SendResult]) -> dict[str, Any]:
+    """The send response."""
+    return {"messages": [{"id": r.id, "duplicate": r.duplicate} for r in results]}
+
+
+def received_json(messages: Sequence[Message]) -> dict[str, Any]:
+    """The receive response."""
+    return {"messages": [{
+        "id": m.id,
+        "body": orjson.Fragment(m.body.text) if m.body.kind is BodyKind.JSON else m.body.text,
+        "attributes": _attributes_out(m.attributes) if m.attributes else {},
+        "receipt_handle": m.receipt_handle,
+        "receive_count": m.receive_count,
+        "sent_at": m.sent_at,
+        "first_received_at": m.first_received_at,
+        "lease_until": m.lease_until,
+        "priority": m.priority,
+        "group_id": m.group_id,
+        "deduplication_id": m.deduplication_id,
+        "last_error": m.last_error,
+    } for m in messages]}
+
+
+def peeked_json(messages: Sequence[PeekedMessage]) -> dict[str, Any]:
+    """The peek response."""
+    return {"messages": [{
+        "id": m.id,
+        "body": body_out(m.body),
+        "attributes": _attributes_out(m.attributes),
+        "receive_count": m.receive_count,
+        "sent_at": m.sent_at,
+        "visible_at": m.visible_at,
+        "priority": m.priority,
+        "group_id": m.group_id,
+        "deduplication_id": m.deduplication_id,
+        "last_error": m.last_error,
+        "source_queue": m.source_queue,
+    } for m in messages]}
+
+
+def results_json(results: Sequence[EntryResult]) -> dict[str, Any]:
+    """Per-entry outcomes of a delete or visibility batch."""
+    return {"results": [entry_json(r) for r in results]}
+
+
+def entry_json(result: EntryResult) -> dict[str, Any]:
+    """One entry's outcome."""
+    return {"receipt_handle": result.receipt_handle, "status": result.status,
+            "message": result.message}
+
+
+def task_json(task: MoveTask) -> dict[str, Any]:
+    """A move task."""
+    return task.to_json()
