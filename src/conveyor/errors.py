@@ -29,7 +29,7 @@ class InvalidInput(ConveyorError):
 
 
 class InvalidQueueName(InvalidInput):
-    """Queue names are 1-80 characters of letters, digits, '-' and '_' (FIFO names end in '.fifo')."""
+    """Queue names are 1-80 letters, digits, '-' and '_' (FIFO names end in '.fifo')."""
 
     code = "invalid_queue_name"
 

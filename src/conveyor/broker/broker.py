@@ -43,7 +43,7 @@ from conveyor.models import (
 from conveyor.storage.base import (
     NO_RECEIVE_LIMIT,
     Lease,
-    NewMessage,
+    NewMessages,
     QueueRow,
     ReceiveParams,
     Storage,
@@ -259,18 +259,19 @@ class Broker:
         for index, entry in enumerate(entries):
             v.check_send_entry(entry, index, attrs)
         now = self.now()
-        ids = new_message_ids(len(entries), now)
-        rows = [
-            NewMessage(
-                id=str(ids[i]), body=e.body.text, body_kind=e.body.kind,
-                attributes=encode_attributes(e.attributes),
-                priority=e.priority,
-                delay_ms=1000 * (attrs.delay_seconds if e.delay_seconds is None
-                                 else e.delay_seconds),
-                group_id=e.group_id, dedup_id=e.deduplication_id)
-            for i, e in enumerate(entries)]
-        results = await self.storage.message_send_many(queue.id, rows, now)
-        if any(row.delay_ms == 0 for row in rows):
+        default_delay = attrs.delay_seconds * 1000
+        batch = NewMessages(
+            ids=new_message_ids(len(entries), now),
+            bodies=[e.body.text for e in entries],
+            kinds=[e.body.kind for e in entries],
+            attributes=[encode_attributes(e.attributes) for e in entries],
+            priorities=[e.priority for e in entries],
+            delays_ms=[default_delay if e.delay_seconds is None else e.delay_seconds * 1000
+                       for e in entries],
+            group_ids=[e.group_id for e in entries],
+            dedup_ids=[e.deduplication_id for e in entries])
+        results = await self.storage.message_send_many(queue.id, batch, now)
+        if 0 in batch.delays_ms:
             await self.signal(queue.id)
         return results
 

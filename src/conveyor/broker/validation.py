@@ -73,7 +73,7 @@ def _int_in(name: str, value: Any, low: int, high: int) -> int:
     if not low <= value <= high:
         raise InvalidAttribute(f"{name} must be between {low} and {high}, not {value}.",
                                field=name)
-    return value
+    return int(value)
 
 
 def _bool(name: str, value: Any) -> bool:

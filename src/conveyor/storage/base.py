@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from conveyor.models import (
-    BodyKind,
     Message,
     MoveTask,
     PeekedMessage,
@@ -21,6 +20,8 @@ from conveyor.models import (
     QueueStats,
     SendResult,
 )
+
+T = TypeVar("T")
 
 # A receive never looks at more rows than this beyond max_messages: the bound that keeps
 # dead-lettering inside the claim cheap.
@@ -30,17 +31,33 @@ DEDUP_WINDOW_MS = 300_000
 
 
 @dataclass(frozen=True, slots=True)
-class NewMessage:
-    """One row to insert; the id is made by the broker (time-ordered UUID)."""
+class NewMessages:
+    """A batch to insert, column by column: item i of every list is message i.
 
-    id: str
-    body: str
-    body_kind: BodyKind
-    attributes: str | None
-    priority: int
-    delay_ms: int
-    group_id: str | None
-    dedup_id: str | None
+    Columns rather than row objects because that is what the drivers take (arrays on
+    PostgreSQL) and the send path is hot. Ids are made by the broker (time-ordered UUIDs).
+    """
+
+    ids: list[str]
+    bodies: list[str]
+    kinds: list[int]
+    attributes: list[str | None]
+    priorities: list[int]
+    delays_ms: list[int]
+    group_ids: list[str | None]
+    dedup_ids: list[str | None]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def pick(self, indexes: Sequence[int]) -> NewMessages:
+        """The sub-batch of the given positions."""
+        def take(column: list[T]) -> list[T]:
+            return [column[i] for i in indexes]
+
+        return NewMessages(take(self.ids), take(self.bodies), take(self.kinds),
+                           take(self.attributes), take(self.priorities), take(self.delays_ms),
+                           take(self.group_ids), take(self.dedup_ids))
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +146,7 @@ class Storage(Protocol):
         """Counts for every queue of a region that holds messages."""
 
     # messages -----------------------------------------------------------------------
-    async def message_send_many(self, queue_id: int, messages: Sequence[NewMessage],
+    async def message_send_many(self, queue_id: int, batch: NewMessages,
                                 now: int | None) -> list[SendResult]:
         """Insert messages in one transaction; deduplicated ones return the first id."""
 

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -24,14 +23,20 @@ from conveyor.models import (
 _KINDS = (BodyKind.TEXT, BodyKind.JSON)
 
 
-def queue_from_row(row: Sequence[Any]) -> Queue:
+class Row(Protocol):
+    """A database row: a tuple from sqlite3, a Record from asyncpg."""
+
+    def __getitem__(self, index: int, /) -> Any: ...
+
+
+def queue_from_row(row: Row) -> Queue:
     """(id, region, name, attributes, created_at, updated_at) -> Queue."""
     return Queue(id=row[0], region=row[1], name=row[2],
                  attributes=QueueAttributes.from_json(orjson.loads(row[3])),
                  created_at=row[4], updated_at=row[5])
 
 
-def message_from_claim(queue_name: str, message_id: str, row: Sequence[Any]) -> Message:
+def message_from_claim(queue_name: str, message_id: str, row: Row) -> Message:
     """A claimed row (after seq, id: token, receive_count, sent_at, first_received_at,
     visible_at, body_kind, body, attributes, priority, group_id, dedup_id, last_error)."""
     return Message(
@@ -42,7 +47,7 @@ def message_from_claim(queue_name: str, message_id: str, row: Sequence[Any]) -> 
         priority=row[10], group_id=row[11], deduplication_id=row[12], last_error=row[13])
 
 
-def peeked_from_row(message_id: str, row: Sequence[Any],
+def peeked_from_row(message_id: str, row: Row,
                     queue_names: dict[int, str]) -> PeekedMessage:
     """(id, body_kind, body, attributes, receive_count, sent_at, visible_at, priority,
     group_id, dedup_id, last_error, source_queue_id) -> PeekedMessage."""
@@ -53,7 +58,7 @@ def peeked_from_row(message_id: str, row: Sequence[Any],
         source_queue=queue_names.get(row[11]) if row[11] is not None else None)
 
 
-def stats_from_row(row: Sequence[Any], dead_letters: int, now: int) -> QueueStats:
+def stats_from_row(row: Row, dead_letters: int, now: int) -> QueueStats:
     """(visible, in_flight, delayed, min_sent_at) -> QueueStats."""
     oldest = row[3]
     return QueueStats(visible=int(row[0] or 0), in_flight=int(row[1] or 0),

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from conveyor.errors import StorageError, StorageUnavailable
 from conveyor.models import (
@@ -28,13 +30,14 @@ from conveyor.models import (
 from conveyor.storage import rows
 from conveyor.storage.base import (
     Lease,
-    NewMessage,
+    NewMessages,
     QueueRow,
     ReceiveParams,
     SignalCallback,
 )
 from conveyor.storage.sql import load_migrations, load_queries
 
+Connection = asyncpg.Connection | PoolConnectionProxy
 log = logging.getLogger("conveyor.storage.postgres")
 Q = load_queries("conveyor.storage.postgres")
 MIGRATIONS = load_migrations("conveyor.storage.postgres")
@@ -88,14 +91,14 @@ class PostgresStorage:
         return self._pool
 
     @contextlib.asynccontextmanager
-    async def _tx(self) -> AsyncIterator[asyncpg.Connection]:
+    async def _tx(self) -> AsyncIterator[Connection]:
         with _translated():
             async with self.pool.acquire() as conn, conn.transaction():
                 yield conn
 
     async def _fetch(self, name: str, *args: Any) -> list[asyncpg.Record]:
         with _translated():
-            return await self.pool.fetch(Q[name], *args)  # type: ignore[no-any-return]
+            return await self.pool.fetch(Q[name], *args)
 
     async def _fetchrow(self, name: str, *args: Any) -> asyncpg.Record | None:
         with _translated():
@@ -208,7 +211,8 @@ class PostgresStorage:
     async def queue_stats_all(self, region: str, now: int | None) -> dict[int, QueueStats]:
         """Counts for every queue of a region holding messages."""
         async with self._tx() as conn:
-            dead = dict(await conn.fetch(Q["queue_dead_letters_all"], region))
+            dead: dict[int, int] = {
+                r[0]: r[1] for r in await conn.fetch(Q["queue_dead_letters_all"], region)}
             found = {r[0]: rows.stats_from_row(r[1:5], dead.pop(r[0], 0), r[5])
                      for r in await conn.fetch(Q["queue_stats_all"], region, now)}
         for queue_id, count in dead.items():
@@ -216,47 +220,44 @@ class PostgresStorage:
         return found
 
     # messages -----------------------------------------------------------------------
-    async def message_send_many(self, queue_id: int, messages: Sequence[NewMessage],
+    async def message_send_many(self, queue_id: int, batch: NewMessages,
                                 now: int | None) -> list[SendResult]:
         """Insert a batch with one statement; deduplicated batches in one transaction."""
-        if all(m.dedup_id is None for m in messages):
-            await self._insert(None, queue_id, messages, now)
-            return [SendResult(m.id) for m in messages]
+        if not any(batch.dedup_ids):
+            await self._insert(None, queue_id, batch, now)
+            return [SendResult(i) for i in batch.ids]
         async with self._tx() as conn:
-            return await self._send_deduplicated(conn, queue_id, messages, now)
+            return await self._send_deduplicated(conn, queue_id, batch, now)
 
-    async def _send_deduplicated(self, conn: asyncpg.Connection, queue_id: int,
-                                 messages: Sequence[NewMessage],
-                                 now: int | None) -> list[SendResult]:
+    async def _send_deduplicated(self, conn: Connection, queue_id: int,
+                                 batch: NewMessages, now: int | None) -> list[SendResult]:
         first: dict[str, str] = {}  # dedup id -> id of its first message in this batch
-        for m in messages:
-            if m.dedup_id is not None:
-                first.setdefault(m.dedup_id, m.id)
+        for message_id, dedup_id in zip(batch.ids, batch.dedup_ids):
+            if dedup_id is not None:
+                first.setdefault(dedup_id, message_id)
         won = {r[0] for r in await conn.fetch(
             Q["dedup_claim"], queue_id, now, list(first), list(first.values()))}
         lost = [d for d in first if d not in won]
         earlier = {r[0]: str(r[1]) for r in await conn.fetch(
             Q["dedup_get"], queue_id, lost)} if lost else {}
         results: list[SendResult] = []
-        inserts: list[NewMessage] = []
-        for m in messages:
-            if m.dedup_id is None or (m.dedup_id in won and first[m.dedup_id] == m.id):
-                results.append(SendResult(m.id))
-                inserts.append(m)
-            elif m.dedup_id in won:
-                results.append(SendResult(first[m.dedup_id], duplicate=True))
+        keep: list[int] = []
+        for i, (message_id, dedup_id) in enumerate(zip(batch.ids, batch.dedup_ids)):
+            if dedup_id is None or (dedup_id in won and first[dedup_id] == message_id):
+                results.append(SendResult(message_id))
+                keep.append(i)
+            elif dedup_id in won:
+                results.append(SendResult(first[dedup_id], duplicate=True))
             else:
-                results.append(SendResult(earlier[m.dedup_id], duplicate=True))
-        if inserts:
-            await self._insert(conn, queue_id, inserts, now)
+                results.append(SendResult(earlier[dedup_id], duplicate=True))
+        if keep:
+            await self._insert(conn, queue_id, batch.pick(keep), now)
         return results
 
-    async def _insert(self, conn: asyncpg.Connection | None, queue_id: int,
-                      messages: Sequence[NewMessage], now: int | None) -> None:
-        args = (queue_id, now, [m.id for m in messages], [m.priority for m in messages],
-                [m.delay_ms for m in messages], [int(m.body_kind) for m in messages],
-                [m.body for m in messages], [m.attributes for m in messages],
-                [m.group_id for m in messages], [m.dedup_id for m in messages])
+    async def _insert(self, conn: Connection | None, queue_id: int,
+                      batch: NewMessages, now: int | None) -> None:
+        args = (queue_id, now, batch.ids, batch.priorities, batch.delays_ms, batch.kinds,
+                batch.bodies, batch.attributes, batch.group_ids, batch.dedup_ids)
         with _translated():
             if conn is None:
                 await self.pool.execute(Q["message_insert"], *args)
@@ -353,16 +354,16 @@ class PostgresStorage:
             self._listener = asyncio.create_task(self._listen(callback))
 
     async def _listen(self, callback: SignalCallback) -> None:
-        def on_notify(_conn: object, _pid: int, _channel: str, payload: str) -> None:
-            callback(int(payload) if payload.isdigit() else None)
+        def on_notify(_conn: object, _pid: int, _channel: str, payload: object) -> None:
+            text = str(payload)
+            callback(int(text) if text.isdigit() else None)
 
         while True:
             conn: asyncpg.Connection | None = None
             try:
                 conn = await asyncpg.connect(self.dsn)
-                lost = asyncio.get_running_loop().create_future()
-                conn.add_termination_listener(
-                    lambda _c: lost.done() or lost.set_result(None))
+                lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                conn.add_termination_listener(functools.partial(_resolve, lost))
                 await conn.add_listener(CHANNEL, on_notify)
                 callback(None)  # anything sent while we were away: look again
                 await lost
@@ -375,3 +376,8 @@ class PostgresStorage:
                     with contextlib.suppress(Exception):
                         await asyncio.shield(conn.close(timeout=2))
             await asyncio.sleep(1.0)
+
+
+def _resolve(future: asyncio.Future[None], _conn: object) -> None:
+    if not future.done():
+        future.set_result(None)

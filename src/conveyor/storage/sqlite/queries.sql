@@ -79,8 +79,7 @@ SELECT message_id FROM conveyor_dedup WHERE queue_id = :queue_id AND dedup_id = 
 -- name: message_insert
 INSERT INTO conveyor_messages (id, queue_id, priority, visible_at, sent_at, body_kind, body,
                                attributes, group_id, dedup_id)
-VALUES (:id, :queue_id, :priority, :visible_at, :now, :body_kind, :body, :attributes,
-        :group_id, :dedup_id);
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
 
 -- name: message_dead_letter
 -- Among the rows the claim is about to take, those already received max_receive_count

@@ -16,8 +16,9 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from itertools import repeat
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from conveyor.errors import StorageError, StorageUnavailable
 from conveyor.models import (
@@ -32,7 +33,7 @@ from conveyor.storage import rows
 from conveyor.storage.base import (
     DEDUP_WINDOW_MS,
     Lease,
-    NewMessage,
+    NewMessages,
     QueueRow,
     ReceiveParams,
     SignalCallback,
@@ -252,32 +253,32 @@ class SqliteStorage:
         return await self._run(run)
 
     # messages -----------------------------------------------------------------------
-    async def message_send_many(self, queue_id: int, messages: Sequence[NewMessage],
+    async def message_send_many(self, queue_id: int, batch: NewMessages,
                                 now: int | None) -> list[SendResult]:
         """Insert a batch in one transaction, resolving deduplication ids first."""
         at = self._now(now)
 
         def run(db: sqlite3.Connection) -> list[SendResult]:
             results: list[SendResult] = []
-            inserts: list[dict[str, Any]] = []
+            keep: list[int] = []
             with self._write(db):
-                for m in messages:
-                    if m.dedup_id is not None:
-                        key = {"queue_id": queue_id, "dedup_id": m.dedup_id}
+                for i, (message_id, dedup_id) in enumerate(zip(batch.ids, batch.dedup_ids)):
+                    if dedup_id is not None:
+                        key = {"queue_id": queue_id, "dedup_id": dedup_id}
                         won = db.execute(Q["dedup_claim"], {
-                            **key, "message_id": _blob(m.id), "now": at,
+                            **key, "message_id": _blob(message_id), "now": at,
                             "expires_at": at + DEDUP_WINDOW_MS}).rowcount
                         if not won:
                             first = db.execute(Q["dedup_get"], key).fetchone()[0]
                             results.append(SendResult(_uid(first), duplicate=True))
                             continue
-                    results.append(SendResult(m.id))
-                    inserts.append({
-                        "id": _blob(m.id), "queue_id": queue_id, "priority": m.priority,
-                        "visible_at": at + m.delay_ms, "now": at, "body_kind": int(m.body_kind),
-                        "body": m.body, "attributes": m.attributes, "group_id": m.group_id,
-                        "dedup_id": m.dedup_id})
-                db.executemany(Q["message_insert"], inserts)
+                    results.append(SendResult(message_id))
+                    keep.append(i)
+                rows_ = batch if len(keep) == len(batch) else batch.pick(keep)
+                db.executemany(Q["message_insert"], zip(
+                    map(_blob, rows_.ids), repeat(queue_id), rows_.priorities,
+                    [at + d for d in rows_.delays_ms], repeat(at), rows_.kinds, rows_.bodies,
+                    rows_.attributes, rows_.group_ids, rows_.dedup_ids))
             return results
         return await self._run(run)
 

@@ -1,0 +1,381 @@
+"""Broker throughput and latency, with a raw-SQL ceiling measured in the same run.
+
+Sends N messages (~200-byte JSON) in batches of 1,000, then drains them (receive 1,000 +
+delete) with 1 and with 2 processes, for: a raw SQL baseline (PostgreSQL: the fewest
+statements doing the same claim/delete on the same schema), the in-process broker on
+PostgreSQL and SQLite, and (with --http) the native HTTP API on both. Then idle-to-delivery
+latency: 200 messages/s for 10 s into an idle long-polling consumer.
+
+    python benchmarks/broker.py                       # everything, 100,000 messages
+    python benchmarks/broker.py --messages 1000000 --only pg-broker --processes 2
+
+Every table is created fresh and never analysed, as on a new install.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing as mp
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from conveyor import Body, Broker, SendEntry
+from conveyor.storage.factory import storage_from_url
+
+PG_ADMIN = os.environ.get("CONVEYOR_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
+BATCH = 1000
+QUEUE = "bench"
+
+
+def body(i: int) -> dict[str, Any]:
+    """A ~200-byte JSON notification."""
+    return {"user_id": i, "email": f"user{i}@example.com", "template": "welcome",
+            "data": {"name": f"User {i}", "plan": "pro", "locale": "en-GB",
+                     "unsubscribe": f"https://example.com/u/{i:012d}"}}
+
+
+@dataclass
+class Row:
+    """One line of the results table."""
+
+    name: str
+    enqueue: float
+    drain: dict[int, float]
+
+
+async def fresh_pg_database() -> str:
+    """A new, empty database; returns its URL."""
+    name = f"conveyor_bench_{uuid.uuid4().hex[:8]}"
+    conn = await asyncpg.connect(PG_ADMIN)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return PG_ADMIN.rsplit("/", 1)[0] + "/" + name
+
+
+async def drop_pg_database(url: str) -> None:
+    """Drop a benchmark database."""
+    conn = await asyncpg.connect(PG_ADMIN)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+# ---- broker (in-process) ---------------------------------------------------------------
+
+async def broker_enqueue(url: str, count: int) -> float:
+    """Create the queue and send `count` messages in batches; messages/s."""
+    async with Broker(storage_from_url(url), sweep_interval=None) as broker:
+        await broker.create_queue(QUEUE)
+        entries = [SendEntry(Body.of(body(i))) for i in range(count)]
+        started = time.perf_counter()
+        for i in range(0, count, BATCH):
+            await broker.send(QUEUE, entries[i:i + BATCH])
+        return count / (time.perf_counter() - started)
+
+
+async def broker_drain_worker(url: str) -> int:
+    """Receive and delete until the queue is empty; returns how many."""
+    done = 0
+    async with Broker(storage_from_url(url), sweep_interval=None) as broker:
+        while True:
+            messages = await broker.receive(QUEUE, BATCH, visibility_timeout=60)
+            if not messages:
+                return done
+            await broker.delete(QUEUE, [m.receipt_handle for m in messages])
+            done += len(messages)
+
+
+# ---- raw SQL ceiling (PostgreSQL) --------------------------------------------------------
+
+RAW_CLAIM = """
+WITH cand AS (
+    SELECT id FROM conveyor_messages
+    WHERE queue_id = $1 AND visible_at <= conveyor_now_ms()
+    ORDER BY priority DESC, visible_at, id LIMIT $2 FOR UPDATE SKIP LOCKED)
+UPDATE conveyor_messages m SET visible_at = conveyor_now_ms() + 60000, leased = true,
+    token = (random() * 9007199254740991)::bigint, receive_count = m.receive_count + 1
+FROM cand WHERE m.id = cand.id
+RETURNING m.id, m.token, m.body"""
+RAW_DELETE = "DELETE FROM conveyor_messages WHERE id = ANY($1::uuid[])"
+RAW_INSERT = """
+INSERT INTO conveyor_messages (id, queue_id, visible_at, sent_at, body_kind, body)
+SELECT u.id, $1, conveyor_now_ms(), conveyor_now_ms(), 1, u.body
+FROM unnest($2::uuid[], $3::text[]) AS u(id, body)"""
+
+
+async def raw_enqueue(url: str, count: int) -> float:
+    """The same rows with one bare INSERT per batch; messages/s."""
+    async with Broker(storage_from_url(url), sweep_interval=None) as broker:
+        queue, _ = await broker.create_queue(QUEUE)
+    import orjson
+
+    bodies = [orjson.dumps(body(i)).decode() for i in range(count)]
+    conn = await asyncpg.connect(url)
+    try:
+        started = time.perf_counter()
+        for i in range(0, count, BATCH):
+            chunk = bodies[i:i + BATCH]
+            ids = [str(uuid.uuid4()) for _ in chunk]  # made outside SQL, as the broker does
+            await conn.execute(RAW_INSERT, queue.id, ids, chunk)
+        return count / (time.perf_counter() - started)
+    finally:
+        await conn.close()
+
+
+async def raw_drain_worker(url: str) -> int:
+    """Claim + delete with two bare statements per batch."""
+    # The same planner pin the broker's claim carries, so the ceiling is a fair one.
+    conn = await asyncpg.connect(url, server_settings={"enable_sort": "off"})
+    try:
+        queue_id = await conn.fetchval("SELECT id FROM conveyor_queues WHERE name = $1", QUEUE)
+        done = 0
+        while True:
+            rows = await conn.fetch(RAW_CLAIM, queue_id, BATCH)
+            if not rows:
+                return done
+            await conn.execute(RAW_DELETE, [r[0] for r in rows])
+            done += len(rows)
+    finally:
+        await conn.close()
+
+
+# ---- HTTP -------------------------------------------------------------------------------
+
+async def http_enqueue(base: str, count: int) -> float:
+    """Send through the native HTTP API in batches; messages/s."""
+    import httpx
+
+    async with httpx.AsyncClient(base_url=base, timeout=60) as client:
+        (await client.post("/v1/queues", json={"name": QUEUE})).raise_for_status()
+        payloads = [{"messages": [{"body": body(j)} for j in range(i, min(i + BATCH, count))]}
+                    for i in range(0, count, BATCH)]
+        started = time.perf_counter()
+        for payload in payloads:
+            (await client.post(f"/v1/queues/{QUEUE}/messages", json=payload)).raise_for_status()
+        return count / (time.perf_counter() - started)
+
+
+async def http_drain_worker(base: str) -> int:
+    """Receive + delete through the native HTTP API."""
+    import httpx
+
+    done = 0
+    async with httpx.AsyncClient(base_url=base, timeout=60) as client:
+        while True:
+            got = await client.post(f"/v1/queues/{QUEUE}/messages/receive",
+                                    json={"max_messages": BATCH, "visibility_timeout": 60})
+            got.raise_for_status()
+            messages = got.json()["messages"]
+            if not messages:
+                return done
+            handles = [m["receipt_handle"] for m in messages]
+            (await client.post(f"/v1/queues/{QUEUE}/messages/delete",
+                               json={"receipt_handles": handles})).raise_for_status()
+            done += len(messages)
+
+
+def start_server(url: str, workers: int) -> tuple[Any, str]:
+    """`conveyor serve` on a free port; returns (process, base URL)."""
+    import socket
+    import subprocess
+
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "conveyor.cli.main", "serve", "--port", str(port),
+         "--database", url, "--workers", str(workers), "--no-sqs"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            if httpx.get(base + "/healthz", timeout=1).status_code == 200:
+                return proc, base
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("server did not start")
+
+
+# ---- running ------------------------------------------------------------------------------
+
+def _child(fn: Callable[[str], Awaitable[int]], target: str, start: Any, out: Any) -> None:
+    start.wait()
+    out.put(asyncio.run(fn(target)))
+
+
+def drain(fn: Callable[[str], Awaitable[int]], target: str, processes: int,
+          expected: int) -> float:
+    """Run `processes` drainers at once; messages/s over the wall time."""
+    ctx = mp.get_context("spawn")
+    start, out = ctx.Event(), ctx.Queue()
+    procs = [ctx.Process(target=_child, args=(fn, target, start, out)) for _ in range(processes)]
+    for p in procs:
+        p.start()
+    time.sleep(1.0)  # let the children import and connect before the clock starts
+    began = time.perf_counter()
+    start.set()
+    total = sum(out.get() for _ in procs)
+    elapsed = time.perf_counter() - began
+    for p in procs:
+        p.join()
+    if total != expected:
+        raise RuntimeError(f"drained {total}, expected {expected}")
+    return total / elapsed
+
+
+async def latency(target_url: str, via_http: str | None = None, rate: int = 200,
+                  seconds: float = 10.0) -> tuple[float, float]:
+    """p50 and p99 (ms) from send to receipt for a trickle into an idle long-poller."""
+    received: list[float] = []
+    async with Broker(storage_from_url(target_url), sweep_interval=None) as producer:
+        await producer.create_queue("latency")
+        consumer = Broker(storage_from_url(target_url), sweep_interval=None)
+        await consumer.start()
+        total = int(rate * seconds)
+        stop = asyncio.Event()
+
+        async def consume() -> None:
+            while len(received) < total and not stop.is_set():
+                got = await consumer.receive("latency", 10, wait_seconds=1)
+                now = time.time()
+                for m in got:
+                    received.append((now - m.body.value()["t"]) * 1000)
+                if got:
+                    await consumer.delete("latency", [m.receipt_handle for m in got])
+
+        task = asyncio.create_task(consume())
+        await asyncio.sleep(0.5)
+        for _ in range(total):
+            await producer.send("latency", [SendEntry(Body.of({"t": time.time()}))])
+            await asyncio.sleep(1 / rate)
+        try:
+            await asyncio.wait_for(task, 10)
+        finally:
+            stop.set()
+            await consumer.close()
+    cuts = statistics.quantiles(received, n=100)
+    return cuts[49], cuts[98]
+
+
+def run(args: argparse.Namespace) -> None:
+    """Measure and print the table."""
+    rows: list[Row] = []
+    latencies: dict[str, tuple[float, float]] = {}
+    want = set(args.only.split(",")) if args.only else None
+    processes = [int(p) for p in args.processes.split(",")]
+    n = args.messages
+
+    def wanted(name: str) -> bool:
+        return want is None or name in want
+
+    def measure(name: str, make_url: Callable[[], str], enqueue: Any, worker: Any,
+                cleanup: Callable[[str], None], http: bool = False) -> None:
+        drains: dict[int, float] = {}
+        enqueues: list[float] = []
+        for p in processes:
+            url = make_url()
+            server = None
+            try:
+                target = url
+                if http:
+                    server, target = start_server(url, p)
+                enq = asyncio.run(enqueue(target, n))
+                enqueues.append(enq)
+                drains[p] = drain(worker, target, p, n)
+            finally:
+                if server is not None:
+                    server.terminate()
+                    server.wait()
+                cleanup(url)
+            print(f"  {name}: enqueue {enq:,.0f}/s, drain x{p} {drains[p]:,.0f}/s", flush=True)
+        rows.append(Row(name, statistics.mean(enqueues), drains))
+
+    def pg_url() -> str:
+        return asyncio.run(fresh_pg_database())
+
+    def pg_drop(url: str) -> None:
+        asyncio.run(drop_pg_database(url))
+
+    tmp = tempfile.mkdtemp(prefix="conveyor-bench-")
+
+    def sqlite_url() -> str:
+        return f"sqlite:///{tmp}/{uuid.uuid4().hex[:8]}.db"
+
+    def no_drop(_url: str) -> None:
+        pass
+
+    if wanted("pg-raw"):
+        measure("raw SQL (asyncpg), PostgreSQL", pg_url, raw_enqueue, raw_drain_worker, pg_drop)
+    if wanted("pg-broker"):
+        measure("broker in-process, PostgreSQL", pg_url, broker_enqueue, broker_drain_worker,
+                pg_drop)
+    if wanted("sqlite-broker"):
+        measure("broker in-process, SQLite", sqlite_url, broker_enqueue, broker_drain_worker,
+                no_drop)
+    if args.http and wanted("pg-http"):
+        measure("HTTP API, PostgreSQL", pg_url, http_enqueue, http_drain_worker, pg_drop,
+                http=True)
+    if args.http and wanted("sqlite-http"):
+        measure("HTTP API, SQLite", sqlite_url, http_enqueue, http_drain_worker, no_drop,
+                http=True)
+    if args.latency and wanted("latency"):
+        url = pg_url()
+        try:
+            latencies["PostgreSQL"] = asyncio.run(latency(url))
+        finally:
+            pg_drop(url)
+        latencies["SQLite"] = asyncio.run(latency(sqlite_url()))
+
+    print()
+    print(f"messages: {n:,}, batch {BATCH}, body ~200 B JSON; fresh, un-analysed tables")
+    header = "| path | enqueue msgs/s | " + " | ".join(
+        f"drain x{p} msgs/s" for p in processes) + " |"
+    print(header)
+    print("|" + "---|" * (2 + len(processes)))
+    base = rows[0] if rows and rows[0].name.startswith("raw") else None
+    for row in rows:
+        cells = [f"{row.enqueue:,.0f}" + (f" ({row.enqueue / base.enqueue:.0%})" if base else "")]
+        for p in processes:
+            d = row.drain.get(p, 0.0)
+            cells.append(f"{d:,.0f}" + (f" ({d / base.drain[p]:.0%})" if base else ""))
+        print(f"| {row.name} | " + " | ".join(cells) + " |")
+    if base:
+        print("(percentages: ratio to the raw SQL baseline of the same run)")
+    for name, (p50, p99) in latencies.items():
+        print(f"idle-to-delivery latency, {name}: p50 {p50:.2f} ms, p99 {p99:.2f} ms "
+              "(200 msgs/s for 10 s, long-polling consumer)")
+    print("reproduce: python benchmarks/broker.py " + " ".join(sys.argv[1:]))
+
+
+def main() -> None:
+    """Command line."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=100_000)
+    parser.add_argument("--processes", default="1,2")
+    parser.add_argument("--only", default="",
+                        help="comma list of: pg-raw, pg-broker, sqlite-broker, pg-http, "
+                             "sqlite-http, latency")
+    parser.add_argument("--http", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--latency", action=argparse.BooleanOptionalAction, default=True)
+    run(parser.parse_args())
+
+
+if __name__ == "__main__":
+    main()
