@@ -1,0 +1,114 @@
+"""The SQS-compatible endpoint as an ASGI app: route, parse, dispatch, render.
+
+Requests are posted to `/` or to a queue URL's path `/{account}/{queue}` (the Java SDK v1
+drops `QueueUrl` and posts there). The protocol is AWS JSON 1.0 when the content type is
+`application/x-amz-json-*`, else query. The region is the SigV4 credential scope's.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import parse_qsl
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from conveyor.broker.broker import Broker
+from conveyor.errors import ConveyorError
+from conveyor.sqs import message_actions, move_tasks, queue_actions
+from conveyor.sqs.context import Context, credential_scope
+from conveyor.sqs.errors import INTERNAL_ERROR, INVALID_ACTION, SqsError, from_domain
+from conveyor.sqs.params import Params
+from conveyor.sqs.wire import (
+    Protocol,
+    WireRequest,
+    WireResponse,
+    is_json,
+    parse_json,
+    parse_query,
+    render_error,
+    render_json,
+    render_xml,
+)
+
+log = logging.getLogger("conveyor.sqs")
+
+Handler = Callable[[Context, Params], Awaitable[dict[str, Any] | None]]
+
+HANDLERS: dict[str, Handler] = {
+    **queue_actions.HANDLERS,
+    **message_actions.HANDLERS,
+    **move_tasks.HANDLERS,
+}
+
+DEFAULT_ACCOUNT_ID = "000000000000"
+
+
+async def _parse(request: Request) -> WireRequest:
+    body = await request.body()
+    if is_json(request.headers.get("content-type", "")):
+        return parse_json(request.headers.get("x-amz-target", ""), body)
+    items = list(request.query_params.multi_items())
+    if body:
+        items += parse_qsl(body.decode("utf-8", "surrogateescape"), keep_blank_values=True)
+    return parse_query(items)
+
+
+class SqsEndpoint:
+    """Answers SQS requests from one broker."""
+
+    def __init__(self, broker: Broker, account_id: str) -> None:
+        self.broker = broker
+        self.account_id = account_id
+
+    def context(self, request: Request) -> Context:
+        """The broker, region, account and base URL for one request."""
+        _, region = credential_scope(request.headers.get("authorization", ""),
+                                     request.query_params.get("X-Amz-Credential"))
+        host = request.headers.get("host") or f"{request.url.hostname}:{request.url.port}"
+        return Context(self.broker, region, self.account_id, f"{request.url.scheme}://{host}",
+                       request.path_params.get("queue"))
+
+    async def handle(self, request: Request) -> Response:
+        """Answer one request (never raises: errors are rendered in its protocol)."""
+        request_id = str(uuid.uuid4())
+        protocol: Protocol = "json" if is_json(request.headers.get("content-type", "")) \
+            else "query"
+        try:
+            wire = await _parse(request)
+            handler = HANDLERS.get(wire.action)
+            if handler is None:
+                raise SqsError(INVALID_ACTION,
+                               f"The action {wire.action[:100]} is not valid for this endpoint.")
+            output = await handler(self.context(request), Params(wire.members))
+            answer = (render_json(output or {}, request_id) if protocol == "json"
+                      else render_xml(wire.action, output, request_id))
+        except SqsError as exc:
+            answer = render_error(protocol, exc, request_id)
+        except ConveyorError as exc:
+            answer = render_error(protocol, from_domain(exc), request_id)
+        except Exception:  # an unexpected failure still gets an AWS-shaped answer
+            log.exception("SQS request %s failed", request_id)
+            answer = render_error(protocol, SqsError(
+                INTERNAL_ERROR, "We encountered an internal error. Please try again."),
+                request_id)
+        return _response(answer)
+
+
+def _response(answer: WireResponse) -> Response:
+    return Response(answer.body, answer.status, headers=answer.headers)
+
+
+def create_sqs_app(broker: Broker, *, account_id: str = DEFAULT_ACCOUNT_ID) -> Starlette:
+    """The SQS-compatible ASGI app over `broker` (which the caller starts and closes)."""
+    endpoint = SqsEndpoint(broker, account_id)
+    methods = ["GET", "POST"]
+    return Starlette(routes=[
+        Route("/", endpoint.handle, methods=methods),
+        Route("/{account}/{queue}", endpoint.handle, methods=methods),
+    ])
