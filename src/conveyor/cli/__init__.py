@@ -1,0 +1,1 @@
+"""The `conveyor` command line (argparse): parsing and wiring, no business logic."""

@@ -1,0 +1,179 @@
+"""Client commands: each turns parsed arguments into one or two API calls and prints the answer.
+
+Data goes to stdout (JSON lines, or a table for people); notes go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import orjson
+
+from conveyor.cli.api import ApiClient
+
+
+def _json_line(value: Any) -> None:
+    sys.stdout.write(orjson.dumps(value).decode() + "\n")
+
+
+def _table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> None:
+    cells = [[str(c) for c in header]] + [["-" if c is None else str(c) for c in r]
+                                          for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    for row in cells:
+        sys.stdout.write("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() + "\n")
+
+
+def _wants_json(args: argparse.Namespace) -> bool:
+    return bool(args.output == "json")
+
+
+def parse_attr(text: str) -> tuple[str, Any]:
+    """`name=value`; the value is read as JSON when it is JSON (60, true, {...}), else text."""
+    name, sep, raw = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, not {text!r}")
+    try:
+        return name, orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return name, raw
+
+
+# queues -----------------------------------------------------------------------------
+def queue_create(args: argparse.Namespace, api: ApiClient) -> int:
+    """Create a queue with optional attributes."""
+    queue = api.create_queue(args.name, dict(args.attr or []))
+    if _wants_json(args):
+        _json_line(queue)
+    else:
+        print(f"queue {queue['name']} ready")
+    return 0
+
+
+def queue_list(args: argparse.Namespace, api: ApiClient) -> int:
+    """Every queue with its counts."""
+    queues = api.list_queues(args.prefix)
+    if _wants_json(args):
+        for queue in queues:
+            _json_line(queue)
+        return 0
+    _table([(q["name"], q["stats"]["visible"], q["stats"]["in_flight"], q["stats"]["delayed"],
+             _age(q["stats"]["oldest_age_seconds"]), q["stats"]["dead_letters"],
+             "yes" if q["attributes"]["paused"] else "")
+            for q in queues],
+           ("NAME", "VISIBLE", "IN_FLIGHT", "DELAYED", "OLDEST", "DEAD_LETTERS", "PAUSED"))
+    return 0
+
+
+def _age(seconds: float | None) -> str | None:
+    return None if seconds is None else f"{seconds:.1f}s"
+
+
+def queue_stats(args: argparse.Namespace, api: ApiClient) -> int:
+    """One queue's attributes and exact counts."""
+    queue = api.get_queue(args.name)
+    if _wants_json(args):
+        _json_line(queue)
+        return 0
+    rows: list[tuple[str, Any]] = [("name", queue["name"]), ("region", queue["region"])]
+    rows += [(k, v) for k, v in queue["stats"].items()]
+    rows += [(k, _show(v)) for k, v in queue["attributes"].items()]
+    _table(rows, ("FIELD", "VALUE"))
+    return 0
+
+
+def _show(value: Any) -> Any:
+    if isinstance(value, Mapping | list):
+        return orjson.dumps(value).decode()
+    return value
+
+
+def queue_delete(args: argparse.Namespace, api: ApiClient) -> int:
+    """Delete a queue."""
+    api.delete_queue(args.name)
+    _report(args, {"queue": args.name, "deleted": True}, f"deleted queue {args.name}")
+    return 0
+
+
+def queue_purge(args: argparse.Namespace, api: ApiClient) -> int:
+    """Delete every message of a queue."""
+    purged = api.purge_queue(args.name)
+    _report(args, {"queue": args.name, "purged": purged},
+            f"purged {purged} messages from {args.name}")
+    return 0
+
+
+def queue_pause(args: argparse.Namespace, api: ApiClient) -> int:
+    """Pause (or with `args.resume`, resume) deliveries from a queue."""
+    paused = not args.resume
+    api.update_queue(args.name, {"paused": paused})
+    _report(args, {"queue": args.name, "paused": paused},
+            f"{'paused' if paused else 'resumed'} queue {args.name}")
+    return 0
+
+
+def _report(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
+    if _wants_json(args):
+        _json_line(data)
+    else:
+        print(text)
+
+
+# messages ---------------------------------------------------------------------------
+def send(args: argparse.Namespace, api: ApiClient) -> int:
+    """Send one message; BODY is text, or JSON with --json; '-' reads it from stdin."""
+    text = sys.stdin.read() if args.body == "-" else args.body
+    body: Any = text
+    if args.json:
+        try:
+            body = orjson.loads(text)
+        except orjson.JSONDecodeError as exc:
+            raise SystemExit(f"conveyor: error: BODY is not valid JSON: {exc}") from None
+    message: dict[str, Any] = {"body": body}
+    for key, value in (("delay_seconds", args.delay), ("priority", args.priority),
+                       ("deduplication_id", args.dedup_id), ("group_id", args.group_id)):
+        if value is not None:
+            message[key] = value
+    if args.attr:
+        message["attributes"] = {k: {"type": "Number" if isinstance(v, int | float)
+                                     and not isinstance(v, bool) else "String",
+                                     "value": str(v)} for k, v in args.attr}
+    [sent] = api.send(args.queue, [message])
+    if _wants_json(args):
+        _json_line(sent)
+    else:
+        print(sent["id"] + ("  (duplicate)" if sent.get("duplicate") else ""))
+    return 0
+
+
+def receive(args: argparse.Namespace, api: ApiClient) -> int:
+    """Receive messages and print each as a JSON line; --delete acknowledges them."""
+    messages = api.receive(args.queue, args.max, args.visibility, args.wait)
+    for message in messages:
+        _json_line(message)
+    if args.delete and messages:
+        results = api.delete(args.queue, [m["receipt_handle"] for m in messages])
+        failed = [r for r in results if r["status"] != "ok"]
+        for result in failed:
+            print(f"conveyor: not deleted: {result['message']}", file=sys.stderr)
+        if failed:
+            return 1
+    return 0
+
+
+def redrive(args: argparse.Namespace, api: ApiClient) -> int:
+    """Move a dead-letter queue's messages back; waits for the task unless --no-wait."""
+    task = api.redrive(args.queue, args.destination, args.max_per_second)
+    while task["status"] == "running" and args.wait:
+        time.sleep(0.5)
+        task = api.task(task["id"])
+    if _wants_json(args):
+        _json_line(task)
+    else:
+        print(f"task {task['id']}: {task['status']}, moved {task['moved']} of "
+              f"{task['to_move']}" + (f" ({task['error']})" if task.get("error") else ""))
+    return 0 if task["status"] in ("completed", "running") else 1

@@ -1,0 +1,176 @@
+"""`conveyor`: argument parsing, then configuration, then one command. No queue logic here.
+
+Flags override `CONVEYOR_*` variables, which override the defaults (`conveyor.config`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+
+import conveyor
+from conveyor.cli import commands
+from conveyor.cli.api import ApiClient, ApiError
+from conveyor.config import (
+    DEFAULT_URL,
+    ClientConfig,
+    Config,
+    client_from_env,
+    from_env,
+)
+from conveyor.errors import ConveyorError
+
+ClientCommand = Callable[[argparse.Namespace, ApiClient], int]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line."""
+    parser = argparse.ArgumentParser(
+        prog="conveyor", description="A self-hosted message queue: server and client.")
+    parser.add_argument("--version", action="version", version=conveyor.__version__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _serve_parser(sub)
+    migrate = sub.add_parser("migrate", help="create or upgrade the database schema")
+    migrate.add_argument("--database", metavar="URL",
+                         help="sqlite:///file.db or postgresql://... (default: embedded)")
+    migrate.set_defaults(run=_migrate)
+    _client_parsers(sub)
+    return parser
+
+
+def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    serve = sub.add_parser("serve", help="run the HTTP API (and the SQS endpoint)")
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="native API port (default 8600; 0: any)")
+    serve.add_argument("--database", metavar="URL",
+                       help="sqlite:///file.db or postgresql://... (default: embedded SQLite)")
+    serve.add_argument("--workers", type=int, help="server processes (default 1)")
+    serve.add_argument("--region", help="region of the queues (default us-east-1)")
+    serve.add_argument("--sqs-port", type=int, help="SQS endpoint port (default 9324)")
+    serve.add_argument("--sqs-account-id", help="account id in SQS queue URLs")
+    serve.add_argument("--no-sqs", action="store_true",
+                       help="do not serve the SQS endpoint")
+    serve.set_defaults(run=_serve)
+
+
+def _client_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--url", help=f"server URL (default {DEFAULT_URL}; CONVEYOR_URL)")
+    common.add_argument("-o", "--output", choices=("table", "json"), default="table",
+                        help="tables and sentences for people, or JSON lines")
+
+    queue = sub.add_parser("queue", help="create, list, inspect and manage queues")
+    queue_sub = queue.add_subparsers(dest="action", required=True, metavar="ACTION")
+    create = queue_sub.add_parser("create", parents=[common], help="create a queue")
+    create.add_argument("name")
+    create.add_argument("--attr", action="append", type=commands.parse_attr,
+                        metavar="NAME=VALUE", help="a queue attribute (repeatable)")
+    create.set_defaults(client=commands.queue_create)
+    listing = queue_sub.add_parser("list", parents=[common], help="list queues with counts")
+    listing.add_argument("--prefix", default="")
+    listing.set_defaults(client=commands.queue_list)
+    for action, run, text in (
+            ("stats", commands.queue_stats, "a queue's attributes and counts"),
+            ("delete", commands.queue_delete, "delete a queue and its messages"),
+            ("purge", commands.queue_purge, "delete every message of a queue"),
+            ("pause", commands.queue_pause, "stop deliveries (sends are still accepted)"),
+            ("resume", commands.queue_pause, "resume deliveries")):
+        parser = queue_sub.add_parser(action, parents=[common], help=text)
+        parser.add_argument("name")
+        parser.set_defaults(client=run, resume=action == "resume")
+
+    send = sub.add_parser("send", parents=[common], help="send a message")
+    send.add_argument("queue")
+    send.add_argument("body", metavar="BODY", help="the message text ('-': read stdin)")
+    send.add_argument("--json", action="store_true", help="BODY is a JSON value")
+    send.add_argument("--delay", type=int, metavar="SECONDS")
+    send.add_argument("--priority", type=int, metavar="0-9")
+    send.add_argument("--dedup-id", metavar="ID")
+    send.add_argument("--group-id", metavar="ID")
+    send.add_argument("--attr", action="append", type=commands.parse_attr,
+                      metavar="NAME=VALUE", help="a message attribute (repeatable)")
+    send.set_defaults(client=commands.send)
+
+    receive = sub.add_parser("receive", parents=[common],
+                             help="receive messages (JSON lines)")
+    receive.add_argument("queue")
+    receive.add_argument("--max", type=int, default=10, metavar="N")
+    receive.add_argument("--wait", type=int, metavar="SECONDS", help="long-poll up to 20 s")
+    receive.add_argument("--visibility", type=int, metavar="SECONDS", help="lease length")
+    receive.add_argument("--delete", action="store_true", help="acknowledge what was received")
+    receive.set_defaults(client=commands.receive)
+
+    redrive = sub.add_parser("redrive", parents=[common],
+                             help="move a dead-letter queue's messages back")
+    redrive.add_argument("queue", metavar="DLQ")
+    redrive.add_argument("--destination", help="move them here instead of their sources")
+    redrive.add_argument("--max-per-second", type=int)
+    redrive.add_argument("--no-wait", dest="wait", action="store_false",
+                         help="return at once with the running task")
+    redrive.set_defaults(client=commands.redrive)
+
+
+# commands ---------------------------------------------------------------------------
+def server_config(args: argparse.Namespace) -> Config:
+    """The environment's configuration with the given flags on top."""
+    config = from_env()
+    server = replace(config.server, host=args.host or config.server.host,
+                     port=config.server.port if args.port is None else args.port,
+                     workers=config.server.workers if args.workers is None else args.workers)
+    sqs = replace(config.sqs, enabled=config.sqs.enabled and not args.no_sqs,
+                  port=config.sqs.port if args.sqs_port is None else args.sqs_port,
+                  account_id=args.sqs_account_id or config.sqs.account_id)
+    return replace(config, server=server, sqs=sqs,
+                   database_url=args.database or config.database_url,
+                   region=args.region or config.region)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from conveyor.cli.serve import run_serve
+
+    return run_serve(server_config(args))
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from conveyor.cli.serve import database_url, migrate
+
+    url = database_url(replace(from_env(), database_url=args.database or None))
+    applied, known = asyncio.run(migrate(url))
+    print(f"schema at version {applied} of {known}")
+    return 0
+
+
+def _client_config(args: argparse.Namespace) -> ClientConfig:
+    config = client_from_env()
+    return replace(config, url=args.url) if args.url else config
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; exit status 0 on success, 1 with the server's message on failure."""
+    args = build_parser().parse_args(argv)
+    try:
+        client: ClientCommand | None = getattr(args, "client", None)
+        if client is not None:
+            with ApiClient(_client_config(args)) as api:
+                return client(args, api)
+        run: Callable[[argparse.Namespace], int] = args.run
+        return run(args)
+    except ApiError as exc:
+        where = f" (entry {exc.index})" if exc.index is not None else ""
+        print(f"conveyor: error: {exc.message}{where} [{exc.code}]", file=sys.stderr)
+        return 1
+    except ConveyorError as exc:
+        print(f"conveyor: error: {exc.message} [{exc.code}]", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"conveyor: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

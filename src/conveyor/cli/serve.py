@@ -1,0 +1,208 @@
+"""`conveyor serve` and `conveyor migrate`: sockets, processes and servers; no queue logic.
+
+The parent binds the sockets; each worker process (one, or `--workers N` spawned children
+sharing the sockets, as uvicorn's multiprocess mode does) has its own Broker, shared by the
+native API and, when `conveyor.sqs.app` is installed, the SQS endpoint on its own port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+import multiprocessing
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from typing import Any
+
+import uvicorn
+
+from conveyor.broker.broker import Broker
+from conveyor.config import Config
+from conveyor.http.app import create_app
+from conveyor.storage.factory import default_database_url, default_sqlite_path, storage_from_url
+
+log = logging.getLogger("conveyor.serve")
+
+SqsFactory = Callable[..., Any]
+
+_MIN_WORKER_SECONDS = 3.0
+
+
+def sqs_app_factory() -> SqsFactory | None:
+    """`conveyor.sqs.app.create_sqs_app` when that module exists, else None."""
+    try:
+        module = importlib.import_module("conveyor.sqs.app")
+    except ModuleNotFoundError as exc:
+        if exc.name in ("conveyor.sqs", "conveyor.sqs.app"):
+            return None
+        raise  # the module is there but broken: say so
+    factory: SqsFactory = module.create_sqs_app
+    return factory
+
+
+def database_url(config: Config) -> str:
+    """The configured database, or the embedded SQLite file (saying where it is)."""
+    if config.database_url:
+        return config.database_url
+    path = default_sqlite_path()
+    state = "using" if path.exists() else "creating"
+    say(f"{state} the embedded SQLite database {path}")
+    return default_database_url()
+
+
+def say(text: str) -> None:
+    """A line for the operator on stderr (stdout stays for data)."""
+    print(f"conveyor: {text}", file=sys.stderr, flush=True)
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket (port 0 picks a free one)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _url(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def run_serve(config: Config) -> int:
+    """Bind, announce, and serve until SIGINT or SIGTERM."""
+    config = replace(config, database_url=database_url(config))
+    assert config.database_url is not None
+    asyncio.run(migrate(config.database_url))  # once, before the workers share the schema
+    sqs_factory = sqs_app_factory() if config.sqs.enabled else None
+    sockets = [bind(config.server.host, config.server.port)]
+    if sqs_factory is not None:
+        sockets.append(bind(config.server.host, config.sqs.port))
+    say(f"HTTP API on {_url(sockets[0])} (docs at {_url(sockets[0])}/api-docs)")
+    if sqs_factory is not None:
+        say(f"SQS endpoint on {_url(sockets[1])}")
+    elif config.sqs.enabled:
+        say("SQS endpoint not installed; serving the native API only")
+    if config.server.workers == 1:
+        worker_main(config, sockets)
+        return 0
+    return _supervise(config, sockets)
+
+
+async def migrate(url: str) -> tuple[int, int]:
+    """Open the database (which applies pending migrations); (applied, known) versions."""
+    storage = storage_from_url(url)
+    await storage.open()
+    try:
+        return await storage.schema_version()
+    finally:
+        await storage.close()
+
+
+# one worker process ------------------------------------------------------------------
+class _Server(uvicorn.Server):
+    """A uvicorn server that leaves signals to `serve_sockets`, which runs several."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+    def install_signal_handlers(self) -> None:  # uvicorn < 0.29
+        pass
+
+
+def worker_main(config: Config, sockets: list[socket.socket]) -> None:
+    """Run one worker process's servers on already-bound sockets."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    asyncio.run(serve_sockets(config, sockets))
+
+
+async def serve_sockets(config: Config, sockets: list[socket.socket]) -> None:
+    """Serve the native API (and the SQS endpoint) with one broker until told to stop."""
+    broker = Broker(storage_from_url(config.database_url), region=config.region)
+    await broker.start()
+    try:
+        apps: list[Any] = [create_app(broker, max_request_bytes=config.server.max_request_bytes)]
+        sqs_factory = sqs_app_factory() if len(sockets) > 1 else None
+        if sqs_factory is not None:
+            apps.append(sqs_factory(broker, account_id=config.sqs.account_id))
+        servers = [_Server(uvicorn.Config(app, lifespan="auto", access_log=False,
+                                          log_level="warning", timeout_graceful_shutdown=5))
+                   for app in apps]
+        _stop_on_signals(servers)
+        await asyncio.gather(*(server.serve(sockets=[sock])
+                               for server, sock in zip(servers, sockets)))
+    finally:
+        await broker.close()
+
+
+def _stop_on_signals(servers: list[_Server]) -> None:
+    loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        for server in servers:
+            if server.should_exit:
+                server.force_exit = True
+            server.should_exit = True
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop)
+
+
+# several worker processes ------------------------------------------------------------
+def _supervise(config: Config, sockets: list[socket.socket]) -> int:
+    """Run `workers` spawned processes on the shared sockets; restart any that dies after
+    running a while (one that dies at once stops the lot: it is a configuration error)."""
+    context = multiprocessing.get_context("spawn")
+    stopping = False
+    failed = False
+
+    def start() -> tuple[multiprocessing.process.BaseProcess, float]:
+        process = context.Process(target=worker_main, args=(config, sockets))
+        process.start()
+        return process, time.monotonic()
+
+    def on_signal(sig: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    workers = [start() for _ in range(config.server.workers)]
+    say(f"started {len(workers)} worker processes")
+    try:
+        while not stopping:
+            time.sleep(0.2)
+            for i, (process, started) in enumerate(workers):
+                if process.is_alive() or stopping:
+                    continue
+                if time.monotonic() - started < _MIN_WORKER_SECONDS:
+                    say(f"worker {process.pid} exited at once with {process.exitcode}; "
+                        "stopping")
+                    stopping = failed = True
+                    break
+                say(f"worker {process.pid} exited with {process.exitcode}; restarting")
+                workers[i] = start()
+    finally:
+        for process, _ in workers:
+            if process.is_alive():
+                process.terminate()
+        for process, _ in workers:
+            process.join(15)
+            if process.is_alive():
+                process.kill()
+                process.join()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 1 if failed else 0
