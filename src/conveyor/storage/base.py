@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import NamedTuple, Protocol, TypeVar
 
 from conveyor.models import (
     Message,
@@ -60,9 +60,10 @@ class NewMessages:
                            take(self.group_ids), take(self.dedup_ids))
 
 
-@dataclass(frozen=True, slots=True)
-class Lease:
-    """What a receipt handle stands for: one message under one particular lease."""
+class Lease(NamedTuple):
+    """What a receipt handle stands for: one message under one particular lease.
+
+    A tuple so that sets of leases hash and compare in C on the ack path."""
 
     message_id: str
     token: int

@@ -6,11 +6,11 @@ from typing import Any, Protocol
 
 import orjson
 
-from conveyor.ids import encode_receipt_handle
 from conveyor.models import (
     Body,
     BodyKind,
     Message,
+    MessageAttribute,
     MoveTask,
     PeekedMessage,
     Queue,
@@ -21,6 +21,7 @@ from conveyor.models import (
 )
 
 _KINDS = (BodyKind.TEXT, BodyKind.JSON)
+_NO_ATTRIBUTES: dict[str, MessageAttribute] = {}
 
 
 class Row(Protocol):
@@ -37,14 +38,14 @@ def queue_from_row(row: Row) -> Queue:
 
 
 def message_from_claim(queue_name: str, message_id: str, row: Row) -> Message:
-    """A claimed row (after seq, id: token, receive_count, sent_at, first_received_at,
-    visible_at, body_kind, body, attributes, priority, group_id, dedup_id, last_error)."""
+    """A claimed row: (id, token, receive_count, sent_at, first_received_at, visible_at,
+    body_kind, body, attributes, priority, group_id, dedup_id, last_error, ...)."""
+    attributes = row[8]
     return Message(
-        id=message_id, queue=queue_name, body=Body(row[8], _KINDS[row[7]]),
-        attributes=decode_attributes(row[9]),
-        receipt_handle=encode_receipt_handle(message_id, row[2]),
-        receive_count=row[3], sent_at=row[4], first_received_at=row[5], lease_until=row[6],
-        priority=row[10], group_id=row[11], deduplication_id=row[12], last_error=row[13])
+        message_id, queue_name, Body(row[7], _KINDS[row[6]]),
+        decode_attributes(attributes) if attributes else _NO_ATTRIBUTES,
+        message_id.replace("-", "") + format(row[1] & 0xFFFF_FFFF_FFFF_FFFF, "016x"),
+        row[2], row[3], row[4], row[5], row[9], row[10], row[11], row[12])
 
 
 def peeked_from_row(message_id: str, row: Row,

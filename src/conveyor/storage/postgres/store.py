@@ -271,7 +271,7 @@ class PostgresStorage:
             params.max_receive_count, params.dead_letter_queue_id, params.now)
         claimed.sort(key=lambda r: (-r[9], r[5], r[0]))
         name = params.queue_name
-        return [rows.message_from_claim(name, str(r[0]), (None, *r)) for r in claimed]
+        return [rows.message_from_claim(name, str(r[0]), r) for r in claimed]
 
     async def message_delete_many(self, queue_id: int, leases: Sequence[Lease]) -> set[Lease]:
         """Delete rows whose token still matches."""

@@ -101,8 +101,8 @@ WHERE seq IN (
     WHERE queue_id = :queue_id AND visible_at <= :now
       AND NOT EXISTS (SELECT 1 FROM conveyor_queues WHERE id = :queue_id AND paused)
     ORDER BY priority DESC, visible_at LIMIT :limit)
-RETURNING seq, id, token, receive_count, sent_at, first_received_at, visible_at, body_kind,
-          body, attributes, priority, group_id, dedup_id, last_error;
+RETURNING id, token, receive_count, sent_at, first_received_at, visible_at, body_kind,
+          body, attributes, priority, group_id, dedup_id, last_error, seq;
 
 -- name: message_delete
 DELETE FROM conveyor_messages WHERE id = ? AND queue_id = ? AND token = ?;

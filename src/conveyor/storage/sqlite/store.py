@@ -295,8 +295,8 @@ class SqliteStorage:
                         **args, "dlq_id": params.dead_letter_queue_id,
                         "max_receive_count": params.max_receive_count})
                 claimed = db.execute(Q["message_claim"], args).fetchall()
-            claimed.sort(key=lambda r: (-r[10], r[0]))
-            return [rows.message_from_claim(params.queue_name, _uid(r[1]), r) for r in claimed]
+            claimed.sort(key=lambda r: (-r[9], r[13]))
+            return [rows.message_from_claim(params.queue_name, _uid(r[0]), r) for r in claimed]
         return await self._run(run)
 
     async def message_delete_many(self, queue_id: int, leases: Sequence[Lease]) -> set[Lease]:
