@@ -75,20 +75,21 @@ class Redrive:
         try:
             while True:
                 started = time.monotonic()
+                # Look for a cancel before moving, not after: a cancel made while this
+                # runner slept must not move one more batch.
+                current = await storage.move_task_get(task.id)
+                if current is None or current.status == "cancelled":
+                    return
                 moved = await storage.message_move(source_id, dest_id, batch, broker.now())
                 if moved:
                     broker.wake(None)
                     if dest_id is not None:
                         await broker.signal(dest_id)
-                current = await storage.move_task_get(task.id)
-                if current is None or current.status == "cancelled":
-                    return
                 task = replace(task, moved=task.moved + moved)
                 if moved < batch:
                     task = replace(task, status="completed", finished_at=broker.wall_now())
-                await storage.move_task_update(task)
-                if task.status == "completed":
-                    return
+                if not await storage.move_task_update(task) or task.status == "completed":
+                    return  # cancelled meanwhile, or done
                 if task.max_per_second:
                     await asyncio.sleep(max(0.0, moved / task.max_per_second
                                             - (time.monotonic() - started)))
