@@ -24,7 +24,9 @@ class AwsError:
 
 def _aws(shape: str, *, legacy: str | None = None, plain: bool = False, status: int = 400,
          sender: bool = True) -> AwsError:
-    code = shape if plain else _LEGACY + (legacy or shape)
+    code = legacy or shape
+    if not plain:
+        code = _LEGACY + code
     return AwsError(shape, code, status, sender)
 
 
