@@ -210,6 +210,7 @@ class SendResult:
 
     id: str
     duplicate: bool = False
+    sequence_number: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,6 +230,7 @@ class Message:
     group_id: str | None = None
     deduplication_id: str | None = None
     last_error: str | None = None
+    sequence_number: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -254,12 +255,11 @@ class Broker:
         v.check_batch_size(len(entries))
         queue = await self.queue(queue_name, region)
         attrs = queue.attributes
-        if attrs.fifo:
-            raise Unsupported("FIFO queues are not supported yet.")
         for index, entry in enumerate(entries):
             v.check_send_entry(entry, index, attrs)
         now = self.now()
         default_delay = attrs.delay_seconds * 1000
+        dedup_ids = [_dedup_id(e, attrs) for e in entries]
         batch = NewMessages(
             ids=new_message_ids(len(entries), now),
             bodies=[e.body.text for e in entries],
@@ -269,8 +269,11 @@ class Broker:
             delays_ms=[default_delay if e.delay_seconds is None else e.delay_seconds * 1000
                        for e in entries],
             group_ids=[e.group_id for e in entries],
-            dedup_ids=[e.deduplication_id for e in entries])
-        results = await self.storage.message_send_many(queue.id, batch, now)
+            dedup_ids=dedup_ids,
+            dedup_keys=dedup_ids if attrs.deduplication_scope == "queue" else [
+                None if d is None else f"{e.group_id}\x1f{d}"
+                for e, d in zip(entries, dedup_ids)])
+        results = await self.storage.message_send_many(queue.id, batch, now, attrs.fifo)
         if 0 in batch.delays_ms:
             await self.signal(queue.id)
         return results
@@ -310,7 +313,7 @@ class Broker:
                             queue.name, attrs.dead_letter_queue)
         timeout = attrs.visibility_timeout if visibility_timeout is None else visibility_timeout
         return ReceiveParams(queue.id, queue.name, limit, timeout * 1000, max_receives,
-                             dlq_id, self.now())
+                             dlq_id, self.now(), attrs.fifo)
 
     async def delete(self, queue_name: str, receipt_handles: Sequence[str],
                      region: str | None = None) -> list[EntryResult]:
@@ -413,6 +416,14 @@ class Broker:
                 await self.sweep()
             except Exception:  # the sweeper must outlive a database hiccup
                 log.exception("retention sweep failed")
+
+
+def _dedup_id(entry: SendEntry, attrs: QueueAttributes) -> str | None:
+    """The entry's deduplication id; on FIFO queues with content-based deduplication and
+    none given, the SHA-256 of the body (as SQS does)."""
+    if entry.deduplication_id is not None or not attrs.content_based_deduplication:
+        return entry.deduplication_id
+    return hashlib.sha256(entry.body.text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 _STALE = "The receipt handle is stale: the message was received again or is gone."

@@ -14,6 +14,7 @@ from conveyor.errors import (
     InvalidMessage,
     InvalidQueueName,
     MessageTooLarge,
+    MissingParameter,
     TooManyEntries,
 )
 from conveyor.models import (
@@ -249,6 +250,22 @@ def check_send_entry(entry: SendEntry, index: int, attrs: QueueAttributes) -> No
                              index=index, field="priority")
     _check_token(entry.deduplication_id, "deduplication_id", index)
     _check_token(entry.group_id, "group_id", index)
+    if attrs.fifo:
+        _check_fifo_entry(entry, index, attrs)
+
+
+def _check_fifo_entry(entry: SendEntry, index: int, attrs: QueueAttributes) -> None:
+    if entry.group_id is None:
+        raise MissingParameter("FIFO queues need a group_id on every message.", index=index,
+                               field="group_id")
+    if entry.deduplication_id is None and not attrs.content_based_deduplication:
+        raise InvalidMessage(
+            "This FIFO queue needs a deduplication_id on every message (or "
+            "content_based_deduplication on the queue).", index=index,
+            field="deduplication_id")
+    if entry.priority:
+        raise InvalidMessage("FIFO queues deliver in order and take no priority.",
+                             index=index, field="priority")
 
 
 def _int_delay(value: Any, attrs: QueueAttributes, index: int) -> None:

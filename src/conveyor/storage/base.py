@@ -46,6 +46,9 @@ class NewMessages:
     delays_ms: list[int]
     group_ids: list[str | None]
     dedup_ids: list[str | None]
+    # What the deduplication window is keyed on: the id itself, or group and id together
+    # for FIFO queues deduplicating per message group.
+    dedup_keys: list[str | None]
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -57,7 +60,7 @@ class NewMessages:
 
         return NewMessages(take(self.ids), take(self.bodies), take(self.kinds),
                            take(self.attributes), take(self.priorities), take(self.delays_ms),
-                           take(self.group_ids), take(self.dedup_ids))
+                           take(self.group_ids), take(self.dedup_ids), take(self.dedup_keys))
 
 
 class Lease(NamedTuple):
@@ -80,6 +83,7 @@ class ReceiveParams:
     max_receive_count: int
     dead_letter_queue_id: int | None
     now: int | None
+    fifo: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,12 +151,16 @@ class Storage(Protocol):
         """Counts for every queue of a region that holds messages."""
 
     # messages -----------------------------------------------------------------------
-    async def message_send_many(self, queue_id: int, batch: NewMessages,
-                                now: int | None) -> list[SendResult]:
-        """Insert messages in one transaction; deduplicated ones return the first id."""
+    async def message_send_many(self, queue_id: int, batch: NewMessages, now: int | None,
+                                fifo: bool = False) -> list[SendResult]:
+        """Insert messages in one transaction; deduplicated ones return the first id.
+
+        FIFO batches get increasing sequence numbers, in commit order per queue."""
 
     async def message_receive(self, params: ReceiveParams) -> list[Message]:
-        """Lease visible messages, moving any over the receive limit to the dead-letter queue."""
+        """Lease visible messages, moving any over the receive limit to the dead-letter queue.
+
+        With `params.fifo`, the rows are chosen by `conveyor.fifo.choose`."""
 
     async def message_delete_many(self, queue_id: int, leases: Sequence[Lease]) -> set[Lease]:
         """Delete messages whose lease is current; returns the leases that matched."""

@@ -6,6 +6,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from conveyor.fifo import format_sequence
 from conveyor.models import (
     Body,
     BodyKind,
@@ -39,13 +40,14 @@ def queue_from_row(row: Row) -> Queue:
 
 def message_from_claim(queue_name: str, message_id: str, row: Row) -> Message:
     """A claimed row: (id, token, receive_count, sent_at, first_received_at, visible_at,
-    body_kind, body, attributes, priority, group_id, dedup_id, last_error, ...)."""
+    body_kind, body, attributes, priority, group_id, dedup_id, last_error, sequence, ...)."""
     attributes = row[8]
     return Message(
         message_id, queue_name, Body(row[7], _KINDS[row[6]]),
         decode_attributes(attributes) if attributes else _NO_ATTRIBUTES,
         message_id.replace("-", "") + format(row[1] & 0xFFFF_FFFF_FFFF_FFFF, "016x"),
-        row[2], row[3], row[4], row[5], row[9], row[10], row[11], row[12])
+        row[2], row[3], row[4], row[5], row[9], row[10], row[11], row[12],
+        format_sequence(row[13]))
 
 
 def peeked_from_row(message_id: str, row: Row,

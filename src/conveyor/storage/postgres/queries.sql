@@ -96,6 +96,53 @@ FROM (SELECT COALESCE($2::bigint, conveyor_now_ms()) AS now) t,
             $9::text[], $10::text[])
          AS u(id, priority, delay_ms, body_kind, body, attributes, group_id, dedup_id);
 
+-- name: message_insert_fifo
+-- FIFO sends hold the queue's advisory lock (fifo_lock), so sequence order is commit order.
+INSERT INTO conveyor_messages (id, queue_id, priority, visible_at, sent_at, body_kind, body,
+                               attributes, group_id, dedup_id, sequence)
+SELECT u.id, $1, u.priority, t.now + u.delay_ms, t.now, u.body_kind, u.body, u.attributes,
+       u.group_id, u.dedup_id, nextval('conveyor_fifo_sequence')
+FROM (SELECT COALESCE($2::bigint, conveyor_now_ms()) AS now) t,
+     unnest($3::uuid[], $4::smallint[], $5::bigint[], $6::smallint[], $7::text[], $8::text[],
+            $9::text[], $10::text[]) WITH ORDINALITY
+         AS u(id, priority, delay_ms, body_kind, body, attributes, group_id, dedup_id, ord)
+ORDER BY u.ord
+RETURNING id, sequence;
+
+-- name: fifo_lock
+-- Serialises sends and receives of one FIFO queue for the rest of the transaction.
+SELECT pg_advisory_xact_lock(1667, $1::int);
+
+-- name: fifo_gates
+-- Per group, the first sequence that must wait: its earliest invisible message.
+SELECT group_id, min(sequence) FROM conveyor_messages
+WHERE queue_id = $1 AND visible_at > COALESCE($2::bigint, conveyor_now_ms())
+  AND sequence IS NOT NULL
+GROUP BY group_id;
+
+-- name: fifo_visible
+SELECT id, group_id, sequence, receive_count FROM conveyor_messages
+WHERE queue_id = $1 AND sequence > $2 AND visible_at <= COALESCE($3::bigint, conveyor_now_ms())
+  AND sequence IS NOT NULL
+  AND NOT EXISTS (SELECT 1 FROM conveyor_queues WHERE id = $1 AND paused)
+ORDER BY sequence LIMIT $4;
+
+-- name: fifo_dead_letter
+UPDATE conveyor_messages
+SET queue_id = $2, source_queue_id = queue_id, visible_at = COALESCE($3::bigint, conveyor_now_ms()),
+    leased = false
+WHERE id = ANY($1::uuid[]);
+
+-- name: fifo_claim
+UPDATE conveyor_messages m
+SET visible_at = t.now + $2, leased = true, token = (random() * 9007199254740991)::bigint,
+    receive_count = m.receive_count + 1, first_received_at = COALESCE(m.first_received_at, t.now)
+FROM (SELECT COALESCE($3::bigint, conveyor_now_ms()) AS now) t
+WHERE m.id = ANY($1::uuid[])
+RETURNING m.id, m.token, m.receive_count, m.sent_at, m.first_received_at, m.visible_at,
+          m.body_kind, m.body, m.attributes, m.priority, m.group_id, m.dedup_id, m.last_error,
+          m.sequence;
+
 -- name: message_claim
 -- See conveyor_claim() in migrations/0001_init.sql for why the claim is a function.
 SELECT * FROM conveyor_claim($1, $2, $3, $4, $5, $6);

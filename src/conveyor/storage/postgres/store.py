@@ -18,7 +18,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
+from conveyor import fifo
 from conveyor.errors import StorageError, StorageUnavailable
+from conveyor.fifo import format_sequence
 from conveyor.models import (
     Message,
     MoveTask,
@@ -27,7 +29,7 @@ from conveyor.models import (
     QueueStats,
     SendResult,
 )
-from conveyor.storage import rows
+from conveyor.storage import dedup, rows
 from conveyor.storage.base import (
     Lease,
     NewMessages,
@@ -44,6 +46,7 @@ MIGRATIONS = load_migrations("conveyor.storage.postgres")
 CHANNEL = "conveyor_wake"
 _MIGRATION_LOCK = 0x636F6E76  # "conv": one node migrates at a time
 _OUR_PARAMS = ("pool_size", "statement_cache_size")
+FIFO_PAGE = 1000
 
 
 def split_dsn(url: str) -> tuple[str, dict[str, str]]:
@@ -220,44 +223,47 @@ class PostgresStorage:
         return found
 
     # messages -----------------------------------------------------------------------
-    async def message_send_many(self, queue_id: int, batch: NewMessages,
-                                now: int | None) -> list[SendResult]:
-        """Insert a batch with one statement; deduplicated batches in one transaction."""
-        if not any(batch.dedup_ids):
+    async def message_send_many(self, queue_id: int, batch: NewMessages, now: int | None,
+                                fifo: bool = False) -> list[SendResult]:
+        """Insert a batch with one statement; deduplicated or FIFO batches in one
+        transaction (FIFO ones under the queue's advisory lock)."""
+        if not fifo and not any(batch.dedup_keys):
             await self._insert(None, queue_id, batch, now)
             return [SendResult(i) for i in batch.ids]
         async with self._tx() as conn:
-            return await self._send_deduplicated(conn, queue_id, batch, now)
-
-    async def _send_deduplicated(self, conn: Connection, queue_id: int,
-                                 batch: NewMessages, now: int | None) -> list[SendResult]:
-        first: dict[str, str] = {}  # dedup id -> id of its first message in this batch
-        for message_id, dedup_id in zip(batch.ids, batch.dedup_ids):
-            if dedup_id is not None:
-                first.setdefault(dedup_id, message_id)
-        won = {r[0] for r in await conn.fetch(
-            Q["dedup_claim"], queue_id, now, list(first), list(first.values()))}
-        lost = [d for d in first if d not in won]
-        earlier = {r[0]: str(r[1]) for r in await conn.fetch(
-            Q["dedup_get"], queue_id, lost)} if lost else {}
-        results: list[SendResult] = []
-        keep: list[int] = []
-        for i, (message_id, dedup_id) in enumerate(zip(batch.ids, batch.dedup_ids)):
-            if dedup_id is None or (dedup_id in won and first[dedup_id] == message_id):
-                results.append(SendResult(message_id))
-                keep.append(i)
-            elif dedup_id in won:
-                results.append(SendResult(first[dedup_id], duplicate=True))
+            if fifo:
+                await conn.execute(Q["fifo_lock"], queue_id)
+            first = dedup.first_ids(batch)
+            won: set[str] = set()
+            earlier: dict[str, str] = {}
+            if first:
+                won = {r[0] for r in await conn.fetch(
+                    Q["dedup_claim"], queue_id, now, list(first), list(first.values()))}
+                lost = [k for k in first if k not in won]
+                if lost:
+                    earlier = {r[0]: str(r[1]) for r in await conn.fetch(
+                        Q["dedup_get"], queue_id, lost)}
+            results, keep = dedup.resolve(batch, first, won, earlier)
+            kept = batch if len(keep) == len(batch) else batch.pick(keep)
+            if not kept.ids:
+                inserted: list[SendResult] = []
+            elif fifo:
+                inserted = [SendResult(str(r[0]), sequence_number=format_sequence(r[1]))
+                            for r in await conn.fetch(Q["message_insert_fifo"],
+                                                      *self._insert_args(queue_id, kept, now))]
             else:
-                results.append(SendResult(earlier[dedup_id], duplicate=True))
-        if keep:
-            await self._insert(conn, queue_id, batch.pick(keep), now)
-        return results
+                await self._insert(conn, queue_id, kept, now)
+                inserted = [SendResult(i) for i in kept.ids]
+        return dedup.fill(results, inserted)
+
+    @staticmethod
+    def _insert_args(queue_id: int, batch: NewMessages, now: int | None) -> tuple[Any, ...]:
+        return (queue_id, now, batch.ids, batch.priorities, batch.delays_ms, batch.kinds,
+                batch.bodies, batch.attributes, batch.group_ids, batch.dedup_ids)
 
     async def _insert(self, conn: Connection | None, queue_id: int,
                       batch: NewMessages, now: int | None) -> None:
-        args = (queue_id, now, batch.ids, batch.priorities, batch.delays_ms, batch.kinds,
-                batch.bodies, batch.attributes, batch.group_ids, batch.dedup_ids)
+        args = self._insert_args(queue_id, batch, now)
         with _translated():
             if conn is None:
                 await self.pool.execute(Q["message_insert"], *args)
@@ -266,12 +272,42 @@ class PostgresStorage:
 
     async def message_receive(self, params: ReceiveParams) -> list[Message]:
         """Claim with SKIP LOCKED; over-received rows go to the dead-letter queue."""
+        if params.fifo:
+            return await self._receive_fifo(params)
         claimed = await self._fetch(
             "message_claim", params.queue_id, params.limit, params.visibility_ms,
             params.max_receive_count, params.dead_letter_queue_id, params.now)
         claimed.sort(key=lambda r: (-r[9], r[5], r[0]))
         name = params.queue_name
         return [rows.message_from_claim(name, str(r[0]), r) for r in claimed]
+
+    async def _receive_fifo(self, params: ReceiveParams) -> list[Message]:
+        """Choose rows by the FIFO rules under the queue's advisory lock, then lease them."""
+        async with self._tx() as conn:
+            await conn.execute(Q["fifo_lock"], params.queue_id)
+            gates = {r[0]: r[1] for r in await conn.fetch(
+                Q["fifo_gates"], params.queue_id, params.now)}
+            deliver: list[str] = []
+            dead: list[str] = []
+            after = 0
+            while len(deliver) < params.limit:
+                page = await conn.fetch(Q["fifo_visible"], params.queue_id, after, params.now,
+                                        FIFO_PAGE)
+                choice = fifo.choose(
+                    gates, (fifo.FifoRow(r[0], r[1], r[2], r[3]) for r in page),
+                    params.limit - len(deliver), params.max_receive_count)
+                deliver += choice.deliver
+                dead += choice.dead
+                if len(page) < FIFO_PAGE:
+                    break
+                after = page[-1][2]
+            if dead:
+                await conn.execute(Q["fifo_dead_letter"], dead, params.dead_letter_queue_id,
+                                   params.now)
+            claimed = await conn.fetch(Q["fifo_claim"], deliver, params.visibility_ms,
+                                       params.now) if deliver else []
+        claimed.sort(key=lambda r: r[13])
+        return [rows.message_from_claim(params.queue_name, str(r[0]), r) for r in claimed]
 
     async def message_delete_many(self, queue_id: int, leases: Sequence[Lease]) -> set[Lease]:
         """Delete rows whose token still matches."""

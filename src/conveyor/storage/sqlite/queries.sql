@@ -78,8 +78,14 @@ SELECT message_id FROM conveyor_dedup WHERE queue_id = :queue_id AND dedup_id = 
 
 -- name: message_insert
 INSERT INTO conveyor_messages (id, queue_id, priority, visible_at, sent_at, body_kind, body,
-                               attributes, group_id, dedup_id)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
+                               attributes, group_id, dedup_id, sequence)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
+
+-- name: counter_take
+-- Reserves `n` numbers; the last one reserved is returned.
+INSERT INTO conveyor_counters (name, value) VALUES (:name, :n)
+ON CONFLICT (name) DO UPDATE SET value = value + :n
+RETURNING value;
 
 -- name: message_dead_letter
 -- Among the rows the claim is about to take, those already received max_receive_count
@@ -102,7 +108,33 @@ WHERE seq IN (
       AND NOT EXISTS (SELECT 1 FROM conveyor_queues WHERE id = :queue_id AND paused)
     ORDER BY priority DESC, visible_at LIMIT :limit)
 RETURNING id, token, receive_count, sent_at, first_received_at, visible_at, body_kind,
-          body, attributes, priority, group_id, dedup_id, last_error, seq;
+          body, attributes, priority, group_id, dedup_id, last_error, sequence, seq;
+
+-- name: fifo_gates
+-- Per group, the first sequence that must wait: its earliest invisible message.
+SELECT group_id, min(sequence) FROM conveyor_messages
+WHERE queue_id = :queue_id AND visible_at > :now AND sequence IS NOT NULL
+GROUP BY group_id;
+
+-- name: fifo_visible
+SELECT id, group_id, sequence, receive_count FROM conveyor_messages
+WHERE queue_id = :queue_id AND sequence > :after AND visible_at <= :now
+  AND sequence IS NOT NULL
+  AND NOT EXISTS (SELECT 1 FROM conveyor_queues WHERE id = :queue_id AND paused)
+ORDER BY sequence LIMIT :limit;
+
+-- name: fifo_dead_letter
+UPDATE conveyor_messages
+SET queue_id = :dlq_id, source_queue_id = queue_id, visible_at = :now, leased = 0
+WHERE id = :id;
+
+-- name: fifo_claim
+UPDATE conveyor_messages
+SET visible_at = :now + :visibility_ms, leased = 1, token = random(),
+    receive_count = receive_count + 1, first_received_at = coalesce(first_received_at, :now)
+WHERE id = :id
+RETURNING id, token, receive_count, sent_at, first_received_at, visible_at, body_kind,
+          body, attributes, priority, group_id, dedup_id, last_error, sequence, seq;
 
 -- name: message_delete
 DELETE FROM conveyor_messages WHERE id = ? AND queue_id = ? AND token = ?;

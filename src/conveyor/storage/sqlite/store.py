@@ -18,9 +18,11 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from itertools import repeat
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
+from conveyor import fifo
 from conveyor.errors import StorageError, StorageUnavailable
+from conveyor.fifo import format_sequence
 from conveyor.models import (
     Message,
     MoveTask,
@@ -29,7 +31,7 @@ from conveyor.models import (
     QueueStats,
     SendResult,
 )
-from conveyor.storage import rows
+from conveyor.storage import dedup, rows
 from conveyor.storage.base import (
     DEDUP_WINDOW_MS,
     Lease,
@@ -45,6 +47,7 @@ T = TypeVar("T")
 Q = load_queries("conveyor.storage.sqlite")
 MIGRATIONS = load_migrations("conveyor.storage.sqlite")
 _SYNCHRONOUS = ("off", "normal", "full", "extra")
+FIFO_PAGE = 1000
 
 
 def _blob(message_id: str) -> bytes:
@@ -253,33 +256,38 @@ class SqliteStorage:
         return await self._run(run)
 
     # messages -----------------------------------------------------------------------
-    async def message_send_many(self, queue_id: int, batch: NewMessages,
-                                now: int | None) -> list[SendResult]:
+    async def message_send_many(self, queue_id: int, batch: NewMessages, now: int | None,
+                                fifo: bool = False) -> list[SendResult]:
         """Insert a batch in one transaction, resolving deduplication ids first."""
         at = self._now(now)
 
         def run(db: sqlite3.Connection) -> list[SendResult]:
-            results: list[SendResult] = []
-            keep: list[int] = []
             with self._write(db):
-                for i, (message_id, dedup_id) in enumerate(zip(batch.ids, batch.dedup_ids)):
-                    if dedup_id is not None:
-                        key = {"queue_id": queue_id, "dedup_id": dedup_id}
-                        won = db.execute(Q["dedup_claim"], {
-                            **key, "message_id": _blob(message_id), "now": at,
-                            "expires_at": at + DEDUP_WINDOW_MS}).rowcount
-                        if not won:
-                            first = db.execute(Q["dedup_get"], key).fetchone()[0]
-                            results.append(SendResult(_uid(first), duplicate=True))
-                            continue
-                    results.append(SendResult(message_id))
-                    keep.append(i)
-                rows_ = batch if len(keep) == len(batch) else batch.pick(keep)
+                first = dedup.first_ids(batch)
+                won: set[str] = set()
+                earlier: dict[str, str] = {}
+                for key, message_id in first.items():
+                    args = {"queue_id": queue_id, "dedup_id": key}
+                    if db.execute(Q["dedup_claim"], {
+                            **args, "message_id": _blob(message_id), "now": at,
+                            "expires_at": at + DEDUP_WINDOW_MS}).rowcount:
+                        won.add(key)
+                    else:
+                        earlier[key] = _uid(db.execute(Q["dedup_get"], args).fetchone()[0])
+                results, keep = dedup.resolve(batch, first, won, earlier)
+                kept = batch if len(keep) == len(batch) else batch.pick(keep)
+                sequences: list[int | None] = [None] * len(kept)
+                if fifo and kept.ids:
+                    last = db.execute(Q["counter_take"], {
+                        "name": "fifo_sequence", "n": len(kept)}).fetchone()[0]
+                    sequences = list(range(last - len(kept) + 1, last + 1))
                 db.executemany(Q["message_insert"], zip(
-                    map(_blob, rows_.ids), repeat(queue_id), rows_.priorities,
-                    [at + d for d in rows_.delays_ms], repeat(at), rows_.kinds, rows_.bodies,
-                    rows_.attributes, rows_.group_ids, rows_.dedup_ids))
-            return results
+                    map(_blob, kept.ids), repeat(queue_id), kept.priorities,
+                    [at + d for d in kept.delays_ms], repeat(at), kept.kinds, kept.bodies,
+                    kept.attributes, kept.group_ids, kept.dedup_ids, sequences))
+            return dedup.fill(results, [
+                SendResult(i, sequence_number=format_sequence(n))
+                for i, n in zip(kept.ids, sequences)])
         return await self._run(run)
 
     async def message_receive(self, params: ReceiveParams) -> list[Message]:
@@ -289,15 +297,45 @@ class SqliteStorage:
                 "visibility_ms": params.visibility_ms}
 
         def run(db: sqlite3.Connection) -> list[Message]:
+            if params.fifo:
+                with self._write(db):
+                    claimed = self._receive_fifo(db, params, at)
+                claimed.sort(key=lambda r: r[13])
+                return [rows.message_from_claim(params.queue_name, _uid(r[0]), r)
+                        for r in claimed]
             with self._write(db):
                 if params.dead_letter_queue_id is not None:
                     db.execute(Q["message_dead_letter"], {
                         **args, "dlq_id": params.dead_letter_queue_id,
                         "max_receive_count": params.max_receive_count})
                 claimed = db.execute(Q["message_claim"], args).fetchall()
-            claimed.sort(key=lambda r: (-r[9], r[13]))
+            claimed.sort(key=lambda r: (-r[9], r[14]))
             return [rows.message_from_claim(params.queue_name, _uid(r[0]), r) for r in claimed]
         return await self._run(run)
+
+    @staticmethod
+    def _receive_fifo(db: sqlite3.Connection, params: ReceiveParams, at: int) -> list[Any]:
+        gates = dict(db.execute(Q["fifo_gates"], {"queue_id": params.queue_id, "now": at}))
+        deliver: list[str] = []
+        dead: list[str] = []
+        after = 0
+        while len(deliver) < params.limit:
+            page = db.execute(Q["fifo_visible"], {
+                "queue_id": params.queue_id, "after": after, "now": at,
+                "limit": FIFO_PAGE}).fetchall()
+            choice = fifo.choose(gates, (fifo.FifoRow(r[0], r[1], r[2], r[3]) for r in page),
+                                 params.limit - len(deliver), params.max_receive_count)
+            deliver += choice.deliver
+            dead += choice.dead
+            if len(page) < FIFO_PAGE:
+                break
+            after = page[-1][2]
+        for blob in dead:
+            db.execute(Q["fifo_dead_letter"], {
+                "id": blob, "dlq_id": params.dead_letter_queue_id, "now": at})
+        args = {"now": at, "visibility_ms": params.visibility_ms}
+        return [db.execute(Q["fifo_claim"], {**args, "id": blob}).fetchone()
+                for blob in deliver]
 
     async def message_delete_many(self, queue_id: int, leases: Sequence[Lease]) -> set[Lease]:
         """Delete rows whose token still matches."""

@@ -33,7 +33,8 @@ CREATE TABLE conveyor_messages (
     group_id text,
     dedup_id text,
     source_queue_id bigint,           -- set while dead-lettered: where redrive returns it
-    last_error text
+    last_error text,
+    sequence bigint                   -- FIFO queues only: order within a message group
 ) WITH (
     -- The table churns completely: vacuum and analyse it early and often.
     autovacuum_vacuum_scale_factor = 0.01,
@@ -47,6 +48,9 @@ CREATE INDEX conveyor_messages_claim
     ON conveyor_messages (queue_id, priority DESC, visible_at, id);
 CREATE INDEX conveyor_messages_source ON conveyor_messages (source_queue_id)
     WHERE source_queue_id IS NOT NULL;
+CREATE INDEX conveyor_messages_fifo ON conveyor_messages (queue_id, sequence)
+    WHERE sequence IS NOT NULL;
+CREATE SEQUENCE conveyor_fifo_sequence;
 
 CREATE TABLE conveyor_dedup (
     queue_id bigint NOT NULL,
@@ -80,7 +84,7 @@ CREATE FUNCTION conveyor_claim(p_queue_id bigint, p_limit integer, p_visibility_
     RETURNS TABLE (id uuid, token bigint, receive_count integer, sent_at bigint,
                    first_received_at bigint, visible_at bigint, body_kind smallint,
                    body text, attributes text, priority smallint, group_id text,
-                   dedup_id text, last_error text)
+                   dedup_id text, last_error text, sequence bigint)
     LANGUAGE sql VOLATILE
     SET enable_sort = off
 AS $claim$
@@ -109,5 +113,6 @@ SET visible_at = (SELECT now FROM t) + p_visibility_ms, leased = true,
     first_received_at = COALESCE(m.first_received_at, (SELECT now FROM t))
 FROM cand WHERE m.id = cand.id AND cand.receive_count < p_max_receive_count
 RETURNING m.id, m.token, m.receive_count, m.sent_at, m.first_received_at, m.visible_at,
-          m.body_kind, m.body, m.attributes, m.priority, m.group_id, m.dedup_id, m.last_error;
+          m.body_kind, m.body, m.attributes, m.priority, m.group_id, m.dedup_id, m.last_error,
+          m.sequence;
 $claim$;

@@ -30,13 +30,22 @@ CREATE TABLE conveyor_messages (
     group_id TEXT,
     dedup_id TEXT,
     source_queue_id INTEGER,          -- set while dead-lettered: where redrive returns it
-    last_error TEXT
+    last_error TEXT,
+    sequence INTEGER                  -- FIFO queues only: order within a message group
 );
 
 -- The claim walks this index in order and stops after `limit` visible rows.
 CREATE INDEX conveyor_messages_claim ON conveyor_messages (queue_id, priority DESC, visible_at);
 CREATE INDEX conveyor_messages_source ON conveyor_messages (source_queue_id)
     WHERE source_queue_id IS NOT NULL;
+CREATE INDEX conveyor_messages_fifo ON conveyor_messages (queue_id, sequence)
+    WHERE sequence IS NOT NULL;
+
+-- Counters that only grow (FIFO sequence numbers).
+CREATE TABLE conveyor_counters (
+    name TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
 
 CREATE TABLE conveyor_dedup (
     queue_id INTEGER NOT NULL,
