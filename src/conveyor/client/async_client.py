@@ -1,0 +1,137 @@
+"""`AsyncClient`: the native HTTP API with the in-process `Broker`'s surface, on httpx."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Any, TypeVar
+
+import httpx
+import orjson
+
+from conveyor.client import _calls as c
+from conveyor.client._errors import ServerUnavailable, error_from
+from conveyor.client.ops import AsyncJobs, AsyncLimits
+from conveyor.config import DEFAULT_TIMEOUT, DEFAULT_URL
+from conveyor.models import (
+    EntryResult,
+    Message,
+    Queue,
+    QueueStats,
+    SendEntry,
+    SendResult,
+    VisibilityEntry,
+)
+
+T = TypeVar("T")
+
+__all__ = ["AsyncClient"]
+
+
+class AsyncClient:
+    """A conveyor server, used like a `Broker`: same methods, arguments, models, errors.
+
+    `limits` and `jobs` are the rate-limit, concurrency-slot, cron and job-status operations
+    a worker needs, so a worker through a server keeps the guarantees of one on the database.
+    """
+
+    def __init__(self, url: str = DEFAULT_URL, *, timeout: float = DEFAULT_TIMEOUT,
+                 headers: Mapping[str, str] | None = None,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self._http = httpx.AsyncClient(
+            base_url=self.url, timeout=timeout, headers=dict(headers or {}),
+            transport=transport, limits=httpx.Limits(max_connections=200,
+                                                     max_keepalive_connections=50))
+        self.limits = AsyncLimits(self.run)
+        self.jobs = AsyncJobs(self.run)
+
+    async def start(self) -> None:
+        """Nothing to open (connections are made on demand); for symmetry with `Broker`."""
+
+    async def close(self) -> None:
+        """Close the connection pool."""
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.close()
+
+    async def run(self, call: c.Call[T]) -> T:
+        """Send one call; its parsed answer, or the matching `conveyor.errors` exception."""
+        content = None if call.json is None else orjson.dumps(call.json)
+        try:
+            response = await self._http.request(
+                call.method, call.path, content=content, params=call.params,
+                headers={"content-type": "application/json"} if content else None,
+                timeout=self.timeout + call.extra_timeout)
+        except httpx.TransportError as exc:
+            raise ServerUnavailable(f"{self.url}: {exc or type(exc).__name__}") from exc
+        data = orjson.loads(response.content) if response.content else None
+        if response.status_code == 404 and call.missing_is_none:
+            return call.parse(404, None)
+        if response.status_code >= 400:
+            raise error_from(response.status_code, data)
+        return call.parse(response.status_code, data)
+
+    # queues -------------------------------------------------------------------------
+    async def create_queue(self, name: str, attributes: Mapping[str, Any] | None = None
+                           ) -> tuple[Queue, bool]:
+        """Create a queue; True when created now (see `Broker.create_queue`)."""
+        return await self.run(c.create_queue(name, attributes))
+
+    async def get_queue(self, name: str) -> Queue:
+        """A queue (its `id` is 0: ids are internal to the server)."""
+        return await self.run(c.get_queue(name))
+
+    async def list_queues(self, prefix: str = "", after: str | None = None,
+                          limit: int = 1000) -> list[Queue]:
+        """Queues by name, optionally starting with `prefix`, paged by `after`."""
+        return await self.run(c.list_queues(prefix, after, limit))
+
+    async def update_queue(self, name: str, attributes: Mapping[str, Any]) -> Queue:
+        """Change some attributes of a queue (`{"paused": True}` pauses it)."""
+        return await self.run(c.update_queue(name, attributes))
+
+    async def delete_queue(self, name: str) -> None:
+        """Delete a queue and every message in it."""
+        await self.run(c.delete_queue(name))
+
+    async def purge_queue(self, name: str) -> int:
+        """Delete every message of a queue; returns how many."""
+        return await self.run(c.purge_queue(name))
+
+    async def queue_stats(self, name: str) -> QueueStats:
+        """Exact counts for one queue."""
+        return await self.run(c.queue_stats(name))
+
+    # messages -----------------------------------------------------------------------
+    async def send(self, queue_name: str, entries: Sequence[SendEntry]) -> list[SendResult]:
+        """Send a batch atomically."""
+        return await self.run(c.send(queue_name, entries))
+
+    async def receive(self, queue_name: str, max_messages: int = 10,
+                      visibility_timeout: int | None = None,
+                      wait_seconds: int | None = None) -> list[Message]:
+        """Lease up to `max_messages`; with `wait_seconds`, long-poll for the first."""
+        return await self.run(c.receive(queue_name, max_messages, visibility_timeout,
+                                        wait_seconds))
+
+    async def delete(self, queue_name: str, receipt_handles: Sequence[str]
+                     ) -> list[EntryResult]:
+        """Acknowledge messages; a stale handle deletes nothing and says so."""
+        return await self.run(c.delete(queue_name, receipt_handles))
+
+    async def change_visibility(self, queue_name: str, entries: Sequence[VisibilityEntry]
+                                ) -> list[EntryResult]:
+        """Extend leases, or release them with 0."""
+        return await self.run(c.change_visibility(queue_name, entries))
+
+    async def retry(self, queue_name: str, receipt_handle: str, delay_seconds: int,
+                    error: str | None = None) -> EntryResult:
+        """End a lease and redeliver after `delay_seconds`, keeping the receive count."""
+        return await self.run(c.retry(queue_name, receipt_handle, delay_seconds, error))

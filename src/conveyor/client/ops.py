@@ -1,0 +1,214 @@
+"""`client.limits` and `client.jobs`: the broker's rate-limit, slot, cron and job-status
+operations over HTTP, in an async and a sync flavour built on the same calls."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+from conveyor.client._calls import Call
+from conveyor.client._models import Grant, JobStatus, job_status_json, job_status_of
+
+T = TypeVar("T")
+AsyncRun = Callable[[Call[T]], Awaitable[T]]
+SyncRun = Callable[[Call[T]], T]
+
+
+def _grant(_: int, d: Any) -> Grant:
+    return Grant(int(d["granted"]), float(d["retry_after"]))
+
+
+def _count(key: str) -> Callable[[int, Any], int]:
+    return lambda _, d: int(d[key])
+
+
+def take(key: str, rate: int, per: float, want: int, burst: int | None) -> Call[Grant]:
+    """POST /v1/limits/take."""
+    return Call("POST", "/v1/limits/take", _grant,
+                {"key": key, "rate": rate, "per": per, "want": want, "burst": burst})
+
+
+def penalize(key: str, seconds: float) -> Call[None]:
+    """POST /v1/limits/penalize."""
+    return Call("POST", "/v1/limits/penalize", lambda _, d: None,
+                {"key": key, "seconds": seconds})
+
+
+def acquire(key: str, limit: int, holder: str, want: int, lease_seconds: int) -> Call[int]:
+    """POST /v1/limits/acquire."""
+    return Call("POST", "/v1/limits/acquire", _count("acquired"),
+                {"key": key, "limit": limit, "holder": holder, "want": want,
+                 "lease_seconds": lease_seconds})
+
+
+def renew(key: str, holder: str, lease_seconds: int) -> Call[int]:
+    """POST /v1/limits/renew."""
+    return Call("POST", "/v1/limits/renew", _count("held"),
+                {"key": key, "holder": holder, "lease_seconds": lease_seconds})
+
+
+def release(key: str, holder: str, count: int) -> Call[None]:
+    """POST /v1/limits/release."""
+    return Call("POST", "/v1/limits/release", lambda _, d: None,
+                {"key": key, "holder": holder, "count": count})
+
+
+def cron_claim(schedule: str, tick_at: int) -> Call[bool]:
+    """POST /v1/cron/claim."""
+    return Call("POST", "/v1/cron/claim", lambda _, d: bool(d["claimed"]),
+                {"schedule": schedule, "tick_at": tick_at})
+
+
+def status_set_many(statuses: Sequence[JobStatus]) -> Call[None]:
+    """POST /v1/jobs/status."""
+    return Call("POST", "/v1/jobs/status", lambda _, d: None,
+                {"jobs": [job_status_json(s) for s in statuses]})
+
+
+def status_get(job_id: str) -> Call[JobStatus | None]:
+    """GET /v1/jobs/{id} (None when unknown)."""
+    return Call("GET", f"/v1/jobs/{quote(job_id, safe='')}",
+                lambda _, d: None if d is None else job_status_of(d),
+                missing_is_none=True)
+
+
+def status_counts(queue: str | None) -> Call[dict[str, int]]:
+    """GET /v1/jobs?queue=: how many jobs are in each status."""
+    return Call("GET", "/v1/jobs", lambda _, d: {str(k): int(v) for k, v in d["counts"].items()},
+                params={"queue": queue} if queue else None)
+
+
+def _status(job_id: str, status: str, queue: str, task: str | None, attempts: int,
+            error: str | None, result: Any, keep_seconds: int) -> JobStatus:
+    return JobStatus(job_id, status, queue, task, attempts, error, result, keep_seconds)
+
+
+class AsyncLimits:
+    """Rate-limit tokens (GCRA) and global concurrency slots, through a server."""
+
+    def __init__(self, run: Callable[[Call[Any]], Awaitable[Any]]) -> None:
+        self._run = run
+
+    async def take(self, key: str, rate: int, per: float, want: int = 1,
+                   burst: int | None = None) -> Grant:
+        """Take up to `want` tokens of `rate` per `per` seconds."""
+        grant: Grant = await self._run(take(key, rate, per, want, burst))
+        return grant
+
+    async def penalize(self, key: str, seconds: float) -> None:
+        """Hold the key back for `seconds` (after a provider's 429 Retry-After)."""
+        await self._run(penalize(key, seconds))
+
+    async def acquire(self, key: str, limit: int, holder: str, want: int = 1,
+                      lease_seconds: int = 60) -> int:
+        """Take up to `want` of `limit` slots for `holder`; how many were granted."""
+        got: int = await self._run(acquire(key, limit, holder, want, lease_seconds))
+        return got
+
+    async def renew(self, key: str, holder: str, lease_seconds: int = 60) -> int:
+        """Extend the holder's slots; how many it still holds."""
+        held: int = await self._run(renew(key, holder, lease_seconds))
+        return held
+
+    async def release(self, key: str, holder: str, count: int = 1) -> None:
+        """Give back `count` slots."""
+        await self._run(release(key, holder, count))
+
+
+class AsyncJobs:
+    """Cron ticks and job status, through a server."""
+
+    def __init__(self, run: Callable[[Call[Any]], Awaitable[Any]]) -> None:
+        self._run = run
+
+    async def cron_claim(self, schedule: str, tick_at: int) -> bool:
+        """True for exactly one caller per (schedule, tick)."""
+        claimed: bool = await self._run(cron_claim(schedule, tick_at))
+        return claimed
+
+    async def status_set(self, job_id: str, status: str, *, queue: str,
+                         task: str | None = None, attempts: int = 0, error: str | None = None,
+                         result: Any = None, keep_seconds: int = 86400) -> None:
+        """Record a job's status."""
+        await self._run(status_set_many([_status(job_id, status, queue, task, attempts,
+                                                 error, result, keep_seconds)]))
+
+    async def status_set_many(self, statuses: Sequence[JobStatus]) -> None:
+        """Record many jobs' statuses in one request."""
+        await self._run(status_set_many(statuses))
+
+    async def status_get(self, job_id: str) -> JobStatus | None:
+        """A job's status, or None."""
+        found: JobStatus | None = await self._run(status_get(job_id))
+        return found
+
+    async def status_counts(self, queue: str | None = None) -> Mapping[str, int]:
+        """How many jobs are in each status."""
+        counts: dict[str, int] = await self._run(status_counts(queue))
+        return counts
+
+
+class SyncLimits:
+    """`AsyncLimits`, blocking."""
+
+    def __init__(self, run: Callable[[Call[Any]], Any]) -> None:
+        self._run = run
+
+    def take(self, key: str, rate: int, per: float, want: int = 1,
+             burst: int | None = None) -> Grant:
+        """Take up to `want` tokens of `rate` per `per` seconds."""
+        grant: Grant = self._run(take(key, rate, per, want, burst))
+        return grant
+
+    def penalize(self, key: str, seconds: float) -> None:
+        """Hold the key back for `seconds`."""
+        self._run(penalize(key, seconds))
+
+    def acquire(self, key: str, limit: int, holder: str, want: int = 1,
+                lease_seconds: int = 60) -> int:
+        """Take up to `want` of `limit` slots for `holder`."""
+        got: int = self._run(acquire(key, limit, holder, want, lease_seconds))
+        return got
+
+    def renew(self, key: str, holder: str, lease_seconds: int = 60) -> int:
+        """Extend the holder's slots."""
+        held: int = self._run(renew(key, holder, lease_seconds))
+        return held
+
+    def release(self, key: str, holder: str, count: int = 1) -> None:
+        """Give back `count` slots."""
+        self._run(release(key, holder, count))
+
+
+class SyncJobs:
+    """`AsyncJobs`, blocking."""
+
+    def __init__(self, run: Callable[[Call[Any]], Any]) -> None:
+        self._run = run
+
+    def cron_claim(self, schedule: str, tick_at: int) -> bool:
+        """True for exactly one caller per (schedule, tick)."""
+        claimed: bool = self._run(cron_claim(schedule, tick_at))
+        return claimed
+
+    def status_set(self, job_id: str, status: str, *, queue: str, task: str | None = None,
+                   attempts: int = 0, error: str | None = None, result: Any = None,
+                   keep_seconds: int = 86400) -> None:
+        """Record a job's status."""
+        self._run(status_set_many([_status(job_id, status, queue, task, attempts, error,
+                                           result, keep_seconds)]))
+
+    def status_set_many(self, statuses: Sequence[JobStatus]) -> None:
+        """Record many jobs' statuses in one request."""
+        self._run(status_set_many(statuses))
+
+    def status_get(self, job_id: str) -> JobStatus | None:
+        """A job's status, or None."""
+        found: JobStatus | None = self._run(status_get(job_id))
+        return found
+
+    def status_counts(self, queue: str | None = None) -> Mapping[str, int]:
+        """How many jobs are in each status."""
+        counts: dict[str, int] = self._run(status_counts(queue))
+        return counts

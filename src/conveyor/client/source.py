@@ -1,0 +1,88 @@
+"""`Source`: the part of the broker a worker uses, satisfied by both `Broker` (in-process, on
+PostgreSQL or SQLite) and `AsyncClient` (through a server), so a worker keeps the same
+guarantees either way."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+from conveyor.client._models import Grant, JobStatus
+from conveyor.models import (
+    EntryResult,
+    Message,
+    Queue,
+    QueueStats,
+    SendEntry,
+    SendResult,
+    VisibilityEntry,
+)
+
+__all__ = ["JobsOps", "LimitsOps", "Source"]
+
+
+class LimitsOps(Protocol):
+    """Rate limits (GCRA, tokens in chunks) and global concurrency slots with leases."""
+
+    async def take(self, key: str, rate: int, per: float, want: int = 1,
+                   burst: int | None = None) -> Grant: ...
+
+    async def penalize(self, key: str, seconds: float) -> None: ...
+
+    async def acquire(self, key: str, limit: int, holder: str, want: int = 1,
+                      lease_seconds: int = 60) -> int: ...
+
+    async def renew(self, key: str, holder: str, lease_seconds: int = 60) -> int: ...
+
+    async def release(self, key: str, holder: str, count: int = 1) -> None: ...
+
+
+class JobsOps(Protocol):
+    """Cron tick claims and job status."""
+
+    async def cron_claim(self, schedule: str, tick_at: int) -> bool: ...
+
+    async def status_set_many(self, statuses: Sequence[JobStatus]) -> None: ...
+
+    async def status_get(self, job_id: str) -> JobStatus | None: ...
+
+    async def status_counts(self, queue: str | None = None) -> Mapping[str, int]: ...
+
+
+class Source(Protocol):
+    """Queues and messages, plus `limits` and `jobs`: everything a worker needs."""
+
+    @property
+    def limits(self) -> LimitsOps: ...
+
+    @property
+    def jobs(self) -> JobsOps: ...
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def create_queue(self, name: str, attributes: Mapping[str, Any] | None = None
+                           ) -> tuple[Queue, bool]: ...
+
+    async def get_queue(self, name: str) -> Queue: ...
+
+    async def update_queue(self, name: str, attributes: Mapping[str, Any]) -> Queue: ...
+
+    async def queue_stats(self, name: str) -> QueueStats: ...
+
+    async def send(self, queue_name: str, entries: Sequence[SendEntry]
+                   ) -> list[SendResult]: ...
+
+    async def receive(self, queue_name: str, max_messages: int = 10,
+                      visibility_timeout: int | None = None,
+                      wait_seconds: int | None = None) -> list[Message]: ...
+
+    async def delete(self, queue_name: str, receipt_handles: Sequence[str]
+                     ) -> list[EntryResult]: ...
+
+    async def change_visibility(self, queue_name: str, entries: Sequence[VisibilityEntry]
+                                ) -> list[EntryResult]: ...
+
+    async def retry(self, queue_name: str, receipt_handle: str, delay_seconds: int,
+                    error: str | None = None) -> EntryResult: ...

@@ -1,0 +1,107 @@
+"""The clients against a real `conveyor serve` process: the Broker's surface and errors."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from conveyor import errors
+from conveyor.client import AsyncClient, Client, ServerUnavailable
+from conveyor.models import Body, BodyKind, MessageAttribute, SendEntry, VisibilityEntry
+from tests.http.server import ServerProcess, start_server
+
+_names = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    directory = Path(tmp_path_factory.mktemp("server"))
+    process = start_server(directory, ["--database", f"sqlite:///{directory}/c.db",
+                                       "--no-sqs"])
+    yield process
+    assert process.stop() == 0, process.logs()
+
+
+@pytest.fixture
+async def aclient(server: ServerProcess) -> AsyncIterator[AsyncClient]:
+    async with AsyncClient(server.url, timeout=10) as client:
+        yield client
+
+
+def _name() -> str:
+    return f"cq{next(_names)}"
+
+
+async def test_async_client_round_trip(aclient: AsyncClient) -> None:
+    name = _name()
+    queue, created = await aclient.create_queue(name, {"visibility_timeout": 5})
+    assert created and queue.name == name and queue.attributes.visibility_timeout == 5
+    assert (await aclient.create_queue(name, {"visibility_timeout": 5}))[1] is False
+    sent = await aclient.send(name, [
+        SendEntry(Body.of({"a": 1})), SendEntry(Body.of('{"a":1}'), priority=3),
+        SendEntry(Body.of("x"), attributes={"n": MessageAttribute("Number", "7"),
+                                             "b": MessageAttribute("Binary", b"\x00\xff")})])
+    assert len(sent) == 3
+    got = await aclient.receive(name, 10, wait_seconds=1)
+    assert {m.id for m in got} == {s.id for s in sent}
+    by_id = {m.id: m for m in got}
+    assert by_id[sent[0].id].body == Body('{"a":1}', BodyKind.JSON)
+    assert by_id[sent[1].id].body == Body('{"a":1}', BodyKind.TEXT)
+    assert by_id[sent[2].id].attributes["b"].value == b"\x00\xff"
+    assert all(m.queue == name and m.receive_count == 1 for m in got)
+    first, second, third = (by_id[s.id] for s in sent)
+    results = await aclient.change_visibility(name, [VisibilityEntry(first.receipt_handle, 0)])
+    assert results[0].ok
+    retried = await aclient.retry(name, second.receipt_handle, 0, "boom")
+    assert retried.ok
+    again = await aclient.receive(name, 10, wait_seconds=1)
+    assert {m.id for m in again} == {first.id, second.id}
+    assert {m.id: m.last_error for m in again}[second.id] == "boom"
+    deleted = await aclient.delete(name, [third.receipt_handle, *(m.receipt_handle
+                                                                  for m in again)])
+    assert [r.status for r in deleted] == ["ok", "ok", "ok"]
+    assert (await aclient.delete(name, [third.receipt_handle]))[0].status == "stale"
+    stats = await aclient.queue_stats(name)
+    assert stats.total == 0
+    paused = await aclient.update_queue(name, {"paused": True})
+    assert paused.attributes.paused
+    assert name in [q.name for q in await aclient.list_queues(prefix="cq")]
+    await aclient.delete_queue(name)
+
+
+async def test_async_client_errors(aclient: AsyncClient) -> None:
+    with pytest.raises(errors.QueueNotFound):
+        await aclient.receive("no-such-queue")
+    name = _name()
+    await aclient.create_queue(name)
+    with pytest.raises(errors.QueueAlreadyExists):
+        await aclient.create_queue(name, {"visibility_timeout": 7})
+    with pytest.raises(errors.InvalidInput) as caught:
+        await aclient.send(name, [SendEntry(Body.of("ok")), SendEntry(Body.of("x"),
+                                                                      priority=99)])
+    assert caught.value.index == 1
+    with pytest.raises(errors.InvalidQueueName):
+        await aclient.create_queue("bad name!")
+
+
+async def test_unreachable_server() -> None:
+    async with AsyncClient("http://127.0.0.1:9", timeout=2) as client:
+        with pytest.raises(ServerUnavailable):
+            await client.get_queue("x")
+
+
+def test_sync_client(server: ServerProcess) -> None:
+    name = _name()
+    with Client(server.url, timeout=10) as client:
+        client.create_queue(name)
+        [sent] = client.send(name, [SendEntry(Body.of([1, 2]), delay_seconds=0)])
+        [message] = client.receive(name, 1, visibility_timeout=30, wait_seconds=1)
+        assert message.id == sent.id and message.body.value() == [1, 2]
+        assert client.delete(name, [message.receipt_handle])[0].ok
+        assert client.queue_stats(name).total == 0
+        assert client.purge_queue(name) == 0
+        with pytest.raises(errors.QueueNotFound):
+            client.get_queue(name + "-missing")
