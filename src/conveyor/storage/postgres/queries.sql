@@ -2,6 +2,8 @@
 -- Parameters are positional. `COALESCE($n::bigint, conveyor_now_ms())` is "now": the
 -- database clock unless a test injects one. Batches travel as arrays (one round trip).
 -- No statement relies on session state, so they work behind PgBouncer's transaction mode.
+-- Statements naming conveyor_messages also run, renamed, on conveyor_messages_unlogged
+-- for queues whose durability is 'unlogged' (see store.py: UNLOGGED).
 
 -- name: queue_insert
 INSERT INTO conveyor_queues (region, name, attributes, paused, created_at, updated_at)
@@ -145,7 +147,7 @@ RETURNING m.id, m.token, m.receive_count, m.sent_at, m.first_received_at, m.visi
 
 -- name: message_claim
 -- See conveyor_claim() in migrations/0001_init.sql for why the claim is a function.
-SELECT * FROM conveyor_claim($1, $2, $3, $4, $5, $6);
+SELECT * FROM conveyor_claim('conveyor_messages', $1, $2, $3, $4, $5, $6);
 
 -- name: message_delete
 DELETE FROM conveyor_messages m

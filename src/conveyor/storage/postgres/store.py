@@ -42,6 +42,9 @@ from conveyor.storage.sql import load_migrations, load_queries
 Connection = asyncpg.Connection | PoolConnectionProxy
 log = logging.getLogger("conveyor.storage.postgres")
 Q = load_queries("conveyor.storage.postgres")
+# The same statements for queues whose durability is 'unlogged'.
+UNLOGGED = {name: sql.replace("conveyor_messages", "conveyor_messages_unlogged")
+            for name, sql in Q.items()}
 MIGRATIONS = load_migrations("conveyor.storage.postgres")
 CHANNEL = "conveyor_wake"
 _MIGRATION_LOCK = 0x636F6E76  # "conv": one node migrates at a time
@@ -84,6 +87,9 @@ class PostgresStorage:
         self._cache_size = (statement_cache_size if statement_cache_size is not None
                             else int(options.get("statement_cache_size", 100)))
         self._pool: asyncpg.Pool | None = None
+        # Durability is fixed when a queue is made and ids are never reused: safe to cache.
+        self._unlogged: set[int] = set()
+        self._logged: set[int] = set()
         self._listener: asyncio.Task[None] | None = None
 
     @property
@@ -99,18 +105,36 @@ class PostgresStorage:
             async with self.pool.acquire() as conn, conn.transaction():
                 yield conn
 
-    async def _fetch(self, name: str, *args: Any) -> list[asyncpg.Record]:
+    async def _fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         with _translated():
-            return await self.pool.fetch(Q[name], *args)
+            return await self.pool.fetch(sql, *args)
 
-    async def _fetchrow(self, name: str, *args: Any) -> asyncpg.Record | None:
+    async def _fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None:
         with _translated():
-            return await self.pool.fetchrow(Q[name], *args)
+            return await self.pool.fetchrow(sql, *args)
 
-    async def _execute(self, name: str, *args: Any) -> int:
+    async def _execute(self, sql: str, *args: Any) -> int:
         with _translated():
-            status: str = await self.pool.execute(Q[name], *args)
+            status: str = await self.pool.execute(sql, *args)
         return int(status.rsplit(" ", 1)[-1]) if status[-1:].isdigit() else 0
+
+    def _remember(self, row: Any) -> Queue:
+        queue = rows.queue_from_row(row)
+        if queue.attributes.durability == "unlogged":
+            self._unlogged.add(queue.id)
+        return queue
+
+    async def _q(self, queue_id: int) -> dict[str, str]:
+        """The statements for a queue's messages table (logged or unlogged)."""
+        if queue_id in self._unlogged:
+            return UNLOGGED
+        if queue_id not in self._logged:
+            found = await self._fetchrow(Q["queue_get_by_id"], queue_id)
+            if found is not None and self._remember(found).attributes.durability == "logged":
+                self._logged.add(queue_id)
+            if queue_id in self._unlogged:
+                return UNLOGGED
+        return Q
 
     # lifecycle ----------------------------------------------------------------------
     async def open(self) -> None:
@@ -158,56 +182,56 @@ class PostgresStorage:
     # queues -------------------------------------------------------------------------
     async def queue_create(self, row: QueueRow, now: int | None) -> tuple[Queue, bool]:
         """Insert a queue or return the existing one of that name."""
-        found = await self._fetchrow("queue_insert", row.region, row.name, row.attributes,
+        found = await self._fetchrow(Q["queue_insert"], row.region, row.name, row.attributes,
                                      row.paused, now)
         if found is not None:
-            return rows.queue_from_row(found), True
-        existing = await self._fetchrow("queue_get", row.region, row.name)
+            return self._remember(found), True
+        existing = await self._fetchrow(Q["queue_get"], row.region, row.name)
         if existing is None:  # deleted between the two statements: try once more
             return await self.queue_create(row, now)
-        return rows.queue_from_row(existing), False
+        return self._remember(existing), False
 
     async def queue_get(self, region: str, name: str) -> Queue | None:
         """One queue by name."""
-        found = await self._fetchrow("queue_get", region, name)
-        return rows.queue_from_row(found) if found else None
+        found = await self._fetchrow(Q["queue_get"], region, name)
+        return self._remember(found) if found else None
 
     async def queue_get_by_id(self, queue_id: int) -> Queue | None:
         """One queue by id."""
-        found = await self._fetchrow("queue_get_by_id", queue_id)
-        return rows.queue_from_row(found) if found else None
+        found = await self._fetchrow(Q["queue_get_by_id"], queue_id)
+        return self._remember(found) if found else None
 
     async def queue_regions(self) -> list[str]:
         """Every region that has a queue."""
-        return [r[0] for r in await self._fetch("queue_regions")]
+        return [r[0] for r in await self._fetch(Q["queue_regions"])]
 
     async def queue_list(self, region: str, prefix: str, after: str | None,
                          limit: int) -> list[Queue]:
         """Queues by name (bytewise order, as on SQLite)."""
-        return [rows.queue_from_row(r)
-                for r in await self._fetch("queue_list", region, prefix, after or "", limit)]
+        return [self._remember(r)
+                for r in await self._fetch(Q["queue_list"], region, prefix, after or "", limit)]
 
     async def queue_update(self, queue_id: int, attributes: str, paused: bool,
                            now: int | None) -> Queue | None:
         """Replace a queue's attributes."""
-        found = await self._fetchrow("queue_update", queue_id, attributes, paused, now)
-        return rows.queue_from_row(found) if found else None
+        found = await self._fetchrow(Q["queue_update"], queue_id, attributes, paused, now)
+        return self._remember(found) if found else None
 
     async def queue_delete(self, queue_id: int) -> bool:
         """Delete a queue with its messages and deduplication ids."""
         async with self._tx() as conn:
-            await conn.execute(Q["queue_delete_messages"], queue_id)
+            await conn.execute((await self._q(queue_id))["queue_delete_messages"], queue_id)
             await conn.execute(Q["queue_delete_dedup"], queue_id)
             status: str = await conn.execute(Q["queue_delete"], queue_id)
         return status.endswith(" 1")
 
     async def queue_purge(self, queue_id: int) -> int:
         """Delete every message of a queue."""
-        return await self._execute("queue_delete_messages", queue_id)
+        return await self._execute((await self._q(queue_id))["queue_delete_messages"], queue_id)
 
     async def queue_stats(self, queue_id: int, now: int | None) -> QueueStats:
         """Exact counts in one statement (one snapshot)."""
-        found = await self._fetchrow("queue_stats", queue_id, now)
+        found = await self._fetchrow((await self._q(queue_id))["queue_stats"], queue_id, now)
         assert found is not None
         return rows.stats_from_row(found[:4], int(found[5]), found[4])
 
@@ -215,9 +239,11 @@ class PostgresStorage:
         """Counts for every queue of a region holding messages."""
         async with self._tx() as conn:
             dead: dict[int, int] = {
-                r[0]: r[1] for r in await conn.fetch(Q["queue_dead_letters_all"], region)}
+                r[0]: r[1] for q in (Q, UNLOGGED)
+                for r in await conn.fetch(q["queue_dead_letters_all"], region)}
             found = {r[0]: rows.stats_from_row(r[1:5], dead.pop(r[0], 0), r[5])
-                     for r in await conn.fetch(Q["queue_stats_all"], region, now)}
+                     for q in (Q, UNLOGGED)
+                     for r in await conn.fetch(q["queue_stats_all"], region, now)}
         for queue_id, count in dead.items():
             found[queue_id] = QueueStats(dead_letters=count)
         return found
@@ -227,8 +253,9 @@ class PostgresStorage:
                                 fifo: bool = False) -> list[SendResult]:
         """Insert a batch with one statement; deduplicated or FIFO batches in one
         transaction (FIFO ones under the queue's advisory lock)."""
+        q = await self._q(queue_id)
         if not fifo and not any(batch.dedup_keys):
-            await self._insert(None, queue_id, batch, now)
+            await self._insert(None, q, queue_id, batch, now)
             return [SendResult(i) for i in batch.ids]
         async with self._tx() as conn:
             if fifo:
@@ -249,10 +276,10 @@ class PostgresStorage:
                 inserted: list[SendResult] = []
             elif fifo:
                 inserted = [SendResult(str(r[0]), sequence_number=format_sequence(r[1]))
-                            for r in await conn.fetch(Q["message_insert_fifo"],
+                            for r in await conn.fetch(q["message_insert_fifo"],
                                                       *self._insert_args(queue_id, kept, now))]
             else:
-                await self._insert(conn, queue_id, kept, now)
+                await self._insert(conn, q, queue_id, kept, now)
                 inserted = [SendResult(i) for i in kept.ids]
         return dedup.fill(results, inserted)
 
@@ -261,21 +288,21 @@ class PostgresStorage:
         return (queue_id, now, batch.ids, batch.priorities, batch.delays_ms, batch.kinds,
                 batch.bodies, batch.attributes, batch.group_ids, batch.dedup_ids)
 
-    async def _insert(self, conn: Connection | None, queue_id: int,
+    async def _insert(self, conn: Connection | None, q: dict[str, str], queue_id: int,
                       batch: NewMessages, now: int | None) -> None:
         args = self._insert_args(queue_id, batch, now)
         with _translated():
             if conn is None:
-                await self.pool.execute(Q["message_insert"], *args)
+                await self.pool.execute(q["message_insert"], *args)
             else:
-                await conn.execute(Q["message_insert"], *args)
+                await conn.execute(q["message_insert"], *args)
 
     async def message_receive(self, params: ReceiveParams) -> list[Message]:
         """Claim with SKIP LOCKED; over-received rows go to the dead-letter queue."""
         if params.fifo:
             return await self._receive_fifo(params)
         claimed = await self._fetch(
-            "message_claim", params.queue_id, params.limit, params.visibility_ms,
+            (await self._q(params.queue_id))["message_claim"], params.queue_id, params.limit, params.visibility_ms,
             params.max_receive_count, params.dead_letter_queue_id, params.now)
         claimed.sort(key=lambda r: (-r[9], r[5], r[0]))
         name = params.queue_name
@@ -283,15 +310,16 @@ class PostgresStorage:
 
     async def _receive_fifo(self, params: ReceiveParams) -> list[Message]:
         """Choose rows by the FIFO rules under the queue's advisory lock, then lease them."""
+        q = await self._q(params.queue_id)
         async with self._tx() as conn:
             await conn.execute(Q["fifo_lock"], params.queue_id)
             gates = {r[0]: r[1] for r in await conn.fetch(
-                Q["fifo_gates"], params.queue_id, params.now)}
+                q["fifo_gates"], params.queue_id, params.now)}
             deliver: list[str] = []
             dead: list[str] = []
             after = 0
             while len(deliver) < params.limit:
-                page = await conn.fetch(Q["fifo_visible"], params.queue_id, after, params.now,
+                page = await conn.fetch(q["fifo_visible"], params.queue_id, after, params.now,
                                         FIFO_PAGE)
                 choice = fifo.choose(
                     gates, (fifo.FifoRow(r[0], r[1], r[2], r[3]) for r in page),
@@ -302,16 +330,16 @@ class PostgresStorage:
                     break
                 after = page[-1][2]
             if dead:
-                await conn.execute(Q["fifo_dead_letter"], dead, params.dead_letter_queue_id,
+                await conn.execute(q["fifo_dead_letter"], dead, params.dead_letter_queue_id,
                                    params.now)
-            claimed = await conn.fetch(Q["fifo_claim"], deliver, params.visibility_ms,
+            claimed = await conn.fetch(q["fifo_claim"], deliver, params.visibility_ms,
                                        params.now) if deliver else []
         claimed.sort(key=lambda r: r[13])
         return [rows.message_from_claim(params.queue_name, str(r[0]), r) for r in claimed]
 
     async def message_delete_many(self, queue_id: int, leases: Sequence[Lease]) -> set[Lease]:
         """Delete rows whose token still matches."""
-        found = await self._fetch("message_delete", queue_id,
+        found = await self._fetch((await self._q(queue_id))["message_delete"], queue_id,
                                   [lease.message_id for lease in leases],
                                   [lease.token for lease in leases])
         return {Lease(str(r[0]), r[1]) for r in found}
@@ -320,7 +348,8 @@ class PostgresStorage:
                                              changes: Sequence[tuple[Lease, int]],
                                              now: int | None) -> set[Lease]:
         """Move lease expiries of rows whose token still matches."""
-        found = await self._fetch("message_change_visibility", queue_id,
+        found = await self._fetch((await self._q(queue_id))["message_change_visibility"],
+                                  queue_id,
                                   [lease.message_id for lease, _ in changes],
                                   [lease.token for lease, _ in changes],
                                   [ms for _, ms in changes], now)
@@ -329,13 +358,13 @@ class PostgresStorage:
     async def message_retry(self, queue_id: int, lease: Lease, delay_ms: int,
                             error: str | None, now: int | None) -> bool:
         """End a lease; visible again after the delay."""
-        return await self._execute("message_retry", queue_id, lease.message_id, lease.token,
+        return await self._execute((await self._q(queue_id))["message_retry"], queue_id, lease.message_id, lease.token,
                                    delay_ms, error, now) > 0
 
     async def message_peek(self, queue_id: int, limit: int, after: str | None,
                            now: int | None) -> list[PeekedMessage]:
         """Messages by id without leasing them."""
-        found = await self._fetch("message_peek", queue_id,
+        found = await self._fetch((await self._q(queue_id))["message_peek"], queue_id,
                                   after or "00000000-0000-0000-0000-000000000000", limit)
         return [rows.peeked_from_row(str(r[0]), r, {r[11]: r[12]} if r[11] else {})
                 for r in found]
@@ -343,46 +372,48 @@ class PostgresStorage:
     async def message_move(self, from_queue_id: int, to_queue_id: int | None, limit: int,
                            now: int | None) -> int:
         """Move a batch out of a dead-letter queue."""
-        return await self._execute("message_move", from_queue_id, to_queue_id, limit, now)
+        return await self._execute((await self._q(from_queue_id))["message_move"], from_queue_id, to_queue_id, limit, now)
 
     async def message_count_movable(self, from_queue_id: int, now: int | None) -> int:
         """How many rows `message_move` would move back to their sources."""
-        found = await self._fetchrow("message_count_movable", from_queue_id, now)
+        found = await self._fetchrow((await self._q(from_queue_id))["message_count_movable"],
+                                     from_queue_id, now)
         return int(found[0]) if found else 0
 
     async def message_expire(self, queue_id: int, before_id: str, limit: int) -> int:
         """Delete rows older than the retention bound."""
-        return await self._execute("message_expire", queue_id, before_id, limit)
+        return await self._execute((await self._q(queue_id))["message_expire"], queue_id,
+                                   before_id, limit)
 
     async def dedup_expire(self, now: int | None, limit: int) -> int:
         """Forget deduplication ids past the window."""
-        return await self._execute("dedup_expire", now, limit)
+        return await self._execute(Q["dedup_expire"], now, limit)
 
     # move tasks ---------------------------------------------------------------------
     async def move_task_create(self, source_queue_id: int, task: MoveTask) -> None:
         """Record a new task."""
-        await self._execute("move_task_insert", task.id, source_queue_id, task.status,
+        await self._execute(Q["move_task_insert"], task.id, source_queue_id, task.status,
                             rows.task_to_json(task), task.started_at)
 
     async def move_task_update(self, task: MoveTask) -> bool:
         """Save progress while the task is running."""
-        return await self._execute("move_task_update", task.id, task.status,
+        return await self._execute(Q["move_task_update"], task.id, task.status,
                                    rows.task_to_json(task)) > 0
 
     async def move_task_get(self, task_id: str) -> MoveTask | None:
         """One task."""
-        found = await self._fetchrow("move_task_get", task_id)
+        found = await self._fetchrow(Q["move_task_get"], task_id)
         return rows.task_from_json(found[0]) if found else None
 
     async def move_task_list(self, source_queue_id: int) -> list[MoveTask]:
         """Tasks of a source queue, newest first."""
         return [rows.task_from_json(r[0])
-                for r in await self._fetch("move_task_list", source_queue_id)]
+                for r in await self._fetch(Q["move_task_list"], source_queue_id)]
 
     # wake-ups -----------------------------------------------------------------------
     async def signal(self, queue_id: int) -> None:
         """NOTIFY the other nodes (the broker throttles how often)."""
-        await self._fetch("signal_bump", str(queue_id))
+        await self._fetch(Q["signal_bump"], str(queue_id))
 
     async def listen(self, callback: SignalCallback) -> None:
         """LISTEN on a dedicated connection, reconnecting when it drops."""

@@ -70,6 +70,10 @@ CREATE TABLE conveyor_move_tasks (
 );
 CREATE INDEX conveyor_move_tasks_source ON conveyor_move_tasks (source_queue_id, started_at);
 
+-- Fire-and-forget queues (durability 'unlogged') keep their messages here: no WAL, so
+-- much cheaper writes, but emptied by a crash of the server. Same shape as the logged table.
+CREATE UNLOGGED TABLE conveyor_messages_unlogged (LIKE conveyor_messages INCLUDING ALL);
+
 -- The claim. A function only so that it can carry `SET enable_sort = off`: without table
 -- statistics (a new or just-filled table) the planner otherwise sorts every visible row
 -- of the queue for each claim instead of walking the claim index, a 2-4x swing in drain
@@ -77,42 +81,51 @@ CREATE INDEX conveyor_move_tasks_source ON conveyor_move_tasks (source_queue_id,
 -- index walk, whatever the statistics say. Pooler-safe: the setting lives and dies with
 -- the call. One statement: pick the head of the queue (skipping rows other consumers
 -- hold), move rows already received max_receive_count times to the dead-letter queue,
--- lease the rest.
-CREATE FUNCTION conveyor_claim(p_queue_id bigint, p_limit integer, p_visibility_ms bigint,
-                               p_max_receive_count integer, p_dead_letter_queue_id bigint,
-                               p_now bigint)
+-- lease the rest. The table is a parameter (logged or unlogged messages).
+CREATE FUNCTION conveyor_claim(p_table text, p_queue_id bigint, p_limit integer,
+                               p_visibility_ms bigint, p_max_receive_count integer,
+                               p_dead_letter_queue_id bigint, p_now bigint)
     RETURNS TABLE (id uuid, token bigint, receive_count integer, sent_at bigint,
                    first_received_at bigint, visible_at bigint, body_kind smallint,
                    body text, attributes text, priority smallint, group_id text,
                    dedup_id text, last_error text, sequence bigint)
-    LANGUAGE sql VOLATILE
+    LANGUAGE plpgsql VOLATILE
     SET enable_sort = off
 AS $claim$
-WITH t AS (SELECT COALESCE(p_now::bigint, conveyor_now_ms()) AS now),
-cand AS (
-    SELECT m.id, m.receive_count
-    FROM conveyor_messages m
-    WHERE m.queue_id = p_queue_id
-      AND m.visible_at <= (SELECT now FROM t)
-      AND NOT EXISTS (SELECT 1 FROM conveyor_queues q WHERE q.id = p_queue_id AND q.paused)
-    ORDER BY m.priority DESC, m.visible_at, m.id
-    LIMIT p_limit
-    FOR UPDATE SKIP LOCKED
-),
-dead AS (
-    UPDATE conveyor_messages m
-    SET queue_id = p_dead_letter_queue_id, source_queue_id = m.queue_id, visible_at = (SELECT now FROM t),
-        leased = false
-    FROM cand WHERE m.id = cand.id AND cand.receive_count >= p_max_receive_count
-    RETURNING m.id
-)
-UPDATE conveyor_messages m
-SET visible_at = (SELECT now FROM t) + p_visibility_ms, leased = true,
-    token = (random() * 9007199254740991)::bigint,
-    receive_count = m.receive_count + 1,
-    first_received_at = COALESCE(m.first_received_at, (SELECT now FROM t))
-FROM cand WHERE m.id = cand.id AND cand.receive_count < p_max_receive_count
-RETURNING m.id, m.token, m.receive_count, m.sent_at, m.first_received_at, m.visible_at,
-          m.body_kind, m.body, m.attributes, m.priority, m.group_id, m.dedup_id, m.last_error,
-          m.sequence;
+BEGIN
+    IF p_table NOT IN ('conveyor_messages', 'conveyor_messages_unlogged') THEN
+        RAISE EXCEPTION 'not a conveyor messages table: %', p_table;
+    END IF;
+    RETURN QUERY EXECUTE format($sql$
+        WITH t AS (SELECT COALESCE($6, conveyor_now_ms()) AS now),
+        cand AS (
+            SELECT m.id, m.receive_count
+            FROM %1$I m
+            WHERE m.queue_id = $1
+              AND m.visible_at <= (SELECT now FROM t)
+              AND NOT EXISTS (SELECT 1 FROM conveyor_queues q WHERE q.id = $1 AND q.paused)
+            ORDER BY m.priority DESC, m.visible_at, m.id
+            LIMIT $2
+            FOR UPDATE SKIP LOCKED
+        ),
+        dead AS (
+            UPDATE %1$I m
+            SET queue_id = $5, source_queue_id = m.queue_id, visible_at = (SELECT now FROM t),
+                leased = false
+            FROM cand WHERE m.id = cand.id AND cand.receive_count >= $4
+            RETURNING m.id
+        )
+        UPDATE %1$I m
+        SET visible_at = (SELECT now FROM t) + $3, leased = true,
+            token = (random() * 9007199254740991)::bigint,
+            receive_count = m.receive_count + 1,
+            first_received_at = COALESCE(m.first_received_at, (SELECT now FROM t))
+        FROM cand WHERE m.id = cand.id AND cand.receive_count < $4
+        RETURNING m.id, m.token, m.receive_count, m.sent_at, m.first_received_at, m.visible_at,
+                  m.body_kind, m.body, m.attributes, m.priority, m.group_id, m.dedup_id, m.last_error,
+                  m.sequence
+    $sql$, p_table)
+    USING p_queue_id, p_limit, p_visibility_ms, p_max_receive_count,
+          p_dead_letter_queue_id, p_now;
+END;
 $claim$;
