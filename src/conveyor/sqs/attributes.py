@@ -262,7 +262,7 @@ def system_attributes(message: Message, names: tuple[str, ...],
         "ApproximateFirstReceiveTimestamp": str(message.first_received_at),
         "MessageGroupId": message.group_id,
         "MessageDeduplicationId": message.deduplication_id,
-        "SequenceNumber": getattr(message, "sequence_number", None),
+        "SequenceNumber": message.sequence_number,
     }
     out: dict[str, str] = {}
     for name in names:

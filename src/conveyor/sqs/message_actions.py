@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from conveyor.errors import InvalidInput
-from conveyor.models import Body, EntryResult, Queue, SendEntry, VisibilityEntry
+from conveyor.models import Body, EntryResult, Queue, SendEntry, SendResult, VisibilityEntry
 from conveyor.sqs import attributes as qa
 from conveyor.sqs.context import Context
 from conveyor.sqs.errors import (
@@ -91,9 +91,9 @@ class _Outgoing:
         }
 
 
-def _sent(outgoing: _Outgoing, result: Any) -> dict[str, Any]:
+def _sent(outgoing: _Outgoing, result: SendResult) -> dict[str, Any]:
     return {"MessageId": result.id, **outgoing.digests,
-            "SequenceNumber": getattr(result, "sequence_number", None)}
+            "SequenceNumber": result.sequence_number}
 
 
 async def send_message(ctx: Context, p: Params) -> Output:
