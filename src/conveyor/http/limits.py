@@ -1,5 +1,10 @@
 """Request size limit, as pure ASGI middleware: a declared Content-Length over the limit is
-refused before reading, and a streamed (chunked) body is cut off once it passes the limit."""
+refused before the app runs, and a streamed (chunked) body is refused once it passes the limit.
+
+The 413 does not ask to close the connection: closing a socket with unread request bytes
+resets it, and the client may then never see the answer. The server discards the rest of the
+body instead, so the client reads a clean 413.
+"""
 
 from __future__ import annotations
 
@@ -68,6 +73,5 @@ class BodyLimit:
         else:
             response = error_response(
                 413, "request_too_large",
-                f"The request body is larger than {self.max_bytes} bytes.",
-                headers={"Connection": "close"})
+                f"The request body is larger than {self.max_bytes} bytes.")
         await response(scope, receive, send)

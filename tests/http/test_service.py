@@ -1,0 +1,70 @@
+"""Health, readiness, OpenAPI, the offline Swagger UI, and errors outside the routes."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+
+from tests.http.helpers import assert_error
+
+ROUTES = {
+    ("post", "/v1/queues"), ("get", "/v1/queues"), ("get", "/v1/queues/{queue}"),
+    ("patch", "/v1/queues/{queue}"), ("delete", "/v1/queues/{queue}"),
+    ("post", "/v1/queues/{queue}/purge"), ("post", "/v1/queues/{queue}/messages"),
+    ("get", "/v1/queues/{queue}/messages"), ("post", "/v1/queues/{queue}/messages/receive"),
+    ("post", "/v1/queues/{queue}/messages/delete"),
+    ("post", "/v1/queues/{queue}/messages/visibility"),
+    ("post", "/v1/queues/{queue}/messages/retry"),
+    ("post", "/v1/queues/{queue}/redrive"), ("get", "/v1/queues/{queue}/redrive"),
+    ("get", "/v1/tasks/{task_id}"), ("post", "/v1/tasks/{task_id}/cancel"),
+    ("get", "/healthz"), ("get", "/readyz"),
+}
+
+
+def test_health_and_readiness(client: httpx.Client) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["status"] == "ready"
+    assert ready.json()["schema_version"] == ready.json()["known_version"]
+
+
+def test_openapi_documents_every_route(client: httpx.Client) -> None:
+    spec = client.get("/openapi.json").json()
+    found = {(method, path) for path, item in spec["paths"].items() for method in item}
+    assert found == ROUTES
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            assert "200" in operation["responses"] or "201" in operation["responses"] or \
+                "204" in operation["responses"], (method, path)
+            success = next(r for s, r in operation["responses"].items() if s.startswith("2"))
+            if not path.startswith("/v1") or "204" in operation["responses"]:
+                continue
+            assert "schema" in success["content"]["application/json"], (method, path)
+            if method in ("post", "patch") and not path.endswith(("/purge", "/cancel")):
+                assert "requestBody" in operation, (method, path)
+    send = spec["paths"]["/v1/queues/{queue}/messages"]["post"]
+    assert "422" in send["responses"]
+    schemas = spec["components"]["schemas"]
+    assert {"SendRequest", "ReceiveResponse", "ErrorOut", "QueueOut", "MoveTaskOut"} <= set(
+        schemas)
+
+
+def test_swagger_ui_is_served_from_local_assets(client: httpx.Client) -> None:
+    page = client.get("/api-docs")
+    assert page.status_code == 200
+    assert "text/html" in page.headers["content-type"]
+    urls = re.findall(r'(?:src|href)="([^"]+)"', page.text) + re.findall(
+        r"url: '([^']+)'", page.text)
+    assert urls
+    assert not [u for u in urls if u.startswith(("http:", "https:", "//"))], urls
+    for url in urls:
+        assert client.get(url).status_code == 200, url
+    script = client.get("/api-docs/assets/swagger-ui-bundle.js")
+    assert "SwaggerUIBundle" in script.text
+
+
+def test_unknown_route_and_method_use_the_error_shape(client: httpx.Client) -> None:
+    assert_error(client.get("/v2/nothing"), 404, "not_found")
+    assert_error(client.put("/v1/queues"), 405, "method_not_allowed")
