@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol, TypeVar
 
+from conveyor.jobs import JobStatus
 from conveyor.models import (
     Message,
     MoveTask,
@@ -100,7 +101,81 @@ SignalCallback = Callable[[int | None], None]
 """Called with a queue id when another process made messages visible there (None: any)."""
 
 
-class Storage(Protocol):
+# the job system ---------------------------------------------------------------------
+class RateState(NamedTuple):
+    """A rate-limit key after a take: tokens granted, the theoretical arrival time (ms,
+    fractional), the end of any penalty, and the "now" the take used (all ms)."""
+
+    granted: int
+    tat: float
+    blocked_until: int
+    now: int
+
+
+class JobRow(NamedTuple):
+    """A job status to store (the result as its JSON text)."""
+
+    job_id: str
+    status: str
+    queue: str
+    task: str | None
+    attempts: int
+    error: str | None
+    result: str | None
+    keep_seconds: int
+
+
+class JobsStorage(Protocol):
+    """What workers share besides messages: rate-limit buckets (GCRA), concurrency slots,
+    cron ticks and job statuses. Each write is atomic across processes and machines."""
+
+    async def rate_take(self, key: str, interval_ms: float, burst: int, want: int,
+                        now: int | None) -> RateState:
+        """Take up to `want` tokens from the key's bucket (one token per `interval_ms`,
+        at most `burst` at once); none while the key is penalized."""
+
+    async def rate_penalize(self, key: str, ms: int, now: int | None) -> None:
+        """Give the key no tokens for `ms` (never shortening a longer penalty)."""
+
+    async def rate_expire(self, now: int | None, limit: int) -> int:
+        """Delete up to `limit` buckets that are full and unpenalized (as if never used)."""
+
+    async def slot_acquire(self, key: str, holder: str, limit: int, want: int,
+                           lease_ms: int, now: int | None) -> int:
+        """Grant up to `want` more slots to `holder` so that live slots of `key` stay at
+        most `limit`; extends the holder's lease; returns how many were granted."""
+
+    async def slot_renew(self, key: str, holder: str, lease_ms: int, now: int | None) -> int:
+        """Extend the holder's live slots of `key`; returns how many it holds (0: lapsed)."""
+
+    async def slot_release(self, key: str, holder: str, count: int) -> None:
+        """Give back up to `count` of the holder's slots."""
+
+    async def slot_expire(self, now: int | None, limit: int) -> int:
+        """Delete up to `limit` lapsed or empty slot rows."""
+
+    async def cron_claim(self, schedule: str, tick_at: int, keep_ms: int,
+                         now: int | None) -> bool:
+        """True for the first claim of (schedule, tick) only; ticks older than `keep_ms`
+        are refused."""
+
+    async def cron_expire(self, keep_ms: int, now: int | None, limit: int) -> int:
+        """Forget up to `limit` ticks older than `keep_ms`."""
+
+    async def job_put_many(self, rows: Sequence[JobRow], now: int | None) -> None:
+        """Insert or replace statuses (ids unique within the batch), in one transaction."""
+
+    async def job_get(self, job_id: str, now: int | None) -> JobStatus | None:
+        """One status, unless it has expired."""
+
+    async def job_counts(self, queue: str | None, now: int | None) -> dict[str, int]:
+        """Unexpired statuses by status, of one queue or all."""
+
+    async def job_expire(self, now: int | None, limit: int) -> int:
+        """Delete up to `limit` expired statuses."""
+
+
+class Storage(JobsStorage, Protocol):
     """A database holding queues and messages."""
 
     dialect: str
@@ -212,3 +287,4 @@ class Storage(Protocol):
 
     async def listen(self, callback: SignalCallback) -> None:
         """Start delivering other processes' signals to `callback` (on this event loop)."""
+

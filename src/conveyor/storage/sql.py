@@ -1,4 +1,5 @@
-"""Named SQL blocks, loaded once per dialect from `queries.sql` and `migrations/`."""
+"""Named SQL blocks, loaded once per dialect from `queries.sql` (and other `.sql` files such
+as `jobs.sql`) and `migrations/`."""
 
 from __future__ import annotations
 
@@ -8,13 +9,13 @@ from importlib import resources
 _NAME = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
 
 
-def load_queries(package: str) -> dict[str, str]:
-    """Every `-- name: x` block of a dialect's queries.sql, by name."""
-    text = resources.files(package).joinpath("queries.sql").read_text()
+def load_queries(package: str, filename: str = "queries.sql") -> dict[str, str]:
+    """Every `-- name: x` block of one of a dialect's .sql files, by name."""
+    text = resources.files(package).joinpath(filename).read_text()
     parts = _NAME.split(text)
     queries = {name: body.strip() for name, body in zip(parts[1::2], parts[2::2])}
     if len(queries) != len(parts) // 2:
-        raise RuntimeError(f"duplicate query names in {package}/queries.sql")
+        raise RuntimeError(f"duplicate query names in {package}/{filename}")
     return queries
 
 

@@ -37,6 +37,7 @@ from conveyor.storage.base import (
     ReceiveParams,
     SignalCallback,
 )
+from conveyor.storage.postgres.jobs import PostgresJobs
 from conveyor.storage.sql import load_migrations, load_queries
 
 Connection = asyncpg.Connection | PoolConnectionProxy
@@ -75,7 +76,7 @@ def _translated() -> Any:
         raise StorageError(f"PostgreSQL: {exc}") from exc
 
 
-class PostgresStorage:
+class PostgresStorage(PostgresJobs):
     """Queues and messages in PostgreSQL."""
 
     dialect = "postgresql"

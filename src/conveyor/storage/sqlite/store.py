@@ -40,6 +40,7 @@ from conveyor.storage.base import (
     ReceiveParams,
     SignalCallback,
 )
+from conveyor.storage.sqlite.jobs import SqliteJobs
 from conveyor.storage.sql import load_migrations, load_queries
 
 log = logging.getLogger("conveyor.storage.sqlite")
@@ -58,7 +59,7 @@ def _uid(blob: bytes) -> str:
     return str(uuid.UUID(bytes=blob))
 
 
-class SqliteStorage:
+class SqliteStorage(SqliteJobs):
     """Queues and messages in one SQLite file."""
 
     dialect = "sqlite"

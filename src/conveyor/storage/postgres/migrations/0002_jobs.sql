@@ -50,7 +50,11 @@ BEGIN
         INSERT INTO conveyor_slots AS s (key, holder, count, expires_at)
         VALUES (p_key, p_holder, v_mine + v_grant, v_now + p_lease_ms)
         ON CONFLICT (key, holder)
-        DO UPDATE SET count = EXCLUDED.count, expires_at = EXCLUDED.expires_at;
+        -- From the row as it is now, not v_mine: a release by this holder may have
+        -- committed since the count (it takes no lock), and must not be undone.
+        DO UPDATE SET count = CASE WHEN s.expires_at > v_now THEN s.count ELSE 0 END
+                              + v_grant,
+                      expires_at = EXCLUDED.expires_at;
     END IF;
     RETURN v_grant;
 END

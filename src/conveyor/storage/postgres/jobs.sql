@@ -1,0 +1,115 @@
+-- PostgreSQL dialect of what workers share: rate limits, slots, cron ticks, job statuses.
+-- The same names exist in ../sqlite/jobs.sql. `COALESCE($n::bigint, conveyor_now_ms())`
+-- is "now": the database clock unless a test injects one. One statement per operation, no
+-- session state (pooler-safe).
+
+-- name: rate_take
+-- GCRA in one upsert, so concurrent takers of a key queue on its row lock and each sees
+-- the row its predecessor wrote (ON CONFLICT re-reads the latest version). $2 is the
+-- emission interval in ms (per / rate), $3 the burst, $4 the tokens wanted. A take grants
+-- n = min(want, floor(burst - (max(tat, now) - now) / interval)) and moves tat on by
+-- n intervals; the 1e-6 keeps float rounding from losing a whole token at an exact
+-- boundary. A new key starts full. The grant and "now" are stored only so that RETURNING
+-- can report them (it sees the new row alone). Mirrors `gcra` in ../sqlite/jobs.py.
+INSERT INTO conveyor_rate_limits AS r (key, tat, granted, blocked_until, updated_at)
+SELECT $1, t.now + least($3::integer, $4::integer) * $2::float8,
+       least($3::integer, $4::integer), 0, t.now
+FROM (SELECT COALESCE($5::bigint, conveyor_now_ms()) AS now) t
+ON CONFLICT (key) DO UPDATE SET
+    granted = CASE WHEN r.blocked_until > EXCLUDED.updated_at THEN 0 ELSE
+        least($4::integer, greatest(0, floor($3::integer + 1e-6 - (greatest(
+            r.tat, EXCLUDED.updated_at) - EXCLUDED.updated_at) / $2::float8)))::integer END,
+    tat = CASE WHEN r.blocked_until > EXCLUDED.updated_at THEN r.tat ELSE
+        greatest(r.tat, EXCLUDED.updated_at) + $2::float8 *
+        least($4::integer, greatest(0, floor($3::integer + 1e-6 - (greatest(
+            r.tat, EXCLUDED.updated_at) - EXCLUDED.updated_at) / $2::float8))) END,
+    updated_at = EXCLUDED.updated_at
+RETURNING granted, tat, blocked_until, updated_at;
+
+-- name: rate_penalize
+-- Nobody gets tokens before now + $2 ms; a shorter penalty never shortens a longer one.
+INSERT INTO conveyor_rate_limits AS r (key, tat, granted, blocked_until, updated_at)
+SELECT $1, 0, 0, t.now + $2::bigint, t.now
+FROM (SELECT COALESCE($3::bigint, conveyor_now_ms()) AS now) t
+ON CONFLICT (key) DO UPDATE
+SET blocked_until = greatest(r.blocked_until, EXCLUDED.blocked_until);
+
+-- name: rate_expire
+-- Rows equivalent to no row (full bucket, no penalty). The outer conditions are checked
+-- again on the latest row version, so a take committed meanwhile is never deleted.
+DELETE FROM conveyor_rate_limits
+WHERE key IN (SELECT key FROM conveyor_rate_limits
+              WHERE tat < COALESCE($1::bigint, conveyor_now_ms())
+                AND blocked_until < COALESCE($1::bigint, conveyor_now_ms()) LIMIT $2)
+  AND tat < COALESCE($1::bigint, conveyor_now_ms())
+  AND blocked_until < COALESCE($1::bigint, conveyor_now_ms());
+
+-- name: slot_acquire
+SELECT conveyor_slot_acquire($1, $2, $3, $4, $5, $6::bigint);
+
+-- name: slot_renew
+SELECT conveyor_slot_renew($1, $2, $3, $4::bigint);
+
+-- name: slot_release
+-- Only ever lowers a count, so it needs no lock: a racing acquire at worst counts a slot
+-- that is being given back.
+UPDATE conveyor_slots SET count = greatest(count - $3, 0)
+WHERE key = $1 AND holder = $2;
+
+-- name: slot_expire
+-- Lapsed leases and rows released to zero (checked again on the latest row version).
+DELETE FROM conveyor_slots
+WHERE (key, holder) IN (
+        SELECT key, holder FROM conveyor_slots
+        WHERE expires_at <= COALESCE($1::bigint, conveyor_now_ms()) OR count = 0 LIMIT $2)
+  AND (expires_at <= COALESCE($1::bigint, conveyor_now_ms()) OR count = 0);
+
+-- name: cron_claim
+-- The primary key admits one row per (schedule, tick). Ticks older than the kept window
+-- ($3 ms) are refused, since their rows may already have been swept.
+INSERT INTO conveyor_cron_ticks (schedule, tick_at, claimed_at)
+SELECT $1, $2::bigint, t.now
+FROM (SELECT COALESCE($4::bigint, conveyor_now_ms()) AS now) t
+WHERE $2::bigint >= t.now - $3::bigint
+ON CONFLICT DO NOTHING
+RETURNING 1;
+
+-- name: cron_expire
+DELETE FROM conveyor_cron_ticks
+WHERE (schedule, tick_at) IN (
+    SELECT schedule, tick_at FROM conveyor_cron_ticks
+    WHERE tick_at < COALESCE($1::bigint, conveyor_now_ms()) - $2::bigint LIMIT $3);
+
+-- name: job_upsert_many
+-- A batch as arrays, one row per id (the broker keeps the last of repeated ids).
+INSERT INTO conveyor_jobs AS j (id, queue, task, status, attempts, error, result,
+                                keep_seconds, updated_at, expires_at)
+SELECT b.id, b.queue, b.task, b.status, b.attempts, b.error, b.result, b.keep,
+       t.now, t.now + b.keep::bigint * 1000
+FROM (SELECT COALESCE($9::bigint, conveyor_now_ms()) AS now) t,
+     unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::integer[], $6::text[],
+            $7::text[], $8::integer[])
+         AS b(id, queue, task, status, attempts, error, result, keep)
+ON CONFLICT (id) DO UPDATE SET
+    queue = EXCLUDED.queue, task = EXCLUDED.task, status = EXCLUDED.status,
+    attempts = EXCLUDED.attempts, error = EXCLUDED.error, result = EXCLUDED.result,
+    keep_seconds = EXCLUDED.keep_seconds, updated_at = EXCLUDED.updated_at,
+    expires_at = EXCLUDED.expires_at;
+
+-- name: job_get
+SELECT id, status, queue, task, attempts, error, result, keep_seconds, updated_at
+FROM conveyor_jobs
+WHERE id = $1 AND expires_at > COALESCE($2::bigint, conveyor_now_ms());
+
+-- name: job_counts
+SELECT status, count(*)
+FROM conveyor_jobs
+WHERE ($1::text IS NULL OR queue = $1)
+  AND expires_at > COALESCE($2::bigint, conveyor_now_ms())
+GROUP BY status;
+
+-- name: job_expire
+DELETE FROM conveyor_jobs
+WHERE id IN (SELECT id FROM conveyor_jobs
+             WHERE expires_at <= COALESCE($1::bigint, conveyor_now_ms()) LIMIT $2)
+  AND expires_at <= COALESCE($1::bigint, conveyor_now_ms());

@@ -1,0 +1,203 @@
+"""SQLite half of the job system's storage: rate limits, slots, cron ticks, job statuses.
+
+A mixin of `SqliteStorage`. Each write is one `BEGIN IMMEDIATE` transaction in the
+storage's thread; SQLite admits one writer at a time across every process sharing the
+file, so a read-then-write here is atomic without further locking, and the arithmetic
+stays in Python.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import sqlite3
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import orjson
+
+from conveyor.jobs import JobStatus
+from conveyor.storage.base import JobRow, RateState
+from conveyor.storage.sql import load_queries
+
+T = TypeVar("T")
+Q = load_queries("conveyor.storage.sqlite", "jobs.sql")
+
+# A take never loses a whole token to float rounding at an exact boundary (also in the
+# PostgreSQL statement).
+_EPSILON = 1e-6
+
+
+def gcra(tat: float, now: int, interval_ms: float, burst: int, want: int
+         ) -> tuple[int, float]:
+    """One GCRA take: (tokens granted, new theoretical arrival time).
+
+    The bucket holds `burst - (max(tat, now) - now) / interval` tokens; the take grants as
+    many of `want` as are whole and moves tat on by one interval per token. Mirrored by
+    `rate_take` in ../postgres/jobs.sql.
+    """
+    start = max(tat, float(now))
+    available = math.floor(burst + _EPSILON - (start - now) / interval_ms)
+    granted = min(want, max(0, available))
+    return granted, start + granted * interval_ms
+
+
+class SqliteJobs:
+    """Rate-limit buckets, concurrency slots, cron ticks and job statuses in SQLite."""
+
+    if TYPE_CHECKING:
+        async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T: ...
+
+        @staticmethod
+        def _write(db: sqlite3.Connection
+                   ) -> contextlib.AbstractContextManager[sqlite3.Connection]: ...
+
+        @staticmethod
+        def _now(now: int | None) -> int: ...
+
+    # rate limits --------------------------------------------------------------------
+    async def rate_take(self, key: str, interval_ms: float, burst: int, want: int,
+                        now: int | None) -> RateState:
+        """Read the bucket, take, write it back: one transaction."""
+        at = self._now(now)
+
+        def run(db: sqlite3.Connection) -> RateState:
+            with self._write(db):
+                row = db.execute(Q["rate_get"], {"key": key}).fetchone()
+                tat, blocked_until = (float(row[0]), int(row[1])) if row else (0.0, 0)
+                if blocked_until > at:
+                    return RateState(0, tat, blocked_until, at)
+                granted, tat = gcra(tat, at, interval_ms, burst, want)
+                db.execute(Q["rate_put"], {"key": key, "tat": tat, "granted": granted,
+                                           "now": at})
+            return RateState(granted, tat, blocked_until, at)
+        return await self._run(run)
+
+    async def rate_penalize(self, key: str, ms: int, now: int | None) -> None:
+        """No tokens for `ms`."""
+        at = self._now(now)
+
+        def run(db: sqlite3.Connection) -> None:
+            with self._write(db):
+                db.execute(Q["rate_penalize"], {"key": key, "until": at + ms, "now": at})
+        await self._run(run)
+
+    async def rate_expire(self, now: int | None, limit: int) -> int:
+        """Delete full, unpenalized buckets."""
+        params = {"now": self._now(now), "limit": limit}
+
+        def run(db: sqlite3.Connection) -> int:
+            with self._write(db):
+                return db.execute(Q["rate_expire"], params).rowcount
+        return await self._run(run)
+
+    # concurrency slots --------------------------------------------------------------
+    async def slot_acquire(self, key: str, holder: str, limit: int, want: int,
+                           lease_ms: int, now: int | None) -> int:
+        """Count live slots, grant what fits under the limit, extend the lease."""
+        at = self._now(now)
+
+        def run(db: sqlite3.Connection) -> int:
+            with self._write(db):
+                others, mine = db.execute(Q["slot_held"], {
+                    "key": key, "holder": holder, "now": at}).fetchone()
+                granted = min(want, max(0, limit - int(others) - int(mine)))
+                if mine + granted > 0:
+                    db.execute(Q["slot_put"], {"key": key, "holder": holder,
+                                               "count": int(mine) + granted,
+                                               "expires_at": at + lease_ms})
+            return granted
+        return await self._run(run)
+
+    async def slot_renew(self, key: str, holder: str, lease_ms: int, now: int | None) -> int:
+        """Extend live slots; 0 when they have lapsed."""
+        at = self._now(now)
+        params = {"key": key, "holder": holder, "now": at, "expires_at": at + lease_ms}
+
+        def run(db: sqlite3.Connection) -> int:
+            with self._write(db):
+                row = db.execute(Q["slot_renew"], params).fetchone()
+            return int(row[0]) if row else 0
+        return await self._run(run)
+
+    async def slot_release(self, key: str, holder: str, count: int) -> None:
+        """Give slots back."""
+        params = {"key": key, "holder": holder, "count": count}
+
+        def run(db: sqlite3.Connection) -> None:
+            with self._write(db):
+                db.execute(Q["slot_release"], params)
+        await self._run(run)
+
+    async def slot_expire(self, now: int | None, limit: int) -> int:
+        """Delete lapsed or empty slot rows."""
+        params = {"now": self._now(now), "limit": limit}
+
+        def run(db: sqlite3.Connection) -> int:
+            with self._write(db):
+                return db.execute(Q["slot_expire"], params).rowcount
+        return await self._run(run)
+
+    # cron ---------------------------------------------------------------------------
+    async def cron_claim(self, schedule: str, tick_at: int, keep_ms: int,
+                         now: int | None) -> bool:
+        """Insert the tick's row; True when this call inserted it."""
+        params = {"schedule": schedule, "tick_at": tick_at, "keep_ms": keep_ms,
+                  "now": self._now(now)}
+
+        def run(db: sqlite3.Connection) -> bool:
+            with self._write(db):
+                return db.execute(Q["cron_claim"], params).rowcount > 0
+        return await self._run(run)
+
+    async def cron_expire(self, keep_ms: int, now: int | None, limit: int) -> int:
+        """Forget old ticks."""
+        params = {"now": self._now(now), "keep_ms": keep_ms, "limit": limit}
+
+        def run(db: sqlite3.Connection) -> int:
+            with self._write(db):
+                return db.execute(Q["cron_expire"], params).rowcount
+        return await self._run(run)
+
+    # job statuses -------------------------------------------------------------------
+    async def job_put_many(self, rows: Sequence[JobRow], now: int | None) -> None:
+        """Upsert a batch in one transaction."""
+        at = self._now(now)
+        values = [(r.job_id, r.queue, r.task, r.status, r.attempts, r.error, r.result,
+                   r.keep_seconds, at, at + r.keep_seconds * 1000) for r in rows]
+
+        def run(db: sqlite3.Connection) -> None:
+            with self._write(db):
+                db.executemany(Q["job_upsert"], values)
+        await self._run(run)
+
+    async def job_get(self, job_id: str, now: int | None) -> JobStatus | None:
+        """One unexpired status."""
+        params = {"id": job_id, "now": self._now(now)}
+
+        def run(db: sqlite3.Connection) -> JobStatus | None:
+            row = db.execute(Q["job_get"], params).fetchone()
+            return _status(row) if row else None
+        return await self._run(run)
+
+    async def job_counts(self, queue: str | None, now: int | None) -> dict[str, int]:
+        """Unexpired statuses by status."""
+        params = {"queue": queue, "now": self._now(now)}
+        return await self._run(lambda db: {
+            str(r[0]): int(r[1]) for r in db.execute(Q["job_counts"], params)})
+
+    async def job_expire(self, now: int | None, limit: int) -> int:
+        """Delete expired statuses."""
+        params = {"now": self._now(now), "limit": limit}
+
+        def run(db: sqlite3.Connection) -> int:
+            with self._write(db):
+                return db.execute(Q["job_expire"], params).rowcount
+        return await self._run(run)
+
+
+def _status(row: Any) -> JobStatus:
+    job_id, status, queue, task, attempts, error, result, keep, updated_at = row
+    return JobStatus(job_id, status, queue, task, int(attempts), error,
+                     None if result is None else orjson.loads(result), int(keep),
+                     int(updated_at))

@@ -1,0 +1,89 @@
+-- SQLite dialect of what workers share: rate limits, slots, cron ticks, job statuses.
+-- The same names exist in ../postgres/jobs.sql. Parameters are named; "now" always comes
+-- from Python (the machine's clock, or a test's). Writes run inside BEGIN IMMEDIATE, so
+-- the read-then-write operations below see no other writer in between.
+
+-- name: rate_get
+SELECT tat, blocked_until FROM conveyor_rate_limits WHERE key = :key;
+
+-- name: rate_put
+INSERT INTO conveyor_rate_limits (key, tat, granted, blocked_until, updated_at)
+VALUES (:key, :tat, :granted, 0, :now)
+ON CONFLICT (key) DO UPDATE SET
+    tat = excluded.tat, granted = excluded.granted, updated_at = excluded.updated_at;
+
+-- name: rate_penalize
+-- Nobody gets tokens before :until; a shorter penalty never shortens a longer one.
+INSERT INTO conveyor_rate_limits (key, tat, granted, blocked_until, updated_at)
+VALUES (:key, 0, 0, :until, :now)
+ON CONFLICT (key) DO UPDATE
+SET blocked_until = max(blocked_until, excluded.blocked_until);
+
+-- name: rate_expire
+-- Rows equivalent to no row: a full bucket and no penalty.
+DELETE FROM conveyor_rate_limits
+WHERE key IN (SELECT key FROM conveyor_rate_limits
+              WHERE tat < :now AND blocked_until < :now LIMIT :limit);
+
+-- name: slot_held
+SELECT COALESCE(sum(count) FILTER (WHERE holder <> :holder), 0),
+       COALESCE(sum(count) FILTER (WHERE holder = :holder), 0)
+FROM conveyor_slots
+WHERE key = :key AND expires_at > :now;
+
+-- name: slot_put
+INSERT INTO conveyor_slots (key, holder, count, expires_at)
+VALUES (:key, :holder, :count, :expires_at)
+ON CONFLICT (key, holder) DO UPDATE
+SET count = excluded.count, expires_at = excluded.expires_at;
+
+-- name: slot_renew
+UPDATE conveyor_slots SET expires_at = :expires_at
+WHERE key = :key AND holder = :holder AND expires_at > :now AND count > 0
+RETURNING count;
+
+-- name: slot_release
+UPDATE conveyor_slots SET count = max(count - :count, 0)
+WHERE key = :key AND holder = :holder;
+
+-- name: slot_expire
+DELETE FROM conveyor_slots
+WHERE (key, holder) IN (SELECT key, holder FROM conveyor_slots
+                        WHERE expires_at <= :now OR count = 0 LIMIT :limit);
+
+-- name: cron_claim
+-- The primary key admits one row per (schedule, tick). Ticks older than the kept window
+-- are refused, since their rows may already have been swept.
+INSERT INTO conveyor_cron_ticks (schedule, tick_at, claimed_at)
+SELECT :schedule, :tick_at, :now WHERE :tick_at >= :now - :keep_ms
+ON CONFLICT DO NOTHING;
+
+-- name: cron_expire
+DELETE FROM conveyor_cron_ticks
+WHERE (schedule, tick_at) IN (SELECT schedule, tick_at FROM conveyor_cron_ticks
+                              WHERE tick_at < :now - :keep_ms LIMIT :limit);
+
+-- name: job_upsert
+INSERT INTO conveyor_jobs (id, queue, task, status, attempts, error, result, keep_seconds,
+                           updated_at, expires_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET
+    queue = excluded.queue, task = excluded.task, status = excluded.status,
+    attempts = excluded.attempts, error = excluded.error, result = excluded.result,
+    keep_seconds = excluded.keep_seconds, updated_at = excluded.updated_at,
+    expires_at = excluded.expires_at;
+
+-- name: job_get
+SELECT id, status, queue, task, attempts, error, result, keep_seconds, updated_at
+FROM conveyor_jobs
+WHERE id = :id AND expires_at > :now;
+
+-- name: job_counts
+SELECT status, count(*)
+FROM conveyor_jobs
+WHERE (:queue IS NULL OR queue = :queue) AND expires_at > :now
+GROUP BY status;
+
+-- name: job_expire
+DELETE FROM conveyor_jobs
+WHERE id IN (SELECT id FROM conveyor_jobs WHERE expires_at <= :now LIMIT :limit);
