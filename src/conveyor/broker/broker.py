@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from conveyor.broker import validation as v
+from conveyor.broker.jobs import Jobs, Limits
 from conveyor.broker.redrive import Redrive
 from conveyor.broker.wakeup import Throttle, Wakeups
 from conveyor.clock import Clock, system_clock
@@ -78,6 +79,7 @@ class Broker:
         self._signal = Throttle(storage.signal)
         self._background: list[asyncio.Task[None]] = []
         self.redrive = Redrive(self)
+        self.limits, self.jobs = Limits(self), Jobs(self)
 
     # lifecycle ----------------------------------------------------------------------
     async def start(self) -> None:
@@ -406,6 +408,8 @@ class Broker:
                     break
                 after = queues[-1].name
         await self.storage.dedup_expire(self.now(), 10_000)
+        await self.jobs.expire()
+        await self.limits.expire()
         return removed
 
     async def _sweep_forever(self) -> None:

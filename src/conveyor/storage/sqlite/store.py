@@ -40,8 +40,8 @@ from conveyor.storage.base import (
     ReceiveParams,
     SignalCallback,
 )
-from conveyor.storage.sqlite.jobs import SqliteJobs
 from conveyor.storage.sql import load_migrations, load_queries
+from conveyor.storage.sqlite.jobs import SqliteJobs
 
 log = logging.getLogger("conveyor.storage.sqlite")
 T = TypeVar("T")

@@ -1,0 +1,268 @@
+"""The job system's broker operations: rate limits, concurrency slots, cron ticks, job status.
+
+`broker.limits` and `broker.jobs`. Workers reach them in-process or through the HTTP API
+(`conveyor.http.jobs`), and every one keeps its state in the database, so it holds across
+processes and machines. Inputs are checked here, once; storage runs thin SQL.
+
+Rate limits are GCRA (a token bucket kept as one timestamp per key): `rate` tokens per
+`per` seconds, at most `burst` at once (default `rate`). Over any span of L seconds a key
+grants at most `burst + L * rate / per` tokens in all, whoever takes them; the long-run
+rate is exactly `rate / per`. Taking a chunk of tokens per call keeps the database cost at
+a few statements a second even at thousands of sends a second.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from conveyor.broker import validation as v
+from conveyor.errors import InvalidInput, TooManyEntries
+from conveyor.jobs import JOB_STATUSES, Grant, JobStatus
+from conveyor.models import dumps_json
+from conveyor.storage.base import JobRow
+
+if TYPE_CHECKING:
+    from conveyor.broker.broker import Broker
+
+__all__ = ["Grant", "JobStatus", "Jobs", "Limits"]
+
+MAX_KEY = 200
+MAX_RATE = 1_000_000_000
+MAX_PER = 30 * 86_400.0
+MIN_INTERVAL_MS = 0.001  # a million tokens a second: finer than the stored timestamp
+MAX_WANT = 10_000
+MAX_SLOTS = 1_000_000
+MAX_LEASE = 86_400.0
+MAX_PENALTY = 7 * 86_400.0
+MAX_ATTEMPTS = 1_000_000
+MAX_KEEP = 365 * 86_400
+MAX_ERROR = 16_384
+MAX_RESULT_BYTES = 1_048_576
+CRON_KEEP_MS = 7 * 86_400_000  # ticks are remembered (and claimable) for a week
+_SWEEP_BATCH = 10_000
+
+
+class Limits:
+    """Rate-limit tokens and concurrency slots shared by every worker (`broker.limits`)."""
+
+    def __init__(self, broker: Broker) -> None:
+        self._broker = broker
+
+    async def take(self, key: str, rate: int, per: float, want: int = 1,
+                   burst: int | None = None) -> Grant:
+        """Take up to `want` tokens of `rate` per `per` seconds for `key`.
+
+        Grants what the bucket holds now (possibly 0, never more than `burst`) and says
+        how long until it holds another token; while the key is penalized, grants 0 and
+        says how long the penalty lasts.
+        """
+        key = _text("key", key)
+        rate = _int("rate", rate, 1, MAX_RATE)
+        per = _seconds("per", per, MAX_PER)
+        want = _int("want", want, 1, MAX_WANT)
+        burst = rate if burst is None else _int("burst", burst, 1, MAX_RATE)
+        interval = per * 1000.0 / rate
+        if interval < MIN_INTERVAL_MS:
+            raise InvalidInput("A rate limit can allow at most 1,000,000 tokens a second.",
+                               field="rate")
+        state = await self._broker.storage.rate_take(key, interval, burst, want,
+                                                     self._broker.now())
+        if state.blocked_until > state.now:
+            wait_ms = float(state.blocked_until - state.now)
+        else:  # the next token is whole once now + burst * interval >= tat + interval
+            wait_ms = max(0.0, state.tat - (burst - 1) * interval - state.now)
+        return Grant(state.granted, math.ceil(wait_ms) / 1000.0)
+
+    async def penalize(self, key: str, seconds: float) -> None:
+        """Give nobody tokens for `key` during the next `seconds` (a provider's 429
+        Retry-After). The bucket refills meanwhile; a longer penalty already in force
+        stays."""
+        key = _text("key", key)
+        seconds = _seconds("seconds", seconds, MAX_PENALTY)
+        await self._broker.storage.rate_penalize(key, math.ceil(seconds * 1000),
+                                                 self._broker.now())
+
+    async def acquire(self, key: str, limit: int, holder: str, want: int = 1,
+                      lease_seconds: float = 60) -> int:
+        """Take up to `want` more of `key`'s `limit` slots for `holder`; returns how many
+        (0..want). Live slots of a key never exceed `limit` across all holders. The
+        holder's slots lapse `lease_seconds` after its last acquire or renew, so a crashed
+        worker's slots come back."""
+        key = _text("key", key)
+        limit = _int("limit", limit, 1, MAX_SLOTS)
+        holder = _text("holder", holder)
+        want = _int("want", want, 1, MAX_WANT)
+        lease_ms = _lease_ms(lease_seconds)
+        return await self._broker.storage.slot_acquire(key, holder, limit, want, lease_ms,
+                                                       self._broker.now())
+
+    async def renew(self, key: str, holder: str, lease_seconds: float = 60) -> int:
+        """Extend `holder`'s slots of `key` by `lease_seconds` from now; returns how many
+        it holds (0 when they have lapsed: acquire again)."""
+        key = _text("key", key)
+        holder = _text("holder", holder)
+        lease_ms = _lease_ms(lease_seconds)
+        return await self._broker.storage.slot_renew(key, holder, lease_ms,
+                                                     self._broker.now())
+
+    async def release(self, key: str, holder: str, count: int = 1) -> None:
+        """Give back up to `count` of `holder`'s slots of `key`."""
+        key = _text("key", key)
+        holder = _text("holder", holder)
+        count = _int("count", count, 1, MAX_SLOTS)
+        await self._broker.storage.slot_release(key, holder, count)
+
+    async def expire(self, now: int | None = None) -> int:
+        """Delete spent buckets (full, unpenalized: as if never used) and lapsed slots;
+        called by `Broker.sweep`. Returns how many rows went."""
+        storage = self._broker.storage
+        at = self._broker.now() if now is None else now
+        removed = 0
+        for expire in (storage.rate_expire, storage.slot_expire):
+            while (n := await expire(at, _SWEEP_BATCH)):
+                removed += n
+                if n < _SWEEP_BATCH:
+                    break
+        return removed
+
+
+class Jobs:
+    """Cron tick claims and job statuses (`broker.jobs`)."""
+
+    def __init__(self, broker: Broker) -> None:
+        self._broker = broker
+
+    async def cron_claim(self, schedule: str, tick_at: int) -> bool:
+        """True for exactly one caller per (schedule, tick), however many schedulers run.
+
+        `tick_at` is the tick's time in ms since the epoch. Ticks are remembered for a
+        week; a claim of an older tick is refused (False).
+        """
+        schedule = _text("schedule", schedule)
+        tick_at = _int("tick_at", tick_at, 0, 2**53)
+        return await self._broker.storage.cron_claim(schedule, tick_at, CRON_KEEP_MS,
+                                                     self._broker.now())
+
+    async def status_set(self, job_id: str, status: str, *, queue: str,
+                         task: str | None = None, attempts: int = 0,
+                         error: str | None = None, result: Any = None,
+                         keep_seconds: int = 86_400) -> None:
+        """Record a job's status (replacing the previous one), kept for `keep_seconds`."""
+        await self.status_set_many([JobStatus(job_id, status, queue, task, attempts, error,
+                                              result, keep_seconds)])
+
+    async def status_set_many(self, items: Sequence[JobStatus]) -> None:
+        """Record a batch of statuses (up to 1,000) in one write; all or none. When an id
+        repeats, its last entry wins. `updated_at` of the items is ignored."""
+        if len(items) > v.MAX_BATCH:
+            raise TooManyEntries(f"A batch holds at most {v.MAX_BATCH} statuses, "
+                                 f"not {len(items)}.")
+        rows: dict[str, JobRow] = {}
+        for index, item in enumerate(items):
+            row = _job_row(item, index)
+            rows.pop(row.job_id, None)  # keep the last, in its place
+            rows[row.job_id] = row
+        if rows:
+            await self._broker.storage.job_put_many(list(rows.values()), self._broker.now())
+
+    async def status_get(self, job_id: str) -> JobStatus | None:
+        """A job's status, or None when unknown or expired."""
+        job_id = _text("job_id", job_id)
+        return await self._broker.storage.job_get(job_id, self._broker.now())
+
+    async def status_counts(self, queue: str | None = None) -> dict[str, int]:
+        """How many jobs are in each status (every status listed, zeros too), of one
+        queue or of all."""
+        if queue is not None:
+            queue = _queue(queue)
+        found = await self._broker.storage.job_counts(queue, self._broker.now())
+        return {status: found.get(status, 0) for status in JOB_STATUSES}
+
+    async def expire(self, now: int | None = None) -> int:
+        """Drop statuses past their keep time (and cron ticks older than a week); called
+        by `Broker.sweep`. Returns how many statuses went."""
+        storage = self._broker.storage
+        at = self._broker.now() if now is None else now
+        removed = 0
+        while (n := await storage.job_expire(at, _SWEEP_BATCH)):
+            removed += n
+            if n < _SWEEP_BATCH:
+                break
+        while await storage.cron_expire(CRON_KEEP_MS, at, _SWEEP_BATCH) == _SWEEP_BATCH:
+            pass
+        return removed
+
+
+# validation -------------------------------------------------------------------------
+def _text(field: str, value: Any, index: int | None = None) -> str:
+    if not isinstance(value, str) or not 1 <= len(value) <= MAX_KEY:
+        shown = f"{len(value)} characters" if isinstance(value, str) else repr(value)[:50]
+        raise InvalidInput(f"{field} must be a string of 1 to {MAX_KEY} characters, "
+                           f"not {shown}.", field=field, index=index)
+    return value
+
+
+def _int(field: str, value: Any, low: int, high: int, index: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInput(f"{field} must be an integer, not {value!r:.50}.", field=field,
+                           index=index)
+    if not low <= value <= high:
+        raise InvalidInput(f"{field} must be between {low:,} and {high:,}, not {value:,}.",
+                           field=field, index=index)
+    return value
+
+
+def _seconds(field: str, value: Any, high: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(
+            value):
+        raise InvalidInput(f"{field} must be a number of seconds, not {value!r:.50}.",
+                           field=field)
+    if not 0 < value <= high:
+        raise InvalidInput(f"{field} must be more than 0 and at most {high:,.0f} seconds, "
+                           f"not {value}.", field=field)
+    return float(value)
+
+
+def _lease_ms(lease_seconds: Any) -> int:
+    return math.ceil(_seconds("lease_seconds", lease_seconds, MAX_LEASE) * 1000)
+
+
+def _queue(value: Any, index: int | None = None) -> str:
+    if not isinstance(value, str) or not (
+            v.QUEUE_NAME.fullmatch(value) or v.FIFO_QUEUE_NAME.fullmatch(value)):
+        raise InvalidInput(f"queue must be a queue name (1-80 letters, digits, '-' or '_'), "
+                           f"not {value!r:.100}.", field="queue", index=index)
+    return value
+
+
+def _job_row(item: Any, index: int) -> JobRow:
+    if not isinstance(item, JobStatus):
+        raise InvalidInput(f"Entry {index} is not a JobStatus.", index=index)
+    job_id = _text("job_id", item.job_id, index)
+    if item.status not in JOB_STATUSES:
+        raise InvalidInput(f"status must be one of {', '.join(JOB_STATUSES)}, "
+                           f"not {item.status!r:.50}.", field="status", index=index)
+    queue = _queue(item.queue, index)
+    task = None if item.task is None else _text("task", item.task, index)
+    attempts = _int("attempts", item.attempts, 0, MAX_ATTEMPTS, index)
+    keep = _int("keep_seconds", item.keep_seconds, 0, MAX_KEEP, index)
+    error = item.error
+    if error is not None:
+        if not isinstance(error, str):
+            raise InvalidInput(f"error must be a string, not {error!r:.50}.", field="error",
+                               index=index)
+        if len(error) > MAX_ERROR:  # a long traceback: keep its start, say it was cut
+            error = error[:MAX_ERROR - 1] + "…"
+    result = None
+    if item.result is not None:
+        try:
+            result = dumps_json(item.result)
+        except (TypeError, ValueError) as exc:
+            raise InvalidInput(f"result must be a JSON value: {exc}.", field="result",
+                               index=index) from exc
+        if len(result.encode()) > MAX_RESULT_BYTES:
+            raise InvalidInput(f"result must encode to at most {MAX_RESULT_BYTES:,} bytes "
+                               "of JSON.", field="result", index=index)
+    return JobRow(job_id, item.status, queue, task, attempts, error, result, keep)
