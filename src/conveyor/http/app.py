@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import FastAPI
 
 import conveyor
 from conveyor.broker.broker import Broker
 from conveyor.config import MAX_REQUEST_BYTES, Config, from_env
-from conveyor.http import docs, errors, health, messages, queues, tasks
+from conveyor.http import docs, errors, health, jobs, messages, queues, tasks
+from conveyor.http.deps import add_raw_body_schemas
 from conveyor.http.limits import BodyLimit
 from conveyor.storage.factory import storage_from_url
 
@@ -56,11 +58,24 @@ def create_app(broker_or_config: Broker | Config, *,
                   lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.broker = broker
     errors.install(app)
-    for module in (health, queues, messages, tasks):
+    for module in (health, queues, messages, tasks, jobs):
         app.include_router(module.router)
     docs.install(app)
+    _document_raw_bodies(app)
     app.add_middleware(BodyLimit, max_bytes=limit)
     return app
+
+
+def _document_raw_bodies(app: FastAPI) -> None:
+    """Add the schemas of bodies that routes parse themselves to `/openapi.json`."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = add_raw_body_schemas(generate())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def app_from_env() -> FastAPI:

@@ -1,0 +1,239 @@
+"""Routes for the job system: rate-limit tokens, concurrency slots, cron ticks, job status.
+
+Thin: each route parses its body's shape and calls `broker.limits` or `broker.jobs`, which
+check ranges and raise the same errors as in-process (422 with the one error shape).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.responses import Response
+
+from conveyor.broker.jobs import MAX_KEY, MAX_WANT
+from conveyor.http.deps import BrokerDep, errors
+from conveyor.http.errors import error_response
+from conveyor.http.wire import json_response
+from conveyor.jobs import JOB_STATUSES, JobStatus
+
+router = APIRouter(tags=["jobs"])
+_STATUSES = ", ".join(JOB_STATUSES)
+QueueParam = Annotated[str | None, Query(description="One queue's jobs (default: all).")]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# rate limits and slots --------------------------------------------------------------
+class TakeRequest(_In):
+    """Take up to `want` tokens of a rate limit of `rate` per `per` seconds."""
+
+    key: str = Field(description=f"Free-form, 1-{MAX_KEY} characters: `task:send_email`, "
+                                 "`domain:gmail.com`.")
+    rate: int = Field(description="Tokens per `per` seconds, at least 1.")
+    per: float = Field(description="Seconds, more than 0.")
+    want: int = Field(1, description=f"Tokens wanted, 1-{MAX_WANT:,}.")
+    burst: int | None = Field(None, description="Most tokens at once; default `rate`.")
+
+
+class GrantOut(BaseModel):
+    """Tokens granted (possibly fewer than wanted, or 0) and the wait for another."""
+
+    granted: int
+    retry_after: float = Field(description="Seconds until the bucket holds another token.")
+
+
+class PenalizeRequest(_In):
+    """Give nobody tokens for a key for a while (a provider's 429 Retry-After)."""
+
+    key: str
+    seconds: float = Field(description="More than 0, at most 7 days.")
+
+
+class AcquireRequest(_In):
+    """Take up to `want` of a key's `limit` concurrency slots for `holder`."""
+
+    key: str
+    limit: int = Field(description="Most slots held for this key by all holders at once.")
+    holder: str = Field(description="Who holds the slots (a worker's id), 1-200 characters.")
+    want: int = 1
+    lease_seconds: float = Field(60, description="Slots lapse this long after the last "
+                                                 "acquire or renew.")
+
+
+class AcquireOut(BaseModel):
+    """How many slots were granted (0 up to `want`)."""
+
+    acquired: int
+
+
+class RenewRequest(_In):
+    """Extend a holder's slots of a key."""
+
+    key: str
+    holder: str
+    lease_seconds: float = 60
+
+
+class RenewOut(BaseModel):
+    """How many slots the holder holds now (0: they lapsed; acquire again)."""
+
+    held: int
+
+
+class ReleaseRequest(_In):
+    """Give back up to `count` of a holder's slots of a key."""
+
+    key: str
+    holder: str
+    count: int = 1
+
+
+@router.post("/v1/limits/take", response_model=GrantOut, responses=errors(400, 422))
+async def take(request: TakeRequest, broker: BrokerDep) -> Response:
+    """Take rate-limit tokens (GCRA, shared by every worker on every machine)."""
+    grant = await broker.limits.take(request.key, request.rate, request.per, request.want,
+                                     request.burst)
+    return json_response({"granted": grant.granted, "retry_after": grant.retry_after})
+
+
+@router.post("/v1/limits/penalize", status_code=204, response_class=Response,
+             responses=errors(400, 422))
+async def penalize(request: PenalizeRequest, broker: BrokerDep) -> Response:
+    """Hold a key's tokens back for `seconds`."""
+    await broker.limits.penalize(request.key, request.seconds)
+    return Response(status_code=204)
+
+
+@router.post("/v1/limits/acquire", response_model=AcquireOut, responses=errors(400, 422))
+async def acquire(request: AcquireRequest, broker: BrokerDep) -> Response:
+    """Acquire global concurrency slots, leased."""
+    acquired = await broker.limits.acquire(request.key, request.limit, request.holder,
+                                           request.want, request.lease_seconds)
+    return json_response({"acquired": acquired})
+
+
+@router.post("/v1/limits/renew", response_model=RenewOut, responses=errors(400, 422))
+async def renew(request: RenewRequest, broker: BrokerDep) -> Response:
+    """Extend the lease of a holder's slots."""
+    held = await broker.limits.renew(request.key, request.holder, request.lease_seconds)
+    return json_response({"held": held})
+
+
+@router.post("/v1/limits/release", status_code=204, response_class=Response,
+             responses=errors(400, 422))
+async def release(request: ReleaseRequest, broker: BrokerDep) -> Response:
+    """Give slots back."""
+    await broker.limits.release(request.key, request.holder, request.count)
+    return Response(status_code=204)
+
+
+# cron -------------------------------------------------------------------------------
+class CronClaimRequest(_In):
+    """Claim one tick of a schedule."""
+
+    schedule: str = Field(description="The schedule's name, 1-200 characters.")
+    tick_at: int = Field(description="The tick's time, ms since the epoch.")
+
+
+class CronClaimOut(BaseModel):
+    """True for exactly one claimer of a tick; ticks older than a week are refused."""
+
+    claimed: bool
+
+
+@router.post("/v1/cron/claim", response_model=CronClaimOut, responses=errors(400, 422),
+             tags=["cron"])
+async def cron_claim(request: CronClaimRequest, broker: BrokerDep) -> Response:
+    """Claim a cron tick: however many schedulers run, one of them gets it."""
+    claimed = await broker.jobs.cron_claim(request.schedule, request.tick_at)
+    return json_response({"claimed": claimed})
+
+
+# job status -------------------------------------------------------------------------
+class JobStatusFields(_In):
+    """A job's status to record."""
+
+    status: str = Field(description=f"One of {_STATUSES}.")
+    queue: str
+    task: str | None = None
+    attempts: int = 0
+    error: str | None = Field(None, description="The last error (cut at 16 KiB).")
+    result: Any = Field(None, description="Any JSON value, up to 1 MiB.")
+    keep_seconds: int = Field(86_400, description="Kept this long after this update.")
+
+
+class JobStatusIn(JobStatusFields):
+    """A job's status to record, with its id (batches)."""
+
+    job_id: str
+
+
+class JobStatusBatch(_In):
+    """Statuses to record at once (up to 1,000; the last of a repeated id wins)."""
+
+    jobs: list[JobStatusIn]
+
+
+class JobStatusOut(BaseModel):
+    """A job's recorded status."""
+
+    job_id: str
+    status: str
+    queue: str
+    task: str | None
+    attempts: int
+    error: str | None
+    result: Any
+    keep_seconds: int
+    updated_at: int
+
+
+class JobCountsOut(BaseModel):
+    """How many unexpired statuses there are of each kind (every status listed)."""
+
+    counts: dict[str, int]
+
+
+def _status(job_id: str, s: JobStatusFields) -> JobStatus:
+    return JobStatus(job_id, s.status, s.queue, s.task, s.attempts, s.error, s.result,
+                     s.keep_seconds)
+
+
+@router.put("/v1/jobs/{job_id}", status_code=204, response_class=Response,
+            responses=errors(400, 422))
+async def put_status(job_id: str, request: JobStatusFields, broker: BrokerDep) -> Response:
+    """Record a job's status (replacing the previous one)."""
+    await broker.jobs.status_set_many([_status(job_id, request)])
+    return Response(status_code=204)
+
+
+@router.post("/v1/jobs/status", status_code=204, response_class=Response,
+             responses=errors(400, 422))
+async def put_statuses(request: JobStatusBatch, broker: BrokerDep) -> Response:
+    """Record a batch of statuses in one write, all or none."""
+    await broker.jobs.status_set_many([_status(j.job_id, j) for j in request.jobs])
+    return Response(status_code=204)
+
+
+@router.get("/v1/jobs/{job_id}", response_model=JobStatusOut, responses=errors(404, 422))
+async def get_status(job_id: str, broker: BrokerDep) -> Response:
+    """A job's status; 404 `job_not_found` when unknown or expired."""
+    found = await broker.jobs.status_get(job_id)
+    if found is None:
+        return error_response(404, "job_not_found", f"No status for job {job_id[:200]!r}.",
+                              field="job_id")
+    return json_response({
+        "job_id": found.job_id, "status": found.status, "queue": found.queue,
+        "task": found.task, "attempts": found.attempts, "error": found.error,
+        "result": found.result, "keep_seconds": found.keep_seconds,
+        "updated_at": found.updated_at})
+
+
+@router.get("/v1/jobs", response_model=JobCountsOut, responses=errors(422))
+async def count_statuses(broker: BrokerDep, queue: QueueParam = None) -> Response:
+    """How many jobs are in each status."""
+    return json_response({"counts": await broker.jobs.status_counts(queue)})
