@@ -51,6 +51,7 @@ CHANNEL = "conveyor_wake"
 _MIGRATION_LOCK = 0x636F6E76  # "conv": one node migrates at a time
 _OUR_PARAMS = ("pool_size", "statement_cache_size")
 FIFO_PAGE = 1000
+CLAIM_BEGIN = "BEGIN; SET LOCAL enable_sort = off; SET LOCAL synchronous_commit = off"
 
 
 def split_dsn(url: str) -> tuple[str, dict[str, str]]:
@@ -105,6 +106,24 @@ class PostgresStorage(PostgresJobs):
         with _translated():
             async with self.pool.acquire() as conn, conn.transaction():
                 yield conn
+
+    @contextlib.asynccontextmanager
+    async def _claiming(self) -> AsyncIterator[Connection]:
+        """A transaction for a claim: the planner pinned to the index walk, and an
+        asynchronous commit, since a lease lost in a server crash only means an earlier
+        redelivery (at-least-once holds). Three round trips, no session state left behind.
+        """
+        with _translated():
+            async with self.pool.acquire() as conn:
+                await conn.execute(CLAIM_BEGIN)
+                try:
+                    yield conn
+                except BaseException:
+                    if not conn.is_closed():
+                        with contextlib.suppress(Exception):
+                            await conn.execute("ROLLBACK")
+                    raise
+                await conn.execute("COMMIT")
 
     async def _fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         with _translated():
@@ -302,9 +321,11 @@ class PostgresStorage(PostgresJobs):
         """Claim with SKIP LOCKED; over-received rows go to the dead-letter queue."""
         if params.fifo:
             return await self._receive_fifo(params)
-        claimed = await self._fetch(
-            (await self._q(params.queue_id))["message_claim"], params.queue_id, params.limit, params.visibility_ms,
-            params.max_receive_count, params.dead_letter_queue_id, params.now)
+        sql = (await self._q(params.queue_id))["message_claim"]
+        async with self._claiming() as conn:
+            claimed = await conn.fetch(
+                sql, params.queue_id, params.limit, params.visibility_ms,
+                params.max_receive_count, params.dead_letter_queue_id, params.now)
         claimed.sort(key=lambda r: (-r[9], r[5], r[0]))
         name = params.queue_name
         return [rows.message_from_claim(name, str(r[0]), r) for r in claimed]
@@ -312,7 +333,7 @@ class PostgresStorage(PostgresJobs):
     async def _receive_fifo(self, params: ReceiveParams) -> list[Message]:
         """Choose rows by the FIFO rules under the queue's advisory lock, then lease them."""
         q = await self._q(params.queue_id)
-        async with self._tx() as conn:
+        async with self._claiming() as conn:
             await conn.execute(Q["fifo_lock"], params.queue_id)
             gates = {r[0]: r[1] for r in await conn.fetch(
                 q["fifo_gates"], params.queue_id, params.now)}
