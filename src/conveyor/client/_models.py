@@ -1,37 +1,13 @@
-"""Limit and job-status models, and their JSON forms.
-
-Stand-ins with the broker's agreed names until `broker.limits`/`broker.jobs` land; then
-these re-export the core's models.
-"""
+"""The job system's models (`conveyor.jobs`) and their JSON forms on the wire."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
+from conveyor.jobs import Grant, JobStatus
 
-@dataclass(frozen=True, slots=True)
-class Grant:
-    """Tokens granted by a rate limit, and how long to wait before asking again."""
-
-    granted: int
-    retry_after: float
-
-
-@dataclass(frozen=True, slots=True)
-class JobStatus:
-    """A job's status: queued, running, succeeded, failed, dead or cancelled."""
-
-    job_id: str
-    status: str
-    queue: str
-    task: str | None = None
-    attempts: int = 0
-    error: str | None = None
-    result: Any = None
-    keep_seconds: int = 86400
-    updated_at: int | None = None
+__all__ = ["Grant", "JobStatus", "job_status_json", "job_status_of"]
 
 
 def job_status_json(s: JobStatus) -> dict[str, Any]:

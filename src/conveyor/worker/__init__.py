@@ -1,0 +1,30 @@
+"""The worker framework: tasks, the run loop, rate limits, retries, cron, the process pool.
+
+Import from here (or `conveyor` for `App`); the submodules are one concept each.
+"""
+
+from conveyor.worker.app import App, CronEntry
+from conveyor.worker.exceptions import Cancel, Retry, TaskTimeout
+from conveyor.worker.middleware import Middleware, TraceContext, current_traceparent
+from conveyor.worker.rates import Rate
+from conveyor.worker.runner import Worker, WorkerOptions
+from conveyor.worker.task import Job, JobCall, Received, Task, TaskOptions
+
+__all__ = [
+    "App",
+    "Cancel",
+    "CronEntry",
+    "Job",
+    "JobCall",
+    "Middleware",
+    "Rate",
+    "Received",
+    "Retry",
+    "Task",
+    "TaskOptions",
+    "TaskTimeout",
+    "TraceContext",
+    "Worker",
+    "WorkerOptions",
+    "current_traceparent",
+]

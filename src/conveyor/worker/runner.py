@@ -1,0 +1,395 @@
+"""The run loop: receive jobs in batches, run them, acknowledge, retry, dead-letter.
+
+One `Worker` per process consumes every queue of its App (or those given). Per queue:
+- receive in batches of up to `batch_size`, never holding more jobs than the queue's tasks'
+  `concurrency` adds up to (prefetch is bounded by concurrency);
+- a heartbeat extends the leases of held jobs every third of the lease (and renews global
+  concurrency slots);
+- successes are acknowledged in batches; failures go back through the broker's `retry` with
+  exponential backoff and jitter (a delayed redelivery that keeps the id and receive count);
+  a job out of retries is dead-lettered with its last error: through the broker's
+  `max_receive_count` (the queue's DLQ `<queue>-dlq`, set by `App.ensure_queue`) when that
+  matches the task's `max_retries`, else moved explicitly (copied to the DLQ, then deleted);
+- on `stop()` (SIGTERM/SIGINT): no more receives; jobs not started yet are released at
+  once; running jobs get `shutdown_grace` seconds to finish, then are cancelled and released
+  (their leases end now, so another worker picks them up). None is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import logging
+import os
+import time
+import uuid
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from conveyor.client._models import JobStatus
+from conveyor.client.source import Source
+from conveyor.models import (
+    Message,
+    MessageAttribute,
+    SendEntry,
+    VisibilityEntry,
+)
+from conveyor.worker.app import DLQ_SUFFIX, App
+from conveyor.worker.batching import Batcher
+from conveyor.worker.exceptions import Cancel, Retry, TaskTimeout
+from conveyor.worker.rates import RateLimiter, Slots
+from conveyor.worker.retry import backoff_seconds, is_final
+from conveyor.worker.task import Received, Task, TaskOptions
+
+log = logging.getLogger("conveyor.worker")
+
+_DEFAULT_OPTIONS = TaskOptions()
+_NO_RETRIES = TaskOptions(max_retries=0)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerOptions:
+    """How a worker process runs (see the module docstring)."""
+
+    queues: Sequence[str] | None = None
+    batch_size: int = 100
+    wait_seconds: int = 1
+    shutdown_grace: float = 30.0
+    scheduler: bool = True
+    holder: str | None = None
+
+
+@dataclass(slots=True)
+class _Held:
+    message: Message
+    task: asyncio.Task[None] | None = None
+    started: bool = False
+    leased_at: float = field(default_factory=time.monotonic)
+
+
+class Worker:
+    """Runs an App's jobs until `stop()`."""
+
+    def __init__(self, app: App, options: WorkerOptions | None = None, *,
+                 source: Source | None = None) -> None:
+        self.app = app
+        self.options = options or WorkerOptions()
+        self.holder = self.options.holder or f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        self._source = source
+        self._stopping = asyncio.Event()
+        self.processed = 0
+        self.failed = 0
+
+    def stop(self) -> None:
+        """Stop receiving; finish or release what is held (safe to call from a signal)."""
+        self._stopping.set()
+
+    @property
+    def stopping(self) -> bool:
+        """True once `stop()` was called."""
+        return self._stopping.is_set()
+
+    def queues(self) -> list[str]:
+        """The queues this worker consumes."""
+        if self.options.queues:
+            return list(self.options.queues)
+        return sorted({t.options.queue for t in self.app.tasks.values()})
+
+    async def run(self) -> None:
+        """Consume until stopped; returns after in-flight jobs are finished or released."""
+        source = self._source or await self.app.source()
+        sync_slots = sum(t.options.concurrency for t in self.app.tasks.values()
+                         if not t.is_async)
+        executor = ThreadPoolExecutor(max_workers=max(4, sync_slots),
+                                      thread_name_prefix="conveyor-job")
+        statuses: Batcher[JobStatus] = Batcher(source.jobs.status_set_many, size=500,
+                                               interval=0.1, name="job status")
+        shared = _Shared(self, source, executor, statuses)
+        runners = []
+        for queue in self.queues():
+            await self.app.ensure_queue(queue)
+            runners.append(_QueueRunner(shared, queue))
+        background: list[asyncio.Task[None]] = []
+        if self.options.scheduler and self.app.crons:
+            from conveyor.worker.cron import Scheduler
+
+            scheduler = Scheduler(self.app, source)
+            background.append(asyncio.create_task(scheduler.run(self._stopping)))
+        try:
+            await asyncio.gather(*(r.run() for r in runners), *background)
+        finally:
+            await statuses.drain()
+            executor.shutdown(wait=False, cancel_futures=True)
+
+
+class _Shared:
+    """What the queue runners of one worker share."""
+
+    def __init__(self, worker: Worker, source: Source, executor: ThreadPoolExecutor,
+                 statuses: Batcher[JobStatus]) -> None:
+        self.worker = worker
+        self.app = worker.app
+        self.source = source
+        self.executor = executor
+        self.statuses = statuses
+        self.limiter = RateLimiter(source.limits)
+        self.slots = Slots(source.limits, worker.holder,
+                           lease_seconds=max(30, worker.app.visibility_timeout * 2))
+        self.task_gates = {name: asyncio.Semaphore(t.options.concurrency)
+                           for name, t in worker.app.tasks.items()}
+
+
+class _QueueRunner:
+    """Receives, runs and settles the jobs of one queue."""
+
+    def __init__(self, shared: _Shared, queue: str) -> None:
+        self.s = shared
+        self.queue = queue
+        self.source = shared.source
+        self.app = shared.app
+        self.lease = shared.app.visibility_timeout
+        tasks = [t for t in shared.app.tasks.values() if t.options.queue == queue]
+        self.capacity = max(1, sum(t.options.concurrency for t in tasks))
+        self.held: dict[str, _Held] = {}
+        self._room = asyncio.Event()
+        self._release: list[str] = []
+        self.acks: Batcher[str] = Batcher(functools.partial(self.source.delete, queue),
+                                          size=500, interval=0.02, name=f"acks {queue}")
+
+    async def run(self) -> None:
+        beat = asyncio.create_task(self._heartbeat())
+        try:
+            await self._consume()
+        finally:
+            await self._shutdown()
+            beat.cancel()
+            await asyncio.gather(beat, return_exceptions=True)
+            await self.acks.drain()
+
+    async def _consume(self) -> None:
+        stopping = self.s.worker._stopping
+        batch = self.s.worker.options.batch_size
+        wait = self.s.worker.options.wait_seconds
+        while not stopping.is_set():
+            free = self.capacity - len(self.held)
+            if free <= 0:
+                self._room.clear()
+                await _first(self._room.wait(), stopping.wait())
+                continue
+            try:
+                messages = await self.source.receive(self.queue, min(free, batch), self.lease,
+                                                     wait)
+            except Exception:
+                log.exception("receive from %s failed; retrying in 1 s", self.queue)
+                await _first(asyncio.sleep(1.0), stopping.wait())
+                continue
+            for message in messages:
+                held = _Held(message)
+                self.held[message.receipt_handle] = held
+                held.task = asyncio.create_task(self._handle(held))
+
+    # one job ------------------------------------------------------------------------
+    async def _handle(self, held: _Held) -> None:
+        message = held.message
+        handle = message.receipt_handle
+        try:
+            try:
+                job = Received.decode(message)
+            except ValueError as exc:  # never a job: dead-letter it now
+                await self._settle_failure(message, None, _NO_RETRIES, exc)
+                return
+            task = self.app.tasks.get(job.task)
+            if task is None:  # perhaps a newer version's task: retry like the queue says
+                retries = (self.app.max_receives(self.queue) or 4) - 1
+                exc = LookupError(f"No task named {job.task!r} in this worker's app.")
+                await self._settle_failure(message, job, TaskOptions(max_retries=retries),
+                                           exc)
+                return
+            async with self.s.task_gates[task.name]:
+                await self._run_job(held, job, task)
+        except asyncio.CancelledError:
+            # Shutdown: whatever was not settled goes back to the queue now.
+            self._release.append(handle)
+            raise
+        finally:
+            self.held.pop(handle, None)
+            self._room.set()
+
+    async def _run_job(self, held: _Held, job: Received, task: Task[Any, Any]) -> None:
+        options = task.options
+        slot_key = f"concurrency:{task.name}" if options.global_concurrency else None
+        await self._take_tokens(job, task)
+        if slot_key is not None:
+            assert options.global_concurrency is not None
+            await self.s.slots.acquire(slot_key, options.global_concurrency)
+        held.started = True
+        result: Any = None
+        error: BaseException | None = None
+        try:
+            for middleware in self.app.middleware:
+                await middleware.before_process(self.app, job)
+            if options.track:
+                self._status(job, task, "running")
+            result = await self._call(task, job)
+        except (Exception, asyncio.CancelledError) as exc:
+            error = exc
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            await self._settle_failure(job.message, job, options, exc, task)
+        else:
+            self.acks.add(job.message.receipt_handle)
+            self.s.worker.processed += 1
+            if options.track:
+                keep = options.keep_result
+                self._status(job, task, "succeeded", result=result if keep else None)
+        finally:
+            if slot_key is not None:
+                await _quietly(self.s.slots.release(slot_key))
+            for middleware in reversed(self.app.middleware):
+                await _quietly(middleware.after_process(
+                    self.app, job, result,
+                    None if isinstance(error, (Retry, Cancel)) else error))
+
+    async def _take_tokens(self, job: Received, task: Task[Any, Any]) -> None:
+        options = task.options
+        if options.rate_limit is not None:
+            await self.s.limiter.take(f"rate:{task.name}", options.rate_limit)
+        if options.rate_limit_key is not None and options.key_rate_limit is not None:
+            key = options.rate_limit_key(*job.args, **job.kwargs)
+            await self.s.limiter.take(f"rate:{task.name}:{key}", options.key_rate_limit)
+
+    async def _call(self, task: Task[Any, Any], job: Received) -> Any:
+        timeout = task.options.timeout
+        if task.is_async:
+            running = task.fn(*job.args, **job.kwargs)
+        else:
+            call = functools.partial(contextvars.copy_context().run, task.fn, *job.args,
+                                     **job.kwargs)
+            running = asyncio.get_running_loop().run_in_executor(self.s.executor, call)
+        if timeout is None:
+            return await running
+        try:
+            return await asyncio.wait_for(running, timeout)
+        except TimeoutError:
+            raise TaskTimeout(f"The task ran longer than {timeout:g} s.") from None
+
+    def _status(self, job: Received, task: Task[Any, Any] | None, status: str, *,
+                error: str | None = None, result: Any = None) -> None:
+        options = task.options if task else _DEFAULT_OPTIONS
+        keep = options.keep_result or 86400
+        self.s.statuses.add(JobStatus(job.id, status, self.queue, job.task, job.attempt,
+                                      error, result, keep))
+
+    # failures -----------------------------------------------------------------------
+    async def _settle_failure(self, message: Message, job: Received | None,
+                              options: TaskOptions, exc: BaseException,
+                              task: Task[Any, Any] | None = None) -> None:
+        attempt = message.receive_count
+        handle = message.receipt_handle
+        error = f"{type(exc).__name__}: {exc}"[:4000]
+        track = options.track and job is not None
+        if isinstance(exc, Cancel):
+            self.acks.add(handle)
+            if track and job is not None:
+                self._status(job, task, "cancelled", error=error)
+            return
+        self.s.worker.failed += 1
+        if is_final(options, attempt):
+            log.warning("job %s (%s) failed for good after %d runs: %s", message.id,
+                        job.task if job else "?", attempt, error)
+            if track and job is not None:
+                self._status(job, task, "dead", error=error)
+            await self._dead_letter(message, attempt, error)
+            return
+        delay = exc.delay if isinstance(exc, Retry) and exc.delay is not None else \
+            backoff_seconds(options, attempt)
+        if track and job is not None:
+            self._status(job, task, "retrying", error=error)
+        try:
+            await self.source.retry(self.queue, handle, int(max(0, delay)), error)
+        except Exception:
+            log.exception("retry of %s failed; it comes back after its lease", message.id)
+
+    async def _dead_letter(self, message: Message, attempt: int, error: str) -> None:
+        handle = message.receipt_handle
+        max_receives = self.app.max_receives(self.queue)
+        try:
+            if max_receives is not None and attempt >= max_receives:
+                # Visible now with the error recorded; the broker moves it to the DLQ on
+                # the next receive, atomically, keeping its id and history.
+                await self.source.retry(self.queue, handle, 0, error)
+                return
+            attributes = dict(message.attributes)
+            attributes["conveyor-error"] = MessageAttribute("String", error[:1000])
+            attributes["conveyor-source-queue"] = MessageAttribute("String", self.queue)
+            await self.source.send(self.queue + DLQ_SUFFIX, [SendEntry(
+                message.body, attributes=attributes, priority=message.priority)])
+            self.acks.add(handle)
+        except Exception:
+            log.exception("dead-lettering %s failed; it comes back after its lease",
+                          message.id)
+
+    # leases -------------------------------------------------------------------------
+    async def _heartbeat(self) -> None:
+        interval = max(self.lease / 3, 0.2)
+        while True:
+            await asyncio.sleep(interval)
+            due = time.monotonic() - interval * 0.9
+            handles = [h for h, held in list(self.held.items()) if held.leased_at <= due]
+            for start in range(0, len(handles), 1000):
+                chunk = handles[start:start + 1000]
+                try:
+                    await self.source.change_visibility(
+                        self.queue, [VisibilityEntry(h, self.lease) for h in chunk])
+                except Exception:
+                    log.exception("extending %d leases on %s failed", len(chunk), self.queue)
+                    continue
+                now = time.monotonic()
+                for h in chunk:
+                    held = self.held.get(h)
+                    if held is not None:
+                        held.leased_at = now
+            try:
+                await self.s.slots.renew()
+            except Exception:
+                log.exception("renewing concurrency slots failed")
+
+    async def _shutdown(self) -> None:
+        waiting = [h.task for h in self.held.values() if not h.started and h.task]
+        for task in waiting:
+            task.cancel()
+        await asyncio.gather(*waiting, return_exceptions=True)
+        running = [h.task for h in self.held.values() if h.task]
+        if running:
+            log.info("%s: waiting up to %g s for %d running jobs", self.queue,
+                     self.s.worker.options.shutdown_grace, len(running))
+            _, late = await asyncio.wait(running, timeout=self.s.worker.options.shutdown_grace)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+        if self._release:
+            handles, self._release = self._release, []
+            for start in range(0, len(handles), 1000):
+                await _quietly(self.source.change_visibility(
+                    self.queue, [VisibilityEntry(h, 0) for h in handles[start:start + 1000]]))
+
+
+async def _first(*aws: Any) -> None:
+    """Wait for the first of some awaitables; cancel the rest."""
+    tasks = [asyncio.ensure_future(a) for a in aws]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _quietly(aw: Any) -> None:
+    try:
+        await aw
+    except Exception:
+        log.exception("ignored during job cleanup")

@@ -1,0 +1,203 @@
+"""Tasks: a function, its options, and the wire format of the jobs that run it.
+
+Wire format. A job is one message whose body is the JSON object
+`{"task": NAME, "args": [...], "kwargs": {...}}` (arguments must be JSON values), sent to the
+task's queue with the task's `priority`; its id is the message id. Attributes carry the W3C
+`traceparent` (and anything middleware adds). Any producer in any language can enqueue a job
+by sending that body; unknown keys are ignored, so the format may grow.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+
+from conveyor.errors import InvalidInput
+from conveyor.models import Body, Message, MessageAttribute, SendEntry
+from conveyor.worker.rates import Rate
+
+if TYPE_CHECKING:
+    from conveyor.worker.app import App
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+DEFAULT_QUEUE = "default"
+
+
+@dataclass(frozen=True, slots=True)
+class TaskOptions:
+    """How a task's jobs run. See `App.task` for each option."""
+
+    queue: str = DEFAULT_QUEUE
+    rate_limit: Rate | None = None
+    rate_limit_key: Callable[..., str] | None = None
+    key_rate_limit: Rate | None = None
+    concurrency: int = 10
+    global_concurrency: int | None = None
+    max_retries: int = 3
+    retry_backoff: float = 1.0
+    retry_backoff_max: float = 600.0
+    timeout: float | None = None
+    priority: int = 0
+    track: bool = False
+    keep_result: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.concurrency < 1:
+            raise InvalidInput("concurrency must be at least 1.", field="concurrency")
+        if self.global_concurrency is not None and self.global_concurrency < 1:
+            raise InvalidInput("global_concurrency must be at least 1.",
+                               field="global_concurrency")
+        if not 0 <= self.max_retries <= 999:
+            raise InvalidInput("max_retries must be between 0 and 999.", field="max_retries")
+        if not 0 <= self.priority <= 9:
+            raise InvalidInput("priority must be between 0 and 9.", field="priority")
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """An enqueued job: its id (the message id) and whether a deduplication id matched."""
+
+    id: str
+    task: str
+    queue: str
+    duplicate: bool = False
+
+
+@dataclass(slots=True)
+class JobCall:
+    """One job to send: what middleware's `before_enqueue` sees and may change."""
+
+    task: str
+    queue: str
+    args: Sequence[Any]
+    kwargs: Mapping[str, Any]
+    delay_seconds: int | None = None
+    priority: int = 0
+    deduplication_id: str | None = None
+    attributes: dict[str, MessageAttribute] = field(default_factory=dict)
+
+    def entry(self) -> SendEntry:
+        """The message that carries this job."""
+        return SendEntry(Body.of({"task": self.task, "args": list(self.args),
+                                  "kwargs": dict(self.kwargs)}),
+                         delay_seconds=self.delay_seconds, attributes=self.attributes,
+                         priority=self.priority, deduplication_id=self.deduplication_id)
+
+
+@dataclass(slots=True)
+class Received:
+    """A received job: its message and decoded call; what `before_process` sees."""
+
+    message: Message
+    task: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+
+    @property
+    def id(self) -> str:
+        """The job id (the message id)."""
+        return self.message.id
+
+    @property
+    def attempt(self) -> int:
+        """1 on the first run, 2 on the first retry, ..."""
+        return self.message.receive_count
+
+    @classmethod
+    def decode(cls, message: Message) -> Received:
+        """Read a job from a message; a body not in the wire format raises ValueError."""
+        data = message.body.value()
+        if not isinstance(data, dict) or not isinstance(data.get("task"), str):
+            raise ValueError("The message is not a conveyor job (no 'task').")
+        args = data.get("args") or []
+        kwargs = data.get("kwargs") or {}
+        if not isinstance(args, list) or not isinstance(kwargs, dict):
+            raise ValueError("A job's 'args' must be a list and 'kwargs' an object.")
+        return cls(message, data["task"], args, kwargs)
+
+
+def delay_of(delay: float | None, at: datetime | None, now: float) -> int | None:
+    """Whole seconds until a job is due, from `delay=` seconds or `at=` (aware datetime)."""
+    if delay is not None and at is not None:
+        raise InvalidInput("Give delay= or at=, not both.", field="delay")
+    if at is not None:
+        if at.tzinfo is None:
+            raise InvalidInput("at= must be a timezone-aware datetime.", field="at")
+        delay = at.timestamp() - now
+    if delay is None:
+        return None
+    return max(0, int(delay + 0.999))
+
+
+class Task(Generic[P, R]):
+    """A function registered with `App.task`. Call it to run it here; `enqueue` it to run
+    it on a worker."""
+
+    def __init__(self, app: App, fn: Callable[P, R] | Callable[P, Awaitable[R]], name: str,
+                 options: TaskOptions) -> None:
+        self.app = app
+        self.fn = fn
+        self.name = name
+        self.options = options
+        self.is_async = inspect.iscoroutinefunction(fn)
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Any:
+        return self.fn(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<Task {self.name} on {self.options.queue}>"
+
+    def call(self, args: Sequence[Any], kwargs: Mapping[str, Any], *,
+             delay: float | None = None, at: datetime | None = None,
+             priority: int | None = None, deduplication_id: str | None = None) -> JobCall:
+        """The job for these arguments (not sent yet)."""
+        return JobCall(self.name, self.options.queue, list(args), dict(kwargs),
+                       delay_of(delay, at, self.app.wall_time()),
+                       self.options.priority if priority is None else priority,
+                       deduplication_id)
+
+    def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job:
+        """Send a job from synchronous code; its `Job` (id). In async code, `aenqueue`.
+
+        Use `enqueue_with(args, kwargs, delay=..., at=..., priority=...)` for options.
+        """
+        return self.app.send_sync([self.call(args, kwargs)])[0]
+
+    async def aenqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job:
+        """Send a job from async code."""
+        return (await self.app.send([self.call(args, kwargs)]))[0]
+
+    def enqueue_with(self, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None,
+                     *, delay: float | None = None, at: datetime | None = None,
+                     priority: int | None = None, deduplication_id: str | None = None
+                     ) -> Job:
+        """`enqueue` with options: `delay` seconds or `at` a time, a priority, a dedup id."""
+        call = self.call(args, kwargs or {}, delay=delay, at=at, priority=priority,
+                         deduplication_id=deduplication_id)
+        return self.app.send_sync([call])[0]
+
+    async def aenqueue_with(self, args: Sequence[Any] = (),
+                            kwargs: Mapping[str, Any] | None = None, *,
+                            delay: float | None = None, at: datetime | None = None,
+                            priority: int | None = None, deduplication_id: str | None = None
+                            ) -> Job:
+        """`aenqueue` with options."""
+        call = self.call(args, kwargs or {}, delay=delay, at=at, priority=priority,
+                         deduplication_id=deduplication_id)
+        return (await self.app.send([call]))[0]
+
+    def enqueue_many(self, calls: Sequence[tuple[Sequence[Any], Mapping[str, Any]]], *,
+                     delay: float | None = None, at: datetime | None = None) -> list[Job]:
+        """Send many jobs (`[(args, kwargs), ...]`) in batches of up to 1,000."""
+        return self.app.send_sync([self.call(a, k, delay=delay, at=at) for a, k in calls])
+
+    async def aenqueue_many(self, calls: Sequence[tuple[Sequence[Any], Mapping[str, Any]]],
+                            *, delay: float | None = None, at: datetime | None = None
+                            ) -> list[Job]:
+        """Send many jobs from async code."""
+        return await self.app.send([self.call(a, k, delay=delay, at=at) for a, k in calls])
