@@ -1,6 +1,7 @@
 """conveyor: a self-hosted message queue and job system."""
 
 from conveyor.broker.broker import Broker
+from conveyor.client import AsyncClient, Client
 from conveyor.errors import ConveyorError
 from conveyor.models import (
     Body,
@@ -13,16 +14,22 @@ from conveyor.models import (
     SendResult,
     VisibilityEntry,
 )
+from conveyor.worker import App, Cancel, Retry
 
 __all__ = [
+    "App",
+    "AsyncClient",
     "Body",
     "Broker",
+    "Cancel",
+    "Client",
     "ConveyorError",
     "Message",
     "MessageAttribute",
     "Queue",
     "QueueAttributes",
     "QueueStats",
+    "Retry",
     "SendEntry",
     "SendResult",
     "VisibilityEntry",
