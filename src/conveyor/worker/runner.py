@@ -204,9 +204,9 @@ class _QueueRunner:
             task = self.app.tasks.get(job.task)
             if task is None:  # perhaps a newer version's task: retry like the queue says
                 retries = (self.app.max_receives(self.queue) or 4) - 1
-                exc = LookupError(f"No task named {job.task!r} in this worker's app.")
+                missing = LookupError(f"No task named {job.task!r} in this worker's app.")
                 await self._settle_failure(message, job, TaskOptions(max_retries=retries),
-                                           exc)
+                                           missing)
                 return
             async with self.s.task_gates[task.name]:
                 await self._run_job(held, job, task)
