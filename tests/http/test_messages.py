@@ -65,9 +65,10 @@ def test_attributes_round_trip_binary_as_base64(client: httpx.Client, queue: str
     ({"type": "Binary", "value": "not base64!"}, "attributes"),
     ({"type": "Blob", "value": "x"}, "attributes"),
     ({"type": "Number", "value": "twelve"}, "attributes"),
-    ({"type": "String"}, "value"),
+    ({"type": "String"}, "attributes"),
+    ("String", "attributes"),
 ])
-def test_bad_attributes(client: httpx.Client, queue: str, attribute: dict[str, Any],
+def test_bad_attributes(client: httpx.Client, queue: str, attribute: Any,
                         field: str) -> None:
     response = client.post(f"/v1/queues/{queue}/messages", json={"messages": [
         {"body": "fine"}, {"body": "bad", "attributes": {"a": attribute}}]})
@@ -92,10 +93,14 @@ def test_too_many_attributes(client: httpx.Client, queue: str) -> None:
     ({"body": "x", "deduplication_id": "has space"}, "invalid_message", "deduplication_id"),
     ({"body": "x", "surprise": 1}, "invalid_input", "surprise"),
     ({"bdy": "x"}, "missing_parameter", "body"),
-    ({"body": "x", "priority": "high"}, "invalid_input", "priority"),
+    ({"body": "x", "priority": "high"}, "invalid_message", "priority"),
+    ({"body": "x", "priority": True}, "invalid_message", "priority"),
+    ({"body": "x", "group_id": 7}, "invalid_message", "group_id"),
+    ({"body": "x", "attributes": []}, "invalid_message", "attributes"),
+    ("just a string", "invalid_input", "messages"),
 ])
 def test_batch_is_all_or_nothing_and_names_the_bad_index(
-        client: httpx.Client, queue: str, entry: dict[str, Any], code: str,
+        client: httpx.Client, queue: str, entry: Any, code: str,
         field: str | None) -> None:
     messages = [{"body": "ok-0"}, {"body": "ok-1"}, entry, {"body": "ok-3"}]
     response = client.post(f"/v1/queues/{queue}/messages", json={"messages": messages})
@@ -116,6 +121,9 @@ def test_oversize_body_and_batch_limits(client: httpx.Client, new_queue: NewQueu
                  422, "too_many_entries")
     assert_error(client.post(f"/v1/queues/{small}/messages", json={}), 422,
                  "missing_parameter", field="messages")
+    assert_error(client.post(f"/v1/queues/{small}/messages", json={"messages": {}}), 422,
+                 "invalid_input", field="messages")
+    assert_error(client.post(f"/v1/queues/{small}/messages", json=[]), 422, "invalid_input")
     assert stats(client, small)["visible"] == 0
 
 

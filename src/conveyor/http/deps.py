@@ -5,10 +5,15 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import Depends
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
 from starlette.requests import Request
 
 from conveyor.broker.broker import Broker
-from conveyor.http.schemas import ErrorOut
+from conveyor.http.schemas import ErrorOut, SendRequest
+
+RAW_BODY_MODELS: tuple[type[BaseModel], ...] = (SendRequest,)
+"""Request bodies parsed without pydantic (for speed), documented with these models."""
 
 
 def broker_of(request: Request) -> Broker:
@@ -18,6 +23,22 @@ def broker_of(request: Request) -> Broker:
 
 
 BrokerDep = Annotated[Broker, Depends(broker_of)]
+
+
+def request_body(model: type[BaseModel]) -> dict[str, Any]:
+    """OpenAPI for a JSON body that a route parses itself (the model must be listed in
+    `RAW_BODY_MODELS` so that its schema is among the components)."""
+    assert model in RAW_BODY_MODELS
+    return {"requestBody": {"required": True, "content": {"application/json": {
+        "schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}}}
+
+
+def add_raw_body_schemas(schema: dict[str, Any]) -> dict[str, Any]:
+    """Put the schemas of `RAW_BODY_MODELS` (and the models they use) in an OpenAPI document."""
+    _, defs = models_json_schema([(m, "validation") for m in RAW_BODY_MODELS],
+                                 ref_template="#/components/schemas/{model}")
+    schema.setdefault("components", {}).setdefault("schemas", {}).update(defs["$defs"])
+    return schema
 
 
 def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:

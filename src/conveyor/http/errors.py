@@ -19,10 +19,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from conveyor import errors as e
+from conveyor.http.parse import MalformedJson
 
 log = logging.getLogger("conveyor.http")
 
 STATUS: Mapping[type[e.ConveyorError], int] = {
+    MalformedJson: 400,
     e.InvalidInput: 422,
     e.Unsupported: 422,  # the request is well formed; this server/backend cannot do it
     e.QueueNotFound: 404,

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
+from starlette.requests import Request
 from starlette.responses import Response
 
-from conveyor.http.deps import BrokerDep, errors
+from conveyor.http.deps import BrokerDep, errors, request_body
+from conveyor.http.parse import loads, send_entries
 from conveyor.http.schemas import (
     BatchResults,
     DeleteRequest,
@@ -24,7 +26,6 @@ from conveyor.http.wire import (
     peeked_json,
     received_json,
     results_json,
-    send_entries,
     sent_json,
 )
 from conveyor.models import VisibilityEntry
@@ -35,11 +36,11 @@ _DEFAULT_RECEIVE = ReceiveRequest()
 
 
 @router.post("", status_code=201, response_model=SendResponse,
-             responses=errors(400, 404, 413, 422))
-async def send(queue: str, request: SendRequest, broker: BrokerDep) -> Response:
+             responses=errors(400, 404, 413, 422), openapi_extra=request_body(SendRequest))
+async def send(queue: str, request: Request, broker: BrokerDep) -> Response:
     """Send 1 to 1,000 messages, all or nothing; an error names the bad entry's `index`."""
-    results = await broker.send(queue, send_entries(request.messages))
-    return json_response(sent_json(results), 201)
+    entries = send_entries(loads(await request.body()))  # no pydantic here: see parse.py
+    return json_response(sent_json(await broker.send(queue, entries)), 201)
 
 
 @router.post("/receive", response_model=ReceiveResponse,

@@ -6,16 +6,12 @@ decoded and re-encoded; text bodies are JSON strings.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
 from starlette.responses import Response
 
-from conveyor.errors import InvalidMessage
-from conveyor.http.schemas import AttributeIn, SendMessageIn
 from conveyor.models import (
     Body,
     BodyKind,
@@ -26,7 +22,6 @@ from conveyor.models import (
     PeekedMessage,
     Queue,
     QueueStats,
-    SendEntry,
     SendResult,
 )
 
@@ -50,49 +45,6 @@ def queue_json(queue: Queue, stats: QueueStats) -> dict[str, Any]:
         "created_at": queue.created_at,
         "updated_at": queue.updated_at,
     }
-
-
-# messages in ------------------------------------------------------------------------
-def send_entries(messages: Sequence[SendMessageIn]) -> list[SendEntry]:
-    """Request messages as SendEntry values (ranges are checked by the broker)."""
-    out: list[SendEntry] = []
-    append = out.append
-    for index, m in enumerate(messages):
-        append(SendEntry(
-            body=Body.of(m.body),
-            delay_seconds=m.delay_seconds,
-            attributes=_attributes_in(m.attributes, index) if m.attributes else {},
-            priority=m.priority,
-            deduplication_id=m.deduplication_id,
-            group_id=m.group_id,
-        ))
-    return out
-
-
-def _attributes_in(attributes: Mapping[str, AttributeIn], index: int
-                   ) -> dict[str, MessageAttribute]:
-    out: dict[str, MessageAttribute] = {}
-    for name, attribute in attributes.items():
-        value = attribute.value
-        base = attribute.type.split(".", 1)[0]
-        if base == "Binary":
-            if not isinstance(value, str):
-                raise InvalidMessage(f"Message attribute {name[:100]!r} must be base64 text.",
-                                     index=index, field="attributes")
-            try:
-                out[name] = MessageAttribute(attribute.type,
-                                             base64.b64decode(value, validate=True))
-            except (binascii.Error, ValueError):
-                raise InvalidMessage(f"Message attribute {name[:100]!r} is not valid base64.",
-                                     index=index, field="attributes") from None
-        elif isinstance(value, str):
-            out[name] = MessageAttribute(attribute.type, value)
-        elif base == "Number" and not isinstance(value, bool):
-            out[name] = MessageAttribute(attribute.type, repr(value))
-        else:
-            raise InvalidMessage(f"Message attribute {name[:100]!r} must be a string.",
-                                 index=index, field="attributes")
-    return out
 
 
 # messages out -----------------------------------------------------------------------
