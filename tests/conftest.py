@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -40,12 +42,25 @@ class _PostgresState:
 _pg = _PostgresState()
 
 
+def _migrate(url: str) -> None:
+    """Apply the storage's migrations to the template database (in a thread of its own, so
+    that no event loop of the tests is in the way)."""
+
+    async def run() -> None:
+        storage = storage_from_url(url)
+        await storage.open()
+        await storage.close()
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, run()).result()
+
+
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
     """The session's PostgreSQL server (skip here, fail on CI, when there is none)."""
     if not _pg.tried:
         _pg.tried = True
-        _pg.server, _pg.reason = connect_server()
+        _pg.server, _pg.reason = connect_server(prepare=_migrate)
         _pg.found = _pg.server is not None
     if _pg.server is None:
         if in_ci():

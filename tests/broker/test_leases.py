@@ -140,12 +140,12 @@ async def test_handles_are_bound_to_their_queue(broker: Broker, q: str) -> None:
     assert (await broker.queue_stats(q)).in_flight == 1
 
 
-@pytest.mark.parametrize("handle", ["", "x", "a" * 32, "not a handle at all", "=" * 40])
-async def test_malformed_handles(broker: Broker, q: str, handle: str) -> None:
-    [result] = await broker.delete(q, [handle])
-    assert result.status == "invalid"
-    [result] = await broker.change_visibility(q, [VisibilityEntry(handle, 10)])
-    assert result.status == "invalid"
+async def test_malformed_handles(broker: Broker, q: str) -> None:
+    for handle in ["", "x", "a" * 32, "not a handle at all", "=" * 48, "g" * 48]:
+        [result] = await broker.delete(q, [handle])
+        assert result.status == "invalid", handle
+        [result] = await broker.change_visibility(q, [VisibilityEntry(handle, 10)])
+        assert result.status == "invalid", handle
 
 
 async def test_well_formed_unknown_handle_is_stale(broker: Broker, q: str) -> None:

@@ -8,8 +8,10 @@ Where the server comes from, in order:
    directory, on a free port, stopped and removed when the session ends (initdb refuses
    root, so as root it runs as the `postgres` user).
 
-Each test gets its own database, cloned from an empty template made once per session
-(`CREATE DATABASE ... TEMPLATE`, ~35 ms). Databases are named `conveyor_test_<pid>_...`;
+Each test gets its own database, cloned from a template made once per session
+(`CREATE DATABASE ... TEMPLATE`, ~35 ms); the conftest migrates the template, so a test's
+storage opens on the current schema without migrating (the migrations themselves run from
+empty once a session, on the template). Databases are named `conveyor_test_<pid>_...`;
 nothing else on a shared server is touched. Dropping a database costs a checkpoint
 (~150 ms), so drops happen on a background thread while the next test runs.
 """
@@ -29,6 +31,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -185,13 +188,29 @@ class PostgresServer:
                                          daemon=True)
         self._drop_errors: list[str] = []
 
-    def open(self) -> None:
-        """Clear old leftovers and make this session's template."""
+    def open(self, prepare: Callable[[str], None] | None = None) -> None:
+        """Clear old leftovers and make this session's template.
+
+        `prepare(url)` may fill the template once (the conftest applies the storage's
+        migrations there, so that each test's clone opens without migrating: ~130 ms a
+        test saved).
+        """
         self._drop_stale()
         self._execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING 'UTF8'").format(
             sql.Identifier(self.template)))
+        if prepare is not None:
+            try:
+                prepare(with_database(self.admin_url, self.template))
+            except BaseException:
+                self._execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                    sql.Identifier(self.template)))
+                raise
+        # Nobody may connect to it any more: CREATE DATABASE ... TEMPLATE needs it idle.
         self._execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(
             sql.Identifier(self.template)))
+        self._execute(sql.SQL(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = {}").format(
+            sql.Literal(self.template)))
         self._dropper.start()
 
     def _execute(self, statement: sql.Composable) -> None:
@@ -268,20 +287,23 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def connect_server() -> tuple[PostgresServer | None, str]:
-    """Find or start a server: (server, how it was found) or (None, why there is none)."""
+def connect_server(prepare: Callable[[str], None] | None = None,
+                   ) -> tuple[PostgresServer | None, str]:
+    """Find or start a server: (server, how it was found) or (None, why there is none).
+
+    `prepare` fills the session's template database (see `PostgresServer.open`)."""
     explicit = os.environ.get(ENV_URL)
     if explicit:
         problem = check_server(explicit)
         if problem is not None:
             return None, f"{ENV_URL} is set but the server does not answer: {problem}"
         server = PostgresServer(explicit, f"{ENV_URL} ({_redact(explicit)})")
-        server.open()
+        server.open(prepare)
         return server, server.origin
     problem = check_server(DEFAULT_URL)
     if problem is None:
         server = PostgresServer(DEFAULT_URL, f"local server ({DEFAULT_URL})")
-        server.open()
+        server.open(prepare)
         return server, server.origin
     bindir = find_bindir()
     if bindir is None:
@@ -297,5 +319,5 @@ def connect_server() -> tuple[PostgresServer | None, str]:
     server = PostgresServer(cluster.url, f"throwaway cluster from {bindir} on port "
                             f"{cluster.port} (started in {time.monotonic() - started:.1f} s)",
                             cluster)
-    server.open()
+    server.open(prepare)
     return server, server.origin
