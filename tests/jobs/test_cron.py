@@ -1,0 +1,62 @@
+"""Cron ticks: each (schedule, tick) is claimed by exactly one scheduler."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from conveyor.broker.broker import Broker
+from conveyor.clock import ManualClock
+from conveyor.errors import InvalidInput
+from tests.conftest import OpenBroker
+
+MINUTE = 60_000
+
+
+async def test_three_schedulers_claim_each_tick_once(open_broker: OpenBroker,
+                                                     clock: ManualClock) -> None:
+    brokers = [await open_broker() for _ in range(3)]
+    first = clock.ms - clock.ms % MINUTE
+    winners: dict[int, list[int]] = {}
+    for tick in range(20):
+        tick_at = first + tick * MINUTE
+        results = await asyncio.gather(*(
+            b.jobs.cron_claim("digest", tick_at) for b in brokers for _ in range(2)))
+        winners[tick] = [i for i, won in enumerate(results) if won]
+    assert all(len(w) == 1 for w in winners.values()), winners
+    assert len({w[0] for w in winners.values()}) > 1  # not always the same scheduler
+
+
+async def test_schedules_and_ticks_are_separate(broker: Broker, clock: ManualClock) -> None:
+    assert await broker.jobs.cron_claim("a", clock.ms)
+    assert await broker.jobs.cron_claim("b", clock.ms)
+    assert await broker.jobs.cron_claim("a", clock.ms + MINUTE)
+    assert not await broker.jobs.cron_claim("a", clock.ms)
+
+
+async def test_ticks_older_than_a_week_are_refused_and_forgotten(
+        broker: Broker, clock: ManualClock) -> None:
+    tick = clock.ms
+    assert await broker.jobs.cron_claim("weekly", tick)
+    assert not await broker.jobs.cron_claim("weekly", tick - 8 * 86_400_000)
+    clock.advance(6 * 86_400)
+    await broker.sweep()
+    assert not await broker.jobs.cron_claim("weekly", tick)  # still remembered
+    clock.advance(2 * 86_400)
+    await broker.sweep()
+    assert not await broker.jobs.cron_claim("weekly", tick)  # forgotten, and refused
+
+
+@pytest.mark.parametrize(("schedule", "tick_at", "field"), [
+    ("", 0, "schedule"),
+    ("s" * 201, 0, "schedule"),
+    ("s", -1, "tick_at"),
+    ("s", 1.5, "tick_at"),
+    ("s", True, "tick_at"),
+])
+async def test_claim_checks_its_input(sqlite_broker: Broker, schedule: str, tick_at: int,
+                                      field: str) -> None:
+    with pytest.raises(InvalidInput) as info:
+        await sqlite_broker.jobs.cron_claim(schedule, tick_at)
+    assert info.value.field == field

@@ -1,0 +1,50 @@
+"""A rate limit holds across processes: three real processes share one key on one database."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+RATE, PER, CHUNK = 20, 1.0, 5
+PROCESSES = 3
+SECONDS = 2.5
+
+
+@pytest.mark.slow
+def test_three_processes_together_stay_within_the_rate(database_url: str) -> None:
+    start_at = time.time() + 1.5  # time for the interpreters to start and connect
+    stop_at = start_at + SECONDS
+    takers = [subprocess.Popen(
+        [sys.executable, "-m", "tests.jobs.rate_taker", database_url, "mail", str(RATE),
+         str(PER), str(CHUNK), str(start_at), str(stop_at)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(PROCESSES)]
+    grants: list[tuple[float, int]] = []
+    per_process: list[int] = []
+    for taker in takers:
+        out, err = taker.communicate(timeout=30)
+        assert taker.returncode == 0, err.decode()
+        mine = [(float(t), int(n)) for t, n in orjson.loads(out)]
+        per_process.append(sum(n for _, n in mine))
+        grants.extend(mine)
+    grants.sort()
+    total = sum(n for _, n in grants)
+    # GCRA's bound, for every prefix of the run: burst (= rate) at once, then rate per
+    # `per`. The grant times are taken after the database answered, so allow 50 ms.
+    taken = 0
+    for at, n in grants:
+        taken += n
+        assert taken <= RATE + max(0.0, at - start_at + 0.05) * RATE / PER, (at, taken)
+    assert total <= RATE + SECONDS * RATE / PER
+    # Every process got a share, and together they used the limit, not a trickle of it.
+    assert all(n > 0 for n in per_process), per_process
+    assert total >= (RATE + SECONDS * RATE / PER) * 0.8, total
+    steady = (total - RATE) / SECONDS  # the rate after the initial burst
+    print(f"\n{database_url.split(':')[0]}: {total} tokens in {SECONDS} s by {per_process}; "
+          f"after the burst {steady:.1f}/s (limit {RATE / PER:.0f}/s)")
+    assert steady <= RATE / PER
