@@ -12,7 +12,7 @@ import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from conveyor.broker import validation as v
@@ -55,6 +55,11 @@ log = logging.getLogger("conveyor.broker")
 
 DEFAULT_REGION = "us-east-1"
 
+BrokerObserver = Callable[[str, Queue, int], None]
+"""Told `(event, queue, count)` after an operation took effect: `sent` (new messages,
+not duplicates), `received`, `deleted`. Metrics hang here; an observer must be quick and
+must not raise."""
+
 
 class Broker:
     """Queues and messages with SQS semantics, on SQLite or PostgreSQL.
@@ -80,6 +85,7 @@ class Broker:
         self._background: list[asyncio.Task[None]] = []
         self.redrive = Redrive(self)
         self.limits, self.jobs = Limits(self), Jobs(self)
+        self.observers: list[BrokerObserver] = []
 
     # lifecycle ----------------------------------------------------------------------
     async def start(self) -> None:
@@ -116,6 +122,10 @@ class Broker:
     def wall_now(self) -> int:
         """A time in ms for decisions made here rather than in SQL."""
         return self._clock() if self._clock is not None else system_clock()
+
+    def _observe(self, event: str, queue: Queue, count: int) -> None:
+        for observer in self.observers:
+            observer(event, queue, count)
 
     def wake(self, queue_id: int | None) -> None:
         """Wake this process's long polls on a queue (None: all)."""
@@ -278,6 +288,8 @@ class Broker:
         results = await self.storage.message_send_many(queue.id, batch, now, attrs.fifo)
         if 0 in batch.delays_ms:
             await self.signal(queue.id)
+        if self.observers:
+            self._observe("sent", queue, sum(not r.duplicate for r in results))
         return results
 
     async def receive(self, queue_name: str, max_messages: int = 10,
@@ -294,6 +306,8 @@ class Broker:
             params = await self._receive_params(queue, max_messages, visibility_timeout)
             messages = await self.storage.message_receive(params)
             if messages:
+                if self.observers:
+                    self._observe("received", queue, len(messages))
                 return messages
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -334,6 +348,8 @@ class Broker:
             leases.append(lease)
             results.append(lease)
         deleted = await self.storage.message_delete_many(queue.id, leases) if leases else set()
+        if self.observers and deleted:
+            self._observe("deleted", queue, len(deleted))
         return [_lease_result(r, h, deleted) for r, h in zip(results, receipt_handles)]
 
     async def change_visibility(self, queue_name: str, entries: Sequence[VisibilityEntry],
