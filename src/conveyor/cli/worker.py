@@ -1,0 +1,63 @@
+"""`conveyor worker APP`: arguments to a worker process or a supervised pool (no logic)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register `conveyor worker`."""
+    worker = sub.add_parser("worker", help="run the jobs of an App (module:attribute)")
+    worker.add_argument("app", metavar="MODULE:APP", help="e.g. myapp:app")
+    worker.add_argument("--url", "--database", dest="url", metavar="URL",
+                        help="database or server URL (default: the App's)")
+    worker.add_argument("--processes", type=int, default=1, metavar="N",
+                        help="worker processes to start (default 1)")
+    worker.add_argument("--autoscale", metavar="MIN,MAX", type=_bounds,
+                        help="grow and shrink the pool with the backlog")
+    worker.add_argument("--scale-interval", type=float, default=5.0, metavar="SECONDS",
+                        help="how often the autoscaler looks at the queues (default 5)")
+    worker.add_argument("--queues", metavar="Q1,Q2", help="only these queues")
+    worker.add_argument("--batch-size", type=int, default=100, metavar="N")
+    worker.add_argument("--shutdown-grace", type=float, default=30.0, metavar="SECONDS",
+                        help="how long running jobs may finish on SIGTERM (default 30)")
+    worker.add_argument("--no-cron", action="store_true", help="run no cron scheduler")
+    worker.set_defaults(run=run)
+
+
+def _bounds(text: str) -> tuple[int, int]:
+    low, _, high = text.partition(",")
+    try:
+        bounds = (int(low), int(high))
+    except ValueError:
+        raise argparse.ArgumentTypeError("write MIN,MAX, e.g. 1,8") from None
+    if not 1 <= bounds[0] <= bounds[1]:
+        raise argparse.ArgumentTypeError("need 1 <= MIN <= MAX")
+    return bounds
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run one worker here, or supervise a pool."""
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(process)d %(name)s: %(message)s")
+    flags = ["--batch-size", str(args.batch_size), "--shutdown-grace",
+             str(args.shutdown_grace)]
+    if args.queues:
+        flags += ["--queues", args.queues]
+    if args.no_cron:
+        flags.append("--no-cron")
+    if args.processes == 1 and args.autoscale is None:
+        from conveyor.worker.process import run as run_one
+        from conveyor.worker.runner import WorkerOptions
+
+        return run_one(args.app, args.url, WorkerOptions(
+            queues=args.queues.split(",") if args.queues else None,
+            batch_size=args.batch_size, shutdown_grace=args.shutdown_grace,
+            scheduler=not args.no_cron))
+    from conveyor.worker.pool import Pool, PoolOptions
+
+    pool = Pool(args.app, args.url, PoolOptions(args.processes, args.autoscale,
+                                                args.scale_interval, flags))
+    return asyncio.run(pool.run())

@@ -1,0 +1,32 @@
+"""`python -m conveyor.worker APP [--url URL]`: one worker process (what the pool runs)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from conveyor.worker.process import run
+from conveyor.worker.runner import WorkerOptions
+
+
+def main() -> int:
+    """Parse the few flags a pool passes and run one worker process."""
+    parser = argparse.ArgumentParser(prog="python -m conveyor.worker")
+    parser.add_argument("app")
+    parser.add_argument("--url")
+    parser.add_argument("--queues", help="comma-separated (default: every task's queue)")
+    parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--shutdown-grace", type=float, default=30.0)
+    parser.add_argument("--no-cron", action="store_true")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(name)s: "
+                                                   "%(message)s")
+    options = WorkerOptions(queues=args.queues.split(",") if args.queues else None,
+                            batch_size=args.batch_size, shutdown_grace=args.shutdown_grace,
+                            scheduler=not args.no_cron)
+    return run(args.app, args.url, options)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
