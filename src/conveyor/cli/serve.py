@@ -71,6 +71,8 @@ def bind(host: str, port: int) -> socket.socket:
     except OSError:
         sock.close()
         raise
+    if family in (socket.AF_INET, socket.AF_INET6):  # accepted sockets inherit it on Linux
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock
