@@ -10,6 +10,7 @@ longer, while no scheduler ran, are skipped, never backfilled.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -63,8 +64,8 @@ class Scheduler:
                         now - self.grace_ms)
             for tick in ticks_between(entry, since, now):
                 if await self.source.jobs.cron_claim(entry.schedule, tick):
-                    call = entry.task.call((), {},
-                                           deduplication_id=f"cron:{entry.schedule}:{tick}")
+                    digest = hashlib.sha1(entry.schedule.encode()).hexdigest()[:20]
+                    call = entry.task.call((), {}, deduplication_id=f"cron-{digest}-{tick}")
                     await self.app.send([call])
                     enqueued += 1
             self._checked[entry.schedule] = now
