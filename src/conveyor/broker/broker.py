@@ -17,6 +17,7 @@ from typing import Any
 
 from conveyor.broker import validation as v
 from conveyor.broker.jobs import Jobs, Limits
+from conveyor.broker.ledger import Ledger
 from conveyor.broker.redrive import Redrive
 from conveyor.broker.wakeup import Throttle, Wakeups
 from conveyor.clock import Clock, system_clock
@@ -85,6 +86,7 @@ class Broker:
         self._background: list[asyncio.Task[None]] = []
         self.redrive = Redrive(self)
         self.limits, self.jobs = Limits(self), Jobs(self)
+        self.ledger = Ledger(self)
         self.observers: list[BrokerObserver] = []
 
     # lifecycle ----------------------------------------------------------------------
@@ -426,6 +428,7 @@ class Broker:
         await self.storage.dedup_expire(self.now(), 10_000)
         await self.jobs.expire()
         await self.limits.expire()
+        await self.ledger.expire()
         return removed
 
     async def _sweep_forever(self) -> None:

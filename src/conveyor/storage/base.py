@@ -21,6 +21,7 @@ from conveyor.models import (
     QueueStats,
     SendResult,
 )
+from conveyor.storage.ledger import LedgerStorage
 
 T = TypeVar("T")
 
@@ -175,7 +176,7 @@ class JobsStorage(Protocol):
         """Delete up to `limit` expired statuses."""
 
 
-class Storage(JobsStorage, Protocol):
+class Storage(JobsStorage, LedgerStorage, Protocol):
     """A database holding queues and messages."""
 
     dialect: str

@@ -38,6 +38,7 @@ from conveyor.storage.base import (
     SignalCallback,
 )
 from conveyor.storage.postgres.jobs import PostgresJobs
+from conveyor.storage.postgres.ledger import PostgresLedger
 from conveyor.storage.sql import load_migrations, load_queries
 
 Connection = asyncpg.Connection | PoolConnectionProxy
@@ -77,7 +78,7 @@ def _translated() -> Any:
         raise StorageError(f"PostgreSQL: {exc}") from exc
 
 
-class PostgresStorage(PostgresJobs):
+class PostgresStorage(PostgresJobs, PostgresLedger):
     """Queues and messages in PostgreSQL."""
 
     dialect = "postgresql"

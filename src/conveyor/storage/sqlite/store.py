@@ -42,6 +42,7 @@ from conveyor.storage.base import (
 )
 from conveyor.storage.sql import load_migrations, load_queries
 from conveyor.storage.sqlite.jobs import SqliteJobs
+from conveyor.storage.sqlite.ledger import SqliteLedger
 
 log = logging.getLogger("conveyor.storage.sqlite")
 T = TypeVar("T")
@@ -59,7 +60,7 @@ def _uid(blob: bytes) -> str:
     return str(uuid.UUID(bytes=blob))
 
 
-class SqliteStorage(SqliteJobs):
+class SqliteStorage(SqliteJobs, SqliteLedger):
     """Queues and messages in one SQLite file."""
 
     dialect = "sqlite"

@@ -1,0 +1,184 @@
+"""The delivery ledger as a broker operation (`broker.ledger`): what makes a notification go
+out at most once per delivery id, and the suppression list.
+
+A notifier records `queued` when it enqueues (`record`), a delivery worker marks a batch
+`sending` just before the provider call (`begin`, which answers with each row's previous
+status so that `sent` ones are skipped) and records the outcomes just after (`finish`).
+Rows expire `keep_seconds` after they were made (default 7 days); the broker's sweeper
+deletes them. Inputs are checked here, once; storage runs thin SQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from conveyor.broker import validation as v
+from conveyor.errors import InvalidInput, TooManyEntries
+from conveyor.ledger import (
+    DELIVERY_STATUSES,
+    Delivery,
+    DeliveryUpdate,
+    NewDelivery,
+    Suppression,
+)
+
+if TYPE_CHECKING:
+    from conveyor.broker.broker import Broker
+
+__all__ = ["DEFAULT_KEEP_SECONDS", "Ledger"]
+
+DEFAULT_KEEP_SECONDS = 7 * 86_400
+MAX_KEEP_SECONDS = 365 * 86_400
+MAX_ID = 200
+MAX_ADDRESS = 2048
+MAX_ERROR = 4000
+_SWEEP_BATCH = 10_000
+
+
+class Ledger:
+    """Delivery rows and suppressions shared by every worker (`broker.ledger`)."""
+
+    def __init__(self, broker: Broker) -> None:
+        self._broker = broker
+
+    async def record(self, rows: Sequence[NewDelivery], *, status: str = "queued",
+                     keep_seconds: int = DEFAULT_KEEP_SECONDS) -> None:
+        """Record notifications (up to 1,000) as `status`; ids already known keep theirs."""
+        checked = _rows(rows)
+        _status(status)
+        keep = _keep(keep_seconds)
+        if checked:
+            await self._broker.storage.delivery_put_many(checked, status, keep * 1000,
+                                                         self._broker.now())
+
+    async def begin(self, rows: Sequence[NewDelivery], *,
+                    keep_seconds: int = DEFAULT_KEEP_SECONDS) -> list[str | None]:
+        """Mark notifications `sending` just before the provider call; returns each one's
+        previous status (None: never recorded). Those that were `sent`, `failed` or
+        `unknown` are left as they were and must not be sent; `sending` means an earlier
+        attempt may or may not have reached the provider."""
+        checked = _rows(rows)
+        keep = _keep(keep_seconds)
+        if not checked:
+            return []
+        if len({r.delivery_id for r in checked}) == len(checked):
+            return await self._broker.storage.delivery_begin_many(
+                checked, keep * 1000, self._broker.now())
+        # A repeated id in one batch: begin it once; the repeats see it as `sending`.
+        firsts = list({r.delivery_id: r for r in reversed(checked)}.values())[::-1]
+        before = dict(zip((r.delivery_id for r in firsts),
+                          await self._broker.storage.delivery_begin_many(
+                              firsts, keep * 1000, self._broker.now())))
+        seen: set[str] = set()
+        out: list[str | None] = []
+        for r in rows:
+            out.append("sending" if r.delivery_id in seen else before[r.delivery_id])
+            seen.add(r.delivery_id)
+        return out
+
+    async def finish(self, updates: Sequence[DeliveryUpdate]) -> None:
+        """Record outcomes (up to 1,000): `sent` with the provider's id, `retrying`,
+        `failed` or `unknown` with the error."""
+        if len(updates) > v.MAX_BATCH:
+            raise TooManyEntries(f"A batch holds at most {v.MAX_BATCH} outcomes.")
+        checked: list[DeliveryUpdate] = []
+        for index, u in enumerate(updates):
+            _text("delivery_id", u.delivery_id, MAX_ID, index)
+            _status(u.status, index)
+            error = None if u.error is None else str(u.error)[:MAX_ERROR]
+            pid = None if u.provider_id is None else str(u.provider_id)[:MAX_ID]
+            checked.append(DeliveryUpdate(u.delivery_id, u.status, error, pid))
+        if checked:
+            await self._broker.storage.delivery_finish_many(checked, self._broker.now())
+
+    async def get(self, delivery_id: str) -> Delivery | None:
+        """A notification's row, or None when unknown or expired."""
+        _text("delivery_id", delivery_id, MAX_ID)
+        return await self._broker.storage.delivery_get(delivery_id, self._broker.now())
+
+    async def counts(self, channel: str | None = None) -> dict[str, dict[str, int]]:
+        """How many notifications are in each status, by channel (every status listed)."""
+        if channel is not None:
+            _text("channel", channel, MAX_ID)
+        found = await self._broker.storage.delivery_counts(channel, self._broker.now())
+        return {ch: {s: by.get(s, 0) for s in DELIVERY_STATUSES}
+                for ch, by in sorted(found.items())}
+
+    async def expire(self, now: int | None = None) -> int:
+        """Delete rows past their keep time; called by `Broker.sweep`."""
+        storage = self._broker.storage
+        at = self._broker.now() if now is None else now
+        removed = 0
+        while (n := await storage.delivery_expire(at, _SWEEP_BATCH)):
+            removed += n
+            if n < _SWEEP_BATCH:
+                break
+        return removed
+
+    # suppression --------------------------------------------------------------------
+    async def suppress(self, rows: Sequence[tuple[str, str, str]]) -> None:
+        """Add (channel, address, reason) rows (up to 1,000): a hard bounce, an
+        unsubscribe, a gone push subscription. The first reason given is kept."""
+        if len(rows) > v.MAX_BATCH:
+            raise TooManyEntries(f"A batch holds at most {v.MAX_BATCH} addresses.")
+        for index, (channel, address, reason) in enumerate(rows):
+            _text("channel", channel, MAX_ID, index)
+            _text("address", address, MAX_ADDRESS, index)
+            _text("reason", reason, MAX_ERROR, index)
+        if rows:
+            await self._broker.storage.suppression_add_many(list(rows), self._broker.now())
+
+    async def suppressed(self, channel: str, addresses: Sequence[str]) -> set[str]:
+        """Which of `addresses` (up to 1,000) the channel must skip."""
+        _text("channel", channel, MAX_ID)
+        if len(addresses) > v.MAX_BATCH:
+            raise TooManyEntries(f"A batch holds at most {v.MAX_BATCH} addresses.")
+        if not addresses:
+            return set()
+        return await self._broker.storage.suppression_find(channel, addresses)
+
+    async def unsuppress(self, channel: str, address: str) -> bool:
+        """Take an address off a channel's list; True when it was listed."""
+        _text("channel", channel, MAX_ID)
+        _text("address", address, MAX_ADDRESS)
+        return await self._broker.storage.suppression_remove(channel, address)
+
+    async def suppressions(self, channel: str | None = None, after: str | None = None,
+                           limit: int = 100) -> list[Suppression]:
+        """Listed addresses by channel and address; page with `after` =
+        `f"{channel}\\x1f{address}"` of the last one."""
+        if not 1 <= limit <= 1000:
+            raise InvalidInput("limit must be between 1 and 1000.", field="limit")
+        return await self._broker.storage.suppression_list(channel, after, limit)
+
+
+def _rows(rows: Sequence[NewDelivery]) -> list[NewDelivery]:
+    if len(rows) > v.MAX_BATCH:
+        raise TooManyEntries(f"A batch holds at most {v.MAX_BATCH} notifications, "
+                             f"not {len(rows)}.")
+    for index, r in enumerate(rows):
+        _text("delivery_id", r[0], MAX_ID, index)
+        _text("channel", r[1], MAX_ID, index)
+        _text("recipient", r[2], MAX_ADDRESS, index)
+    return [NewDelivery(*r) for r in rows]
+
+
+def _text(field: str, value: Any, most: int, index: int | None = None) -> None:
+    if not isinstance(value, str) or not 1 <= len(value) <= most:
+        raise InvalidInput(f"{field} must be a string of 1 to {most} characters, not "
+                           f"{value!r:.60}.", field=field, index=index)
+
+
+def _status(status: Any, index: int | None = None) -> None:
+    if status not in DELIVERY_STATUSES:
+        raise InvalidInput(f"status must be one of {', '.join(DELIVERY_STATUSES)}, not "
+                           f"{status!r:.50}.", field="status", index=index)
+
+
+def _keep(keep_seconds: Any) -> int:
+    if isinstance(keep_seconds, bool) or not isinstance(keep_seconds, int) or \
+            not 1 <= keep_seconds <= MAX_KEEP_SECONDS:
+        raise InvalidInput(f"keep_seconds must be between 1 and {MAX_KEEP_SECONDS:,}.",
+                           field="keep_seconds")
+    return keep_seconds

@@ -1,0 +1,141 @@
+"""SQLite half of the delivery ledger and suppression list: a mixin of `SqliteStorage`.
+
+Each batch is one `BEGIN IMMEDIATE` transaction run in the storage's thread (one writer
+across every process sharing the file), so reading the previous statuses and marking the
+rows `sending` cannot interleave with another worker doing the same.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import orjson
+
+from conveyor.ledger import Delivery, DeliveryUpdate, NewDelivery, Suppression
+from conveyor.storage.sql import load_queries
+
+T = TypeVar("T")
+Q = load_queries("conveyor.storage.sqlite", "ledger.sql")
+
+
+class SqliteLedger:
+    """Delivery rows and suppressions in SQLite."""
+
+    if TYPE_CHECKING:
+        async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T: ...
+
+        @staticmethod
+        def _write(db: sqlite3.Connection
+                   ) -> contextlib.AbstractContextManager[sqlite3.Connection]: ...
+
+        @staticmethod
+        def _now(now: int | None) -> int: ...
+
+    async def delivery_put_many(self, rows: Sequence[NewDelivery], status: str, keep_ms: int,
+                                now: int | None) -> None:
+        """Insert new rows; existing ids are left as they are."""
+        at = self._now(now)
+        values = [(r[0], r[1], r[2], status, at, at + keep_ms) for r in rows]
+
+        def run(db: sqlite3.Connection) -> None:
+            with self._write(db):
+                db.executemany(Q["delivery_put"], values)
+        await self._run(run)
+
+    async def delivery_begin_many(self, rows: Sequence[NewDelivery], keep_ms: int,
+                                  now: int | None) -> list[str | None]:
+        """Read the previous statuses, then mark the unfinished rows `sending`."""
+        at = self._now(now)
+        ids = orjson.dumps([r[0] for r in rows]).decode()
+        values = [(r[0], r[1], r[2], at, at + keep_ms) for r in rows]
+
+        def run(db: sqlite3.Connection) -> list[str | None]:
+            with self._write(db):
+                before = dict(db.execute(Q["delivery_statuses"], (ids,)).fetchall())
+                db.executemany(Q["delivery_begin"], values)
+            return [before.get(r[0]) for r in rows]
+        return await self._run(run)
+
+    async def delivery_finish_many(self, updates: Sequence[DeliveryUpdate],
+                                   now: int | None) -> None:
+        """Record outcomes in one transaction."""
+        at = self._now(now)
+        values = [(u[1], u[2], u[3], at, u[0]) for u in updates]
+
+        def run(db: sqlite3.Connection) -> None:
+            with self._write(db):
+                db.executemany(Q["delivery_finish"], values)
+        await self._run(run)
+
+    async def delivery_get(self, delivery_id: str, now: int | None) -> Delivery | None:
+        """One unexpired row."""
+        params = {"id": delivery_id, "now": self._now(now)}
+
+        def run(db: sqlite3.Connection) -> Delivery | None:
+            row = db.execute(Q["delivery_get"], params).fetchone()
+            return _delivery(row) if row else None
+        return await self._run(run)
+
+    async def delivery_counts(self, channel: str | None, now: int | None
+                              ) -> dict[str, dict[str, int]]:
+        """Unexpired rows by channel and status."""
+        params = {"channel": channel, "now": self._now(now)}
+
+        def run(db: sqlite3.Connection) -> dict[str, dict[str, int]]:
+            counts: dict[str, dict[str, int]] = {}
+            for ch, status, n in db.execute(Q["delivery_counts"], params):
+                counts.setdefault(str(ch), {})[str(status)] = int(n)
+            return counts
+        return await self._run(run)
+
+    async def delivery_expire(self, now: int | None, limit: int) -> int:
+        """Delete expired rows."""
+        params = {"now": self._now(now), "limit": limit}
+
+        def run(db: sqlite3.Connection) -> int:
+            with self._write(db):
+                return db.execute(Q["delivery_expire"], params).rowcount
+        return await self._run(run)
+
+    async def suppression_add_many(self, rows: Sequence[tuple[str, str, str]],
+                                   now: int | None) -> None:
+        """Add rows; listed addresses keep their first reason."""
+        at = self._now(now)
+        values = [(c, a, r, at) for c, a, r in rows]
+
+        def run(db: sqlite3.Connection) -> None:
+            with self._write(db):
+                db.executemany(Q["suppression_add"], values)
+        await self._run(run)
+
+    async def suppression_find(self, channel: str, addresses: Sequence[str]) -> set[str]:
+        """The listed ones among `addresses`."""
+        params = (channel, orjson.dumps(list(addresses)).decode())
+        return await self._run(lambda db: {
+            str(r[0]) for r in db.execute(Q["suppression_find"], params)})
+
+    async def suppression_remove(self, channel: str, address: str) -> bool:
+        """Delete one row."""
+        params = {"channel": channel, "address": address}
+
+        def run(db: sqlite3.Connection) -> bool:
+            with self._write(db):
+                return db.execute(Q["suppression_remove"], params).rowcount > 0
+        return await self._run(run)
+
+    async def suppression_list(self, channel: str | None, after: str | None,
+                               limit: int) -> list[Suppression]:
+        """A page of rows."""
+        params = {"channel": channel, "after": after, "limit": limit}
+        return await self._run(lambda db: [
+            Suppression(str(c), str(a), str(r), int(t))
+            for c, a, r, t in db.execute(Q["suppression_list"], params)])
+
+
+def _delivery(row: Any) -> Delivery:
+    did, channel, recipient, status, attempts, error, provider_id, updated, expires = row
+    return Delivery(did, channel, recipient, status, int(attempts), error, provider_id,
+                    int(updated), int(expires))

@@ -1,0 +1,61 @@
+-- SQLite dialect of the delivery ledger and suppression list; the same names exist in
+-- ../postgres/ledger.sql. "now" always comes from Python. Batches of ids travel as one
+-- JSON array (json_each) rather than as a parameter per id.
+
+-- name: delivery_put
+INSERT INTO conveyor_deliveries (id, channel, recipient, status, attempts, updated_at,
+                                 expires_at)
+VALUES (?, ?, ?, ?, 0, ?, ?)
+ON CONFLICT (id) DO NOTHING;
+
+-- name: delivery_statuses
+SELECT id, status FROM conveyor_deliveries WHERE id IN (SELECT value FROM json_each(?));
+
+-- name: delivery_begin
+-- Final rows (sent, failed, unknown) are left alone: that is the whole point.
+INSERT INTO conveyor_deliveries (id, channel, recipient, status, attempts, updated_at,
+                                 expires_at)
+VALUES (?, ?, ?, 'sending', 1, ?, ?)
+ON CONFLICT (id) DO UPDATE SET
+    status = 'sending', attempts = attempts + 1, updated_at = excluded.updated_at
+WHERE status NOT IN ('sent', 'failed', 'unknown');
+
+-- name: delivery_finish
+UPDATE conveyor_deliveries
+SET status = ?, error = ?, provider_id = coalesce(?, provider_id), updated_at = ?
+WHERE id = ?;
+
+-- name: delivery_get
+SELECT id, channel, recipient, status, attempts, error, provider_id, updated_at, expires_at
+FROM conveyor_deliveries
+WHERE id = :id AND expires_at > :now;
+
+-- name: delivery_counts
+SELECT channel, status, count(*)
+FROM conveyor_deliveries
+WHERE (:channel IS NULL OR channel = :channel) AND expires_at > :now
+GROUP BY channel, status;
+
+-- name: delivery_expire
+DELETE FROM conveyor_deliveries
+WHERE id IN (SELECT id FROM conveyor_deliveries WHERE expires_at <= :now LIMIT :limit);
+
+-- name: suppression_add
+INSERT INTO conveyor_suppressions (channel, address, reason, created_at)
+VALUES (?, ?, ?, ?)
+ON CONFLICT DO NOTHING;
+
+-- name: suppression_find
+SELECT address FROM conveyor_suppressions
+WHERE channel = ? AND address IN (SELECT value FROM json_each(?));
+
+-- name: suppression_remove
+DELETE FROM conveyor_suppressions WHERE channel = :channel AND address = :address;
+
+-- name: suppression_list
+SELECT channel, address, reason, created_at
+FROM conveyor_suppressions
+WHERE (:channel IS NULL OR channel = :channel)
+  AND (:after IS NULL OR channel || char(31) || address > :after)
+ORDER BY channel, address
+LIMIT :limit;

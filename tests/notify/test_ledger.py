@@ -1,0 +1,66 @@
+"""The delivery ledger and suppression list, on both backends."""
+
+from __future__ import annotations
+
+import pytest
+
+from conveyor.broker.broker import Broker
+from conveyor.errors import InvalidInput
+from conveyor.ledger import DeliveryUpdate, NewDelivery
+
+
+async def test_begin_skips_finished_rows_and_counts(broker: Broker) -> None:
+    ledger = broker.ledger
+    rows = [NewDelivery(f"d{i}", "email", f"u{i}@example.com") for i in range(5)]
+    await ledger.record(rows[:3])
+    assert (await ledger.get("d0")).status == "queued"  # type: ignore[union-attr]
+    assert await ledger.begin(rows) == ["queued", "queued", "queued", None, None]
+    await ledger.finish([DeliveryUpdate("d0", "sent", provider_id="q-1"),
+                         DeliveryUpdate("d1", "retrying", "451 try later"),
+                         DeliveryUpdate("d2", "failed", "550 5.1.1 no such user")])
+    # a redelivery: d0 and d2 are final and stay as they were, d1 is attempted again
+    assert await ledger.begin(rows[:3]) == ["sent", "retrying", "failed"]
+    d0, d1 = await ledger.get("d0"), await ledger.get("d1")
+    assert d0 is not None and d0.status == "sent" and d0.provider_id == "q-1"
+    assert d0.attempts == 1
+    assert d1 is not None and d1.status == "sending" and d1.attempts == 2
+    counts = await ledger.counts()
+    assert counts["email"]["sent"] == 1 and counts["email"]["sending"] == 3
+    assert counts["email"]["failed"] == 1 and set(counts) == {"email"}
+    assert await ledger.counts("push") == {}
+
+
+async def test_repeated_id_in_one_batch(broker: Broker) -> None:
+    row = NewDelivery("same", "push", "https://push.example/1")
+    assert await broker.ledger.begin([row, row]) == [None, "sending"]
+
+
+async def test_rows_expire(broker: Broker, clock: object) -> None:
+    await broker.ledger.record([NewDelivery("x", "email", "a@b.c")], keep_seconds=60)
+    assert await broker.ledger.expire(broker.wall_now() + 61_000) == 1
+    assert await broker.ledger.get("x") is None
+
+
+async def test_suppression_list(broker: Broker) -> None:
+    ledger = broker.ledger
+    await ledger.suppress([("email", "gone@example.com", "550 5.1.1"),
+                           ("push", "https://p/1", "410 Gone")])
+    await ledger.suppress([("email", "gone@example.com", "unsubscribed")])
+    assert await ledger.suppressed("email", ["a@example.com", "gone@example.com"]) == {
+        "gone@example.com"}
+    listed = await ledger.suppressions()
+    assert [(s.channel, s.address, s.reason) for s in listed] == [
+        ("email", "gone@example.com", "550 5.1.1"), ("push", "https://p/1", "410 Gone")]
+    page = await ledger.suppressions(after="email\x1fgone@example.com")
+    assert [s.address for s in page] == ["https://p/1"]
+    assert await ledger.unsuppress("email", "gone@example.com")
+    assert not await ledger.unsuppress("email", "gone@example.com")
+
+
+async def test_input_checks(broker: Broker) -> None:
+    with pytest.raises(InvalidInput):
+        await broker.ledger.record([NewDelivery("", "email", "a")])
+    with pytest.raises(InvalidInput):
+        await broker.ledger.finish([DeliveryUpdate("a", "done")])
+    with pytest.raises(InvalidInput):
+        await broker.ledger.record([NewDelivery("a", "email", "a")], keep_seconds=0)
