@@ -17,7 +17,19 @@ from fastapi import FastAPI
 import conveyor
 from conveyor.broker.broker import Broker
 from conveyor.config import MAX_REQUEST_BYTES, Config, from_env
-from conveyor.http import docs, errors, health, jobs, messages, queues, tasks
+from conveyor.http import (
+    dashboard,
+    docs,
+    errors,
+    health,
+    jobs,
+    messages,
+    metrics,
+    queues,
+    stream,
+    tasks,
+    wq,
+)
 from conveyor.http.deps import add_raw_body_schemas
 from conveyor.http.limits import BodyLimit
 from conveyor.storage.factory import storage_from_url
@@ -58,11 +70,12 @@ def create_app(broker_or_config: Broker | Config, *,
                   lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.broker = broker
     errors.install(app)
-    for module in (health, queues, messages, tasks, jobs):
+    for module in (health, queues, messages, tasks, jobs, metrics, stream, wq, dashboard):
         app.include_router(module.router)
     docs.install(app)
     _document_raw_bodies(app)
     app.add_middleware(BodyLimit, max_bytes=limit)
+    metrics.install(app)  # monitor, /metrics figures, request ids and logs (outermost)
     return app
 
 

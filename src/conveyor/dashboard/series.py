@@ -1,0 +1,190 @@
+"""The small in-server time series behind the dashboard and `/metrics`.
+
+A `Monitor` watches one broker: it counts messages sent, received and deleted per queue (a
+`Broker.observers` hook, so counts are this process's), and every `interval` seconds it
+samples every queue's depth (`Broker.all_queue_stats`) into a ring of `keep` points per
+queue. Rates are per second over the last interval. Nothing here is shared between nodes:
+each `conveyor serve` process shows what it saw.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from conveyor.broker.broker import Broker
+from conveyor.models import Queue, QueueStats
+
+log = logging.getLogger("conveyor.dashboard")
+
+EVENTS = ("sent", "received", "deleted")
+"""The events counted per queue (see `conveyor.broker.broker.BrokerObserver`)."""
+
+DEFAULT_INTERVAL = 5.0
+DEFAULT_KEEP = 360  # half an hour at 5 s
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    """One sample of one queue: counts, oldest age and rates per second."""
+
+    at: float  # seconds since the epoch
+    visible: int
+    in_flight: int
+    delayed: int
+    dead_letters: int
+    oldest_age_seconds: float | None
+    send_rate: float
+    receive_rate: float
+
+    def to_json(self) -> dict[str, float | int | None]:
+        """Plain JSON form (a chart point)."""
+        return {"at": round(self.at, 3), "visible": self.visible, "in_flight": self.in_flight,
+                "delayed": self.delayed, "dead_letters": self.dead_letters,
+                "oldest_age_seconds": self.oldest_age_seconds,
+                "send_rate": round(self.send_rate, 3),
+                "receive_rate": round(self.receive_rate, 3)}
+
+
+@dataclass(slots=True)
+class Snapshot:
+    """Every queue at one moment, by name, with its latest point."""
+
+    at: float = 0.0
+    queues: dict[str, Queue] = field(default_factory=dict)
+    points: dict[str, Point] = field(default_factory=dict)
+
+
+class Counters:
+    """Totals per queue name and event, fed by the broker's observer hook."""
+
+    def __init__(self) -> None:
+        self.totals: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(EVENTS, 0))
+        self.listeners: list[Callable[[str, str, int], None]] = []
+        """Also told `(event, queue name, count)`: the Prometheus counters hang here."""
+
+    def __call__(self, event: str, queue: Queue, count: int) -> None:
+        if event in EVENTS and count:
+            self.totals[queue.name][event] += count
+            for listener in self.listeners:
+                listener(event, queue.name, count)
+
+    def get(self, name: str, event: str) -> int:
+        """The total of one event on one queue (0 when never seen)."""
+        found = self.totals.get(name)
+        return found[event] if found else 0
+
+
+class Monitor:
+    """Counts, samples and keeps the recent history of every queue of a broker."""
+
+    def __init__(self, broker: Broker, *, interval: float = DEFAULT_INTERVAL,
+                 keep: int = DEFAULT_KEEP) -> None:
+        self.broker = broker
+        self.interval = interval
+        self.keep = keep
+        self.counters = Counters()
+        self.history: dict[str, deque[Point]] = {}
+        self.latest = Snapshot()
+        self.dead_lettered: dict[str, int] = defaultdict(int)
+        """Messages seen arriving in dead-letter queues, by source queue (from rises of
+        `QueueStats.dead_letters` between samples: redrives and purges in the same interval
+        hide some)."""
+        self._previous: dict[str, tuple[int, int]] = {}
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self._changed = asyncio.Condition()
+        broker.observers.append(self.counters)
+
+    # lifecycle ----------------------------------------------------------------------
+    def start(self) -> None:
+        """Sample in the background (idempotent; needs a running loop)."""
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="conveyor-monitor")
+
+    async def stop(self) -> None:
+        """Stop sampling and unhook from the broker."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        with contextlib.suppress(ValueError):
+            self.broker.observers.remove(self.counters)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.sample()
+            except Exception:  # the dashboard must outlive a database hiccup
+                log.exception("sampling queue stats failed")
+            await asyncio.sleep(self.interval)
+
+    # sampling -----------------------------------------------------------------------
+    async def current(self) -> Snapshot:
+        """The latest snapshot, sampled now when older than the interval."""
+        if time.time() - self.latest.at >= self.interval:
+            async with self._lock:
+                if time.time() - self.latest.at >= self.interval:
+                    await self.sample()
+        return self.latest
+
+    async def sample(self) -> Snapshot:
+        """Read every queue's counts now and append a point to each queue's history."""
+        now = time.time()
+        queues = await self._all_queues()
+        stats = await self.broker.all_queue_stats()
+        elapsed = max(now - self.latest.at, 1e-3) if self.latest.at else None
+        points: dict[str, Point] = {}
+        empty = QueueStats()
+        for name, queue in queues.items():
+            s = stats.get(queue.id, empty)
+            sent = self.counters.get(name, "sent")
+            received = self.counters.get(name, "received")
+            before = self._previous.get(name)
+            rates = (0.0, 0.0) if before is None or elapsed is None else (
+                (sent - before[0]) / elapsed, (received - before[1]) / elapsed)
+            self._previous[name] = (sent, received)
+            point = Point(now, s.visible, s.in_flight, s.delayed, s.dead_letters,
+                          s.oldest_age_seconds, max(rates[0], 0.0), max(rates[1], 0.0))
+            previous = self.latest.points.get(name)
+            if previous is not None and point.dead_letters > previous.dead_letters:
+                self.dead_lettered[name] += point.dead_letters - previous.dead_letters
+            points[name] = point
+            ring = self.history.get(name)
+            if ring is None:
+                ring = self.history[name] = deque(maxlen=self.keep)
+            ring.append(point)
+        for gone in set(self.history) - set(queues):
+            del self.history[gone]
+            self._previous.pop(gone, None)
+        self.latest = Snapshot(now, queues, points)
+        async with self._changed:
+            self._changed.notify_all()
+        return self.latest
+
+    async def wait_for_sample(self, timeout: float) -> Snapshot:
+        """The next snapshot, or the latest one after `timeout` seconds."""
+        with contextlib.suppress(TimeoutError):
+            async with self._changed:
+                await asyncio.wait_for(self._changed.wait(), timeout)
+        return self.latest
+
+    async def _all_queues(self) -> dict[str, Queue]:
+        found: dict[str, Queue] = {}
+        after: str | None = None
+        while True:
+            page = await self.broker.list_queues(after=after, limit=1000)
+            found.update((q.name, q) for q in page)
+            if len(page) < 1000:
+                return found
+            after = page[-1].name
+
+    def series(self, name: str) -> list[Point]:
+        """The recent points of one queue, oldest first."""
+        return list(self.history.get(name, ()))

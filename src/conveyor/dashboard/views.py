@@ -1,0 +1,143 @@
+"""What the dashboard's pages show, as plain data for the templates and the live feed.
+
+`Section` is the hook for figures from other rooms: `conveyor.http.dashboard` shows every
+section a provider in `app.state.dashboard_sections` returns (workers, jobs, notification
+deliveries). `job_section` is the one for `broker.jobs`; a notification ledger adds its own.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from conveyor.broker.broker import Broker
+from conveyor.dashboard.series import Point, Snapshot
+from conveyor.models import Queue
+
+HERE = Path(__file__).parent
+STATIC = HERE / "static"
+PEEK_LIMIT = 20
+BODY_CHARS = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class Section:
+    """A titled block of figures: rows of (label, value), with an optional note."""
+
+    title: str
+    rows: Sequence[tuple[str, str | int | float]]
+    note: str = ""
+    id: str = ""
+
+
+SectionProvider = Callable[[Broker], Awaitable[Section | None]]
+"""Returns a section to show on the front page, or None to show nothing."""
+
+
+@dataclass(slots=True)
+class QueueRow:
+    """One line of the queues table."""
+
+    name: str
+    visible: int = 0
+    in_flight: int = 0
+    delayed: int = 0
+    dead_letters: int = 0
+    oldest_age_seconds: float | None = None
+    send_rate: float = 0.0
+    receive_rate: float = 0.0
+    paused: bool = False
+    fifo: bool = False
+    dead_letter_queue: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+
+    def live(self) -> list[Any]:
+        """The compact form the live feed sends (see dashboard.js `COLUMNS`)."""
+        return [self.name, self.visible, self.in_flight, self.delayed, self.dead_letters,
+                self.oldest_age_seconds, round(self.send_rate, 2),
+                round(self.receive_rate, 2), self.paused]
+
+
+def queue_rows(snapshot: Snapshot) -> list[QueueRow]:
+    """Every queue of a snapshot, by name."""
+    return [queue_row(queue, snapshot.points.get(name))
+            for name, queue in sorted(snapshot.queues.items())]
+
+
+def queue_row(queue: Queue, point: Point | None) -> QueueRow:
+    """One queue's line from its latest point (zeros before the first sample)."""
+    a = queue.attributes
+    row = QueueRow(queue.name, paused=a.paused, fifo=a.fifo,
+                   dead_letter_queue=a.dead_letter_queue, tags=dict(a.tags))
+    if point is not None:
+        row.visible, row.in_flight, row.delayed = point.visible, point.in_flight, point.delayed
+        row.dead_letters, row.oldest_age_seconds = point.dead_letters, point.oldest_age_seconds
+        row.send_rate, row.receive_rate = point.send_rate, point.receive_rate
+    return row
+
+
+async def job_section(broker: Broker) -> Section | None:
+    """Job statuses from `broker.jobs`, when the storage keeps them."""
+    jobs = getattr(broker, "jobs", None)
+    if jobs is None:
+        return None
+    try:
+        counts: dict[str, int] = await jobs.status_counts()
+    except Exception:  # no job table (older schema) or a hiccup: show nothing
+        return None
+    return Section("Jobs", [(status, count) for status, count in counts.items()],
+                   "Tracked job statuses across all workers (kept for a while after "
+                   "they finish).", id="jobs")
+
+
+# formatting -------------------------------------------------------------------------
+def age(seconds: float | None) -> str:
+    """`42s`, `3m 05s`, `2h 10m`, `4d 3h`; an en dash for none."""
+    if seconds is None:
+        return "–"
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m {s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h {s % 3600 // 60:02d}m"
+    return f"{s // 86400}d {s % 86400 // 3600}h"
+
+
+def rate(per_second: float) -> str:
+    """Messages per second, briefly."""
+    if per_second == 0:
+        return "0"
+    return f"{per_second:.1f}" if per_second < 100 else f"{per_second:,.0f}"
+
+
+def when(ms: int | None) -> str:
+    """A time in ms since the epoch, as UTC."""
+    if ms is None:
+        return "–"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ms / 1000)) + f".{ms % 1000:03d}Z"
+
+
+def clip(text: str | None, limit: int = BODY_CHARS) -> str:
+    """At most `limit` characters, saying how many more there were."""
+    if text is None:
+        return ""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text) - limit:,} more characters)"
+
+
+def environment() -> jinja2.Environment:
+    """The templates, autoescaped (every value shown is escaped unless marked safe)."""
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(HERE / "templates"),
+        autoescape=True, trim_blocks=True, lstrip_blocks=True,
+        undefined=jinja2.StrictUndefined, enable_async=False)
+    env.filters.update(age=age, rate=rate, when=when, clip=clip)
+    return env

@@ -1,0 +1,263 @@
+"""The dashboard's routes: pages at `/` and `/ui/...`, its live feed, its forms.
+
+Pages are server-rendered (Jinja2, autoescaped); `/ui/events` is a server-sent event stream
+of the queues table (every sample of the app's `Monitor`), which the page applies in place.
+Forms POST with the session's CSRF token (`conveyor.dashboard.csrf`) and answer with a
+redirect back to the page, carrying a notice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import mimetypes
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import parse_qs, quote, urlencode
+
+import orjson
+from fastapi import APIRouter
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+
+from conveyor.broker.broker import Broker
+from conveyor.dashboard import csrf
+from conveyor.dashboard.series import Monitor
+from conveyor.dashboard.views import (
+    PEEK_LIMIT,
+    STATIC,
+    Section,
+    SectionProvider,
+    environment,
+    job_section,
+    queue_row,
+    queue_rows,
+)
+from conveyor.errors import ConveyorError, QueueNotFound
+from conveyor.http.wire import json_response
+from conveyor.models import Body, BodyKind, QueueStats, SendEntry
+
+router = APIRouter(include_in_schema=False)
+
+_env = environment()
+_STATIC_FILES = frozenset(p.name for p in STATIC.iterdir() if p.is_file())
+_MAX_FORM_BYTES = 1_100_000
+
+
+def _monitor(request: Request) -> Monitor:
+    monitor: Monitor = request.app.state.monitor
+    return monitor
+
+
+def _broker(request: Request) -> Broker:
+    broker: Broker = request.app.state.broker
+    return broker
+
+
+def _providers(request: Request) -> list[SectionProvider]:
+    """`app.state.dashboard_sections`: the hook other rooms add their figures to."""
+    state = request.app.state
+    if not hasattr(state, "dashboard_sections"):
+        state.dashboard_sections = [job_section]
+    providers: list[SectionProvider] = state.dashboard_sections
+    return providers
+
+
+def _page(request: Request, template: str, **context: Any) -> Response:
+    token, new = csrf.session_token(request)
+    html = _env.get_template(template).render(
+        csrf_token=token, notice=request.query_params.get("notice", ""),
+        error=request.query_params.get("error", ""), **context)
+    response = HTMLResponse(html, headers={
+        "cache-control": "no-store",
+        "content-security-policy": "default-src 'self'; img-src 'self' data:; "
+                                   "style-src 'self'; frame-ancestors 'none'",
+        "x-content-type-options": "nosniff", "referrer-policy": "same-origin"})
+    if new:
+        csrf.set_cookie(response, token, request.url.scheme == "https")
+    return response
+
+
+# pages --------------------------------------------------------------------------------
+@router.get("/")
+async def index(request: Request) -> Response:
+    """Every queue with its counts and rates, live; figures from other rooms below."""
+    monitor = _monitor(request)
+    snapshot = await monitor.current()
+    sections = await _sections(request)
+    return _page(request, "index.html", rows=queue_rows(snapshot), sections=sections,
+                 interval=monitor.interval)
+
+
+async def _sections(request: Request) -> list[Section]:
+    broker = _broker(request)
+    found = await asyncio.gather(*(p(broker) for p in _providers(request)),
+                                 return_exceptions=True)
+    return [s for s in found if isinstance(s, Section)]
+
+
+@router.get("/ui/queues/{name}")
+async def queue_page(request: Request, name: str) -> Response:
+    """A queue: attributes, counts, charts, messages (peeked), dead letters, actions."""
+    broker = _broker(request)
+    try:
+        queue = await broker.get_queue(name)
+    except QueueNotFound:
+        return _page(request, "missing.html", name=name)
+    stats = await broker.queue_stats(name)
+    peeked = await broker.peek(name, PEEK_LIMIT)
+    dead = [m for m in peeked if m.source_queue is not None]
+    sources = [q.name for q in (await _monitor(request).current()).queues.values()
+               if q.attributes.dead_letter_queue == name]
+    tasks = (await broker.redrive.list(name))[:5]
+    dlq_stats: QueueStats | None = None
+    if queue.attributes.dead_letter_queue:
+        try:
+            dlq_stats = await broker.queue_stats(queue.attributes.dead_letter_queue)
+        except QueueNotFound:
+            dlq_stats = None
+    point = _monitor(request).latest.points.get(name)
+    row = queue_row(queue, point)
+    return _page(request, "queue.html", queue=queue, attributes=queue.attributes.to_json(),
+                 stats=stats, row=row, messages=peeked, dead=dead, sources=sources,
+                 tasks=tasks, dlq_stats=dlq_stats, interval=_monitor(request).interval,
+                 body_kind_json=BodyKind.JSON)
+
+
+@router.get("/ui/queues/{name}/series")
+async def queue_series(request: Request, name: str) -> Response:
+    """The queue's recent points for its charts."""
+    return json_response({"queue": name, "interval": _monitor(request).interval,
+                          "points": [p.to_json() for p in _monitor(request).series(name)]})
+
+
+@router.get("/ui/events")
+async def events(request: Request, queue: str | None = None) -> Response:
+    """Server-sent events: `queues` (the whole table, compact) after every sample; with
+    `?queue=NAME`, `point` events for that queue only."""
+    monitor = _monitor(request)
+
+    async def feed() -> AsyncIterator[bytes]:
+        yield f"retry: {int(monitor.interval * 1000)}\n\n".encode()
+        snapshot = await monitor.current()
+        last = 0.0
+        while not await request.is_disconnected():
+            if snapshot.at != last:
+                last = snapshot.at
+                yield _event(queue, snapshot)
+            snapshot = await monitor.wait_for_sample(monitor.interval * 1.5)
+            if snapshot.at == last:  # no background sampler (no lifespan): sample here
+                snapshot = await monitor.current()
+
+    return StreamingResponse(feed(), media_type="text/event-stream",
+                             headers={"cache-control": "no-store", "x-accel-buffering": "no"})
+
+
+def _event(queue: str | None, snapshot: Any) -> bytes:
+    if queue is None:
+        data = {"at": snapshot.at, "rows": [r.live() for r in queue_rows(snapshot)]}
+        return b"event: queues\ndata: " + orjson.dumps(data) + b"\n\n"
+    point = snapshot.points.get(queue)
+    data = {"queue": queue, "point": point.to_json() if point else None}
+    return b"event: point\ndata: " + orjson.dumps(data) + b"\n\n"
+
+
+@router.get("/ui/static/{filename}")
+async def static(filename: str) -> Response:
+    """The dashboard's scripts, styles and the vendored chart library."""
+    if filename not in _STATIC_FILES:
+        return Response("Not found.", 404, media_type="text/plain")
+    media = mimetypes.guess_type(filename)[0] or "text/plain"
+    return Response((STATIC / filename).read_bytes(), media_type=media,
+                    headers={"cache-control": "public, max-age=3600"})
+
+
+# actions ------------------------------------------------------------------------------
+async def _form(request: Request) -> tuple[dict[str, str], str | None]:
+    """The urlencoded form and why it is refused (None: CSRF check passed)."""
+    raw = await request.body()
+    if len(raw) > _MAX_FORM_BYTES:
+        return {}, "The form is too large."
+    fields = {k: v[0] for k, v in parse_qs(raw.decode("utf-8", "replace"),
+                                            keep_blank_values=True).items()}
+    return fields, csrf.check(request, fields.get(csrf.FIELD))
+
+
+def _back(name: str | None, *, notice: str = "", error: str = "") -> Response:
+    path = "/" if name is None else f"/ui/queues/{quote(name, safe='')}"
+    query = urlencode({k: v for k, v in (("notice", notice), ("error", error)) if v})
+    return RedirectResponse(f"{path}?{query}" if query else path, status_code=303)
+
+
+async def _act(request: Request, name: str | None, action: Any) -> Response:
+    fields, refused = await _form(request)
+    if refused is not None:
+        return HTMLResponse(_env.get_template("refused.html").render(reason=refused), 403)
+    try:
+        notice = await action(_broker(request), fields)
+    except ConveyorError as exc:
+        return _back(name, error=exc.message)
+    await _monitor(request).sample()  # show the effect at once
+    return _back(name, notice=notice)
+
+
+@router.post("/ui/queues")
+async def create_queue(request: Request) -> Response:
+    """Create a queue from the front page's form."""
+    async def run(broker: Broker, f: dict[str, str]) -> str:
+        queue, created = await broker.create_queue(f.get("name", "").strip())
+        return f"Created {queue.name}." if created else f"{queue.name} already exists."
+    return await _act(request, None, run)
+
+
+@router.post("/ui/queues/{name}/send")
+async def send_test(request: Request, name: str) -> Response:
+    """Send one message typed into the queue page."""
+    async def run(broker: Broker, f: dict[str, str]) -> str:
+        text = f.get("body", "")
+        body = Body(text)
+        if f.get("json"):
+            from conveyor.http.parse import loads
+            from conveyor.models import dumps_json
+            body = Body(dumps_json(loads(text.encode())), BodyKind.JSON)
+        delay = int(f["delay"]) if f.get("delay", "").strip().isdigit() else None
+        priority = int(f["priority"]) if f.get("priority", "").strip().isdigit() else 0
+        [sent] = await broker.send(name, [SendEntry(body, delay, priority=priority)])
+        return f"Sent message {sent.id}."
+    return await _act(request, name, run)
+
+
+@router.post("/ui/queues/{name}/purge")
+async def purge(request: Request, name: str) -> Response:
+    """Delete every message of the queue."""
+    async def run(broker: Broker, f: dict[str, str]) -> str:
+        return f"Purged {await broker.purge_queue(name):,} messages."
+    return await _act(request, name, run)
+
+
+@router.post("/ui/queues/{name}/pause")
+async def pause(request: Request, name: str) -> Response:
+    """Pause deliveries (sends are still accepted)."""
+    async def run(broker: Broker, f: dict[str, str]) -> str:
+        await broker.update_queue(name, {"paused": True})
+        return "Paused: no deliveries until resumed."
+    return await _act(request, name, run)
+
+
+@router.post("/ui/queues/{name}/resume")
+async def resume(request: Request, name: str) -> Response:
+    """Resume deliveries."""
+    async def run(broker: Broker, f: dict[str, str]) -> str:
+        await broker.update_queue(name, {"paused": False})
+        return "Resumed."
+    return await _act(request, name, run)
+
+
+@router.post("/ui/queues/{name}/redrive")
+async def redrive(request: Request, name: str) -> Response:
+    """Move this dead-letter queue's messages back to the queues they came from."""
+    async def run(broker: Broker, f: dict[str, str]) -> str:
+        task = await broker.start_redrive(name, wait=2.0)
+        if task.status == "completed":
+            return f"Redrove {task.moved:,} messages to their source queues."
+        return f"Redrive {task.status}: {task.moved:,} of {task.to_move:,} moved so far."
+    return await _act(request, name, run)

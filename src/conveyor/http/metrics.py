@@ -1,0 +1,177 @@
+"""`GET /metrics` in the Prometheus text format, and what feeds it.
+
+`install(app)` gives an app its `Monitor` (counts and time series, `app.state.monitor`), its
+`Metrics` (`app.state.metrics`, whose `registry` other parts may add collectors to), the
+request-log middleware, and a lifespan that samples in the background.
+
+Per queue: depth gauges (visible, in flight, delayed, dead letters, oldest age) read at
+scrape time from the broker's cached stats, and counters of messages sent, received, deleted
+and dead-lettered by this process. Per route template: request counts by status and a
+latency histogram. Job statuses (`broker.jobs`) when the storage has them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable, Iterable
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.exposition import generate_latest
+from prometheus_client.registry import Collector
+from starlette.requests import Request
+from starlette.responses import Response
+
+from conveyor.broker.broker import Broker
+from conveyor.dashboard.series import Monitor, Snapshot
+from conveyor.http.requestlog import RequestLog
+
+log = logging.getLogger("conveyor.metrics")
+
+router = APIRouter(tags=["health"])
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                   10.0, 25.0)
+
+
+class QueueCollector(Collector):
+    """Per-queue gauges and totals from the monitor's latest snapshot (taken before each
+    scrape, since collectors cannot await)."""
+
+    def __init__(self, monitor: Monitor) -> None:
+        self.monitor = monitor
+        self.snapshot = Snapshot()
+        self.job_counts: dict[str, int] = {}
+
+    def collect(self) -> Iterable[Any]:
+        labels = ["queue"]
+        gauges = {
+            "visible": GaugeMetricFamily("conveyor_queue_visible_messages",
+                                         "Messages ready to be received.", labels=labels),
+            "in_flight": GaugeMetricFamily("conveyor_queue_in_flight_messages",
+                                           "Messages leased to a consumer.", labels=labels),
+            "delayed": GaugeMetricFamily("conveyor_queue_delayed_messages",
+                                         "Messages not yet visible.", labels=labels),
+            "dead_letters": GaugeMetricFamily(
+                "conveyor_queue_dead_letter_messages",
+                "Messages from this queue now in its dead-letter queue.", labels=labels),
+            "age": GaugeMetricFamily("conveyor_queue_oldest_message_age_seconds",
+                                     "Age of the oldest message (0 when empty).",
+                                     labels=labels),
+        }
+        dead = CounterMetricFamily(
+            "conveyor_messages_dead_lettered", "Messages seen moving to a dead-letter queue "
+            "(by this process's sampler).", labels=labels)
+        for name, p in self.snapshot.points.items():
+            gauges["visible"].add_metric([name], p.visible)
+            gauges["in_flight"].add_metric([name], p.in_flight)
+            gauges["delayed"].add_metric([name], p.delayed)
+            gauges["dead_letters"].add_metric([name], p.dead_letters)
+            gauges["age"].add_metric([name], p.oldest_age_seconds or 0.0)
+            dead.add_metric([name], self.monitor.dead_lettered.get(name, 0))
+        yield from gauges.values()
+        yield dead
+        if self.job_counts:
+            jobs = GaugeMetricFamily("conveyor_jobs", "Tracked jobs by status.",
+                                     labels=["status"])
+            for status, count in sorted(self.job_counts.items()):
+                jobs.add_metric([status], count)
+            yield jobs
+
+
+class Metrics:
+    """One app's Prometheus registry: HTTP, message and queue metrics.
+
+    Add more with `metrics.registry.register(collector)` or a `prometheus_client` metric
+    created with `registry=metrics.registry`; `before_scrape` callbacks run (awaited) before
+    each scrape, to read whatever the collectors show.
+    """
+
+    def __init__(self, monitor: Monitor) -> None:
+        self.monitor = monitor
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.before_scrape: list[Callable[[], Any]] = []
+        self.requests = Counter("conveyor_http_requests", "HTTP requests by route template.",
+                                ["method", "route", "status"], registry=self.registry)
+        self.latency = Histogram("conveyor_http_request_duration_seconds",
+                                 "HTTP request latency by route template.",
+                                 ["method", "route"], buckets=LATENCY_BUCKETS,
+                                 registry=self.registry)
+        self.messages = Counter("conveyor_messages", "Messages by queue and event "
+                                "(sent, received, deleted) through this process.",
+                                ["queue", "event"], registry=self.registry)
+        self.queues = QueueCollector(monitor)
+        self.registry.register(self.queues)
+        monitor.counters.listeners.append(self._count_message)
+
+    def _count_message(self, event: str, queue: str, count: int) -> None:
+        self.messages.labels(queue, event).inc(count)
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count one request (a `RequestLog` observer)."""
+        if route == "/metrics":
+            return  # scrapes would dominate the figures
+        self.requests.labels(method, route, str(status)).inc()
+        self.latency.labels(method, route).observe(seconds)
+
+    async def render(self) -> bytes:
+        """The text exposition, with queue figures fresh to the monitor's interval."""
+        self.queues.snapshot = await self.monitor.current()
+        self.queues.job_counts = await job_counts(self.monitor.broker)
+        for callback in self.before_scrape:
+            result = callback()
+            if hasattr(result, "__await__"):
+                await result
+        return generate_latest(self.registry)
+
+
+async def job_counts(broker: Broker) -> dict[str, int]:
+    """Tracked jobs by status, or {} when the storage has no job table or it fails."""
+    jobs = getattr(broker, "jobs", None)
+    if jobs is None:
+        return {}
+    try:
+        counts: dict[str, int] = await jobs.status_counts()
+    except Exception:  # figures are optional; the page and scrape must not fail
+        log.debug("job status counts unavailable", exc_info=True)
+        return {}
+    return counts
+
+
+def metrics_of(request: Request) -> Metrics:
+    """The app's `Metrics` (set by `install`)."""
+    metrics: Metrics = request.app.state.metrics
+    return metrics
+
+
+@router.get("/metrics", response_class=Response,
+            responses={200: {"content": {CONTENT_TYPE_LATEST: {}},
+                             "description": "Prometheus text format."}})
+async def metrics(request: Request) -> Response:
+    """Prometheus metrics: queues, messages, HTTP requests, jobs."""
+    body = await metrics_of(request).render()
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+
+def install(app: FastAPI, *, interval: float | None = None) -> None:
+    """Give the app its monitor, metrics and request log, and sample during its lifespan."""
+    broker: Broker = app.state.broker
+    monitor = Monitor(broker) if interval is None else Monitor(broker, interval=interval)
+    app.state.monitor = monitor
+    app.state.metrics = Metrics(monitor)
+    app.add_middleware(RequestLog, observers=[app.state.metrics.observe_request])
+    inner = app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(target: Any) -> AsyncIterator[Any]:
+        async with inner(target) as state:
+            monitor.start()
+            try:
+                yield state
+            finally:
+                await monitor.stop()
+
+    app.router.lifespan_context = lifespan
