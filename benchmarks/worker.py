@@ -1,3 +1,4 @@
+# ruff: noqa: ASYNC110, ASYNC220, ASYNC240  (a harness: it polls files and spawns processes)
 """Drain N no-op jobs with conveyor's worker, PgQueuer's worker and a bare pgmq loop.
 
     python benchmarks/worker.py [--jobs 100000] [--postgres URL] [--skip-sqlite]
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -79,10 +81,8 @@ async def _pgqueuer_prepare(dsn: str, jobs: int) -> None:
 
     conn = await asyncpg.connect(dsn)
     queries = Queries(AsyncpgDriver(conn))
-    try:
+    with contextlib.suppress(Exception):  # installed by an earlier round
         await queries.install()
-    except Exception:
-        pass  # installed by an earlier round
     await conn.execute("TRUNCATE pgqueuer")
     for start in range(0, jobs, 10_000):
         n = min(jobs, start + 10_000) - start
