@@ -1,4 +1,4 @@
-"""One real server process per module, driven over loopback with httpx.
+"""One real server process for the HTTP tests, driven over loopback with httpx.
 
 `server_database_url` is the database the server runs on: a fresh SQLite file here;
 parametrize or override it to run the same tests on PostgreSQL. Each test works in its own
@@ -20,13 +20,13 @@ from tests.http.server import ServerProcess, start_server
 _names = itertools.count()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def server_database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """The server's database: a fresh SQLite file for the module."""
+    """The server's database: a fresh SQLite file for the session."""
     return f"sqlite:///{tmp_path_factory.mktemp('db')}/conveyor.db"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def server(server_database_url: str, tmp_path_factory: pytest.TempPathFactory
            ) -> Iterator[ServerProcess]:
     """`conveyor serve` on a free loopback port (no SQS endpoint)."""

@@ -1,0 +1,1 @@
+"""End-to-end tests of the `conveyor` command, run as a subprocess."""

@@ -1,0 +1,108 @@
+"""`conveyor queue|send|receive|redrive` against a real server."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+
+from tests.cli.conftest import Run, run_conveyor
+from tests.http.server import ServerProcess
+
+
+def lines(text: str) -> list[dict[str, object]]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def test_queue_lifecycle(conveyor: Run) -> None:
+    created = conveyor("queue", "create", "orders", "--attr", "visibility_timeout=60",
+                       "--attr", 'tags={"team": "shop"}')
+    assert "orders" in created.stdout
+    again = conveyor("queue", "create", "orders", "--attr", "visibility_timeout=60",
+                     "-o", "json")
+    assert lines(again.stdout)[0]["attributes"]["visibility_timeout"] == 60  # type: ignore[index]
+
+    listed = conveyor("queue", "list")
+    header, *rows = listed.stdout.splitlines()
+    assert header.split()[:4] == ["NAME", "VISIBLE", "IN_FLIGHT", "DELAYED"]
+    assert any(row.split()[0] == "orders" for row in rows)
+
+    stats = conveyor("queue", "stats", "orders")
+    assert "visibility_timeout" in stats.stdout and "60" in stats.stdout
+
+    conveyor("queue", "pause", "orders")
+    conveyor("send", "orders", "held")
+    assert conveyor("receive", "orders").stdout == ""
+    conveyor("queue", "resume", "orders")
+    purged = conveyor("queue", "purge", "orders", "-o", "json")
+    assert lines(purged.stdout) == [{"queue": "orders", "purged": 1}]
+    assert "deleted" in conveyor("queue", "delete", "orders").stdout
+    missing = conveyor("queue", "stats", "orders", ok=False)
+    assert missing.returncode == 1
+    assert "does not exist" in missing.stderr and "queue_not_found" in missing.stderr
+
+
+def test_send_and_receive_text_json_and_stdin(conveyor: Run) -> None:
+    conveyor("queue", "create", "mail")
+    text_id = conveyor("send", "mail", '{"a": 1}').stdout.strip()
+    json_id = conveyor("send", "mail", '{"a": 1}', "--json", "--priority", "9").stdout.strip()
+    conveyor("send", "mail", "-", stdin="from stdin\n")
+    dedup = conveyor("send", "mail", "x", "--dedup-id", "once", "-o", "json").stdout
+    repeat = conveyor("send", "mail", "y", "--dedup-id", "once", "-o", "json").stdout
+    assert lines(repeat)[0]["id"] == lines(dedup)[0]["id"]
+    assert lines(repeat)[0]["duplicate"] is True
+    conveyor("send", "mail", "later", "--delay", "60", "--attr", "kind=welcome",
+             "--attr", "n=3")
+
+    got = lines(conveyor("receive", "mail", "--max", "10", "--delete").stdout)
+    by_id = {m["id"]: m for m in got}
+    assert by_id[json_id]["body"] == {"a": 1}
+    assert by_id[text_id]["body"] == '{"a": 1}'
+    assert got[0]["id"] == json_id  # priority 9 first
+    assert {m["body"] for m in got if isinstance(m["body"], str)} >= {"from stdin\n", "x"}
+    assert len(got) == 4  # the delayed one is not visible yet
+    assert conveyor("receive", "mail").stdout == ""
+    stats = json.loads(conveyor("queue", "stats", "mail", "-o", "json").stdout)["stats"]
+    assert (stats["in_flight"], stats["delayed"]) == (0, 1)
+
+
+def test_receive_with_wait_and_visibility(conveyor: Run) -> None:
+    conveyor("queue", "create", "slow")
+    assert conveyor("receive", "slow", "--wait", "1").stdout == ""
+    conveyor("send", "slow", "job")
+    [message] = lines(conveyor("receive", "slow", "--visibility", "0").stdout)
+    assert message["receive_count"] == 1
+    [again] = lines(conveyor("receive", "slow").stdout)  # visibility 0: visible at once
+    assert again["receive_count"] == 2
+
+
+def test_redrive(conveyor: Run, server: ServerProcess) -> None:
+    conveyor("queue", "create", "work-dlq")
+    conveyor("queue", "create", "work", "--attr", "max_receive_count=1",
+             "--attr", "dead_letter_queue=work-dlq", "--attr", "visibility_timeout=0")
+    conveyor("send", "work", "poison")
+    conveyor("receive", "work")
+    conveyor("receive", "work")  # the second attempt dead-letters it
+    assert httpx.get(f"{server.url}/v1/queues/work-dlq").json()["stats"]["visible"] == 1
+    result = conveyor("redrive", "work-dlq")
+    assert "completed, moved 1 of 1" in result.stdout
+    assert [m["body"] for m in lines(conveyor("receive", "work").stdout)] == ["poison"]
+
+
+def test_bad_input_exits_1_with_the_servers_message(conveyor: Run) -> None:
+    conveyor("queue", "create", "strict")
+    bad = conveyor("send", "strict", "x", "--priority", "12", ok=False)
+    assert bad.returncode == 1
+    assert "priority must be between 0 and 9" in bad.stderr
+    invalid = conveyor("queue", "create", "bad name", ok=False)
+    assert invalid.returncode == 1 and "invalid_queue_name" in invalid.stderr
+    not_json = conveyor("send", "strict", "{oops", "--json", ok=False)
+    assert not_json.returncode != 0 and "not valid JSON" in not_json.stderr
+    usage = conveyor("send", ok=False)
+    assert usage.returncode == 2
+
+
+def test_unreachable_server() -> None:
+    result = run_conveyor("queue", "list", "--url", "http://127.0.0.1:9")
+    assert result.returncode == 1
+    assert "Cannot reach http://127.0.0.1:9" in result.stderr

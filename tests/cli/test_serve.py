@@ -1,0 +1,96 @@
+"""`conveyor serve` and `conveyor migrate` as processes: default database, workers, signals."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import httpx
+
+from tests.cli.conftest import run_conveyor
+from tests.http.server import start_server
+
+
+def test_migrate_creates_the_schema(tmp_path: Path) -> None:
+    database = tmp_path / "m.db"
+    result = run_conveyor("migrate", "--database", f"sqlite:///{database}")
+    assert result.returncode == 0, result.stderr
+    assert "schema at version" in result.stdout
+    with sqlite3.connect(database) as db:
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+    assert "conveyor_migrations" in tables
+
+
+def test_serve_without_database_uses_the_embedded_file(tmp_path: Path) -> None:
+    data_home = tmp_path / "data"
+    env = {"XDG_DATA_HOME": str(data_home), "HOME": str(tmp_path)}
+    server = start_server(tmp_path / "run", ["--no-sqs"], env=env)
+    try:
+        created = httpx.post(f"{server.url}/v1/queues", json={"name": "here"})
+        assert created.status_code == 201
+    finally:
+        assert server.stop() == 0, server.logs()
+    database = data_home / "conveyor" / "conveyor.db"
+    assert database.exists()
+    assert f"creating the embedded SQLite database {database}" in server.logs()
+
+
+def test_environment_configures_serve(tmp_path: Path) -> None:
+    database = tmp_path / "env.db"
+    env = {"CONVEYOR_DATABASE_URL": f"sqlite:///{database}", "CONVEYOR_NO_SQS": "true",
+           "CONVEYOR_REGION": "eu-west-1"}
+    server = start_server(tmp_path / "run", env=env)
+    try:
+        queue = httpx.post(f"{server.url}/v1/queues", json={"name": "regional"}).json()
+        assert queue["region"] == "eu-west-1"
+        assert "SQS endpoint" not in server.logs()
+    finally:
+        assert server.stop() == 0, server.logs()
+    assert database.exists()
+
+
+def test_two_workers_share_the_socket_and_the_database(tmp_path: Path) -> None:
+    server = start_server(tmp_path / "run", ["--workers", "2", "--no-sqs", "--database",
+                                             f"sqlite:///{tmp_path}/w.db"])
+    try:
+        assert "started 2 worker processes" in server.logs()
+        httpx.post(f"{server.url}/v1/queues", json={"name": "shared"})
+        for i in range(20):  # new connections land on either worker
+            response = httpx.post(f"{server.url}/v1/queues/shared/messages",
+                                  json={"messages": [{"body": i}]})
+            assert response.status_code == 201
+        got = httpx.post(f"{server.url}/v1/queues/shared/messages/receive",
+                         json={"max_messages": 100}).json()["messages"]
+        assert sorted(m["body"] for m in got) == list(range(20))
+    finally:
+        assert server.stop() == 0, server.logs()
+
+
+def test_sqs_endpoint_runs_beside_the_native_api(tmp_path: Path) -> None:
+    server = start_server(tmp_path / "run", ["--sqs-port", "0", "--database",
+                                             f"sqlite:///{tmp_path}/s.db"])
+    try:
+        if server.sqs_url is None:  # conveyor.sqs.app not installed
+            assert "SQS endpoint not installed" in server.logs()
+            return
+        httpx.post(f"{server.url}/v1/queues", json={"name": "both"})
+        response = httpx.post(server.sqs_url, headers={
+            "X-Amz-Target": "AmazonSQS.ListQueues",
+            "Content-Type": "application/x-amz-json-1.0"}, content=b"{}")
+        assert response.status_code == 200, response.text
+        assert "both" in response.text
+    finally:
+        assert server.stop() == 0, server.logs()
+
+
+def test_port_in_use_fails_with_a_message(tmp_path: Path) -> None:
+    server = start_server(tmp_path / "run", ["--no-sqs", "--database",
+                                             f"sqlite:///{tmp_path}/p.db"])
+    try:
+        port = server.url.rsplit(":", 1)[1]
+        result = run_conveyor("serve", "--port", port, "--no-sqs", "--database",
+                              f"sqlite:///{tmp_path}/p2.db")
+        assert result.returncode == 1
+        assert "conveyor: error:" in result.stderr
+    finally:
+        server.stop()
