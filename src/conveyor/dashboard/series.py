@@ -25,8 +25,8 @@ log = logging.getLogger("conveyor.dashboard")
 EVENTS = ("sent", "received", "deleted")
 """The events counted per queue (see `conveyor.broker.broker.BrokerObserver`)."""
 
-DEFAULT_INTERVAL = 5.0
-DEFAULT_KEEP = 360  # half an hour at 5 s
+DEFAULT_INTERVAL = 2.0
+DEFAULT_KEEP = 900  # half an hour at 2 s
 
 
 @dataclass(frozen=True, slots=True)
