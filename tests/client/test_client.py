@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -105,3 +106,64 @@ def test_sync_client(server: ServerProcess) -> None:
         assert client.purge_queue(name) == 0
         with pytest.raises(errors.QueueNotFound):
             client.get_queue(name + "-missing")
+
+
+async def test_limits_and_jobs_through_the_server(aclient: AsyncClient) -> None:
+    grant = await aclient.limits.take("k-take", 5, 1.0, want=10)
+    assert grant.granted == 5 and grant.retry_after > 0
+    assert await aclient.limits.acquire("k-slot", 2, "me", want=3) == 2
+    assert await aclient.limits.renew("k-slot", "me") == 2
+    await aclient.limits.release("k-slot", "me", 2)
+    assert await aclient.limits.acquire("k-slot", 2, "you") == 1
+    await aclient.limits.penalize("k-take", 5)
+    tick = int(time.time()) // 60 * 60_000
+    assert await aclient.jobs.cron_claim("s", tick) is True
+    assert await aclient.jobs.cron_claim("s", tick) is False
+    await aclient.jobs.status_set("j1", "succeeded", queue="q", task="t", result={"a": 1})
+    found = await aclient.jobs.status_get("j1")
+    assert found is not None and found.result == {"a": 1} and found.status == "succeeded"
+    assert await aclient.jobs.status_get("nope") is None
+    assert (await aclient.jobs.status_counts("q"))["succeeded"] == 1
+
+
+async def test_a_worker_through_the_server(server: ServerProcess) -> None:
+    from conveyor.worker import App, Worker, WorkerOptions
+    from tests.worker.helpers import eventually, running
+
+    app = App(server.url)
+    done: list[int] = []
+
+    @app.task(queue="via-http", rate_limit="100/s", global_concurrency=3, keep_result=60)
+    async def square(x: int) -> int:
+        done.append(x)
+        if x == 3 and len(done) < 5:
+            raise RuntimeError("once")
+        return x * x
+
+    jobs = await square.aenqueue_many([((i,), {}) for i in range(8)])
+    async with running(Worker(app, WorkerOptions(wait_seconds=1))):
+        await eventually(lambda: len(set(done)) == 8, what="all ran")
+        await eventually(lambda: _succeeded(app, jobs[7].id), what="status")
+    status = await app.job_status(jobs[2].id)
+    assert status is not None and status.result == 4
+    await app.aclose()
+
+
+async def _succeeded(app: object, job_id: str) -> bool:
+    from conveyor.worker import App
+
+    assert isinstance(app, App)
+    status = await app.job_status(job_id)
+    return status is not None and status.status == "succeeded"
+
+
+def test_sync_limits_and_jobs(server: ServerProcess) -> None:
+    with Client(server.url, timeout=10) as client:
+        assert client.limits.take("sync-k", 3, 1.0, want=2).granted == 2
+        assert client.limits.acquire("sync-slot", 1, "h") == 1
+        assert client.limits.renew("sync-slot", "h") == 1
+        client.limits.release("sync-slot", "h")
+        assert client.jobs.cron_claim("sync-s", int(time.time()) * 1000) is True
+        client.jobs.status_set("sj", "queued", queue="q")
+        assert client.jobs.status_get("sj") is not None
+        assert client.jobs.status_counts()["queued"] >= 1
