@@ -40,7 +40,7 @@ MAX_ATTEMPTS = 1_000_000
 MAX_KEEP = 365 * 86_400
 MAX_ERROR = 16_384
 MAX_RESULT_BYTES = 1_048_576
-CRON_KEEP_MS = 7 * 86_400_000  # ticks are remembered (and claimable) for a week
+CRON_KEEP_MS = 7 * 86_400_000  # a claimed tick is remembered for a week after its claim
 _SWEEP_BATCH = 10_000
 
 
@@ -137,13 +137,13 @@ class Jobs:
     async def cron_claim(self, schedule: str, tick_at: int) -> bool:
         """True for exactly one caller per (schedule, tick), however many schedulers run.
 
-        `tick_at` is the tick's time in ms since the epoch. Ticks are remembered for a
-        week; a claim of an older tick is refused (False).
+        `tick_at` is the tick's time in ms since the epoch (any clock: it is only a name
+        here). A claimed tick is remembered for a week after its claim, far longer than
+        any scheduler looks back for missed ticks.
         """
         schedule = _text("schedule", schedule)
         tick_at = _int("tick_at", tick_at, 0, 2**53)
-        return await self._broker.storage.cron_claim(schedule, tick_at, CRON_KEEP_MS,
-                                                     self._broker.now())
+        return await self._broker.storage.cron_claim(schedule, tick_at, self._broker.now())
 
     async def status_set(self, job_id: str, status: str, *, queue: str,
                          task: str | None = None, attempts: int = 0,
@@ -181,7 +181,7 @@ class Jobs:
         return {status: found.get(status, 0) for status in JOB_STATUSES}
 
     async def expire(self, now: int | None = None) -> int:
-        """Drop statuses past their keep time (and cron ticks older than a week); called
+        """Drop statuses past their keep time (and cron ticks claimed over a week ago); called
         by `Broker.sweep`. Returns how many statuses went."""
         storage = self._broker.storage
         at = self._broker.now() if now is None else now

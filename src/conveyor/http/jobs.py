@@ -140,7 +140,7 @@ class CronClaimRequest(_In):
 
 
 class CronClaimOut(BaseModel):
-    """True for exactly one claimer of a tick; ticks older than a week are refused."""
+    """True for exactly one claimer of a tick (remembered for a week after the claim)."""
 
     claimed: bool
 

@@ -155,13 +155,11 @@ class JobsStorage(Protocol):
     async def slot_expire(self, now: int | None, limit: int) -> int:
         """Delete up to `limit` lapsed or empty slot rows."""
 
-    async def cron_claim(self, schedule: str, tick_at: int, keep_ms: int,
-                         now: int | None) -> bool:
-        """True for the first claim of (schedule, tick) only; ticks older than `keep_ms`
-        are refused."""
+    async def cron_claim(self, schedule: str, tick_at: int, now: int | None) -> bool:
+        """True for the first claim of (schedule, tick) only."""
 
     async def cron_expire(self, keep_ms: int, now: int | None, limit: int) -> int:
-        """Forget up to `limit` ticks older than `keep_ms`."""
+        """Forget up to `limit` ticks claimed more than `keep_ms` ago."""
 
     async def job_put_many(self, rows: Sequence[JobRow], now: int | None) -> None:
         """Insert or replace statuses (ids unique within the batch), in one transaction."""

@@ -87,10 +87,9 @@ class PostgresJobs:
         return await self._q_execute("slot_expire", now, limit)
 
     # cron ---------------------------------------------------------------------------
-    async def cron_claim(self, schedule: str, tick_at: int, keep_ms: int,
-                         now: int | None) -> bool:
+    async def cron_claim(self, schedule: str, tick_at: int, now: int | None) -> bool:
         """Insert the tick's row; True when this call inserted it."""
-        return bool(await self._q_fetch("cron_claim", schedule, tick_at, keep_ms, now))
+        return bool(await self._q_fetch("cron_claim", schedule, tick_at, now))
 
     async def cron_expire(self, keep_ms: int, now: int | None, limit: int) -> int:
         """Forget old ticks."""

@@ -65,20 +65,19 @@ WHERE (key, holder) IN (
   AND (expires_at <= COALESCE($1::bigint, conveyor_now_ms()) OR count = 0);
 
 -- name: cron_claim
--- The primary key admits one row per (schedule, tick). Ticks older than the kept window
--- ($3 ms) are refused, since their rows may already have been swept.
+-- The primary key admits one row per (schedule, tick).
 INSERT INTO conveyor_cron_ticks (schedule, tick_at, claimed_at)
-SELECT $1, $2::bigint, t.now
-FROM (SELECT COALESCE($4::bigint, conveyor_now_ms()) AS now) t
-WHERE $2::bigint >= t.now - $3::bigint
+VALUES ($1, $2::bigint, COALESCE($3::bigint, conveyor_now_ms()))
 ON CONFLICT DO NOTHING
 RETURNING 1;
 
 -- name: cron_expire
+-- By claim time, not tick time: a tick is remembered for the whole window after its claim,
+-- whatever clock its scheduler keeps.
 DELETE FROM conveyor_cron_ticks
 WHERE (schedule, tick_at) IN (
     SELECT schedule, tick_at FROM conveyor_cron_ticks
-    WHERE tick_at < COALESCE($1::bigint, conveyor_now_ms()) - $2::bigint LIMIT $3);
+    WHERE claimed_at < COALESCE($1::bigint, conveyor_now_ms()) - $2::bigint LIMIT $3);
 
 -- name: job_upsert_many
 -- A batch as arrays, one row per id (the broker keeps the last of repeated ids).

@@ -139,11 +139,9 @@ class SqliteJobs:
         return await self._run(run)
 
     # cron ---------------------------------------------------------------------------
-    async def cron_claim(self, schedule: str, tick_at: int, keep_ms: int,
-                         now: int | None) -> bool:
+    async def cron_claim(self, schedule: str, tick_at: int, now: int | None) -> bool:
         """Insert the tick's row; True when this call inserted it."""
-        params = {"schedule": schedule, "tick_at": tick_at, "keep_ms": keep_ms,
-                  "now": self._now(now)}
+        params = {"schedule": schedule, "tick_at": tick_at, "now": self._now(now)}
 
         def run(db: sqlite3.Connection) -> bool:
             with self._write(db):

@@ -52,16 +52,15 @@ WHERE (key, holder) IN (SELECT key, holder FROM conveyor_slots
                         WHERE expires_at <= :now OR count = 0 LIMIT :limit);
 
 -- name: cron_claim
--- The primary key admits one row per (schedule, tick). Ticks older than the kept window
--- are refused, since their rows may already have been swept.
+-- The primary key admits one row per (schedule, tick).
 INSERT INTO conveyor_cron_ticks (schedule, tick_at, claimed_at)
-SELECT :schedule, :tick_at, :now WHERE :tick_at >= :now - :keep_ms
+VALUES (:schedule, :tick_at, :now)
 ON CONFLICT DO NOTHING;
 
 -- name: cron_expire
 DELETE FROM conveyor_cron_ticks
 WHERE (schedule, tick_at) IN (SELECT schedule, tick_at FROM conveyor_cron_ticks
-                              WHERE tick_at < :now - :keep_ms LIMIT :limit);
+                              WHERE claimed_at < :now - :keep_ms LIMIT :limit);
 
 -- name: job_upsert
 INSERT INTO conveyor_jobs (id, queue, task, status, attempts, error, result, keep_seconds,

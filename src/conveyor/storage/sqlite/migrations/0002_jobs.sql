@@ -30,7 +30,7 @@ CREATE TABLE conveyor_cron_ticks (
     claimed_at INTEGER NOT NULL,
     PRIMARY KEY (schedule, tick_at)
 ) WITHOUT ROWID;
-CREATE INDEX conveyor_cron_ticks_age ON conveyor_cron_ticks (tick_at);
+CREATE INDEX conveyor_cron_ticks_age ON conveyor_cron_ticks (claimed_at);
 
 -- Job statuses, kept until expires_at (the sweeper deletes them after).
 CREATE TABLE conveyor_jobs (
