@@ -88,7 +88,7 @@ class RequestLog:
                 observer(method, route, status, seconds)
             access_log.info("%s %s %s %.1fms", method, scope.get("path", ""), status,
                             seconds * 1000, extra={
-                                "method": method, "path": scope.get("path", ""),
+                                "request_id": rid, "method": method, "path": scope.get("path", ""),
                                 "route": route, "status": status,
                                 "duration_ms": round(seconds * 1000, 3)})
             request_id.reset(token)

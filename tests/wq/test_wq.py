@@ -1,0 +1,131 @@
+"""The WQ-style API under /wq: exact status codes and shapes, locks bound to their lease."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from conveyor.broker.broker import Broker
+from conveyor.clock import ManualClock
+from conveyor.http.app import create_app
+from conveyor.models import Body, SendEntry
+from tests.conftest import OpenBroker
+
+
+@pytest.fixture
+async def wq(open_broker: OpenBroker) -> AsyncIterator[tuple[httpx.AsyncClient, Broker]]:
+    broker = await open_broker()
+    transport = httpx.ASGITransport(app=create_app(broker))
+    async with httpx.AsyncClient(transport=transport, base_url="http://wq.test") as http:
+        yield http, broker
+
+
+async def _post(http: httpx.AsyncClient, value: Any) -> str:
+    response = await http.post("/wq", content=json.dumps(value),
+                               headers={"content-type": "application/json"})
+    assert response.status_code == 201, response.text
+    assert list(response.json()) == ["messageID"]
+    message_id: str = response.json()["messageID"]
+    return message_id
+
+
+async def test_post_any_json_then_get_it_back(wq: tuple[httpx.AsyncClient, Broker]) -> None:
+    http, broker = wq
+    values = [{"user": 1, "tags": ["a"]}, [1, 2], "text", 3.5, None, True,
+              {"big": 123456789012345678901234567890}]
+    ids = [await _post(http, v) for v in values]
+    assert len(set(ids)) == len(values)
+    queue = await broker.get_queue("wq")
+    assert queue.attributes.visibility_timeout == 1  # the seed's 1,000 ms lock
+    response = await http.get("/wq")
+    assert response.status_code == 200
+    data = response.json()
+    assert list(data) == ["messages"]
+    assert all(list(m) == ["id", "body"] for m in data["messages"])
+    assert [m["body"] for m in data["messages"]] == values
+    # Locked: nothing more to hand out until the lock lapses.
+    assert (await http.get("/wq")).json() == {"messages": []}
+
+
+async def test_invalid_json_is_400(wq: tuple[httpx.AsyncClient, Broker]) -> None:
+    http, _ = wq
+    for raw in (b"{not json", b"", b"[1,", b"NaN"):
+        response = await http.post("/wq", content=raw,
+                                   headers={"content-type": "application/json"})
+        assert response.status_code == 400, raw
+        assert response.json()["error"]["code"] == "malformed_json"
+
+
+async def test_amount_defaults_to_10_and_is_capped_at_1000(
+        wq: tuple[httpx.AsyncClient, Broker]) -> None:
+    http, broker = wq
+    await _post(http, {"n": 0})
+    await broker.send("wq", [SendEntry(Body.of({"n": i})) for i in range(1, 1000)])
+    await broker.send("wq", [SendEntry(Body.of({"n": i})) for i in range(1000, 1020)])
+    assert len((await http.get("/wq")).json()["messages"]) == 10
+    assert len((await http.get("/wq", params={"amount": 3})).json()["messages"]) == 3
+    capped = (await http.get("/wq", params={"amount": 5000})).json()["messages"]
+    assert len(capped) == 1000
+    assert len((await http.get("/wq", params={"amount": 100})).json()["messages"]) == 7
+
+
+async def test_bad_amount_is_400(wq: tuple[httpx.AsyncClient, Broker]) -> None:
+    http, _ = wq
+    for amount in ("0", "-1", "ten", "1.5", ""):
+        response = await http.get("/wq", params={"amount": amount})
+        assert response.status_code == 400, amount
+
+
+async def test_patch_deletes_while_locked(wq: tuple[httpx.AsyncClient, Broker],
+                                          clock: ManualClock) -> None:
+    http, broker = wq
+    await _post(http, {"job": 1})
+    [message] = (await http.get("/wq")).json()["messages"]
+    response = await http.patch(f"/wq/{message['id']}")
+    assert response.status_code == 204
+    assert response.content == b""
+    assert (await http.patch(f"/wq/{message['id']}")).status_code == 404  # already gone
+    clock.advance(5)
+    assert (await http.get("/wq")).json() == {"messages": []}
+    assert (await broker.queue_stats("wq")).total == 0
+
+
+async def test_patch_after_the_lock_lapsed_is_404_and_deletes_nothing(
+        wq: tuple[httpx.AsyncClient, Broker], clock: ManualClock) -> None:
+    http, broker = wq
+    await _post(http, {"job": 2})
+    [message] = (await http.get("/wq")).json()["messages"]
+    clock.advance(1.001)  # lock lapsed; nobody has received it again
+    response = await http.patch(f"/wq/{message['id']}")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+    assert (await broker.queue_stats("wq")).visible == 1
+    [again] = (await http.get("/wq")).json()["messages"]
+    assert again["body"] == {"job": 2}
+    assert again["id"] != message["id"]
+    assert (await http.patch(f"/wq/{again['id']}")).status_code == 204
+
+
+async def test_patch_after_another_consumer_received_it_is_404(
+        wq: tuple[httpx.AsyncClient, Broker], clock: ManualClock) -> None:
+    http, broker = wq
+    await _post(http, {"job": 3})
+    [first] = (await http.get("/wq")).json()["messages"]
+    clock.advance(1.5)
+    [second] = (await http.get("/wq")).json()["messages"]  # another consumer, new lock
+    assert (await http.patch(f"/wq/{first['id']}")).status_code == 404
+    assert (await broker.queue_stats("wq")).in_flight == 1  # the newer lock is untouched
+    assert (await http.patch(f"/wq/{second['id']}")).status_code == 204
+
+
+async def test_unknown_ids_are_404(wq: tuple[httpx.AsyncClient, Broker]) -> None:
+    http, _ = wq
+    message_id = await _post(http, {"job": 4})
+    for bad in (message_id, "nope", "0" * 48 + "-ff", "g" * 48 + "-1", "0" * 48):
+        assert (await http.patch(f"/wq/{bad}")).status_code == 404, bad
+    [message] = (await http.get("/wq")).json()["messages"]
+    assert message["id"].startswith(message_id.replace("-", ""))  # same message
