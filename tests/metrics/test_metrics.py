@@ -37,7 +37,7 @@ async def _scrape(http: httpx.AsyncClient) -> dict[tuple[str, tuple[tuple[str, s
 
 async def test_queue_message_and_http_metrics(
         served: tuple[httpx.AsyncClient, Broker]) -> None:
-    http, broker = served
+    http, _ = served
     await http.post("/v1/queues", json={"name": "dead"})
     await http.post("/v1/queues", json={"name": "work", "attributes": {
         "dead_letter_queue": "dead", "max_receive_count": 1}})
