@@ -381,8 +381,9 @@ class PostgresStorage(PostgresJobs, PostgresLedger):
     async def message_retry(self, queue_id: int, lease: Lease, delay_ms: int,
                             error: str | None, now: int | None) -> bool:
         """End a lease; visible again after the delay."""
-        return await self._execute((await self._q(queue_id))["message_retry"], queue_id, lease.message_id, lease.token,
-                                   delay_ms, error, now) > 0
+        sql = (await self._q(queue_id))["message_retry"]
+        return await self._execute(sql, queue_id, lease.message_id, lease.token, delay_ms,
+                                   error, now) > 0
 
     async def message_peek(self, queue_id: int, limit: int, after: str | None,
                            now: int | None) -> list[PeekedMessage]:
@@ -395,7 +396,8 @@ class PostgresStorage(PostgresJobs, PostgresLedger):
     async def message_move(self, from_queue_id: int, to_queue_id: int | None, limit: int,
                            now: int | None) -> int:
         """Move a batch out of a dead-letter queue."""
-        return await self._execute((await self._q(from_queue_id))["message_move"], from_queue_id, to_queue_id, limit, now)
+        sql = (await self._q(from_queue_id))["message_move"]
+        return await self._execute(sql, from_queue_id, to_queue_id, limit, now)
 
     async def message_count_movable(self, from_queue_id: int, now: int | None) -> int:
         """How many rows `message_move` would move back to their sources."""
