@@ -43,14 +43,18 @@ class Ledger:
         self._broker = broker
 
     async def record(self, rows: Sequence[NewDelivery], *, status: str = "queued",
-                     keep_seconds: int = DEFAULT_KEEP_SECONDS) -> None:
-        """Record notifications (up to 1,000) as `status`; ids already known keep theirs."""
+                     keep_seconds: int = DEFAULT_KEEP_SECONDS) -> list[bool]:
+        """Record notifications (up to 1,000) as `status`; ids already known keep theirs.
+        Returns, per row, whether it is new (a notifier enqueues only those)."""
         checked = _rows(rows)
         _status(status)
         keep = _keep(keep_seconds)
-        if checked:
-            await self._broker.storage.delivery_put_many(checked, status, keep * 1000,
-                                                         self._broker.now())
+        if not checked:
+            return []
+        if len({r.delivery_id for r in checked}) != len(checked):
+            raise InvalidInput("A batch must not repeat a delivery id.", field="delivery_id")
+        return await self._broker.storage.delivery_put_many(checked, status, keep * 1000,
+                                                            self._broker.now())
 
     async def begin(self, rows: Sequence[NewDelivery], *,
                     keep_seconds: int = DEFAULT_KEEP_SECONDS) -> list[str | None]:

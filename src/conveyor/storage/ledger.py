@@ -12,8 +12,9 @@ class LedgerStorage(Protocol):
     """Delivery rows and the suppression list. Each call is one transaction."""
 
     async def delivery_put_many(self, rows: Sequence[NewDelivery], status: str, keep_ms: int,
-                                now: int | None) -> None:
-        """Insert rows with `status` (usually `queued`); ids already recorded keep theirs."""
+                                now: int | None) -> list[bool]:
+        """Insert rows with `status` (usually `queued`); ids already recorded keep theirs.
+        Returns, per row, whether it was new."""
 
     async def delivery_begin_many(self, rows: Sequence[NewDelivery], keep_ms: int,
                                   now: int | None) -> list[str | None]:

@@ -31,12 +31,18 @@ class PostgresLedger:
         def pool(self) -> asyncpg.Pool: ...
 
     async def delivery_put_many(self, rows: Sequence[NewDelivery], status: str, keep_ms: int,
-                                now: int | None) -> None:
+                                now: int | None) -> list[bool]:
         """Insert new rows; existing ids are left as they are."""
         with _translated():
-            await self.pool.execute(Q["delivery_put_many"], [r[0] for r in rows],
-                                    [r[1] for r in rows], [r[2] for r in rows], status,
-                                    keep_ms, now)
+            found = await self.pool.fetch(Q["delivery_put_many"], [r[0] for r in rows],
+                                          [r[1] for r in rows], [r[2] for r in rows], status,
+                                          keep_ms, now)
+        inserted = {r[0] for r in found}
+        new: list[bool] = []
+        for r in rows:
+            new.append(r[0] in inserted)
+            inserted.discard(r[0])
+        return new
 
     async def delivery_begin_many(self, rows: Sequence[NewDelivery], keep_ms: int,
                                   now: int | None) -> list[str | None]:

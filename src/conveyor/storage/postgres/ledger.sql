@@ -8,7 +8,8 @@ INSERT INTO conveyor_deliveries (id, channel, recipient, status, attempts, updat
 SELECT b.id, b.channel, b.recipient, $4, 0, t.now, t.now + $5::bigint
 FROM (SELECT COALESCE($6::bigint, conveyor_now_ms()) AS now) t,
      unnest($1::text[], $2::text[], $3::text[]) AS b(id, channel, recipient)
-ON CONFLICT (id) DO NOTHING;
+ON CONFLICT (id) DO NOTHING
+RETURNING id;
 
 -- name: delivery_begin_many
 -- The previous status of each row (locked, so a concurrent begin of the same id waits and

@@ -35,15 +35,22 @@ class SqliteLedger:
         def _now(now: int | None) -> int: ...
 
     async def delivery_put_many(self, rows: Sequence[NewDelivery], status: str, keep_ms: int,
-                                now: int | None) -> None:
+                                now: int | None) -> list[bool]:
         """Insert new rows; existing ids are left as they are."""
         at = self._now(now)
+        ids = orjson.dumps([r[0] for r in rows]).decode()
         values = [(r[0], r[1], r[2], status, at, at + keep_ms) for r in rows]
 
-        def run(db: sqlite3.Connection) -> None:
+        def run(db: sqlite3.Connection) -> list[bool]:
             with self._write(db):
+                known = {r[0] for r in db.execute(Q["delivery_statuses"], (ids,))}
                 db.executemany(Q["delivery_put"], values)
-        await self._run(run)
+            new: list[bool] = []
+            for r in rows:
+                new.append(r[0] not in known)
+                known.add(r[0])
+            return new
+        return await self._run(run)
 
     async def delivery_begin_many(self, rows: Sequence[NewDelivery], keep_ms: int,
                                   now: int | None) -> list[str | None]:

@@ -1,0 +1,42 @@
+"""Notifications: channels (SMTP, HTTP email APIs, Web Push, webhooks, Apprise), templates,
+the delivery ledger that keeps a redelivered message from sending twice, and the delivery
+worker. See `conveyor.notify.notifier` for the entry point and `conveyor demo` for the
+million-message run."""
+
+from conveyor.notify.apprise_channel import AppriseChannel
+from conveyor.notify.channel import Channel, PayloadTooLarge
+from conveyor.notify.delivery import Deliverer, DeliveryOptions, DeliveryStats
+from conveyor.notify.emailapi import HttpEmailChannel
+from conveyor.notify.models import Apprise, Email, Envelope, Item, Notification, Webhook, WebPush
+from conveyor.notify.notifier import Notifier
+from conveyor.notify.outcomes import Result
+from conveyor.notify.smtp import SmtpChannel
+from conveyor.notify.smtp_render import DkimKey
+from conveyor.notify.templates import Rendered, Templates
+from conveyor.notify.webhook import WebhookChannel
+from conveyor.notify.webpush import WebPushChannel
+
+__all__ = [
+    "Apprise",
+    "AppriseChannel",
+    "Channel",
+    "Deliverer",
+    "DeliveryOptions",
+    "DeliveryStats",
+    "DkimKey",
+    "Email",
+    "Envelope",
+    "HttpEmailChannel",
+    "Item",
+    "Notification",
+    "Notifier",
+    "PayloadTooLarge",
+    "Rendered",
+    "Result",
+    "SmtpChannel",
+    "Templates",
+    "WebPush",
+    "WebPushChannel",
+    "Webhook",
+    "WebhookChannel",
+]

@@ -1,0 +1,67 @@
+"""The one small interface every channel implements: it renders, a provider transports.
+
+A channel turns a queued `Item` into its wire payload (`render`, cheap and synchronous)
+and hands a batch to its provider (`send_many`), getting one `Result` per item. It
+declares how many items a provider call takes (`batch_size`), the largest payload
+(`payload_limit`), its default rate limit (`rate_limit`, `"N/period"` across every worker,
+or None) and what happens to a notification whose earlier attempt died between the
+provider call and the ledger write (`resend_unknown`: send again with the same delivery id
+/ Message-ID, or record it as `unknown`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from conveyor.notify.models import Item
+from conveyor.notify.outcomes import Result
+from conveyor.notify.templates import Rendered, Templates
+
+__all__ = ["Channel", "PayloadTooLarge"]
+
+
+class PayloadTooLarge(ValueError):
+    """A rendered payload over the channel's limit (a permanent failure)."""
+
+
+class Channel:
+    """Base class of channels; subclasses set the class attributes and the two methods."""
+
+    kind: ClassVar[str] = "channel"
+    batch_size: int = 100
+    payload_limit: int = 1_048_576
+    rate_limit: str | None = None
+    resend_unknown: bool = True
+
+    def __init__(self) -> None:
+        self.name = self.kind
+        self.templates = Templates()
+
+    def bind(self, name: str, templates: Templates) -> None:
+        """Called by the notifier: the channel's name and the shared templates."""
+        self.name = name
+        self.templates = templates
+
+    def render_template(self, item: Item, subject: str = "", text: str = "",
+                        html: str | None = None) -> Rendered:
+        """The item's template rendered, or the literal parts given."""
+        if item.template:
+            return self.templates.render(item.template, item.data)
+        return Rendered(subject, text, html)
+
+    def render(self, item: Item) -> Any:
+        """The payload for one item; raise `PayloadTooLarge` or `conveyor.errors.InvalidInput`
+        for a notification that can never be sent."""
+        raise NotImplementedError
+
+    async def send_many(self, items: Sequence[Item], payloads: Sequence[Any]) -> list[Result]:
+        """Transport a batch; one result per item, in order. Never raises for a provider's
+        refusal (that is a result); may raise only for a bug."""
+        raise NotImplementedError
+
+    async def open(self) -> None:
+        """Open connections (called once per worker process)."""
+
+    async def close(self) -> None:
+        """Close connections."""

@@ -1,0 +1,287 @@
+"""The delivery loop: envelopes of notifications from the broker, through the ledger and a
+channel, with retries, dead letters and suppression.
+
+Built on the broker directly rather than on `conveyor.worker`'s one-job-per-call tasks:
+at a million notifications the unit of work is a batch (one ledger write, one rate-limit
+take, one provider call and one ack per batch, not per notification). For each channel
+`lanes` loops run concurrently in every worker process:
+
+1. receive up to `envelopes` queue messages of `notify-<channel>`;
+2. `ledger.begin` marks their notifications `sending`, answering the previous statuses:
+   a `sent`/`failed`/`unknown` one is skipped (a redelivery never sends twice); a
+   `sending` one died mid-call before: sent again when the channel resends with the same
+   Message-ID / delivery id (`resend_unknown`), else recorded `unknown`;
+3. suppressed recipients (hard bounces, unsubscribes, gone push subscriptions) are skipped;
+4. the channel's rate limit (GCRA in the database, across every worker) is taken in one
+   chunk; the channel renders and sends;
+5. outcomes: `sent`; transient → `retrying`, redelivered after exponential backoff with
+   jitter or the provider's Retry-After (the whole envelope through the broker's `retry`,
+   else a new delayed envelope of the failed ones); permanent, or out of attempts →
+   `failed` and a dead letter in `notify-<channel>-dlq` carrying the reason; gone →
+   also suppressed; a 429 also penalizes the rate-limit key for its Retry-After;
+6. `ledger.finish` records every outcome in one write, then the envelopes are acked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from array import array
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from conveyor.errors import ConveyorError
+from conveyor.ledger import FINAL_STATUSES, DeliveryUpdate, NewDelivery
+from conveyor.models import Body, BodyKind, Message, SendEntry
+from conveyor.notify.channel import Channel, PayloadTooLarge
+from conveyor.notify.models import Envelope, Item
+from conveyor.notify.outcomes import Result
+from conveyor.worker.rates import Rate
+
+if TYPE_CHECKING:
+    from conveyor.broker.broker import Broker
+
+__all__ = ["Deliverer", "DeliveryOptions", "DeliveryStats", "dlq_name", "queue_name"]
+
+log = logging.getLogger("conveyor.notify")
+
+
+def queue_name(channel: str) -> str:
+    """The queue a channel's notifications wait in."""
+    return f"notify-{channel}"
+
+
+def dlq_name(channel: str) -> str:
+    """Where a channel's failed notifications go, with their reasons."""
+    return f"notify-{channel}-dlq"
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryOptions:
+    """How a delivery worker runs (see the module docstring)."""
+
+    lanes: int = 4
+    envelopes: int = 4
+    visibility_timeout: int = 120
+    wait_seconds: int = 1
+    max_attempts: int = 8
+    backoff_base: float = 5.0
+    backoff_max: float = 900.0
+    keep_seconds: int = 7 * 86_400
+
+
+@dataclass(slots=True)
+class DeliveryStats:
+    """What a worker did, for progress bars and reports. `latencies_ms`: enqueue to
+    provider acceptance of every sent notification."""
+
+    sent: int = 0
+    failed: int = 0
+    retried: int = 0
+    skipped: int = 0
+    suppressed: int = 0
+    unknown: int = 0
+    batches: int = 0
+    render_cpu: float = 0.0
+    latencies_ms: array[int] = field(default_factory=lambda: array("q"))
+
+
+class Deliverer:
+    """Delivers every channel's queued notifications until `stop()`."""
+
+    def __init__(self, broker: Broker, channels: Mapping[str, Channel],
+                 options: DeliveryOptions | None = None) -> None:
+        self.broker = broker
+        self.channels = dict(channels)
+        self.options = options or DeliveryOptions()
+        self.stats = DeliveryStats()
+        self._stopping = asyncio.Event()
+        self._tokens: dict[str, int] = {}
+
+    def stop(self) -> None:
+        """Finish the batches in hand, then return from `run`."""
+        self._stopping.set()
+
+    async def ensure_queues(self) -> None:
+        """Create each channel's queue and dead-letter queue."""
+        for name in self.channels:
+            await self.broker.create_queue(dlq_name(name), {"retention_seconds": 14 * 86400})
+            await self.broker.create_queue(queue_name(name))  # leases are given per receive
+
+    async def run(self) -> None:
+        """Run the lanes of every channel until stopped."""
+        await self.ensure_queues()
+        for channel in self.channels.values():
+            await channel.open()
+        try:
+            lanes = [asyncio.create_task(self._lane(name, channel))
+                     for name, channel in self.channels.items()
+                     for _ in range(self.options.lanes)]
+            await asyncio.gather(*lanes)
+        finally:
+            for channel in self.channels.values():
+                await channel.close()
+
+    async def _lane(self, name: str, channel: Channel) -> None:
+        queue = queue_name(name)
+        while not self._stopping.is_set():
+            try:
+                messages = await self.broker.receive(
+                    queue, self.options.envelopes, self.options.visibility_timeout,
+                    self.options.wait_seconds)
+                if messages:
+                    await self.process(name, channel, messages)
+            except ConveyorError:
+                log.exception("notify %s: a batch failed; its leases will lapse", name)
+                await asyncio.sleep(1.0)
+
+    # one batch ----------------------------------------------------------------------
+    async def process(self, name: str, channel: Channel, messages: Sequence[Message]
+                      ) -> None:
+        """Deliver the notifications of some received envelopes (steps 2-6)."""
+        opts = self.options
+        envelopes = [Envelope.loads(m.body.text) for m in messages]
+        owners: list[int] = []
+        items: list[Item] = []
+        for index, env in enumerate(envelopes):
+            owners.extend([index] * len(env.items))
+            items.extend(env.items)
+        before: list[str | None] = []
+        for start in range(0, len(items), 1000):
+            chunk = items[start:start + 1000]
+            before += await self.broker.ledger.begin(
+                [NewDelivery(i.id, name, i.to) for i in chunk], keep_seconds=opts.keep_seconds)
+        updates: list[DeliveryUpdate] = []
+        live: list[int] = []
+        for k, status in enumerate(before):
+            if status in FINAL_STATUSES:
+                self.stats.skipped += 1
+            elif status == "sending" and not channel.resend_unknown:
+                updates.append(DeliveryUpdate(items[k].id, "unknown", "an earlier attempt "
+                               "died between the provider call and its record"))
+                self.stats.unknown += 1
+            else:
+                live.append(k)
+        if live:
+            blocked = await self.broker.ledger.suppressed(
+                name, list({items[k].to for k in live})[:1000])
+            if blocked:
+                for k in live:
+                    if items[k].to in blocked:
+                        updates.append(DeliveryUpdate(items[k].id, "failed", "suppressed"))
+                        self.stats.suppressed += 1
+                live = [k for k in live if items[k].to not in blocked]
+        results: dict[int, Result] = {}
+        payloads: list[Any] = []
+        sendable: list[int] = []
+        started = time.thread_time()
+        for k in live:
+            try:
+                payloads.append(channel.render(items[k]))
+                sendable.append(k)
+            except (PayloadTooLarge, ConveyorError, ValueError, KeyError, TypeError) as exc:
+                results[k] = Result.permanent(f"cannot render: {exc}"[:1000])
+        self.stats.render_cpu += time.thread_time() - started
+        if sendable:
+            await self._take_tokens(name, channel, len(sendable))
+            size = max(1, channel.batch_size)
+            batches = [(sendable[i:i + size], payloads[i:i + size])
+                       for i in range(0, len(sendable), size)]
+            answers = await asyncio.gather(*(
+                channel.send_many([items[k] for k in ks], ps) for ks, ps in batches))
+            for (ks, _), got in zip(batches, answers):
+                results.update(zip(ks, got))
+        await self._settle(name, messages, envelopes, owners, items, results, updates)
+
+    async def _settle(self, name: str, messages: Sequence[Message],
+                      envelopes: list[Envelope], owners: list[int], items: list[Item],
+                      results: dict[int, Result], updates: list[DeliveryUpdate]) -> None:
+        opts = self.options
+        now_ms = int(time.time() * 1000)
+        dead: list[dict[str, Any]] = []
+        gone: list[tuple[str, str, str]] = []
+        again: dict[int, list[tuple[Item, Result]]] = {}
+        penalty = 0.0
+        for k, result in results.items():
+            item = items[k]
+            if result.outcome == "sent":
+                updates.append(DeliveryUpdate(item.id, "sent", None, result.provider_id))
+                self.stats.latencies_ms.append(now_ms - item.enqueued_at)
+                continue
+            env = envelopes[owners[k]]
+            attempt = env.attempt + messages[owners[k]].receive_count
+            if result.outcome == "transient" and attempt < opts.max_attempts:
+                updates.append(DeliveryUpdate(item.id, "retrying", result.detail))
+                again.setdefault(owners[k], []).append((item, result))
+                if result.retry_after and "429" in (result.detail or ""):
+                    penalty = max(penalty, result.retry_after)
+                continue
+            reason = result.detail if result.outcome == "permanent" else (
+                f"gave up after {attempt} attempts: {result.detail}")
+            updates.append(DeliveryUpdate(item.id, "failed", reason))
+            dead.append({"id": item.id, "to": item.to, "error": reason, "item": list(item)})
+            if result.gone:
+                gone.append((name, item.to, (result.detail or "gone")[:500]))
+        for start in range(0, len(updates), 1000):
+            await self.broker.ledger.finish(updates[start:start + 1000])
+        if gone:
+            await self.broker.ledger.suppress(gone[:1000])
+        if penalty and self._rate(name):
+            await self.broker.limits.penalize(f"notify:{name}", penalty)
+        for start in range(0, len(dead), 1000):
+            await self.broker.send(dlq_name(name), [
+                SendEntry(Body(orjson.dumps(d).decode(), BodyKind.JSON))
+                for d in dead[start:start + 1000]])
+        self.stats.failed += len(dead)
+        self.stats.sent += sum(1 for r in results.values() if r.outcome == "sent")
+        self.stats.batches += 1
+        handles = []
+        for index, message in enumerate(messages):
+            retry = again.get(index)
+            if retry is None:
+                handles.append(message.receipt_handle)
+                continue
+            self.stats.retried += len(retry)
+            env = envelopes[index]
+            delay = self._delay(env.attempt + message.receive_count,
+                                max((r.retry_after or 0.0) for _, r in retry))
+            if len(retry) == len(env.items):  # all of it: the broker's own retry
+                await self.broker.retry(queue_name(name), message.receipt_handle, delay,
+                                        retry[0][1].detail)
+                continue
+            later = Envelope(name, env.attempt + message.receive_count, [i for i, _ in retry])
+            await self.broker.send(queue_name(name), [SendEntry(Body(later.dumps()),
+                                                                delay_seconds=delay)])
+            handles.append(message.receipt_handle)
+        if handles:
+            await self.broker.delete(queue_name(name), handles)
+
+    def _delay(self, attempt: int, retry_after: float) -> int:
+        """Seconds before the next attempt: Retry-After when given, else exponential
+        backoff with full jitter (base, 2 base, 4 base, ... capped)."""
+        if retry_after > 0:
+            return max(1, round(retry_after))
+        ceiling = min(self.options.backoff_max, self.options.backoff_base * 2 ** (attempt - 1))
+        return max(1, round(random.uniform(ceiling / 2, ceiling)))
+
+    def _rate(self, name: str) -> Rate | None:
+        text = self.channels[name].rate_limit
+        return Rate.parse(text) if text else None
+
+    async def _take_tokens(self, name: str, channel: Channel, want: int) -> None:
+        """Wait until `want` sends are allowed by the channel's rate limit (all workers)."""
+        rate = self._rate(name)
+        if rate is None:
+            return
+        key = f"notify:{name}"
+        while want > 0:
+            grant = await self.broker.limits.take(key, rate.count, rate.per,
+                                                  want=min(want, 10_000, rate.count))
+            want -= grant.granted
+            if want > 0:
+                await asyncio.sleep(min(max(grant.retry_after, 0.005), 5.0))

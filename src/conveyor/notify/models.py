@@ -1,0 +1,157 @@
+"""What an application asks to send (`Email`, `WebPush`, `Webhook`, `Apprise`) and the
+compact form a notification travels in through the queue (`Item`, packed in envelopes).
+
+Every notification has a delivery id: the `idempotency_key` given, or one derived from the
+channel, recipient, template and data, so sending the same notification twice (a retried
+HTTP request, a re-run batch job) records and delivers it once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import orjson
+
+__all__ = ["Apprise", "Email", "Envelope", "Item", "Notification", "WebPush", "Webhook",
+           "delivery_id"]
+
+
+def delivery_id(channel: str, recipient: str, key: str | None,
+                content: Mapping[str, Any]) -> str:
+    """The delivery id: from the idempotency key if given, else from the content."""
+    if key is not None:
+        source = f"{channel}\x1f{key}".encode()
+    else:
+        source = f"{channel}\x1f{recipient}\x1f".encode() + orjson.dumps(
+            content, option=orjson.OPT_SORT_KEYS)
+    return hashlib.blake2b(source, digest_size=16).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Email:
+    """An email: a template (with `data`) or literal `subject`/`text`/`html`.
+
+    `bulk=True` adds `List-Unsubscribe` and `List-Unsubscribe-Post: List-Unsubscribe=One-
+    Click` (RFC 8058) pointing at `unsubscribe_url` (or the channel's default).
+    """
+
+    to: str
+    template: str | None = None
+    data: Mapping[str, Any] = field(default_factory=dict)
+    subject: str | None = None
+    text: str | None = None
+    html: str | None = None
+    sender: str | None = None
+    bulk: bool = False
+    unsubscribe_url: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    idempotency_key: str | None = None
+    channel: str = "email"
+
+
+@dataclass(frozen=True, slots=True)
+class WebPush:
+    """A Web Push message to one subscription (`{"endpoint", "keys": {"p256dh", "auth"}}`),
+    its payload a template's text or the given JSON-able `payload`."""
+
+    subscription: Mapping[str, Any]
+    template: str | None = None
+    data: Mapping[str, Any] = field(default_factory=dict)
+    payload: Any = None
+    ttl: int = 86_400
+    urgency: str | None = None
+    topic: str | None = None
+    idempotency_key: str | None = None
+    channel: str = "push"
+
+
+@dataclass(frozen=True, slots=True)
+class Webhook:
+    """A JSON POST to `url`, signed with the channel's secret."""
+
+    url: str
+    event: str
+    payload: Any = None
+    idempotency_key: str | None = None
+    channel: str = "webhook"
+
+
+@dataclass(frozen=True, slots=True)
+class Apprise:
+    """A message to any Apprise URL (`mailto://`, `tgram://`, `json://`, ...)."""
+
+    url: str
+    title: str = ""
+    body: str = ""
+    template: str | None = None
+    data: Mapping[str, Any] = field(default_factory=dict)
+    idempotency_key: str | None = None
+    channel: str = "apprise"
+
+
+Notification = Email | WebPush | Webhook | Apprise
+
+
+class Item(NamedTuple):
+    """One notification as queued: delivery id, recipient, template, data, the rest of
+    its fields (`extra`), and when it was enqueued (ms)."""
+
+    id: str
+    to: str
+    template: str | None
+    data: Mapping[str, Any]
+    extra: Mapping[str, Any]
+    enqueued_at: int
+
+
+def to_item(n: Notification, enqueued_at: int) -> Item:
+    """The queued form of a notification."""
+    if isinstance(n, Email):
+        to = n.to
+        extra: dict[str, Any] = {k: v for k, v in (
+            ("subject", n.subject), ("text", n.text), ("html", n.html),
+            ("sender", n.sender), ("unsubscribe_url", n.unsubscribe_url)) if v is not None}
+        if n.bulk:
+            extra["bulk"] = True
+        if n.headers:
+            extra["headers"] = dict(n.headers)
+        template, data = n.template, n.data
+    elif isinstance(n, WebPush):
+        to = str(n.subscription["endpoint"])
+        extra = {"subscription": dict(n.subscription), "ttl": n.ttl}
+        for k, v in (("payload", n.payload), ("urgency", n.urgency), ("topic", n.topic)):
+            if v is not None:
+                extra[k] = v
+        template, data = n.template, n.data
+    elif isinstance(n, Webhook):
+        to, template, data = n.url, None, {}
+        extra = {"event": n.event, "payload": n.payload}
+    else:
+        to, template, data = n.url, n.template, n.data
+        extra = {"title": n.title, "body": n.body}
+    content = {"t": template, "d": data, "x": extra}
+    return Item(delivery_id(n.channel, to, n.idempotency_key, content), to, template,
+                data, extra, enqueued_at)
+
+
+class Envelope(NamedTuple):
+    """Notifications of one channel packed in one queue message (a bulk send is a few
+    thousand queue messages, not a million), and the attempt they are on."""
+
+    channel: str
+    attempt: int
+    items: list[Item]
+
+    def dumps(self) -> str:
+        """The queue message body."""
+        return orjson.dumps({"ch": self.channel, "a": self.attempt,
+                             "n": [list(i) for i in self.items]}).decode()
+
+    @classmethod
+    def loads(cls, text: str) -> Envelope:
+        """Decode a queue message body."""
+        raw = orjson.loads(text)
+        return cls(raw["ch"], int(raw["a"]), [Item(*i) for i in raw["n"]])

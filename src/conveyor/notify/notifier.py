@@ -1,0 +1,181 @@
+"""`Notifier`: where notifications are sent from, and their status read.
+
+```python
+notifier = Notifier("sqlite:///app.db", channels={
+    "email": SmtpChannel(host="localhost", port=2525, sender="Shop <news@shop.example>"),
+    "push": WebPushChannel(vapid_private_key=pem, vapid_claims={"sub": "mailto:ops@shop"}),
+}, templates="templates/")
+async with notifier:
+    ids = await notifier.asend_many([Email(to="a@example.com", template="welcome",
+                                           data={"name": "Ann"})])
+    await notifier.deliver()          # a delivery worker (or: conveyor notify worker)
+```
+Sending records each notification `queued` in the ledger and packs them, per channel,
+in envelopes of `envelope_size` per queue message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from conveyor.errors import InvalidInput, Unsupported
+from conveyor.ledger import Delivery, NewDelivery
+from conveyor.models import Body, SendEntry
+from conveyor.notify.channel import Channel
+from conveyor.notify.delivery import Deliverer, DeliveryOptions, queue_name
+from conveyor.notify.models import Envelope, Item, Notification, to_item
+from conveyor.notify.templates import Templates
+
+if TYPE_CHECKING:
+    from conveyor.broker.broker import Broker
+    from conveyor.worker.app import App
+
+__all__ = ["Notifier"]
+
+MAX_ENVELOPES_PER_SEND = 100
+
+
+class Notifier:
+    """Sends notifications through named channels (see the module docstring).
+
+    `target`: a started or unstarted `Broker`, a `conveyor.App` (its database), or a
+    database URL (None: the embedded SQLite file). Servers (`http://`) are not yet
+    supported here: the ledger is reached in-process.
+    """
+
+    def __init__(self, target: Broker | App | str | None = None, *,
+                 channels: Mapping[str, Channel],
+                 templates: Templates | str | Path | Mapping[str, str] | None = None,
+                 envelope_size: int = 200, track: bool = True,
+                 keep_seconds: int = 7 * 86_400) -> None:
+        from conveyor.broker.broker import Broker
+
+        if isinstance(target, Broker):
+            self.broker, self._owned = target, False
+        else:
+            url = target if isinstance(target, str) or target is None else target.url
+            if url is not None and url.lower().startswith(("http://", "https://")):
+                raise Unsupported("Notifier needs the database, not a server URL, for now.")
+            from conveyor.storage.factory import storage_from_url
+
+            self.broker, self._owned = Broker(storage_from_url(url)), True
+        if isinstance(templates, Templates):
+            self.templates = templates
+        elif isinstance(templates, str | Path):
+            self.templates = Templates(folder=templates)
+        else:
+            self.templates = Templates(mapping=templates)
+        self.channels = dict(channels)
+        for name, channel in self.channels.items():
+            channel.bind(name, self.templates)
+        self.envelope_size = envelope_size
+        self.track = track
+        self.keep_seconds = keep_seconds
+        self._ensured: set[str] = set()
+
+    async def start(self) -> None:
+        """Start the broker when this notifier owns it."""
+        if self._owned:
+            await self.broker.start()
+
+    async def close(self) -> None:
+        """Close the broker when this notifier owns it."""
+        if self._owned:
+            await self.broker.close()
+
+    async def __aenter__(self) -> Notifier:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # sending ------------------------------------------------------------------------
+    async def _ensure(self, channel: str) -> None:
+        if channel not in self._ensured:
+            await self.deliverer().ensure_queues()
+            self._ensured.update(self.channels)
+
+    def items(self, notifications: Sequence[Notification], enqueued_at: int | None = None
+              ) -> dict[str, list[Item]]:
+        """The queued form of notifications, by channel (checks channels and templates)."""
+        at = int(time.time() * 1000) if enqueued_at is None else enqueued_at
+        by_channel: dict[str, list[Item]] = {}
+        for index, n in enumerate(notifications):
+            if n.channel not in self.channels:
+                raise InvalidInput(f"No channel named {n.channel!r}.", field="channel",
+                                   index=index)
+            template = getattr(n, "template", None)
+            if template is not None and not self.templates.has(template):
+                raise InvalidInput(f"No template named {template!r}.", field="template",
+                                   index=index)
+            by_channel.setdefault(n.channel, []).append(to_item(n, at))
+        return by_channel
+
+    async def asend_many(self, notifications: Sequence[Notification]) -> list[str]:
+        """Enqueue notifications; returns their delivery ids (in order per channel)."""
+        ids: list[str] = []
+        for channel, items in self.items(notifications).items():
+            await self.enqueue_items(channel, items)
+            ids += [i.id for i in items]
+        return ids
+
+    async def asend(self, notification: Notification) -> str:
+        """Enqueue one notification; returns its delivery id."""
+        return (await self.asend_many([notification]))[0]
+
+    async def enqueue_items(self, channel: str, items: Sequence[Item]) -> int:
+        """Record items `queued` and enqueue those not recorded before (an idempotency key
+        seen again sends nothing), in envelopes; returns how many were enqueued."""
+        await self._ensure(channel)
+        if self.track:
+            unique = list({i.id: i for i in items}.values())
+            fresh: list[Item] = []
+            for start in range(0, len(unique), 1000):
+                chunk = unique[start:start + 1000]
+                new = await self.broker.ledger.record(
+                    [NewDelivery(i.id, channel, i.to) for i in chunk],
+                    keep_seconds=self.keep_seconds)
+                fresh += [i for i, n in zip(chunk, new) if n]
+            items = fresh
+        size = self.envelope_size
+        entries = [SendEntry(Body(Envelope(channel, 0, list(items[i:i + size])).dumps()))
+                   for i in range(0, len(items), size)]
+        for start in range(0, len(entries), MAX_ENVELOPES_PER_SEND):
+            await self.broker.send(queue_name(channel),
+                                   entries[start:start + MAX_ENVELOPES_PER_SEND])
+        return len(items)
+
+    def send_many(self, notifications: Sequence[Notification]) -> list[str]:
+        """`asend_many` from synchronous code (opens and closes the broker if owned)."""
+        async def run() -> list[str]:
+            async with self:
+                return await self.asend_many(notifications)
+        return asyncio.run(run())
+
+    # status -------------------------------------------------------------------------
+    async def status(self, delivery_id: str) -> Delivery | None:
+        """A notification's ledger row."""
+        return await self.broker.ledger.get(delivery_id)
+
+    async def counts(self, channel: str | None = None) -> dict[str, dict[str, int]]:
+        """Notifications by channel and status."""
+        return await self.broker.ledger.counts(channel)
+
+    # delivering ---------------------------------------------------------------------
+    def deliverer(self, options: DeliveryOptions | None = None) -> Deliverer:
+        """A delivery worker for this notifier's channels."""
+        return Deliverer(self.broker, self.channels, options)
+
+    async def deliver(self, options: DeliveryOptions | None = None) -> None:
+        """Run a delivery worker in this process until cancelled."""
+        await self.deliverer(options).run()
+
+    def __repr__(self) -> str:
+        return f"<Notifier channels={sorted(self.channels)}>"
+
+

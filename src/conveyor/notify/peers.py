@@ -1,0 +1,180 @@
+"""Real protocol peers on loopback, for the demo and the tests: an SMTP sink (aiosmtpd)
+and a Web Push endpoint (aiohttp) that verifies VAPID and decrypts payloads.
+
+Both record what arrived so a run can check that every notification came exactly once
+with the right content, and both can be told to answer with faults (`451`, `550 5.1.1`,
+HTTP 410/429/500 with Retry-After) for chosen recipients.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+__all__ = ["PushEndpoint", "SmtpSink", "Subscriber", "make_subscriber"]
+
+
+# SMTP ---------------------------------------------------------------------------------
+@dataclass
+class SmtpSink:
+    """An aiosmtpd handler that keeps messages (or only counts them) and injects faults.
+
+    `faults`: recipient -> list of replies to give, one per attempt (then it accepts).
+    `check(rcpt, data) -> bool` judges content when given; otherwise messages are kept.
+    """
+
+    keep: bool = True
+    check: Callable[[str, bytes], bool] | None = None
+    faults: dict[str, list[str]] = field(default_factory=dict)
+    messages: list[tuple[str, str, bytes]] = field(default_factory=list)
+    received: Counter[str] = field(default_factory=Counter)
+    bad: int = 0
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
+                          rcpt_options: list[str]) -> str:
+        """Refuse chosen recipients with a queued reply."""
+        planned = self.faults.get(address)
+        if planned:
+            return planned.pop(0)
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        """Record the message."""
+        data: bytes = envelope.original_content or envelope.content
+        for rcpt in envelope.rcpt_tos:
+            self.received[rcpt] += 1
+            if self.check is not None and not self.check(rcpt, data):
+                self.bad += 1
+            if self.keep:
+                self.messages.append((envelope.mail_from, rcpt, data))
+        return "250 2.0.0 Ok: queued as " + base64.b32encode(
+            time.time_ns().to_bytes(8, "big")).decode().rstrip("=")
+
+
+# Web Push -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Subscriber:
+    """A browser's side of a push subscription: its key pair and auth secret."""
+
+    private_key: Any
+    p256dh: str
+    auth: bytes
+
+    def subscription(self, endpoint: str) -> dict[str, Any]:
+        """The PushSubscription JSON a browser would hand to the application."""
+        return {"endpoint": endpoint, "keys": {
+            "p256dh": self.p256dh,
+            "auth": base64.urlsafe_b64encode(self.auth).decode().rstrip("=")}}
+
+
+def make_subscriber() -> Subscriber:
+    """A new P-256 key pair and 16-byte auth secret."""
+    import os
+
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    raw = key.public_key().public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
+    return Subscriber(key, base64.urlsafe_b64encode(raw).decode().rstrip("="), os.urandom(16))
+
+
+def _b64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+@dataclass
+class PushEndpoint:
+    """An RFC 8030 push service: `POST /push/{id}`; subscriber `id` decrypts with
+    `subscribers[int(id) % len(subscribers)]`.
+
+    Every `verify_every`-th request (1: all) has its VAPID JWT verified (signature, `aud`,
+    `exp` at most 24 h ahead) and its aes128gcm body decrypted; `check(id, plaintext)`
+    judges the content. `faults`: id -> list of (status, Retry-After or None) to answer
+    in turn before accepting.
+    """
+
+    subscribers: list[Subscriber]
+    verify_every: int = 1
+    check: Callable[[str, bytes], bool] | None = None
+    faults: dict[str, list[tuple[int, str | None]]] = field(default_factory=dict)
+    received: Counter[str] = field(default_factory=Counter)
+    payloads: dict[str, bytes] = field(default_factory=dict)
+    verified: int = 0
+    bad: int = 0
+    keep: bool = True
+    _count: int = 0
+
+    def app(self) -> Any:
+        """The aiohttp application."""
+        from aiohttp import web
+
+        app = web.Application()
+        app.router.add_post("/push/{sub}", self._push)
+        app.router.add_get("/results", self._results)
+        return app
+
+    def _verify(self, sub: str, headers: Any, body: bytes) -> bytes | None:
+        import http_ece  # type: ignore[import-untyped]
+        from py_vapid import Vapid02  # type: ignore[import-untyped]
+
+        auth = headers.get("Authorization", "")
+        if not auth.startswith("vapid ") or not Vapid02.verify(auth):
+            return None
+        token = dict(p.strip().split("=", 1) for p in auth[6:].split(","))["t"]
+        claims = orjson.loads(_b64(token.split(".")[1]))
+        host = headers.get("Host", "")
+        if not str(claims.get("aud", "")).endswith(host) or \
+                not time.time() < claims.get("exp", 0) <= time.time() + 86_400:
+            return None
+        subscriber = self.subscribers[int(sub) % len(self.subscribers)]
+        plain: bytes = http_ece.decrypt(body, private_key=subscriber.private_key,
+                                        auth_secret=subscriber.auth, version="aes128gcm")
+        return plain
+
+    async def _push(self, request: Any) -> Any:
+        from aiohttp import web
+
+        sub = request.match_info["sub"]
+        if "TTL" not in request.headers or \
+                request.headers.get("Content-Encoding") != "aes128gcm":
+            return web.Response(status=400, text="TTL and aes128gcm required")
+        planned = self.faults.get(sub)
+        if planned:
+            status, retry_after = planned.pop(0)
+            headers = {"Retry-After": retry_after} if retry_after else {}
+            return web.Response(status=status, headers=headers)
+        body = await request.read()
+        if len(body) > 4096:
+            return web.Response(status=413)
+        self._count += 1
+        if self._count % self.verify_every == 0:
+            try:
+                plain = self._verify(sub, request.headers, body)
+            except Exception:  # a bad key or body is the sender's fault: say so
+                plain = None
+            if plain is None:
+                self.bad += 1
+                return web.Response(status=401 if self.verify_every == 1 else 400)
+            self.verified += 1
+            if self.check is not None and not self.check(sub, plain):
+                self.bad += 1
+            if self.keep:
+                self.payloads[sub] = plain
+        self.received[sub] += 1
+        return web.Response(status=201, headers={"Location": f"/m/{sub}-{self._count}"})
+
+    async def _results(self, request: Any) -> Any:
+        from aiohttp import web
+
+        counts = Counter(self.received.values())
+        return web.json_response({"requests": self._count, "distinct": len(self.received),
+                                  "times": {str(k): v for k, v in counts.items()},
+                                  "verified": self.verified, "bad": self.bad})
