@@ -56,9 +56,9 @@ async def test_enrollment_example(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     import api  # type: ignore[import-not-found]
     import tasks  # type: ignore[import-not-found]
 
+    command = [sys.executable, "-m", "conveyor.cli.main", "worker", "tasks:app"]
     log = (tmp_path / "worker.log").open("wb")
-    worker = subprocess.Popen([sys.executable,  # noqa: ASYNC220 "-m", "conveyor.cli.main", "worker",
-                               "tasks:app"], cwd=EXAMPLES / "enrollment", env=env,
+    worker = subprocess.Popen(command, cwd=EXAMPLES / "enrollment", env=env,  # noqa: ASYNC220
                               stdout=log, stderr=subprocess.STDOUT)
     try:
         transport = httpx.ASGITransport(app=api.api)
