@@ -33,11 +33,14 @@ def test_query_lists_and_maps_unflatten_into_json_members() -> None:
 
 
 def test_every_domain_error_has_an_aws_error() -> None:
+    """Every class of the domain tree (conveyor.errors) has its own row; subclasses made
+    elsewhere (the client's, the HTTP parser's) fall back to their parent's row."""
     def subclasses(cls: type[e.ConveyorError]) -> list[type[e.ConveyorError]]:
         return [cls, *(s for sub in cls.__subclasses__() for s in subclasses(sub))]
 
     for cls in subclasses(e.ConveyorError):
-        assert cls in ERROR_TABLE, f"{cls.__name__} is missing from ERROR_TABLE"
+        if cls.__module__ == e.__name__:
+            assert cls in ERROR_TABLE, f"{cls.__name__} is missing from ERROR_TABLE"
 
 
 @pytest.mark.parametrize(("error", "shape", "code", "status"), [
