@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 import conveyor
-from conveyor.cli import commands, worker
+from conveyor.cli import commands, transfer, worker
 from conveyor.cli.api import ApiClient, ApiError
 from conveyor.config import (
     DEFAULT_URL,
@@ -38,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="sqlite:///file.db or postgresql://... (default: embedded)")
     migrate.set_defaults(run=_migrate)
     _client_parsers(sub)
+    transfer.add_parsers(sub)
     worker.add_parser(sub)
     return parser
 
