@@ -44,6 +44,7 @@ class PipelinedConnection:
         self.extensions: set[str] = set()
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
+        self._deadline: asyncio.Timeout | None = None
 
     @property
     def connected(self) -> bool:
@@ -51,10 +52,14 @@ class PipelinedConnection:
         return self._writer is not None and not self._writer.is_closing()
 
     async def _reply(self) -> tuple[int, str]:
+        """One (possibly multi-line) reply. Callers hold an `asyncio.timeout` (one per
+        batch, moved on at each reply: a `wait_for` per line costs more than the rest)."""
         assert self._reader is not None
+        if self._deadline is not None:
+            self._deadline.reschedule(asyncio.get_running_loop().time() + self.timeout)
         lines: list[str] = []
         while True:
-            line = await asyncio.wait_for(self._reader.readuntil(b"\n"), self.timeout)
+            line = await self._reader.readuntil(b"\n")
             text = line.decode("utf-8", "replace").rstrip("\r\n")
             if len(text) < 3 or not text[:3].isdigit():
                 raise SmtpError(f"malformed reply {text[:100]!r}")
@@ -63,6 +68,10 @@ class PipelinedConnection:
                 return int(text[:3]), "\n".join(lines)
 
     async def _command(self, line: str) -> tuple[int, str]:
+        async with asyncio.timeout(self.timeout):
+            return await self._command_in_time(line)
+
+    async def _command_in_time(self, line: str) -> tuple[int, str]:
         assert self._writer is not None
         self._writer.write(line.encode() + b"\r\n")
         return await self._reply()
@@ -72,7 +81,8 @@ class PipelinedConnection:
         try:
             self._reader, self._writer = await asyncio.wait_for(
                 asyncio.open_connection(self.host, self.port, ssl=self._tls), self.timeout)
-            code, text = await self._reply()
+            async with asyncio.timeout(self.timeout):
+                code, text = await self._reply()
             if code != 220:
                 raise SmtpError(f"greeting {code} {text}")
             await self._ehlo()
@@ -105,38 +115,46 @@ class PipelinedConnection:
         makes the unfinished ones transient (and closes the session)."""
         assert self._writer is not None
         results: list[Result | None] = [None] * len(messages)
-        pending: int | None = None  # the message whose data goes out with the next group
         try:
-            for index, (sender, rcpt, _) in enumerate([*messages, ("", "", b"")]):
-                last = index == len(messages)
-                out = b""
-                if pending is not None:
-                    out += _stuff(messages[pending][2]) + b".\r\n"
-                if not last:
-                    out += f"MAIL FROM:<{sender}>\r\nRCPT TO:<{rcpt}>\r\nDATA\r\n".encode()
-                if not out:
-                    break
-                self._writer.write(out)
-                if pending is not None:
-                    results[pending] = smtp_result(*await self._reply())
-                    pending = None
-                if last:
-                    break
-                replies = [await self._reply() for _ in range(3)]
-                bad = next((r for r in replies[:2] if r[0] >= 300), None)
-                if replies[2][0] == 354 and bad is None:
-                    pending = index
-                    continue
-                if replies[2][0] == 354:  # DATA accepted after a refused RCPT: end it empty
-                    self._writer.write(b".\r\n")
-                    await self._reply()
-                results[index] = smtp_result(*(bad or replies[2]))
-                await self._command("RSET")
+            async with asyncio.timeout(self.timeout) as self._deadline:
+                await self._pipeline(messages, results)
         except (TimeoutError, OSError, asyncio.IncompleteReadError, SmtpError) as exc:
             await self.close()
             broken = Result.transient(f"connection lost: {exc!r}"[:300])
             return [r if r is not None else broken for r in results]
+        finally:
+            self._deadline = None
         return [r if r is not None else Result.transient("no reply") for r in results]
+
+    async def _pipeline(self, messages: Sequence[tuple[str, str, bytes]],
+                        results: list[Result | None]) -> None:
+        assert self._writer is not None
+        pending: int | None = None
+        for index, (sender, rcpt, _) in enumerate([*messages, ("", "", b"")]):
+            last = index == len(messages)
+            out = b""
+            if pending is not None:
+                out += _stuff(messages[pending][2]) + b".\r\n"
+            if not last:
+                out += f"MAIL FROM:<{sender}>\r\nRCPT TO:<{rcpt}>\r\nDATA\r\n".encode()
+            if not out:
+                break
+            self._writer.write(out)
+            if pending is not None:
+                results[pending] = smtp_result(*await self._reply())
+                pending = None
+            if last:
+                break
+            replies = [await self._reply() for _ in range(3)]
+            bad = next((r for r in replies[:2] if r[0] >= 300), None)
+            if replies[2][0] == 354 and bad is None:
+                pending = index
+                continue
+            if replies[2][0] == 354:  # DATA accepted after a refused RCPT: end it empty
+                self._writer.write(b".\r\n")
+                await self._reply()
+            results[index] = smtp_result(*(bad or replies[2]))
+            await self._command_in_time("RSET")
 
     async def close(self) -> None:
         """QUIT (best effort) and close."""

@@ -1,0 +1,213 @@
+"""The demo's peers, each in its own process: Postfix's smtp-sink when found, else an
+aiosmtpd sink; and the Web Push endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import multiprocessing as mp
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Iterator
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from conveyor.notify.demo.workload import check_email, check_push
+
+SINK_ENV = "CONVEYOR_SMTP_SINK"
+
+
+def find_smtp_sink() -> str | None:
+    """smtp-sink from $CONVEYOR_SMTP_SINK, PATH, or a postfix .deb unpacked in
+    /opt/postfix-sink or ~/.local/share/conveyor/postfix (see scripts/get-smtp-sink)."""
+    candidates = [os.environ.get(SINK_ENV), shutil.which("smtp-sink"),
+                  "/opt/postfix-sink/usr/sbin/smtp-sink",
+                  str(Path.home() / ".local/share/conveyor/postfix/usr/sbin/smtp-sink")]
+    for path in candidates:
+        if path and os.access(path, os.X_OK):
+            return path
+    return None
+
+
+def _libs(binary: str) -> dict[str, str]:
+    root = Path(binary).resolve().parent.parent  # .../usr
+    env = dict(os.environ)
+    lib = root / "lib" / "postfix"
+    if lib.is_dir():
+        env["LD_LIBRARY_PATH"] = f"{lib}:{env.get('LD_LIBRARY_PATH', '')}"
+    return env
+
+
+class PostfixSink:
+    """smtp-sink dumping every transaction into one file, checked after the run."""
+
+    name = "Postfix smtp-sink (C; every message dumped and checked)"
+
+    def __init__(self, binary: str, port: int, folder: Path) -> None:
+        self.dump = folder / "smtp-sink.dump"
+        self.dump.touch()
+        os.chmod(folder, 0o777)
+        os.chmod(self.dump, 0o666)
+        args = [binary]
+        if os.geteuid() == 0:
+            args += ["-u", "nobody"]
+        args += ["-D", str(self.dump), f"127.0.0.1:{port}", "1024"]
+        self.proc = subprocess.Popen(args, env=_libs(binary), stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE)
+        self.pid = self.proc.pid
+
+    def results(self) -> dict[str, Any]:
+        """Stop and check the dump: per recipient count and content."""
+        time.sleep(0.2)
+        self.proc.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(5)
+        received: Counter[str] = Counter()
+        bad = 0
+        data = self.dump.read_bytes()
+        for chunk in data.split(b"X-Client-Addr: ")[1:]:
+            at = chunk.find(b"X-Rcpt-Args: <")
+            rcpt = chunk[at + 14:chunk.index(b">", at)].decode()
+            message = chunk[chunk.index(b"\n", chunk.index(b"\n\t", at) + 2) + 1:]
+            received[rcpt] += 1
+            if not check_email(rcpt, message.replace(b"\n", b"\r\n")):
+                bad += 1
+        return {"received": received, "bad": bad}
+
+    def close(self) -> None:
+        """Make sure it is gone."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def _aiosmtpd_main(port: int, conn: Connection) -> None:
+    from aiosmtpd.controller import Controller
+
+    from conveyor.notify.peers import SmtpSink
+
+    sink = SmtpSink(keep=False, check=check_email)
+    controller = Controller(sink, hostname="127.0.0.1", port=port, ready_timeout=10)
+    controller.start()
+    conn.send("ready")
+    conn.recv()  # stop
+    controller.stop()
+    conn.send({"received": dict(sink.received), "bad": sink.bad})
+
+
+class AiosmtpdSink:
+    """aiosmtpd in its own process (no PIPELINING: the plain aiosmtplib path is used)."""
+
+    name = "aiosmtpd (Python; every message checked)"
+
+    def __init__(self, port: int) -> None:
+        ctx = mp.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_aiosmtpd_main, args=(port, child), daemon=True)
+        self.proc.start()
+        self.pid = self.proc.pid
+        assert self.proc.pid is not None
+        if not self.conn.poll(30):
+            raise RuntimeError("the aiosmtpd sink did not start")
+        self.conn.recv()
+
+    def results(self) -> dict[str, Any]:
+        """Stop and collect."""
+        self.conn.send("stop")
+        got: dict[str, Any] = self.conn.recv()
+        got["received"] = Counter(got["received"])
+        return got
+
+    def close(self) -> None:
+        """Make sure it is gone."""
+        self.proc.join(5)
+        if self.proc.is_alive():
+            self.proc.kill()
+
+
+def _push_main(port: int, keys: list[tuple[bytes, str, bytes]], verify_every: int,
+               conn: Connection) -> None:
+    from cryptography.hazmat.primitives.serialization import load_der_private_key
+
+    from conveyor.notify.peers import PushEndpoint, Subscriber
+
+    subs = [Subscriber(load_der_private_key(der, None), p256dh, auth)
+            for der, p256dh, auth in keys]
+    endpoint = PushEndpoint(subs, verify_every=verify_every, check=check_push, keep=False)
+
+    async def main() -> None:
+        from aiohttp import web
+
+        runner = web.AppRunner(endpoint.app(), access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port, backlog=1024).start()
+        conn.send("ready")
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, conn.recv)
+        conn.send({"received": dict(endpoint.received), "bad": endpoint.bad,
+                   "verified": endpoint.verified})
+        await runner.cleanup()
+
+    _run(main())
+
+
+def _run(coro: Any) -> None:
+    try:
+        import uvloop
+
+        uvloop.run(coro)
+    except ImportError:
+        asyncio.run(coro)
+
+
+class PushSink:
+    """The Web Push endpoint in its own process."""
+
+    def __init__(self, port: int, keys: list[tuple[bytes, str, bytes]],
+                 verify_every: int) -> None:
+        self.verify_every = verify_every
+        ctx = mp.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_push_main, args=(port, keys, verify_every, child),
+                                daemon=True)
+        self.proc.start()
+        self.pid = self.proc.pid
+        if not self.conn.poll(30):
+            raise RuntimeError("the push endpoint did not start")
+        self.conn.recv()
+
+    @property
+    def name(self) -> str:
+        """What it checks."""
+        which = "every message" if self.verify_every == 1 else \
+            f"1 in {self.verify_every} messages"
+        return f"Web Push endpoint (aiohttp; VAPID verified and payload decrypted for {which})"
+
+    def results(self) -> dict[str, Any]:
+        """Stop and collect."""
+        self.conn.send("stop")
+        got: dict[str, Any] = self.conn.recv()
+        got["received"] = Counter(got["received"])
+        return got
+
+    def close(self) -> None:
+        """Make sure it is gone."""
+        self.proc.join(5)
+        if self.proc.is_alive():
+            self.proc.kill()
+
+
+@contextlib.contextmanager
+def closing_all(*things: Any) -> Iterator[None]:
+    """Close every peer on the way out."""
+    try:
+        yield
+    finally:
+        for thing in things:
+            if thing is not None:
+                thing.close()

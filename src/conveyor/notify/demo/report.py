@@ -1,0 +1,131 @@
+"""The demo's closing report: rates, latency, CPU, cost, the sinks' exactly-once check and
+the bottleneck."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from conveyor.notify.demo.workload import email_address
+
+
+@dataclass
+class Report:
+    """What a demo run measured (times in seconds, CPU in CPU-seconds)."""
+
+    messages: int
+    emails: int
+    pushes: int
+    sent: int = 0
+    failed: int = 0
+    workers: int = 0
+    database: str = ""
+    enqueue_seconds: float = 0.0
+    deliver_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    latencies: list[int] = field(default_factory=list)
+    worker_cpu: float = 0.0
+    render_cpu: float = 0.0
+    broker_cpu: float = 0.0
+    producer_cpu: float = 0.0
+    peer_cpu: dict[str, float] = field(default_factory=dict)
+    cost_per_hour: float = 0.05
+    sinks: dict[str, str | None] = field(default_factory=dict)
+    pipelined: bool = False
+    ledger: dict[str, dict[str, int]] = field(default_factory=dict)
+    email_check: dict[str, int] = field(default_factory=dict)
+    push_check: dict[str, int] = field(default_factory=dict)
+    ok: bool = False
+
+    def check(self, n_email: int, n_push: int, email: dict[str, Any] | None,
+              push: dict[str, Any] | None, verify_every: int) -> None:
+        """Exactly once, right content: compare what the sinks saw with what was sent."""
+        if email is not None:
+            got: Counter[str] = email["received"]
+            expected = {email_address(i) for i in range(n_email)}
+            self.email_check = {
+                "received": sum(got.values()), "distinct": len(got),
+                "missing": len(expected - set(got)),
+                "duplicated": sum(1 for v in got.values() if v > 1),
+                "unexpected": len(set(got) - expected), "bad_content": int(email["bad"]),
+                "checked": sum(got.values())}
+        if push is not None:
+            seen: Counter[str] = push["received"]
+            wanted = {str(i) for i in range(n_email, n_email + n_push)}
+            self.push_check = {
+                "received": sum(seen.values()), "distinct": len(seen),
+                "missing": len(wanted - set(seen)),
+                "duplicated": sum(1 for v in seen.values() if v > 1),
+                "unexpected": len(set(seen) - wanted), "bad_content": int(push["bad"]),
+                "checked": int(push["verified"])}
+        checks = [c for c in (self.email_check, self.push_check) if c]
+        self.ok = all(c["missing"] == 0 and c["duplicated"] == 0 and c["unexpected"] == 0
+                      and c["bad_content"] == 0 for c in checks) and self.failed == 0
+
+    def percentile(self, p: float) -> float:
+        """Enqueue-to-delivery latency percentile in seconds."""
+        if not self.latencies:
+            return 0.0
+        k = min(len(self.latencies) - 1, int(p / 100 * len(self.latencies)))
+        return self.latencies[k] / 1000
+
+    def shares(self) -> dict[str, float]:
+        """CPU by part as a share of the machine (cores x wall)."""
+        import os
+
+        capacity = (os.cpu_count() or 1) * max(self.wall_seconds, 1e-9)
+        worker_rest = max(0.0, self.worker_cpu - self.render_cpu - self.broker_cpu)
+        return {"broker": self.broker_cpu / capacity,
+                "worker": worker_rest / capacity,
+                "channel": self.render_cpu / capacity,
+                "sink": self.peer_cpu.get("sink", 0.0) / capacity,
+                "producer": self.producer_cpu / capacity}
+
+
+def render_report(r: Report) -> str:
+    """The report as text."""
+    shares = r.shares()
+    busiest = max(shares, key=lambda k: shares[k])
+    total_cpu = r.worker_cpu + r.producer_cpu + r.peer_cpu.get("sink", 0.0)
+    cost = r.wall_seconds / 3600 * r.cost_per_hour
+    rate = r.sent / r.deliver_seconds if r.deliver_seconds else 0.0
+    lines = [
+        "",
+        "conveyor demo — report",
+        f"  notifications     {r.messages:,} ({r.emails:,} email, {r.pushes:,} web push)",
+        f"  database          {r.database}; {r.workers} delivery worker processes",
+        f"  sinks             email: {r.sinks.get('email') or '-'}",
+        f"                    push: {r.sinks.get('push') or '-'}",
+        f"  SMTP client       {'RFC 2920 pipelined' if r.pipelined else 'aiosmtplib pool'}",
+        f"  wall time         {r.wall_seconds:,.1f} s (all delivered at "
+        f"{r.deliver_seconds:,.1f} s)",
+        f"  enqueue           {r.messages:,} in {r.enqueue_seconds:,.1f} s = "
+        f"{r.messages / max(r.enqueue_seconds, 1e-9):,.0f} msg/s",
+        f"  delivery          {r.sent:,} sent, {r.failed:,} failed = {rate:,.0f} msg/s "
+        "(enqueue overlapping)",
+        f"  latency           enqueue to delivery p50 {r.percentile(50):.2f} s, "
+        f"p90 {r.percentile(90):.2f} s, p99 {r.percentile(99):.2f} s, "
+        f"max {r.percentile(100):.2f} s",
+        f"  CPU               {total_cpu:,.1f} CPU-s in all "
+        f"({total_cpu / max(r.wall_seconds, 1e-9):.2f} cores busy on average)",
+        "                    " + ", ".join(f"{k} {v:.0%}" for k, v in shares.items()),
+        "                    (broker: SQLite threads of the workers; channel: rendering and "
+        "encryption;",
+        "                     worker: the rest of the workers' event loops incl. transport; "
+        "producer: enqueue)",
+        f"  bottleneck        {busiest} ({shares[busiest]:.0%} of the machine's CPU)",
+        f"  cost              {cost * 100:.4f} cents at ${r.cost_per_hour}/hour "
+        f"(${cost / max(r.messages, 1) * 1e6:.4f} per million)",
+    ]
+    for name, c in (("email", r.email_check), ("push", r.push_check)):
+        if c:
+            lines.append(
+                f"  {name + ' sink':<17} {c['received']:,} received, {c['distinct']:,} distinct,"
+                f" {c['missing']} missing, {c['duplicated']} duplicated, {c['unexpected']} "
+                f"unexpected; content checked on {c['checked']:,}, {c['bad_content']} wrong")
+    lines.append(f"  ledger            {r.ledger}")
+    verdict = ("PASS: every notification arrived exactly once with the right content"
+               if r.ok else "FAIL")
+    lines.append(f"  check             {verdict}")
+    return "\n".join(lines)

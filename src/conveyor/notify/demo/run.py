@@ -1,0 +1,305 @@
+"""The demo run: peers up, N notifications enqueued, workers delivering, a report.
+
+Everything stays on loopback and stops by itself: peers and workers are child processes
+ended when the run ends (or fails), and the SQLite file is a fresh temporary one unless
+`--database` names another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import multiprocessing as mp
+import os
+import socket
+import tempfile
+import time
+from array import array
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil  # type: ignore[import-untyped]
+
+from conveyor.notify.delivery import DeliveryOptions
+from conveyor.notify.demo import peers
+from conveyor.notify.demo.report import Report, render_report
+from conveyor.notify.demo.worker import worker_main
+from conveyor.notify.demo.workload import TEMPLATES, data, email_address
+
+__all__ = ["DemoConfig", "run_demo"]
+
+SUBSCRIBER_KEYS = 16
+ENQUEUE_BATCH = 5000
+
+
+@dataclass
+class DemoConfig:
+    """What `conveyor demo` runs."""
+
+    messages: int = 1_000_000
+    database: str | None = None
+    mix: dict[str, float] = field(default_factory=lambda: {"email": 0.7, "push": 0.3})
+    cost_per_hour: float = 0.05
+    workers: int = 0  # 0: one per core
+    verify_every: int = 0  # 0: every push message up to 20,000, else 1 in 20
+    progress: bool = True
+    use_smtp_sink: bool = True
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _subscriber_keys() -> tuple[list[tuple[bytes, str, bytes]], list[dict[str, Any]]]:
+    from cryptography.hazmat.primitives.serialization import (
+        Encoding,
+        NoEncryption,
+        PrivateFormat,
+    )
+
+    from conveyor.notify.peers import make_subscriber
+
+    subs = [make_subscriber() for _ in range(SUBSCRIBER_KEYS)]
+    keys = [(s.private_key.private_bytes(Encoding.DER, PrivateFormat.PKCS8, NoEncryption()),
+             s.p256dh, s.auth) for s in subs]
+    return keys, [s.subscription("x")["keys"] for s in subs]
+
+
+def _vapid_pem() -> bytes:
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import (
+        Encoding,
+        NoEncryption,
+        PrivateFormat,
+    )
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    return key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+
+
+def run_demo(config: DemoConfig, out: Callable[[str], None] = print) -> Report:
+    """Run the demo and return its report (also printed through `out`)."""
+    total_share = sum(config.mix.values()) or 1.0
+    n_email = round(config.messages * config.mix.get("email", 0.0) / total_share)
+    n_push = config.messages - n_email
+    workers = config.workers or os.cpu_count() or 2
+    verify_every = config.verify_every or (1 if n_push <= 20_000 else 20)
+    folder = Path(tempfile.mkdtemp(prefix="conveyor-demo-"))
+    url = config.database or f"sqlite:///{folder / 'demo.db'}"
+    smtp = push = None
+    procs: list[Any] = []
+    try:
+        smtp_port, push_port = _port(), _port()
+        binary = peers.find_smtp_sink() if config.use_smtp_sink else None
+        if n_email:
+            smtp = (peers.PostfixSink(binary, smtp_port, folder) if binary
+                    else peers.AiosmtpdSink(smtp_port))
+        keys, sub_keys = _subscriber_keys()
+        if n_push:
+            push = peers.PushSink(push_port, keys, verify_every)
+        channels: dict[str, dict[str, Any]] = {}
+        if n_email:
+            channels["email"] = {"host": "127.0.0.1", "port": smtp_port,
+                                 "sender": "Demo <demo@conveyor.example>",
+                                 "pool_size": 4 if binary else 20}
+        if n_push:
+            channels["push"] = {"vapid_private_key": _vapid_pem(),
+                                "vapid_claims": {"sub": "mailto:demo@conveyor.example"},
+                                "concurrency": 64}
+        options = DeliveryOptions(lanes=3, envelopes=2, visibility_timeout=300,
+                                  wait_seconds=1)
+        ctx = mp.get_context("spawn")
+        reports = ctx.Queue()
+        stop = ctx.Event()
+        started = time.perf_counter()
+        cpu_before = _cpu_of([os.getpid()])
+        for index in range(workers):
+            proc = ctx.Process(target=worker_main, daemon=True,
+                               args=(index, url, channels, options, reports, stop))
+            proc.start()
+            procs.append(proc)
+        report = asyncio.run(_drive(config, url, n_email, n_push, push_port, sub_keys,
+                                    reports, stop, procs, started, out))
+        report.sinks = {"email": smtp.name if smtp else None,
+                        "push": push.name if push else None}
+        report.peer_cpu = {"sink": _cpu_of([p.pid for p in (smtp, push) if p])}
+        email_seen = smtp.results() if smtp else None
+        push_seen = push.results() if push else None
+        report.check(n_email, n_push, email_seen, push_seen, verify_every)
+        report.producer_cpu = _cpu_of([os.getpid()]) - cpu_before
+        report.workers = workers
+        report.database = "SQLite (embedded, a fresh file)" if config.database is None \
+            else config.database.split("://", 1)[0]
+        report.cost_per_hour = config.cost_per_hour
+        out(render_report(report))
+        return report
+    finally:
+        for proc in procs:
+            proc.join(10)
+            if proc.is_alive():
+                proc.kill()
+        for peer in (smtp, push):
+            if peer is not None:
+                peer.close()
+
+
+def _cpu_of(pids: list[int | None]) -> float:
+    total = 0.0
+    for pid in pids:
+        if pid is None:
+            continue
+        try:
+            t = psutil.Process(pid).cpu_times()
+            total += t.user + t.system
+        except psutil.Error:
+            pass
+    return total
+
+
+async def _drive(config: DemoConfig, url: str, n_email: int, n_push: int, push_port: int,
+                 sub_keys: list[dict[str, Any]], reports: Any, stop: Any, procs: list[Any],
+                 started: float, out: Callable[[str], None]) -> Report:
+    from conveyor.broker.broker import Broker
+    from conveyor.notify import Email, Notifier, WebPush
+    from conveyor.notify.channel import Channel
+    from conveyor.storage.factory import storage_from_url
+
+    total = n_email + n_push
+    report = Report(messages=total, emails=n_email, pushes=n_push)
+    broker = Broker(storage_from_url(url), sweep_interval=None)
+    await broker.start()
+    stub = {name: Channel() for name, n in (("email", n_email), ("push", n_push)) if n}
+    notifier = Notifier(broker, channels=stub, templates=TEMPLATES)
+    latest: dict[int, dict[str, Any]] = {}
+    finals: dict[int, dict[str, Any]] = {}
+    enqueued = 0
+    first_delivery: float | None = None
+    progress = _Progress(total, config.progress)
+
+    def drain() -> None:
+        while True:
+            try:
+                item = reports.get_nowait()
+            except Exception:
+                return
+            latest[item["worker"]] = item
+            if item["final"]:
+                finals[item["worker"]] = item
+
+    def delivered() -> tuple[int, int]:
+        return (sum(r["sent"] for r in latest.values()),
+                sum(r["failed"] for r in latest.values()))
+
+    async def enqueue() -> None:
+        nonlocal enqueued
+        plan = [("email", i) for i in range(0, n_email, ENQUEUE_BATCH)] + \
+               [("push", i) for i in range(n_email, total, ENQUEUE_BATCH)]
+        plan.sort(key=lambda p: p[1] if p[0] == "email" else
+                  (p[1] - n_email) * n_email / max(n_push, 1))
+        for channel, start in plan:
+            end = min(start + ENQUEUE_BATCH, n_email if channel == "email" else total)
+            if channel == "email":
+                notes: list[Any] = [Email(to=email_address(i), template="demo", data=data(i))
+                                    for i in range(start, end)]
+            else:
+                notes = [WebPush(subscription={
+                    "endpoint": f"http://127.0.0.1:{push_port}/push/{i}",
+                    "keys": sub_keys[i % len(sub_keys)]}, template="demo", data=data(i))
+                    for i in range(start, end)]
+            for ch, items in notifier.items(notes).items():
+                await notifier.enqueue_items(ch, items)
+            enqueued += end - start
+            progress.update(enqueued, *delivered())
+            drain()
+
+    producer = asyncio.create_task(enqueue())
+    try:
+        while True:
+            await asyncio.sleep(0.2)
+            drain()
+            sent, failed = delivered()
+            if first_delivery is None and sent:
+                first_delivery = time.perf_counter()
+            progress.update(enqueued, sent, failed)
+            if producer.done():
+                producer.result()
+                if report.enqueue_seconds == 0:
+                    report.enqueue_seconds = time.perf_counter() - started
+            if sent + failed >= total and producer.done():
+                break
+            if not any(p.is_alive() for p in procs):
+                raise RuntimeError("every delivery worker exited early")
+        report.deliver_seconds = time.perf_counter() - started
+        report.ledger = await broker.ledger.counts()
+    finally:
+        progress.close()
+        stop.set()
+        producer.cancel()
+        deadline = time.monotonic() + 20
+        while len(finals) < len(procs) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+            drain()
+        await broker.close()
+    report.wall_seconds = time.perf_counter() - started
+    lat = array("q")
+    for f in finals.values():
+        chunk = array("q")
+        chunk.frombytes(f["latencies"])
+        lat.extend(chunk)
+    report.latencies = sorted(lat)
+    report.sent, report.failed = delivered()
+    report.worker_cpu = sum(f["cpu"] for f in finals.values())
+    report.render_cpu = sum(f["render_cpu"] for f in finals.values())
+    report.broker_cpu = sum(f["broker_cpu"] for f in finals.values())
+    report.pipelined = any(f.get("smtp_pipelined") for f in finals.values())
+    return report
+
+
+class _Progress:
+    """Live bars (rich) on a terminal; nothing otherwise."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.bars: Any = None
+        if not enabled:
+            return
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TaskProgressColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
+        del TransferSpeedColumn
+        self.bars = Progress(TextColumn("{task.description:>10}"), BarColumn(),
+                             MofNCompleteColumn(), TaskProgressColumn(),
+                             TextColumn("{task.fields[rate]:>9} msg/s"),
+                             TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                             refresh_per_second=5)
+        self.enq = self.bars.add_task("enqueued", total=total, rate="")
+        self.out = self.bars.add_task("delivered", total=total, rate="")
+        self.bad = self.bars.add_task("failed", total=total, rate="")
+        self.bars.start()
+
+    def update(self, enqueued: int, sent: int, failed: int) -> None:
+        if self.bars is None:
+            return
+        for task, value in ((self.enq, enqueued), (self.out, sent), (self.bad, failed)):
+            speed = self.bars.tasks[task].speed
+            self.bars.update(task, completed=value,
+                             rate=f"{speed:,.0f}" if speed else "")
+
+    def close(self) -> None:
+        if self.bars is not None:
+            self.bars.stop()
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")

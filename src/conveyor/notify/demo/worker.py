@@ -1,0 +1,71 @@
+"""One demo delivery worker process: a `Deliverer` on the demo's database and peers,
+reporting its counters to the parent several times a second."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from typing import Any
+
+import psutil  # type: ignore[import-untyped]
+
+from conveyor.notify.delivery import DeliveryOptions
+
+
+def _thread_cpu(prefix: str) -> float:
+    """CPU seconds of this process's threads whose names start with `prefix`."""
+    ids = {t.native_id for t in threading.enumerate() if t.name.startswith(prefix)}
+    return float(sum(t.user_time + t.system_time
+                     for t in psutil.Process().threads() if t.id in ids))
+
+
+def worker_main(index: int, url: str, channels: dict[str, dict[str, Any]],
+                options: DeliveryOptions, reports: Any, stop: Any) -> None:
+    """Process entry point (spawned)."""
+    async def main() -> None:
+        from conveyor.broker.broker import Broker
+        from conveyor.notify import Notifier, SmtpChannel, WebPushChannel
+        from conveyor.notify.demo.workload import TEMPLATES
+        from conveyor.storage.factory import storage_from_url
+
+        made: dict[str, Any] = {}
+        if "email" in channels:
+            made["email"] = SmtpChannel(**channels["email"])
+        if "push" in channels:
+            made["push"] = WebPushChannel(**channels["push"])
+        broker = Broker(storage_from_url(url), sweep_interval=None)
+        await broker.start()
+        notifier = Notifier(broker, channels=made, templates=TEMPLATES)
+        deliverer = notifier.deliverer(options)
+        runner = asyncio.create_task(deliverer.run())
+        stats = deliverer.stats
+
+        def snapshot(final: bool) -> dict[str, Any]:
+            times = os.times()
+            report: dict[str, Any] = {
+                "worker": index, "sent": stats.sent, "failed": stats.failed,
+                "retried": stats.retried, "skipped": stats.skipped,
+                "cpu": times.user + times.system, "render_cpu": stats.render_cpu,
+                "broker_cpu": _thread_cpu("conveyor-sqlite"), "final": final}
+            if final:
+                report["latencies"] = stats.latencies_ms.tobytes()
+                report["smtp_pipelined"] = getattr(made.get("email"), "pipelined", None)
+            return report
+
+        while not stop.is_set() and not runner.done():
+            reports.put(snapshot(False))
+            await asyncio.sleep(0.25)
+        deliverer.stop()
+        await runner
+        await broker.close()
+        reports.put(snapshot(True))
+
+    try:
+        import uvloop
+
+        uvloop.run(main())
+    except ImportError:
+        asyncio.run(main())
+    time.sleep(0.05)
