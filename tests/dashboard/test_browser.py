@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -133,3 +134,24 @@ def test_csrf_refuses_posts_without_the_session_token(server: ServerProcess,
     assert answer.status_code == 303
     assert "Purged" in answer.headers["location"]
     assert api.get("/v1/queues/csrf-target").json()["stats"]["visible"] == 0
+
+
+def test_live_feed_over_a_socket(server: ServerProcess, api: httpx.Client) -> None:
+    api.post("/v1/queues", json={"name": "feed-q"})
+    api.post("/v1/queues/feed-q/messages", json={"messages": [{"body": "x"}] * 2})
+    with httpx.Client(base_url=server.url, timeout=10) as http, \
+            http.stream("GET", "/ui/events") as feed:
+        assert feed.headers["content-type"].startswith("text/event-stream")
+        for line in feed.iter_lines():
+            if line.startswith("data: "):
+                rows = {r[0]: r for r in json.loads(line[6:])["rows"]}
+                if rows.get("feed-q", [None, 0])[1] == 2:
+                    break
+    assert rows["feed-q"][1:5] == [2, 0, 0, 0]
+    with httpx.Client(base_url=server.url, timeout=10) as http, \
+            http.stream("GET", "/ui/events", params={"queue": "feed-q"}) as feed:
+        for line in feed.iter_lines():
+            if line.startswith("data: "):
+                point = json.loads(line[6:])
+                break
+    assert point["queue"] == "feed-q" and point["point"]["visible"] == 2

@@ -1,0 +1,96 @@
+"""The dashboard's pages without a browser: escaping, 1,000 queues, the live feed, forms."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+import httpx
+import orjson
+import pytest
+
+from conveyor.broker.broker import Broker
+from conveyor.http.app import create_app
+from conveyor.http.dashboard import _event
+from conveyor.models import Body, MessageAttribute, SendEntry
+from tests.conftest import OpenBroker
+
+HOSTILE = '</pre><script>alert("x")</script><img src=x onerror=alert(1)>'
+
+
+@pytest.fixture
+async def ui(open_broker: OpenBroker) -> AsyncIterator[tuple[httpx.AsyncClient, Broker]]:
+    broker = await open_broker(stats_cache_seconds=0)
+    transport = httpx.ASGITransport(app=create_app(broker))
+    async with httpx.AsyncClient(transport=transport, base_url="http://ui.test") as http:
+        yield http, broker
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_everything_shown_is_escaped(ui: tuple[httpx.AsyncClient, Broker]) -> None:
+    http, broker = ui
+    await broker.create_queue("dead")
+    await broker.create_queue("q", {"tags": {"team": HOSTILE}, "dead_letter_queue": "dead",
+                                    "max_receive_count": 3})
+    await broker.send("q", [SendEntry(Body(HOSTILE), attributes={
+        "a": MessageAttribute("String", HOSTILE)}, group_id=None)])
+    await broker.send("dead", [SendEntry(Body.of({"html": HOSTILE}))])
+    for path in ("/", "/ui/queues/q", "/ui/queues/dead", "/ui/queues/%3Cimg%20src=x%3E"):
+        page = await http.get(path)
+        assert page.status_code == 200
+        assert "<script>alert" not in page.text and "<img src=x" not in page.text, path
+        assert "default-src 'self'" in page.headers["content-security-policy"]
+    page = (await http.get("/ui/queues/q")).text
+    assert "&lt;/pre&gt;&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in page
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_a_thousand_queues(ui: tuple[httpx.AsyncClient, Broker]) -> None:
+    http, broker = ui
+    for i in range(1000):
+        await broker.create_queue(f"q{i:04d}")
+    await broker.send("q0500", [SendEntry(Body("x"))] * 3)
+    started = time.perf_counter()
+    page = await http.get("/")
+    took = time.perf_counter() - started
+    assert page.status_code == 200
+    assert page.text.count('<tr data-name="q') == 1000
+    assert took < 2.0, took  # sampling 1,000 queues and rendering them
+    started = time.perf_counter()
+    again = await http.get("/")
+    assert time.perf_counter() - started < 1.0
+    assert again.status_code == 200
+    # What the live feed sends (over a real socket in test_browser.py): compact rows.
+    monitor = http._transport.app.state.monitor  # type: ignore[attr-defined]
+    event = _event(None, await monitor.current())
+    data = orjson.loads(event.split(b"data: ", 1)[1])
+    assert len(data["rows"]) == 1000
+    assert data["rows"][500][:4] == ["q0500", 3, 0, 0]
+    assert len(event) < 100_000
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_forms_act_with_the_session_token(ui: tuple[httpx.AsyncClient, Broker]) -> None:
+    http, broker = ui
+    await http.get("/")
+    token = http.cookies["conveyor_csrf"]
+    made = await http.post("/ui/queues", data={"csrf_token": token, "name": "fresh"})
+    assert made.status_code == 303 and made.headers["location"].startswith("/?notice=Created")
+    sent = await http.post("/ui/queues/fresh/send", data={
+        "csrf_token": token, "body": '{"a": [1, 2]}', "json": "1", "priority": "5"})
+    assert sent.status_code == 303 and "notice=Sent" in sent.headers["location"]
+    [peeked] = await broker.peek("fresh")
+    assert peeked.body.value() == {"a": [1, 2]} and peeked.priority == 5
+    bad = await http.post("/ui/queues/fresh/send", data={
+        "csrf_token": token, "body": "{nope", "json": "1"})
+    assert "error=" in bad.headers["location"]
+    missing = await http.post("/ui/queues/nope/purge", data={"csrf_token": token})
+    assert "error=" in missing.headers["location"]
+    page = await http.get(missing.headers["location"])
+    assert "does not exist" in page.text
+    series = (await http.get("/ui/queues/fresh/series")).json()
+    assert series["queue"] == "fresh" and series["points"][-1]["visible"] == 1
+    static = await http.get("/ui/static/chart.min.js")
+    assert static.status_code == 200 and b"Chart.js v3" in static.content[:200]
+    assert (await http.get("/ui/static/..%2Fviews.py")).status_code == 404
+    assert (await http.get("/ui/static/chart.js.LICENSE")).status_code == 200
