@@ -72,6 +72,7 @@ class Config:
     region: str = DEFAULT_REGION
     server: ServerConfig = field(default_factory=ServerConfig)
     sqs: SqsConfig = field(default_factory=SqsConfig)
+    log_json: bool = False  # one JSON object a log line (else text), each with its request id
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +94,8 @@ def from_env(environ: Mapping[str, str] | None = None) -> Config:
     """Read the server configuration from `CONVEYOR_*` variables (`os.environ` by default).
 
     CONVEYOR_DATABASE_URL, CONVEYOR_REGION, CONVEYOR_HOST, CONVEYOR_PORT, CONVEYOR_WORKERS,
-    CONVEYOR_MAX_REQUEST_BYTES, CONVEYOR_SQS_PORT, CONVEYOR_SQS_ACCOUNT_ID, CONVEYOR_NO_SQS.
+    CONVEYOR_MAX_REQUEST_BYTES, CONVEYOR_SQS_PORT, CONVEYOR_SQS_ACCOUNT_ID, CONVEYOR_NO_SQS,
+    CONVEYOR_LOG_FORMAT (text or json).
     """
     env = os.environ if environ is None else environ
     server = ServerConfig(
@@ -112,6 +114,7 @@ def from_env(environ: Mapping[str, str] | None = None) -> Config:
         region=env.get("CONVEYOR_REGION") or DEFAULT_REGION,
         server=server,
         sqs=sqs,
+        log_json=(env.get("CONVEYOR_LOG_FORMAT") or "text").lower() == "json",
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -14,6 +15,7 @@ from conveyor.broker.broker import Broker
 from conveyor.http.app import create_app
 from conveyor.http.requestlog import JsonFormatter, RequestIdFilter
 from tests.conftest import OpenBroker
+from tests.http.server import start_server
 
 
 @pytest.fixture
@@ -122,3 +124,22 @@ async def test_access_log_json_lines_carry_the_request_id(
     assert line["duration_ms"] >= 0
     assert "GET /v1/queues 200" in line["message"]
     assert line["request_id"] == "req-42"
+
+
+def test_serve_logs_json_lines_with_request_ids(tmp_path: Path) -> None:
+    server = start_server(tmp_path, ["--database", f"sqlite:///{tmp_path}/c.db", "--no-sqs",
+                                     "--log-format", "json"])
+    try:
+        assert httpx.get(server.url + "/v1/queues",
+                         headers={"x-request-id": "trace-me-1"}).status_code == 200
+        httpx.get(server.url + "/v1/queues/nope")
+    finally:
+        assert server.stop() == 0
+    records = [json.loads(line) for line in server.logs().splitlines()
+               if line.startswith("{")]
+    [access] = [r for r in records if r.get("request_id") == "trace-me-1"]
+    assert access["logger"] == "conveyor.access" and access["status"] == 200
+    assert access["route"] == "/v1/queues"
+    missing = [r for r in records if r.get("path") == "/v1/queues/nope"]
+    assert missing[0]["status"] == 404 and missing[0]["route"] == "/v1/queues/{queue}"
+    assert len(missing[0]["request_id"]) == 32

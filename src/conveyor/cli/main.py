@@ -56,6 +56,8 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     serve.add_argument("--sqs-account-id", help="account id in SQS queue URLs")
     serve.add_argument("--no-sqs", action="store_true",
                        help="do not serve the SQS endpoint")
+    serve.add_argument("--log-format", choices=("text", "json"),
+                       help="log lines as text or JSON objects (default text)")
     serve.set_defaults(run=_serve)
 
 
@@ -128,7 +130,9 @@ def server_config(args: argparse.Namespace) -> Config:
                   account_id=args.sqs_account_id or config.sqs.account_id)
     return replace(config, server=server, sqs=sqs,
                    database_url=args.database or config.database_url,
-                   region=args.region or config.region)
+                   region=args.region or config.region,
+                   log_json=config.log_json if args.log_format is None
+                   else args.log_format == "json")
 
 
 def _serve(args: argparse.Namespace) -> int:

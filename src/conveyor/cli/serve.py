@@ -25,6 +25,7 @@ import uvicorn
 from conveyor.broker.broker import Broker
 from conveyor.config import Config
 from conveyor.http.app import create_app
+from conveyor.http.requestlog import configure_logging
 from conveyor.storage.factory import default_database_url, default_sqlite_path, storage_from_url
 
 log = logging.getLogger("conveyor.serve")
@@ -127,7 +128,7 @@ class _Server(uvicorn.Server):
 
 def worker_main(config: Config, sockets: list[socket.socket]) -> None:
     """Run one worker process's servers on already-bound sockets."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(json_lines=config.log_json)  # text or JSON lines, with request ids
     asyncio.run(serve_sockets(config, sockets))
 
 

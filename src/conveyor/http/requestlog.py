@@ -125,6 +125,18 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(data, default=str, ensure_ascii=False)
 
 
+class TextFormatter(logging.Formatter):
+    """`LEVEL logger: message`, then `[request ID]` when the record has one."""
+
+    def __init__(self) -> None:
+        super().__init__("%(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        rid = getattr(record, "request_id", None)
+        return f"{text} [request {rid}]" if rid else text
+
+
 def configure_logging(*, json_lines: bool = False, level: int = logging.INFO) -> None:
     """Log to stderr, as text or one JSON object a line, each record with its request id."""
     handler = logging.StreamHandler(sys.stderr)
@@ -132,8 +144,7 @@ def configure_logging(*, json_lines: bool = False, level: int = logging.INFO) ->
     if json_lines:
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter(
-            "%(levelname)s %(name)s [%(request_id)s]: %(message)s"))
+        handler.setFormatter(TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
