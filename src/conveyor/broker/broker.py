@@ -145,7 +145,10 @@ class Broker:
         cached = self._queues.get(key)
         if cached is not None and cached[0] > time.monotonic():
             return cached[1]
-        queue = await self.storage.queue_get(key[0], name)
+        # A name that no queue can have never reaches SQL (NUL or a lone surrogate fails there).
+        valid = isinstance(name, str) and (v.QUEUE_NAME.fullmatch(name)
+                                           or v.FIFO_QUEUE_NAME.fullmatch(name))
+        queue = await self.storage.queue_get(key[0], name) if valid else None
         if queue is None:
             self._queues.pop(key, None)
             raise QueueNotFound(f"Queue {name[:100]!r} does not exist.")
