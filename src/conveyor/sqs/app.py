@@ -55,7 +55,10 @@ async def _parse(request: Request) -> WireRequest:
         return parse_json(request.headers.get("x-amz-target", ""), body)
     items = list(request.query_params.multi_items())
     if body:
-        items += parse_qsl(body.decode("utf-8", "surrogateescape"), keep_blank_values=True)
+        # Bytes that are not UTF-8, raw or %-encoded, stay lone surrogates (which the
+        # character checks refuse) rather than becoming U+FFFD unnoticed.
+        items += parse_qsl(body.decode("utf-8", "surrogateescape"), keep_blank_values=True,
+                           errors="surrogateescape")
     return parse_query(items)
 
 

@@ -49,6 +49,7 @@ _QUERY_MAPS = {
 _MAP_MEMBERS = frozenset({*_QUERY_MAPS.values(), "tags"})
 _MAP_KEYS = ("Name", "Key", "key")
 _MAP_VALUES = ("Value", "value")
+_MAX_NAME_PARTS = 16
 
 # Response member -> XML element (flattened lists) or (element, key, value) (flattened maps).
 _XML_LISTS = {
@@ -107,6 +108,8 @@ def parse_query(items: Iterable[tuple[str, str]]) -> WireRequest:
     for key, value in items:
         node = tree
         parts = key.split(".")
+        if len(parts) > _MAX_NAME_PARTS:  # the deepest real name has 7; deeper would recurse
+            raise invalid(f"The parameter name {key[:100]!r} is not valid.")
         for part in parts[:-1]:
             child = node.get(part)
             if not isinstance(child, dict):
@@ -228,14 +231,16 @@ def render_error(protocol: Protocol, error: SqsError, request_id: str) -> WireRe
     """An error in the shape the request's protocol uses."""
     kind = error.kind
     fault = "Sender" if kind.sender else "Receiver"
+    # A message may quote input that was not UTF-8 (lone surrogates): never fail on it.
+    message = error.message.encode("utf-8", "replace").decode("utf-8")
     if protocol == "json":
         body = orjson.dumps({"__type": f"com.amazonaws.sqs#{kind.shape}",
-                             "message": error.message})
+                             "message": message})
         return WireResponse(kind.status, {
             "content-type": JSON_CONTENT_TYPE, "x-amzn-requestid": request_id,
             "x-amzn-query-error": f"{kind.code};{fault}"}, body)
     xml = (f'<?xml version="1.0"?><ErrorResponse xmlns="{XMLNS}"><Error><Type>{fault}</Type>'
-           f"<Code>{_text(kind.code)}</Code><Message>{_text(error.message)}</Message>"
+           f"<Code>{_text(kind.code)}</Code><Message>{_text(message)}</Message>"
            f"<Detail/></Error><RequestId>{request_id}</RequestId></ErrorResponse>")
     return WireResponse(kind.status, {"content-type": XML_CONTENT_TYPE,
                                       "x-amzn-requestid": request_id}, xml.encode())
