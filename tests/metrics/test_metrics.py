@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from conveyor.broker.broker import Broker
 from conveyor.http.app import create_app
 from conveyor.http.requestlog import JsonFormatter, RequestIdFilter
+from conveyor.ledger import NewDelivery
 from tests.conftest import OpenBroker
 from tests.http.server import start_server
 
@@ -143,3 +144,18 @@ def test_serve_logs_json_lines_with_request_ids(tmp_path: Path) -> None:
     missing = [r for r in records if r.get("path") == "/v1/queues/nope"]
     assert missing[0]["status"] == 404 and missing[0]["route"] == "/v1/queues/{queue}"
     assert len(missing[0]["request_id"]) == 32
+
+
+async def test_jobs_and_deliveries_on_metrics_and_dashboard(
+        served: tuple[httpx.AsyncClient, Broker]) -> None:
+    http, broker = served
+    await broker.ledger.record([NewDelivery("d1", "email", "a@example.com"),
+                                NewDelivery("d2", "email", "b@example.com"),
+                                NewDelivery("d3", "webhook", "https://example.com/h")])
+    samples = await _scrape(http)
+    assert samples[("conveyor_deliveries", (("channel", "email"), ("status", "queued")))] == 2
+    assert samples[("conveyor_deliveries", (("channel", "webhook"),
+                                            ("status", "queued")))] == 1
+    page = (await http.get("/")).text
+    assert 'id="section-jobs"' in page and 'id="section-deliveries"' in page
+    assert "email · queued" in page

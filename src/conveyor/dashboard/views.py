@@ -95,6 +95,33 @@ async def job_section(broker: Broker) -> Section | None:
                    "they finish).", id="jobs")
 
 
+async def delivery_section(broker: Broker) -> Section | None:
+    """Notification deliveries by channel and status, from the ledger (`broker.ledger`)."""
+    counts = await delivery_counts(broker)
+    if not counts:
+        return None
+    rows = [(f"{channel} · {status}", count) for channel, statuses in sorted(counts.items())
+            for status, count in statuses.items()]
+    return Section("Notification deliveries", rows,
+                   "Per channel, from the delivery ledger (kept for a while after sending).",
+                   id="deliveries")
+
+
+async def delivery_counts(broker: Broker) -> dict[str, dict[str, int]]:
+    """{channel: {status: count}} from the ledger, or {} when there is none."""
+    ledger = getattr(broker, "ledger", None)
+    if ledger is None:
+        return {}
+    try:
+        counts: dict[str, dict[str, int]] = await ledger.counts()
+    except Exception:  # no ledger table (older schema) or a hiccup: show nothing
+        return {}
+    return counts
+
+
+DEFAULT_SECTIONS: tuple[SectionProvider, ...] = (job_section, delivery_section)
+
+
 # formatting -------------------------------------------------------------------------
 def age(seconds: float | None) -> str:
     """`42s`, `3m 05s`, `2h 10m`, `4d 3h`; an en dash for none."""

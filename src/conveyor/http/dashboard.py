@@ -23,12 +23,12 @@ from conveyor.broker.broker import Broker
 from conveyor.dashboard import csrf
 from conveyor.dashboard.series import Monitor
 from conveyor.dashboard.views import (
+    DEFAULT_SECTIONS,
     PEEK_LIMIT,
     STATIC,
     Section,
     SectionProvider,
     environment,
-    job_section,
     queue_row,
     queue_rows,
 )
@@ -57,7 +57,7 @@ def _providers(request: Request) -> list[SectionProvider]:
     """`app.state.dashboard_sections`: the hook other rooms add their figures to."""
     state = request.app.state
     if not hasattr(state, "dashboard_sections"):
-        state.dashboard_sections = [job_section]
+        state.dashboard_sections = list(DEFAULT_SECTIONS)
     providers: list[SectionProvider] = state.dashboard_sections
     return providers
 

@@ -7,7 +7,8 @@ request-log middleware, and a lifespan that samples in the background.
 Per queue: depth gauges (visible, in flight, delayed, dead letters, oldest age) read at
 scrape time from the broker's cached stats, and counters of messages sent, received, deleted
 and dead-lettered by this process. Per route template: request counts by status and a
-latency histogram. Job statuses (`broker.jobs`) when the storage has them.
+latency histogram. Job statuses (`broker.jobs`) and notification deliveries by channel and
+status (`broker.ledger`) when the storage has them.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from starlette.responses import Response
 
 from conveyor.broker.broker import Broker
 from conveyor.dashboard.series import Monitor, Snapshot
+from conveyor.dashboard.views import delivery_counts
 from conveyor.http.requestlog import RequestLog
 
 log = logging.getLogger("conveyor.metrics")
@@ -45,6 +47,7 @@ class QueueCollector(Collector):
         self.monitor = monitor
         self.snapshot = Snapshot()
         self.job_counts: dict[str, int] = {}
+        self.delivery_counts: dict[str, dict[str, int]] = {}
 
     def collect(self) -> Iterable[Any]:
         labels = ["queue"]
@@ -80,6 +83,14 @@ class QueueCollector(Collector):
             for status, count in sorted(self.job_counts.items()):
                 jobs.add_metric([status], count)
             yield jobs
+        if self.delivery_counts:
+            sent = GaugeMetricFamily("conveyor_deliveries", "Notification deliveries in the "
+                                     "ledger by channel and status.",
+                                     labels=["channel", "status"])
+            for channel, statuses in sorted(self.delivery_counts.items()):
+                for status, count in sorted(statuses.items()):
+                    sent.add_metric([channel, status], count)
+            yield sent
 
 
 class Metrics:
@@ -121,6 +132,7 @@ class Metrics:
         """The text exposition, with queue figures fresh to the monitor's interval."""
         self.queues.snapshot = await self.monitor.current()
         self.queues.job_counts = await job_counts(self.monitor.broker)
+        self.queues.delivery_counts = await delivery_counts(self.monitor.broker)
         for callback in self.before_scrape:
             result = callback()
             if hasattr(result, "__await__"):
