@@ -37,7 +37,6 @@ from conveyor.models import (
     SendEntry,
     VisibilityEntry,
 )
-from conveyor.worker import eager
 from conveyor.worker.app import DLQ_SUFFIX, App
 from conveyor.worker.batching import Batcher
 from conveyor.worker.exceptions import Cancel, Retry, TaskTimeout
@@ -190,8 +189,7 @@ class _QueueRunner:
             for message in messages:
                 held = _Held(message)
                 self.held[message.receipt_handle] = held
-                # A job that never waits finishes right here, with no Task to make.
-                held.task = eager.start(self._handle(held))
+                held.task = asyncio.create_task(self._handle(held))
 
     # one job ------------------------------------------------------------------------
     async def _handle(self, held: _Held) -> None:
