@@ -1,0 +1,128 @@
+"""Web Push into a real local push endpoint (VAPID verified, payload decrypted), and signed
+webhooks: content, Retry-After on 429, dead letters and suppression on 410, the crash
+window recorded as unknown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+
+from conveyor.broker.broker import Broker
+from conveyor.ledger import NewDelivery
+from conveyor.notify import Notifier, WebhookChannel, WebPush, WebPushChannel
+from conveyor.notify.delivery import dlq_name
+from conveyor.notify.models import Webhook
+from conveyor.notify.peers import PushEndpoint, make_subscriber
+from tests.notify.helpers import TEMPLATES, deliver_until, free_port
+
+
+@contextlib.asynccontextmanager
+async def serving(app: web.Application) -> AsyncIterator[int]:
+    port = free_port()
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield port
+    finally:
+        await runner.cleanup()
+
+
+def push_channel() -> WebPushChannel:
+    pem = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+    return WebPushChannel(pem, {"sub": "mailto:ops@example.com"})
+
+
+async def test_push_delivered_verified_and_faults(broker: Broker, clock: Any) -> None:
+    subs = [make_subscriber() for _ in range(3)]
+    endpoint = PushEndpoint(subs, faults={"1": [(429, "1")], "2": [(410, None)]})
+    async with serving(endpoint.app()) as port:
+        notifier = Notifier(broker, channels={"push": push_channel()}, templates=TEMPLATES)
+        ids = await notifier.asend_many([
+            WebPush(subscription=subs[i].subscription(f"http://127.0.0.1:{port}/push/{i}"),
+                    template="welcome", data={"name": f"n{i}", "code": i})
+            for i in range(3)])
+
+        async def settled() -> bool:
+            c = (await notifier.counts())["push"]
+            return c["sent"] + c["failed"] == 3
+
+        flag = {"done": False}
+
+        async def watch() -> None:
+            while not flag["done"]:
+                flag["done"] = await settled()
+                await asyncio.sleep(0.05)
+
+        watcher = asyncio.create_task(watch())
+        await deliver_until(notifier, lambda: flag["done"], clock_step=lambda: clock.advance(2))
+        await watcher
+    assert endpoint.bad == 0 and endpoint.verified == 2
+    assert endpoint.received == {"0": 1, "1": 1}
+    body = orjson.loads(endpoint.payloads["0"])
+    assert body["title"] == "Welcome, n0" and body["body"].startswith("Hi n0,")
+    ok, slow, gone = [await notifier.status(i) for i in ids]
+    assert ok is not None and ok.status == "sent" and ok.provider_id
+    assert slow is not None and slow.status == "sent" and slow.attempts == 2
+    assert gone is not None and gone.status == "failed" and "410" in (gone.error or "")
+    endpoint_2 = f"http://127.0.0.1:{port}/push/2"
+    assert await broker.ledger.suppressed("push", [endpoint_2]) == {endpoint_2}
+    dead = await broker.receive(dlq_name("push"), 10, 30, 0)
+    assert [m.body.value()["to"] for m in dead] == [endpoint_2]
+
+
+async def test_push_crash_window_is_reported_unknown(broker: Broker) -> None:
+    sub = make_subscriber()
+    endpoint = PushEndpoint([sub])
+    async with serving(endpoint.app()) as port:
+        notifier = Notifier(broker, channels={"push": push_channel()}, templates=TEMPLATES)
+        (pid,) = await notifier.asend_many([WebPush(
+            subscription=sub.subscription(f"http://127.0.0.1:{port}/push/0"),
+            payload={"x": 1})])
+        # a worker marked it `sending`, called the push service and died before recording
+        await broker.ledger.begin([NewDelivery(pid, "push", "x")])
+        deliverer = notifier.deliverer()
+        await deliverer.ensure_queues()
+        messages = await broker.receive("notify-push", 10, 30, 0)
+        await deliverer.process("push", notifier.channels["push"], messages)
+    row = await notifier.status(pid)
+    assert row is not None and row.status == "unknown"
+    assert endpoint.received == {}  # not sent again
+
+
+async def test_webhook_signed_and_retried_on_503(broker: Broker, clock: Any) -> None:
+    seen: list[tuple[dict[str, str], bytes]] = []
+    answers = [web.Response(status=503, headers={"Retry-After": "1"})]
+
+    async def hook(request: web.Request) -> web.Response:
+        body = await request.read()
+        if answers:
+            return answers.pop(0)
+        seen.append((dict(request.headers), body))
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    async with serving(app) as port:
+        notifier = Notifier(broker, channels={"webhook": WebhookChannel("s3cret")})
+        (wid,) = await notifier.asend_many([Webhook(url=f"http://127.0.0.1:{port}/hook",
+                                                    event="order.paid", payload={"n": 1})])
+        await deliver_until(notifier, lambda: bool(seen), clock_step=lambda: clock.advance(2))
+    headers, body = seen[0]
+    stamp = headers["Conveyor-Timestamp"]
+    mac = hmac.new(b"s3cret", stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    assert headers["Conveyor-Signature"] == f"sha256={mac}"
+    assert headers["Conveyor-Delivery"] == wid
+    assert orjson.loads(body) == {"id": wid, "event": "order.paid", "data": {"n": 1}}
+    row = await notifier.status(wid)
+    assert row is not None and row.status in ("sending", "sent") and row.attempts == 2
