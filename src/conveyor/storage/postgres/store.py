@@ -72,7 +72,9 @@ def _translated() -> Any:
     try:
         yield
     except (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
-            asyncpg.CannotConnectNowError, asyncpg.AdminShutdownError) as exc:
+            asyncpg.CannotConnectNowError, asyncpg.AdminShutdownError,
+            # a pooled connection left mid-operation when its backend was terminated
+            asyncpg.InternalClientError) as exc:
         raise StorageUnavailable(f"PostgreSQL is unavailable: {exc}") from exc
     except asyncpg.PostgresError as exc:
         raise StorageError(f"PostgreSQL: {exc}") from exc
