@@ -59,8 +59,9 @@ def worker_main(index: int, url: str, channels: dict[str, dict[str, Any]],
             await asyncio.sleep(0.25)
         deliverer.stop()
         await runner
+        final = snapshot(True)  # before the storage's thread goes with the broker
         await broker.close()
-        reports.put(snapshot(True))
+        reports.put(final)
 
     try:
         import uvloop
