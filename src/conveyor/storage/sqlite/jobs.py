@@ -8,17 +8,17 @@ stays in Python.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import sqlite3
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Sequence
+from typing import Any, TypeVar
 
 import orjson
 
 from conveyor.jobs import JobStatus
 from conveyor.storage.base import JobRow, RateState
 from conveyor.storage.sql import load_queries
+from conveyor.storage.sqlite.base import SqliteBase
 
 T = TypeVar("T")
 Q = load_queries("conveyor.storage.sqlite", "jobs.sql")
@@ -42,18 +42,8 @@ def gcra(tat: float, now: int, interval_ms: float, burst: int, want: int
     return granted, start + granted * interval_ms
 
 
-class SqliteJobs:
+class SqliteJobs(SqliteBase):
     """Rate-limit buckets, concurrency slots, cron ticks and job statuses in SQLite."""
-
-    if TYPE_CHECKING:
-        async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T: ...
-
-        @staticmethod
-        def _write(db: sqlite3.Connection
-                   ) -> contextlib.AbstractContextManager[sqlite3.Connection]: ...
-
-        @staticmethod
-        def _now(now: int | None) -> int: ...
 
     # rate limits --------------------------------------------------------------------
     async def rate_take(self, key: str, interval_ms: float, burst: int, want: int,

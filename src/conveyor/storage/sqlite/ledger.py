@@ -7,32 +7,22 @@ rows `sending` cannot interleave with another worker doing the same.
 
 from __future__ import annotations
 
-import contextlib
 import sqlite3
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Sequence
+from typing import Any, TypeVar
 
 import orjson
 
 from conveyor.ledger import Delivery, DeliveryUpdate, NewDelivery, Suppression
 from conveyor.storage.sql import load_queries
+from conveyor.storage.sqlite.base import SqliteBase
 
 T = TypeVar("T")
 Q = load_queries("conveyor.storage.sqlite", "ledger.sql")
 
 
-class SqliteLedger:
+class SqliteLedger(SqliteBase):
     """Delivery rows and suppressions in SQLite."""
-
-    if TYPE_CHECKING:
-        async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T: ...
-
-        @staticmethod
-        def _write(db: sqlite3.Connection
-                   ) -> contextlib.AbstractContextManager[sqlite3.Connection]: ...
-
-        @staticmethod
-        def _now(now: int | None) -> int: ...
 
     async def delivery_put_many(self, rows: Sequence[NewDelivery], status: str, keep_ms: int,
                                 now: int | None) -> list[bool]:

@@ -12,16 +12,14 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
-import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from itertools import repeat
 from pathlib import Path
 from typing import Any, TypeVar
 
 from conveyor import fifo
-from conveyor.errors import StorageError, StorageUnavailable
+from conveyor.errors import StorageError
 from conveyor.fifo import format_sequence
 from conveyor.models import (
     Message,
@@ -41,6 +39,7 @@ from conveyor.storage.base import (
     SignalCallback,
 )
 from conveyor.storage.sql import load_migrations, load_queries
+from conveyor.storage.sqlite.base import SqliteBase
 from conveyor.storage.sqlite.jobs import SqliteJobs
 from conveyor.storage.sqlite.ledger import SqliteLedger
 
@@ -60,107 +59,25 @@ def _uid(blob: bytes) -> str:
     return str(uuid.UUID(bytes=blob))
 
 
-class SqliteStorage(SqliteJobs, SqliteLedger):
+class SqliteStorage(SqliteJobs, SqliteLedger, SqliteBase):
     """Queues and messages in one SQLite file."""
 
     dialect = "sqlite"
 
     def __init__(self, path: str | Path, *, synchronous: str = "normal",
                  busy_timeout_ms: int = 30_000, poll_interval: float = 0.005) -> None:
-        if synchronous not in _SYNCHRONOUS:
-            raise ValueError(f"synchronous must be one of {', '.join(_SYNCHRONOUS)}")
-        self.path = str(path)
-        self._synchronous = synchronous
-        self._busy_timeout_ms = busy_timeout_ms
+        super().__init__(path, synchronous=synchronous, busy_timeout_ms=busy_timeout_ms)
         self._poll_interval = poll_interval
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="conveyor-sqlite")
-        self._db: sqlite3.Connection | None = None
         self._poller: asyncio.Task[None] | None = None
 
-    # plumbing -----------------------------------------------------------------------
-    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._call, fn)
-
-    def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        if self._db is None:
-            raise StorageUnavailable("The SQLite storage is not open.")
-        try:
-            return fn(self._db)
-        except sqlite3.OperationalError as exc:
-            raise StorageError(f"SQLite: {exc}") from exc
-        except sqlite3.DatabaseError as exc:
-            raise StorageError(f"SQLite: {exc}") from exc
-
-    @staticmethod
-    @contextlib.contextmanager
-    def _write(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
-
-    @staticmethod
-    def _now(now: int | None) -> int:
-        return int(time.time() * 1000) if now is None else now
-
-    def _connect(self) -> None:
-        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        db.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
-        db.execute("PRAGMA journal_mode = WAL")
-        db.execute(f"PRAGMA synchronous = {self._synchronous}")
-        db.execute("PRAGMA foreign_keys = OFF")
-        self._db = db
-        self._migrate(db)
-
-    def _migrate(self, db: sqlite3.Connection) -> None:
-        with self._write(db):
-            db.execute("CREATE TABLE IF NOT EXISTS conveyor_migrations "
-                       "(version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)")
-            applied = {r[0] for r in db.execute("SELECT version FROM conveyor_migrations")}
-            for version, script in MIGRATIONS:
-                if version in applied:
-                    continue
-                for statement in _statements(script):
-                    db.execute(statement)
-                db.execute("INSERT INTO conveyor_migrations VALUES (?, ?)",
-                           (version, self._now(None)))
-                log.info("sqlite %s: applied migration %04d", self.path, version)
-
-    # lifecycle ----------------------------------------------------------------------
-    async def open(self) -> None:
-        """Open the file (creating it) and apply pending migrations."""
-        loop = asyncio.get_running_loop()
-        try:
-            await loop.run_in_executor(self._executor, self._connect)
-        except sqlite3.Error as exc:
-            raise StorageUnavailable(f"Cannot open SQLite file {self.path}: {exc}") from exc
-
     async def close(self) -> None:
-        """Stop polling and close the connection."""
+        """Stop polling, then close the connection."""
         if self._poller is not None:
             self._poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._poller
             self._poller = None
-        if self._db is not None:
-            db, self._db = self._db, None
-            await asyncio.get_running_loop().run_in_executor(self._executor, db.close)
-        self._executor.shutdown(wait=False)
-
-    async def now(self) -> int:
-        """This machine's clock (one machine shares the file, so it is the only clock)."""
-        return self._now(None)
-
-    async def schema_version(self) -> tuple[int, int]:
-        """(applied, known) migration numbers."""
-        def run(db: sqlite3.Connection) -> int:
-            return int(db.execute("SELECT max(version) FROM conveyor_migrations").fetchone()[0])
-        return await self._run(run), len(MIGRATIONS)
+        await super().close()
 
     # queues -------------------------------------------------------------------------
     async def queue_create(self, row: QueueRow, now: int | None) -> tuple[Queue, bool]:
@@ -499,9 +416,3 @@ class SqliteStorage(SqliteJobs, SqliteLedger):
                 if seen.get(queue_id) != seq:
                     callback(queue_id)
             seen = signals
-
-
-def _statements(script: str) -> list[str]:
-    """Split a migration into statements (our migrations hold no ';' inside strings)."""
-    lines = [line for line in script.splitlines() if not line.strip().startswith("--")]
-    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
