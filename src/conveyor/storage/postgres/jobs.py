@@ -8,105 +8,76 @@ so nothing depends on session state and it all works behind a transaction pooler
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from conveyor.jobs import JobStatus
 from conveyor.storage.base import JobRow, RateState
+from conveyor.storage.postgres.base import PostgresBase
 from conveyor.storage.sql import load_queries
-
-if TYPE_CHECKING:
-    import asyncpg
 
 Q = load_queries("conveyor.storage.postgres", "jobs.sql")
 
 
-def _translated() -> Any:
-    """The store's one translation of driver errors (imported late: the store imports
-    this module for its base class)."""
-    from conveyor.storage.postgres.store import _translated as translated
-
-    return translated()
-
-
-class PostgresJobs:
+class PostgresJobs(PostgresBase):
     """Rate-limit buckets, concurrency slots, cron ticks and job statuses in PostgreSQL."""
-
-    if TYPE_CHECKING:
-        @property
-        def pool(self) -> asyncpg.Pool: ...
-
-    async def _q_fetch(self, name: str, *args: Any) -> list[asyncpg.Record]:
-        with _translated():
-            return await self.pool.fetch(Q[name], *args)
-
-    async def _q_fetchrow(self, name: str, *args: Any) -> asyncpg.Record | None:
-        with _translated():
-            return await self.pool.fetchrow(Q[name], *args)
-
-    async def _q_execute(self, name: str, *args: Any) -> int:
-        with _translated():
-            status: str = await self.pool.execute(Q[name], *args)
-        return int(status.rsplit(" ", 1)[-1]) if status[-1:].isdigit() else 0
 
     # rate limits --------------------------------------------------------------------
     async def rate_take(self, key: str, interval_ms: float, burst: int, want: int,
                         now: int | None) -> RateState:
         """GCRA as one upsert (see jobs.sql)."""
-        row = await self._q_fetchrow("rate_take", key, interval_ms, burst, want, now)
+        row = await self._fetchrow(Q["rate_take"], key, interval_ms, burst, want, now)
         assert row is not None
         return RateState(int(row[0]), float(row[1]), int(row[2]), int(row[3]))
 
     async def rate_penalize(self, key: str, ms: int, now: int | None) -> None:
         """No tokens for `ms`."""
-        await self._q_execute("rate_penalize", key, ms, now)
+        await self._execute(Q["rate_penalize"], key, ms, now)
 
     async def rate_expire(self, now: int | None, limit: int) -> int:
         """Delete full, unpenalized buckets."""
-        return await self._q_execute("rate_expire", now, limit)
+        return await self._execute(Q["rate_expire"], now, limit)
 
     # concurrency slots --------------------------------------------------------------
     async def slot_acquire(self, key: str, holder: str, limit: int, want: int,
                            lease_ms: int, now: int | None) -> int:
         """Grant what fits under the limit, under the key's advisory lock."""
-        row = await self._q_fetchrow("slot_acquire", key, holder, limit, want, lease_ms, now)
+        row = await self._fetchrow(Q["slot_acquire"], key, holder, limit, want, lease_ms, now)
         return int(row[0]) if row else 0
 
     async def slot_renew(self, key: str, holder: str, lease_ms: int, now: int | None) -> int:
         """Extend live slots; 0 when they have lapsed."""
-        row = await self._q_fetchrow("slot_renew", key, holder, lease_ms, now)
+        row = await self._fetchrow(Q["slot_renew"], key, holder, lease_ms, now)
         return int(row[0]) if row else 0
 
     async def slot_release(self, key: str, holder: str, count: int) -> None:
         """Give slots back."""
-        await self._q_execute("slot_release", key, holder, count)
+        await self._execute(Q["slot_release"], key, holder, count)
 
     async def slot_expire(self, now: int | None, limit: int) -> int:
         """Delete lapsed or empty slot rows."""
-        return await self._q_execute("slot_expire", now, limit)
+        return await self._execute(Q["slot_expire"], now, limit)
 
     # cron ---------------------------------------------------------------------------
     async def cron_claim(self, schedule: str, tick_at: int, now: int | None) -> bool:
         """Insert the tick's row; True when this call inserted it."""
-        return bool(await self._q_fetch("cron_claim", schedule, tick_at, now))
+        return bool(await self._fetch(Q["cron_claim"], schedule, tick_at, now))
 
     async def cron_expire(self, keep_ms: int, now: int | None, limit: int) -> int:
         """Forget old ticks."""
-        return await self._q_execute("cron_expire", now, keep_ms, limit)
+        return await self._execute(Q["cron_expire"], now, keep_ms, limit)
 
     # job statuses -------------------------------------------------------------------
     async def job_put_many(self, rows: Sequence[JobRow], now: int | None) -> None:
         """Upsert a batch as arrays, one statement."""
-        await self._q_execute(
-            "job_upsert_many", [r.job_id for r in rows], [r.queue for r in rows],
+        await self._execute(Q["job_upsert_many"], [r.job_id for r in rows], [r.queue for r in rows],
             [r.task for r in rows], [r.status for r in rows], [r.attempts for r in rows],
             [r.error for r in rows], [r.result for r in rows],
             [r.keep_seconds for r in rows], now)
 
     async def job_get(self, job_id: str, now: int | None) -> JobStatus | None:
         """One unexpired status."""
-        row = await self._q_fetchrow("job_get", job_id, now)
+        row = await self._fetchrow(Q["job_get"], job_id, now)
         if row is None:
             return None
         return JobStatus(row[0], row[1], row[2], row[3], int(row[4]), row[5],
@@ -115,8 +86,8 @@ class PostgresJobs:
 
     async def job_counts(self, queue: str | None, now: int | None) -> dict[str, int]:
         """Unexpired statuses by status."""
-        return {str(r[0]): int(r[1]) for r in await self._q_fetch("job_counts", queue, now)}
+        return {str(r[0]): int(r[1]) for r in await self._fetch(Q["job_counts"], queue, now)}
 
     async def job_expire(self, now: int | None, limit: int) -> int:
         """Delete expired statuses."""
-        return await self._q_execute("job_expire", now, limit)
+        return await self._execute(Q["job_expire"], now, limit)

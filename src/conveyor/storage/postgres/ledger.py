@@ -4,36 +4,21 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
 
 from conveyor.ledger import Delivery, DeliveryUpdate, NewDelivery, Suppression
+from conveyor.storage.postgres.base import PostgresBase, translated
 from conveyor.storage.sql import load_queries
-
-if TYPE_CHECKING:
-    import asyncpg
 
 Q = load_queries("conveyor.storage.postgres", "ledger.sql")
 
 
-def _translated() -> Any:
-    """The store's one translation of driver errors (imported late: the store imports
-    this module for its base class)."""
-    from conveyor.storage.postgres.store import _translated as translated
-
-    return translated()
-
-
-class PostgresLedger:
+class PostgresLedger(PostgresBase):
     """Delivery rows and suppressions in PostgreSQL."""
-
-    if TYPE_CHECKING:
-        @property
-        def pool(self) -> asyncpg.Pool: ...
 
     async def delivery_put_many(self, rows: Sequence[NewDelivery], status: str, keep_ms: int,
                                 now: int | None) -> list[bool]:
         """Insert new rows; existing ids are left as they are."""
-        with _translated():
+        with translated():
             found = await self.pool.fetch(Q["delivery_put_many"], [r[0] for r in rows],
                                           [r[1] for r in rows], [r[2] for r in rows], status,
                                           keep_ms, now)
@@ -47,7 +32,7 @@ class PostgresLedger:
     async def delivery_begin_many(self, rows: Sequence[NewDelivery], keep_ms: int,
                                   now: int | None) -> list[str | None]:
         """Previous statuses; unfinished rows become `sending`."""
-        with _translated():
+        with translated():
             found = await self.pool.fetch(Q["delivery_begin_many"], [r[0] for r in rows],
                                           [r[1] for r in rows], [r[2] for r in rows],
                                           keep_ms, now)
@@ -56,14 +41,14 @@ class PostgresLedger:
     async def delivery_finish_many(self, updates: Sequence[DeliveryUpdate],
                                    now: int | None) -> None:
         """Record outcomes."""
-        with _translated():
+        with translated():
             await self.pool.execute(Q["delivery_finish_many"], [u[0] for u in updates],
                                     [u[1] for u in updates], [u[2] for u in updates],
                                     [u[3] for u in updates], now)
 
     async def delivery_get(self, delivery_id: str, now: int | None) -> Delivery | None:
         """One unexpired row."""
-        with _translated():
+        with translated():
             row = await self.pool.fetchrow(Q["delivery_get"], delivery_id, now)
         if row is None:
             return None
@@ -73,7 +58,7 @@ class PostgresLedger:
     async def delivery_counts(self, channel: str | None, now: int | None
                               ) -> dict[str, dict[str, int]]:
         """Unexpired rows by channel and status."""
-        with _translated():
+        with translated():
             found = await self.pool.fetch(Q["delivery_counts"], channel, now)
         counts: dict[str, dict[str, int]] = {}
         for ch, status, n in found:
@@ -82,32 +67,32 @@ class PostgresLedger:
 
     async def delivery_expire(self, now: int | None, limit: int) -> int:
         """Delete expired rows."""
-        with _translated():
+        with translated():
             status: str = await self.pool.execute(Q["delivery_expire"], now, limit)
         return int(status.rsplit(" ", 1)[-1])
 
     async def suppression_add_many(self, rows: Sequence[tuple[str, str, str]],
                                    now: int | None) -> None:
         """Add rows; listed addresses keep their first reason."""
-        with _translated():
+        with translated():
             await self.pool.execute(Q["suppression_add_many"], [r[0] for r in rows],
                                     [r[1] for r in rows], [r[2] for r in rows], now)
 
     async def suppression_find(self, channel: str, addresses: Sequence[str]) -> set[str]:
         """The listed ones among `addresses`."""
-        with _translated():
+        with translated():
             found = await self.pool.fetch(Q["suppression_find"], channel, list(addresses))
         return {str(r[0]) for r in found}
 
     async def suppression_remove(self, channel: str, address: str) -> bool:
         """Delete one row."""
-        with _translated():
+        with translated():
             status: str = await self.pool.execute(Q["suppression_remove"], channel, address)
         return status.endswith(" 1")
 
     async def suppression_list(self, channel: str | None, after: str | None,
                                limit: int) -> list[Suppression]:
         """A page of rows."""
-        with _translated():
+        with translated():
             found = await self.pool.fetch(Q["suppression_list"], channel, after, limit)
         return [Suppression(r[0], r[1], r[2], int(r[3])) for r in found]

@@ -13,13 +13,10 @@ import functools
 import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
-from asyncpg.pool import PoolConnectionProxy
 
 from conveyor import fifo
-from conveyor.errors import StorageError, StorageUnavailable
 from conveyor.fifo import format_sequence
 from conveyor.models import (
     Message,
@@ -37,78 +34,33 @@ from conveyor.storage.base import (
     ReceiveParams,
     SignalCallback,
 )
+from conveyor.storage.postgres.base import Connection, PostgresBase, translated
 from conveyor.storage.postgres.jobs import PostgresJobs
 from conveyor.storage.postgres.ledger import PostgresLedger
-from conveyor.storage.sql import load_migrations, load_queries
+from conveyor.storage.sql import load_queries
 
-Connection = asyncpg.Connection | PoolConnectionProxy
 log = logging.getLogger("conveyor.storage.postgres")
 Q = load_queries("conveyor.storage.postgres")
 # The same statements for queues whose durability is 'unlogged'.
 UNLOGGED = {name: sql.replace("conveyor_messages", "conveyor_messages_unlogged")
             for name, sql in Q.items()}
-MIGRATIONS = load_migrations("conveyor.storage.postgres")
 CHANNEL = "conveyor_wake"
-_MIGRATION_LOCK = 0x636F6E76  # "conv": one node migrates at a time
-_OUR_PARAMS = ("pool_size", "statement_cache_size")
 FIFO_PAGE = 1000
 CLAIM_BEGIN = "BEGIN; SET LOCAL enable_sort = off; SET LOCAL synchronous_commit = off"
 
 
-def split_dsn(url: str) -> tuple[str, dict[str, str]]:
-    """Separate our own URL options (`pool_size`, `statement_cache_size`) from libpq's."""
-    parts = urlsplit(url)
-    ours: dict[str, str] = {}
-    theirs: list[tuple[str, str]] = []
-    for key, value in parse_qsl(parts.query):
-        (ours.__setitem__(key, value) if key in _OUR_PARAMS else theirs.append((key, value)))
-    scheme = "postgresql" if parts.scheme == "postgres" else parts.scheme
-    return urlunsplit((scheme, parts.netloc, parts.path, urlencode(theirs), "")), ours
-
-
-@contextlib.contextmanager
-def _translated() -> Any:
-    """The one place driver errors become conveyor errors."""
-    try:
-        yield
-    except (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
-            asyncpg.CannotConnectNowError, asyncpg.AdminShutdownError,
-            # a pooled connection left mid-operation when its backend was terminated
-            asyncpg.InternalClientError) as exc:
-        raise StorageUnavailable(f"PostgreSQL is unavailable: {exc}") from exc
-    except asyncpg.PostgresError as exc:
-        raise StorageError(f"PostgreSQL: {exc}") from exc
-
-
-class PostgresStorage(PostgresJobs, PostgresLedger):
+class PostgresStorage(PostgresJobs, PostgresLedger, PostgresBase):
     """Queues and messages in PostgreSQL."""
 
     dialect = "postgresql"
 
     def __init__(self, url: str, *, pool_size: int | None = None,
                  statement_cache_size: int | None = None) -> None:
-        self.dsn, options = split_dsn(url)
-        self._pool_size = pool_size or int(options.get("pool_size", 10))
-        self._cache_size = (statement_cache_size if statement_cache_size is not None
-                            else int(options.get("statement_cache_size", 100)))
-        self._pool: asyncpg.Pool | None = None
+        super().__init__(url, pool_size=pool_size, statement_cache_size=statement_cache_size)
         # Durability is fixed when a queue is made and ids are never reused: safe to cache.
         self._unlogged: set[int] = set()
         self._logged: set[int] = set()
         self._listener: asyncio.Task[None] | None = None
-
-    @property
-    def pool(self) -> asyncpg.Pool:
-        """The connection pool (after `open`)."""
-        if self._pool is None:
-            raise StorageUnavailable("The PostgreSQL storage is not open.")
-        return self._pool
-
-    @contextlib.asynccontextmanager
-    async def _tx(self) -> AsyncIterator[Connection]:
-        with _translated():
-            async with self.pool.acquire() as conn, conn.transaction():
-                yield conn
 
     @contextlib.asynccontextmanager
     async def _claiming(self) -> AsyncIterator[Connection]:
@@ -116,7 +68,7 @@ class PostgresStorage(PostgresJobs, PostgresLedger):
         asynchronous commit, since a lease lost in a server crash only means an earlier
         redelivery (at-least-once holds). Three round trips, no session state left behind.
         """
-        with _translated():
+        with translated():
             async with self.pool.acquire() as conn:
                 await conn.execute(CLAIM_BEGIN)
                 try:
@@ -128,18 +80,14 @@ class PostgresStorage(PostgresJobs, PostgresLedger):
                     raise
                 await conn.execute("COMMIT")
 
-    async def _fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
-        with _translated():
-            return await self.pool.fetch(sql, *args)
-
-    async def _fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None:
-        with _translated():
-            return await self.pool.fetchrow(sql, *args)
-
-    async def _execute(self, sql: str, *args: Any) -> int:
-        with _translated():
-            status: str = await self.pool.execute(sql, *args)
-        return int(status.rsplit(" ", 1)[-1]) if status[-1:].isdigit() else 0
+    async def close(self) -> None:
+        """Stop listening, then close the pool."""
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+            self._listener = None
+        await super().close()
 
     def _remember(self, row: Any) -> Queue:
         queue = rows.queue_from_row(row)
@@ -158,49 +106,6 @@ class PostgresStorage(PostgresJobs, PostgresLedger):
             if queue_id in self._unlogged:
                 return UNLOGGED
         return Q
-
-    # lifecycle ----------------------------------------------------------------------
-    async def open(self) -> None:
-        """Create the pool and apply pending migrations (one node at a time)."""
-        with _translated():
-            self._pool = await asyncpg.create_pool(
-                self.dsn, min_size=1, max_size=self._pool_size,
-                statement_cache_size=self._cache_size)
-            async with self.pool.acquire() as conn, conn.transaction():
-                await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
-                await conn.execute(
-                    "CREATE TABLE IF NOT EXISTS conveyor_migrations "
-                    "(version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())")
-                applied = {r[0] for r in await conn.fetch(
-                    "SELECT version FROM conveyor_migrations")}
-                for version, script in MIGRATIONS:
-                    if version not in applied:
-                        await conn.execute(script)
-                        await conn.execute(
-                            "INSERT INTO conveyor_migrations (version) VALUES ($1)", version)
-                        log.info("postgres: applied migration %04d", version)
-
-    async def close(self) -> None:
-        """Stop listening and close the pool."""
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
-            self._listener = None
-        if self._pool is not None:
-            pool, self._pool = self._pool, None
-            await pool.close()
-
-    async def now(self) -> int:
-        """The database clock."""
-        with _translated():
-            return int(await self.pool.fetchval("SELECT conveyor_now_ms()"))
-
-    async def schema_version(self) -> tuple[int, int]:
-        """(applied, known) migration numbers."""
-        with _translated():
-            applied = await self.pool.fetchval("SELECT max(version) FROM conveyor_migrations")
-        return int(applied or 0), len(MIGRATIONS)
 
     # queues -------------------------------------------------------------------------
     async def queue_create(self, row: QueueRow, now: int | None) -> tuple[Queue, bool]:
@@ -314,7 +219,7 @@ class PostgresStorage(PostgresJobs, PostgresLedger):
     async def _insert(self, conn: Connection | None, q: dict[str, str], queue_id: int,
                       batch: NewMessages, now: int | None) -> None:
         args = self._insert_args(queue_id, batch, now)
-        with _translated():
+        with translated():
             if conn is None:
                 await self.pool.execute(q["message_insert"], *args)
             else:

@@ -1,0 +1,127 @@
+"""The plumbing every part of the PostgreSQL storage shares: the pool, migrations, and
+the one place driver errors become conveyor errors.
+
+The storage's parts (queues and messages, jobs, the delivery ledger) are classes over
+`PostgresBase`, combined in `store.PostgresStorage`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+from conveyor.errors import StorageError, StorageUnavailable
+from conveyor.storage.sql import load_migrations
+
+Connection = asyncpg.Connection | PoolConnectionProxy
+log = logging.getLogger("conveyor.storage.postgres")
+MIGRATIONS = load_migrations("conveyor.storage.postgres")
+_MIGRATION_LOCK = 0x636F6E76  # "conv": one node migrates at a time
+_OUR_PARAMS = ("pool_size", "statement_cache_size")
+
+
+def split_dsn(url: str) -> tuple[str, dict[str, str]]:
+    """Separate our own URL options (`pool_size`, `statement_cache_size`) from libpq's."""
+    parts = urlsplit(url)
+    ours: dict[str, str] = {}
+    theirs: list[tuple[str, str]] = []
+    for key, value in parse_qsl(parts.query):
+        (ours.__setitem__(key, value) if key in _OUR_PARAMS else theirs.append((key, value)))
+    scheme = "postgresql" if parts.scheme == "postgres" else parts.scheme
+    return urlunsplit((scheme, parts.netloc, parts.path, urlencode(theirs), "")), ours
+
+
+@contextlib.contextmanager
+def translated() -> Iterator[None]:
+    """The one place driver errors become conveyor errors."""
+    try:
+        yield
+    except (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
+            asyncpg.CannotConnectNowError, asyncpg.AdminShutdownError,
+            # a pooled connection left mid-operation when its backend was terminated
+            asyncpg.InternalClientError) as exc:
+        raise StorageUnavailable(f"PostgreSQL is unavailable: {exc}") from exc
+    except asyncpg.PostgresError as exc:
+        raise StorageError(f"PostgreSQL: {exc}") from exc
+
+
+class PostgresBase:
+    """A connection pool on one PostgreSQL database, with its schema migrated."""
+
+    def __init__(self, url: str, *, pool_size: int | None = None,
+                 statement_cache_size: int | None = None) -> None:
+        self.dsn, options = split_dsn(url)
+        self._pool_size = pool_size or int(options.get("pool_size", 10))
+        self._cache_size = (statement_cache_size if statement_cache_size is not None
+                            else int(options.get("statement_cache_size", 100)))
+        self._pool: asyncpg.Pool | None = None
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        """The connection pool (after `open`)."""
+        if self._pool is None:
+            raise StorageUnavailable("The PostgreSQL storage is not open.")
+        return self._pool
+
+    @contextlib.asynccontextmanager
+    async def _tx(self) -> AsyncIterator[Connection]:
+        with translated():
+            async with self.pool.acquire() as conn, conn.transaction():
+                yield conn
+
+    async def _fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        with translated():
+            return await self.pool.fetch(sql, *args)
+
+    async def _fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None:
+        with translated():
+            return await self.pool.fetchrow(sql, *args)
+
+    async def _execute(self, sql: str, *args: Any) -> int:
+        with translated():
+            status: str = await self.pool.execute(sql, *args)
+        return int(status.rsplit(" ", 1)[-1]) if status[-1:].isdigit() else 0
+
+    # lifecycle ----------------------------------------------------------------------
+    async def open(self) -> None:
+        """Create the pool and apply pending migrations (one node at a time)."""
+        with translated():
+            self._pool = await asyncpg.create_pool(
+                self.dsn, min_size=1, max_size=self._pool_size,
+                statement_cache_size=self._cache_size)
+            async with self.pool.acquire() as conn, conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+                await conn.execute(
+                    "CREATE TABLE IF NOT EXISTS conveyor_migrations "
+                    "(version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())")
+                applied = {r[0] for r in await conn.fetch(
+                    "SELECT version FROM conveyor_migrations")}
+                for version, script in MIGRATIONS:
+                    if version not in applied:
+                        await conn.execute(script)
+                        await conn.execute(
+                            "INSERT INTO conveyor_migrations (version) VALUES ($1)", version)
+                        log.info("postgres: applied migration %04d", version)
+
+    async def close(self) -> None:
+        """Close the pool."""
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
+
+    async def now(self) -> int:
+        """The database clock."""
+        with translated():
+            return int(await self.pool.fetchval("SELECT conveyor_now_ms()"))
+
+    async def schema_version(self) -> tuple[int, int]:
+        """(applied, known) migration numbers."""
+        with translated():
+            applied = await self.pool.fetchval("SELECT max(version) FROM conveyor_migrations")
+        return int(applied or 0), len(MIGRATIONS)
