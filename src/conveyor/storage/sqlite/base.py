@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -25,6 +26,8 @@ log = logging.getLogger("conveyor.storage.sqlite")
 T = TypeVar("T")
 MIGRATIONS = load_migrations("conveyor.storage.sqlite")
 _SYNCHRONOUS = ("off", "normal", "full", "extra")
+_UNAVAILABLE = frozenset({sqlite3.SQLITE_FULL, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_IOERR,
+                          sqlite3.SQLITE_CANTOPEN})
 
 
 class SqliteBase:
@@ -50,9 +53,11 @@ class SqliteBase:
             raise StorageUnavailable("The SQLite storage is not open.")
         try:
             return fn(self._db)
-        except sqlite3.OperationalError as exc:
-            raise StorageError(f"SQLite: {exc}") from exc
         except sqlite3.DatabaseError as exc:
+            if getattr(exc, "sqlite_errorcode", None) in _UNAVAILABLE:
+                # The file, not the request: a full disk, a read-only file. 503, and it
+                # works again once space or write access returns.
+                raise StorageUnavailable(f"SQLite {self.path}: {exc}") from exc
             raise StorageError(f"SQLite: {exc}") from exc
 
     @staticmethod
@@ -61,10 +66,11 @@ class SqliteBase:
         db.execute("BEGIN IMMEDIATE")
         try:
             yield db
+            db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:  # also when COMMIT itself failed (a full disk)
+                db.execute("ROLLBACK")
             raise
-        db.execute("COMMIT")
 
     @staticmethod
     def _now(now: int | None) -> int:
@@ -101,7 +107,8 @@ class SqliteBase:
         try:
             await loop.run_in_executor(self._executor, self._connect)
         except sqlite3.Error as exc:
-            raise StorageUnavailable(f"Cannot open SQLite file {self.path}: {exc}") from exc
+            raise StorageUnavailable(f"Cannot open SQLite file {self.path}: {exc}"
+                                     f"{_why_not_writable(self.path)}") from exc
 
     async def close(self) -> None:
         """Close the connection and its thread."""
@@ -119,6 +126,16 @@ class SqliteBase:
         def run(db: sqlite3.Connection) -> int:
             return int(db.execute("SELECT max(version) FROM conveyor_migrations").fetchone()[0])
         return await self._run(run), len(MIGRATIONS)
+
+
+def _why_not_writable(path: str) -> str:
+    """A hint when the file or its directory cannot be written (WAL needs both)."""
+    folder = Path(path).parent
+    for where in (Path(path), folder):
+        if where.exists() and not os.access(where, os.W_OK):
+            return (f" ({where} is read-only: SQLite in WAL mode writes the file and its "
+                    "-wal and -shm files beside it)")
+    return ""
 
 
 def _statements(script: str) -> list[str]:
