@@ -20,8 +20,9 @@ from tests.worker.helpers import eventually, running
 
 
 async def test_per_key_rate_limit(broker: Broker, clock: ManualClock) -> None:
-    """The clock stands still, so each key's bucket grants its burst and no more until the
-    clock moves."""
+    """The clock stands still, so each key's bucket grants one token (the chunk a 2/1s rate
+    takes at once) and no more until the clock moves half a second (one emission
+    interval): never more than 2 per key in any second."""
     app = App(clock=clock)
     app.use(broker)
     sent: list[str] = []
@@ -33,11 +34,12 @@ async def test_per_key_rate_limit(broker: Broker, clock: ManualClock) -> None:
 
     await mail.aenqueue_many([((f"u{i}@{d}",), {}) for i in range(4) for d in "abc"])
     async with running(Worker(app, WorkerOptions(wait_seconds=0))):
-        await eventually(lambda: len(sent) == 6, what="a burst per key")
-        await asyncio.sleep(0.3)
-        assert sorted(sent) == ["a", "a", "b", "b", "c", "c"]
-        clock.advance(1)
-        await eventually(lambda: len(sent) == 12, what="the next second's tokens")
+        for step in range(1, 5):
+            await eventually(lambda step=step: len(sent) == 3 * step,
+                             what=f"tokens of step {step}")
+            await asyncio.sleep(0.3)
+            assert sorted(sent) == sorted(["a", "b", "c"] * step)
+            clock.advance(0.5)
     assert sorted(sent) == sorted(["a", "b", "c"] * 4)
 
 

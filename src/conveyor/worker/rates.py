@@ -47,6 +47,14 @@ class Rate:
         """Tokens a worker takes at once: a tenth of the rate, at least 1, at most 50."""
         return max(1, min(50, self.count // 10))
 
+    @property
+    def sustained(self) -> int:
+        """The steady rate asked of the bucket, so that every window holds, not only the
+        long run: a bucket of r tokens per `per` seconds holding at most b at once hands
+        out at most b + r - 1 in any window of `per` seconds, so r = count - chunk + 1 with
+        b = chunk keeps each window within `count` ("50/10s" is never 51 in any 10 s)."""
+        return max(1, self.count - self.chunk + 1)
+
     def __str__(self) -> str:
         return f"{self.count}/{self.per:g}s"
 
@@ -73,7 +81,8 @@ class RateLimiter:
             async with self._locks[key]:
                 if self._spend_local(key):
                     return
-                grant = await self._limits.take(key, rate.count, rate.per, want=rate.chunk)
+                grant = await self._limits.take(key, rate.sustained, rate.per,
+                                                want=rate.chunk, burst=rate.chunk)
                 if grant.granted > 0:
                     # Tokens are slices of the schedule: spend them within one interval.
                     lifetime = max(rate.per / rate.count * grant.granted, 0.05)
