@@ -1,0 +1,235 @@
+"""API-key authentication of the native API, the WebSocket stream and the dashboard, as
+pure ASGI middleware.
+
+A request carries its key as `Authorization: Bearer <token>` or `X-Api-Key: <token>`; a
+WebSocket may also pass `?api_key=<token>` (browsers cannot set its headers); the dashboard
+takes `?api_key=<token>` once and keeps it in an HttpOnly, SameSite=Strict cookie.
+
+Which action a request needs is read from its method and path (`required`): sending is
+`send`, receiving and acknowledging `receive`, everything that changes or inspects a
+queue as a whole `manage`; the queue is the path's (or, on create, the body's `name`).
+
+Authentication is on when the server listens on a public address (`always`), or when any
+key exists; with neither (loopback, no keys: a developer's machine) every request passes.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from http.cookies import SimpleCookie
+from typing import Any
+from urllib.parse import parse_qs, parse_qsl, urlencode
+
+import orjson
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from conveyor.broker.broker import Broker
+from conveyor.broker.keys import ApiKeys
+from conveyor.errors import ConveyorError
+from conveyor.http.errors import conveyor_error_response, error_response
+from conveyor.keys import Action, ApiKey
+
+COOKIE = "conveyor_key"
+QUERY = "api_key"
+PUBLIC = re.compile(r"/(healthz|readyz|openapi\.json|api-docs(/.*)?|ui/static/.*)")
+_QUEUE = re.compile(r"/v1/queues/([^/]+)(/.*)?")
+_DASHBOARD_QUEUE = re.compile(r"/ui/queues/([^/]+)(/.*)?")
+_RECEIVE_PARTS = ("/messages/receive", "/messages/delete", "/messages/visibility",
+                  "/messages/retry", "/stream")
+_WORKER_PREFIXES = ("/v1/limits/", "/v1/cron/", "/v1/jobs")
+
+
+@dataclass(frozen=True, slots=True)
+class Need:
+    """What a request needs: an action (None: any valid key) on a queue (None: any).
+
+    `name_in_body`: the queue is the body's `name` (creating a queue)."""
+
+    action: Action | None = None
+    queue: str | None = None
+    name_in_body: bool = False
+
+
+def required(method: str, path: str) -> Need | None:
+    """The permission a request needs; None for public paths."""
+    if PUBLIC.fullmatch(path):
+        return None
+    if match := _QUEUE.fullmatch(path):
+        queue, rest = match.group(1), match.group(2) or ""
+        if rest == "/messages":
+            return Need("send" if method == "POST" else "manage", queue)
+        if rest in _RECEIVE_PARTS:
+            return Need("receive", queue)
+        if rest == "" and method in ("GET", "HEAD"):
+            return Need(None, queue)
+        return Need("manage", queue)
+    if path in ("/v1/queues", "/v1/queues/"):
+        return Need("manage", name_in_body=True) if method == "POST" else Need()
+    if path.startswith("/v1/tasks"):
+        return Need("manage")
+    if path.startswith(_WORKER_PREFIXES):
+        return Need("receive")
+    if path == "/wq" or path.startswith("/wq/"):
+        return Need("send" if method == "POST" else "receive", "wq")
+    if match := _DASHBOARD_QUEUE.fullmatch(path):
+        return Need("manage", match.group(1))
+    if path in ("/ui/queues", "/ui/queues/") and method == "POST":
+        return Need("manage", name_in_body=True)
+    if path == "/" or path.startswith("/ui"):
+        return Need("manage")
+    return Need()
+
+
+def _headers(scope: Scope) -> dict[bytes, bytes]:
+    return {k.lower(): v for k, v in scope.get("headers", [])}
+
+
+def token_of(scope: Scope) -> str | None:
+    """The key a request presents, wherever it is."""
+    headers = _headers(scope)
+    auth = headers.get(b"authorization", b"").decode("latin-1")
+    if auth[:7].lower() == "bearer ":
+        return auth[7:].strip() or None
+    if b"x-api-key" in headers:
+        return headers[b"x-api-key"].decode("latin-1").strip() or None
+    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    if QUERY in query:
+        return str(query[QUERY][-1])
+    cookie = SimpleCookie()
+    try:
+        cookie.load(headers.get(b"cookie", b"").decode("latin-1"))
+    except Exception:  # a malformed Cookie header is no key
+        return None
+    return str(cookie[COOKIE].value) if COOKIE in cookie else None
+
+
+class ApiKeyAuth:
+    """Refuse requests without a key that allows them (401 no key, 403 not allowed)."""
+
+    def __init__(self, app: ASGIApp, broker: Broker, always: bool = False) -> None:
+        self.app = app
+        self.keys = ApiKeys(broker)
+        self.always = always
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        need = required(scope.get("method", "GET"), scope["path"])
+        if need is None:
+            await self.app(scope, receive, send)
+            return
+        try:
+            if not self.always and not await self.keys.any_active():
+                await self.app(scope, receive, send)
+                return
+            token = token_of(scope)
+            key = await self.keys.authenticate(token) if token else None
+        except ConveyorError as exc:
+            await self._answer(scope, receive, send, conveyor_error_response(exc))
+            return
+        if key is None:
+            await self._refuse(scope, receive, send, 401, "unauthorized",
+                               "An API key is required (Authorization: Bearer <key>)."
+                               if token is None else "The API key is unknown or revoked.")
+            return
+        if need.name_in_body:
+            receive, name = await _body_name(receive)
+            need = Need(need.action, name)
+        if not _allowed(key, need):
+            where = f" on queue {need.queue!r}" if need.queue else ""
+            await self._refuse(scope, receive, send, 403, "forbidden",
+                               f"The key {key.name!r} may not {need.action or 'access'}"
+                               f"{where}.")
+            return
+        scope.setdefault("state", {})["api_key"] = key
+        if _is_dashboard_login(scope):
+            await _login(scope, send, token or "")
+            return
+        await self.app(scope, receive, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, status: int,
+                      code: str, message: str) -> None:
+        headers = {"www-authenticate": 'Bearer realm="conveyor"'} if status == 401 else None
+        await self._answer(scope, receive, send,
+                           error_response(status, code, message, headers=headers))
+
+    @staticmethod
+    async def _answer(scope: Scope, receive: Receive, send: Send, response: Any) -> None:
+        if scope["type"] == "websocket":
+            code = 4401 if response.status_code == 401 else 4403
+            await send({"type": "websocket.close", "code": code})
+            return
+        await response(scope, receive, send)
+
+
+def _allowed(key: ApiKey, need: Need) -> bool:
+    if need.action is None:
+        return key.allows_any(need.queue)
+    return key.allows(need.action, need.queue)
+
+
+async def _body_name(receive: Receive) -> tuple[Receive, str | None]:
+    """Read the whole body (the size limit applies outside), find its `name` (JSON or a
+    form), and give back a `receive` that replays it."""
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    body = b"".join(chunks)
+    name: Any = None
+    try:
+        value = orjson.loads(body)
+        name = value.get("name") if isinstance(value, dict) else None
+    except orjson.JSONDecodeError:
+        form = dict(parse_qsl(body.decode("utf-8", "replace")))
+        name = form.get("name")
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay, name if isinstance(name, str) else ""
+
+
+def _is_dashboard_login(scope: Scope) -> bool:
+    path: str = scope["path"]
+    return (scope["type"] == "http" and scope.get("method") == "GET"
+            and (path == "/" or path.startswith("/ui/"))
+            and QUERY in parse_qs(scope.get("query_string", b"").decode("latin-1")))
+
+
+async def _login(scope: Scope, send: Send, token: str) -> None:
+    """Keep the dashboard's key in a cookie and drop it from the address bar."""
+    query = [(k, v) for k, v in parse_qsl(scope.get("query_string", b"").decode("latin-1"))
+             if k != QUERY]
+    location = scope["path"] + (f"?{urlencode(query)}" if query else "")
+    secure = "; Secure" if scope.get("scheme") == "https" else ""
+    cookie = f"{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict{secure}"
+    await send({"type": "http.response.start", "status": 303, "headers": [
+        (b"location", location.encode("latin-1", "replace")),
+        (b"set-cookie", cookie.encode("latin-1")), (b"content-length", b"0")]})
+    await send({"type": "http.response.body", "body": b""})
+
+
+
+
+def is_loopback(host: str) -> bool:
+    """True for addresses only this machine reaches (127.0.0.0/8, ::1, localhost)."""
+    import ipaddress
+
+    if host in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,52 @@
+"""SQLite half of the API keys: a mixin of `SqliteStorage`."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from conveyor.keys import ApiKey, key_from_row
+from conveyor.storage.sql import load_queries
+from conveyor.storage.sqlite.base import SqliteBase
+
+Q = load_queries("conveyor.storage.sqlite", "keys.sql")
+
+
+class SqliteKeys(SqliteBase):
+    """API keys in SQLite."""
+
+    async def api_key_insert(self, key_id: str, name: str, token_hash: str, grants: str,
+                             now: int | None) -> bool:
+        """Store a key; False when an active key already has the name."""
+        params = {"id": key_id, "name": name, "token_hash": token_hash, "grants": grants,
+                  "now": self._now(now)}
+
+        def run(db: sqlite3.Connection) -> bool:
+            with self._write(db):
+                return db.execute(Q["api_key_insert"], params).fetchone() is not None
+        return await self._run(run)
+
+    async def api_key_by_hash(self, token_hash: str) -> ApiKey | None:
+        """The active key with this token hash."""
+        def run(db: sqlite3.Connection) -> ApiKey | None:
+            row = db.execute(Q["api_key_by_hash"], {"token_hash": token_hash}).fetchone()
+            return key_from_row(row) if row else None
+        return await self._run(run)
+
+    async def api_key_list(self) -> list[ApiKey]:
+        """Every key, revoked ones too."""
+        return await self._run(
+            lambda db: [key_from_row(r) for r in db.execute(Q["api_key_list"])])
+
+    async def api_key_revoke(self, name: str, now: int | None) -> int:
+        """Revoke the active key of this name (or id); how many were revoked."""
+        params = {"name": name, "now": self._now(now)}
+
+        def run(db: sqlite3.Connection) -> int:
+            with self._write(db):
+                return len(db.execute(Q["api_key_revoke"], params).fetchall())
+        return await self._run(run)
+
+    async def api_key_count_active(self) -> int:
+        """How many keys are active."""
+        return await self._run(
+            lambda db: int(db.execute(Q["api_key_count_active"]).fetchone()[0]))
