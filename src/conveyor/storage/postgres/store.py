@@ -36,6 +36,7 @@ from conveyor.storage.base import (
 )
 from conveyor.storage.postgres.base import Connection, PostgresBase, translated
 from conveyor.storage.postgres.jobs import PostgresJobs
+from conveyor.storage.postgres.keys import PostgresKeys
 from conveyor.storage.postgres.ledger import PostgresLedger
 from conveyor.storage.sql import load_queries
 
@@ -49,7 +50,7 @@ FIFO_PAGE = 1000
 CLAIM_BEGIN = "BEGIN; SET LOCAL enable_sort = off; SET LOCAL synchronous_commit = off"
 
 
-class PostgresStorage(PostgresJobs, PostgresLedger, PostgresBase):
+class PostgresStorage(PostgresJobs, PostgresLedger, PostgresKeys, PostgresBase):
     """Queues and messages in PostgreSQL."""
 
     dialect = "postgresql"

@@ -41,6 +41,7 @@ from conveyor.storage.base import (
 from conveyor.storage.sql import load_migrations, load_queries
 from conveyor.storage.sqlite.base import SqliteBase
 from conveyor.storage.sqlite.jobs import SqliteJobs
+from conveyor.storage.sqlite.keys import SqliteKeys
 from conveyor.storage.sqlite.ledger import SqliteLedger
 
 log = logging.getLogger("conveyor.storage.sqlite")
@@ -59,7 +60,7 @@ def _uid(blob: bytes) -> str:
     return str(uuid.UUID(bytes=blob))
 
 
-class SqliteStorage(SqliteJobs, SqliteLedger, SqliteBase):
+class SqliteStorage(SqliteJobs, SqliteLedger, SqliteKeys, SqliteBase):
     """Queues and messages in one SQLite file."""
 
     dialect = "sqlite"
