@@ -30,6 +30,7 @@ from conveyor.http import (
     tasks,
     wq,
 )
+from conveyor.http.auth import ApiKeyAuth
 from conveyor.http.deps import add_raw_body_schemas
 from conveyor.http.limits import BodyLimit
 from conveyor.storage.factory import storage_from_url
@@ -44,8 +45,10 @@ invalid input 422, storage unavailable 503. Times (`*_at`) are milliseconds sinc
 
 
 def create_app(broker_or_config: Broker | Config, *,
-               max_request_bytes: int | None = None) -> FastAPI:
-    """The ASGI app for a broker (owned by the caller) or a config (owned by the app)."""
+               max_request_bytes: int | None = None, require_keys: bool = False) -> FastAPI:
+    """The ASGI app for a broker (owned by the caller) or a config (owned by the app).
+
+    `require_keys`: API keys always (a public address); else only once a key exists."""
     if isinstance(broker_or_config, Broker):
         broker = broker_or_config
         owned = False
@@ -74,6 +77,7 @@ def create_app(broker_or_config: Broker | Config, *,
         app.include_router(module.router)
     docs.install(app)
     _document_raw_bodies(app)
+    app.add_middleware(ApiKeyAuth, broker=broker, always=require_keys)  # inside BodyLimit
     app.add_middleware(BodyLimit, max_bytes=limit)
     metrics.install(app)  # monitor, /metrics figures, request ids and logs (outermost)
     return app
