@@ -25,6 +25,7 @@ import uvicorn
 from conveyor.broker.broker import Broker
 from conveyor.config import Config
 from conveyor.http.app import create_app
+from conveyor.http.auth import is_loopback
 from conveyor.http.requestlog import configure_logging
 from conveyor.storage.factory import default_database_url, default_sqlite_path, storage_from_url
 
@@ -89,6 +90,9 @@ def run_serve(config: Config) -> int:
     config = replace(config, database_url=database_url(config))
     assert config.database_url is not None
     asyncio.run(migrate(config.database_url))  # once, before the workers share the schema
+    from conveyor.cli.keys import warn_if_open  # API keys (trust)
+
+    warn_if_open(config.database_url, config.server.host)
     sqs_factory = sqs_app_factory() if config.sqs.enabled else None
     sockets = [bind(config.server.host, config.server.port)]
     if sqs_factory is not None:
@@ -137,7 +141,8 @@ async def serve_sockets(config: Config, sockets: list[socket.socket]) -> None:
     broker = Broker(storage_from_url(config.database_url), region=config.region)
     await broker.start()
     try:
-        apps: list[Any] = [create_app(broker, max_request_bytes=config.server.max_request_bytes)]
+        apps: list[Any] = [create_app(broker, max_request_bytes=config.server.max_request_bytes,
+                                      require_keys=not is_loopback(config.server.host))]
         sqs_factory = sqs_app_factory() if len(sockets) > 1 else None
         if sqs_factory is not None:
             apps.append(sqs_factory(broker, account_id=config.sqs.account_id))
