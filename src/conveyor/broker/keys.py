@@ -41,7 +41,7 @@ class KeyStorage(Protocol):
 
     async def api_key_revoke(self, name: str, now: int | None) -> int: ...
 
-    async def api_key_count_active(self) -> int: ...
+    async def api_key_count(self) -> int: ...
 
 
 class ApiKeys:
@@ -91,13 +91,14 @@ class ApiKeys:
         return key
 
     async def storage_count(self) -> int:
-        """How many keys are active, read now."""
-        return await self._storage.api_key_count_active()
+        """How many keys were ever made (revoked ones too), read now."""
+        return await self._storage.api_key_count()
 
-    async def any_active(self) -> bool:
-        """True when at least one key is active (cached like tokens)."""
+    async def configured(self) -> bool:
+        """True once any key was made, even if all are revoked since (cached like tokens):
+        revoking the last key must not open a loopback server to everyone."""
         now = time.monotonic()
         if self._active is None or self._active[0] <= now:
             self._active = (now + self._cache_seconds,
-                            await self._storage.api_key_count_active())
+                            await self._storage.api_key_count())
         return self._active[1] > 0

@@ -107,7 +107,7 @@ def _revoke(args: argparse.Namespace) -> int:
 
 
 async def active_keys(url: str) -> int:
-    """How many API keys are active in a database (for serve's warning)."""
+    """How many API keys a database has had (for serve's warning)."""
     broker = Broker(storage_from_url(url), sweep_interval=None)
     await broker.start()
     try:

@@ -9,8 +9,9 @@ Which action a request needs is read from its method and path (`required`): send
 `send`, receiving and acknowledging `receive`, everything that changes or inspects a
 queue as a whole `manage`; the queue is the path's (or, on create, the body's `name`).
 
-Authentication is on when the server listens on a public address (`always`), or when any
-key exists; with neither (loopback, no keys: a developer's machine) every request passes.
+Authentication is on when the server listens on a public address (`always`), or once any
+key was made (revoked ones count); with neither (loopback, no keys: a developer's
+machine) every request passes.
 """
 
 from __future__ import annotations
@@ -121,7 +122,7 @@ class ApiKeyAuth:
             await self.app(scope, receive, send)
             return
         try:
-            if not self.always and not await self.keys.any_active():
+            if not self.always and not await self.keys.configured():
                 await self.app(scope, receive, send)
                 return
             token = token_of(scope)

@@ -37,7 +37,7 @@ class PostgresKeys(PostgresBase):
         with translated():
             return len(await self.pool.fetch(Q["api_key_revoke"], name, now))
 
-    async def api_key_count_active(self) -> int:
-        """How many keys are active."""
+    async def api_key_count(self) -> int:
+        """How many keys were ever made (revoked ones too)."""
         with translated():
-            return int(await self.pool.fetchval(Q["api_key_count_active"]))
+            return int(await self.pool.fetchval(Q["api_key_count"]))

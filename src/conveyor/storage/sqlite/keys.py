@@ -46,7 +46,7 @@ class SqliteKeys(SqliteBase):
                 return len(db.execute(Q["api_key_revoke"], params).fetchall())
         return await self._run(run)
 
-    async def api_key_count_active(self) -> int:
-        """How many keys are active."""
+    async def api_key_count(self) -> int:
+        """How many keys were ever made (revoked ones too)."""
         return await self._run(
-            lambda db: int(db.execute(Q["api_key_count_active"]).fetchone()[0]))
+            lambda db: int(db.execute(Q["api_key_count"]).fetchone()[0]))
