@@ -20,6 +20,7 @@ DEFAULT_ACCOUNT_ID = "000000000000"
 DEFAULT_REGION = "us-east-1"
 DEFAULT_URL = f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"
 MAX_REQUEST_BYTES = 10 * 1024 * 1024
+MAX_IN_FLIGHT = 120_000  # per queue, SQS's default for standard queues
 DEFAULT_TIMEOUT = 60.0
 
 __all__ = [
@@ -40,9 +41,19 @@ class ServerConfig:
     port: int = DEFAULT_PORT
     workers: int = 1
     max_request_bytes: int = MAX_REQUEST_BYTES
+    # trust: TLS for both servers, and per-queue quotas (OverLimit past them)
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    max_in_flight: int = MAX_IN_FLIGHT
+    max_depth: int | None = None
 
     def __post_init__(self) -> None:
         _check_port("port", self.port)
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise InvalidInput("TLS needs both a certificate and its key.", field="tls_cert")
+        if self.max_in_flight < 1 or (self.max_depth is not None and self.max_depth < 1):
+            raise InvalidInput("max_in_flight and max_depth must be at least 1.",
+                               field="max_in_flight")
         if not 1 <= self.workers <= 256:
             raise InvalidInput("workers must be between 1 and 256.", field="workers")
         if self.max_request_bytes < 1024:
@@ -57,6 +68,7 @@ class SqsConfig:
     enabled: bool = True
     port: int = DEFAULT_SQS_PORT
     account_id: str = DEFAULT_ACCOUNT_ID
+    credentials: str = ""  # trust: "AKID:SECRET,..." checked by SigV4; "" = none
 
     def __post_init__(self) -> None:
         _check_port("sqs_port", self.port)
@@ -95,7 +107,8 @@ def from_env(environ: Mapping[str, str] | None = None) -> Config:
 
     CONVEYOR_DATABASE_URL, CONVEYOR_REGION, CONVEYOR_HOST, CONVEYOR_PORT, CONVEYOR_WORKERS,
     CONVEYOR_MAX_REQUEST_BYTES, CONVEYOR_SQS_PORT, CONVEYOR_SQS_ACCOUNT_ID, CONVEYOR_NO_SQS,
-    CONVEYOR_LOG_FORMAT (text or json).
+    CONVEYOR_LOG_FORMAT (text or json), CONVEYOR_TLS_CERT, CONVEYOR_TLS_KEY,
+    CONVEYOR_MAX_IN_FLIGHT, CONVEYOR_MAX_DEPTH (0: none), CONVEYOR_SQS_CREDENTIALS.
     """
     env = os.environ if environ is None else environ
     server = ServerConfig(
@@ -103,11 +116,16 @@ def from_env(environ: Mapping[str, str] | None = None) -> Config:
         port=_int(env, "CONVEYOR_PORT", DEFAULT_PORT),
         workers=_int(env, "CONVEYOR_WORKERS", 1),
         max_request_bytes=_int(env, "CONVEYOR_MAX_REQUEST_BYTES", MAX_REQUEST_BYTES),
+        tls_cert=env.get("CONVEYOR_TLS_CERT") or None,
+        tls_key=env.get("CONVEYOR_TLS_KEY") or None,
+        max_in_flight=_int(env, "CONVEYOR_MAX_IN_FLIGHT", MAX_IN_FLIGHT),
+        max_depth=_int(env, "CONVEYOR_MAX_DEPTH", 0) or None,
     )
     sqs = SqsConfig(
         enabled=not _bool(env, "CONVEYOR_NO_SQS"),
         port=_int(env, "CONVEYOR_SQS_PORT", DEFAULT_SQS_PORT),
         account_id=env.get("CONVEYOR_SQS_ACCOUNT_ID") or DEFAULT_ACCOUNT_ID,
+        credentials=env.get("CONVEYOR_SQS_CREDENTIALS") or "",
     )
     return Config(
         database_url=env.get("CONVEYOR_DATABASE_URL") or None,
