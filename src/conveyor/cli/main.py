@@ -59,6 +59,14 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                        help="do not serve the SQS endpoint")
     serve.add_argument("--log-format", choices=("text", "json"),
                        help="log lines as text or JSON objects (default text)")
+    serve.add_argument("--tls-cert", metavar="PEM", help="serve HTTPS with this certificate")
+    serve.add_argument("--tls-key", metavar="PEM", help="the certificate's private key")
+    serve.add_argument("--max-in-flight", type=int, metavar="N",
+                       help="leased messages per queue before OverLimit (default 120000)")
+    serve.add_argument("--max-depth", type=int, metavar="N",
+                       help="messages per queue before sends get OverLimit (default none)")
+    serve.add_argument("--sqs-credentials", metavar="AKID:SECRET,...",
+                       help="access key pairs the SQS endpoint verifies SigV4 against")
     serve.set_defaults(run=_serve)
 
 
@@ -125,10 +133,15 @@ def server_config(args: argparse.Namespace) -> Config:
     config = from_env()
     server = replace(config.server, host=args.host or config.server.host,
                      port=config.server.port if args.port is None else args.port,
-                     workers=config.server.workers if args.workers is None else args.workers)
+                     workers=config.server.workers if args.workers is None else args.workers,
+                     tls_cert=args.tls_cert or config.server.tls_cert,
+                     tls_key=args.tls_key or config.server.tls_key,
+                     max_in_flight=args.max_in_flight or config.server.max_in_flight,
+                     max_depth=args.max_depth or config.server.max_depth)
     sqs = replace(config.sqs, enabled=config.sqs.enabled and not args.no_sqs,
                   port=config.sqs.port if args.sqs_port is None else args.sqs_port,
-                  account_id=args.sqs_account_id or config.sqs.account_id)
+                  account_id=args.sqs_account_id or config.sqs.account_id,
+                  credentials=args.sqs_credentials or config.sqs.credentials)
     return replace(config, server=server, sqs=sqs,
                    database_url=args.database or config.database_url,
                    region=args.region or config.region,
