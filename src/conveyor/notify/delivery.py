@@ -39,6 +39,7 @@ from conveyor.errors import ConveyorError
 from conveyor.ledger import FINAL_STATUSES, DeliveryUpdate, NewDelivery
 from conveyor.models import Body, BodyKind, Message, SendEntry
 from conveyor.notify.channel import Channel, PayloadTooLarge
+from conveyor.notify.leases import LeaseKeeper
 from conveyor.notify.models import Envelope, Item
 from conveyor.notify.outcomes import Result
 from conveyor.worker.rates import Rate
@@ -73,6 +74,9 @@ class DeliveryOptions:
     backoff_base: float = 5.0
     backoff_max: float = 900.0
     keep_seconds: int = 7 * 86_400
+    heartbeat_seconds: float | None = None
+    """How often the leases of envelopes in hand are extended (None: a third of
+    `visibility_timeout`); see `conveyor.notify.leases`."""
 
 
 @dataclass(slots=True)
@@ -86,9 +90,20 @@ class DeliveryStats:
     skipped: int = 0
     suppressed: int = 0
     unknown: int = 0
+    lease_lost: int = 0
     batches: int = 0
     render_cpu: float = 0.0
     latencies_ms: array[int] = field(default_factory=lambda: array("q"))
+    waits: dict[str, float] = field(default_factory=dict)
+    """Lane-seconds by channel and stage (`"email:send"`; idle: receives that found
+    nothing; receive, ledger, render, rate, send, ack), summed over lanes."""
+
+    def add_wait(self, channel: str, stage: str, since: float) -> float:
+        """Add the time from `since` to now to `channel:stage`; returns now."""
+        now = time.perf_counter()
+        key = f"{channel}:{stage}"
+        self.waits[key] = self.waits.get(key, 0.0) + (now - since)
+        return now
 
 
 class Deliverer:
@@ -131,9 +146,11 @@ class Deliverer:
         queue = queue_name(name)
         while not self._stopping.is_set():
             try:
+                since = time.perf_counter()
                 messages = await self.broker.receive(
                     queue, self.options.envelopes, self.options.visibility_timeout,
                     self.options.wait_seconds)
+                self.stats.add_wait(name, "receive" if messages else "idle", since)
                 if messages:
                     await self.process(name, channel, messages)
             except ConveyorError:
@@ -143,8 +160,21 @@ class Deliverer:
     # one batch ----------------------------------------------------------------------
     async def process(self, name: str, channel: Channel, messages: Sequence[Message]
                       ) -> None:
-        """Deliver the notifications of some received envelopes (steps 2-6)."""
+        """Deliver the notifications of some received envelopes (steps 2-6), keeping their
+        leases meanwhile (`conveyor.notify.leases`)."""
+        keeper = LeaseKeeper(self.broker, queue_name(name), messages,
+                             self.options.visibility_timeout, self.options.heartbeat_seconds)
+        keeper.start()
+        try:
+            await self._process(name, channel, messages, keeper)
+        finally:
+            await keeper.stop()
+
+    async def _process(self, name: str, channel: Channel, messages: Sequence[Message],
+                       keeper: LeaseKeeper) -> None:
         opts = self.options
+        stats = self.stats
+        since = time.perf_counter()
         envelopes = [Envelope.loads(m.body.text) for m in messages]
         owners: list[int] = []
         items: list[Item] = []
@@ -156,6 +186,7 @@ class Deliverer:
             chunk = items[start:start + 1000]
             before += await self.broker.ledger.begin(
                 [NewDelivery(i.id, name, i.to) for i in chunk], keep_seconds=opts.keep_seconds)
+        since = stats.add_wait(name, "ledger", since)
         updates: list[DeliveryUpdate] = []
         live: list[int] = []
         for k, status in enumerate(before):
@@ -176,6 +207,7 @@ class Deliverer:
                         updates.append(DeliveryUpdate(items[k].id, "failed", "suppressed"))
                         self.stats.suppressed += 1
                 live = [k for k in live if items[k].to not in blocked]
+            since = stats.add_wait(name, "ledger", since)
         results: dict[int, Result] = {}
         payloads: list[Any] = []
         sendable: list[int] = []
@@ -187,8 +219,22 @@ class Deliverer:
             except (PayloadTooLarge, ConveyorError, ValueError, KeyError, TypeError) as exc:
                 results[k] = Result.permanent(f"cannot render: {exc}"[:1000])
         self.stats.render_cpu += time.thread_time() - started
+        since = stats.add_wait(name, "render", since)
         if sendable:
             await self._take_tokens(name, channel, len(sendable))
+            since = stats.add_wait(name, "rate", since)
+            lost = await keeper.confirm()
+            if lost:
+                for k in sendable:
+                    if owners[k] in lost:
+                        updates.append(DeliveryUpdate(items[k].id, "retrying",
+                                                      "lease lost before sending"))
+                        stats.lease_lost += 1
+                keep = [j for j, k in enumerate(sendable) if owners[k] not in lost]
+                sendable = [sendable[j] for j in keep]
+                payloads = [payloads[j] for j in keep]
+                log.warning("notify %s: %d envelopes' leases were lost before sending; "
+                            "left to their new holder", name, len(lost))
             size = max(1, channel.batch_size)
             batches = [(sendable[i:i + size], payloads[i:i + size])
                        for i in range(0, len(sendable), size)]
@@ -196,11 +242,14 @@ class Deliverer:
                 channel.send_many([items[k] for k in ks], ps) for ks, ps in batches))
             for (ks, _), got in zip(batches, answers):
                 results.update(zip(ks, got))
-        await self._settle(name, messages, envelopes, owners, items, results, updates)
+            stats.add_wait(name, "send", since)
+        await self._settle(name, messages, envelopes, owners, items, results, updates,
+                           keeper.lost)
 
     async def _settle(self, name: str, messages: Sequence[Message],
                       envelopes: list[Envelope], owners: list[int], items: list[Item],
-                      results: dict[int, Result], updates: list[DeliveryUpdate]) -> None:
+                      results: dict[int, Result], updates: list[DeliveryUpdate],
+                      lost: set[int]) -> None:
         opts = self.options
         now_ms = int(time.time() * 1000)
         dead: list[dict[str, Any]] = []
@@ -227,8 +276,10 @@ class Deliverer:
             dead.append({"id": item.id, "to": item.to, "error": reason, "item": list(item)})
             if result.gone:
                 gone.append((name, item.to, (result.detail or "gone")[:500]))
+        since = time.perf_counter()
         for start in range(0, len(updates), 1000):
             await self.broker.ledger.finish(updates[start:start + 1000])
+        since = self.stats.add_wait(name, "ledger", since)
         if gone:
             await self.broker.ledger.suppress(gone[:1000])
         if penalty and self._rate(name):
@@ -242,6 +293,8 @@ class Deliverer:
         self.stats.batches += 1
         handles = []
         for index, message in enumerate(messages):
+            if index in lost:  # another worker holds it now
+                continue
             retry = again.get(index)
             if retry is None:
                 handles.append(message.receipt_handle)
@@ -260,6 +313,7 @@ class Deliverer:
             handles.append(message.receipt_handle)
         if handles:
             await self.broker.delete(queue_name(name), handles)
+        self.stats.add_wait(name, "ack", since)
 
     def _delay(self, attempt: int, retry_after: float) -> int:
         """Seconds before the next attempt: Retry-After when given, else exponential

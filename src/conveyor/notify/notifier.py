@@ -76,6 +76,8 @@ class Notifier:
         self.track = track
         self.keep_seconds = keep_seconds
         self._ensured: set[str] = set()
+        self.waits: dict[str, float] = {}
+        """Seconds `enqueue_items` spent recording (`ledger`) and enqueuing (`send`)."""
 
     async def start(self) -> None:
         """Start the broker when this notifier owns it."""
@@ -132,6 +134,7 @@ class Notifier:
         """Record items `queued` and enqueue those not recorded before (an idempotency key
         seen again sends nothing), in envelopes; returns how many were enqueued."""
         await self._ensure(channel)
+        since = time.perf_counter()
         if self.track:
             unique = list({i.id: i for i in items}.values())
             fresh: list[Item] = []
@@ -142,12 +145,16 @@ class Notifier:
                     keep_seconds=self.keep_seconds)
                 fresh += [i for i, n in zip(chunk, new) if n]
             items = fresh
+            now = time.perf_counter()
+            self.waits["ledger"] = self.waits.get("ledger", 0.0) + now - since
+            since = now
         size = self.envelope_size
         entries = [SendEntry(Body(Envelope(channel, 0, list(items[i:i + size])).dumps()))
                    for i in range(0, len(items), size)]
         for start in range(0, len(entries), MAX_ENVELOPES_PER_SEND):
             await self.broker.send(queue_name(channel),
                                    entries[start:start + MAX_ENVELOPES_PER_SEND])
+        self.waits["send"] = self.waits.get("send", 0.0) + time.perf_counter() - since
         return len(items)
 
     def send_many(self, notifications: Sequence[Notification]) -> list[str]:

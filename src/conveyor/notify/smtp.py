@@ -128,6 +128,7 @@ class SmtpChannel(Channel):
         if payload_limit is not None:
             self.payload_limit = payload_limit
         self._idle: asyncio.Queue[Connection] = asyncio.Queue()
+        self._slots = asyncio.Semaphore(max(1, pool_size))
         self._made = 0
         self.pipelined: bool | None = None
         """Whether the pipelined client is in use (known after the first connection)."""
@@ -189,18 +190,26 @@ class SmtpChannel(Channel):
             self._made -= 1
             raise
 
+    @property
+    def connections(self) -> int:
+        """Connections open now (in use or idle); never more than `pool_size`."""
+        return self._made
+
     async def _send_on_one(self, messages: list[tuple[str, str, bytes]]) -> list[Result]:
-        try:
-            conn = await self._take()
-        except SmtpError as exc:
-            return [Result.transient(str(exc)[:300])] * len(messages)
-        try:
-            return await conn.send_many(messages)
-        finally:
-            if conn.connected:
-                self._idle.put_nowait(conn)
-            else:
-                self._made -= 1
+        # A slot per connection in use: with every slot taken, callers wait for one to
+        # come back instead of opening more connections than `pool_size`.
+        async with self._slots:
+            try:
+                conn = await self._take()
+            except SmtpError as exc:
+                return [Result.transient(str(exc)[:300])] * len(messages)
+            try:
+                return await conn.send_many(messages)
+            finally:
+                if conn.connected:
+                    self._idle.put_nowait(conn)
+                else:
+                    self._made -= 1
 
     async def send_many(self, items: Sequence[Item], payloads: Sequence[Any]) -> list[Result]:
         """Spread the batch over up to `pool_size` connections."""

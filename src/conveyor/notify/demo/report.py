@@ -30,6 +30,8 @@ class Report:
     broker_cpu: float = 0.0
     producer_cpu: float = 0.0
     peer_cpu: dict[str, float] = field(default_factory=dict)
+    waits: dict[str, float] = field(default_factory=dict)
+    enqueue_waits: dict[str, float] = field(default_factory=dict)
     cost_per_hour: float = 0.05
     sinks: dict[str, str | None] = field(default_factory=dict)
     pipelined: bool = False
@@ -83,10 +85,62 @@ class Report:
                 "producer": self.producer_cpu / capacity}
 
 
+# Which part of the system a lane waits on in each stage.
+_STAGE_PART = {"idle": "producer", "receive": "broker", "ledger": "broker", "ack": "broker",
+               "render": "channel", "rate": "rate limit", "send": "sink"}
+
+
+def wait_shares(r: Report) -> dict[str, dict[str, float]]:
+    """Each channel's delivery-lane time by stage, as shares of that channel's lane time
+    (stats keys are `"channel:stage"`)."""
+    by_channel: dict[str, dict[str, float]] = {}
+    for key, seconds in r.waits.items():
+        channel, _, stage = key.rpartition(":")
+        by_channel.setdefault(channel or "all", {})[stage] = seconds
+    out: dict[str, dict[str, float]] = {}
+    for channel, stages in sorted(by_channel.items()):
+        total = sum(stages.values()) or 1e-9
+        out[channel] = {k: v / total for k, v in sorted(stages.items(), key=lambda kv: -kv[1])}
+    return out
+
+
+def bottleneck(r: Report) -> str:
+    """The part that limited the run: the CPU when the machine was nearly saturated,
+    else where the delivery lanes waited longest (a lane waiting on `idle` waits for the
+    producer)."""
+    import os
+
+    shares = r.shares()
+    cores = os.cpu_count() or 1
+    busy = (r.worker_cpu + r.producer_cpu + r.peer_cpu.get("sink", 0.0)) / max(
+        r.wall_seconds, 1e-9)
+    by_part = _parts(r)
+    busiest = max(shares, key=lambda k: shares[k])
+    if busy >= 0.85 * cores or not by_part:
+        return (f"CPU: {busy:.2f} of {cores} cores busy; busiest {busiest} "
+                f"({shares[busiest]:.0%} of the machine)")
+    part = max(by_part, key=lambda k: by_part[k])
+    return (f"{part}: the delivery lanes spent {by_part[part]:.0%} of their time on it; "
+            f"CPU not the limit ({busy:.2f} of {cores} cores busy; busiest {busiest} "
+            f"{shares[busiest]:.0%})")
+
+
+def _parts(r: Report) -> dict[str, float]:
+    """All lanes' time by the part they waited on (a channel's send: its sink)."""
+    total = sum(r.waits.values()) or 1e-9
+    parts: dict[str, float] = {}
+    for key, seconds in r.waits.items():
+        channel, _, stage = key.rpartition(":")
+        part = _STAGE_PART.get(stage, stage)
+        if part == "sink":
+            part = f"{channel} sink"
+        parts[part] = parts.get(part, 0.0) + seconds / total
+    return parts
+
+
 def render_report(r: Report) -> str:
     """The report as text."""
     shares = r.shares()
-    busiest = max(shares, key=lambda k: shares[k])
     total_cpu = r.worker_cpu + r.producer_cpu + r.peer_cpu.get("sink", 0.0)
     cost = r.wall_seconds / 3600 * r.cost_per_hour
     rate = r.sent / r.deliver_seconds if r.deliver_seconds else 0.0
@@ -114,7 +168,13 @@ def render_report(r: Report) -> str:
         "encryption;",
         "                     worker: the rest of the workers' event loops incl. transport; "
         "producer: enqueue)",
-        f"  bottleneck        {busiest} ({shares[busiest]:.0%} of the machine's CPU)",
+        *[f"  {'lanes (' + ch + ')':<17} " + ", ".join(f"{k} {v:.0%}" for k, v in st.items())
+          for ch, st in wait_shares(r).items()],
+        "                    (idle: empty receives, waiting for the producer; ledger: "
+        "begin/finish; ack: deletes)",
+        "  enqueue time      " + (", ".join(f"{k} {v:,.1f} s" for k, v in
+                                         r.enqueue_waits.items()) or "-"),
+        f"  bottleneck        {bottleneck(r)}",
         f"  cost              {cost * 100:.4f} cents at ${r.cost_per_hour}/hour "
         f"(${cost / max(r.messages, 1) * 1e6:.4f} per million)",
     ]

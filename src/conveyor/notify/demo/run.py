@@ -105,7 +105,7 @@ def run_demo(config: DemoConfig, out: Callable[[str], None] = print) -> Report:
         if n_email:
             channels["email"] = {"host": "127.0.0.1", "port": smtp_port,
                                  "sender": "Demo <demo@conveyor.example>",
-                                 "pool_size": 4 if binary else 20}
+                                 "pool_size": 8 if binary else 20}
         if n_push:
             channels["push"] = {"vapid_private_key": _vapid_pem(),
                                 "vapid_claims": {"sub": "mailto:demo@conveyor.example"},
@@ -194,6 +194,8 @@ async def _drive(config: DemoConfig, url: str, n_email: int, n_push: int, push_p
         return (sum(r["sent"] for r in latest.values()),
                 sum(r["failed"] for r in latest.values()))
 
+    build = [0.0]
+
     async def enqueue() -> None:
         nonlocal enqueued
         plan = [("email", i) for i in range(0, n_email, ENQUEUE_BATCH)] + \
@@ -201,6 +203,7 @@ async def _drive(config: DemoConfig, url: str, n_email: int, n_push: int, push_p
         plan.sort(key=lambda p: p[1] if p[0] == "email" else
                   (p[1] - n_email) * n_email / max(n_push, 1))
         for channel, start in plan:
+            since = time.perf_counter()
             end = min(start + ENQUEUE_BATCH, n_email if channel == "email" else total)
             if channel == "email":
                 notes: list[Any] = [Email(to=email_address(i), template="demo", data=data(i))
@@ -210,7 +213,9 @@ async def _drive(config: DemoConfig, url: str, n_email: int, n_push: int, push_p
                     "endpoint": f"http://127.0.0.1:{push_port}/push/{i}",
                     "keys": sub_keys[i % len(sub_keys)]}, template="demo", data=data(i))
                     for i in range(start, end)]
-            for ch, items in notifier.items(notes).items():
+            by_channel = notifier.items(notes)
+            build[0] += time.perf_counter() - since
+            for ch, items in by_channel.items():
                 await notifier.enqueue_items(ch, items)
             enqueued += end - start
             progress.update(enqueued, *delivered())
@@ -235,6 +240,7 @@ async def _drive(config: DemoConfig, url: str, n_email: int, n_push: int, push_p
                 raise RuntimeError("every delivery worker exited early")
         report.deliver_seconds = time.perf_counter() - started
         report.ledger = await broker.ledger.counts()
+        report.enqueue_waits = {"build": build[0], **notifier.waits}
     finally:
         progress.close()
         stop.set()
@@ -255,6 +261,9 @@ async def _drive(config: DemoConfig, url: str, n_email: int, n_push: int, push_p
     report.worker_cpu = sum(f["cpu"] for f in finals.values())
     report.render_cpu = sum(f["render_cpu"] for f in finals.values())
     report.broker_cpu = sum(f["broker_cpu"] for f in finals.values())
+    for f in finals.values():
+        for stage, seconds in f.get("waits", {}).items():
+            report.waits[stage] = report.waits.get(stage, 0.0) + seconds
     report.pipelined = any(f.get("smtp_pipelined") for f in finals.values())
     return report
 

@@ -48,7 +48,8 @@ def worker_main(index: int, url: str, channels: dict[str, dict[str, Any]],
                 "worker": index, "sent": stats.sent, "failed": stats.failed,
                 "retried": stats.retried, "skipped": stats.skipped,
                 "cpu": times.user + times.system, "render_cpu": stats.render_cpu,
-                "broker_cpu": _thread_cpu("conveyor-sqlite"), "final": final}
+                "broker_cpu": _thread_cpu("conveyor-sqlite"), "final": final,
+                "waits": dict(stats.waits)}
             if final:
                 report["latencies"] = stats.latencies_ms.tobytes()
                 report["smtp_pipelined"] = getattr(made.get("email"), "pipelined", None)

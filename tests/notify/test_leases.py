@@ -1,0 +1,124 @@
+"""A queue message whose lease would expire while the first worker is still sending: the
+worker keeps the lease, a second worker never gets it and nothing is sent twice; a worker
+that did lose a lease sends nothing of that envelope. Also: the SMTP pool never opens more
+connections than `pool_size`."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+from conveyor.broker.broker import Broker
+from conveyor.clock import ManualClock
+from conveyor.notify import (
+    Channel,
+    DeliveryOptions,
+    Email,
+    Item,
+    Notifier,
+    Result,
+    SmtpChannel,
+)
+from conveyor.notify.delivery import queue_name
+from conveyor.notify.peers import SmtpSink
+from tests.notify.helpers import smtp_server
+
+
+class GatedChannel(Channel):
+    """Sends by counting, each send_many waiting for `gate` first; resends unknown
+    outcomes (like SMTP), so a second worker seeing `sending` would send again."""
+
+    kind = "email"
+    resend_unknown = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.entered = asyncio.Event()
+        self.sent: list[str] = []
+
+    def render(self, item: Item) -> Any:
+        return item.to
+
+    async def send_many(self, items: Sequence[Item], payloads: Sequence[Any]) -> list[Result]:
+        self.entered.set()
+        await self.gate.wait()
+        self.sent += list(payloads)
+        return [Result.sent(f"id-{p}") for p in payloads]
+
+
+async def test_a_slow_send_keeps_its_lease_and_nothing_is_sent_twice(
+        broker: Broker, clock: ManualClock) -> None:
+    channel = GatedChannel()
+    notifier = Notifier(broker, channels={"email": channel})
+    ids = await notifier.asend_many([Email(to=f"u{i}@example.com", subject="s", text="t")
+                                     for i in range(5)])
+    options = DeliveryOptions(visibility_timeout=30, heartbeat_seconds=0.02)
+    first = notifier.deliverer(options)
+    (message,) = await broker.receive(queue_name("email"), 10, 30, 0)
+    work = asyncio.create_task(first.process("email", channel, [message]))
+    await asyncio.wait_for(channel.entered.wait(), 5)
+    for _ in range(6):  # three minutes pass while the provider call hangs
+        clock.advance(25)
+        await asyncio.sleep(0.1)  # a heartbeat extends the lease meanwhile
+        assert await broker.receive(queue_name("email"), 10, 30, 0) == []
+    channel.gate.set()
+    await asyncio.wait_for(work, 5)
+    assert sorted(channel.sent) == sorted(f"u{i}@example.com" for i in range(5))
+    for delivery_id in ids:
+        row = await notifier.status(delivery_id)
+        assert row is not None and row.status == "sent" and row.attempts == 1
+    clock.advance(120)  # acked: it never comes back
+    assert await broker.receive(queue_name("email"), 10, 30, 0) == []
+
+
+async def test_a_worker_that_lost_its_lease_sends_nothing_of_it(
+        broker: Broker, clock: ManualClock) -> None:
+    channel = GatedChannel()
+    channel.gate.set()
+    notifier = Notifier(broker, channels={"email": channel})
+    ids = await notifier.asend_many([Email(to=f"u{i}@example.com", subject="s", text="t")
+                                     for i in range(3)])
+    stalled = notifier.deliverer(DeliveryOptions(visibility_timeout=30,
+                                                 heartbeat_seconds=0))
+    (old,) = await broker.receive(queue_name("email"), 10, 30, 0)
+    clock.advance(31)  # the first worker stalled past its lease; a second one has it now
+    (new,) = await broker.receive(queue_name("email"), 10, 30, 0)
+    await stalled.process("email", channel, [old])
+    assert channel.sent == [] and stalled.stats.lease_lost == 3
+    for delivery_id in ids:  # back to retrying, so the holder sends them (any channel)
+        row = await notifier.status(delivery_id)
+        assert row is not None and row.status == "retrying"
+    holder = notifier.deliverer(DeliveryOptions(visibility_timeout=30))
+    await holder.process("email", channel, [new])
+    assert sorted(channel.sent) == ["u0@example.com", "u1@example.com", "u2@example.com"]
+    assert holder.stats.sent == 3
+    clock.advance(120)
+    assert await broker.receive(queue_name("email"), 10, 30, 0) == []
+
+
+async def test_smtp_pool_never_exceeds_pool_size(broker: Broker) -> None:
+    sink = SmtpSink()
+    with smtp_server(sink) as port:
+        channel = SmtpChannel("127.0.0.1", port, pool_size=3, pipelining=False)
+        peak = 0
+        real_new = channel._new
+
+        async def counted() -> Any:
+            nonlocal peak
+            conn = await real_new()
+            peak = max(peak, channel.connections)
+            return conn
+
+        channel._new = counted  # type: ignore[method-assign]
+        items = [Item(f"id{i}", f"u{i}@example.com", None, {}, {"subject": "s", "text": "t"},
+                      0) for i in range(60)]
+        payloads = [channel.render(i) for i in items]
+        # several lanes at once, each spreading its batch over the pool
+        answers = await asyncio.gather(*(channel.send_many(items[j::4], payloads[j::4])
+                                         for j in range(4)))
+        await channel.close()
+    assert all(r.outcome == "sent" for got in answers for r in got)
+    assert len(sink.messages) == 60
+    assert 1 <= peak <= 3
