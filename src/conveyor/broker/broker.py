@@ -18,6 +18,7 @@ from typing import Any
 from conveyor.broker import validation as v
 from conveyor.broker.jobs import Jobs, Limits
 from conveyor.broker.ledger import Ledger
+from conveyor.broker.quotas import MAX_IN_FLIGHT, Quotas
 from conveyor.broker.redrive import Redrive
 from conveyor.broker.wakeup import Throttle, Wakeups
 from conveyor.clock import Clock, system_clock
@@ -71,7 +72,9 @@ class Broker:
     def __init__(self, storage: Storage, *, clock: Clock | None = None,
                  region: str = DEFAULT_REGION, sweep_interval: float | None = 10.0,
                  poll_interval: float = 1.0, queue_cache_seconds: float = 1.0,
-                 stats_cache_seconds: float = 2.0) -> None:
+                 stats_cache_seconds: float = 2.0,
+                 max_in_flight: int | None = MAX_IN_FLIGHT, max_depth: int | None = None
+                 ) -> None:
         self.storage = storage
         self.region = v.check_region(region)
         self._clock = clock
@@ -88,6 +91,8 @@ class Broker:
         self.limits, self.jobs = Limits(self), Jobs(self)
         self.ledger = Ledger(self)
         self.observers: list[BrokerObserver] = []
+        self.quotas = Quotas(storage, max_in_flight=max_in_flight, max_depth=max_depth)
+        self._draining = False  # set by end_long_polls: waits return at once
 
     # lifecycle ----------------------------------------------------------------------
     async def start(self) -> None:
@@ -128,6 +133,12 @@ class Broker:
     def _observe(self, event: str, queue: Queue, count: int) -> None:
         for observer in self.observers:
             observer(event, queue, count)
+
+    def end_long_polls(self) -> None:
+        """Answer every waiting long poll now (empty) and every later one at once: the
+        server is shutting down, and its clients should not hang until it is gone."""
+        self._draining = True
+        self._wakeups.notify(None)
 
     def wake(self, queue_id: int | None) -> None:
         """Wake this process's long polls on a queue (None: all)."""
@@ -274,6 +285,7 @@ class Broker:
         attrs = queue.attributes
         for index, entry in enumerate(entries):
             v.check_send_entry(entry, index, attrs)
+        await self.quotas.check_send(queue, len(entries), self.now())
         now = self.now()
         default_delay = attrs.delay_seconds * 1000
         dedup_ids = [_dedup_id(e, attrs) for e in entries]
@@ -303,6 +315,7 @@ class Broker:
         """Lease up to `max_messages`; with `wait_seconds`, wait for the first to arrive."""
         v.check_receive(max_messages, visibility_timeout, wait_seconds)
         queue = await self.queue(queue_name, region)
+        await self.quotas.check_receive(queue, self.now())
         attrs = queue.attributes
         wait = attrs.receive_wait_seconds if wait_seconds is None else wait_seconds
         deadline = time.monotonic() + wait
@@ -315,7 +328,7 @@ class Broker:
                     self._observe("received", queue, len(messages))
                 return messages
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if remaining <= 0 or self._draining:
                 return []
             await Wakeups.wait(ticket, min(remaining, self._poll_interval))
             queue = await self.queue(queue_name, region)
