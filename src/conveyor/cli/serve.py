@@ -80,9 +80,9 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _url(sock: socket.socket) -> str:
+def _url(sock: socket.socket, scheme: str = "http") -> str:
     host, port = sock.getsockname()[:2]
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
 
 
 def run_serve(config: Config) -> int:
@@ -94,12 +94,20 @@ def run_serve(config: Config) -> int:
 
     warn_if_open(config.database_url, config.server.host)
     sqs_factory = sqs_app_factory() if config.sqs.enabled else None
+    if sqs_factory is not None:
+        from conveyor.sqs.sigv4 import parse_credentials
+
+        parse_credentials(config.sqs.credentials)  # a malformed pair fails here, at once
     sockets = [bind(config.server.host, config.server.port)]
     if sqs_factory is not None:
         sockets.append(bind(config.server.host, config.sqs.port))
-    say(f"HTTP API on {_url(sockets[0])} (docs at {_url(sockets[0])}/api-docs)")
+    scheme = "https" if config.server.tls_cert else "http"
+    say(f"HTTP API on {_url(sockets[0], scheme)} (docs at {_url(sockets[0], scheme)}/api-docs)")
     if sqs_factory is not None:
-        say(f"SQS endpoint on {_url(sockets[1])}")
+        say(f"SQS endpoint on {_url(sockets[1], scheme)}")
+        if not config.sqs.credentials and not is_loopback(config.server.host):
+            say("WARNING: the SQS endpoint has no credentials on a public address: it will "
+                "refuse every request (set --sqs-credentials AKID:SECRET).")
     elif config.sqs.enabled:
         say("SQS endpoint not installed; serving the native API only")
     if config.server.workers == 1:
@@ -138,28 +146,41 @@ def worker_main(config: Config, sockets: list[socket.socket]) -> None:
 
 async def serve_sockets(config: Config, sockets: list[socket.socket]) -> None:
     """Serve the native API (and the SQS endpoint) with one broker until told to stop."""
-    broker = Broker(storage_from_url(config.database_url), region=config.region)
+    broker = Broker(storage_from_url(config.database_url), region=config.region,
+                    max_in_flight=config.server.max_in_flight,
+                    max_depth=config.server.max_depth)
     await broker.start()
     try:
+        loopback = is_loopback(config.server.host)
         apps: list[Any] = [create_app(broker, max_request_bytes=config.server.max_request_bytes,
-                                      require_keys=not is_loopback(config.server.host))]
+                                      require_keys=not loopback)]
         sqs_factory = sqs_app_factory() if len(sockets) > 1 else None
         if sqs_factory is not None:
-            apps.append(sqs_factory(broker, account_id=config.sqs.account_id))
+            from conveyor.sqs.sigv4 import SigV4Verifier, parse_credentials
+
+            verifier = SigV4Verifier(parse_credentials(config.sqs.credentials),
+                                     loopback=loopback)
+            apps.append(sqs_factory(broker, account_id=config.sqs.account_id,
+                                    verifier=verifier))
+        tls = config.server.tls_cert
         servers = [_Server(uvicorn.Config(app, lifespan="auto", access_log=False,
-                                          log_level="warning", timeout_graceful_shutdown=5))
+                                          log_level="warning", timeout_graceful_shutdown=5,
+                                          ssl_certfile=tls, ssl_keyfile=config.server.tls_key))
                    for app in apps]
-        _stop_on_signals(servers)
+        _stop_on_signals(servers, broker)
         await asyncio.gather(*(server.serve(sockets=[sock])
                                for server, sock in zip(servers, sockets)))
     finally:
         await broker.close()
 
 
-def _stop_on_signals(servers: list[_Server]) -> None:
+def _stop_on_signals(servers: list[_Server], broker: Broker) -> None:
+    """SIGTERM/SIGINT: stop accepting, answer waiting long polls, let requests in flight
+    finish (up to the graceful timeout); a second signal forces the exit."""
     loop = asyncio.get_running_loop()
 
     def stop() -> None:
+        broker.end_long_polls()
         for server in servers:
             if server.should_exit:
                 server.force_exit = True
