@@ -24,6 +24,7 @@ from conveyor.sqs import message_actions, move_tasks, queue_actions
 from conveyor.sqs.context import Context, credential_scope
 from conveyor.sqs.errors import INTERNAL_ERROR, INVALID_ACTION, SqsError, from_domain
 from conveyor.sqs.params import Params
+from conveyor.sqs.sigv4 import SigV4Verifier
 from conveyor.sqs.wire import (
     Protocol,
     WireRequest,
@@ -65,9 +66,11 @@ async def _parse(request: Request) -> WireRequest:
 class SqsEndpoint:
     """Answers SQS requests from one broker."""
 
-    def __init__(self, broker: Broker, account_id: str) -> None:
+    def __init__(self, broker: Broker, account_id: str,
+                 verifier: SigV4Verifier | None = None) -> None:
         self.broker = broker
         self.account_id = account_id
+        self.verifier = verifier
 
     def context(self, request: Request) -> Context:
         """The broker, region, account and base URL for one request."""
@@ -83,6 +86,10 @@ class SqsEndpoint:
         protocol: Protocol = "json" if is_json(request.headers.get("content-type", "")) \
             else "query"
         try:
+            if self.verifier is not None and not self.verifier.open:
+                self.verifier.verify(request.method, request.url.path,
+                                     request.scope.get("query_string", b"").decode("latin-1"),
+                                     request.headers.items(), await request.body())
             wire = await _parse(request)
             handler = HANDLERS.get(wire.action)
             if handler is None:
@@ -107,9 +114,12 @@ def _response(answer: WireResponse) -> Response:
     return Response(answer.body, answer.status, headers=answer.headers)
 
 
-def create_sqs_app(broker: Broker, *, account_id: str = DEFAULT_ACCOUNT_ID) -> Starlette:
-    """The SQS-compatible ASGI app over `broker` (which the caller starts and closes)."""
-    endpoint = SqsEndpoint(broker, account_id)
+def create_sqs_app(broker: Broker, *, account_id: str = DEFAULT_ACCOUNT_ID,
+                   verifier: SigV4Verifier | None = None) -> Starlette:
+    """The SQS-compatible ASGI app over `broker` (which the caller starts and closes).
+
+    `verifier` checks SigV4 signatures (`conveyor.sqs.sigv4`); None accepts any."""
+    endpoint = SqsEndpoint(broker, account_id, verifier)
     methods = ["GET", "POST"]
     return Starlette(routes=[
         Route("/", endpoint.handle, methods=methods),
