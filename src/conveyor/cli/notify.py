@@ -32,16 +32,105 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     demo.add_argument("--no-progress", action="store_true", help="no live progress bars")
     demo.set_defaults(run=_demo)
 
-    notify = sub.add_parser("notify", help="notification status and counts")
+    notify = sub.add_parser("notify", help="send notifications, run delivery workers, "
+                                           "read status and counts")
     actions = notify.add_subparsers(dest="action", required=True, metavar="ACTION")
+    send = actions.add_parser("send", help="enqueue one notification; prints its id")
+    send.add_argument("--channel", required=True, choices=["email", "push", "webhook"])
+    send.add_argument("--to", required=True,
+                      help="email address, push subscription JSON, or webhook URL")
+    send.add_argument("--template")
+    send.add_argument("--data", type=_json_object, default={},
+                      help="template data (webhook: the payload), a JSON object")
+    send.add_argument("--subject")
+    send.add_argument("--text")
+    send.add_argument("--html")
+    send.add_argument("--event", default="notification", help="webhook event name")
+    send.add_argument("--idempotency-key", help="the same key again sends nothing")
+    worker = actions.add_parser("worker", help="deliver queued notifications until stopped")
+    worker.add_argument("--smtp", metavar="HOST:PORT", help="run the email channel")
+    worker.add_argument("--sender", default="conveyor@localhost")
+    worker.add_argument("--starttls", action="store_true")
+    worker.add_argument("--tls", action="store_true", help="implicit TLS (port 465)")
+    worker.add_argument("--smtp-user")
+    worker.add_argument("--smtp-password-env", metavar="VAR",
+                        help="environment variable holding the SMTP password")
+    worker.add_argument("--pool-size", type=int, default=10, help="SMTP connections")
+    worker.add_argument("--email-rate", metavar="N/PERIOD",
+                        help="e.g. 300/m, across every worker")
+    worker.add_argument("--vapid-key", metavar="PEM", help="run the push channel")
+    worker.add_argument("--vapid-sub", default="mailto:ops@localhost")
+    worker.add_argument("--push-rate", metavar="N/PERIOD")
+    worker.add_argument("--webhook-secret-env", metavar="VAR",
+                        help="run the webhook channel, signing with this variable's value")
+    worker.add_argument("--lanes", type=int, default=4)
+    worker.add_argument("--visibility-timeout", type=int, default=120)
+    worker.add_argument("--seconds", type=float, help="stop after this long")
+    for parser in (send, worker):
+        parser.add_argument("--templates", metavar="DIR",
+                            help="folder of NAME.subject / NAME.txt / NAME.html")
     status = actions.add_parser("status", help="one notification's status")
     status.add_argument("delivery_id")
     counts = actions.add_parser("counts", help="notifications by channel and status")
     counts.add_argument("--channel")
-    for parser in (status, counts):
+    for parser in (send, worker, status, counts):
         parser.add_argument("--database", metavar="URL", help="default: embedded SQLite")
+    send.set_defaults(run=_send)
+    worker.set_defaults(run=_worker)
     status.set_defaults(run=_status)
     counts.set_defaults(run=_counts)
+
+
+def _json_object(text: str) -> dict[str, object]:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("not JSON") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("a JSON object, {...}")
+    return value
+
+
+def _send(args: argparse.Namespace) -> int:
+    from conveyor.notify import Channel, Notifier
+    from conveyor.notify.settings import notification
+
+    note = notification(args.channel, args.to, template=args.template, data=args.data,
+                        subject=args.subject, text=args.text, html=args.html,
+                        idempotency_key=args.idempotency_key, event=args.event)
+    # Enqueuing needs only the channel's name (and the templates, to check the name).
+    notifier = Notifier(args.database, channels={args.channel: Channel()},
+                        templates=args.templates)
+    (delivery_id,) = notifier.send_many([note])
+    print(json.dumps({"delivery_id": delivery_id, "channel": args.channel}))
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    import os
+
+    from conveyor.notify import DeliveryOptions
+    from conveyor.notify.settings import ChannelSettings, run_worker
+
+    def env(name: str | None) -> str | None:
+        if name is None:
+            return None
+        if name not in os.environ:
+            raise InvalidInput(f"The environment variable {name} is not set.")
+        return os.environ[name]
+
+    channels = ChannelSettings(
+        smtp=args.smtp, sender=args.sender, starttls=args.starttls, tls=args.tls,
+        username=args.smtp_user, password=env(args.smtp_password_env),
+        pool_size=args.pool_size, email_rate=args.email_rate, vapid_key=args.vapid_key,
+        vapid_sub=args.vapid_sub, push_rate=args.push_rate,
+        webhook_secret=env(args.webhook_secret_env)).channels()
+    options = DeliveryOptions(lanes=args.lanes, visibility_timeout=args.visibility_timeout)
+    print(f"conveyor notify worker: channels {', '.join(sorted(channels))}", flush=True)
+    counts = asyncio.run(run_worker(args.database, channels, args.templates, options,
+                                    args.seconds))
+    print(json.dumps(counts))
+    return 0
 
 
 def _mix(text: str) -> dict[str, float]:

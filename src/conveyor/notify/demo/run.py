@@ -11,6 +11,7 @@ import asyncio
 import base64
 import multiprocessing as mp
 import os
+import shutil
 import socket
 import tempfile
 import time
@@ -145,6 +146,8 @@ def run_demo(config: DemoConfig, out: Callable[[str], None] = print) -> Report:
         for peer in (smtp, push):
             if peer is not None:
                 peer.close()
+        # The sink's dump and the SQLite file of a million run take hundreds of MB.
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _cpu_of(pids: list[int | None]) -> float:

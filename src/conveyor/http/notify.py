@@ -1,0 +1,119 @@
+"""Routes for notifications: a delivery's status, counts by channel and status, and the
+suppression list (hard bounces, unsubscribes, gone push subscriptions).
+
+Thin: each route calls `broker.ledger`, which checks its input and raises the same errors
+as in-process (422 with the one error shape). Sending goes through a `Notifier` (in-process)
+or `conveyor notify send`; a worker that reaches the broker over HTTP uses these routes.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.responses import Response
+
+from conveyor.http.deps import BrokerDep, errors
+from conveyor.http.errors import error_response
+from conveyor.http.wire import json_response
+from conveyor.ledger import DELIVERY_STATUSES
+
+router = APIRouter(tags=["notifications"])
+_STATUSES = ", ".join(DELIVERY_STATUSES)
+
+
+class DeliveryOut(BaseModel):
+    """A notification's recorded state (times in ms since the epoch)."""
+
+    delivery_id: str
+    channel: str
+    recipient: str
+    status: str = Field(description=f"One of {_STATUSES}.")
+    attempts: int
+    error: str | None
+    provider_id: str | None = Field(description="The provider's id (SMTP queue id, push "
+                                                "message URL) once sent.")
+    updated_at: int
+    expires_at: int
+
+
+class CountsOut(BaseModel):
+    """Unexpired notifications by channel, then status (every status listed)."""
+
+    counts: dict[str, dict[str, int]]
+
+
+class SuppressionIn(BaseModel):
+    """An address (or push endpoint) a channel must skip from now on."""
+
+    model_config = ConfigDict(extra="forbid")
+    channel: str
+    address: str
+    reason: str = "unsubscribed"
+
+
+class SuppressionOut(BaseModel):
+    """A suppressed address and why."""
+
+    channel: str
+    address: str
+    reason: str
+    created_at: int
+
+
+class SuppressionsOut(BaseModel):
+    """A page of the suppression list; pass `next` as `after` for the next page."""
+
+    suppressions: list[SuppressionOut]
+    next: str | None
+
+
+@router.get("/v1/notifications/counts", response_model=CountsOut, responses=errors(422))
+async def counts(broker: BrokerDep, channel: Annotated[
+        str | None, Query(description="One channel (default: all).")] = None) -> Response:
+    """How many notifications are queued, sending, sent, retrying, failed or unknown."""
+    return json_response({"counts": await broker.ledger.counts(channel)})
+
+
+@router.get("/v1/notifications/{delivery_id}", response_model=DeliveryOut,
+            responses=errors(404, 422))
+async def status(delivery_id: str, broker: BrokerDep) -> Response:
+    """One notification's status by delivery id (404 when unknown or expired)."""
+    row = await broker.ledger.get(delivery_id)
+    if row is None:
+        return error_response(404, "delivery_not_found",
+                              f"No notification {delivery_id!r} (unknown or expired).")
+    return json_response({k: getattr(row, k) for k in DeliveryOut.model_fields})
+
+
+@router.get("/v1/suppressions", response_model=SuppressionsOut, responses=errors(422))
+async def suppressions(broker: BrokerDep,
+                       channel: Annotated[str | None, Query()] = None,
+                       after: Annotated[str | None, Query()] = None,
+                       limit: Annotated[int, Query()] = 100) -> Response:
+    """The suppression list by channel and address, a page at a time."""
+    rows = await broker.ledger.suppressions(channel, after, limit)
+    page = [{"channel": r.channel, "address": r.address, "reason": r.reason,
+             "created_at": r.created_at} for r in rows]
+    last = f"{rows[-1].channel}\x1f{rows[-1].address}" if len(rows) == limit else None
+    return json_response({"suppressions": page, "next": last})
+
+
+@router.post("/v1/suppressions", status_code=204, response_class=Response,
+             responses=errors(400, 422))
+async def suppress(request: SuppressionIn, broker: BrokerDep) -> Response:
+    """Suppress an address (an unsubscribe); an address already listed keeps its reason."""
+    await broker.ledger.suppress([(request.channel, request.address, request.reason)])
+    return Response(status_code=204)
+
+
+@router.delete("/v1/suppressions", status_code=204, response_class=Response,
+               responses=errors(404, 422))
+async def unsuppress(broker: BrokerDep, channel: Annotated[str, Query()],
+                     address: Annotated[str, Query()]) -> Response:
+    """Take an address off a channel's list (404 when it was not listed)."""
+    if not await broker.ledger.unsuppress(channel, address):
+        return error_response(404, "suppression_not_found",
+                              f"{address!r} is not suppressed on {channel!r}.")
+    return Response(status_code=204)
