@@ -25,6 +25,7 @@ from conveyor.http import (
     jobs,
     messages,
     metrics,
+    notify,
     queues,
     stream,
     tasks,
@@ -73,7 +74,7 @@ def create_app(broker_or_config: Broker | Config, *,
                   lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.broker = broker
     errors.install(app)
-    for module in (health, queues, messages, tasks, jobs, metrics, stream, wq, dashboard):
+    for module in (health, queues, messages, tasks, jobs, metrics, stream, wq, dashboard, notify):
         app.include_router(module.router)
     docs.install(app)
     _document_raw_bodies(app)
