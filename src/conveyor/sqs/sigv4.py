@@ -26,7 +26,6 @@ from conveyor.sqs.errors import AwsError, SqsError
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 MAX_SKEW_SECONDS = 15 * 60  # AWS allows 15 minutes either way
-UNSIGNED = "UNSIGNED-PAYLOAD"
 
 SIGNATURE_DOES_NOT_MATCH = AwsError("SignatureDoesNotMatch", "SignatureDoesNotMatch", 403)
 INVALID_CLIENT_TOKEN_ID = AwsError("InvalidClientTokenId", "InvalidClientTokenId", 403)
@@ -86,6 +85,13 @@ def signing_key(secret: str, date: str, region: str, service: str) -> bytes:
     return key
 
 
+def _payload_hash(lower: Mapping[str, list[str]], body: bytes) -> str:
+    """The signed payload hash: as the client declared it (S3-style `UNSIGNED-PAYLOAD`
+    too), else the body's SHA-256, which botocore signs for SQS."""
+    declared = (lower.get("x-amz-content-sha256") or [""])[0]
+    return declared or hashlib.sha256(body).hexdigest()
+
+
 class SigV4Verifier:
     """Checks one request's signature against the configured key pairs."""
 
@@ -115,7 +121,7 @@ class SigV4Verifier:
         params = dict(p.partition("=")[::2] for p in query_string.split("&") if p)
         if "X-Amz-Signature" in params:
             self._verify_presigned(method, path, query_string, lower,
-                                   {k: unquote(v) for k, v in params.items()})
+                                   {k: unquote(v) for k, v in params.items()}, body)
             return
         authorization = (lower.get("authorization") or [""])[0]
         if not authorization:
@@ -126,13 +132,12 @@ class SigV4Verifier:
                            f"{ALGORITHM} signature.")
         credential, signed, signature = match.groups()
         stamp = (lower.get("x-amz-date") or [""])[0]
-        payload = (lower.get("x-amz-content-sha256") or [""])[0] or \
-            hashlib.sha256(body).hexdigest()
         self._check(method, path, canonical_query(query_string), lower, credential,
-                    signed, signature, stamp, payload, expires=None)
+                    signed, signature, stamp, _payload_hash(lower, body), expires=None)
 
     def _verify_presigned(self, method: str, path: str, query_string: str,
-                          lower: Mapping[str, list[str]], params: Mapping[str, str]) -> None:
+                          lower: Mapping[str, list[str]], params: Mapping[str, str],
+                          body: bytes) -> None:
         if params.get("X-Amz-Algorithm") != ALGORITHM:
             raise SqsError(INCOMPLETE_SIGNATURE, f"X-Amz-Algorithm must be {ALGORITHM}.")
         try:
@@ -142,7 +147,8 @@ class SigV4Verifier:
         self._check(method, path, canonical_query(query_string, drop="X-Amz-Signature"),
                     lower, params.get("X-Amz-Credential", ""),
                     params.get("X-Amz-SignedHeaders", ""), params["X-Amz-Signature"],
-                    params.get("X-Amz-Date", ""), UNSIGNED, expires=expires)
+                    params.get("X-Amz-Date", ""), _payload_hash(lower, body),
+                    expires=expires)
 
     def _check(self, method: str, path: str, query: str, lower: Mapping[str, list[str]],
                credential: str, signed: str, signature: str, stamp: str, payload: str,
