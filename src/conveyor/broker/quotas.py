@@ -53,12 +53,15 @@ class Quotas:
             raise OverLimit(f"Queue {queue.name!r} holds {stats.total} messages; its limit is "
                             f"{self.max_depth}. Receive and delete some, or send later.")
 
-    async def check_receive(self, queue: Queue, now: int | None) -> None:
-        """OverLimit when the queue already has its maximum of messages in flight."""
+    async def check_receive(self, queue: Queue, wanted: int, now: int | None) -> int:
+        """How many of `wanted` may be leased; OverLimit when the queue already has its
+        maximum of messages in flight."""
         if self.max_in_flight is None:
-            return
+            return wanted
         stats = await self._stats(queue, now)
-        if stats.in_flight >= self.max_in_flight:
+        room = self.max_in_flight - stats.in_flight
+        if room <= 0:
             raise OverLimit(f"Queue {queue.name!r} has {stats.in_flight} messages in flight; "
                             f"its limit is {self.max_in_flight}. Delete (acknowledge) some, "
                             "or let their visibility timeouts lapse.")
+        return min(wanted, room)
