@@ -315,7 +315,7 @@ class Broker:
         """Lease up to `max_messages`; with `wait_seconds`, wait for the first to arrive."""
         v.check_receive(max_messages, visibility_timeout, wait_seconds)
         queue = await self.queue(queue_name, region)
-        await self.quotas.check_receive(queue, self.now())
+        max_messages = await self.quotas.check_receive(queue, max_messages, self.now())
         attrs = queue.attributes
         wait = attrs.receive_wait_seconds if wait_seconds is None else wait_seconds
         deadline = time.monotonic() + wait
