@@ -6,7 +6,9 @@ dead-lettered after the last attempt) and a crash mid-call is resent."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import contextlib
+import warnings
+from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
 from conveyor.notify.channel import Channel
@@ -37,11 +39,13 @@ class AppriseChannel(Channel):
         return item.to, parts.subject, parts.text
 
     async def _one(self, payload: tuple[str, str, str]) -> Result:
-        import apprise
-
         url, title, body = payload
-        notifier = apprise.Apprise()
-        if not notifier.add(url):
+        with _quiet():  # Apprise loads its plugins lazily; one imports `imghdr`
+            import apprise
+
+            notifier = apprise.Apprise()
+            added = notifier.add(url)
+        if not added:
             return Result.permanent(f"Apprise does not understand the URL {url[:100]!r}")
         async with self._limit:
             ok = await notifier.async_notify(body=body or " ", title=title)
@@ -50,3 +54,12 @@ class AppriseChannel(Channel):
     async def send_many(self, items: Sequence[Item], payloads: Sequence[Any]) -> list[Result]:
         """One Apprise call each, a few at a time."""
         return list(await asyncio.gather(*(self._one(p) for p in payloads)))
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Without the `'imghdr' is deprecated` warning of an Apprise plugin's dependency
+    (Python 3.11 and 3.12): Apprise's business, not our users'. Synchronous code only."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "'imghdr' is deprecated", DeprecationWarning)
+        yield

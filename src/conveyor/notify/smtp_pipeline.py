@@ -100,7 +100,10 @@ class PipelinedConnection:
                 code, text = await self._command(f"AUTH PLAIN {token}")
                 if code != 235:
                     raise SmtpError(f"AUTH {code} {text}")
-        except (TimeoutError, OSError, asyncio.IncompleteReadError) as exc:
+        except SmtpError:
+            await self.close()  # a refused greeting, EHLO, STARTTLS or AUTH
+            raise
+        except (TimeoutError, OSError, asyncio.IncompleteReadError, ssl.SSLError) as exc:
             await self.close()
             raise SmtpError(f"cannot connect to {self.host}:{self.port}: {exc!r}") from exc
 
