@@ -221,28 +221,8 @@ class Deliverer:
         self.stats.render_cpu += time.thread_time() - started
         since = stats.add_wait(name, "render", since)
         if sendable:
-            await self._take_tokens(name, channel, len(sendable))
-            since = stats.add_wait(name, "rate", since)
-            lost = await keeper.confirm()
-            if lost:
-                for k in sendable:
-                    if owners[k] in lost:
-                        updates.append(DeliveryUpdate(items[k].id, "retrying",
-                                                      "lease lost before sending"))
-                        stats.lease_lost += 1
-                keep = [j for j, k in enumerate(sendable) if owners[k] not in lost]
-                sendable = [sendable[j] for j in keep]
-                payloads = [payloads[j] for j in keep]
-                log.warning("notify %s: %d envelopes' leases were lost before sending; "
-                            "left to their new holder", name, len(lost))
-            size = max(1, channel.batch_size)
-            batches = [(sendable[i:i + size], payloads[i:i + size])
-                       for i in range(0, len(sendable), size)]
-            answers = await asyncio.gather(*(
-                channel.send_many([items[k] for k in ks], ps) for ks, ps in batches))
-            for (ks, _), got in zip(batches, answers):
-                results.update(zip(ks, got))
-            stats.add_wait(name, "send", since)
+            results.update(await self._send(name, channel, keeper, items, owners, sendable,
+                                            payloads, updates))
         await self._settle(name, messages, envelopes, owners, items, results, updates,
                            keeper.lost)
 
@@ -327,15 +307,53 @@ class Deliverer:
         text = self.channels[name].rate_limit
         return Rate.parse(text) if text else None
 
-    async def _take_tokens(self, name: str, channel: Channel, want: int) -> None:
-        """Wait until `want` sends are allowed by the channel's rate limit (all workers)."""
+    async def _send(self, name: str, channel: Channel, keeper: LeaseKeeper,
+                    items: list[Item], owners: list[int], sendable: list[int],
+                    payloads: list[Any], updates: list[DeliveryUpdate]) -> dict[int, Result]:
+        """Send in chunks as the rate limit grants tokens (each chunk as soon as it is
+        allowed, so the provider never sees more than the limit's burst at once), each
+        chunk only for envelopes whose lease is still ours (`LeaseKeeper.confirm`)."""
+        stats = self.stats
+        results: dict[int, Result] = {}
+        size = max(1, channel.batch_size)
+        done = 0
+        while done < len(sendable):
+            since = time.perf_counter()
+            n = await self._grant(name, len(sendable) - done)
+            since = stats.add_wait(name, "rate", since)
+            chunk, chunk_payloads = sendable[done:done + n], payloads[done:done + n]
+            done += n
+            lost = await keeper.confirm()
+            if lost:
+                keep = [j for j, k in enumerate(chunk) if owners[k] not in lost]
+                for k in chunk:
+                    if owners[k] in lost:
+                        updates.append(DeliveryUpdate(items[k].id, "retrying",
+                                                      "lease lost before sending"))
+                        stats.lease_lost += 1
+                chunk = [chunk[j] for j in keep]
+                chunk_payloads = [chunk_payloads[j] for j in keep]
+                log.warning("notify %s: leases of %d envelopes were lost before sending; "
+                            "left to their new holder", name, len(lost))
+            batches = [(chunk[i:i + size], chunk_payloads[i:i + size])
+                       for i in range(0, len(chunk), size)]
+            answers = await asyncio.gather(*(
+                channel.send_many([items[k] for k in ks], ps) for ks, ps in batches))
+            for (ks, _), got in zip(batches, answers):
+                results.update(zip(ks, got))
+            stats.add_wait(name, "send", since)
+        return results
+
+    async def _grant(self, name: str, want: int) -> int:
+        """How many sends (1 to `want`) the channel's rate limit allows now, across every
+        worker; waits until at least one is."""
         rate = self._rate(name)
         if rate is None:
-            return
+            return want
         key = f"notify:{name}"
-        while want > 0:
+        while True:
             grant = await self.broker.limits.take(key, rate.count, rate.per,
                                                   want=min(want, 10_000, rate.count))
-            want -= grant.granted
-            if want > 0:
-                await asyncio.sleep(min(max(grant.retry_after, 0.005), 5.0))
+            if grant.granted:
+                return grant.granted
+            await asyncio.sleep(min(max(grant.retry_after, 0.005), 5.0))
