@@ -64,3 +64,34 @@ async def test_input_checks(broker: Broker) -> None:
         await broker.ledger.finish([DeliveryUpdate("a", "done")])
     with pytest.raises(InvalidInput):
         await broker.ledger.record([NewDelivery("a", "email", "a")], keep_seconds=0)
+
+
+async def test_sqlite_ledger_rows_survive_the_move_to_insertion_order(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # A file made before migration 5 (the ledger keyed by id) keeps its rows after it.
+    import sqlite3
+
+    from conveyor.storage.sqlite.base import MIGRATIONS, _statements
+    from conveyor.storage.sqlite.store import SqliteStorage
+
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("CREATE TABLE conveyor_migrations (version INTEGER PRIMARY KEY, "
+               "applied_at INTEGER NOT NULL)")
+    for version, script in MIGRATIONS[:4]:
+        for statement in _statements(script):
+            db.execute(statement)
+        db.execute("INSERT INTO conveyor_migrations VALUES (?, 0)", (version,))
+    db.execute("INSERT INTO conveyor_deliveries VALUES ('old-1', 'email', 'a@example.com', "
+               "'sent', 1, NULL, 'q-9', 5, 9999999999999)")
+    db.close()
+    broker = Broker(SqliteStorage(path), sweep_interval=None)
+    await broker.start()
+    try:
+        row = await broker.ledger.get("old-1")
+        assert row is not None and row.status == "sent" and row.provider_id == "q-9"
+        assert await broker.ledger.begin([NewDelivery("old-1", "email", "a@example.com"),
+                                          NewDelivery("new-1", "email", "b@example.com")]
+                                         ) == ["sent", None]
+        assert (await broker.ledger.counts())["email"]["sending"] == 1
+    finally:
+        await broker.close()
