@@ -16,7 +16,7 @@ import pytest
 from tests.faults.load import Load, create_queue, drain, reconcile
 from tests.http.server import start_server
 
-KILLS = 2  # kills per run, each after some load
+KILLS = 1  # per run here; benchmarks/trust_soak.py kills many times
 
 
 @pytest.mark.timeout(110)
@@ -43,5 +43,5 @@ def test_kill_9_loses_nothing(database_url: str, tmp_path: Path) -> None:
         server.stop()
     report = reconcile(ledger, drained)
     print(report, dict(ledger.errors))
-    assert report.acknowledged_sends >= 2000
+    assert report.acknowledged_sends >= 1000
     report.check()

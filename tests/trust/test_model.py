@@ -32,7 +32,7 @@ from conveyor.clock import ManualClock
 from conveyor.models import Body, SendEntry, VisibilityEntry
 from conveyor.storage.factory import storage_from_url
 
-EXAMPLES = 30
+EXAMPLES = 25
 STEPS = 40
 
 

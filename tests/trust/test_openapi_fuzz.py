@@ -27,7 +27,7 @@ from schemathesis.specs.openapi.checks import (
 
 from tests.http.server import ServerProcess, start_server
 
-CASES = 20
+CASES = 15
 QUEUE = "fuzz"
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_schema_conformance]

@@ -139,6 +139,7 @@ def test_tls_on_both_servers(tmp_path: Path) -> None:
         client.send_message(QueueUrl=url, MessageBody="over tls")
         got = client.receive_message(QueueUrl=url)["Messages"]
         assert [m["Body"] for m in got] == ["over tls"]
+        client.close()
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(20)

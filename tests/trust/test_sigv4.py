@@ -78,10 +78,15 @@ def test_open_only_on_loopback_without_pairs() -> None:
             parse_credentials(bad)
 
 
+_clients: list[Any] = []
+
+
 def client(endpoint: str, key: str, secret: str) -> Any:
-    return boto3.session.Session().client(
+    made = boto3.session.Session().client(
         "sqs", endpoint_url=endpoint, region_name="eu-west-1", aws_access_key_id=key,
         aws_secret_access_key=secret, config=Config(retries={"max_attempts": 1}))
+    _clients.append(made)
+    return made
 
 
 @pytest.mark.timeout(60)
@@ -103,4 +108,6 @@ def test_boto3_against_serve_with_credentials(tmp_path: Path) -> None:
             assert caught.value.response["Error"]["Code"] == code
             assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
     finally:
+        while _clients:
+            _clients.pop().close()
         server.stop()
