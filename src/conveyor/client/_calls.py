@@ -14,6 +14,7 @@ from urllib.parse import quote
 
 import orjson
 
+from conveyor.client._errors import error_from
 from conveyor.models import (
     Body,
     BodyKind,
@@ -46,6 +47,24 @@ class Call(Generic[T]):
     extra_timeout: float = 0.0
     empty: bool = field(default=False)  # the answer has no body (204)
     missing_is_none: bool = False  # a 404 answer means "none": parse(404, None)
+
+
+def request_options(call: Call[Any], timeout: float) -> dict[str, Any]:
+    """Keyword arguments of `httpx.Client.request` / `AsyncClient.request` for a call."""
+    content = None if call.json is None else orjson.dumps(call.json)
+    return {"content": content, "params": call.params,
+            "headers": {"content-type": "application/json"} if content else None,
+            "timeout": timeout + call.extra_timeout}
+
+
+def answer(call: Call[T], status: int, content: bytes) -> T:
+    """The parsed answer of a call, or the matching `conveyor.errors` exception."""
+    data = orjson.loads(content) if content else None
+    if status == 404 and call.missing_is_none:
+        return call.parse(404, None)
+    if status >= 400:
+        raise error_from(status, data)
+    return call.parse(status, data)
 
 
 def queue_path(name: str) -> str:

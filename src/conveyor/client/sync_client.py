@@ -7,10 +7,9 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 import httpx
-import orjson
 
 from conveyor.client import _calls as c
-from conveyor.client._errors import ServerUnavailable, error_from
+from conveyor.client._errors import ServerUnavailable
 from conveyor.client.ops import SyncJobs, SyncLimits
 from conveyor.config import DEFAULT_TIMEOUT, DEFAULT_URL
 from conveyor.models import (
@@ -54,20 +53,12 @@ class Client:
 
     def run(self, call: c.Call[T]) -> T:
         """Send one call; its parsed answer, or the matching `conveyor.errors` exception."""
-        content = None if call.json is None else orjson.dumps(call.json)
         try:
-            response = self._http.request(
-                call.method, call.path, content=content, params=call.params,
-                headers={"content-type": "application/json"} if content else None,
-                timeout=self.timeout + call.extra_timeout)
+            response = self._http.request(call.method, call.path,
+                                              **c.request_options(call, self.timeout))
         except httpx.TransportError as exc:
             raise ServerUnavailable(f"{self.url}: {exc or type(exc).__name__}") from exc
-        data = orjson.loads(response.content) if response.content else None
-        if response.status_code == 404 and call.missing_is_none:
-            return call.parse(404, None)
-        if response.status_code >= 400:
-            raise error_from(response.status_code, data)
-        return call.parse(response.status_code, data)
+        return c.answer(call, response.status_code, response.content)
 
     # queues -------------------------------------------------------------------------
     def create_queue(self, name: str, attributes: Mapping[str, Any] | None = None
