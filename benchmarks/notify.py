@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import socket
 import subprocess
 import time
@@ -52,25 +53,37 @@ async def _clients(port: int, pipelined: bool, connections: int, per: int) -> fl
 
 
 def smtp_clients() -> None:
-    """Both clients into smtp-sink (counting only), uvloop."""
+    """Both clients into smtp-sink, counting only and dumping every message (-D, as the
+    demo runs it), uvloop, the same connections and messages."""
+    import tempfile
+
     import uvloop
 
     binary = find_smtp_sink()
     if binary is None:
         print("smtp-sink not found: see scripts/get-smtp-sink")
         return
-    port = _port()
-    args = [binary] + (["-u", "nobody"] if os.geteuid() == 0 else []) + [
-        f"127.0.0.1:{port}", "1024"]
-    sink = subprocess.Popen(args, env=_libs(binary))
-    time.sleep(0.3)
-    try:
-        print("SMTP clients into smtp-sink:")
-        for pipelined in (False, True):
-            uvloop.run(_clients(port, pipelined, 20, 1000))
-    finally:
-        sink.kill()
-        sink.wait()
+    for dump in (False, True):
+        port = _port()
+        folder = tempfile.mkdtemp(prefix="conveyor-bench-")
+        os.chmod(folder, 0o777)
+        target = os.path.join(folder, "dump")
+        with open(target, "w"):  # smtp-sink drops to nobody before it opens the dump
+            pass
+        os.chmod(target, 0o666)
+        args = [binary] + (["-u", "nobody"] if os.geteuid() == 0 else []) + (
+            ["-D", target] if dump else []) + [f"127.0.0.1:{port}", "1024"]
+        sink = subprocess.Popen(args, env=_libs(binary))
+        time.sleep(0.3)
+        try:
+            print(f"SMTP clients into smtp-sink ({'dumping' if dump else 'counting'}):")
+            for pipelined in (False, True):
+                for connections in (4, 16):
+                    uvloop.run(_clients(port, pipelined, connections, 8000 // connections))
+        finally:
+            sink.kill()
+            sink.wait()
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def main() -> None:
