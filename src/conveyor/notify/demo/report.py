@@ -132,8 +132,8 @@ def _parts(r: Report) -> dict[str, float]:
     for key, seconds in r.waits.items():
         channel, _, stage = key.rpartition(":")
         part = _STAGE_PART.get(stage, stage)
-        if part == "sink":
-            part = f"{channel} sink"
+        if part == "sink":  # the send stage: the client's transport and the peer
+            part = f"{channel} send (client transport + sink)"
         parts[part] = parts.get(part, 0.0) + seconds / total
     return parts
 
@@ -164,8 +164,10 @@ def render_report(r: Report) -> str:
         f"  CPU               {total_cpu:,.1f} CPU-s in all "
         f"({total_cpu / max(r.wall_seconds, 1e-9):.2f} cores busy on average)",
         "                    " + ", ".join(f"{k} {v:.0%}" for k, v in shares.items()),
-        "                    (broker: SQLite threads of the workers; channel: rendering and "
-        "encryption;",
+        "                    (broker: " + ("SQLite threads of the workers" if
+                                        r.database.startswith("SQLite") else
+                                        "the database server's CPU is not counted") +
+        "; channel: rendering and encryption;",
         "                     worker: the rest of the workers' event loops incl. transport; "
         "producer: enqueue)",
         *[f"  {'lanes (' + ch + ')':<17} " + ", ".join(f"{k} {v:.0%}" for k, v in st.items())
