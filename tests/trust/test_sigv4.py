@@ -89,6 +89,8 @@ def client(endpoint: str, key: str, secret: str) -> Any:
     return made
 
 
+# botocore's pooled client sockets may be collected during a later test; not a server leak
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 @pytest.mark.timeout(60)
 def test_boto3_against_serve_with_credentials(tmp_path: Path) -> None:
     server = start_server(tmp_path, ["--database", f"sqlite:///{tmp_path}/sig.db",
