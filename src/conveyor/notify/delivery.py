@@ -52,8 +52,6 @@ if TYPE_CHECKING:
 __all__ = ["Deliverer", "DeliveryOptions", "DeliveryStats", "dlq_name", "queue_name"]
 
 log = logging.getLogger("conveyor.notify")
-RENDER_SLICE = 0.005
-"""Seconds of rendering before a lane yields to the event loop."""
 
 
 def queue_name(channel: str) -> str:
@@ -216,20 +214,12 @@ class Deliverer:
         payloads: list[Any] = []
         sendable: list[int] = []
         started = time.thread_time()
-        slice_end = time.perf_counter() + RENDER_SLICE
         for k in live:
             try:
                 payloads.append(channel.render(items[k]))
                 sendable.append(k)
             except (PayloadTooLarge, ConveyorError, ValueError, KeyError, TypeError) as exc:
                 results[k] = Result.permanent(f"cannot render: {exc}"[:1000])
-            if time.perf_counter() > slice_end:
-                # Let the other lanes' connections read their replies: 400 encrypted
-                # pushes are ~100 ms of CPU, a stall for every pipelined SMTP session.
-                stats.render_cpu += time.thread_time() - started
-                await asyncio.sleep(0)
-                started = time.thread_time()
-                slice_end = time.perf_counter() + RENDER_SLICE
         stats.render_cpu += time.thread_time() - started
         since = stats.add_wait(name, "render", since)
         if sendable:
