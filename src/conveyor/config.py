@@ -93,6 +93,7 @@ class ClientConfig:
 
     url: str = DEFAULT_URL
     timeout: float = DEFAULT_TIMEOUT
+    api_key: str | None = None  # sent as a bearer token when the server requires keys
 
     def __post_init__(self) -> None:
         if not self.url.startswith(("http://", "https://")):
@@ -137,7 +138,7 @@ def from_env(environ: Mapping[str, str] | None = None) -> Config:
 
 
 def client_from_env(environ: Mapping[str, str] | None = None) -> ClientConfig:
-    """Read the client configuration: CONVEYOR_URL and CONVEYOR_TIMEOUT."""
+    """Read the client configuration: CONVEYOR_URL, CONVEYOR_TIMEOUT, CONVEYOR_API_KEY."""
     env = os.environ if environ is None else environ
     timeout = env.get("CONVEYOR_TIMEOUT")
     try:
@@ -145,7 +146,8 @@ def client_from_env(environ: Mapping[str, str] | None = None) -> ClientConfig:
     except ValueError:
         raise InvalidInput(f"CONVEYOR_TIMEOUT must be a number, not {timeout!r}.",
                            field="CONVEYOR_TIMEOUT") from None
-    return ClientConfig(url=env.get("CONVEYOR_URL") or DEFAULT_URL, timeout=seconds)
+    return ClientConfig(url=env.get("CONVEYOR_URL") or DEFAULT_URL, timeout=seconds,
+                        api_key=env.get("CONVEYOR_API_KEY") or None)
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
