@@ -39,8 +39,10 @@ class ApiClient:
 
     def __init__(self, config: ClientConfig | None = None) -> None:
         self.config = config or ClientConfig()
+        key = self.config.api_key
         self._http = httpx.Client(base_url=self.config.url.rstrip("/"),
-                                  timeout=self.config.timeout)
+                                  timeout=self.config.timeout,
+                                  headers={"authorization": f"Bearer {key}"} if key else None)
 
     def close(self) -> None:
         """Close the connection pool."""
