@@ -5,6 +5,7 @@ warning on a public address without keys."""
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -64,6 +65,15 @@ def test_keys_through_the_cli_and_a_live_server(tmp_path: Path) -> None:
             assert http.get("/").status_code == 200  # the cookie from the login
             http.cookies.clear()
             assert http.get("/").status_code == 401
+
+            env = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}
+            cli = [*conveyor_command(), "queue", "list", "--url", server.url]
+            refused = subprocess.run(cli, capture_output=True, text=True, env=env,
+                                     timeout=60)
+            assert refused.returncode == 1 and "unauthorized" in refused.stderr
+            allowed = subprocess.run(cli, capture_output=True, text=True, timeout=60,
+                                     env={**env, "CONVEYOR_API_KEY": token})
+            assert allowed.returncode == 0 and "jobs-a" in allowed.stdout, allowed.stderr
 
             assert keys("revoke", "ops", "--database", database).returncode == 0
             deadline = time.monotonic() + 10  # the server caches a key for 5 s
