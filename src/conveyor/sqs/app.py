@@ -19,10 +19,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from conveyor.broker.broker import Broker
+from conveyor.config import MAX_REQUEST_BYTES
 from conveyor.errors import ConveyorError
 from conveyor.sqs import message_actions, move_tasks, queue_actions
 from conveyor.sqs.context import Context, credential_scope
-from conveyor.sqs.errors import INTERNAL_ERROR, INVALID_ACTION, SqsError, from_domain
+from conveyor.sqs.errors import INTERNAL_ERROR, INVALID_ACTION, AwsError, SqsError, from_domain
 from conveyor.sqs.params import Params
 from conveyor.sqs.sigv4 import SigV4Verifier
 from conveyor.sqs.wire import (
@@ -63,14 +64,35 @@ async def _parse(request: Request) -> WireRequest:
     return parse_query(items)
 
 
+REQUEST_TOO_LARGE = AwsError("RequestEntityTooLarge", "RequestEntityTooLarge", 413)
+
+
+async def _read_body(request: Request, limit: int) -> None:
+    """Read the body (kept for `request.body()`), refusing it once it passes `limit`."""
+    declared = request.headers.get("content-length", "")
+    too_large = SqsError(REQUEST_TOO_LARGE, f"The request body is larger than {limit} bytes.")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    request._body = b"".join(chunks)  # what request.body() returns from now on
+
+
 class SqsEndpoint:
     """Answers SQS requests from one broker."""
 
     def __init__(self, broker: Broker, account_id: str,
-                 verifier: SigV4Verifier | None = None) -> None:
+                 verifier: SigV4Verifier | None = None,
+                 max_request_bytes: int = MAX_REQUEST_BYTES) -> None:
         self.broker = broker
         self.account_id = account_id
         self.verifier = verifier
+        self.max_request_bytes = max_request_bytes
 
     def context(self, request: Request) -> Context:
         """The broker, region, account and base URL for one request."""
@@ -86,6 +108,7 @@ class SqsEndpoint:
         protocol: Protocol = "json" if is_json(request.headers.get("content-type", "")) \
             else "query"
         try:
+            await _read_body(request, self.max_request_bytes)
             if self.verifier is not None and not self.verifier.open:
                 self.verifier.verify(request.method, request.url.path,
                                      request.scope.get("query_string", b"").decode("latin-1"),
@@ -115,11 +138,13 @@ def _response(answer: WireResponse) -> Response:
 
 
 def create_sqs_app(broker: Broker, *, account_id: str = DEFAULT_ACCOUNT_ID,
-                   verifier: SigV4Verifier | None = None) -> Starlette:
+                   verifier: SigV4Verifier | None = None,
+                   max_request_bytes: int = MAX_REQUEST_BYTES) -> Starlette:
     """The SQS-compatible ASGI app over `broker` (which the caller starts and closes).
 
-    `verifier` checks SigV4 signatures (`conveyor.sqs.sigv4`); None accepts any."""
-    endpoint = SqsEndpoint(broker, account_id, verifier)
+    `verifier` checks SigV4 signatures (`conveyor.sqs.sigv4`); None accepts any. Bodies
+    over `max_request_bytes` are refused (413) before they are read whole."""
+    endpoint = SqsEndpoint(broker, account_id, verifier, max_request_bytes)
     methods = ["GET", "POST"]
     return Starlette(routes=[
         Route("/", endpoint.handle, methods=methods),
