@@ -161,7 +161,8 @@ async def serve_sockets(config: Config, sockets: list[socket.socket]) -> None:
             verifier = SigV4Verifier(parse_credentials(config.sqs.credentials),
                                      loopback=loopback)
             apps.append(sqs_factory(broker, account_id=config.sqs.account_id,
-                                    verifier=verifier))
+                                    verifier=verifier,
+                                    max_request_bytes=config.server.max_request_bytes))
         tls = config.server.tls_cert
         servers = [_Server(uvicorn.Config(app, lifespan="auto", access_log=False,
                                           log_level="warning", timeout_graceful_shutdown=5,
