@@ -28,6 +28,7 @@ from websockets.exceptions import ConnectionClosed
 
 from conveyor.client._calls import message_of
 from conveyor.client._errors import ServerUnavailable, error_from
+from conveyor.errors import ConveyorError, QueueNotFound
 from conveyor.models import EntryResult, Message
 
 __all__ = ["Stream"]
@@ -70,7 +71,13 @@ class Stream:
             raise ServerUnavailable(f"{self.url}: {exc or type(exc).__name__}") from exc
         self._reader = asyncio.create_task(self._read())
         if self.credits:
-            await self.grant(self.credits)
+            try:
+                await self.grant(self.credits)
+            except ConveyorError:
+                if self._failure is None:
+                    raise
+                # The server already ended the stream (an unknown queue, say): the first
+                # receive raises why, whether or not the close beat our credits.
         return self
 
     async def close(self) -> None:
@@ -148,6 +155,13 @@ class Stream:
         try:
             await self._socket.send(orjson.dumps(frame).decode())
         except ConnectionClosed as exc:
+            # The server may have said why before closing (an unknown queue, say): let
+            # the reader hand over what arrived, and raise that rather than "closed".
+            if self._reader is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(asyncio.shield(self._reader), 1.0)
+            if self._failure is not None:
+                raise self._failure from exc
             raise ServerUnavailable(f"{self.url}: connection closed") from exc
 
     async def _read(self) -> None:
@@ -158,6 +172,8 @@ class Stream:
         except ConnectionClosed:
             pass
         code = self._socket.close_code
+        if self._failure is None and code == 4404:
+            self._fail(QueueNotFound(f"Queue {self.queue[:100]!r} does not exist."))
         if self._failure is None:
             self._fail(ServerUnavailable(f"{self.url}: connection closed ({code})"))
 
