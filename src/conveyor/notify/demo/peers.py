@@ -111,20 +111,18 @@ def _aiosmtpd_main(port: int, conn: Connection) -> None:
     conn.send({"received": dict(sink.received), "bad": sink.bad})
 
 
-class AiosmtpdSink:
-    """aiosmtpd in its own process (no PIPELINING: the plain aiosmtplib path is used)."""
+class _ChildPeer:
+    """A peer that runs `target(*args, conn)` in a process of its own and reports over a
+    pipe: "ready" once listening; its results when told "stop"."""
 
-    name = "aiosmtpd (Python; every message checked)"
-
-    def __init__(self, port: int) -> None:
+    def __init__(self, target: Any, args: tuple[Any, ...], what: str) -> None:
         ctx = mp.get_context("spawn")
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_aiosmtpd_main, args=(port, child), daemon=True)
+        self.proc = ctx.Process(target=target, args=(*args, child), daemon=True)
         self.proc.start()
         self.pid = self.proc.pid
-        assert self.proc.pid is not None
         if not self.conn.poll(30):
-            raise RuntimeError("the aiosmtpd sink did not start")
+            raise RuntimeError(f"the {what} did not start")
         self.conn.recv()
 
     def results(self) -> dict[str, Any]:
@@ -139,6 +137,15 @@ class AiosmtpdSink:
         self.proc.join(5)
         if self.proc.is_alive():
             self.proc.kill()
+
+
+class AiosmtpdSink(_ChildPeer):
+    """aiosmtpd in its own process (no PIPELINING: the plain aiosmtplib path is used)."""
+
+    name = "aiosmtpd (Python; every message checked)"
+
+    def __init__(self, port: int) -> None:
+        super().__init__(_aiosmtpd_main, (port,), "aiosmtpd sink")
 
 
 def _push_main(port: int, keys: list[tuple[bytes, str, bytes]], verify_every: int,
@@ -176,21 +183,13 @@ def _run(coro: Any) -> None:
         asyncio.run(coro)
 
 
-class PushSink:
+class PushSink(_ChildPeer):
     """The Web Push endpoint in its own process."""
 
     def __init__(self, port: int, keys: list[tuple[bytes, str, bytes]],
                  verify_every: int) -> None:
         self.verify_every = verify_every
-        ctx = mp.get_context("spawn")
-        self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_push_main, args=(port, keys, verify_every, child),
-                                daemon=True)
-        self.proc.start()
-        self.pid = self.proc.pid
-        if not self.conn.poll(30):
-            raise RuntimeError("the push endpoint did not start")
-        self.conn.recv()
+        super().__init__(_push_main, (port, keys, verify_every), "push endpoint")
 
     @property
     def name(self) -> str:
@@ -199,21 +198,7 @@ class PushSink:
             f"1 in {self.verify_every} messages"
         return f"Web Push endpoint (aiohttp; VAPID verified and payload decrypted for {which})"
 
-    def results(self) -> dict[str, Any]:
-        """Stop and collect."""
-        self.conn.send("stop")
-        got: dict[str, Any] = self.conn.recv()
-        got["received"] = Counter(got["received"])
-        return got
 
-    def close(self) -> None:
-        """Make sure it is gone."""
-        self.proc.join(5)
-        if self.proc.is_alive():
-            self.proc.kill()
-
-
-@contextlib.contextmanager
 def closing_all(*things: Any) -> Iterator[None]:
     """Close every peer on the way out."""
     try:
