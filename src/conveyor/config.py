@@ -11,6 +11,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from conveyor.broker.quotas import MAX_IN_FLIGHT, MAX_LONG_POLLS
 from conveyor.errors import InvalidInput
 
 DEFAULT_HOST = "127.0.0.1"
@@ -20,7 +21,6 @@ DEFAULT_ACCOUNT_ID = "000000000000"
 DEFAULT_REGION = "us-east-1"
 DEFAULT_URL = f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"
 MAX_REQUEST_BYTES = 10 * 1024 * 1024
-MAX_IN_FLIGHT = 120_000  # per queue, SQS's default for standard queues
 DEFAULT_TIMEOUT = 60.0
 
 __all__ = [
@@ -46,6 +46,7 @@ class ServerConfig:
     tls_key: str | None = None
     max_in_flight: int = MAX_IN_FLIGHT
     max_depth: int | None = None
+    max_long_polls: int = MAX_LONG_POLLS  # receives waiting at once, per process
 
     def __post_init__(self) -> None:
         _check_port("port", self.port)
@@ -54,6 +55,8 @@ class ServerConfig:
         if self.max_in_flight < 1 or (self.max_depth is not None and self.max_depth < 1):
             raise InvalidInput("max_in_flight and max_depth must be at least 1.",
                                field="max_in_flight")
+        if self.max_long_polls < 0:
+            raise InvalidInput("max_long_polls must be 0 or more.", field="max_long_polls")
         if not 1 <= self.workers <= 256:
             raise InvalidInput("workers must be between 1 and 256.", field="workers")
         if self.max_request_bytes < 1024:
@@ -109,7 +112,8 @@ def from_env(environ: Mapping[str, str] | None = None) -> Config:
     CONVEYOR_DATABASE_URL, CONVEYOR_REGION, CONVEYOR_HOST, CONVEYOR_PORT, CONVEYOR_WORKERS,
     CONVEYOR_MAX_REQUEST_BYTES, CONVEYOR_SQS_PORT, CONVEYOR_SQS_ACCOUNT_ID, CONVEYOR_NO_SQS,
     CONVEYOR_LOG_FORMAT (text or json), CONVEYOR_TLS_CERT, CONVEYOR_TLS_KEY,
-    CONVEYOR_MAX_IN_FLIGHT, CONVEYOR_MAX_DEPTH (0: none), CONVEYOR_SQS_CREDENTIALS.
+    CONVEYOR_MAX_IN_FLIGHT, CONVEYOR_MAX_DEPTH (0: none), CONVEYOR_MAX_LONG_POLLS,
+    CONVEYOR_SQS_CREDENTIALS.
     """
     env = os.environ if environ is None else environ
     server = ServerConfig(
@@ -121,6 +125,7 @@ def from_env(environ: Mapping[str, str] | None = None) -> Config:
         tls_key=env.get("CONVEYOR_TLS_KEY") or None,
         max_in_flight=_int(env, "CONVEYOR_MAX_IN_FLIGHT", MAX_IN_FLIGHT),
         max_depth=_int(env, "CONVEYOR_MAX_DEPTH", 0) or None,
+        max_long_polls=_int(env, "CONVEYOR_MAX_LONG_POLLS", MAX_LONG_POLLS),
     )
     sqs = SqsConfig(
         enabled=not _bool(env, "CONVEYOR_NO_SQS"),

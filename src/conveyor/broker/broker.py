@@ -18,7 +18,7 @@ from typing import Any
 from conveyor.broker import validation as v
 from conveyor.broker.jobs import Jobs, Limits
 from conveyor.broker.ledger import Ledger
-from conveyor.broker.quotas import MAX_IN_FLIGHT, Quotas
+from conveyor.broker.quotas import MAX_IN_FLIGHT, MAX_LONG_POLLS, Quotas
 from conveyor.broker.redrive import Redrive
 from conveyor.broker.wakeup import Throttle, Wakeups
 from conveyor.clock import Clock, system_clock
@@ -73,8 +73,8 @@ class Broker:
                  region: str = DEFAULT_REGION, sweep_interval: float | None = 10.0,
                  poll_interval: float = 1.0, queue_cache_seconds: float = 1.0,
                  stats_cache_seconds: float = 2.0,
-                 max_in_flight: int | None = MAX_IN_FLIGHT, max_depth: int | None = None
-                 ) -> None:
+                 max_in_flight: int | None = MAX_IN_FLIGHT, max_depth: int | None = None,
+                 max_long_polls: int | None = MAX_LONG_POLLS) -> None:
         self.storage = storage
         self.region = v.check_region(region)
         self._clock = clock
@@ -93,6 +93,10 @@ class Broker:
         self.observers: list[BrokerObserver] = []
         self.quotas = Quotas(storage, max_in_flight=max_in_flight, max_depth=max_depth)
         self._draining = False  # set by end_long_polls: waits return at once
+        # At most this many receives wait at once in this process; past it a receive
+        # answers at once (empty, like a short poll), so idle pollers cannot pile up.
+        self._max_long_polls = max_long_polls
+        self._long_polls = 0
 
     # lifecycle ----------------------------------------------------------------------
     async def start(self) -> None:
@@ -328,9 +332,15 @@ class Broker:
                     self._observe("received", queue, len(messages))
                 return messages
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or self._draining:
+            if remaining <= 0 or self._draining or (
+                    self._max_long_polls is not None
+                    and self._long_polls >= self._max_long_polls):
                 return []
-            await Wakeups.wait(ticket, min(remaining, self._poll_interval))
+            self._long_polls += 1
+            try:
+                await Wakeups.wait(ticket, min(remaining, self._poll_interval))
+            finally:
+                self._long_polls -= 1
             queue = await self.queue(queue_name, region)
 
     async def _receive_params(self, queue: Queue, limit: int,

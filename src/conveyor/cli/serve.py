@@ -148,7 +148,8 @@ async def serve_sockets(config: Config, sockets: list[socket.socket]) -> None:
     """Serve the native API (and the SQS endpoint) with one broker until told to stop."""
     broker = Broker(storage_from_url(config.database_url), region=config.region,
                     max_in_flight=config.server.max_in_flight,
-                    max_depth=config.server.max_depth)
+                    max_depth=config.server.max_depth,
+                    max_long_polls=config.server.max_long_polls)
     await broker.start()
     try:
         loopback = is_loopback(config.server.host)

@@ -55,8 +55,10 @@ def create_app(broker_or_config: Broker | Config, *,
         owned = False
         limit = max_request_bytes or MAX_REQUEST_BYTES
     else:
+        server = broker_or_config.server
         broker = Broker(storage_from_url(broker_or_config.database_url),
-                        region=broker_or_config.region)
+                        region=broker_or_config.region, max_in_flight=server.max_in_flight,
+                        max_depth=server.max_depth, max_long_polls=server.max_long_polls)
         owned = True
         limit = max_request_bytes or broker_or_config.server.max_request_bytes
 
