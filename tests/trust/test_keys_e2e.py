@@ -14,6 +14,7 @@ import httpx
 import pytest
 import websockets
 
+from conveyor import Client, ConveyorError
 from tests.http.server import conveyor_command, start_server
 
 
@@ -74,6 +75,13 @@ def test_keys_through_the_cli_and_a_live_server(tmp_path: Path) -> None:
             allowed = subprocess.run(cli, capture_output=True, text=True, timeout=60,
                                      env={**env, "CONVEYOR_API_KEY": token})
             assert allowed.returncode == 0 and "jobs-a" in allowed.stdout, allowed.stderr
+
+            # The Python clients take the key too (and a worker's source reads it from
+            # CONVEYOR_API_KEY).
+            with Client(server.url) as anonymous, pytest.raises(ConveyorError):
+                anonymous.list_queues()
+            with Client(server.url, api_key=token) as client:
+                assert [q.name for q in client.list_queues()] == ["jobs-a"]
 
             assert keys("revoke", "ops", "--database", database).returncode == 0
             deadline = time.monotonic() + 10  # the server caches a key for 5 s

@@ -49,6 +49,14 @@ class Call(Generic[T]):
     missing_is_none: bool = False  # a 404 answer means "none": parse(404, None)
 
 
+def auth_headers(headers: Mapping[str, str] | None, api_key: str | None) -> dict[str, str]:
+    """Default headers of a client: the caller's, plus the API key as a bearer token."""
+    out = dict(headers or {})
+    if api_key:
+        out["authorization"] = f"Bearer {api_key}"
+    return out
+
+
 def request_options(call: Call[Any], timeout: float) -> dict[str, Any]:
     """Keyword arguments of `httpx.Client.request` / `AsyncClient.request` for a call."""
     content = None if call.json is None else orjson.dumps(call.json)

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 import httpx
 
 from conveyor.client import _calls as c
+from conveyor.client._calls import auth_headers
 from conveyor.client._errors import ServerUnavailable
 from conveyor.client.ops import AsyncJobs, AsyncLimits
 from conveyor.config import DEFAULT_TIMEOUT, DEFAULT_URL
@@ -35,12 +36,12 @@ class AsyncClient:
     """
 
     def __init__(self, url: str = DEFAULT_URL, *, timeout: float = DEFAULT_TIMEOUT,
-                 headers: Mapping[str, str] | None = None,
+                 headers: Mapping[str, str] | None = None, api_key: str | None = None,
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.url = url.rstrip("/")
         self.timeout = timeout
         self._http = httpx.AsyncClient(
-            base_url=self.url, timeout=timeout, headers=dict(headers or {}),
+            base_url=self.url, timeout=timeout, headers=auth_headers(headers, api_key),
             transport=transport, limits=httpx.Limits(max_connections=200,
                                                      max_keepalive_connections=50))
         self.limits = AsyncLimits(self.run)

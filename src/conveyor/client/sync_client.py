@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 import httpx
 
 from conveyor.client import _calls as c
+from conveyor.client._calls import auth_headers
 from conveyor.client._errors import ServerUnavailable
 from conveyor.client.ops import SyncJobs, SyncLimits
 from conveyor.config import DEFAULT_TIMEOUT, DEFAULT_URL
@@ -31,12 +32,13 @@ class Client:
     """A conveyor server from synchronous code: every `AsyncClient` method, blocking."""
 
     def __init__(self, url: str = DEFAULT_URL, *, timeout: float = DEFAULT_TIMEOUT,
-                 headers: Mapping[str, str] | None = None,
+                 headers: Mapping[str, str] | None = None, api_key: str | None = None,
                  transport: httpx.BaseTransport | None = None) -> None:
         self.url = url.rstrip("/")
         self.timeout = timeout
         self._http = httpx.Client(base_url=self.url, timeout=timeout,
-                                  headers=dict(headers or {}), transport=transport)
+                                  headers=auth_headers(headers, api_key),
+                                  transport=transport)
         self.limits = SyncLimits(self.run)
         self.jobs = SyncJobs(self.run)
 

@@ -17,8 +17,10 @@ def open_source(url: str | None, *, clock: Clock | None = None) -> Source:
     an `AsyncClient` on that server."""
     if url is not None and is_server_url(url):
         from conveyor.client.async_client import AsyncClient
+        from conveyor.config import client_from_env
 
-        return AsyncClient(url)
+        # A server that requires keys gets the one in CONVEYOR_API_KEY, read at open time.
+        return AsyncClient(url, api_key=client_from_env().api_key)
     from conveyor.broker.broker import Broker
     from conveyor.storage.factory import default_database_url, storage_from_url
 
