@@ -54,7 +54,7 @@ class Throttle:
     when the interval ends, so a burst of small sends costs two signals, not hundreds.
     """
 
-    def __init__(self, send: Callable[[int], Awaitable[None]], interval: float = 0.005) -> None:
+    def __init__(self, send: Callable[[int], Awaitable[None]], interval: float = 0.001) -> None:
         self._send = send
         self._interval = interval
         self._last: dict[int, float] = {}

@@ -94,7 +94,7 @@ class PostgresBase:
         with translated():
             self._pool = await asyncpg.create_pool(
                 self.dsn, min_size=1, max_size=self._pool_size,
-                statement_cache_size=self._cache_size)
+                statement_cache_size=self._cache_size, reset=_reset)
             async with self.pool.acquire() as conn, conn.transaction():
                 await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
                 await conn.execute(
@@ -125,3 +125,12 @@ class PostgresBase:
         with translated():
             applied = await self.pool.fetchval("SELECT max(version) FROM conveyor_migrations")
         return int(applied or 0), len(MIGRATIONS)
+
+
+async def _reset(conn: asyncpg.Connection) -> None:
+    """What a connection needs when it goes back to the pool: only ending a transaction a
+    failure left open. Our statements leave no session state (they are pooler-safe), so
+    asyncpg's default reset (RESET ALL, UNLISTEN *, ...) would only add a round trip to
+    every operation."""
+    if conn.is_in_transaction():
+        await conn.execute("ROLLBACK")
