@@ -16,6 +16,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from conveyor.errors import Conflict, InvalidInput, TaskNotFound
+from conveyor.tasks import stop_task
 
 if TYPE_CHECKING:
     from conveyor.broker.broker import Broker
@@ -124,6 +125,4 @@ class Redrive:
     async def close(self) -> None:
         """Stop this node's runners (their tasks stay `running` in the database)."""
         for runner in list(self._running.values()):
-            runner.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await runner
+            await stop_task(runner)

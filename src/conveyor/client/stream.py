@@ -30,6 +30,7 @@ from conveyor.client._calls import message_of
 from conveyor.client._errors import ServerUnavailable, error_from
 from conveyor.errors import ConveyorError, QueueNotFound
 from conveyor.models import EntryResult, Message
+from conveyor.tasks import stop_task
 
 __all__ = ["Stream"]
 
@@ -85,10 +86,7 @@ class Stream:
         self._closed = True
         if self._socket is not None:
             await self._socket.close()
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
+        await stop_task(self._reader)
         self._fail(ServerUnavailable("The stream is closed."))
 
     async def __aenter__(self) -> Stream:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from conveyor.broker.broker import Broker
 from conveyor.models import Queue, QueueStats
+from conveyor.tasks import stop_task
 
 log = logging.getLogger("conveyor.dashboard")
 
@@ -110,10 +111,7 @@ class Monitor:
     async def stop(self) -> None:
         """Stop sampling and unhook from the broker."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_task(task)
         with contextlib.suppress(ValueError):
             self.broker.observers.remove(self.counters)
 

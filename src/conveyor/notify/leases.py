@@ -20,7 +20,6 @@ first one never starts a send without a lease of at least `visibility - heartbea
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -28,6 +27,7 @@ from typing import TYPE_CHECKING
 
 from conveyor.errors import ConveyorError
 from conveyor.models import Message, VisibilityEntry
+from conveyor.tasks import stop_task
 
 if TYPE_CHECKING:
     from conveyor.broker.broker import Broker
@@ -60,11 +60,8 @@ class LeaseKeeper:
 
     async def stop(self) -> None:
         """Stop extending (the batch is settled)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await stop_task(task)
 
     async def _beat(self) -> None:
         while True:

@@ -39,6 +39,7 @@ from conveyor.storage.postgres.jobs import PostgresJobs
 from conveyor.storage.postgres.keys import PostgresKeys
 from conveyor.storage.postgres.ledger import PostgresLedger
 from conveyor.storage.sql import load_queries
+from conveyor.tasks import stop_task
 
 log = logging.getLogger("conveyor.storage.postgres")
 Q = load_queries("conveyor.storage.postgres")
@@ -83,11 +84,8 @@ class PostgresStorage(PostgresJobs, PostgresLedger, PostgresKeys, PostgresBase):
 
     async def close(self) -> None:
         """Stop listening, then close the pool."""
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
-            self._listener = None
+        listener, self._listener = self._listener, None
+        await stop_task(listener)
         await super().close()
 
     def _remember(self, row: Any) -> Queue:

@@ -9,7 +9,6 @@ the file and each batch costs one hop. Other processes' sends are noticed by pol
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import sqlite3
 import uuid
@@ -43,6 +42,7 @@ from conveyor.storage.sqlite.base import SqliteBase
 from conveyor.storage.sqlite.jobs import SqliteJobs
 from conveyor.storage.sqlite.keys import SqliteKeys
 from conveyor.storage.sqlite.ledger import SqliteLedger
+from conveyor.tasks import stop_task
 
 log = logging.getLogger("conveyor.storage.sqlite")
 T = TypeVar("T")
@@ -73,11 +73,8 @@ class SqliteStorage(SqliteJobs, SqliteLedger, SqliteKeys, SqliteBase):
 
     async def close(self) -> None:
         """Stop polling, then close the connection."""
-        if self._poller is not None:
-            self._poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._poller
-            self._poller = None
+        poller, self._poller = self._poller, None
+        await stop_task(poller)
         await super().close()
 
     # queues -------------------------------------------------------------------------
