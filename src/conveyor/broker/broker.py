@@ -282,8 +282,14 @@ class Broker:
 
     # messages -----------------------------------------------------------------------
     async def send(self, queue_name: str, entries: Sequence[SendEntry],
-                   region: str | None = None) -> list[SendResult]:
-        """Send a batch atomically: every entry is stored, or none (the bad one is named)."""
+                   region: str | None = None, *, connection: object = None
+                   ) -> list[SendResult]:
+        """Send a batch atomically: every entry is stored, or none (the bad one is named).
+
+        `connection`: the application's own PostgreSQL connection (asyncpg or psycopg 3)
+        with a transaction open: the messages are written there and exist, and wake
+        consumers, only if that transaction commits (transactional enqueue).
+        """
         v.check_batch_size(len(entries))
         queue = await self.queue(queue_name, region)
         attrs = queue.attributes
@@ -306,9 +312,17 @@ class Broker:
             dedup_keys=dedup_ids if attrs.deduplication_scope == "queue" else [
                 None if d is None else f"{e.group_id}\x1f{d}"
                 for e, d in zip(entries, dedup_ids)])
-        results = await self.storage.message_send_many(queue.id, batch, now, attrs.fifo)
-        if 0 in batch.delays_ms:
-            await self.signal(queue.id)
+        if connection is None:
+            results = await self.storage.message_send_many(queue.id, batch, now, attrs.fifo)
+            if 0 in batch.delays_ms:
+                await self.signal(queue.id)
+        else:
+            storage = self.storage.bound(connection)
+            results = await storage.message_send_many(queue.id, batch, now, attrs.fifo)
+            if 0 in batch.delays_ms:
+                # NOTIFY inside the caller's transaction is delivered when it commits (and
+                # never if it rolls back); this process hears it on its LISTEN connection.
+                await storage.signal(queue.id)
         if self.observers:
             self._observe("sent", queue, sum(not r.duplicate for r in results))
         return results

@@ -153,9 +153,11 @@ class Jobs:
         await self.status_set_many([JobStatus(job_id, status, queue, task, attempts, error,
                                               result, keep_seconds)])
 
-    async def status_set_many(self, items: Sequence[JobStatus]) -> None:
+    async def status_set_many(self, items: Sequence[JobStatus], *,
+                              connection: object = None) -> None:
         """Record a batch of statuses (up to 1,000) in one write; all or none. When an id
-        repeats, its last entry wins. `updated_at` of the items is ignored."""
+        repeats, its last entry wins. `updated_at` of the items is ignored. `connection`:
+        write in the application's transaction, as `Broker.send` does."""
         if len(items) > v.MAX_BATCH:
             raise TooManyEntries(f"A batch holds at most {v.MAX_BATCH} statuses, "
                                  f"not {len(items)}.")
@@ -165,7 +167,10 @@ class Jobs:
             rows.pop(row.job_id, None)  # keep the last, in its place
             rows[row.job_id] = row
         if rows:
-            await self._broker.storage.job_put_many(list(rows.values()), self._broker.now())
+            storage = self._broker.storage
+            if connection is not None:
+                storage = storage.bound(connection)
+            await storage.job_put_many(list(rows.values()), self._broker.now())
 
     async def status_get(self, job_id: str) -> JobStatus | None:
         """A job's status, or None when unknown or expired."""

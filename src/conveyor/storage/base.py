@@ -191,6 +191,10 @@ class Storage(JobsStorage, LedgerStorage, Protocol):
     async def schema_version(self) -> tuple[int, int]:
         """(applied, known) migration numbers; equal when the schema is current."""
 
+    def bound(self, connection: object) -> Storage:
+        """This storage writing through the application's own connection, inside its
+        transaction (PostgreSQL; elsewhere `Unsupported`)."""
+
     # queues -------------------------------------------------------------------------
     async def queue_create(self, row: QueueRow, now: int | None) -> tuple[Queue, bool]:
         """Insert a queue, or return the existing one of that name; True when inserted."""

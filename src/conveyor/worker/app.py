@@ -15,8 +15,9 @@ Workers run with `conveyor worker module:app` (see `conveyor.worker.runner`).
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, ParamSpec, Protocol, TypeVar, overload
 
 from croniter import croniter
@@ -24,7 +25,9 @@ from croniter import croniter
 from conveyor.client._models import JobStatus
 from conveyor.client.source import Source
 from conveyor.clock import Clock
-from conveyor.errors import InvalidInput, QueueAlreadyExists, QueueNotFound
+from conveyor.errors import InvalidInput, QueueAlreadyExists, QueueNotFound, Unsupported
+from conveyor.models import SendEntry, SendResult
+from conveyor.storage.postgres.bound import is_sync
 from conveyor.worker.middleware import Middleware, default_middleware
 from conveyor.worker.portal import Portal
 from conveyor.worker.rates import Rate
@@ -227,12 +230,32 @@ class App:
         return self._max_receives.get(queue)
 
     # sending ------------------------------------------------------------------------
-    async def send(self, calls: Sequence[JobCall]) -> list[Job]:
-        """Send jobs (any tasks, any queues), batched per queue; their `Job`s in order."""
+    async def send(self, calls: Sequence[JobCall], *, connection: object = None
+                   ) -> list[Job]:
+        """Send jobs (any tasks, any queues), batched per queue; their `Job`s in order.
+
+        `connection`: the application's PostgreSQL connection (asyncpg or psycopg 3, or
+        SQLAlchemy's around one) inside a transaction: the jobs and their statuses are
+        written there and exist only if it commits. Needs the App on a `postgresql://` URL
+        naming the same database.
+        """
         for middleware in self.middleware:
             for call in calls:
                 await middleware.before_enqueue(self, call)
         source = await self.source()
+        send_batch: Callable[[str, Sequence[SendEntry]], Awaitable[list[SendResult]]]
+        send_batch = source.send
+        set_statuses: Callable[[Sequence[JobStatus]], Awaitable[None]]
+        set_statuses = source.jobs.status_set_many
+        if connection is not None:
+            from conveyor.broker.broker import Broker
+
+            if not isinstance(source, Broker):
+                raise Unsupported("Transactional enqueue (connection=...) needs the App on "
+                                  "the database (postgresql://...), not on a server URL.")
+            send_batch = functools.partial(source.send, connection=connection)
+            set_statuses = functools.partial(source.jobs.status_set_many,
+                                             connection=connection)
         jobs: list[Job | None] = [None] * len(calls)
         by_queue: dict[str, list[int]] = {}
         for index, call in enumerate(calls):
@@ -242,17 +265,17 @@ class App:
                 chunk = indexes[start:start + MAX_BATCH]
                 entries = [calls[i].entry() for i in chunk]
                 try:
-                    results = await source.send(queue, entries)
+                    results = await send_batch(queue, entries)
                 except QueueNotFound:
                     self._ensured.discard(queue)
                     await self.ensure_queue(queue)
-                    results = await source.send(queue, entries)
+                    results = await send_batch(queue, entries)
                 for i, result in zip(chunk, results):
                     jobs[i] = Job(result.id, calls[i].task, queue, result.duplicate)
         done = [job for job in jobs if job is not None]
         tracked = [(c, j) for c, j in zip(calls, done) if self._tracks(c.task)]
         if tracked:
-            await source.jobs.status_set_many([
+            await set_statuses([
                 JobStatus(j.id, "queued", j.queue, j.task) for _, j in tracked])
         for middleware in reversed(self.middleware):
             for call, job in zip(calls, done):
@@ -263,17 +286,23 @@ class App:
         found = self.tasks.get(task)
         return found is not None and found.options.track
 
-    def send_sync(self, calls: Sequence[JobCall]) -> list[Job]:
-        """`send` from synchronous code (through a private event loop thread)."""
+    def send_sync(self, calls: Sequence[JobCall], *, connection: object = None
+                  ) -> list[Job]:
+        """`send` from synchronous code (through a private event loop thread);
+        `connection` is then a synchronous one (psycopg's `Connection`)."""
         try:
             asyncio.get_running_loop()
         except RuntimeError:
             pass
         else:
             raise RuntimeError("enqueue() blocks: in async code use `await task.aenqueue()`.")
+        if connection is not None and not is_sync(connection):
+            raise InvalidInput("enqueue(connection=...) from synchronous code takes a "
+                               "psycopg Connection; with an async one use aenqueue_with.",
+                               field="connection")
         if self._portal is None:
             self._portal = Portal()
-        return self._portal.call(self.send(calls))
+        return self._portal.call(self.send(calls, connection=connection))
 
     async def job_status(self, job_id: str) -> JobStatus | None:
         """A tracked job's status (queued, running, succeeded, failed, dead, cancelled)."""

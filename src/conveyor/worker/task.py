@@ -174,30 +174,36 @@ class Task(Generic[P, R]):
 
     def enqueue_with(self, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None,
                      *, delay: float | None = None, at: datetime | None = None,
-                     priority: int | None = None, deduplication_id: str | None = None
-                     ) -> Job:
-        """`enqueue` with options: `delay` seconds or `at` a time, a priority, a dedup id."""
+                     priority: int | None = None, deduplication_id: str | None = None,
+                     connection: object = None) -> Job:
+        """`enqueue` with options: `delay` seconds or `at` a time, a priority, a dedup id;
+        `connection`, a psycopg connection whose open transaction the job joins (it exists
+        only if that commits; see `App.send`)."""
         call = self.call(args, kwargs or {}, delay=delay, at=at, priority=priority,
                          deduplication_id=deduplication_id)
-        return self.app.send_sync([call])[0]
+        return self.app.send_sync([call], connection=connection)[0]
 
     async def aenqueue_with(self, args: Sequence[Any] = (),
                             kwargs: Mapping[str, Any] | None = None, *,
                             delay: float | None = None, at: datetime | None = None,
-                            priority: int | None = None, deduplication_id: str | None = None
-                            ) -> Job:
-        """`aenqueue` with options."""
+                            priority: int | None = None, deduplication_id: str | None = None,
+                            connection: object = None) -> Job:
+        """`aenqueue` with options; `connection` (asyncpg or psycopg) joins the
+        application's open transaction (see `App.send`)."""
         call = self.call(args, kwargs or {}, delay=delay, at=at, priority=priority,
                          deduplication_id=deduplication_id)
-        return (await self.app.send([call]))[0]
+        return (await self.app.send([call], connection=connection))[0]
 
     def enqueue_many(self, calls: Sequence[tuple[Sequence[Any], Mapping[str, Any]]], *,
-                     delay: float | None = None, at: datetime | None = None) -> list[Job]:
+                     delay: float | None = None, at: datetime | None = None,
+                     connection: object = None) -> list[Job]:
         """Send many jobs (`[(args, kwargs), ...]`) in batches of up to 1,000."""
-        return self.app.send_sync([self.call(a, k, delay=delay, at=at) for a, k in calls])
+        return self.app.send_sync([self.call(a, k, delay=delay, at=at) for a, k in calls],
+                                  connection=connection)
 
     async def aenqueue_many(self, calls: Sequence[tuple[Sequence[Any], Mapping[str, Any]]],
-                            *, delay: float | None = None, at: datetime | None = None
-                            ) -> list[Job]:
+                            *, delay: float | None = None, at: datetime | None = None,
+                            connection: object = None) -> list[Job]:
         """Send many jobs from async code."""
-        return await self.app.send([self.call(a, k, delay=delay, at=at) for a, k in calls])
+        return await self.app.send([self.call(a, k, delay=delay, at=at) for a, k in calls],
+                                   connection=connection)

@@ -8,15 +8,17 @@ The storage's parts (queues and messages, jobs, the delivery ledger) are classes
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from conveyor.errors import StorageError, StorageUnavailable
+from conveyor.storage.postgres.bound import Executor, Statements, bind
 from conveyor.storage.sql import load_migrations
 
 Connection = asyncpg.Connection | PoolConnectionProxy
@@ -69,23 +71,41 @@ class PostgresBase:
             raise StorageUnavailable("The PostgreSQL storage is not open.")
         return self._pool
 
+    # The application's connection when this copy was made by `bound`: every statement runs
+    # there, inside the application's transaction, instead of on the pool.
+    _bound: Executor | None = None
+
+    def bound(self, connection: object) -> Self:
+        """This storage with its statements on the application's connection (asyncpg or
+        psycopg 3), inside its transaction: what is written exists only if it commits."""
+        clone = copy.copy(self)
+        clone._bound = bind(connection)
+        return clone
+
     @contextlib.asynccontextmanager
-    async def _tx(self) -> AsyncIterator[Connection]:
+    async def _tx(self) -> AsyncIterator[Executor]:
         with translated():
+            if self._bound is not None:
+                async with self._bound.transaction():  # a savepoint in the caller's
+                    yield self._bound
+                return
             async with self.pool.acquire() as conn, conn.transaction():
                 yield conn
 
-    async def _fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
-        with translated():
-            return await self.pool.fetch(sql, *args)
+    def _executor(self) -> Statements:
+        return self._bound if self._bound is not None else self.pool
 
-    async def _fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None:
+    async def _fetch(self, sql: str, *args: Any) -> list[Any]:
         with translated():
-            return await self.pool.fetchrow(sql, *args)
+            return list(await self._executor().fetch(sql, *args))
+
+    async def _fetchrow(self, sql: str, *args: Any) -> Any:
+        with translated():
+            return await self._executor().fetchrow(sql, *args)
 
     async def _execute(self, sql: str, *args: Any) -> int:
         with translated():
-            status: str = await self.pool.execute(sql, *args)
+            status: str = await self._executor().execute(sql, *args)
         return int(status.rsplit(" ", 1)[-1]) if status[-1:].isdigit() else 0
 
     # lifecycle ----------------------------------------------------------------------

@@ -35,6 +35,7 @@ from conveyor.storage.base import (
     SignalCallback,
 )
 from conveyor.storage.postgres.base import Connection, PostgresBase, translated
+from conveyor.storage.postgres.bound import Executor
 from conveyor.storage.postgres.jobs import PostgresJobs
 from conveyor.storage.postgres.keys import PostgresKeys
 from conveyor.storage.postgres.ledger import PostgresLedger
@@ -99,7 +100,8 @@ class PostgresStorage(PostgresJobs, PostgresLedger, PostgresKeys, PostgresBase):
         if queue_id in self._unlogged:
             return UNLOGGED
         if queue_id not in self._logged:
-            found = await self._fetchrow(Q["queue_get_by_id"], queue_id)
+            with translated():  # on the pool even when bound: rows by name, any driver
+                found = await self.pool.fetchrow(Q["queue_get_by_id"], queue_id)
             if found is not None and self._remember(found).attributes.durability == "logged":
                 self._logged.add(queue_id)
             if queue_id in self._unlogged:
@@ -215,13 +217,13 @@ class PostgresStorage(PostgresJobs, PostgresLedger, PostgresKeys, PostgresBase):
         return (queue_id, now, batch.ids, batch.priorities, batch.delays_ms, batch.kinds,
                 batch.bodies, batch.attributes, batch.group_ids, batch.dedup_ids)
 
-    async def _insert(self, conn: Connection | None, q: dict[str, str], queue_id: int,
+    async def _insert(self, conn: Executor | None, q: dict[str, str], queue_id: int,
                       batch: NewMessages, now: int | None) -> None:
         args = self._insert_args(queue_id, batch, now)
-        with translated():
-            if conn is None:
-                await self.pool.execute(q["message_insert"], *args)
-            else:
+        if conn is None:
+            await self._execute(q["message_insert"], *args)
+        else:
+            with translated():
                 await conn.execute(q["message_insert"], *args)
 
     async def message_receive(self, params: ReceiveParams) -> list[Message]:

@@ -17,9 +17,9 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
+from typing import Self, TypeVar
 
-from conveyor.errors import StorageError, StorageUnavailable
+from conveyor.errors import StorageError, StorageUnavailable, Unsupported
 from conveyor.storage.sql import load_migrations
 
 log = logging.getLogger("conveyor.storage.sqlite")
@@ -42,6 +42,11 @@ class SqliteBase:
         self._busy_timeout_ms = busy_timeout_ms
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="conveyor-sqlite")
         self._db: sqlite3.Connection | None = None
+
+    def bound(self, connection: object) -> Self:
+        """Not on SQLite: the embedded file has no application transactions to join."""
+        raise Unsupported("Transactional enqueue (connection=...) needs the broker on "
+                          "PostgreSQL; this one is on SQLite.")
 
     # plumbing -----------------------------------------------------------------------
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
