@@ -15,6 +15,7 @@ import pytest
 from conveyor.broker.broker import Broker
 from conveyor.errors import InvalidInput, InvalidMessage, Unsupported
 from conveyor.models import Body, SendEntry
+from conveyor.storage.factory import storage_from_url
 from tests.conftest import OpenBroker
 
 DRIVERS = ["asyncpg", "psycopg-async", "psycopg-sync"]
@@ -186,3 +187,38 @@ async def test_sqlite_says_transactional_enqueue_needs_postgresql(broker: Broker
     with pytest.raises(Unsupported, match="PostgreSQL"):
         await broker.send("q", [entry("x")], connection=object())
     assert (await broker.queue_stats("q")).visible == 0
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+async def test_sqlalchemy_connections_are_unwrapped(pg: tuple[str, Broker, Broker]) -> None:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    url, producer, consumer = pg
+    engine = create_async_engine(url.replace("postgresql://", "postgresql+asyncpg://"))
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text("INSERT INTO orders VALUES (10)"))
+            raw = await conn.get_raw_connection()
+            await producer.send("q", [entry("from sqlalchemy async")], connection=raw)
+    finally:
+        await engine.dispose()
+
+    def sync_send() -> None:
+        sync_engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+        try:
+            with sync_engine.begin() as conn:
+                conn.execute(text("INSERT INTO orders VALUES (11)"))
+                asyncio.run(producer_in_thread(conn.connection))
+        finally:
+            sync_engine.dispose()
+
+    async def producer_in_thread(raw: object) -> None:
+        # A broker of this thread's own loop (asyncpg pools belong to one loop).
+        async with Broker(storage_from_url(url)) as other:
+            await other.send("q", [entry("from sqlalchemy sync")], connection=raw)
+
+    await asyncio.to_thread(sync_send)
+    got = await consumer.receive("q", 10, wait_seconds=0)
+    assert sorted(m.body.text for m in got) == ["from sqlalchemy async",
+                                                 "from sqlalchemy sync"]
