@@ -106,3 +106,28 @@ def test_unreachable_server() -> None:
     result = run_conveyor("queue", "list", "--url", "http://127.0.0.1:9")
     assert result.returncode == 1
     assert "Cannot reach http://127.0.0.1:9" in result.stderr
+
+
+def test_job_status_and_counts(conveyor: Run, server: ServerProcess) -> None:
+    recorded = {"jobs": [
+        {"job_id": "job-1", "status": "failed", "queue": "mail", "task": "welcome",
+         "attempts": 2, "error": "SMTP 451: try later"},
+        {"job_id": "job-2", "status": "succeeded", "queue": "mail", "task": "welcome",
+         "attempts": 1, "result": {"sent": True}},
+        {"job_id": "job-3", "status": "queued", "queue": "push", "task": "notify"}]}
+    assert httpx.post(f"{server.url}/v1/jobs/status", json=recorded).status_code == 204
+
+    shown = conveyor("job", "status", "job-1").stdout
+    assert "failed" in shown and "SMTP 451: try later" in shown and "welcome" in shown
+    as_json = lines(conveyor("job", "status", "job-2", "-o", "json").stdout)[0]
+    assert as_json["result"] == {"sent": True} and as_json["attempts"] == 1
+
+    counts = lines(conveyor("job", "counts", "--queue", "mail", "-o", "json").stdout)[0]
+    assert counts["counts"]["failed"] == 1 and counts["counts"]["succeeded"] == 1  # type: ignore[index]
+    assert counts["counts"]["queued"] == 0  # type: ignore[index]
+    header, *rows = conveyor("job", "counts").stdout.splitlines()
+    assert header.split() == ["STATUS", "JOBS"]
+    assert [row.split() for row in rows][:2] == [["queued", "1"], ["running", "0"]]
+
+    missing = conveyor("job", "status", "no-such-job", ok=False)
+    assert missing.returncode == 1 and "job_not_found" in missing.stderr

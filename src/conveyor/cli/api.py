@@ -139,6 +139,16 @@ class ApiClient:
         """A move task."""
         return self._call("GET", f"/v1/tasks/{quote(task_id, safe='')}")
 
+    # jobs ---------------------------------------------------------------------------
+    def job_status(self, job_id: str) -> dict[str, Any]:
+        """A tracked job's status (ApiError 404 `job_not_found` when unknown or expired)."""
+        return self._call("GET", f"/v1/jobs/{quote(job_id, safe='')}")
+
+    def job_counts(self, queue: str | None = None) -> dict[str, int]:
+        """Tracked jobs in each status, of one queue or all."""
+        params = {"queue": queue} if queue else None
+        return dict(self._call("GET", "/v1/jobs", params=params)["counts"])
+
     # plumbing -----------------------------------------------------------------------
     def _call(self, method: str, path: str, body: Any = None, *,
               params: Mapping[str, Any] | None = None, timeout: float | None = None

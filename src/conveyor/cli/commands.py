@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from conveyor.cli.api import ApiClient
+from conveyor.jobs import JOB_STATUSES
 
 
 def _json_line(value: Any) -> None:
@@ -177,3 +178,28 @@ def redrive(args: argparse.Namespace, api: ApiClient) -> int:
         print(f"task {task['id']}: {task['status']}, moved {task['moved']} of "
               f"{task['to_move']}" + (f" ({task['error']})" if task.get("error") else ""))
     return 0 if task["status"] in ("completed", "running") else 1
+
+
+# jobs -------------------------------------------------------------------------------
+def job_status(args: argparse.Namespace, api: ApiClient) -> int:
+    """A tracked job's status, attempts, last error and result."""
+    job = api.job_status(args.job_id)
+    if _wants_json(args):
+        _json_line(job)
+        return 0
+    _table([(k, _show(job[k])) for k in ("job_id", "status", "queue", "task", "attempts",
+                                          "error", "result", "updated_at")],
+           ("FIELD", "VALUE"))
+    return 0
+
+
+def job_counts(args: argparse.Namespace, api: ApiClient) -> int:
+    """How many tracked jobs are in each status."""
+    counts = api.job_counts(args.queue)
+    if _wants_json(args):
+        _json_line({"queue": args.queue, "counts": counts})
+    else:
+        order = {status: i for i, status in enumerate(JOB_STATUSES)}
+        _table(sorted(counts.items(), key=lambda kv: order.get(kv[0], len(order))),
+               ("STATUS", "JOBS"))
+    return 0

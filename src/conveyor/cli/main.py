@@ -126,6 +126,16 @@ def _client_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                          help="return at once with the running task")
     redrive.set_defaults(client=commands.redrive)
 
+    job = sub.add_parser("job", help="tracked jobs' status (tasks with track=True)")
+    job_sub = job.add_subparsers(dest="action", required=True, metavar="ACTION")
+    status = job_sub.add_parser("status", parents=[common],
+                                help="a job's status, attempts, last error and result")
+    status.add_argument("job_id", metavar="JOB_ID")
+    status.set_defaults(client=commands.job_status)
+    counts = job_sub.add_parser("counts", parents=[common], help="jobs in each status")
+    counts.add_argument("--queue", help="one queue's jobs (default: all)")
+    counts.set_defaults(client=commands.job_counts)
+
 
 # commands ---------------------------------------------------------------------------
 def server_config(args: argparse.Namespace) -> Config:
