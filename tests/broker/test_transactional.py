@@ -30,12 +30,10 @@ class AppConnection:
 
     async def execute(self, sql: str) -> None:
         """The application's own write, in its transaction."""
-        if self.kind == "asyncpg":
-            await self.raw.execute(sql)
-        elif self.kind == "psycopg-async":
-            await self.raw.execute(sql)
-        else:
+        if self.kind == "psycopg-sync":
             await asyncio.to_thread(self.raw.execute, sql)
+        else:
+            await self.raw.execute(sql)
 
     async def end(self, commit: bool) -> None:
         """COMMIT or ROLLBACK."""

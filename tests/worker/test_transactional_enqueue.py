@@ -16,6 +16,7 @@ from conveyor.errors import InvalidInput, Unsupported
 from conveyor.worker import App, Worker, WorkerOptions
 from tests.worker.helpers import eventually, running
 
+
 @pytest.mark.parametrize("backend", ["postgres"], indirect=True)
 async def test_a_job_runs_only_if_its_transaction_commits(
         broker: Broker, clock: ManualClock, postgres_url: str) -> None:
