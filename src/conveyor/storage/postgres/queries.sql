@@ -181,10 +181,11 @@ RETURNING m.id, m.token, m.receive_count, m.sent_at, m.first_received_at, m.visi
           m.sequence;
 
 -- name: message_delete
+-- Returns positions in the arrays (1-based), cheaper to read back than ids.
 DELETE FROM conveyor_messages m
-USING unnest($2::uuid[], $3::bigint[]) AS d(id, token)
+USING unnest($2::uuid[], $3::bigint[]) WITH ORDINALITY AS d(id, token, ord)
 WHERE m.id = d.id AND m.token = d.token AND m.queue_id = $1
-RETURNING m.id, m.token;
+RETURNING d.ord;
 
 -- name: message_change_visibility
 UPDATE conveyor_messages m

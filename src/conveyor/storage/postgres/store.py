@@ -273,7 +273,7 @@ class PostgresStorage(PostgresJobs, PostgresLedger, PostgresKeys, PostgresBase):
         found = await self._fetch((await self._q(queue_id))["message_delete"], queue_id,
                                   [lease.message_id for lease in leases],
                                   [lease.token for lease in leases])
-        return {Lease(str(r[0]), r[1]) for r in found}
+        return {leases[r[0] - 1] for r in found}
 
     async def message_change_visibility_many(self, queue_id: int,
                                              changes: Sequence[tuple[Lease, int]],
