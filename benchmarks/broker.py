@@ -345,16 +345,19 @@ def run(args: argparse.Namespace) -> None:
 
     print()
     print(f"messages: {n:,}, batch {BATCH}, body ~200 B JSON; fresh, un-analysed tables")
+    last = processes[-1]
     header = "| path | enqueue msgs/s | " + " | ".join(
-        f"drain x{p} msgs/s" for p in processes) + " |"
+        f"drain x{p} msgs/s" for p in processes) + f" | send + drain x{last}, s |"
     print(header)
-    print("|" + "---|" * (2 + len(processes)))
+    print("|" + "---|" * (3 + len(processes)))
     base = rows[0] if rows and rows[0].name.startswith("raw") else None
     for row in rows:
         cells = [f"{row.enqueue:,.0f}" + (f" ({row.enqueue / base.enqueue:.0%})" if base else "")]
         for p in processes:
             d = row.drain.get(p, 0.0)
             cells.append(f"{d:,.0f}" + (f" ({d / base.drain[p]:.0%})" if base else ""))
+        total = n / row.enqueue + n / row.drain[last] if row.drain.get(last) else 0.0
+        cells.append(f"{total:.1f}")
         print(f"| {row.name} | " + " | ".join(cells) + " |")
     if base:
         print("(percentages: ratio to the raw SQL baseline of the same run)")
