@@ -272,3 +272,32 @@ async def test_task_with_fewer_retries_than_its_queue_moves_explicitly(
     assert dead.attributes["conveyor-error"].value == "ValueError: no"
     assert dead.attributes["conveyor-source-queue"].value == "mixed"
     assert job.id
+
+
+async def test_each_task_keeps_its_concurrency_on_a_shared_queue(
+        broker: Broker, clock: ManualClock) -> None:
+    app = make_app(broker, clock)
+    running_now = {"narrow": 0, "wide": 0}
+    most = {"narrow": 0, "wide": 0}
+    done: list[str] = []
+
+    async def step(name: str) -> None:
+        running_now[name] += 1
+        most[name] = max(most[name], running_now[name])
+        await asyncio.sleep(0.02)
+        running_now[name] -= 1
+        done.append(name)
+
+    @app.task(queue="shared", concurrency=2)
+    async def narrow() -> None:
+        await step("narrow")
+
+    @app.task(queue="shared", concurrency=8)
+    async def wide() -> None:
+        await step("wide")
+
+    await narrow.aenqueue_many([((), {}) for _ in range(12)])
+    await wide.aenqueue_many([((), {}) for _ in range(12)])
+    async with running(Worker(app, WorkerOptions(wait_seconds=0))):
+        await eventually(lambda: len(done) == 24, what="24 jobs")
+    assert most["narrow"] == 2 and 2 < most["wide"] <= 8

@@ -153,6 +153,11 @@ class _QueueRunner:
         self.lease = shared.app.visibility_timeout
         tasks = [t for t in shared.app.tasks.values() if t.options.queue == queue]
         self.capacity = max(1, sum(t.options.concurrency for t in tasks))
+        # A task's own limit can only bind when other tasks share the queue's capacity;
+        # a gate that can never close would cost an acquire and a release per job.
+        ungated = {t.name for t in tasks if t.options.concurrency >= self.capacity}
+        self.gates: dict[str, asyncio.Semaphore | None] = {
+            name: None if name in ungated else gate for name, gate in shared.task_gates.items()}
         self.held: dict[str, _Held] = {}
         self._room = asyncio.Event()
         self._release: list[str] = []
@@ -208,8 +213,12 @@ class _QueueRunner:
                 await self._settle_failure(message, job, TaskOptions(max_retries=retries),
                                            missing)
                 return
-            async with self.s.task_gates[task.name]:
+            gate = self.gates.get(task.name)
+            if gate is None:
                 await self._run_job(held, job, task)
+            else:
+                async with gate:
+                    await self._run_job(held, job, task)
         except asyncio.CancelledError:
             # Shutdown: whatever was not settled goes back to the queue now.
             self._release.append(handle)
@@ -221,7 +230,8 @@ class _QueueRunner:
     async def _run_job(self, held: _Held, job: Received, task: Task[Any, Any]) -> None:
         options = task.options
         slot_key = f"concurrency:{task.name}" if options.global_concurrency else None
-        await self._take_tokens(job, task)
+        if options.rate_limit is not None or options.rate_limit_key is not None:
+            await self._take_tokens(job, task)
         if slot_key is not None:
             assert options.global_concurrency is not None
             await self.s.slots.acquire(slot_key, options.global_concurrency)
