@@ -68,17 +68,16 @@ def encode_receipt_handle(message_id: str, token: int) -> str:
 
 def decode_receipt_handle(handle: str) -> tuple[str, int]:
     """(message id, lease token), or InvalidReceiptHandle."""
-    # isascii + isalnum + int(..., 16) together admit exactly the hex digits, in C.
+    # isascii + isalnum leave no spaces, so bytes.fromhex then admits exactly the hex
+    # digits, in C (int(..., 16) would also take a "0x" prefix).
     if not isinstance(handle, str) or len(handle) != 48 or not (
             handle.isascii() and handle.isalnum()):
         raise InvalidReceiptHandle(f"The receipt handle {str(handle)[:80]!r} is not valid.")
-    h = handle
     try:
-        int(h[:32], 16)
-        token = int(h[32:], 16)
+        raw = bytes.fromhex(handle)
     except ValueError:
         raise InvalidReceiptHandle(
             f"The receipt handle {handle[:80]!r} is not valid.") from None
-    if token >= 1 << 63:
-        token -= 1 << 64
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}", token
+    h = handle.lower()  # ids are stored in lower case: both databases must agree
+    return (f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}",
+            int.from_bytes(raw[16:], "big", signed=True))

@@ -148,6 +148,23 @@ async def test_malformed_handles(broker: Broker, q: str) -> None:
         assert result.status == "invalid", handle
 
 
+async def test_a_bad_handle_beside_good_ones_is_refused_alone(broker: Broker, q: str) -> None:
+    # int(x, 16) would take these; as ids they broke the whole batch on PostgreSQL.
+    await send(broker, q, "x")
+    [m] = await broker.receive(q)
+    h = m.receipt_handle
+    results = await broker.delete(q, ["0x" + h[2:], h[:32] + "0X" + h[34:], h])
+    assert [r.status for r in results] == ["invalid", "invalid", "ok"]
+
+
+async def test_an_upper_case_handle_means_the_same_lease_on_both_backends(
+        broker: Broker, q: str) -> None:
+    await send(broker, q, "x")
+    [m] = await broker.receive(q)
+    [result] = await broker.delete(q, [m.receipt_handle.upper()])
+    assert result.status == "ok"
+
+
 async def test_well_formed_unknown_handle_is_stale(broker: Broker, q: str) -> None:
     await send(broker, q, "x")
     [m] = await broker.receive(q)
