@@ -38,12 +38,43 @@ async def test_a_batch_in_one_call(broker: Broker) -> None:
     await broker.jobs.status_set_many([
         JobStatus("a", "queued", "q1"),
         JobStatus("b", "running", "q1", attempts=1),
-        JobStatus("a", "failed", "q1", error="boom", attempts=2),  # the last one wins
+        JobStatus("a", "failed", "q1", error="boom", attempts=2),  # further along: it wins
         JobStatus("c", "dead", "q2", error="gave up", attempts=5),
     ])
     a = await broker.jobs.status_get("a")
     assert a is not None and (a.status, a.error, a.attempts) == ("failed", "boom", 2)
     await broker.jobs.status_set_many([])  # nothing to do
+
+
+async def test_a_write_behind_the_recorded_progress_changes_nothing(broker: Broker) -> None:
+    async def now() -> tuple[str, int]:
+        found = await broker.jobs.status_get("j")
+        assert found is not None
+        return found.status, found.attempts
+
+    set_many = broker.jobs.status_set_many
+    await set_many([JobStatus("j", "running", "q", attempts=1)])
+    await set_many([JobStatus("j", "queued", "q")])  # the producer's write, landing late
+    assert await now() == ("running", 1)
+    await set_many([JobStatus("j", "retrying", "q", attempts=1, error="timeout")])
+    await set_many([JobStatus("j", "running", "q", attempts=1)])  # an earlier batch, late
+    assert await now() == ("retrying", 1)
+    await set_many([JobStatus("j", "running", "q", attempts=2)])
+    await set_many([JobStatus("j", "succeeded", "q", attempts=2)])
+    await set_many([JobStatus("j", "retrying", "q", attempts=1)])  # a worker whose lease lapsed
+    assert await now() == ("succeeded", 2)
+    # Within one batch the same rule holds in order.
+    await set_many([JobStatus("k", "succeeded", "q", attempts=1),
+                    JobStatus("k", "running", "q", attempts=1)])
+    found = await broker.jobs.status_get("k")
+    assert found is not None and found.status == "succeeded"
+
+
+async def test_a_dead_job_takes_any_write_as_a_redrive_starts_it_over(broker: Broker) -> None:
+    await broker.jobs.status_set_many([JobStatus("d", "dead", "q", attempts=4, error="x")])
+    await broker.jobs.status_set_many([JobStatus("d", "running", "q", attempts=1)])
+    found = await broker.jobs.status_get("d")
+    assert found is not None and (found.status, found.attempts) == ("running", 1)
 
 
 async def test_counts_per_queue_and_in_all(broker: Broker) -> None:

@@ -155,8 +155,10 @@ class Jobs:
 
     async def status_set_many(self, items: Sequence[JobStatus], *,
                               connection: object = None) -> None:
-        """Record a batch of statuses (up to 1,000) in one write; all or none. When an id
-        repeats, its last entry wins. `updated_at` of the items is ignored. `connection`:
+        """Record a batch of statuses (up to 1,000) in one write; all or none. A status
+        behind the recorded one (fewer attempts, or an earlier step of the same attempt:
+        queued, running, retrying, then an end) is ignored, except over a dead job; within
+        a batch the same rule holds in order. `updated_at` of the items is ignored. `connection`:
         write in the application's transaction, as `Broker.send` does."""
         if len(items) > v.MAX_BATCH:
             raise TooManyEntries(f"A batch holds at most {v.MAX_BATCH} statuses, "
@@ -164,8 +166,9 @@ class Jobs:
         rows: dict[str, JobRow] = {}
         for index, item in enumerate(items):
             row = _job_row(item, index)
-            rows.pop(row.job_id, None)  # keep the last, in its place
-            rows[row.job_id] = row
+            earlier = rows.pop(row.job_id, None)  # keep the furthest (else the last)
+            rows[row.job_id] = row if earlier is None or row.progress >= earlier.progress \
+                or earlier.status == "dead" else earlier
         if rows:
             storage = self._broker.storage
             if connection is not None:
@@ -270,4 +273,19 @@ def _job_row(item: Any, index: int) -> JobRow:
         if len(result.encode()) > MAX_RESULT_BYTES:
             raise InvalidInput(f"result must encode to at most {MAX_RESULT_BYTES:,} bytes "
                                "of JSON.", field="result", index=index)
-    return JobRow(job_id, item.status, queue, task, attempts, error, result, keep)
+    return JobRow(job_id, item.status, queue, task, attempts, error, result, keep,
+                  progress(item.status, attempts))
+
+
+# Steps of one attempt, in order; a later attempt is further along than any step of an
+# earlier one.
+_STEP = {"queued": 0, "running": 1, "retrying": 2, "succeeded": 3, "failed": 3,
+         "cancelled": 3, "dead": 3}
+
+
+def progress(status: str, attempts: int) -> int:
+    """How far a job has got. Storage ignores a status write behind the stored one, so a
+    late or reordered write (a batch flushed out of order, a worker whose lease lapsed, the
+    producer's "queued" landing after the worker's "running") cannot undo progress; a dead
+    job takes any write, since a redrive starts it over at attempt 1."""
+    return attempts * 4 + _STEP[status]

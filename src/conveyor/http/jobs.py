@@ -206,7 +206,8 @@ def _status(job_id: str, s: JobStatusFields) -> JobStatus:
 @router.put("/v1/jobs/{job_id}", status_code=204, response_class=Response,
             responses=errors(400, 422))
 async def put_status(job_id: str, request: JobStatusFields, broker: BrokerDep) -> Response:
-    """Record a job's status (replacing the previous one)."""
+    """Record a job's status, replacing the previous one unless it is behind it (fewer
+    attempts, or an earlier step of the same attempt); a dead job takes any status."""
     await broker.jobs.status_set_many([_status(job_id, request)])
     return Response(status_code=204)
 
@@ -214,7 +215,7 @@ async def put_status(job_id: str, request: JobStatusFields, broker: BrokerDep) -
 @router.post("/v1/jobs/status", status_code=204, response_class=Response,
              responses=errors(400, 422))
 async def put_statuses(request: JobStatusBatch, broker: BrokerDep) -> Response:
-    """Record a batch of statuses in one write, all or none."""
+    """Record a batch of statuses in one write, all or none (each by the rule of PUT)."""
     await broker.jobs.status_set_many([_status(j.job_id, j) for j in request.jobs])
     return Response(status_code=204)
 

@@ -124,6 +124,7 @@ class JobRow(NamedTuple):
     error: str | None
     result: str | None
     keep_seconds: int
+    progress: int  # a write behind the stored row's progress is ignored
 
 
 class JobsStorage(Protocol):

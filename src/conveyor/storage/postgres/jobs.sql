@@ -81,19 +81,23 @@ WHERE (schedule, tick_at) IN (
 
 -- name: job_upsert_many
 -- A batch as arrays, one row per id (the broker keeps the last of repeated ids).
+-- A write behind the stored progress changes nothing (see broker.jobs.progress), unless
+-- the stored job is dead (a redrive starts it over) or its row has expired.
 INSERT INTO conveyor_jobs AS j (id, queue, task, status, attempts, error, result,
-                                keep_seconds, updated_at, expires_at)
+                                keep_seconds, updated_at, expires_at, progress)
 SELECT b.id, b.queue, b.task, b.status, b.attempts, b.error, b.result, b.keep,
-       t.now, t.now + b.keep::bigint * 1000
+       t.now, t.now + b.keep::bigint * 1000, b.progress
 FROM (SELECT COALESCE($9::bigint, conveyor_now_ms()) AS now) t,
      unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::integer[], $6::text[],
-            $7::text[], $8::integer[])
-         AS b(id, queue, task, status, attempts, error, result, keep)
+            $7::text[], $8::integer[], $10::integer[])
+         AS b(id, queue, task, status, attempts, error, result, keep, progress)
 ON CONFLICT (id) DO UPDATE SET
     queue = EXCLUDED.queue, task = EXCLUDED.task, status = EXCLUDED.status,
     attempts = EXCLUDED.attempts, error = EXCLUDED.error, result = EXCLUDED.result,
     keep_seconds = EXCLUDED.keep_seconds, updated_at = EXCLUDED.updated_at,
-    expires_at = EXCLUDED.expires_at;
+    expires_at = EXCLUDED.expires_at, progress = EXCLUDED.progress
+WHERE EXCLUDED.progress >= j.progress OR j.status = 'dead'
+   OR j.expires_at <= EXCLUDED.updated_at;
 
 -- name: job_get
 SELECT id, status, queue, task, attempts, error, result, keep_seconds, updated_at

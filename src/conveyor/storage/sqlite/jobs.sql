@@ -63,14 +63,18 @@ WHERE (schedule, tick_at) IN (SELECT schedule, tick_at FROM conveyor_cron_ticks
                               WHERE claimed_at < :now - :keep_ms LIMIT :limit);
 
 -- name: job_upsert
+-- A write behind the stored progress changes nothing (see broker.jobs.progress), unless
+-- the stored job is dead (a redrive starts it over) or its row has expired.
 INSERT INTO conveyor_jobs (id, queue, task, status, attempts, error, result, keep_seconds,
-                           updated_at, expires_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                           updated_at, expires_at, progress)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (id) DO UPDATE SET
     queue = excluded.queue, task = excluded.task, status = excluded.status,
     attempts = excluded.attempts, error = excluded.error, result = excluded.result,
     keep_seconds = excluded.keep_seconds, updated_at = excluded.updated_at,
-    expires_at = excluded.expires_at;
+    expires_at = excluded.expires_at, progress = excluded.progress
+WHERE excluded.progress >= conveyor_jobs.progress OR conveyor_jobs.status = 'dead'
+   OR conveyor_jobs.expires_at <= excluded.updated_at;
 
 -- name: job_get
 SELECT id, status, queue, task, attempts, error, result, keep_seconds, updated_at
