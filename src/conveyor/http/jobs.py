@@ -173,7 +173,7 @@ class JobStatusIn(JobStatusFields):
 
 
 class JobStatusBatch(_In):
-    """Statuses to record at once (up to 1,000; the last of a repeated id wins)."""
+    """Statuses to record at once (up to 1,000; a repeated id: the furthest along wins)."""
 
     jobs: list[JobStatusIn]
 
