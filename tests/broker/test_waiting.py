@@ -154,3 +154,44 @@ async def test_wait_bounds(broker: Broker) -> None:
     for wait in (-1, 21):
         with pytest.raises(InvalidInput):
             await broker.receive("q", wait_seconds=wait)
+
+
+async def test_time_alone_wakes_waiting_receives_with_one_check_per_interval(
+        open_broker: OpenBroker, clock: ManualClock) -> None:
+    """A delay or a lease that runs out signals nothing: a watcher per queue finds it, with
+    one cheap check per poll interval however many receives wait, and no claims."""
+    broker = await open_broker(poll_interval=0.2)
+    await broker.create_queue("q")
+    await send(broker, "q", "later", delay_seconds=5)
+    storage = broker.storage
+    calls = {"claims": 0, "checks": 0}
+    claim, check = storage.message_receive, storage.message_ready
+
+    async def counted_claim(params: object) -> object:
+        calls["claims"] += 1
+        return await claim(params)  # type: ignore[arg-type]
+
+    async def counted_check(queue_id: int, now: int | None) -> bool:
+        calls["checks"] += 1
+        return await check(queue_id, now)
+
+    storage.message_receive = counted_claim  # type: ignore[assignment,method-assign]
+    storage.message_ready = counted_check  # type: ignore[method-assign]
+    waiters = [asyncio.create_task(_timed_receive(broker, "q", 10)) for _ in range(20)]
+    await asyncio.sleep(1.1)
+    # About 5 intervals went by: 20 first claims, 5 checks, not 100 claims.
+    assert calls["claims"] == 20 and 3 <= calls["checks"] <= 7
+    clock.advance(5)  # the delay ends: nothing is sent, nothing signals
+    results = await asyncio.wait_for(asyncio.gather(*waiters), 15)  # the rest: at 10 s
+    delivered = [(got, took) for got, took in results if got]
+    assert len(delivered) == 1 and bodies(delivered[0][0]) == ["later"]
+    assert delivered[0][1] < 1.1 + 0.2 + PROMPT
+
+
+async def test_a_paused_queue_is_not_ready(broker: Broker) -> None:
+    await broker.create_queue("q", {"paused": True})
+    await send(broker, "q", "held")
+    queue = await broker.get_queue("q")
+    assert not await broker.storage.message_ready(queue.id, broker.now())
+    await broker.update_queue("q", {"paused": False})
+    assert await broker.storage.message_ready(queue.id, broker.now())

@@ -20,7 +20,7 @@ from conveyor.broker.jobs import Jobs, Limits
 from conveyor.broker.ledger import Ledger
 from conveyor.broker.quotas import MAX_IN_FLIGHT, MAX_LONG_POLLS, Quotas
 from conveyor.broker.redrive import Redrive
-from conveyor.broker.wakeup import Throttle, Wakeups
+from conveyor.broker.wakeup import Throttle, Wakeups, Watchers
 from conveyor.clock import Clock, system_clock
 from conveyor.errors import (
     InvalidAttribute,
@@ -79,7 +79,6 @@ class Broker:
         self.region = v.check_region(region)
         self._clock = clock
         self._sweep_interval = sweep_interval
-        self._poll_interval = poll_interval
         self._queue_cache_seconds = queue_cache_seconds
         self._stats_cache_seconds = stats_cache_seconds
         self._queues: dict[tuple[str, str], tuple[float, Queue]] = {}
@@ -97,6 +96,7 @@ class Broker:
         # answers at once (empty, like a short poll), so idle pollers cannot pile up.
         self._max_long_polls = max_long_polls
         self._long_polls = 0
+        self._watchers = Watchers(self._wakeups, self._ready, poll_interval)
 
     # lifecycle ----------------------------------------------------------------------
     async def start(self) -> None:
@@ -114,6 +114,7 @@ class Broker:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._background.clear()
+        await self._watchers.close()
         await self.redrive.close()
         await self._signal.close()
         self._wakeups.notify(None)
@@ -351,11 +352,16 @@ class Broker:
                     and self._long_polls >= self._max_long_polls):
                 return []
             self._long_polls += 1
+            self._watchers.enter(queue.id)
             try:
-                await Wakeups.wait(ticket, min(remaining, self._poll_interval))
+                await Wakeups.wait(ticket, remaining)
             finally:
                 self._long_polls -= 1
+                self._watchers.leave(queue.id)
             queue = await self.queue(queue_name, region)
+
+    async def _ready(self, queue_id: int) -> bool:
+        return await self.storage.message_ready(queue_id, self.now())
 
     async def _receive_params(self, queue: Queue, limit: int,
                               visibility_timeout: int | None) -> ReceiveParams:

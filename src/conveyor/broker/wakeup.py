@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import logging
 import time
 from collections.abc import Awaitable, Callable
+
+from conveyor.tasks import stop_task
+
+log = logging.getLogger("conveyor.broker")
 
 
 class Wakeups:
@@ -84,3 +90,57 @@ class Throttle:
         for task in list(self._pending.values()):
             task.cancel()
         self._pending.clear()
+
+
+class Watchers:
+    """Wake-ups for what no send signals: a message visible by time alone (its delay, or a
+    lease, ran out). While receives wait on a queue, one watcher per queue and process
+    checks every `interval` with `ready(queue_id)` (a few index seeks) and wakes them, so
+    a thousand idle long polls cost one query a second, not a thousand claims."""
+
+    def __init__(self, wakeups: Wakeups, ready: Callable[[int], Awaitable[bool]],
+                 interval: float) -> None:
+        self._wakeups = wakeups
+        self._ready = ready
+        self._interval = interval
+        self._waiting: dict[int, int] = {}
+        self._tasks: dict[int, asyncio.Task[None]] = {}
+
+    def enter(self, queue_id: int) -> None:
+        """A receive starts waiting on a queue."""
+        self._waiting[queue_id] = self._waiting.get(queue_id, 0) + 1
+        found = self._tasks.get(queue_id)
+        if found is None or found.done():  # a finished one may not be forgotten yet
+            task = asyncio.create_task(self._watch(queue_id))
+            self._tasks[queue_id] = task
+            task.add_done_callback(functools.partial(self._forget, queue_id))
+
+    def leave(self, queue_id: int) -> None:
+        """A receive stops waiting (its watcher ends at its next look)."""
+        left = self._waiting.get(queue_id, 1) - 1
+        if left > 0:
+            self._waiting[queue_id] = left
+        else:
+            self._waiting.pop(queue_id, None)
+
+    def _forget(self, queue_id: int, task: asyncio.Task[None]) -> None:
+        if self._tasks.get(queue_id) is task:
+            del self._tasks[queue_id]
+
+    async def _watch(self, queue_id: int) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            if queue_id not in self._waiting:
+                return
+            try:
+                ready = await self._ready(queue_id)
+            except Exception:
+                log.exception("checking queue %d for visible messages failed", queue_id)
+                ready = True  # the waiting receives look (and report) themselves
+            if ready:
+                self._wakeups.notify(queue_id)
+
+    async def close(self) -> None:
+        """Stop every watcher."""
+        for task in list(self._tasks.values()):
+            await stop_task(task)

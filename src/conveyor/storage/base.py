@@ -236,6 +236,10 @@ class Storage(JobsStorage, LedgerStorage, Protocol):
 
         FIFO batches get increasing sequence numbers, in commit order per queue."""
 
+    async def message_ready(self, queue_id: int, now: int | None) -> bool:
+        """Whether the queue (not paused) holds a message visible now: a few index seeks,
+        however many messages are in flight or delayed."""
+
     async def message_receive(self, params: ReceiveParams) -> list[Message]:
         """Lease visible messages, moving any over the receive limit to the dead-letter queue.
 

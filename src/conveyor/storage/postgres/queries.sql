@@ -145,6 +145,15 @@ RETURNING m.id, m.token, m.receive_count, m.sent_at, m.first_received_at, m.visi
           m.body_kind, m.body, m.attributes, m.priority, m.group_id, m.dedup_id, m.last_error,
           m.sequence;
 
+-- name: message_ready
+-- One seek per priority (0-9) on the claim index: the in-flight and delayed rows that
+-- sort after the visible ones of each priority are never walked.
+SELECT EXISTS (
+    SELECT 1 FROM conveyor_messages
+    WHERE queue_id = $1 AND priority = ANY ('{9,8,7,6,5,4,3,2,1,0}'::smallint[])
+      AND visible_at <= COALESCE($2::bigint, conveyor_now_ms())
+) AND NOT EXISTS (SELECT 1 FROM conveyor_queues WHERE id = $1 AND paused);
+
 -- name: message_claim
 -- One statement: pick the head of the queue (skipping rows other consumers hold), move
 -- rows already received max_receive_count times to the dead-letter queue, lease the rest.

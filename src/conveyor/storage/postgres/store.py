@@ -226,6 +226,11 @@ class PostgresStorage(PostgresJobs, PostgresLedger, PostgresKeys, PostgresBase):
             with translated():
                 await conn.execute(q["message_insert"], *args)
 
+    async def message_ready(self, queue_id: int, now: int | None) -> bool:
+        """A visible message in a queue that is not paused."""
+        row = await self._fetchrow((await self._q(queue_id))["message_ready"], queue_id, now)
+        return bool(row[0])
+
     async def message_receive(self, params: ReceiveParams) -> list[Message]:
         """Claim with SKIP LOCKED; over-received rows go to the dead-letter queue."""
         if params.fifo:

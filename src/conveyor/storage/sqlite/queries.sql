@@ -98,6 +98,15 @@ WHERE seq IN (
     ORDER BY priority DESC, visible_at LIMIT :limit)
   AND receive_count >= :max_receive_count;
 
+-- name: message_ready
+-- One seek per priority (0-9) on the claim index: the in-flight and delayed rows that
+-- sort after the visible ones of each priority are never walked.
+SELECT EXISTS (
+    SELECT 1 FROM conveyor_messages
+    WHERE queue_id = :queue_id AND priority IN (9, 8, 7, 6, 5, 4, 3, 2, 1, 0)
+      AND visible_at <= :now
+) AND NOT EXISTS (SELECT 1 FROM conveyor_queues WHERE id = :queue_id AND paused);
+
 -- name: message_claim
 UPDATE conveyor_messages
 SET visible_at = :now + :visibility_ms, leased = 1, token = random(),

@@ -207,6 +207,12 @@ class SqliteStorage(SqliteJobs, SqliteLedger, SqliteKeys, SqliteBase):
                 for i, n in zip(kept.ids, sequences)])
         return await self._run(run)
 
+    async def message_ready(self, queue_id: int, now: int | None) -> bool:
+        """A visible message in a queue that is not paused."""
+        params = {"queue_id": queue_id, "now": self._now(now)}
+        return await self._run(lambda db: bool(db.execute(Q["message_ready"], params)
+                                               .fetchone()[0]))
+
     async def message_receive(self, params: ReceiveParams) -> list[Message]:
         """Dead-letter over-received rows at the head, then lease the next ones."""
         at = self._now(params.now)
