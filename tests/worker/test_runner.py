@@ -301,3 +301,37 @@ async def test_each_task_keeps_its_concurrency_on_a_shared_queue(
     async with running(Worker(app, WorkerOptions(wait_seconds=0))):
         await eventually(lambda: len(done) == 24, what="24 jobs")
     assert most["narrow"] == 2 and 2 < most["wide"] <= 8
+
+
+async def test_jobs_keep_their_own_context_and_run_concurrently(
+        broker: Broker, clock: ManualClock) -> None:
+    import contextvars
+
+    import anyio
+
+    app = make_app(broker, clock)
+    seen = contextvars.ContextVar[int | None]("seen", default=None)
+    leaked: list[int] = []
+    running_now = [0]
+    most = [0]
+    done: list[int] = []
+
+    @app.task(queue="ctx", concurrency=20)
+    async def job(i: int) -> None:
+        if seen.get() is not None:  # another job's value: contexts leaked
+            leaked.append(i)
+        seen.set(i)
+        if i % 2:  # half of them wait (inside an anyio cancel scope, as httpx does)
+            running_now[0] += 1
+            most[0] = max(most[0], running_now[0])
+            with anyio.fail_after(5):
+                await asyncio.sleep(0.05)
+            running_now[0] -= 1
+        assert seen.get() == i
+        done.append(i)
+
+    await job.aenqueue_many([((i,), {}) for i in range(60)])
+    async with running(Worker(app, WorkerOptions(wait_seconds=0, batch_size=60))):
+        await eventually(lambda: len(done) == 60, what="60 jobs")
+    assert leaked == []
+    assert most[0] >= 10  # the waiting jobs overlapped: no lane ran them one by one

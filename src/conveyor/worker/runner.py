@@ -18,6 +18,7 @@ One `Worker` per process consumes every queue of its App (or those given). Per q
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import logging
@@ -40,6 +41,7 @@ from conveyor.models import (
 from conveyor.worker.app import DLQ_SUFFIX, App
 from conveyor.worker.batching import Batcher
 from conveyor.worker.exceptions import Cancel, Retry, TaskTimeout
+from conveyor.worker.lanes import Lanes
 from conveyor.worker.rates import RateLimiter, Slots
 from conveyor.worker.retry import backoff_seconds, is_final
 from conveyor.worker.task import Received, Task, TaskOptions
@@ -65,7 +67,7 @@ class WorkerOptions:
 @dataclass(slots=True)
 class _Held:
     message: Message
-    task: asyncio.Task[None] | None = None
+    task: asyncio.Task[None] | None = None  # the lane running it, once one took it
     started: bool = False
     leased_at: float = field(default_factory=time.monotonic)
 
@@ -159,6 +161,7 @@ class _QueueRunner:
         self.gates: dict[str, asyncio.Semaphore | None] = {
             name: None if name in ungated else gate for name, gate in shared.task_gates.items()}
         self.held: dict[str, _Held] = {}
+        self.lanes: Lanes[_Held] = Lanes(self._handle, self.capacity, started=_on_lane)
         self._room = asyncio.Event()
         self._release: list[str] = []
         self.acks: Batcher[str] = Batcher(functools.partial(self.source.delete, queue),
@@ -191,10 +194,10 @@ class _QueueRunner:
                 log.exception("receive from %s failed; retrying in 1 s", self.queue)
                 await _first(asyncio.sleep(1.0), stopping.wait())
                 continue
-            for message in messages:
-                held = _Held(message)
-                self.held[message.receipt_handle] = held
-                held.task = asyncio.create_task(self._handle(held))
+            fresh = [_Held(message) for message in messages]
+            for held in fresh:
+                self.held[held.message.receipt_handle] = held
+            self.lanes.push(fresh)
 
     # one job ------------------------------------------------------------------------
     async def _handle(self, held: _Held) -> None:
@@ -368,23 +371,37 @@ class _QueueRunner:
                 log.exception("renewing concurrency slots failed")
 
     async def _shutdown(self) -> None:
-        waiting = [h.task for h in self.held.values() if not h.started and h.task]
-        for task in waiting:
-            task.cancel()
+        for held in self.lanes.take_pending():  # never started: back to the queue now
+            handle = held.message.receipt_handle
+            self.held.pop(handle, None)
+            self._release.append(handle)
+        waiting = {h.task for h in self.held.values() if not h.started and h.task}
+        for lane in waiting:  # held up by a limit: cancelled, so released
+            lane.cancel()
         await asyncio.gather(*waiting, return_exceptions=True)
-        running = [h.task for h in self.held.values() if h.task]
-        if running:
-            log.info("%s: waiting up to %g s for %d running jobs", self.queue,
-                     self.s.worker.options.shutdown_grace, len(running))
-            _, late = await asyncio.wait(running, timeout=self.s.worker.options.shutdown_grace)
-            for task in late:
-                task.cancel()
-            await asyncio.gather(*late, return_exceptions=True)
+        grace = self.s.worker.options.shutdown_grace
+        if self.held:
+            log.info("%s: waiting up to %g s for %d running jobs", self.queue, grace,
+                     len(self.held))
+        deadline = time.monotonic() + grace
+        while self.held and time.monotonic() < deadline:
+            self._room.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._room.wait(), deadline - time.monotonic())
+        late = {h.task for h in self.held.values() if h.task}
+        for lane in late:
+            lane.cancel()
+        await asyncio.gather(*late, return_exceptions=True)
+        await self.lanes.close()
         if self._release:
             handles, self._release = self._release, []
             for start in range(0, len(handles), 1000):
                 await _quietly(self.source.change_visibility(
                     self.queue, [VisibilityEntry(h, 0) for h in handles[start:start + 1000]]))
+
+
+def _on_lane(held: _Held, lane: asyncio.Task[None]) -> None:
+    held.task = lane
 
 
 async def _first(*aws: Any) -> None:
