@@ -1,7 +1,7 @@
 # ruff: noqa: ASYNC110, ASYNC220, ASYNC240  (a harness: it polls files and spawns processes)
 """Drain N no-op jobs with conveyor's worker, PgQueuer's worker and a bare pgmq loop.
 
-    python benchmarks/worker.py [--jobs 100000] [--postgres URL] [--skip-sqlite]
+    python benchmarks/worker.py [--jobs 100000] [--rounds 3] [--postgres URL] [--skip-sqlite]
 
 Each contender gets the same jobs in the same PostgreSQL database (a fresh one named
 `conveyor_bench`, created and dropped here) and runs in 1 and 2 processes; conveyor also runs
@@ -19,11 +19,13 @@ import argparse
 import asyncio
 import contextlib
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from conveyor.worker import App
 
@@ -56,23 +58,38 @@ async def _conveyor_drain(url: str, jobs: int, processes: int) -> float:
     env = {**os.environ, "BENCH_URL": url, "PYTHONPATH": str(HERE)}
     command = [sys.executable, "-m", "conveyor.cli.main", "worker", "worker:app",
                "--processes", str(processes), "--batch-size", "1000", "--no-cron"]
-    pool = subprocess.Popen(command, env=env, cwd=HERE, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    watcher = App(url, middleware=[])
-    source = await watcher.source()
-    try:
-        await asyncio.sleep(2.5)  # processes started and polling the paused queue
-        started = time.perf_counter()
-        await source.update_queue(QUEUE, {"paused": False})
-        # An exact count every few ms would cost the database more than the drain does:
-        # one indexed row tells whether anything is left.
-        while await source.peek(QUEUE, 1):  # type: ignore[attr-defined]
-            await asyncio.sleep(0.01)
-        return time.perf_counter() - started
-    finally:
-        pool.terminate()
-        pool.wait()
-        await watcher.aclose()
+    with tempfile.TemporaryFile() as log:
+        pool = subprocess.Popen(command, env=env, cwd=HERE, stdout=subprocess.DEVNULL,
+                                stderr=log)
+        watcher = App(url, middleware=[])
+        source = await watcher.source()
+        try:
+            # Every process has started (it says "consuming") and polls the paused queue:
+            # on a loaded machine a fixed wait sometimes started the clock with one of two.
+            deadline = time.monotonic() + 60
+            while _said(log, b": consuming ") < processes:
+                if time.monotonic() > deadline or pool.poll() is not None:
+                    raise RuntimeError("the conveyor workers did not start")
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(1.0)
+            started = time.perf_counter()
+            await source.update_queue(QUEUE, {"paused": False})
+            # An exact count every few ms would cost the database more than the drain does:
+            # one indexed row tells whether anything is left.
+            while await source.peek(QUEUE, 1):  # type: ignore[attr-defined]
+                await asyncio.sleep(0.01)
+            return time.perf_counter() - started
+        finally:
+            pool.terminate()
+            pool.wait()
+            await watcher.aclose()
+
+
+def _said(log: Any, marker: bytes) -> int:
+    """How many times the workers' log says `marker` so far (pread: the workers share the
+    file's offset, which a seek here would move under their writes)."""
+    fd = log.fileno()
+    return os.pread(fd, os.fstat(fd).st_size, 0).count(marker)
 
 
 # PgQueuer ---------------------------------------------------------------------------
@@ -176,7 +193,9 @@ async def _database(admin: str, name: str, drop: bool = False) -> str:
 
 
 async def main(args: argparse.Namespace) -> None:
-    rows: list[tuple[str, str, int, float]] = []
+    # Rounds run every contender in turn, so a noisy spell of the shared machine falls on
+    # all of them; each row reports the median round (and the spread).
+    rates: dict[tuple[str, str, int], list[float]] = {}
     jobs = args.jobs
     pg = await _database(args.postgres, "conveyor_bench")
     try:
@@ -184,26 +203,36 @@ async def main(args: argparse.Namespace) -> None:
             targets = [("postgresql", pg)]
             if not args.skip_sqlite:
                 targets.append(("sqlite", f"sqlite:///{tmp}/bench.db"))
-            for processes in (1, 2):
-                for backend, url in targets:
-                    seconds = await _conveyor_drain(url, jobs, processes)
-                    rows.append(("conveyor", backend, processes, jobs / seconds))
-                    print(f"  conveyor {backend} x{processes}: {jobs / seconds:,.0f} jobs/s",
-                          flush=True)
-                for kind in ("pgqueuer", "pgmq"):
-                    seconds = await _peer_drain(kind, pg, jobs, processes)
-                    rows.append((kind, "postgresql", processes, jobs / seconds))
-                    print(f"  {kind} x{processes}: {jobs / seconds:,.0f} jobs/s", flush=True)
+            for round_ in range(1, args.rounds + 1):
+                for processes in (1, 2):
+                    for backend, url in targets:
+                        seconds = await _conveyor_drain(url, jobs, processes)
+                        rates.setdefault(("conveyor", backend, processes), []).append(
+                            jobs / seconds)
+                        print(f"  round {round_}: conveyor {backend} x{processes}: "
+                              f"{jobs / seconds:,.0f} jobs/s", flush=True)
+                    for kind in ("pgqueuer", "pgmq"):
+                        seconds = await _peer_drain(kind, pg, jobs, processes)
+                        rates.setdefault((kind, "postgresql", processes), []).append(
+                            jobs / seconds)
+                        print(f"  round {round_}: {kind} x{processes}: "
+                              f"{jobs / seconds:,.0f} jobs/s", flush=True)
     finally:
         await _database(args.postgres, "conveyor_bench", drop=True)
-    peers = {(k, p): r for k, b, p, r in rows if k in ("pgqueuer", "pgmq")}
-    print(f"\n{jobs:,} no-op jobs drained\n")
-    print(f"{'worker':<10} {'database':<11} {'procs':>5} {'jobs/s':>10} {'÷PgQueuer':>10} "
-          f"{'÷pgmq':>7}")
-    for kind, backend, processes, rate in rows:
-        print(f"{kind:<10} {backend:<11} {processes:>5} {rate:>10,.0f} "
-              f"{rate / peers[('pgqueuer', processes)]:>10.2f} "
-              f"{rate / peers[('pgmq', processes)]:>7.2f}")
+    median = {key: statistics.median(found) for key, found in rates.items()}
+    print(f"\n{jobs:,} no-op jobs drained, median of {args.rounds} rounds (min-max)\n")
+    print(f"{'worker':<10} {'database':<11} {'procs':>5} {'jobs/s':>10} {'min-max':>15} "
+          f"{'÷PgQueuer':>10} {'÷pgmq':>7}")
+    for processes in (1, 2):
+        for (kind, backend, procs), rate in median.items():
+            if procs != processes:
+                continue
+            spread = f"{min(rates[(kind, backend, procs)]) / 1000:.1f}k-" \
+                     f"{max(rates[(kind, backend, procs)]) / 1000:.1f}k"
+            print(f"{kind:<10} {backend:<11} {procs:>5} {rate:>10,.0f} {spread:>15} "
+                  f"{rate / median[('pgqueuer', 'postgresql', procs)]:>10.2f} "
+                  f"{rate / median[('pgmq', 'postgresql', procs)]:>7.2f}")
+    print("reproduce: python benchmarks/worker.py " + " ".join(sys.argv[1:]))
 
 
 def cli() -> None:
@@ -214,6 +243,8 @@ def cli() -> None:
         "CONVEYOR_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"),
         help="an admin URL; the benchmark creates and drops its own database")
     parser.add_argument("--skip-sqlite", action="store_true")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="run every contender this many times; report the median")
     parser.add_argument("--child", choices=("pgqueuer", "pgmq"), help=argparse.SUPPRESS)
     parser.add_argument("--go", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import logging
 from collections import deque
 from collections.abc import Callable, Coroutine, Generator, Iterable
 from typing import Any, Generic, TypeVar
@@ -20,6 +21,7 @@ from typing import Any, Generic, TypeVar
 from conveyor.tasks import stop_task
 
 T = TypeVar("T")
+log = logging.getLogger("conveyor.worker")
 
 
 class Lanes(Generic[T]):
@@ -73,7 +75,10 @@ class Lanes(Generic[T]):
                 self._call_spare()  # someone to take the next item if this one waits
                 if self._started is not None:
                     self._started(item, lane)
-                await _InContext(self._handle(item), contextvars.copy_context())
+                try:
+                    await _InContext(self._handle(item), contextvars.copy_context())
+                except Exception:  # a bug in handling one item must not end the lane
+                    log.exception("a job's handling failed")
             if self._closing:
                 return
             waiter: asyncio.Future[None] = loop.create_future()
