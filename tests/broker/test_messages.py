@@ -323,3 +323,16 @@ async def test_peek_does_not_lease(broker: Broker, q: str) -> None:
     assert [p.receive_count for p in peeked] == [0, 0, 0]
     assert [p.id for p in await broker.peek(q, limit=1, after=ids[0])] == [ids[1]]
     assert len(await broker.receive(q)) == 3
+
+
+@pytest.mark.parametrize("after", ["½8﹙U\x11", "not-a-uuid", "", "0" * 31])
+async def test_peek_after_something_not_a_message_id_is_refused(broker: Broker, q: str,
+                                                                after: str) -> None:
+    await send(broker, q, "a")
+    with pytest.raises(InvalidInput, match="after must be a message id"):
+        await broker.peek(q, after=after)
+
+
+async def test_peek_after_an_upper_case_id_pages_the_same(broker: Broker, q: str) -> None:
+    ids = await send(broker, q, "a", "b")
+    assert [p.id for p in await broker.peek(q, after=ids[0].upper())] == [ids[1]]

@@ -445,6 +445,8 @@ class Broker:
         """Look at messages without leasing them, oldest first."""
         if not 1 <= limit <= 1000:
             raise InvalidInput("limit must be between 1 and 1000.", field="limit")
+        if after is not None:
+            after = v.check_message_id(after, "after")
         queue = await self.queue(queue_name, region)
         return await self.storage.message_peek(queue.id, limit, after, self.now())
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
@@ -45,6 +46,15 @@ MIN_RETENTION, MAX_RETENTION = 60, 1_209_600
 MIN_MESSAGE_BYTES, MAX_MESSAGE_BYTES = 1_024, 1_048_576
 MAX_RECEIVE_COUNT = 1000
 MAX_TAGS = 50
+
+
+def check_message_id(value: Any, field: str) -> str:
+    """A message id (a UUID) in its canonical form, or InvalidInput naming `field`."""
+    try:
+        return str(uuid.UUID(value))
+    except (ValueError, TypeError, AttributeError):
+        raise InvalidInput(f"{field} must be a message id (a UUID), not {str(value)[:80]!r}.",
+                           field=field) from None
 
 
 def check_queue_name(name: Any) -> str:
