@@ -19,6 +19,7 @@ from conveyor.storage.factory import storage_from_url
 from tests.conftest import OpenBroker
 
 DRIVERS = ["asyncpg", "psycopg-async", "psycopg-sync"]
+on_postgres = pytest.mark.parametrize("backend", ["postgres"], indirect=True)
 
 
 class AppConnection:
@@ -86,7 +87,7 @@ async def pg(postgres_url: str, open_broker: OpenBroker) -> tuple[str, Broker, B
     return postgres_url, producer, consumer
 
 
-@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+@on_postgres
 @pytest.mark.parametrize("kind", DRIVERS)
 async def test_messages_exist_only_once_the_transaction_commits(
         pg: tuple[str, Broker, Broker], kind: str) -> None:
@@ -103,7 +104,7 @@ async def test_messages_exist_only_once_the_transaction_commits(
     assert {m.body.text for m in got} == {"order 1", "order 1 again"}
 
 
-@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+@on_postgres
 @pytest.mark.parametrize("kind", DRIVERS)
 async def test_a_rolled_back_send_leaves_nothing_not_even_its_deduplication_id(
         pg: tuple[str, Broker, Broker], kind: str) -> None:
@@ -119,7 +120,7 @@ async def test_a_rolled_back_send_leaves_nothing_not_even_its_deduplication_id(
     assert [m.id for m in await consumer.receive("q", 10, wait_seconds=0)] == [again[0].id]
 
 
-@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+@on_postgres
 async def test_a_refused_send_leaves_the_transaction_usable(
         pg: tuple[str, Broker, Broker]) -> None:
     url, producer, consumer = pg
@@ -137,7 +138,7 @@ async def test_a_refused_send_leaves_the_transaction_usable(
         await check.close()
 
 
-@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+@on_postgres
 async def test_a_waiting_consumer_is_woken_by_the_commit(
         pg: tuple[str, Broker, Broker]) -> None:
     url, producer, consumer = pg
@@ -152,7 +153,7 @@ async def test_a_waiting_consumer_is_woken_by_the_commit(
     assert [m.body.text for m in got] == ["wake up"]
 
 
-@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+@on_postgres
 async def test_fifo_and_deduplicated_batches_in_a_transaction(
         pg: tuple[str, Broker, Broker]) -> None:
     url, producer, consumer = pg
@@ -170,7 +171,7 @@ async def test_fifo_and_deduplicated_batches_in_a_transaction(
     assert [m.body.text for m in got] == ["a", "b"]
 
 
-@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+@on_postgres
 async def test_anything_but_a_postgresql_connection_is_refused(
         pg: tuple[str, Broker, Broker]) -> None:
     _, producer, consumer = pg
@@ -187,7 +188,7 @@ async def test_sqlite_says_transactional_enqueue_needs_postgresql(broker: Broker
     assert (await broker.queue_stats("q")).visible == 0
 
 
-@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+@on_postgres
 async def test_sqlalchemy_connections_are_unwrapped(pg: tuple[str, Broker, Broker]) -> None:
     from sqlalchemy import create_engine, text
     from sqlalchemy.ext.asyncio import create_async_engine
