@@ -237,7 +237,7 @@ class App:
         `connection`: the application's PostgreSQL connection (asyncpg or psycopg 3, or
         SQLAlchemy's around one) inside a transaction: the jobs and their statuses are
         written there and exist only if it commits. Needs the App on a `postgresql://` URL
-        naming the same database.
+        naming the same database. Middleware's `after_enqueue` runs before that commit.
         """
         for middleware in self.middleware:
             for call in calls:
