@@ -8,7 +8,6 @@ methods and map `conveyor.errors` to their own codes.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import time
@@ -52,6 +51,7 @@ from conveyor.storage.base import (
     ReceiveParams,
     Storage,
 )
+from conveyor.tasks import stop_task
 
 log = logging.getLogger("conveyor.broker")
 
@@ -109,10 +109,7 @@ class Broker:
     async def close(self) -> None:
         """Stop background work and close the storage."""
         for task in self._background:
-            task.cancel()
-        for task in self._background:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await stop_task(task)
         self._background.clear()
         await self._watchers.close()
         await self.redrive.close()
@@ -313,17 +310,12 @@ class Broker:
             dedup_keys=dedup_ids if attrs.deduplication_scope == "queue" else [
                 None if d is None else f"{e.group_id}\x1f{d}"
                 for e, d in zip(entries, dedup_ids)])
-        if connection is None:
-            results = await self.storage.message_send_many(queue.id, batch, now, attrs.fifo)
-            if 0 in batch.delays_ms:
-                await self.signal(queue.id)
-        else:
-            storage = self.storage.bound(connection)
-            results = await storage.message_send_many(queue.id, batch, now, attrs.fifo)
-            if 0 in batch.delays_ms:
-                # NOTIFY inside the caller's transaction is delivered when it commits (and
-                # never if it rolls back); this process hears it on its LISTEN connection.
-                await storage.signal(queue.id)
+        storage = self.storage if connection is None else self.storage.bound(connection)
+        results = await storage.message_send_many(queue.id, batch, now, attrs.fifo)
+        if 0 in batch.delays_ms:
+            # In the caller's transaction the NOTIFY is delivered when it commits (never if
+            # it rolls back), and this process hears it on its LISTEN connection.
+            await (self.signal(queue.id) if connection is None else storage.signal(queue.id))
         if self.observers:
             self._observe("sent", queue, sum(not r.duplicate for r in results))
         return results

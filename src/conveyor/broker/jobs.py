@@ -155,11 +155,12 @@ class Jobs:
 
     async def status_set_many(self, items: Sequence[JobStatus], *,
                               connection: object = None) -> None:
-        """Record a batch of statuses (up to 1,000) in one write; all or none. A status
-        behind the recorded one (fewer attempts, or an earlier step of the same attempt:
-        queued, running, retrying, then an end) is ignored, except over a dead job; within
-        a batch the same rule holds in order. `updated_at` of the items is ignored. `connection`:
-        write in the application's transaction, as `Broker.send` does."""
+        """Record a batch of statuses (up to 1,000) in one write; all or none.
+
+        A status behind the recorded one (fewer attempts, or an earlier step of the same
+        attempt: queued, running, retrying, then an end) is ignored, except over a dead job;
+        within a batch the same rule holds in order. `updated_at` of the items is ignored.
+        `connection`: write in the application's transaction, as `Broker.send` does."""
         if len(items) > v.MAX_BATCH:
             raise TooManyEntries(f"A batch holds at most {v.MAX_BATCH} statuses, "
                                  f"not {len(items)}.")

@@ -3,7 +3,7 @@
 `bind(connection)` turns what an application holds into an `Executor`: the few calls the
 PostgreSQL storage makes (`fetch`, `fetchrow`, `execute`, `transaction`). Accepted:
 
-- an `asyncpg.Connection` (used as it is);
+- an `asyncpg.Connection` (with a savepoint of our own inside the caller's transaction);
 - a psycopg 3 `AsyncConnection` or `Connection` (statements run through a raw cursor, which
   takes the same `$1` placeholders; a sync connection's calls run in a thread);
 - a SQLAlchemy connection or DB-API adapter around one of these (its `driver_connection`).
@@ -106,7 +106,20 @@ class AsyncpgBound:
         await self._conn.execute("RELEASE SAVEPOINT conveyor_send")
 
 
-class PsycopgAsync:
+class _FirstRow:
+    """`fetchrow` as the first row of `fetch` (psycopg has no single-row call of its own)."""
+
+    async def fetch(self, sql: str, *args: Any) -> list[Any]:
+        """Rows as tuples."""
+        raise NotImplementedError
+
+    async def fetchrow(self, sql: str, *args: Any) -> Any:
+        """The first row, or None."""
+        found = await self.fetch(sql, *args)
+        return found[0] if found else None
+
+
+class PsycopgAsync(_FirstRow):
     """A psycopg `AsyncConnection`, through raw cursors (`$1` placeholders)."""
 
     def __init__(self, connection: Any) -> None:
@@ -119,11 +132,6 @@ class PsycopgAsync:
         async with psycopg.AsyncRawCursor(self._conn) as cur:
             await cur.execute(sql, args)
             return await cur.fetchall() if cur.description is not None else []
-
-    async def fetchrow(self, sql: str, *args: Any) -> Any:
-        """The first row, or None."""
-        found = await self.fetch(sql, *args)
-        return found[0] if found else None
 
     async def execute(self, sql: str, *args: Any) -> str:
         """The command tag."""
@@ -138,7 +146,7 @@ class PsycopgAsync:
         return self._conn.transaction()  # type: ignore[no-any-return]
 
 
-class PsycopgSync:
+class PsycopgSync(_FirstRow):
     """A psycopg `Connection`: each call in a thread, so the event loop never blocks."""
 
     def __init__(self, connection: Any) -> None:
@@ -155,11 +163,6 @@ class PsycopgSync:
     async def fetch(self, sql: str, *args: Any) -> list[Any]:
         """Rows as tuples."""
         return (await asyncio.to_thread(self._fetch, sql, args))[0]
-
-    async def fetchrow(self, sql: str, *args: Any) -> Any:
-        """The first row, or None."""
-        found = await self.fetch(sql, *args)
-        return found[0] if found else None
 
     async def execute(self, sql: str, *args: Any) -> str:
         """The command tag."""

@@ -80,7 +80,7 @@ WHERE (schedule, tick_at) IN (
     WHERE claimed_at < COALESCE($1::bigint, conveyor_now_ms()) - $2::bigint LIMIT $3);
 
 -- name: job_upsert_many
--- A batch as arrays, one row per id (the broker keeps the last of repeated ids).
+-- A batch as arrays, one row per id (of repeated ids the broker keeps the furthest along).
 -- A write behind the stored progress changes nothing (see broker.jobs.progress), unless
 -- the stored job is dead (a redrive starts it over) or its row has expired.
 INSERT INTO conveyor_jobs AS j (id, queue, task, status, attempts, error, result,
