@@ -5,7 +5,6 @@ and the pipelined SMTP client's STARTTLS and AUTH against aiosmtpd."""
 from __future__ import annotations
 
 import contextlib
-import datetime
 import ssl
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -16,10 +15,8 @@ import orjson
 from aiohttp import web
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from conveyor.notify import (
     Apprise,
@@ -36,6 +33,7 @@ from conveyor.notify.smtp_pipeline import PipelinedConnection, SmtpError
 from conveyor.notify.smtp_render import render_email
 from conveyor.notify.templates import Rendered
 from tests.notify.helpers import deliver_until, free_port
+from tests.support.tls import self_signed
 
 
 def test_dkim_signature_verifies() -> None:
@@ -149,27 +147,6 @@ async def test_apprise_json_url_into_an_http_sink(broker: Any) -> None:
 
 
 # STARTTLS and AUTH ----------------------------------------------------------------------
-def _certificate(folder: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    import ipaddress
-
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=1))
-            .not_valid_after(now + datetime.timedelta(hours=1))
-            .add_extension(x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-            .sign(key, hashes.SHA256()))
-    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_path, key_path
-
-
 def _authenticator(server: Any, session: Any, envelope: Any, mechanism: str,
                    auth_data: Any) -> AuthResult:
     ok = isinstance(auth_data, LoginPassword) and auth_data.login == b"ann" and \
@@ -193,7 +170,7 @@ def tls_smtp(sink: SmtpSink, cert: Path, key: Path) -> Iterator[int]:
 
 
 async def test_pipelined_client_starttls_and_auth(tmp_path: Path) -> None:
-    cert, key = _certificate(tmp_path)
+    cert, key = self_signed(tmp_path)
     trust = ssl.create_default_context(cafile=str(cert))
     sink = SmtpSink()
     with tls_smtp(sink, cert, key) as port:

@@ -4,8 +4,6 @@ self-signed certificate made here with `cryptography`, reached by httpx and boto
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import os
 import re
 import signal
@@ -20,13 +18,10 @@ import boto3
 import httpx
 import pytest
 from botocore.config import Config
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from tests.faults.load import Load, create_queue, drain, reconcile
 from tests.http.server import conveyor_command, start_server
+from tests.support.tls import self_signed
 
 
 @pytest.mark.timeout(60)
@@ -74,27 +69,6 @@ def test_sigterm_answers_long_polls_and_loses_nothing(tmp_path: Path) -> None:
     print("SIGTERM", f"stopped in {stopped:.2f} s", report, dict(ledger.errors))
     assert report.acknowledged_sends > 0
     report.check()
-
-
-def self_signed(directory: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([
-                x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_path, key_path
 
 
 # botocore's pooled client sockets may be collected during a later test; not a server leak
