@@ -13,7 +13,7 @@ from dataclasses import replace
 
 import conveyor
 from conveyor.cli import commands, demo, key_commands, notify, transfer, worker
-from conveyor.cli.api import ApiClient, ApiError
+from conveyor.client import Client
 from conveyor.config import (
     DEFAULT_URL,
     ClientConfig,
@@ -21,9 +21,9 @@ from conveyor.config import (
     client_from_env,
     from_env,
 )
-from conveyor.errors import ConveyorError
+from conveyor.errors import ConveyorError, InvalidInput
 
-ClientCommand = Callable[[argparse.Namespace, ApiClient], int]
+ClientCommand = Callable[[argparse.Namespace, Client], int]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -186,16 +186,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         client: ClientCommand | None = getattr(args, "client", None)
         if client is not None:
-            with ApiClient(_client_config(args)) as api:
+            config = _client_config(args)
+            with Client(config.url, timeout=config.timeout, api_key=config.api_key) as api:
                 return client(args, api)
         run: Callable[[argparse.Namespace], int] = args.run
         return run(args)
-    except ApiError as exc:
-        where = f" (entry {exc.index})" if exc.index is not None else ""
-        print(f"conveyor: error: {exc.message}{where} [{exc.code}]", file=sys.stderr)
-        return 1
     except ConveyorError as exc:
-        print(f"conveyor: error: {exc.message} [{exc.code}]", file=sys.stderr)
+        index = exc.index if isinstance(exc, InvalidInput) else None
+        where = f" (entry {index})" if index is not None else ""
+        print(f"conveyor: error: {exc.message}{where} [{exc.code}]", file=sys.stderr)
         return 1
     except OSError as exc:
         print(f"conveyor: error: {exc}", file=sys.stderr)
