@@ -42,6 +42,8 @@ def run(args: argparse.Namespace) -> int:
     """Run one worker here, or supervise a pool."""
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(process)d %(name)s: %(message)s")
+    # httpx logs every request at INFO: a worker on a server would log each long poll.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     flags = ["--batch-size", str(args.batch_size), "--shutdown-grace",
              str(args.shutdown_grace)]
     if args.queues:
