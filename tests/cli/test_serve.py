@@ -21,6 +21,23 @@ def test_migrate_creates_the_schema(tmp_path: Path) -> None:
     assert "conveyor_migrations" in tables
 
 
+def test_sqlite_urls_follow_sqlalchemy_and_say_which_file(tmp_path: Path) -> None:
+    """`sqlite:///x.db` is relative to the working directory, `sqlite:////abs/x.db` absolute
+    (three slashes once meant the root: a newcomer's example wrote /x.db)."""
+    work = tmp_path / "work"
+    work.mkdir()
+    relative = run_conveyor("migrate", "--database", "sqlite:///rel.db", cwd=work)
+    assert relative.returncode == 0, relative.stderr
+    assert (work / "rel.db").exists()
+    assert f"creating the SQLite database {work / 'rel.db'}" in relative.stderr
+    again = run_conveyor("migrate", "--database", "sqlite:///rel.db", cwd=work)
+    assert f"using the SQLite database {work / 'rel.db'}" in again.stderr
+    absolute = tmp_path / "abs.db"
+    assert str(absolute).startswith("/")
+    made = run_conveyor("migrate", "--database", f"sqlite:///{absolute}", cwd=work)
+    assert made.returncode == 0 and absolute.exists(), made.stderr
+
+
 def test_serve_without_database_uses_the_embedded_file(tmp_path: Path) -> None:
     data_home = tmp_path / "data"
     env = {"XDG_DATA_HOME": str(data_home), "HOME": str(tmp_path)}

@@ -6,7 +6,6 @@ Flags override `CONVEYOR_*` variables, which override the defaults (`conveyor.co
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -170,7 +169,7 @@ def _migrate(args: argparse.Namespace) -> int:
     from conveyor.cli.serve import database_url, migrate
 
     url = database_url(replace(from_env(), database_url=args.database or None))
-    applied, known = asyncio.run(migrate(url))
+    applied, known = migrate(url)
     print(f"schema at version {applied} of {known}")
     return 0
 

@@ -19,6 +19,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -52,13 +53,8 @@ def sqs_app_factory() -> SqsFactory | None:
 
 
 def database_url(config: Config) -> str:
-    """The configured database, or the embedded SQLite file (saying where it is)."""
-    if config.database_url:
-        return config.database_url
-    path = default_sqlite_path()
-    state = "using" if path.exists() else "creating"
-    say(f"{state} the embedded SQLite database {path}")
-    return default_database_url()
+    """The configured database, or the embedded SQLite file."""
+    return config.database_url or default_database_url()
 
 
 def say(text: str) -> None:
@@ -95,7 +91,7 @@ def run_serve(config: Config) -> int:
         say(f"raised the open-files limit from {soft:,} to {raised:,}")
     config = replace(config, database_url=database_url(config))
     assert config.database_url is not None
-    asyncio.run(migrate(config.database_url))  # once, before the workers share the schema
+    migrate(config.database_url)  # once, before the workers share the schema
     from conveyor.cli.key_commands import warn_if_open  # API keys (trust)
 
     warn_if_open(config.database_url, config.server.host)
@@ -122,14 +118,26 @@ def run_serve(config: Config) -> int:
     return _supervise(config, sockets)
 
 
-async def migrate(url: str) -> tuple[int, int]:
-    """Open the database (which applies pending migrations); (applied, known) versions."""
+def migrate(url: str) -> tuple[int, int]:
+    """Open the database (which applies pending migrations), saying which SQLite file it
+    is; (applied, known) versions."""
     storage = storage_from_url(url)
-    await storage.open()
-    try:
-        return await storage.schema_version()
-    finally:
-        await storage.close()
+    path = getattr(storage, "path", None)  # an SQLite file: a relative URL hides where
+    if path is not None:
+        where = Path(path).resolve()
+        state = "using" if where.exists() else "creating"
+        kind = "the embedded SQLite database" if where == default_sqlite_path().resolve() \
+            else "the SQLite database"
+        say(f"{state} {kind} {where}")
+
+    async def run() -> tuple[int, int]:
+        await storage.open()
+        try:
+            return await storage.schema_version()
+        finally:
+            await storage.close()
+
+    return asyncio.run(run())
 
 
 # one worker process ------------------------------------------------------------------
