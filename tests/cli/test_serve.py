@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import socket
 import sqlite3
 from pathlib import Path
 
@@ -38,6 +40,17 @@ def test_sqlite_urls_follow_sqlalchemy_and_say_which_file(tmp_path: Path) -> Non
     assert made.returncode == 0 and absolute.exists(), made.stderr
 
 
+def test_a_port_clash_names_the_port(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_conveyor("serve", "--port", str(port), "--no-sqs", "--database",
+                              f"sqlite:///{tmp_path}/clash.db")
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr and "--port" in result.stderr
+
+
 def test_serve_without_database_uses_the_embedded_file(tmp_path: Path) -> None:
     data_home = tmp_path / "data"
     env = {"XDG_DATA_HOME": str(data_home), "HOME": str(tmp_path)}
@@ -61,6 +74,10 @@ def test_environment_configures_serve(tmp_path: Path) -> None:
         queue = httpx.post(f"{server.url}/v1/queues", json={"name": "regional"}).json()
         assert queue["region"] == "eu-west-1"
         assert "SQS endpoint" not in server.logs()
+        for name, path in (("dashboard", "/"), ("API docs", "/api-docs"),
+                           ("metrics", "/metrics")):  # the banner's links all answer
+            assert re.search(rf"{name} +{re.escape(server.url + path)}\n", server.logs())
+            assert httpx.get(server.url + path).status_code == 200
     finally:
         assert server.stop() == 0, server.logs()
     assert database.exists()

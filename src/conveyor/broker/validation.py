@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 import uuid
 from collections.abc import Mapping
@@ -163,7 +164,8 @@ def parse_queue_attributes(name: str, given: Mapping[str, Any],
         elif key == "fifo_throughput_limit":
             changes[key] = _one_of(key, value, ("perQueue", "perMessageGroupId"))
         else:
-            raise InvalidAttribute(f"Unknown queue attribute {key!r}.", field=str(key)[:100])
+            raise InvalidAttribute(f"Unknown queue attribute {str(key)[:100]!r}"
+                                   f"{_nearest_attribute(key)}.", field=str(key)[:100])
     attrs = replace(attrs, **changes)
     if (attrs.max_receive_count is None) != (attrs.dead_letter_queue is None):
         raise InvalidAttribute(
@@ -179,6 +181,21 @@ def parse_queue_attributes(name: str, given: Mapping[str, Any],
         if key in given and not attrs.fifo:
             raise InvalidAttribute(f"{key} is for FIFO queues.", field=key)
     return attrs
+
+
+def _nearest_attribute(key: Any) -> str:
+    """'; did you mean ...?' naming the valid attribute closest to an unknown one (another
+    spelling of it, like SQS's `VisibilityTimeout`, or a near miss), or nothing."""
+    def squash(name: str) -> str:
+        return name.replace("_", "").replace("-", "").lower()
+
+    names = {squash(name): name for name in QueueAttributes.__dataclass_fields__}
+    if not isinstance(key, str):
+        return ""
+    found = names.get(squash(key)) or next(
+        (names[n] for n in difflib.get_close_matches(squash(key), names, n=1, cutoff=0.6)),
+        None)
+    return f"; did you mean {found!r}?" if found else ""
 
 
 def _one_of(name: str, value: Any, allowed: tuple[str, ...]) -> str:

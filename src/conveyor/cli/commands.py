@@ -15,10 +15,18 @@ from typing import Any
 
 import orjson
 
+from conveyor.broker import validation as v
 from conveyor.client import Client
 from conveyor.http import wire
 from conveyor.jobs import JOB_STATUSES
-from conveyor.models import Body, MessageAttribute, Queue, QueueStats, SendEntry
+from conveyor.models import (
+    Body,
+    MessageAttribute,
+    Queue,
+    QueueAttributes,
+    QueueStats,
+    SendEntry,
+)
 
 
 def _json_line(value: Any) -> None:
@@ -49,9 +57,62 @@ def parse_attr(text: str) -> tuple[str, Any]:
 
 
 # queues -----------------------------------------------------------------------------
+def _attribute_help() -> dict[str, str]:
+    d = QueueAttributes()
+    return {
+        "visibility_timeout": f"seconds a received message stays leased (0-{v.MAX_VISIBILITY}"
+                              f", default {d.visibility_timeout})",
+        "delay_seconds": f"seconds before a new message is visible (0-{v.MAX_DELAY_SQS})",
+        "receive_wait_seconds": f"default long-poll wait of a receive (0-{v.MAX_WAIT})",
+        "retention_seconds": f"seconds a message is kept ({v.MIN_RETENTION}-"
+                             f"{v.MAX_RETENTION}, default {d.retention_seconds})",
+        "max_message_bytes": f"largest body ({v.MIN_MESSAGE_BYTES}-{v.MAX_MESSAGE_BYTES})",
+        "max_receive_count": f"receives before dead-lettering (1-{v.MAX_RECEIVE_COUNT}; "
+                             "with dead_letter_queue)",
+        "dead_letter_queue": "the queue poison messages go to (with max_receive_count)",
+        "paused": "true: sends are kept, nothing is delivered",
+        "fifo": "true for a FIFO queue (its name ends in .fifo)",
+        "content_based_deduplication": "FIFO: the body's SHA-256 is the deduplication id",
+        "durability": "logged (default), or unlogged: PostgreSQL only, faster, lost on a crash",
+        "tags": 'a JSON object of strings, e.g. tags=\'{"team": "shop"}\'',
+        "redrive_allow_policy": "SQS's RedriveAllowPolicy JSON, kept for the SQS endpoint",
+        "deduplication_scope": "FIFO: queue or messageGroup",
+        "fifo_throughput_limit": "FIFO: perQueue or perMessageGroupId",
+    }
+
+
+def attributes_epilog() -> str:
+    """`queue create --help`'s list of attributes."""
+    lines = [f"  {name:<28} {text}" for name, text in _attribute_help().items()]
+    return ("queue attributes (--attr NAME=VALUE; values are read as JSON when they are "
+            "JSON):\n" + "\n".join(lines) + "\n\nSQS spellings work too: VisibilityTimeout, "
+            "MessageRetentionPeriod, maxReceiveCount,\ndeadLetterTargetArn (an ARN or a name), "
+            "RedrivePolicy='{...}', FifoQueue, ...")
+
+
+def native_attributes(pairs: Sequence[tuple[str, Any]]) -> dict[str, Any]:
+    """`--attr` pairs with SQS spellings (`VisibilityTimeout`, `maxReceiveCount`,
+    `RedrivePolicy`...) turned into conveyor's names; other names pass as they are."""
+    from conveyor.sqs.attributes import SETTABLE
+
+    out: dict[str, Any] = {}
+    for name, value in pairs:
+        if name in SETTABLE:
+            out[SETTABLE[name]] = value
+        elif name == "maxReceiveCount":
+            out["max_receive_count"] = value
+        elif name == "deadLetterTargetArn":  # an ARN ends with the queue's name
+            out["dead_letter_queue"] = str(value).rsplit(":", 1)[-1]
+        elif name == "RedrivePolicy" and isinstance(value, Mapping):
+            out.update(native_attributes(list(value.items())))
+        else:
+            out[name] = value
+    return out
+
+
 def queue_create(args: argparse.Namespace, client: Client) -> int:
     """Create a queue with optional attributes."""
-    queue, created = client.create_queue(args.name, dict(args.attr or []))
+    queue, created = client.create_queue(args.name, native_attributes(args.attr or []))
     if _wants_json(args):
         stats = QueueStats() if created else client.queue_stats(queue.name)
         _json_line(wire.queue_json(queue, stats))
@@ -162,10 +223,18 @@ def send(args: argparse.Namespace, client: Client) -> int:
 
 
 def receive(args: argparse.Namespace, client: Client) -> int:
-    """Receive messages and print each as a JSON line; --delete acknowledges them."""
+    """Receive messages and print each as a JSON line (or, with `-o table`, a table for
+    people); --delete acknowledges them."""
     messages = client.receive(args.queue, args.max, args.visibility, args.wait)
-    for message in wire.received_json(messages)["messages"]:
-        _json_line(message)
+    if _wants_json(args):
+        for message in wire.received_json(messages)["messages"]:
+            _json_line(message)
+    elif not messages:
+        print("no messages", file=sys.stderr)
+    else:
+        _table([(m.id, m.receive_count, _when(m.sent_at), _when(m.lease_until),
+                 _clip(m.body.text)) for m in messages],
+               ("ID", "RECEIVES", "SENT (UTC)", "LEASED UNTIL (UTC)", "BODY"))
     if args.delete and messages:
         results = client.delete(args.queue, [m.receipt_handle for m in messages])
         failed = [r for r in results if r.status != "ok"]
@@ -174,6 +243,17 @@ def receive(args: argparse.Namespace, client: Client) -> int:
         if failed:
             return 1
     return 0
+
+
+def _when(ms: int | None) -> str | None:
+    if ms is None:
+        return None
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ms / 1000)) + f".{ms % 1000:03d}"
+
+
+def _clip(text: str, width: int = 60) -> str:
+    flat = text.replace("\n", "\\n")
+    return flat if len(flat) <= width else flat[:width - 1] + "…"
 
 
 def redrive(args: argparse.Namespace, client: Client) -> int:

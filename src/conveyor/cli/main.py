@@ -70,15 +70,25 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     serve.set_defaults(run=_serve)
 
 
-def _client_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _common_options(output: str) -> argparse.ArgumentParser:
+    # A parent's actions are shared by every parser made from it, so a command with another
+    # default output (receive: JSON lines, which scripts read) needs a parent of its own.
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--url", help=f"server URL (default {DEFAULT_URL}; CONVEYOR_URL)")
-    common.add_argument("-o", "--output", choices=("table", "json"), default="table",
-                        help="tables and sentences for people, or JSON lines")
+    common.add_argument("-o", "--output", choices=("table", "json"), default=output,
+                        help=f"tables and sentences for people, or JSON lines (default "
+                             f"{output})")
+    return common
+
+
+def _client_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    common = _common_options("table")
 
     queue = sub.add_parser("queue", help="create, list, inspect and manage queues")
     queue_sub = queue.add_subparsers(dest="action", required=True, metavar="ACTION")
-    create = queue_sub.add_parser("create", parents=[common], help="create a queue")
+    create = queue_sub.add_parser("create", parents=[common], help="create a queue",
+                                  epilog=commands.attributes_epilog(),
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     create.add_argument("name")
     create.add_argument("--attr", action="append", type=commands.parse_attr,
                         metavar="NAME=VALUE", help="a queue attribute (repeatable)")
@@ -108,8 +118,8 @@ def _client_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                       metavar="NAME=VALUE", help="a message attribute (repeatable)")
     send.set_defaults(client=commands.send)
 
-    receive = sub.add_parser("receive", parents=[common],
-                             help="receive messages (JSON lines)")
+    receive = sub.add_parser("receive", parents=[_common_options("json")],
+                             help="receive messages (JSON lines; -o table for people)")
     receive.add_argument("queue")
     receive.add_argument("--max", type=int, default=10, metavar="N")
     receive.add_argument("--wait", type=int, metavar="SECONDS", help="long-poll up to 20 s")

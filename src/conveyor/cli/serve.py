@@ -62,16 +62,18 @@ def say(text: str) -> None:
     print(f"conveyor: {text}", file=sys.stderr, flush=True)
 
 
-def bind(host: str, port: int) -> socket.socket:
-    """A listening TCP socket (port 0 picks a free one)."""
+def bind(host: str, port: int, flag: str = "--port") -> socket.socket:
+    """A listening TCP socket (port 0 picks a free one); an error names the address and the
+    `flag` that changes it."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
-    except OSError:
+    except OSError as exc:
         sock.close()
-        raise
+        raise OSError(exc.errno, f"cannot listen on {host}:{port}: {exc.strerror} (another "
+                                 f"server there? choose another with {flag})") from exc
     if family in (socket.AF_INET, socket.AF_INET6):  # accepted sockets inherit it on Linux
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.listen(2048)
@@ -102,9 +104,15 @@ def run_serve(config: Config) -> int:
         parse_credentials(config.sqs.credentials)  # a malformed pair fails here, at once
     sockets = [bind(config.server.host, config.server.port)]
     if sqs_factory is not None:
-        sockets.append(bind(config.server.host, config.sqs.port))
+        sockets.append(bind(config.server.host, config.sqs.port, "--sqs-port or --no-sqs"))
     scheme = "https" if config.server.tls_cert else "http"
-    say(f"HTTP API on {_url(sockets[0], scheme)} (docs at {_url(sockets[0], scheme)}/api-docs)")
+    api = _url(sockets[0], scheme)
+    say(f"HTTP API on {api} (the native JSON API; its WebSocket stream at "
+        f"{'wss' if scheme == 'https' else 'ws'}{api.removeprefix(scheme)}"
+        "/v1/queues/QUEUE/stream)")
+    say(f"  dashboard  {api}/")
+    say(f"  API docs   {api}/api-docs")
+    say(f"  metrics    {api}/metrics")
     if sqs_factory is not None:
         say(f"SQS endpoint on {_url(sockets[1], scheme)}")
         if not config.sqs.credentials and not is_loopback(config.server.host):
