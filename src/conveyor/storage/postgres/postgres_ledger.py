@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from conveyor.ledger import Delivery, DeliveryUpdate, NewDelivery, Suppression
-from conveyor.storage.postgres.base import PostgresBase, translated
+from conveyor.storage.base import DeliveryPutParams
+from conveyor.storage.postgres.postgres_base import PostgresBase, translated
 from conveyor.storage.sql import load_queries
 
 Q = load_queries("conveyor.storage.postgres", "ledger.sql")
@@ -15,13 +16,13 @@ Q = load_queries("conveyor.storage.postgres", "ledger.sql")
 class PostgresLedger(PostgresBase):
     """Delivery rows and suppressions in PostgreSQL."""
 
-    async def delivery_put_many(self, rows: Sequence[NewDelivery], status: str, keep_ms: int,
-                                now: int | None) -> list[bool]:
+    async def delivery_put_many(self, params: DeliveryPutParams) -> list[bool]:
         """Insert new rows; existing ids are left as they are."""
+        rows = params.rows
         with translated():
             found = await self.pool.fetch(Q["delivery_put_many"], [r[0] for r in rows],
-                                          [r[1] for r in rows], [r[2] for r in rows], status,
-                                          keep_ms, now)
+                                          [r[1] for r in rows], [r[2] for r in rows],
+                                          params.status, params.keep_ms, params.now)
         inserted = {r[0] for r in found}
         new: list[bool] = []
         for r in rows:
