@@ -17,10 +17,11 @@ from typing import Any
 from conveyor.broker import validation as v
 from conveyor.broker.delivery_ledger import Ledger
 from conveyor.broker.job_system import Jobs, Limits
-from conveyor.broker.quotas import MAX_IN_FLIGHT, MAX_LONG_POLLS, Quotas
+from conveyor.broker.quotas import Quotas
 from conveyor.broker.redrive import Redrive
 from conveyor.broker.wakeup import Throttle, Wakeups, Watchers
 from conveyor.clock import Clock, system_clock
+from conveyor.config import MAX_IN_FLIGHT, MAX_LONG_POLLS
 from conveyor.errors import (
     InvalidAttribute,
     InvalidInput,
