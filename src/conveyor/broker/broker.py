@@ -8,7 +8,6 @@ methods and map `conveyor.errors` to their own codes.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -303,7 +302,7 @@ class Broker:
         await self.quotas.check_send(queue, len(entries), self.now())
         now = self.now()
         default_delay = attrs.delay_seconds * 1000
-        dedup_ids = [_dedup_id(e, attrs) for e in entries]
+        dedup_ids = [v.dedup_id(e, attrs) for e in entries]
         batch = NewMessages(
             ids=new_message_ids(len(entries), now),
             bodies=[e.body.text for e in entries],
@@ -488,14 +487,6 @@ class Broker:
                 await self.sweep()
             except Exception:  # the sweeper must outlive a database hiccup
                 log.exception("retention sweep failed")
-
-
-def _dedup_id(entry: SendEntry, attrs: QueueAttributes) -> str | None:
-    """The entry's deduplication id; on FIFO queues with content-based deduplication and
-    none given, the SHA-256 of the body (as SQS does)."""
-    if entry.deduplication_id is not None or not attrs.content_based_deduplication:
-        return entry.deduplication_id
-    return hashlib.sha256(entry.body.text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 _STALE = "The receipt handle is stale: the message was received again or is gone."
