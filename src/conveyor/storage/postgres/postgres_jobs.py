@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import orjson
-
 from conveyor.jobs import JobStatus
 from conveyor.storage.base import (
     JobRow,
@@ -20,6 +18,7 @@ from conveyor.storage.base import (
     SlotRenewParams,
 )
 from conveyor.storage.postgres.postgres_base import PostgresBase
+from conveyor.storage.rows import job_status_from_row
 from conveyor.storage.sql import load_queries
 
 Q = load_queries("conveyor.storage.postgres", "jobs.sql")
@@ -85,11 +84,7 @@ class PostgresJobs(PostgresBase):
     async def job_get(self, job_id: str, now: int | None) -> JobStatus | None:
         """One unexpired status."""
         row = await self._fetchrow(Q["job_get"], job_id, now)
-        if row is None:
-            return None
-        return JobStatus(row[0], row[1], row[2], row[3], int(row[4]), row[5],
-                         None if row[6] is None else orjson.loads(row[6]), int(row[7]),
-                         int(row[8]))
+        return job_status_from_row(row) if row else None
 
     async def job_counts(self, queue: str | None, now: int | None) -> dict[str, int]:
         """Unexpired statuses by status."""

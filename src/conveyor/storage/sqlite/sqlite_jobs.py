@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from typing import Any, TypeVar
-
-import orjson
 
 from conveyor.jobs import JobStatus
 from conveyor.storage.base import (
@@ -23,10 +20,10 @@ from conveyor.storage.base import (
     SlotRenewParams,
 )
 from conveyor.storage.limits import gcra, slots_granted
+from conveyor.storage.rows import job_status_from_row
 from conveyor.storage.sql import load_queries
 from conveyor.storage.sqlite.sqlite_base import SqliteBase
 
-T = TypeVar("T")
 Q = load_queries("conveyor.storage.sqlite", "jobs.sql")
 
 class SqliteJobs(SqliteBase):
@@ -153,7 +150,7 @@ class SqliteJobs(SqliteBase):
 
         def run(db: sqlite3.Connection) -> JobStatus | None:
             row = db.execute(Q["job_get"], params).fetchone()
-            return _status(row) if row else None
+            return job_status_from_row(row) if row else None
         return await self._run(run)
 
     async def job_counts(self, queue: str | None, now: int | None) -> dict[str, int]:
@@ -171,9 +168,3 @@ class SqliteJobs(SqliteBase):
                 return db.execute(Q["job_expire"], params).rowcount
         return await self._run(run)
 
-
-def _status(row: Any) -> JobStatus:
-    job_id, status, queue, task, attempts, error, result, keep, updated_at = row
-    return JobStatus(job_id, status, queue, task, int(attempts), error,
-                     None if result is None else orjson.loads(result), int(keep),
-                     int(updated_at))

@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from typing import Any, TypeVar
 
 import orjson
 
 from conveyor.ledger import Delivery, DeliveryUpdate, NewDelivery, Suppression
 from conveyor.storage.base import DeliveryPutParams
+from conveyor.storage.rows import counts_by_channel, delivery_from_row
 from conveyor.storage.sql import load_queries
 from conveyor.storage.sqlite.sqlite_base import SqliteBase
 
-T = TypeVar("T")
 Q = load_queries("conveyor.storage.sqlite", "ledger.sql")
 
 
@@ -74,7 +73,7 @@ class SqliteLedger(SqliteBase):
 
         def run(db: sqlite3.Connection) -> Delivery | None:
             row = db.execute(Q["delivery_get"], params).fetchone()
-            return _delivery(row) if row else None
+            return delivery_from_row(row) if row else None
         return await self._run(run)
 
     async def delivery_counts(self, channel: str | None, now: int | None
@@ -82,12 +81,8 @@ class SqliteLedger(SqliteBase):
         """Unexpired rows by channel and status."""
         params = {"channel": channel, "now": self._now(now)}
 
-        def run(db: sqlite3.Connection) -> dict[str, dict[str, int]]:
-            counts: dict[str, dict[str, int]] = {}
-            for ch, status, n in db.execute(Q["delivery_counts"], params):
-                counts.setdefault(str(ch), {})[str(status)] = int(n)
-            return counts
-        return await self._run(run)
+        return await self._run(
+            lambda db: counts_by_channel(db.execute(Q["delivery_counts"], params)))
 
     async def delivery_expire(self, now: int | None, limit: int) -> int:
         """Delete expired rows."""
@@ -132,8 +127,3 @@ class SqliteLedger(SqliteBase):
             Suppression(str(c), str(a), str(r), int(t))
             for c, a, r, t in db.execute(Q["suppression_list"], params)])
 
-
-def _delivery(row: Any) -> Delivery:
-    did, channel, recipient, status, attempts, error, provider_id, updated, expires = row
-    return Delivery(did, channel, recipient, status, int(attempts), error, provider_id,
-                    int(updated), int(expires))

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Sequence
 from itertools import repeat
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from conveyor import fifo
 from conveyor.errors import StorageError
@@ -42,7 +42,7 @@ from conveyor.storage.base import (
     ReceiveParams,
     SignalCallback,
 )
-from conveyor.storage.sql import load_migrations, load_queries
+from conveyor.storage.sql import load_queries
 from conveyor.storage.sqlite.sqlite_base import SqliteBase
 from conveyor.storage.sqlite.sqlite_jobs import SqliteJobs
 from conveyor.storage.sqlite.sqlite_keys import SqliteKeys
@@ -50,10 +50,7 @@ from conveyor.storage.sqlite.sqlite_ledger import SqliteLedger
 from conveyor.tasks import stop_task
 
 log = logging.getLogger("conveyor.storage.sqlite")
-T = TypeVar("T")
 Q = load_queries("conveyor.storage.sqlite")
-MIGRATIONS = load_migrations("conveyor.storage.sqlite")
-_SYNCHRONOUS = ("off", "normal", "full", "extra")
 
 
 def _blob(message_id: str) -> bytes:
