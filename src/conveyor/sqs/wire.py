@@ -232,7 +232,8 @@ def render_error(protocol: Protocol, error: SqsError, request_id: str) -> WireRe
     kind = error.kind
     fault = "Sender" if kind.sender else "Receiver"
     # A message may quote input that was not UTF-8 (lone surrogates): never fail on it.
-    message = error.message.encode("utf-8", "replace").decode("utf-8")
+    text = error.message if protocol == "json" else error.query_message
+    message = text.encode("utf-8", "replace").decode("utf-8")
     if protocol == "json":
         body = orjson.dumps({"__type": f"com.amazonaws.sqs#{kind.shape}",
                              "message": message})

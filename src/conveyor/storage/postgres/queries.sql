@@ -236,7 +236,7 @@ FROM batch WHERE m.id = batch.id;
 -- name: message_count_movable
 SELECT count(*) FROM conveyor_messages m
 WHERE m.queue_id = $1 AND m.visible_at <= COALESCE($2::bigint, conveyor_now_ms())
-  AND m.source_queue_id IN (SELECT id FROM conveyor_queues);
+  AND ($3::bigint IS NOT NULL OR m.source_queue_id IN (SELECT id FROM conveyor_queues));
 
 -- name: message_expire
 DELETE FROM conveyor_messages WHERE id IN (

@@ -312,10 +312,11 @@ class PostgresStorage(PostgresJobs, PostgresLedger, PostgresKeys, PostgresBase):
         sql = (await self._q(from_queue_id))["message_move"]
         return await self._execute(sql, from_queue_id, to_queue_id, limit, now)
 
-    async def message_count_movable(self, from_queue_id: int, now: int | None) -> int:
-        """How many rows `message_move` would move back to their sources."""
+    async def message_count_movable(self, from_queue_id: int, now: int | None,
+                                    to_queue_id: int | None = None) -> int:
+        """How many rows `message_move` would move (back to their sources, or all)."""
         found = await self._fetchrow((await self._q(from_queue_id))["message_count_movable"],
-                                     from_queue_id, now)
+                                     from_queue_id, now, to_queue_id)
         return int(found[0]) if found else 0
 
     async def message_expire(self, queue_id: int, before_id: str, limit: int) -> int:

@@ -326,9 +326,10 @@ class SqliteStorage(SqliteJobs, SqliteLedger, SqliteKeys, SqliteBase):
                 return db.execute(Q["message_move"], params).rowcount
         return await self._run(run)
 
-    async def message_count_movable(self, from_queue_id: int, now: int | None) -> int:
+    async def message_count_movable(self, from_queue_id: int, now: int | None,
+                                    to_queue_id: int | None = None) -> int:
         """How many rows `message_move` would move."""
-        params = {"source_id": from_queue_id, "dest_id": None, "now": self._now(now)}
+        params = {"source_id": from_queue_id, "dest_id": to_queue_id, "now": self._now(now)}
         return await self._run(
             lambda db: int(db.execute(Q["message_count_movable"], params).fetchone()[0]))
 
