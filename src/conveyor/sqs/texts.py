@@ -191,7 +191,6 @@ TEXTS: dict[str, Text] = {
                                         "Queue."),
     "task_running": Text(_P, "There is already a task running. Only one active task is "
                              "allowed for a source queue arn at a given time."),
-    "task_handle": Text(_P, "Value for parameter TaskHandle is invalid."),
     "task_missing": Text(RESOURCE_NOT_FOUND, "Task does not exist."),
     "task_not_running": Text(_P, "Only active tasks can be cancelled."),
 }
