@@ -248,6 +248,10 @@ class Storage(JobsStorage, LedgerStorage, Protocol):
     async def message_delete_many(self, queue_id: int, leases: Sequence[Lease]) -> set[Lease]:
         """Delete messages whose lease is current; returns the leases that matched."""
 
+    async def message_delete_leased(self, queue_id: int, message_id: str,
+                                    now: int | None) -> bool:
+        """Delete a message by id while it is leased (whichever lease); True if deleted."""
+
     async def message_change_visibility_many(self, queue_id: int,
                                              changes: Sequence[tuple[Lease, int]],
                                              now: int | None) -> set[Lease]:

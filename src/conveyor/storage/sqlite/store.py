@@ -273,6 +273,16 @@ class SqliteStorage(SqliteJobs, SqliteLedger, SqliteKeys, SqliteBase):
             return deleted
         return await self._run(run)
 
+    async def message_delete_leased(self, queue_id: int, message_id: str,
+                                    now: int | None) -> bool:
+        """Delete a leased row by id."""
+        params = (_blob(message_id), queue_id, self._now(now))
+
+        def run(db: sqlite3.Connection) -> bool:
+            with self._write(db):
+                return db.execute(Q["message_delete_leased"], params).rowcount > 0
+        return await self._run(run)
+
     async def message_change_visibility_many(self, queue_id: int,
                                              changes: Sequence[tuple[Lease, int]],
                                              now: int | None) -> set[Lease]:
