@@ -11,6 +11,7 @@ import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
+from conveyor.broker.validation import MAX_DELAY_SQS, MAX_VISIBILITY, MAX_WAIT
 from conveyor.errors import InvalidInput
 from conveyor.models import (
     Body,
@@ -33,9 +34,6 @@ T = TypeVar("T")
 
 MAX_BATCH = 10
 MAX_BATCH_BYTES = 1_048_576
-MAX_DELAY = 900
-MAX_VISIBILITY = 43_200
-MAX_WAIT = 20
 _ENTRY_ID = re.compile(r"[A-Za-z0-9_-]{1,80}")
 _TOKEN = re.compile(r"[\x21-\x7e]{1,128}")  # group, deduplication and attempt ids
 # SQS's allowed characters: #x9 #xA #xD #x20-#xD7FF #xE000-#xFFFD #x10000-#x10FFFF.
@@ -53,7 +51,7 @@ class _Outgoing:
         if _FORBIDDEN.search(body):
             raise fail("message_contents")
         attrs = queue.attributes
-        delay = p.integer("DelaySeconds", 0, MAX_DELAY, "delay_seconds")
+        delay = p.integer("DelaySeconds", 0, MAX_DELAY_SQS, "delay_seconds")
         attributes = qa.parse_message_attributes(p.map("MessageAttributes"))
         system = qa.parse_system_attributes(p.map("MessageSystemAttributes"))
         group, dedup = p.text("MessageGroupId"), p.text("MessageDeduplicationId")
