@@ -75,6 +75,9 @@ class SqsConfig:
     port: int = DEFAULT_SQS_PORT
     account_id: str = DEFAULT_ACCOUNT_ID
     credentials: str = ""  # trust: "AKID:SECRET,..." checked by SigV4; "" = none
+    # AWS refuses a second PurgeQueue of a queue, and re-creating a deleted queue's name,
+    # for 60 seconds; relaxed lifts both waits (for test suites that reuse names at once).
+    relaxed: bool = False
 
     def __post_init__(self) -> None:
         _check_port("sqs_port", self.port)
@@ -116,7 +119,7 @@ def from_env(environ: Mapping[str, str] | None = None) -> Config:
     CONVEYOR_MAX_REQUEST_BYTES, CONVEYOR_SQS_PORT, CONVEYOR_SQS_ACCOUNT_ID, CONVEYOR_NO_SQS,
     CONVEYOR_LOG_FORMAT (text or json), CONVEYOR_TLS_CERT, CONVEYOR_TLS_KEY,
     CONVEYOR_MAX_IN_FLIGHT, CONVEYOR_MAX_DEPTH (0: none), CONVEYOR_MAX_LONG_POLLS,
-    CONVEYOR_SQS_CREDENTIALS.
+    CONVEYOR_SQS_CREDENTIALS, CONVEYOR_SQS_RELAXED.
     """
     env = os.environ if environ is None else environ
     server = ServerConfig(
@@ -135,6 +138,7 @@ def from_env(environ: Mapping[str, str] | None = None) -> Config:
         port=_int(env, "CONVEYOR_SQS_PORT", DEFAULT_SQS_PORT),
         account_id=env.get("CONVEYOR_SQS_ACCOUNT_ID") or DEFAULT_ACCOUNT_ID,
         credentials=env.get("CONVEYOR_SQS_CREDENTIALS") or "",
+        relaxed=_bool(env, "CONVEYOR_SQS_RELAXED"),
     )
     return Config(
         database_url=env.get("CONVEYOR_DATABASE_URL") or None,

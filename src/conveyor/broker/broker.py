@@ -399,6 +399,17 @@ class Broker:
             self._observe("deleted", queue, len(deleted))
         return [_lease_result(r, h, deleted) for r, h in zip(results, receipt_handles)]
 
+    async def delete_leased(self, queue_name: str, message_id: str,
+                            region: str | None = None) -> bool:
+        """Delete a message by its id while a lease on it holds (whoever holds it); False
+        when it is unknown, gone or visible again. The WQ API's acknowledgement."""
+        message_id = v.check_message_id(message_id, "message_id")
+        queue = await self.queue(queue_name, region)
+        deleted = await self.storage.message_delete_leased(queue.id, message_id, self.now())
+        if deleted and self.observers:
+            self._observe("deleted", queue, 1)
+        return deleted
+
     async def change_visibility(self, queue_name: str, entries: Sequence[VisibilityEntry],
                                 region: str | None = None) -> list[EntryResult]:
         """Extend leases, or release them with a timeout of 0 (a nack)."""

@@ -56,7 +56,8 @@ class Redrive:
         for task in await broker.storage.move_task_list(source.id):
             if task.status == "running":
                 raise Conflict(f"A move task is already running on {queue_name!r}.")
-        to_move = await broker.storage.message_count_movable(source.id, broker.now())
+        to_move = await broker.storage.message_count_movable(source.id, broker.now(),
+                                                             dest.id if dest else None)
         task = MoveTask(
             id=str(uuid.uuid4()), source_queue=source.name,
             destination_queue=dest.name if dest else None, status="running", moved=0,

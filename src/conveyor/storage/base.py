@@ -138,6 +138,10 @@ class MessageStorage(Protocol):
     async def message_delete_many(self, queue_id: int, leases: Sequence[Lease]) -> set[Lease]:
         """Delete messages whose lease is current; returns the leases that matched."""
 
+    async def message_delete_leased(self, queue_id: int, message_id: str,
+                                    now: int | None) -> bool:
+        """Delete a message by id while it is leased (whichever lease); True if deleted."""
+
     async def message_change_visibility_many(self, queue_id: int,
                                              changes: Sequence[tuple[Lease, int]],
                                              now: int | None) -> set[Lease]:
@@ -154,8 +158,10 @@ class MessageStorage(Protocol):
         """Move up to `limit` messages not in flight out of a dead-letter queue, to
         `to_queue_id` or else to the queue each came from; receive counts reset."""
 
-    async def message_count_movable(self, from_queue_id: int, now: int | None) -> int:
-        """How many messages `message_move` would move in all."""
+    async def message_count_movable(self, from_queue_id: int, now: int | None,
+                                    to_queue_id: int | None = None) -> int:
+        """How many messages `message_move` would move in all (with `to_queue_id`: every
+        one not in flight, whatever brought it to the queue)."""
 
     async def message_expire(self, queue_id: int, before_id: str, limit: int) -> int:
         """Delete up to `limit` messages of a queue with ids below `before_id` (retention)."""

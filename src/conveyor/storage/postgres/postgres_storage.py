@@ -274,6 +274,12 @@ class PostgresStorage(PostgresJobs, PostgresLedger, PostgresKeys, PostgresBase):
                                   [lease.token for lease in leases])
         return {leases[r[0] - 1] for r in found}
 
+    async def message_delete_leased(self, queue_id: int, message_id: str,
+                                    now: int | None) -> bool:
+        """Delete a leased row by id."""
+        sql = (await self._q(queue_id))["message_delete_leased"]
+        return await self._execute(sql, queue_id, message_id, now) > 0
+
     async def message_change_visibility_many(self, queue_id: int,
                                              changes: Sequence[tuple[Lease, int]],
                                              now: int | None) -> set[Lease]:
@@ -307,10 +313,11 @@ class PostgresStorage(PostgresJobs, PostgresLedger, PostgresKeys, PostgresBase):
         return await self._execute(sql, params.from_queue_id, params.to_queue_id,
                                    params.limit, params.now)
 
-    async def message_count_movable(self, from_queue_id: int, now: int | None) -> int:
-        """How many rows `message_move` would move back to their sources."""
+    async def message_count_movable(self, from_queue_id: int, now: int | None,
+                                    to_queue_id: int | None = None) -> int:
+        """How many rows `message_move` would move (back to their sources, or all)."""
         found = await self._fetchrow((await self._q(from_queue_id))["message_count_movable"],
-                                     from_queue_id, now)
+                                     from_queue_id, now, to_queue_id)
         return int(found[0]) if found else 0
 
     async def message_expire(self, queue_id: int, before_id: str, limit: int) -> int:

@@ -199,6 +199,12 @@ USING unnest($2::uuid[], $3::bigint[]) WITH ORDINALITY AS d(id, token, ord)
 WHERE m.id = d.id AND m.token = d.token AND m.queue_id = $1
 RETURNING d.ord;
 
+-- name: message_delete_leased
+-- By message id, whoever holds the lease, while one is held (the WQ API's PATCH).
+DELETE FROM conveyor_messages
+WHERE id = $2 AND queue_id = $1 AND leased
+  AND visible_at > COALESCE($3::bigint, conveyor_now_ms());
+
 -- name: message_change_visibility
 UPDATE conveyor_messages m
 SET visible_at = t.now + d.ms, leased = d.ms > 0
@@ -239,7 +245,7 @@ FROM batch WHERE m.id = batch.id;
 -- name: message_count_movable
 SELECT count(*) FROM conveyor_messages m
 WHERE m.queue_id = $1 AND m.visible_at <= COALESCE($2::bigint, conveyor_now_ms())
-  AND m.source_queue_id IN (SELECT id FROM conveyor_queues);
+  AND ($3::bigint IS NOT NULL OR m.source_queue_id IN (SELECT id FROM conveyor_queues));
 
 -- name: message_expire
 DELETE FROM conveyor_messages WHERE id IN (

@@ -156,6 +156,10 @@ RETURNING id, token, receive_count, sent_at, first_received_at, visible_at, body
 -- name: message_delete
 DELETE FROM conveyor_messages WHERE id = ? AND queue_id = ? AND token = ?;
 
+-- name: message_delete_leased
+-- By message id, whoever holds the lease, while one is held (the WQ API's PATCH).
+DELETE FROM conveyor_messages WHERE id = ? AND queue_id = ? AND leased AND visible_at > ?;
+
 -- name: message_change_visibility
 UPDATE conveyor_messages SET visible_at = ? + ?, leased = (? > 0)
 WHERE id = ? AND queue_id = ? AND token = ? AND leased;

@@ -264,6 +264,16 @@ class SqliteStorage(SqliteJobs, SqliteLedger, SqliteKeys, SqliteBase):
             return deleted
         return await self._run(run)
 
+    async def message_delete_leased(self, queue_id: int, message_id: str,
+                                    now: int | None) -> bool:
+        """Delete a leased row by id."""
+        params = (_blob(message_id), queue_id, self._now(now))
+
+        def run(db: sqlite3.Connection) -> bool:
+            with self._write(db):
+                return db.execute(Q["message_delete_leased"], params).rowcount > 0
+        return await self._run(run)
+
     async def message_change_visibility_many(self, queue_id: int,
                                              changes: Sequence[tuple[Lease, int]],
                                              now: int | None) -> set[Lease]:
@@ -315,9 +325,10 @@ class SqliteStorage(SqliteJobs, SqliteLedger, SqliteKeys, SqliteBase):
                 return db.execute(Q["message_move"], args).rowcount
         return await self._run(run)
 
-    async def message_count_movable(self, from_queue_id: int, now: int | None) -> int:
+    async def message_count_movable(self, from_queue_id: int, now: int | None,
+                                    to_queue_id: int | None = None) -> int:
         """How many rows `message_move` would move."""
-        params = {"source_id": from_queue_id, "dest_id": None, "now": self._now(now)}
+        params = {"source_id": from_queue_id, "dest_id": to_queue_id, "now": self._now(now)}
         return await self._run(
             lambda db: int(db.execute(Q["message_count_movable"], params).fetchone()[0]))
 
