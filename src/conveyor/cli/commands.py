@@ -78,6 +78,10 @@ def _attribute_help() -> dict[str, str]:
         "redrive_allow_policy": "SQS's RedriveAllowPolicy JSON, kept for the SQS endpoint",
         "deduplication_scope": "FIFO: queue or messageGroup",
         "fifo_throughput_limit": "FIFO: perQueue or perMessageGroupId",
+        "policy": "SQS's access Policy JSON, stored and returned",
+        "kms_master_key_id": "SQS's KmsMasterKeyId, stored and returned",
+        "kms_data_key_reuse_period_seconds": "SQS's KmsDataKeyReusePeriodSeconds, stored",
+        "sqs_managed_sse_enabled": "SQS's SqsManagedSseEnabled, stored and returned",
     }
 
 
@@ -93,21 +97,30 @@ def attributes_epilog() -> str:
 def native_attributes(pairs: Sequence[tuple[str, Any]]) -> dict[str, Any]:
     """`--attr` pairs with SQS spellings (`VisibilityTimeout`, `maxReceiveCount`,
     `RedrivePolicy`...) turned into conveyor's names; other names pass as they are."""
-    from conveyor.sqs.attributes import SETTABLE
-
+    fields = {_squash(name): name for name in QueueAttributes.__dataclass_fields__}
     out: dict[str, Any] = {}
     for name, value in pairs:
-        if name in SETTABLE:
-            out[SETTABLE[name]] = value
-        elif name == "maxReceiveCount":
-            out["max_receive_count"] = value
-        elif name == "deadLetterTargetArn":  # an ARN ends with the queue's name
-            out["dead_letter_queue"] = str(value).rsplit(":", 1)[-1]
-        elif name == "RedrivePolicy" and isinstance(value, Mapping):
+        if name == "RedrivePolicy" and isinstance(value, Mapping):
             out.update(native_attributes(list(value.items())))
-        else:
-            out[name] = value
+            continue
+        if name == "deadLetterTargetArn":  # an ARN ends with the queue's name
+            value = str(value).rsplit(":", 1)[-1]
+        squashed = _squash(name)  # VisibilityTimeout, maxReceiveCount: the same name
+        native = _SQS_NAMES.get(squashed) or fields.get(squashed)
+        out[native if native and name not in QueueAttributes.__dataclass_fields__
+            else name] = value
     return out
+
+
+# SQS names that are not conveyor's in another case (the SQS endpoint maps the same ones).
+_SQS_NAMES = {"messageretentionperiod": "retention_seconds",
+              "maximummessagesize": "max_message_bytes",
+              "receivemessagewaittimeseconds": "receive_wait_seconds", "fifoqueue": "fifo",
+              "deadlettertargetarn": "dead_letter_queue"}
+
+
+def _squash(name: str) -> str:
+    return name.replace("_", "").lower()
 
 
 def queue_create(args: argparse.Namespace, client: Client) -> int:
