@@ -46,6 +46,7 @@ MAX_WAIT = 20
 MAX_DELAY_SQS = 900
 MIN_RETENTION, MAX_RETENTION = 60, 1_209_600
 MIN_MESSAGE_BYTES, MAX_MESSAGE_BYTES = 1_024, 1_048_576
+MIN_KMS_REUSE, MAX_KMS_REUSE = 60, 86_400  # SQS's KmsDataKeyReusePeriodSeconds
 MAX_RECEIVE_COUNT = 1000
 MAX_TAGS = 50
 # The SQS endpoint keeps a message's X-Ray trace header (the system attribute
@@ -165,7 +166,8 @@ def parse_queue_attributes(name: str, given: Mapping[str, Any],
                                        field=key)
             changes[key] = value or None
         elif key == "kms_data_key_reuse_period_seconds":
-            changes[key] = None if value is None else _int_in(key, value, 60, 86_400)
+            changes[key] = None if value is None else _int_in(key, value, MIN_KMS_REUSE,
+                                                              MAX_KMS_REUSE)
         elif key == "sqs_managed_sse_enabled":
             changes[key] = None if value is None else _bool(key, value)
         elif key == "deduplication_scope":
