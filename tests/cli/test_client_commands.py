@@ -154,7 +154,7 @@ def test_queue_create_lists_and_takes_sqs_spellings(conveyor: Run) -> None:
     assert lines(policy.stdout)[0]["attributes"]["max_receive_count"] == 2  # type: ignore[index]
     typo = conveyor("queue", "create", "sqs-typo", "--attr", "visiblity_timeout=5", ok=False)
     assert typo.returncode == 1
-    assert "did you mean 'visibility_timeout'?" in typo.stderr, typo.stderr
+    assert "Did you mean 'visibility_timeout'?" in typo.stderr, typo.stderr
 
 
 def test_receive_as_a_table(conveyor: Run) -> None:

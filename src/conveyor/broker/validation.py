@@ -175,8 +175,8 @@ def parse_queue_attributes(name: str, given: Mapping[str, Any],
         elif key == "fifo_throughput_limit":
             changes[key] = _one_of(key, value, ("perQueue", "perMessageGroupId"))
         else:
-            raise InvalidAttribute(f"Unknown queue attribute {str(key)[:100]!r}"
-                                   f"{_nearest_attribute(key)}.", field=str(key)[:100])
+            raise InvalidAttribute(f"Unknown queue attribute {str(key)[:100]!r}."
+                                   f"{_nearest_attribute(key)}", field=str(key)[:100])
     attrs = replace(attrs, **changes)
     if (attrs.max_receive_count is None) != (attrs.dead_letter_queue is None):
         raise InvalidAttribute(
@@ -195,7 +195,7 @@ def parse_queue_attributes(name: str, given: Mapping[str, Any],
 
 
 def _nearest_attribute(key: Any) -> str:
-    """'; did you mean ...?' naming the valid attribute closest to an unknown one (another
+    """' Did you mean ...?' naming the valid attribute closest to an unknown one (another
     spelling of it, like SQS's `VisibilityTimeout`, or a near miss), or nothing."""
     def squash(name: str) -> str:
         return name.replace("_", "").replace("-", "").lower()
@@ -206,7 +206,7 @@ def _nearest_attribute(key: Any) -> str:
     found = names.get(squash(key)) or next(
         (names[n] for n in difflib.get_close_matches(squash(key), names, n=1, cutoff=0.6)),
         None)
-    return f"; did you mean {found!r}?" if found else ""
+    return f" Did you mean {found!r}?" if found else ""
 
 
 def _one_of(name: str, value: Any, allowed: tuple[str, ...]) -> str:
