@@ -112,7 +112,7 @@ def native_attributes(pairs: Sequence[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
-# SQS names that are not conveyor's in another case (the SQS endpoint maps the same ones).
+# SQS names that differ from conveyor's by more than case and underscores.
 _SQS_NAMES = {"messageretentionperiod": "retention_seconds",
               "maximummessagesize": "max_message_bytes",
               "receivemessagewaittimeseconds": "receive_wait_seconds", "fifoqueue": "fifo",
