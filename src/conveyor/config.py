@@ -47,6 +47,8 @@ class ServerConfig:
     max_in_flight: int = MAX_IN_FLIGHT
     max_depth: int | None = None
     max_long_polls: int = MAX_LONG_POLLS  # receives waiting at once, per process
+    # trust: Host names (beyond loopback) a key-less server answers; also accepted Origins
+    allowed_hosts: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _check_port("port", self.port)
@@ -71,7 +73,8 @@ class SqsConfig:
     enabled: bool = True
     port: int = DEFAULT_SQS_PORT
     account_id: str = DEFAULT_ACCOUNT_ID
-    credentials: str = ""  # trust: "AKID:SECRET,..." checked by SigV4; "" = none
+    # trust: the retired "AKID:SECRET,..." option; set, `serve` says to make API keys
+    credentials: str = ""
 
     def __post_init__(self) -> None:
         _check_port("sqs_port", self.port)
@@ -113,7 +116,7 @@ def from_env(environ: Mapping[str, str] | None = None) -> Config:
     CONVEYOR_MAX_REQUEST_BYTES, CONVEYOR_SQS_PORT, CONVEYOR_SQS_ACCOUNT_ID, CONVEYOR_NO_SQS,
     CONVEYOR_LOG_FORMAT (text or json), CONVEYOR_TLS_CERT, CONVEYOR_TLS_KEY,
     CONVEYOR_MAX_IN_FLIGHT, CONVEYOR_MAX_DEPTH (0: none), CONVEYOR_MAX_LONG_POLLS,
-    CONVEYOR_SQS_CREDENTIALS.
+    CONVEYOR_ALLOWED_HOSTS (comma-separated), CONVEYOR_SQS_CREDENTIALS (retired: refused).
     """
     env = os.environ if environ is None else environ
     server = ServerConfig(
@@ -126,6 +129,8 @@ def from_env(environ: Mapping[str, str] | None = None) -> Config:
         max_in_flight=_int(env, "CONVEYOR_MAX_IN_FLIGHT", MAX_IN_FLIGHT),
         max_depth=_int(env, "CONVEYOR_MAX_DEPTH", 0) or None,
         max_long_polls=_int(env, "CONVEYOR_MAX_LONG_POLLS", MAX_LONG_POLLS),
+        allowed_hosts=tuple(h.strip() for h in (env.get("CONVEYOR_ALLOWED_HOSTS") or "")
+                            .split(",") if h.strip()),
     )
     sqs = SqsConfig(
         enabled=not _bool(env, "CONVEYOR_NO_SQS"),

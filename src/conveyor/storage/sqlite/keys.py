@@ -15,10 +15,10 @@ class SqliteKeys(SqliteBase):
     """API keys in SQLite."""
 
     async def api_key_insert(self, key_id: str, name: str, token_hash: str, grants: str,
-                             now: int | None) -> bool:
-        """Store a key; False when an active key already has the name."""
+                             now: int | None, secret: str | None = None) -> bool:
+        """Store a key; False when an active key already has the name (or the id is taken)."""
         params = {"id": key_id, "name": name, "token_hash": token_hash, "grants": grants,
-                  "now": self._now(now)}
+                  "secret": secret, "now": self._now(now)}
 
         def run(db: sqlite3.Connection) -> bool:
             with self._write(db):
@@ -30,6 +30,15 @@ class SqliteKeys(SqliteBase):
         def run(db: sqlite3.Connection) -> ApiKey | None:
             row = db.execute(Q["api_key_by_hash"], {"token_hash": token_hash}).fetchone()
             return key_from_row(row) if row else None
+        return await self._run(run)
+
+    async def api_key_by_id(self, key_id: str) -> tuple[ApiKey, str | None] | None:
+        """The active key with this id and its SigV4 secret (None: made before secrets)."""
+        def run(db: sqlite3.Connection) -> tuple[ApiKey, str | None] | None:
+            row = db.execute(Q["api_key_by_id"], {"key_id": key_id}).fetchone()
+            if row is None:
+                return None
+            return key_from_row(row[:5]), None if row[5] is None else str(row[5])
         return await self._run(run)
 
     async def api_key_list(self) -> list[ApiKey]:

@@ -1,0 +1,5 @@
+-- The SigV4 secret of an API key (its token), which the SQS endpoint needs in the clear:
+-- SigV4 is an HMAC over a shared secret, so whatever checks a signature can also make one
+-- and no hash of the token will do. NULL for keys made before this column: they still
+-- work as bearer tokens, and the SQS endpoint asks for a new key.
+ALTER TABLE conveyor_api_keys ADD COLUMN secret text;
