@@ -257,3 +257,24 @@ def test_with_keys_host_is_free_but_origin_is_not(tmp_path: Path) -> None:
                 **auth, "content-type": "text/plain"}).status_code == 415
     finally:
         server.stop()
+
+
+def test_host_and_origin_rules() -> None:
+    from conveyor.forgery import host_refusal, is_loopback, origin_refusal, split_host
+
+    assert all(is_loopback(h) for h in ("127.0.0.1", "127.8.9.1", "::1", "[::1]",
+                                        "localhost", "LOCALHOST.", "app.localhost"))
+    assert not any(is_loopback(h) for h in ("0.0.0.0", "192.0.2.1", "localhost.evil.example",
+                                            "127.0.0.1.nip.io", ""))
+    assert split_host("[::1]:8600") == "::1" and split_host("Example.COM:80") == "example.com"
+    for host in ("127.0.0.1:8600", "[::1]:8600", "localhost", "conveyor.internal:1",
+                 "CONVEYOR.INTERNAL"):
+        assert host_refusal(host, ("conveyor.internal",)) is None, host
+    for host in ("evil.example", "127.0.0.1.nip.io:8600", "internal:1", "conveyor.internal.x"):
+        refused = host_refusal(host, ("conveyor.internal",))
+        assert refused is not None and refused.code == "host_not_allowed", host
+    assert origin_refusal("http://[::1]:8600", "[::1]:8600", ()) is None
+    assert origin_refusal("https://conveyor.internal", "127.0.0.1:8600",
+                          ("conveyor.internal",)) is None  # behind a proxy that sets Host
+    for origin in ("null", "", "file://", "http://127.0.0.1:8601", "http://evil.example"):
+        assert origin_refusal(origin, "127.0.0.1:8600", ()) is not None, origin
