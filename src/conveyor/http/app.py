@@ -23,7 +23,7 @@ from conveyor.http import (
     docs,
     errors,
     health,
-    jobs,
+    job_routes,
     messages,
     metrics,
     notify,
@@ -82,7 +82,8 @@ def create_app(broker_or_config: Broker | Config, *,
     app.state.broker = broker
     app.state.allowed_hosts = normalise_hosts(allowed_hosts)
     errors.install(app)
-    for module in (health, queues, messages, tasks, jobs, metrics, stream, wq, dashboard, notify):
+    for module in (health, queues, messages, tasks, job_routes, metrics, stream, wq, dashboard,
+                   notify):
         app.include_router(module.router)
     docs.install(app)
     _document_raw_bodies(app)
