@@ -25,8 +25,8 @@ from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
+from conveyor.broker.api_keys import ApiKeys
 from conveyor.broker.broker import Broker
-from conveyor.broker.keys import ApiKeys
 from conveyor.keys import ApiKey, parse_grants
 from conveyor.sqs.errors import SqsError
 from conveyor.sqs.sigv4 import SigV4Verifier, access_key_of

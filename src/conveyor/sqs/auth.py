@@ -21,8 +21,8 @@ from typing import Any
 
 from starlette.requests import Request
 
+from conveyor.broker.api_keys import ApiKeys
 from conveyor.broker.broker import Broker
-from conveyor.broker.keys import ApiKeys
 from conveyor.forgery import browser_refusal, media_type
 from conveyor.keys import Action, ApiKey
 from conveyor.sqs.context import Context, queue_name_from_url
