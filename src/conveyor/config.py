@@ -91,6 +91,8 @@ class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     sqs: SqsConfig = field(default_factory=SqsConfig)
     log_json: bool = False  # one JSON object a log line (else text), each with its request id
+    # trust: seals API keys' secrets at rest (sealing.py); kept out of repr, logs, tracebacks
+    keys_secret: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +118,8 @@ def from_env(environ: Mapping[str, str] | None = None) -> Config:
     CONVEYOR_MAX_REQUEST_BYTES, CONVEYOR_SQS_PORT, CONVEYOR_SQS_ACCOUNT_ID, CONVEYOR_NO_SQS,
     CONVEYOR_LOG_FORMAT (text or json), CONVEYOR_TLS_CERT, CONVEYOR_TLS_KEY,
     CONVEYOR_MAX_IN_FLIGHT, CONVEYOR_MAX_DEPTH (0: none), CONVEYOR_MAX_LONG_POLLS,
-    CONVEYOR_ALLOWED_HOSTS (comma-separated), CONVEYOR_SQS_CREDENTIALS (retired: refused).
+    CONVEYOR_ALLOWED_HOSTS (comma-separated), CONVEYOR_KEYS_SECRET,
+    CONVEYOR_SQS_CREDENTIALS (retired: refused).
     """
     env = os.environ if environ is None else environ
     server = ServerConfig(
@@ -144,6 +147,7 @@ def from_env(environ: Mapping[str, str] | None = None) -> Config:
         server=server,
         sqs=sqs,
         log_json=(env.get("CONVEYOR_LOG_FORMAT") or "text").lower() == "json",
+        keys_secret=env.get("CONVEYOR_KEYS_SECRET") or None,
     )
 
 

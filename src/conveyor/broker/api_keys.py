@@ -6,8 +6,9 @@ SQS endpoint's signatures), so a busy server does not read the keys table on eve
 request; a revocation takes effect within that time.
 
 A key's token is also its SigV4 secret on the SQS endpoint (the access key id is the
-key's id), so the table keeps the token itself beside its hash: see
-`migrations/*_api_key_secret.sql` for why no hash can check a signature.
+key's id), so the table keeps the token itself beside its hash (see
+`migrations/*_api_key_secret.sql` for why no hash can check a signature), sealed when a
+`Sealer` is given (`conveyor.sealing`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from conveyor.keys import (
     hash_token,
     new_token,
 )
+from conveyor.sealing import Sealer, open_stored, stored_form
 
 if TYPE_CHECKING:
     from conveyor.broker.broker import Broker
@@ -56,8 +58,10 @@ class KeyStorage(Protocol):
 class ApiKeys:
     """Keys of one broker's database."""
 
-    def __init__(self, broker: Broker, *, cache_seconds: float | None = None) -> None:
+    def __init__(self, broker: Broker, *, cache_seconds: float | None = None,
+                 sealer: Sealer | None = None) -> None:
         self._broker = broker
+        self._sealer = sealer
         self._storage = cast(KeyStorage, broker.storage)
         self._cache_seconds = CACHE_SECONDS if cache_seconds is None else cache_seconds
         self._tokens: dict[str, tuple[float, ApiKey | None]] = {}
@@ -77,9 +81,10 @@ class ApiKeys:
         key_id = uuid.uuid4().hex if access_key_id is None else check_access_key_id(
             access_key_id)
         token = new_token() if secret is None else check_secret(secret)
+        stored = stored_form(token, key_id, self._sealer)
         if not await self._storage.api_key_insert(key_id, name, hash_token(token),
                                                   grants_to_json(grants), self._broker.now(),
-                                                  token):
+                                                  stored):
             raise Conflict(f"An active key named {name!r} exists (or a key with id "
                            f"{key_id!r} was made before); revoke it or choose another.")
         self._active = None
@@ -110,13 +115,16 @@ class ApiKeys:
         return key
 
     async def signing_key(self, key_id: str) -> tuple[ApiKey, str | None] | None:
-        """The active key with this id and its SigV4 secret (None when the key was made
-        before keys kept one), or None."""
+        """The active key with this id and its SigV4 secret, or None. The secret is None
+        when the key was made before keys kept one, or sealed with a `CONVEYOR_KEYS_SECRET`
+        this server does not have (`conveyor.sealing`)."""
         now = time.monotonic()
         cached = self._ids.get(key_id)
         if cached is not None and cached[0] > now:
             return cached[1]
         found = await self._storage.api_key_by_id(key_id)
+        if found is not None:
+            found = found[0], open_stored(found[1], key_id, self._sealer)
         if len(self._ids) >= _CACHE_LIMIT:  # a flood of made-up ids must not grow it
             self._ids.clear()
         self._ids[key_id] = (now + self._cache_seconds, found)

@@ -13,6 +13,7 @@ from conveyor.broker.broker import Broker
 from conveyor.config import from_env
 from conveyor.errors import InvalidInput
 from conveyor.keys import ApiKey, parse_grants
+from conveyor.sealing import sealer_from
 from conveyor.storage.factory import storage_from_url
 
 
@@ -45,10 +46,12 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 async def _with_keys(args: argparse.Namespace) -> tuple[Broker, ApiKeys]:
     from conveyor.cli.serve import database_url
 
-    url = database_url(replace(from_env(), database_url=args.database or None))
+    config = from_env()
+    sealer = sealer_from(config.keys_secret)  # a bad CONVEYOR_KEYS_SECRET fails first
+    url = database_url(replace(config, database_url=args.database or None))
     broker = Broker(storage_from_url(url), sweep_interval=None)
     await broker.start()
-    return broker, ApiKeys(broker)
+    return broker, ApiKeys(broker, sealer=sealer)
 
 
 def _create(args: argparse.Namespace) -> int:

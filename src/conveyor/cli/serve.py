@@ -104,6 +104,9 @@ def run_serve(config: Config) -> int:
             "model for every door: bring each pair in with `conveyor keys create NAME "
             "--allow ACTIONS[:PATTERN] --access-key-id AKID --secret-stdin`, then drop it.")
         return 2
+    from conveyor.sealing import sealer_from
+
+    sealer_from(config.keys_secret)  # a short CONVEYOR_KEYS_SECRET fails here, at once
     sqs_factory = sqs_app_factory() if config.sqs.enabled else None
     sockets = [bind(config.server.host, config.server.port)]
     if sqs_factory is not None:
@@ -168,6 +171,7 @@ async def serve_sockets(config: Config, sockets: list[socket.socket]) -> None:
         if sqs_factory is not None:
             apps.append(sqs_factory(broker, account_id=config.sqs.account_id,
                                     require_keys=not loopback, allowed_hosts=allowed,
+                                    keys_secret=config.keys_secret,
                                     max_request_bytes=config.server.max_request_bytes))
         tls = config.server.tls_cert
         servers = [_Server(uvicorn.Config(app, lifespan="auto", access_log=False,

@@ -25,6 +25,7 @@ from conveyor.broker.api_keys import ApiKeys
 from conveyor.broker.broker import Broker
 from conveyor.forgery import browser_refusal, media_type
 from conveyor.keys import Action, ApiKey
+from conveyor.sealing import Sealer
 from conveyor.sqs.context import Context, queue_name_from_url
 from conveyor.sqs.errors import ACCESS_DENIED, SqsError
 from conveyor.sqs.params import Params
@@ -105,9 +106,9 @@ class SqsAuth:
     """The endpoint's door: open (loopback, no keys, nothing forged) or SigV4 with keys."""
 
     def __init__(self, broker: Broker, *, always: bool = False,
-                 allowed_hosts: Sequence[str] = (), verifier: SigV4Verifier | None = None
-                 ) -> None:
-        self.keys = ApiKeys(broker)
+                 allowed_hosts: Sequence[str] = (), verifier: SigV4Verifier | None = None,
+                 sealer: Sealer | None = None) -> None:
+        self.keys = ApiKeys(broker, sealer=sealer)
         self.always = always
         self.allowed_hosts = tuple(allowed_hosts)
         self.verifier = verifier or SigV4Verifier({})
@@ -148,8 +149,9 @@ class SqsAuth:
 
 def _unknown_key(secretless: bool, configured: bool) -> str:
     if secretless:
-        return ("This API key was made before keys could sign SQS requests; make a new "
-                "one with `conveyor keys create`.")
+        return ("This API key's secret cannot be used here: it was made before keys could "
+                "sign SQS requests (make a new one), or sealed with a CONVEYOR_KEYS_SECRET "
+                "this server does not have.")
     if not configured:
         return ("This endpoint listens on a public address and has no API keys; make one "
                 "with `conveyor keys create`.")
