@@ -7,6 +7,7 @@ query protocols, and `ListQueues` lists only what a key may see."""
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import time
 import xml.etree.ElementTree as ET
@@ -172,6 +173,12 @@ def test_boto3_with_api_keys(database_url: str, keyed_server: ServerProcess) -> 
     assert aws_code(lambda: mine.purge_queue(QueueUrl=own)) == denied
     assert aws_code(lambda: mine.create_queue(QueueName="orders-2")) == denied
     assert aws_code(lambda: mine.get_queue_url(QueueName="billing-1")) == denied
+    # billing-1 dead-letters into orders-1: the orders key sees orders-1, not its source.
+    arn = boss.get_queue_attributes(QueueUrl=own, AttributeNames=["QueueArn"])
+    boss.set_queue_attributes(QueueUrl=other, Attributes={"RedrivePolicy": json.dumps({
+        "deadLetterTargetArn": arn["Attributes"]["QueueArn"], "maxReceiveCount": "5"})})
+    assert boss.list_dead_letter_source_queues(QueueUrl=own)["queueUrls"] == [other]
+    assert "queueUrls" not in mine.list_dead_letter_source_queues(QueueUrl=own)
     read_only = client(endpoint, reader.id, reader_secret)
     assert aws_code(lambda: read_only.send_message(QueueUrl=own, MessageBody="x")) == denied
     assert "Messages" not in boss.receive_message(QueueUrl=other)

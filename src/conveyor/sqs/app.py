@@ -29,7 +29,6 @@ from conveyor.sqs.auth import SqsAuth, authorize_action, filter_output
 from conveyor.sqs.context import Context, credential_scope
 from conveyor.sqs.errors import INTERNAL_ERROR, INVALID_ACTION, AwsError, SqsError, from_domain
 from conveyor.sqs.params import Params
-from conveyor.sqs.sigv4 import SigV4Verifier
 from conveyor.sqs.wire import (
     Protocol,
     WireRequest,
@@ -141,18 +140,17 @@ def _response(answer: WireResponse) -> Response:
 
 def create_sqs_app(broker: Broker, *, account_id: str = DEFAULT_ACCOUNT_ID,
                    require_keys: bool = False, allowed_hosts: Sequence[str] = (),
-                   verifier: SigV4Verifier | None = None, keys_secret: str | None = None,
+                   keys_secret: str | None = None,
                    max_request_bytes: int = MAX_REQUEST_BYTES) -> Starlette:
     """The SQS-compatible ASGI app over `broker` (which the caller starts and closes).
 
     Requests are signed with API keys once any exists, or always with `require_keys` (a
     public address); else only this machine's requests that no web page could forge pass,
     with `allowed_hosts` beyond loopback names (`conveyor.sqs.auth`). `keys_secret` opens
-    sealed key secrets (`conveyor.sealing`); `verifier` carries the clock signatures are
-    dated against (tests). Bodies over `max_request_bytes` are refused (413) before they
-    are read whole."""
+    sealed key secrets (`conveyor.sealing`). Bodies over `max_request_bytes` are refused
+    (413) before they are read whole."""
     auth = SqsAuth(broker, always=require_keys, allowed_hosts=normalise_hosts(allowed_hosts),
-                   verifier=verifier, sealer=sealer_from(keys_secret))
+                   sealer=sealer_from(keys_secret))
     endpoint = SqsEndpoint(broker, account_id, auth, max_request_bytes)
     methods = ["GET", "POST"]
     return Starlette(routes=[

@@ -16,7 +16,8 @@ moving messages `manage`; reading a queue's URL, attributes or tags any grant on
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from starlette.requests import Request
@@ -106,12 +107,12 @@ class SqsAuth:
     """The endpoint's door: open (loopback, no keys, nothing forged) or SigV4 with keys."""
 
     def __init__(self, broker: Broker, *, always: bool = False,
-                 allowed_hosts: Sequence[str] = (), verifier: SigV4Verifier | None = None,
-                 sealer: Sealer | None = None) -> None:
+                 allowed_hosts: Sequence[str] = (), sealer: Sealer | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.keys = ApiKeys(broker, sealer=sealer)
         self.always = always
         self.allowed_hosts = tuple(allowed_hosts)
-        self.verifier = verifier or SigV4Verifier({})
+        self.clock = clock  # what signatures are dated against
 
     async def authenticate(self, request: Request, body: bytes) -> ApiKey | None:
         """The key that signed the request, or None in the open mode; else SqsError."""
@@ -126,7 +127,7 @@ class SqsAuth:
         if key is None or secret is None:
             raise SqsError(INVALID_CLIENT_TOKEN_ID, _unknown_key(
                 key is not None, await self.keys.configured()))
-        verifier = SigV4Verifier({key.id: secret}, clock=self.verifier.clock)
+        verifier = SigV4Verifier({key.id: secret}, clock=self.clock)
         verifier.verify(request.method, request.url.path, query, headers, body)
         return key
 
