@@ -139,8 +139,9 @@ class SqsAuth:
         if refused is not None:
             raise SqsError(ACCESS_DENIED, refused.message)
         content_type = headers.get("content-type")
-        if request.method == "POST" and (content_type is not None
-                                         or headers.get("content-length", "0") != "0"):
+        has_body = (headers.get("content-length", "0").strip() not in ("", "0")
+                    or "transfer-encoding" in headers)
+        if request.method == "POST" and (content_type is not None or has_body):
             kind = media_type(content_type)
             if kind != FORM_TYPE and not kind.startswith("application/x-amz-json-"):
                 raise SqsError(ACCESS_DENIED, "The SQS endpoint takes "
