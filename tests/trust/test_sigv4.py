@@ -242,3 +242,12 @@ def test_sqs_credentials_give_way_to_keys(tmp_path: Path) -> None:
         while _clients:
             _clients.pop().close()
         server.stop()
+
+
+def test_every_action_has_its_permission() -> None:
+    """A new SQS action gets its row in the permission table (until then it needs manage
+    on every queue, so narrower keys cannot call it)."""
+    from conveyor.sqs.app import HANDLERS
+    from conveyor.sqs.auth import NEEDS
+
+    assert set(HANDLERS) == set(NEEDS)

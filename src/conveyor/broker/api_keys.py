@@ -1,9 +1,9 @@
 """API keys as broker operations: create, list, revoke, and authenticate a token.
 
-`ApiKeys(broker)` works on the broker's storage (both dialects have the `api_key_*`
-methods). Authentication is cached for a few seconds per token (and per key id for the
-SQS endpoint's signatures), so a busy server does not read the keys table on every
-request; a revocation takes effect within that time.
+`ApiKeys(broker)` works on the broker's storage (`storage.base.KeyStorage`). Authentication
+is cached for a few seconds per token (and per key id for the SQS endpoint's signatures),
+so a busy server does not read the keys table on every request; a revocation takes effect
+within that time.
 
 A key's token is also its SigV4 secret on the SQS endpoint (the access key id is the
 key's id), so the table keeps the token itself beside its hash (see
@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Protocol, cast
+from typing import TYPE_CHECKING
 
 from conveyor.errors import Conflict, InvalidInput
 from conveyor.keys import (
@@ -30,29 +30,13 @@ from conveyor.keys import (
     new_token,
 )
 from conveyor.sealing import Sealer, open_stored, stored_form
+from conveyor.storage.base import ApiKeyInsertParams
 
 if TYPE_CHECKING:
     from conveyor.broker.broker import Broker
 
 CACHE_SECONDS = 5.0
 _CACHE_LIMIT = 10_000
-
-
-class KeyStorage(Protocol):
-    """The storage methods behind API keys (in `storage/*/keys.py`)."""
-
-    async def api_key_insert(self, key_id: str, name: str, token_hash: str, grants: str,
-                             now: int | None, secret: str | None = None) -> bool: ...
-
-    async def api_key_by_hash(self, token_hash: str) -> ApiKey | None: ...
-
-    async def api_key_by_id(self, key_id: str) -> tuple[ApiKey, str | None] | None: ...
-
-    async def api_key_list(self) -> list[ApiKey]: ...
-
-    async def api_key_revoke(self, name: str, now: int | None) -> int: ...
-
-    async def api_key_count(self) -> int: ...
 
 
 class ApiKeys:
@@ -62,7 +46,7 @@ class ApiKeys:
                  sealer: Sealer | None = None) -> None:
         self._broker = broker
         self._sealer = sealer
-        self._storage = cast(KeyStorage, broker.storage)
+        self._storage = broker.storage
         self._cache_seconds = CACHE_SECONDS if cache_seconds is None else cache_seconds
         self._tokens: dict[str, tuple[float, ApiKey | None]] = {}
         self._ids: dict[str, tuple[float, tuple[ApiKey, str | None] | None]] = {}
@@ -82,9 +66,9 @@ class ApiKeys:
             access_key_id)
         token = new_token() if secret is None else check_secret(secret)
         stored = stored_form(token, key_id, self._sealer)
-        if not await self._storage.api_key_insert(key_id, name, hash_token(token),
-                                                  grants_to_json(grants), self._broker.now(),
-                                                  stored):
+        if not await self._storage.api_key_insert(ApiKeyInsertParams(
+                key_id, name, hash_token(token), grants_to_json(grants), self._broker.now(),
+                stored)):
             raise Conflict(f"An active key named {name!r} exists (or a key with id "
                            f"{key_id!r} was made before); revoke it or choose another.")
         self._active = None

@@ -27,8 +27,10 @@ from conveyor.sealing import sealer_from
 from conveyor.sqs import message_actions, move_tasks, queue_actions
 from conveyor.sqs.auth import SqsAuth, authorize_action, filter_output
 from conveyor.sqs.context import Context, credential_scope
-from conveyor.sqs.errors import INTERNAL_ERROR, INVALID_ACTION, AwsError, SqsError, from_domain
+from conveyor.sqs.errors import INTERNAL_ERROR, AwsError, SqsError
 from conveyor.sqs.params import Params
+from conveyor.sqs.state import Cooldowns, EndpointState
+from conveyor.sqs.texts import fail, from_domain
 from conveyor.sqs.wire import (
     Protocol,
     WireRequest,
@@ -90,11 +92,12 @@ class SqsEndpoint:
     """Answers SQS requests from one broker."""
 
     def __init__(self, broker: Broker, account_id: str, auth: SqsAuth,
-                 max_request_bytes: int = MAX_REQUEST_BYTES) -> None:
+                 max_request_bytes: int = MAX_REQUEST_BYTES, relaxed: bool = False) -> None:
         self.broker = broker
         self.account_id = account_id
         self.auth = auth
         self.max_request_bytes = max_request_bytes
+        self.state = EndpointState(Cooldowns(relaxed))
 
     def context(self, request: Request) -> Context:
         """The broker, region, account and base URL for one request."""
@@ -102,7 +105,7 @@ class SqsEndpoint:
                                      request.query_params.get("X-Amz-Credential"))
         host = request.headers.get("host") or f"{request.url.hostname}:{request.url.port}"
         return Context(self.broker, region, self.account_id, f"{request.url.scheme}://{host}",
-                       request.path_params.get("queue"))
+                       request.path_params.get("queue"), self.state)
 
     async def handle(self, request: Request) -> Response:
         """Answer one request (never raises: errors are rendered in its protocol)."""
@@ -115,8 +118,7 @@ class SqsEndpoint:
             wire = await _parse(request)
             handler = HANDLERS.get(wire.action)
             if handler is None:
-                raise SqsError(INVALID_ACTION,
-                               f"The action {wire.action[:100]} is not valid for this endpoint.")
+                raise fail("invalid_action", action=wire.action[:100])
             context, params = self.context(request), Params(wire.members)
             authorize_action(key, wire.action, context, params)
             output = filter_output(key, wire.action, await handler(context, params))
@@ -141,17 +143,19 @@ def _response(answer: WireResponse) -> Response:
 def create_sqs_app(broker: Broker, *, account_id: str = DEFAULT_ACCOUNT_ID,
                    require_keys: bool = False, allowed_hosts: Sequence[str] = (),
                    keys_secret: str | None = None,
-                   max_request_bytes: int = MAX_REQUEST_BYTES) -> Starlette:
+                   max_request_bytes: int = MAX_REQUEST_BYTES,
+                   relaxed: bool = False) -> Starlette:
     """The SQS-compatible ASGI app over `broker` (which the caller starts and closes).
 
     Requests are signed with API keys once any exists, or always with `require_keys` (a
     public address); else only this machine's requests that no web page could forge pass,
     with `allowed_hosts` beyond loopback names (`conveyor.sqs.auth`). `keys_secret` opens
     sealed key secrets (`conveyor.sealing`). Bodies over `max_request_bytes` are refused
-    (413) before they are read whole."""
+    (413) before they are read whole. `relaxed` lifts AWS's 60-second PurgeQueueInProgress
+    and QueueDeletedRecently waits."""
     auth = SqsAuth(broker, always=require_keys, allowed_hosts=normalise_hosts(allowed_hosts),
                    sealer=sealer_from(keys_secret))
-    endpoint = SqsEndpoint(broker, account_id, auth, max_request_bytes)
+    endpoint = SqsEndpoint(broker, account_id, auth, max_request_bytes, relaxed)
     methods = ["GET", "POST"]
     return Starlette(routes=[
         Route("/", endpoint.handle, methods=methods),

@@ -35,7 +35,7 @@ from conveyor.sqs.sigv4 import INVALID_CLIENT_TOKEN_ID, SigV4Verifier, access_ke
 FORM_TYPE = "application/x-www-form-urlencoded"
 
 # action -> (what it needs, where its queue is named). None: any grant on the queue.
-_URL, _NAME, _SOURCE, _NONE = "url", "name", "source", "none"
+_URL, _NAME, _SOURCE, _NONE, _ALL = "url", "name", "source", "none", "all"
 NEEDS: Mapping[str, tuple[Action | None, str]] = {
     "SendMessage": ("send", _URL),
     "SendMessageBatch": ("send", _URL),
@@ -55,6 +55,8 @@ NEEDS: Mapping[str, tuple[Action | None, str]] = {
     "ListQueueTags": (None, _URL),
     "ListDeadLetterSourceQueues": (None, _URL),
     "ListQueues": (None, _NONE),
+    "AddPermission": ("manage", _URL),
+    "RemovePermission": ("manage", _URL),
     "StartMessageMoveTask": ("manage", _SOURCE),
     "ListMessageMoveTasks": ("manage", _SOURCE),
     "CancelMessageMoveTask": ("manage", _NONE),
@@ -72,9 +74,11 @@ def _denied(key: ApiKey, action: str, what: Action | None, queue: str | None) ->
 
 def authorize_action(key: ApiKey | None, action: str, ctx: Context, params: Params) -> None:
     """AccessDenied unless `key` (None: the open mode) may call `action` as asked."""
-    if key is None or action not in NEEDS:
-        return  # open, or an unknown action (answered InvalidAction)
-    what, where = NEEDS[action]
+    if key is None:
+        return  # the open mode
+    # An action missing from the table needs `manage` on every queue: a new action stays
+    # closed to narrower keys until it is given its row.
+    what, where = NEEDS.get(action, ("manage", _ALL))
     queues: list[str | None] = [None]
     if where == _URL:
         queues = [ctx.queue_name(params)]
@@ -82,6 +86,11 @@ def authorize_action(key: ApiKey | None, action: str, ctx: Context, params: Para
         queues = [params.text("QueueName")]
     elif where == _SOURCE:
         queues = [ctx.name_from_arn(params.required("SourceArn"), "SourceArn")[1]]
+    elif where == _ALL:
+        if not any(g.pattern == "*" and "manage" in g.actions for g in key.grants):
+            raise SqsError(ACCESS_DENIED, f"The key {key.name} ({key.id}) may not call "
+                           f"{action}: it needs manage on every queue.")
+        return
     for queue in queues:
         allowed = key.allows_any(queue) if what is None else key.allows(what, queue)
         if not allowed:
