@@ -255,6 +255,12 @@ def test_with_keys_host_is_free_but_origin_is_not(tmp_path: Path) -> None:
             assert forged.json()["error"]["code"] == "origin_not_allowed"
             assert http.post("/v1/queues/k/messages", content='{"messages": []}', headers={
                 **auth, "content-type": "text/plain"}).status_code == 415
+            # A dashboard login link followed from another site does not log in.
+            for site, status in (("cross-site", 403), ("same-site", 403), ("none", 303)):
+                login = http.get(f"/?api_key={token}", headers={
+                    "sec-fetch-site": site, "sec-fetch-mode": "navigate"})
+                assert login.status_code == status, site
+                assert ("set-cookie" in login.headers) == (status == 303)
     finally:
         server.stop()
 

@@ -165,6 +165,13 @@ class ApiKeyAuth:
             return
         scope.setdefault("state", {})["api_key"] = key
         if _is_dashboard_login(scope):
+            if _headers(scope).get(b"sec-fetch-site", b"none") not in (b"none",
+                                                                       b"same-origin"):
+                # Another site's link must not log the browser in with its key.
+                await self._refuse(scope, receive, send, 403, "cross_site_request",
+                                   "Open the login link from the address bar, not from "
+                                   "another site's page.")
+                return
             await _login(scope, send, token or "")
             return
         await self.app(scope, receive, send)
