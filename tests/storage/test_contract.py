@@ -30,3 +30,17 @@ def test_drivers_implement_the_protocol(driver: type) -> None:
         wanted = list(inspect.signature(getattr(Storage, name)).parameters)
         got = list(inspect.signature(getattr(driver, name)).parameters)
         assert got == wanted, (driver.__name__, name)
+
+
+def test_storage_module_names_are_unique() -> None:
+    """A dialect's modules are named after the dialect (sqlite_jobs.py, postgres_jobs.py),
+    so an import, a traceback or a drawing of the imports names one module."""
+    root = Path(inspect.getfile(Storage)).parent
+    seen: dict[str, Path] = {}
+    for path in sorted(root.rglob("*.py")):
+        if path.name == "__init__.py":
+            continue
+        assert path.name not in seen, (
+            f"{path.relative_to(root)} and {seen[path.name].relative_to(root)}: name a "
+            "dialect's module after the dialect (sqlite_x.py, postgres_x.py)")
+        seen[path.name] = path
