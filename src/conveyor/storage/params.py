@@ -139,13 +139,15 @@ class ReceiveParams:
 
 @dataclass(frozen=True, slots=True)
 class MessageRetryParams:
-    """End a lease and make its message visible again after `delay_ms`, recording `error`."""
+    """End a lease and make its message visible again after `delay_ms`, recording `error`;
+    with `dead_letter_queue_id`, move it to that queue instead, remembering its source."""
 
     queue_id: int
     lease: Lease
     delay_ms: int
     error: str | None
     now: int | None
+    dead_letter_queue_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
