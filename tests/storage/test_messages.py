@@ -219,3 +219,14 @@ async def test_fifo_dead_letters_over_the_receive_limit(storage: Storage, t0: in
     assert [m.body.text for m in await storage.message_receive(later)] == ["a2"]
     assert [p.body.text for p in await storage.message_peek(
         MessagePeekParams(dlq.id, 10, None, t0 + 1_000))] == ["a1"]
+
+
+async def test_delete_leased_by_id(storage: Storage, t0: int) -> None:
+    queue = await make_queue(storage, "q", t0)
+    [message_id] = await send(storage, queue, t0, ["a"])
+    assert not await storage.message_delete_leased(queue.id, message_id, t0)  # not leased
+    await storage.message_receive(receive(queue, t0, visibility_ms=1_000))
+    assert not await storage.message_delete_leased(queue.id, message_id, t0 + 1_000)  # lapsed
+    await storage.message_receive(receive(queue, t0 + 1_000, visibility_ms=1_000))
+    assert await storage.message_delete_leased(queue.id, message_id, t0 + 1_500)
+    assert (await storage.queue_stats(queue.id, t0 + 1_500)).total == 0
