@@ -153,7 +153,8 @@ async def get_queue_attributes(ctx: Context, p: Params) -> Output:
     queue = await ctx.broker.get_queue(ctx.queue_name(p), ctx.region)
     stats = (await ctx.broker.queue_stats(queue.name, ctx.region)
              if qa.needs_stats(names) else None)
-    return {"Attributes": qa.from_queue(ctx, queue, names, stats) or None}
+    # Names asked but none applying answer {} (as SQS does); none asked, no Attributes.
+    return {"Attributes": qa.from_queue(ctx, queue, names, stats) if names else None}
 
 
 async def set_queue_attributes(ctx: Context, p: Params) -> Output:
@@ -200,7 +201,7 @@ async def untag_queue(ctx: Context, p: Params) -> Output:
 async def list_queue_tags(ctx: Context, p: Params) -> Output:
     """ListQueueTags."""
     queue = await ctx.broker.get_queue(ctx.queue_name(p), ctx.region)
-    return {"Tags": dict(queue.attributes.tags) or None}
+    return {"Tags": dict(queue.attributes.tags)}  # {} when there are none, as SQS answers
 
 
 async def dead_letter_sources(ctx: Context, name: str) -> list[Queue]:

@@ -75,9 +75,10 @@ def to_broker(ctx: Context, given: Mapping[str, str], fifo: bool,
                 raise fail("attribute_value", name=name)
             out[field] = value
         elif name == "FifoQueue":
+            if current is not None:  # only CreateQueue sets it
+                raise fail("fifo_immutable")
             if _boolean(name, value) is not True:
-                raise (fail("fifo_immutable") if current is not None
-                       else fail("queue_name"))
+                raise fail("queue_name")
         elif name == "Policy":
             out["policy"] = _policy(value)
         elif name == "KmsMasterKeyId":
@@ -90,6 +91,11 @@ def to_broker(ctx: Context, given: Mapping[str, str], fifo: bool,
             out["redrive_allow_policy"] = _redrive_allow_policy(ctx, value)
         else:
             raise fail("unknown_attribute", name=name)
+    key = out.get("kms_master_key_id", current.attributes.kms_master_key_id if current else None)
+    if out.get("sqs_managed_sse_enabled") and key:
+        raise fail("sse_exclusive")
+    if out.get("kms_master_key_id") and "sqs_managed_sse_enabled" not in out:
+        out["sqs_managed_sse_enabled"] = None  # a KMS key replaces SSE-SQS
     return out
 
 
