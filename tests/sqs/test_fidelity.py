@@ -48,6 +48,16 @@ def test_infrastructure_attributes_are_stored_and_returned(sqs: Any, names: Name
     assert got["KmsDataKeyReusePeriodSeconds"] == "600"
 
 
+def test_create_queue_again_with_the_same_redrive_policy(sqs: Any, names: Names) -> None:
+    dlq = sqs.create_queue(QueueName=names("dlq"))["QueueUrl"]
+    policy = json.dumps({"deadLetterTargetArn": attributes(sqs, dlq, "QueueArn")["QueueArn"],
+                         "maxReceiveCount": "5"})
+    name = names("src")
+    url = sqs.create_queue(QueueName=name, Attributes={"RedrivePolicy": policy})["QueueUrl"]
+    assert sqs.create_queue(QueueName=name, Attributes={"RedrivePolicy": policy})[
+        "QueueUrl"] == url
+
+
 def test_a_new_queue_reports_sse_sqs(sqs: Any, queue: str) -> None:
     got = attributes(sqs, queue)
     assert got["SqsManagedSseEnabled"] == "true"

@@ -260,6 +260,15 @@ def from_queue(ctx: Context, queue: Queue, names: Iterable[str],
     return out
 
 
+def _normal(policy: str | None) -> dict[str, Any] | None:
+    """A JSON policy for comparison (maxReceiveCount may be given as a string)."""
+    data = _json_object(policy or "{}")
+    if data is not None and isinstance(data.get("maxReceiveCount"), str) and \
+            data["maxReceiveCount"].strip().isdigit():
+        data["maxReceiveCount"] = int(data["maxReceiveCount"])
+    return data or None
+
+
 def differing(ctx: Context, queue: Queue, given: Mapping[str, str]) -> str | None:
     """The first attribute of a CreateQueue whose value differs from the existing queue's
     (compared as GetQueueAttributes would answer it), or None."""
@@ -267,7 +276,7 @@ def differing(ctx: Context, queue: Queue, given: Mapping[str, str]) -> str | Non
     for name, value in given.items():
         have = current.get(name)
         if name in ("Policy", "RedrivePolicy", "RedriveAllowPolicy"):
-            same = _json_object(value or "{}") == _json_object(have or "{}")
+            same = _normal(value) == _normal(have)
         elif name in _BOOLEANS or name == "FifoQueue":
             same = value.lower() == (have or "false")
         elif name == "KmsMasterKeyId":
