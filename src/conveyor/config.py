@@ -11,7 +11,6 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from conveyor.broker.quotas import MAX_IN_FLIGHT, MAX_LONG_POLLS
 from conveyor.errors import InvalidInput
 
 DEFAULT_HOST = "127.0.0.1"
@@ -22,6 +21,10 @@ DEFAULT_REGION = "us-east-1"
 DEFAULT_URL = f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"
 MAX_REQUEST_BYTES = 10 * 1024 * 1024
 DEFAULT_TIMEOUT = 60.0
+MAX_IN_FLIGHT = 120_000
+"""Leased messages a queue may have at once (SQS's limit); the broker refuses more."""
+MAX_LONG_POLLS = 10_000
+"""Receives waiting at once in one process (`Broker(max_long_polls=)`)."""
 
 __all__ = [
     "ClientConfig",

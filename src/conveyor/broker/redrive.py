@@ -16,6 +16,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from conveyor.errors import Conflict, InvalidInput, TaskNotFound
+from conveyor.storage.base import MessageMoveParams
 from conveyor.tasks import stop_task
 
 if TYPE_CHECKING:
@@ -82,7 +83,8 @@ class Redrive:
                 current = await storage.move_task_get(task.id)
                 if current is None or current.status == "cancelled":
                     return
-                moved = await storage.message_move(source_id, dest_id, batch, broker.now())
+                moved = await storage.message_move(
+                    MessageMoveParams(source_id, dest_id, batch, broker.now()))
                 if moved:
                     broker.wake(None)
                     if dest_id is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import uuid
 from collections.abc import Mapping
@@ -326,3 +327,11 @@ def _range_or_invalid(name: str, value: Any, low: int, high: int,
         raise InvalidInput(f"{name} must be an integer between {low} and {high}.",
                            field=name, index=index)
     return value
+
+
+def dedup_id(entry: SendEntry, attrs: QueueAttributes) -> str | None:
+    """The entry's deduplication id; on FIFO queues with content-based deduplication and
+    none given, the SHA-256 of the body (as SQS does)."""
+    if entry.deduplication_id is not None or not attrs.content_based_deduplication:
+        return entry.deduplication_id
+    return hashlib.sha256(entry.body.text.encode("utf-8", "surrogatepass")).hexdigest()
