@@ -58,6 +58,14 @@ def test_create_queue_again_with_the_same_redrive_policy(sqs: Any, names: Names)
         "QueueUrl"] == url
 
 
+def test_get_queue_url_of_another_owner(sqs: Any, queue: str) -> None:
+    name = queue.rsplit("/", 1)[-1]
+    assert sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId="000000000000")[
+        "QueueUrl"] == queue
+    with pytest.raises(sqs.exceptions.QueueDoesNotExist):
+        sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId="111122223333")
+
+
 def test_a_new_queue_reports_sse_sqs(sqs: Any, queue: str) -> None:
     got = attributes(sqs, queue)
     assert got["SqsManagedSseEnabled"] == "true"

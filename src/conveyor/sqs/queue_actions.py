@@ -112,8 +112,12 @@ async def create_queue(ctx: Context, p: Params) -> Output:
 
 
 async def get_queue_url(ctx: Context, p: Params) -> Output:
-    """GetQueueUrl."""
-    queue = await ctx.broker.get_queue(p.required("QueueName"), ctx.region)
+    """GetQueueUrl (of this endpoint's one account: another owner's queue does not exist)."""
+    name = p.required("QueueName")
+    owner = p.text("QueueOwnerAWSAccountId")
+    if owner is not None and owner != ctx.account_id:
+        raise fail("queue_missing")
+    queue = await ctx.broker.get_queue(name, ctx.region)
     return {"QueueUrl": ctx.queue_url(queue.name)}
 
 
