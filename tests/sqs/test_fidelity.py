@@ -158,6 +158,9 @@ def test_trace_header_is_kept_and_returned(sqs: Any, queue: str) -> None:
         "Messages"]
     assert message["Attributes"]["AWSTraceHeader"] == header
     assert set(message["MessageAttributes"]) == {"Custom.a", "Custom.b", "other"}
+    [message] = sqs.receive_message(QueueUrl=queue, MessageAttributeNames=["Nothing.*"],
+                                    VisibilityTimeout=0)["Messages"]
+    assert message["MessageAttributes"] == {} and "MD5OfMessageAttributes" not in message
     [message] = sqs.receive_message(QueueUrl=queue, MessageSystemAttributeNames=["All"],
                                     MessageAttributeNames=["All"])["Messages"]
     assert "AWS.TraceHeader" not in message["MessageAttributes"]

@@ -231,7 +231,9 @@ def _message_out(ctx: Context, message: Message, system_names: tuple[str, ...],
         "Body": message.body.text,
         "Attributes": system or None,
         "MD5OfMessageAttributes": md5_of_attributes(chosen) if chosen else None,
-        "MessageAttributes": qa.message_attributes_out(chosen) or None,
+        # Names asked that match none of the message's attributes answer {} (as SQS does).
+        "MessageAttributes": qa.message_attributes_out(chosen)
+        if chosen or (attribute_names and user) else None,
     }
 
 
