@@ -436,19 +436,29 @@ class Broker:
         return [_lease_result(r, e.receipt_handle, changed) for r, e in zip(results, entries)]
 
     async def retry(self, queue_name: str, receipt_handle: str, delay_seconds: int,
-                    error: str | None = None, region: str | None = None) -> EntryResult:
+                    error: str | None = None, region: str | None = None, *,
+                    dead_letter: bool = False) -> EntryResult:
         """End a lease and redeliver after `delay_seconds`, keeping the id and receive count
-        and recording the error (the worker's retry with backoff)."""
+        and recording the error (the worker's retry with backoff); with `dead_letter`, move
+        it to the queue's dead-letter queue now instead, where redrive finds its source."""
         queue = await self.queue(queue_name, region)
         lease = Lease(*decode_receipt_handle(receipt_handle))
         if isinstance(delay_seconds, bool) or not isinstance(delay_seconds, int) or \
                 not 0 <= delay_seconds <= queue.attributes.retention_seconds:
             raise InvalidInput("delay_seconds must be between 0 and the queue's retention.",
                                field="delay_seconds")
+        target = queue
+        if dead_letter:
+            if queue.attributes.dead_letter_queue is None:
+                raise InvalidInput(f"Queue {queue_name!r} has no dead-letter queue.",
+                                   field="dead_letter")
+            target = await self.queue(queue.attributes.dead_letter_queue, queue.region)
+            delay_seconds = 0
         done = await self.storage.message_retry(MessageRetryParams(
-            queue.id, lease, delay_seconds * 1000, error[:4000] if error else None, self.now()))
+            queue.id, lease, delay_seconds * 1000, error[:4000] if error else None, self.now(),
+            target.id if dead_letter else None))
         if done and delay_seconds == 0:
-            await self.signal(queue.id)
+            await self.signal(target.id)
         return EntryResult(receipt_handle, "ok" if done else "stale",
                            None if done else _STALE)
 

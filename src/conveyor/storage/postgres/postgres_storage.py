@@ -296,7 +296,7 @@ class PostgresStorage(PostgresJobs, PostgresLedger, PostgresKeys, PostgresBase):
         sql = (await self._q(params.queue_id))["message_retry"]
         return await self._execute(sql, params.queue_id, params.lease.message_id,
                                    params.lease.token, params.delay_ms, params.error,
-                                   params.now) > 0
+                                   params.now, params.dead_letter_queue_id) > 0
 
     async def message_peek(self, params: MessagePeekParams) -> list[PeekedMessage]:
         """Messages by id without leasing them."""

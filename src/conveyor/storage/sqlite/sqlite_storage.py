@@ -295,7 +295,8 @@ class SqliteStorage(SqliteJobs, SqliteLedger, SqliteKeys, SqliteBase):
         """End a lease; visible again after the delay."""
         args = {"id": _blob(params.lease.message_id), "queue_id": params.queue_id,
                 "token": params.lease.token, "delay_ms": params.delay_ms,
-                "error": params.error, "now": self._now(params.now)}
+                "error": params.error, "now": self._now(params.now),
+                "dlq_id": params.dead_letter_queue_id}
 
         def run(db: sqlite3.Connection) -> bool:
             with self._write(db):
