@@ -139,8 +139,9 @@ class MessageStorage(Protocol):
         """Delete messages whose lease is current; returns the leases that matched."""
 
     async def message_delete_leased(self, queue_id: int, message_id: str,
-                                    now: int | None) -> bool:
-        """Delete a message by id while it is leased (whichever lease); True if deleted."""
+                                    now: int | None, token: int | None = None) -> bool:
+        """Delete a message by id while it is leased (whichever lease, or with `token`
+        only that one); True if deleted."""
 
     async def message_change_visibility_many(self, queue_id: int,
                                              changes: Sequence[tuple[Lease, int]],
