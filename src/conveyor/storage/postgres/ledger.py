@@ -29,6 +29,12 @@ class PostgresLedger(PostgresBase):
             inserted.discard(r[0])
         return new
 
+    async def delivery_statuses(self, ids: Sequence[str]) -> list[str | None]:
+        """Each id's status (None: not recorded), without writing."""
+        with translated():
+            found = await self.pool.fetch(Q["delivery_statuses"], list(ids))
+        return [r[0] for r in found]
+
     async def delivery_begin_many(self, rows: Sequence[NewDelivery], keep_ms: int,
                                   now: int | None) -> list[str | None]:
         """Previous statuses; unfinished rows become `sending`."""
@@ -53,7 +59,7 @@ class PostgresLedger(PostgresBase):
         if row is None:
             return None
         return Delivery(row[0], row[1], row[2], row[3], int(row[4]), row[5], row[6],
-                        int(row[7]), int(row[8]))
+                        int(row[7]), int(row[8]), int(row[9]))
 
     async def delivery_counts(self, channel: str | None, now: int | None
                               ) -> dict[str, dict[str, int]]:
@@ -64,6 +70,13 @@ class PostgresLedger(PostgresBase):
         for ch, status, n in found:
             counts.setdefault(str(ch), {})[str(status)] = int(n)
         return counts
+
+    async def delivery_resent_counts(self, channel: str | None, now: int | None
+                                     ) -> dict[str, int]:
+        """Unexpired rows resent after a crash, by channel."""
+        with translated():
+            found = await self.pool.fetch(Q["delivery_resent_counts"], channel, now)
+        return {str(ch): int(n) for ch, n in found}
 
     async def delivery_expire(self, now: int | None, limit: int) -> int:
         """Delete expired rows."""

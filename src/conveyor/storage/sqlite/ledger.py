@@ -34,12 +34,21 @@ class SqliteLedger(SqliteBase):
         def run(db: sqlite3.Connection) -> list[bool]:
             with self._write(db):
                 known = {r[0] for r in db.execute(Q["delivery_statuses"], (ids,))}
-                db.executemany(Q["delivery_put"], values)
+                db.executemany(Q["delivery_put_many"], values)
             new: list[bool] = []
             for r in rows:
                 new.append(r[0] not in known)
                 known.add(r[0])
             return new
+        return await self._run(run)
+
+    async def delivery_statuses(self, ids: Sequence[str]) -> list[str | None]:
+        """Each id's status (None: not recorded), without writing."""
+        params = (orjson.dumps(list(ids)).decode(),)
+
+        def run(db: sqlite3.Connection) -> list[str | None]:
+            found = dict(db.execute(Q["delivery_statuses"], params).fetchall())
+            return [found.get(i) for i in ids]
         return await self._run(run)
 
     async def delivery_begin_many(self, rows: Sequence[NewDelivery], keep_ms: int,
@@ -52,7 +61,7 @@ class SqliteLedger(SqliteBase):
         def run(db: sqlite3.Connection) -> list[str | None]:
             with self._write(db):
                 before = dict(db.execute(Q["delivery_statuses"], (ids,)).fetchall())
-                db.executemany(Q["delivery_begin"], values)
+                db.executemany(Q["delivery_begin_many"], values)
             return [before.get(r[0]) for r in rows]
         return await self._run(run)
 
@@ -64,7 +73,7 @@ class SqliteLedger(SqliteBase):
 
         def run(db: sqlite3.Connection) -> None:
             with self._write(db):
-                db.executemany(Q["delivery_finish"], values)
+                db.executemany(Q["delivery_finish_many"], values)
         await self._run(run)
 
     async def delivery_get(self, delivery_id: str, now: int | None) -> Delivery | None:
@@ -88,6 +97,13 @@ class SqliteLedger(SqliteBase):
             return counts
         return await self._run(run)
 
+    async def delivery_resent_counts(self, channel: str | None, now: int | None
+                                     ) -> dict[str, int]:
+        """Unexpired rows resent after a crash, by channel."""
+        params = {"channel": channel, "now": self._now(now)}
+        return await self._run(lambda db: {
+            str(ch): int(n) for ch, n in db.execute(Q["delivery_resent_counts"], params)})
+
     async def delivery_expire(self, now: int | None, limit: int) -> int:
         """Delete expired rows."""
         params = {"now": self._now(now), "limit": limit}
@@ -105,7 +121,7 @@ class SqliteLedger(SqliteBase):
 
         def run(db: sqlite3.Connection) -> None:
             with self._write(db):
-                db.executemany(Q["suppression_add"], values)
+                db.executemany(Q["suppression_add_many"], values)
         await self._run(run)
 
     async def suppression_find(self, channel: str, addresses: Sequence[str]) -> set[str]:
@@ -133,6 +149,6 @@ class SqliteLedger(SqliteBase):
 
 
 def _delivery(row: Any) -> Delivery:
-    did, channel, recipient, status, attempts, error, provider_id, updated, expires = row
+    did, channel, recipient, status, attempts, error, provider_id, updated, expires, resends = row
     return Delivery(did, channel, recipient, status, int(attempts), error, provider_id,
-                    int(updated), int(expires))
+                    int(updated), int(expires), int(resends))
