@@ -33,13 +33,16 @@ async def test_status_counts_and_suppression_routes(broker: Broker) -> None:
         body = got.json()
         assert body["status"] == "sent" and body["recipient"] == "h0@example.com"
         assert body["channel"] == "email" and body["attempts"] == 1 and body["provider_id"]
+        assert body["resends"] == 0
         missing = await http.get("/v1/notifications/" + "0" * 32)
         assert missing.status_code == 404
         assert missing.json()["error"]["code"] == "delivery_not_found"
-        counts = (await http.get("/v1/notifications/counts")).json()["counts"]
+        got_counts = (await http.get("/v1/notifications/counts")).json()
+        counts = got_counts["counts"]
         assert counts["email"]["sent"] == 3 and counts["email"]["queued"] == 0
-        assert (await http.get("/v1/notifications/counts",
-                               params={"channel": "push"})).json() == {"counts": {}}
+        assert got_counts["resent_after_crash"] == {}
+        assert (await http.get("/v1/notifications/counts", params={"channel": "push"})
+                ).json() == {"counts": {}, "resent_after_crash": {}}
 
         add = await http.post("/v1/suppressions", json={
             "channel": "email", "address": "h1@example.com", "reason": "unsubscribed"})
