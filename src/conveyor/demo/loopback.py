@@ -34,6 +34,8 @@ class SmtpSink:
     faults: dict[str, list[str]] = field(default_factory=dict)
     messages: list[tuple[str, str, bytes]] = field(default_factory=list)
     received: Counter[str] = field(default_factory=Counter)
+    message_ids: Counter[str] = field(default_factory=Counter)
+    """Accepted messages by their Message-ID (a copy resent after a crash repeats it)."""
     bad: int = 0
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
@@ -48,6 +50,9 @@ class SmtpSink:
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         """Record the message."""
         data: bytes = envelope.original_content or envelope.content
+        at = data.find(b"\r\nMessage-ID: <")
+        if at >= 0:
+            self.message_ids[data[at + 15:data.index(b">", at)].decode()] += 1
         for rcpt in envelope.rcpt_tos:
             self.received[rcpt] += 1
             if self.check is not None and not self.check(rcpt, data):
