@@ -137,8 +137,6 @@ async def test_kill9_of_notify_workers_loses_nothing_and_copies_stay_in_the_boun
             if done == total:
                 break
             sending = sum(c["sending"] for c in counts.values())
-            if os.environ.get("KILL9_DEBUG"):
-                print(f"{time.monotonic() - deadline + 150:.1f}", counts, flush=True)
             # kill only mid-send: a worker that has run a while, with chunks on the wire
             if len(in_flight_at_kill) < KILLS and workers.oldest_age() >= KILL_EVERY and \
                     sending:
@@ -167,7 +165,9 @@ async def test_kill9_of_notify_workers_loses_nothing_and_copies_stay_in_the_boun
         assert extra <= kills * IN_FLIGHT, f"{channel}: {extra} extra copies"
         assert extra <= resent.get(channel, 0), f"{channel}: a copy no crash explains"
         assert counts[channel]["sent"] == len(ids), counts
-    print(f"\nkill -9 x{kills}: in flight at the kills {in_flight_at_kill}; extra copies "
+    # for the record (pytest -s): `sending` rows just before each kill (both workers' and
+    # earlier kills' not yet resent), and what the sinks and the ledger saw
+    print(f"\nkill -9 x{kills}: sending at the kills {in_flight_at_kill}; extra copies "
           f"email {sum(n - 1 for n in email_seen['ids'].values())}, push "
           f"{sum(n - 1 for n in push_seen['ids'].values())}; resent {resent}; "
           f"bound {kills * IN_FLIGHT} per channel")
