@@ -50,13 +50,6 @@ async def test_statuses_read_only_and_resends_counted(broker: Broker) -> None:
     assert await ledger.resent() == {"push": 1} and await ledger.resent("email") == {}
 
 
-def test_ledger_queries_have_the_same_names_in_both_dialects() -> None:
-    from conveyor.storage.sql import load_queries
-
-    assert set(load_queries("conveyor.storage.sqlite", "ledger.sql")) == set(
-        load_queries("conveyor.storage.postgres", "ledger.sql"))
-
-
 async def test_repeated_id_in_one_batch(broker: Broker) -> None:
     row = NewDelivery("same", "push", "https://push.example/1")
     assert await broker.ledger.begin([row, row]) == [None, "sending"]
@@ -97,8 +90,8 @@ async def test_sqlite_ledger_rows_survive_the_move_to_insertion_order(tmp_path) 
     # A file made before migration 5 (the ledger keyed by id) keeps its rows after it.
     import sqlite3
 
-    from conveyor.storage.sqlite.base import MIGRATIONS, _statements
-    from conveyor.storage.sqlite.store import SqliteStorage
+    from conveyor.storage.sqlite.sqlite_base import MIGRATIONS, _statements
+    from conveyor.storage.sqlite.sqlite_storage import SqliteStorage
 
     path = tmp_path / "old.db"
     db = sqlite3.connect(path, isolation_level=None)

@@ -171,14 +171,13 @@ async def _drive(config: DemoConfig, url: str, n_email: int, n_push: int, push_p
                  sub_keys: list[dict[str, Any]], pool: WorkerPool, stop: Any,
                  crashes: Crashes | None, started: float, out: Callable[[str], None]
                  ) -> Report:
-    from conveyor.broker.broker import Broker
+    from conveyor.connect import open_broker
     from conveyor.notify import Email, Notifier, WebPush
     from conveyor.notify.channel import Channel
-    from conveyor.storage.factory import storage_from_url
 
     total = n_email + n_push
     report = Report(messages=total, emails=n_email, pushes=n_push, crashes=crashes)
-    broker = Broker(storage_from_url(url), sweep_interval=None)
+    broker = open_broker(url, sweep_interval=None)
     await broker.start()
     stub = {name: Channel() for name, n in (("email", n_email), ("push", n_push)) if n}
     notifier = Notifier(broker, channels=stub, templates=TEMPLATES)

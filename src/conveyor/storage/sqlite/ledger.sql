@@ -3,14 +3,17 @@
 -- JSON array (json_each) rather than as a parameter per id.
 
 -- name: delivery_put_many
--- Run once per row (executemany) in one transaction.
+-- Run once per row (executemany), after delivery_statuses.
 INSERT INTO conveyor_deliveries (id, channel, recipient, status, attempts, updated_at,
                                  expires_at)
 VALUES (?, ?, ?, ?, 0, ?, ?)
 ON CONFLICT (id) DO NOTHING;
 
 -- name: delivery_statuses
--- Read only: the (id, status) of the recorded ones among a batch of ids.
+-- Read only: the statuses of a batch of ids, for a delivery worker's first look at a batch;
+-- also read in the same BEGIN IMMEDIATE transaction before a put or begin (PostgreSQL has
+-- no such second statement there: a data-modifying CTE returns them from the one
+-- statement that writes, so concurrent begins cannot interleave).
 SELECT id, status FROM conveyor_deliveries WHERE id IN (SELECT value FROM json_each(?));
 
 -- name: delivery_begin_many
@@ -26,7 +29,6 @@ ON CONFLICT (id) DO UPDATE SET
 WHERE status NOT IN ('sent', 'failed', 'unknown');
 
 -- name: delivery_finish_many
--- Run once per row.
 UPDATE conveyor_deliveries
 SET status = ?, error = ?, provider_id = coalesce(?, provider_id), updated_at = ?
 WHERE id = ?;
@@ -54,7 +56,6 @@ DELETE FROM conveyor_deliveries
 WHERE id IN (SELECT id FROM conveyor_deliveries WHERE expires_at <= :now LIMIT :limit);
 
 -- name: suppression_add_many
--- Run once per row.
 INSERT INTO conveyor_suppressions (channel, address, reason, created_at)
 VALUES (?, ?, ?, ?)
 ON CONFLICT DO NOTHING;

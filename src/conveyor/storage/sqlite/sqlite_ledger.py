@@ -9,27 +9,27 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from typing import Any, TypeVar
 
 import orjson
 
 from conveyor.ledger import Delivery, DeliveryUpdate, NewDelivery, Suppression
+from conveyor.storage.base import DeliveryPutParams
+from conveyor.storage.rows import counts_by_channel, delivery_from_row
 from conveyor.storage.sql import load_queries
-from conveyor.storage.sqlite.base import SqliteBase
+from conveyor.storage.sqlite.sqlite_base import SqliteBase
 
-T = TypeVar("T")
 Q = load_queries("conveyor.storage.sqlite", "ledger.sql")
 
 
 class SqliteLedger(SqliteBase):
     """Delivery rows and suppressions in SQLite."""
 
-    async def delivery_put_many(self, rows: Sequence[NewDelivery], status: str, keep_ms: int,
-                                now: int | None) -> list[bool]:
+    async def delivery_put_many(self, params: DeliveryPutParams) -> list[bool]:
         """Insert new rows; existing ids are left as they are."""
-        at = self._now(now)
+        at = self._now(params.now)
+        rows = params.rows
         ids = orjson.dumps([r[0] for r in rows]).decode()
-        values = [(r[0], r[1], r[2], status, at, at + keep_ms) for r in rows]
+        values = [(r[0], r[1], r[2], params.status, at, at + params.keep_ms) for r in rows]
 
         def run(db: sqlite3.Connection) -> list[bool]:
             with self._write(db):
@@ -82,7 +82,7 @@ class SqliteLedger(SqliteBase):
 
         def run(db: sqlite3.Connection) -> Delivery | None:
             row = db.execute(Q["delivery_get"], params).fetchone()
-            return _delivery(row) if row else None
+            return delivery_from_row(row) if row else None
         return await self._run(run)
 
     async def delivery_counts(self, channel: str | None, now: int | None
@@ -90,12 +90,8 @@ class SqliteLedger(SqliteBase):
         """Unexpired rows by channel and status."""
         params = {"channel": channel, "now": self._now(now)}
 
-        def run(db: sqlite3.Connection) -> dict[str, dict[str, int]]:
-            counts: dict[str, dict[str, int]] = {}
-            for ch, status, n in db.execute(Q["delivery_counts"], params):
-                counts.setdefault(str(ch), {})[str(status)] = int(n)
-            return counts
-        return await self._run(run)
+        return await self._run(
+            lambda db: counts_by_channel(db.execute(Q["delivery_counts"], params)))
 
     async def delivery_resent_counts(self, channel: str | None, now: int | None
                                      ) -> dict[str, int]:
@@ -147,8 +143,3 @@ class SqliteLedger(SqliteBase):
             Suppression(str(c), str(a), str(r), int(t))
             for c, a, r, t in db.execute(Q["suppression_list"], params)])
 
-
-def _delivery(row: Any) -> Delivery:
-    did, channel, recipient, status, attempts, error, provider_id, updated, expires, resends = row
-    return Delivery(did, channel, recipient, status, int(attempts), error, provider_id,
-                    int(updated), int(expires), int(resends))
