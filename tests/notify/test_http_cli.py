@@ -99,6 +99,8 @@ def test_cli_send_then_worker_delivers_once(tmp_path: Path) -> None:
     assert b"Subject: Welcome, Ann" in sink.messages[0][2]
     status = _conveyor("notify", "status", sent[0], "--database", db, cwd=tmp_path)
     assert json.loads(status.stdout)["status"] == "sent"
+    counts = json.loads(_conveyor("notify", "counts", "--database", db, cwd=tmp_path).stdout)
+    assert counts["counts"]["email"]["sent"] == 1 and counts["resent_after_crash"] == {}
 
 
 class _TimedSink(SmtpSink):

@@ -199,6 +199,8 @@ def render_report(r: Report) -> str:
     lines.append(f"  ledger            {r.ledger}")
     if r.crashes:
         lines.append(f"  crashes           {r.crashes.line()}")
+        lines.append("                    (CPU, latency and lane shares above cover only the "
+                     "workers alive at the end)")
     verdict = ("FAIL" if not r.ok else "PASS: every notification arrived exactly once with "
                "the right content" if not r.crashes else "PASS: none lost, right content, "
                "extra copies within the bound")
