@@ -286,12 +286,12 @@ def peek(queue: str, limit: int, after: str | None) -> Call[list[PeekedMessage]]
                 lambda _, d: [peeked_of(m) for m in d["messages"]], params=params)
 
 
-def retry(queue: str, receipt_handle: str, delay_seconds: int, error: str | None
-          ) -> Call[EntryResult]:
+def retry(queue: str, receipt_handle: str, delay_seconds: int, error: str | None,
+          dead_letter: bool = False) -> Call[EntryResult]:
     """POST /v1/queues/{q}/messages/retry."""
     return Call("POST", queue_path(queue) + "/messages/retry", lambda _, d: entry_of(d),
                 {"receipt_handle": receipt_handle, "delay_seconds": delay_seconds,
-                 "error": error})
+                 "error": error, "dead_letter": dead_letter})
 
 
 # redrive calls ----------------------------------------------------------------------
