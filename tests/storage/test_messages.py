@@ -230,3 +230,16 @@ async def test_delete_leased_by_id(storage: Storage, t0: int) -> None:
     await storage.message_receive(receive(queue, t0 + 1_000, visibility_ms=1_000))
     assert await storage.message_delete_leased(queue.id, message_id, t0 + 1_500)
     assert (await storage.queue_stats(queue.id, t0 + 1_500)).total == 0
+
+
+async def test_retry_into_the_dead_letter_queue(storage: Storage, t0: int) -> None:
+    dlq = await make_queue(storage, "dlq", t0)
+    queue = await make_queue(storage, "q", t0)
+    [message_id] = await send(storage, queue, t0, ["a"])
+    [got] = await storage.message_receive(receive(queue, t0))
+    assert await storage.message_retry(
+        MessageRetryParams(queue.id, lease(got), 0, "no such task", t0, dlq.id))
+    assert (await storage.queue_stats(queue.id, t0)).total == 0
+    [dead] = await storage.message_peek(MessagePeekParams(dlq.id, 10, None, t0))
+    assert (dead.id, dead.last_error, dead.source_queue) == (message_id, "no such task", "q")
+    assert await storage.message_move(MessageMoveParams(dlq.id, None, 10, t0)) == 1
