@@ -221,14 +221,30 @@ async def test_fifo_dead_letters_over_the_receive_limit(storage: Storage, t0: in
         MessagePeekParams(dlq.id, 10, None, t0 + 1_000))] == ["a1"]
 
 
+async def test_count_movable_with_a_destination_counts_every_message(storage: Storage,
+                                                                      t0: int) -> None:
+    dlq = await make_queue(storage, "dlq", t0)
+    other = await make_queue(storage, "other", t0)
+    await send(storage, dlq, t0, ["sent straight", "here too"])  # no source queue
+    assert await storage.message_count_movable(dlq.id, t0) == 0  # nowhere to go back to
+    assert await storage.message_count_movable(dlq.id, t0, other.id) == 2
+    assert await storage.message_move(MessageMoveParams(dlq.id, other.id, 10, t0)) == 2
+
+
 async def test_delete_leased_by_id(storage: Storage, t0: int) -> None:
     queue = await make_queue(storage, "q", t0)
-    [message_id] = await send(storage, queue, t0, ["a"])
-    assert not await storage.message_delete_leased(queue.id, message_id, t0)  # not leased
-    await storage.message_receive(receive(queue, t0, visibility_ms=1_000))
-    assert not await storage.message_delete_leased(queue.id, message_id, t0 + 1_000)  # lapsed
-    await storage.message_receive(receive(queue, t0 + 1_000, visibility_ms=1_000))
-    assert await storage.message_delete_leased(queue.id, message_id, t0 + 1_500)
+    first, second = await send(storage, queue, t0, ["a", "b"])
+    assert not await storage.message_delete_leased(queue.id, first, t0)  # not leased yet
+    got = await storage.message_receive(receive(queue, t0, visibility_ms=1_000))
+    leases = {m.id: lease(m) for m in got}
+    assert await storage.message_delete_leased(queue.id, first, t0 + 999)
+    assert not await storage.message_delete_leased(queue.id, first, t0 + 999)  # gone
+    assert not await storage.message_delete_leased(queue.id, second, t0 + 1_000)  # expired
+    [again] = await storage.message_receive(receive(queue, t0 + 1_000, visibility_ms=1_000))
+    old = leases[second].token
+    assert not await storage.message_delete_leased(queue.id, second, t0 + 1_500, old)
+    assert await storage.message_delete_leased(queue.id, second, t0 + 1_500,
+                                               lease(again).token)
     assert (await storage.queue_stats(queue.id, t0 + 1_500)).total == 0
 
 

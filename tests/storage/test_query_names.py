@@ -36,8 +36,6 @@ ONLY_IN: dict[tuple[str, str, str], str] = {
     ("sqlite", "jobs.sql", "slot_held"): "slot accounting in Python between two statements",
     ("sqlite", "jobs.sql", "slot_put"): "slot accounting in Python between two statements",
     ("postgres", "jobs.sql", "slot_acquire"): "slot accounting in one function call",
-    ("sqlite", "ledger.sql", "delivery_statuses"):
-        "PostgreSQL returns the previous statuses from the writing statement",
 }
 
 

@@ -400,12 +400,14 @@ class Broker:
         return [_lease_result(r, h, deleted) for r, h in zip(results, receipt_handles)]
 
     async def delete_leased(self, queue_name: str, message_id: str,
-                            region: str | None = None) -> bool:
-        """Delete a message by its id while a lease on it holds (whoever holds it); False
-        when it is unknown, gone or visible again. The WQ API's acknowledgement."""
+                            region: str | None = None, token: int | None = None) -> bool:
+        """Delete a message by its id while a lease on it holds (whoever holds it, or with
+        `token` only that lease); False when it is unknown, gone or visible again. The WQ
+        API's acknowledgement, and SQS's on FIFO queues (where an expired handle fails)."""
         message_id = v.check_message_id(message_id, "message_id")
         queue = await self.queue(queue_name, region)
-        deleted = await self.storage.message_delete_leased(queue.id, message_id, self.now())
+        deleted = await self.storage.message_delete_leased(queue.id, message_id, self.now(),
+                                                           token)
         if deleted and self.observers:
             self._observe("deleted", queue, 1)
         return deleted

@@ -244,10 +244,12 @@ class DeliveryPutParams:
 # API keys ---------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class ApiKeyInsertParams:
-    """A new key: its id, unique active name, token hash and grants (JSON text)."""
+    """A new key: its id, unique active name, token hash, grants (JSON text) and the
+    stored form of its SigV4 secret (the token, or sealed: `conveyor.sealing`)."""
 
     key_id: str
     name: str
     token_hash: str
     grants: str
     now: int | None
+    secret: str | None = None

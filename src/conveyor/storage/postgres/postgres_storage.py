@@ -275,10 +275,10 @@ class PostgresStorage(PostgresJobs, PostgresLedger, PostgresKeys, PostgresBase):
         return {leases[r[0] - 1] for r in found}
 
     async def message_delete_leased(self, queue_id: int, message_id: str,
-                                    now: int | None) -> bool:
+                                    now: int | None, token: int | None = None) -> bool:
         """Delete a leased row by id."""
         sql = (await self._q(queue_id))["message_delete_leased"]
-        return await self._execute(sql, queue_id, message_id, now) > 0
+        return await self._execute(sql, queue_id, message_id, now, token) > 0
 
     async def message_change_visibility_many(self, queue_id: int,
                                              changes: Sequence[tuple[Lease, int]],

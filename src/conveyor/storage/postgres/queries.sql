@@ -203,7 +203,8 @@ RETURNING d.ord;
 -- By message id, whoever holds the lease, while one is held (the WQ API's PATCH).
 DELETE FROM conveyor_messages
 WHERE id = $2 AND queue_id = $1 AND leased
-  AND visible_at > COALESCE($3::bigint, conveyor_now_ms());
+  AND visible_at > COALESCE($3::bigint, conveyor_now_ms())
+  AND ($4::bigint IS NULL OR token = $4);  -- with a token, only under that lease
 
 -- name: message_change_visibility
 UPDATE conveyor_messages m

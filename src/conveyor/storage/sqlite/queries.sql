@@ -158,7 +158,9 @@ DELETE FROM conveyor_messages WHERE id = ? AND queue_id = ? AND token = ?;
 
 -- name: message_delete_leased
 -- By message id, whoever holds the lease, while one is held (the WQ API's PATCH).
-DELETE FROM conveyor_messages WHERE id = ? AND queue_id = ? AND leased AND visible_at > ?;
+-- With a token, only under that lease (a FIFO queue's DeleteMessage).
+DELETE FROM conveyor_messages WHERE id = ? AND queue_id = ? AND leased AND visible_at > ?
+    AND (? IS NULL OR token = ?);
 
 -- name: message_change_visibility
 UPDATE conveyor_messages SET visible_at = ? + ?, leased = (? > 0)
