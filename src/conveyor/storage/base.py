@@ -247,10 +247,14 @@ class LedgerStorage(Protocol):
         """Insert rows with `status` (usually `queued`); ids already recorded keep theirs.
         Returns, per row, whether it was new."""
 
+    async def delivery_statuses(self, ids: Sequence[str]) -> list[str | None]:
+        """Each id's status (None: not recorded), in order, without writing."""
+
     async def delivery_begin_many(self, rows: Sequence[NewDelivery], keep_ms: int,
                                   now: int | None) -> list[str | None]:
-        """Mark rows `sending` (one more attempt), except those in a final status; returns
-        each row's status before the call (None: not recorded), in order."""
+        """Mark rows `sending` (one more attempt; a row already `sending` also one more
+        resend), except those in a final status; returns each row's status before the
+        call (None: not recorded), in order."""
 
     async def delivery_finish_many(self, updates: Sequence[DeliveryUpdate],
                                    now: int | None) -> None:
@@ -262,6 +266,10 @@ class LedgerStorage(Protocol):
     async def delivery_counts(self, channel: str | None, now: int | None
                               ) -> dict[str, dict[str, int]]:
         """Unexpired rows by channel, then status."""
+
+    async def delivery_resent_counts(self, channel: str | None, now: int | None
+                                     ) -> dict[str, int]:
+        """Unexpired rows resent after a crash (`resends` > 0), by channel."""
 
     async def delivery_expire(self, now: int | None, limit: int) -> int:
         """Delete up to `limit` expired rows."""
