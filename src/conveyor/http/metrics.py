@@ -77,6 +77,11 @@ class QueueCollector(Collector):
             dead.add_metric([name], self.monitor.dead_lettered.get(name, 0))
         yield from gauges.values()
         yield dead
+        waiting = GaugeMetricFamily(
+            "conveyor_waiting_receives", "Receives (HTTP, SQS, WebSocket) waiting in a long "
+            "poll now, in the process that answered this scrape.")
+        waiting.add_metric([], self.monitor.broker.waiting_receives)
+        yield waiting
         if self.job_counts:
             jobs = GaugeMetricFamily("conveyor_jobs", "Tracked jobs by status.",
                                      labels=["status"])
