@@ -27,7 +27,7 @@ async def test_status_counts_and_suppression_routes(broker: Broker) -> None:
                                                data={"n": i}) for i in range(3)])
         await deliver_until(notifier, lambda: len(sink.messages) >= 3)
     transport = httpx.ASGITransport(app=create_app(broker))
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+    async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as http:
         got = await http.get(f"/v1/notifications/{ids[0]}")
         assert got.status_code == 200, got.text
         body = got.json()

@@ -139,8 +139,9 @@ class MessageStorage(Protocol):
         """Delete messages whose lease is current; returns the leases that matched."""
 
     async def message_delete_leased(self, queue_id: int, message_id: str,
-                                    now: int | None) -> bool:
-        """Delete a message by id while it is leased (whichever lease); True if deleted."""
+                                    now: int | None, token: int | None = None) -> bool:
+        """Delete a message by id while it is leased (whichever lease, or with `token`
+        only that one); True if deleted."""
 
     async def message_change_visibility_many(self, queue_id: int,
                                              changes: Sequence[tuple[Lease, int]],
@@ -289,13 +290,17 @@ class LedgerStorage(Protocol):
 
 
 class KeyStorage(Protocol):
-    """API keys (see `conveyor.broker.keys`): only token hashes are stored."""
+    """API keys (see `conveyor.broker.api_keys`): token hashes for bearer look-ups, and
+    each key's SigV4 secret (maybe sealed) for the SQS endpoint."""
 
     async def api_key_insert(self, params: ApiKeyInsertParams) -> bool:
-        """Store a key; False when an active key already has the name."""
+        """Store a key; False when an active key already has the name (or the id is taken)."""
 
     async def api_key_by_hash(self, token_hash: str) -> ApiKey | None:
         """The active key with this token hash."""
+
+    async def api_key_by_id(self, key_id: str) -> tuple[ApiKey, str | None] | None:
+        """The active key with this id and its stored secret (None: made before secrets)."""
 
     async def api_key_list(self) -> list[ApiKey]:
         """Every key, revoked ones too."""
