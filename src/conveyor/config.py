@@ -47,6 +47,9 @@ class ServerConfig:
     max_in_flight: int = MAX_IN_FLIGHT
     max_depth: int | None = None
     max_long_polls: int = MAX_LONG_POLLS  # receives waiting at once, per process
+    # connections served at once, per process (None: the open-files limit less a reserve;
+    # past it new connections get a 503, see conveyor.http.listener)
+    max_connections: int | None = None
 
     def __post_init__(self) -> None:
         _check_port("port", self.port)
@@ -55,6 +58,8 @@ class ServerConfig:
         if self.max_in_flight < 1 or (self.max_depth is not None and self.max_depth < 1):
             raise InvalidInput("max_in_flight and max_depth must be at least 1.",
                                field="max_in_flight")
+        if self.max_connections is not None and self.max_connections < 1:
+            raise InvalidInput("max_connections must be at least 1.", field="max_connections")
         if self.max_long_polls < 0:
             raise InvalidInput("max_long_polls must be 0 or more.", field="max_long_polls")
         if not 1 <= self.workers <= 256:
@@ -113,7 +118,7 @@ def from_env(environ: Mapping[str, str] | None = None) -> Config:
     CONVEYOR_MAX_REQUEST_BYTES, CONVEYOR_SQS_PORT, CONVEYOR_SQS_ACCOUNT_ID, CONVEYOR_NO_SQS,
     CONVEYOR_LOG_FORMAT (text or json), CONVEYOR_TLS_CERT, CONVEYOR_TLS_KEY,
     CONVEYOR_MAX_IN_FLIGHT, CONVEYOR_MAX_DEPTH (0: none), CONVEYOR_MAX_LONG_POLLS,
-    CONVEYOR_SQS_CREDENTIALS.
+    CONVEYOR_MAX_CONNECTIONS (0: from the open-files limit), CONVEYOR_SQS_CREDENTIALS.
     """
     env = os.environ if environ is None else environ
     server = ServerConfig(
@@ -126,6 +131,7 @@ def from_env(environ: Mapping[str, str] | None = None) -> Config:
         max_in_flight=_int(env, "CONVEYOR_MAX_IN_FLIGHT", MAX_IN_FLIGHT),
         max_depth=_int(env, "CONVEYOR_MAX_DEPTH", 0) or None,
         max_long_polls=_int(env, "CONVEYOR_MAX_LONG_POLLS", MAX_LONG_POLLS),
+        max_connections=_int(env, "CONVEYOR_MAX_CONNECTIONS", 0) or None,
     )
     sqs = SqsConfig(
         enabled=not _bool(env, "CONVEYOR_NO_SQS"),
