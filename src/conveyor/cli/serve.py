@@ -97,7 +97,7 @@ def run_serve(config: Config) -> int:
     config = replace(config, database_url=database_url(config))
     assert config.database_url is not None
     asyncio.run(migrate(config.database_url))  # once, before the workers share the schema
-    from conveyor.cli.keys import warn_if_open  # API keys (trust)
+    from conveyor.cli.key_commands import warn_if_open  # API keys (trust)
 
     warn_if_open(config.database_url, config.server.host)
     sqs_factory = sqs_app_factory() if config.sqs.enabled else None

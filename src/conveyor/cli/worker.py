@@ -44,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(process)d %(name)s: %(message)s")
+    # httpx logs every request at INFO: a worker on a server would log each long poll.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     raise_open_files_limit()  # the pool's processes inherit it
     flags = ["--batch-size", str(args.batch_size), "--shutdown-grace",
              str(args.shutdown_grace)]
