@@ -73,6 +73,9 @@ class Snapshot:
     at: float = 0.0
     queues: dict[str, Queue] = field(default_factory=dict)
     points: dict[str, Point] = field(default_factory=dict)
+    """Latest points of the active queues only (an idle queue's figures are zeros)."""
+    names: list[str] = field(default_factory=list)
+    """Every queue's name, sorted (for paging)."""
 
 
 class Counters:
@@ -119,6 +122,7 @@ class Monitor:
         self._last: dict[str, Point] = {}  # each queue's latest point, active or not since
         self._catalog: dict[str, Queue] = {}
         self._ids: dict[int, str] = {}
+        self._names: list[str] = []
         self._catalog_at = float("-inf")  # monotonic
         self._catalog_changes = -1  # broker.queue_changes when the list was read
         self._lock = asyncio.Lock()
@@ -195,7 +199,7 @@ class Monitor:
             if ring is None:
                 ring = self.history[name] = deque(maxlen=self.keep)
             ring.append(point)
-        self.latest = Snapshot(now, queues, points)
+        self.latest = Snapshot(now, queues, points, self._names)
         async with self._changed:
             self._changed.notify_all()
         return self.latest
@@ -209,6 +213,7 @@ class Monitor:
             self._catalog = await self._all_queues()
             self._catalog_at = time.monotonic()
             self._ids = {q.id: name for name, q in self._catalog.items()}
+            self._names = sorted(self._catalog)
             for gone in set(self._last) - set(self._catalog):
                 self.history.pop(gone, None)
                 self._previous.pop(gone, None)
