@@ -13,6 +13,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from conveyor.broker.broker import Broker
+from conveyor.clock import ManualClock
+from conveyor.dashboard.series import Monitor
 from conveyor.dashboard.views import PAGE_SIZE
 from conveyor.http.app import create_app
 from conveyor.http.metrics import QUEUE_SERIES
@@ -80,3 +82,17 @@ async def test_ten_thousand_queues(many: tuple[httpx.AsyncClient, Broker]) -> No
     broker.storage.message_expire = counting  # type: ignore[method-assign]
     await broker.sweep()
     assert len(expired) == 2
+
+
+async def test_queues_made_or_changed_elsewhere_show_at_the_next_sample(
+        open_broker: OpenBroker, clock: ManualClock) -> None:
+    here, elsewhere = await open_broker(), await open_broker()  # two processes' brokers
+    monitor = Monitor(here)
+    await monitor.sample()
+    await elsewhere.create_queue("made-there")
+    assert "made-there" in (await monitor.sample()).queues
+    clock.advance(1)  # (a change within the same millisecond waits for `catalog_seconds`)
+    await elsewhere.update_queue("made-there", {"paused": True})
+    assert (await monitor.sample()).queues["made-there"].attributes.paused
+    await elsewhere.delete_queue("made-there")
+    assert "made-there" not in (await monitor.sample()).queues

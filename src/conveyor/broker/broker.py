@@ -236,6 +236,11 @@ class Broker:
             raise InvalidInput("limit must be between 1 and 1000.", field="limit")
         return await self.storage.queue_list(region or self.region, prefix, after, limit)
 
+    async def queue_catalog_stamp(self, region: str | None = None) -> tuple[int, int]:
+        """A value that changes when any process creates, changes or deletes a queue of the
+        region (so a list of them kept in memory knows when to read it again)."""
+        return await self.storage.queue_catalog_stamp(region or self.region)
+
     async def update_queue(self, name: str, attributes: Mapping[str, Any],
                            region: str | None = None) -> Queue:
         """Change some attributes of a queue."""

@@ -9,9 +9,9 @@ shared between nodes: each `conveyor serve` process shows what it saw.
 Idle cost grows with the active queues, not with all of them: a sample appends points only
 for queues that hold messages, saw traffic here since the last sample, or were active in
 the one before (so a queue is seen going back to zero); an idle queue's figures stay at
-its last point (zeros). The list of queues (names, attributes) is re-read every
-`catalog_seconds`, at once after this process created, changed or deleted one, and when a
-queue not yet known holds messages.
+its last point (zeros). The list of queues (names, attributes) is re-read only when it
+changed (`Broker.queue_catalog_stamp`, one cheap query a sample), when a queue not yet
+known holds messages, and every `catalog_seconds` whatever.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ EVENTS = ("sent", "received", "deleted")
 
 DEFAULT_INTERVAL = 2.0
 DEFAULT_KEEP = 900  # half an hour at 2 s
-DEFAULT_CATALOG_SECONDS = 30.0
+DEFAULT_CATALOG_SECONDS = 60.0  # the stamp misses a change within the same millisecond
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +124,7 @@ class Monitor:
         self._ids: dict[int, str] = {}
         self._names: list[str] = []
         self._catalog_at = float("-inf")  # monotonic
-        self._catalog_changes = -1  # broker.queue_changes when the list was read
+        self._catalog_stamp: tuple[int, tuple[int, int]] | None = None  # when it was read
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._changed = asyncio.Condition()
@@ -207,9 +207,10 @@ class Monitor:
     async def _queues(self, stats: dict[int, QueueStats]) -> dict[str, Queue]:
         """Every queue by name, re-read when stale, changed here, or missing one."""
         age = time.monotonic() - self._catalog_at
-        if (age >= self.catalog_seconds or self.broker.queue_changes != self._catalog_changes
+        stamp = (self.broker.queue_changes, await self.broker.queue_catalog_stamp())
+        if (age >= self.catalog_seconds or stamp != self._catalog_stamp
                 or (age >= 2 * self.interval and any(i not in self._ids for i in stats))):
-            self._catalog_changes = self.broker.queue_changes
+            self._catalog_stamp = stamp
             self._catalog = await self._all_queues()
             self._catalog_at = time.monotonic()
             self._ids = {q.id: name for name, q in self._catalog.items()}

@@ -209,6 +209,10 @@ class Storage(JobsStorage, LedgerStorage, Protocol):
     async def queue_regions(self) -> list[str]:
         """Every region that has a queue."""
 
+    async def queue_catalog_stamp(self, region: str) -> tuple[int, int]:
+        """(queues, latest `updated_at`) of a region: it changes when a queue is created,
+        changed or deleted."""
+
     async def queue_list(self, region: str, prefix: str, after: str | None,
                          limit: int) -> list[Queue]:
         """Queues whose name starts with `prefix`, by name, after `after`."""
