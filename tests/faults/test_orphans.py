@@ -135,3 +135,21 @@ def test_the_parent_pid_watch_without_prctl(tmp_path: Path) -> None:
             middle.kill()
             middle.wait()
     assert took < GONE_WITHIN
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+def test_demo_workers_and_peers_die_with_the_demo(tmp_path: Path) -> None:
+    with (tmp_path / "demo.log").open("wb") as log:
+        demo = subprocess.Popen([*conveyor_command(), "demo", "--messages", "200000",
+                                 "--workers", "2", "--no-smtp-sink", "--no-progress"],
+                                stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
+    try:
+        children = _descendants(demo.pid, 4)  # two peers, two delivery workers
+        time.sleep(1.0)
+        took = _kill_and_time(demo, children)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()
+    assert took < GONE_WITHIN
