@@ -31,7 +31,7 @@ async def many(open_broker: OpenBroker) -> AsyncIterator[tuple[httpx.AsyncClient
         await asyncio.gather(*(broker.create_queue(f"idle-{i:05d}")
                                for i in range(start, start + 500)))
     transport = httpx.ASGITransport(app=create_app(broker))
-    async with httpx.AsyncClient(transport=transport, base_url="http://many.test",
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1",
                                  timeout=60) as http:
         yield http, broker
 
