@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
+import resource
+import subprocess
 import time
 from pathlib import Path
 
@@ -21,7 +24,9 @@ import pytest
 
 from tests.faults.load import create_queue
 from tests.faults.test_idle_long_polls import raise_open_files
-from tests.http.server import ServerProcess, start_server
+from tests.http.server import ServerProcess, conveyor_command, start_server
+
+ROOT = Path(__file__).resolve().parents[2]
 
 LIMIT = 256
 PARKED = 600
@@ -174,3 +179,39 @@ async def test_out_of_file_handles_accepting_backs_off(database_url: str,
     reports = check_logs(server, clean=False)
     assert 1 <= len(reports) <= 3, reports
     assert any("paused accepting" in line for line in reports), reports
+
+
+def soft_limit_only(files: int) -> list[str]:
+    """A shell that lowers only the soft open-files limit and runs the rest."""
+    return ["sh", "-c", f'ulimit -S -n {files} && exec "$@"', "sh"]
+
+
+def test_serve_and_workers_raise_their_soft_limit(sqlite_url: str, tmp_path: Path) -> None:
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard != resource.RLIM_INFINITY and hard <= LIMIT:
+        pytest.skip(f"the hard open-files limit is {hard}")
+    server = start_server(tmp_path, ["--database", sqlite_url, "--no-sqs"],
+                          wrapper=soft_limit_only(LIMIT))
+    try:
+        soft, _ = psutil.Process(server.process.pid).rlimit(psutil.RLIMIT_NOFILE)
+        assert soft > LIMIT
+        assert f"raised the open-files limit from {LIMIT}" in server.logs()
+    finally:
+        assert server.stop() == 0, server.logs()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}
+    env.update(TEST_CONVEYOR_URL=sqlite_url, TEST_OUT=str(tmp_path / "out.txt"),
+               PYTHONPATH=str(ROOT))
+    pool = subprocess.Popen([*soft_limit_only(LIMIT), *conveyor_command(), "worker",
+                             "tests.worker.apps.sample:app", "--processes", "2"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+                            cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 30
+        while len(psutil.Process(pool.pid).children()) < 2:
+            assert time.monotonic() < deadline, "the pool never started its workers"
+            time.sleep(0.05)
+        for process in [psutil.Process(pool.pid), *psutil.Process(pool.pid).children()]:
+            assert process.rlimit(psutil.RLIMIT_NOFILE)[0] > LIMIT
+    finally:
+        pool.terminate()
+        pool.wait(30)
