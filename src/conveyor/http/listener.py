@@ -225,8 +225,17 @@ class Listener(asyncio.AbstractServer):
             conn.close()
             return
         guard.lingering += 1
-        self._spawn(self._loop.connect_accepted_socket(lambda: _Refusal(guard), conn,
-                                                       ssl=self._tls), conn)
+        self._spawn(self._answer(conn), conn)
+
+    async def _answer(self, conn: socket.socket) -> None:
+        """Hand a refused connection to a `_Refusal` and wait until it is closed."""
+        try:
+            _, refusal = await self._loop.connect_accepted_socket(
+                lambda: _Refusal(self._guard), conn, ssl=self._tls,
+                ssl_handshake_timeout=5.0 if self._tls else None)  # not a minute, as usual
+            await refusal.closed
+        finally:
+            self._guard.lingering -= 1
 
     def _spawn(self, handover: Any, conn: socket.socket) -> None:
         async def run() -> None:
@@ -253,6 +262,7 @@ class _Refusal(asyncio.Protocol):
         self._answered = False
         self._transport: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -283,9 +293,10 @@ class _Refusal(asyncio.Protocol):
             self._transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._guard.lingering -= 1
         if self._timer is not None:
             self._timer.cancel()
+        if not self.closed.done():
+            self.closed.set_result(None)
 
 
 def refusal(path: bytes, guard: FileGuard) -> bytes:
