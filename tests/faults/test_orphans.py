@@ -71,7 +71,9 @@ def _kill_and_time(parent: subprocess.Popen[bytes], children: list[int]) -> floa
                 os.kill(pid, signal.SIGKILL)
             raise AssertionError(f"children {survivors} outlived their supervisor")
         time.sleep(0.02)
-    return time.monotonic() - began
+    took = time.monotonic() - began
+    print(f"{len(children)} children gone {took:.2f} s after kill -9 of {parent.pid}")
+    return took
 
 
 @pytest.mark.timeout(90)
