@@ -8,7 +8,8 @@ baseline of the same server with none, measured in the same run; and the size of
 For each backend: a fresh database, one `conveyor serve` process (no SQS port); its CPU
 time (user + system, psutil) over `--seconds` after a warm-up is the baseline; then the
 queues are created from this process, and after another warm-up the same measurement is
-repeated. Only the server process is counted, not the PostgreSQL backends serving it.
+repeated. On PostgreSQL the CPU of the server's database backends (pg_stat_activity) is
+measured the same way, after the server's own, and printed on a line of its own.
 """
 
 from __future__ import annotations
@@ -57,14 +58,34 @@ def start(url: str, log: Path) -> tuple[subprocess.Popen[bytes], str]:
     raise RuntimeError(log.read_text())
 
 
-def cpu_share(process: subprocess.Popen[bytes], seconds: float) -> float:
-    """The share of one core the process used over the next `seconds`."""
-    proc = psutil.Process(process.pid)
-    before, began = proc.cpu_times(), time.monotonic()
+def cpu_share(pids: list[int], seconds: float) -> float:
+    """The share of one core these processes used together over the next `seconds`."""
+    procs = [psutil.Process(pid) for pid in pids]
+    before, began = [_cpu(p) for p in procs], time.monotonic()
     time.sleep(seconds)
-    after = proc.cpu_times()
-    used = (after.user + after.system) - (before.user + before.system)
+    used = sum(_cpu(p) - b for p, b in zip(procs, before))
     return used / (time.monotonic() - began)
+
+
+def _cpu(proc: psutil.Process) -> float:
+    try:
+        times = proc.cpu_times()
+    except psutil.Error:  # a backend that went away: its time is lost, not negative
+        return 0.0
+    return float(times.user + times.system)
+
+
+def backends(url: str) -> list[int]:
+    """The pids of the PostgreSQL backends connected to the benchmark's database."""
+    async def run() -> list[int]:
+        conn = await asyncpg.connect(PG_ADMIN)
+        try:
+            rows = await conn.fetch("SELECT pid FROM pg_stat_activity WHERE datname = $1",
+                                    url.rsplit("/", 1)[1])
+        finally:
+            await conn.close()
+        return [r[0] for r in rows]
+    return asyncio.run(run())
 
 
 async def create_queues(url: str, count: int) -> None:
@@ -78,12 +99,14 @@ def measure(backend: str, url: str, queues: int, seconds: float, folder: Path) -
     process, base = start(url, folder / f"{backend}.log")
     try:
         time.sleep(WARM_UP)
-        baseline = cpu_share(process, seconds)
+        baseline = cpu_share([process.pid], seconds)
+        db_baseline = cpu_share(backends(url), seconds) if backend == "postgres" else None
         began = time.monotonic()
         asyncio.run(create_queues(url, queues))
         created = time.monotonic() - began
         time.sleep(WARM_UP)
-        loaded = cpu_share(process, seconds)
+        loaded = cpu_share([process.pid], seconds)
+        db_loaded = cpu_share(backends(url), seconds) if backend == "postgres" else None
         metrics = len(httpx.get(f"{base}/metrics", timeout=60).content)
         page = len(httpx.get(f"{base}/", timeout=60).content)
         print(f"{backend:8} baseline (0 queues) {baseline:6.2%} of a core; with {queues:,} "
@@ -91,6 +114,10 @@ def measure(backend: str, url: str, queues: int, seconds: float, folder: Path) -
               f"{loaded / baseline if baseline else float('inf'):.1f}x); /metrics "
               f"{metrics / 1000:,.1f} kB; dashboard page {page / 1000:,.1f} kB "
               f"(queues created in {created:.1f} s)", flush=True)
+        if db_baseline is not None and db_loaded is not None:
+            print(f"{'':8} its PostgreSQL backends: baseline {db_baseline:6.2%} of a core; "
+                  f"with the queues {db_loaded:6.2%} (+{db_loaded - db_baseline:.2%})",
+                  flush=True)
     finally:
         process.terminate()
         process.wait(30)
