@@ -72,7 +72,8 @@ class FileGuard:
         self.lingering = 0
         """Refused connections being answered now."""
         self.handing_over = 0
-        """Accepted connections on their way to the app (not yet counted by it)."""
+        """Accepted connections on their way to the app (for a moment counted twice once
+        the app has one: the budget errs on the safe side)."""
         self._last_event = float("-inf")
         self._last_reason = "too_many_connections"
         self._last_log = float("-inf")
