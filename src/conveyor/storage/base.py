@@ -102,6 +102,10 @@ class MessageStorage(Protocol):
     async def queue_regions(self) -> list[str]:
         """Every region that has a queue."""
 
+    async def queue_catalog_stamp(self, region: str) -> tuple[int, int]:
+        """(queues, latest `updated_at`) of a region: it changes when a queue is created,
+        changed or deleted."""
+
     async def queue_list(self, params: QueueListParams) -> list[Queue]:
         """Queues whose name starts with the prefix, by name (bytewise), after `after`."""
 

@@ -139,6 +139,11 @@ class PostgresStorage(PostgresJobs, PostgresLedger, PostgresKeys, PostgresBase):
         """Every region that has a queue."""
         return [r[0] for r in await self._fetch(Q["queue_regions"])]
 
+    async def queue_catalog_stamp(self, region: str) -> tuple[int, int]:
+        """(queues, latest `updated_at`) of a region."""
+        [row] = await self._fetch(Q["queue_catalog_stamp"], region)
+        return int(row[0]), int(row[1])
+
     async def queue_list(self, params: QueueListParams) -> list[Queue]:
         """Queues by name (bytewise order, as on SQLite)."""
         return [self._remember(r) for r in await self._fetch(

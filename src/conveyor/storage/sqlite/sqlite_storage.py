@@ -111,6 +111,13 @@ class SqliteStorage(SqliteJobs, SqliteLedger, SqliteKeys, SqliteBase):
         """Every region that has a queue."""
         return await self._run(lambda db: [r[0] for r in db.execute(Q["queue_regions"])])
 
+    async def queue_catalog_stamp(self, region: str) -> tuple[int, int]:
+        """(queues, latest `updated_at`) of a region."""
+        def run(db: sqlite3.Connection) -> tuple[int, int]:
+            count, latest = db.execute(Q["queue_catalog_stamp"], {"region": region}).fetchone()
+            return int(count), int(latest)
+        return await self._run(run)
+
     async def queue_list(self, params: QueueListParams) -> list[Queue]:
         """Queues by name."""
         args = {"region": params.region, "prefix": params.prefix, "after": params.after or "",
