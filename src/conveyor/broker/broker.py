@@ -144,6 +144,11 @@ class Broker:
         for observer in self.observers:
             observer(event, queue, count)
 
+    @property
+    def waiting_receives(self) -> int:
+        """How many receives of this process are waiting in a long poll now."""
+        return self._long_polls
+
     def end_long_polls(self) -> None:
         """Answer every waiting long poll now (empty) and every later one at once: the
         server is shutting down, and its clients should not hang until it is gone."""
