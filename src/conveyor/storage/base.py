@@ -20,6 +20,7 @@ from conveyor.models import (
     Queue,
     QueueStats,
     SendResult,
+    TableHealth,
 )
 from conveyor.storage.ledger import LedgerStorage
 
@@ -191,6 +192,10 @@ class Storage(JobsStorage, LedgerStorage, Protocol):
 
     async def schema_version(self) -> tuple[int, int]:
         """(applied, known) migration numbers; equal when the schema is current."""
+
+    async def table_health(self) -> list[TableHealth]:
+        """Size and dead weight of conveyor's tables (see storage/*/maintenance.py, which
+        keeps them bounded)."""
 
     def bound(self, connection: object) -> Storage:
         """This storage writing through the application's own connection, inside its

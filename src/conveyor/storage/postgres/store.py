@@ -25,6 +25,7 @@ from conveyor.models import (
     Queue,
     QueueStats,
     SendResult,
+    TableHealth,
 )
 from conveyor.storage import dedup, rows
 from conveyor.storage.base import (
@@ -39,6 +40,7 @@ from conveyor.storage.postgres.bound import Executor
 from conveyor.storage.postgres.jobs import PostgresJobs
 from conveyor.storage.postgres.keys import PostgresKeys
 from conveyor.storage.postgres.ledger import PostgresLedger
+from conveyor.storage.postgres.maintenance import Maintenance, table_health
 from conveyor.storage.sql import load_queries
 from conveyor.tasks import stop_task
 
@@ -58,8 +60,11 @@ class PostgresStorage(PostgresJobs, PostgresLedger, PostgresKeys, PostgresBase):
     dialect = "postgresql"
 
     def __init__(self, url: str, *, pool_size: int | None = None,
-                 statement_cache_size: int | None = None) -> None:
+                 statement_cache_size: int | None = None, maintenance: bool = True) -> None:
         super().__init__(url, pool_size=pool_size, statement_cache_size=statement_cache_size)
+        # Rotation of the message slots and targeted VACUUM (maintenance.py), every second.
+        self._maintain = maintenance
+        self.maintenance: Maintenance | None = None
         # Durability is fixed when a queue is made and ids are never reused: safe to cache.
         self._unlogged: set[int] = set()
         self._logged: set[int] = set()
@@ -83,10 +88,20 @@ class PostgresStorage(PostgresJobs, PostgresLedger, PostgresKeys, PostgresBase):
                     raise
                 await conn.execute("COMMIT")
 
+    async def open(self) -> None:
+        """Open the pool (migrating), then start the upkeep of the tables."""
+        await super().open()
+        if self._maintain and self.maintenance is None:
+            self.maintenance = Maintenance(self.pool)
+            self.maintenance.start()
+
     async def close(self) -> None:
-        """Stop listening, then close the pool."""
+        """Stop listening and the upkeep, then close the pool."""
         listener, self._listener = self._listener, None
         await stop_task(listener)
+        maintenance, self.maintenance = self.maintenance, None
+        if maintenance is not None:
+            await maintenance.stop()
         await super().close()
 
     def _remember(self, row: Any) -> Queue:
@@ -347,6 +362,11 @@ class PostgresStorage(PostgresJobs, PostgresLedger, PostgresKeys, PostgresBase):
         """Tasks of a source queue, newest first."""
         return [rows.task_from_json(r[0])
                 for r in await self._fetch(Q["move_task_list"], source_queue_id)]
+
+    async def table_health(self) -> list[TableHealth]:
+        """Rows and bytes of conveyor's tables, from the server's statistics."""
+        with translated():
+            return await table_health(self.pool)
 
     # wake-ups -----------------------------------------------------------------------
     async def signal(self, queue_id: int) -> None:
