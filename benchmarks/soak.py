@@ -22,6 +22,7 @@ import csv
 import itertools
 import os
 import re
+import signal
 import sqlite3
 import statistics
 import subprocess
@@ -306,6 +307,44 @@ class DatabaseStats:
         return (blocks - last_blocks) / (calls - last_calls) if calls > last_calls else 0.0
 
 
+class CpuMeter:
+    """CPU seconds used so far by the server, the worker and (on a PostgreSQL server on
+    this machine) the backends of the soak's database, autovacuum not included."""
+
+    def __init__(self, server_pid: int, worker_pid: int | None, database: str) -> None:
+        import psutil
+
+        self._psutil = psutil
+        self.pids = {"server": server_pid, "worker": worker_pid}
+        self.dbname = f" {urlsplit(database).path.lstrip('/')} " \
+            if database.startswith("postgres") else None
+        self._db: dict[int, float] = {}
+        self.db_total = 0.0
+
+    def sample(self) -> dict[str, float]:
+        found = {}
+        for name, pid in self.pids.items():
+            try:
+                times = self._psutil.Process(pid).cpu_times() if pid else None
+                found[name] = times.user + times.system if times else 0.0
+            except self._psutil.Error:
+                found[name] = 0.0
+        if self.dbname:
+            for proc in self._psutil.process_iter(["cmdline"]):
+                try:
+                    line = " ".join(proc.info["cmdline"] or []) + " "
+                    if not line.startswith("postgres:") or self.dbname not in line:
+                        continue
+                    times = proc.cpu_times()
+                except self._psutil.Error:
+                    continue
+                used = times.user + times.system
+                self.db_total += used - self._db.get(proc.pid, 0.0)
+                self._db[proc.pid] = used
+        found["db"] = self.db_total
+        return found
+
+
 _METRIC = re.compile(r'^conveyor_table_(dead_tuples|bytes)\{table="([^"]+)"\} (\S+)$', re.M)
 
 
@@ -344,6 +383,8 @@ def run(args: argparse.Namespace) -> list[dict[str, float]]:
     fresh_database(database)
     server = start_server(workdir, ["--database", database, "--no-sqs"])
     rows: list[dict[str, float]] = []
+    load: Load | None = None
+    jobs: JobLoad | None = None
     try:
         httpx.post(f"{server.url}/v1/queues", json={
             "name": QUEUE, "attributes": {"visibility_timeout": 30}}, timeout=10)
@@ -351,18 +392,21 @@ def run(args: argparse.Namespace) -> list[dict[str, float]]:
         load = Load(server.url, args.rate, args.consumers, args.batch).start()
         jobs = JobLoad(server.url, args.jobs_rate, workdir).start() if args.jobs_rate else None
         holder = Holder(database)
-        rows = sample_loop(args, server, load, jobs, holder, stats)
-        load.join()
+        cpu = CpuMeter(server.process.pid, jobs.process.pid if jobs and jobs.process else None,
+                       database)
+        rows = sample_loop(args, server, load, jobs, holder, stats, cpu)
+    finally:
+        if load is not None:
+            load.join()
         if jobs is not None:
             jobs.join()
-    finally:
         server.stop()
     return rows
 
 
 def sample_loop(args: argparse.Namespace, server: ServerProcess, load: Load,
-                jobs: JobLoad | None, holder: Holder,
-                stats: DatabaseStats) -> list[dict[str, float]]:
+                jobs: JobLoad | None, holder: Holder, stats: DatabaseStats,
+                cpu: CpuMeter) -> list[dict[str, float]]:
     total = args.minutes * 60
     hold_from = args.hold_start * 60 if args.hold_start is not None else total / 3
     hold_to = hold_from + (args.hold_minutes * 60 if args.hold_minutes is not None
@@ -391,6 +435,7 @@ def sample_loop(args: argparse.Namespace, server: ServerProcess, load: Load,
         now = time.monotonic()
         span = now - last[0]
         db = stats.sample()
+        used = cpu.sample()
         own = metrics_bloat(server.url)
         row = {"t": round(t, 1), "sent_rate": (sent - last[1]) / span,
                "drain_rate": (deleted - last[2]) / span, "backlog": backlog(client, server.url),
@@ -398,7 +443,9 @@ def sample_loop(args: argparse.Namespace, server: ServerProcess, load: Load,
                "seq_scan": db["seq_scan"], "claim_blocks": db["claim_blocks"],
                "xmin_age": db["xmin_age"], "holding": int(holding),
                "errors": errors, "jobs_sent": jobs.sent if jobs else 0,
-               "own_dead": own.get("dead_tuples", -1), "own_bytes": own.get("bytes", -1)}
+               "own_dead": own.get("dead_tuples", -1), "own_bytes": own.get("bytes", -1),
+               "deleted": deleted, "cpu_server": used["server"], "cpu_worker": used["worker"],
+               "cpu_db": used["db"]}
         last = (now, sent, deleted)
         rows.append(row)
         print(f"{t:5.0f} {row['sent_rate']:7.0f} {row['drain_rate']:7.0f} "
@@ -452,6 +499,13 @@ def summarise(rows: list[dict[str, float]], args: argparse.Namespace) -> list[st
                      f"{_secs(caught)}; size and dead "
                      f"tuples back near baseline after "
                      f"{_secs(back)}")
+    if len(rows) > 2 and rows[-1]["deleted"] > rows[0]["deleted"]:
+        done = rows[-1]["deleted"] - rows[0]["deleted"]
+        per = {k: (rows[-1][f"cpu_{k}"] - rows[0][f"cpu_{k}"]) / done * 1e6
+               for k in ("server", "worker", "db")}
+        lines.append(f"CPU per message drained: server {per['server']:.0f} us, database "
+                     f"backends {per['db']:.0f} us (worker {per['worker']:.0f} us, for its "
+                     f"{rows[-1]['jobs_sent']:.0f} jobs); {done:.0f} messages")
     targets = {
         "drain within 20% of start": worst_rate >= 0.8 * base_rate
         or worst_backlog <= 2 * args.rate,
@@ -528,6 +582,8 @@ def main() -> int:
     parser.add_argument("--sample", type=float, default=5.0, help="seconds between samples")
     parser.add_argument("--out", default="soak-out", help="directory for the CSV and PNG")
     args = parser.parse_args()
+    # SIGTERM (a timeout, a kill) unwinds like Ctrl-C: the server and worker are stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     rows = run(args)
     lines = summarise(rows, args)
     print("\n".join(lines))

@@ -3,20 +3,21 @@ autovacuum does (off, asleep for its one-minute naptime, or blocked by an old sn
 
 Two tools, chosen by measurement (benchmarks/soak.py; notes in the 0006 migration):
 
-- **Rotation** of the message table's time slots (`conveyor_messages_s0..s3`, LIST
-  partitions written by the clock, a new slot every 5 s). A slot two slots old holds only
-  dead rows and a few stragglers (delayed, backlogged or leased messages): under a short
-  ACCESS EXCLUSIVE lock its live rows are copied into the current slot (same ids and
-  tokens, so receipt handles keep working) and it is TRUNCATEd. TRUNCATE frees the space and
-  the dead index entries a claim would walk, even while an old snapshot pins the xmin
-  horizon, which VACUUM cannot. A slot with more than `MOVE_LIMIT` live rows (a backlog) is
-  left for later: moving it would hold the lock too long.
+- **Rotation** of the message table's slots (`conveyor_messages_s0..s3`, LIST partitions).
+  New rows go to the slot `conveyor_message_rotation` names; every `SLOT_MS` the pointer
+  moves to the next slot if that one is empty. A slot behind the pointer is consumed in
+  order; its delayed rows are moved forward in batches; once at most `MOVE_LIMIT` live rows
+  are left, they are copied into the current slot under a short ACCESS EXCLUSIVE lock (same
+  ids and tokens, so receipt handles keep working) and the slot is TRUNCATEd. TRUNCATE frees
+  the space and the dead index entries a claim would walk, even while an old snapshot pins
+  the xmin horizon, which VACUUM cannot.
 - **Targeted VACUUM** of the other tables that churn (the unlogged messages, jobs, the
-  delivery ledger, rate limits, slots, deduplication ids) once their dead rows pass their
-  live ones and a floor, at most every `VACUUM_EVERY` seconds per table.
+  delivery ledger, rate limits, slots, deduplication ids), and of a slot a backlog keeps
+  from rotating, once their dead rows pass their live ones and a floor, at most every
+  `VACUUM_EVERY` seconds per table.
 
-One node does it at a time (a transaction-scoped advisory lock); a lock it cannot get at
-once (`lock_timeout`) means "next round", never a wait that would queue the claims.
+A lock that cannot be had at once (`lock_timeout`) means "next round", never a wait that
+would queue the claims behind it.
 """
 
 from __future__ import annotations
@@ -37,8 +38,10 @@ from conveyor.tasks import stop_task
 log = logging.getLogger("conveyor.storage.postgres")
 Q = load_queries("conveyor.storage.postgres", "maintenance.sql")
 
-SLOTS = 4  # as in the 0006 migration: conveyor_message_slot() and the partitions
-MOVE_LIMIT = 5_000  # live rows copied under the lock at most (a few ms of work)
+SLOTS = 4  # as in the 0006 migration: the partitions conveyor_messages_s0..s3
+SLOT_MS = 5_000  # how long the pointer stays on a slot at least
+MOVE_LIMIT = 1_000  # live rows copied under the lock at most (a few ms of work)
+EVACUATE = 5_000  # delayed rows moved forward per slot and round
 LOCK_TIMEOUT = "50ms"  # claims queue behind a waiting TRUNCATE: give up quickly instead
 _LOCK = 0x636F6E77  # one node maintains at a time
 VACUUM_EVERY = 10.0  # seconds between VACUUMs of one table
@@ -80,27 +83,42 @@ class Maintenance:
                 log.warning("postgres maintenance round failed: %s", exc)
 
     async def run_once(self) -> None:
-        """Rotate the slots that are due, then VACUUM what needs it."""
+        """Move the pointer on when it is due, empty the slots behind it that can be, then
+        VACUUM what needs it."""
         async with self.pool.acquire() as conn:
-            current = int(await conn.fetchval(Q["maintenance_current_slot"]))
-            for slot in _due(current):
-                await self._rotate(conn, slot, None)
+            row = await conn.fetchrow(Q["maintenance_rotation"])
+            assert row is not None  # the 0006 migration made the one row
+            current, advanced_at, now = int(row[0]), int(row[1]), int(row[2])
+            if now - advanced_at >= SLOT_MS and await self._advance(conn, current):
+                current = (current + 1) % SLOTS
+            for slot in _behind(current):
+                await self._empty(conn, slot, None)
             await self._vacuum(conn)
+
+    async def _advance(self, conn: Connection, current: int) -> bool:
+        moved: str = await conn.execute(Q["maintenance_advance"], current,
+                                        (current + 1) % SLOTS)
+        return moved.endswith(" 1")
 
     async def rotate(self, slot: int, into: int) -> bool:
         """Empty one slot now, its live rows moved into another (tests, operators); the
         background rounds do this for the slots that are due. True when truncated."""
         async with self.pool.acquire() as conn:
-            return await self._rotate(conn, slot, into)
+            return await self._empty(conn, slot, into)
 
-    async def _rotate(self, conn: Connection, slot: int, into: int | None) -> bool:
+    async def _empty(self, conn: Connection, slot: int, into: int | None) -> bool:
         table = f"conveyor_messages_s{slot}"
         # Cheap looks first, without a lock: nothing written since the last TRUNCATE, or
-        # a backlog too big to move now.
+        # more live rows than a short lock can move (a backlog being consumed).
         if not await conn.fetchval(Q["maintenance_slot_used"], table):
             return False
         live_sql = Q["maintenance_slot_live"].format(table=table)
         if await conn.fetchval(live_sql, MOVE_LIMIT + 1) > MOVE_LIMIT:
+            if into is None:  # delayed rows would hold the slot for their whole delay
+                target = int(await conn.fetchval(Q["maintenance_current_slot"]))
+                if target != slot:
+                    await conn.execute(Q["maintenance_slot_evacuate"].format(table=table),
+                                       target, EVACUATE)
             return False
         try:
             async with conn.transaction():
@@ -115,7 +133,7 @@ class Maintenance:
                     return False
                 target = into if into is not None else int(
                     await conn.fetchval(Q["maintenance_current_slot"]))
-                if target == slot:  # the clock came round while we looked: next time
+                if target == slot:  # the pointer came round to it meanwhile: later
                     return False
                 if live:
                     await conn.execute(Q["maintenance_slot_move"].format(table=table), target)
@@ -128,8 +146,11 @@ class Maintenance:
 
     async def _vacuum(self, conn: Connection) -> None:
         clock = time.monotonic()
-        for row in await conn.fetch(Q["maintenance_vacuum_due"], list(_vacuumable()),
-                                    VACUUM_FLOOR):
+        # A slot only while it holds a backlog (at least MOVE_LIMIT live rows): one that
+        # rotation will empty must not be recorded as empty (see the 0006 migration).
+        for row in await conn.fetch(Q["maintenance_vacuum_due"], list(CHURNING), VACUUM_FLOOR,
+                                    [f"conveyor_messages_s{s}" for s in range(SLOTS)],
+                                    MOVE_LIMIT):
             name = str(row[0])
             if clock - self._vacuumed.get(name, 0.0) < VACUUM_EVERY:
                 continue
@@ -142,14 +163,11 @@ class Maintenance:
                 log.info("postgres maintenance: VACUUM %s: %s", name, exc)
 
 
-def _due(current: int) -> list[int]:
-    """Slots neither current nor just before it: nothing new is written there, and the
-    stragglers of the previous slot have had a slot's time to be received and deleted."""
-    return [s for s in range(SLOTS) if s not in (current, (current - 1) % SLOTS)]
-
-
-def _vacuumable() -> tuple[str, ...]:
-    return (*CHURNING, *(f"conveyor_messages_s{s}" for s in range(SLOTS)))
+def _behind(current: int) -> list[int]:
+    """Slots neither current nor just before it, oldest first (the next to be written
+    first): nothing new goes there, and the previous slot's rows have had a slot's time
+    to be received and deleted before it is emptied."""
+    return [(current + k) % SLOTS for k in range(1, SLOTS - 1)]
 
 
 async def table_health(pool: asyncpg.Pool) -> list[TableHealth]:

@@ -6,6 +6,35 @@
 -- name: maintenance_current_slot
 SELECT conveyor_message_slot();
 
+-- name: maintenance_rotation
+SELECT slot, advanced_at, conveyor_now_ms() FROM conveyor_message_rotation;
+
+-- name: maintenance_advance
+-- The pointer to the next slot, if it is empty (no pages since its TRUNCATE) and no other
+-- node has moved it meanwhile.
+UPDATE conveyor_message_rotation SET slot = $2, advanced_at = conveyor_now_ms()
+WHERE slot = $1
+  AND pg_relation_size(format('conveyor_messages_s%s', $2::smallint)::regclass) = 0;
+
+-- name: maintenance_slot_evacuate
+-- Delayed rows (not leased, visible only later) of a slot behind the pointer, moved into
+-- the current one ($1), at most $2. No one receives or acknowledges them meanwhile, and
+-- SKIP LOCKED leaves any a receive holds.
+WITH moved AS (
+    DELETE FROM {table} WHERE id IN (
+        SELECT id FROM {table}
+        WHERE NOT leased AND visible_at > conveyor_now_ms() + 1000
+        LIMIT $2 FOR UPDATE SKIP LOCKED)
+    RETURNING *
+)
+INSERT INTO conveyor_messages (id, queue_id, priority, visible_at, leased, token, receive_count,
+                               sent_at, first_received_at, body_kind, body, attributes,
+                               group_id, dedup_id, source_queue_id, last_error, sequence, slot)
+SELECT id, queue_id, priority, visible_at, leased, token, receive_count, sent_at,
+       first_received_at, body_kind, body, attributes, group_id, dedup_id, source_queue_id,
+       last_error, sequence, $1
+FROM moved;
+
 -- name: maintenance_try_lock
 SELECT pg_try_advisory_xact_lock($1);
 
@@ -28,9 +57,11 @@ SELECT id, queue_id, priority, visible_at, leased, token, receive_count, sent_at
 FROM {table};
 
 -- name: maintenance_vacuum_due
--- Tables whose dead rows pass both their live rows and a floor.
+-- Tables ($1) whose dead rows pass both their live rows and a floor ($2); message slots
+-- ($3) only while they hold at least $4 live rows.
 SELECT relname FROM pg_stat_user_tables
-WHERE schemaname = current_schema() AND relname = ANY($1::text[])
+WHERE schemaname = current_schema()
+  AND (relname = ANY($1::text[]) OR (relname = ANY($3::text[]) AND n_live_tup >= $4))
   AND n_dead_tup > greatest($2::bigint, n_live_tup)
 ORDER BY n_dead_tup DESC;
 

@@ -161,9 +161,11 @@ SELECT EXISTS (
 -- table statistics (a new or just-filled table) the planner would otherwise sort every
 -- visible row of the queue on each claim instead of walking the claim index, a 2-4x
 -- swing in drain speed; with sorting priced out the index walk is the only plan left.
+-- Sequential scans are priced out too (CLAIM_BEGIN), and the lease joins each chosen row
+-- back by its slot as well as its id, so it looks in one slot (partition), by its key.
 WITH t AS (SELECT COALESCE($6::bigint, conveyor_now_ms()) AS now),
 cand AS (
-    SELECT m.id, m.receive_count
+    SELECT m.id, m.slot, m.receive_count
     FROM conveyor_messages m
     WHERE m.queue_id = $1
       AND m.visible_at <= (SELECT now FROM t)
@@ -176,7 +178,7 @@ dead AS (
     UPDATE conveyor_messages m
     SET queue_id = $5, source_queue_id = m.queue_id, visible_at = (SELECT now FROM t),
         leased = false
-    FROM cand WHERE m.id = cand.id AND cand.receive_count >= $4
+    FROM cand WHERE m.id = cand.id AND m.slot = cand.slot AND cand.receive_count >= $4
     RETURNING m.id
 )
 UPDATE conveyor_messages m
@@ -184,7 +186,7 @@ SET visible_at = (SELECT now FROM t) + $3, leased = true,
     token = (random() * 9007199254740991)::bigint,
     receive_count = m.receive_count + 1,
     first_received_at = COALESCE(m.first_received_at, (SELECT now FROM t))
-FROM cand WHERE m.id = cand.id AND cand.receive_count < $4
+FROM cand WHERE m.id = cand.id AND m.slot = cand.slot AND cand.receive_count < $4
 RETURNING m.id, m.token, m.receive_count, m.sent_at, m.first_received_at, m.visible_at,
           m.body_kind, m.body, m.attributes, m.priority, m.group_id, m.dedup_id, m.last_error,
           m.sequence;

@@ -51,7 +51,8 @@ UNLOGGED = {name: sql.replace("conveyor_messages", "conveyor_messages_unlogged")
             for name, sql in Q.items()}
 CHANNEL = "conveyor_wake"
 FIFO_PAGE = 1000
-CLAIM_BEGIN = "BEGIN; SET LOCAL enable_sort = off; SET LOCAL synchronous_commit = off"
+CLAIM_BEGIN = ("BEGIN; SET LOCAL enable_sort = off; SET LOCAL enable_seqscan = off; "
+               "SET LOCAL synchronous_commit = off")
 
 
 class PostgresStorage(PostgresJobs, PostgresLedger, PostgresKeys, PostgresBase):
