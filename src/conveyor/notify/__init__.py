@@ -1,7 +1,7 @@
 """Notifications: channels (SMTP, HTTP email APIs, Web Push, webhooks, Apprise), templates,
 the delivery ledger that keeps a redelivered message from sending twice, and the delivery
-worker. See `conveyor.notify.notifier` for the entry point and `conveyor demo` for the
-million-message run."""
+worker. See `conveyor.notify.notifier` for the entry point; the million-message run
+(`conveyor demo`) lives apart, in `conveyor.demo`."""
 
 from conveyor.notify.apprise_channel import AppriseChannel
 from conveyor.notify.channel import Channel, PayloadTooLarge
