@@ -292,19 +292,22 @@ class DatabaseStats:
                 "seq_scan": float(row[3]), "xmin_age": float(row[4]), "claim_blocks": claim}
 
     def _claim_blocks(self) -> float:
-        """Buffers read per claim since the last sample (pg_stat_statements, where the
-        server loads it; -1 elsewhere): how much of the index a claim walks."""
+        """Buffers read per message claimed since the last sample (pg_stat_statements,
+        where the server loads it; -1 elsewhere): how much dead index a claim walks."""
         try:
             row = self._conn.execute("""
-                SELECT sum(shared_blks_hit + shared_blks_read), sum(calls)
-                FROM pg_stat_statements WHERE query LIKE '%cand AS (%'""").fetchone()
+                SELECT sum(shared_blks_hit + shared_blks_read), sum(rows)
+                FROM pg_stat_statements
+                WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+                  AND query LIKE '%cand AS (%'""").fetchone()
         except Exception:  # no pg_stat_statements here
             self._conn.rollback()
             return -1.0
-        blocks, calls = float(row[0] or 0), float(row[1] or 0)
-        last_blocks, last_calls = self._last
-        self._last = (blocks, calls)
-        return (blocks - last_blocks) / (calls - last_calls) if calls > last_calls else 0.0
+        blocks, claimed = float(row[0] or 0), float(row[1] or 0)
+        last_blocks, last_claimed = self._last
+        self._last = (blocks, claimed)
+        return (blocks - last_blocks) / (claimed - last_claimed) if claimed > last_claimed \
+            else 0.0
 
 
 class CpuMeter:
@@ -417,7 +420,7 @@ def sample_loop(args: argparse.Namespace, server: ServerProcess, load: Load,
     holding = False
     client = httpx.Client()
     print(f"{'t':>5} {'sent/s':>7} {'drain/s':>7} {'backlog':>8} {'p99 ms':>8} "
-          f"{'dead':>9} {'MB':>7} {'seqscan':>7} {'blk/claim':>9} hold", flush=True)
+          f"{'dead':>9} {'MB':>7} {'seqscan':>7} {'blk/msg':>9} hold", flush=True)
     while True:
         wake = began + (len(rows) + 1) * args.sample
         time.sleep(max(0.0, wake - time.monotonic()))
@@ -450,7 +453,7 @@ def sample_loop(args: argparse.Namespace, server: ServerProcess, load: Load,
         rows.append(row)
         print(f"{t:5.0f} {row['sent_rate']:7.0f} {row['drain_rate']:7.0f} "
               f"{row['backlog']:8.0f} {row['p99_ms']:8.1f} {row['dead']:9.0f} "
-              f"{row['bytes'] / 1e6:7.1f} {row['seq_scan']:7.0f} {row['claim_blocks']:9.0f} "
+              f"{row['bytes'] / 1e6:7.1f} {row['seq_scan']:7.0f} {row['claim_blocks']:9.1f} "
               f"{'*' if holding else ''}",
               flush=True)
         if t >= total:
