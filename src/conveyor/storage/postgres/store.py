@@ -54,10 +54,11 @@ FIFO_PAGE = 1000
 CLAIM_BEGIN = ("BEGIN; SET LOCAL enable_sort = off; SET LOCAL enable_seqscan = off; "
                "SET LOCAL synchronous_commit = off")
 # Without statistics on the message slots (migration 0006) a generic plan may join a batch of
-# ids by hashing every row of the queue in every slot, dead ones included: measured 1,900
-# rows read to delete 100, growing with the backlog. Priced out, each id is an index probe.
+# ids by hashing (or materialising) every row of the queue in every slot, dead ones included:
+# measured 1,900 rows read to delete 100, growing with the backlog. With those priced out
+# (and queries.sql's `queue_id + 0`), each id is a probe of each slot's primary key.
 BY_ID_BEGIN = ("BEGIN; SET LOCAL enable_seqscan = off; SET LOCAL enable_hashjoin = off; "
-               "SET LOCAL enable_mergejoin = off")
+               "SET LOCAL enable_mergejoin = off; SET LOCAL enable_material = off")
 
 
 class PostgresStorage(PostgresJobs, PostgresLedger, PostgresKeys, PostgresBase):
