@@ -151,6 +151,39 @@ async def test_the_pointer_moves_on_and_slots_behind_it_are_emptied(postgres_url
 
 
 @pytest.mark.postgres
+async def test_a_backlog_is_moved_forward_so_its_slot_can_go(
+        postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A slot behind the pointer that holds more than a lock's worth of rows: once mostly
+    consumed (here: always, COMPACT = 0), its rows not under a lease move forward in
+    batches, and then it is truncated; leased rows keep their handles."""
+    monkeypatch.setattr(maintenance_module, "MOVE_LIMIT", 10)
+    monkeypatch.setattr(maintenance_module, "COMPACT", 0)
+    storage = PostgresStorage(postgres_url, maintenance=False)
+    broker = Broker(storage, sweep_interval=None)
+    await broker.start()
+    try:
+        await broker.create_queue("q")
+        maintenance = Maintenance(storage.pool)
+        sent = {r.id for r in await broker.send("q", [entry(i) for i in range(300)])}
+        leased = await broker.receive("q", max_messages=5)
+        with psycopg.connect(postgres_url, autocommit=True) as db:
+            [first] = [s for s, n in _slot_bytes(db).items() if n > 0]
+            for _ in range(2):
+                db.execute("UPDATE conveyor_message_rotation SET advanced_at = 0")
+                await maintenance.run_once()
+            assert _slot_bytes(db)[first] > 0  # 295 rows moved; 5 leased rows stay
+            await maintenance.run_once()
+            assert _slot_bytes(db)[first] == 0, "not truncated"
+            assert maintenance.moved == 300
+        done = await broker.delete("q", [m.receipt_handle for m in leased])
+        assert [r.status for r in done] == ["ok"] * 5
+        rest = await receive_all(broker, "q")
+        assert {m.id for m in rest} | {m.id for m in leased} == sent and len(rest) == 295
+    finally:
+        await broker.close()
+
+
+@pytest.mark.postgres
 async def test_a_slot_under_a_reader_lock_is_left_for_later(postgres_url: str) -> None:
     """A TRUNCATE that cannot have its lock at once gives up (claims would queue behind
     it); nothing is lost and the next round can do it."""

@@ -6,7 +6,8 @@ Two tools, chosen by measurement (benchmarks/soak.py; notes in the 0006 migratio
 - **Rotation** of the message table's slots (`conveyor_messages_s0..s3`, LIST partitions).
   New rows go to the slot `conveyor_message_rotation` names; every `SLOT_MS` the pointer
   moves to the next slot if that one is empty. A slot behind the pointer is consumed in
-  order; its delayed rows are moved forward in batches; once at most `MOVE_LIMIT` live rows
+  order; its delayed rows are moved forward in batches (and, once mostly consumed, all its
+  rows not under a lease, so a lasting backlog cannot keep it); once at most `MOVE_LIMIT` live rows
   are left, they are copied into the current slot under a short ACCESS EXCLUSIVE lock (same
   ids and tokens, so receipt handles keep working) and the slot is TRUNCATEd. TRUNCATE frees
   the space and the dead index entries a claim would walk, even while an old snapshot pins
@@ -41,7 +42,8 @@ Q = load_queries("conveyor.storage.postgres", "maintenance.sql")
 SLOTS = 4  # as in the 0006 migration: the partitions conveyor_messages_s0..s3
 SLOT_MS = 5_000  # how long the pointer stays on a slot at least
 MOVE_LIMIT = 1_000  # live rows copied under the lock at most (a few ms of work)
-EVACUATE = 5_000  # delayed rows moved forward per slot and round
+EVACUATE = 5_000  # rows moved forward per slot and round (delayed, or compacting)
+COMPACT = 4  # a slot is compacted once its dead rows are this many times its live ones
 LOCK_TIMEOUT = "50ms"  # claims queue behind a waiting TRUNCATE: give up quickly instead
 _LOCK = 0x636F6E77  # one node maintains at a time
 VACUUM_EVERY = 10.0  # seconds between VACUUMs of one table
@@ -60,6 +62,7 @@ class Maintenance:
     moved: int = 0
     vacuums: int = 0
     _vacuumed: dict[str, float] = field(default_factory=dict)
+    _vacuum_looked: float = -VACUUM_EVERY
     _task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -114,11 +117,8 @@ class Maintenance:
             return False
         live_sql = Q["maintenance_slot_live"].format(table=table)
         if await conn.fetchval(live_sql, MOVE_LIMIT + 1) > MOVE_LIMIT:
-            if into is None:  # delayed rows would hold the slot for their whole delay
-                target = int(await conn.fetchval(Q["maintenance_current_slot"]))
-                if target != slot:
-                    await conn.execute(Q["maintenance_slot_evacuate"].format(table=table),
-                                       target, EVACUATE)
+            if into is None:
+                await self._evacuate(conn, slot, table)
             return False
         try:
             async with conn.transaction():
@@ -144,8 +144,27 @@ class Maintenance:
         self.moved += live
         return True
 
+    async def _evacuate(self, conn: Connection, slot: int, table: str) -> None:
+        """Move rows of a slot behind the pointer forward, a batch a round: its delayed
+        rows (they would hold it for their whole delay), and once most of the slot has been
+        consumed (dead rows `COMPACT` times the live ones: a backlog being worked through,
+        whose dead head every claim walks), every row not under a lease, so that the slot
+        can be truncated. Moving costs a row written per row moved; the ratio keeps that
+        below a quarter of the rows consumed."""
+        target = int(await conn.fetchval(Q["maintenance_current_slot"]))
+        if target == slot:
+            return
+        counts = await conn.fetchrow(Q["maintenance_slot_counts"], table)
+        compact = counts is not None and counts[1] >= COMPACT * max(counts[0], 1)
+        status: str = await conn.execute(Q["maintenance_slot_evacuate"].format(table=table),
+                                         target, EVACUATE, compact)
+        self.moved += int(status.rsplit(" ", 1)[-1])
+
     async def _vacuum(self, conn: Connection) -> None:
         clock = time.monotonic()
+        if clock - self._vacuum_looked < VACUUM_EVERY:
+            return
+        self._vacuum_looked = clock
         # A slot only while it holds a backlog (at least MOVE_LIMIT live rows): one that
         # rotation will empty must not be recorded as empty (see the 0006 migration).
         for row in await conn.fetch(Q["maintenance_vacuum_due"], list(CHURNING), VACUUM_FLOOR,

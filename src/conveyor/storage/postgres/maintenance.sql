@@ -17,13 +17,15 @@ WHERE slot = $1
   AND pg_relation_size(format('conveyor_messages_s%s', $2::smallint)::regclass) = 0;
 
 -- name: maintenance_slot_evacuate
--- Delayed rows (not leased, visible only later) of a slot behind the pointer, moved into
--- the current one ($1), at most $2. No one receives or acknowledges them meanwhile, and
--- SKIP LOCKED leaves any a receive holds.
+-- Rows of a slot behind the pointer moved into the current one ($1), at most $2: delayed
+-- rows (not leased, visible only later), and with $3 every row not under a lease. No one
+-- acknowledges these (a lease that ran out may be, and then misses: allowed), and SKIP
+-- LOCKED leaves any a receive holds.
 WITH moved AS (
     DELETE FROM {table} WHERE id IN (
         SELECT id FROM {table}
-        WHERE NOT leased AND visible_at > conveyor_now_ms() + 1000
+        WHERE (NOT leased AND visible_at > conveyor_now_ms() + 1000)
+           OR ($3 AND NOT (leased AND visible_at > conveyor_now_ms()))
         LIMIT $2 FOR UPDATE SKIP LOCKED)
     RETURNING *
 )
@@ -34,6 +36,10 @@ SELECT id, queue_id, priority, visible_at, leased, token, receive_count, sent_at
        first_received_at, body_kind, body, attributes, group_id, dedup_id, source_queue_id,
        last_error, sequence, $1
 FROM moved;
+
+-- name: maintenance_slot_counts
+-- Live and dead rows of one slot, from the statistics (a moment behind).
+SELECT pg_stat_get_live_tuples($1::regclass), pg_stat_get_dead_tuples($1::regclass);
 
 -- name: maintenance_try_lock
 SELECT pg_try_advisory_xact_lock($1);
@@ -58,12 +64,13 @@ FROM {table};
 
 -- name: maintenance_vacuum_due
 -- Tables ($1) whose dead rows pass both their live rows and a floor ($2); message slots
--- ($3) only while they hold at least $4 live rows.
-SELECT relname FROM pg_stat_user_tables
-WHERE schemaname = current_schema()
-  AND (relname = ANY($1::text[]) OR (relname = ANY($3::text[]) AND n_live_tup >= $4))
-  AND n_dead_tup > greatest($2::bigint, n_live_tup)
-ORDER BY n_dead_tup DESC;
+-- ($3) only while they hold at least $4 live rows. One lookup per table named.
+SELECT c.relname FROM pg_class c
+WHERE c.relnamespace = current_schema()::regnamespace
+  AND (c.relname = ANY($1::text[])
+       OR (c.relname = ANY($3::text[]) AND pg_stat_get_live_tuples(c.oid) >= $4))
+  AND pg_stat_get_dead_tuples(c.oid) > greatest($2::bigint, pg_stat_get_live_tuples(c.oid))
+ORDER BY pg_stat_get_dead_tuples(c.oid) DESC;
 
 -- name: maintenance_table_health
 -- Rows and bytes by table (TOAST and indexes included); the slots count as their parent.
