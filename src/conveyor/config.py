@@ -11,7 +11,6 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from conveyor.broker.quotas import MAX_IN_FLIGHT, MAX_LONG_POLLS
 from conveyor.errors import InvalidInput
 
 DEFAULT_HOST = "127.0.0.1"
@@ -22,6 +21,10 @@ DEFAULT_REGION = "us-east-1"
 DEFAULT_URL = f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"
 MAX_REQUEST_BYTES = 10 * 1024 * 1024
 DEFAULT_TIMEOUT = 60.0
+MAX_IN_FLIGHT = 120_000
+"""Leased messages a queue may have at once (SQS's limit); the broker refuses more."""
+MAX_LONG_POLLS = 10_000
+"""Receives waiting at once in one process (`Broker(max_long_polls=)`)."""
 
 __all__ = [
     "ClientConfig",
@@ -47,6 +50,8 @@ class ServerConfig:
     max_in_flight: int = MAX_IN_FLIGHT
     max_depth: int | None = None
     max_long_polls: int = MAX_LONG_POLLS  # receives waiting at once, per process
+    # trust: Host names (beyond loopback) a key-less server answers; also accepted Origins
+    allowed_hosts: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _check_port("port", self.port)
@@ -71,7 +76,11 @@ class SqsConfig:
     enabled: bool = True
     port: int = DEFAULT_SQS_PORT
     account_id: str = DEFAULT_ACCOUNT_ID
-    credentials: str = ""  # trust: "AKID:SECRET,..." checked by SigV4; "" = none
+    # trust: the retired "AKID:SECRET,..." option; set, `serve` says to make API keys
+    credentials: str = ""
+    # AWS refuses a second PurgeQueue of a queue, and re-creating a deleted queue's name,
+    # for 60 seconds; relaxed lifts both waits (for test suites that reuse names at once).
+    relaxed: bool = False
 
     def __post_init__(self) -> None:
         _check_port("sqs_port", self.port)
@@ -88,6 +97,8 @@ class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     sqs: SqsConfig = field(default_factory=SqsConfig)
     log_json: bool = False  # one JSON object a log line (else text), each with its request id
+    # trust: seals API keys' secrets at rest (sealing.py); kept out of repr, logs, tracebacks
+    keys_secret: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +124,8 @@ def from_env(environ: Mapping[str, str] | None = None) -> Config:
     CONVEYOR_MAX_REQUEST_BYTES, CONVEYOR_SQS_PORT, CONVEYOR_SQS_ACCOUNT_ID, CONVEYOR_NO_SQS,
     CONVEYOR_LOG_FORMAT (text or json), CONVEYOR_TLS_CERT, CONVEYOR_TLS_KEY,
     CONVEYOR_MAX_IN_FLIGHT, CONVEYOR_MAX_DEPTH (0: none), CONVEYOR_MAX_LONG_POLLS,
-    CONVEYOR_SQS_CREDENTIALS.
+    CONVEYOR_ALLOWED_HOSTS (comma-separated), CONVEYOR_KEYS_SECRET, CONVEYOR_SQS_RELAXED,
+    CONVEYOR_SQS_CREDENTIALS (retired: refused).
     """
     env = os.environ if environ is None else environ
     server = ServerConfig(
@@ -126,12 +138,15 @@ def from_env(environ: Mapping[str, str] | None = None) -> Config:
         max_in_flight=_int(env, "CONVEYOR_MAX_IN_FLIGHT", MAX_IN_FLIGHT),
         max_depth=_int(env, "CONVEYOR_MAX_DEPTH", 0) or None,
         max_long_polls=_int(env, "CONVEYOR_MAX_LONG_POLLS", MAX_LONG_POLLS),
+        allowed_hosts=tuple(h.strip() for h in (env.get("CONVEYOR_ALLOWED_HOSTS") or "")
+                            .split(",") if h.strip()),
     )
     sqs = SqsConfig(
         enabled=not _bool(env, "CONVEYOR_NO_SQS"),
         port=_int(env, "CONVEYOR_SQS_PORT", DEFAULT_SQS_PORT),
         account_id=env.get("CONVEYOR_SQS_ACCOUNT_ID") or DEFAULT_ACCOUNT_ID,
         credentials=env.get("CONVEYOR_SQS_CREDENTIALS") or "",
+        relaxed=_bool(env, "CONVEYOR_SQS_RELAXED"),
     )
     return Config(
         database_url=env.get("CONVEYOR_DATABASE_URL") or None,
@@ -139,6 +154,7 @@ def from_env(environ: Mapping[str, str] | None = None) -> Config:
         server=server,
         sqs=sqs,
         log_json=(env.get("CONVEYOR_LOG_FORMAT") or "text").lower() == "json",
+        keys_secret=env.get("CONVEYOR_KEYS_SECRET") or None,
     )
 
 

@@ -17,10 +17,10 @@ import psycopg
 import pytest
 
 from conveyor.broker.broker import Broker
-from conveyor.storage.postgres import maintenance as maintenance_module
-from conveyor.storage.postgres.maintenance import SLOTS, Maintenance
-from conveyor.storage.postgres.store import PostgresStorage
-from conveyor.storage.sqlite.store import SqliteStorage
+from conveyor.storage.postgres import postgres_maintenance as maintenance_module
+from conveyor.storage.postgres.postgres_maintenance import SLOTS, Maintenance
+from conveyor.storage.postgres.postgres_storage import PostgresStorage
+from conveyor.storage.sqlite.sqlite_storage import SqliteStorage
 from tests.support.messages import entry, receive_all
 
 PAD = "x" * 200

@@ -19,15 +19,19 @@ from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil  # type: ignore[import-untyped]
 
 from conveyor.demo import peers
+from conveyor.demo.crashes import CRASH_VISIBILITY, Crashes, WorkerPool
 from conveyor.demo.report import Report, render_report
 from conveyor.demo.worker import worker_main
 from conveyor.demo.workload import TEMPLATES, data, email_address
 from conveyor.notify.delivery import DeliveryOptions
+
+if TYPE_CHECKING:
+    from conveyor.broker.broker import Broker
 
 __all__ = ["DemoConfig", "run_demo"]
 
@@ -47,6 +51,7 @@ class DemoConfig:
     verify_every: int = 0  # 0: every push message up to 20,000, else 1 in 20
     progress: bool = True
     use_smtp_sink: bool = True
+    kill_workers_every: float = 0.0  # 0: never; else kill -9 a delivery worker this often
 
 
 def _port() -> int:
@@ -92,7 +97,7 @@ def run_demo(config: DemoConfig, out: Callable[[str], None] = print) -> Report:
     folder = Path(tempfile.mkdtemp(prefix="conveyor-demo-"))
     url = config.database or f"sqlite:///{folder / 'demo.db'}"
     smtp = push = None
-    procs: list[Any] = []
+    pool: WorkerPool | None = None
     try:
         smtp_port, push_port = _port(), _port()
         binary = peers.find_smtp_sink() if config.use_smtp_sink else None
@@ -111,20 +116,19 @@ def run_demo(config: DemoConfig, out: Callable[[str], None] = print) -> Report:
             channels["push"] = {"vapid_private_key": _vapid_pem(),
                                 "vapid_claims": {"sub": "mailto:demo@conveyor.example"},
                                 "concurrency": 64}
-        options = DeliveryOptions(lanes=3, envelopes=2, visibility_timeout=300,
-                                  wait_seconds=1)
+        kill_every = config.kill_workers_every
+        options = DeliveryOptions(lanes=3, envelopes=2, wait_seconds=1,
+                                  visibility_timeout=CRASH_VISIBILITY if kill_every else 300)
         ctx = mp.get_context("spawn")
-        reports = ctx.Queue()
         stop = ctx.Event()
+        pool = WorkerPool(ctx, worker_main, (url, channels, options, stop))
+        crashes = Crashes(kill_every, options.in_flight) if kill_every else None
         started = time.perf_counter()
         cpu_before = _cpu_of([os.getpid()])
-        for index in range(workers):
-            proc = ctx.Process(target=worker_main, daemon=True,
-                               args=(index, url, channels, options, reports, stop))
-            proc.start()
-            procs.append(proc)
+        for _ in range(workers):
+            pool.start()
         report = asyncio.run(_drive(config, url, n_email, n_push, push_port, sub_keys,
-                                    reports, stop, procs, started, out))
+                                    pool, stop, crashes, started, out))
         report.sinks = {"email": smtp.name if smtp else None,
                         "push": push.name if push else None}
         report.peer_cpu = {"sink": _cpu_of([p.pid for p in (smtp, push) if p])}
@@ -139,7 +143,7 @@ def run_demo(config: DemoConfig, out: Callable[[str], None] = print) -> Report:
         out(render_report(report))
         return report
     finally:
-        for proc in procs:
+        for proc in pool.live if pool is not None else []:
             proc.join(10)
             if proc.is_alive():
                 proc.kill()
@@ -164,16 +168,16 @@ def _cpu_of(pids: list[int | None]) -> float:
 
 
 async def _drive(config: DemoConfig, url: str, n_email: int, n_push: int, push_port: int,
-                 sub_keys: list[dict[str, Any]], reports: Any, stop: Any, procs: list[Any],
-                 started: float, out: Callable[[str], None]) -> Report:
-    from conveyor.broker.broker import Broker
+                 sub_keys: list[dict[str, Any]], pool: WorkerPool, stop: Any,
+                 crashes: Crashes | None, started: float, out: Callable[[str], None]
+                 ) -> Report:
+    from conveyor.connect import open_broker
     from conveyor.notify import Email, Notifier, WebPush
     from conveyor.notify.channel import Channel
-    from conveyor.storage.factory import storage_from_url
 
     total = n_email + n_push
-    report = Report(messages=total, emails=n_email, pushes=n_push)
-    broker = Broker(storage_from_url(url), sweep_interval=None)
+    report = Report(messages=total, emails=n_email, pushes=n_push, crashes=crashes)
+    broker = open_broker(url, sweep_interval=None)
     await broker.start()
     stub = {name: Channel() for name, n in (("email", n_email), ("push", n_push)) if n}
     notifier = Notifier(broker, channels=stub, templates=TEMPLATES)
@@ -184,11 +188,7 @@ async def _drive(config: DemoConfig, url: str, n_email: int, n_push: int, push_p
     progress = _Progress(total, config.progress)
 
     def drain() -> None:
-        while True:
-            try:
-                item = reports.get_nowait()
-            except Exception:
-                return
+        for item in pool.reports():
             latest[item["worker"]] = item
             if item["final"]:
                 finals[item["worker"]] = item
@@ -237,19 +237,25 @@ async def _drive(config: DemoConfig, url: str, n_email: int, n_push: int, push_p
                 producer.result()
                 if report.enqueue_seconds == 0:
                     report.enqueue_seconds = time.perf_counter() - started
-            if sent + failed >= total and producer.done():
+            if crashes is None and sent + failed >= total and producer.done():
                 break
-            if not any(p.is_alive() for p in procs):
+            if crashes is not None and await _crash_tick(broker, pool, crashes, total,
+                                                         producer.done()):
+                break
+            if not any(p.is_alive() for p in pool.live):
                 raise RuntimeError("every delivery worker exited early")
         report.deliver_seconds = time.perf_counter() - started
         report.ledger = await broker.ledger.counts()
+        if crashes is not None:
+            crashes.kills = pool.kills
+            crashes.resent = await broker.ledger.resent()
         report.enqueue_waits = {"build": build[0], **notifier.waits}
     finally:
         progress.close()
         stop.set()
         producer.cancel()
         deadline = time.monotonic() + 20
-        while len(finals) < len(procs) and time.monotonic() < deadline:
+        while len(finals) < len(pool.live) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
             drain()
         await broker.close()
@@ -261,6 +267,9 @@ async def _drive(config: DemoConfig, url: str, n_email: int, n_push: int, push_p
         lat.extend(chunk)
     report.latencies = sorted(lat)
     report.sent, report.failed = delivered()
+    if crashes is not None:  # killed workers' last reports count sends that were redone
+        report.sent = sum(c["sent"] for c in report.ledger.values())
+        report.failed = sum(c["failed"] + c["unknown"] for c in report.ledger.values())
     report.worker_cpu = sum(f["cpu"] for f in finals.values())
     report.render_cpu = sum(f["render_cpu"] for f in finals.values())
     report.broker_cpu = sum(f["broker_cpu"] for f in finals.values())
@@ -269,6 +278,22 @@ async def _drive(config: DemoConfig, url: str, n_email: int, n_push: int, push_p
             report.waits[stage] = report.waits.get(stage, 0.0) + seconds
     report.pipelined = any(f.get("smtp_pipelined") for f in finals.values())
     return report
+
+
+async def _crash_tick(broker: Broker, pool: WorkerPool, crashes: Crashes, total: int,
+                      enqueued: bool) -> bool:
+    """Kill the oldest delivering worker when it is time; True once the ledger has every
+    notification settled (the workers' own counts include sends a killed worker never
+    recorded)."""
+    now = time.monotonic()
+    if now >= crashes.next_kill and pool.oldest_age() >= crashes.every and pool.reported:
+        pool.kill_oldest()
+        crashes.next_kill = now + crashes.every
+    if not enqueued or now < crashes.next_count:
+        return False
+    crashes.next_count = now + 1.0
+    counts = await broker.ledger.counts()
+    return sum(c["sent"] + c["failed"] + c["unknown"] for c in counts.values()) >= total
 
 
 class _Progress:

@@ -3,13 +3,14 @@
 Requests are posted to `/` or to a queue URL's path `/{account}/{queue}` (the Java SDK v1
 drops `QueueUrl` and posts there). The protocol is AWS JSON 1.0 when the content type is
 `application/x-amz-json-*`, else query. The region is the SigV4 credential scope's.
+Who may call what is `conveyor.sqs.auth`'s: the API keys, checked by SigV4.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -21,11 +22,15 @@ from starlette.routing import Route
 from conveyor.broker.broker import Broker
 from conveyor.config import MAX_REQUEST_BYTES
 from conveyor.errors import ConveyorError
+from conveyor.forgery import normalise_hosts
+from conveyor.sealing import sealer_from
 from conveyor.sqs import message_actions, move_tasks, queue_actions
+from conveyor.sqs.auth import SqsAuth, authorize_action, filter_output
 from conveyor.sqs.context import Context, credential_scope
-from conveyor.sqs.errors import INTERNAL_ERROR, INVALID_ACTION, AwsError, SqsError, from_domain
+from conveyor.sqs.errors import INTERNAL_ERROR, AwsError, SqsError
 from conveyor.sqs.params import Params
-from conveyor.sqs.sigv4 import SigV4Verifier
+from conveyor.sqs.state import Cooldowns, EndpointState
+from conveyor.sqs.texts import fail, from_domain
 from conveyor.sqs.wire import (
     Protocol,
     WireRequest,
@@ -86,13 +91,13 @@ async def _read_body(request: Request, limit: int) -> None:
 class SqsEndpoint:
     """Answers SQS requests from one broker."""
 
-    def __init__(self, broker: Broker, account_id: str,
-                 verifier: SigV4Verifier | None = None,
-                 max_request_bytes: int = MAX_REQUEST_BYTES) -> None:
+    def __init__(self, broker: Broker, account_id: str, auth: SqsAuth,
+                 max_request_bytes: int = MAX_REQUEST_BYTES, relaxed: bool = False) -> None:
         self.broker = broker
         self.account_id = account_id
-        self.verifier = verifier
+        self.auth = auth
         self.max_request_bytes = max_request_bytes
+        self.state = EndpointState(Cooldowns(relaxed))
 
     def context(self, request: Request) -> Context:
         """The broker, region, account and base URL for one request."""
@@ -100,7 +105,7 @@ class SqsEndpoint:
                                      request.query_params.get("X-Amz-Credential"))
         host = request.headers.get("host") or f"{request.url.hostname}:{request.url.port}"
         return Context(self.broker, region, self.account_id, f"{request.url.scheme}://{host}",
-                       request.path_params.get("queue"))
+                       request.path_params.get("queue"), self.state)
 
     async def handle(self, request: Request) -> Response:
         """Answer one request (never raises: errors are rendered in its protocol)."""
@@ -109,16 +114,14 @@ class SqsEndpoint:
             else "query"
         try:
             await _read_body(request, self.max_request_bytes)
-            if self.verifier is not None and not self.verifier.open:
-                self.verifier.verify(request.method, request.url.path,
-                                     request.scope.get("query_string", b"").decode("latin-1"),
-                                     request.headers.items(), await request.body())
+            key = await self.auth.authenticate(request, await request.body())
             wire = await _parse(request)
             handler = HANDLERS.get(wire.action)
             if handler is None:
-                raise SqsError(INVALID_ACTION,
-                               f"The action {wire.action[:100]} is not valid for this endpoint.")
-            output = await handler(self.context(request), Params(wire.members))
+                raise fail("invalid_action", action=wire.action[:100])
+            context, params = self.context(request), Params(wire.members)
+            authorize_action(key, wire.action, context, params)
+            output = filter_output(key, wire.action, await handler(context, params))
             answer = (render_json(output or {}, request_id) if protocol == "json"
                       else render_xml(wire.action, output, request_id))
         except SqsError as exc:
@@ -138,13 +141,21 @@ def _response(answer: WireResponse) -> Response:
 
 
 def create_sqs_app(broker: Broker, *, account_id: str = DEFAULT_ACCOUNT_ID,
-                   verifier: SigV4Verifier | None = None,
-                   max_request_bytes: int = MAX_REQUEST_BYTES) -> Starlette:
+                   require_keys: bool = False, allowed_hosts: Sequence[str] = (),
+                   keys_secret: str | None = None,
+                   max_request_bytes: int = MAX_REQUEST_BYTES,
+                   relaxed: bool = False) -> Starlette:
     """The SQS-compatible ASGI app over `broker` (which the caller starts and closes).
 
-    `verifier` checks SigV4 signatures (`conveyor.sqs.sigv4`); None accepts any. Bodies
-    over `max_request_bytes` are refused (413) before they are read whole."""
-    endpoint = SqsEndpoint(broker, account_id, verifier, max_request_bytes)
+    Requests are signed with API keys once any exists, or always with `require_keys` (a
+    public address); else only this machine's requests that no web page could forge pass,
+    with `allowed_hosts` beyond loopback names (`conveyor.sqs.auth`). `keys_secret` opens
+    sealed key secrets (`conveyor.sealing`). Bodies over `max_request_bytes` are refused
+    (413) before they are read whole. `relaxed` lifts AWS's 60-second PurgeQueueInProgress
+    and QueueDeletedRecently waits."""
+    auth = SqsAuth(broker, always=require_keys, allowed_hosts=normalise_hosts(allowed_hosts),
+                   sealer=sealer_from(keys_secret))
+    endpoint = SqsEndpoint(broker, account_id, auth, max_request_bytes, relaxed)
     methods = ["GET", "POST"]
     return Starlette(routes=[
         Route("/", endpoint.handle, methods=methods),

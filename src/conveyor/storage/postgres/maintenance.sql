@@ -1,5 +1,5 @@
--- conveyor's upkeep of its own tables (storage/postgres/maintenance.py). PostgreSQL only:
--- SQLite has no dead rows and no partitions (its upkeep is PRAGMAs, sqlite/maintenance.py).
+-- conveyor's upkeep of its own tables (storage/postgres/postgres_maintenance.py). PostgreSQL only:
+-- SQLite has no dead rows and no partitions (its upkeep is PRAGMAs, sqlite/sqlite_maintenance.py).
 -- {table} is filled in by maintenance.py with one of conveyor_messages_s0..s3 (never
 -- input): a partition cannot be a bound parameter.
 

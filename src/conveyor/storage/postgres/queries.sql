@@ -3,7 +3,7 @@
 -- database clock unless a test injects one. Batches travel as arrays (one round trip).
 -- No statement relies on session state, so they work behind PgBouncer's transaction mode.
 -- Statements naming conveyor_messages also run, renamed, on conveyor_messages_unlogged
--- for queues whose durability is 'unlogged' (see store.py: UNLOGGED).
+-- for queues whose durability is 'unlogged' (see postgres_storage.py: UNLOGGED).
 
 -- name: queue_insert
 INSERT INTO conveyor_queues (region, name, attributes, paused, created_at, updated_at)
@@ -99,6 +99,8 @@ FROM (SELECT COALESCE($2::bigint, conveyor_now_ms()) AS now) t,
          AS u(id, priority, delay_ms, body_kind, body, attributes, group_id, dedup_id);
 
 -- name: message_insert_fifo
+-- Only in PostgreSQL: sequence numbers from a sequence inside the insert (SQLite takes them
+-- with counter_take first, then inserts with message_insert).
 -- FIFO sends hold the queue's advisory lock (fifo_lock), so sequence order is commit order.
 INSERT INTO conveyor_messages (id, queue_id, priority, visible_at, sent_at, body_kind, body,
                                attributes, group_id, dedup_id, sequence)
@@ -112,6 +114,7 @@ ORDER BY u.ord
 RETURNING id, sequence;
 
 -- name: fifo_lock
+-- Only in PostgreSQL: SQLite's BEGIN IMMEDIATE already admits one writer at a time.
 -- Serialises sends and receives of one FIFO queue for the rest of the transaction.
 SELECT pg_advisory_xact_lock(1667, $1::int);
 
@@ -157,7 +160,7 @@ SELECT EXISTS (
 -- name: message_claim
 -- One statement: pick the head of the queue (skipping rows other consumers hold), move
 -- rows already received max_receive_count times to the dead-letter queue, lease the rest.
--- Run by store.py inside `BEGIN; SET LOCAL enable_sort = off` (CLAIM_BEGIN): without
+-- Run by postgres_storage.py inside `BEGIN; SET LOCAL enable_sort = off` (CLAIM_BEGIN): without
 -- table statistics (a new or just-filled table) the planner would otherwise sort every
 -- visible row of the queue on each claim instead of walking the claim index, a 2-4x
 -- swing in drain speed; with sorting priced out the index walk is the only plan left.
@@ -194,13 +197,20 @@ RETURNING m.id, m.token, m.receive_count, m.sent_at, m.first_received_at, m.visi
 -- name: message_delete
 -- Returns positions in the arrays (1-based), cheaper to read back than ids.
 -- Run by store.py in BY_ID_BEGIN, and `queue_id + 0` is no index condition: each id is
--- then a probe of the primary key in each slot. Slots have no statistics (migration 0006),
+-- then a probe of the primary key in each slot. Slots have no statistics (migration 0008),
 -- and a generic plan otherwise hashed, or walked the claim index over, every row of the
 -- queue for each batch (measured: 1.3M rows compared to delete 100 under a backlog).
 DELETE FROM conveyor_messages m
 USING unnest($2::uuid[], $3::bigint[]) WITH ORDINALITY AS d(id, token, ord)
 WHERE m.id = d.id AND m.token = d.token AND m.queue_id + 0 = $1
 RETURNING d.ord;
+
+-- name: message_delete_leased
+-- By message id, whoever holds the lease, while one is held (the WQ API's PATCH).
+DELETE FROM conveyor_messages
+WHERE id = $2 AND queue_id = $1 AND leased
+  AND visible_at > COALESCE($3::bigint, conveyor_now_ms())
+  AND ($4::bigint IS NULL OR token = $4);  -- with a token, only under that lease
 
 -- name: message_change_visibility
 -- By id as message_delete (`queue_id + 0`, BY_ID_BEGIN).
@@ -212,11 +222,15 @@ WHERE m.id = d.id AND m.token = d.token AND m.queue_id + 0 = $1 AND m.leased
 RETURNING m.id, m.token;
 
 -- name: message_retry
--- A new token ends the lease: the old handle can no longer delete or extend it. By id as
--- message_delete (`queue_id + 0`, BY_ID_BEGIN).
+-- A new token ends the lease: the old handle can no longer delete or extend it. With a
+-- dead-letter queue ($7) it moves there at once, its source kept for redrive (the
+-- right-hand sides see the row as it was, so source_queue_id takes the old queue_id).
+-- By id as message_delete (`queue_id + 0`, BY_ID_BEGIN).
 UPDATE conveyor_messages
 SET visible_at = COALESCE($6::bigint, conveyor_now_ms()) + $4, leased = false,
-    token = (random() * 9007199254740991)::bigint, last_error = $5
+    token = (random() * 9007199254740991)::bigint, last_error = $5,
+    queue_id = COALESCE($7::bigint, queue_id),
+    source_queue_id = CASE WHEN $7::bigint IS NULL THEN source_queue_id ELSE queue_id END
 WHERE id = $2 AND queue_id + 0 = $1 AND token = $3 AND leased;
 
 -- name: message_peek
@@ -244,7 +258,7 @@ FROM batch WHERE m.id = batch.id;
 -- name: message_count_movable
 SELECT count(*) FROM conveyor_messages m
 WHERE m.queue_id = $1 AND m.visible_at <= COALESCE($2::bigint, conveyor_now_ms())
-  AND m.source_queue_id IN (SELECT id FROM conveyor_queues);
+  AND ($3::bigint IS NOT NULL OR m.source_queue_id IN (SELECT id FROM conveyor_queues));
 
 -- name: message_expire
 DELETE FROM conveyor_messages WHERE id IN (

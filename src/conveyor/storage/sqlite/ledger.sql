@@ -2,31 +2,40 @@
 -- ../postgres/ledger.sql. "now" always comes from Python. Batches of ids travel as one
 -- JSON array (json_each) rather than as a parameter per id.
 
--- name: delivery_put
+-- name: delivery_put_many
+-- Run once per row (executemany), after delivery_statuses.
 INSERT INTO conveyor_deliveries (id, channel, recipient, status, attempts, updated_at,
                                  expires_at)
 VALUES (?, ?, ?, ?, 0, ?, ?)
 ON CONFLICT (id) DO NOTHING;
 
 -- name: delivery_statuses
+-- Read only: the statuses of a batch of ids, for a delivery worker's first look at a batch;
+-- also read in the same BEGIN IMMEDIATE transaction before a put or begin (PostgreSQL has
+-- no such second statement there: a data-modifying CTE returns them from the one
+-- statement that writes, so concurrent begins cannot interleave).
 SELECT id, status FROM conveyor_deliveries WHERE id IN (SELECT value FROM json_each(?));
 
--- name: delivery_begin
--- Final rows (sent, failed, unknown) are left alone: that is the whole point.
+-- name: delivery_begin_many
+-- Run once per row. Final rows (sent, failed, unknown) are left alone: that is the whole
+-- point. A row still `sending` was handed to a provider by an attempt that never recorded
+-- its outcome (the worker died): this attempt is a resend after a crash, counted.
 INSERT INTO conveyor_deliveries (id, channel, recipient, status, attempts, updated_at,
                                  expires_at)
 VALUES (?, ?, ?, 'sending', 1, ?, ?)
 ON CONFLICT (id) DO UPDATE SET
-    status = 'sending', attempts = attempts + 1, updated_at = excluded.updated_at
+    status = 'sending', attempts = attempts + 1, updated_at = excluded.updated_at,
+    resends = resends + (status = 'sending')
 WHERE status NOT IN ('sent', 'failed', 'unknown');
 
--- name: delivery_finish
+-- name: delivery_finish_many
 UPDATE conveyor_deliveries
 SET status = ?, error = ?, provider_id = coalesce(?, provider_id), updated_at = ?
 WHERE id = ?;
 
 -- name: delivery_get
-SELECT id, channel, recipient, status, attempts, error, provider_id, updated_at, expires_at
+SELECT id, channel, recipient, status, attempts, error, provider_id, updated_at, expires_at,
+       resends
 FROM conveyor_deliveries
 WHERE id = :id AND expires_at > :now;
 
@@ -36,11 +45,17 @@ FROM conveyor_deliveries
 WHERE (:channel IS NULL OR channel = :channel) AND expires_at > :now
 GROUP BY channel, status;
 
+-- name: delivery_resent_counts
+SELECT channel, count(*)
+FROM conveyor_deliveries
+WHERE resends > 0 AND (:channel IS NULL OR channel = :channel) AND expires_at > :now
+GROUP BY channel;
+
 -- name: delivery_expire
 DELETE FROM conveyor_deliveries
 WHERE id IN (SELECT id FROM conveyor_deliveries WHERE expires_at <= :now LIMIT :limit);
 
--- name: suppression_add
+-- name: suppression_add_many
 INSERT INTO conveyor_suppressions (channel, address, reason, created_at)
 VALUES (?, ?, ?, ?)
 ON CONFLICT DO NOTHING;

@@ -8,7 +8,7 @@
 -- 2,000/s to 650/s within two minutes of a held xmin, 1,400 buffers read per claim).
 -- TRUNCATE takes no notice of snapshots. So rows go into one of four LIST partitions by
 -- `slot`: the one conveyor_message_rotation names. conveyor's maintenance
--- (storage/postgres/maintenance.py) moves that pointer on every 5 s, to the next slot once
+-- (storage/postgres/postgres_maintenance.py) moves that pointer on every 5 s, to the next slot once
 -- it is empty; a slot behind the pointer is consumed in order like any messages, its
 -- delayed rows are moved forward, and once only a few live rows are left they are moved
 -- into the current slot and it is truncated, under a short lock. Claims then walk at most

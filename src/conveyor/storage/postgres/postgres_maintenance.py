@@ -1,7 +1,7 @@
 """conveyor's own upkeep of its PostgreSQL tables, so they stay small whatever the server's
 autovacuum does (off, asleep for its one-minute naptime, or blocked by an old snapshot).
 
-Two tools, chosen by measurement (benchmarks/soak.py; notes in the 0006 migration):
+Two tools, chosen by measurement (benchmarks/soak.py; notes in the 0008 migration):
 
 - **Rotation** of the message table's slots (`conveyor_messages_s0..s3`, LIST partitions).
   New rows go to the slot `conveyor_message_rotation` names; every `SLOT_MS` the pointer
@@ -32,14 +32,14 @@ from dataclasses import dataclass, field
 import asyncpg
 
 from conveyor.models import TableHealth
-from conveyor.storage.postgres.base import Connection
+from conveyor.storage.postgres.postgres_base import Connection
 from conveyor.storage.sql import load_queries
 from conveyor.tasks import stop_task
 
 log = logging.getLogger("conveyor.storage.postgres")
 Q = load_queries("conveyor.storage.postgres", "maintenance.sql")
 
-SLOTS = 4  # as in the 0006 migration: the partitions conveyor_messages_s0..s3
+SLOTS = 4  # as in the 0008 migration: the partitions conveyor_messages_s0..s3
 SLOT_MS = 5_000  # how long the pointer stays on a slot at least
 MOVE_LIMIT = 1_000  # live rows copied under the lock at most (a few ms of work)
 EVACUATE = 5_000  # rows moved forward per slot and round (delayed, or compacting)
@@ -90,7 +90,7 @@ class Maintenance:
         VACUUM what needs it."""
         async with self.pool.acquire() as conn:
             row = await conn.fetchrow(Q["maintenance_rotation"])
-            assert row is not None  # the 0006 migration made the one row
+            assert row is not None  # the 0008 migration made the one row
             current, advanced_at, now = int(row[0]), int(row[1]), int(row[2])
             if now - advanced_at >= SLOT_MS and await self._advance(conn, current):
                 current = (current + 1) % SLOTS
@@ -166,7 +166,7 @@ class Maintenance:
             return
         self._vacuum_looked = clock
         # A slot only while it holds a backlog (at least MOVE_LIMIT live rows): one that
-        # rotation will empty must not be recorded as empty (see the 0006 migration).
+        # rotation will empty must not be recorded as empty (see the 0008 migration).
         for row in await conn.fetch(Q["maintenance_vacuum_due"], list(CHURNING), VACUUM_FLOOR,
                                     [f"conveyor_messages_s{s}" for s in range(SLOTS)],
                                     MOVE_LIMIT):
