@@ -86,7 +86,7 @@ class SqliteBase:
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         db.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
-        maintenance.prepare(db)  # before the first table: auto_vacuum is fixed by then
+        maintenance.prepare(db)
         db.execute("PRAGMA journal_mode = WAL")
         db.execute(f"PRAGMA synchronous = {self._synchronous}")
         db.execute("PRAGMA foreign_keys = OFF")

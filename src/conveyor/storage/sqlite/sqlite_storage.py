@@ -146,7 +146,7 @@ class SqliteStorage(SqliteJobs, SqliteLedger, SqliteKeys, SqliteBase):
         def run(db: sqlite3.Connection) -> int:
             with self._write(db):
                 purged = db.execute(Q["queue_delete_messages"], {"id": queue_id}).rowcount
-            give_back(db)  # a purge returns its space (the file is auto_vacuum=INCREMENTAL)
+            give_back(db)  # a purge that leaves the file mostly free gives the space back
             return int(purged)
         return await self._run(run)
 
