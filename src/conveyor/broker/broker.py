@@ -39,6 +39,7 @@ from conveyor.models import (
     QueueStats,
     SendEntry,
     SendResult,
+    TableHealth,
     VisibilityEntry,
     dumps_json,
     encode_attributes,
@@ -493,6 +494,10 @@ class Broker:
                             wait: float = 1.0) -> MoveTask:
         """Move a dead-letter queue's messages back (see `Redrive.start`)."""
         return await self.redrive.start(queue_name, destination, max_per_second, region, wait)
+
+    async def table_health(self) -> list[TableHealth]:
+        """Size and dead weight of the storage's tables (for /metrics and the dashboard)."""
+        return await self.storage.table_health()
 
     # retention ----------------------------------------------------------------------
     async def sweep(self) -> int:

@@ -157,10 +157,42 @@ async def delivery_counts(broker: Broker) -> dict[str, dict[str, int]]:
     return counts
 
 
-DEFAULT_SECTIONS: tuple[SectionProvider, ...] = (job_section, delivery_section)
+async def table_section(broker: Broker) -> Section | None:
+    """How big conveyor's tables are and how much of them is dead weight."""
+    try:
+        tables = await broker.table_health()
+    except Exception:  # figures are optional; the page must not fail
+        return None
+    if not tables:
+        return None
+    rows: list[tuple[str, str | int | float]] = []
+    for t in tables:
+        if t.live_rows is None:  # SQLite: the file and its WAL
+            free = f", {size(t.free_bytes)} free for reuse" if t.free_bytes else ""
+            rows.append((t.table, f"{size(t.bytes)}{free}"))
+        elif t.bytes or t.dead_rows:
+            share = t.dead_rows / max(1, t.live_rows + t.dead_rows)
+            rows.append((t.table, f"{size(t.bytes)} · {t.live_rows} live, {t.dead_rows} dead "
+                                  f"({share:.0%})"))
+    return Section("Storage", rows, "Table sizes with indexes, and rows deleted but not yet "
+                   "reclaimed; conveyor rotates and vacuums its busy tables itself.",
+                   id="storage")
+
+
+DEFAULT_SECTIONS: tuple[SectionProvider, ...] = (job_section, delivery_section, table_section)
 
 
 # formatting -------------------------------------------------------------------------
+def size(n: int) -> str:
+    """`512 B`, `3.2 MB`, `1.4 GB`."""
+    value = float(n)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} GB"
+
+
 def age(seconds: float | None) -> str:
     """`42s`, `3m 05s`, `2h 10m`, `4d 3h`; an en dash for none."""
     if seconds is None:

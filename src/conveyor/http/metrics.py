@@ -34,6 +34,7 @@ from conveyor.broker.broker import Broker
 from conveyor.dashboard.series import Monitor, Snapshot
 from conveyor.dashboard.views import delivery_counts
 from conveyor.http.requestlog import RequestLog
+from conveyor.models import TableHealth
 
 log = logging.getLogger("conveyor.metrics")
 
@@ -54,6 +55,7 @@ class QueueCollector(Collector):
         self.snapshot = Snapshot()
         self.job_counts: dict[str, int] = {}
         self.delivery_counts: dict[str, dict[str, int]] = {}
+        self.tables: list[TableHealth] = []
 
     def collect(self) -> Iterable[Any]:
         labels = ["queue"]
@@ -111,6 +113,7 @@ class QueueCollector(Collector):
                 for status, count in sorted(statuses.items()):
                     sent.add_metric([channel, status], count)
             yield sent
+        yield from table_metrics(self.tables)
 
 
     def shown(self) -> list[str]:
@@ -168,11 +171,47 @@ class Metrics:
         self.queues.snapshot = await self.monitor.current()
         self.queues.job_counts = await job_counts(self.monitor.broker)
         self.queues.delivery_counts = await delivery_counts(self.monitor.broker)
+        self.queues.tables = await table_health(self.monitor.broker)
         for callback in self.before_scrape:
             result = callback()
             if hasattr(result, "__await__"):
                 await result
         return generate_latest(self.registry)
+
+
+def table_metrics(tables: list[TableHealth]) -> Iterable[Any]:
+    """Gauges of how big conveyor's tables are and how much is dead weight."""
+    if not tables:
+        return
+    labels = ["table"]
+    size = GaugeMetricFamily("conveyor_table_bytes", "Bytes of a table with its indexes "
+                             "(SQLite: the database file and its WAL).", labels=labels)
+    live = GaugeMetricFamily("conveyor_table_live_tuples", "Live rows (PostgreSQL "
+                             "statistics).", labels=labels)
+    dead = GaugeMetricFamily("conveyor_table_dead_tuples", "Rows deleted or updated but "
+                             "not yet reclaimed (PostgreSQL statistics).", labels=labels)
+    ratio = GaugeMetricFamily("conveyor_table_dead_ratio", "Dead rows over all rows "
+                              "(0 when empty).", labels=labels)
+    free = GaugeMetricFamily("conveyor_table_free_bytes", "Bytes of free pages kept for "
+                             "reuse (SQLite).", labels=labels)
+    for t in tables:
+        size.add_metric([t.table], t.bytes)
+        if t.live_rows is None:
+            free.add_metric([t.table], t.free_bytes)
+            continue
+        live.add_metric([t.table], t.live_rows)
+        dead.add_metric([t.table], t.dead_rows)
+        ratio.add_metric([t.table], t.dead_rows / max(1, t.live_rows + t.dead_rows))
+    yield from (size, live, dead, ratio, free)
+
+
+async def table_health(broker: Broker) -> list[TableHealth]:
+    """The storage's table figures, or [] when they cannot be read."""
+    try:
+        return await broker.table_health()
+    except Exception:  # figures are optional; the scrape must not fail
+        log.debug("table figures unavailable", exc_info=True)
+        return []
 
 
 async def job_counts(broker: Broker) -> dict[str, int]:
