@@ -28,6 +28,7 @@ from conveyor.broker.broker import Broker
 from conveyor.config import Config
 from conveyor.forgery import is_loopback
 from conveyor.http.app import create_app
+from conveyor.http.listener import FileGuard, ServingLoop
 from conveyor.http.requestlog import configure_logging
 from conveyor.lifeline import die_with
 from conveyor.rlimits import raise_open_files_limit
@@ -168,7 +169,10 @@ def worker_main(config: Config, sockets: list[socket.socket],
     if supervisor is not None:
         die_with(supervisor)
     configure_logging(json_lines=config.log_json)  # text or JSON lines, with request ids
-    asyncio.run(serve_sockets(config, sockets))
+    # connections within the open-files limit (conveyor.http.listener)
+    guard = FileGuard(max_connections=config.server.max_connections)
+    with asyncio.Runner(loop_factory=lambda: ServingLoop(guard)) as runner:
+        runner.run(serve_sockets(config, sockets))
 
 
 async def serve_sockets(config: Config, sockets: list[socket.socket]) -> None:
@@ -195,10 +199,18 @@ async def serve_sockets(config: Config, sockets: list[socket.socket]) -> None:
                                           log_level="warning", timeout_graceful_shutdown=5,
                                           ssl_certfile=tls, ssl_keyfile=config.server.tls_key))
                    for app in apps]
+        loop = asyncio.get_running_loop()
+        if isinstance(loop, ServingLoop):  # both ports share this process's file handles
+            loop.guard.connections = lambda: sum(len(s.server_state.connections)
+                                                 for s in servers)
+            apps[0].state.file_guard = loop.guard  # /readyz reports it
         _stop_on_signals(servers, broker)
         await asyncio.gather(*(server.serve(sockets=[sock])
                                for server, sock in zip(servers, sockets)))
     finally:
+        loop = asyncio.get_running_loop()
+        if isinstance(loop, ServingLoop):
+            loop.guard.flush()  # the last counts, not left for a timer that will not run
         await broker.close()
 
 
