@@ -23,6 +23,7 @@ from conveyor.http import (
     dashboard,
     docs,
     errors,
+    explorer,
     health,
     job_routes,
     messages,
@@ -85,8 +86,8 @@ def create_app(broker_or_config: Broker | Config, *,
     app.state.broker = broker
     app.state.allowed_hosts = normalise_hosts(allowed_hosts)
     errors.install(app)
-    for module in (health, queues, messages, tasks, job_routes, metrics, stream, wq, dashboard,
-                   notify):
+    for module in (health, queues, messages, tasks, job_routes, explorer, metrics, stream, wq,
+                   dashboard, notify):
         app.include_router(module.router)
     docs.install(app)
     _document_raw_bodies(app)

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from conveyor.jobs import JobStatus
 from conveyor.storage.base import (
+    JobListParams,
     JobRow,
     RateState,
     RateTakeParams,
@@ -89,6 +90,18 @@ class PostgresJobs(PostgresBase):
     async def job_counts(self, queue: str | None, now: int | None) -> dict[str, int]:
         """Unexpired statuses by status."""
         return {str(r[0]): int(r[1]) for r in await self._fetch(Q["job_counts"], queue, now)}
+
+    async def job_list(self, params: JobListParams) -> list[JobStatus]:
+        """A page of statuses, newest update first."""
+        after_at, after_id = params.after if params.after else (None, None)
+        rows = await self._fetch(Q["job_list"], params.status, params.task, params.queue,
+                                 params.updated_since, params.updated_until, after_at,
+                                 after_id, params.limit, params.now)
+        return [job_status_from_row(r) for r in rows]
+
+    async def job_delete_many(self, job_ids: Sequence[str]) -> int:
+        """Delete statuses by id."""
+        return await self._execute(Q["job_delete_many"], list(job_ids))
 
     async def job_expire(self, now: int | None, limit: int) -> int:
         """Delete expired statuses."""
