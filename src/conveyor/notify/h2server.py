@@ -13,6 +13,7 @@ import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 from h2.config import H2Configuration
 from h2.connection import H2Connection
@@ -65,13 +66,12 @@ class _Connection(asyncio.Protocol):
         self.pending: dict[int, bytes] = {}  # response bodies waiting for flow control
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
         self.live.add(self)
         self.h2.local_settings.max_concurrent_streams = self.max_streams
         self.h2.initiate_connection()
         self.h2.update_settings({SettingCodes.MAX_CONCURRENT_STREAMS: self.max_streams})
-        transport.write(self.h2.data_to_send())
+        self.transport.write(self.h2.data_to_send())
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.live.discard(self)

@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import ssl
 from collections import deque
-from typing import Any
+from typing import Any, cast
 
 from h2.config import H2Configuration
 from h2.connection import H2Connection
@@ -73,11 +73,10 @@ class _Connection(asyncio.Protocol):
 
     # protocol ---------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
         self.h2.initiate_connection()
         self.h2.increment_flow_control_window(16 * 1024 * 1024)  # responses never wait
-        transport.write(self.h2.data_to_send())
+        self.transport.write(self.h2.data_to_send())
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._fail_all(f"connection lost: {exc!r}" if exc else "connection closed")
