@@ -47,14 +47,14 @@ def _pem(key: Any) -> str:
 def _peer(kind: str, cert: str, key: str, secret: str, ports: Any, stop: Any) -> None:
     """Child process: one peer until `stop` is set."""
     async def main() -> None:
+        from conveyor.demo.h2server import H2Server, server_context
+        from conveyor.demo.mobile_peers import ApnsPeer, FcmPeer
         from conveyor.notify import jwt
-        from conveyor.notify.h2server import H2Server, server_context
-        from conveyor.notify.mobile_peers import ApnsPeer, FcmPeer
 
         if kind == "push":
             from aiohttp import web
 
-            from conveyor.notify.peers import PushEndpoint, make_subscriber
+            from conveyor.demo.loopback import PushEndpoint, make_subscriber
 
             endpoint = PushEndpoint([make_subscriber()], verify_every=10**9, keep=False)
             runner = web.AppRunner(endpoint.app())
@@ -205,8 +205,8 @@ async def _channel_round(kind: str, port: int, cafile: str, secret: str, n: int
     else:
         from cryptography.hazmat.primitives.asymmetric import ec as ec_
 
+        from conveyor.demo.loopback import make_subscriber
         from conveyor.notify import WebPushChannel
-        from conveyor.notify.peers import make_subscriber
 
         channel = WebPushChannel(_pem(ec_.generate_private_key(ec_.SECP256R1())),
                                  {"sub": "mailto:bench@example.com"})

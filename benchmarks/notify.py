@@ -18,8 +18,8 @@ import socket
 import subprocess
 import time
 
-from conveyor.notify.demo import DemoConfig, run_demo
-from conveyor.notify.demo.peers import _libs, find_smtp_sink
+from conveyor.demo import DemoConfig, run_demo
+from conveyor.demo.peers import _libs, find_smtp_sink
 from conveyor.notify.smtp import _PlainConnection
 from conveyor.notify.smtp_pipeline import PipelinedConnection
 

@@ -88,12 +88,6 @@ class QueueAlreadyExists(ConveyorError):
     code = "queue_already_exists"
 
 
-class MessageNotInFlight(ConveyorError):
-    """The message is not in flight."""
-
-    code = "message_not_in_flight"
-
-
 class TaskNotFound(ConveyorError):
     """The task does not exist."""
 

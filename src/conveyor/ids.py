@@ -14,17 +14,12 @@ _last_ms = 0
 _counter = 0
 
 
-def new_message_id(now_ms: int | None = None) -> str:
-    """A UUIDv7 string, strictly increasing within this process (RFC 9562, method 1).
+def new_message_ids(count: int, now_ms: int | None = None) -> list[str]:
+    """`count` UUIDv7 strings, strictly increasing within this process (RFC 9562, method 1).
 
     Ids sort by creation time, so the primary key doubles as the retention index and
     consecutive sends keep their order in the btree.
     """
-    return new_message_ids(1, now_ms)[0]
-
-
-def new_message_ids(count: int, now_ms: int | None = None) -> list[str]:
-    """`count` increasing UUIDv7 strings."""
     global _last_ms, _counter
     ms = int(time.time() * 1000) if now_ms is None else now_ms
     rand = os.urandom(8 * count)
@@ -52,22 +47,13 @@ def id_floor(ms: int) -> str:
     return str(uuid.UUID(int=(max(ms, 0) << 80) | (0x7 << 76) | (0b10 << 62)))
 
 
-def id_time(message_id: str) -> int:
-    """The millisecond a UUIDv7 was made."""
-    return uuid.UUID(message_id).int >> 80
-
-
-def encode_receipt_handle(message_id: str, token: int) -> str:
-    """A handle naming one message under one lease: 32 hex digits of the id, 16 of the token.
-
-    Plain hex keeps both directions to a few string operations on the hot path.
-    """
-    return message_id.replace("-", "") + format(token & 0xFFFF_FFFF_FFFF_FFFF, "016x")
-    # (storage.rows builds the same string inline on the receive path)
-
-
 def decode_receipt_handle(handle: str) -> tuple[str, int]:
-    """(message id, lease token), or InvalidReceiptHandle."""
+    """(message id, lease token), or InvalidReceiptHandle.
+
+    A handle names one message under one lease: 32 hex digits of the id, then 16 of the
+    token (`storage.rows` builds it); plain hex keeps both directions to a few string
+    operations on the hot path.
+    """
     # isascii + isalnum leave no spaces, so bytes.fromhex then admits exactly the hex
     # digits, in C (int(..., 16) would also take a "0x" prefix).
     if not isinstance(handle, str) or len(handle) != 48 or not (

@@ -151,9 +151,6 @@ class QueueAttributes:
         }
 
 
-QUEUE_ATTRIBUTE_NAMES = frozenset(QueueAttributes().to_json())
-
-
 @dataclass(frozen=True, slots=True)
 class Queue:
     """A queue as stored: identity, attributes and timestamps (ms)."""

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from conveyor.broker.broker import Broker
-from conveyor.broker.jobs import Grant
+from conveyor.broker.job_system import Grant
 from conveyor.clock import ManualClock
 from conveyor.errors import InvalidInput
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from conveyor.broker.broker import Broker
-from conveyor.broker.jobs import JobStatus
+from conveyor.broker.job_system import JobStatus
 from conveyor.clock import ManualClock
 from conveyor.errors import InvalidInput, TooManyEntries
 from conveyor.jobs import JOB_STATUSES

@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator, Callable
 
 from aiosmtpd.controller import Controller
 
+from conveyor.demo.loopback import SmtpSink
 from conveyor.notify import Deliverer, DeliveryOptions, Notifier
-from conveyor.notify.peers import SmtpSink
 
 TEMPLATES = {
     "welcome.subject": "Welcome, {{ name }}",

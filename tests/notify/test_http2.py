@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conveyor.notify.h2server import H2Server, Request, Response, server_context
+from conveyor.demo.h2server import H2Server, Request, Response, server_context
 from conveyor.notify.http2 import H2Error, H2Pool
 from tests.support.tls import self_signed
 

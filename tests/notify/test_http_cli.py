@@ -12,9 +12,9 @@ from pathlib import Path
 import httpx
 
 from conveyor.broker.broker import Broker
+from conveyor.demo.loopback import SmtpSink
 from conveyor.http.app import create_app
 from conveyor.notify import Email, Notifier, SmtpChannel
-from conveyor.notify.peers import SmtpSink
 from tests.notify.helpers import TEMPLATES, deliver_until, smtp_server
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from conveyor.broker.broker import Broker
 from conveyor.clock import ManualClock
+from conveyor.demo.loopback import SmtpSink
 from conveyor.notify import (
     Channel,
     DeliveryOptions,
@@ -21,7 +22,6 @@ from conveyor.notify import (
     SmtpChannel,
 )
 from conveyor.notify.delivery import queue_name
-from conveyor.notify.peers import SmtpSink
 from tests.notify.helpers import smtp_server
 
 

@@ -12,9 +12,9 @@ import orjson
 import pytest
 
 from conveyor.broker.broker import Broker
+from conveyor.demo.mobile_peers import apns_token, fcm_token
 from conveyor.notify import Apns, Fcm, Notifier
 from conveyor.notify.delivery import dlq_name
-from conveyor.notify.mobile_peers import apns_token, fcm_token
 from tests.notify.helpers import TEMPLATES, deliver_until
 from tests.support.mobile import Clock, mobile_peers
 

@@ -18,6 +18,7 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from conveyor.demo.loopback import SmtpSink
 from conveyor.notify import (
     Apprise,
     AppriseChannel,
@@ -28,7 +29,6 @@ from conveyor.notify import (
     Notifier,
     SmtpChannel,
 )
-from conveyor.notify.peers import SmtpSink
 from conveyor.notify.smtp_pipeline import PipelinedConnection, SmtpError
 from conveyor.notify.smtp_render import render_email
 from conveyor.notify.templates import Rendered

@@ -17,11 +17,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from conveyor.broker.broker import Broker
+from conveyor.demo.loopback import PushEndpoint, make_subscriber
 from conveyor.ledger import NewDelivery
 from conveyor.notify import Notifier, WebhookChannel, WebPush, WebPushChannel
 from conveyor.notify.delivery import dlq_name
 from conveyor.notify.models import Webhook
-from conveyor.notify.peers import PushEndpoint, make_subscriber
 from tests.notify.helpers import TEMPLATES, deliver_until, free_port
 
 

@@ -10,9 +10,9 @@ import email.policy
 import pytest
 
 from conveyor.broker.broker import Broker
+from conveyor.demo.loopback import SmtpSink
 from conveyor.notify import Email, Notifier, SmtpChannel
 from conveyor.notify.delivery import dlq_name
-from conveyor.notify.peers import SmtpSink
 from tests.notify.helpers import TEMPLATES, deliver_until, smtp_server
 
 

@@ -13,10 +13,10 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
+from conveyor.demo.h2server import H2Server, server_context
+from conveyor.demo.mobile_peers import ApnsPeer, FcmPeer
 from conveyor.notify.apns import ApnsChannel
 from conveyor.notify.fcm import FcmChannel
-from conveyor.notify.h2server import H2Server, server_context
-from conveyor.notify.mobile_peers import ApnsPeer, FcmPeer
 from tests.support.tls import self_signed
 
 

@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
+from conveyor.broker.api_keys import ApiKeys
 from conveyor.broker.broker import Broker
-from conveyor.broker.keys import ApiKeys
 from conveyor.errors import Conflict, InvalidInput
 from conveyor.http.app import create_app
 from conveyor.http.auth import Need, is_loopback, required
@@ -66,7 +66,7 @@ async def client_for(broker: Broker, require: bool) -> AsyncIterator[httpx.Async
 @pytest.fixture
 async def loopback(broker: Broker, monkeypatch: pytest.MonkeyPatch
                    ) -> AsyncIterator[httpx.AsyncClient]:
-    monkeypatch.setattr("conveyor.broker.keys.CACHE_SECONDS", 0.0)
+    monkeypatch.setattr("conveyor.broker.api_keys.CACHE_SECONDS", 0.0)
     async for client in client_for(broker, require=False):
         yield client
 
@@ -74,7 +74,7 @@ async def loopback(broker: Broker, monkeypatch: pytest.MonkeyPatch
 @pytest.fixture
 async def public(broker: Broker, monkeypatch: pytest.MonkeyPatch
                  ) -> AsyncIterator[httpx.AsyncClient]:
-    monkeypatch.setattr("conveyor.broker.keys.CACHE_SECONDS", 0.0)
+    monkeypatch.setattr("conveyor.broker.api_keys.CACHE_SECONDS", 0.0)
     async for client in client_for(broker, require=True):
         yield client
 

@@ -15,8 +15,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from conveyor.broker import validation as v
-from conveyor.broker.jobs import Jobs, Limits
-from conveyor.broker.ledger import Ledger
+from conveyor.broker.delivery_ledger import Ledger
+from conveyor.broker.job_system import Jobs, Limits
 from conveyor.broker.quotas import MAX_IN_FLIGHT, MAX_LONG_POLLS, Quotas
 from conveyor.broker.redrive import Redrive
 from conveyor.broker.wakeup import Throttle, Wakeups, Watchers

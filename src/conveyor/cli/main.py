@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 import conveyor
-from conveyor.cli import commands, keys, notify, transfer, worker
+from conveyor.cli import commands, demo, key_commands, notify, transfer, worker
 from conveyor.cli.api import ApiClient, ApiError
 from conveyor.config import (
     DEFAULT_URL,
@@ -40,8 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     _client_parsers(sub)
     transfer.add_parsers(sub)
     worker.add_parser(sub)
+    demo.add_parser(sub)
     notify.add_parsers(sub)
-    keys.add_parsers(sub)
+    key_commands.add_parsers(sub)
     return parser
 
 

@@ -12,6 +12,7 @@ import contextlib
 import importlib
 import logging
 import multiprocessing
+import os
 import signal
 import socket
 import sys
@@ -27,6 +28,8 @@ from conveyor.config import Config
 from conveyor.http.app import create_app
 from conveyor.http.auth import is_loopback
 from conveyor.http.requestlog import configure_logging
+from conveyor.lifeline import die_with
+from conveyor.rlimits import raise_open_files_limit
 from conveyor.storage.factory import default_database_url, default_sqlite_path, storage_from_url
 
 log = logging.getLogger("conveyor.serve")
@@ -87,10 +90,13 @@ def _url(sock: socket.socket, scheme: str = "http") -> str:
 
 def run_serve(config: Config) -> int:
     """Bind, announce, and serve until SIGINT or SIGTERM."""
+    soft, raised = raise_open_files_limit()  # the children inherit it
+    if raised != soft:
+        say(f"raised the open-files limit from {soft:,} to {raised:,}")
     config = replace(config, database_url=database_url(config))
     assert config.database_url is not None
     asyncio.run(migrate(config.database_url))  # once, before the workers share the schema
-    from conveyor.cli.keys import warn_if_open  # API keys (trust)
+    from conveyor.cli.key_commands import warn_if_open  # API keys (trust)
 
     warn_if_open(config.database_url, config.server.host)
     sqs_factory = sqs_app_factory() if config.sqs.enabled else None
@@ -138,8 +144,12 @@ class _Server(uvicorn.Server):
         pass
 
 
-def worker_main(config: Config, sockets: list[socket.socket]) -> None:
-    """Run one worker process's servers on already-bound sockets."""
+def worker_main(config: Config, sockets: list[socket.socket],
+                supervisor: int | None = None) -> None:
+    """Run one worker process's servers on already-bound sockets (dying with the
+    `supervisor` process, when one started it)."""
+    if supervisor is not None:
+        die_with(supervisor)
     configure_logging(json_lines=config.log_json)  # text or JSON lines, with request ids
     asyncio.run(serve_sockets(config, sockets))
 
@@ -195,13 +205,14 @@ def _stop_on_signals(servers: list[_Server], broker: Broker) -> None:
 # several worker processes ------------------------------------------------------------
 def _supervise(config: Config, sockets: list[socket.socket]) -> int:
     """Run `workers` spawned processes on the shared sockets; restart any that dies after
-    running a while (one that dies at once stops the lot: it is a configuration error)."""
+    running a while (one that dies at once stops the lot: it is a configuration error).
+    The children die with this process, even by `kill -9` (`conveyor.lifeline`)."""
     context = multiprocessing.get_context("spawn")
     stopping = False
     failed = False
 
     def start() -> tuple[multiprocessing.process.BaseProcess, float]:
-        process = context.Process(target=worker_main, args=(config, sockets))
+        process = context.Process(target=worker_main, args=(config, sockets, os.getpid()))
         process.start()
         return process, time.monotonic()
 

@@ -40,8 +40,13 @@ def _bounds(text: str) -> tuple[int, int]:
 
 def run(args: argparse.Namespace) -> int:
     """Run one worker here, or supervise a pool."""
+    from conveyor.rlimits import raise_open_files_limit
+
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(process)d %(name)s: %(message)s")
+    # httpx logs every request at INFO: a worker on a server would log each long poll.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    raise_open_files_limit()  # the pool's processes inherit it
     flags = ["--batch-size", str(args.batch_size), "--shutdown-grace",
              str(args.shutdown_grace)]
     if args.queues:

@@ -22,7 +22,7 @@ from conveyor.http import (
     docs,
     errors,
     health,
-    jobs,
+    job_routes,
     messages,
     metrics,
     notify,
@@ -76,7 +76,8 @@ def create_app(broker_or_config: Broker | Config, *,
                   lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.broker = broker
     errors.install(app)
-    for module in (health, queues, messages, tasks, jobs, metrics, stream, wq, dashboard, notify):
+    for module in (health, queues, messages, tasks, job_routes, metrics, stream, wq, dashboard,
+                   notify):
         app.include_router(module.router)
     docs.install(app)
     _document_raw_bodies(app)

@@ -25,8 +25,8 @@ from urllib.parse import parse_qs, parse_qsl, urlencode
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from conveyor.broker.api_keys import ApiKeys
 from conveyor.broker.broker import Broker
-from conveyor.broker.keys import ApiKeys
 from conveyor.errors import ConveyorError
 from conveyor.http.errors import conveyor_error_response, error_response
 from conveyor.keys import Action, ApiKey

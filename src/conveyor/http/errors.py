@@ -31,7 +31,6 @@ STATUS: Mapping[type[e.ConveyorError], int] = {
     e.TaskNotFound: 404,
     e.QueueAlreadyExists: 409,
     e.Conflict: 409,
-    e.MessageNotInFlight: 409,
     e.OverLimit: 429,
     e.StorageUnavailable: 503,
     e.StorageError: 500,

@@ -31,6 +31,7 @@ import orjson
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from conveyor.broker.broker import Broker
+from conveyor.broker.validation import MAX_VISIBILITY
 from conveyor.errors import ConveyorError, QueueNotFound
 from conveyor.http.errors import error_body
 from conveyor.http.wire import received_json, results_json
@@ -134,8 +135,8 @@ async def stream(socket: WebSocket, queue: str, visibility_timeout: int | None =
     session = _Session(socket, broker, queue, visibility_timeout)
     try:
         await broker.queue(queue)
-        if visibility_timeout is not None and not 0 <= visibility_timeout <= 43_200:
-            raise _BadFrame("visibility_timeout must be between 0 and 43200.")
+        if visibility_timeout is not None and not 0 <= visibility_timeout <= MAX_VISIBILITY:
+            raise _BadFrame(f"visibility_timeout must be between 0 and {MAX_VISIBILITY}.")
     except QueueNotFound as exc:
         await _fail(session, 4404, exc.code, exc.message)
         return

@@ -1,7 +1,7 @@
 """Notifications: channels (SMTP, HTTP email APIs, Web Push, FCM, APNs, webhooks,
 Apprise), templates, the delivery ledger that keeps a redelivered message from sending
-twice, and the delivery worker. See `conveyor.notify.notifier` for the entry point and
-`conveyor demo` for the million-message run."""
+twice, and the delivery worker. See `conveyor.notify.notifier` for the entry point; the
+million-message run (`conveyor demo`) lives apart, in `conveyor.demo`."""
 
 from conveyor.notify.apns import ApnsChannel
 from conveyor.notify.apprise_channel import AppriseChannel

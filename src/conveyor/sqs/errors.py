@@ -80,7 +80,6 @@ ERROR_TABLE: dict[type[e.ConveyorError], AwsError] = {
     e.MissingParameter: MISSING_PARAMETER,
     e.QueueNotFound: QUEUE_DOES_NOT_EXIST,
     e.QueueAlreadyExists: QUEUE_NAME_EXISTS,
-    e.MessageNotInFlight: MESSAGE_NOT_INFLIGHT,
     e.TaskNotFound: RESOURCE_NOT_FOUND,
     e.Conflict: UNSUPPORTED_OPERATION,
     e.OverLimit: OVER_LIMIT,

@@ -11,6 +11,7 @@ import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
+from conveyor.broker.validation import MAX_DELAY_SQS, MAX_VISIBILITY, MAX_WAIT
 from conveyor.errors import InvalidInput
 from conveyor.models import Body, EntryResult, Queue, SendEntry, SendResult, VisibilityEntry
 from conveyor.sqs import attributes as qa
@@ -37,9 +38,6 @@ T = TypeVar("T")
 
 MAX_BATCH = 10
 MAX_BATCH_BYTES = 1_048_576
-MAX_DELAY = 900
-MAX_VISIBILITY = 43_200
-MAX_WAIT = 20
 _ENTRY_ID = re.compile(r"[A-Za-z0-9_-]{1,80}")
 # SQS's allowed characters: #x9 #xA #xD #x20-#xD7FF #xE000-#xFFFD #x10000-#x10FFFF.
 _FORBIDDEN = re.compile("[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -59,7 +57,7 @@ class _Outgoing:
                            f"'#x{ord(bad.group()):X}' was found in the message body, the set "
                            "of allowed characters is #x9 | #xA | #xD | #x20 to #xD7FF | "
                            "#xE000 to #xFFFD | #x10000 to #x10FFFF")
-        delay = p.integer("DelaySeconds", 0, MAX_DELAY)
+        delay = p.integer("DelaySeconds", 0, MAX_DELAY_SQS)
         attributes = qa.parse_message_attributes(p.map("MessageAttributes"))
         system = qa.parse_message_attributes(p.map("MessageSystemAttributes"))
         if set(system) - {"AWSTraceHeader"}:

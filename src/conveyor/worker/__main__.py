@@ -6,6 +6,8 @@ import argparse
 import logging
 import sys
 
+from conveyor.lifeline import die_with
+from conveyor.rlimits import raise_open_files_limit
 from conveyor.worker.process import run
 from conveyor.worker.runner import WorkerOptions
 
@@ -19,7 +21,12 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--shutdown-grace", type=float, default=30.0)
     parser.add_argument("--no-cron", action="store_true")
+    parser.add_argument("--supervisor", type=int, metavar="PID",
+                        help="the pool's pid: die when it dies")
     args = parser.parse_args()
+    if args.supervisor is not None:
+        die_with(args.supervisor)
+    raise_open_files_limit()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(name)s: "
                                                    "%(message)s")
     options = WorkerOptions(queues=args.queues.split(",") if args.queues else None,

@@ -4,7 +4,8 @@ that die, and with an autoscaler grows and shrinks the pool with the backlog.
 Each worker is `python -m conveyor.worker APP --url URL` (a plain process, so a crash or a
 SIGKILL of one loses nothing: its jobs come back when their leases end). SIGTERM/SIGINT to
 the supervisor is passed to every worker, which drains gracefully; shrinking sends SIGTERM
-to the newest worker only.
+to the newest worker only. Workers die with the supervisor, even by `kill -9`
+(`conveyor.lifeline`), so none is left running unsupervised.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -52,7 +54,8 @@ class Pool:
         self._stopping = asyncio.Event()
 
     def _command(self) -> list[str]:
-        command = [sys.executable, "-m", "conveyor.worker", self.spec]
+        command = [sys.executable, "-m", "conveyor.worker", self.spec,
+                   "--supervisor", str(os.getpid())]
         if self.url:
             command += ["--url", self.url]
         return [*command, *self.options.worker_args]

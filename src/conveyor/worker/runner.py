@@ -25,7 +25,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,6 +48,9 @@ from conveyor.worker.task import Received, Task, TaskOptions
 
 log = logging.getLogger("conveyor.worker")
 
+# Long-poll wait through a server: the longest the native API allows.
+SERVER_LONG_POLL = 20
+
 _DEFAULT_OPTIONS = TaskOptions()
 _NO_RETRIES = TaskOptions(max_retries=0)
 
@@ -58,7 +61,9 @@ class WorkerOptions:
 
     queues: Sequence[str] | None = None
     batch_size: int = 100
-    wait_seconds: int = 1
+    # None: 1 s in-process (the broker wakes a waiting receive on arrival either way), 20 s
+    # through a server, where each poll is an HTTP request and a log line.
+    wait_seconds: int | None = None
     shutdown_grace: float = 30.0
     scheduler: bool = True
     holder: str | None = None
@@ -142,6 +147,9 @@ class _Shared:
                            lease_seconds=max(30, worker.app.visibility_timeout * 2))
         self.task_gates = {name: asyncio.Semaphore(t.options.concurrency)
                            for name, t in worker.app.tasks.items()}
+        wait = worker.options.wait_seconds
+        self.wait_seconds = wait if wait is not None else (
+            SERVER_LONG_POLL if _is_remote(source) else 1)
 
 
 class _QueueRunner:
@@ -180,7 +188,7 @@ class _QueueRunner:
     async def _consume(self) -> None:
         stopping = self.s.worker._stopping
         batch = self.s.worker.options.batch_size
-        wait = self.s.worker.options.wait_seconds
+        wait = self.s.wait_seconds
         while not stopping.is_set():
             free = self.capacity - len(self.held)
             if free <= 0:
@@ -188,8 +196,8 @@ class _QueueRunner:
                 await _first(self._room.wait(), stopping.wait())
                 continue
             try:
-                messages = await self.source.receive(self.queue, min(free, batch), self.lease,
-                                                     wait)
+                messages = await _unless_stopped(self.source.receive(
+                    self.queue, min(free, batch), self.lease, wait), stopping)
             except Exception:
                 log.exception("receive from %s failed; retrying in 1 s", self.queue)
                 await _first(asyncio.sleep(1.0), stopping.wait())
@@ -402,6 +410,30 @@ class _QueueRunner:
 
 def _on_lane(held: _Held, lane: asyncio.Task[None]) -> None:
     held.task = lane
+
+
+def _is_remote(source: Source) -> bool:
+    from conveyor.client.async_client import AsyncClient
+
+    return isinstance(source, AsyncClient)
+
+
+async def _unless_stopped(receive: Awaitable[list[Message]], stopping: asyncio.Event
+                          ) -> list[Message]:
+    """The receive's messages, or none when the worker is stopped first (a long poll must
+    not hold up shutdown; a receive cancelled mid-claim only delays those messages until
+    their lease runs out)."""
+    receiving = asyncio.ensure_future(receive)
+    stopped = asyncio.ensure_future(stopping.wait())
+    try:
+        await asyncio.wait({receiving, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+    if not receiving.done():
+        receiving.cancel()
+        await asyncio.gather(receiving, return_exceptions=True)
+        return []
+    return receiving.result()
 
 
 async def _first(*aws: Any) -> None:

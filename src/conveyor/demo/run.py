@@ -23,11 +23,11 @@ from typing import Any
 
 import psutil  # type: ignore[import-untyped]
 
+from conveyor.demo import peers
+from conveyor.demo.report import Report, render_report
+from conveyor.demo.worker import worker_main
+from conveyor.demo.workload import TEMPLATES, data, email_address
 from conveyor.notify.delivery import DeliveryOptions
-from conveyor.notify.demo import peers
-from conveyor.notify.demo.report import Report, render_report
-from conveyor.notify.demo.worker import worker_main
-from conveyor.notify.demo.workload import TEMPLATES, data, email_address
 
 __all__ = ["DemoConfig", "run_demo"]
 
@@ -62,7 +62,7 @@ def _subscriber_keys() -> tuple[list[tuple[bytes, str, bytes]], list[dict[str, A
         PrivateFormat,
     )
 
-    from conveyor.notify.peers import make_subscriber
+    from conveyor.demo.loopback import make_subscriber
 
     subs = [make_subscriber() for _ in range(SUBSCRIBER_KEYS)]
     keys = [(s.private_key.private_bytes(Encoding.DER, PrivateFormat.PKCS8, NoEncryption()),

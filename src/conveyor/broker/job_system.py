@@ -1,7 +1,7 @@
 """The job system's broker operations: rate limits, concurrency slots, cron ticks, job status.
 
 `broker.limits` and `broker.jobs`. Workers reach them in-process or through the HTTP API
-(`conveyor.http.jobs`), and every one keeps its state in the database, so it holds across
+(`conveyor.http.job_routes`), and every one keeps its state in the database, so it holds across
 processes and machines. Inputs are checked here, once; storage runs thin SQL.
 
 Rate limits are GCRA (a token bucket kept as one timestamp per key): `rate` tokens per

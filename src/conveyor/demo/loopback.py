@@ -1,5 +1,5 @@
-"""Real protocol peers on loopback, for the demo and the tests: an SMTP sink (aiosmtpd)
-and a Web Push endpoint (aiohttp) that verifies VAPID and decrypts payloads.
+"""Real protocol peers on loopback, for the demo and the tests (not the library): an SMTP
+sink (aiosmtpd) and a Web Push endpoint (aiohttp) that verifies VAPID and decrypts payloads.
 
 Both record what arrived so a run can check that every notification came exactly once
 with the right content, and both can be told to answer with faults (`451`, `550 5.1.1`,

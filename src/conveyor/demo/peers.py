@@ -18,7 +18,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from conveyor.notify.demo.workload import check_email, check_push
+from conveyor.demo.workload import check_email, check_push
 
 SINK_ENV = "CONVEYOR_SMTP_SINK"
 
@@ -100,7 +100,7 @@ class PostfixSink:
 def _aiosmtpd_main(port: int, conn: Connection) -> None:
     from aiosmtpd.controller import Controller
 
-    from conveyor.notify.peers import SmtpSink
+    from conveyor.demo.loopback import SmtpSink
 
     sink = SmtpSink(keep=False, check=check_email)
     controller = Controller(sink, hostname="127.0.0.1", port=port, ready_timeout=10)
@@ -152,7 +152,7 @@ def _push_main(port: int, keys: list[tuple[bytes, str, bytes]], verify_every: in
                conn: Connection) -> None:
     from cryptography.hazmat.primitives.serialization import load_der_private_key
 
-    from conveyor.notify.peers import PushEndpoint, Subscriber
+    from conveyor.demo.loopback import PushEndpoint, Subscriber
 
     subs = [Subscriber(load_der_private_key(der, None), p256dh, auth)
             for der, p256dh, auth in keys]

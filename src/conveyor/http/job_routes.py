@@ -12,7 +12,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
-from conveyor.broker.jobs import MAX_KEY, MAX_WANT
+from conveyor.broker.job_system import MAX_KEY, MAX_WANT
 from conveyor.http.deps import BrokerDep, errors
 from conveyor.http.errors import error_response
 from conveyor.http.wire import json_response

@@ -8,8 +8,8 @@ import sys
 from dataclasses import replace
 from datetime import UTC, datetime
 
+from conveyor.broker.api_keys import ApiKeys
 from conveyor.broker.broker import Broker
-from conveyor.broker.keys import ApiKeys
 from conveyor.config import from_env
 from conveyor.keys import ApiKey, parse_grants
 from conveyor.storage.factory import storage_from_url

@@ -7,7 +7,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from conveyor.notify.demo.workload import email_address
+from conveyor.demo.workload import email_address
 
 
 @dataclass

@@ -26,8 +26,8 @@ def worker_main(index: int, url: str, channels: dict[str, dict[str, Any]],
     """Process entry point (spawned)."""
     async def main() -> None:
         from conveyor.broker.broker import Broker
+        from conveyor.demo.workload import TEMPLATES
         from conveyor.notify import Notifier, SmtpChannel, WebPushChannel
-        from conveyor.notify.demo.workload import TEMPLATES
         from conveyor.storage.factory import storage_from_url
 
         made: dict[str, Any] = {}

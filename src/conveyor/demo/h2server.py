@@ -1,4 +1,5 @@
-"""A small HTTP/2-over-TLS server on asyncio and `h2`, for the local FCM and APNs peers.
+"""A small HTTP/2-over-TLS server on asyncio and `h2`, for the local FCM and APNs peers
+(demo, benchmarks and tests; not the library).
 
 Real HTTP/2 on a socket (ALPN `h2`, HPACK, flow control, many streams on a connection),
 with a synchronous handler per request: the peers only check and record, so a handler

@@ -21,8 +21,8 @@ from urllib.parse import parse_qs
 
 import orjson
 
+from conveyor.demo.h2server import Request, Response
 from conveyor.notify import jwt
-from conveyor.notify.h2server import Request, Response
 
 __all__ = ["ApnsPeer", "FcmPeer", "apns_token", "fcm_token"]
 
