@@ -7,16 +7,16 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from conveyor.demo.workload import email_address
+LABELS = {"email": "email", "push": "web push", "fcm": "FCM", "apns": "APNs"}
 
 
 @dataclass
 class Report:
-    """What a demo run measured (times in seconds, CPU in CPU-seconds)."""
+    """What a demo run measured (times in seconds, CPU in CPU-seconds; `counts`:
+    notifications by channel)."""
 
     messages: int
-    emails: int
-    pushes: int
+    counts: dict[str, int] = field(default_factory=dict)
     sent: int = 0
     failed: int = 0
     workers: int = 0
@@ -36,34 +36,24 @@ class Report:
     sinks: dict[str, str | None] = field(default_factory=dict)
     pipelined: bool = False
     ledger: dict[str, dict[str, int]] = field(default_factory=dict)
-    email_check: dict[str, int] = field(default_factory=dict)
-    push_check: dict[str, int] = field(default_factory=dict)
+    checks: dict[str, dict[str, int]] = field(default_factory=dict)
     ok: bool = False
 
-    def check(self, n_email: int, n_push: int, email: dict[str, Any] | None,
-              push: dict[str, Any] | None, verify_every: int) -> None:
-        """Exactly once, right content: compare what the sinks saw with what was sent."""
-        if email is not None:
-            got: Counter[str] = email["received"]
-            expected = {email_address(i) for i in range(n_email)}
-            self.email_check = {
+    def check(self, results: dict[str, tuple[set[str], dict[str, Any]]]) -> None:
+        """Exactly once, right content: compare what each channel's sink saw (`received`
+        per recipient, `bad` content, `verified`: how many it checked) with what was sent
+        to it."""
+        for channel, (expected, seen) in results.items():
+            got: Counter[str] = Counter(seen["received"])
+            self.checks[channel] = {
                 "received": sum(got.values()), "distinct": len(got),
                 "missing": len(expected - set(got)),
                 "duplicated": sum(1 for v in got.values() if v > 1),
-                "unexpected": len(set(got) - expected), "bad_content": int(email["bad"]),
-                "checked": sum(got.values())}
-        if push is not None:
-            seen: Counter[str] = push["received"]
-            wanted = {str(i) for i in range(n_email, n_email + n_push)}
-            self.push_check = {
-                "received": sum(seen.values()), "distinct": len(seen),
-                "missing": len(wanted - set(seen)),
-                "duplicated": sum(1 for v in seen.values() if v > 1),
-                "unexpected": len(set(seen) - wanted), "bad_content": int(push["bad"]),
-                "checked": int(push["verified"])}
-        checks = [c for c in (self.email_check, self.push_check) if c]
-        self.ok = all(c["missing"] == 0 and c["duplicated"] == 0 and c["unexpected"] == 0
-                      and c["bad_content"] == 0 for c in checks) and self.failed == 0
+                "unexpected": len(set(got) - expected), "bad_content": int(seen["bad"]),
+                "checked": int(seen.get("verified", sum(got.values())))}
+        self.ok = bool(self.checks) and all(
+            c["missing"] == 0 and c["duplicated"] == 0 and c["unexpected"] == 0 and
+            c["bad_content"] == 0 for c in self.checks.values()) and self.failed == 0
 
     def percentile(self, p: float) -> float:
         """Enqueue-to-delivery latency percentile in seconds."""
@@ -147,10 +137,11 @@ def render_report(r: Report) -> str:
     lines = [
         "",
         "conveyor demo — report",
-        f"  notifications     {r.messages:,} ({r.emails:,} email, {r.pushes:,} web push)",
+        f"  notifications     {r.messages:,} (" + ", ".join(
+            f"{n:,} {LABELS.get(c, c)}" for c, n in r.counts.items()) + ")",
         f"  database          {r.database}; {r.workers} delivery worker processes",
-        f"  sinks             email: {r.sinks.get('email') or '-'}",
-        f"                    push: {r.sinks.get('push') or '-'}",
+        *[f"  {'sinks' if k == 0 else '':<17} {c}: {name}"
+          for k, (c, name) in enumerate(r.sinks.items())],
         f"  SMTP client       {'RFC 2920 pipelined' if r.pipelined else 'aiosmtplib pool'}",
         f"  wall time         {r.wall_seconds:,.1f} s (all delivered at "
         f"{r.deliver_seconds:,.1f} s)",
@@ -180,14 +171,18 @@ def render_report(r: Report) -> str:
         f"  cost              {cost * 100:.4f} cents at ${r.cost_per_hour}/hour "
         f"(${cost / max(r.messages, 1) * 1e6:.4f} per million)",
     ]
-    for name, c in (("email", r.email_check), ("push", r.push_check)):
-        if c:
-            lines.append(
-                f"  {name + ' sink':<17} {c['received']:,} received, {c['distinct']:,} distinct,"
-                f" {c['missing']} missing, {c['duplicated']} duplicated, {c['unexpected']} "
-                f"unexpected; content checked on {c['checked']:,}, {c['bad_content']} wrong")
+    for name, c in r.checks.items():
+        lines.append(
+            f"  {name + ' sink':<17} {c['received']:,} received, {c['distinct']:,} distinct,"
+            f" {c['missing']} missing, {c['duplicated']} duplicated, {c['unexpected']} "
+            f"unexpected; content checked on {c['checked']:,}, {c['bad_content']} wrong")
     lines.append(f"  ledger            {r.ledger}")
-    verdict = ("PASS: every notification arrived exactly once with the right content"
-               if r.ok else "FAIL")
+    wrong = [f"{LABELS.get(n, n)} ({c['missing']} missing, {c['duplicated']} duplicated, "
+             f"{c['unexpected']} unexpected, {c['bad_content']} wrong)"
+             for n, c in r.checks.items() if c["missing"] or c["duplicated"] or
+             c["unexpected"] or c["bad_content"]]
+    verdict = ("PASS: every notification arrived exactly once with the right content, on "
+               + ", ".join(LABELS.get(c, c) for c in r.checks) if r.ok else
+               "FAIL: " + "; ".join(wrong + ([f"{r.failed:,} failed"] if r.failed else [])))
     lines.append(f"  check             {verdict}")
     return "\n".join(lines)
