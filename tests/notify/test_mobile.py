@@ -261,3 +261,66 @@ def _account() -> dict[str, Any]:
     return {"project_id": "p", "client_email": "a@p.iam.gserviceaccount.com",
             "token_uri": "https://127.0.0.1:9/token", "private_key": key.private_bytes(
                 Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()).decode()}
+
+
+async def test_cli_send_and_worker_with_fcm_and_apns(tmp_path: Path) -> None:
+    import asyncio
+    import json
+    import os
+    import sys
+
+    async def conveyor(*args: str) -> str:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "conveyor.cli.main", *args, cwd=tmp_path,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+        assert proc.returncode == 0, out.decode() + err.decode()
+        return out.decode()
+
+    db = f"sqlite:///{tmp_path / 'n.db'}"
+    async with mobile_peers(tmp_path) as peers:
+        credentials, p8 = tmp_path / "sa.json", tmp_path / "key.p8"
+        credentials.write_text(json.dumps(peers.account))
+        p8.write_text(peers.apns_key)
+        for channel, token in (("fcm", fcm_token(5)), ("apns", apns_token(5))):
+            await conveyor("notify", "send", "--channel", channel, "--to", token,
+                           "--subject", "Hi", "--text", f"hello {channel}", "--database", db)
+        out = await conveyor(
+            "notify", "worker", "--database", db, "--seconds", "4",
+            "--fcm-credentials", str(credentials), "--fcm-url",
+            f"https://127.0.0.1:{peers.fcm_port}", "--apns-key", str(p8),
+            "--apns-key-id", "KEY1234567", "--apns-team-id", "TEAM123456", "--apns-topic",
+            "com.example.app", "--apns-url", f"https://127.0.0.1:{peers.apns_port}",
+            "--ca-file", str(tmp_path / "cert.pem"))
+        assert "channels apns, fcm" in out and json.loads(out.splitlines()[-1])["sent"] == 2
+        assert peers.fcm.messages[fcm_token(5)]["notification"] == {
+            "title": "Hi", "body": "hello fcm"}
+        assert peers.apns.messages[apns_token(5)][0]["aps"]["alert"] == {
+            "title": "Hi", "body": "hello apns"}
+
+
+def test_settings_say_what_a_mobile_channel_lacks(tmp_path: Path) -> None:
+    from conveyor.errors import InvalidInput
+    from conveyor.notify.settings import ChannelSettings, notification
+
+    p8 = tmp_path / "key.p8"
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import (
+        Encoding,
+        NoEncryption,
+        PrivateFormat,
+    )
+
+    p8.write_bytes(ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+    with pytest.raises(InvalidInput, match="--apns-key-id, --apns-team-id"):
+        ChannelSettings(apns_key=str(p8), apns_topic="com.example.app").channels()
+    sa = tmp_path / "sa.json"
+    sa.write_text('{"project_id": "p"}')
+    with pytest.raises(InvalidInput, match="private_key, client_email, token_uri"):
+        ChannelSettings(fcm_credentials=str(sa)).channels()
+    with pytest.raises(InvalidInput, match="--template or --text"):
+        notification("fcm", fcm_token(1))
+    note = notification("apns", apns_token(1), subject="t", text="b")
+    assert isinstance(note, Apns) and note.title == "t" and note.body == "b"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import ssl
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,10 +22,11 @@ from tests.support.tls import self_signed
 
 
 class Clock:
-    """A settable wall clock shared by a channel and its peer."""
+    """A settable wall clock shared by a channel and its peer; it starts at the real time,
+    so a channel in another process (on the real clock) agrees with the peer too."""
 
-    def __init__(self, now: float = 1_800_000_000.0) -> None:
-        self.now = now
+    def __init__(self) -> None:
+        self.now = time.time()
 
     def __call__(self) -> float:
         return self.now

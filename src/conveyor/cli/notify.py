@@ -16,9 +16,10 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
                                            "read status and counts")
     actions = notify.add_subparsers(dest="action", required=True, metavar="ACTION")
     send = actions.add_parser("send", help="enqueue one notification; prints its id")
-    send.add_argument("--channel", required=True, choices=["email", "push", "webhook"])
-    send.add_argument("--to", required=True,
-                      help="email address, push subscription JSON, or webhook URL")
+    send.add_argument("--channel", required=True,
+                      choices=["email", "push", "webhook", "fcm", "apns"])
+    send.add_argument("--to", required=True, help="email address, push subscription JSON, "
+                      "webhook URL, or FCM/APNs device token")
     send.add_argument("--template")
     send.add_argument("--data", type=_json_object, default={},
                       help="template data (webhook: the payload), a JSON object")
@@ -43,6 +44,21 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     worker.add_argument("--push-rate", metavar="N/PERIOD")
     worker.add_argument("--webhook-secret-env", metavar="VAR",
                         help="run the webhook channel, signing with this variable's value")
+    worker.add_argument("--fcm-credentials", metavar="JSON",
+                        help="run the fcm channel with this service account key file")
+    worker.add_argument("--fcm-url", metavar="URL", help="default https://fcm.googleapis.com")
+    worker.add_argument("--fcm-rate", metavar="N/PERIOD", default="600000/m",
+                        help="default 600000/m (FCM's project quota)")
+    worker.add_argument("--apns-key", metavar="P8", help="run the apns channel with this key")
+    worker.add_argument("--apns-key-id")
+    worker.add_argument("--apns-team-id")
+    worker.add_argument("--apns-topic", metavar="BUNDLE_ID")
+    worker.add_argument("--apns-url", metavar="URL",
+                        help="default https://api.push.apple.com (sandbox: "
+                             "https://api.sandbox.push.apple.com)")
+    worker.add_argument("--apns-rate", metavar="N/PERIOD")
+    worker.add_argument("--ca-file", metavar="PEM",
+                        help="extra certificates to trust for FCM and APNs")
     worker.add_argument("--lanes", type=int, default=4)
     worker.add_argument("--visibility-timeout", type=int, default=120)
     worker.add_argument("--seconds", type=float, help="stop after this long")
@@ -104,7 +120,11 @@ def _worker(args: argparse.Namespace) -> int:
         username=args.smtp_user, password=env(args.smtp_password_env),
         pool_size=args.pool_size, email_rate=args.email_rate, vapid_key=args.vapid_key,
         vapid_sub=args.vapid_sub, push_rate=args.push_rate,
-        webhook_secret=env(args.webhook_secret_env)).channels()
+        webhook_secret=env(args.webhook_secret_env), fcm_credentials=args.fcm_credentials,
+        fcm_url=args.fcm_url, fcm_rate=args.fcm_rate, apns_key=args.apns_key,
+        apns_key_id=args.apns_key_id, apns_team_id=args.apns_team_id,
+        apns_topic=args.apns_topic, apns_url=args.apns_url, apns_rate=args.apns_rate,
+        ca_file=args.ca_file).channels()
     options = DeliveryOptions(lanes=args.lanes, visibility_timeout=args.visibility_timeout)
     print(f"conveyor notify worker: channels {', '.join(sorted(channels))}", flush=True)
     counts = asyncio.run(run_worker(args.database, channels, args.templates, options,
