@@ -80,6 +80,22 @@ class SqsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class FeedbackConfig:
+    """Which email providers may post bounces and complaints to `/v1/feedback/...`
+    (see `conveyor.notify.feedback.FeedbackSettings`)."""
+
+    sendgrid_key: str | None = None
+    postmark_secret: str | None = None
+    sns_topics: tuple[str, ...] = ()
+    soft_limit: int = 3
+
+    @property
+    def enabled(self) -> bool:
+        """Whether any provider is configured."""
+        return bool(self.sendgrid_key or self.postmark_secret or self.sns_topics)
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """Everything `conveyor serve` needs; `database_url=None` is the embedded SQLite file."""
 
@@ -88,6 +104,7 @@ class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     sqs: SqsConfig = field(default_factory=SqsConfig)
     log_json: bool = False  # one JSON object a log line (else text), each with its request id
+    feedback: FeedbackConfig = field(default_factory=FeedbackConfig)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +130,9 @@ def from_env(environ: Mapping[str, str] | None = None) -> Config:
     CONVEYOR_MAX_REQUEST_BYTES, CONVEYOR_SQS_PORT, CONVEYOR_SQS_ACCOUNT_ID, CONVEYOR_NO_SQS,
     CONVEYOR_LOG_FORMAT (text or json), CONVEYOR_TLS_CERT, CONVEYOR_TLS_KEY,
     CONVEYOR_MAX_IN_FLIGHT, CONVEYOR_MAX_DEPTH (0: none), CONVEYOR_MAX_LONG_POLLS,
-    CONVEYOR_SQS_CREDENTIALS.
+    CONVEYOR_SQS_CREDENTIALS; provider feedback: CONVEYOR_FEEDBACK_SENDGRID_KEY,
+    CONVEYOR_FEEDBACK_POSTMARK_SECRET, CONVEYOR_FEEDBACK_SNS_TOPICS (comma-separated ARNs),
+    CONVEYOR_FEEDBACK_SOFT_LIMIT.
     """
     env = os.environ if environ is None else environ
     server = ServerConfig(
@@ -139,6 +158,12 @@ def from_env(environ: Mapping[str, str] | None = None) -> Config:
         server=server,
         sqs=sqs,
         log_json=(env.get("CONVEYOR_LOG_FORMAT") or "text").lower() == "json",
+        feedback=FeedbackConfig(
+            sendgrid_key=env.get("CONVEYOR_FEEDBACK_SENDGRID_KEY") or None,
+            postmark_secret=env.get("CONVEYOR_FEEDBACK_POSTMARK_SECRET") or None,
+            sns_topics=tuple(t.strip() for t in (env.get("CONVEYOR_FEEDBACK_SNS_TOPICS")
+                                                 or "").split(",") if t.strip()),
+            soft_limit=_int(env, "CONVEYOR_FEEDBACK_SOFT_LIMIT", 3)),
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import sys
 
 from conveyor.errors import InvalidInput
@@ -69,12 +70,48 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     status.add_argument("delivery_id")
     counts = actions.add_parser("counts", help="notifications by channel and status")
     counts.add_argument("--channel")
-    for parser in (send, worker, status, counts):
+    bounces = actions.add_parser("bounces", help="an inbound SMTP address that applies "
+                                 "bounce (RFC 3464) and complaint (RFC 5965) reports")
+    bounces.add_argument("--listen", default="127.0.0.1:2526", metavar="HOST:PORT")
+    bounces.add_argument("--soft-limit", type=int, default=3,
+                         help="soft bounces (within a week) that suppress an address")
+    bounces.add_argument("--seconds", type=float, help="stop after this long")
+    for parser in (send, worker, status, counts, bounces):
         parser.add_argument("--database", metavar="URL", help="default: embedded SQLite")
     send.set_defaults(run=_send)
     worker.set_defaults(run=_worker)
     status.set_defaults(run=_status)
     counts.set_defaults(run=_counts)
+    bounces.set_defaults(run=_bounces)
+
+
+def _bounces(args: argparse.Namespace) -> int:
+    from conveyor.notify.feedback import FeedbackSettings
+    from conveyor.notify.inbound import BounceHandler, serve_bounces
+
+    host, _, port = args.listen.rpartition(":")
+    if not host or not port.isdigit():
+        raise InvalidInput("--listen must be host:port.", field="listen")
+
+    async def run(broker: object) -> object:
+        handler = BounceHandler(broker, FeedbackSettings(  # type: ignore[arg-type]
+            soft_limit=args.soft_limit))
+        server = await serve_bounces(handler, host, int(port))
+        bound = server.sockets[0].getsockname()
+        print(f"conveyor notify bounces: listening on {bound[0]}:{bound[1]}", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        if args.seconds is not None:
+            loop.call_later(args.seconds, stop.set)
+        await stop.wait()
+        server.close()
+        await server.wait_closed()
+        return {"reports": handler.reports, "ignored": handler.ignored}
+
+    print(json.dumps(asyncio.run(_with_broker(args.database, run))))
+    return 0
 
 
 def _json_object(text: str) -> dict[str, object]:

@@ -25,7 +25,7 @@ import uvicorn
 
 from conveyor.broker.broker import Broker
 from conveyor.config import Config
-from conveyor.http.app import create_app
+from conveyor.http.app import create_app, feedback_settings
 from conveyor.http.auth import is_loopback
 from conveyor.http.requestlog import configure_logging
 from conveyor.lifeline import die_with
@@ -164,7 +164,8 @@ async def serve_sockets(config: Config, sockets: list[socket.socket]) -> None:
     try:
         loopback = is_loopback(config.server.host)
         apps: list[Any] = [create_app(broker, max_request_bytes=config.server.max_request_bytes,
-                                      require_keys=not loopback)]
+                                      require_keys=not loopback,
+                                      feedback=feedback_settings(config))]
         sqs_factory = sqs_app_factory() if len(sockets) > 1 else None
         if sqs_factory is not None:
             from conveyor.sqs.sigv4 import SigV4Verifier, parse_credentials
