@@ -11,7 +11,6 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from conveyor.broker.quotas import MAX_IN_FLIGHT, MAX_LONG_POLLS
 from conveyor.errors import InvalidInput
 
 DEFAULT_HOST = "127.0.0.1"
@@ -22,6 +21,10 @@ DEFAULT_REGION = "us-east-1"
 DEFAULT_URL = f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"
 MAX_REQUEST_BYTES = 10 * 1024 * 1024
 DEFAULT_TIMEOUT = 60.0
+MAX_IN_FLIGHT = 120_000
+"""Leased messages a queue may have at once (SQS's limit); the broker refuses more."""
+MAX_LONG_POLLS = 10_000
+"""Receives waiting at once in one process (`Broker(max_long_polls=)`)."""
 
 __all__ = [
     "ClientConfig",
@@ -72,6 +75,9 @@ class SqsConfig:
     port: int = DEFAULT_SQS_PORT
     account_id: str = DEFAULT_ACCOUNT_ID
     credentials: str = ""  # trust: "AKID:SECRET,..." checked by SigV4; "" = none
+    # AWS refuses a second PurgeQueue of a queue, and re-creating a deleted queue's name,
+    # for 60 seconds; relaxed lifts both waits (for test suites that reuse names at once).
+    relaxed: bool = False
 
     def __post_init__(self) -> None:
         _check_port("sqs_port", self.port)
@@ -130,9 +136,9 @@ def from_env(environ: Mapping[str, str] | None = None) -> Config:
     CONVEYOR_MAX_REQUEST_BYTES, CONVEYOR_SQS_PORT, CONVEYOR_SQS_ACCOUNT_ID, CONVEYOR_NO_SQS,
     CONVEYOR_LOG_FORMAT (text or json), CONVEYOR_TLS_CERT, CONVEYOR_TLS_KEY,
     CONVEYOR_MAX_IN_FLIGHT, CONVEYOR_MAX_DEPTH (0: none), CONVEYOR_MAX_LONG_POLLS,
-    CONVEYOR_SQS_CREDENTIALS; provider feedback: CONVEYOR_FEEDBACK_SENDGRID_KEY,
-    CONVEYOR_FEEDBACK_POSTMARK_SECRET, CONVEYOR_FEEDBACK_SNS_TOPICS (comma-separated ARNs),
-    CONVEYOR_FEEDBACK_SOFT_LIMIT.
+    CONVEYOR_SQS_CREDENTIALS, CONVEYOR_SQS_RELAXED; provider feedback:
+    CONVEYOR_FEEDBACK_SENDGRID_KEY, CONVEYOR_FEEDBACK_POSTMARK_SECRET,
+    CONVEYOR_FEEDBACK_SNS_TOPICS (comma-separated ARNs), CONVEYOR_FEEDBACK_SOFT_LIMIT.
     """
     env = os.environ if environ is None else environ
     server = ServerConfig(
@@ -151,6 +157,7 @@ def from_env(environ: Mapping[str, str] | None = None) -> Config:
         port=_int(env, "CONVEYOR_SQS_PORT", DEFAULT_SQS_PORT),
         account_id=env.get("CONVEYOR_SQS_ACCOUNT_ID") or DEFAULT_ACCOUNT_ID,
         credentials=env.get("CONVEYOR_SQS_CREDENTIALS") or "",
+        relaxed=_bool(env, "CONVEYOR_SQS_RELAXED"),
     )
     return Config(
         database_url=env.get("CONVEYOR_DATABASE_URL") or None,

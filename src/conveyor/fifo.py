@@ -7,10 +7,12 @@ a later message never overtakes an earlier one. Different groups go in parallel.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import NamedTuple
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, NamedTuple
 
 SEQUENCE_DIGITS = 20
+PAGE = 1000
+"""Visible rows a FIFO receive reads per round trip."""
 
 
 class FifoRow(NamedTuple):
@@ -49,6 +51,38 @@ def choose(gates: Mapping[str, int], rows: Iterable[FifoRow], limit: int,
         if len(deliver) >= limit:
             break
     return FifoChoice(deliver, dead)
+
+
+class Paging:
+    """The paging loop of a FIFO receive, written once for every dialect.
+
+    A dialect reads the queue's visible rows (id, group_id, sequence, receive_count, ...)
+    in sequence order, `PAGE` at a time after the sequence `after`, and hands each page to
+    `add` until `after` is None; then `deliver` and `dead` say what to lease and what to
+    dead-letter (`choose` over all the pages read)::
+
+        paging = Paging(gates, limit, max_receive_count)
+        while paging.after is not None:
+            paging.add(read_page(after=paging.after, limit=PAGE))
+    """
+
+    def __init__(self, gates: Mapping[str, int], limit: int, max_receive_count: int
+                 ) -> None:
+        self.gates = gates
+        self.limit = limit
+        self.max_receive_count = max_receive_count
+        self.deliver: list[Any] = []
+        self.dead: list[Any] = []
+        self.after: int | None = 0
+
+    def add(self, page: Sequence[Any]) -> None:
+        """Choose among one page's rows; `after` moves on, or becomes None when done."""
+        choice = choose(self.gates, (FifoRow(r[0], r[1], r[2], r[3]) for r in page),
+                        self.limit - len(self.deliver), self.max_receive_count)
+        self.deliver += choice.deliver
+        self.dead += choice.dead
+        done = len(page) < PAGE or len(self.deliver) >= self.limit
+        self.after = None if done else page[-1][2]
 
 
 def format_sequence(sequence: int | None) -> str | None:

@@ -124,6 +124,12 @@ class QueueAttributes:
     redrive_allow_policy: str | None = None
     deduplication_scope: DeduplicationScope = "queue"
     fifo_throughput_limit: FifoThroughputLimit = "perQueue"
+    # What infrastructure tools set through the SQS endpoint: an access policy (JSON text)
+    # and the encryption settings. Stored and returned; encryption at rest is the database's.
+    policy: str | None = None
+    kms_master_key_id: str | None = None
+    kms_data_key_reuse_period_seconds: int | None = None
+    sqs_managed_sse_enabled: bool | None = None
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> QueueAttributes:
@@ -148,6 +154,10 @@ class QueueAttributes:
             "redrive_allow_policy": self.redrive_allow_policy,
             "deduplication_scope": self.deduplication_scope,
             "fifo_throughput_limit": self.fifo_throughput_limit,
+            "policy": self.policy,
+            "kms_master_key_id": self.kms_master_key_id,
+            "kms_data_key_reuse_period_seconds": self.kms_data_key_reuse_period_seconds,
+            "sqs_managed_sse_enabled": self.sqs_managed_sse_enabled,
         }
 
 

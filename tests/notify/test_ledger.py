@@ -70,8 +70,8 @@ async def test_sqlite_ledger_rows_survive_the_move_to_insertion_order(tmp_path) 
     # A file made before migration 5 (the ledger keyed by id) keeps its rows after it.
     import sqlite3
 
-    from conveyor.storage.sqlite.base import MIGRATIONS, _statements
-    from conveyor.storage.sqlite.store import SqliteStorage
+    from conveyor.storage.sqlite.sqlite_base import MIGRATIONS, _statements
+    from conveyor.storage.sqlite.sqlite_storage import SqliteStorage
 
     path = tmp_path / "old.db"
     db = sqlite3.connect(path, isolation_level=None)

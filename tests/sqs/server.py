@@ -26,7 +26,8 @@ T = TypeVar("T")
 class SqsServer:
     """A started endpoint over a Broker on `database_url`."""
 
-    def __init__(self, database_url: str, account_id: str = "000000000000") -> None:
+    def __init__(self, database_url: str, account_id: str = "000000000000",
+                 relaxed: bool = False) -> None:
         self.database_url = database_url
         self.account_id = account_id
         self._loop = asyncio.new_event_loop()
@@ -42,7 +43,8 @@ class SqsServer:
         sock.bind(("127.0.0.1", 0))
         self.port = sock.getsockname()[1]
         self.endpoint = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(create_sqs_app(self.broker, account_id=account_id),
+        config = uvicorn.Config(create_sqs_app(self.broker, account_id=account_id,
+                                               relaxed=relaxed),
                                 log_level="warning", lifespan="off", access_log=False)
         self._server = uvicorn.Server(config)
         self._serving = asyncio.run_coroutine_threadsafe(

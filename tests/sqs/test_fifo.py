@@ -3,6 +3,7 @@ numbers, deduplication by id and by content."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -20,9 +21,11 @@ def fifo_queue(sqs: Any, names: Names, **attributes: str) -> str:
 
 
 def receive(sqs: Any, url: str, count: int = 10) -> list[dict[str, Any]]:
+    # A fresh attempt id each time: the same one would replay the earlier answer.
     return list(sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=count,
                                     MessageSystemAttributeNames=["All"],
-                                    ReceiveRequestAttemptId="attempt").get("Messages", []))
+                                    ReceiveRequestAttemptId=uuid.uuid4().hex
+                                    ).get("Messages", []))
 
 
 def test_fifo_send_rules(sqs: Any, names: Names) -> None:

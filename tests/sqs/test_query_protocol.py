@@ -119,7 +119,8 @@ def test_errors_in_xml(http: httpx.Client) -> None:
     assert status == 400 and root.tag == "{{{}}}ErrorResponse".format(NS["sqs"])
     assert find(root, "sqs:Error/sqs:Type") == "Sender"
     assert find(root, "sqs:Error/sqs:Code") == "AWS.SimpleQueueService.NonExistentQueue"
-    assert "no-such-queue" in find(root, "sqs:Error/sqs:Message")
+    assert find(root, "sqs:Error/sqs:Message") == \
+        "The specified queue does not exist for this wsdl version."
     assert find(root, "sqs:RequestId")
     status, root = post(http, Action="Frobnicate")
     assert status == 400 and find(root, "sqs:Error/sqs:Code") == "InvalidAction"

@@ -113,7 +113,7 @@ def test_move_task_errors(sqs: Any, names: Names, queue: str) -> None:
     with pytest.raises(ClientError) as exc:
         sqs.start_message_move_task(SourceArn="not-an-arn")
     assert error_of(exc)[0] == "InvalidParameterValue"
-    with pytest.raises(sqs.exceptions.QueueDoesNotExist):
+    with pytest.raises(sqs.exceptions.ResourceNotFoundException):
         sqs.start_message_move_task(SourceArn=arn_of(sqs, queue) + "-gone")
     with pytest.raises(ClientError) as exc:
         sqs.list_message_move_tasks(SourceArn=arn_of(sqs, queue), MaxResults=11)

@@ -1,8 +1,8 @@
 """API keys as broker operations: create, list, revoke, and authenticate a token.
 
-`ApiKeys(broker)` works on the broker's storage (both dialects have the `api_key_*`
-methods). Authentication is cached for a few seconds per token, so a busy server does
-not read the keys table on every request; a revocation takes effect within that time.
+`ApiKeys(broker)` works on the broker's storage (`storage.base.KeyStorage`). Authentication
+is cached for a few seconds per token, so a busy server does not read the keys table on
+every request; a revocation takes effect within that time.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Protocol, cast
+from typing import TYPE_CHECKING
 
 from conveyor.errors import Conflict, InvalidInput
 from conveyor.keys import (
@@ -21,6 +21,7 @@ from conveyor.keys import (
     hash_token,
     new_token,
 )
+from conveyor.storage.base import ApiKeyInsertParams
 
 if TYPE_CHECKING:
     from conveyor.broker.broker import Broker
@@ -29,27 +30,12 @@ CACHE_SECONDS = 5.0
 _CACHE_LIMIT = 10_000
 
 
-class KeyStorage(Protocol):
-    """The storage methods behind API keys (in `storage/*/keys.py`)."""
-
-    async def api_key_insert(self, key_id: str, name: str, token_hash: str, grants: str,
-                             now: int | None) -> bool: ...
-
-    async def api_key_by_hash(self, token_hash: str) -> ApiKey | None: ...
-
-    async def api_key_list(self) -> list[ApiKey]: ...
-
-    async def api_key_revoke(self, name: str, now: int | None) -> int: ...
-
-    async def api_key_count(self) -> int: ...
-
-
 class ApiKeys:
     """Keys of one broker's database."""
 
     def __init__(self, broker: Broker, *, cache_seconds: float | None = None) -> None:
         self._broker = broker
-        self._storage = cast(KeyStorage, broker.storage)
+        self._storage = broker.storage
         self._cache_seconds = CACHE_SECONDS if cache_seconds is None else cache_seconds
         self._tokens: dict[str, tuple[float, ApiKey | None]] = {}
         self._active: tuple[float, int] | None = None
@@ -61,8 +47,8 @@ class ApiKeys:
             raise InvalidInput("A key needs at least one grant.", field="allow")
         token = new_token()
         key_id = uuid.uuid4().hex
-        if not await self._storage.api_key_insert(key_id, name, hash_token(token),
-                                                  grants_to_json(grants), self._broker.now()):
+        if not await self._storage.api_key_insert(ApiKeyInsertParams(
+                key_id, name, hash_token(token), grants_to_json(grants), self._broker.now())):
             raise Conflict(f"An active key named {name!r} exists; revoke it first.")
         self._active = None
         return ApiKey(key_id, name, tuple(grants), self._broker.wall_now()), token

@@ -8,7 +8,6 @@ methods and map `conveyor.errors` to their own codes.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -17,10 +16,11 @@ from typing import Any
 from conveyor.broker import validation as v
 from conveyor.broker.delivery_ledger import Ledger
 from conveyor.broker.job_system import Jobs, Limits
-from conveyor.broker.quotas import MAX_IN_FLIGHT, MAX_LONG_POLLS, Quotas
+from conveyor.broker.quotas import Quotas
 from conveyor.broker.redrive import Redrive
 from conveyor.broker.wakeup import Throttle, Wakeups, Watchers
 from conveyor.clock import Clock, system_clock
+from conveyor.config import MAX_IN_FLIGHT, MAX_LONG_POLLS
 from conveyor.errors import (
     InvalidAttribute,
     InvalidInput,
@@ -46,8 +46,13 @@ from conveyor.models import (
 from conveyor.storage.base import (
     NO_RECEIVE_LIMIT,
     Lease,
+    MessagePeekParams,
+    MessageRetryParams,
+    MessageSendParams,
     NewMessages,
+    QueueListParams,
     QueueRow,
+    QueueUpdateParams,
     ReceiveParams,
     Storage,
 )
@@ -230,7 +235,8 @@ class Broker:
         """Queues by name, optionally starting with `prefix`, paged by `after`."""
         if not 1 <= limit <= 1000:
             raise InvalidInput("limit must be between 1 and 1000.", field="limit")
-        return await self.storage.queue_list(region or self.region, prefix, after, limit)
+        return await self.storage.queue_list(
+            QueueListParams(region or self.region, prefix, after, limit))
 
     async def update_queue(self, name: str, attributes: Mapping[str, Any],
                            region: str | None = None) -> Queue:
@@ -239,8 +245,8 @@ class Broker:
         queue = await self.get_queue(name, region)
         attrs = v.parse_queue_attributes(name, attributes, queue.attributes)
         await self._check_dead_letter(region, name, attrs)
-        updated = await self.storage.queue_update(
-            queue.id, dumps_json(attrs.to_json()), attrs.paused, self.now())
+        updated = await self.storage.queue_update(QueueUpdateParams(
+            queue.id, dumps_json(attrs.to_json()), attrs.paused, self.now()))
         self._forget(region, name)
         if updated is None:
             raise QueueNotFound(f"Queue {name[:100]!r} does not exist.")
@@ -296,7 +302,7 @@ class Broker:
         await self.quotas.check_send(queue, len(entries), self.now())
         now = self.now()
         default_delay = attrs.delay_seconds * 1000
-        dedup_ids = [_dedup_id(e, attrs) for e in entries]
+        dedup_ids = [v.dedup_id(e, attrs) for e in entries]
         batch = NewMessages(
             ids=new_message_ids(len(entries), now),
             bodies=[e.body.text for e in entries],
@@ -311,7 +317,8 @@ class Broker:
                 None if d is None else f"{e.group_id}\x1f{d}"
                 for e, d in zip(entries, dedup_ids)])
         storage = self.storage if connection is None else self.storage.bound(connection)
-        results = await storage.message_send_many(queue.id, batch, now, attrs.fifo)
+        results = await storage.message_send_many(
+            MessageSendParams(queue.id, batch, now, attrs.fifo))
         if 0 in batch.delays_ms:
             # In the caller's transaction the NOTIFY is delivered when it commits (never if
             # it rolls back), and this process hears it on its LISTEN connection.
@@ -392,6 +399,17 @@ class Broker:
             self._observe("deleted", queue, len(deleted))
         return [_lease_result(r, h, deleted) for r, h in zip(results, receipt_handles)]
 
+    async def delete_leased(self, queue_name: str, message_id: str,
+                            region: str | None = None) -> bool:
+        """Delete a message by its id while a lease on it holds (whoever holds it); False
+        when it is unknown, gone or visible again. The WQ API's acknowledgement."""
+        message_id = v.check_message_id(message_id, "message_id")
+        queue = await self.queue(queue_name, region)
+        deleted = await self.storage.message_delete_leased(queue.id, message_id, self.now())
+        if deleted and self.observers:
+            self._observe("deleted", queue, 1)
+        return deleted
+
     async def change_visibility(self, queue_name: str, entries: Sequence[VisibilityEntry],
                                 region: str | None = None) -> list[EntryResult]:
         """Extend leases, or release them with a timeout of 0 (a nack)."""
@@ -425,8 +443,8 @@ class Broker:
                 not 0 <= delay_seconds <= queue.attributes.retention_seconds:
             raise InvalidInput("delay_seconds must be between 0 and the queue's retention.",
                                field="delay_seconds")
-        done = await self.storage.message_retry(
-            queue.id, lease, delay_seconds * 1000, error[:4000] if error else None, self.now())
+        done = await self.storage.message_retry(MessageRetryParams(
+            queue.id, lease, delay_seconds * 1000, error[:4000] if error else None, self.now()))
         if done and delay_seconds == 0:
             await self.signal(queue.id)
         return EntryResult(receipt_handle, "ok" if done else "stale",
@@ -440,7 +458,8 @@ class Broker:
         if after is not None:
             after = v.check_message_id(after, "after")
         queue = await self.queue(queue_name, region)
-        return await self.storage.message_peek(queue.id, limit, after, self.now())
+        return await self.storage.message_peek(
+            MessagePeekParams(queue.id, limit, after, self.now()))
 
     # redrive ------------------------------------------------------------------------
     async def start_redrive(self, queue_name: str, destination: str | None = None,
@@ -457,7 +476,7 @@ class Broker:
         for region in await self.storage.queue_regions():
             after: str | None = None
             while True:
-                queues = await self.storage.queue_list(region, "", after, 1000)
+                queues = await self.storage.queue_list(QueueListParams(region, "", after, 1000))
                 for queue in queues:
                     bound = id_floor(now - queue.attributes.retention_seconds * 1000)
                     while (n := await self.storage.message_expire(queue.id, bound, 5000)):
@@ -479,14 +498,6 @@ class Broker:
                 await self.sweep()
             except Exception:  # the sweeper must outlive a database hiccup
                 log.exception("retention sweep failed")
-
-
-def _dedup_id(entry: SendEntry, attrs: QueueAttributes) -> str | None:
-    """The entry's deduplication id; on FIFO queues with content-based deduplication and
-    none given, the SHA-256 of the body (as SQS does)."""
-    if entry.deduplication_id is not None or not attrs.content_based_deduplication:
-        return entry.deduplication_id
-    return hashlib.sha256(entry.body.text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 _STALE = "The receipt handle is stale: the message was received again or is gone."

@@ -22,6 +22,7 @@ from conveyor.ledger import (
     NewDelivery,
     Suppression,
 )
+from conveyor.storage.base import DeliveryPutParams
 
 if TYPE_CHECKING:
     from conveyor.broker.broker import Broker
@@ -53,8 +54,8 @@ class Ledger:
             return []
         if len({r.delivery_id for r in checked}) != len(checked):
             raise InvalidInput("A batch must not repeat a delivery id.", field="delivery_id")
-        return await self._broker.storage.delivery_put_many(checked, status, keep * 1000,
-                                                            self._broker.now())
+        return await self._broker.storage.delivery_put_many(
+            DeliveryPutParams(checked, status, keep * 1000, self._broker.now()))
 
     async def begin(self, rows: Sequence[NewDelivery], *,
                     keep_seconds: int = DEFAULT_KEEP_SECONDS) -> list[str | None]:

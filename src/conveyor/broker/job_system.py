@@ -21,7 +21,7 @@ from conveyor.broker import validation as v
 from conveyor.errors import InvalidInput, TooManyEntries
 from conveyor.jobs import JOB_STATUSES, Grant, JobStatus
 from conveyor.models import dumps_json
-from conveyor.storage.base import JobRow
+from conveyor.storage.base import JobRow, RateTakeParams, SlotAcquireParams, SlotRenewParams
 
 if TYPE_CHECKING:
     from conveyor.broker.broker import Broker
@@ -67,8 +67,8 @@ class Limits:
         if interval < MIN_INTERVAL_MS:
             raise InvalidInput("A rate limit can allow at most 1,000,000 tokens a second.",
                                field="rate")
-        state = await self._broker.storage.rate_take(key, interval, burst, want,
-                                                     self._broker.now())
+        state = await self._broker.storage.rate_take(
+            RateTakeParams(key, interval, burst, want, self._broker.now()))
         if state.blocked_until > state.now:
             wait_ms = float(state.blocked_until - state.now)
         else:  # the next token is whole once now + burst * interval >= tat + interval
@@ -95,8 +95,8 @@ class Limits:
         holder = _text("holder", holder)
         want = _int("want", want, 1, MAX_WANT)
         lease_ms = _lease_ms(lease_seconds)
-        return await self._broker.storage.slot_acquire(key, holder, limit, want, lease_ms,
-                                                       self._broker.now())
+        return await self._broker.storage.slot_acquire(
+            SlotAcquireParams(key, holder, limit, want, lease_ms, self._broker.now()))
 
     async def renew(self, key: str, holder: str, lease_seconds: float = 60) -> int:
         """Extend `holder`'s slots of `key` by `lease_seconds` from now; returns how many
@@ -104,8 +104,8 @@ class Limits:
         key = _text("key", key)
         holder = _text("holder", holder)
         lease_ms = _lease_ms(lease_seconds)
-        return await self._broker.storage.slot_renew(key, holder, lease_ms,
-                                                     self._broker.now())
+        return await self._broker.storage.slot_renew(
+            SlotRenewParams(key, holder, lease_ms, self._broker.now()))
 
     async def release(self, key: str, holder: str, count: int = 1) -> None:
         """Give back up to `count` of `holder`'s slots of `key`."""

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import time
 
+from conveyor.config import MAX_IN_FLIGHT
 from conveyor.errors import OverLimit
 from conveyor.models import Queue, QueueStats
 from conveyor.storage.base import Storage
 
-MAX_IN_FLIGHT = 120_000
-MAX_LONG_POLLS = 10_000  # receives waiting at once in one process (Broker(max_long_polls=))
 NEAR = 0.8  # within this fraction of a limit, counts are re-read every `cache_seconds`
 FAR_CACHE_SECONDS = 5.0
 

@@ -16,6 +16,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from conveyor.errors import Conflict, InvalidInput, TaskNotFound
+from conveyor.storage.base import MessageMoveParams
 from conveyor.tasks import stop_task
 
 if TYPE_CHECKING:
@@ -55,7 +56,8 @@ class Redrive:
         for task in await broker.storage.move_task_list(source.id):
             if task.status == "running":
                 raise Conflict(f"A move task is already running on {queue_name!r}.")
-        to_move = await broker.storage.message_count_movable(source.id, broker.now())
+        to_move = await broker.storage.message_count_movable(source.id, broker.now(),
+                                                             dest.id if dest else None)
         task = MoveTask(
             id=str(uuid.uuid4()), source_queue=source.name,
             destination_queue=dest.name if dest else None, status="running", moved=0,
@@ -81,7 +83,8 @@ class Redrive:
                 current = await storage.move_task_get(task.id)
                 if current is None or current.status == "cancelled":
                     return
-                moved = await storage.message_move(source_id, dest_id, batch, broker.now())
+                moved = await storage.message_move(
+                    MessageMoveParams(source_id, dest_id, batch, broker.now()))
                 if moved:
                     broker.wake(None)
                     if dest_id is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import uuid
 from collections.abc import Mapping
@@ -46,6 +47,10 @@ MIN_RETENTION, MAX_RETENTION = 60, 1_209_600
 MIN_MESSAGE_BYTES, MAX_MESSAGE_BYTES = 1_024, 1_048_576
 MAX_RECEIVE_COUNT = 1000
 MAX_TAGS = 50
+# The SQS endpoint keeps a message's X-Ray trace header (the system attribute
+# AWSTraceHeader) under this attribute name, which users cannot give (the `AWS.` prefix is
+# reserved); like SQS, it counts towards neither the attribute count nor the size.
+TRACE_HEADER_ATTRIBUTE = "AWS.TraceHeader"
 
 
 def check_message_id(value: Any, field: str) -> str:
@@ -153,11 +158,15 @@ def parse_queue_attributes(name: str, given: Mapping[str, Any],
             changes[key] = value
         elif key == "tags":
             changes[key] = _tags(value)
-        elif key == "redrive_allow_policy":
+        elif key in ("redrive_allow_policy", "policy", "kms_master_key_id"):
             if value is not None and not (isinstance(value, str) and len(value) <= 10_000):
                 raise InvalidAttribute(f"{key} must be a string of at most 10,000 characters.",
                                        field=key)
             changes[key] = value or None
+        elif key == "kms_data_key_reuse_period_seconds":
+            changes[key] = None if value is None else _int_in(key, value, 60, 86_400)
+        elif key == "sqs_managed_sse_enabled":
+            changes[key] = None if value is None else _bool(key, value)
         elif key == "deduplication_scope":
             changes[key] = _one_of(key, value, ("queue", "messageGroup"))
         elif key == "fifo_throughput_limit":
@@ -204,11 +213,15 @@ def _check_token(value: str | None, what: str, index: int) -> None:
 
 def check_attributes(attributes: Mapping[str, MessageAttribute], index: int) -> int:
     """Validate message attributes; returns the bytes they count towards the size limit."""
-    if len(attributes) > MAX_ATTRIBUTES:
+    if len(attributes) - (TRACE_HEADER_ATTRIBUTE in attributes) > MAX_ATTRIBUTES:
         raise InvalidMessage(f"A message has at most {MAX_ATTRIBUTES} attributes.",
                              index=index, field="attributes")
     size = 0
     for name, attribute in attributes.items():
+        if name == TRACE_HEADER_ATTRIBUTE and attribute.type == "String" and \
+                isinstance(attribute.value, str):
+            _check_text(attribute.value, "AWSTraceHeader", index)
+            continue
         lowered = name.lower()
         if (not _ATTRIBUTE_NAME.fullmatch(name) or lowered.startswith(("aws.", "amazon."))
                 or name.startswith(".") or name.endswith(".") or ".." in name):
@@ -314,3 +327,11 @@ def _range_or_invalid(name: str, value: Any, low: int, high: int,
         raise InvalidInput(f"{name} must be an integer between {low} and {high}.",
                            field=name, index=index)
     return value
+
+
+def dedup_id(entry: SendEntry, attrs: QueueAttributes) -> str | None:
+    """The entry's deduplication id; on FIFO queues with content-based deduplication and
+    none given, the SHA-256 of the body (as SQS does)."""
+    if entry.deduplication_id is not None or not attrs.content_based_deduplication:
+        return entry.deduplication_id
+    return hashlib.sha256(entry.body.text.encode("utf-8", "surrogatepass")).hexdigest()

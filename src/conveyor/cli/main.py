@@ -58,6 +58,9 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     serve.add_argument("--sqs-account-id", help="account id in SQS queue URLs")
     serve.add_argument("--no-sqs", action="store_true",
                        help="do not serve the SQS endpoint")
+    serve.add_argument("--sqs-relaxed", action="store_true",
+                       help="lift AWS's 60 s waits after PurgeQueue and DeleteQueue "
+                            "(PurgeQueueInProgress, QueueDeletedRecently), for test suites")
     serve.add_argument("--log-format", choices=("text", "json"),
                        help="log lines as text or JSON objects (default text)")
     serve.add_argument("--tls-cert", metavar="PEM", help="serve HTTPS with this certificate")
@@ -152,7 +155,8 @@ def server_config(args: argparse.Namespace) -> Config:
     sqs = replace(config.sqs, enabled=config.sqs.enabled and not args.no_sqs,
                   port=config.sqs.port if args.sqs_port is None else args.sqs_port,
                   account_id=args.sqs_account_id or config.sqs.account_id,
-                  credentials=args.sqs_credentials or config.sqs.credentials)
+                  credentials=args.sqs_credentials or config.sqs.credentials,
+                  relaxed=config.sqs.relaxed or args.sqs_relaxed)
     return replace(config, server=server, sqs=sqs,
                    database_url=args.database or config.database_url,
                    region=args.region or config.region,

@@ -174,7 +174,8 @@ async def serve_sockets(config: Config, sockets: list[socket.socket]) -> None:
                                      loopback=loopback)
             apps.append(sqs_factory(broker, account_id=config.sqs.account_id,
                                     verifier=verifier,
-                                    max_request_bytes=config.server.max_request_bytes))
+                                    max_request_bytes=config.server.max_request_bytes,
+                                    relaxed=config.sqs.relaxed))
         tls = config.server.tls_cert
         servers = [_Server(uvicorn.Config(app, lifespan="auto", access_log=False,
                                           log_level="warning", timeout_graceful_shutdown=5,

@@ -237,13 +237,12 @@ async def _drive(config: DemoConfig, url: str, counts: dict[str, int],
                  offsets: dict[str, int], ports: dict[str, int],
                  sub_keys: list[dict[str, Any]], reports: Any, stop: Any, procs: list[Any],
                  started: float, out: Callable[[str], None]) -> Report:
-    from conveyor.broker.broker import Broker
+    from conveyor.connect import open_broker
     from conveyor.notify.channel import Channel
-    from conveyor.storage.factory import storage_from_url
 
     total = sum(counts.values())
     report = Report(messages=total, counts=dict(counts))
-    broker = Broker(storage_from_url(url), sweep_interval=None)
+    broker = open_broker(url, sweep_interval=None)
     await broker.start()
     stub = {name: Channel() for name in counts}
     notifier = Notifier(broker, channels=stub, templates=TEMPLATES)

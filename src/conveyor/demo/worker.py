@@ -26,7 +26,7 @@ def worker_main(index: int, url: str, channels: dict[str, dict[str, Any]],
                 options: DeliveryOptions, reports: Any, stop: Any) -> None:
     """Process entry point (spawned)."""
     async def main() -> None:
-        from conveyor.broker.broker import Broker
+        from conveyor.connect import open_broker
         from conveyor.demo.workload import TEMPLATES
         from conveyor.notify import (
             ApnsChannel,
@@ -35,7 +35,6 @@ def worker_main(index: int, url: str, channels: dict[str, dict[str, Any]],
             SmtpChannel,
             WebPushChannel,
         )
-        from conveyor.storage.factory import storage_from_url
 
         made: dict[str, Any] = {}
         if "email" in channels:
@@ -47,7 +46,7 @@ def worker_main(index: int, url: str, channels: dict[str, dict[str, Any]],
                 settings = dict(channels[kind])
                 context = ssl.create_default_context(cafile=settings.pop("cafile"))
                 made[kind] = cls(**settings, ssl_context=context)
-        broker = Broker(storage_from_url(url), sweep_interval=None)
+        broker = open_broker(url, sweep_interval=None)
         await broker.start()
         notifier = Notifier(broker, channels=made, templates=TEMPLATES)
         deliverer = notifier.deliverer(options)

@@ -17,6 +17,7 @@ from fastapi import FastAPI
 import conveyor
 from conveyor.broker.broker import Broker
 from conveyor.config import MAX_REQUEST_BYTES, Config, from_env
+from conveyor.connect import open_broker
 from conveyor.http import (
     dashboard,
     docs,
@@ -36,7 +37,6 @@ from conveyor.http.auth import ApiKeyAuth
 from conveyor.http.deps import add_raw_body_schemas
 from conveyor.http.limits import BodyLimit
 from conveyor.notify.feedback import FeedbackSettings
-from conveyor.storage.factory import storage_from_url
 
 DESCRIPTION = """\
 The native JSON API of conveyor: queues and messages with SQS semantics.
@@ -60,9 +60,9 @@ def create_app(broker_or_config: Broker | Config, *,
         limit = max_request_bytes or MAX_REQUEST_BYTES
     else:
         server = broker_or_config.server
-        broker = Broker(storage_from_url(broker_or_config.database_url),
-                        region=broker_or_config.region, max_in_flight=server.max_in_flight,
-                        max_depth=server.max_depth, max_long_polls=server.max_long_polls)
+        broker = open_broker(broker_or_config.database_url, region=broker_or_config.region,
+                             max_in_flight=server.max_in_flight, max_depth=server.max_depth,
+                             max_long_polls=server.max_long_polls)
         owned = True
         limit = max_request_bytes or broker_or_config.server.max_request_bytes
         feedback = feedback or feedback_settings(broker_or_config)

@@ -55,6 +55,11 @@ class QueueAttributesIn(BaseModel):
     redrive_allow_policy: str | None = Field(default=None, description="SQS endpoint's.")
     deduplication_scope: Literal["queue", "messageGroup"] | None = None
     fifo_throughput_limit: Literal["perQueue", "perMessageGroupId"] | None = None
+    policy: str | None = Field(default=None, description="SQS endpoint's access policy.")
+    kms_master_key_id: str | None = Field(default=None, description="Stored, not used: "
+                                          "encryption at rest is the database's.")
+    kms_data_key_reuse_period_seconds: int | None = _bounds(60, 86_400, "Stored, not used.")
+    sqs_managed_sse_enabled: bool | None = Field(default=None, description="Stored, not used.")
 
 
 class CreateQueueRequest(_In):
@@ -88,6 +93,10 @@ class QueueAttributesOut(BaseModel):
     redrive_allow_policy: str | None
     deduplication_scope: Literal["queue", "messageGroup"]
     fifo_throughput_limit: Literal["perQueue", "perMessageGroupId"]
+    policy: str | None = None
+    kms_master_key_id: str | None = None
+    kms_data_key_reuse_period_seconds: int | None = None
+    sqs_managed_sse_enabled: bool | None = None
 
 
 class QueueStatsOut(BaseModel):

@@ -5,16 +5,12 @@
   1,000) messages, each locked for the queue's visibility timeout (1 s when this API
   creates the queue).
 - `PATCH /wq/{id}` -> 204: the message is processed (deleted); 404 when the id is unknown
-  or its lock is no longer held.
+  or its lock has expired (the message went back to the queue, and nothing is deleted).
 
-How ids map to leases: the `id` that `GET` hands out is `<receipt handle>-<lock end>`
-(the lease's 48-hex-digit receipt handle, then the end of the lock in ms since the epoch,
-in hex), so it names one message *under one lock*. PATCH first checks the lock end against
-the database's clock (past it: 404), then deletes by receipt handle, which matches only
-while no other consumer has received the message since (else 404, nothing deleted). The
-`messageID` returned by `POST` is the message's own id (the first 32 hex digits of every
-handle it is later given out with); it names no lease, so PATCH with it is 404 as well.
-The queue is created on first use by any of the three routes.
+One id per message, as the seed's README has it: the `messageID` that `POST` returns is the
+`id` that `GET` hands out and the one `PATCH` takes. PATCH deletes the message while it is
+locked (by the database's clock), whoever received it. The queue is created on first use
+by any of the three routes. Bad input is a 4xx, never a 500.
 """
 
 from __future__ import annotations
@@ -24,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from conveyor.broker.broker import Broker
-from conveyor.errors import QueueNotFound
+from conveyor.errors import InvalidInput, QueueNotFound
 from conveyor.http.deps import BrokerDep
 from conveyor.http.errors import error_response
 from conveyor.http.parse import MalformedJson, loads
@@ -75,24 +71,8 @@ async def consume(broker: BrokerDep, amount: str | None = None) -> Response:
                                   field="amount")
     await ensure_queue(broker)
     messages = await broker.receive(QUEUE, min(count, MAX_AMOUNT), wait_seconds=0)
-    return json_response({"messages": [{"id": lease_id(m.receipt_handle, m.lease_until),
-                                        "body": body_out(m.body)} for m in messages]})
-
-
-def lease_id(receipt_handle: str, lease_until: int) -> str:
-    """The id a consumer is given: the lease's handle and when its lock ends."""
-    return f"{receipt_handle}-{lease_until:x}"
-
-
-def parse_lease_id(text: str) -> tuple[str, int] | None:
-    """(receipt handle, lock end in ms), or None when `text` is not such an id."""
-    handle, dash, end = text.partition("-")
-    if not dash or len(handle) != 48 or not 0 < len(end) <= 16:
-        return None
-    try:
-        return handle, int(end, 16)
-    except ValueError:
-        return None
+    return json_response({"messages": [{"id": m.id, "body": body_out(m.body)}
+                                       for m in messages]})
 
 
 @router.patch("/{message_id}", status_code=204, response_class=Response,
@@ -100,12 +80,12 @@ def parse_lease_id(text: str) -> tuple[str, int] | None:
 async def processed(message_id: str, broker: BrokerDep) -> Response:
     """Mark a locked message processed (delete it) while its lock holds."""
     await ensure_queue(broker)
-    lease = parse_lease_id(message_id)
-    now = broker.now()
-    if lease is not None and lease[1] > (now if now is not None else await broker.storage.now()):
-        [result] = await broker.delete(QUEUE, [lease[0]])
-        if result.ok:  # else stale: received again since, or gone
-            return Response(status_code=204)
+    try:
+        deleted = await broker.delete_leased(QUEUE, message_id)
+    except InvalidInput:  # not a message id at all: unknown
+        deleted = False
+    if deleted:
+        return Response(status_code=204)
     return error_response(404, "not_found",
-                          "No message is locked under this id (unknown, or its lock lapsed "
-                          "or was handed to another consumer).")
+                          "No message is locked under this id (unknown, processed already, or "
+                          "its lock expired and it went back to the queue).")

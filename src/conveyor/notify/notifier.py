@@ -53,16 +53,15 @@ class Notifier:
                  envelope_size: int = 200, track: bool = True,
                  keep_seconds: int = 7 * 86_400) -> None:
         from conveyor.broker.broker import Broker
+        from conveyor.connect import is_server_url, open_broker
 
         if isinstance(target, Broker):
             self.broker, self._owned = target, False
         else:
             url = target if isinstance(target, str) or target is None else target.url
-            if url is not None and url.lower().startswith(("http://", "https://")):
+            if url is not None and is_server_url(url):
                 raise Unsupported("Notifier needs the database, not a server URL, for now.")
-            from conveyor.storage.factory import storage_from_url
-
-            self.broker, self._owned = Broker(storage_from_url(url)), True
+            self.broker, self._owned = open_broker(url), True
         if isinstance(templates, Templates):
             self.templates = templates
         elif isinstance(templates, str | Path):

@@ -23,9 +23,11 @@ from conveyor.config import MAX_REQUEST_BYTES
 from conveyor.errors import ConveyorError
 from conveyor.sqs import message_actions, move_tasks, queue_actions
 from conveyor.sqs.context import Context, credential_scope
-from conveyor.sqs.errors import INTERNAL_ERROR, INVALID_ACTION, AwsError, SqsError, from_domain
+from conveyor.sqs.errors import INTERNAL_ERROR, AwsError, SqsError
 from conveyor.sqs.params import Params
 from conveyor.sqs.sigv4 import SigV4Verifier
+from conveyor.sqs.state import Cooldowns, EndpointState
+from conveyor.sqs.texts import fail, from_domain
 from conveyor.sqs.wire import (
     Protocol,
     WireRequest,
@@ -88,11 +90,12 @@ class SqsEndpoint:
 
     def __init__(self, broker: Broker, account_id: str,
                  verifier: SigV4Verifier | None = None,
-                 max_request_bytes: int = MAX_REQUEST_BYTES) -> None:
+                 max_request_bytes: int = MAX_REQUEST_BYTES, relaxed: bool = False) -> None:
         self.broker = broker
         self.account_id = account_id
         self.verifier = verifier
         self.max_request_bytes = max_request_bytes
+        self.state = EndpointState(Cooldowns(relaxed))
 
     def context(self, request: Request) -> Context:
         """The broker, region, account and base URL for one request."""
@@ -100,7 +103,7 @@ class SqsEndpoint:
                                      request.query_params.get("X-Amz-Credential"))
         host = request.headers.get("host") or f"{request.url.hostname}:{request.url.port}"
         return Context(self.broker, region, self.account_id, f"{request.url.scheme}://{host}",
-                       request.path_params.get("queue"))
+                       request.path_params.get("queue"), self.state)
 
     async def handle(self, request: Request) -> Response:
         """Answer one request (never raises: errors are rendered in its protocol)."""
@@ -116,8 +119,7 @@ class SqsEndpoint:
             wire = await _parse(request)
             handler = HANDLERS.get(wire.action)
             if handler is None:
-                raise SqsError(INVALID_ACTION,
-                               f"The action {wire.action[:100]} is not valid for this endpoint.")
+                raise fail("invalid_action", action=wire.action[:100])
             output = await handler(self.context(request), Params(wire.members))
             answer = (render_json(output or {}, request_id) if protocol == "json"
                       else render_xml(wire.action, output, request_id))
@@ -139,12 +141,14 @@ def _response(answer: WireResponse) -> Response:
 
 def create_sqs_app(broker: Broker, *, account_id: str = DEFAULT_ACCOUNT_ID,
                    verifier: SigV4Verifier | None = None,
-                   max_request_bytes: int = MAX_REQUEST_BYTES) -> Starlette:
+                   max_request_bytes: int = MAX_REQUEST_BYTES,
+                   relaxed: bool = False) -> Starlette:
     """The SQS-compatible ASGI app over `broker` (which the caller starts and closes).
 
     `verifier` checks SigV4 signatures (`conveyor.sqs.sigv4`); None accepts any. Bodies
-    over `max_request_bytes` are refused (413) before they are read whole."""
-    endpoint = SqsEndpoint(broker, account_id, verifier, max_request_bytes)
+    over `max_request_bytes` are refused (413) before they are read whole. `relaxed` lifts
+    AWS's 60-second PurgeQueueInProgress and QueueDeletedRecently waits."""
+    endpoint = SqsEndpoint(broker, account_id, verifier, max_request_bytes, relaxed)
     methods = ["GET", "POST"]
     return Starlette(routes=[
         Route("/", endpoint.handle, methods=methods),

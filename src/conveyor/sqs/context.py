@@ -7,12 +7,14 @@ bare queue name, names the queue by its last path segment. ARNs carry the region
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
 from conveyor.broker.broker import Broker
-from conveyor.sqs.errors import invalid, missing
+from conveyor.sqs.errors import missing
 from conveyor.sqs.params import Params
+from conveyor.sqs.state import EndpointState
+from conveyor.sqs.texts import fail
 
 DEFAULT_REGION = "us-east-1"
 _CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/\d{8}/([a-z0-9-]{1,32})/")
@@ -38,6 +40,7 @@ class Context:
     account_id: str
     base_url: str
     path_queue: str | None = None
+    state: EndpointState = field(default_factory=EndpointState)
 
     def queue_url(self, name: str) -> str:
         """`http://<host>/<account>/<name>`."""
@@ -58,11 +61,16 @@ class Context:
 
     def name_from_arn(self, arn: str, member: str) -> tuple[str, str]:
         """(region, queue name) of an SQS queue ARN."""
-        found = _ARN.fullmatch(arn)
+        found = self.parse_arn(arn)
         if found is None:
-            raise invalid(f"Value {arn[:200]!r} for parameter {member} is not a valid SQS "
-                          "queue ARN.")
-        return found.group(1), found.group(3)
+            raise fail("arn_format", name=member)
+        return found
+
+    @staticmethod
+    def parse_arn(arn: str) -> tuple[str, str] | None:
+        """(region, queue name) of an SQS queue ARN, or None when it is not one."""
+        found = _ARN.fullmatch(arn)
+        return None if found is None else (found.group(1), found.group(3))
 
 
 def queue_name_from_url(url: str) -> str:
@@ -70,5 +78,5 @@ def queue_name_from_url(url: str) -> str:
     path = urlsplit(url).path if "://" in url else url
     name = unquote(path.rstrip("/").rsplit("/", 1)[-1])
     if not name:
-        raise invalid(f"Value {url[:200]!r} for parameter QueueUrl is invalid.")
+        raise fail("queue_missing")
     return name

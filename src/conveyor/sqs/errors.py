@@ -1,6 +1,7 @@
 """SQS errors: each carries its AWS shape, legacy query code and HTTP status.
 
-`ERROR_TABLE` is the one place where `conveyor.errors` classes become AWS errors.
+`ERROR_TABLE` is the one place where `conveyor.errors` classes become AWS errors; the
+message texts AWS sends for each documented condition are `conveyor.sqs.texts.TEXTS`.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ INVALID_ID_FORMAT = _aws("InvalidIdFormat", plain=True)
 INVALID_PARAMETER_VALUE = _aws("InvalidParameterValue", plain=True)
 MISSING_PARAMETER = _aws("MissingParameter", plain=True)
 INVALID_ACTION = _aws("InvalidAction", plain=True)
-RESOURCE_NOT_FOUND = _aws("ResourceNotFoundException", plain=True)
+RESOURCE_NOT_FOUND = _aws("ResourceNotFoundException", plain=True, status=404)
 ACCESS_DENIED = _aws("AccessDenied", plain=True, status=403)
 SERVICE_UNAVAILABLE = _aws("ServiceUnavailable", plain=True, status=503, sender=False)
 INTERNAL_ERROR = _aws("InternalError", plain=True, status=500, sender=False)
@@ -60,10 +61,13 @@ INTERNAL_ERROR = _aws("InternalError", plain=True, status=500, sender=False)
 class SqsError(Exception):
     """An error to answer in the AWS shape of the request's protocol."""
 
-    def __init__(self, kind: AwsError, message: str) -> None:
+    def __init__(self, kind: AwsError, message: str, *, query_message: str | None = None,
+                 key: str | None = None) -> None:
         super().__init__(message)
         self.kind = kind
         self.message = message
+        self.query_message = query_message or message  # where the query protocol words it
+        self.key = key  # the row of conveyor.sqs.texts.TEXTS, when it came from there
 
 
 # Domain error -> AWS error. The most specific class in an exception's MRO wins.
@@ -98,10 +102,6 @@ def aws_error_for(exc: e.ConveyorError) -> AwsError:
     return INTERNAL_ERROR
 
 
-def from_domain(exc: e.ConveyorError) -> SqsError:
-    """Translate a domain error, keeping its sentence."""
-    return SqsError(aws_error_for(exc), exc.message)
-
 
 def invalid(message: str) -> SqsError:
     """InvalidParameterValue with a sentence."""
@@ -110,4 +110,5 @@ def invalid(message: str) -> SqsError:
 
 def missing(name: str) -> SqsError:
     """MissingParameter for a required request member."""
-    return SqsError(MISSING_PARAMETER, f"The request must contain the parameter {name}.")
+    return SqsError(MISSING_PARAMETER, f"The request must contain the parameter {name}.",
+                    key="missing_parameter")

@@ -13,25 +13,21 @@ from typing import Any, TypeVar
 
 from conveyor.broker.validation import MAX_DELAY_SQS, MAX_VISIBILITY, MAX_WAIT
 from conveyor.errors import InvalidInput
-from conveyor.models import Body, EntryResult, Queue, SendEntry, SendResult, VisibilityEntry
+from conveyor.models import (
+    Body,
+    EntryResult,
+    Message,
+    Queue,
+    SendEntry,
+    SendResult,
+    VisibilityEntry,
+)
 from conveyor.sqs import attributes as qa
 from conveyor.sqs.context import Context
-from conveyor.sqs.errors import (
-    BATCH_IDS_NOT_DISTINCT,
-    BATCH_TOO_LONG,
-    EMPTY_BATCH,
-    INVALID_BATCH_ENTRY_ID,
-    INVALID_MESSAGE_CONTENTS,
-    MESSAGE_NOT_INFLIGHT,
-    RECEIPT_HANDLE_IS_INVALID,
-    TOO_MANY_ENTRIES,
-    SqsError,
-    from_domain,
-    invalid,
-    missing,
-)
+from conveyor.sqs.errors import SqsError, missing
 from conveyor.sqs.md5 import md5_of_attributes, md5_of_body
 from conveyor.sqs.params import Params
+from conveyor.sqs.texts import fail, from_domain
 
 Output = dict[str, Any] | None
 T = TypeVar("T")
@@ -39,6 +35,7 @@ T = TypeVar("T")
 MAX_BATCH = 10
 MAX_BATCH_BYTES = 1_048_576
 _ENTRY_ID = re.compile(r"[A-Za-z0-9_-]{1,80}")
+_TOKEN = re.compile(r"[\x21-\x7e]{1,128}")  # group, deduplication and attempt ids
 # SQS's allowed characters: #x9 #xA #xD #x20-#xD7FF #xE000-#xFFFD #x10000-#x10FFFF.
 _FORBIDDEN = re.compile("[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
@@ -51,37 +48,31 @@ class _Outgoing:
         body = p.text("MessageBody")
         if not body:
             raise missing("MessageBody")
-        bad = _FORBIDDEN.search(body)
-        if bad is not None:
-            raise SqsError(INVALID_MESSAGE_CONTENTS, "Invalid binary character "
-                           f"'#x{ord(bad.group()):X}' was found in the message body, the set "
-                           "of allowed characters is #x9 | #xA | #xD | #x20 to #xD7FF | "
-                           "#xE000 to #xFFFD | #x10000 to #x10FFFF")
-        delay = p.integer("DelaySeconds", 0, MAX_DELAY_SQS)
-        attributes = qa.parse_message_attributes(p.map("MessageAttributes"))
-        system = qa.parse_message_attributes(p.map("MessageSystemAttributes"))
-        if set(system) - {"AWSTraceHeader"}:
-            raise invalid("The only supported message system attribute is AWSTraceHeader.")
-        group, dedup = p.text("MessageGroupId"), p.text("MessageDeduplicationId")
+        if _FORBIDDEN.search(body):
+            raise fail("message_contents")
         attrs = queue.attributes
+        delay = p.integer("DelaySeconds", 0, MAX_DELAY_SQS, "delay_seconds")
+        attributes = qa.parse_message_attributes(p.map("MessageAttributes"))
+        system = qa.parse_system_attributes(p.map("MessageSystemAttributes"))
+        group, dedup = p.text("MessageGroupId"), p.text("MessageDeduplicationId")
+        for member, token in (("MessageGroupId", group), ("MessageDeduplicationId", dedup)):
+            if token is not None and not _TOKEN.fullmatch(token):
+                raise fail("fifo_token", name=member, value=token)
         if attrs.fifo:
+            if delay:  # 0 is what the queue does anyway, so SQS accepts it
+                raise fail("fifo_delay", value=delay)
+            delay = None
             if group is None:
                 raise missing("MessageGroupId")
             if dedup is None and not attrs.content_based_deduplication:
-                raise invalid("The queue should either have ContentBasedDeduplication "
-                              "enabled or MessageDeduplicationId provided explicitly")
-            if delay is not None:
-                raise invalid(f"Value {delay} for parameter DelaySeconds is invalid. Reason: "
-                              "The request include parameter that is not valid for this "
-                              "queue type.")
+                raise fail("dedup_required")
         elif dedup is not None:
-            raise invalid("The request include parameter MessageDeduplicationId that is not "
-                          "valid for this queue type.")
-        self.entry = SendEntry(Body(body), delay, attributes, deduplication_id=dedup,
-                               group_id=group)
-        self.size = len(body.encode("utf-8", "surrogatepass")) + sum(
-            len(k) + len(a.type) + len(a.value if isinstance(a.value, bytes)
-                                       else a.value.encode()) for k, a in attributes.items())
+            raise fail("standard_dedup", value=dedup)
+        self.size = len(body.encode("utf-8", "surrogatepass")) + qa.attributes_size(attributes)
+        if self.size > attrs.max_message_bytes:
+            raise fail("message_too_long", limit=attrs.max_message_bytes)
+        self.entry = SendEntry(Body(body), delay, qa.with_trace_header(attributes, system),
+                               deduplication_id=dedup, group_id=group)
         self.digests = {
             "MD5OfMessageBody": md5_of_body(body),
             "MD5OfMessageAttributes": md5_of_attributes(attributes),
@@ -102,21 +93,18 @@ async def send_message(ctx: Context, p: Params) -> Output:
     return _sent(outgoing, result)
 
 
-def _check_batch(entries: Sequence[Params]) -> list[str]:
+def _check_batch(entries: Sequence[Params], entry_name: str) -> list[str]:
     if not entries:
-        raise SqsError(EMPTY_BATCH, "There should be at least one entry in the request.")
+        raise fail("empty_batch", entry=entry_name)
     if len(entries) > MAX_BATCH:
-        raise SqsError(TOO_MANY_ENTRIES, f"Maximum number of entries per request are "
-                       f"{MAX_BATCH}. You have sent {len(entries)}.")
+        raise fail("too_many_entries", count=len(entries))
     ids = [e.text("Id") or "" for e in entries]
     for entry_id in ids:
         if not _ENTRY_ID.fullmatch(entry_id):
-            raise SqsError(INVALID_BATCH_ENTRY_ID, f"A batch entry id {entry_id[:100]!r} "
-                           "can only contain alphanumeric characters, hyphens and "
-                           "underscores. It can be at most 80 letters long.")
+            raise fail("batch_entry_id")
     if len(set(ids)) != len(ids):
         duplicate = next(i for i in ids if ids.count(i) > 1)
-        raise SqsError(BATCH_IDS_NOT_DISTINCT, f"Id {duplicate} repeated.")
+        raise fail("batch_ids_not_distinct", id=duplicate)
     return ids
 
 
@@ -128,8 +116,12 @@ def _failed(entry_id: str, error: SqsError) -> dict[str, Any]:
 async def send_message_batch(ctx: Context, p: Params) -> Output:
     """SendMessageBatch: every valid entry is sent; each bad one is reported in Failed."""
     entries = p.entries()
-    ids = _check_batch(entries)
     queue = await ctx.broker.queue(ctx.queue_name(p), ctx.region)
+    ids = _check_batch(entries, "SendMessageBatchRequestEntry")
+    total = sum(len((e.text("MessageBody") or "").encode("utf-8", "surrogatepass"))
+                + _raw_attributes_size(e) for e in entries)
+    if total > MAX_BATCH_BYTES:
+        raise fail("batch_too_long", size=total)
     pending: dict[str, _Outgoing] = {}
     failed: list[dict[str, Any]] = []
     for entry_id, entry in zip(ids, entries, strict=True):
@@ -137,10 +129,6 @@ async def send_message_batch(ctx: Context, p: Params) -> Output:
             pending[entry_id] = _Outgoing(entry, queue)
         except SqsError as exc:
             failed.append(_failed(entry_id, exc))
-    total = sum(o.size for o in pending.values())
-    if total > MAX_BATCH_BYTES:
-        raise SqsError(BATCH_TOO_LONG, f"Batch requests cannot be longer than "
-                       f"{MAX_BATCH_BYTES} bytes. You have sent {total} bytes.")
     successful: list[dict[str, Any]] = []
     while pending:
         keys = list(pending)
@@ -162,41 +150,87 @@ async def send_message_batch(ctx: Context, p: Params) -> Output:
     return {"Successful": successful, "Failed": failed}
 
 
+def _raw_attributes_size(p: Params) -> int:
+    """What an entry's attributes weigh as sent (before they are checked)."""
+    size = 0
+    raw = p.raw("MessageAttributes")
+    for name, item in (raw.items() if isinstance(raw, dict) else ()):
+        size += len(str(name).encode())
+        if isinstance(item, dict):
+            size += sum(len(str(v).encode()) for k, v in item.items()
+                        if k in ("DataType", "StringValue", "BinaryValue"))
+    return size
+
+
 # receiving -----------------------------------------------------------------------------
 async def receive_message(ctx: Context, p: Params) -> Output:
-    """ReceiveMessage: long-polls up to WaitTimeSeconds (the queue's default otherwise)."""
+    """ReceiveMessage: long-polls up to WaitTimeSeconds (the queue's default otherwise).
+
+    On FIFO queues a retry with the same ReceiveRequestAttemptId within 5 minutes answers
+    the same messages and receipt handles (their visibility timeout starts again), as long
+    as none of them was deleted or had its visibility changed since."""
     name = ctx.queue_name(p)
-    limit = p.integer("MaxNumberOfMessages", 1, MAX_BATCH) or 1
-    visibility = p.integer("VisibilityTimeout", 0, MAX_VISIBILITY)
-    wait = p.integer("WaitTimeSeconds", 0, MAX_WAIT)
-    asked = [*p.strings("AttributeNames"), *p.strings("MessageSystemAttributeNames")]
-    system_names = qa.SYSTEM_ATTRIBUTES if "All" in asked else tuple(
-        n for n in qa.SYSTEM_ATTRIBUTES if n in asked)
+    limit = p.integer("MaxNumberOfMessages", 1, MAX_BATCH, "max_messages") or 1
+    visibility = p.integer("VisibilityTimeout", 0, MAX_VISIBILITY, "visibility_timeout")
+    wait = p.integer("WaitTimeSeconds", 0, MAX_WAIT, "wait_time")
+    attempt = p.text("ReceiveRequestAttemptId")
+    if attempt is not None and not _TOKEN.fullmatch(attempt):
+        raise fail("attempt_id", value=attempt)
+    system_names = qa.system_names([*p.strings("AttributeNames"),
+                                    *p.strings("MessageSystemAttributeNames")])
     attribute_names = p.strings("MessageAttributeNames")
-    messages = await ctx.broker.receive(name, limit, visibility, wait, ctx.region)
-    out: list[dict[str, Any]] = []
-    for message in messages:
-        chosen = qa.select_message_attributes(message.attributes, attribute_names)
-        system = qa.system_attributes(message, system_names, ctx.account_id)
-        out.append({
-            "MessageId": message.id,
-            "ReceiptHandle": message.receipt_handle,
-            "MD5OfBody": md5_of_body(message.body.text),
-            "Body": message.body.text,
-            "Attributes": system or None,
-            "MD5OfMessageAttributes": md5_of_attributes(chosen),
-            "MessageAttributes": qa.message_attributes_out(chosen) or None,
-        })
-    return {"Messages": out or None}
+    queue = await ctx.broker.queue(name, ctx.region)
+    attempts = ctx.state.attempts if queue.attributes.fifo and attempt else None
+    if attempts is not None and attempt is not None:
+        replay = await _replay(ctx, queue, attempt, visibility)
+        if replay is not None:
+            return {"Messages": [_message_out(ctx, m, system_names, attribute_names)
+                                 for m in replay] or None}
+    messages = await ctx.broker.receive(queue.name, limit, visibility, wait, ctx.region)
+    if attempts is not None and attempt is not None and messages:
+        attempts.put(ctx.region, queue.name, attempt, list(messages))
+    return {"Messages": [_message_out(ctx, m, system_names, attribute_names)
+                         for m in messages] or None}
+
+
+async def _replay(ctx: Context, queue: Queue, attempt: str,
+                  visibility: int | None) -> list[Message] | None:
+    """The messages of an earlier receive with this attempt id, their leases renewed; None
+    when there is none or one of them was deleted or changed since."""
+    earlier = ctx.state.attempts.get(ctx.region, queue.name, attempt)
+    if earlier is None:
+        return None
+    timeout = queue.attributes.visibility_timeout if visibility is None else visibility
+    results = await ctx.broker.change_visibility(
+        queue.name, [VisibilityEntry(m.receipt_handle, timeout) for m in earlier], ctx.region)
+    if all(r.ok for r in results):
+        return earlier
+    ctx.state.attempts.forget(ctx.region, queue.name, attempt)
+    return None
+
+
+def _message_out(ctx: Context, message: Message, system_names: tuple[str, ...],
+                 attribute_names: list[str]) -> dict[str, Any]:
+    user, trace = qa.split_trace_header(message.attributes)
+    chosen = qa.select_message_attributes(user, attribute_names)
+    system = qa.system_attributes(message, system_names, ctx.account_id, trace)
+    return {
+        "MessageId": message.id,
+        "ReceiptHandle": message.receipt_handle,
+        "MD5OfBody": md5_of_body(message.body.text),
+        "Body": message.body.text,
+        "Attributes": system or None,
+        "MD5OfMessageAttributes": md5_of_attributes(chosen) if chosen else None,
+        "MessageAttributes": qa.message_attributes_out(chosen) or None,
+    }
 
 
 # acknowledging -------------------------------------------------------------------------
 def _entry_error(result: EntryResult, stale_is_error: bool) -> SqsError | None:
     if result.status == "invalid":
-        return SqsError(RECEIPT_HANDLE_IS_INVALID,
-                        result.message or "The receipt handle is invalid.")
+        return fail("receipt_handle", handle=result.receipt_handle)
     if result.status == "stale" and stale_is_error:
-        return SqsError(MESSAGE_NOT_INFLIGHT, result.message or "The message is not in flight.")
+        return fail("not_in_flight", handle=result.receipt_handle)
     return None
 
 
@@ -206,7 +240,7 @@ def _delete_entry(p: Params) -> str:
 
 def _visibility_entry(p: Params) -> VisibilityEntry:
     handle = p.required("ReceiptHandle")
-    timeout = p.integer("VisibilityTimeout", 0, MAX_VISIBILITY)
+    timeout = p.integer("VisibilityTimeout", 0, MAX_VISIBILITY, "visibility_limit")
     if timeout is None:
         raise missing("VisibilityTimeout")
     return VisibilityEntry(handle, timeout)
@@ -239,42 +273,51 @@ async def _single(p: Params, parse: Callable[[Params], T],
     return None
 
 
-async def _batch(p: Params, parse: Callable[[Params], T],
+async def _batch(p: Params, entry_name: str, parse: Callable[[Params], T],
                  call: Callable[[list[T]], Awaitable[list[EntryResult]]],
                  stale_is_error: bool) -> Output:
     entries = p.entries()
-    ids = _check_batch(entries)
+    ids = _check_batch(entries, entry_name)
     outcomes = await _acknowledge(entries, parse, call, stale_is_error)
     return {"Successful": [{"Id": i} for i, o in zip(ids, outcomes, strict=True) if o is None],
             "Failed": [_failed(i, o) for i, o in zip(ids, outcomes, strict=True) if o is not None]}
 
 
+async def _queue_name(ctx: Context, p: Params) -> str:
+    """The request's queue, which must exist (before its entries are looked at)."""
+    return (await ctx.broker.queue(ctx.queue_name(p), ctx.region)).name
+
+
 async def delete_message(ctx: Context, p: Params) -> Output:
-    """DeleteMessage: a stale receipt handle succeeds without deleting (as in SQS)."""
-    name = ctx.queue_name(p)
+    """DeleteMessage. As the DeleteMessage reference says, a receipt handle that is not the
+    message's latest (it was received again since) succeeds but deletes nothing: the newer
+    consumer's lease is kept."""
+    name = await _queue_name(ctx, p)
     return await _single(p, _delete_entry,
                          lambda handles: ctx.broker.delete(name, handles, ctx.region), False)
 
 
 async def delete_message_batch(ctx: Context, p: Params) -> Output:
-    """DeleteMessageBatch."""
-    name = ctx.queue_name(p)
-    return await _batch(p, _delete_entry,
+    """DeleteMessageBatch (per entry as DeleteMessage)."""
+    name = await _queue_name(ctx, p)
+    return await _batch(p, "DeleteMessageBatchRequestEntry", _delete_entry,
                         lambda handles: ctx.broker.delete(name, handles, ctx.region), False)
 
 
 async def change_message_visibility(ctx: Context, p: Params) -> Output:
-    """ChangeMessageVisibility: a message no longer leased by this handle is not in flight."""
-    name = ctx.queue_name(p)
+    """ChangeMessageVisibility: a handle whose lease is over (deleted, expired, received
+    again) names no message available for a visibility change."""
+    name = await _queue_name(ctx, p)
     return await _single(p, _visibility_entry, lambda changes: ctx.broker.change_visibility(
         name, changes, ctx.region), True)
 
 
 async def change_message_visibility_batch(ctx: Context, p: Params) -> Output:
     """ChangeMessageVisibilityBatch."""
-    name = ctx.queue_name(p)
-    return await _batch(p, _visibility_entry, lambda changes: ctx.broker.change_visibility(
-        name, changes, ctx.region), True)
+    name = await _queue_name(ctx, p)
+    return await _batch(p, "ChangeMessageVisibilityBatchRequestEntry", _visibility_entry,
+                        lambda changes: ctx.broker.change_visibility(name, changes, ctx.region),
+                        True)
 
 
 HANDLERS: dict[str, Callable[[Context, Params], Awaitable[Output]]] = {

@@ -8,11 +8,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from conveyor.models import MoveTask
+from conveyor.errors import Conflict, QueueNotFound, TaskNotFound
+from conveyor.models import MoveTask, Queue
 from conveyor.sqs.context import Context
-from conveyor.sqs.errors import invalid
 from conveyor.sqs.params import Params
 from conveyor.sqs.queue_actions import dead_letter_sources
+from conveyor.sqs.texts import fail
 
 Output = dict[str, Any] | None
 
@@ -24,22 +25,33 @@ def _arn(ctx: Context, region: str, name: str) -> str:
     return f"arn:aws:sqs:{region}:{ctx.account_id}:{name}"
 
 
+async def _queue(ctx: Context, p: Params, member: str, missing: str) -> tuple[str, Queue]:
+    """(region, queue) named by an ARN member, or AWS's ResourceNotFoundException."""
+    region, name = ctx.name_from_arn(p.required(member), member)
+    try:
+        return region, await ctx.broker.get_queue(name, region)
+    except QueueNotFound:
+        raise fail(missing) from None
+
+
 async def start_message_move_task(ctx: Context, p: Params) -> Output:
     """StartMessageMoveTask: move a dead-letter queue's messages back to their sources
     (or to DestinationArn)."""
-    region, source = ctx.name_from_arn(p.required("SourceArn"), "SourceArn")
+    region, source = await _queue(ctx, p, "SourceArn", "source_arn_missing")
     destination: str | None = None
     if "DestinationArn" in p:
-        dest_region, destination = ctx.name_from_arn(p.required("DestinationArn"),
-                                                     "DestinationArn")
+        dest_region, dest = await _queue(ctx, p, "DestinationArn", "destination_arn_missing")
         if dest_region != region:
-            raise invalid("The destination queue must be in the source queue's region.")
+            raise fail("destination_arn_missing")
+        destination = dest.name
     rate = p.integer("MaxNumberOfMessagesPerSecond", 1, 500)
-    await ctx.broker.get_queue(source, region)
-    scoped = Context(ctx.broker, region, ctx.account_id, ctx.base_url)
-    if not await dead_letter_sources(scoped, source):
-        raise invalid("Source queue must be configured as a Dead Letter Queue.")
-    task = await ctx.broker.start_redrive(source, destination, rate, region, wait=0)
+    scoped = Context(ctx.broker, region, ctx.account_id, ctx.base_url, state=ctx.state)
+    if not await dead_letter_sources(scoped, source.name):
+        raise fail("not_a_dead_letter_queue")
+    try:
+        task = await ctx.broker.start_redrive(source.name, destination, rate, region, wait=0)
+    except Conflict:
+        raise fail("task_running") from None
     return {"TaskHandle": task.id}
 
 
@@ -60,15 +72,20 @@ def _task_out(ctx: Context, region: str, task: MoveTask) -> dict[str, Any]:
 
 async def list_message_move_tasks(ctx: Context, p: Params) -> Output:
     """ListMessageMoveTasks: the most recent tasks of a source queue, newest first."""
-    region, source = ctx.name_from_arn(p.required("SourceArn"), "SourceArn")
+    region, source = await _queue(ctx, p, "SourceArn", "source_arn_missing")
     limit = p.integer("MaxResults", 1, 10) or 1
-    tasks = await ctx.broker.redrive.list(source, region)
+    tasks = await ctx.broker.redrive.list(source.name, region)
     return {"Results": [_task_out(ctx, region, t) for t in tasks[:limit]]}
 
 
 async def cancel_message_move_task(ctx: Context, p: Params) -> Output:
     """CancelMessageMoveTask: stops after the current batch; moved messages stay moved."""
-    task = await ctx.broker.redrive.cancel(p.required("TaskHandle"))
+    try:
+        task = await ctx.broker.redrive.cancel(p.required("TaskHandle"))
+    except TaskNotFound:
+        raise fail("task_missing") from None
+    except Conflict:
+        raise fail("task_not_running") from None
     return {"ApproximateNumberOfMessagesMoved": task.moved}
 
 

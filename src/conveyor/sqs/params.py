@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from conveyor.sqs.errors import invalid, missing
+from conveyor.sqs.texts import fail
 
 
 class Params:
@@ -42,17 +43,19 @@ class Params:
         assert value is not None
         return value
 
-    def integer(self, name: str, low: int, high: int) -> int | None:
-        """An integer member within [low, high], or None when absent."""
+    def integer(self, name: str, low: int, high: int, key: str | None = None) -> int | None:
+        """An integer member within [low, high], or None when absent; out of range is the
+        error of row `key` of `conveyor.sqs.texts.TEXTS` (with the value)."""
         value = self.data.get(name)
         if value is None:
             return None
         if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
             value = int(value)
         if isinstance(value, bool) or not isinstance(value, int):
-            raise invalid(f"Value {str(value)[:100]!r} for parameter {name} is invalid. "
-                          "Reason: must be an integer.")
+            raise fail("not_an_integer", name=name, value=str(value)[:100])
         if not low <= value <= high:
+            if key is not None:
+                raise fail(key, value=value, name=name)
             raise invalid(f"Value {value} for parameter {name} is invalid. Reason: must be "
                           f"between {low} and {high}.")
         return value

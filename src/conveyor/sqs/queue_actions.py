@@ -10,18 +10,16 @@ import base64
 import binascii
 from typing import Any
 
-from conveyor.errors import QueueNotFound
+from conveyor.broker.validation import FIFO_QUEUE_NAME as FIFO_NAME
+from conveyor.broker.validation import QUEUE_NAME
+from conveyor.errors import QueueAlreadyExists, QueueNotFound
 from conveyor.models import Queue
-from conveyor.sqs import attributes as qa
+from conveyor.sqs import permissions
+from conveyor.sqs import queue_attributes as qa
 from conveyor.sqs.context import Context
-from conveyor.sqs.errors import (
-    INVALID_ATTRIBUTE_NAME,
-    INVALID_ATTRIBUTE_VALUE,
-    UNSUPPORTED_OPERATION,
-    SqsError,
-    invalid,
-)
+from conveyor.sqs.errors import invalid, missing
 from conveyor.sqs.params import Params
+from conveyor.sqs.texts import fail
 
 Output = dict[str, Any] | None
 
@@ -41,35 +39,75 @@ def _after(token: str | None) -> str | None:
         raise invalid("Invalid NextToken value.") from None
 
 
-async def _check_allowed_by_dead_letter_queue(ctx: Context, name: str,
-                                              given: dict[str, Any]) -> None:
+async def _check_dead_letter_queue(ctx: Context, name: str, fifo: bool,
+                                   given: dict[str, Any], value: str) -> None:
+    """The dead-letter target exists, is of the same kind and lets this queue use it."""
     dlq_name = given.get("dead_letter_queue")
     if not dlq_name:
         return
     try:
         dlq = await ctx.broker.get_queue(dlq_name, ctx.region)
     except QueueNotFound:
-        raise SqsError(INVALID_ATTRIBUTE_VALUE, "Value for parameter RedrivePolicy is "
-                       "invalid. Reason: Dead letter target does not exist.") from None
+        raise fail("dead_letter_target", value=value) from None
+    if dlq.attributes.fifo != fifo:
+        raise fail("redrive_policy", value=value, reason="Dead-letter target must be of the "
+                   "same type (FIFO or standard) as the source queue.")
     if not qa.redrive_allowed(dlq, ctx.queue_arn(name)):
-        raise invalid(f"Value for parameter RedrivePolicy is invalid. Reason: Queue "
-                      f"{ctx.queue_arn(name)} is not allowed by the RedriveAllowPolicy of "
-                      f"{ctx.queue_arn(dlq_name)}.")
+        raise fail("redrive_policy", value=value, reason=f"Queue {ctx.queue_arn(name)} is "
+                   f"not allowed by the RedriveAllowPolicy of {ctx.queue_arn(dlq_name)}.")
+
+
+def _check_name(name: str, given: dict[str, str]) -> bool:
+    """Whether CreateQueue makes a FIFO queue; AWS's errors for names that cannot be."""
+    fifo_given = given.get("FifoQueue")
+    fifo = isinstance(fifo_given, str) and fifo_given.lower() == "true"
+    if fifo:
+        if not FIFO_NAME.fullmatch(name):
+            raise fail("fifo_queue_name")
+    elif not QUEUE_NAME.fullmatch(name):
+        raise fail("queue_name")
+    return fifo
+
+
+def _tags(p: Params, member: str) -> dict[str, str]:
+    tags = p.string_map(member)
+    for key, value in tags.items():
+        if not 1 <= len(key) <= 128:
+            raise fail("tag_keys")
+        if len(value) > 256:
+            raise fail("tag_values")
+    return tags
 
 
 async def create_queue(ctx: Context, p: Params) -> Output:
     """CreateQueue: an existing queue with the same attributes answers with its URL."""
     name = p.required("QueueName")
     given = p.string_map("Attributes")
-    attrs = qa.to_broker(ctx, given)
-    if name.endswith(".fifo") and given.get("FifoQueue", "").lower() != "true":
-        raise invalid("A queue name ending in '.fifo' is for a FIFO queue: set "
-                      "FifoQueue=true.")
-    tags = p.string_map("tags") or p.string_map("Tags")
+    fifo = _check_name(name, given)
+    attrs = qa.to_broker(ctx, given, fifo)
+    tags = _tags(p, "tags") or _tags(p, "Tags")
+    if len(tags) > MAX_TAGS:
+        raise fail("too_many_tags", name=name)
+    try:
+        existing = await ctx.broker.get_queue(name, ctx.region)
+    except QueueNotFound:
+        existing = None
+    if existing is not None:
+        differs = qa.differing(ctx, existing, given)
+        if differs is not None:
+            raise fail("queue_exists", name=differs)
+        return {"QueueUrl": ctx.queue_url(existing.name)}
+    if await ctx.state.cooldowns.deleted_recently(ctx.broker, ctx.region, name):
+        raise fail("queue_deleted_recently")
+    await _check_dead_letter_queue(ctx, name, fifo, attrs, given.get("RedrivePolicy", ""))
+    if fifo:
+        attrs["fifo"] = True
     if tags:
         attrs["tags"] = tags
-    await _check_allowed_by_dead_letter_queue(ctx, name, attrs)
-    queue, _ = await ctx.broker.create_queue(name, attrs, region=ctx.region)
+    try:
+        queue, _ = await ctx.broker.create_queue(name, attrs, region=ctx.region)
+    except QueueAlreadyExists:  # created by another request meanwhile, differently
+        raise fail("queue_exists", name=next(iter(given), "QueueName")) from None
     return {"QueueUrl": ctx.queue_url(queue.name)}
 
 
@@ -82,7 +120,7 @@ async def get_queue_url(ctx: Context, p: Params) -> Output:
 async def list_queues(ctx: Context, p: Params) -> Output:
     """ListQueues: by prefix; paged with NextToken when MaxResults is given."""
     prefix = p.text("QueueNamePrefix") or ""
-    limit = p.integer("MaxResults", 1, 1000)
+    limit = p.integer("MaxResults", 1, 1000, "max_results")
     after = _after(p.text("NextToken"))
     queues = await ctx.broker.list_queues(prefix, after, min((limit or 1000) + 1, 1000),
                                           region=ctx.region)
@@ -93,20 +131,25 @@ async def list_queues(ctx: Context, p: Params) -> Output:
 
 
 async def delete_queue(ctx: Context, p: Params) -> Output:
-    """DeleteQueue."""
-    await ctx.broker.delete_queue(ctx.queue_name(p), ctx.region)
+    """DeleteQueue: the name cannot be used again for 60 seconds (unless relaxed)."""
+    name = ctx.queue_name(p)
+    await ctx.broker.delete_queue(name, ctx.region)
+    await ctx.state.cooldowns.deleted(ctx.broker, ctx.region, name)
     return None
 
 
 async def purge_queue(ctx: Context, p: Params) -> Output:
-    """PurgeQueue."""
-    await ctx.broker.purge_queue(ctx.queue_name(p), ctx.region)
+    """PurgeQueue: once per queue every 60 seconds (unless relaxed)."""
+    queue = await ctx.broker.get_queue(ctx.queue_name(p), ctx.region)
+    if not await ctx.state.cooldowns.may_purge(ctx.broker, ctx.region, queue.name):
+        raise fail("purge_in_progress", name=queue.name)
+    await ctx.broker.purge_queue(queue.name, ctx.region)
     return None
 
 
 async def get_queue_attributes(ctx: Context, p: Params) -> Output:
     """GetQueueAttributes: the names asked for (none asked: none answered)."""
-    names = qa.requested(p.strings("AttributeNames"), qa.READABLE, "attribute name")
+    names = qa.requested(p.strings("AttributeNames"))
     queue = await ctx.broker.get_queue(ctx.queue_name(p), ctx.region)
     stats = (await ctx.broker.queue_stats(queue.name, ctx.region)
              if qa.needs_stats(names) else None)
@@ -115,26 +158,28 @@ async def get_queue_attributes(ctx: Context, p: Params) -> Output:
 
 async def set_queue_attributes(ctx: Context, p: Params) -> Output:
     """SetQueueAttributes."""
-    name = ctx.queue_name(p)
-    given = p.string_map("Attributes")
+    queue = await ctx.broker.get_queue(ctx.queue_name(p), ctx.region)
     if "Attributes" not in p:
-        raise SqsError(INVALID_ATTRIBUTE_NAME, "The request must contain Attributes.")
-    attrs = qa.to_broker(ctx, given)
-    await _check_allowed_by_dead_letter_queue(ctx, name, attrs)
-    await ctx.broker.update_queue(name, attrs, ctx.region)
+        raise missing("Attributes")
+    given = p.string_map("Attributes")
+    attrs = qa.to_broker(ctx, given, queue.attributes.fifo, queue)
+    await _check_dead_letter_queue(ctx, queue.name, queue.attributes.fifo, attrs,
+                                   given.get("RedrivePolicy", ""))
+    if attrs:
+        await ctx.broker.update_queue(queue.name, attrs, ctx.region)
     return None
 
 
 async def tag_queue(ctx: Context, p: Params) -> Output:
     """TagQueue: add or overwrite tags."""
     name = ctx.queue_name(p)
-    tags = p.string_map("Tags")
-    if not tags:
-        raise invalid("The request must contain at least one tag.")
     queue = await ctx.broker.get_queue(name, ctx.region)
+    tags = _tags(p, "Tags")
+    if not tags:
+        raise missing("Tags")
     merged = {**queue.attributes.tags, **tags}
     if len(merged) > MAX_TAGS:
-        raise invalid(f"A queue has at most {MAX_TAGS} tags.")
+        raise fail("too_many_tags", name=queue.name)
     await ctx.broker.update_queue(name, {"tags": merged}, ctx.region)
     return None
 
@@ -142,12 +187,13 @@ async def tag_queue(ctx: Context, p: Params) -> Output:
 async def untag_queue(ctx: Context, p: Params) -> Output:
     """UntagQueue: remove tags by key (missing keys are ignored)."""
     name = ctx.queue_name(p)
-    keys = set(p.strings("TagKeys"))
-    if not keys:
-        raise invalid("The request must contain at least one tag key.")
     queue = await ctx.broker.get_queue(name, ctx.region)
+    keys = set(p.strings("TagKeys"))
+    if not keys or not all(1 <= len(k) <= 128 for k in keys):
+        raise fail("tag_keys")
     kept = {k: v for k, v in queue.attributes.tags.items() if k not in keys}
-    await ctx.broker.update_queue(name, {"tags": kept}, ctx.region)
+    if kept != queue.attributes.tags:
+        await ctx.broker.update_queue(name, {"tags": kept}, ctx.region)
     return None
 
 
@@ -172,7 +218,7 @@ async def dead_letter_sources(ctx: Context, name: str) -> list[Queue]:
 async def list_dead_letter_source_queues(ctx: Context, p: Params) -> Output:
     """ListDeadLetterSourceQueues, paged like ListQueues."""
     queue = await ctx.broker.get_queue(ctx.queue_name(p), ctx.region)
-    limit = p.integer("MaxResults", 1, 1000)
+    limit = p.integer("MaxResults", 1, 1000, "max_results")
     after = _after(p.text("NextToken"))
     sources = [q for q in await dead_letter_sources(ctx, queue.name)
                if after is None or q.name > after]
@@ -180,13 +226,6 @@ async def list_dead_letter_source_queues(ctx: Context, p: Params) -> Output:
     more = limit is not None and len(sources) > limit
     return {"queueUrls": [ctx.queue_url(q.name) for q in page],
             "NextToken": _token(page[-1].name) if more else None}
-
-
-async def not_supported(ctx: Context, p: Params) -> Output:
-    """AddPermission and RemovePermission: access policies are not kept here."""
-    raise SqsError(UNSUPPORTED_OPERATION,
-                   "Queue permissions are not supported by this endpoint; access control "
-                   "belongs to the network and the server's own authentication.")
 
 
 HANDLERS = {
@@ -201,6 +240,5 @@ HANDLERS = {
     "UntagQueue": untag_queue,
     "ListQueueTags": list_queue_tags,
     "ListDeadLetterSourceQueues": list_dead_letter_source_queues,
-    "AddPermission": not_supported,
-    "RemovePermission": not_supported,
+    **permissions.HANDLERS,
 }

@@ -47,6 +47,7 @@ _QUERY_MAPS = {
     "Tag": "Tags",
 }
 _MAP_MEMBERS = frozenset({*_QUERY_MAPS.values(), "tags"})
+_LIST_MEMBERS = frozenset(_QUERY_LISTS.values())
 _MAP_KEYS = ("Name", "Key", "key")
 _MAP_VALUES = ("Value", "value")
 _MAX_NAME_PARTS = 16
@@ -144,6 +145,8 @@ def _unflatten(node: Mapping[str, Any]) -> dict[str, Any]:
             out[name] = [_unflatten(i) if isinstance(i, dict) else i for i in items]
         elif isinstance(child, dict):
             out[name] = _unflatten(child)
+        elif child == "" and (key in _QUERY_LISTS or key in _LIST_MEMBERS):
+            out[name] = []  # how botocore's query serializer sends an empty list
         else:
             out[name] = child
     return out
@@ -232,7 +235,8 @@ def render_error(protocol: Protocol, error: SqsError, request_id: str) -> WireRe
     kind = error.kind
     fault = "Sender" if kind.sender else "Receiver"
     # A message may quote input that was not UTF-8 (lone surrogates): never fail on it.
-    message = error.message.encode("utf-8", "replace").decode("utf-8")
+    text = error.message if protocol == "json" else error.query_message
+    message = text.encode("utf-8", "replace").decode("utf-8")
     if protocol == "json":
         body = orjson.dumps({"__type": f"com.amazonaws.sqs#{kind.shape}",
                              "message": message})

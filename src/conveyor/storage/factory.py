@@ -27,7 +27,7 @@ def storage_from_url(url: str | None) -> Storage:
     url = url or default_database_url()
     scheme = url.split(":", 1)[0].lower() if "://" in url else ""
     if scheme in ("postgres", "postgresql"):
-        from conveyor.storage.postgres.store import PostgresStorage
+        from conveyor.storage.postgres.postgres_storage import PostgresStorage
 
         return PostgresStorage(url)
     if scheme == "sqlite":
@@ -40,12 +40,12 @@ def storage_from_url(url: str | None) -> Storage:
         options = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         if not path:
             raise InvalidInput(f"The SQLite URL {url!r} names no file.")
-        from conveyor.storage.sqlite.store import SqliteStorage
+        from conveyor.storage.sqlite.sqlite_storage import SqliteStorage
 
         return SqliteStorage(path, synchronous=options.get("synchronous", "normal"))
     if scheme:
         raise InvalidInput(f"Unknown database URL scheme {scheme!r}: use sqlite:/// or "
                            "postgresql://.")
-    from conveyor.storage.sqlite.store import SqliteStorage
+    from conveyor.storage.sqlite.sqlite_storage import SqliteStorage
 
     return SqliteStorage(url)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, Protocol
 
 import orjson
 
 from conveyor.fifo import format_sequence
+from conveyor.jobs import JobStatus
+from conveyor.ledger import Delivery
 from conveyor.models import (
     Body,
     BodyKind,
@@ -78,3 +81,26 @@ def task_to_json(task: MoveTask) -> str:
 def task_from_json(text: str) -> MoveTask:
     """Inverse of `task_to_json`."""
     return MoveTask(**orjson.loads(text))
+
+
+def job_status_from_row(row: Row) -> JobStatus:
+    """(id, status, queue, task, attempts, error, result, keep_seconds, updated_at)."""
+    result = row[6]
+    return JobStatus(row[0], row[1], row[2], row[3], int(row[4]), row[5],
+                     None if result is None else orjson.loads(result), int(row[7]),
+                     int(row[8]))
+
+
+def delivery_from_row(row: Row) -> Delivery:
+    """(id, channel, recipient, status, attempts, error, provider_id, updated_at,
+    expires_at) -> Delivery."""
+    return Delivery(row[0], row[1], row[2], row[3], int(row[4]), row[5], row[6],
+                    int(row[7]), int(row[8]))
+
+
+def counts_by_channel(found: Iterable[Row]) -> dict[str, dict[str, int]]:
+    """(channel, status, count) rows -> {channel: {status: count}}."""
+    counts: dict[str, dict[str, int]] = {}
+    for row in found:
+        counts.setdefault(str(row[0]), {})[str(row[1])] = int(row[2])
+    return counts

@@ -25,13 +25,12 @@ from croniter import croniter
 from conveyor.client._models import JobStatus
 from conveyor.client.source import Source
 from conveyor.clock import Clock
+from conveyor.connect import blocks, open_source
 from conveyor.errors import InvalidInput, QueueAlreadyExists, QueueNotFound, Unsupported
 from conveyor.models import SendEntry, SendResult
-from conveyor.storage.postgres.bound import is_sync
 from conveyor.worker.middleware import Middleware, default_middleware
 from conveyor.worker.portal import Portal
 from conveyor.worker.rates import Rate
-from conveyor.worker.source import open_source
 from conveyor.worker.task import DEFAULT_QUEUE, Job, JobCall, Task, TaskOptions
 
 P = ParamSpec("P")
@@ -296,7 +295,7 @@ class App:
             pass
         else:
             raise RuntimeError("enqueue() blocks: in async code use `await task.aenqueue()`.")
-        if connection is not None and not is_sync(connection):
+        if connection is not None and not blocks(connection):
             raise InvalidInput("enqueue(connection=...) from synchronous code takes a "
                                "psycopg Connection; with an async one use aenqueue_with.",
                                field="connection")

@@ -22,10 +22,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from conveyor.client.source import Source
+from conveyor.connect import open_source
 from conveyor.errors import QueueNotFound
 from conveyor.worker.autoscale import Autoscaler, Sample
 from conveyor.worker.process import load_app
-from conveyor.worker.source import open_source
 
 log = logging.getLogger("conveyor.pool")
 

@@ -4,13 +4,15 @@
 -- session state (pooler-safe).
 
 -- name: rate_take
--- GCRA in one upsert, so concurrent takers of a key queue on its row lock and each sees
--- the row its predecessor wrote (ON CONFLICT re-reads the latest version). $2 is the
--- emission interval in ms (per / rate), $3 the burst, $4 the tokens wanted. A take grants
--- n = min(want, floor(burst - (max(tat, now) - now) / interval)) and moves tat on by
--- n intervals; the 1e-6 keeps float rounding from losing a whole token at an exact
--- boundary. A new key starts full. The grant and "now" are stored only so that RETURNING
--- can report them (it sees the new row alone). Mirrors `gcra` in ../sqlite/jobs.py.
+-- Only in PostgreSQL (SQLite: rate_get, Python, rate_put). GCRA in one upsert, so
+-- concurrent takers of a key queue on its row lock and each sees the row its predecessor
+-- wrote (ON CONFLICT re-reads the latest version): one round trip, where reading under
+-- FOR UPDATE and writing back would take four. $2 is the emission interval in ms
+-- (per / rate), $3 the burst, $4 the tokens wanted. The arithmetic is `gcra` in
+-- ../limits.py (a new key starts full; 1e-6 keeps float rounding from losing a whole token
+-- at an exact boundary); tests/storage/test_seam.py holds the two to each other. The
+-- grant and "now" are stored only so that RETURNING can report them (it sees the new row
+-- alone).
 INSERT INTO conveyor_rate_limits AS r (key, tat, granted, blocked_until, updated_at)
 SELECT $1, t.now + least($3::integer, $4::integer) * $2::float8,
        least($3::integer, $4::integer), 0, t.now
@@ -45,6 +47,10 @@ WHERE key IN (SELECT key FROM conveyor_rate_limits
   AND blocked_until < COALESCE($1::bigint, conveyor_now_ms());
 
 -- name: slot_acquire
+-- Only in PostgreSQL (SQLite: slot_held, Python, slot_put): one round trip to
+-- conveyor_slot_acquire (migration 0002), which takes the key's advisory lock, counts, and
+-- grants by the rule of `storage.limits.slots_granted`; tests/storage/test_seam.py holds
+-- the two to each other.
 SELECT conveyor_slot_acquire($1, $2, $3, $4, $5, $6::bigint);
 
 -- name: slot_renew
@@ -79,7 +85,7 @@ WHERE (schedule, tick_at) IN (
     SELECT schedule, tick_at FROM conveyor_cron_ticks
     WHERE claimed_at < COALESCE($1::bigint, conveyor_now_ms()) - $2::bigint LIMIT $3);
 
--- name: job_upsert_many
+-- name: job_put_many
 -- A batch as arrays, one row per id (of repeated ids the broker keeps the furthest along).
 -- A write behind the stored progress changes nothing (see broker.jobs.progress), unless
 -- the stored job is dead (a redrive starts it over) or its row has expired.

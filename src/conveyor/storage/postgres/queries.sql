@@ -3,7 +3,7 @@
 -- database clock unless a test injects one. Batches travel as arrays (one round trip).
 -- No statement relies on session state, so they work behind PgBouncer's transaction mode.
 -- Statements naming conveyor_messages also run, renamed, on conveyor_messages_unlogged
--- for queues whose durability is 'unlogged' (see store.py: UNLOGGED).
+-- for queues whose durability is 'unlogged' (see postgres_storage.py: UNLOGGED).
 
 -- name: queue_insert
 INSERT INTO conveyor_queues (region, name, attributes, paused, created_at, updated_at)
@@ -99,6 +99,8 @@ FROM (SELECT COALESCE($2::bigint, conveyor_now_ms()) AS now) t,
          AS u(id, priority, delay_ms, body_kind, body, attributes, group_id, dedup_id);
 
 -- name: message_insert_fifo
+-- Only in PostgreSQL: sequence numbers from a sequence inside the insert (SQLite takes them
+-- with counter_take first, then inserts with message_insert).
 -- FIFO sends hold the queue's advisory lock (fifo_lock), so sequence order is commit order.
 INSERT INTO conveyor_messages (id, queue_id, priority, visible_at, sent_at, body_kind, body,
                                attributes, group_id, dedup_id, sequence)
@@ -112,6 +114,7 @@ ORDER BY u.ord
 RETURNING id, sequence;
 
 -- name: fifo_lock
+-- Only in PostgreSQL: SQLite's BEGIN IMMEDIATE already admits one writer at a time.
 -- Serialises sends and receives of one FIFO queue for the rest of the transaction.
 SELECT pg_advisory_xact_lock(1667, $1::int);
 
@@ -157,7 +160,7 @@ SELECT EXISTS (
 -- name: message_claim
 -- One statement: pick the head of the queue (skipping rows other consumers hold), move
 -- rows already received max_receive_count times to the dead-letter queue, lease the rest.
--- Run by store.py inside `BEGIN; SET LOCAL enable_sort = off` (CLAIM_BEGIN): without
+-- Run by postgres_storage.py inside `BEGIN; SET LOCAL enable_sort = off` (CLAIM_BEGIN): without
 -- table statistics (a new or just-filled table) the planner would otherwise sort every
 -- visible row of the queue on each claim instead of walking the claim index, a 2-4x
 -- swing in drain speed; with sorting priced out the index walk is the only plan left.
@@ -195,6 +198,12 @@ DELETE FROM conveyor_messages m
 USING unnest($2::uuid[], $3::bigint[]) WITH ORDINALITY AS d(id, token, ord)
 WHERE m.id = d.id AND m.token = d.token AND m.queue_id = $1
 RETURNING d.ord;
+
+-- name: message_delete_leased
+-- By message id, whoever holds the lease, while one is held (the WQ API's PATCH).
+DELETE FROM conveyor_messages
+WHERE id = $2 AND queue_id = $1 AND leased
+  AND visible_at > COALESCE($3::bigint, conveyor_now_ms());
 
 -- name: message_change_visibility
 UPDATE conveyor_messages m
@@ -236,7 +245,7 @@ FROM batch WHERE m.id = batch.id;
 -- name: message_count_movable
 SELECT count(*) FROM conveyor_messages m
 WHERE m.queue_id = $1 AND m.visible_at <= COALESCE($2::bigint, conveyor_now_ms())
-  AND m.source_queue_id IN (SELECT id FROM conveyor_queues);
+  AND ($3::bigint IS NOT NULL OR m.source_queue_id IN (SELECT id FROM conveyor_queues));
 
 -- name: message_expire
 DELETE FROM conveyor_messages WHERE id IN (

@@ -4,9 +4,13 @@
 -- the read-then-write operations below see no other writer in between.
 
 -- name: rate_get
+-- Only in SQLite, with rate_put: the take reads the bucket, `storage.limits.gcra` computes
+-- in Python, and rate_put writes it back, all in one BEGIN IMMEDIATE transaction (one
+-- writer, so no other take interleaves). PostgreSQL does it as one upsert (rate_take).
 SELECT tat, blocked_until FROM conveyor_rate_limits WHERE key = :key;
 
 -- name: rate_put
+-- Only in SQLite: see rate_get.
 INSERT INTO conveyor_rate_limits (key, tat, granted, blocked_until, updated_at)
 VALUES (:key, :tat, :granted, 0, :now)
 ON CONFLICT (key) DO UPDATE SET
@@ -26,12 +30,16 @@ WHERE key IN (SELECT key FROM conveyor_rate_limits
               WHERE tat < :now AND blocked_until < :now LIMIT :limit);
 
 -- name: slot_held
+-- Only in SQLite, with slot_put: the live slots of a key (others', the holder's), then
+-- `storage.limits.slots_granted` in Python and slot_put, in one BEGIN IMMEDIATE
+-- transaction. PostgreSQL does it in one call to a function (slot_acquire).
 SELECT COALESCE(sum(count) FILTER (WHERE holder <> :holder), 0),
        COALESCE(sum(count) FILTER (WHERE holder = :holder), 0)
 FROM conveyor_slots
 WHERE key = :key AND expires_at > :now;
 
 -- name: slot_put
+-- Only in SQLite: see slot_held.
 INSERT INTO conveyor_slots (key, holder, count, expires_at)
 VALUES (:key, :holder, :count, :expires_at)
 ON CONFLICT (key, holder) DO UPDATE
@@ -62,7 +70,7 @@ DELETE FROM conveyor_cron_ticks
 WHERE (schedule, tick_at) IN (SELECT schedule, tick_at FROM conveyor_cron_ticks
                               WHERE claimed_at < :now - :keep_ms LIMIT :limit);
 
--- name: job_upsert
+-- name: job_put_many
 -- A write behind the stored progress changes nothing (see broker.jobs.progress), unless
 -- the stored job is dead (a redrive starts it over) or its row has expired.
 INSERT INTO conveyor_jobs (id, queue, task, status, attempts, error, result, keep_seconds,

@@ -2,16 +2,20 @@
 -- ../postgres/ledger.sql. "now" always comes from Python. Batches of ids travel as one
 -- JSON array (json_each) rather than as a parameter per id.
 
--- name: delivery_put
+-- name: delivery_put_many
+-- Run once per row (executemany), after delivery_statuses.
 INSERT INTO conveyor_deliveries (id, channel, recipient, status, attempts, updated_at,
                                  expires_at)
 VALUES (?, ?, ?, ?, 0, ?, ?)
 ON CONFLICT (id) DO NOTHING;
 
 -- name: delivery_statuses
+-- Only in SQLite: the statuses before a put or begin, read in the same BEGIN IMMEDIATE
+-- transaction. PostgreSQL has no such second statement: there a data-modifying CTE
+-- returns them from the one statement that writes (so concurrent begins cannot interleave).
 SELECT id, status FROM conveyor_deliveries WHERE id IN (SELECT value FROM json_each(?));
 
--- name: delivery_begin
+-- name: delivery_begin_many
 -- Final rows (sent, failed, unknown) are left alone: that is the whole point.
 INSERT INTO conveyor_deliveries (id, channel, recipient, status, attempts, updated_at,
                                  expires_at)
@@ -20,7 +24,7 @@ ON CONFLICT (id) DO UPDATE SET
     status = 'sending', attempts = attempts + 1, updated_at = excluded.updated_at
 WHERE status NOT IN ('sent', 'failed', 'unknown');
 
--- name: delivery_finish
+-- name: delivery_finish_many
 UPDATE conveyor_deliveries
 SET status = ?, error = ?, provider_id = coalesce(?, provider_id), updated_at = ?
 WHERE id = ?;
@@ -40,7 +44,7 @@ GROUP BY channel, status;
 DELETE FROM conveyor_deliveries
 WHERE id IN (SELECT id FROM conveyor_deliveries WHERE expires_at <= :now LIMIT :limit);
 
--- name: suppression_add
+-- name: suppression_add_many
 INSERT INTO conveyor_suppressions (channel, address, reason, created_at)
 VALUES (?, ?, ?, ?)
 ON CONFLICT DO NOTHING;

@@ -47,6 +47,8 @@ SELECT coalesce(sum(visible_at <= :now), 0),
 FROM conveyor_messages WHERE queue_id = :id;
 
 -- name: queue_dead_letters
+-- Only in SQLite: PostgreSQL's queue_stats counts the dead letters in the same statement;
+-- here they are a second statement in the same read transaction.
 SELECT count(*) FROM conveyor_messages WHERE source_queue_id = :id;
 
 -- name: queue_stats_all
@@ -82,12 +84,18 @@ INSERT INTO conveyor_messages (id, queue_id, priority, visible_at, sent_at, body
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
 
 -- name: counter_take
+-- Only in SQLite: FIFO sequence numbers from a counter row, taken inside the send's
+-- BEGIN IMMEDIATE (one writer: commit order is sequence order). PostgreSQL draws them
+-- from a sequence in the insert itself (message_insert_fifo), under fifo_lock.
 -- Reserves `n` numbers; the last one reserved is returned.
 INSERT INTO conveyor_counters (name, value) VALUES (:name, :n)
 ON CONFLICT (name) DO UPDATE SET value = value + :n
 RETURNING value;
 
 -- name: message_dead_letter
+-- Only in SQLite: a statement of its own before message_claim, in the same transaction.
+-- PostgreSQL's message_claim dead-letters in the same statement (a data-modifying CTE),
+-- one round trip on the hot path.
 -- Among the rows the claim is about to take, those already received max_receive_count
 -- times go to the dead-letter queue instead (one statement, same transaction).
 UPDATE conveyor_messages
@@ -147,6 +155,10 @@ RETURNING id, token, receive_count, sent_at, first_received_at, visible_at, body
 
 -- name: message_delete
 DELETE FROM conveyor_messages WHERE id = ? AND queue_id = ? AND token = ?;
+
+-- name: message_delete_leased
+-- By message id, whoever holds the lease, while one is held (the WQ API's PATCH).
+DELETE FROM conveyor_messages WHERE id = ? AND queue_id = ? AND leased AND visible_at > ?;
 
 -- name: message_change_visibility
 UPDATE conveyor_messages SET visible_at = ? + ?, leased = (? > 0)
@@ -209,4 +221,6 @@ INSERT INTO conveyor_signals (queue_id, seq) VALUES (:queue_id, 1)
 ON CONFLICT (queue_id) DO UPDATE SET seq = seq + 1;
 
 -- name: signal_all
+-- Only in SQLite: other processes' wake-ups are read by polling this small table when
+-- PRAGMA data_version moves. PostgreSQL delivers them by LISTEN/NOTIFY (signal_bump).
 SELECT queue_id, seq FROM conveyor_signals;

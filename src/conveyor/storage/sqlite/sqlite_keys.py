@@ -5,8 +5,9 @@ from __future__ import annotations
 import sqlite3
 
 from conveyor.keys import ApiKey, key_from_row
+from conveyor.storage.base import ApiKeyInsertParams
 from conveyor.storage.sql import load_queries
-from conveyor.storage.sqlite.base import SqliteBase
+from conveyor.storage.sqlite.sqlite_base import SqliteBase
 
 Q = load_queries("conveyor.storage.sqlite", "keys.sql")
 
@@ -14,15 +15,14 @@ Q = load_queries("conveyor.storage.sqlite", "keys.sql")
 class SqliteKeys(SqliteBase):
     """API keys in SQLite."""
 
-    async def api_key_insert(self, key_id: str, name: str, token_hash: str, grants: str,
-                             now: int | None) -> bool:
+    async def api_key_insert(self, params: ApiKeyInsertParams) -> bool:
         """Store a key; False when an active key already has the name."""
-        params = {"id": key_id, "name": name, "token_hash": token_hash, "grants": grants,
-                  "now": self._now(now)}
+        args = {"id": params.key_id, "name": params.name, "token_hash": params.token_hash,
+                "grants": params.grants, "now": self._now(params.now)}
 
         def run(db: sqlite3.Connection) -> bool:
             with self._write(db):
-                return db.execute(Q["api_key_insert"], params).fetchone() is not None
+                return db.execute(Q["api_key_insert"], args).fetchone() is not None
         return await self._run(run)
 
     async def api_key_by_hash(self, token_hash: str) -> ApiKey | None:

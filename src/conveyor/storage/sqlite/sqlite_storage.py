@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Sequence
 from itertools import repeat
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from conveyor import fifo
 from conveyor.errors import StorageError
@@ -32,24 +32,25 @@ from conveyor.storage import dedup, rows
 from conveyor.storage.base import (
     DEDUP_WINDOW_MS,
     Lease,
-    NewMessages,
+    MessageMoveParams,
+    MessagePeekParams,
+    MessageRetryParams,
+    MessageSendParams,
+    QueueListParams,
     QueueRow,
+    QueueUpdateParams,
     ReceiveParams,
     SignalCallback,
 )
-from conveyor.storage.sql import load_migrations, load_queries
-from conveyor.storage.sqlite.base import SqliteBase
-from conveyor.storage.sqlite.jobs import SqliteJobs
-from conveyor.storage.sqlite.keys import SqliteKeys
-from conveyor.storage.sqlite.ledger import SqliteLedger
+from conveyor.storage.sql import load_queries
+from conveyor.storage.sqlite.sqlite_base import SqliteBase
+from conveyor.storage.sqlite.sqlite_jobs import SqliteJobs
+from conveyor.storage.sqlite.sqlite_keys import SqliteKeys
+from conveyor.storage.sqlite.sqlite_ledger import SqliteLedger
 from conveyor.tasks import stop_task
 
 log = logging.getLogger("conveyor.storage.sqlite")
-T = TypeVar("T")
 Q = load_queries("conveyor.storage.sqlite")
-MIGRATIONS = load_migrations("conveyor.storage.sqlite")
-_SYNCHRONOUS = ("off", "normal", "full", "extra")
-FIFO_PAGE = 1000
 
 
 def _blob(message_id: str) -> bytes:
@@ -110,21 +111,20 @@ class SqliteStorage(SqliteJobs, SqliteLedger, SqliteKeys, SqliteBase):
         """Every region that has a queue."""
         return await self._run(lambda db: [r[0] for r in db.execute(Q["queue_regions"])])
 
-    async def queue_list(self, region: str, prefix: str, after: str | None,
-                         limit: int) -> list[Queue]:
+    async def queue_list(self, params: QueueListParams) -> list[Queue]:
         """Queues by name."""
-        params = {"region": region, "prefix": prefix, "after": after or "", "limit": limit}
+        args = {"region": params.region, "prefix": params.prefix, "after": params.after or "",
+                "limit": params.limit}
         return await self._run(
-            lambda db: [rows.queue_from_row(r) for r in db.execute(Q["queue_list"], params)])
+            lambda db: [rows.queue_from_row(r) for r in db.execute(Q["queue_list"], args)])
 
-    async def queue_update(self, queue_id: int, attributes: str, paused: bool,
-                           now: int | None) -> Queue | None:
+    async def queue_update(self, params: QueueUpdateParams) -> Queue | None:
         """Replace a queue's attributes."""
         def run(db: sqlite3.Connection) -> Queue | None:
             with self._write(db):
                 found = db.execute(Q["queue_update"], {
-                    "id": queue_id, "attributes": attributes, "paused": paused,
-                    "now": self._now(now)}).fetchone()
+                    "id": params.queue_id, "attributes": params.attributes,
+                    "paused": params.paused, "now": self._now(params.now)}).fetchone()
             return rows.queue_from_row(found) if found else None
         return await self._run(run)
 
@@ -173,10 +173,10 @@ class SqliteStorage(SqliteJobs, SqliteLedger, SqliteKeys, SqliteBase):
         return await self._run(run)
 
     # messages -----------------------------------------------------------------------
-    async def message_send_many(self, queue_id: int, batch: NewMessages, now: int | None,
-                                fifo: bool = False) -> list[SendResult]:
+    async def message_send_many(self, params: MessageSendParams) -> list[SendResult]:
         """Insert a batch in one transaction, resolving deduplication ids first."""
-        at = self._now(now)
+        at = self._now(params.now)
+        queue_id, batch = params.queue_id, params.messages
 
         def run(db: sqlite3.Connection) -> list[SendResult]:
             with self._write(db):
@@ -194,7 +194,7 @@ class SqliteStorage(SqliteJobs, SqliteLedger, SqliteKeys, SqliteBase):
                 results, keep = dedup.resolve(batch, first, won, earlier)
                 kept = batch if len(keep) == len(batch) else batch.pick(keep)
                 sequences: list[int | None] = [None] * len(kept)
-                if fifo and kept.ids:
+                if params.fifo and kept.ids:
                     last = db.execute(Q["counter_take"], {
                         "name": "fifo_sequence", "n": len(kept)}).fetchone()[0]
                     sequences = list(range(last - len(kept) + 1, last + 1))
@@ -239,26 +239,17 @@ class SqliteStorage(SqliteJobs, SqliteLedger, SqliteKeys, SqliteBase):
     @staticmethod
     def _receive_fifo(db: sqlite3.Connection, params: ReceiveParams, at: int) -> list[Any]:
         gates = dict(db.execute(Q["fifo_gates"], {"queue_id": params.queue_id, "now": at}))
-        deliver: list[str] = []
-        dead: list[str] = []
-        after = 0
-        while len(deliver) < params.limit:
-            page = db.execute(Q["fifo_visible"], {
-                "queue_id": params.queue_id, "after": after, "now": at,
-                "limit": FIFO_PAGE}).fetchall()
-            choice = fifo.choose(gates, (fifo.FifoRow(r[0], r[1], r[2], r[3]) for r in page),
-                                 params.limit - len(deliver), params.max_receive_count)
-            deliver += choice.deliver
-            dead += choice.dead
-            if len(page) < FIFO_PAGE:
-                break
-            after = page[-1][2]
-        for blob in dead:
+        paging = fifo.Paging(gates, params.limit, params.max_receive_count)
+        while paging.after is not None:
+            paging.add(db.execute(Q["fifo_visible"], {
+                "queue_id": params.queue_id, "after": paging.after, "now": at,
+                "limit": fifo.PAGE}).fetchall())
+        for blob in paging.dead:
             db.execute(Q["fifo_dead_letter"], {
                 "id": blob, "dlq_id": params.dead_letter_queue_id, "now": at})
         args = {"now": at, "visibility_ms": params.visibility_ms}
         return [db.execute(Q["fifo_claim"], {**args, "id": blob}).fetchone()
-                for blob in deliver]
+                for blob in paging.deliver]
 
     async def message_delete_many(self, queue_id: int, leases: Sequence[Lease]) -> set[Lease]:
         """Delete rows whose token still matches."""
@@ -271,6 +262,16 @@ class SqliteStorage(SqliteJobs, SqliteLedger, SqliteKeys, SqliteBase):
                     if cursor.rowcount:
                         deleted.add(lease)
             return deleted
+        return await self._run(run)
+
+    async def message_delete_leased(self, queue_id: int, message_id: str,
+                                    now: int | None) -> bool:
+        """Delete a leased row by id."""
+        params = (_blob(message_id), queue_id, self._now(now))
+
+        def run(db: sqlite3.Connection) -> bool:
+            with self._write(db):
+                return db.execute(Q["message_delete_leased"], params).rowcount > 0
         return await self._run(run)
 
     async def message_change_visibility_many(self, queue_id: int,
@@ -290,45 +291,44 @@ class SqliteStorage(SqliteJobs, SqliteLedger, SqliteKeys, SqliteBase):
             return changed
         return await self._run(run)
 
-    async def message_retry(self, queue_id: int, lease: Lease, delay_ms: int,
-                            error: str | None, now: int | None) -> bool:
+    async def message_retry(self, params: MessageRetryParams) -> bool:
         """End a lease; visible again after the delay."""
-        params = {"id": _blob(lease.message_id), "queue_id": queue_id, "token": lease.token,
-                  "delay_ms": delay_ms, "error": error, "now": self._now(now)}
+        args = {"id": _blob(params.lease.message_id), "queue_id": params.queue_id,
+                "token": params.lease.token, "delay_ms": params.delay_ms,
+                "error": params.error, "now": self._now(params.now)}
 
         def run(db: sqlite3.Connection) -> bool:
             with self._write(db):
-                return db.execute(Q["message_retry"], params).rowcount > 0
+                return db.execute(Q["message_retry"], args).rowcount > 0
         return await self._run(run)
 
-    async def message_peek(self, queue_id: int, limit: int, after: str | None,
-                           now: int | None) -> list[PeekedMessage]:
+    async def message_peek(self, params: MessagePeekParams) -> list[PeekedMessage]:
         """Messages by id without leasing them."""
-        params = {"queue_id": queue_id, "limit": limit,
-                  "after": _blob(after) if after else b""}
+        args = {"queue_id": params.queue_id, "limit": params.limit,
+                "after": _blob(params.after) if params.after else b""}
 
         def run(db: sqlite3.Connection) -> list[PeekedMessage]:
-            found = db.execute(Q["message_peek"], params).fetchall()
+            found = db.execute(Q["message_peek"], args).fetchall()
             names = {r[0]: r[2] for r in db.execute(
                 "SELECT id, region, name FROM conveyor_queues")} if any(
                 r[11] is not None for r in found) else {}
             return [rows.peeked_from_row(_uid(r[0]), r, names) for r in found]
         return await self._run(run)
 
-    async def message_move(self, from_queue_id: int, to_queue_id: int | None, limit: int,
-                           now: int | None) -> int:
+    async def message_move(self, params: MessageMoveParams) -> int:
         """Move a batch out of a dead-letter queue."""
-        params = {"source_id": from_queue_id, "dest_id": to_queue_id, "limit": limit,
-                  "now": self._now(now)}
+        args = {"source_id": params.from_queue_id, "dest_id": params.to_queue_id,
+                "limit": params.limit, "now": self._now(params.now)}
 
         def run(db: sqlite3.Connection) -> int:
             with self._write(db):
-                return db.execute(Q["message_move"], params).rowcount
+                return db.execute(Q["message_move"], args).rowcount
         return await self._run(run)
 
-    async def message_count_movable(self, from_queue_id: int, now: int | None) -> int:
+    async def message_count_movable(self, from_queue_id: int, now: int | None,
+                                    to_queue_id: int | None = None) -> int:
         """How many rows `message_move` would move."""
-        params = {"source_id": from_queue_id, "dest_id": None, "now": self._now(now)}
+        params = {"source_id": from_queue_id, "dest_id": to_queue_id, "now": self._now(now)}
         return await self._run(
             lambda db: int(db.execute(Q["message_count_movable"], params).fetchone()[0]))
 

@@ -9,32 +9,32 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from typing import Any, TypeVar
 
 import orjson
 
 from conveyor.ledger import Delivery, DeliveryUpdate, NewDelivery, Suppression
+from conveyor.storage.base import DeliveryPutParams
+from conveyor.storage.rows import counts_by_channel, delivery_from_row
 from conveyor.storage.sql import load_queries
-from conveyor.storage.sqlite.base import SqliteBase
+from conveyor.storage.sqlite.sqlite_base import SqliteBase
 
-T = TypeVar("T")
 Q = load_queries("conveyor.storage.sqlite", "ledger.sql")
 
 
 class SqliteLedger(SqliteBase):
     """Delivery rows and suppressions in SQLite."""
 
-    async def delivery_put_many(self, rows: Sequence[NewDelivery], status: str, keep_ms: int,
-                                now: int | None) -> list[bool]:
+    async def delivery_put_many(self, params: DeliveryPutParams) -> list[bool]:
         """Insert new rows; existing ids are left as they are."""
-        at = self._now(now)
+        at = self._now(params.now)
+        rows = params.rows
         ids = orjson.dumps([r[0] for r in rows]).decode()
-        values = [(r[0], r[1], r[2], status, at, at + keep_ms) for r in rows]
+        values = [(r[0], r[1], r[2], params.status, at, at + params.keep_ms) for r in rows]
 
         def run(db: sqlite3.Connection) -> list[bool]:
             with self._write(db):
                 known = {r[0] for r in db.execute(Q["delivery_statuses"], (ids,))}
-                db.executemany(Q["delivery_put"], values)
+                db.executemany(Q["delivery_put_many"], values)
             new: list[bool] = []
             for r in rows:
                 new.append(r[0] not in known)
@@ -52,7 +52,7 @@ class SqliteLedger(SqliteBase):
         def run(db: sqlite3.Connection) -> list[str | None]:
             with self._write(db):
                 before = dict(db.execute(Q["delivery_statuses"], (ids,)).fetchall())
-                db.executemany(Q["delivery_begin"], values)
+                db.executemany(Q["delivery_begin_many"], values)
             return [before.get(r[0]) for r in rows]
         return await self._run(run)
 
@@ -64,7 +64,7 @@ class SqliteLedger(SqliteBase):
 
         def run(db: sqlite3.Connection) -> None:
             with self._write(db):
-                db.executemany(Q["delivery_finish"], values)
+                db.executemany(Q["delivery_finish_many"], values)
         await self._run(run)
 
     async def delivery_get(self, delivery_id: str, now: int | None) -> Delivery | None:
@@ -73,7 +73,7 @@ class SqliteLedger(SqliteBase):
 
         def run(db: sqlite3.Connection) -> Delivery | None:
             row = db.execute(Q["delivery_get"], params).fetchone()
-            return _delivery(row) if row else None
+            return delivery_from_row(row) if row else None
         return await self._run(run)
 
     async def delivery_counts(self, channel: str | None, now: int | None
@@ -81,12 +81,8 @@ class SqliteLedger(SqliteBase):
         """Unexpired rows by channel and status."""
         params = {"channel": channel, "now": self._now(now)}
 
-        def run(db: sqlite3.Connection) -> dict[str, dict[str, int]]:
-            counts: dict[str, dict[str, int]] = {}
-            for ch, status, n in db.execute(Q["delivery_counts"], params):
-                counts.setdefault(str(ch), {})[str(status)] = int(n)
-            return counts
-        return await self._run(run)
+        return await self._run(
+            lambda db: counts_by_channel(db.execute(Q["delivery_counts"], params)))
 
     async def delivery_expire(self, now: int | None, limit: int) -> int:
         """Delete expired rows."""
@@ -105,7 +101,7 @@ class SqliteLedger(SqliteBase):
 
         def run(db: sqlite3.Connection) -> None:
             with self._write(db):
-                db.executemany(Q["suppression_add"], values)
+                db.executemany(Q["suppression_add_many"], values)
         await self._run(run)
 
     async def suppression_find(self, channel: str, addresses: Sequence[str]) -> set[str]:
@@ -131,8 +127,3 @@ class SqliteLedger(SqliteBase):
             Suppression(str(c), str(a), str(r), int(t))
             for c, a, r, t in db.execute(Q["suppression_list"], params)])
 
-
-def _delivery(row: Any) -> Delivery:
-    did, channel, recipient, status, attempts, error, provider_id, updated, expires = row
-    return Delivery(did, channel, recipient, status, int(attempts), error, provider_id,
-                    int(updated), int(expires))

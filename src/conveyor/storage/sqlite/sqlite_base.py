@@ -3,7 +3,7 @@
 One connection per process, used from one thread; every operation is one transaction
 (`BEGIN IMMEDIATE` when it writes) run in that thread, so the event loop never blocks on
 the file and each batch costs one hop. The storage's parts (queues and messages, jobs, the
-delivery ledger) are classes over this base, combined in `store.SqliteStorage`.
+delivery ledger) are classes over this base, combined in `sqlite_storage.SqliteStorage`.
 """
 
 from __future__ import annotations

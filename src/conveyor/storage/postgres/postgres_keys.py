@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from conveyor.keys import ApiKey, key_from_row
-from conveyor.storage.postgres.base import PostgresBase, translated
+from conveyor.storage.base import ApiKeyInsertParams
+from conveyor.storage.postgres.postgres_base import PostgresBase, translated
 from conveyor.storage.sql import load_queries
 
 Q = load_queries("conveyor.storage.postgres", "keys.sql")
@@ -12,12 +13,11 @@ Q = load_queries("conveyor.storage.postgres", "keys.sql")
 class PostgresKeys(PostgresBase):
     """API keys in PostgreSQL."""
 
-    async def api_key_insert(self, key_id: str, name: str, token_hash: str, grants: str,
-                             now: int | None) -> bool:
+    async def api_key_insert(self, params: ApiKeyInsertParams) -> bool:
         """Store a key; False when an active key already has the name."""
         with translated():
-            row = await self.pool.fetchrow(Q["api_key_insert"], key_id, name, token_hash,
-                                           grants, now)
+            row = await self.pool.fetchrow(Q["api_key_insert"], params.key_id, params.name,
+                                           params.token_hash, params.grants, params.now)
         return row is not None
 
     async def api_key_by_hash(self, token_hash: str) -> ApiKey | None:

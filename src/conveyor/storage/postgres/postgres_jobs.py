@@ -9,11 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import orjson
-
 from conveyor.jobs import JobStatus
-from conveyor.storage.base import JobRow, RateState
-from conveyor.storage.postgres.base import PostgresBase
+from conveyor.storage.base import (
+    JobRow,
+    RateState,
+    RateTakeParams,
+    SlotAcquireParams,
+    SlotRenewParams,
+)
+from conveyor.storage.postgres.postgres_base import PostgresBase
+from conveyor.storage.rows import job_status_from_row
 from conveyor.storage.sql import load_queries
 
 Q = load_queries("conveyor.storage.postgres", "jobs.sql")
@@ -23,10 +28,10 @@ class PostgresJobs(PostgresBase):
     """Rate-limit buckets, concurrency slots, cron ticks and job statuses in PostgreSQL."""
 
     # rate limits --------------------------------------------------------------------
-    async def rate_take(self, key: str, interval_ms: float, burst: int, want: int,
-                        now: int | None) -> RateState:
+    async def rate_take(self, params: RateTakeParams) -> RateState:
         """GCRA as one upsert (see jobs.sql)."""
-        row = await self._fetchrow(Q["rate_take"], key, interval_ms, burst, want, now)
+        row = await self._fetchrow(Q["rate_take"], params.key, params.interval_ms,
+                                   params.burst, params.want, params.now)
         assert row is not None
         return RateState(int(row[0]), float(row[1]), int(row[2]), int(row[3]))
 
@@ -39,15 +44,16 @@ class PostgresJobs(PostgresBase):
         return await self._execute(Q["rate_expire"], now, limit)
 
     # concurrency slots --------------------------------------------------------------
-    async def slot_acquire(self, key: str, holder: str, limit: int, want: int,
-                           lease_ms: int, now: int | None) -> int:
+    async def slot_acquire(self, params: SlotAcquireParams) -> int:
         """Grant what fits under the limit, under the key's advisory lock."""
-        row = await self._fetchrow(Q["slot_acquire"], key, holder, limit, want, lease_ms, now)
+        row = await self._fetchrow(Q["slot_acquire"], params.key, params.holder, params.limit,
+                                   params.want, params.lease_ms, params.now)
         return int(row[0]) if row else 0
 
-    async def slot_renew(self, key: str, holder: str, lease_ms: int, now: int | None) -> int:
+    async def slot_renew(self, params: SlotRenewParams) -> int:
         """Extend live slots; 0 when they have lapsed."""
-        row = await self._fetchrow(Q["slot_renew"], key, holder, lease_ms, now)
+        row = await self._fetchrow(Q["slot_renew"], params.key, params.holder,
+                                   params.lease_ms, params.now)
         return int(row[0]) if row else 0
 
     async def slot_release(self, key: str, holder: str, count: int) -> None:
@@ -70,7 +76,7 @@ class PostgresJobs(PostgresBase):
     # job statuses -------------------------------------------------------------------
     async def job_put_many(self, rows: Sequence[JobRow], now: int | None) -> None:
         """Upsert a batch as arrays, one statement."""
-        await self._execute(Q["job_upsert_many"], [r.job_id for r in rows], [r.queue for r in rows],
+        await self._execute(Q["job_put_many"], [r.job_id for r in rows], [r.queue for r in rows],
             [r.task for r in rows], [r.status for r in rows], [r.attempts for r in rows],
             [r.error for r in rows], [r.result for r in rows],
             [r.keep_seconds for r in rows], now, [r.progress for r in rows])
@@ -78,11 +84,7 @@ class PostgresJobs(PostgresBase):
     async def job_get(self, job_id: str, now: int | None) -> JobStatus | None:
         """One unexpired status."""
         row = await self._fetchrow(Q["job_get"], job_id, now)
-        if row is None:
-            return None
-        return JobStatus(row[0], row[1], row[2], row[3], int(row[4]), row[5],
-                         None if row[6] is None else orjson.loads(row[6]), int(row[7]),
-                         int(row[8]))
+        return job_status_from_row(row) if row else None
 
     async def job_counts(self, queue: str | None, now: int | None) -> dict[str, int]:
         """Unexpired statuses by status."""

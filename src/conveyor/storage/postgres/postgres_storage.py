@@ -29,16 +29,22 @@ from conveyor.models import (
 from conveyor.storage import dedup, rows
 from conveyor.storage.base import (
     Lease,
+    MessageMoveParams,
+    MessagePeekParams,
+    MessageRetryParams,
+    MessageSendParams,
     NewMessages,
+    QueueListParams,
     QueueRow,
+    QueueUpdateParams,
     ReceiveParams,
     SignalCallback,
 )
-from conveyor.storage.postgres.base import Connection, PostgresBase, translated
 from conveyor.storage.postgres.bound import Executor
-from conveyor.storage.postgres.jobs import PostgresJobs
-from conveyor.storage.postgres.keys import PostgresKeys
-from conveyor.storage.postgres.ledger import PostgresLedger
+from conveyor.storage.postgres.postgres_base import Connection, PostgresBase, translated
+from conveyor.storage.postgres.postgres_jobs import PostgresJobs
+from conveyor.storage.postgres.postgres_keys import PostgresKeys
+from conveyor.storage.postgres.postgres_ledger import PostgresLedger
 from conveyor.storage.sql import load_queries
 from conveyor.tasks import stop_task
 
@@ -48,7 +54,6 @@ Q = load_queries("conveyor.storage.postgres")
 UNLOGGED = {name: sql.replace("conveyor_messages", "conveyor_messages_unlogged")
             for name, sql in Q.items()}
 CHANNEL = "conveyor_wake"
-FIFO_PAGE = 1000
 CLAIM_BEGIN = "BEGIN; SET LOCAL enable_sort = off; SET LOCAL synchronous_commit = off"
 
 
@@ -134,16 +139,15 @@ class PostgresStorage(PostgresJobs, PostgresLedger, PostgresKeys, PostgresBase):
         """Every region that has a queue."""
         return [r[0] for r in await self._fetch(Q["queue_regions"])]
 
-    async def queue_list(self, region: str, prefix: str, after: str | None,
-                         limit: int) -> list[Queue]:
+    async def queue_list(self, params: QueueListParams) -> list[Queue]:
         """Queues by name (bytewise order, as on SQLite)."""
-        return [self._remember(r)
-                for r in await self._fetch(Q["queue_list"], region, prefix, after or "", limit)]
+        return [self._remember(r) for r in await self._fetch(
+            Q["queue_list"], params.region, params.prefix, params.after or "", params.limit)]
 
-    async def queue_update(self, queue_id: int, attributes: str, paused: bool,
-                           now: int | None) -> Queue | None:
+    async def queue_update(self, params: QueueUpdateParams) -> Queue | None:
         """Replace a queue's attributes."""
-        found = await self._fetchrow(Q["queue_update"], queue_id, attributes, paused, now)
+        found = await self._fetchrow(Q["queue_update"], params.queue_id, params.attributes,
+                                     params.paused, params.now)
         return self._remember(found) if found else None
 
     async def queue_delete(self, queue_id: int) -> bool:
@@ -178,10 +182,10 @@ class PostgresStorage(PostgresJobs, PostgresLedger, PostgresKeys, PostgresBase):
         return found
 
     # messages -----------------------------------------------------------------------
-    async def message_send_many(self, queue_id: int, batch: NewMessages, now: int | None,
-                                fifo: bool = False) -> list[SendResult]:
+    async def message_send_many(self, params: MessageSendParams) -> list[SendResult]:
         """Insert a batch with one statement; deduplicated or FIFO batches in one
         transaction (FIFO ones under the queue's advisory lock)."""
+        queue_id, batch, now, fifo = params.queue_id, params.messages, params.now, params.fifo
         q = await self._q(queue_id)
         if not fifo and not any(batch.dedup_keys):
             await self._insert(None, q, queue_id, batch, now)
@@ -251,25 +255,15 @@ class PostgresStorage(PostgresJobs, PostgresLedger, PostgresKeys, PostgresBase):
             await conn.execute(Q["fifo_lock"], params.queue_id)
             gates = {r[0]: r[1] for r in await conn.fetch(
                 q["fifo_gates"], params.queue_id, params.now)}
-            deliver: list[str] = []
-            dead: list[str] = []
-            after = 0
-            while len(deliver) < params.limit:
-                page = await conn.fetch(q["fifo_visible"], params.queue_id, after, params.now,
-                                        FIFO_PAGE)
-                choice = fifo.choose(
-                    gates, (fifo.FifoRow(r[0], r[1], r[2], r[3]) for r in page),
-                    params.limit - len(deliver), params.max_receive_count)
-                deliver += choice.deliver
-                dead += choice.dead
-                if len(page) < FIFO_PAGE:
-                    break
-                after = page[-1][2]
-            if dead:
-                await conn.execute(q["fifo_dead_letter"], dead, params.dead_letter_queue_id,
-                                   params.now)
-            claimed = await conn.fetch(q["fifo_claim"], deliver, params.visibility_ms,
-                                       params.now) if deliver else []
+            paging = fifo.Paging(gates, params.limit, params.max_receive_count)
+            while paging.after is not None:
+                paging.add(await conn.fetch(q["fifo_visible"], params.queue_id, paging.after,
+                                            params.now, fifo.PAGE))
+            if paging.dead:
+                await conn.execute(q["fifo_dead_letter"], paging.dead,
+                                   params.dead_letter_queue_id, params.now)
+            claimed = await conn.fetch(q["fifo_claim"], paging.deliver, params.visibility_ms,
+                                       params.now) if paging.deliver else []
         claimed.sort(key=lambda r: r[13])
         return [rows.message_from_claim(params.queue_name, str(r[0]), r) for r in claimed]
 
@@ -279,6 +273,12 @@ class PostgresStorage(PostgresJobs, PostgresLedger, PostgresKeys, PostgresBase):
                                   [lease.message_id for lease in leases],
                                   [lease.token for lease in leases])
         return {leases[r[0] - 1] for r in found}
+
+    async def message_delete_leased(self, queue_id: int, message_id: str,
+                                    now: int | None) -> bool:
+        """Delete a leased row by id."""
+        sql = (await self._q(queue_id))["message_delete_leased"]
+        return await self._execute(sql, queue_id, message_id, now) > 0
 
     async def message_change_visibility_many(self, queue_id: int,
                                              changes: Sequence[tuple[Lease, int]],
@@ -291,31 +291,33 @@ class PostgresStorage(PostgresJobs, PostgresLedger, PostgresKeys, PostgresBase):
                                   [ms for _, ms in changes], now)
         return {Lease(str(r[0]), r[1]) for r in found}
 
-    async def message_retry(self, queue_id: int, lease: Lease, delay_ms: int,
-                            error: str | None, now: int | None) -> bool:
+    async def message_retry(self, params: MessageRetryParams) -> bool:
         """End a lease; visible again after the delay."""
-        sql = (await self._q(queue_id))["message_retry"]
-        return await self._execute(sql, queue_id, lease.message_id, lease.token, delay_ms,
-                                   error, now) > 0
+        sql = (await self._q(params.queue_id))["message_retry"]
+        return await self._execute(sql, params.queue_id, params.lease.message_id,
+                                   params.lease.token, params.delay_ms, params.error,
+                                   params.now) > 0
 
-    async def message_peek(self, queue_id: int, limit: int, after: str | None,
-                           now: int | None) -> list[PeekedMessage]:
+    async def message_peek(self, params: MessagePeekParams) -> list[PeekedMessage]:
         """Messages by id without leasing them."""
-        found = await self._fetch((await self._q(queue_id))["message_peek"], queue_id,
-                                  after or "00000000-0000-0000-0000-000000000000", limit)
+        found = await self._fetch((await self._q(params.queue_id))["message_peek"],
+                                  params.queue_id,
+                                  params.after or "00000000-0000-0000-0000-000000000000",
+                                  params.limit)
         return [rows.peeked_from_row(str(r[0]), r, {r[11]: r[12]} if r[11] else {})
                 for r in found]
 
-    async def message_move(self, from_queue_id: int, to_queue_id: int | None, limit: int,
-                           now: int | None) -> int:
+    async def message_move(self, params: MessageMoveParams) -> int:
         """Move a batch out of a dead-letter queue."""
-        sql = (await self._q(from_queue_id))["message_move"]
-        return await self._execute(sql, from_queue_id, to_queue_id, limit, now)
+        sql = (await self._q(params.from_queue_id))["message_move"]
+        return await self._execute(sql, params.from_queue_id, params.to_queue_id,
+                                   params.limit, params.now)
 
-    async def message_count_movable(self, from_queue_id: int, now: int | None) -> int:
-        """How many rows `message_move` would move back to their sources."""
+    async def message_count_movable(self, from_queue_id: int, now: int | None,
+                                    to_queue_id: int | None = None) -> int:
+        """How many rows `message_move` would move (back to their sources, or all)."""
         found = await self._fetchrow((await self._q(from_queue_id))["message_count_movable"],
-                                     from_queue_id, now)
+                                     from_queue_id, now, to_queue_id)
         return int(found[0]) if found else 0
 
     async def message_expire(self, queue_id: int, before_id: str, limit: int) -> int:

@@ -3,53 +3,37 @@
 A mixin of `SqliteStorage`. Each write is one `BEGIN IMMEDIATE` transaction in the
 storage's thread; SQLite admits one writer at a time across every process sharing the
 file, so a read-then-write here is atomic without further locking, and the arithmetic
-stays in Python.
+is `storage.limits`, in Python.
 """
 
 from __future__ import annotations
 
-import math
 import sqlite3
 from collections.abc import Sequence
-from typing import Any, TypeVar
-
-import orjson
 
 from conveyor.jobs import JobStatus
-from conveyor.storage.base import JobRow, RateState
+from conveyor.storage.base import (
+    JobRow,
+    RateState,
+    RateTakeParams,
+    SlotAcquireParams,
+    SlotRenewParams,
+)
+from conveyor.storage.limits import gcra, slots_granted
+from conveyor.storage.rows import job_status_from_row
 from conveyor.storage.sql import load_queries
-from conveyor.storage.sqlite.base import SqliteBase
+from conveyor.storage.sqlite.sqlite_base import SqliteBase
 
-T = TypeVar("T")
 Q = load_queries("conveyor.storage.sqlite", "jobs.sql")
-
-# A take never loses a whole token to float rounding at an exact boundary (also in the
-# PostgreSQL statement).
-_EPSILON = 1e-6
-
-
-def gcra(tat: float, now: int, interval_ms: float, burst: int, want: int
-         ) -> tuple[int, float]:
-    """One GCRA take: (tokens granted, new theoretical arrival time).
-
-    The bucket holds `burst - (max(tat, now) - now) / interval` tokens; the take grants as
-    many of `want` as are whole and moves tat on by one interval per token. Mirrored by
-    `rate_take` in ../postgres/jobs.sql.
-    """
-    start = max(tat, float(now))
-    available = math.floor(burst + _EPSILON - (start - now) / interval_ms)
-    granted = min(want, max(0, available))
-    return granted, start + granted * interval_ms
-
 
 class SqliteJobs(SqliteBase):
     """Rate-limit buckets, concurrency slots, cron ticks and job statuses in SQLite."""
 
     # rate limits --------------------------------------------------------------------
-    async def rate_take(self, key: str, interval_ms: float, burst: int, want: int,
-                        now: int | None) -> RateState:
+    async def rate_take(self, params: RateTakeParams) -> RateState:
         """Read the bucket, take, write it back: one transaction."""
-        at = self._now(now)
+        at = self._now(params.now)
+        key = params.key
 
         def run(db: sqlite3.Connection) -> RateState:
             with self._write(db):
@@ -57,7 +41,7 @@ class SqliteJobs(SqliteBase):
                 tat, blocked_until = (float(row[0]), int(row[1])) if row else (0.0, 0)
                 if blocked_until > at:
                     return RateState(0, tat, blocked_until, at)
-                granted, tat = gcra(tat, at, interval_ms, burst, want)
+                granted, tat = gcra(tat, at, params.interval_ms, params.burst, params.want)
                 db.execute(Q["rate_put"], {"key": key, "tat": tat, "granted": granted,
                                            "now": at})
             return RateState(granted, tat, blocked_until, at)
@@ -82,31 +66,32 @@ class SqliteJobs(SqliteBase):
         return await self._run(run)
 
     # concurrency slots --------------------------------------------------------------
-    async def slot_acquire(self, key: str, holder: str, limit: int, want: int,
-                           lease_ms: int, now: int | None) -> int:
+    async def slot_acquire(self, params: SlotAcquireParams) -> int:
         """Count live slots, grant what fits under the limit, extend the lease."""
-        at = self._now(now)
+        at = self._now(params.now)
+        key, holder = params.key, params.holder
 
         def run(db: sqlite3.Connection) -> int:
             with self._write(db):
                 others, mine = db.execute(Q["slot_held"], {
                     "key": key, "holder": holder, "now": at}).fetchone()
-                granted = min(want, max(0, limit - int(others) - int(mine)))
+                granted = slots_granted(params.limit, int(others), int(mine), params.want)
                 if mine + granted > 0:
                     db.execute(Q["slot_put"], {"key": key, "holder": holder,
                                                "count": int(mine) + granted,
-                                               "expires_at": at + lease_ms})
+                                               "expires_at": at + params.lease_ms})
             return granted
         return await self._run(run)
 
-    async def slot_renew(self, key: str, holder: str, lease_ms: int, now: int | None) -> int:
+    async def slot_renew(self, params: SlotRenewParams) -> int:
         """Extend live slots; 0 when they have lapsed."""
-        at = self._now(now)
-        params = {"key": key, "holder": holder, "now": at, "expires_at": at + lease_ms}
+        at = self._now(params.now)
+        args = {"key": params.key, "holder": params.holder, "now": at,
+                "expires_at": at + params.lease_ms}
 
         def run(db: sqlite3.Connection) -> int:
             with self._write(db):
-                row = db.execute(Q["slot_renew"], params).fetchone()
+                row = db.execute(Q["slot_renew"], args).fetchone()
             return int(row[0]) if row else 0
         return await self._run(run)
 
@@ -156,7 +141,7 @@ class SqliteJobs(SqliteBase):
 
         def run(db: sqlite3.Connection) -> None:
             with self._write(db):
-                db.executemany(Q["job_upsert"], values)
+                db.executemany(Q["job_put_many"], values)
         await self._run(run)
 
     async def job_get(self, job_id: str, now: int | None) -> JobStatus | None:
@@ -165,7 +150,7 @@ class SqliteJobs(SqliteBase):
 
         def run(db: sqlite3.Connection) -> JobStatus | None:
             row = db.execute(Q["job_get"], params).fetchone()
-            return _status(row) if row else None
+            return job_status_from_row(row) if row else None
         return await self._run(run)
 
     async def job_counts(self, queue: str | None, now: int | None) -> dict[str, int]:
@@ -183,9 +168,3 @@ class SqliteJobs(SqliteBase):
                 return db.execute(Q["job_expire"], params).rowcount
         return await self._run(run)
 
-
-def _status(row: Any) -> JobStatus:
-    job_id, status, queue, task, attempts, error, result, keep, updated_at = row
-    return JobStatus(job_id, status, queue, task, int(attempts), error,
-                     None if result is None else orjson.loads(result), int(keep),
-                     int(updated_at))

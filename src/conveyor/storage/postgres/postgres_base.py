@@ -2,7 +2,7 @@
 the one place driver errors become conveyor errors.
 
 The storage's parts (queues and messages, jobs, the delivery ledger) are classes over
-`PostgresBase`, combined in `store.PostgresStorage`.
+`PostgresBase`, combined in `postgres_storage.PostgresStorage`.
 """
 
 from __future__ import annotations

@@ -6,7 +6,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from conveyor.ledger import Delivery, DeliveryUpdate, NewDelivery, Suppression
-from conveyor.storage.postgres.base import PostgresBase, translated
+from conveyor.storage.base import DeliveryPutParams
+from conveyor.storage.postgres.postgres_base import PostgresBase, translated
+from conveyor.storage.rows import counts_by_channel, delivery_from_row
 from conveyor.storage.sql import load_queries
 
 Q = load_queries("conveyor.storage.postgres", "ledger.sql")
@@ -15,13 +17,13 @@ Q = load_queries("conveyor.storage.postgres", "ledger.sql")
 class PostgresLedger(PostgresBase):
     """Delivery rows and suppressions in PostgreSQL."""
 
-    async def delivery_put_many(self, rows: Sequence[NewDelivery], status: str, keep_ms: int,
-                                now: int | None) -> list[bool]:
+    async def delivery_put_many(self, params: DeliveryPutParams) -> list[bool]:
         """Insert new rows; existing ids are left as they are."""
+        rows = params.rows
         with translated():
             found = await self.pool.fetch(Q["delivery_put_many"], [r[0] for r in rows],
-                                          [r[1] for r in rows], [r[2] for r in rows], status,
-                                          keep_ms, now)
+                                          [r[1] for r in rows], [r[2] for r in rows],
+                                          params.status, params.keep_ms, params.now)
         inserted = {r[0] for r in found}
         new: list[bool] = []
         for r in rows:
@@ -50,20 +52,14 @@ class PostgresLedger(PostgresBase):
         """One unexpired row."""
         with translated():
             row = await self.pool.fetchrow(Q["delivery_get"], delivery_id, now)
-        if row is None:
-            return None
-        return Delivery(row[0], row[1], row[2], row[3], int(row[4]), row[5], row[6],
-                        int(row[7]), int(row[8]))
+        return delivery_from_row(row) if row else None
 
     async def delivery_counts(self, channel: str | None, now: int | None
                               ) -> dict[str, dict[str, int]]:
         """Unexpired rows by channel and status."""
         with translated():
             found = await self.pool.fetch(Q["delivery_counts"], channel, now)
-        counts: dict[str, dict[str, int]] = {}
-        for ch, status, n in found:
-            counts.setdefault(str(ch), {})[str(status)] = int(n)
-        return counts
+        return counts_by_channel(found)
 
     async def delivery_expire(self, now: int | None, limit: int) -> int:
         """Delete expired rows."""

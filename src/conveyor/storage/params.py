@@ -1,0 +1,251 @@
+"""The values that cross the storage contract: one params object per call of more than three
+arguments, and the rows the broker hands over or gets back.
+
+River's driver does the same (`JobGetAvailableParams`, ...): a call's arguments travel as one
+named, frozen object, so a new field is one line here and one in each dialect, and no caller
+passes seven positional integers in the wrong order. Times are milliseconds since the epoch;
+`now=None` means "the database's own clock".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import NamedTuple, TypeVar
+
+from conveyor.ledger import NewDelivery
+
+T = TypeVar("T")
+
+__all__ = [
+    "ApiKeyInsertParams",
+    "DeliveryPutParams",
+    "JobRow",
+    "Lease",
+    "MessageMoveParams",
+    "MessagePeekParams",
+    "MessageRetryParams",
+    "MessageSendParams",
+    "NewMessages",
+    "QueueListParams",
+    "QueueRow",
+    "QueueUpdateParams",
+    "RateState",
+    "RateTakeParams",
+    "ReceiveParams",
+    "SlotAcquireParams",
+    "SlotRenewParams",
+]
+
+
+# queues -----------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class QueueRow:
+    """What is stored for a queue besides its id (attributes as their JSON text)."""
+
+    region: str
+    name: str
+    attributes: str
+    paused: bool
+
+
+@dataclass(frozen=True, slots=True)
+class QueueListParams:
+    """Up to `limit` queues of a region whose name starts with `prefix`, by name, after
+    `after` (None: from the start)."""
+
+    region: str
+    prefix: str
+    after: str | None
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class QueueUpdateParams:
+    """A queue's new attributes (JSON text) and paused flag."""
+
+    queue_id: int
+    attributes: str
+    paused: bool
+    now: int | None
+
+
+# messages ---------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class NewMessages:
+    """A batch to insert, column by column: item i of every list is message i.
+
+    Columns rather than row objects because that is what the drivers take (arrays on
+    PostgreSQL) and the send path is hot. Ids are made by the broker (time-ordered UUIDs).
+    """
+
+    ids: list[str]
+    bodies: list[str]
+    kinds: list[int]
+    attributes: list[str | None]
+    priorities: list[int]
+    delays_ms: list[int]
+    group_ids: list[str | None]
+    dedup_ids: list[str | None]
+    # What the deduplication window is keyed on: the id itself, or group and id together
+    # for FIFO queues deduplicating per message group.
+    dedup_keys: list[str | None]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def pick(self, indexes: Sequence[int]) -> NewMessages:
+        """The sub-batch of the given positions."""
+        def take(column: list[T]) -> list[T]:
+            return [column[i] for i in indexes]
+
+        return NewMessages(take(self.ids), take(self.bodies), take(self.kinds),
+                           take(self.attributes), take(self.priorities), take(self.delays_ms),
+                           take(self.group_ids), take(self.dedup_ids), take(self.dedup_keys))
+
+
+@dataclass(frozen=True, slots=True)
+class MessageSendParams:
+    """A batch for one queue; FIFO batches get increasing sequence numbers."""
+
+    queue_id: int
+    messages: NewMessages
+    now: int | None
+    fifo: bool = False
+
+
+class Lease(NamedTuple):
+    """What a receipt handle stands for: one message under one particular lease.
+
+    A tuple so that sets of leases hash and compare in C on the ack path."""
+
+    message_id: str
+    token: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiveParams:
+    """Claim up to `limit` visible messages of one queue for `visibility_ms`."""
+
+    queue_id: int
+    queue_name: str
+    limit: int
+    visibility_ms: int
+    max_receive_count: int
+    dead_letter_queue_id: int | None
+    now: int | None
+    fifo: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRetryParams:
+    """End a lease and make its message visible again after `delay_ms`, recording `error`."""
+
+    queue_id: int
+    lease: Lease
+    delay_ms: int
+    error: str | None
+    now: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class MessagePeekParams:
+    """Up to `limit` messages of a queue by id, after the id `after` (None: the first)."""
+
+    queue_id: int
+    limit: int
+    after: str | None
+    now: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageMoveParams:
+    """Up to `limit` messages out of a dead-letter queue, to `to_queue_id` (None: back to
+    the queue each came from)."""
+
+    from_queue_id: int
+    to_queue_id: int | None
+    limit: int
+    now: int | None
+
+
+# the job system ---------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class RateTakeParams:
+    """Up to `want` tokens of `key`'s bucket: one token per `interval_ms` (fractional), at
+    most `burst` at once."""
+
+    key: str
+    interval_ms: float
+    burst: int
+    want: int
+    now: int | None
+
+
+class RateState(NamedTuple):
+    """A rate-limit key after a take: tokens granted, the theoretical arrival time (ms,
+    fractional), the end of any penalty, and the "now" the take used (all ms)."""
+
+    granted: int
+    tat: float
+    blocked_until: int
+    now: int
+
+
+@dataclass(frozen=True, slots=True)
+class SlotAcquireParams:
+    """Up to `want` more of `key`'s `limit` slots for `holder`, leased for `lease_ms`."""
+
+    key: str
+    holder: str
+    limit: int
+    want: int
+    lease_ms: int
+    now: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class SlotRenewParams:
+    """Extend `holder`'s live slots of `key` to `lease_ms` from now."""
+
+    key: str
+    holder: str
+    lease_ms: int
+    now: int | None
+
+
+class JobRow(NamedTuple):
+    """A job status to store (the result as its JSON text)."""
+
+    job_id: str
+    status: str
+    queue: str
+    task: str | None
+    attempts: int
+    error: str | None
+    result: str | None
+    keep_seconds: int
+    progress: int  # a write behind the stored row's progress is ignored
+
+
+# the delivery ledger ----------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class DeliveryPutParams:
+    """Notifications to record with `status`, kept for `keep_ms`."""
+
+    rows: Sequence[NewDelivery]
+    status: str
+    keep_ms: int
+    now: int | None
+
+
+# API keys ---------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class ApiKeyInsertParams:
+    """A new key: its id, unique active name, token hash and grants (JSON text)."""
+
+    key_id: str
+    name: str
+    token_hash: str
+    grants: str
+    now: int | None
