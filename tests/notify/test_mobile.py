@@ -324,3 +324,20 @@ def test_settings_say_what_a_mobile_channel_lacks(tmp_path: Path) -> None:
         notification("fcm", fcm_token(1))
     note = notification("apns", apns_token(1), subject="t", text="b")
     assert isinstance(note, Apns) and note.title == "t" and note.body == "b"
+
+
+async def test_fcm_token_endpoint_down_is_transient(tmp_path: Path) -> None:
+    async with mobile_peers(tmp_path) as peers:
+        account = dict(peers.account, token_uri="https://127.0.0.1:9/token")  # nobody there
+        from conveyor.notify.fcm import FcmChannel
+
+        channel = FcmChannel(account, url=f"https://127.0.0.1:{peers.fcm_port}",
+                             ssl_context=peers.context, timeout=5)
+        item = _item(fcm_token(1), 1)
+        try:
+            [result] = await channel.send_many([item], [channel.render(item)])
+        finally:
+            await channel.close()
+    assert result.outcome == "transient" and "token endpoint unreachable" in (
+        result.detail or "")
+    assert peers.fcm.received == {}

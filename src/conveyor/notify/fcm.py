@@ -121,9 +121,12 @@ class FcmChannel(Channel):
             now = self.clock()
             form = {"grant_type": _GRANT, "assertion": self.account.assertion(now)}
             verify: ssl.SSLContext | bool = self.ssl_context or True
-            async with httpx.AsyncClient(http2=True, verify=verify,
-                                         timeout=self.timeout) as client:
-                resp = await client.post(self.account.token_uri, data=form)
+            try:
+                async with httpx.AsyncClient(http2=True, verify=verify,
+                                             timeout=self.timeout) as client:
+                    resp = await client.post(self.account.token_uri, data=form)
+            except httpx.HTTPError as exc:
+                raise H2Error(f"token endpoint unreachable: {exc!r}") from None
             if resp.status_code != 200:
                 raise H2Error(f"token endpoint answered {resp.status_code}: "
                               f"{resp.text[:200]}", retryable=resp.status_code >= 500)
