@@ -29,6 +29,8 @@ from h2.events import (
 from h2.exceptions import ProtocolError, StreamClosedError
 from h2.settings import SettingCodes
 
+from conveyor.notify.http2 import without_huffman
+
 __all__ = ["H2Server", "Request", "Response", "server_context"]
 
 
@@ -60,7 +62,8 @@ class _Connection(asyncio.Protocol):
     def __init__(self, handler: Handler, max_streams: int, live: set[_Connection]) -> None:
         self.handler = handler
         self.live = live
-        self.h2 = H2Connection(H2Configuration(client_side=False, header_encoding="utf-8"))
+        self.h2 = without_huffman(H2Connection(H2Configuration(client_side=False,
+                                                               header_encoding="utf-8")))
         self.max_streams = max_streams
         self.transport: asyncio.Transport | None = None
         self.streams: dict[int, tuple[list[tuple[str, str]], bytearray]] = {}
