@@ -341,3 +341,21 @@ async def test_fcm_token_endpoint_down_is_transient(tmp_path: Path) -> None:
     assert result.outcome == "transient" and "token endpoint unreachable" in (
         result.detail or "")
     assert peers.fcm.received == {}
+
+
+async def test_apns_peer_refuses_token_churn_per_connection(tmp_path: Path) -> None:
+    async with mobile_peers(tmp_path) as peers:
+        first, second = peers.apns_channel(), peers.apns_channel()
+        item = _item(apns_token(3), 3)
+        try:
+            [ok] = await first.send_many([item], [first.render(item)])
+            peers.apns_clock.advance(5 * 60)
+            first._token = None  # a sender that re-signs too soon, on the same connection
+            [churn] = await first.send_many([item], [first.render(item)])
+            [other] = await second.send_many([item], [second.render(item)])  # its own
+        finally:
+            await first.close()
+            await second.close()
+    assert ok.outcome == "sent" and other.outcome == "sent"
+    assert churn.outcome == "transient" and "TooManyProviderTokenUpdates" in (
+        churn.detail or "")

@@ -36,12 +36,14 @@ __all__ = ["H2Server", "Request", "Response", "server_context"]
 
 @dataclass(slots=True)
 class Request:
-    """One request as received: method, path, headers (lower-case names) and body."""
+    """One request as received: method, path, headers (lower-case names), body, and
+    which connection it came on (a number unique while the server runs)."""
 
     method: str
     path: str
     headers: dict[str, str]
     body: bytes
+    connection: int = 0
 
 
 Response = tuple[int, list[tuple[str, str]], bytes]
@@ -112,7 +114,7 @@ class _Connection(asyncio.Protocol):
         raw, body = self.streams.pop(stream_id, ([], bytearray()))
         headers = {k: v for k, v in raw}
         request = Request(headers.get(":method", ""), headers.get(":path", ""), headers,
-                          bytes(body))
+                          bytes(body), id(self))
         try:
             status, extra, content = self.handler(request)
         except Exception:  # a peer bug answers 500 rather than hanging the stream

@@ -194,9 +194,10 @@ class ApnsPeer:
 
     `keys`: key id -> the P-256 public key of each .p8 key; `team_id`, `topic`: what the
     provider token's `iss` and the `apns-topic` header must be. Provider tokens older than
-    an hour are refused with 403 ExpiredProviderToken; a new token sooner than 20 minutes
-    after the last (per key) with 429 TooManyProviderTokenUpdates. `faults`: device token
-    -> `"410 Unregistered"`-style answers in turn (`"429 TooManyRequests:2"` adds
+    an hour are refused with 403 ExpiredProviderToken; on one connection, a new token
+    sooner than 20 minutes after the last with 429 TooManyProviderTokenUpdates (Apple's
+    rule is per connection, so several senders may each hold their own token). `faults`:
+    device token -> `"410 Unregistered"`-style answers in turn (`"429 TooManyRequests:2"` adds
     `Retry-After: 2`). `check(token, payload, headers) -> bool` judges content.
     """
 
@@ -212,8 +213,10 @@ class ApnsPeer:
     refused: Counter[str] = field(default_factory=Counter)
     tokens_seen: int = 0
     bad: int = 0
-    _verified: dict[str, float] = field(default_factory=dict)  # provider token -> its iat
-    _latest: dict[str, float] = field(default_factory=dict)  # key id -> newest iat
+    _verified: dict[str, tuple[float, str]] = field(default_factory=dict)
+    """Provider tokens verified: token -> (its iat, its key id)."""
+    _latest: dict[tuple[int, str], float] = field(default_factory=dict)
+    """(connection, key id) -> the newest token's iat."""
 
     def _refuse(self, status: int, reason: str, retry_after: str | None = None) -> Response:
         self.refused[reason] += 1
@@ -223,12 +226,12 @@ class ApnsPeer:
         headers = [*_JSON, ("retry-after", retry_after)] if retry_after else _JSON
         return status, headers, orjson.dumps(body)
 
-    def _provider_token(self, authorization: str) -> Response | None:
+    def _provider_token(self, authorization: str, connection: int) -> Response | None:
         if not authorization.startswith("bearer "):
             return self._refuse(403, "MissingProviderToken")
         token = authorization[7:]
-        iat = self._verified.get(token)
-        if iat is None:
+        known = self._verified.get(token)
+        if known is None:
             try:
                 header, _ = jwt.decode(token)
                 key = self.keys.get(str(header.get("kid")))
@@ -240,13 +243,15 @@ class ApnsPeer:
                 iat = float(claims["iat"])
             except (ValueError, KeyError, TypeError):
                 return self._refuse(403, "InvalidProviderToken")
-            kid = str(header["kid"])
-            last = self._latest.get(kid)
-            if last is not None and iat > last and iat - last < 20 * 60:
-                return self._refuse(429, "TooManyProviderTokenUpdates")
-            self._latest[kid] = max(iat, last or iat)
-            self._verified[token] = iat
+            known = (iat, str(header["kid"]))
+            self._verified[token] = known
             self.tokens_seen += 1
+        iat, kid = known
+        last = self._latest.get((connection, kid))
+        if last is not None and iat > last and iat - last < 20 * 60:
+            return self._refuse(429, "TooManyProviderTokenUpdates")
+        if last is None or iat > last:
+            self._latest[(connection, kid)] = iat
         if self.clock() - iat > 3600:
             return self._refuse(403, "ExpiredProviderToken")
         return None
@@ -258,7 +263,7 @@ class ApnsPeer:
                                 "MethodNotAllowed" if request.path.startswith("/3/")
                                 else "BadPath")
         h = request.headers
-        refused = self._provider_token(h.get("authorization", ""))
+        refused = self._provider_token(h.get("authorization", ""), request.connection)
         if refused is not None:
             return refused
         device = request.path[len("/3/device/"):]
