@@ -11,13 +11,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import orjson
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import (
-    decode_dss_signature,
-    encode_dss_signature,
-)
+
+# cryptography is imported where it is used: `import conveyor.notify` stays cheap for a
+# process that runs no mobile channel.
 
 __all__ = ["b64url", "b64url_decode", "decode", "load_private_key", "sign", "verify"]
 
@@ -34,6 +30,8 @@ def b64url_decode(text: str) -> bytes:
 
 def load_private_key(pem: str | bytes) -> Any:
     """An RSA or EC private key from PEM (a service account's `private_key`, an APNs .p8)."""
+    from cryptography.hazmat.primitives import serialization
+
     return serialization.load_pem_private_key(pem.encode() if isinstance(pem, str) else pem,
                                               password=None)
 
@@ -41,6 +39,10 @@ def load_private_key(pem: str | bytes) -> Any:
 def sign(claims: Mapping[str, Any], key: Any, headers: Mapping[str, Any] | None = None
          ) -> str:
     """A compact JWT: RS256 for an RSA key, ES256 for a P-256 key."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
     alg = "RS256" if isinstance(key, rsa.RSAPrivateKey) else "ES256"
     head = b64url(orjson.dumps({"alg": alg, "typ": "JWT", **(headers or {})}))
     signing_input = f"{head}.{b64url(orjson.dumps(dict(claims)))}".encode()
@@ -70,6 +72,11 @@ def decode(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
 def verify(token: str, public_key: Any) -> dict[str, Any]:
     """The claims of a JWT whose signature `public_key` verifies (the algorithm must match
     the key's type); ValueError otherwise. Times and audiences are the caller's to check."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
     header, claims = decode(token)
     head, body, sig = token.split(".")
     signing_input = f"{head}.{body}".encode()

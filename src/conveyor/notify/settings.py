@@ -82,6 +82,8 @@ class ChannelSettings:
 
     def _mobile(self) -> dict[str, Channel]:
         """The fcm and apns channels, when configured."""
+        if not self.fcm_credentials and not self.apns_key:
+            return {}  # their modules (h2, cryptography) stay unimported
         import ssl
 
         from conveyor.notify.apns import APNS_URL, ApnsChannel
