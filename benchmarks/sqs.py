@@ -3,7 +3,9 @@
 One broker on a fresh SQLite file serves both apps from one event loop in a thread (as
 `conveyor serve` does); a synchronous client in the main thread sends N messages in
 batches of 10, then drains them (receive 10 + delete 10) until the queue is empty:
-boto3 through the SQS endpoint, and conveyor's own `Client` through the native API.
+boto3 through the SQS endpoint, and conveyor's own `Client` through the native API; then
+both again once an API key exists (every SQS request SigV4-checked against the key and its
+grants, every native one by bearer token).
 
     python benchmarks/sqs.py                  # 5,000 messages each way
     python benchmarks/sqs.py --messages 20000
@@ -25,9 +27,11 @@ import boto3
 import uvicorn
 from botocore.config import Config
 
+from conveyor.broker.api_keys import CACHE_SECONDS, ApiKeys
 from conveyor.broker.broker import Broker
 from conveyor.client.sync_client import Client
 from conveyor.http.app import create_app
+from conveyor.keys import parse_grants
 from conveyor.models import Body, SendEntry
 from conveyor.sqs import create_sqs_app
 from conveyor.storage.factory import storage_from_url
@@ -87,9 +91,10 @@ def timed(run: Callable[[], int]) -> tuple[int, float]:
     return count, time.perf_counter() - started
 
 
-def bench_sqs(url: str, messages: int) -> tuple[float, float]:
+def bench_sqs(url: str, messages: int, key: tuple[str, str] = ("x", "x")
+              ) -> tuple[float, float]:
     sqs = boto3.client("sqs", endpoint_url=url, region_name="us-east-1",
-                       aws_access_key_id="x", aws_secret_access_key="x",
+                       aws_access_key_id=key[0], aws_secret_access_key=key[1],
                        config=Config(retries={"max_attempts": 1}))
     queue = sqs.create_queue(QueueName=f"bench-sqs-{uuid.uuid4().hex[:8]}")["QueueUrl"]
 
@@ -114,8 +119,9 @@ def bench_sqs(url: str, messages: int) -> tuple[float, float]:
     return sent / send_s, drained / drain_s
 
 
-def bench_native(url: str, messages: int) -> tuple[float, float]:
-    with Client(url) as client:
+def bench_native(url: str, messages: int, token: str | None = None
+                 ) -> tuple[float, float]:
+    with Client(url, api_key=token) as client:
         queue = f"bench-native-{uuid.uuid4().hex[:8]}"
         client.create_queue(queue)
 
@@ -147,6 +153,13 @@ def main() -> None:
             rows = [("SQS endpoint (boto3)", bench_sqs(servers.sqs_url, args.messages)),
                     ("native API (conveyor Client)",
                      bench_native(servers.native_url, args.messages))]
+            key, token = servers.call(ApiKeys(servers.broker).create(
+                "bench", parse_grants(["send,receive,manage"])))
+            time.sleep(CACHE_SECONDS + 0.5)  # the apps learn that keys exist
+            rows += [("SQS endpoint, API key (SigV4)",
+                      bench_sqs(servers.sqs_url, args.messages, (key.id, token))),
+                     ("native API, API key (bearer)",
+                      bench_native(servers.native_url, args.messages, token))]
         finally:
             servers.close()
     print(f"{args.messages} messages, batches of {BATCH}, SQLite, one client, one run")

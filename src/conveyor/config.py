@@ -50,6 +50,8 @@ class ServerConfig:
     max_in_flight: int = MAX_IN_FLIGHT
     max_depth: int | None = None
     max_long_polls: int = MAX_LONG_POLLS  # receives waiting at once, per process
+    # trust: Host names (beyond loopback) a key-less server answers; also accepted Origins
+    allowed_hosts: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _check_port("port", self.port)
@@ -74,7 +76,8 @@ class SqsConfig:
     enabled: bool = True
     port: int = DEFAULT_SQS_PORT
     account_id: str = DEFAULT_ACCOUNT_ID
-    credentials: str = ""  # trust: "AKID:SECRET,..." checked by SigV4; "" = none
+    # trust: the retired "AKID:SECRET,..." option; set, `serve` says to make API keys
+    credentials: str = ""
     # AWS refuses a second PurgeQueue of a queue, and re-creating a deleted queue's name,
     # for 60 seconds; relaxed lifts both waits (for test suites that reuse names at once).
     relaxed: bool = False
@@ -110,6 +113,8 @@ class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     sqs: SqsConfig = field(default_factory=SqsConfig)
     log_json: bool = False  # one JSON object a log line (else text), each with its request id
+    # trust: seals API keys' secrets at rest (sealing.py); kept out of repr, logs, tracebacks
+    keys_secret: str | None = field(default=None, repr=False)
     feedback: FeedbackConfig = field(default_factory=FeedbackConfig)
 
 
@@ -136,7 +141,8 @@ def from_env(environ: Mapping[str, str] | None = None) -> Config:
     CONVEYOR_MAX_REQUEST_BYTES, CONVEYOR_SQS_PORT, CONVEYOR_SQS_ACCOUNT_ID, CONVEYOR_NO_SQS,
     CONVEYOR_LOG_FORMAT (text or json), CONVEYOR_TLS_CERT, CONVEYOR_TLS_KEY,
     CONVEYOR_MAX_IN_FLIGHT, CONVEYOR_MAX_DEPTH (0: none), CONVEYOR_MAX_LONG_POLLS,
-    CONVEYOR_SQS_CREDENTIALS, CONVEYOR_SQS_RELAXED; provider feedback:
+    CONVEYOR_ALLOWED_HOSTS (comma-separated), CONVEYOR_KEYS_SECRET, CONVEYOR_SQS_RELAXED,
+    CONVEYOR_SQS_CREDENTIALS (retired: refused); provider feedback:
     CONVEYOR_FEEDBACK_SENDGRID_KEY, CONVEYOR_FEEDBACK_POSTMARK_SECRET,
     CONVEYOR_FEEDBACK_SNS_TOPICS (comma-separated ARNs), CONVEYOR_FEEDBACK_SOFT_LIMIT.
     """
@@ -151,6 +157,8 @@ def from_env(environ: Mapping[str, str] | None = None) -> Config:
         max_in_flight=_int(env, "CONVEYOR_MAX_IN_FLIGHT", MAX_IN_FLIGHT),
         max_depth=_int(env, "CONVEYOR_MAX_DEPTH", 0) or None,
         max_long_polls=_int(env, "CONVEYOR_MAX_LONG_POLLS", MAX_LONG_POLLS),
+        allowed_hosts=tuple(h.strip() for h in (env.get("CONVEYOR_ALLOWED_HOSTS") or "")
+                            .split(",") if h.strip()),
     )
     sqs = SqsConfig(
         enabled=not _bool(env, "CONVEYOR_NO_SQS"),
@@ -165,6 +173,7 @@ def from_env(environ: Mapping[str, str] | None = None) -> Config:
         server=server,
         sqs=sqs,
         log_json=(env.get("CONVEYOR_LOG_FORMAT") or "text").lower() == "json",
+        keys_secret=env.get("CONVEYOR_KEYS_SECRET") or None,
         feedback=FeedbackConfig(
             sendgrid_key=env.get("CONVEYOR_FEEDBACK_SENDGRID_KEY") or None,
             postmark_secret=env.get("CONVEYOR_FEEDBACK_POSTMARK_SECRET") or None,

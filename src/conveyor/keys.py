@@ -1,7 +1,10 @@
 """API keys: who may do what to which queues. Pure data, parsing and hashing.
 
 A key is a bearer token (`cvk_` + 43 url-safe characters, 256 random bits) shown once when
-it is made; the database keeps only its SHA-256. Each key holds grants: actions
+it is made. On the SQS endpoint the same key signs SigV4 requests: the access key id is
+the key's id, the secret access key its token. Bearer tokens are looked up by their
+SHA-256; the token itself is kept too, since SigV4 cannot be checked without the
+secret. Each key holds grants: actions
 (`send`, `receive`, `manage`) on queue names matching a pattern (`*` and `?` wildcards,
 as in shell globs). `send,receive:orders-*` lets a key send to and receive from every
 queue whose name starts with `orders-`; a grant without a pattern covers every queue.
@@ -26,6 +29,8 @@ ACTIONS: tuple[Action, ...] = ("send", "receive", "manage")
 TOKEN_PREFIX = "cvk_"
 _PATTERN = re.compile(r"[A-Za-z0-9_.*?-]{1,85}")
 _NAME = re.compile(r"[A-Za-z0-9_.@-]{1,100}")
+_ACCESS_KEY_ID = re.compile(r"[A-Za-z0-9_.-]{1,128}")
+_SECRET = re.compile(r"[\x21-\x7e]{16,256}")  # printable ASCII, no spaces
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +100,22 @@ def check_key_name(name: str) -> str:
         raise InvalidInput(f"Key name {name[:100]!r} is invalid: use 1-100 letters, digits, "
                            "'_', '-', '.' or '@'.", field="name")
     return name
+
+
+def check_access_key_id(key_id: str) -> str:
+    """An imported access key id: 1-128 letters, digits, '_', '-', '.'."""
+    if not _ACCESS_KEY_ID.fullmatch(key_id):
+        raise InvalidInput(f"Access key id {key_id[:128]!r} is invalid: use 1-128 letters, "
+                           "digits, '_', '-' or '.'.", field="access_key_id")
+    return key_id
+
+
+def check_secret(secret: str) -> str:
+    """An imported secret: 16-256 printable ASCII characters without spaces."""
+    if not _SECRET.fullmatch(secret):
+        raise InvalidInput("A secret is 16-256 printable ASCII characters without spaces.",
+                           field="secret")
+    return secret
 
 
 def new_token() -> str:

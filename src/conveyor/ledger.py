@@ -14,8 +14,9 @@ __all__ = ["DELIVERY_STATUSES", "FINAL_STATUSES", "Delivery", "DeliveryUpdate",
            "NewDelivery", "Suppression"]
 
 DELIVERY_STATUSES = ("queued", "sending", "sent", "retrying", "failed", "unknown")
-"""Every status a notification can be in. `unknown`: a worker died between handing it to
-a provider and recording the answer, and the channel does not resend in that case."""
+"""Every status a notification can be in. `sending`: handed to a provider, answer not yet
+recorded (a row left `sending` by a worker that died is in doubt); `unknown`: in doubt and
+held for an operator rather than resent (a channel configured so)."""
 
 FINAL_STATUSES = frozenset({"sent", "failed", "unknown"})
 """Statuses after which a notification is never handed to a provider again."""
@@ -51,6 +52,9 @@ class Delivery:
     provider_id: str | None
     updated_at: int
     expires_at: int
+    resends: int = 0
+    """Times it was handed to the provider again after an attempt left in doubt by a
+    crash (each possibly a second copy, carrying the same idempotency handle)."""
 
 
 @dataclass(frozen=True, slots=True)

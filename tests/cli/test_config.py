@@ -54,3 +54,12 @@ def test_flags_override_the_environment(monkeypatch: pytest.MonkeyPatch) -> None
     assert (config.server.port, config.server.workers) == (0, 2)
     assert config.database_url == "sqlite:///env.db"
     assert config.sqs.enabled is False
+
+
+def test_sqs_relaxed_from_the_environment_or_the_flag(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert from_env({}).sqs.relaxed is False  # AWS's 60 s waits by default
+    assert from_env({"CONVEYOR_SQS_RELAXED": "1"}).sqs.relaxed is True
+    monkeypatch.delenv("CONVEYOR_SQS_RELAXED", raising=False)
+    assert server_config(build_parser().parse_args(["serve"])).sqs.relaxed is False
+    args = build_parser().parse_args(["serve", "--sqs-relaxed"])
+    assert server_config(args).sqs.relaxed is True

@@ -22,7 +22,7 @@ HOSTILE = '</pre><script>alert("x")</script><img src=x onerror=alert(1)>'
 async def ui(open_broker: OpenBroker) -> AsyncIterator[tuple[httpx.AsyncClient, Broker]]:
     broker = await open_broker(stats_cache_seconds=0)
     transport = httpx.ASGITransport(app=create_app(broker))
-    async with httpx.AsyncClient(transport=transport, base_url="http://ui.test") as http:
+    async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as http:
         yield http, broker
 
 

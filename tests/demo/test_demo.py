@@ -45,6 +45,26 @@ def test_demo_without_smtp_sink_uses_aiosmtpd(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_demo_with_workers_killed_loses_nothing(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    done = subprocess.run([sys.executable, "-m", "conveyor.cli.main", "demo", "--messages",
+                           "5000", "--kill-workers-every", "3", "--mix",
+                           "email=0.7,webpush=0.3", "--no-progress"],
+                          capture_output=True, text=True, timeout=110, cwd=tmp_path, env=env)
+    out = done.stdout
+    assert done.returncode == 0, out + done.stderr
+    assert re.search(r"email sink\s+[\d,]+ received, 3,500 distinct, 0 missing", out)
+    assert re.search(r"push sink\s+[\d,]+ received, 1,500 distinct, 0 missing", out)
+    crashes = re.search(r"crashes\s+(\d+) kill -9 of delivery workers \(every 3 s\).*"
+                        r"extra copies at the sinks: email ([\d,]+), push ([\d,]+); "
+                        r"bound \d+ kills x in_flight 400 = ([\d,]+) per channel", out)
+    assert crashes is not None, out
+    kills, email, push, bound = (int(g.replace(",", "")) for g in crashes.groups())
+    assert kills >= 2 and bound == kills * 400 and max(email, push) <= bound
+    assert "PASS: none lost, right content, extra copies within the bound" in out
+
+
+@pytest.mark.slow
 def test_demo_mobile_only_mix(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     done = subprocess.run([sys.executable, "-m", "conveyor.cli.main", "demo", "--messages",

@@ -272,6 +272,30 @@ def test_retry_keeps_count_and_records_error(client: httpx.Client, queue: str) -
     assert again["last_error"] == "boom"
 
 
+def test_retry_can_dead_letter_now_keeping_the_source(client: httpx.Client,
+                                                      new_queue: NewQueue) -> None:
+    dlq = new_queue("-dlq")
+    queue = new_queue(dead_letter_queue=dlq, max_receive_count=5)
+    [sent] = send(client, queue, "not a job")
+    [message] = receive(client, queue)
+    response = client.post(f"/v1/queues/{queue}/messages/retry", json={
+        "receipt_handle": message["receipt_handle"], "error": "bad body",
+        "dead_letter": True})
+    assert response.status_code == 200 and response.json()["status"] == "ok", response.text
+    [dead] = client.get(f"/v1/queues/{dlq}/messages").json()["messages"]
+    assert dead["id"] == sent and dead["last_error"] == "bad body"
+    assert dead["source_queue"] == queue
+    assert stats(client, queue)["dead_letters"] == 1
+    # A queue without a dead-letter queue refuses, and the lease is untouched.
+    plain = new_queue()
+    send(client, plain, "x")
+    [held] = receive(client, plain)
+    assert_error(client.post(f"/v1/queues/{plain}/messages/retry", json={
+        "receipt_handle": held["receipt_handle"], "dead_letter": True}), 422,
+        field="dead_letter")
+    assert stats(client, plain)["in_flight"] == 1
+
+
 def test_long_poll_returns_after_wait_seconds_when_empty(client: httpx.Client,
                                                          queue: str) -> None:
     started = time.monotonic()

@@ -23,7 +23,7 @@ from tests.http.server import start_server
 async def served(open_broker: OpenBroker) -> AsyncIterator[tuple[httpx.AsyncClient, Broker]]:
     broker = await open_broker(stats_cache_seconds=0)
     transport = httpx.ASGITransport(app=create_app(broker))
-    async with httpx.AsyncClient(transport=transport, base_url="http://m.test") as http:
+    async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as http:
         yield http, broker
 
 

@@ -27,19 +27,22 @@ async def test_status_counts_and_suppression_routes(broker: Broker) -> None:
                                                data={"n": i}) for i in range(3)])
         await deliver_until(notifier, lambda: len(sink.messages) >= 3)
     transport = httpx.ASGITransport(app=create_app(broker))
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+    async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as http:
         got = await http.get(f"/v1/notifications/{ids[0]}")
         assert got.status_code == 200, got.text
         body = got.json()
         assert body["status"] == "sent" and body["recipient"] == "h0@example.com"
         assert body["channel"] == "email" and body["attempts"] == 1 and body["provider_id"]
+        assert body["resends"] == 0
         missing = await http.get("/v1/notifications/" + "0" * 32)
         assert missing.status_code == 404
         assert missing.json()["error"]["code"] == "delivery_not_found"
-        counts = (await http.get("/v1/notifications/counts")).json()["counts"]
+        got_counts = (await http.get("/v1/notifications/counts")).json()
+        counts = got_counts["counts"]
         assert counts["email"]["sent"] == 3 and counts["email"]["queued"] == 0
-        assert (await http.get("/v1/notifications/counts",
-                               params={"channel": "push"})).json() == {"counts": {}}
+        assert got_counts["resent_after_crash"] == {}
+        assert (await http.get("/v1/notifications/counts", params={"channel": "push"})
+                ).json() == {"counts": {}, "resent_after_crash": {}}
 
         add = await http.post("/v1/suppressions", json={
             "channel": "email", "address": "h1@example.com", "reason": "unsubscribed"})
@@ -96,6 +99,8 @@ def test_cli_send_then_worker_delivers_once(tmp_path: Path) -> None:
     assert b"Subject: Welcome, Ann" in sink.messages[0][2]
     status = _conveyor("notify", "status", sent[0], "--database", db, cwd=tmp_path)
     assert json.loads(status.stdout)["status"] == "sent"
+    counts = json.loads(_conveyor("notify", "counts", "--database", db, cwd=tmp_path).stdout)
+    assert counts["counts"]["email"]["sent"] == 1 and counts["resent_after_crash"] == {}
 
 
 class _TimedSink(SmtpSink):
@@ -133,5 +138,8 @@ def test_rate_limit_holds_across_two_worker_processes(tmp_path: Path) -> None:
     assert sum(counts) == 60 and sum(sink.received.values()) == 60
     times = sorted(sink.times)
     assert times[-1] - times[0] >= 1.6, f"60 at 20/s took {times[-1] - times[0]:.2f} s"
-    for i, t in enumerate(times):  # no second holds more than the burst plus the rate
-        assert sum(1 for u in times[i:] if u - t < 1.0) <= 41
+    # No second holds more than the burst plus the rate, give or take the jitter between a
+    # grant and the sink's clock (a ledger write marks each chunk `sending` in between; on
+    # a loaded machine one chunk's arrivals can slip into the next second).
+    for i, t in enumerate(times):
+        assert sum(1 for u in times[i:] if u - t < 1.0) <= 44

@@ -87,9 +87,9 @@ async def test_a_worker_that_lost_its_lease_sends_nothing_of_it(
     (new,) = await broker.receive(queue_name("email"), 10, 30, 0)
     await stalled.process("email", channel, [old])
     assert channel.sent == [] and stalled.stats.lease_lost == 3
-    for delivery_id in ids:  # back to retrying, so the holder sends them (any channel)
+    for delivery_id in ids:  # never marked `sending`: nothing in doubt, the holder sends
         row = await notifier.status(delivery_id)
-        assert row is not None and row.status == "retrying"
+        assert row is not None and row.status == "queued" and row.attempts == 0
     holder = notifier.deliverer(DeliveryOptions(visibility_timeout=30))
     await holder.process("email", channel, [new])
     assert sorted(channel.sent) == ["u0@example.com", "u1@example.com", "u2@example.com"]
@@ -122,3 +122,33 @@ async def test_smtp_pool_never_exceeds_pool_size(broker: Broker) -> None:
     assert all(r.outcome == "sent" for got in answers for r in got)
     assert len(sink.messages) == 60
     assert 1 <= peak <= 3
+
+
+async def test_a_lease_not_confirmed_in_time_is_given_up_not_acked(
+        broker: Broker, clock: ManualClock) -> None:
+    # The broker answers the confirmation slower than half a lease (a loaded machine):
+    # nothing may be sent, and the envelope must come back whole, not be acked unsent.
+    channel = GatedChannel()
+    channel.gate.set()
+    notifier = Notifier(broker, channels={"email": channel})
+    ids = await notifier.asend_many([Email(to=f"s{i}@example.com", subject="s", text="t")
+                                     for i in range(3)])
+    real = broker.change_visibility
+
+    async def slow(*args: Any, **kwargs: Any) -> Any:
+        await asyncio.sleep(1.1)  # over half of the 2-second lease
+        return await real(*args, **kwargs)
+
+    broker.change_visibility = slow  # type: ignore[method-assign]
+    worker = notifier.deliverer(DeliveryOptions(visibility_timeout=2, heartbeat_seconds=0))
+    (message,) = await broker.receive(queue_name("email"), 10, 2, 0)
+    await worker.process("email", channel, [message])
+    broker.change_visibility = real  # type: ignore[method-assign]
+    assert channel.sent == [] and worker.stats.lease_lost == 3
+    clock.advance(3)
+    (again,) = await broker.receive(queue_name("email"), 10, 30, 0)  # not acked
+    await notifier.deliverer().process("email", channel, [again])
+    assert sorted(channel.sent) == ["s0@example.com", "s1@example.com", "s2@example.com"]
+    for delivery_id in ids:
+        row = await notifier.status(delivery_id)
+        assert row is not None and row.status == "sent"

@@ -30,6 +30,26 @@ async def test_begin_skips_finished_rows_and_counts(broker: Broker) -> None:
     assert await ledger.counts("push") == {}
 
 
+async def test_statuses_read_only_and_resends_counted(broker: Broker) -> None:
+    ledger = broker.ledger
+    rows = [NewDelivery(f"r{i}", "push", f"https://push.example/{i}") for i in range(3)]
+    await ledger.record(rows[:2])
+    assert await ledger.statuses(["r0", "r2", "r1"]) == ["queued", None, "queued"]
+    assert (await ledger.get("r0")).attempts == 0  # type: ignore[union-attr]
+    await ledger.begin(rows[:2])  # r0, r1 handed to the provider; the worker dies
+    await ledger.finish([DeliveryUpdate("r1", "sent")])
+    assert await ledger.statuses(["r0", "r1"]) == ["sending", "sent"]
+    # a new worker: r0 is in doubt and resent (counted), r2 is new
+    assert await ledger.begin([rows[0], rows[2]]) == ["sending", None]
+    r0, r2 = await ledger.get("r0"), await ledger.get("r2")
+    assert r0 is not None and r0.resends == 1 and r0.attempts == 2
+    assert r2 is not None and r2.resends == 0
+    await ledger.finish([DeliveryUpdate("r0", "retrying", "503")])
+    await ledger.begin([rows[0]])  # a retry after a recorded outcome is no resend
+    assert (await ledger.get("r0")).resends == 1  # type: ignore[union-attr]
+    assert await ledger.resent() == {"push": 1} and await ledger.resent("email") == {}
+
+
 async def test_repeated_id_in_one_batch(broker: Broker) -> None:
     row = NewDelivery("same", "push", "https://push.example/1")
     assert await broker.ledger.begin([row, row]) == [None, "sending"]

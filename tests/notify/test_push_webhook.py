@@ -1,6 +1,6 @@
 """Web Push into a real local push endpoint (VAPID verified, payload decrypted), and signed
-webhooks: content, Retry-After on 429, dead letters and suppression on 410, the crash
-window recorded as unknown."""
+webhooks: content, Retry-After on 429, dead letters and suppression on 410; a push left in
+doubt by a crash resent with its Topic, or held as unknown when so configured."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 
 from conveyor.broker.broker import Broker
 from conveyor.demo.loopback import PushEndpoint, make_subscriber
-from conveyor.ledger import NewDelivery
-from conveyor.notify import Notifier, WebhookChannel, WebPush, WebPushChannel
+from conveyor.ledger import Delivery, NewDelivery
+from conveyor.notify import DeliveryOptions, Notifier, WebhookChannel, WebPush, WebPushChannel
 from conveyor.notify.delivery import dlq_name
 from conveyor.notify.models import Webhook
 from tests.notify.helpers import TEMPLATES, deliver_until, free_port
@@ -81,23 +81,42 @@ async def test_push_delivered_verified_and_faults(broker: Broker, clock: Any) ->
     assert [m.body.value()["to"] for m in dead] == [endpoint_2]
 
 
-async def test_push_crash_window_is_reported_unknown(broker: Broker) -> None:
+async def _push_in_doubt(broker: Broker, options: DeliveryOptions
+                         ) -> tuple[PushEndpoint, Delivery | None, str]:
+    """A push notification that a worker marked `sending`, handed to the push service and
+    died before recording, then delivered by a new worker with `options`."""
     sub = make_subscriber()
     endpoint = PushEndpoint([sub])
+    channel = push_channel()
     async with serving(endpoint.app()) as port:
-        notifier = Notifier(broker, channels={"push": push_channel()}, templates=TEMPLATES)
+        notifier = Notifier(broker, channels={"push": channel}, templates=TEMPLATES)
         (pid,) = await notifier.asend_many([WebPush(
             subscription=sub.subscription(f"http://127.0.0.1:{port}/push/0"),
             payload={"x": 1})])
-        # a worker marked it `sending`, called the push service and died before recording
         await broker.ledger.begin([NewDelivery(pid, "push", "x")])
-        deliverer = notifier.deliverer()
+        deliverer = notifier.deliverer(options)
         await deliverer.ensure_queues()
         messages = await broker.receive("notify-push", 10, 30, 0)
-        await deliverer.process("push", notifier.channels["push"], messages)
-    row = await notifier.status(pid)
-    assert row is not None and row.status == "unknown"
+        try:
+            await deliverer.process("push", channel, messages)
+        finally:
+            await channel.close()
+    return endpoint, await notifier.status(pid), pid
+
+
+async def test_push_in_doubt_is_resent_with_its_topic(broker: Broker) -> None:
+    endpoint, row, pid = await _push_in_doubt(broker, DeliveryOptions())
+    assert row is not None and row.status == "sent" and row.resends == 1
+    assert endpoint.received == {"0": 1} and endpoint.topics == {pid: 1}
+    assert await broker.ledger.resent() == {"push": 1}
+
+
+async def test_push_in_doubt_held_as_unknown_when_configured(broker: Broker) -> None:
+    endpoint, row, _ = await _push_in_doubt(
+        broker, DeliveryOptions(hold_unknown=frozenset({"push"})))
+    assert row is not None and row.status == "unknown" and "operator" in (row.error or "")
     assert endpoint.received == {}  # not sent again
+    assert await broker.ledger.resent() == {}
 
 
 async def test_webhook_signed_and_retried_on_503(broker: Broker, clock: Any) -> None:
@@ -122,7 +141,7 @@ async def test_webhook_signed_and_retried_on_503(broker: Broker, clock: Any) -> 
     stamp = headers["Conveyor-Timestamp"]
     mac = hmac.new(b"s3cret", stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
     assert headers["Conveyor-Signature"] == f"sha256={mac}"
-    assert headers["Conveyor-Delivery"] == wid
+    assert headers["Conveyor-Delivery"] == headers["Idempotency-Key"] == wid
     assert orjson.loads(body) == {"id": wid, "event": "order.paid", "data": {"n": 1}}
     row = await notifier.status(wid)
     assert row is not None and row.status in ("sending", "sent") and row.attempts == 2

@@ -45,7 +45,8 @@ class SqsServer:
         self.endpoint = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(create_sqs_app(self.broker, account_id=account_id,
                                                relaxed=relaxed),
-                                log_level="warning", lifespan="off", access_log=False)
+                                log_level="warning", lifespan="off", access_log=False,
+                                timeout_graceful_shutdown=5)
         self._server = uvicorn.Server(config)
         self._serving = asyncio.run_coroutine_threadsafe(
             self._server.serve(sockets=[sock]), self._loop)
@@ -63,6 +64,8 @@ class SqsServer:
 
     def close(self) -> None:
         """Stop serving, close the broker, end the thread."""
+        # Answer waiting long polls now (a client's last poll would hold the shutdown).
+        self._loop.call_soon_threadsafe(self.broker.end_long_polls)
         self._server.should_exit = True
         self._serving.result(15)
         self.call(self.broker.close())

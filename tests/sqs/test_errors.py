@@ -7,6 +7,7 @@ HTTP status and the exact message text. A row without a trigger fails the suite.
 
 from __future__ import annotations
 
+import base64
 import json
 import uuid
 from collections.abc import Callable, Iterator
@@ -168,6 +169,15 @@ def _not_in_flight(e: Env) -> None:
     e.sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=handle, VisibilityTimeout=5)
 
 
+def _receipt_expired(e: Env) -> None:
+    url = e.fifo(ContentBasedDeduplication="true")
+    e.sqs.send_message(QueueUrl=url, MessageBody="m", MessageGroupId="g")
+    handle = e.sqs.receive_message(QueueUrl=url, VisibilityTimeout=0)["Messages"][0][
+        "ReceiptHandle"]  # its lease is over at once
+    e.expect(handle=handle)
+    e.sqs.delete_message(QueueUrl=url, ReceiptHandle=handle)
+
+
 def _visibility_limit(e: Env) -> None:
     url = e.queue()
     handle = e.received(url)["ReceiptHandle"]
@@ -273,6 +283,8 @@ TRIGGERS: dict[str, Callable[[Env], object]] = {
     "fifo_delay": _with({"value": 5}, lambda e: _fifo_send(e, DelaySeconds=5)),
     "standard_dedup": _with({"value": "d"}, lambda e: _send(e, MessageDeduplicationId="d")),
     "dedup_required": lambda e: _send(e, e.fifo(), MessageGroupId="g"),
+    "batch_group_missing": lambda e: e.sqs.send_message_batch(QueueUrl=e.fifo(
+        ContentBasedDeduplication="true"), Entries=[{"Id": "a", "MessageBody": "m"}]),
     "fifo_token": _with({"name": "MessageGroupId", "value": "a b"}, lambda e: _send(
         e, e.fifo(), MessageGroupId="a b", MessageDeduplicationId="d")),
     "attribute_count": _with({"count": 11}, lambda e: _send(e, MessageAttributes={
@@ -336,7 +348,12 @@ TRIGGERS: dict[str, Callable[[Env], object]] = {
     "not_a_dead_letter_queue": lambda e: e.sqs.start_message_move_task(
         SourceArn=e.arn(e.queue())),
     "task_running": _task_running,
-    "task_missing": lambda e: e.sqs.cancel_message_move_task(TaskHandle=str(uuid.uuid4())),
+    "task_handle": lambda e: e.sqs.cancel_message_move_task(TaskHandle="not-a-handle"),
+    "task_missing": lambda e: e.sqs.cancel_message_move_task(TaskHandle=base64.urlsafe_b64encode(
+        f"{uuid.uuid4()}&{e.arn(e.queue())}".encode()).decode()),
+    "sse_exclusive": lambda e: e.sqs.set_queue_attributes(QueueUrl=e.queue(), Attributes={
+        "KmsMasterKeyId": "alias/mine", "SqsManagedSseEnabled": "true"}),
+    "receipt_expired": _receipt_expired,
     "task_not_running": _task_not_running,
 }
 

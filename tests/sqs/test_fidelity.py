@@ -48,6 +48,24 @@ def test_infrastructure_attributes_are_stored_and_returned(sqs: Any, names: Name
     assert got["KmsDataKeyReusePeriodSeconds"] == "600"
 
 
+def test_create_queue_again_with_the_same_redrive_policy(sqs: Any, names: Names) -> None:
+    dlq = sqs.create_queue(QueueName=names("dlq"))["QueueUrl"]
+    policy = json.dumps({"deadLetterTargetArn": attributes(sqs, dlq, "QueueArn")["QueueArn"],
+                         "maxReceiveCount": "5"})
+    name = names("src")
+    url = sqs.create_queue(QueueName=name, Attributes={"RedrivePolicy": policy})["QueueUrl"]
+    assert sqs.create_queue(QueueName=name, Attributes={"RedrivePolicy": policy})[
+        "QueueUrl"] == url
+
+
+def test_get_queue_url_of_another_owner(sqs: Any, queue: str) -> None:
+    name = queue.rsplit("/", 1)[-1]
+    assert sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId="000000000000")[
+        "QueueUrl"] == queue
+    with pytest.raises(sqs.exceptions.QueueDoesNotExist):
+        sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId="111122223333")
+
+
 def test_a_new_queue_reports_sse_sqs(sqs: Any, queue: str) -> None:
     got = attributes(sqs, queue)
     assert got["SqsManagedSseEnabled"] == "true"
@@ -117,8 +135,8 @@ def test_receive_request_attempt_id_replays_the_batch(sqs: Any, names: Names) ->
     assert {m["Body"] for m in other} == {"m2", "m3"}
     # Once a message of the batch is deleted, the attempt id no longer replays it.
     sqs.delete_message(QueueUrl=url, ReceiptHandle=first[0]["ReceiptHandle"])
-    assert "Messages" not in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10,
-                                                 ReceiveRequestAttemptId="try-1")
+    assert sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10,
+                               ReceiveRequestAttemptId="try-1")["Messages"] == []
 
 
 def test_trace_header_is_kept_and_returned(sqs: Any, queue: str) -> None:
@@ -140,6 +158,9 @@ def test_trace_header_is_kept_and_returned(sqs: Any, queue: str) -> None:
         "Messages"]
     assert message["Attributes"]["AWSTraceHeader"] == header
     assert set(message["MessageAttributes"]) == {"Custom.a", "Custom.b", "other"}
+    [message] = sqs.receive_message(QueueUrl=queue, MessageAttributeNames=["Nothing.*"],
+                                    VisibilityTimeout=0)["Messages"]
+    assert message["MessageAttributes"] == {} and "MD5OfMessageAttributes" not in message
     [message] = sqs.receive_message(QueueUrl=queue, MessageSystemAttributeNames=["All"],
                                     MessageAttributeNames=["All"])["Messages"]
     assert "AWS.TraceHeader" not in message["MessageAttributes"]
@@ -221,4 +242,4 @@ def test_relaxed_mode_lifts_both_waits(relaxed: Any) -> None:
     relaxed.purge_queue(QueueUrl=url)
     relaxed.delete_queue(QueueUrl=url)
     assert relaxed.create_queue(QueueName="reused")["QueueUrl"] == url
-    assert "Messages" not in relaxed.receive_message(QueueUrl=url)
+    assert relaxed.receive_message(QueueUrl=url)["Messages"] == []

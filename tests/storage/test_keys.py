@@ -1,4 +1,4 @@
-"""Conformance: API keys (only token hashes are stored)."""
+"""Conformance: API keys (token hashes, and each key's SigV4 secret by key id)."""
 
 from __future__ import annotations
 
@@ -28,3 +28,21 @@ async def test_keys(storage: Storage, t0: int) -> None:
     listed = await storage.api_key_list()
     assert sorted((k.id, k.revoked_at) for k in listed) == [("id1", t0 + 1), ("id3", t0 + 4)]
     assert await storage.api_key_count() == 2
+
+
+async def test_key_secrets_by_id(storage: Storage, t0: int) -> None:
+    assert await storage.api_key_insert(ApiKeyInsertParams(
+        "AKID1", "sqs", "hash1", grants_to_json(GRANTS), t0, "sealed1:abc"))
+    assert await storage.api_key_insert(ApiKeyInsertParams(
+        "id2", "old", "hash2", grants_to_json(GRANTS), t0))  # made before secrets
+    found = await storage.api_key_by_id("AKID1")
+    assert found is not None and found[0].name == "sqs" and found[1] == "sealed1:abc"
+    assert found[0].grants == GRANTS
+    old = await storage.api_key_by_id("id2")
+    assert old is not None and old[1] is None
+    assert await storage.api_key_by_id("akid1") is None  # ids are exact
+    # An id is never reused, even after its key is revoked.
+    assert await storage.api_key_revoke("sqs", t0 + 1) == 1
+    assert await storage.api_key_by_id("AKID1") is None
+    assert not await storage.api_key_insert(ApiKeyInsertParams(
+        "AKID1", "sqs", "hash3", grants_to_json(GRANTS), t0 + 2, "x"))

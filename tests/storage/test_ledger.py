@@ -30,6 +30,21 @@ async def test_put_begin_finish(storage: Storage, t0: int) -> None:
     assert await storage.delivery_counts("push", t0 + 3) == {"push": {"sending": 1}}
 
 
+async def test_statuses_and_resends(storage: Storage, t0: int) -> None:
+    await storage.delivery_put_many(DeliveryPutParams([A], "queued", 60_000, t0))
+    assert await storage.delivery_statuses(["d2", "d1"]) == [None, "queued"]  # no write
+    assert await storage.delivery_begin_many([A, B], 60_000, t0 + 1) == ["queued", None]
+    # the worker died with both on the wire: beginning them again counts a resend each
+    assert await storage.delivery_statuses(["d1", "d2"]) == ["sending", "sending"]
+    assert await storage.delivery_begin_many([A], 60_000, t0 + 2) == ["sending"]
+    d1 = await storage.delivery_get("d1", t0 + 2)
+    d2 = await storage.delivery_get("d2", t0 + 2)
+    assert d1 is not None and (d1.attempts, d1.resends) == (2, 1)
+    assert d2 is not None and (d2.attempts, d2.resends) == (1, 0)
+    assert await storage.delivery_resent_counts(None, t0 + 2) == {"email": 1}
+    assert await storage.delivery_resent_counts("push", t0 + 2) == {}
+
+
 async def test_rows_expire(storage: Storage, t0: int) -> None:
     await storage.delivery_put_many(DeliveryPutParams([A], "queued", 1_000, t0))
     await storage.delivery_put_many(DeliveryPutParams([B], "queued", 5_000, t0))

@@ -59,7 +59,7 @@ async def keys(broker: Broker) -> ApiKeys:
 async def client_for(broker: Broker, require: bool) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(broker, require_keys=require)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://testserver") as client:
+                                 base_url="http://localhost") as client:
         yield client
 
 

@@ -94,10 +94,17 @@ def test_keys_through_the_cli_and_a_live_server(tmp_path: Path) -> None:
 
 def test_public_address_without_keys_warns_and_refuses(tmp_path: Path) -> None:
     server = start_server(tmp_path, ["--database", f"sqlite:///{tmp_path}/open.db",
-                                     "--no-sqs", "--host", "0.0.0.0"])
+                                     "--sqs-port", "0", "--host", "0.0.0.0"])
     try:
         assert "WARNING" in server.logs() and "no API keys" in server.logs()
         url = server.url.replace("0.0.0.0", "127.0.0.1")
         assert httpx.get(f"{url}/v1/queues", timeout=10).status_code == 401
+        assert server.sqs_url is not None
+        sqs = httpx.post(server.sqs_url.replace("0.0.0.0", "127.0.0.1") + "/",
+                         content=b"{}", timeout=10, headers={
+                             "content-type": "application/x-amz-json-1.0",
+                             "x-amz-target": "AmazonSQS.ListQueues"})
+        assert sqs.status_code == 403  # unsigned
+        assert sqs.json()["__type"].endswith("MissingAuthenticationToken")
     finally:
         server.stop()

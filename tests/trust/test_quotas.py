@@ -45,9 +45,9 @@ async def test_broker_refuses_past_its_limits(limited: Broker) -> None:
 
 async def test_native_429_and_sqs_over_limit(limited: Broker) -> None:
     native = httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(limited)),
-                               base_url="http://testserver")
+                               base_url="http://localhost")
     sqs = httpx.AsyncClient(transport=httpx.ASGITransport(app=create_sqs_app(limited)),
-                            base_url="http://testserver")
+                            base_url="http://localhost")
     async with native, sqs:
         assert (await native.post("/v1/queues", json={"name": "q"})).status_code == 201
         sent = await native.post("/v1/queues/q/messages",

@@ -62,7 +62,7 @@ async def test_enrollment_example(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
                               stdout=log, stderr=subprocess.STDOUT)
     try:
         transport = httpx.ASGITransport(app=api.api)
-        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
             started = time.monotonic()
             for i in range(5):
                 response = await client.post("/enrollments", json={

@@ -89,7 +89,8 @@ async def test_cron_exactly_once_with_three_schedulers(broker: Broker, clock: Ma
         await asyncio.gather(*(s.tick() for s in schedulers))
     messages = await broker.receive("cron", 1000)
     bodies = [m.body.value()["task"] for m in messages]
-    assert bodies.count("digest") == 24 * 60 // 5
+    # The first check (at +10 min) fires only the latest of the two ticks it finds.
+    assert bodies.count("digest") == 24 * 60 // 5 - 1
     assert bodies.count("morning") == 1
     assert all(m.sent_at > start for m in messages)
 
@@ -104,10 +105,54 @@ async def test_cron_missed_ticks_are_skipped_beyond_grace(broker: Broker,
     def tick() -> None: ...
 
     scheduler = Scheduler(app, broker, grace=90)  # ticks at now-60 s and now
-    clock.advance(600)  # ten minutes with no scheduler running: only the last 90 s count
-    assert await scheduler.tick() == 2
+    clock.advance(600)  # ten minutes with no scheduler running: only the last 90 s count,
+    assert await scheduler.tick() == 1  # and at start only the latest of those
     clock.advance(60)
     assert await scheduler.tick() == 1
+
+
+async def test_seconds_and_intervals_tick_once_across_schedulers(
+        broker: Broker, clock: ManualClock, open_broker: OpenBroker) -> None:
+    clock.ms -= clock.ms % 60_000
+    schedulers = []
+    for source in (broker, await open_broker()):
+        app = App(clock=clock)
+        app.use(source)
+
+        @app.cron("*/10 * * * * *", queue="fine")
+        def ten_seconds() -> None: ...
+
+        @app.cron(every=15, queue="fine")
+        def fifteen() -> None: ...
+
+        schedulers.append(Scheduler(app, source))
+    await asyncio.gather(*(s.tick() for s in schedulers))  # the tick at :00 of each
+    for _ in range(120):  # two minutes, a check a second
+        clock.advance(1)
+        random.shuffle(schedulers)
+        await asyncio.gather(*(s.tick() for s in schedulers))
+    bodies = [m.body.value()["task"] for m in await broker.receive("fine", 100)]
+    assert bodies.count("ten_seconds") == 1 + 12
+    assert bodies.count("fifteen") == 1 + 8
+    assert schedulers[0].seconds_to_next() <= 10
+
+
+def test_schedule_input_is_checked() -> None:
+    app = App()
+
+    def job() -> None: ...
+
+    for args, kwargs, field in [
+            ((), {}, "cron"), (("* * * * *",), {"every": 5}, "cron"),
+            (("* * * *",), {}, "cron"), (("61 * * * * *",), {}, "cron"),
+            ((), {"every": 0}, "every"), ((), {"every": True}, "every"),
+            ((), {"every": 0.0001 + 1}, "every"), (("* * * * *",), {"tz": "Mars/Base"}, "tz")]:
+        with pytest.raises(InvalidInput) as info:
+            app.cron(*args, name=f"j{len(app.tasks)}", **kwargs)(job)
+        assert info.value.field == field, (args, kwargs)
+    app.cron(every=2.5, name="fine")(job)
+    with pytest.raises(InvalidInput):
+        app.cron(every=2.5, name="fine")(app.tasks["fine"])
 
 
 def test_rate_parsing() -> None:

@@ -163,6 +163,13 @@ async def test_unknown_task_and_bad_body_are_failures(broker: Broker,
     await broker.send("odd", [SendEntry(Body.of({"task": "nope"})), SendEntry(Body.of("x"))])
     async with running(Worker(app, WorkerOptions(wait_seconds=0))):
         await eventually(lambda: _count(broker, "odd-dlq", 2), what="two dead letters")
+    # Moved whole, not copied: each remembers its source, so the source's dead-letter
+    # count shows them and a redrive takes them home.
+    assert {m.source_queue for m in await broker.peek("odd-dlq")} == {"odd"}
+    assert (await broker.queue_stats("odd")).dead_letters == 2
+    task = await broker.start_redrive("odd-dlq")
+    assert (task.status, task.to_move, task.moved) == ("completed", 2, 2)
+    assert (await broker.queue_stats("odd")).visible == 2
 
 
 async def _count_total(broker: Broker, queue: str, n: int) -> bool:
@@ -269,9 +276,8 @@ async def test_task_with_fewer_retries_than_its_queue_moves_explicitly(
         await eventually(lambda: _dead(broker, "mixed-dlq"))
         await eventually(lambda: _total(broker, "mixed"))
     [dead] = await broker.peek("mixed-dlq")
-    assert dead.attributes["conveyor-error"].value == "ValueError: no"
-    assert dead.attributes["conveyor-source-queue"].value == "mixed"
-    assert job.id
+    assert dead.id == job.id and dead.last_error == "ValueError: no"
+    assert dead.source_queue == "mixed"
 
 
 async def test_each_task_keeps_its_concurrency_on_a_shared_queue(

@@ -400,12 +400,14 @@ class Broker:
         return [_lease_result(r, h, deleted) for r, h in zip(results, receipt_handles)]
 
     async def delete_leased(self, queue_name: str, message_id: str,
-                            region: str | None = None) -> bool:
-        """Delete a message by its id while a lease on it holds (whoever holds it); False
-        when it is unknown, gone or visible again. The WQ API's acknowledgement."""
+                            region: str | None = None, token: int | None = None) -> bool:
+        """Delete a message by its id while a lease on it holds (whoever holds it, or with
+        `token` only that lease); False when it is unknown, gone or visible again. The WQ
+        API's acknowledgement, and SQS's on FIFO queues (where an expired handle fails)."""
         message_id = v.check_message_id(message_id, "message_id")
         queue = await self.queue(queue_name, region)
-        deleted = await self.storage.message_delete_leased(queue.id, message_id, self.now())
+        deleted = await self.storage.message_delete_leased(queue.id, message_id, self.now(),
+                                                           token)
         if deleted and self.observers:
             self._observe("deleted", queue, 1)
         return deleted
@@ -434,19 +436,29 @@ class Broker:
         return [_lease_result(r, e.receipt_handle, changed) for r, e in zip(results, entries)]
 
     async def retry(self, queue_name: str, receipt_handle: str, delay_seconds: int,
-                    error: str | None = None, region: str | None = None) -> EntryResult:
+                    error: str | None = None, region: str | None = None, *,
+                    dead_letter: bool = False) -> EntryResult:
         """End a lease and redeliver after `delay_seconds`, keeping the id and receive count
-        and recording the error (the worker's retry with backoff)."""
+        and recording the error (the worker's retry with backoff); with `dead_letter`, move
+        it to the queue's dead-letter queue now instead, where redrive finds its source."""
         queue = await self.queue(queue_name, region)
         lease = Lease(*decode_receipt_handle(receipt_handle))
         if isinstance(delay_seconds, bool) or not isinstance(delay_seconds, int) or \
                 not 0 <= delay_seconds <= queue.attributes.retention_seconds:
             raise InvalidInput("delay_seconds must be between 0 and the queue's retention.",
                                field="delay_seconds")
+        target = queue
+        if dead_letter:
+            if queue.attributes.dead_letter_queue is None:
+                raise InvalidInput(f"Queue {queue_name!r} has no dead-letter queue.",
+                                   field="dead_letter")
+            target = await self.queue(queue.attributes.dead_letter_queue, queue.region)
+            delay_seconds = 0
         done = await self.storage.message_retry(MessageRetryParams(
-            queue.id, lease, delay_seconds * 1000, error[:4000] if error else None, self.now()))
+            queue.id, lease, delay_seconds * 1000, error[:4000] if error else None, self.now(),
+            target.id if dead_letter else None))
         if done and delay_seconds == 0:
-            await self.signal(queue.id)
+            await self.signal(target.id)
         return EntryResult(receipt_handle, "ok" if done else "stale",
                            None if done else _STALE)
 

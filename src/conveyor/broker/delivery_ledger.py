@@ -1,9 +1,12 @@
 """The delivery ledger as a broker operation (`broker.ledger`): what makes a notification go
 out at most once per delivery id, and the suppression list.
 
-A notifier records `queued` when it enqueues (`record`), a delivery worker marks a batch
-`sending` just before the provider call (`begin`, which answers with each row's previous
-status so that `sent` ones are skipped) and records the outcomes just after (`finish`).
+A notifier records `queued` when it enqueues (`record`); a delivery worker reads the
+statuses of the batch it received (`statuses`, so that finished ones are skipped), marks
+each chunk `sending` right before handing it to the provider (`begin`, which answers with
+each row's previous status) and records the chunk's outcomes right after (`finish`). So a
+row is `sending` only while its bytes may be on the wire: after a crash, the rows left
+`sending` are exactly the chunk in flight, and a resend of one is counted (`resent`).
 Rows expire `keep_seconds` after they were made (default 7 days); the broker's sweeper
 deletes them. Inputs are checked here, once; storage runs thin SQL.
 """
@@ -57,12 +60,22 @@ class Ledger:
         return await self._broker.storage.delivery_put_many(
             DeliveryPutParams(checked, status, keep * 1000, self._broker.now()))
 
+    async def statuses(self, delivery_ids: Sequence[str]) -> list[str | None]:
+        """Each notification's status (None: never recorded), in order, changing nothing."""
+        if len(delivery_ids) > v.MAX_BATCH:
+            raise TooManyEntries(f"A batch holds at most {v.MAX_BATCH} ids.")
+        for index, delivery_id in enumerate(delivery_ids):
+            _text("delivery_id", delivery_id, MAX_ID, index)
+        if not delivery_ids:
+            return []
+        return await self._broker.storage.delivery_statuses(list(delivery_ids))
+
     async def begin(self, rows: Sequence[NewDelivery], *,
                     keep_seconds: int = DEFAULT_KEEP_SECONDS) -> list[str | None]:
         """Mark notifications `sending` just before the provider call; returns each one's
         previous status (None: never recorded). Those that were `sent`, `failed` or
         `unknown` are left as they were and must not be sent; `sending` means an earlier
-        attempt may or may not have reached the provider."""
+        attempt may or may not have reached the provider (this one is counted a resend)."""
         checked = _rows(rows)
         keep = _keep(keep_seconds)
         if not checked:
@@ -109,6 +122,14 @@ class Ledger:
         found = await self._broker.storage.delivery_counts(channel, self._broker.now())
         return {ch: {s: by.get(s, 0) for s in DELIVERY_STATUSES}
                 for ch, by in sorted(found.items())}
+
+    async def resent(self, channel: str | None = None) -> dict[str, int]:
+        """How many notifications were resent after a crash left them in doubt, by
+        channel (channels with none are left out)."""
+        if channel is not None:
+            _text("channel", channel, MAX_ID)
+        found = await self._broker.storage.delivery_resent_counts(channel, self._broker.now())
+        return dict(sorted(found.items()))
 
     async def expire(self, now: int | None = None) -> int:
         """Delete rows past their keep time; called by `Broker.sweep`."""

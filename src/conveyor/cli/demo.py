@@ -28,6 +28,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     demo.add_argument("--no-smtp-sink", action="store_true",
                       help="use the aiosmtpd sink even when Postfix's smtp-sink is found")
     demo.add_argument("--no-progress", action="store_true", help="no live progress bars")
+    demo.add_argument("--kill-workers-every", type=float, default=0.0, metavar="SECONDS",
+                      help="kill -9 a delivery worker this often and start a new one; the "
+                           "check then wants none lost and extra copies within kills x "
+                           "in_flight (400) per channel")
     demo.set_defaults(run=_demo)
 
 
@@ -51,9 +55,12 @@ def _demo(args: argparse.Namespace) -> int:
 
     if args.messages < 1:
         raise InvalidInput("--messages must be at least 1.")
+    if args.kill_workers_every < 0:
+        raise InvalidInput("--kill-workers-every must be 0 (off) or more seconds.")
     report = run_demo(DemoConfig(
         messages=args.messages, database=args.database, mix=args.mix,
         cost_per_hour=args.cost_per_hour, workers=args.workers,
         verify_every=args.verify_every, use_smtp_sink=not args.no_smtp_sink,
-        progress=not args.no_progress and sys.stderr.isatty()))
+        progress=not args.no_progress and sys.stderr.isatty(),
+        kill_workers_every=args.kill_workers_every))
     return 0 if report.ok else 1

@@ -11,7 +11,9 @@ from datetime import UTC, datetime
 from conveyor.broker.api_keys import ApiKeys
 from conveyor.broker.broker import Broker
 from conveyor.config import from_env
+from conveyor.errors import InvalidInput
 from conveyor.keys import ApiKey, parse_grants
+from conveyor.sealing import sealer_from
 from conveyor.storage.factory import storage_from_url
 
 
@@ -28,6 +30,11 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     create.add_argument("--allow", action="append", required=True, metavar="ACTIONS[:PATTERN]",
                         help="e.g. 'send,receive:orders-*' or 'manage' (every queue); "
                              "repeat for more grants")
+    create.add_argument("--access-key-id", metavar="AKID",
+                        help="bring an existing SQS key pair in: its access key id becomes "
+                             "the key's id (with --secret-stdin)")
+    create.add_argument("--secret-stdin", action="store_true",
+                        help="read the pair's secret (the key's token) from stdin")
     create.set_defaults(run=_create)
     listing = keys_sub.add_parser("list", parents=[common], help="list keys (not tokens)")
     listing.set_defaults(run=_list)
@@ -39,27 +46,36 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 async def _with_keys(args: argparse.Namespace) -> tuple[Broker, ApiKeys]:
     from conveyor.cli.serve import database_url
 
-    url = database_url(replace(from_env(), database_url=args.database or None))
+    config = from_env()
+    sealer = sealer_from(config.keys_secret)  # a bad CONVEYOR_KEYS_SECRET fails first
+    url = database_url(replace(config, database_url=args.database or None))
     broker = Broker(storage_from_url(url), sweep_interval=None)
     await broker.start()
-    return broker, ApiKeys(broker)
+    return broker, ApiKeys(broker, sealer=sealer)
 
 
 def _create(args: argparse.Namespace) -> int:
     grants = parse_grants(args.allow)
+    if args.secret_stdin != (args.access_key_id is not None):
+        raise InvalidInput("--access-key-id and --secret-stdin go together.",
+                           field="access_key_id")
+    secret = sys.stdin.readline().strip() if args.secret_stdin else None
 
-    async def run() -> str:
+    async def run() -> tuple[ApiKey, str]:
         broker, keys = await _with_keys(args)
         try:
-            _, token = await keys.create(args.name, grants)
-            return token
+            return await keys.create(args.name, grants, access_key_id=args.access_key_id,
+                                     secret=secret)
         finally:
             await broker.close()
 
-    token = asyncio.run(run())
-    print(token)
-    print(f"conveyor: key {args.name!r} may {'; '.join(str(g) for g in grants)}; the token "
-          "is shown only now", file=sys.stderr)
+    key, token = asyncio.run(run())
+    if secret is None:
+        print(token)
+    print(f"conveyor: key {args.name!r} may {'; '.join(str(g) for g in grants)}. Send the "
+          "token as `Authorization: Bearer TOKEN`; on the SQS endpoint sign with access key "
+          f"id {key.id} and the token as secret access key."
+          + ("" if secret else " The token is shown only now."), file=sys.stderr)
     return 0
 
 
@@ -119,11 +135,11 @@ async def active_keys(url: str) -> int:
 def warn_if_open(url: str, host: str) -> None:
     """Say how the API is protected on a public address."""
     from conveyor.cli.serve import say
-    from conveyor.http.auth import is_loopback
+    from conveyor.forgery import is_loopback
 
     if is_loopback(host):
         return
     if asyncio.run(active_keys(url)) == 0:
         say(f"WARNING: listening on {host}, a public address, with no API keys: every "
-            "request to the native API will be refused (401). Create one with "
+            "request to the native API and the SQS endpoint will be refused. Create one with "
             "`conveyor keys create NAME --allow send,receive,manage`.")

@@ -69,8 +69,11 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                        help="leased messages per queue before OverLimit (default 120000)")
     serve.add_argument("--max-depth", type=int, metavar="N",
                        help="messages per queue before sends get OverLimit (default none)")
+    serve.add_argument("--allowed-host", action="append", metavar="NAME",
+                       help="a Host name, beyond loopback ones, that a server without API "
+                            "keys answers (repeatable; guards against DNS rebinding)")
     serve.add_argument("--sqs-credentials", metavar="AKID:SECRET,...",
-                       help="access key pairs the SQS endpoint verifies SigV4 against")
+                       help=argparse.SUPPRESS)  # retired: refused with a pointer to keys
     serve.set_defaults(run=_serve)
 
 
@@ -151,7 +154,8 @@ def server_config(args: argparse.Namespace) -> Config:
                      tls_cert=args.tls_cert or config.server.tls_cert,
                      tls_key=args.tls_key or config.server.tls_key,
                      max_in_flight=args.max_in_flight or config.server.max_in_flight,
-                     max_depth=args.max_depth or config.server.max_depth)
+                     max_depth=args.max_depth or config.server.max_depth,
+                     allowed_hosts=tuple(args.allowed_host or config.server.allowed_hosts))
     sqs = replace(config.sqs, enabled=config.sqs.enabled and not args.no_sqs,
                   port=config.sqs.port if args.sqs_port is None else args.sqs_port,
                   account_id=args.sqs_account_id or config.sqs.account_id,

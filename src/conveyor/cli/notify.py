@@ -61,6 +61,13 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     worker.add_argument("--ca-file", metavar="PEM",
                         help="extra certificates to trust for FCM and APNs")
     worker.add_argument("--lanes", type=int, default=4)
+    worker.add_argument("--in-flight", type=int, default=400, metavar="N",
+                        help="most notifications per channel handed to the provider "
+                             "without a recorded outcome: the most a kill -9 can leave in "
+                             "doubt, i.e. extra copies per crash (default 400)")
+    worker.add_argument("--hold-unknown", action="append", default=[], metavar="CHANNEL",
+                        help="record this channel's in-doubt notifications `unknown` for "
+                             "an operator instead of resending them (repeatable)")
     worker.add_argument("--visibility-timeout", type=int, default=120)
     worker.add_argument("--seconds", type=float, help="stop after this long")
     for parser in (send, worker):
@@ -68,7 +75,8 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
                             help="folder of NAME.subject / NAME.txt / NAME.html")
     status = actions.add_parser("status", help="one notification's status")
     status.add_argument("delivery_id")
-    counts = actions.add_parser("counts", help="notifications by channel and status")
+    counts = actions.add_parser("counts", help="notifications by channel and status, and "
+                                               "how many were resent after a crash")
     counts.add_argument("--channel")
     bounces = actions.add_parser("bounces", help="an inbound SMTP address that applies "
                                  "bounce (RFC 3464) and complaint (RFC 5965) reports")
@@ -162,7 +170,9 @@ def _worker(args: argparse.Namespace) -> int:
         apns_key_id=args.apns_key_id, apns_team_id=args.apns_team_id,
         apns_topic=args.apns_topic, apns_url=args.apns_url, apns_rate=args.apns_rate,
         ca_file=args.ca_file).channels()
-    options = DeliveryOptions(lanes=args.lanes, visibility_timeout=args.visibility_timeout)
+    options = DeliveryOptions(lanes=args.lanes, visibility_timeout=args.visibility_timeout,
+                              in_flight=args.in_flight,
+                              hold_unknown=frozenset(args.hold_unknown))
     print(f"conveyor notify worker: channels {', '.join(sorted(channels))}", flush=True)
     counts = asyncio.run(run_worker(args.database, channels, args.templates, options,
                                     args.seconds))
@@ -192,7 +202,9 @@ def _status(args: argparse.Namespace) -> int:
 
 def _counts(args: argparse.Namespace) -> int:
     async def run(broker: object) -> object:
-        return await broker.ledger.counts(args.channel)  # type: ignore[attr-defined]
+        ledger = broker.ledger  # type: ignore[attr-defined]
+        return {"counts": await ledger.counts(args.channel),
+                "resent_after_crash": await ledger.resent(args.channel)}
 
     print(json.dumps(asyncio.run(_with_broker(args.database, run))))
     return 0

@@ -25,8 +25,8 @@ import uvicorn
 
 from conveyor.broker.broker import Broker
 from conveyor.config import Config
+from conveyor.forgery import is_loopback
 from conveyor.http.app import create_app, feedback_settings
-from conveyor.http.auth import is_loopback
 from conveyor.http.requestlog import configure_logging
 from conveyor.lifeline import die_with
 from conveyor.rlimits import raise_open_files_limit
@@ -99,11 +99,15 @@ def run_serve(config: Config) -> int:
     from conveyor.cli.key_commands import warn_if_open  # API keys (trust)
 
     warn_if_open(config.database_url, config.server.host)
-    sqs_factory = sqs_app_factory() if config.sqs.enabled else None
-    if sqs_factory is not None:
-        from conveyor.sqs.sigv4 import parse_credentials
+    if config.sqs.credentials:
+        say("error: --sqs-credentials (CONVEYOR_SQS_CREDENTIALS) gave way to API keys, one "
+            "model for every door: bring each pair in with `conveyor keys create NAME "
+            "--allow ACTIONS[:PATTERN] --access-key-id AKID --secret-stdin`, then drop it.")
+        return 2
+    from conveyor.sealing import sealer_from
 
-        parse_credentials(config.sqs.credentials)  # a malformed pair fails here, at once
+    sealer_from(config.keys_secret)  # a short CONVEYOR_KEYS_SECRET fails here, at once
+    sqs_factory = sqs_app_factory() if config.sqs.enabled else None
     sockets = [bind(config.server.host, config.server.port)]
     if sqs_factory is not None:
         sockets.append(bind(config.server.host, config.sqs.port))
@@ -111,9 +115,6 @@ def run_serve(config: Config) -> int:
     say(f"HTTP API on {_url(sockets[0], scheme)} (docs at {_url(sockets[0], scheme)}/api-docs)")
     if sqs_factory is not None:
         say(f"SQS endpoint on {_url(sockets[1], scheme)}")
-        if not config.sqs.credentials and not is_loopback(config.server.host):
-            say("WARNING: the SQS endpoint has no credentials on a public address: it will "
-                "refuse every request (set --sqs-credentials AKID:SECRET).")
     elif config.sqs.enabled:
         say("SQS endpoint not installed; serving the native API only")
     if config.server.workers == 1:
@@ -163,17 +164,15 @@ async def serve_sockets(config: Config, sockets: list[socket.socket]) -> None:
     await broker.start()
     try:
         loopback = is_loopback(config.server.host)
+        allowed = config.server.allowed_hosts
         apps: list[Any] = [create_app(broker, max_request_bytes=config.server.max_request_bytes,
-                                      require_keys=not loopback,
+                                      require_keys=not loopback, allowed_hosts=allowed,
                                       feedback=feedback_settings(config))]
         sqs_factory = sqs_app_factory() if len(sockets) > 1 else None
         if sqs_factory is not None:
-            from conveyor.sqs.sigv4 import SigV4Verifier, parse_credentials
-
-            verifier = SigV4Verifier(parse_credentials(config.sqs.credentials),
-                                     loopback=loopback)
             apps.append(sqs_factory(broker, account_id=config.sqs.account_id,
-                                    verifier=verifier,
+                                    require_keys=not loopback, allowed_hosts=allowed,
+                                    keys_secret=config.keys_secret,
                                     max_request_bytes=config.server.max_request_bytes,
                                     relaxed=config.sqs.relaxed))
         tls = config.server.tls_cert

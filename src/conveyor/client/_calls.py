@@ -231,9 +231,9 @@ def change_visibility(queue: str, entries: Sequence[VisibilityEntry]
                               "visibility_timeout": e.visibility_timeout} for e in entries]})
 
 
-def retry(queue: str, receipt_handle: str, delay_seconds: int, error: str | None
-          ) -> Call[EntryResult]:
+def retry(queue: str, receipt_handle: str, delay_seconds: int, error: str | None,
+          dead_letter: bool = False) -> Call[EntryResult]:
     """POST /v1/queues/{q}/messages/retry."""
     return Call("POST", queue_path(queue) + "/messages/retry", lambda _, d: entry_of(d),
                 {"receipt_handle": receipt_handle, "delay_seconds": delay_seconds,
-                 "error": error})
+                 "error": error, "dead_letter": dead_letter})

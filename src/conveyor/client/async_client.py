@@ -124,6 +124,8 @@ class AsyncClient:
         return await self.run(c.change_visibility(queue_name, entries))
 
     async def retry(self, queue_name: str, receipt_handle: str, delay_seconds: int,
-                    error: str | None = None) -> EntryResult:
-        """End a lease and redeliver after `delay_seconds`, keeping the receive count."""
-        return await self.run(c.retry(queue_name, receipt_handle, delay_seconds, error))
+                    error: str | None = None, *, dead_letter: bool = False) -> EntryResult:
+        """End a lease and redeliver after `delay_seconds`, keeping the receive count (with
+        `dead_letter`: move it to the queue's dead-letter queue now)."""
+        return await self.run(c.retry(queue_name, receipt_handle, delay_seconds, error,
+                                      dead_letter))

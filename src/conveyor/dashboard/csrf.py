@@ -2,19 +2,26 @@
 
 A browser session gets a random token in an HttpOnly, SameSite=Strict cookie, and every
 page embeds the same token in its forms. A POST passes only when the form's token equals
-the cookie's (and, when the browser sends `Origin`, the origin is this server): another
-site can make a browser send the cookie but cannot read the token to put in the form, so
-the cookie alone never authorises anything. Stateless, so any server process can check it.
+the cookie's and, when the browser sends `Origin`, the origin is this server (`null`
+refused): another site can make a browser send the cookie but cannot read the token to
+put in the form, so the cookie alone never authorises anything. Stateless, so any server
+process can check it.
+
+The app-wide guard (`conveyor.forgery`, applied by `conveyor.http.auth`) runs first on
+every dashboard request: without API keys the Host must be loopback or allowed, so a page
+whose DNS name was rebound to this machine cannot read a page to learn the token; the
+Origin check is repeated here so that the forms hold on their own.
 """
 
 from __future__ import annotations
 
 import hmac
 import secrets
-from urllib.parse import urlsplit
 
 from starlette.requests import Request
 from starlette.responses import Response
+
+from conveyor.forgery import origin_refusal
 
 COOKIE = "conveyor_csrf"
 FIELD = "csrf_token"
@@ -42,9 +49,7 @@ def check(request: Request, form_token: str | None) -> str | None:
         return "The form has no session token: reload the page and try again."
     if not hmac.compare_digest(cookie.encode(), form_token.encode()):
         return "The form's session token does not match: reload the page and try again."
-    origin = request.headers.get("origin")
-    if origin and origin != "null":
-        host = request.headers.get("host", "")
-        if urlsplit(origin).netloc != host:
-            return "The form was posted from another site."
+    allowed = getattr(request.app.state, "allowed_hosts", ())
+    if origin_refusal(request.headers.get("origin"), request.headers.get("host"), allowed):
+        return "The form was posted from another site."
     return None

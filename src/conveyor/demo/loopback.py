@@ -34,6 +34,8 @@ class SmtpSink:
     faults: dict[str, list[str]] = field(default_factory=dict)
     messages: list[tuple[str, str, bytes]] = field(default_factory=list)
     received: Counter[str] = field(default_factory=Counter)
+    message_ids: Counter[str] = field(default_factory=Counter)
+    """Accepted messages by their Message-ID (a copy resent after a crash repeats it)."""
     bad: int = 0
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
@@ -48,6 +50,9 @@ class SmtpSink:
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         """Record the message."""
         data: bytes = envelope.original_content or envelope.content
+        at = data.find(b"\r\nMessage-ID: <")
+        if at >= 0:
+            self.message_ids[data[at + 15:data.index(b">", at)].decode()] += 1
         for rcpt in envelope.rcpt_tos:
             self.received[rcpt] += 1
             if self.check is not None and not self.check(rcpt, data):
@@ -106,6 +111,8 @@ class PushEndpoint:
     check: Callable[[str, bytes], bool] | None = None
     faults: dict[str, list[tuple[int, str | None]]] = field(default_factory=dict)
     received: Counter[str] = field(default_factory=Counter)
+    topics: Counter[str] = field(default_factory=Counter)
+    """Accepted messages by their `Topic` header (the delivery id, unless set)."""
     payloads: dict[str, bytes] = field(default_factory=dict)
     verified: int = 0
     bad: int = 0
@@ -169,6 +176,8 @@ class PushEndpoint:
             if self.keep:
                 self.payloads[sub] = plain
         self.received[sub] += 1
+        if "Topic" in request.headers:
+            self.topics[request.headers["Topic"]] += 1
         return web.Response(status=201, headers={"Location": f"/m/{sub}-{self._count}"})
 
     async def _results(self, request: Any) -> Any:

@@ -108,7 +108,8 @@ def _aiosmtpd_main(port: int, conn: Connection) -> None:
     conn.send("ready")
     conn.recv()  # stop
     controller.stop()
-    conn.send({"received": dict(sink.received), "bad": sink.bad})
+    conn.send({"received": dict(sink.received), "bad": sink.bad,
+               "ids": dict(sink.message_ids)})
 
 
 class _ChildPeer:
@@ -130,6 +131,7 @@ class _ChildPeer:
         self.conn.send("stop")
         got: dict[str, Any] = self.conn.recv()
         got["received"] = Counter(got["received"])
+        got["ids"] = Counter(got.get("ids", {}))  # by Message-ID / push Topic
         return got
 
     def close(self) -> None:
@@ -168,7 +170,7 @@ def _push_main(port: int, keys: list[tuple[bytes, str, bytes]], verify_every: in
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, conn.recv)
         conn.send({"received": dict(endpoint.received), "bad": endpoint.bad,
-                   "verified": endpoint.verified})
+                   "verified": endpoint.verified, "ids": dict(endpoint.topics)})
         await runner.cleanup()
 
     _run(main())

@@ -19,17 +19,21 @@ from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil  # type: ignore[import-untyped]
 
 from conveyor.demo import peers
+from conveyor.demo.crashes import CRASH_VISIBILITY, Crashes, WorkerPool
 from conveyor.demo.mobile_peers import apns_token, fcm_token
 from conveyor.demo.report import Report, render_report
 from conveyor.demo.worker import worker_main
 from conveyor.demo.workload import TEMPLATES, data, email_address
-from conveyor.notify import Apns, Email, Fcm, Notification, Notifier, WebPush
+from conveyor.notify import Apns, Email, Fcm, Notification, WebPush
 from conveyor.notify.delivery import DeliveryOptions
+
+if TYPE_CHECKING:
+    from conveyor.broker.broker import Broker
 
 __all__ = ["DemoConfig", "run_demo"]
 
@@ -57,6 +61,7 @@ class DemoConfig:
     verify_every: int = 0  # 0: every push message up to 20,000, else 1 in 20
     progress: bool = True
     use_smtp_sink: bool = True
+    kill_workers_every: float = 0.0  # 0: never; else kill -9 a delivery worker this often
 
 
 def split(messages: int, mix: dict[str, float]) -> dict[str, int]:
@@ -117,7 +122,7 @@ def run_demo(config: DemoConfig, out: Callable[[str], None] = print) -> Report:
     folder = Path(tempfile.mkdtemp(prefix="conveyor-demo-"))
     url = config.database or f"sqlite:///{folder / 'demo.db'}"
     sinks: dict[str, Any] = {}
-    procs: list[Any] = []
+    pool: WorkerPool | None = None
     try:
         ports = {c: _port() for c in counts}
         channels: dict[str, dict[str, Any]] = {}
@@ -137,20 +142,19 @@ def run_demo(config: DemoConfig, out: Callable[[str], None] = print) -> Report:
                                 "concurrency": 64}
         if "fcm" in counts or "apns" in counts:
             channels.update(_mobile(folder, counts, ports, sinks))
-        options = DeliveryOptions(lanes=3, envelopes=2, visibility_timeout=300,
-                                  wait_seconds=1)
+        kill_every = config.kill_workers_every
+        options = DeliveryOptions(lanes=3, envelopes=2, wait_seconds=1,
+                                  visibility_timeout=CRASH_VISIBILITY if kill_every else 300)
         ctx = mp.get_context("spawn")
-        reports = ctx.Queue()
         stop = ctx.Event()
+        pool = WorkerPool(ctx, worker_main, (url, channels, options, stop))
+        crashes = Crashes(kill_every, options.in_flight) if kill_every else None
         started = time.perf_counter()
         cpu_before = _cpu_of([os.getpid()])
-        for index in range(workers):
-            proc = ctx.Process(target=worker_main, daemon=True,
-                               args=(index, url, channels, options, reports, stop))
-            proc.start()
-            procs.append(proc)
+        for _ in range(workers):
+            pool.start()
         report = asyncio.run(_drive(config, url, counts, offsets, ports, sub_keys,
-                                    reports, stop, procs, started, out))
+                                    pool, stop, crashes, started, out))
         report.sinks = {c: sink.name for c, sink in sinks.items()}
         report.peer_cpu = {"sink": _cpu_of([s.pid for s in sinks.values()])}
         report.check({c: (_expected(c, offsets[c], n), sinks[c].results())
@@ -163,7 +167,7 @@ def run_demo(config: DemoConfig, out: Callable[[str], None] = print) -> Report:
         out(render_report(report))
         return report
     finally:
-        for proc in procs:
+        for proc in pool.live if pool is not None else []:
             proc.join(10)
             if proc.is_alive():
                 proc.kill()
@@ -235,13 +239,15 @@ def _cpu_of(pids: list[int | None]) -> float:
 
 async def _drive(config: DemoConfig, url: str, counts: dict[str, int],
                  offsets: dict[str, int], ports: dict[str, int],
-                 sub_keys: list[dict[str, Any]], reports: Any, stop: Any, procs: list[Any],
-                 started: float, out: Callable[[str], None]) -> Report:
+                 sub_keys: list[dict[str, Any]], pool: WorkerPool, stop: Any,
+                 crashes: Crashes | None, started: float, out: Callable[[str], None]
+                 ) -> Report:
     from conveyor.connect import open_broker
+    from conveyor.notify import Notifier
     from conveyor.notify.channel import Channel
 
     total = sum(counts.values())
-    report = Report(messages=total, counts=dict(counts))
+    report = Report(messages=total, counts=dict(counts), crashes=crashes)
     broker = open_broker(url, sweep_interval=None)
     await broker.start()
     stub = {name: Channel() for name in counts}
@@ -253,11 +259,7 @@ async def _drive(config: DemoConfig, url: str, counts: dict[str, int],
     progress = _Progress(total, config.progress)
 
     def drain() -> None:
-        while True:
-            try:
-                item = reports.get_nowait()
-            except Exception:
-                return
+        for item in pool.reports():
             latest[item["worker"]] = item
             if item["final"]:
                 finals[item["worker"]] = item
@@ -299,19 +301,25 @@ async def _drive(config: DemoConfig, url: str, counts: dict[str, int],
                 producer.result()
                 if report.enqueue_seconds == 0:
                     report.enqueue_seconds = time.perf_counter() - started
-            if sent + failed >= total and producer.done():
+            if crashes is None and sent + failed >= total and producer.done():
                 break
-            if not any(p.is_alive() for p in procs):
+            if crashes is not None and await _crash_tick(broker, pool, crashes, total,
+                                                         producer.done()):
+                break
+            if not any(p.is_alive() for p in pool.live):
                 raise RuntimeError("every delivery worker exited early")
         report.deliver_seconds = time.perf_counter() - started
         report.ledger = await broker.ledger.counts()
+        if crashes is not None:
+            crashes.kills = pool.kills
+            crashes.resent = await broker.ledger.resent()
         report.enqueue_waits = {"build": build[0], **notifier.waits}
     finally:
         progress.close()
         stop.set()
         producer.cancel()
         deadline = time.monotonic() + 20
-        while len(finals) < len(procs) and time.monotonic() < deadline:
+        while len(finals) < len(pool.live) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
             drain()
         await broker.close()
@@ -323,6 +331,9 @@ async def _drive(config: DemoConfig, url: str, counts: dict[str, int],
         lat.extend(chunk)
     report.latencies = sorted(lat)
     report.sent, report.failed = delivered()
+    if crashes is not None:  # killed workers' last reports count sends that were redone
+        report.sent = sum(c["sent"] for c in report.ledger.values())
+        report.failed = sum(c["failed"] + c["unknown"] for c in report.ledger.values())
     report.worker_cpu = sum(f["cpu"] for f in finals.values())
     report.render_cpu = sum(f["render_cpu"] for f in finals.values())
     report.broker_cpu = sum(f["broker_cpu"] for f in finals.values())
@@ -331,6 +342,22 @@ async def _drive(config: DemoConfig, url: str, counts: dict[str, int],
             report.waits[stage] = report.waits.get(stage, 0.0) + seconds
     report.pipelined = any(f.get("smtp_pipelined") for f in finals.values())
     return report
+
+
+async def _crash_tick(broker: Broker, pool: WorkerPool, crashes: Crashes, total: int,
+                      enqueued: bool) -> bool:
+    """Kill the oldest delivering worker when it is time; True once the ledger has every
+    notification settled (the workers' own counts include sends a killed worker never
+    recorded)."""
+    now = time.monotonic()
+    if now >= crashes.next_kill and pool.oldest_age() >= crashes.every and pool.reported:
+        pool.kill_oldest()
+        crashes.next_kill = now + crashes.every
+    if not enqueued or now < crashes.next_count:
+        return False
+    crashes.next_count = now + 1.0
+    counts = await broker.ledger.counts()
+    return sum(c["sent"] + c["failed"] + c["unknown"] for c in counts.values()) >= total
 
 
 class _Progress:

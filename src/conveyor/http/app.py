@@ -9,7 +9,7 @@ for `uvicorn --factory conveyor.http.app:app_from_env`.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from fastapi import FastAPI
@@ -18,6 +18,7 @@ import conveyor
 from conveyor.broker.broker import Broker
 from conveyor.config import MAX_REQUEST_BYTES, Config, from_env
 from conveyor.connect import open_broker
+from conveyor.forgery import normalise_hosts
 from conveyor.http import (
     dashboard,
     docs,
@@ -49,16 +50,20 @@ invalid input 422, storage unavailable 503. Times (`*_at`) are milliseconds sinc
 
 def create_app(broker_or_config: Broker | Config, *,
                max_request_bytes: int | None = None, require_keys: bool = False,
+               allowed_hosts: Sequence[str] = (),
                feedback: FeedbackSettings | None = None) -> FastAPI:
     """The ASGI app for a broker (owned by the caller) or a config (owned by the app).
 
     `require_keys`: API keys always (a public address); else only once a key exists.
+    `allowed_hosts`: Host names beyond loopback ones that a key-less server answers, and
+    Origins it accepts (`conveyor.forgery`).
     `feedback`: which providers may post bounces and complaints to `/v1/feedback/...`."""
     if isinstance(broker_or_config, Broker):
         broker = broker_or_config
         owned = False
         limit = max_request_bytes or MAX_REQUEST_BYTES
     else:
+        allowed_hosts = allowed_hosts or broker_or_config.server.allowed_hosts
         server = broker_or_config.server
         broker = open_broker(broker_or_config.database_url, region=broker_or_config.region,
                              max_in_flight=server.max_in_flight, max_depth=server.max_depth,
@@ -80,6 +85,7 @@ def create_app(broker_or_config: Broker | Config, *,
     app = FastAPI(title="conveyor", version=conveyor.__version__, description=DESCRIPTION,
                   lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.broker = broker
+    app.state.allowed_hosts = normalise_hosts(allowed_hosts)
     app.state.feedback = feedback
     errors.install(app)
     for module in (health, queues, messages, tasks, job_routes, metrics, stream, wq, dashboard,
@@ -87,7 +93,8 @@ def create_app(broker_or_config: Broker | Config, *,
         app.include_router(module.router)
     docs.install(app)
     _document_raw_bodies(app)
-    app.add_middleware(ApiKeyAuth, broker=broker, always=require_keys)  # inside BodyLimit
+    app.add_middleware(ApiKeyAuth, broker=broker, always=require_keys,  # inside BodyLimit
+                       allowed_hosts=app.state.allowed_hosts)
     app.add_middleware(BodyLimit, max_bytes=limit)
     metrics.install(app)  # monitor, /metrics figures, request ids and logs (outermost)
     return app

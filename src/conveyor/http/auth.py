@@ -11,7 +11,10 @@ queue as a whole `manage`; the queue is the path's (or, on create, the body's `n
 
 Authentication is on when the server listens on a public address (`always`), or once any
 key was made (revoked ones count); with neither (loopback, no keys: a developer's
-machine) every request passes.
+machine) every request passes that a web page could not have forged (`conveyor.forgery`):
+its Host must be a loopback name or an allowed host. In every mode an Origin must be this
+server, another site's fetch metadata is refused, and JSON routes take only
+`application/json` bodies.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from conveyor.broker.api_keys import ApiKeys
 from conveyor.broker.broker import Broker
 from conveyor.errors import ConveyorError
+from conveyor.forgery import Refusal, browser_refusal, is_loopback, json_body_refusal
 from conveyor.http.errors import conveyor_error_response, error_response
 from conveyor.keys import Action, ApiKey
 
@@ -41,6 +45,9 @@ _DASHBOARD_QUEUE = re.compile(r"/ui/queues/([^/]+)(/.*)?")
 _RECEIVE_PARTS = ("/messages/receive", "/messages/delete", "/messages/visibility",
                   "/messages/retry", "/stream")
 _WORKER_PREFIXES = ("/v1/limits/", "/v1/cron/", "/v1/jobs")
+_JSON_PREFIXES = ("/v1/", "/wq")  # routes whose bodies are JSON (the dashboard's are forms)
+
+__all__ = ["ApiKeyAuth", "Need", "is_loopback", "required", "token_of"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,12 +115,15 @@ def token_of(scope: Scope) -> str | None:
 
 
 class ApiKeyAuth:
-    """Refuse requests without a key that allows them (401 no key, 403 not allowed)."""
+    """Refuse forged requests (403/415) and requests without a key that allows them
+    (401 no key, 403 not allowed)."""
 
-    def __init__(self, app: ASGIApp, broker: Broker, always: bool = False) -> None:
+    def __init__(self, app: ASGIApp, broker: Broker, always: bool = False,
+                 allowed_hosts: tuple[str, ...] = ()) -> None:
         self.app = app
         self.keys = ApiKeys(broker)
         self.always = always
+        self.allowed_hosts = allowed_hosts
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -124,9 +134,18 @@ class ApiKeyAuth:
             await self.app(scope, receive, send)
             return
         try:
-            if not self.always and not await self.keys.configured():
-                await self.app(scope, receive, send)
-                return
+            open_mode = not self.always and not await self.keys.configured()
+        except ConveyorError as exc:
+            await self._answer(scope, receive, send, conveyor_error_response(exc))
+            return
+        if refused := self._forged(scope, open_mode):
+            await self._answer(scope, receive, send, error_response(
+                refused.status, refused.code, refused.message))
+            return
+        if open_mode:
+            await self.app(scope, receive, send)
+            return
+        try:
             token = token_of(scope)
             key = await self.keys.authenticate(token) if token else None
         except ConveyorError as exc:
@@ -148,9 +167,29 @@ class ApiKeyAuth:
             return
         scope.setdefault("state", {})["api_key"] = key
         if _is_dashboard_login(scope):
+            if _headers(scope).get(b"sec-fetch-site", b"none") not in (b"none",
+                                                                       b"same-origin"):
+                # Another site's link must not log the browser in with its key.
+                await self._refuse(scope, receive, send, 403, "cross_site_request",
+                                   "Open the login link from the address bar, not from "
+                                   "another site's page.")
+                return
             await _login(scope, send, token or "")
             return
         await self.app(scope, receive, send)
+
+    def _forged(self, scope: Scope, open_mode: bool) -> Refusal | None:
+        """What a web page could have sent: the Host/Origin/fetch-metadata rules (Host
+        only without keys), then the JSON content type on JSON routes."""
+        headers = {k.decode("latin-1"): v.decode("latin-1")
+                   for k, v in _headers(scope).items()}
+        method: str = scope.get("method", "GET")
+        path: str = scope["path"]
+        refused = browser_refusal(method, path, headers, check_host=open_mode,
+                                  allowed=self.allowed_hosts)
+        if refused is None and scope["type"] == "http" and path.startswith(_JSON_PREFIXES):
+            refused = json_body_refusal(method, headers)
+        return refused
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send, status: int,
                       code: str, message: str) -> None:
@@ -161,6 +200,13 @@ class ApiKeyAuth:
     @staticmethod
     async def _answer(scope: Scope, receive: Receive, send: Send, response: Any) -> None:
         if scope["type"] == "websocket":
+            if "websocket.http.response" in scope.get("extensions", {}):
+                # The refusal as an HTTP answer to the handshake, with its JSON body.
+                await send({"type": "websocket.http.response.start",
+                            "status": response.status_code,
+                            "headers": response.raw_headers})
+                await send({"type": "websocket.http.response.body", "body": response.body})
+                return
             code = 4401 if response.status_code == 401 else 4403
             await send({"type": "websocket.close", "code": code})
             return
@@ -223,16 +269,3 @@ async def _login(scope: Scope, send: Send, token: str) -> None:
         (b"set-cookie", cookie.encode("latin-1")), (b"content-length", b"0")]})
     await send({"type": "http.response.body", "body": b""})
 
-
-
-
-def is_loopback(host: str) -> bool:
-    """True for addresses only this machine reaches (127.0.0.0/8, ::1, localhost)."""
-    import ipaddress
-
-    if host in ("localhost", "localhost.localdomain"):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False

@@ -33,6 +33,7 @@ from conveyor.dashboard.views import (
     queue_rows,
 )
 from conveyor.errors import ConveyorError, QueueNotFound
+from conveyor.forgery import media_type
 from conveyor.http.wire import json_response
 from conveyor.models import Body, BodyKind, QueueStats, SendEntry
 
@@ -41,6 +42,7 @@ router = APIRouter(include_in_schema=False)
 _env = environment()
 _STATIC_FILES = frozenset(p.name for p in STATIC.iterdir() if p.is_file())
 _MAX_FORM_BYTES = 1_100_000
+_FORM_TYPE = "application/x-www-form-urlencoded"  # what the pages' forms send
 
 
 def _monitor(request: Request) -> Monitor:
@@ -177,6 +179,8 @@ async def _form(request: Request) -> tuple[dict[str, str], str | None]:
     raw = await request.body()
     if len(raw) > _MAX_FORM_BYTES:
         return {}, "The form is too large."
+    if media_type(request.headers.get("content-type")) != _FORM_TYPE:
+        return {}, "The form must be sent as application/x-www-form-urlencoded."
     fields = {k: v[0] for k, v in parse_qs(raw.decode("utf-8", "replace"),
                                             keep_blank_values=True).items()}
     return fields, csrf.check(request, fields.get(csrf.FIELD))

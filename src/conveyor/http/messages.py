@@ -73,9 +73,10 @@ async def change_visibility(queue: str, request: VisibilityRequest, broker: Brok
 @router.post("/retry", response_model=EntryResultOut, responses=errors(400, 404, 413, 422))
 async def retry(queue: str, request: RetryRequest, broker: BrokerDep) -> Response:
     """End a lease and redeliver after `delay_seconds`, keeping the receive count and
-    recording `error` (a worker's retry with backoff)."""
+    recording `error` (a worker's retry with backoff); `dead_letter` moves it to the
+    queue's dead-letter queue now."""
     result = await broker.retry(queue, request.receipt_handle, request.delay_seconds,
-                                request.error)
+                                request.error, dead_letter=request.dead_letter)
     return json_response(entry_json(result))
 
 

@@ -36,12 +36,18 @@ class DeliveryOut(BaseModel):
                                                 "message URL) once sent.")
     updated_at: int
     expires_at: int
+    resends: int = Field(description="Times resent after a crash left it in doubt.")
 
 
 class CountsOut(BaseModel):
-    """Unexpired notifications by channel, then status (every status listed)."""
+    """Unexpired notifications by channel, then status (every status listed), and how many
+    of them were resent after a crash left them in doubt."""
 
     counts: dict[str, dict[str, int]]
+    resent_after_crash: dict[str, int] = Field(description=(
+        "By channel (channels with none left out): notifications handed to the provider "
+        "again because a worker died after handing them over and before recording the "
+        "answer; each may have arrived twice, carrying the same idempotency handle."))
 
 
 class SuppressionIn(BaseModel):
@@ -72,8 +78,10 @@ class SuppressionsOut(BaseModel):
 @router.get("/v1/notifications/counts", response_model=CountsOut, responses=errors(422))
 async def counts(broker: BrokerDep, channel: Annotated[
         str | None, Query(description="One channel (default: all).")] = None) -> Response:
-    """How many notifications are queued, sending, sent, retrying, failed or unknown."""
-    return json_response({"counts": await broker.ledger.counts(channel)})
+    """How many notifications are queued, sending, sent, retrying, failed or unknown, and
+    how many were resent after a crash."""
+    return json_response({"counts": await broker.ledger.counts(channel),
+                          "resent_after_crash": await broker.ledger.resent(channel)})
 
 
 @router.get("/v1/notifications/{delivery_id}", response_model=DeliveryOut,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
+from starlette.requests import Request
 from starlette.responses import Response
 
 from conveyor.http.deps import BrokerDep, errors
@@ -14,6 +15,7 @@ from conveyor.http.schemas import (
     UpdateQueueRequest,
 )
 from conveyor.http.wire import json_response, queue_json
+from conveyor.keys import ApiKey
 from conveyor.models import QueueStats
 
 router = APIRouter(prefix="/v1/queues", tags=["queues"])
@@ -33,11 +35,14 @@ async def create_queue(request: CreateQueueRequest, broker: BrokerDep) -> Respon
 
 
 @router.get("", response_model=QueueList, responses=errors(422))
-async def list_queues(broker: BrokerDep, prefix: str = "", after: str | None = None,
-                      limit: int = 1000) -> Response:
+async def list_queues(request: Request, broker: BrokerDep, prefix: str = "",
+                      after: str | None = None, limit: int = 1000) -> Response:
     """Queues by name (optionally with a prefix, paged by `after`), with counts that may be
-    a few seconds old."""
+    a few seconds old; with API keys, only the queues the key has a grant on."""
     queues = await broker.list_queues(prefix, after, limit)
+    key: ApiKey | None = getattr(request.state, "api_key", None)
+    if key is not None:
+        queues = [q for q in queues if key.allows_any(q.name)]
     stats = await broker.all_queue_stats()
     empty = QueueStats()
     return json_response({"queues": [queue_json(q, stats.get(q.id, empty)) for q in queues]})

@@ -244,6 +244,8 @@ class RetryRequest(_In):
     receipt_handle: str
     delay_seconds: int = Field(default=0, description="Up to the queue's retention.")
     error: str | None = Field(default=None, description="Why it failed (kept, 4000 chars).")
+    dead_letter: bool = Field(default=False, description=(
+        "Move it to the queue's dead-letter queue now (its source kept for redrive)."))
 
 
 class EntryResultOut(BaseModel):

@@ -4,9 +4,10 @@ A channel turns a queued `Item` into its wire payload (`render`, cheap and synch
 and hands a batch to its provider (`send_many`), getting one `Result` per item. It
 declares how many items a provider call takes (`batch_size`), the largest payload
 (`payload_limit`), its default rate limit (`rate_limit`, `"N/period"` across every worker,
-or None) and what happens to a notification whose earlier attempt died between the
-provider call and the ledger write (`resend_unknown`: send again with the same delivery id
-/ Message-ID, or record it as `unknown`).
+or None) and whether a notification whose earlier attempt died between the provider call
+and the ledger write can be resent carrying an idempotency or collapse handle the
+receiver can use (`resend_unknown`; the delivery worker's `hold_unknown` records such
+notifications `unknown` instead, for any channel).
 """
 
 from __future__ import annotations

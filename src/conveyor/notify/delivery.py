@@ -2,26 +2,35 @@
 channel, with retries, dead letters and suppression.
 
 Built on the broker directly rather than on `conveyor.worker`'s one-job-per-call tasks:
-at a million notifications the unit of work is a batch (one ledger write, one rate-limit
-take, one provider call and one ack per batch, not per notification). For each channel
-`lanes` loops run concurrently in every worker process:
+at a million notifications the unit of work is a batch (one ledger read, one rate-limit
+take and one ack per batch, two ledger writes per chunk sent). For each channel `lanes`
+loops run concurrently in every worker process:
 
 1. receive up to `envelopes` queue messages of `notify-<channel>`;
-2. `ledger.begin` marks their notifications `sending`, answering the previous statuses:
-   a `sent`/`failed`/`unknown` one is skipped (a redelivery never sends twice); a
-   `sending` one died mid-call before: sent again when the channel resends with the same
-   Message-ID / delivery id (`resend_unknown`), else recorded `unknown`;
+2. `ledger.statuses` reads their notifications' statuses, changing nothing: a
+   `sent`/`failed`/`unknown` one is skipped (a redelivery never sends twice); a `sending`
+   one is *in doubt*: a worker handed it to the provider and died before recording the
+   answer. It is resent carrying the channel's idempotency or collapse handle (email
+   Message-ID, Web Push `Topic`, webhook `Idempotency-Key`), unless its channel is in
+   `hold_unknown` (or cannot resend, `Channel.resend_unknown`): then it is recorded
+   `unknown` for an operator. Never dropped in silence either way;
 3. suppressed recipients (hard bounces, unsubscribes, gone push subscriptions) are skipped;
-4. the channel renders; then, chunk by chunk as the channel's rate limit (GCRA in the
-   database, across every worker) grants tokens, the leases are confirmed (envelopes
-   whose lease was lost are not sent: `conveyor.notify.leases`, whose heartbeat extends
-   them all along) and the chunk is sent;
+4. the channel renders; then chunk by chunk, each at most `in_flight / lanes` and only as
+   the channel's rate limit (GCRA in the database, across every worker) grants tokens, the
+   leases are confirmed (envelopes whose lease was lost are not sent:
+   `conveyor.notify.leases`), the chunk is marked `sending` (`ledger.begin`) right before
+   it goes to the transport, and its outcomes are recorded right after (`ledger.finish`:
+   `sent`, or `retrying` until step 5 decides). So the rows a `kill -9` leaves `sending`
+   are only the chunks on the wire, at most `in_flight` per channel and worker process:
+   the bound on extra copies per crash. Notifications claimed but never attempted stay
+   `queued`/`retrying` and are delivered as usual when their envelope's lease lapses;
 5. outcomes: `sent`; transient → `retrying`, redelivered after exponential backoff with
    jitter or the provider's Retry-After (the whole envelope through the broker's `retry`,
    else a new delayed envelope of the failed ones); permanent, or out of attempts →
    `failed` and a dead letter in `notify-<channel>-dlq` carrying the reason; gone →
    also suppressed; a 429 or 503 with Retry-After also penalizes the rate-limit key;
-6. `ledger.finish` records every outcome in one write, then the envelopes are acked.
+6. `ledger.finish` records the final outcomes of the rest in one write, then the envelopes
+   are acked.
 """
 
 from __future__ import annotations
@@ -37,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from conveyor.errors import ConveyorError
+from conveyor.errors import ConveyorError, InvalidInput
 from conveyor.ledger import FINAL_STATUSES, DeliveryUpdate, NewDelivery
 from conveyor.models import Body, BodyKind, Message, SendEntry
 from conveyor.notify.channel import Channel, PayloadTooLarge
@@ -79,6 +88,25 @@ class DeliveryOptions:
     heartbeat_seconds: float | None = None
     """How often the leases of envelopes in hand are extended (None: a third of
     `visibility_timeout`); see `conveyor.notify.leases`."""
+    in_flight: int = 400
+    """The most notifications of one channel a worker process has handed to the transport
+    without a recorded outcome (each lane sends chunks of `in_flight // lanes`). It is the
+    crash window: a `kill -9` leaves at most this many per channel in doubt, so at most
+    this many extra copies per channel, and loses none."""
+    hold_unknown: frozenset[str] = frozenset()
+    """Channels whose in-doubt notifications are recorded `unknown` for an operator
+    instead of resent with their idempotency handle (the default)."""
+
+    def __post_init__(self) -> None:
+        if self.lanes < 1 or self.in_flight < self.lanes:
+            raise InvalidInput(f"in_flight ({self.in_flight}) must be at least lanes "
+                               f"({self.lanes}), which must be at least 1.",
+                               field="in_flight")
+
+    @property
+    def chunk(self) -> int:
+        """The most notifications one lane hands to the transport at once."""
+        return self.in_flight // self.lanes
 
 
 @dataclass(slots=True)
@@ -92,6 +120,8 @@ class DeliveryStats:
     skipped: int = 0
     suppressed: int = 0
     unknown: int = 0
+    resent: int = 0
+    """In-doubt notifications (left `sending` by a crash) sent again."""
     lease_lost: int = 0
     batches: int = 0
     render_cpu: float = 0.0
@@ -185,21 +215,23 @@ class Deliverer:
             items.extend(env.items)
         before: list[str | None] = []
         for start in range(0, len(items), 1000):
-            chunk = items[start:start + 1000]
-            before += await self.broker.ledger.begin(
-                [NewDelivery(i.id, name, i.to) for i in chunk], keep_seconds=opts.keep_seconds)
+            before += await self.broker.ledger.statuses([i.id for i in items[start:start + 1000]])
         since = stats.add_wait(name, "ledger", since)
         updates: list[DeliveryUpdate] = []
         live: list[int] = []
+        hold = name in opts.hold_unknown or not channel.resend_unknown
+        seen: set[str] = set()
         for k, status in enumerate(before):
-            if status in FINAL_STATUSES:
-                self.stats.skipped += 1
-            elif status == "sending" and not channel.resend_unknown:
-                updates.append(DeliveryUpdate(items[k].id, "unknown", "an earlier attempt "
-                               "died between the provider call and its record"))
-                self.stats.unknown += 1
-            else:
+            if status in FINAL_STATUSES or items[k].id in seen:  # done, or twice in hand
+                stats.skipped += 1
+            elif status == "sending" and hold:
+                updates.append(DeliveryUpdate(items[k].id, "unknown", "held for an operator: "
+                               "a worker died after handing it to the provider and before "
+                               "recording the answer"))
+                stats.unknown += 1
+            else:  # never attempted, retrying, or in doubt and resent (counted at `begin`)
                 live.append(k)
+            seen.add(items[k].id)
         if live:
             blocked = await self.broker.ledger.suppressed(
                 name, list({items[k].to for k in live})[:1000])
@@ -224,7 +256,7 @@ class Deliverer:
         since = stats.add_wait(name, "render", since)
         if sendable:
             results.update(await self._send(name, channel, keeper, items, owners, sendable,
-                                            payloads, updates))
+                                            payloads))
         await self._settle(name, messages, envelopes, owners, items, results, updates,
                            keeper.lost)
 
@@ -240,14 +272,14 @@ class Deliverer:
         penalty = 0.0
         for k, result in results.items():
             item = items[k]
-            if result.outcome == "sent":
-                updates.append(DeliveryUpdate(item.id, "sent", None, result.provider_id))
+            if result.outcome == "sent":  # recorded as its chunk came back (`_send`)
                 self.stats.latencies_ms.append(now_ms - item.enqueued_at)
                 continue
             env = envelopes[owners[k]]
             attempt = env.attempt + messages[owners[k]].receive_count
             if result.outcome == "transient" and attempt < opts.max_attempts:
-                updates.append(DeliveryUpdate(item.id, "retrying", result.detail))
+                # `retrying` with this detail was recorded by `_send` (or is a render
+                # failure's, which is never transient)
                 again.setdefault(owners[k], []).append((item, result))
                 if throttled(result):
                     penalty = max(penalty, result.retry_after or 0.0)
@@ -311,40 +343,71 @@ class Deliverer:
 
     async def _send(self, name: str, channel: Channel, keeper: LeaseKeeper,
                     items: list[Item], owners: list[int], sendable: list[int],
-                    payloads: list[Any], updates: list[DeliveryUpdate]) -> dict[int, Result]:
-        """Send in chunks as the rate limit grants tokens (each chunk as soon as it is
-        allowed, so the provider never sees more than the limit's burst at once), each
-        chunk only for envelopes whose lease is still ours (`LeaseKeeper.confirm`)."""
+                    payloads: list[Any]) -> dict[int, Result]:
+        """Send in chunks of at most `options.chunk`, each as soon as the rate limit allows
+        it (so the provider never sees more than the limit's burst at once) and only for
+        envelopes whose lease is still ours (`LeaseKeeper.confirm`). Each chunk is marked
+        `sending` right before it goes out and its outcomes recorded right after, so a
+        crash leaves no more than the chunks on the wire in doubt."""
         stats = self.stats
         results: dict[int, Result] = {}
         size = max(1, channel.batch_size)
+        most = min(self.options.chunk, 1000)  # 1,000: the ledger's batch limit
         done = 0
         while done < len(sendable):
             since = time.perf_counter()
-            n = await self._grant(name, len(sendable) - done)
+            n = await self._grant(name, min(len(sendable) - done, most))
             since = stats.add_wait(name, "rate", since)
             chunk, chunk_payloads = sendable[done:done + n], payloads[done:done + n]
             done += n
             lost = await keeper.confirm()
             if lost:
+                # Left as they are (`queued`/`retrying`, never marked): the holder sends them.
+                stats.lease_lost += sum(1 for k in chunk if owners[k] in lost)
                 keep = [j for j, k in enumerate(chunk) if owners[k] not in lost]
-                for k in chunk:
-                    if owners[k] in lost:
-                        updates.append(DeliveryUpdate(items[k].id, "retrying",
-                                                      "lease lost before sending"))
-                        stats.lease_lost += 1
                 chunk = [chunk[j] for j in keep]
                 chunk_payloads = [chunk_payloads[j] for j in keep]
                 log.warning("notify %s: leases of %d envelopes were lost before sending; "
                             "left to their new holder", name, len(lost))
+            if not chunk:
+                continue
+            chunk, chunk_payloads = await self._begin(name, items, chunk, chunk_payloads)
+            since = stats.add_wait(name, "ledger", since)
             batches = [(chunk[i:i + size], chunk_payloads[i:i + size])
                        for i in range(0, len(chunk), size)]
             answers = await asyncio.gather(*(
                 channel.send_many([items[k] for k in ks], ps) for ks, ps in batches))
+            since = stats.add_wait(name, "send", since)
+            outcomes: list[DeliveryUpdate] = []
             for (ks, _), got in zip(batches, answers):
-                results.update(zip(ks, got))
-            stats.add_wait(name, "send", since)
+                for k, result in zip(ks, got):
+                    results[k] = result
+                    outcomes.append(
+                        DeliveryUpdate(items[k].id, "sent", None, result.provider_id)
+                        if result.outcome == "sent" else
+                        DeliveryUpdate(items[k].id, "retrying", result.detail))
+            await self.broker.ledger.finish(outcomes)
+            stats.add_wait(name, "ledger", since)
         return results
+
+    async def _begin(self, name: str, items: list[Item], chunk: list[int],
+                     chunk_payloads: list[Any]) -> tuple[list[int], list[Any]]:
+        """Mark a chunk `sending` right before it goes out; drop the ones another worker
+        finished meanwhile and count those in doubt (resent)."""
+        before = await self.broker.ledger.begin(
+            [NewDelivery(items[k].id, name, items[k].to) for k in chunk],
+            keep_seconds=self.options.keep_seconds)
+        keep: list[int] = []
+        for j, status in enumerate(before):
+            if status in FINAL_STATUSES:
+                self.stats.skipped += 1
+                continue
+            if status == "sending":
+                self.stats.resent += 1
+            keep.append(j)
+        if len(keep) == len(chunk):
+            return chunk, chunk_payloads
+        return [chunk[j] for j in keep], [chunk_payloads[j] for j in keep]
 
     async def _grant(self, name: str, want: int) -> int:
         """How many sends (1 to `want`) the channel's rate limit allows now, across every

@@ -9,8 +9,9 @@ webhooks, email APIs), sent them again. Now a worker
    third of the visibility timeout) for as long as it works on them, and
 2. just before the provider call, confirms the leases it still holds (extending them
    once more when the last confirmation is older than `heartbeat`); the notifications of an
-   envelope whose lease is lost are not sent: their rows go back to `retrying` and the
-   envelope is left to the worker that holds it now.
+   envelope whose lease is lost (or cannot be confirmed in time) are not sent: their rows
+   were never marked `sending`, and the envelope is left, unacked, to the worker that
+   holds it now (or gets it when the lease lapses).
 
 So a second worker gets an envelope only when the first one stopped extending it (it
 died, or its event loop stalled for longer than the lease's remaining two thirds), and the
@@ -95,6 +96,9 @@ class LeaseKeeper:
         if age >= self.heartbeat or age >= self.visibility_timeout / 2:
             await self.extend()
             if time.monotonic() - self._confirmed >= self.visibility_timeout / 2:
-                # Not confirmed recently (the broker failed): none of them is safe to send.
-                return set(range(len(self.handles)))
+                # Not confirmed recently (the broker failed or was slower than half a
+                # lease): none of them is safe to send. Give them all up, so that they
+                # are neither extended nor acked: they lapse and come back whole. (Only
+                # returning them, as before, let the batch ack envelopes it never sent.)
+                self.lost.update(range(len(self.handles)))
         return set(self.lost)

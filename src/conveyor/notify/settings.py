@@ -163,4 +163,5 @@ async def run_worker(url: str | None, channels: Mapping[str, Channel],
         await deliverer.run()
         s = deliverer.stats
         return {"sent": s.sent, "failed": s.failed, "retried": s.retried,
-                "skipped": s.skipped, "suppressed": s.suppressed, "unknown": s.unknown}
+                "skipped": s.skipped, "suppressed": s.suppressed, "unknown": s.unknown,
+                "resent": s.resent}

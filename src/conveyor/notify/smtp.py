@@ -9,8 +9,9 @@ PIPELINING and aiosmtplib otherwise; `True`/`False` force one. Messages of a bat
 spread over the pool's connections, which send concurrently.
 
 The crash window: a worker that dies after the server accepted a message and before the
-ledger says `sent` leaves the row `sending`; the redelivered message is sent again with the
-same Message-ID (`resend_unknown = True`), which receivers and most MTAs deduplicate.
+ledger says `sent` leaves the row `sending` (only the chunk in flight,
+`DeliveryOptions.in_flight`); the redelivered message is sent again with the same
+Message-ID (`resend_unknown = True`), which receivers and most MTAs deduplicate.
 """
 
 from __future__ import annotations

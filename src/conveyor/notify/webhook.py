@@ -1,9 +1,10 @@
 """Webhooks: a JSON POST per notification, signed with HMAC-SHA256.
 
-Headers: `Conveyor-Delivery` (the delivery id, which receivers use as an idempotency key),
-`Conveyor-Event`, `Conveyor-Timestamp` (seconds) and `Conveyor-Signature:
-sha256=<hex HMAC of "<timestamp>.<body>">`. The crash window is closed by the receiver:
-a resend carries the same delivery id (`resend_unknown = True`).
+Headers: `Conveyor-Delivery` and `Idempotency-Key` (both the delivery id, which receivers
+use to drop a copy), `Conveyor-Event`, `Conveyor-Timestamp` (seconds) and
+`Conveyor-Signature: sha256=<hex HMAC of "<timestamp>.<body>">`. The crash window is closed
+by the receiver: a resend after a worker died mid-send carries the same delivery id
+(`resend_unknown = True`).
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ class WebhookChannel(Channel):
         url, body, event = payload
         stamp = str(int(time.time()))
         headers = {"Content-Type": "application/json", "Conveyor-Delivery": item.id,
+                   "Idempotency-Key": item.id,
                    "Conveyor-Event": event, "Conveyor-Timestamp": stamp,
                    "Conveyor-Signature": sign(self.secret, stamp, body)}
         assert self._client is not None

@@ -6,14 +6,22 @@ once per push service origin and reused for `vapid_ttl` seconds (signing per mes
 
 Outcomes: 201/202 sent (the push service's `Location` is the provider id); 404/410 the
 subscription is gone (dead-lettered and suppressed); 429/5xx transient honouring
-Retry-After; 400/401/403/413 permanent. Web Push has no idempotency key, so a worker dying
-between the push service's answer and the ledger write cannot be resolved: such a
-notification is recorded `unknown` rather than risk a duplicate (`resend_unknown = False`).
+Retry-After; 400/401/403/413 permanent.
+
+The crash window: Web Push has no idempotency key, but it has a collapse handle. Every
+message carries `Topic: <delivery id>` (RFC 8030 5.4; the 32 hex characters fit its 32
+URL-safe base64 characters) unless the notification names its own topic, so a copy resent
+after a worker died mid-send replaces the first at the push service while that one is
+still undelivered. A device that already got the first sees the second too: that is the
+extra copy the delivery bound counts. `DeliveryOptions.hold_unknown` records such
+notifications `unknown` instead of resending them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import re
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
@@ -25,9 +33,18 @@ from conveyor.notify.channel import Channel, PayloadTooLarge
 from conveyor.notify.models import Item
 from conveyor.notify.outcomes import Result, http_result
 
-__all__ = ["WebPushChannel"]
+__all__ = ["WebPushChannel", "topic_for"]
 
 _GONE = frozenset({404, 410})
+_TOPIC = re.compile(r"[A-Za-z0-9_-]{1,32}")
+
+
+def topic_for(delivery_id: str) -> str:
+    """A valid `Topic` (at most 32 URL-safe base64 characters) for a delivery id: the id
+    itself when it is one (ours are 32 hex characters), else a hash of it."""
+    if _TOPIC.fullmatch(delivery_id):
+        return delivery_id
+    return hashlib.blake2b(delivery_id.encode(), digest_size=16).hexdigest()
 
 
 class WebPushChannel(Channel):
@@ -36,7 +53,7 @@ class WebPushChannel(Channel):
     kind: ClassVar[str] = "push"
     batch_size = 100
     payload_limit = 4078  # RFC 8291: 4096 bytes of record less the header and padding
-    resend_unknown = False
+    resend_unknown = True  # with the same Topic (see the module docstring)
 
     def __init__(self, vapid_private_key: str | bytes, vapid_claims: Mapping[str, Any], *,
                  concurrency: int = 64, timeout: float = 30.0, vapid_ttl: int = 12 * 3600,
@@ -93,8 +110,7 @@ class WebPushChannel(Channel):
                    "Authorization": self.vapid_header(endpoint)}
         if x.get("urgency"):
             headers["Urgency"] = str(x["urgency"])
-        if x.get("topic"):
-            headers["Topic"] = str(x["topic"])
+        headers["Topic"] = str(x["topic"]) if x.get("topic") else topic_for(item.id)
         return endpoint, headers, body
 
     async def open(self) -> None:

@@ -3,13 +3,14 @@
 Requests are posted to `/` or to a queue URL's path `/{account}/{queue}` (the Java SDK v1
 drops `QueueUrl` and posts there). The protocol is AWS JSON 1.0 when the content type is
 `application/x-amz-json-*`, else query. The region is the SigV4 credential scope's.
+Who may call what is `conveyor.sqs.auth`'s: the API keys, checked by SigV4.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -21,11 +22,13 @@ from starlette.routing import Route
 from conveyor.broker.broker import Broker
 from conveyor.config import MAX_REQUEST_BYTES
 from conveyor.errors import ConveyorError
+from conveyor.forgery import normalise_hosts
+from conveyor.sealing import sealer_from
 from conveyor.sqs import message_actions, move_tasks, queue_actions
+from conveyor.sqs.auth import SqsAuth, authorize_action, filter_output
 from conveyor.sqs.context import Context, credential_scope
 from conveyor.sqs.errors import INTERNAL_ERROR, AwsError, SqsError
 from conveyor.sqs.params import Params
-from conveyor.sqs.sigv4 import SigV4Verifier
 from conveyor.sqs.state import Cooldowns, EndpointState
 from conveyor.sqs.texts import fail, from_domain
 from conveyor.sqs.wire import (
@@ -88,12 +91,11 @@ async def _read_body(request: Request, limit: int) -> None:
 class SqsEndpoint:
     """Answers SQS requests from one broker."""
 
-    def __init__(self, broker: Broker, account_id: str,
-                 verifier: SigV4Verifier | None = None,
+    def __init__(self, broker: Broker, account_id: str, auth: SqsAuth,
                  max_request_bytes: int = MAX_REQUEST_BYTES, relaxed: bool = False) -> None:
         self.broker = broker
         self.account_id = account_id
-        self.verifier = verifier
+        self.auth = auth
         self.max_request_bytes = max_request_bytes
         self.state = EndpointState(Cooldowns(relaxed))
 
@@ -112,15 +114,14 @@ class SqsEndpoint:
             else "query"
         try:
             await _read_body(request, self.max_request_bytes)
-            if self.verifier is not None and not self.verifier.open:
-                self.verifier.verify(request.method, request.url.path,
-                                     request.scope.get("query_string", b"").decode("latin-1"),
-                                     request.headers.items(), await request.body())
+            key = await self.auth.authenticate(request, await request.body())
             wire = await _parse(request)
             handler = HANDLERS.get(wire.action)
             if handler is None:
                 raise fail("invalid_action", action=wire.action[:100])
-            output = await handler(self.context(request), Params(wire.members))
+            context, params = self.context(request), Params(wire.members)
+            authorize_action(key, wire.action, context, params)
+            output = filter_output(key, wire.action, await handler(context, params))
             answer = (render_json(output or {}, request_id) if protocol == "json"
                       else render_xml(wire.action, output, request_id))
         except SqsError as exc:
@@ -140,15 +141,21 @@ def _response(answer: WireResponse) -> Response:
 
 
 def create_sqs_app(broker: Broker, *, account_id: str = DEFAULT_ACCOUNT_ID,
-                   verifier: SigV4Verifier | None = None,
+                   require_keys: bool = False, allowed_hosts: Sequence[str] = (),
+                   keys_secret: str | None = None,
                    max_request_bytes: int = MAX_REQUEST_BYTES,
                    relaxed: bool = False) -> Starlette:
     """The SQS-compatible ASGI app over `broker` (which the caller starts and closes).
 
-    `verifier` checks SigV4 signatures (`conveyor.sqs.sigv4`); None accepts any. Bodies
-    over `max_request_bytes` are refused (413) before they are read whole. `relaxed` lifts
-    AWS's 60-second PurgeQueueInProgress and QueueDeletedRecently waits."""
-    endpoint = SqsEndpoint(broker, account_id, verifier, max_request_bytes, relaxed)
+    Requests are signed with API keys once any exists, or always with `require_keys` (a
+    public address); else only this machine's requests that no web page could forge pass,
+    with `allowed_hosts` beyond loopback names (`conveyor.sqs.auth`). `keys_secret` opens
+    sealed key secrets (`conveyor.sealing`). Bodies over `max_request_bytes` are refused
+    (413) before they are read whole. `relaxed` lifts AWS's 60-second PurgeQueueInProgress
+    and QueueDeletedRecently waits."""
+    auth = SqsAuth(broker, always=require_keys, allowed_hosts=normalise_hosts(allowed_hosts),
+                   sealer=sealer_from(keys_secret))
+    endpoint = SqsEndpoint(broker, account_id, auth, max_request_bytes, relaxed)
     methods = ["GET", "POST"]
     return Starlette(routes=[
         Route("/", endpoint.handle, methods=methods),

@@ -54,7 +54,7 @@ def _attribute(name: str, item: Any) -> MessageAttribute:
         return MessageAttribute(data_type, _binary(name, item.get("BinaryValue")))
     value = item.get("StringValue")
     if not isinstance(value, str) or not value:
-        raise fail("attribute_empty", name=name, type=data_type)
+        raise fail("attribute_empty", name=name, type=data_type.split(".", 1)[0])
     if data_type.split(".", 1)[0] == "Number" and not _NUMBER.fullmatch(value.strip()):
         raise fail("attribute_number", name=name)
     if _FORBIDDEN.search(value):

@@ -49,8 +49,11 @@ INVALID_ATTRIBUTE_NAME = _aws("InvalidAttributeName", plain=True)
 INVALID_ATTRIBUTE_VALUE = _aws("InvalidAttributeValue", plain=True)
 INVALID_MESSAGE_CONTENTS = _aws("InvalidMessageContents", plain=True)
 INVALID_ID_FORMAT = _aws("InvalidIdFormat", plain=True)
-INVALID_PARAMETER_VALUE = _aws("InvalidParameterValue", plain=True)
-MISSING_PARAMETER = _aws("MissingParameter", plain=True)
+# Not in the service model: SQS's JSON `__type` names them with an Exception suffix.
+INVALID_PARAMETER_VALUE = _aws("InvalidParameterValueException", legacy="InvalidParameterValue",
+                               plain=True)
+MISSING_PARAMETER = _aws("MissingRequiredParameterException", legacy="MissingParameter",
+                         plain=True)
 INVALID_ACTION = _aws("InvalidAction", plain=True)
 RESOURCE_NOT_FOUND = _aws("ResourceNotFoundException", plain=True, status=404)
 ACCESS_DENIED = _aws("AccessDenied", plain=True, status=403)

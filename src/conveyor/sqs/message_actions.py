@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 from conveyor.broker.validation import MAX_DELAY_SQS, MAX_VISIBILITY, MAX_WAIT
 from conveyor.errors import InvalidInput
+from conveyor.ids import decode_receipt_handle
 from conveyor.models import (
     Body,
     EntryResult,
@@ -109,7 +110,8 @@ def _check_batch(entries: Sequence[Params], entry_name: str) -> list[str]:
 
 
 def _failed(entry_id: str, error: SqsError) -> dict[str, Any]:
-    return {"Id": entry_id, "SenderFault": error.kind.sender, "Code": error.kind.shape,
+    code = error.kind.code.removeprefix("AWS.SimpleQueueService.")
+    return {"Id": entry_id, "SenderFault": error.kind.sender, "Code": code,
             "Message": error.message}
 
 
@@ -118,6 +120,13 @@ async def send_message_batch(ctx: Context, p: Params) -> Output:
     entries = p.entries()
     queue = await ctx.broker.queue(ctx.queue_name(p), ctx.region)
     ids = _check_batch(entries, "SendMessageBatchRequestEntry")
+    if queue.attributes.fifo:
+        for entry in entries:
+            if "MessageDeduplicationId" not in entry and \
+                    not queue.attributes.content_based_deduplication:
+                raise fail("dedup_required")
+            if "MessageGroupId" not in entry:
+                raise fail("batch_group_missing")
     total = sum(len((e.text("MessageBody") or "").encode("utf-8", "surrogatepass"))
                 + _raw_attributes_size(e) for e in entries)
     if total > MAX_BATCH_BYTES:
@@ -185,12 +194,13 @@ async def receive_message(ctx: Context, p: Params) -> Output:
         replay = await _replay(ctx, queue, attempt, visibility)
         if replay is not None:
             return {"Messages": [_message_out(ctx, m, system_names, attribute_names)
-                                 for m in replay] or None}
+                                 for m in replay]}
     messages = await ctx.broker.receive(queue.name, limit, visibility, wait, ctx.region)
     if attempts is not None and attempt is not None and messages:
         attempts.put(ctx.region, queue.name, attempt, list(messages))
+    # An empty list too: SQS's JSON answer has "Messages": [] when there are none.
     return {"Messages": [_message_out(ctx, m, system_names, attribute_names)
-                         for m in messages] or None}
+                         for m in messages]}
 
 
 async def _replay(ctx: Context, queue: Queue, attempt: str,
@@ -221,16 +231,20 @@ def _message_out(ctx: Context, message: Message, system_names: tuple[str, ...],
         "Body": message.body.text,
         "Attributes": system or None,
         "MD5OfMessageAttributes": md5_of_attributes(chosen) if chosen else None,
-        "MessageAttributes": qa.message_attributes_out(chosen) or None,
+        # Names asked that match none of the message's attributes answer {} (as SQS does).
+        "MessageAttributes": qa.message_attributes_out(chosen)
+        if chosen or (attribute_names and user) else None,
     }
 
 
 # acknowledging -------------------------------------------------------------------------
-def _entry_error(result: EntryResult, stale_is_error: bool) -> SqsError | None:
+def _entry_error(result: EntryResult, stale: str | None) -> SqsError | None:
+    """The error of one acknowledgement; `stale` is the row for a handle whose lease is
+    over (None: that succeeds)."""
     if result.status == "invalid":
         return fail("receipt_handle", handle=result.receipt_handle)
-    if result.status == "stale" and stale_is_error:
-        return fail("not_in_flight", handle=result.receipt_handle)
+    if result.status == "stale" and stale is not None:
+        return fail(stale, handle=result.receipt_handle)
     return None
 
 
@@ -248,7 +262,7 @@ def _visibility_entry(p: Params) -> VisibilityEntry:
 
 async def _acknowledge(entries: Sequence[Params], parse: Callable[[Params], T],
                        call: Callable[[list[T]], Awaitable[list[EntryResult]]],
-                       stale_is_error: bool) -> list[SqsError | None]:
+                       stale: str | None) -> list[SqsError | None]:
     """Parse each entry, run the valid ones in one broker call, and return per entry
     the error to report (None: it succeeded)."""
     outcomes: list[SqsError | None] = [None] * len(entries)
@@ -260,14 +274,14 @@ async def _acknowledge(entries: Sequence[Params], parse: Callable[[Params], T],
             outcomes[i] = exc
     if parsed:
         for i, result in zip(parsed, await call(list(parsed.values())), strict=True):
-            outcomes[i] = _entry_error(result, stale_is_error)
+            outcomes[i] = _entry_error(result, stale)
     return outcomes
 
 
 async def _single(p: Params, parse: Callable[[Params], T],
                   call: Callable[[list[T]], Awaitable[list[EntryResult]]],
-                  stale_is_error: bool) -> Output:
-    [error] = await _acknowledge([p], parse, call, stale_is_error)
+                  stale: str | None) -> Output:
+    [error] = await _acknowledge([p], parse, call, stale)
     if error is not None:
         raise error
     return None
@@ -275,49 +289,69 @@ async def _single(p: Params, parse: Callable[[Params], T],
 
 async def _batch(p: Params, entry_name: str, parse: Callable[[Params], T],
                  call: Callable[[list[T]], Awaitable[list[EntryResult]]],
-                 stale_is_error: bool) -> Output:
+                 stale: str | None) -> Output:
     entries = p.entries()
     ids = _check_batch(entries, entry_name)
-    outcomes = await _acknowledge(entries, parse, call, stale_is_error)
+    outcomes = await _acknowledge(entries, parse, call, stale)
     return {"Successful": [{"Id": i} for i, o in zip(ids, outcomes, strict=True) if o is None],
             "Failed": [_failed(i, o) for i, o in zip(ids, outcomes, strict=True) if o is not None]}
 
 
-async def _queue_name(ctx: Context, p: Params) -> str:
+async def _queue(ctx: Context, p: Params) -> Queue:
     """The request's queue, which must exist (before its entries are looked at)."""
-    return (await ctx.broker.queue(ctx.queue_name(p), ctx.region)).name
+    return await ctx.broker.queue(ctx.queue_name(p), ctx.region)
+
+
+def _deleter(ctx: Context, queue: Queue) -> Callable[[list[str]], Awaitable[list[EntryResult]]]:
+    """Delete by receipt handles. On a standard queue an older handle (the message was
+    received again since) succeeds without deleting, as the DeleteMessage reference says;
+    on a FIFO queue a handle whose lease is over is refused as expired, as SQS does."""
+    if not queue.attributes.fifo:
+        return lambda handles: ctx.broker.delete(queue.name, handles, ctx.region)
+
+    async def delete(handles: list[str]) -> list[EntryResult]:
+        results: list[EntryResult] = []
+        for handle in handles:
+            try:
+                message_id, token = decode_receipt_handle(handle)
+            except InvalidInput:
+                results.append(EntryResult(handle, "invalid"))
+                continue
+            deleted = await ctx.broker.delete_leased(queue.name, message_id, ctx.region, token)
+            results.append(EntryResult(handle, "ok" if deleted else "stale"))
+        return results
+    return delete
 
 
 async def delete_message(ctx: Context, p: Params) -> Output:
-    """DeleteMessage. As the DeleteMessage reference says, a receipt handle that is not the
-    message's latest (it was received again since) succeeds but deletes nothing: the newer
-    consumer's lease is kept."""
-    name = await _queue_name(ctx, p)
-    return await _single(p, _delete_entry,
-                         lambda handles: ctx.broker.delete(name, handles, ctx.region), False)
+    """DeleteMessage."""
+    queue = await _queue(ctx, p)
+    return await _single(p, _delete_entry, _deleter(ctx, queue),
+                         "receipt_expired" if queue.attributes.fifo else None)
 
 
 async def delete_message_batch(ctx: Context, p: Params) -> Output:
     """DeleteMessageBatch (per entry as DeleteMessage)."""
-    name = await _queue_name(ctx, p)
+    queue = await _queue(ctx, p)
     return await _batch(p, "DeleteMessageBatchRequestEntry", _delete_entry,
-                        lambda handles: ctx.broker.delete(name, handles, ctx.region), False)
+                        _deleter(ctx, queue),
+                        "receipt_expired" if queue.attributes.fifo else None)
 
 
 async def change_message_visibility(ctx: Context, p: Params) -> Output:
     """ChangeMessageVisibility: a handle whose lease is over (deleted, expired, received
     again) names no message available for a visibility change."""
-    name = await _queue_name(ctx, p)
+    name = (await _queue(ctx, p)).name
     return await _single(p, _visibility_entry, lambda changes: ctx.broker.change_visibility(
-        name, changes, ctx.region), True)
+        name, changes, ctx.region), "not_in_flight")
 
 
 async def change_message_visibility_batch(ctx: Context, p: Params) -> Output:
     """ChangeMessageVisibilityBatch."""
-    name = await _queue_name(ctx, p)
+    name = (await _queue(ctx, p)).name
     return await _batch(p, "ChangeMessageVisibilityBatchRequestEntry", _visibility_entry,
                         lambda changes: ctx.broker.change_visibility(name, changes, ctx.region),
-                        True)
+                        "not_in_flight")
 
 
 HANDLERS: dict[str, Callable[[Context, Params], Awaitable[Output]]] = {

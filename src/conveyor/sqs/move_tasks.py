@@ -1,10 +1,15 @@
 """Message move tasks (StartMessageMoveTask and friends) on the broker's redrive tasks.
 
-The task handle is the redrive task's id; ARNs name queues (and their region).
+A task handle carries the redrive task's id and its source queue's ARN (base64), as SQS's
+do, so that CancelMessageMoveTask can tell a malformed handle, a gone source queue and an
+unknown task apart. ARNs name queues (and their region).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -19,6 +24,22 @@ Output = dict[str, Any] | None
 
 _STATUS = {"running": "RUNNING", "completed": "COMPLETED", "cancelled": "CANCELLED",
            "failed": "FAILED"}
+
+
+def _handle(task_id: str, source_arn: str) -> str:
+    return base64.urlsafe_b64encode(f"{task_id}&{source_arn}".encode()).decode()
+
+
+def _unhandle(handle: str) -> tuple[str, str]:
+    """(task id, source ARN) of a task handle, or AWS's error for a malformed one."""
+    try:
+        task_id, sep, arn = base64.urlsafe_b64decode(handle.encode()).decode().partition("&")
+        uuid.UUID(task_id)
+    except (ValueError, UnicodeError, binascii.Error):
+        raise fail("task_handle") from None
+    if not sep:
+        raise fail("task_handle")
+    return task_id, arn
 
 
 def _arn(ctx: Context, region: str, name: str) -> str:
@@ -52,12 +73,13 @@ async def start_message_move_task(ctx: Context, p: Params) -> Output:
         task = await ctx.broker.start_redrive(source.name, destination, rate, region, wait=0)
     except Conflict:
         raise fail("task_running") from None
-    return {"TaskHandle": task.id}
+    return {"TaskHandle": _handle(task.id, _arn(ctx, region, source.name))}
 
 
 def _task_out(ctx: Context, region: str, task: MoveTask) -> dict[str, Any]:
     return {
-        "TaskHandle": task.id if task.status == "running" else None,
+        "TaskHandle": _handle(task.id, _arn(ctx, region, task.source_queue))
+        if task.status == "running" else None,
         "Status": _STATUS.get(task.status, task.status.upper()),
         "SourceArn": _arn(ctx, region, task.source_queue),
         "DestinationArn": (_arn(ctx, region, task.destination_queue)
@@ -80,8 +102,16 @@ async def list_message_move_tasks(ctx: Context, p: Params) -> Output:
 
 async def cancel_message_move_task(ctx: Context, p: Params) -> Output:
     """CancelMessageMoveTask: stops after the current batch; moved messages stay moved."""
+    task_id, source_arn = _unhandle(p.required("TaskHandle"))
+    found = ctx.parse_arn(source_arn)
+    if found is None:
+        raise fail("task_handle")
     try:
-        task = await ctx.broker.redrive.cancel(p.required("TaskHandle"))
+        await ctx.broker.get_queue(found[1], found[0])
+    except QueueNotFound:
+        raise fail("source_arn_missing") from None
+    try:
+        task = await ctx.broker.redrive.cancel(task_id)
     except TaskNotFound:
         raise fail("task_missing") from None
     except Conflict:

@@ -36,7 +36,7 @@ def _policy(ctx: Context, text: str | None, name: str) -> dict[str, Any]:
     """The stored policy as a dict (a fresh one when there is none or it is not a dict)."""
     data = orjson.loads(text) if text else None
     if not isinstance(data, dict):
-        data = {"Version": "2012-10-17", "Id": f"{ctx.queue_arn(name)}/SQSDefaultPolicy"}
+        data = {"Version": "2008-10-17", "Id": f"{ctx.queue_arn(name)}/SQSDefaultPolicy"}
     if not isinstance(data.get("Statement"), list):
         statement = data.get("Statement")
         data["Statement"] = [statement] if isinstance(statement, dict) else []

@@ -112,8 +112,12 @@ async def create_queue(ctx: Context, p: Params) -> Output:
 
 
 async def get_queue_url(ctx: Context, p: Params) -> Output:
-    """GetQueueUrl."""
-    queue = await ctx.broker.get_queue(p.required("QueueName"), ctx.region)
+    """GetQueueUrl (of this endpoint's one account: another owner's queue does not exist)."""
+    name = p.required("QueueName")
+    owner = p.text("QueueOwnerAWSAccountId")
+    if owner is not None and owner != ctx.account_id:
+        raise fail("queue_missing")
+    queue = await ctx.broker.get_queue(name, ctx.region)
     return {"QueueUrl": ctx.queue_url(queue.name)}
 
 
@@ -153,7 +157,8 @@ async def get_queue_attributes(ctx: Context, p: Params) -> Output:
     queue = await ctx.broker.get_queue(ctx.queue_name(p), ctx.region)
     stats = (await ctx.broker.queue_stats(queue.name, ctx.region)
              if qa.needs_stats(names) else None)
-    return {"Attributes": qa.from_queue(ctx, queue, names, stats) or None}
+    # Names asked but none applying answer {} (as SQS does); none asked, no Attributes.
+    return {"Attributes": qa.from_queue(ctx, queue, names, stats) if names else None}
 
 
 async def set_queue_attributes(ctx: Context, p: Params) -> Output:
@@ -200,7 +205,7 @@ async def untag_queue(ctx: Context, p: Params) -> Output:
 async def list_queue_tags(ctx: Context, p: Params) -> Output:
     """ListQueueTags."""
     queue = await ctx.broker.get_queue(ctx.queue_name(p), ctx.region)
-    return {"Tags": dict(queue.attributes.tags) or None}
+    return {"Tags": dict(queue.attributes.tags)}  # {} when there are none, as SQS answers
 
 
 async def dead_letter_sources(ctx: Context, name: str) -> list[Queue]:

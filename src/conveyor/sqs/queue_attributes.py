@@ -75,9 +75,10 @@ def to_broker(ctx: Context, given: Mapping[str, str], fifo: bool,
                 raise fail("attribute_value", name=name)
             out[field] = value
         elif name == "FifoQueue":
+            if current is not None:  # only CreateQueue sets it
+                raise fail("fifo_immutable")
             if _boolean(name, value) is not True:
-                raise (fail("fifo_immutable") if current is not None
-                       else fail("queue_name"))
+                raise fail("queue_name")
         elif name == "Policy":
             out["policy"] = _policy(value)
         elif name == "KmsMasterKeyId":
@@ -90,6 +91,11 @@ def to_broker(ctx: Context, given: Mapping[str, str], fifo: bool,
             out["redrive_allow_policy"] = _redrive_allow_policy(ctx, value)
         else:
             raise fail("unknown_attribute", name=name)
+    key = out.get("kms_master_key_id", current.attributes.kms_master_key_id if current else None)
+    if out.get("sqs_managed_sse_enabled") and key:
+        raise fail("sse_exclusive")
+    if out.get("kms_master_key_id") and "sqs_managed_sse_enabled" not in out:
+        out["sqs_managed_sse_enabled"] = None  # a KMS key replaces SSE-SQS
     return out
 
 
@@ -254,6 +260,15 @@ def from_queue(ctx: Context, queue: Queue, names: Iterable[str],
     return out
 
 
+def _normal(policy: str | None) -> dict[str, Any] | None:
+    """A JSON policy for comparison (maxReceiveCount may be given as a string)."""
+    data = _json_object(policy or "{}")
+    if data is not None and isinstance(data.get("maxReceiveCount"), str) and \
+            data["maxReceiveCount"].strip().isdigit():
+        data["maxReceiveCount"] = int(data["maxReceiveCount"])
+    return data or None
+
+
 def differing(ctx: Context, queue: Queue, given: Mapping[str, str]) -> str | None:
     """The first attribute of a CreateQueue whose value differs from the existing queue's
     (compared as GetQueueAttributes would answer it), or None."""
@@ -261,7 +276,7 @@ def differing(ctx: Context, queue: Queue, given: Mapping[str, str]) -> str | Non
     for name, value in given.items():
         have = current.get(name)
         if name in ("Policy", "RedrivePolicy", "RedriveAllowPolicy"):
-            same = _json_object(value or "{}") == _json_object(have or "{}")
+            same = _normal(value) == _normal(have)
         elif name in _BOOLEANS or name == "FifoQueue":
             same = value.lower() == (have or "false")
         elif name == "KmsMasterKeyId":

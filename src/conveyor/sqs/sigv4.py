@@ -1,14 +1,11 @@
 """AWS Signature Version 4 verification for the SQS endpoint.
 
-Requests are signed by the SDKs with an access key pair; the endpoint knows the pairs
-(`--sqs-credentials AKID:SECRET,...` or `CONVEYOR_SQS_CREDENTIALS`) and recomputes the
+Requests are signed by the SDKs with an access key pair: here an API key's id and token
+(`conveyor.sqs.auth` finds the key named by `access_key_of`). The verifier recomputes the
 signature: the canonical request (method, path, sorted query, the signed headers, the
 payload's SHA-256), the string to sign with the credential scope, and the HMAC chain of
 the secret, date, region and service. Both the `Authorization` header and presigned query
 strings (`X-Amz-Signature`) are accepted.
-
-With no pairs configured, any signature (or none) passes, but only on loopback: on a
-public address every request is refused, since anyone could otherwise use the queues.
 """
 
 from __future__ import annotations
@@ -21,7 +18,6 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from urllib.parse import quote, unquote
 
-from conveyor.errors import InvalidInput
 from conveyor.sqs.errors import AwsError, SqsError
 
 ALGORITHM = "AWS4-HMAC-SHA256"
@@ -35,22 +31,6 @@ INCOMPLETE_SIGNATURE = AwsError("IncompleteSignature", "IncompleteSignature", 40
 
 _HEADER = re.compile(r"AWS4-HMAC-SHA256\s+Credential=([^,\s]+),\s*SignedHeaders=([^,\s]+),"
                      r"\s*Signature=([0-9a-fA-F]+)\s*$")
-_PAIR = re.compile(r"[A-Za-z0-9_+/=.-]{1,128}")
-
-
-def parse_credentials(text: str | None) -> dict[str, str]:
-    """`AKID:SECRET,AKID2:SECRET2` -> {access key: secret}; InvalidInput when malformed."""
-    pairs: dict[str, str] = {}
-    for item in (text or "").split(","):
-        item = item.strip()
-        if not item:
-            continue
-        key, sep, secret = item.partition(":")
-        if not sep or not _PAIR.fullmatch(key) or not secret:
-            raise InvalidInput("SQS credentials are ACCESS_KEY_ID:SECRET pairs, separated "
-                               "by commas.", field="sqs_credentials")
-        pairs[key] = secret
-    return pairs
 
 
 def _amz_time(text: str) -> float | None:
@@ -92,37 +72,53 @@ def _payload_hash(lower: Mapping[str, list[str]], body: bytes) -> str:
     return declared or hashlib.sha256(body).hexdigest()
 
 
-class SigV4Verifier:
-    """Checks one request's signature against the configured key pairs."""
+def _lower(headers: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
+    lower: dict[str, list[str]] = {}
+    for name, value in headers:
+        lower.setdefault(name.lower(), []).append(value)
+    return lower
 
-    def __init__(self, credentials: Mapping[str, str], *, loopback: bool,
+
+def _query_params(query_string: str) -> dict[str, str]:
+    return {k: unquote(v) for k, v in
+            (p.partition("=")[::2] for p in query_string.split("&") if p)}
+
+
+def access_key_of(query_string: str, headers: Iterable[tuple[str, str]]) -> str:
+    """The access key id a request is signed with; SqsError when it is not signed."""
+    params = _query_params(query_string)
+    if "X-Amz-Signature" in params:
+        credential = params.get("X-Amz-Credential", "")
+    else:
+        authorization = (_lower(headers).get("authorization") or [""])[0]
+        if not authorization:
+            raise SqsError(MISSING_TOKEN, "Request is missing Authentication Token.")
+        match = _HEADER.match(authorization.strip())
+        if match is None:
+            raise SqsError(INCOMPLETE_SIGNATURE, "The Authorization header is not a valid "
+                           f"{ALGORITHM} signature.")
+        credential = match.group(1)
+    parts = credential.split("/")
+    if len(parts) != 5 or parts[4] != "aws4_request" or not parts[0]:
+        raise SqsError(INCOMPLETE_SIGNATURE, "The credential scope is malformed.")
+    return parts[0]
+
+
+class SigV4Verifier:
+    """Checks one request's signature against known key pairs ({access key id: secret})."""
+
+    def __init__(self, credentials: Mapping[str, str], *,
                  clock: Callable[[], float] = time.time) -> None:
         self.credentials = dict(credentials)
-        self.loopback = loopback
         self.clock = clock
 
-    @property
-    def open(self) -> bool:
-        """True when every request passes (loopback and no pairs configured)."""
-        return not self.credentials and self.loopback
-
     def verify(self, method: str, path: str, query_string: str,
-               headers: Iterable[tuple[str, str]], body: bytes) -> None:
-        """Return when the request is signed by a known key; else raise SqsError."""
-        if self.open:
-            return
-        if not self.credentials:
-            raise SqsError(INVALID_CLIENT_TOKEN_ID, "This endpoint listens on a public "
-                           "address and has no credentials configured; it accepts no "
-                           "requests (see --sqs-credentials).")
-        lower: dict[str, list[str]] = {}
-        for name, value in headers:
-            lower.setdefault(name.lower(), []).append(value)
-        params = dict(p.partition("=")[::2] for p in query_string.split("&") if p)
+               headers: Iterable[tuple[str, str]], body: bytes) -> str:
+        """The access key id when the request is signed by a known pair; else SqsError."""
+        lower = _lower(headers)
+        params = _query_params(query_string)
         if "X-Amz-Signature" in params:
-            self._verify_presigned(method, path, query_string, lower,
-                                   {k: unquote(v) for k, v in params.items()}, body)
-            return
+            return self._verify_presigned(method, path, query_string, lower, params, body)
         authorization = (lower.get("authorization") or [""])[0]
         if not authorization:
             raise SqsError(MISSING_TOKEN, "Request is missing Authentication Token.")
@@ -132,27 +128,29 @@ class SigV4Verifier:
                            f"{ALGORITHM} signature.")
         credential, signed, signature = match.groups()
         stamp = (lower.get("x-amz-date") or [""])[0]
-        self._check(method, path, canonical_query(query_string), lower, credential,
-                    signed, signature, stamp, _payload_hash(lower, body), expires=None)
+        return self._check(method, path, canonical_query(query_string), lower, credential,
+                           signed, signature, stamp, _payload_hash(lower, body),
+                           expires=None)
 
     def _verify_presigned(self, method: str, path: str, query_string: str,
                           lower: Mapping[str, list[str]], params: Mapping[str, str],
-                          body: bytes) -> None:
+                          body: bytes) -> str:
         if params.get("X-Amz-Algorithm") != ALGORITHM:
             raise SqsError(INCOMPLETE_SIGNATURE, f"X-Amz-Algorithm must be {ALGORITHM}.")
         try:
             expires: int | None = int(params.get("X-Amz-Expires", "900"))
         except ValueError:
             raise SqsError(INCOMPLETE_SIGNATURE, "X-Amz-Expires is not a number.") from None
-        self._check(method, path, canonical_query(query_string, drop="X-Amz-Signature"),
-                    lower, params.get("X-Amz-Credential", ""),
-                    params.get("X-Amz-SignedHeaders", ""), params["X-Amz-Signature"],
-                    params.get("X-Amz-Date", ""), _payload_hash(lower, body),
-                    expires=expires)
+        return self._check(method, path, canonical_query(query_string,
+                                                         drop="X-Amz-Signature"),
+                           lower, params.get("X-Amz-Credential", ""),
+                           params.get("X-Amz-SignedHeaders", ""), params["X-Amz-Signature"],
+                           params.get("X-Amz-Date", ""), _payload_hash(lower, body),
+                           expires=expires)
 
     def _check(self, method: str, path: str, query: str, lower: Mapping[str, list[str]],
                credential: str, signed: str, signature: str, stamp: str, payload: str,
-               expires: int | None) -> None:
+               expires: int | None) -> str:
         parts = credential.split("/")
         if len(parts) != 5 or parts[4] != "aws4_request":
             raise SqsError(INCOMPLETE_SIGNATURE, "The credential scope is malformed.")
@@ -188,3 +186,4 @@ class SigV4Verifier:
             raise SqsError(SIGNATURE_DOES_NOT_MATCH, "The request signature we calculated "
                            "does not match the signature you provided. Check your AWS "
                            "Secret Access Key and signing method.")
+        return access_key

@@ -74,6 +74,9 @@ TEXTS: dict[str, Text] = {
     "unknown_attribute": Text(INVALID_ATTRIBUTE_NAME, "Unknown Attribute {name}."),
     "fifo_only_attribute": Text(INVALID_ATTRIBUTE_NAME, "You can specify the {name} only when "
                                                         "FifoQueue is set to true."),
+    "sse_exclusive": Text(INVALID_ATTRIBUTE_NAME, "You can use one type of server-side "
+                                                  "encryption (SSE) at one time. You can either "
+                                                  "enable KMS SSE or SQS SSE."),
     "attribute_value": Text(INVALID_ATTRIBUTE_VALUE, "Invalid value for the parameter {name}."),
     "fifo_immutable": Text(INVALID_ATTRIBUTE_VALUE, "Invalid value for the parameter FifoQueue. "
                                                     "Reason: Modifying queue type is not "
@@ -101,8 +104,11 @@ TEXTS: dict[str, Text] = {
     "fifo_delay": Text(_P, "Value {value} for parameter DelaySeconds is invalid. Reason: The "
                            "request include parameter that is not valid for this queue type."),
     "standard_dedup": Text(_P, "Value {value} for parameter MessageDeduplicationId is invalid. "
-                               "Reason: The request include parameter that is not valid for "
+                               "Reason: The request includes a parameter that is not valid for "
                                "this queue type."),
+    # A FIFO batch is refused whole when an entry lacks its group (this code, not
+    # MissingParameter as for SendMessage) or its deduplication id.
+    "batch_group_missing": Text(_P, "The request must contain the parameter MessageGroupId."),
     "dedup_required": Text(_P, "The queue should either have ContentBasedDeduplication enabled "
                                "or MessageDeduplicationId provided explicitly"),
     "fifo_token": Text(_P, "Value {value} for parameter {name} is invalid. Reason: {name} can "
@@ -119,8 +125,8 @@ TEXTS: dict[str, Text] = {
     "attribute_type": Text(_P, "The type of message (user) attribute '{name}' is invalid. You "
                                "must use only the following supported type prefixes: Binary, "
                                "Number, String."),
-    "attribute_empty": Text(_P, "The message attribute '{name}' must contain non-empty message "
-                                "attribute value for message attribute type '{type}'."),
+    "attribute_empty": Text(_P, "Message (user) attribute '{name}' must contain a non-empty "
+                                "value of type '{type}'."),
     "attribute_number": Text(_P, "Can't cast the value of message (user) attribute '{name}' to "
                                  "a number."),
     "attribute_binary": Text(_P, "The message attribute '{name}' with type 'Binary' must use "
@@ -145,6 +151,8 @@ TEXTS: dict[str, Text] = {
     # DeleteMessage, ChangeMessageVisibility (and their batches, per entry)
     "receipt_handle": Text(RECEIPT_HANDLE_IS_INVALID, 'The input receipt handle "{handle}" is '
                                                       "not a valid receipt handle."),
+    "receipt_expired": Text(_P, "Value {handle} for parameter ReceiptHandle is invalid. Reason: "
+                                "The receipt handle has expired."),
     "not_in_flight": Text(_P, "Value {handle} for parameter ReceiptHandle is invalid. Reason: "
                               "Message does not exist or is not available for visibility "
                               "timeout change."),
@@ -169,7 +177,7 @@ TEXTS: dict[str, Text] = {
     "permission_exists": Text(_P, "Value {label} for parameter Label is invalid. Reason: "
                                   "Already exists."),
     "permission_missing": Text(_P, "Value {label} for parameter Label is invalid. Reason: can't "
-                                   "find label on existing policy."),
+                                   "find label."),
     "permission_action": Text(_P, "Value SQS:{action} for parameter ActionName is invalid. "
                                   "Reason: Only the queue owner is allowed to invoke this "
                                   "action."),
@@ -191,6 +199,7 @@ TEXTS: dict[str, Text] = {
                                         "Queue."),
     "task_running": Text(_P, "There is already a task running. Only one active task is "
                              "allowed for a source queue arn at a given time."),
+    "task_handle": Text(_P, "Value for parameter TaskHandle is invalid."),
     "task_missing": Text(RESOURCE_NOT_FOUND, "Task does not exist."),
     "task_not_running": Text(_P, "Only active tasks can be cancelled."),
 }

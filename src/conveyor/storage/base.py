@@ -139,8 +139,9 @@ class MessageStorage(Protocol):
         """Delete messages whose lease is current; returns the leases that matched."""
 
     async def message_delete_leased(self, queue_id: int, message_id: str,
-                                    now: int | None) -> bool:
-        """Delete a message by id while it is leased (whichever lease); True if deleted."""
+                                    now: int | None, token: int | None = None) -> bool:
+        """Delete a message by id while it is leased (whichever lease, or with `token`
+        only that one); True if deleted."""
 
     async def message_change_visibility_many(self, queue_id: int,
                                              changes: Sequence[tuple[Lease, int]],
@@ -246,10 +247,14 @@ class LedgerStorage(Protocol):
         """Insert rows with `status` (usually `queued`); ids already recorded keep theirs.
         Returns, per row, whether it was new."""
 
+    async def delivery_statuses(self, ids: Sequence[str]) -> list[str | None]:
+        """Each id's status (None: not recorded), in order, without writing."""
+
     async def delivery_begin_many(self, rows: Sequence[NewDelivery], keep_ms: int,
                                   now: int | None) -> list[str | None]:
-        """Mark rows `sending` (one more attempt), except those in a final status; returns
-        each row's status before the call (None: not recorded), in order."""
+        """Mark rows `sending` (one more attempt; a row already `sending` also one more
+        resend), except those in a final status; returns each row's status before the
+        call (None: not recorded), in order."""
 
     async def delivery_finish_many(self, updates: Sequence[DeliveryUpdate],
                                    now: int | None) -> None:
@@ -261,6 +266,10 @@ class LedgerStorage(Protocol):
     async def delivery_counts(self, channel: str | None, now: int | None
                               ) -> dict[str, dict[str, int]]:
         """Unexpired rows by channel, then status."""
+
+    async def delivery_resent_counts(self, channel: str | None, now: int | None
+                                     ) -> dict[str, int]:
+        """Unexpired rows resent after a crash (`resends` > 0), by channel."""
 
     async def delivery_expire(self, now: int | None, limit: int) -> int:
         """Delete up to `limit` expired rows."""
@@ -281,13 +290,17 @@ class LedgerStorage(Protocol):
 
 
 class KeyStorage(Protocol):
-    """API keys (see `conveyor.broker.keys`): only token hashes are stored."""
+    """API keys (see `conveyor.broker.api_keys`): token hashes for bearer look-ups, and
+    each key's SigV4 secret (maybe sealed) for the SQS endpoint."""
 
     async def api_key_insert(self, params: ApiKeyInsertParams) -> bool:
-        """Store a key; False when an active key already has the name."""
+        """Store a key; False when an active key already has the name (or the id is taken)."""
 
     async def api_key_by_hash(self, token_hash: str) -> ApiKey | None:
         """The active key with this token hash."""
+
+    async def api_key_by_id(self, key_id: str) -> tuple[ApiKey, str | None] | None:
+        """The active key with this id and its stored secret (None: made before secrets)."""
 
     async def api_key_list(self) -> list[ApiKey]:
         """Every key, revoked ones too."""

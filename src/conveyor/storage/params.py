@@ -139,13 +139,15 @@ class ReceiveParams:
 
 @dataclass(frozen=True, slots=True)
 class MessageRetryParams:
-    """End a lease and make its message visible again after `delay_ms`, recording `error`."""
+    """End a lease and make its message visible again after `delay_ms`, recording `error`;
+    with `dead_letter_queue_id`, move it to that queue instead, remembering its source."""
 
     queue_id: int
     lease: Lease
     delay_ms: int
     error: str | None
     now: int | None
+    dead_letter_queue_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,10 +244,12 @@ class DeliveryPutParams:
 # API keys ---------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class ApiKeyInsertParams:
-    """A new key: its id, unique active name, token hash and grants (JSON text)."""
+    """A new key: its id, unique active name, token hash, grants (JSON text) and the
+    stored form of its SigV4 secret (the token, or sealed: `conveyor.sealing`)."""
 
     key_id: str
     name: str
     token_hash: str
     grants: str
     now: int | None
+    secret: str | None = None

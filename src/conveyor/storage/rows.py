@@ -93,9 +93,9 @@ def job_status_from_row(row: Row) -> JobStatus:
 
 def delivery_from_row(row: Row) -> Delivery:
     """(id, channel, recipient, status, attempts, error, provider_id, updated_at,
-    expires_at) -> Delivery."""
+    expires_at, resends) -> Delivery."""
     return Delivery(row[0], row[1], row[2], row[3], int(row[4]), row[5], row[6],
-                    int(row[7]), int(row[8]))
+                    int(row[7]), int(row[8]), int(row[9]))
 
 
 def counts_by_channel(found: Iterable[Row]) -> dict[str, dict[str, int]]:

@@ -48,19 +48,42 @@ class TaskDecorator(Protocol):
 
 
 class CronEntry:
-    """A 5-field cron expression in a time zone that enqueues `task` on each tick."""
+    """A schedule that enqueues `task` on each tick: a cron expression in a time zone (5
+    fields, or 6 with seconds first), or a fixed interval of `every` seconds."""
 
-    def __init__(self, expression: str, tz: str, task: Task[Any, Any]) -> None:
-        if len(expression.split()) != 5 or not croniter.is_valid(expression):
+    def __init__(self, expression: str | None, tz: str, task: Task[Any, Any],
+                 every: float | None = None) -> None:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        if (expression is None) == (every is None):
+            raise InvalidInput("Give a cron expression or every=SECONDS, not both.",
+                               field="cron")
+        if every is not None:
+            if isinstance(every, bool) or not isinstance(every, int | float) or \
+                    not 1 <= every <= 31 * 86400 or every * 1000 != int(every * 1000):
+                raise InvalidInput("every must be 1 s to 31 days, in whole milliseconds.",
+                                   field="every")
+        elif expression is None or len(expression.split()) not in (5, 6) or \
+                not croniter.is_valid(expression, second_at_beginning=True):
             raise InvalidInput(f"Bad cron expression {expression!r}: use 5 fields, e.g. "
-                               "'*/5 * * * *'.", field="cron")
-        from zoneinfo import ZoneInfo
-
+                               "'*/5 * * * *', or 6 with seconds first, e.g. "
+                               "'*/10 * * * * *'.", field="cron")
+        try:
+            self.tz = ZoneInfo(tz)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise InvalidInput(f"Unknown time zone {tz!r}.", field="tz") from None
         self.expression = expression
-        self.tz = ZoneInfo(tz)
+        self.every_ms = None if every is None else int(every * 1000)
         self.task = task
-        self.schedule = f"{task.name}|{expression}|{tz}"
+        self.schedule = (f"{task.name}|{expression}|{tz}" if every is None
+                         else f"{task.name}|every {self.every_ms} ms")
         """The schedule's name in the database (ticks are claimed per schedule)."""
+
+    def describe(self) -> str:
+        """The schedule as a person writes it: the expression and zone, or the interval."""
+        if self.every_ms is not None:
+            return f"every {self.every_ms / 1000:g} s"
+        return f"{self.expression} ({self.tz.key})"
 
 
 class App:
@@ -156,20 +179,26 @@ class App:
 
         return register(fn) if fn is not None else register
 
-    def cron(self, expression: str, *, tz: str = "UTC", queue: str = DEFAULT_QUEUE,
-             name: str | None = None, **options: Any
+    def cron(self, expression: str | None = None, *, every: float | None = None,
+             tz: str = "UTC", queue: str = DEFAULT_QUEUE, name: str | None = None,
+             **options: Any
              ) -> Callable[[Callable[[], Any] | Task[Any, Any]], Task[Any, Any]]:
-        """Enqueue a task (a function of no arguments) on a 5-field cron schedule in `tz`.
+        """Enqueue a task (a function of no arguments) on a cron schedule in `tz` (5 fields,
+        or 6 with seconds first), or every `every` seconds (ticks aligned to the epoch).
 
         Each tick is enqueued exactly once however many workers run a scheduler (the tick
         is claimed in the database). Missed ticks: a scheduler enqueues a tick up to
-        `Scheduler.grace` (60 s) late, e.g. after a restart; ticks missed for longer while
-        no scheduler ran are skipped, never backfilled.
+        `Scheduler.grace` (60 s) late, e.g. after a restart (at start, only the latest
+        one); ticks missed for longer while no scheduler ran are skipped, never backfilled.
         """
         def register(f: Callable[[], Any] | Task[Any, Any]) -> Task[Any, Any]:
             task = f if isinstance(f, Task) else self.task(name=name, queue=queue,
                                                            **options)(f)
-            self.crons.append(CronEntry(expression, tz, task))
+            entry = CronEntry(expression, tz, task, every)
+            if any(c.schedule == entry.schedule for c in self.crons):
+                raise InvalidInput(f"Schedule {entry.describe()} of {task.name!r} is "
+                                   "registered twice.", field="cron")
+            self.crons.append(entry)
             return task
 
         return register

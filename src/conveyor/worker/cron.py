@@ -3,8 +3,13 @@
 Every worker process runs one (unless told not to). For each due tick a scheduler asks the
 database to claim `(schedule, tick)`; only the one that wins enqueues the job, with a
 deduplication id as a second guard. Missed ticks: a scheduler enqueues any tick not older
-than `grace` seconds (so a restart or a slow loop still fires it, late); ticks missed for
-longer, while no scheduler ran, are skipped, never backfilled.
+than `grace` seconds (so a restart or a slow loop still fires it, late; at start only the
+latest, so a schedule of seconds does not burst); ticks missed for longer, while no
+scheduler ran, are skipped, never backfilled.
+
+Schedules are 5-field cron, 6-field cron with seconds first, or fixed intervals (`every`)
+whose ticks are the multiples of the interval since the epoch, so every scheduler agrees on
+them.
 """
 
 from __future__ import annotations
@@ -26,9 +31,11 @@ log = logging.getLogger("conveyor.cron")
 
 def ticks_between(entry: CronEntry, after_ms: int, until_ms: int) -> list[int]:
     """The schedule's ticks in `(after_ms, until_ms]`, as ms since the epoch."""
-    start = datetime.fromtimestamp(after_ms / 1000, entry.tz)
+    if entry.every_ms is not None:
+        first = (after_ms // entry.every_ms + 1) * entry.every_ms
+        return list(range(first, until_ms + 1, entry.every_ms))
     found: list[int] = []
-    it = croniter(entry.expression, start)
+    it = _iterate(entry, after_ms)
     while True:
         tick = round(it.get_next(float) * 1000)
         if tick > until_ms:
@@ -38,8 +45,16 @@ def ticks_between(entry: CronEntry, after_ms: int, until_ms: int) -> list[int]:
 
 def next_tick(entry: CronEntry, after_ms: int) -> int:
     """The first tick after `after_ms`."""
+    if entry.every_ms is not None:
+        return (after_ms // entry.every_ms + 1) * entry.every_ms
+    return round(_iterate(entry, after_ms).get_next(float) * 1000)
+
+
+def _iterate(entry: CronEntry, after_ms: int) -> croniter:
+    if entry.expression is None:
+        raise ValueError(f"{entry.describe()} is an interval, not a cron expression")
     start = datetime.fromtimestamp(after_ms / 1000, entry.tz)
-    return round(croniter(entry.expression, start).get_next(float) * 1000)
+    return croniter(entry.expression, start, second_at_beginning=True)
 
 
 class Scheduler:
@@ -60,9 +75,13 @@ class Scheduler:
         now = self.clock()
         enqueued = 0
         for entry in self.app.crons:
-            since = max(self._checked.get(entry.schedule, now - self.grace_ms),
-                        now - self.grace_ms)
-            for tick in ticks_between(entry, since, now):
+            checked = self._checked.get(entry.schedule)
+            since = now - self.grace_ms if checked is None else max(checked,
+                                                                      now - self.grace_ms)
+            due = ticks_between(entry, since, now)
+            if checked is None:
+                due = due[-1:]  # at start, only the latest missed tick
+            for tick in due:
                 if await self.source.jobs.cron_claim(entry.schedule, tick):
                     digest = hashlib.sha1(entry.schedule.encode()).hexdigest()[:20]
                     call = entry.task.call((), {}, deduplication_id=f"cron-{digest}-{tick}")

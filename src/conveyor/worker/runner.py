@@ -343,6 +343,9 @@ class _QueueRunner:
                 # the next receive, atomically, keeping its id and history.
                 await self.source.retry(self.queue, handle, 0, error)
                 return
+            if max_receives is not None:  # the queue has a DLQ: move it there now, whole
+                await self.source.retry(self.queue, handle, 0, error, dead_letter=True)
+                return
             attributes = dict(message.attributes)
             attributes["conveyor-error"] = MessageAttribute("String", error[:1000])
             attributes["conveyor-source-queue"] = MessageAttribute("String", self.queue)

@@ -2,14 +2,19 @@
 
 -- name: api_key_insert
 -- Nothing is inserted when an active key has this name (the caller says so).
-INSERT INTO conveyor_api_keys (id, name, token_hash, grants, created_at)
-VALUES ($1, $2, $3, $4::jsonb, COALESCE($5::bigint, conveyor_now_ms()))
+INSERT INTO conveyor_api_keys (id, name, token_hash, grants, secret, created_at)
+VALUES ($1, $2, $3, $4::jsonb, $6, COALESCE($5::bigint, conveyor_now_ms()))
 ON CONFLICT DO NOTHING
 RETURNING id;
 
 -- name: api_key_by_hash
 SELECT id, name, grants::text, created_at, revoked_at FROM conveyor_api_keys
 WHERE token_hash = $1 AND revoked_at IS NULL;
+
+-- name: api_key_by_id
+-- The SQS endpoint's lookup: the access key id of a SigV4 signature is the key's id.
+SELECT id, name, grants::text, created_at, revoked_at, secret FROM conveyor_api_keys
+WHERE id = $1 AND revoked_at IS NULL;
 
 -- name: api_key_list
 SELECT id, name, grants::text, created_at, revoked_at FROM conveyor_api_keys

@@ -11,10 +11,19 @@ FROM (SELECT COALESCE($6::bigint, conveyor_now_ms()) AS now) t,
 ON CONFLICT (id) DO NOTHING
 RETURNING id;
 
+-- name: delivery_statuses
+-- Read only: each id's status (null: not recorded), in the order given.
+SELECT d.status
+FROM unnest($1::text[]) WITH ORDINALITY AS i(id, ord)
+LEFT JOIN conveyor_deliveries d ON d.id = i.id
+ORDER BY i.ord;
+
 -- name: delivery_begin_many
 -- The previous status of each row (locked, so a concurrent begin of the same id waits and
 -- then sees `sending`), and every unfinished row marked `sending` with one more attempt.
--- All parts read the same snapshot, so `prev` is the state before this statement.
+-- All parts read the same snapshot, so `prev` is the state before this statement. A row
+-- still `sending` was handed to a provider by an attempt that never recorded its outcome
+-- (the worker died): this attempt is a resend after a crash, counted in `resends`.
 WITH input AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY
         AS b(id, channel, recipient, ord)
@@ -30,7 +39,8 @@ WITH input AS (
     FROM input i, t
     ORDER BY i.id
     ON CONFLICT (id) DO UPDATE SET
-        status = 'sending', attempts = d.attempts + 1, updated_at = EXCLUDED.updated_at
+        status = 'sending', attempts = d.attempts + 1, updated_at = EXCLUDED.updated_at,
+        resends = d.resends + (d.status = 'sending')::int
     WHERE d.status NOT IN ('sent', 'failed', 'unknown')
 )
 SELECT prev.status FROM input LEFT JOIN prev ON prev.id = input.id ORDER BY input.ord;
@@ -44,7 +54,8 @@ FROM (SELECT COALESCE($5::bigint, conveyor_now_ms()) AS now) t,
 WHERE d.id = u.id;
 
 -- name: delivery_get
-SELECT id, channel, recipient, status, attempts, error, provider_id, updated_at, expires_at
+SELECT id, channel, recipient, status, attempts, error, provider_id, updated_at, expires_at,
+       resends
 FROM conveyor_deliveries
 WHERE id = $1 AND expires_at > COALESCE($2::bigint, conveyor_now_ms());
 
@@ -53,6 +64,13 @@ SELECT channel, status, count(*)
 FROM conveyor_deliveries
 WHERE ($1::text IS NULL OR channel = $1) AND expires_at > COALESCE($2::bigint, conveyor_now_ms())
 GROUP BY channel, status;
+
+-- name: delivery_resent_counts
+SELECT channel, count(*)
+FROM conveyor_deliveries
+WHERE resends > 0 AND ($1::text IS NULL OR channel = $1)
+  AND expires_at > COALESCE($2::bigint, conveyor_now_ms())
+GROUP BY channel;
 
 -- name: delivery_expire
 DELETE FROM conveyor_deliveries

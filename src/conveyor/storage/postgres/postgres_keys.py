@@ -14,11 +14,21 @@ class PostgresKeys(PostgresBase):
     """API keys in PostgreSQL."""
 
     async def api_key_insert(self, params: ApiKeyInsertParams) -> bool:
-        """Store a key; False when an active key already has the name."""
+        """Store a key; False when an active key already has the name (or the id is taken)."""
         with translated():
             row = await self.pool.fetchrow(Q["api_key_insert"], params.key_id, params.name,
-                                           params.token_hash, params.grants, params.now)
+                                           params.token_hash, params.grants, params.now,
+                                           params.secret)
         return row is not None
+
+    async def api_key_by_id(self, key_id: str) -> tuple[ApiKey, str | None] | None:
+        """The active key with this id and its SigV4 secret (None: made before secrets)."""
+        with translated():
+            row = await self.pool.fetchrow(Q["api_key_by_id"], key_id)
+        if row is None:
+            return None
+        values = tuple(row)
+        return key_from_row(values[:5]), None if values[5] is None else str(values[5])
 
     async def api_key_by_hash(self, token_hash: str) -> ApiKey | None:
         """The active key with this token hash."""

@@ -31,6 +31,12 @@ class PostgresLedger(PostgresBase):
             inserted.discard(r[0])
         return new
 
+    async def delivery_statuses(self, ids: Sequence[str]) -> list[str | None]:
+        """Each id's status (None: not recorded), without writing."""
+        with translated():
+            found = await self.pool.fetch(Q["delivery_statuses"], list(ids))
+        return [r[0] for r in found]
+
     async def delivery_begin_many(self, rows: Sequence[NewDelivery], keep_ms: int,
                                   now: int | None) -> list[str | None]:
         """Previous statuses; unfinished rows become `sending`."""
@@ -60,6 +66,13 @@ class PostgresLedger(PostgresBase):
         with translated():
             found = await self.pool.fetch(Q["delivery_counts"], channel, now)
         return counts_by_channel(found)
+
+    async def delivery_resent_counts(self, channel: str | None, now: int | None
+                                     ) -> dict[str, int]:
+        """Unexpired rows resent after a crash, by channel."""
+        with translated():
+            found = await self.pool.fetch(Q["delivery_resent_counts"], channel, now)
+        return {str(ch): int(n) for ch, n in found}
 
     async def delivery_expire(self, now: int | None, limit: int) -> int:
         """Delete expired rows."""

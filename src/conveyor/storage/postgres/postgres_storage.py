@@ -275,10 +275,10 @@ class PostgresStorage(PostgresJobs, PostgresLedger, PostgresKeys, PostgresBase):
         return {leases[r[0] - 1] for r in found}
 
     async def message_delete_leased(self, queue_id: int, message_id: str,
-                                    now: int | None) -> bool:
+                                    now: int | None, token: int | None = None) -> bool:
         """Delete a leased row by id."""
         sql = (await self._q(queue_id))["message_delete_leased"]
-        return await self._execute(sql, queue_id, message_id, now) > 0
+        return await self._execute(sql, queue_id, message_id, now, token) > 0
 
     async def message_change_visibility_many(self, queue_id: int,
                                              changes: Sequence[tuple[Lease, int]],
@@ -296,7 +296,7 @@ class PostgresStorage(PostgresJobs, PostgresLedger, PostgresKeys, PostgresBase):
         sql = (await self._q(params.queue_id))["message_retry"]
         return await self._execute(sql, params.queue_id, params.lease.message_id,
                                    params.lease.token, params.delay_ms, params.error,
-                                   params.now) > 0
+                                   params.now, params.dead_letter_queue_id) > 0
 
     async def message_peek(self, params: MessagePeekParams) -> list[PeekedMessage]:
         """Messages by id without leasing them."""

@@ -203,7 +203,8 @@ RETURNING d.ord;
 -- By message id, whoever holds the lease, while one is held (the WQ API's PATCH).
 DELETE FROM conveyor_messages
 WHERE id = $2 AND queue_id = $1 AND leased
-  AND visible_at > COALESCE($3::bigint, conveyor_now_ms());
+  AND visible_at > COALESCE($3::bigint, conveyor_now_ms())
+  AND ($4::bigint IS NULL OR token = $4);  -- with a token, only under that lease
 
 -- name: message_change_visibility
 UPDATE conveyor_messages m
@@ -214,10 +215,14 @@ WHERE m.id = d.id AND m.token = d.token AND m.queue_id = $1 AND m.leased
 RETURNING m.id, m.token;
 
 -- name: message_retry
--- A new token ends the lease: the old handle can no longer delete or extend it.
+-- A new token ends the lease: the old handle can no longer delete or extend it. With a
+-- dead-letter queue ($7) it moves there at once, its source kept for redrive (the
+-- right-hand sides see the row as it was, so source_queue_id takes the old queue_id).
 UPDATE conveyor_messages
 SET visible_at = COALESCE($6::bigint, conveyor_now_ms()) + $4, leased = false,
-    token = (random() * 9007199254740991)::bigint, last_error = $5
+    token = (random() * 9007199254740991)::bigint, last_error = $5,
+    queue_id = COALESCE($7::bigint, queue_id),
+    source_queue_id = CASE WHEN $7::bigint IS NULL THEN source_queue_id ELSE queue_id END
 WHERE id = $2 AND queue_id = $1 AND token = $3 AND leased;
 
 -- name: message_peek

@@ -10,18 +10,22 @@ VALUES (?, ?, ?, ?, 0, ?, ?)
 ON CONFLICT (id) DO NOTHING;
 
 -- name: delivery_statuses
--- Only in SQLite: the statuses before a put or begin, read in the same BEGIN IMMEDIATE
--- transaction. PostgreSQL has no such second statement: there a data-modifying CTE
--- returns them from the one statement that writes (so concurrent begins cannot interleave).
+-- Read only: the statuses of a batch of ids, for a delivery worker's first look at a batch;
+-- also read in the same BEGIN IMMEDIATE transaction before a put or begin (PostgreSQL has
+-- no such second statement there: a data-modifying CTE returns them from the one
+-- statement that writes, so concurrent begins cannot interleave).
 SELECT id, status FROM conveyor_deliveries WHERE id IN (SELECT value FROM json_each(?));
 
 -- name: delivery_begin_many
--- Final rows (sent, failed, unknown) are left alone: that is the whole point.
+-- Run once per row. Final rows (sent, failed, unknown) are left alone: that is the whole
+-- point. A row still `sending` was handed to a provider by an attempt that never recorded
+-- its outcome (the worker died): this attempt is a resend after a crash, counted.
 INSERT INTO conveyor_deliveries (id, channel, recipient, status, attempts, updated_at,
                                  expires_at)
 VALUES (?, ?, ?, 'sending', 1, ?, ?)
 ON CONFLICT (id) DO UPDATE SET
-    status = 'sending', attempts = attempts + 1, updated_at = excluded.updated_at
+    status = 'sending', attempts = attempts + 1, updated_at = excluded.updated_at,
+    resends = resends + (status = 'sending')
 WHERE status NOT IN ('sent', 'failed', 'unknown');
 
 -- name: delivery_finish_many
@@ -30,7 +34,8 @@ SET status = ?, error = ?, provider_id = coalesce(?, provider_id), updated_at = 
 WHERE id = ?;
 
 -- name: delivery_get
-SELECT id, channel, recipient, status, attempts, error, provider_id, updated_at, expires_at
+SELECT id, channel, recipient, status, attempts, error, provider_id, updated_at, expires_at,
+       resends
 FROM conveyor_deliveries
 WHERE id = :id AND expires_at > :now;
 
@@ -39,6 +44,12 @@ SELECT channel, status, count(*)
 FROM conveyor_deliveries
 WHERE (:channel IS NULL OR channel = :channel) AND expires_at > :now
 GROUP BY channel, status;
+
+-- name: delivery_resent_counts
+SELECT channel, count(*)
+FROM conveyor_deliveries
+WHERE resends > 0 AND (:channel IS NULL OR channel = :channel) AND expires_at > :now
+GROUP BY channel;
 
 -- name: delivery_expire
 DELETE FROM conveyor_deliveries

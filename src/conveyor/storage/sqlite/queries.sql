@@ -158,16 +158,22 @@ DELETE FROM conveyor_messages WHERE id = ? AND queue_id = ? AND token = ?;
 
 -- name: message_delete_leased
 -- By message id, whoever holds the lease, while one is held (the WQ API's PATCH).
-DELETE FROM conveyor_messages WHERE id = ? AND queue_id = ? AND leased AND visible_at > ?;
+-- With a token, only under that lease (a FIFO queue's DeleteMessage).
+DELETE FROM conveyor_messages WHERE id = ? AND queue_id = ? AND leased AND visible_at > ?
+    AND (? IS NULL OR token = ?);
 
 -- name: message_change_visibility
 UPDATE conveyor_messages SET visible_at = ? + ?, leased = (? > 0)
 WHERE id = ? AND queue_id = ? AND token = ? AND leased;
 
 -- name: message_retry
--- A new token ends the lease: the old handle can no longer delete or extend it.
+-- A new token ends the lease: the old handle can no longer delete or extend it. With a
+-- dead-letter queue it moves there at once, its source kept for redrive (the right-hand
+-- sides see the row as it was, so source_queue_id takes the old queue_id).
 UPDATE conveyor_messages
-SET visible_at = :now + :delay_ms, leased = 0, token = random(), last_error = :error
+SET visible_at = :now + :delay_ms, leased = 0, token = random(), last_error = :error,
+    queue_id = coalesce(:dlq_id, queue_id),
+    source_queue_id = CASE WHEN :dlq_id IS NULL THEN source_queue_id ELSE queue_id END
 WHERE id = :id AND queue_id = :queue_id AND token = :token AND leased;
 
 -- name: message_peek

@@ -16,9 +16,10 @@ class SqliteKeys(SqliteBase):
     """API keys in SQLite."""
 
     async def api_key_insert(self, params: ApiKeyInsertParams) -> bool:
-        """Store a key; False when an active key already has the name."""
+        """Store a key; False when an active key already has the name (or the id is taken)."""
         args = {"id": params.key_id, "name": params.name, "token_hash": params.token_hash,
-                "grants": params.grants, "now": self._now(params.now)}
+                "grants": params.grants, "secret": params.secret,
+                "now": self._now(params.now)}
 
         def run(db: sqlite3.Connection) -> bool:
             with self._write(db):
@@ -30,6 +31,15 @@ class SqliteKeys(SqliteBase):
         def run(db: sqlite3.Connection) -> ApiKey | None:
             row = db.execute(Q["api_key_by_hash"], {"token_hash": token_hash}).fetchone()
             return key_from_row(row) if row else None
+        return await self._run(run)
+
+    async def api_key_by_id(self, key_id: str) -> tuple[ApiKey, str | None] | None:
+        """The active key with this id and its SigV4 secret (None: made before secrets)."""
+        def run(db: sqlite3.Connection) -> tuple[ApiKey, str | None] | None:
+            row = db.execute(Q["api_key_by_id"], {"key_id": key_id}).fetchone()
+            if row is None:
+                return None
+            return key_from_row(row[:5]), None if row[5] is None else str(row[5])
         return await self._run(run)
 
     async def api_key_list(self) -> list[ApiKey]:

@@ -42,6 +42,15 @@ class SqliteLedger(SqliteBase):
             return new
         return await self._run(run)
 
+    async def delivery_statuses(self, ids: Sequence[str]) -> list[str | None]:
+        """Each id's status (None: not recorded), without writing."""
+        params = (orjson.dumps(list(ids)).decode(),)
+
+        def run(db: sqlite3.Connection) -> list[str | None]:
+            found = dict(db.execute(Q["delivery_statuses"], params).fetchall())
+            return [found.get(i) for i in ids]
+        return await self._run(run)
+
     async def delivery_begin_many(self, rows: Sequence[NewDelivery], keep_ms: int,
                                   now: int | None) -> list[str | None]:
         """Read the previous statuses, then mark the unfinished rows `sending`."""
@@ -83,6 +92,13 @@ class SqliteLedger(SqliteBase):
 
         return await self._run(
             lambda db: counts_by_channel(db.execute(Q["delivery_counts"], params)))
+
+    async def delivery_resent_counts(self, channel: str | None, now: int | None
+                                     ) -> dict[str, int]:
+        """Unexpired rows resent after a crash, by channel."""
+        params = {"channel": channel, "now": self._now(now)}
+        return await self._run(lambda db: {
+            str(ch): int(n) for ch, n in db.execute(Q["delivery_resent_counts"], params)})
 
     async def delivery_expire(self, now: int | None, limit: int) -> int:
         """Delete expired rows."""

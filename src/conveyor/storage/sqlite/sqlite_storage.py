@@ -265,9 +265,9 @@ class SqliteStorage(SqliteJobs, SqliteLedger, SqliteKeys, SqliteBase):
         return await self._run(run)
 
     async def message_delete_leased(self, queue_id: int, message_id: str,
-                                    now: int | None) -> bool:
+                                    now: int | None, token: int | None = None) -> bool:
         """Delete a leased row by id."""
-        params = (_blob(message_id), queue_id, self._now(now))
+        params = (_blob(message_id), queue_id, self._now(now), token, token)
 
         def run(db: sqlite3.Connection) -> bool:
             with self._write(db):
@@ -295,7 +295,8 @@ class SqliteStorage(SqliteJobs, SqliteLedger, SqliteKeys, SqliteBase):
         """End a lease; visible again after the delay."""
         args = {"id": _blob(params.lease.message_id), "queue_id": params.queue_id,
                 "token": params.lease.token, "delay_ms": params.delay_ms,
-                "error": params.error, "now": self._now(params.now)}
+                "error": params.error, "now": self._now(params.now),
+                "dlq_id": params.dead_letter_queue_id}
 
         def run(db: sqlite3.Connection) -> bool:
             with self._write(db):

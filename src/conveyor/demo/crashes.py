@@ -1,0 +1,119 @@
+"""`conveyor demo --kill-workers-every SECONDS`: the demo's delivery workers killed with
+`kill -9` every few seconds during the run, each replaced at once by a new one.
+
+The promise checked: per kill, lost = 0 and extra copies ≤ the killed process's in-flight
+window (`DeliveryOptions.in_flight` per channel), so over a run, extra copies per channel ≤
+kills × `in_flight`. The sinks count what arrived; the ledger says how many notifications
+were resent after a crash. With kills the delivery workers use a short lease, so a killed
+worker's envelopes come back within seconds rather than minutes.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["CRASH_VISIBILITY", "Crashes", "WorkerPool"]
+
+CRASH_VISIBILITY = 10
+"""Seconds of lease the demo's workers take when they are being killed (default 300)."""
+
+
+@dataclass
+class Crashes:
+    """The kills of a run and what they cost, for the report's check."""
+
+    every: float
+    in_flight: int
+    kills: int = 0
+    resent: dict[str, int] = field(default_factory=dict)
+    """Resent after a crash, by channel (from the ledger)."""
+    extra: dict[str, int] = field(default_factory=dict)
+    """Extra copies the sinks received, by channel."""
+    next_kill: float = 0.0
+    next_count: float = 0.0
+    """When (monotonic) the next kill is due, and the next look at the ledger."""
+
+    @property
+    def bound(self) -> int:
+        """The most extra copies per channel the run may show: kills × in_flight."""
+        return self.kills * self.in_flight
+
+    def line(self) -> str:
+        """The report's line."""
+        return (f"{self.kills} kill -9 of delivery workers (every {self.every:g} s), each "
+                f"replaced; resent after a crash (ledger): "
+                f"{_by_channel(self.resent)}; extra copies at the sinks: "
+                f"{_by_channel(self.extra)}; bound {self.kills} kills x in_flight "
+                f"{self.in_flight} = {self.bound:,} per channel")
+
+
+def _by_channel(counts: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v:,}" for k, v in sorted(counts.items())) or "none"
+
+
+class WorkerPool:
+    """The demo's delivery worker processes. Each reports on a queue of its own: a process
+    killed while writing to a shared queue could leave it locked or half-written for the
+    others; its own queue is simply dropped with it."""
+
+    def __init__(self, ctx: Any, target: Any, args: tuple[Any, ...]) -> None:
+        self.ctx = ctx
+        self.target = target
+        self.args = args
+        self.procs: dict[int, Any] = {}
+        self.queues: dict[int, Any] = {}
+        self.born: dict[int, float] = {}
+        self.started = 0
+        self.kills = 0
+        self.reported: set[int] = set()
+        """Live workers that have reported, i.e. got past start-up and are delivering."""
+
+    def start(self) -> None:
+        """Start one more worker."""
+        index = self.started
+        self.started += 1
+        queue = self.ctx.Queue()
+        url, channels, options, stop = self.args
+        proc = self.ctx.Process(target=self.target, daemon=True,
+                                args=(index, url, channels, options, queue, stop))
+        proc.start()
+        self.procs[index], self.queues[index], self.born[index] = proc, queue, time.monotonic()
+
+    def reports(self) -> list[dict[str, Any]]:
+        """Every report waiting from the live workers."""
+        got: list[dict[str, Any]] = []
+        for index, queue in self.queues.items():
+            while True:
+                try:
+                    got.append(queue.get_nowait())
+                except Exception:  # queue.Empty, or a queue closing at the end
+                    break
+                self.reported.add(index)
+        return got
+
+    def kill_oldest(self) -> None:
+        """`kill -9` the longest-running worker that is delivering (not one still starting
+        up) and start its replacement."""
+        index = min(self.reported, key=lambda i: self.born[i])
+        self.reported.discard(index)
+        proc = self.procs.pop(index)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.join(10)
+        self.queues.pop(index)
+        del self.born[index]
+        self.kills += 1
+        self.start()
+
+    def oldest_age(self) -> float:
+        """Seconds the longest-running delivering worker has run."""
+        return time.monotonic() - min(self.born[i] for i in self.reported) \
+            if self.reported else 0.0
+
+    @property
+    def live(self) -> list[Any]:
+        """The processes not killed."""
+        return list(self.procs.values())

@@ -1,0 +1,4 @@
+-- How many times a notification was handed to its provider again after an attempt whose
+-- outcome was never recorded (a worker killed mid-send): the crash resends that
+-- `conveyor notify counts`, the API and the demo report. Additive: older nodes ignore it.
+ALTER TABLE conveyor_deliveries ADD COLUMN resends INTEGER NOT NULL DEFAULT 0;
