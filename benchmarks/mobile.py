@@ -8,6 +8,11 @@
    client CPU-second, the same run.
 
     python benchmarks/mobile.py                   # both, 20,000 per contender
+
+niquests is measured only when installed, and is kept out of the project's environment on
+purpose: it brings urllib3-future, which replaces the `urllib3` that requests, boto3 and
+schemathesis import (they break). Measure it in a throwaway venv:
+`python -m venv /tmp/nq && /tmp/nq/bin/pip install -e . niquests`.
     python benchmarks/mobile.py --clients-only --requests 30000 --rounds 3
 
 Measured 2026-12-05 on the shared 2-core machine (load ~14 from other work; CPU per
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import multiprocessing as mp
 import ssl
 import statistics
@@ -170,6 +176,8 @@ def clients(folder: Path, cert: Path, key: Path, n: int, rounds: int) -> None:
     try:
         for _ in range(rounds):
             for name in ("h2pool", "httpx", "niquests"):
+                if name == "niquests" and importlib.util.find_spec("niquests") is None:
+                    continue
                 got = asyncio.run(_client_round(name, peer.port, str(cert), token, n, 200))
                 results.setdefault(name, []).append(got)
     finally:
