@@ -24,7 +24,8 @@ from cryptography.x509.oid import NameOID
 from conveyor.broker.broker import Broker
 from conveyor.demo.h2server import H2Server, Request, Response, server_context
 from conveyor.http.app import create_app
-from conveyor.notify.feedback import FeedbackSettings, dsn
+from conveyor.ledger import NewDelivery
+from conveyor.notify.feedback import FeedbackSettings, dsn, original_message_id
 from tests.support.tls import self_signed
 
 ARN = "arn:aws:sns:eu-west-1:123456789012:ses-feedback"
@@ -207,7 +208,7 @@ async def test_postmark_with_basic_auth(broker: Broker) -> None:
         "p@x.test", "q@x.test", "r@x.test"}  # soft_limit=1: one soft bounce suppresses
 
 
-DSN = b"""From: MAILER-DAEMON@mx.example
+DSN_TEMPLATE = b"""From: MAILER-DAEMON@mx.example
 To: bounces@conveyor.example
 Subject: Undelivered Mail Returned to Sender
 MIME-Version: 1.0
@@ -240,11 +241,21 @@ Status: 2.0.0
 --B
 Content-Type: message/rfc822
 
+Message-ID: <ID@conveyor.example>
 Subject: hello
 
 hi
 --B--
 """
+
+
+def dsn_for(delivery_id: str) -> bytes:
+    """The DSN above, returning the message of a delivery id."""
+    return DSN_TEMPLATE.replace(b"ID@conveyor.example", delivery_id.encode() +
+                                b"@conveyor.example")
+
+
+DSN = dsn_for("0" * 32)
 
 ARF = b"""From: abuse@isp.example
 To: bounces@conveyor.example
@@ -264,6 +275,12 @@ User-Agent: isp/1.0
 Version: 1
 Original-Rcpt-To: angry@x.test
 
+--F
+Content-Type: text/rfc822-headers
+
+Message-ID: <ID@conveyor.example>
+Subject: hello
+
 --F--
 """
 
@@ -275,6 +292,9 @@ def test_dsn_and_arf_parsing() -> None:
     assert events[0].reason.startswith("5.1.1 smtp; 550 5.1.1")
     assert [(e.address, e.kind) for e in dsn(ARF)] == [("angry@x.test", "complaint")]
     assert dsn(b"Subject: hi\n\nplain mail") == []
+    assert original_message_id(dsn_for("abc")) == "abc@conveyor.example"
+    assert original_message_id(ARF) == "ID@conveyor.example"
+    assert original_message_id(b"Subject: hi\n\nplain mail") is None
 
 
 async def test_reports_mailed_to_the_inbound_address(broker: Broker) -> None:
@@ -282,20 +302,33 @@ async def test_reports_mailed_to_the_inbound_address(broker: Broker) -> None:
 
     from conveyor.notify.inbound import BounceHandler, serve_bounces
 
+    ids = {to: f"{n:032x}" for n, to in enumerate(("gone@x.test", "full@x.test",
+                                                     "angry@x.test"), start=1)}
+    await broker.ledger.record([NewDelivery(i, "email", to) for to, i in ids.items()])
     handler = BounceHandler(broker, FeedbackSettings(soft_limit=2))
     server = await serve_bounces(handler, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
+    arf = ARF.replace(b"ID@conveyor.example", ids["angry@x.test"].encode() + b"@c.example")
     try:
         async with aiosmtplib.SMTP(hostname="127.0.0.1", port=port) as smtp:
-            for raw in (DSN, ARF, b"From: a@b\r\nSubject: hi\r\n\r\nnot a report\r\n", DSN):
+            for raw in (dsn_for(ids["gone@x.test"]), arf, dsn_for(ids["full@x.test"]),
+                        b"From: a@b\r\nSubject: hi\r\n\r\nnot a report\r\n",
+                        dsn_for("f" * 32),  # forged: names no delivery of ours
+                        dsn_for(ids["full@x.test"])):
                 await smtp.sendmail("", ["bounces@conveyor.example"], raw)
     finally:
         server.close()
         await server.wait_closed()
-    assert handler.reports == 3 and handler.ignored == 1
+    assert handler.reports == 4 and handler.ignored == 2
+    # each report applied only to its own delivery's recipient: the DSN about gone@'s
+    # message says nothing about full@, and the forged one nothing at all
     assert await broker.ledger.suppressed(
         "email", ["gone@x.test", "full@x.test", "fine@x.test", "angry@x.test"]) == {
         "gone@x.test", "angry@x.test", "full@x.test"}  # full@: its second soft bounce
+    counted = await broker.ledger.suppressions("email", None, 10)
+    assert {r.address: r.reason.split(":")[0] for r in counted} == {
+        "gone@x.test": "dsn hard", "angry@x.test": "arf complaint",
+        "full@x.test": "2 soft bounces; last dsn soft"}
 
 
 def test_server_config_enables_feedback_from_env() -> None:
@@ -318,7 +351,12 @@ async def test_cli_bounces_address(tmp_path: Path) -> None:
 
     import aiosmtplib
 
+    from conveyor.broker.broker import Broker
+    from conveyor.storage.factory import storage_from_url
+
     db = f"sqlite:///{tmp_path / 'b.db'}"
+    async with Broker(storage_from_url(db), sweep_interval=None) as broker:
+        await broker.ledger.record([NewDelivery("a" * 32, "email", "gone@x.test")])
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "conveyor.cli.main", "notify", "bounces", "--listen",
         "127.0.0.1:0", "--seconds", "6", "--database", db, cwd=tmp_path,
@@ -329,13 +367,10 @@ async def test_cli_bounces_address(tmp_path: Path) -> None:
     assert "listening on 127.0.0.1:" in first, first
     port = int(first.rsplit(":", 1)[1])
     async with aiosmtplib.SMTP(hostname="127.0.0.1", port=port) as smtp:
-        await smtp.sendmail("", ["bounces@conveyor.example"], DSN)
+        await smtp.sendmail("", ["bounces@conveyor.example"], dsn_for("a" * 32))
     out, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 0, err.decode()
     assert json.loads(out.decode().splitlines()[-1]) == {"reports": 1, "ignored": 0}
-    from conveyor.broker.broker import Broker
-    from conveyor.storage.factory import storage_from_url
-
     async with Broker(storage_from_url(db), sweep_interval=None) as broker:
         assert await broker.ledger.suppressed("email", ["gone@x.test", "full@x.test"]) == {
             "gone@x.test"}

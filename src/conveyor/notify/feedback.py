@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from conveyor.broker.broker import Broker
 
 __all__ = ["Feedback", "FeedbackRefused", "FeedbackSettings", "apply_feedback", "dsn",
-           "postmark", "sendgrid"]
+           "original_message_id", "postmark", "sendgrid"]
 
 HARD, SOFT, COMPLAINT = "hard", "soft", "complaint"
 MAX_BODY = 8 * 1_048_576
@@ -192,6 +192,28 @@ def dsn(raw: bytes) -> list[Feedback]:
         elif report_type == "feedback-report" and kind == "message/feedback-report":
             out += _feedback_report(part)
     return out
+
+
+def original_message_id(raw: bytes) -> str | None:
+    """The Message-ID of the message a report returns (its `message/rfc822` or
+    `text/rfc822-headers` part), without the angle brackets; None when absent."""
+    message = message_from_bytes(raw, policy=policy.compat32)
+    if message.get_content_type() != "multipart/report":
+        return None
+    for part in message.walk():
+        kind = part.get_content_type()
+        inner: Message | None = None
+        if kind == "message/rfc822":
+            payload = part.get_payload()
+            inner = payload[0] if isinstance(payload, list) and payload and isinstance(
+                payload[0], Message) else None
+        elif kind == "text/rfc822-headers":
+            text = part.get_payload(decode=True)
+            inner = message_from_bytes(text if isinstance(text, bytes) else b"",
+                                       policy=policy.compat32)
+        if inner is not None and inner.get("Message-ID"):
+            return str(inner["Message-ID"]).strip().strip("<>").strip() or None
+    return None
 
 
 def _delivery_status(part: Message) -> list[Feedback]:
