@@ -1,7 +1,12 @@
 """The README's job-queue example: an app with one task, a producer and a worker.
 
-    python examples/quickstart/tasks.py          # enqueue three jobs, run a worker until done
-    conveyor worker tasks:app                    # or run the worker on its own (from here)
+    cd examples/quickstart
+    python tasks.py                              # enqueue three jobs, run a worker until done
+    conveyor worker tasks:app                    # or run a worker on its own (Ctrl-C stops it)
+
+Its own database file, `quickstart-jobs.db` in the working directory (so run both from the
+same one; CONVEYOR_EXAMPLE_DATABASE to use another), so its `emails` queue meets no other
+example's messages.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ import os
 
 from conveyor import App
 
-app = App(os.environ.get("CONVEYOR_EXAMPLE_DATABASE"))  # None: the embedded SQLite file
+app = App(os.environ.get("CONVEYOR_EXAMPLE_DATABASE", "sqlite:///quickstart-jobs.db"))
 
 
 @app.task(queue="emails", rate_limit="300/m", max_retries=5, timeout=30)

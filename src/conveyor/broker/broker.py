@@ -13,32 +13,32 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from conveyor.broker import retention
 from conveyor.broker import validation as v
 from conveyor.broker.delivery_ledger import Ledger
 from conveyor.broker.job_system import Jobs, Limits
+from conveyor.broker.queue_rules import check_dead_letter, check_supported
 from conveyor.broker.quotas import Quotas
 from conveyor.broker.redrive import Redrive
 from conveyor.broker.wakeup import Throttle, Wakeups, Watchers
 from conveyor.clock import Clock, system_clock
 from conveyor.config import MAX_IN_FLIGHT, MAX_LONG_POLLS
 from conveyor.errors import (
-    InvalidAttribute,
     InvalidInput,
     QueueAlreadyExists,
     QueueNotFound,
-    Unsupported,
 )
-from conveyor.ids import decode_receipt_handle, id_floor, new_message_ids
+from conveyor.ids import decode_receipt_handle, new_message_ids
 from conveyor.models import (
     EntryResult,
     Message,
     MoveTask,
     PeekedMessage,
     Queue,
-    QueueAttributes,
     QueueStats,
     SendEntry,
     SendResult,
+    TableHealth,
     VisibilityEntry,
     dumps_json,
     encode_attributes,
@@ -95,6 +95,9 @@ class Broker:
         self.limits, self.jobs = Limits(self), Jobs(self)
         self.ledger = Ledger(self)
         self.observers: list[BrokerObserver] = []
+        self.queue_changes = 0
+        """Bumped whenever this broker creates, changes or deletes a queue (so that lists
+        of queues kept elsewhere, such as the dashboard's, know to read them again)."""
         self.quotas = Quotas(storage, max_in_flight=max_in_flight, max_depth=max_depth)
         self._draining = False  # set by end_long_polls: waits return at once
         # At most this many receives wait at once in this process; past it a receive
@@ -141,6 +144,11 @@ class Broker:
         for observer in self.observers:
             observer(event, queue, count)
 
+    @property
+    def waiting_receives(self) -> int:
+        """How many receives of this process are waiting in a long poll now."""
+        return self._long_polls
+
     def end_long_polls(self) -> None:
         """Answer every waiting long poll now (empty) and every later one at once: the
         server is shutting down, and its clients should not hang until it is gone."""
@@ -173,32 +181,10 @@ class Broker:
         self._queues[key] = (time.monotonic() + self._queue_cache_seconds, queue)
         return queue
 
-    def _forget(self, region: str, name: str) -> None:
+    def _forget(self, region: str, name: str, *, changed: bool = True) -> None:
+        self.queue_changes += changed
         self._queues.pop((region, name), None)
         self._stats.pop(region, None)
-
-    async def _check_dead_letter(self, region: str, name: str, attrs: QueueAttributes) -> None:
-        if attrs.dead_letter_queue is None:
-            return
-        try:
-            dlq = await self.queue(attrs.dead_letter_queue, region)
-        except QueueNotFound:
-            raise InvalidAttribute(
-                f"The dead-letter queue {attrs.dead_letter_queue!r} does not exist.",
-                field="dead_letter_queue") from None
-        if dlq.attributes.fifo != attrs.fifo:
-            raise InvalidAttribute(
-                "A dead-letter queue must be of the same kind (FIFO or standard) as its "
-                "source.", field="dead_letter_queue")
-        if dlq.attributes.durability != attrs.durability:
-            raise InvalidAttribute(
-                "A dead-letter queue must have the same durability as its source.",
-                field="dead_letter_queue")
-
-    def _check_supported(self, attrs: QueueAttributes) -> None:
-        if attrs.durability == "unlogged" and self.storage.dialect != "postgresql":
-            raise Unsupported("durability 'unlogged' needs PostgreSQL; SQLite queues are "
-                              "always logged.")
 
     async def create_queue(self, name: str, attributes: Mapping[str, Any] | None = None,
                            region: str | None = None) -> tuple[Queue, bool]:
@@ -211,8 +197,8 @@ class Broker:
         v.check_queue_name(name)
         given = dict(attributes or {})
         attrs = v.parse_queue_attributes(name, given)
-        self._check_supported(attrs)
-        await self._check_dead_letter(region, name, attrs)
+        check_supported(self.storage, attrs)
+        await check_dead_letter(self, region, name, attrs)
         row = QueueRow(region, name, dumps_json(attrs.to_json()), attrs.paused)
         queue, created = await self.storage.queue_create(row, self.now())
         if not created:
@@ -222,12 +208,12 @@ class Broker:
             if differs:
                 raise QueueAlreadyExists(
                     f"Queue {name!r} already exists with a different {differs[0]}.")
-        self._forget(region, name)
+        self._forget(region, name, changed=created)
         return queue, created
 
     async def get_queue(self, name: str, region: str | None = None) -> Queue:
         """A queue, read fresh from the database."""
-        self._forget(region or self.region, name)
+        self._forget(region or self.region, name, changed=False)
         return await self.queue(name, region)
 
     async def list_queues(self, prefix: str = "", after: str | None = None, limit: int = 1000,
@@ -238,13 +224,18 @@ class Broker:
         return await self.storage.queue_list(
             QueueListParams(region or self.region, prefix, after, limit))
 
+    async def queue_catalog_stamp(self, region: str | None = None) -> tuple[int, int]:
+        """A value that changes when any process creates, changes or deletes a queue of the
+        region (so a list of them kept in memory knows when to read it again)."""
+        return await self.storage.queue_catalog_stamp(region or self.region)
+
     async def update_queue(self, name: str, attributes: Mapping[str, Any],
                            region: str | None = None) -> Queue:
         """Change some attributes of a queue."""
         region = region or self.region
         queue = await self.get_queue(name, region)
         attrs = v.parse_queue_attributes(name, attributes, queue.attributes)
-        await self._check_dead_letter(region, name, attrs)
+        await check_dead_letter(self, region, name, attrs)
         updated = await self.storage.queue_update(QueueUpdateParams(
             queue.id, dumps_json(attrs.to_json()), attrs.paused, self.now()))
         self._forget(region, name)
@@ -480,36 +471,19 @@ class Broker:
         """Move a dead-letter queue's messages back (see `Redrive.start`)."""
         return await self.redrive.start(queue_name, destination, max_per_second, region, wait)
 
+    async def table_health(self) -> list[TableHealth]:
+        """Size and dead weight of the storage's tables (for /metrics and the dashboard)."""
+        return await self.storage.table_health()
+
     # retention ----------------------------------------------------------------------
     async def sweep(self) -> int:
-        """Delete messages past their queue's retention and old deduplication ids."""
-        removed = 0
-        now = self.wall_now() if self._clock is not None else await self.storage.now()
-        for region in await self.storage.queue_regions():
-            after: str | None = None
-            while True:
-                queues = await self.storage.queue_list(QueueListParams(region, "", after, 1000))
-                for queue in queues:
-                    bound = id_floor(now - queue.attributes.retention_seconds * 1000)
-                    while (n := await self.storage.message_expire(queue.id, bound, 5000)):
-                        removed += n
-                if len(queues) < 1000:
-                    break
-                after = queues[-1].name
-        await self.storage.dedup_expire(self.now(), 10_000)
-        await self.jobs.expire()
-        await self.limits.expire()
-        await self.ledger.expire()
-        return removed
+        """Delete messages past their queue's retention and old deduplication ids, and
+        expire the job system's and ledger's old rows; returns the messages deleted."""
+        return await retention.sweep(self)
 
     async def _sweep_forever(self) -> None:
         assert self._sweep_interval
-        while True:
-            await asyncio.sleep(self._sweep_interval)
-            try:
-                await self.sweep()
-            except Exception:  # the sweeper must outlive a database hiccup
-                log.exception("retention sweep failed")
+        await retention.sweep_forever(self, self._sweep_interval)
 
 
 _STALE = "The receipt handle is stale: the message was received again or is gone."
