@@ -14,7 +14,9 @@ from conveyor.errors import Conflict, InvalidInput, JobMessageGone, JobNotFound,
 from conveyor.http.app import create_app
 from conveyor.jobs import JobFilter, JobStatus
 from conveyor.models import Body, SendEntry
+from conveyor.worker import App, Worker, WorkerOptions
 from tests.http.helpers import assert_error
+from tests.worker.helpers import eventually, running
 
 
 @pytest.fixture
@@ -179,3 +181,33 @@ async def test_bulk_bad_body_over_http(http: httpx.AsyncClient) -> None:
                  "invalid_input", field="limit")
     assert_error(await http.post("/v1/jobs/retry", json={"colour": "red"}), 422,
                  "invalid_input", field="colour")
+
+
+async def test_a_worker_runs_a_retried_job_to_success(broker: Broker,
+                                                      clock: ManualClock) -> None:
+    app = App(clock=clock, visibility_timeout=30)
+    app.use(broker)
+    runs: list[int] = []
+
+    @app.task(queue="flaky", max_retries=0, track=True)
+    async def once_broken(n: int) -> None:
+        runs.append(n)
+        if len(runs) == 1:
+            raise RuntimeError("first run breaks")
+
+    job = await once_broken.aenqueue(7)
+    async with running(Worker(app, WorkerOptions(wait_seconds=0))):
+        await eventually(lambda: _status_is(app, job.id, "dead"), what="dead")
+        page = await broker.jobs.list(JobFilter(state="dead", task=once_broken.name))
+        assert [(j.job_id, j.error) for j in page.jobs] == [
+            (job.id, "RuntimeError: first run breaks")]
+        await broker.jobs.retry(job.id)
+        await eventually(lambda: _status_is(app, job.id, "succeeded"), what="succeeded")
+    assert runs == [7, 7]  # the same arguments, from the dead-letter message
+    found = await app.job_status(job.id)
+    assert found is not None and found.attempts == 1  # started over
+
+
+async def _status_is(app: App, job_id: str, status: str) -> bool:
+    found = await app.job_status(job_id)
+    return found is not None and found.status == status
