@@ -18,11 +18,12 @@ from conveyor.storage.base import (
     SlotAcquireParams,
     SlotRenewParams,
 )
-from conveyor.storage.postgres.postgres_base import PostgresBase
+from conveyor.storage.postgres.postgres_base import PostgresBase, translated
 from conveyor.storage.rows import job_status_from_row
 from conveyor.storage.sql import load_queries
 
 Q = load_queries("conveyor.storage.postgres", "jobs.sql")
+LIST_PLAN = "SET LOCAL enable_sort = off; SET LOCAL enable_bitmapscan = off"
 
 
 class PostgresJobs(PostgresBase):
@@ -94,9 +95,16 @@ class PostgresJobs(PostgresBase):
     async def job_list(self, params: JobListParams) -> list[JobStatus]:
         """A page of statuses, newest update first."""
         after_at, after_id = params.after if params.after else (None, None)
-        rows = await self._fetch(Q["job_list"], params.status, params.task, params.queue,
-                                 params.updated_since, params.updated_until, after_at,
-                                 after_id, params.limit, params.now)
+        name = "job_list" if params.status is None else "job_list_state"
+        args = (params.status, params.task, params.queue, params.updated_since,
+                params.updated_until, after_at, after_id, params.limit, params.now)
+        with translated():
+            async with self.pool.acquire() as conn, conn.transaction():
+                # Walk an index in order rather than gather every match and sort: with no
+                # statistics (autovacuum off or not yet run) the planner bitmap-scanned all
+                # 200,000 rows of one state and sorted them, 350 ms for a page of 100.
+                await conn.execute(LIST_PLAN)
+                rows = await conn.fetch(Q[name], *args)
         return [job_status_from_row(r) for r in rows]
 
     async def job_delete_many(self, job_ids: Sequence[str]) -> int:

@@ -169,8 +169,9 @@ class SqliteJobs(SqliteBase):
                 "since": params.updated_since, "until": params.updated_until,
                 "after_at": after_at, "after_id": after_id, "limit": params.limit,
                 "now": self._now(params.now)}
+        sql = Q["job_list" if params.status is None else "job_list_state"]
         return await self._run(lambda db: [
-            job_status_from_row(r) for r in db.execute(Q["job_list"], args)])
+            job_status_from_row(r) for r in db.execute(sql, args)])
 
     async def job_delete_many(self, job_ids: Sequence[str]) -> int:
         """Delete statuses by id."""
