@@ -19,6 +19,7 @@ from conveyor.broker.job_system import Jobs, Limits
 from conveyor.broker.quotas import Quotas
 from conveyor.broker.redrive import Redrive
 from conveyor.broker.wakeup import Throttle, Wakeups, Watchers
+from conveyor.broker.workers import Workers
 from conveyor.clock import Clock, system_clock
 from conveyor.config import MAX_IN_FLIGHT, MAX_LONG_POLLS
 from conveyor.errors import (
@@ -93,6 +94,7 @@ class Broker:
         self._background: list[asyncio.Task[None]] = []
         self.redrive = Redrive(self)
         self.limits, self.jobs = Limits(self), Jobs(self)
+        self.workers = Workers(self)
         self.ledger = Ledger(self)
         self.observers: list[BrokerObserver] = []
         self.quotas = Quotas(storage, max_in_flight=max_in_flight, max_depth=max_depth)
@@ -499,6 +501,7 @@ class Broker:
         await self.storage.dedup_expire(self.now(), 10_000)
         await self.jobs.expire()
         await self.limits.expire()
+        await self.workers.expire()
         await self.ledger.expire()
         return removed
 
