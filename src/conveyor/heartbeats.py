@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["DURATION_BUCKETS", "Heartbeat", "Schedule", "Tally", "TaskCounts",
-           "WorkerInfo", "aggregate", "counts_json", "counts_of", "schedule_json", "schedule_of"]
+           "WorkerInfo", "aggregate", "counts_json", "counts_of", "heartbeat_json", "schedule_json",
+           "schedule_of", "worker_json", "worker_of"]
 
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
                     60.0, 300.0)
@@ -97,6 +98,29 @@ def counts_of(d: Mapping[str, Any]) -> TaskCounts:
     """Counts from their JSON form."""
     return TaskCounts(d["queue"], d["task"], d["runs"], d["failures"], d["retries"],
                       d["seconds"], tuple(d["buckets"]))
+
+
+def heartbeat_json(h: Heartbeat) -> dict[str, Any]:
+    """A heartbeat's JSON form (the body of `PUT /v1/workers/{id}`, without the id)."""
+    return {"host": h.host, "pid": h.pid, "queues": list(h.queues),
+            "concurrency": h.concurrency, "running": h.running, "ttl_seconds": h.ttl_seconds,
+            "schedules": [schedule_json(s) for s in h.schedules],
+            "counts": [counts_json(c) for c in h.counts]}
+
+
+def worker_json(w: WorkerInfo) -> dict[str, Any]:
+    """A live worker's JSON form (an item of `GET /v1/workers`)."""
+    return {"worker_id": w.worker_id, **heartbeat_json(w), "started_at": w.started_at,
+            "beat_at": w.beat_at, "expires_at": w.expires_at}
+
+
+def worker_of(d: Mapping[str, Any]) -> WorkerInfo:
+    """A live worker from its JSON form."""
+    return WorkerInfo(d["worker_id"], d["host"], d["pid"], tuple(d["queues"]),
+                      d["concurrency"], d["running"], d["ttl_seconds"],
+                      tuple(schedule_of(s) for s in d.get("schedules", ())),
+                      tuple(counts_of(c) for c in d.get("counts", ())),
+                      d["started_at"], d["beat_at"], d["expires_at"])
 
 
 # the server's sums ----------------------------------------------------------------------

@@ -31,6 +31,7 @@ from conveyor.http import (
     queues,
     stream,
     tasks,
+    workers,
     wq,
 )
 from conveyor.http.auth import ApiKeyAuth
@@ -82,8 +83,8 @@ def create_app(broker_or_config: Broker | Config, *,
     app.state.broker = broker
     app.state.allowed_hosts = normalise_hosts(allowed_hosts)
     errors.install(app)
-    for module in (health, queues, messages, tasks, job_routes, metrics, stream, wq, dashboard,
-                   notify):
+    for module in (health, queues, messages, tasks, job_routes, workers, metrics, stream, wq,
+                   dashboard, notify):
         app.include_router(module.router)
     docs.install(app)
     _document_raw_bodies(app)

@@ -7,8 +7,9 @@ request-log middleware, and a lifespan that samples in the background.
 Per queue: depth gauges (visible, in flight, delayed, dead letters, oldest age) read at
 scrape time from the broker's cached stats, and counters of messages sent, received, deleted
 and dead-lettered by this process. Per route template: request counts by status and a
-latency histogram. Job statuses (`broker.jobs`) and notification deliveries by channel and
-status (`broker.ledger`) when the storage has them.
+latency histogram. Notification deliveries by channel and status (`broker.ledger`) when the
+storage has them. Tracked jobs by queue, task and status, live workers, and per-task runs,
+failures, retries and durations from the workers' heartbeats: see `worker_metrics`.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from conveyor.broker.broker import Broker
 from conveyor.dashboard.series import Monitor, Snapshot
 from conveyor.dashboard.views import delivery_counts
 from conveyor.http.requestlog import RequestLog
+from conveyor.http.worker_metrics import JobSystemCollector
 
 log = logging.getLogger("conveyor.metrics")
 
@@ -46,7 +48,6 @@ class QueueCollector(Collector):
     def __init__(self, monitor: Monitor) -> None:
         self.monitor = monitor
         self.snapshot = Snapshot()
-        self.job_counts: dict[str, int] = {}
         self.delivery_counts: dict[str, dict[str, int]] = {}
 
     def collect(self) -> Iterable[Any]:
@@ -77,12 +78,6 @@ class QueueCollector(Collector):
             dead.add_metric([name], self.monitor.dead_lettered.get(name, 0))
         yield from gauges.values()
         yield dead
-        if self.job_counts:
-            jobs = GaugeMetricFamily("conveyor_jobs", "Tracked jobs by status.",
-                                     labels=["status"])
-            for status, count in sorted(self.job_counts.items()):
-                jobs.add_metric([status], count)
-            yield jobs
         if self.delivery_counts:
             sent = GaugeMetricFamily("conveyor_deliveries", "Notification deliveries in the "
                                      "ledger by channel and status.",
@@ -116,6 +111,8 @@ class Metrics:
                                 ["queue", "event"], registry=self.registry)
         self.queues = QueueCollector(monitor)
         self.registry.register(self.queues)
+        self.jobs = JobSystemCollector()
+        self.registry.register(self.jobs)
         monitor.counters.listeners.append(self._count_message)
 
     def _count_message(self, event: str, queue: str, count: int) -> None:
@@ -131,26 +128,13 @@ class Metrics:
     async def render(self) -> bytes:
         """The text exposition, with queue figures fresh to the monitor's interval."""
         self.queues.snapshot = await self.monitor.current()
-        self.queues.job_counts = await job_counts(self.monitor.broker)
+        await self.jobs.refresh(self.monitor.broker)
         self.queues.delivery_counts = await delivery_counts(self.monitor.broker)
         for callback in self.before_scrape:
             result = callback()
             if hasattr(result, "__await__"):
                 await result
         return generate_latest(self.registry)
-
-
-async def job_counts(broker: Broker) -> dict[str, int]:
-    """Tracked jobs by status, or {} when the storage has no job table or it fails."""
-    jobs = getattr(broker, "jobs", None)
-    if jobs is None:
-        return {}
-    try:
-        counts: dict[str, int] = await jobs.status_counts()
-    except Exception:  # figures are optional; the page and scrape must not fail
-        log.debug("job status counts unavailable", exc_info=True)
-        return {}
-    return counts
 
 
 def metrics_of(request: Request) -> Metrics:
@@ -163,7 +147,7 @@ def metrics_of(request: Request) -> Metrics:
             responses={200: {"content": {CONTENT_TYPE_LATEST: {}},
                              "description": "Prometheus text format."}})
 async def metrics(request: Request) -> Response:
-    """Prometheus metrics: queues, messages, HTTP requests, jobs."""
+    """Prometheus metrics: queues, messages, HTTP requests, jobs, workers and tasks."""
     body = await metrics_of(request).render()
     return Response(body, media_type=CONTENT_TYPE_LATEST)
 
