@@ -15,7 +15,7 @@ async def fine(i: int) -> int:
     return i
 
 
-@app.task(queue="beat-bad", concurrency=2, max_retries=1, retry_backoff=False, track=True)
+@app.task(queue="beat-bad", concurrency=1, max_retries=1, retry_backoff=False, track=True)
 async def broken(i: int) -> None:
     raise RuntimeError(f"broken {i}")
 
