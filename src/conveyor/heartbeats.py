@@ -14,9 +14,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["DURATION_BUCKETS", "Heartbeat", "Schedule", "Tally", "TaskCounts",
+__all__ = ["DURATION_BUCKETS", "Heartbeat", "Schedule", "ScheduleRun", "Tally", "TaskCounts",
            "WorkerInfo", "aggregate", "counts_json", "counts_of", "heartbeat_json", "schedule_json",
-           "schedule_of", "worker_json", "worker_of"]
+           "schedule_of", "schedules_of", "worker_json", "worker_of"]
 
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
                     60.0, 300.0)
@@ -139,6 +139,29 @@ def aggregate(workers: Iterable[Heartbeat]) -> dict[tuple[str, str], TaskCounts]
                 was.retries + c.retries, was.seconds + c.seconds,
                 tuple(a + b for a, b in zip(was.buckets, c.buckets, strict=True)))
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleRun:
+    """A schedule as listed for people: once, however many workers run it."""
+
+    schedule: Schedule
+    workers: int  # live workers whose scheduler runs it
+
+
+def schedules_of(workers: Iterable[Heartbeat]) -> list[ScheduleRun]:
+    """Each schedule of the live workers once (every scheduler lists the same ones), with
+    its earliest next run, soonest first."""
+    by_name: dict[str, ScheduleRun] = {}
+    for worker in workers:
+        for s in worker.schedules:
+            seen = by_name.get(s.name)
+            if seen is None:
+                by_name[s.name] = ScheduleRun(s, 1)
+                continue
+            soonest = s if s.next_run_at < seen.schedule.next_run_at else seen.schedule
+            by_name[s.name] = ScheduleRun(soonest, seen.workers + 1)
+    return sorted(by_name.values(), key=lambda r: (r.schedule.next_run_at, r.schedule.name))
 
 
 # a worker's own tally -------------------------------------------------------------------

@@ -149,11 +149,6 @@ class ApiClient:
         params = {"queue": queue} if queue else None
         return dict(self._call("GET", "/v1/jobs", params=params)["counts"])
 
-    # workers ------------------------------------------------------------------------
-    def workers(self) -> list[dict[str, Any]]:
-        """Live worker processes (their last heartbeat within its TTL), by start time."""
-        return list(self._call("GET", "/v1/workers")["workers"])
-
     # plumbing -----------------------------------------------------------------------
     def _call(self, method: str, path: str, body: Any = None, *,
               params: Mapping[str, Any] | None = None, timeout: float | None = None

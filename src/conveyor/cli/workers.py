@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from typing import Any
 
 from conveyor.cli.api import ApiClient
 from conveyor.cli.commands import _json_line, _table, _wants_json
@@ -22,39 +21,30 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser],
 
 
 def run(args: argparse.Namespace, api: ApiClient) -> int:
-    """Print the live workers (or schedules) as a table or JSON lines."""
-    found = api.workers()
+    """Print the live workers (or their schedules) as a table or JSON lines."""
+    from conveyor.client import Client
+    from conveyor.dashboard.views import age, when  # the dashboard's formatting
+    from conveyor.heartbeats import schedule_json, schedules_of, worker_json
+
+    config = api.config
+    with Client(config.url, timeout=config.timeout, api_key=config.api_key) as client:
+        found = client.workers.list()
     if args.schedules:
-        return _schedules(args, found)
+        runs = schedules_of(found)
+        if _wants_json(args):
+            for r in runs:
+                _json_line({**schedule_json(r.schedule), "workers": r.workers})
+            return 0
+        _table([(r.schedule.task, r.schedule.queue, r.schedule.schedule,
+                 when(r.schedule.next_run_at), r.workers) for r in runs],
+               ("TASK", "QUEUE", "SCHEDULE", "NEXT_RUN", "WORKERS"))
+        return 0
     if _wants_json(args):
         for worker in found:
-            _json_line(worker)
+            _json_line(worker_json(worker))
         return 0
-    from conveyor.dashboard.views import age  # the dashboard's formatting, when needed
-
     now = time.time()
-    _table([(w["worker_id"], w["host"], w["pid"], ",".join(w["queues"]),
-             f"{w['running']}/{w['concurrency']}", age(now - w["started_at"] / 1000),
-             f"{age(max(0.0, now - w['beat_at'] / 1000))} ago") for w in found],
-           ("WORKER", "HOST", "PID", "QUEUES", "RUNNING", "UP", "LAST_BEAT"))
-    return 0
-
-
-def _schedules(args: argparse.Namespace, workers: list[dict[str, Any]]) -> int:
-    """Each schedule once (every worker with a scheduler lists the same ones)."""
-    by_name: dict[str, dict[str, Any]] = {}
-    for worker in workers:
-        for s in worker["schedules"]:
-            seen = by_name.setdefault(s["name"], {**s, "workers": 0})
-            seen["workers"] += 1
-            seen["next_run_at"] = min(seen["next_run_at"], s["next_run_at"])
-    from conveyor.dashboard.views import when
-
-    rows = sorted(by_name.values(), key=lambda s: (s["next_run_at"], s["name"]))
-    if _wants_json(args):
-        for row in rows:
-            _json_line(row)
-        return 0
-    _table([(s["task"], s["queue"], s["schedule"], when(s["next_run_at"]), s["workers"])
-            for s in rows], ("TASK", "QUEUE", "SCHEDULE", "NEXT_RUN", "WORKERS"))
+    _table([(w.worker_id, w.host, w.pid, ",".join(w.queues), f"{w.running}/{w.concurrency}",
+             age(now - w.started_at / 1000), f"{age(max(0.0, now - w.beat_at / 1000))} ago")
+            for w in found], ("WORKER", "HOST", "PID", "QUEUES", "RUNNING", "UP", "LAST_BEAT"))
     return 0

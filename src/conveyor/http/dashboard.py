@@ -34,6 +34,7 @@ from conveyor.dashboard.views import (
 )
 from conveyor.errors import ConveyorError, QueueNotFound
 from conveyor.forgery import media_type
+from conveyor.heartbeats import aggregate, schedules_of
 from conveyor.http.wire import json_response
 from conveyor.models import Body, BodyKind, QueueStats, SendEntry
 
@@ -123,6 +124,16 @@ async def queue_page(request: Request, name: str) -> Response:
                  stats=stats, row=row, messages=peeked, dead=dead, sources=sources,
                  tasks=tasks, dlq_stats=dlq_stats, interval=_monitor(request).interval,
                  body_kind_json=BodyKind.JSON)
+
+
+@router.get("/ui/workers")
+async def workers_page(request: Request) -> Response:
+    """Live workers (queues, running jobs, last beat), their schedules and task counts."""
+    broker = _broker(request)
+    found = await broker.workers.list()
+    tasks = [c for _, c in sorted(aggregate(found).items())]
+    return _page(request, "workers.html", workers=found, schedules=schedules_of(found),
+                 tasks=tasks, now=broker.wall_now())
 
 
 @router.get("/ui/queues/{name}/series")
