@@ -44,6 +44,7 @@ _env = environment()
 _STATIC_FILES = frozenset(p.name for p in STATIC.iterdir() if p.is_file())
 _MAX_FORM_BYTES = 1_100_000
 _FORM_TYPE = "application/x-www-form-urlencoded"  # what the pages' forms send
+_WORKERS_REFRESH = 5  # seconds: about a heartbeat
 
 
 def _monitor(request: Request) -> Monitor:
@@ -133,7 +134,7 @@ async def workers_page(request: Request) -> Response:
     found = await broker.workers.list()
     tasks = [c for _, c in sorted(aggregate(found).items())]
     return _page(request, "workers.html", workers=found, schedules=schedules_of(found),
-                 tasks=tasks, now=broker.wall_now())
+                 tasks=tasks, now=broker.wall_now(), refresh=_WORKERS_REFRESH)
 
 
 @router.get("/ui/queues/{name}/series")
