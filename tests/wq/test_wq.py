@@ -131,10 +131,13 @@ async def test_unknown_ids_are_404(wq: tuple[httpx.AsyncClient, Broker]) -> None
 
 async def test_odd_input_is_never_a_500(wq: tuple[httpx.AsyncClient, Broker]) -> None:
     http, _ = wq
+    headers = {"content-type": "application/json"}
     big = json.dumps({"blob": "x" * 1_100_000})
-    assert 400 <= (await http.post("/wq", content=big)).status_code < 500
+    assert 400 <= (await http.post("/wq", content=big, headers=headers)).status_code < 500
+    assert (await http.post("/wq", content="{}")).status_code == 415  # not said to be JSON
     for value in ("\u0000", {"nested": [[[[]]]]}, 10**40, "é"):
-        assert (await http.post("/wq", content=json.dumps(value))).status_code == 201
+        response = await http.post("/wq", content=json.dumps(value), headers=headers)
+        assert response.status_code == 201
     for amount in ("99999999999999999999", "1e3", "%00"):
         assert (await http.get("/wq", params={"amount": amount})).status_code in (200, 400)
     for bad in ("", "a/b", "\u00e9" * 10):  # "" redirects to /wq; a/b is no route
