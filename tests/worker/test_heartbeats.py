@@ -135,3 +135,17 @@ async def test_bad_heartbeats_are_refused(served: tuple[Broker, httpx.AsyncClien
     assert (await http.delete("/v1/workers/w1")).json()["error"]["code"] == "worker_not_found"
     with pytest.raises(InvalidInput):
         await broker.workers.beat(Heartbeat("", "h", 1, (), 1, 0, 5.0))
+
+
+def test_documented_and_guarded() -> None:
+    """The routes are in the OpenAPI document (/api-docs), and a key needs `receive`."""
+    from conveyor.http.auth import Need, required
+    from conveyor.http.workers import router
+
+    routes = {(r.path, m) for r in router.routes for m in r.methods}  # type: ignore[attr-defined]
+    assert routes == {("/v1/workers", "GET"), ("/v1/workers/{worker_id}", "PUT"),
+                      ("/v1/workers/{worker_id}", "DELETE")}
+    assert all(r.include_in_schema for r in router.routes)  # type: ignore[attr-defined]
+    for method, path in (("GET", "/v1/workers"), ("PUT", "/v1/workers/w1"),
+                         ("DELETE", "/v1/workers/w1")):
+        assert required(method, path) == Need("receive")
