@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from conveyor.cli.api import ApiClient
 from conveyor.cli.commands import _json_line, _table, _wants_json
+from conveyor.client import Client
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser],
@@ -20,15 +20,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser],
     workers.set_defaults(client=run)
 
 
-def run(args: argparse.Namespace, api: ApiClient) -> int:
+def run(args: argparse.Namespace, client: Client) -> int:
     """Print the live workers (or their schedules) as a table or JSON lines."""
-    from conveyor.client import Client
     from conveyor.dashboard.views import age, when  # the dashboard's formatting
     from conveyor.heartbeats import schedule_json, schedules_of, worker_json
 
-    config = api.config
-    with Client(config.url, timeout=config.timeout, api_key=config.api_key) as client:
-        found = client.workers.list()
+    found = client.workers.list()
     if args.schedules:
         runs = schedules_of(found)
         if _wants_json(args):
