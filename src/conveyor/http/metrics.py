@@ -100,6 +100,11 @@ class QueueCollector(Collector):
         for state in ("visible", "in_flight", "delayed"):
             total.add_metric([state], sum(getattr(p, state) for p in points.values()))
         yield total
+        waiting = GaugeMetricFamily(
+            "conveyor_waiting_receives", "Receives (HTTP, SQS, WebSocket) waiting in a long "
+            "poll now, in the process that answered this scrape.")
+        waiting.add_metric([], self.monitor.broker.waiting_receives)
+        yield waiting
         if self.delivery_counts:
             sent = GaugeMetricFamily("conveyor_deliveries", "Notification deliveries in the "
                                      "ledger by channel and status.",
