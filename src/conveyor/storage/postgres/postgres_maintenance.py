@@ -7,11 +7,11 @@ Two tools, chosen by measurement (benchmarks/soak.py; notes in the 0008 migratio
   New rows go to the slot `conveyor_message_rotation` names; every `SLOT_MS` the pointer
   moves to the next slot if that one is empty. A slot behind the pointer is consumed in
   order; its delayed rows are moved forward in batches (and, once mostly consumed, all its
-  rows not under a lease, so a lasting backlog cannot keep it); once at most `MOVE_LIMIT` live rows
-  are left, they are copied into the current slot under a short ACCESS EXCLUSIVE lock (same
-  ids and tokens, so receipt handles keep working) and the slot is TRUNCATEd. TRUNCATE frees
-  the space and the dead index entries a claim would walk, even while an old snapshot pins
-  the xmin horizon, which VACUUM cannot.
+  rows not under a lease, so a lasting backlog cannot keep it); once at most `MOVE_LIMIT`
+  live rows are left, they are copied into the current slot under a short ACCESS EXCLUSIVE
+  lock (same ids and tokens, so receipt handles keep working) and the slot is TRUNCATEd.
+  TRUNCATE frees the space and the dead index entries a claim would walk, even while an
+  old snapshot pins the xmin horizon, which VACUUM cannot.
 - **Targeted VACUUM** of the other tables that churn (the unlogged messages, jobs, the
   delivery ledger, rate limits, slots, deduplication ids), and of a slot a backlog keeps
   from rotating, once their dead rows pass their live ones and a floor, at most every
@@ -45,7 +45,7 @@ MOVE_LIMIT = 1_000  # live rows copied under the lock at most (a few ms of work)
 EVACUATE = 5_000  # rows moved forward per slot and round (delayed, or compacting)
 COMPACT = 4  # a slot is compacted once its dead rows are this many times its live ones
 LOCK_TIMEOUT = "50ms"  # claims queue behind a waiting TRUNCATE: give up quickly instead
-_LOCK = 0x636F6E77  # one node maintains at a time
+_LOCK = 0x636F6E77  # one node truncates at a time
 VACUUM_EVERY = 10.0  # seconds between VACUUMs of one table
 VACUUM_FLOOR = 5_000  # dead rows before a table is worth a VACUUM
 CHURNING = ("conveyor_messages_unlogged", "conveyor_jobs", "conveyor_deliveries",
