@@ -146,6 +146,8 @@ async def test_bad_frames_get_error_frames(server: ServerProcess, queue: str) ->
     async with connect(url) as socket:
         await socket.send("not json")
         assert json.loads(await socket.recv())["error"]["code"] == "malformed_json"
+        await socket.send(b"\x00\xff")  # binary: an error frame, and the stream goes on
+        assert json.loads(await socket.recv())["error"]["code"] == "malformed_json"
         await socket.send(json.dumps({"type": "credit", "credits": 0, "id": 7}))
         frame = json.loads(await socket.recv())
         assert frame["type"] == "error" and frame["id"] == 7

@@ -89,8 +89,16 @@ class _Session:
     async def read(self) -> None:
         """Handle credit, ack and nack frames until the client goes."""
         while True:
+            message = await self.socket.receive()
+            if message["type"] == "websocket.disconnect":
+                raise WebSocketDisconnect(message.get("code", 1000), message.get("reason"))
+            text = message.get("text")
+            if text is None:  # a binary frame: say so rather than fail the whole stream
+                await self.send({"type": "error", **error_body(
+                    "malformed_json", "Frames are JSON text; a binary frame is not read.")})
+                continue
             try:
-                frame = orjson.loads(await self.socket.receive_text())
+                frame = orjson.loads(text)
             except orjson.JSONDecodeError:
                 await self.send({"type": "error", **error_body(
                     "malformed_json", "A frame is not valid JSON.")})
