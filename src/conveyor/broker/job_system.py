@@ -190,6 +190,11 @@ class Jobs:
         found = await self._broker.storage.job_counts(queue, self._broker.now())
         return {status: found.get(status, 0) for status in JOB_STATUSES}
 
+    async def status_counts_by_task(self) -> dict[tuple[str, str, str], int]:
+        """How many jobs are in each status, by (queue, task, status); statuses with no
+        job are left out, and a job recorded without a task name counts under task ""."""
+        return await self._broker.storage.job_counts_by_task(self._broker.now())
+
     # the job explorer (conveyor.broker.job_explorer) --------------------------------
     async def retry(self, job_id: str) -> JobStatus:
         """Send a dead or failed job again under its id (see `job_explorer.retry`)."""

@@ -11,7 +11,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 import conveyor
-from conveyor.cli import commands, demo, job_commands, key_commands, notify, transfer, worker
+from conveyor.cli import (
+    commands,
+    demo,
+    job_commands,
+    key_commands,
+    notify,
+    transfer,
+    worker,
+    workers,
+)
 from conveyor.client import Client
 from conveyor.config import (
     DEFAULT_URL,
@@ -168,6 +177,8 @@ def _client_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                                 help="forget an ended job (and its dead-letter message)")
     forget.add_argument("job_id", metavar="JOB_ID")
     forget.set_defaults(client=job_commands.job_delete)
+
+    workers.add_parser(sub, common)
 
 
 # commands ---------------------------------------------------------------------------

@@ -118,7 +118,7 @@ WHERE ($1::text IS NULL OR queue = $1)
 GROUP BY status;
 
 -- name: job_list
--- Any state: newest update first by the (updated_at, id) index (migration 0009), walked
+-- Any state: newest update first by the (updated_at, id) index (migration 0010), walked
 -- backwards from the keyset cursor ($6, $7); the other filters are checked on the rows it
 -- visits. With a state, job_list_state. ($1 is always NULL here.)
 SELECT id, status, queue, task, attempts, error, result, keep_seconds, updated_at
@@ -157,3 +157,11 @@ DELETE FROM conveyor_jobs
 WHERE id IN (SELECT id FROM conveyor_jobs
              WHERE expires_at <= COALESCE($1::bigint, conveyor_now_ms()) LIMIT $2)
   AND expires_at <= COALESCE($1::bigint, conveyor_now_ms());
+
+-- name: job_counts_by_task
+-- For /metrics: conveyor_jobs by queue and task (the queue_status index does not cover
+-- task; the table holds statuses for their keep time only).
+SELECT queue, COALESCE(task, ''), status, count(*)
+FROM conveyor_jobs
+WHERE expires_at > COALESCE($1::bigint, conveyor_now_ms())
+GROUP BY queue, task, status;

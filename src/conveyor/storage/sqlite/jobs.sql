@@ -96,7 +96,7 @@ WHERE (:queue IS NULL OR queue = :queue) AND expires_at > :now
 GROUP BY status;
 
 -- name: job_list
--- Any state: newest update first by the (updated_at, id) index (migration 0009), walked
+-- Any state: newest update first by the (updated_at, id) index (migration 0010), walked
 -- backwards from the keyset cursor; the other filters are checked on the rows it visits.
 -- With a state, job_list_state. (:status is always NULL here.)
 SELECT id, status, queue, task, attempts, error, result, keep_seconds, updated_at
@@ -134,3 +134,10 @@ DELETE FROM conveyor_jobs WHERE id IN (SELECT value FROM json_each(:ids));
 -- name: job_expire
 DELETE FROM conveyor_jobs
 WHERE id IN (SELECT id FROM conveyor_jobs WHERE expires_at <= :now LIMIT :limit);
+
+-- name: job_counts_by_task
+-- For /metrics: conveyor_jobs by queue and task.
+SELECT queue, COALESCE(task, ''), status, count(*)
+FROM conveyor_jobs
+WHERE expires_at > :now
+GROUP BY queue, task, status;
