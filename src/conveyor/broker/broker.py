@@ -17,6 +17,7 @@ from conveyor.broker import validation as v
 from conveyor.broker.delivery_ledger import Ledger
 from conveyor.broker.job_system import Jobs, Limits
 from conveyor.broker.quotas import Quotas
+from conveyor.broker.recipients import Recipients
 from conveyor.broker.redrive import Redrive
 from conveyor.broker.wakeup import Throttle, Wakeups, Watchers
 from conveyor.clock import Clock, system_clock
@@ -94,6 +95,7 @@ class Broker:
         self.redrive = Redrive(self)
         self.limits, self.jobs = Limits(self), Jobs(self)
         self.ledger = Ledger(self)
+        self.recipients = Recipients(self)
         self.observers: list[BrokerObserver] = []
         self.quotas = Quotas(storage, max_in_flight=max_in_flight, max_depth=max_depth)
         self._draining = False  # set by end_long_polls: waits return at once

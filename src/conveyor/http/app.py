@@ -29,6 +29,7 @@ from conveyor.http import (
     metrics,
     notify,
     queues,
+    recipients,
     stream,
     tasks,
     wq,
@@ -83,7 +84,7 @@ def create_app(broker_or_config: Broker | Config, *,
     app.state.allowed_hosts = normalise_hosts(allowed_hosts)
     errors.install(app)
     for module in (health, queues, messages, tasks, job_routes, metrics, stream, wq, dashboard,
-                   notify):
+                   notify, recipients):
         app.include_router(module.router)
     docs.install(app)
     _document_raw_bodies(app)

@@ -27,6 +27,7 @@ from conveyor.models import (
     QueueStats,
     SendResult,
 )
+from conveyor.recipients import Recipient
 from conveyor.storage.params import (
     ApiKeyInsertParams,
     DeliveryPutParams,
@@ -69,6 +70,7 @@ __all__ = [
     "RateState",
     "RateTakeParams",
     "ReceiveParams",
+    "RecipientStorage",
     "SignalCallback",
     "SlotAcquireParams",
     "SlotRenewParams",
@@ -312,7 +314,26 @@ class KeyStorage(Protocol):
         """How many keys were ever made (revoked ones too)."""
 
 
-class Storage(MessageStorage, JobStorage, LedgerStorage, KeyStorage, Protocol):
+class RecipientStorage(Protocol):
+    """Recipients (see `conveyor.broker.recipients`): one row per person, checked by the
+    broker before it gets here."""
+
+    async def recipient_put_many(self, recipients: Sequence[Recipient],
+                                 now: int | None) -> None:
+        """Insert or replace recipients (ids unique within the batch) in one transaction."""
+
+    async def recipient_get(self, recipient_id: str) -> Recipient | None:
+        """One recipient by id."""
+
+    async def recipient_delete(self, recipient_id: str) -> bool:
+        """Delete a recipient; True when it existed."""
+
+    async def recipient_count(self) -> int:
+        """How many recipients are stored."""
+
+
+class Storage(MessageStorage, JobStorage, LedgerStorage, KeyStorage, RecipientStorage,
+              Protocol):
     """A database driver: the whole contract, plus its lifecycle."""
 
     dialect: str

@@ -23,6 +23,7 @@ from conveyor.models import (
     decode_attributes,
     dumps_json,
 )
+from conveyor.recipients import Recipient, parse_recipient, recipient_json
 
 _KINDS = (BodyKind.TEXT, BodyKind.JSON)
 _NO_ATTRIBUTES: dict[str, MessageAttribute] = {}
@@ -104,3 +105,21 @@ def counts_by_channel(found: Iterable[Row]) -> dict[str, dict[str, int]]:
     for row in found:
         counts.setdefault(str(row[0]), {})[str(row[1])] = int(row[2])
     return counts
+
+
+def recipient_columns(r: Recipient) -> tuple[str, str, str, str, str, str | None]:
+    """(id, timezone, locale, addresses, preferences, quiet_hours) as stored (JSON text)."""
+    doc = recipient_json(r)
+    quiet = doc["quiet_hours"]
+    return (r.id, r.timezone, r.locale, orjson.dumps(doc["addresses"]).decode(),
+            orjson.dumps(doc["preferences"]).decode(),
+            None if quiet is None else orjson.dumps(quiet).decode())
+
+
+def recipient_from_row(row: Row) -> Recipient:
+    """(id, timezone, locale, addresses, preferences, quiet_hours, updated_at) -> Recipient,
+    through the one parser (a row written by a newer node is checked like any input)."""
+    doc = {"timezone": row[1], "locale": row[2], "addresses": orjson.loads(row[3]),
+           "preferences": orjson.loads(row[4]),
+           "quiet_hours": None if row[5] is None else orjson.loads(row[5])}
+    return parse_recipient(row[0], doc, int(row[6]))

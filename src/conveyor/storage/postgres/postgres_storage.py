@@ -45,6 +45,7 @@ from conveyor.storage.postgres.postgres_base import Connection, PostgresBase, tr
 from conveyor.storage.postgres.postgres_jobs import PostgresJobs
 from conveyor.storage.postgres.postgres_keys import PostgresKeys
 from conveyor.storage.postgres.postgres_ledger import PostgresLedger
+from conveyor.storage.postgres.postgres_recipients import PostgresRecipients
 from conveyor.storage.sql import load_queries
 from conveyor.tasks import stop_task
 
@@ -57,7 +58,8 @@ CHANNEL = "conveyor_wake"
 CLAIM_BEGIN = "BEGIN; SET LOCAL enable_sort = off; SET LOCAL synchronous_commit = off"
 
 
-class PostgresStorage(PostgresJobs, PostgresLedger, PostgresKeys, PostgresBase):
+class PostgresStorage(PostgresJobs, PostgresLedger, PostgresKeys, PostgresRecipients,
+                      PostgresBase):
     """Queues and messages in PostgreSQL."""
 
     dialect = "postgresql"

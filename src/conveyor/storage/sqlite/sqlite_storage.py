@@ -47,6 +47,7 @@ from conveyor.storage.sqlite.sqlite_base import SqliteBase
 from conveyor.storage.sqlite.sqlite_jobs import SqliteJobs
 from conveyor.storage.sqlite.sqlite_keys import SqliteKeys
 from conveyor.storage.sqlite.sqlite_ledger import SqliteLedger
+from conveyor.storage.sqlite.sqlite_recipients import SqliteRecipients
 from conveyor.tasks import stop_task
 
 log = logging.getLogger("conveyor.storage.sqlite")
@@ -61,7 +62,7 @@ def _uid(blob: bytes) -> str:
     return str(uuid.UUID(bytes=blob))
 
 
-class SqliteStorage(SqliteJobs, SqliteLedger, SqliteKeys, SqliteBase):
+class SqliteStorage(SqliteJobs, SqliteLedger, SqliteKeys, SqliteRecipients, SqliteBase):
     """Queues and messages in one SQLite file."""
 
     dialect = "sqlite"

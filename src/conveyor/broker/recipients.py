@@ -1,0 +1,68 @@
+"""Recipients as a broker operation (`broker.recipients`): the people notifications are
+addressed to, with their time zone, locale, addresses, preferences and quiet hours.
+
+Input is checked here, once, by `conveyor.recipients.parse_recipient`; storage runs thin
+SQL. A batch (an import chunk) is one transaction: it is stored whole or not at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from conveyor.errors import InvalidInput, TooManyEntries
+from conveyor.recipients import Recipient, parse_recipient
+
+if TYPE_CHECKING:
+    from conveyor.broker.broker import Broker
+
+__all__ = ["MAX_PUT_BATCH", "Recipients"]
+
+MAX_PUT_BATCH = 5000
+"""Recipients per `put_many` call (one transaction): an import sends chunks of this size."""
+
+
+class Recipients:
+    """Create, replace, read and delete recipients (`broker.recipients`)."""
+
+    def __init__(self, broker: Broker) -> None:
+        self._broker = broker
+
+    async def put(self, recipient_id: str, doc: Mapping[str, Any]) -> Recipient:
+        """Create or replace one recipient from its JSON form; returns it as stored."""
+        recipient = parse_recipient(recipient_id, doc)
+        await self._broker.storage.recipient_put_many([recipient], self._broker.now())
+        stored = await self._broker.storage.recipient_get(recipient.id)
+        assert stored is not None  # written just above; a delete in between is a race
+        return stored
+
+    async def put_many(self, recipients: Sequence[Recipient]) -> int:
+        """Create or replace up to `MAX_PUT_BATCH` parsed recipients in one transaction;
+        returns how many."""
+        if len(recipients) > MAX_PUT_BATCH:
+            raise TooManyEntries(f"A batch holds at most {MAX_PUT_BATCH} recipients, "
+                                 f"not {len(recipients)}.")
+        for index, r in enumerate(recipients):
+            if not isinstance(r, Recipient):
+                raise InvalidInput("put_many takes parsed recipients "
+                                   "(conveyor.recipients.parse_recipient).", index=index)
+        if len({r.id for r in recipients}) != len(recipients):
+            raise InvalidInput("A batch must not repeat a recipient id.", field="id")
+        if recipients:
+            await self._broker.storage.recipient_put_many(list(recipients),
+                                                          self._broker.now())
+        return len(recipients)
+
+    async def get(self, recipient_id: str) -> Recipient | None:
+        """One recipient, or None."""
+        parse_recipient(recipient_id, {})  # checks the id
+        return await self._broker.storage.recipient_get(recipient_id)
+
+    async def delete(self, recipient_id: str) -> bool:
+        """Delete a recipient; True when it existed."""
+        parse_recipient(recipient_id, {})
+        return await self._broker.storage.recipient_delete(recipient_id)
+
+    async def count(self) -> int:
+        """How many recipients are stored."""
+        return await self._broker.storage.recipient_count()

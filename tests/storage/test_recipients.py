@@ -1,0 +1,48 @@
+"""Conformance: recipients (one row per person; batches upsert in one transaction)."""
+
+from __future__ import annotations
+
+from conveyor.recipients import parse_recipient
+from conveyor.storage.base import Storage
+
+ANN = parse_recipient("ann", {
+    "timezone": "Europe/Berlin", "locale": "de-DE",
+    "addresses": {"email": ["ann@example.com"], "fcm": ["tok-1", "tok-2"],
+                  "push": [{"endpoint": "https://push.example/1",
+                            "keys": {"p256dh": "P", "auth": "A"}}]},
+    "preferences": {"marketing": {"email": False}, "digest": {"push": True}},
+    "quiet_hours": {"start": "22:00", "end": "07:00"}})
+BOB = parse_recipient("bob", {"addresses": {"apns": "tok-b"}})
+
+
+async def test_put_get_replace_delete(storage: Storage, t0: int) -> None:
+    assert await storage.recipient_count() == 0
+    assert await storage.recipient_get("ann") is None
+    await storage.recipient_put_many([ANN, BOB], t0)
+    got = await storage.recipient_get("ann")
+    assert got is not None and got.updated_at == t0
+    assert (got.timezone, got.locale, got.addresses, got.preferences, got.quiet_hours) == (
+        ANN.timezone, ANN.locale, ANN.addresses, ANN.preferences, ANN.quiet_hours)
+    bob = await storage.recipient_get("bob")
+    assert bob is not None and bob.addresses == {"apns": ("tok-b",)}
+    assert bob.quiet_hours is None and bob.timezone == "UTC"
+    assert await storage.recipient_count() == 2
+    # Replacing is whole: fields left out take their defaults.
+    await storage.recipient_put_many([parse_recipient("ann", {"locale": "fr"})], t0 + 5)
+    again = await storage.recipient_get("ann")
+    assert again is not None and (again.locale, again.addresses, again.quiet_hours,
+                                  again.updated_at) == ("fr", {}, None, t0 + 5)
+    assert await storage.recipient_count() == 2
+    assert await storage.recipient_delete("ann")
+    assert not await storage.recipient_delete("ann")
+    assert await storage.recipient_get("ann") is None
+    assert await storage.recipient_count() == 1
+
+
+async def test_a_large_batch_is_one_write(storage: Storage, t0: int) -> None:
+    batch = [parse_recipient(f"r{i}", {"addresses": {"email": f"r{i}@example.com"}})
+             for i in range(2000)]
+    await storage.recipient_put_many(batch, t0)
+    assert await storage.recipient_count() == 2000
+    got = await storage.recipient_get("r1999")
+    assert got is not None and got.addresses == {"email": ("r1999@example.com",)}
