@@ -12,6 +12,7 @@ the channels set to true; a critical category ignores preferences and quiet hour
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,8 +22,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from conveyor.errors import InvalidInput
 
-__all__ = ["ADDRESS_CHANNELS", "Category", "QuietHours", "Recipient", "address_key",
-           "allowed", "parse_recipient", "quiet_release_at", "recipient_json"]
+__all__ = ["ADDRESS_CHANNELS", "CSV_COLUMNS", "Category", "QuietHours", "Recipient",
+           "address_key", "allowed", "parse_line", "parse_recipient", "quiet_release_at",
+           "recipient_json"]
 
 ADDRESS_CHANNELS = ("email", "push", "fcm", "apns")
 """Channels a recipient can hold addresses for: email addresses, Web Push subscriptions
@@ -234,6 +236,47 @@ def _quiet(value: Any) -> QuietHours:
     if times[0] == times[1]:
         raise bad
     return QuietHours(times[0], times[1])
+
+
+# import lines ---------------------------------------------------------------------------
+CSV_COLUMNS = ("id", "timezone", "locale", "email", "push", "fcm", "apns", "preferences",
+               "quiet_hours")
+"""A CSV import's columns (a header row names them; any may be left out but `id`):
+`email`, `fcm`, `apns` hold addresses separated by spaces; `push` and `preferences` JSON;
+`quiet_hours` `HH:MM-HH:MM`; empty cells take the defaults."""
+
+
+def parse_line(line: str | Mapping[str, str], updated_at: int = 0) -> Recipient:
+    """One import line: a JSON line (`{"id": ..., "timezone": ..., ...}`, the HTTP body
+    plus `id`) or a CSV row (a mapping of `CSV_COLUMNS`)."""
+    if isinstance(line, str):
+        try:
+            obj = json.loads(line)
+        except ValueError as exc:
+            raise InvalidInput(f"Not a JSON object: {exc}.") from None
+        if not isinstance(obj, dict):
+            raise InvalidInput("A JSON line is one recipient object.")
+        return parse_recipient(obj.get("id"), obj, updated_at)
+    unknown = sorted(k for k in line if k not in CSV_COLUMNS)
+    if unknown:
+        raise InvalidInput(f"Unknown column {unknown[0]!r}; the columns are "
+                           f"{', '.join(CSV_COLUMNS)}.", field=str(unknown[0]))
+    cells = {k: (v or "").strip() for k, v in line.items()}
+    doc: dict[str, Any] = {k: cells[k] for k in ("timezone", "locale") if cells.get(k)}
+    addresses: dict[str, Any] = {ch: cells[ch].split() for ch in ("email", "fcm", "apns")
+                                 if cells.get(ch)}
+    try:
+        if cells.get("push"):
+            addresses["push"] = json.loads(cells["push"])
+        if cells.get("preferences"):
+            doc["preferences"] = json.loads(cells["preferences"])
+    except ValueError:
+        raise InvalidInput("push and preferences cells hold JSON.") from None
+    if cells.get("quiet_hours"):
+        start, _, end = cells["quiet_hours"].partition("-")
+        doc["quiet_hours"] = {"start": start.strip(), "end": end.strip()}
+    doc["addresses"] = addresses
+    return parse_recipient(cells.get("id", ""), doc, updated_at)
 
 
 # quiet hours ----------------------------------------------------------------------------

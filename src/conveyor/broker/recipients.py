@@ -7,11 +7,12 @@ SQL. A batch (an import chunk) is one transaction: it is stored whole or not at 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from conveyor.errors import InvalidInput, TooManyEntries
-from conveyor.recipients import Recipient, parse_recipient
+from conveyor.recipients import Recipient, parse_line, parse_recipient
 
 if TYPE_CHECKING:
     from conveyor.broker.broker import Broker
@@ -52,6 +53,40 @@ class Recipients:
             await self._broker.storage.recipient_put_many(list(recipients),
                                                           self._broker.now())
         return len(recipients)
+
+    async def import_lines(self, lines: Iterable[str | Mapping[str, str]], *,
+                           batch: int = MAX_PUT_BATCH, first_line: int = 1,
+                           progress: Callable[[int, float], None] | None = None) -> int:
+        """Import recipients from JSON lines or CSV rows (`conveyor.recipients.parse_line`),
+        `batch` per transaction; returns how many. A bad line stops the import with its
+        line number (counted from `first_line`: 2 for CSV under its header); the batches
+        before it are stored (an import is an upsert, so running
+        it again after fixing the line is safe). `progress(count, seconds)` after each
+        batch."""
+        if not 1 <= batch <= MAX_PUT_BATCH:
+            raise InvalidInput(f"batch must be between 1 and {MAX_PUT_BATCH}.", field="batch")
+        started = time.perf_counter()
+        done = 0
+        chunk: dict[str, Recipient] = {}
+        for number, line in enumerate(lines, first_line):
+            if isinstance(line, str) and not line.strip():
+                continue
+            try:
+                r = parse_line(line)
+            except InvalidInput as exc:
+                raise InvalidInput(f"Line {number}: {exc.message}", field=exc.field,
+                                   index=number) from None
+            chunk[r.id] = r  # a repeated id in one batch: the later line wins, as it would
+            if len(chunk) >= batch:
+                done += await self.put_many(list(chunk.values()))
+                chunk.clear()
+                if progress is not None:
+                    progress(done, time.perf_counter() - started)
+        if chunk:
+            done += await self.put_many(list(chunk.values()))
+            if progress is not None:
+                progress(done, time.perf_counter() - started)
+        return done
 
     async def get(self, recipient_id: str) -> Recipient | None:
         """One recipient, or None."""

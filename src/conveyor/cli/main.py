@@ -12,7 +12,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 import conveyor
-from conveyor.cli import commands, demo, key_commands, notify, transfer, worker
+from conveyor.cli import (
+    commands,
+    demo,
+    key_commands,
+    notify,
+    recipient_commands,
+    transfer,
+    worker,
+)
 from conveyor.cli.api import ApiClient, ApiError
 from conveyor.config import (
     DEFAULT_URL,
@@ -43,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_parser(sub)
     notify.add_parsers(sub)
     key_commands.add_parsers(sub)
+    recipient_commands.add_parsers(sub)
     return parser
 
 
