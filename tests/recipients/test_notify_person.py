@@ -156,6 +156,8 @@ async def test_quiet_hours_hold_then_release(broker: Broker, clock: ManualClock)
         await deliver_until(notifier, lambda: len(sink.messages) >= 2)
         counts = (await broker.ledger.counts("email"))["email"]
         assert (counts["held"], counts["sent"]) == (0, 2)
+        listed = await broker.recipients.notifications("ann")
+        assert [d.status for d in listed] == ["sent", "sent"]
 
 
 async def test_http_notify(broker: Broker, clock: ManualClock) -> None:
@@ -191,6 +193,14 @@ async def test_http_notify(broker: Broker, clock: ManualClock) -> None:
             "category": "news", "template": "ping"})).json()
         assert [(d["channel"], d["status"], d["reason"]) for d in empty["deliveries"]] == [
             ("none", "skipped", "no address on any channel")]
+        listed = await http.get("/v1/notifications", params={"recipient": "ann"})
+        assert listed.status_code == 200, listed.text
+        states = [(n["channel"], n["status"]) for n in listed.json()["notifications"]]
+        assert sorted(states) == [("apns", "queued"), ("apns", "skipped"),
+                                  ("email", "held"), ("email", "queued")]
+        assert (await http.get("/v1/notifications", params={
+            "recipient": "ann", "limit": 0})).status_code == 422
+        assert (await http.get("/v1/notifications")).status_code == 422
         after = (await http.get("/v1/notifications/counts")).json()["counts"]
         assert after["none"]["skipped"] == 1
         assert after["email"] == counts["email"]  # the bad requests wrote nothing

@@ -46,3 +46,24 @@ async def test_a_large_batch_is_one_write(storage: Storage, t0: int) -> None:
     assert await storage.recipient_count() == 2000
     got = await storage.recipient_get("r1999")
     assert got is not None and got.addresses == {"email": ("r1999@example.com",)}
+
+
+async def test_delivery_links(storage: Storage, t0: int) -> None:
+    from conveyor.ledger import NewDelivery
+    from conveyor.storage.base import DeliveryPutParams
+
+    await storage.delivery_put_many(DeliveryPutParams(
+        [NewDelivery("d1", "email", "ann@example.com"), NewDelivery("d2", "fcm", "tok")],
+        "queued", 60_000, t0))
+    await storage.recipient_delivery_add_many([("ann", "d1")], 10_000, t0)
+    await storage.recipient_delivery_add_many([("ann", "d2"), ("ann", "d1"), ("bob", "d9")],
+                                              10_000, t0 + 5)
+    listed = await storage.recipient_delivery_list("ann", 10, t0 + 6)
+    assert [(d.delivery_id, d.channel, d.status) for d in listed] == [
+        ("d2", "fcm", "queued"), ("d1", "email", "queued")]  # newest link first, d1 once
+    assert [d.delivery_id for d in await storage.recipient_delivery_list("ann", 1, t0 + 6)
+            ] == ["d2"]
+    assert await storage.recipient_delivery_list("bob", 10, t0 + 6) == []  # no row: nothing
+    assert await storage.recipient_delivery_expire(t0 + 10_000, 100) == 1  # ann-d1
+    assert await storage.recipient_delivery_expire(t0 + 10_005, 100) == 2
+    assert await storage.recipient_delivery_list("ann", 10, t0 + 6) == []

@@ -522,6 +522,7 @@ class Broker:
         await self.jobs.expire()
         await self.limits.expire()
         await self.ledger.expire()
+        await self.recipients.expire()
         return removed
 
     async def _sweep_forever(self) -> None:

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from conveyor.errors import InvalidInput, TooManyEntries
+from conveyor.ledger import Delivery
 from conveyor.recipients import Recipient, parse_line, parse_recipient
 
 if TYPE_CHECKING:
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
 
 __all__ = ["MAX_PUT_BATCH", "Recipients"]
 
+_SWEEP_BATCH = 10_000
 MAX_PUT_BATCH = 5000
 """Recipients per `put_many` call (one transaction): an import sends chunks of this size."""
 
@@ -101,3 +103,41 @@ class Recipients:
     async def count(self) -> int:
         """How many recipients are stored."""
         return await self._broker.storage.recipient_count()
+
+    # their notifications ------------------------------------------------------------
+    async def link(self, recipient_id: str, delivery_ids: Sequence[str], *,
+                   keep_seconds: int = 7 * 86_400) -> None:
+        """Remember that these notifications (up to 1,000) were made for the recipient, for
+        `notifications`; kept as long as the ledger keeps them (`keep_seconds`)."""
+        parse_recipient(recipient_id, {})
+        if len(delivery_ids) > 1000:
+            raise TooManyEntries("A batch holds at most 1000 delivery ids.")
+        for index, d in enumerate(delivery_ids):
+            if not isinstance(d, str) or not 1 <= len(d) <= 200:
+                raise InvalidInput("A delivery id is 1 to 200 characters.",
+                                   field="delivery_id", index=index)
+        if not 1 <= keep_seconds <= 365 * 86_400:
+            raise InvalidInput("keep_seconds must be between 1 and 31,536,000.",
+                               field="keep_seconds")
+        unique = list(dict.fromkeys(delivery_ids))
+        if unique:
+            await self._broker.storage.recipient_delivery_add_many(
+                [(recipient_id, d) for d in unique], keep_seconds * 1000, self._broker.now())
+
+    async def notifications(self, recipient_id: str, limit: int = 100) -> list[Delivery]:
+        """The recipient's notifications with their current state, newest first."""
+        parse_recipient(recipient_id, {})
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
+            raise InvalidInput("limit must be between 1 and 1000.", field="limit")
+        return await self._broker.storage.recipient_delivery_list(
+            recipient_id, limit, self._broker.now())
+
+    async def expire(self, now: int | None = None) -> int:
+        """Delete links past their keep time; called by `Broker.sweep`."""
+        at = self._broker.now() if now is None else now
+        removed = 0
+        while (n := await self._broker.storage.recipient_delivery_expire(at, _SWEEP_BATCH)):
+            removed += n
+            if n < _SWEEP_BATCH:
+                break
+        return removed

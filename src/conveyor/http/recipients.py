@@ -8,9 +8,9 @@ Thin: bodies are shaped by pydantic, then checked by the one parser
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import Response
@@ -18,6 +18,7 @@ from starlette.responses import Response
 from conveyor.broker.broker import Broker
 from conveyor.http.deps import BrokerDep, errors
 from conveyor.http.errors import error_response
+from conveyor.http.notify import DeliveryOut
 from conveyor.http.wire import json_response
 from conveyor.notify.channel import Channel
 from conveyor.notify.notifier import Notifier
@@ -148,3 +149,23 @@ def _notifier(request: Request, broker: Broker) -> Notifier:
         notifier = Notifier(broker, channels={c: Channel() for c in ADDRESS_CHANNELS})
         request.app.state.recipient_notifier = notifier
     return notifier
+
+
+class RecipientNotificationsOut(BaseModel):
+    """A recipient's notifications with their state, newest first."""
+
+    recipient: str
+    notifications: list[DeliveryOut]
+
+
+@router.get("/v1/notifications", response_model=RecipientNotificationsOut,
+            responses=errors(422))
+async def notifications(broker: BrokerDep,
+                        recipient: Annotated[str, Query(description="A recipient id.")],
+                        limit: Annotated[int, Query()] = 100) -> Response:
+    """One recipient's notifications (made through `POST /v1/recipients/{id}/notify`)
+    with their current state: queued, held, sending, sent, retrying, failed, unknown or
+    skipped (the reason in `error`)."""
+    rows = await broker.recipients.notifications(recipient, limit)
+    return json_response({"recipient": recipient, "notifications": [
+        {k: getattr(r, k) for k in DeliveryOut.model_fields} for r in rows]})

@@ -181,6 +181,11 @@ async def notify_recipient(notifier: Notifier, n: PersonNotification,
         raise RecipientNotFound(f"No recipient {n.recipient!r}.")
     at = int(time.time() * 1000) if now_ms is None else now_ms
     planned = await plan(notifier, recipient, n, at)
+    if notifier.track:
+        # Linked first: a link to a delivery never written lists nothing, whereas a
+        # delivery without its link would be missing from the recipient's list.
+        await notifier.broker.recipients.link(recipient.id, [p.delivery_id for p in planned],
+                                              keep_seconds=notifier.keep_seconds)
     for channel in dict.fromkeys(p.channel for p in planned if p.status != "skipped"):
         for status in ("queued", "held"):
             mine = [p for p in planned if p.channel == channel and p.status == status]

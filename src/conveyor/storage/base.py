@@ -336,6 +336,18 @@ class RecipientStorage(Protocol):
     async def recipient_count(self) -> int:
         """How many recipients are stored."""
 
+    async def recipient_delivery_add_many(self, rows: Sequence[tuple[str, str]],
+                                          keep_ms: int, now: int | None) -> None:
+        """Link (recipient id, delivery id) pairs, kept for `keep_ms`; a pair already
+        linked keeps its link."""
+
+    async def recipient_delivery_list(self, recipient_id: str, limit: int,
+                                      now: int | None) -> list[Delivery]:
+        """The recipient's unexpired delivery rows, newest link first."""
+
+    async def recipient_delivery_expire(self, now: int | None, limit: int) -> int:
+        """Delete up to `limit` expired links."""
+
 
 class Storage(MessageStorage, JobStorage, LedgerStorage, KeyStorage, RecipientStorage,
               Protocol):

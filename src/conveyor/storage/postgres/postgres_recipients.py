@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from conveyor.ledger import Delivery
 from conveyor.recipients import Recipient
 from conveyor.storage.postgres.postgres_base import PostgresBase
-from conveyor.storage.rows import recipient_columns, recipient_from_row
+from conveyor.storage.rows import delivery_from_row, recipient_columns, recipient_from_row
 from conveyor.storage.sql import load_queries
 
 Q = load_queries("conveyor.storage.postgres", "recipients.sql")
@@ -37,3 +38,19 @@ class PostgresRecipients(PostgresBase):
         """How many rows."""
         row = await self._fetchrow(Q["recipient_count"])
         return int(row[0])
+
+    async def recipient_delivery_add_many(self, rows: Sequence[tuple[str, str]],
+                                          keep_ms: int, now: int | None) -> None:
+        """Link pairs in one statement."""
+        await self._execute(Q["recipient_delivery_add_many"], [r[0] for r in rows],
+                            [r[1] for r in rows], keep_ms, now)
+
+    async def recipient_delivery_list(self, recipient_id: str, limit: int,
+                                      now: int | None) -> list[Delivery]:
+        """The recipient's delivery rows, newest first."""
+        found = await self._fetch(Q["recipient_delivery_list"], recipient_id, limit, now)
+        return [delivery_from_row(r) for r in found]
+
+    async def recipient_delivery_expire(self, now: int | None, limit: int) -> int:
+        """Delete expired links."""
+        return await self._execute(Q["recipient_delivery_expire"], now, limit)

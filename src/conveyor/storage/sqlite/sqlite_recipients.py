@@ -5,8 +5,9 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 
+from conveyor.ledger import Delivery
 from conveyor.recipients import Recipient
-from conveyor.storage.rows import recipient_columns, recipient_from_row
+from conveyor.storage.rows import delivery_from_row, recipient_columns, recipient_from_row
 from conveyor.storage.sql import load_queries
 from conveyor.storage.sqlite.sqlite_base import SqliteBase
 
@@ -45,3 +46,31 @@ class SqliteRecipients(SqliteBase):
         """How many rows."""
         return await self._run(
             lambda db: int(db.execute(Q["recipient_count"]).fetchone()[0]))
+
+    async def recipient_delivery_add_many(self, rows: Sequence[tuple[str, str]],
+                                          keep_ms: int, now: int | None) -> None:
+        """Link pairs in one transaction."""
+        at = self._now(now)
+        values = [{"recipient_id": r, "delivery_id": d, "now": at, "expires_at": at + keep_ms}
+                  for r, d in rows]
+
+        def run(db: sqlite3.Connection) -> None:
+            with self._write(db):
+                db.executemany(Q["recipient_delivery_add_many"], values)
+        await self._run(run)
+
+    async def recipient_delivery_list(self, recipient_id: str, limit: int,
+                                      now: int | None) -> list[Delivery]:
+        """The recipient's delivery rows, newest first."""
+        params = {"recipient_id": recipient_id, "limit": limit, "now": self._now(now)}
+        return await self._run(lambda db: [
+            delivery_from_row(r) for r in db.execute(Q["recipient_delivery_list"], params)])
+
+    async def recipient_delivery_expire(self, now: int | None, limit: int) -> int:
+        """Delete expired links."""
+        params = {"now": self._now(now), "limit": limit}
+
+        def run(db: sqlite3.Connection) -> int:
+            with self._write(db):
+                return db.execute(Q["recipient_delivery_expire"], params).rowcount
+        return await self._run(run)
