@@ -1,5 +1,8 @@
 """Recipient import rate: `broker.recipients.import_lines` (what `conveyor recipient import`
-runs) on SQLite and PostgreSQL, against parsing the same lines without storing them.
+runs) on SQLite and PostgreSQL, against parsing the same lines without storing them; and
+the cost of notifying a person (`notify_recipient`: recipient read, preferences,
+suppression look-up, quiet hours, link) against the plain path (`Notifier.asend` of the
+same email), one request at a time, on SQLite.
 
     python benchmarks/recipients.py --count 100000 --postgres postgresql://postgres@127.0.0.1
 
@@ -20,7 +23,9 @@ from pathlib import Path
 import asyncpg
 
 from conveyor.broker.broker import Broker
-from conveyor.recipients import parse_line
+from conveyor.notify import Channel, Email, Notifier
+from conveyor.notify.people import PersonNotification, notify_recipient
+from conveyor.recipients import Category, parse_line
 from conveyor.storage.factory import storage_from_url
 
 ZONES = ("Europe/Berlin", "America/New_York", "Asia/Tokyo", "UTC", "Australia/Sydney")
@@ -46,11 +51,33 @@ async def store(url: str, data: list[str], batch: int) -> float:
     return seconds
 
 
+async def notify_cost(url: str, count: int) -> tuple[float, float]:
+    """Seconds per notification: (plain `asend`, `notify_recipient`), same recipients."""
+    async with Broker(storage_from_url(url), sweep_interval=None) as broker:
+        await broker.recipients.import_lines(lines(count))
+        notifier = Notifier(broker, channels={"email": Channel()},
+                            templates={"hello.txt": "hi"})
+        await notifier.asend(Email(to="warm@example.com", template="hello"))
+        started = time.perf_counter()
+        for i in range(count):
+            await notifier.asend(Email(to=f"u{i}@example.com", template="hello",
+                                       data={"n": 1}))
+        plain = (time.perf_counter() - started) / count
+        started = time.perf_counter()
+        for i in range(count):
+            await notify_recipient(notifier, PersonNotification(
+                f"user-{i}", Category("news"), "hello", {"n": 2}, channels=["email"]))
+        person = (time.perf_counter() - started) / count
+    return plain, person
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--count", type=int, default=100_000)
     parser.add_argument("--batch", type=int, default=5000)
     parser.add_argument("--postgres", help="a server URL; a scratch database is made there")
+    parser.add_argument("--notify", type=int, default=2000,
+                        help="people notified one request at a time (0: skip)")
     args = parser.parse_args()
     data = lines(args.count)
     started = time.perf_counter()
@@ -62,6 +89,13 @@ async def main() -> None:
         seconds = await store(f"sqlite:///{Path(folder) / 'r.db'}", data, args.batch)
         print(f"sqlite:      {args.count / seconds:>9,.0f} recipients/s "
               f"({seconds / parse:.2f}x the parse-only time)")
+        if args.notify:
+            plain, person = await notify_cost(f"sqlite:///{Path(folder) / 'n.db'}",
+                                              args.notify)
+            # Each person has two email addresses: one request makes two notifications.
+            print(f"notify one request at a time (sqlite): plain asend {plain * 1000:.2f} ms "
+                  f"per notification; notify_recipient {person * 1000:.2f} ms per person = "
+                  f"{person * 500:.2f} ms per notification ({person / 2 / plain:.2f}x)")
     if args.postgres:
         name = f"conveyor_bench_recipients_{int(time.time())}"
         admin = await asyncpg.connect(args.postgres)
