@@ -19,6 +19,7 @@ from conveyor.http.app import create_app
 from conveyor.notify import Notifier, SmtpChannel
 from conveyor.notify.people import PersonNotification, notify_recipient
 from conveyor.recipients import Category, quiet_release_at
+from tests.conftest import OpenBroker
 from tests.notify.helpers import TEMPLATES, deliver_until, smtp_server
 
 SUB = {"endpoint": "https://push.example/ann", "keys": {"p256dh": "P", "auth": "A"}}
@@ -204,3 +205,35 @@ async def test_http_notify(broker: Broker, clock: ManualClock) -> None:
         after = (await http.get("/v1/notifications/counts")).json()["counts"]
         assert after["none"]["skipped"] == 1
         assert after["email"] == counts["email"]  # the bad requests wrote nothing
+
+
+
+@pytest.mark.parametrize(("now", "release"), [
+    # Berlin springs forward at 01:00 UTC on 29 March 2026 (02:00 CET -> 03:00 CEST): from
+    # 00:30 CET, quiet hours ending 02:30 end at the jump, 90 minutes later.
+    (datetime(2026, 3, 28, 23, 30, tzinfo=UTC), datetime(2026, 3, 29, 1, 0, tzinfo=UTC)),
+    # Berlin falls back at 01:00 UTC on 25 October 2026 (03:00 CEST -> 02:00 CET): from
+    # 01:30 CEST they end at the first 02:30 (CEST), an hour later.
+    (datetime(2026, 10, 24, 23, 30, tzinfo=UTC), datetime(2026, 10, 25, 0, 30, tzinfo=UTC)),
+])
+async def test_quiet_hours_across_a_dst_change(open_broker: OpenBroker, now: datetime,
+                                               release: datetime) -> None:
+    """Held through a clock change with a fixed clock, then sent when the wall clock in
+    Berlin reads 02:30 (the broker runs on that clock too: the hold is a delayed message)."""
+    clock = ManualClock(int(now.timestamp() * 1000))
+    broker = await open_broker(clock=clock)
+    await broker.recipients.put("ann", {
+        "timezone": "Europe/Berlin", "addresses": {"email": "ann@example.com"},
+        "quiet_hours": {"start": "00:00", "end": "02:30"}})
+    sink = SmtpSink()
+    with smtp_server(sink) as port:
+        notifier = _notifier(broker, port)
+        (held,) = await notify_recipient(notifier, PersonNotification(
+            "ann", NEWS, "ping", {"n": 1}), clock())
+        expected = int(release.timestamp() * 1000)
+        assert (held.status, held.release_at) == ("held", expected)
+        clock.advance((expected - clock()) / 1000 - 1)
+        await _deliver_for(notifier, 0.3)
+        assert sink.messages == []
+        clock.advance(2)
+        await deliver_until(notifier, lambda: len(sink.messages) >= 1)
