@@ -131,3 +131,14 @@ async def test_http_routes(broker: Broker) -> None:
         assert (await http.delete("/v1/recipients/ann")).status_code == 404
         spec = (await http.get("/openapi.json")).json()
         assert "/v1/recipients/{recipient_id}/notify" in spec["paths"]
+
+
+def test_permissions() -> None:
+    """Reading a recipient needs any key, changing one `manage`, notifying `send` on the
+    notify queues."""
+    from conveyor.http.auth import Need, required
+
+    assert required("GET", "/v1/recipients/ann") == Need()
+    assert required("PUT", "/v1/recipients/ann") == Need("manage")
+    assert required("DELETE", "/v1/recipients/ann") == Need("manage")
+    assert required("POST", "/v1/recipients/ann/notify") == Need("send", "notify-*")
