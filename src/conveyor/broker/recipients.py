@@ -36,8 +36,7 @@ class Recipients:
         recipient = parse_recipient(recipient_id, doc)
         await self._broker.storage.recipient_put_many([recipient], self._broker.now())
         stored = await self._broker.storage.recipient_get(recipient.id)
-        assert stored is not None  # written just above; a delete in between is a race
-        return stored
+        return stored or recipient  # None only if deleted meanwhile: what was written
 
     async def put_many(self, recipients: Sequence[Recipient]) -> int:
         """Create or replace up to `MAX_PUT_BATCH` parsed recipients in one transaction;
