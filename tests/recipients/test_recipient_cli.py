@@ -26,6 +26,12 @@ def test_put_get_import(database_url: str, tmp_path: Path) -> None:
     assert stored["preferences"] == {"marketing": {"email": False}, "digest": {"fcm": True}}
     got = _conveyor("recipient", "get", "ann", *db, cwd=tmp_path)
     assert got.returncode == 0 and json.loads(got.stdout) == stored
+    told = _conveyor("recipient", "notify", "ann", "--category", "marketing", "--template",
+                     "hello", "--data", '{"n": 1}', *db, cwd=tmp_path)
+    assert told.returncode == 0, told.stderr
+    fates = {(d["channel"], d["status"]) for d in json.loads(told.stdout)["deliveries"]}
+    # Opted out of marketing by email; quiet hours may or may not hold the fcm one now.
+    assert ("email", "skipped") in fates and fates & {("fcm", "queued"), ("fcm", "held")}
     bad = _conveyor("recipient", "put", "ann", "--timezone", "Nowhere/Land", *db,
                     cwd=tmp_path)
     assert bad.returncode != 0 and "time zone" in bad.stderr
