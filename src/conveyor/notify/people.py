@@ -29,7 +29,7 @@ import orjson
 
 from conveyor.errors import InvalidInput, RecipientNotFound
 from conveyor.ledger import DeliveryUpdate, NewDelivery
-from conveyor.notify.models import Email, Item, WebPush, delivery_id, to_item
+from conveyor.notify.models import Apns, Email, Fcm, Item, WebPush, delivery_id, to_item
 from conveyor.recipients import (
     ADDRESS_CHANNELS,
     Category,
@@ -114,8 +114,10 @@ def _item(n: PersonNotification, recipient: Recipient, channel: str, address: An
     elif channel == "push":
         item = to_item(WebPush(subscription=address, template=n.template, data=n.data),
                        now_ms)
-    else:  # fcm, apns: a device token; the mobile channels read title/body from templates
-        item = Item("", key, n.template, n.data, {}, now_ms)
+    elif channel == "fcm":
+        item = to_item(Fcm(token=address, template=n.template, data=n.data), now_ms)
+    else:
+        item = to_item(Apns(token=address, template=n.template, data=n.data), now_ms)
     if n.idempotency_key is not None:
         source = f"{n.idempotency_key}\x1f{recipient.id}\x1f{key}"
         did = delivery_id(channel, key, source, {})
