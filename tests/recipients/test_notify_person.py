@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -237,3 +238,30 @@ async def test_quiet_hours_across_a_dst_change(open_broker: OpenBroker, now: dat
         assert sink.messages == []
         clock.advance(2)
         await deliver_until(notifier, lambda: len(sink.messages) >= 1)
+
+
+async def test_fan_out_to_phones(broker: Broker, tmp_path: Path) -> None:
+    """A person's FCM and APNs tokens, delivered through the mobile channels to local FCM
+    and APNs peers over HTTP/2 (TLS on loopback); a suppressed token is skipped."""
+    from conveyor.demo.mobile_peers import apns_token, fcm_token
+    from tests.support.mobile import mobile_peers
+
+    android, iphone, tablet = fcm_token(1), apns_token(1), apns_token(2)
+    await broker.recipients.put("ann", {
+        "addresses": {"fcm": [android], "apns": [iphone, tablet]}})
+    async with mobile_peers(tmp_path) as peers:
+        notifier = Notifier(broker, channels={"fcm": peers.fcm_channel(),
+                                              "apns": peers.apns_channel()},
+                            templates=TEMPLATES)
+        await broker.ledger.suppress([("apns", tablet, "BadDeviceToken earlier")])
+        got = await notify_recipient(notifier, PersonNotification(
+            "ann", NEWS, "welcome", {"name": "Ann", "code": 7}))
+        assert [(p.channel, p.status) for p in got] == [
+            ("fcm", "queued"), ("apns", "queued"), ("apns", "skipped")]
+        await deliver_until(notifier, lambda: bool(peers.fcm.received and
+                                                   peers.apns.received))
+        assert peers.fcm.received == {android: 1}
+        assert peers.apns.received == {iphone: 1}
+        assert peers.fcm.messages[android]["notification"]["title"] == "Welcome, Ann"
+    states = {(d.channel, d.status) for d in await broker.recipients.notifications("ann")}
+    assert states == {("fcm", "sent"), ("apns", "sent"), ("apns", "skipped")}
