@@ -1,4 +1,4 @@
--- PostgreSQL dialect of the recipients table (migrations/0009_recipients.sql); the same
+-- PostgreSQL dialect of the recipients table (migrations/0010_recipients.sql); the same
 -- names exist in ../sqlite/recipients.sql. Batches travel as arrays (unnest), one statement
 -- each. A null "now" means the database clock.
 

@@ -1,4 +1,4 @@
--- SQLite dialect of the recipients table (migrations/0009_recipients.sql); the same names
+-- SQLite dialect of the recipients table (migrations/0010_recipients.sql); the same names
 -- exist in ../postgres/recipients.sql. "now" always comes from Python.
 
 -- name: recipient_put_many
