@@ -17,6 +17,7 @@ from conveyor.cli import (
     job_commands,
     key_commands,
     notify,
+    recipient_commands,
     transfer,
     worker,
     workers,
@@ -51,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_parser(sub)
     notify.add_parsers(sub)
     key_commands.add_parsers(sub)
+    recipient_commands.add_parsers(sub)
     return parser
 
 

@@ -31,6 +31,7 @@ from conveyor.http import (
     metrics,
     notify,
     queues,
+    recipients,
     stream,
     tasks,
     workers,
@@ -94,7 +95,7 @@ def create_app(broker_or_config: Broker | Config, *,
     app.state.feedback = feedback
     errors.install(app)
     for module in (health, queues, messages, tasks, job_routes, explorer, workers, metrics,
-                   stream, wq, dashboard, notify, feedback_routes):
+                   stream, wq, dashboard, notify, feedback_routes, recipients):
         app.include_router(module.router)
     docs.install(app)
     _document_raw_bodies(app)

@@ -30,6 +30,7 @@ STATUS: Mapping[type[e.ConveyorError], int] = {
     e.QueueNotFound: 404,
     e.TaskNotFound: 404,
     e.JobNotFound: 404,
+    e.RecipientNotFound: 404,
     e.QueueAlreadyExists: 409,
     e.Conflict: 409,
     e.OverLimit: 429,

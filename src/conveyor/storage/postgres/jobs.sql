@@ -118,7 +118,7 @@ WHERE ($1::text IS NULL OR queue = $1)
 GROUP BY status;
 
 -- name: job_list
--- Any state: newest update first by the (updated_at, id) index (migration 0010), walked
+-- Any state: newest update first by the (updated_at, id) index (migration 0012), walked
 -- backwards from the keyset cursor ($6, $7); the other filters are checked on the rows it
 -- visits. With a state, job_list_state. ($1 is always NULL here.)
 SELECT id, status, queue, task, attempts, error, result, keep_seconds, updated_at

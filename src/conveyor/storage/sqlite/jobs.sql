@@ -96,7 +96,7 @@ WHERE (:queue IS NULL OR queue = :queue) AND expires_at > :now
 GROUP BY status;
 
 -- name: job_list
--- Any state: newest update first by the (updated_at, id) index (migration 0010), walked
+-- Any state: newest update first by the (updated_at, id) index (migration 0012), walked
 -- backwards from the keyset cursor; the other filters are checked on the rows it visits.
 -- With a state, job_list_state. (:status is always NULL here.)
 SELECT id, status, queue, task, attempts, error, result, keep_seconds, updated_at
