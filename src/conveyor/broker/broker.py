@@ -315,7 +315,8 @@ class Broker:
             dedup_ids=dedup_ids,
             dedup_keys=dedup_ids if attrs.deduplication_scope == "queue" else [
                 None if d is None else f"{e.group_id}\x1f{d}"
-                for e, d in zip(entries, dedup_ids)])
+                for e, d in zip(entries, dedup_ids)],
+            claims=claims if any(claims := [e.claim for e in entries]) else None)
         storage = self.storage if connection is None else self.storage.bound(connection)
         results = await storage.message_send_many(
             MessageSendParams(queue.id, batch, now, attrs.fifo))
@@ -497,6 +498,8 @@ class Broker:
                     break
                 after = queues[-1].name
         await self.storage.dedup_expire(self.now(), 10_000)
+        while await self.storage.claim_expire(self.now(), 10_000) == 10_000:
+            pass
         await self.jobs.expire()
         await self.limits.expire()
         await self.ledger.expire()

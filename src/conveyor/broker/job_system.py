@@ -145,6 +145,16 @@ class Jobs:
         tick_at = _int("tick_at", tick_at, 0, 2**53)
         return await self._broker.storage.cron_claim(schedule, tick_at, self._broker.now())
 
+    async def claim_release(self, key: str, job_id: str) -> bool:
+        """Let go of a unique job's key (`Claim`) if that job still holds it: a unique job
+        that ended in a state outside its `by_state` frees the key for the next enqueue.
+        True when released."""
+        if not isinstance(key, str) or not 1 <= len(key) <= v.MAX_CLAIM_KEY:
+            raise InvalidInput(f"key must be a string of 1 to {v.MAX_CLAIM_KEY} characters.",
+                               field="key")
+        job_id = v.check_message_id(job_id, "job_id")
+        return await self._broker.storage.claim_release(key, job_id)
+
     async def status_set(self, job_id: str, status: str, *, queue: str,
                          task: str | None = None, attempts: int = 0,
                          error: str | None = None, result: Any = None,

@@ -146,6 +146,9 @@ def entry_json(entry: SendEntry) -> dict[str, Any]:
         out["deduplication_id"] = entry.deduplication_id
     if entry.group_id is not None:
         out["group_id"] = entry.group_id
+    if entry.claim is not None:
+        out["claim"] = {"key": entry.claim.key, "seconds": entry.claim.seconds,
+                        "replace": entry.claim.replace}
     return out
 
 

@@ -38,9 +38,11 @@ class LimitsOps(Protocol):
 
 
 class JobsOps(Protocol):
-    """Cron tick claims and job status."""
+    """Cron tick claims, unique-job claims and job status."""
 
     async def cron_claim(self, schedule: str, tick_at: int) -> bool: ...
+
+    async def claim_release(self, key: str, job_id: str) -> bool: ...
 
     async def status_set_many(self, statuses: Sequence[JobStatus]) -> None: ...
 

@@ -153,6 +153,29 @@ async def cron_claim(request: CronClaimRequest, broker: BrokerDep) -> Response:
     return json_response({"claimed": claimed})
 
 
+# unique-job claims ------------------------------------------------------------------
+class ClaimReleaseRequest(_In):
+    """Let go of a unique job's key if that job still holds it."""
+
+    key: str = Field(description="The claim's key, 1-512 characters.")
+    job_id: str
+
+
+class ClaimReleaseOut(BaseModel):
+    """Whether the job held the key (and no longer does)."""
+
+    released: bool
+
+
+@router.post("/v1/jobs/claims/release", response_model=ClaimReleaseOut,
+             responses=errors(400, 422))
+async def claim_release(request: ClaimReleaseRequest, broker: BrokerDep) -> Response:
+    """Free a unique job's key: the worker calls it when the job ended in a state outside
+    its `by_state`, so the next enqueue of the same key is stored."""
+    released = await broker.jobs.claim_release(request.key, request.job_id)
+    return json_response({"released": released})
+
+
 # job status -------------------------------------------------------------------------
 class JobStatusFields(_In):
     """A job's status to record."""

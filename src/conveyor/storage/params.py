@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import NamedTuple, TypeVar
 
 from conveyor.ledger import NewDelivery
+from conveyor.models import Claim
 
 T = TypeVar("T")
 
@@ -90,6 +91,9 @@ class NewMessages:
     # What the deduplication window is keyed on: the id itself, or group and id together
     # for FIFO queues deduplicating per message group.
     dedup_keys: list[str | None]
+    # Unique/debounce claims (`conveyor.models.Claim`), None for a batch without any: the
+    # plain send path then never looks at the claims table.
+    claims: list[Claim | None] | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -101,7 +105,8 @@ class NewMessages:
 
         return NewMessages(take(self.ids), take(self.bodies), take(self.kinds),
                            take(self.attributes), take(self.priorities), take(self.delays_ms),
-                           take(self.group_ids), take(self.dedup_ids), take(self.dedup_keys))
+                           take(self.group_ids), take(self.dedup_ids), take(self.dedup_keys),
+                           None if self.claims is None else take(self.claims))
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ from conveyor.worker.middleware import Middleware, TraceContext, current_tracepa
 from conveyor.worker.rates import Rate
 from conveyor.worker.runner import Worker, WorkerOptions
 from conveyor.worker.task import Job, JobCall, Received, Task, TaskOptions
+from conveyor.worker.unique import Unique
 
 __all__ = [
     "App",
@@ -24,6 +25,7 @@ __all__ = [
     "TaskOptions",
     "TaskTimeout",
     "TraceContext",
+    "Unique",
     "Worker",
     "WorkerOptions",
     "current_traceparent",

@@ -32,6 +32,7 @@ from conveyor.worker.middleware import Middleware, default_middleware
 from conveyor.worker.portal import Portal
 from conveyor.worker.rates import Rate
 from conveyor.worker.task import DEFAULT_QUEUE, Job, JobCall, Task, TaskOptions
+from conveyor.worker.unique import Unique
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -126,7 +127,9 @@ class App:
              global_concurrency: int | None = ..., max_retries: int = ...,
              retry_backoff: bool | float = ..., retry_backoff_max: float = ...,
              timeout: float | None = ..., priority: int = ..., track: bool = ...,
-             keep_result: int | None = ...) -> TaskDecorator: ...
+             keep_result: int | None = ..., unique: Unique | bool | None = ...,
+             debounce: int | None = ..., debounce_key: Callable[..., str] | None = ...
+             ) -> TaskDecorator: ...
 
     def task(self, fn: Callable[..., Any] | None = None, *, name: str | None = None,
              queue: str = DEFAULT_QUEUE, rate_limit: str | None = None,
@@ -135,7 +138,9 @@ class App:
              global_concurrency: int | None = None, max_retries: int = 3,
              retry_backoff: bool | float = True, retry_backoff_max: float = 600.0,
              timeout: float | None = None, priority: int = 0, track: bool = False,
-             keep_result: int | None = None) -> Any:
+             keep_result: int | None = None, unique: Unique | bool | None = None,
+             debounce: int | None = None, debounce_key: Callable[..., str] | None = None
+             ) -> Any:
         """Register a task (sync or async function).
 
         - `queue`: where its jobs go (created on first use, with a `<queue>-dlq`).
@@ -150,6 +155,12 @@ class App:
           job fails and is retried while the thread finishes on its own).
         - `priority`: 0-9, higher first. `track`: record status; `keep_result`: also keep
           the return value this many seconds (implies `track`).
+        - `unique`: `Unique(by_args=, key=, by_queue=, by_period=, by_state=)` or True (by
+          task and arguments): an enqueue whose key a live job holds returns that job
+          (`duplicate=True`) and stores nothing; see `conveyor.worker.unique`.
+        - `debounce`: a window in seconds; an enqueue inside it replaces the waiting job's
+          arguments, and the job runs once, the window after the last enqueue. The key is
+          the task, or `debounce_key(*args, **kwargs)`.
         """
         backoff = 0.0 if retry_backoff is False else 1.0 if retry_backoff is True \
             else float(retry_backoff)
@@ -166,7 +177,9 @@ class App:
             global_concurrency=global_concurrency, max_retries=max_retries,
             retry_backoff=backoff, retry_backoff_max=retry_backoff_max, timeout=timeout,
             priority=priority, track=track or keep_result is not None,
-            keep_result=keep_result)
+            keep_result=keep_result,
+            unique=Unique() if unique is True else unique or None,
+            debounce=debounce, debounce_key=debounce_key)
 
         def register(f: Callable[..., Any]) -> Task[Any, Any]:
             task_name = name or f.__name__
@@ -301,7 +314,9 @@ class App:
                 for i, result in zip(chunk, results):
                     jobs[i] = Job(result.id, calls[i].task, queue, result.duplicate)
         done = [job for job in jobs if job is not None]
-        tracked = [(c, j) for c, j in zip(calls, done) if self._tracks(c.task)]
+        # A duplicate changed nothing: its job's status is the earlier enqueue's.
+        tracked = [(c, j) for c, j in zip(calls, done)
+                   if not j.duplicate and self._tracks(c.task)]
         if tracked:
             await set_statuses([
                 JobStatus(j.id, "queued", j.queue, j.task) for _, j in tracked])

@@ -266,6 +266,8 @@ class _QueueRunner:
             if options.track:
                 keep = options.keep_result
                 self._status(job, task, "succeeded", result=result if keep else None)
+            if job.unique is not None:
+                await self._release_unique(job, options, "succeeded")
         finally:
             if slot_key is not None:
                 await _quietly(self.s.slots.release(slot_key))
@@ -316,6 +318,8 @@ class _QueueRunner:
             self.acks.add(handle)
             if track and job is not None:
                 self._status(job, task, "cancelled", error=error)
+            if job is not None and job.unique is not None:
+                await self._release_unique(job, options, "cancelled")
             return
         self.s.worker.failed += 1
         if is_final(options, attempt):
@@ -324,6 +328,8 @@ class _QueueRunner:
             if track and job is not None:
                 self._status(job, task, "dead", error=error)
             await self._dead_letter(message, attempt, error)
+            if job is not None and job.unique is not None:
+                await self._release_unique(job, options, "dead")
             return
         delay = exc.delay if isinstance(exc, Retry) and exc.delay is not None else \
             backoff_seconds(options, attempt)
@@ -333,6 +339,18 @@ class _QueueRunner:
             await self.source.retry(self.queue, handle, int(max(0, delay)), error)
         except Exception:
             log.exception("retry of %s failed; it comes back after its lease", message.id)
+
+    async def _release_unique(self, job: Received, options: TaskOptions, state: str
+                              ) -> None:
+        # A unique job ending in a state outside its by_state frees its key for the next
+        # enqueue (a job whose task is not unique here, or lost, keeps it until it lapses).
+        unique = options.unique
+        if job.unique is None or unique is None or state in unique.by_state:
+            return
+        try:
+            await self.source.jobs.claim_release(job.unique, job.id)
+        except Exception:
+            log.exception("releasing the unique key of %s failed; it lapses in time", job.id)
 
     async def _dead_letter(self, message: Message, attempt: int, error: str) -> None:
         handle = message.receipt_handle
