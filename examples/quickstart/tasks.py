@@ -2,6 +2,9 @@
 
     python examples/quickstart/tasks.py          # enqueue three jobs, run a worker until done
     conveyor worker tasks:app                    # or run the worker on its own (from here)
+
+Its own database file, `quickstart-jobs.db` in the working directory (CONVEYOR_EXAMPLE_DATABASE
+to use another), so its `emails` queue meets no other example's messages.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import os
 
 from conveyor import App
 
-app = App(os.environ.get("CONVEYOR_EXAMPLE_DATABASE"))  # None: the embedded SQLite file
+app = App(os.environ.get("CONVEYOR_EXAMPLE_DATABASE", "sqlite:///quickstart-jobs.db"))
 
 
 @app.task(queue="emails", rate_limit="300/m", max_retries=5, timeout=30)

@@ -50,6 +50,9 @@ class ServerConfig:
     max_in_flight: int = MAX_IN_FLIGHT
     max_depth: int | None = None
     max_long_polls: int = MAX_LONG_POLLS  # receives waiting at once, per process
+    # connections served at once, per process (None: the open-files limit less a reserve;
+    # past it new connections get a 503, see conveyor.http.listener)
+    max_connections: int | None = None
     # trust: Host names (beyond loopback) a key-less server answers; also accepted Origins
     allowed_hosts: tuple[str, ...] = ()
 
@@ -60,6 +63,8 @@ class ServerConfig:
         if self.max_in_flight < 1 or (self.max_depth is not None and self.max_depth < 1):
             raise InvalidInput("max_in_flight and max_depth must be at least 1.",
                                field="max_in_flight")
+        if self.max_connections is not None and self.max_connections < 1:
+            raise InvalidInput("max_connections must be at least 1.", field="max_connections")
         if self.max_long_polls < 0:
             raise InvalidInput("max_long_polls must be 0 or more.", field="max_long_polls")
         if not 1 <= self.workers <= 256:
@@ -124,7 +129,8 @@ def from_env(environ: Mapping[str, str] | None = None) -> Config:
     CONVEYOR_MAX_REQUEST_BYTES, CONVEYOR_SQS_PORT, CONVEYOR_SQS_ACCOUNT_ID, CONVEYOR_NO_SQS,
     CONVEYOR_LOG_FORMAT (text or json), CONVEYOR_TLS_CERT, CONVEYOR_TLS_KEY,
     CONVEYOR_MAX_IN_FLIGHT, CONVEYOR_MAX_DEPTH (0: none), CONVEYOR_MAX_LONG_POLLS,
-    CONVEYOR_ALLOWED_HOSTS (comma-separated), CONVEYOR_KEYS_SECRET, CONVEYOR_SQS_RELAXED,
+    CONVEYOR_MAX_CONNECTIONS (0: from the open-files limit), CONVEYOR_ALLOWED_HOSTS
+    (comma-separated), CONVEYOR_KEYS_SECRET, CONVEYOR_SQS_RELAXED,
     CONVEYOR_SQS_CREDENTIALS (retired: refused).
     """
     env = os.environ if environ is None else environ
@@ -138,6 +144,7 @@ def from_env(environ: Mapping[str, str] | None = None) -> Config:
         max_in_flight=_int(env, "CONVEYOR_MAX_IN_FLIGHT", MAX_IN_FLIGHT),
         max_depth=_int(env, "CONVEYOR_MAX_DEPTH", 0) or None,
         max_long_polls=_int(env, "CONVEYOR_MAX_LONG_POLLS", MAX_LONG_POLLS),
+        max_connections=_int(env, "CONVEYOR_MAX_CONNECTIONS", 0) or None,
         allowed_hosts=tuple(h.strip() for h in (env.get("CONVEYOR_ALLOWED_HOSTS") or "")
                             .split(",") if h.strip()),
     )

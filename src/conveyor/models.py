@@ -200,6 +200,21 @@ class QueueStats:
 
 
 @dataclass(frozen=True, slots=True)
+class TableHealth:
+    """How big one of conveyor's tables is and how much of it is dead weight.
+
+    PostgreSQL: a row per table, live and dead rows from the server's statistics, bytes
+    with indexes and TOAST (no free-space figure: that takes a scan). SQLite: `database`
+    (the file, and the bytes of its free pages, which later writes reuse) and `wal`."""
+
+    table: str
+    live_rows: int | None
+    dead_rows: int
+    bytes: int
+    free_bytes: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class Claim:
     """A key a message holds for `seconds` (unique and debounced jobs).
 

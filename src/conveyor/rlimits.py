@@ -32,3 +32,9 @@ def _kernel_maximum() -> int:
             return int(file.read())
     except (OSError, ValueError):
         return 65_536
+
+
+def open_files_limit() -> int:
+    """The soft RLIMIT_NOFILE now (the kernel's maximum when unlimited)."""
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return _kernel_maximum() if soft == resource.RLIM_INFINITY else soft

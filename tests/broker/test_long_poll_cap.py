@@ -7,13 +7,15 @@ import time
 
 from conveyor.models import Body, SendEntry
 from tests.conftest import OpenBroker
+from tests.support.waiting import until_waiting
 
 
 async def test_receives_past_the_cap_answer_at_once(open_broker: OpenBroker) -> None:
     broker = await open_broker(max_long_polls=3)
     await broker.create_queue("q")
-    waiting = [asyncio.create_task(broker.receive("q", wait_seconds=5)) for _ in range(3)]
-    await asyncio.sleep(0.2)
+    # One message each: a waiter taking all three would leave the others to wait out 5 s.
+    waiting = [asyncio.create_task(broker.receive("q", 1, wait_seconds=5)) for _ in range(3)]
+    await until_waiting(broker, 3)
     started = time.monotonic()
     assert await broker.receive("q", wait_seconds=5) == []  # the fourth does not wait
     assert time.monotonic() - started < 1.0
@@ -22,7 +24,6 @@ async def test_receives_past_the_cap_answer_at_once(open_broker: OpenBroker) -> 
     assert sorted(m.body.value() for batch in got for m in batch) == [0, 1, 2]
     # The slots are free again: a new receive may wait.
     later = asyncio.create_task(broker.receive("q", wait_seconds=5))
-    await asyncio.sleep(0.2)
-    assert not later.done()
+    await until_waiting(broker, 1)
     await broker.send("q", [SendEntry(Body.of("late"))])
     assert [m.body.value() for m in await asyncio.wait_for(later, 5)] == ["late"]

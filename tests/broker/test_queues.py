@@ -275,3 +275,4 @@ async def test_unlogged_durability(broker: Broker, backend: str) -> None:
     await send(broker, "fast", "x")
     [message] = await broker.receive("fast")
     assert message.body.value() == "x"
+

@@ -26,7 +26,8 @@ async def test_in_process_example_runs(tmp_path: Path) -> None:
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 0, err.decode()
-    assert out.decode() == "sending to ada@example.com\n"
+    assert out.decode() == "reminding ada@example.com\n"
+    assert (tmp_path / "inprocess-example.db").exists()  # relative to the working directory
 
 
 def test_ci_runs_the_readme_test_command() -> None:

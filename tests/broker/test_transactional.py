@@ -17,6 +17,7 @@ from conveyor.errors import InvalidInput, InvalidMessage, Unsupported
 from conveyor.models import Body, SendEntry
 from conveyor.storage.factory import storage_from_url
 from tests.conftest import OpenBroker
+from tests.support.waiting import until_waiting
 
 DRIVERS = ["asyncpg", "psycopg-async", "psycopg-sync"]
 on_postgres = pytest.mark.parametrize("backend", ["postgres"], indirect=True)
@@ -143,7 +144,7 @@ async def test_a_waiting_consumer_is_woken_by_the_commit(
         pg: tuple[str, Broker, Broker]) -> None:
     url, producer, consumer = pg
     waiting = asyncio.create_task(consumer.receive("q", 1, wait_seconds=10))
-    await asyncio.sleep(0.2)
+    await until_waiting(consumer, 1)
     async with app_transaction("asyncpg", url) as conn:
         await producer.send("q", [entry("wake up")], connection=conn.raw)
         await asyncio.sleep(0.3)

@@ -25,12 +25,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
 
 
 def run_conveyor(*args: str, env: Mapping[str, str] | None = None, stdin: str | None = None,
-                 timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+                 timeout: float = 30.0, cwd: Path | None = None
+                 ) -> subprocess.CompletedProcess[str]:
     """Run `conveyor ARGS` with a clean CONVEYOR_* environment plus `env`."""
     environment = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}
     environment.update(env or {})
     return subprocess.run([*conveyor_command(), *args], capture_output=True, text=True,
-                          env=environment, input=stdin, timeout=timeout, check=False)
+                          env=environment, input=stdin, timeout=timeout, check=False,
+                          cwd=cwd)
 
 
 @pytest.fixture

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
+import time
+from datetime import UTC, datetime
 
 import httpx
 
+from conveyor.models import QueueAttributes
 from tests.cli.conftest import Run, run_conveyor
 from tests.http.server import ServerProcess
 
@@ -131,3 +135,39 @@ def test_job_status_and_counts(conveyor: Run, server: ServerProcess) -> None:
 
     missing = conveyor("job", "status", "no-such-job", ok=False)
     assert missing.returncode == 1 and "job_not_found" in missing.stderr
+
+
+def test_queue_create_lists_and_takes_sqs_spellings(conveyor: Run) -> None:
+    helped = conveyor("queue", "create", "--help").stdout
+    for name in QueueAttributes.__dataclass_fields__:  # every attribute is explained
+        assert re.search(rf"^  {name} +\S", helped, re.MULTILINE), name
+    conveyor("queue", "create", "sqs-dlq")
+    made = lines(conveyor(
+        "queue", "create", "sqs-named", "-o", "json", "--attr", "VisibilityTimeout=45",
+        "--attr", "MessageRetentionPeriod=3600", "--attr", "maxReceiveCount=4",
+        "--attr", "deadLetterTargetArn=arn:aws:sqs:us-east-1:000000000000:sqs-dlq").stdout)
+    attributes = made[0]["attributes"]
+    assert attributes == {**attributes, "visibility_timeout": 45, "retention_seconds": 3600,
+                          "max_receive_count": 4, "dead_letter_queue": "sqs-dlq"}
+    policy = conveyor("queue", "create", "sqs-policy", "-o", "json", "--attr",
+                      'RedrivePolicy={"maxReceiveCount": 2, "deadLetterTargetArn": "sqs-dlq"}')
+    assert lines(policy.stdout)[0]["attributes"]["max_receive_count"] == 2  # type: ignore[index]
+    typo = conveyor("queue", "create", "sqs-typo", "--attr", "visiblity_timeout=5", ok=False)
+    assert typo.returncode == 1
+    assert "Did you mean 'visibility_timeout'?" in typo.stderr, typo.stderr
+
+
+def test_receive_as_a_table(conveyor: Run) -> None:
+    conveyor("queue", "create", "people")
+    empty = conveyor("receive", "people", "-o", "table")
+    assert empty.stdout == "" and "no messages" in empty.stderr
+    sent = conveyor("send", "people", "line one\nline two").stdout.strip()
+    before = time.time()
+    header, row = conveyor("receive", "people", "-o", "table").stdout.splitlines()
+    assert header.split() == ["ID", "RECEIVES", "SENT", "(UTC)", "LEASED", "UNTIL", "(UTC)",
+                              "BODY"]
+    assert row.startswith(sent) and row.endswith("line one\\nline two")
+    sent_at = re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}", row)
+    assert sent_at is not None
+    at = datetime.strptime(sent_at.group(), "%Y-%m-%d %H:%M:%S.%f").replace(tzinfo=UTC)
+    assert abs(at.timestamp() - before) < 60

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import socket
 import sqlite3
 from pathlib import Path
 
@@ -19,6 +21,34 @@ def test_migrate_creates_the_schema(tmp_path: Path) -> None:
     with sqlite3.connect(database) as db:
         tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
     assert "conveyor_migrations" in tables
+
+
+def test_sqlite_urls_follow_sqlalchemy_and_say_which_file(tmp_path: Path) -> None:
+    """`sqlite:///x.db` is relative to the working directory, `sqlite:////abs/x.db` absolute
+    (three slashes once meant the root: a newcomer's example wrote /x.db)."""
+    work = tmp_path / "work"
+    work.mkdir()
+    relative = run_conveyor("migrate", "--database", "sqlite:///rel.db", cwd=work)
+    assert relative.returncode == 0, relative.stderr
+    assert (work / "rel.db").exists()
+    assert f"creating the SQLite database {work / 'rel.db'}" in relative.stderr
+    again = run_conveyor("migrate", "--database", "sqlite:///rel.db", cwd=work)
+    assert f"using the SQLite database {work / 'rel.db'}" in again.stderr
+    absolute = tmp_path / "abs.db"
+    assert str(absolute).startswith("/")
+    made = run_conveyor("migrate", "--database", f"sqlite:///{absolute}", cwd=work)
+    assert made.returncode == 0 and absolute.exists(), made.stderr
+
+
+def test_a_port_clash_names_the_port(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_conveyor("serve", "--port", str(port), "--no-sqs", "--database",
+                              f"sqlite:///{tmp_path}/clash.db")
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr and "--port" in result.stderr
 
 
 def test_serve_without_database_uses_the_embedded_file(tmp_path: Path) -> None:
@@ -44,6 +74,10 @@ def test_environment_configures_serve(tmp_path: Path) -> None:
         queue = httpx.post(f"{server.url}/v1/queues", json={"name": "regional"}).json()
         assert queue["region"] == "eu-west-1"
         assert "SQS endpoint" not in server.logs()
+        for name, path in (("dashboard", "/"), ("API docs", "/api-docs"),
+                           ("metrics", "/metrics")):  # the banner's links all answer
+            assert re.search(rf"{name} +{re.escape(server.url + path)}\n", server.logs())
+            assert httpx.get(server.url + path).status_code == 200
     finally:
         assert server.stop() == 0, server.logs()
     assert database.exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -167,3 +168,33 @@ def test_sync_limits_and_jobs(server: ServerProcess) -> None:
         client.jobs.status_set("sj", "queued", queue="q")
         assert client.jobs.status_get("sj") is not None
         assert client.jobs.status_counts()["queued"] >= 1
+
+
+def test_sync_client_stats_peek_and_redrive(server: ServerProcess) -> None:
+    """The calls the CLI uses beyond the Broker's queue surface: a queue with its counts
+    (one or a page), peek, and a redrive polled through its task."""
+    name, dlq = _name(), _name()
+    huge = 123456789012345678901234567890  # beyond 64 bits: read back exactly
+    with Client(server.url, timeout=10) as client:
+        client.create_queue(dlq)
+        client.create_queue(name, {"max_receive_count": 1, "dead_letter_queue": dlq,
+                                   "visibility_timeout": 0})
+        [sent] = client.send(name, [SendEntry(Body.of({"n": huge}))])
+        queue, stats = client.get_queue_with_stats(name)
+        assert queue.name == name and stats.visible == 1
+        listed = dict((q.name, s) for q, s in client.list_queues_with_stats(prefix=name))
+        assert listed[name].visible == 1
+        [peeked] = client.peek(name)
+        assert peeked.id == sent.id and json.loads(peeked.body.text) == {"n": huge}
+        assert peeked.receive_count == 0 and client.queue_stats(name).visible == 1
+        client.receive(name)
+        client.receive(name)  # the second receive dead-letters it
+        task = client.start_redrive(dlq)
+        while task.status == "running":
+            time.sleep(0.05)
+            task = client.get_move_task(task.id)
+        assert (task.status, task.moved, task.source_queue) == ("completed", 1, dlq)
+        with pytest.raises(errors.TaskNotFound):
+            client.get_move_task("no-such-task")
+        [back] = client.receive(name)
+        assert json.loads(back.body.text) == {"n": huge}

@@ -2,24 +2,40 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+from tests.http.server import start_server
 from tests.sqs.server import SqsServer
 
 ROOT = Path(__file__).parent.parent.parent
 QUICKSTART = ROOT / "examples" / "quickstart"
 
 
-def test_job_queue_example_runs(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, str(QUICKSTART / "tasks.py")], capture_output=True, text=True,
-        timeout=60, env={"CONVEYOR_EXAMPLE_DATABASE": f"sqlite:///{tmp_path}/jobs.db",
-                         "PATH": "/usr/bin:/bin"})
+def _run(script: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run([sys.executable, str(QUICKSTART / script), *args],
+                          capture_output=True, text=True, timeout=60, cwd=cwd,
+                          env={"PATH": "/usr/bin:/bin"})
     assert done.returncode == 0, done.stderr
+    return done
+
+
+def test_job_queue_example_runs_on_its_own_file(tmp_path: Path) -> None:
+    done = _run("tasks.py", cwd=tmp_path)
     assert sorted(done.stdout.splitlines()) == [
         f"welcome mail to user {i} <user{i}@example.com>" for i in (1, 2, 3)]
+    assert (tmp_path / "quickstart-jobs.db").exists()  # relative: not the embedded default
+
+
+def test_in_process_example_is_the_readme_s_and_writes_here(tmp_path: Path) -> None:
+    code = (QUICKSTART / "inprocess.py").read_text().split('"""\n\n', 1)[1]
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.DOTALL)
+    assert code in blocks
+    done = _run("inprocess.py", cwd=tmp_path)
+    assert done.stdout == "reminding ada@example.com\n"
+    assert (tmp_path / "inprocess-example.db").exists()
 
 
 def test_sqs_example_runs(tmp_path: Path) -> None:
@@ -33,3 +49,13 @@ def test_sqs_example_runs(tmp_path: Path) -> None:
         assert example.main(server.endpoint) == "hi"
     finally:
         server.close()
+
+
+def test_stream_example_runs(tmp_path: Path) -> None:
+    server = start_server(tmp_path / "server", ["--no-sqs", "--database",
+                                                f"sqlite:///{tmp_path}/stream.db"])
+    try:
+        done = _run("stream.py", server.url, cwd=tmp_path)
+    finally:
+        assert server.stop() == 0, server.logs()
+    assert sorted(done.stdout.splitlines()) == [f"got hello {i}" for i in range(3)]

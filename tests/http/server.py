@@ -54,16 +54,18 @@ class ServerProcess:
 
 
 def start_server(directory: Path, args: Sequence[str] = (), *,
-                 env: Mapping[str, str] | None = None, timeout: float = 30.0
-                 ) -> ServerProcess:
-    """Start `conveyor serve --port 0 ARGS` and wait until /healthz answers."""
+                 env: Mapping[str, str] | None = None, timeout: float = 30.0,
+                 wrapper: Sequence[str] = ()) -> ServerProcess:
+    """Start `conveyor serve --port 0 ARGS` and wait until /healthz answers (`wrapper`:
+    a command line that runs it, e.g. a shell setting a limit first)."""
     directory.mkdir(parents=True, exist_ok=True)
     log = directory / f"server-{time.monotonic_ns()}.log"
     environment = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}
     environment.update(env or {})
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [*conveyor_command(), "serve", "--host", "127.0.0.1", "--port", "0", *args],
+            [*wrapper, *conveyor_command(), "serve", "--host", "127.0.0.1", "--port", "0",
+             *args],
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=environment)
     server = ServerProcess("", process, log)
     deadline = time.monotonic() + timeout

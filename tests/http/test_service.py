@@ -48,6 +48,10 @@ def test_openapi_documents_every_route(client: httpx.Client) -> None:
                 assert "requestBody" in operation, (method, path)
     send = spec["paths"]["/v1/queues/{queue}/messages"]["post"]
     assert "422" in send["responses"]
+    # OpenAPI has no WebSockets: the stream's protocol is in the description /api-docs shows
+    description = spec["info"]["description"]
+    assert "## WebSocket stream" in description and "/v1/queues/{queue}/stream" in description
+    assert '{"type": "credit", "credits": N}' in description
     schemas = spec["components"]["schemas"]
     assert {"SendRequest", "SendMessageIn", "AttributeIn", "ReceiveResponse", "ErrorOut",
             "QueueOut", "MoveTaskOut"} <= set(schemas)

@@ -246,3 +246,33 @@ async def test_delete_leased_by_id(storage: Storage, t0: int) -> None:
     assert await storage.message_delete_leased(queue.id, second, t0 + 1_500,
                                                lease(again).token)
     assert (await storage.queue_stats(queue.id, t0 + 1_500)).total == 0
+
+
+async def test_retry_into_the_dead_letter_queue(storage: Storage, t0: int) -> None:
+    dlq = await make_queue(storage, "dlq", t0)
+    queue = await make_queue(storage, "q", t0)
+    [message_id] = await send(storage, queue, t0, ["a"])
+    [got] = await storage.message_receive(receive(queue, t0))
+    assert await storage.message_retry(
+        MessageRetryParams(queue.id, lease(got), 0, "no such task", t0, dlq.id))
+    assert (await storage.queue_stats(queue.id, t0)).total == 0
+    [dead] = await storage.message_peek(MessagePeekParams(dlq.id, 10, None, t0))
+    assert (dead.id, dead.last_error, dead.source_queue) == (message_id, "no such task", "q")
+    assert await storage.message_move(MessageMoveParams(dlq.id, None, 10, t0)) == 1
+
+
+async def test_fifo_receive_pages_past_a_held_back_group(storage: Storage, t0: int) -> None:
+    """A whole page of rows held back (their group is in flight) must not hide a
+    deliverable row on the next page (fifo.Paging, both dialects)."""
+    queue = await make_queue(storage, "q.fifo", t0)
+    await storage.message_send_many(MessageSendParams(
+        queue.id, batch(t0, ["a0"], groups=["a"]), t0, True))
+    [first] = await storage.message_receive(receive(queue, t0, limit=1))
+    assert first.body.text == "a0"
+    held = [f"a{i}" for i in range(1, 1001)]
+    await storage.message_send_many(MessageSendParams(
+        queue.id, batch(t0, held, groups=["a"] * len(held)), t0, True))
+    await storage.message_send_many(MessageSendParams(
+        queue.id, batch(t0, ["b0"], groups=["b"]), t0, True))
+    got = await storage.message_receive(receive(queue, t0, limit=10))
+    assert [m.body.text for m in got] == ["b0"]

@@ -41,6 +41,24 @@ async def test_list_by_prefix_after_and_limit(storage: Storage, t0: int) -> None
     assert await storage.queue_list(QueueListParams("eu-west-1", "", None, 10)) == []
 
 
+async def test_catalog_stamp_moves_when_a_queue_is_created_changed_or_deleted(
+        storage: Storage, t0: int) -> None:
+    empty = await storage.queue_catalog_stamp(REGION)
+    assert empty == (0, 0)
+    queue = await make_queue(storage, "q", t0)
+    made = await storage.queue_catalog_stamp(REGION)
+    assert made == (1, t0)
+    await send(storage, queue, t0 + 1, ["a"])  # messages are not the catalog
+    assert await storage.queue_catalog_stamp(REGION) == made
+    assert await storage.queue_catalog_stamp("eu-west-1") == (0, 0)
+    await storage.queue_update(QueueUpdateParams(queue.id, "{}", True, t0 + 2))
+    assert await storage.queue_catalog_stamp(REGION) == (1, t0 + 2)
+    await make_queue(storage, "r", t0 + 2)  # same millisecond: the count still moves
+    assert await storage.queue_catalog_stamp(REGION) == (2, t0 + 2)
+    await storage.queue_delete(queue.id)
+    assert await storage.queue_catalog_stamp(REGION) == (1, t0 + 2)
+
+
 async def test_update_delete_purge(storage: Storage, t0: int) -> None:
     queue = await make_queue(storage, "q", t0)
     updated = await storage.queue_update(

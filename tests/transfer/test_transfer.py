@@ -91,6 +91,10 @@ def _round_trip(source: ServerProcess, target: ServerProcess, tmp_path: Path,
         if queue == "work":
             assert [r["kind"] for r in _comparable(again.stdout)] == [
                 "text", "text", "json", "json", "json", "text", "text"]
+            # exactly the bodies sent (an integer beyond 64 bits included), not just the
+            # same as the first export
+            assert [r["body"] for r in _comparable(again.stdout)] == [
+                m["body"] for m in MESSAGES]
 
 
 def test_round_trip_into_another_queue(source: ServerProcess, tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ import pytest
 import websockets
 
 from conveyor import Client, ConveyorError
+from conveyor.client.stream import Stream
 from tests.http.server import conveyor_command, start_server
 
 
@@ -30,6 +31,11 @@ async def stream_opens(url: str) -> bool:
             return True
     except websockets.exceptions.InvalidStatus:
         return False
+
+
+async def client_stream_opens(url: str, api_key: str | None) -> bool:
+    async with Stream(url, "jobs-a", credits=1, api_key=api_key):
+        return True
 
 
 @pytest.mark.timeout(90)
@@ -58,6 +64,10 @@ def test_keys_through_the_cli_and_a_live_server(tmp_path: Path) -> None:
             ws = server.url.replace("http://", "ws://") + "/v1/queues/jobs-a/stream"
             assert not asyncio.run(stream_opens(ws))
             assert asyncio.run(stream_opens(f"{ws}?api_key={token}"))
+            assert asyncio.run(client_stream_opens(server.url, token))
+            with pytest.raises(ConveyorError) as refused:
+                asyncio.run(client_stream_opens(server.url, None))
+            assert refused.value.code == "unauthorized", refused.value.code
 
             login = http.get(f"/?api_key={token}")
             assert login.status_code == 303 and login.headers["location"] == "/"

@@ -39,6 +39,7 @@ from conveyor.models import (
     QueueStats,
     SendEntry,
     SendResult,
+    TableHealth,
     VisibilityEntry,
     dumps_json,
     encode_attributes,
@@ -95,6 +96,9 @@ class Broker:
         self.limits, self.jobs = Limits(self), Jobs(self)
         self.ledger = Ledger(self)
         self.observers: list[BrokerObserver] = []
+        self.queue_changes = 0
+        """Bumped whenever this broker creates, changes or deletes a queue (so that lists
+        of queues kept elsewhere, such as the dashboard's, know to read them again)."""
         self.quotas = Quotas(storage, max_in_flight=max_in_flight, max_depth=max_depth)
         self._draining = False  # set by end_long_polls: waits return at once
         # At most this many receives wait at once in this process; past it a receive
@@ -141,6 +145,11 @@ class Broker:
         for observer in self.observers:
             observer(event, queue, count)
 
+    @property
+    def waiting_receives(self) -> int:
+        """How many receives of this process are waiting in a long poll now."""
+        return self._long_polls
+
     def end_long_polls(self) -> None:
         """Answer every waiting long poll now (empty) and every later one at once: the
         server is shutting down, and its clients should not hang until it is gone."""
@@ -173,7 +182,8 @@ class Broker:
         self._queues[key] = (time.monotonic() + self._queue_cache_seconds, queue)
         return queue
 
-    def _forget(self, region: str, name: str) -> None:
+    def _forget(self, region: str, name: str, *, changed: bool = True) -> None:
+        self.queue_changes += changed
         self._queues.pop((region, name), None)
         self._stats.pop(region, None)
 
@@ -222,12 +232,12 @@ class Broker:
             if differs:
                 raise QueueAlreadyExists(
                     f"Queue {name!r} already exists with a different {differs[0]}.")
-        self._forget(region, name)
+        self._forget(region, name, changed=created)
         return queue, created
 
     async def get_queue(self, name: str, region: str | None = None) -> Queue:
         """A queue, read fresh from the database."""
-        self._forget(region or self.region, name)
+        self._forget(region or self.region, name, changed=False)
         return await self.queue(name, region)
 
     async def list_queues(self, prefix: str = "", after: str | None = None, limit: int = 1000,
@@ -237,6 +247,11 @@ class Broker:
             raise InvalidInput("limit must be between 1 and 1000.", field="limit")
         return await self.storage.queue_list(
             QueueListParams(region or self.region, prefix, after, limit))
+
+    async def queue_catalog_stamp(self, region: str | None = None) -> tuple[int, int]:
+        """A value that changes when any process creates, changes or deletes a queue of the
+        region (so a list of them kept in memory knows when to read it again)."""
+        return await self.storage.queue_catalog_stamp(region or self.region)
 
     async def update_queue(self, name: str, attributes: Mapping[str, Any],
                            region: str | None = None) -> Queue:
@@ -481,22 +496,27 @@ class Broker:
         """Move a dead-letter queue's messages back (see `Redrive.start`)."""
         return await self.redrive.start(queue_name, destination, max_per_second, region, wait)
 
+    async def table_health(self) -> list[TableHealth]:
+        """Size and dead weight of the storage's tables (for /metrics and the dashboard)."""
+        return await self.storage.table_health()
+
     # retention ----------------------------------------------------------------------
     async def sweep(self) -> int:
-        """Delete messages past their queue's retention and old deduplication ids."""
+        """Delete messages past their queue's retention and old deduplication ids.
+
+        Only queues holding messages are visited (their ids from `all_queue_stats`, which a
+        server's dashboard keeps fresh anyway), so idle queues cost nothing here however
+        many there are."""
         removed = 0
         now = self.wall_now() if self._clock is not None else await self.storage.now()
         for region in await self.storage.queue_regions():
-            after: str | None = None
-            while True:
-                queues = await self.storage.queue_list(QueueListParams(region, "", after, 1000))
-                for queue in queues:
-                    bound = id_floor(now - queue.attributes.retention_seconds * 1000)
-                    while (n := await self.storage.message_expire(queue.id, bound, 5000)):
-                        removed += n
-                if len(queues) < 1000:
-                    break
-                after = queues[-1].name
+            for queue_id in await self.all_queue_stats(region):
+                queue = await self.storage.queue_get_by_id(queue_id)
+                if queue is None:  # deleted meanwhile
+                    continue
+                bound = id_floor(now - queue.attributes.retention_seconds * 1000)
+                while (n := await self.storage.message_expire(queue.id, bound, 5000)):
+                    removed += n
         await self.storage.dedup_expire(self.now(), 10_000)
         while await self.storage.claim_expire(self.now(), 10_000) == 10_000:
             pass

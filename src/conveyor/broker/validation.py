@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import re
 import uuid
@@ -46,6 +47,7 @@ MAX_WAIT = 20
 MAX_DELAY_SQS = 900
 MIN_RETENTION, MAX_RETENTION = 60, 1_209_600
 MIN_MESSAGE_BYTES, MAX_MESSAGE_BYTES = 1_024, 1_048_576
+MIN_KMS_REUSE, MAX_KMS_REUSE = 60, 86_400  # SQS's KmsDataKeyReusePeriodSeconds
 MAX_RECEIVE_COUNT = 1000
 MAX_TAGS = 50
 # The SQS endpoint keeps a message's X-Ray trace header (the system attribute
@@ -165,7 +167,8 @@ def parse_queue_attributes(name: str, given: Mapping[str, Any],
                                        field=key)
             changes[key] = value or None
         elif key == "kms_data_key_reuse_period_seconds":
-            changes[key] = None if value is None else _int_in(key, value, 60, 86_400)
+            changes[key] = None if value is None else _int_in(key, value, MIN_KMS_REUSE,
+                                                              MAX_KMS_REUSE)
         elif key == "sqs_managed_sse_enabled":
             changes[key] = None if value is None else _bool(key, value)
         elif key == "deduplication_scope":
@@ -173,7 +176,8 @@ def parse_queue_attributes(name: str, given: Mapping[str, Any],
         elif key == "fifo_throughput_limit":
             changes[key] = _one_of(key, value, ("perQueue", "perMessageGroupId"))
         else:
-            raise InvalidAttribute(f"Unknown queue attribute {key!r}.", field=str(key)[:100])
+            raise InvalidAttribute(f"Unknown queue attribute {str(key)[:100]!r}."
+                                   f"{_nearest_attribute(key)}", field=str(key)[:100])
     attrs = replace(attrs, **changes)
     if (attrs.max_receive_count is None) != (attrs.dead_letter_queue is None):
         raise InvalidAttribute(
@@ -189,6 +193,21 @@ def parse_queue_attributes(name: str, given: Mapping[str, Any],
         if key in given and not attrs.fifo:
             raise InvalidAttribute(f"{key} is for FIFO queues.", field=key)
     return attrs
+
+
+def _nearest_attribute(key: Any) -> str:
+    """' Did you mean ...?' naming the valid attribute closest to an unknown one (another
+    spelling of it, like SQS's `VisibilityTimeout`, or a near miss), or nothing."""
+    def squash(name: str) -> str:
+        return name.replace("_", "").replace("-", "").lower()
+
+    names = {squash(name): name for name in QueueAttributes.__dataclass_fields__}
+    if not isinstance(key, str):
+        return ""
+    found = names.get(squash(key)) or next(
+        (names[n] for n in difflib.get_close_matches(squash(key), names, n=1, cutoff=0.6)),
+        None)
+    return f" Did you mean {found!r}?" if found else ""
 
 
 def _one_of(name: str, value: Any, allowed: tuple[str, ...]) -> str:

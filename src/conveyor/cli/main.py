@@ -6,14 +6,13 @@ Flags override `CONVEYOR_*` variables, which override the defaults (`conveyor.co
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 import conveyor
 from conveyor.cli import commands, demo, key_commands, notify, transfer, worker
-from conveyor.cli.api import ApiClient, ApiError
+from conveyor.client import Client
 from conveyor.config import (
     DEFAULT_URL,
     ClientConfig,
@@ -21,9 +20,9 @@ from conveyor.config import (
     client_from_env,
     from_env,
 )
-from conveyor.errors import ConveyorError
+from conveyor.errors import ConveyorError, InvalidInput
 
-ClientCommand = Callable[[argparse.Namespace, ApiClient], int]
+ClientCommand = Callable[[argparse.Namespace, Client], int]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,15 +76,25 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     serve.set_defaults(run=_serve)
 
 
-def _client_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _common_options(output: str) -> argparse.ArgumentParser:
+    # A parent's actions are shared by every parser made from it, so a command with another
+    # default output (receive: JSON lines, which scripts read) needs a parent of its own.
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--url", help=f"server URL (default {DEFAULT_URL}; CONVEYOR_URL)")
-    common.add_argument("-o", "--output", choices=("table", "json"), default="table",
-                        help="tables and sentences for people, or JSON lines")
+    common.add_argument("-o", "--output", choices=("table", "json"), default=output,
+                        help=f"tables and sentences for people, or JSON lines (default "
+                             f"{output})")
+    return common
+
+
+def _client_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    common = _common_options("table")
 
     queue = sub.add_parser("queue", help="create, list, inspect and manage queues")
     queue_sub = queue.add_subparsers(dest="action", required=True, metavar="ACTION")
-    create = queue_sub.add_parser("create", parents=[common], help="create a queue")
+    create = queue_sub.add_parser("create", parents=[common], help="create a queue",
+                                  epilog=commands.attributes_epilog(),
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     create.add_argument("name")
     create.add_argument("--attr", action="append", type=commands.parse_attr,
                         metavar="NAME=VALUE", help="a queue attribute (repeatable)")
@@ -115,8 +124,8 @@ def _client_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                       metavar="NAME=VALUE", help="a message attribute (repeatable)")
     send.set_defaults(client=commands.send)
 
-    receive = sub.add_parser("receive", parents=[common],
-                             help="receive messages (JSON lines)")
+    receive = sub.add_parser("receive", parents=[_common_options("json")],
+                             help="receive messages (JSON lines; -o table for people)")
     receive.add_argument("queue")
     receive.add_argument("--max", type=int, default=10, metavar="N")
     receive.add_argument("--wait", type=int, metavar="SECONDS", help="long-poll up to 20 s")
@@ -178,7 +187,7 @@ def _migrate(args: argparse.Namespace) -> int:
     from conveyor.cli.serve import database_url, migrate
 
     url = database_url(replace(from_env(), database_url=args.database or None))
-    applied, known = asyncio.run(migrate(url))
+    applied, known = migrate(url)
     print(f"schema at version {applied} of {known}")
     return 0
 
@@ -194,16 +203,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         client: ClientCommand | None = getattr(args, "client", None)
         if client is not None:
-            with ApiClient(_client_config(args)) as api:
+            config = _client_config(args)
+            with Client(config.url, timeout=config.timeout, api_key=config.api_key) as api:
                 return client(args, api)
         run: Callable[[argparse.Namespace], int] = args.run
         return run(args)
-    except ApiError as exc:
-        where = f" (entry {exc.index})" if exc.index is not None else ""
-        print(f"conveyor: error: {exc.message}{where} [{exc.code}]", file=sys.stderr)
-        return 1
     except ConveyorError as exc:
-        print(f"conveyor: error: {exc.message} [{exc.code}]", file=sys.stderr)
+        index = exc.index if isinstance(exc, InvalidInput) else None
+        where = f" (entry {index})" if index is not None else ""
+        print(f"conveyor: error: {exc.message}{where} [{exc.code}]", file=sys.stderr)
         return 1
     except OSError as exc:
         print(f"conveyor: error: {exc}", file=sys.stderr)

@@ -99,6 +99,9 @@ def _worker(args: argparse.Namespace) -> int:
 
     from conveyor.notify import DeliveryOptions
     from conveyor.notify.settings import ChannelSettings, run_worker
+    from conveyor.rlimits import raise_open_files_limit
+
+    raise_open_files_limit()  # SMTP pools and push connections add up
 
     def env(name: str | None) -> str | None:
         if name is None:

@@ -19,6 +19,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -27,6 +28,7 @@ from conveyor.broker.broker import Broker
 from conveyor.config import Config
 from conveyor.forgery import is_loopback
 from conveyor.http.app import create_app
+from conveyor.http.listener import FileGuard, ServingLoop
 from conveyor.http.requestlog import configure_logging
 from conveyor.lifeline import die_with
 from conveyor.rlimits import raise_open_files_limit
@@ -52,13 +54,8 @@ def sqs_app_factory() -> SqsFactory | None:
 
 
 def database_url(config: Config) -> str:
-    """The configured database, or the embedded SQLite file (saying where it is)."""
-    if config.database_url:
-        return config.database_url
-    path = default_sqlite_path()
-    state = "using" if path.exists() else "creating"
-    say(f"{state} the embedded SQLite database {path}")
-    return default_database_url()
+    """The configured database, or the embedded SQLite file."""
+    return config.database_url or default_database_url()
 
 
 def say(text: str) -> None:
@@ -66,16 +63,18 @@ def say(text: str) -> None:
     print(f"conveyor: {text}", file=sys.stderr, flush=True)
 
 
-def bind(host: str, port: int) -> socket.socket:
-    """A listening TCP socket (port 0 picks a free one)."""
+def bind(host: str, port: int, flag: str = "--port") -> socket.socket:
+    """A listening TCP socket (port 0 picks a free one); an error names the address and the
+    `flag` that changes it."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
-    except OSError:
+    except OSError as exc:
         sock.close()
-        raise
+        raise OSError(exc.errno, f"cannot listen on {host}:{port}: {exc.strerror} (another "
+                                 f"server there? choose another with {flag})") from exc
     if family in (socket.AF_INET, socket.AF_INET6):  # accepted sockets inherit it on Linux
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.listen(2048)
@@ -95,7 +94,7 @@ def run_serve(config: Config) -> int:
         say(f"raised the open-files limit from {soft:,} to {raised:,}")
     config = replace(config, database_url=database_url(config))
     assert config.database_url is not None
-    asyncio.run(migrate(config.database_url))  # once, before the workers share the schema
+    migrate(config.database_url)  # once, before the workers share the schema
     from conveyor.cli.key_commands import warn_if_open  # API keys (trust)
 
     warn_if_open(config.database_url, config.server.host)
@@ -110,9 +109,15 @@ def run_serve(config: Config) -> int:
     sqs_factory = sqs_app_factory() if config.sqs.enabled else None
     sockets = [bind(config.server.host, config.server.port)]
     if sqs_factory is not None:
-        sockets.append(bind(config.server.host, config.sqs.port))
+        sockets.append(bind(config.server.host, config.sqs.port, "--sqs-port or --no-sqs"))
     scheme = "https" if config.server.tls_cert else "http"
-    say(f"HTTP API on {_url(sockets[0], scheme)} (docs at {_url(sockets[0], scheme)}/api-docs)")
+    api = _url(sockets[0], scheme)
+    say(f"HTTP API on {api} (the native JSON API; its WebSocket stream at "
+        f"{'wss' if scheme == 'https' else 'ws'}{api.removeprefix(scheme)}"
+        "/v1/queues/QUEUE/stream)")
+    say(f"  dashboard  {api}/")
+    say(f"  API docs   {api}/api-docs")
+    say(f"  metrics    {api}/metrics")
     if sqs_factory is not None:
         say(f"SQS endpoint on {_url(sockets[1], scheme)}")
     elif config.sqs.enabled:
@@ -123,14 +128,26 @@ def run_serve(config: Config) -> int:
     return _supervise(config, sockets)
 
 
-async def migrate(url: str) -> tuple[int, int]:
-    """Open the database (which applies pending migrations); (applied, known) versions."""
+def migrate(url: str) -> tuple[int, int]:
+    """Open the database (which applies pending migrations), saying which SQLite file it
+    is; (applied, known) versions."""
     storage = storage_from_url(url)
-    await storage.open()
-    try:
-        return await storage.schema_version()
-    finally:
-        await storage.close()
+    path = getattr(storage, "path", None)  # an SQLite file: a relative URL hides where
+    if path is not None:
+        where = Path(path).resolve()
+        state = "using" if where.exists() else "creating"
+        kind = "the embedded SQLite database" if where == default_sqlite_path().resolve() \
+            else "the SQLite database"
+        say(f"{state} {kind} {where}")
+
+    async def run() -> tuple[int, int]:
+        await storage.open()
+        try:
+            return await storage.schema_version()
+        finally:
+            await storage.close()
+
+    return asyncio.run(run())
 
 
 # one worker process ------------------------------------------------------------------
@@ -152,7 +169,10 @@ def worker_main(config: Config, sockets: list[socket.socket],
     if supervisor is not None:
         die_with(supervisor)
     configure_logging(json_lines=config.log_json)  # text or JSON lines, with request ids
-    asyncio.run(serve_sockets(config, sockets))
+    # connections within the open-files limit (conveyor.http.listener)
+    guard = FileGuard(max_connections=config.server.max_connections)
+    with asyncio.Runner(loop_factory=lambda: ServingLoop(guard)) as runner:
+        runner.run(serve_sockets(config, sockets))
 
 
 async def serve_sockets(config: Config, sockets: list[socket.socket]) -> None:
@@ -179,10 +199,18 @@ async def serve_sockets(config: Config, sockets: list[socket.socket]) -> None:
                                           log_level="warning", timeout_graceful_shutdown=5,
                                           ssl_certfile=tls, ssl_keyfile=config.server.tls_key))
                    for app in apps]
+        loop = asyncio.get_running_loop()
+        if isinstance(loop, ServingLoop):  # both ports share this process's file handles
+            loop.guard.connections = lambda: sum(len(s.server_state.connections)
+                                                 for s in servers)
+            apps[0].state.file_guard = loop.guard  # /readyz reports it
         _stop_on_signals(servers, broker)
         await asyncio.gather(*(server.serve(sockets=[sock])
                                for server, sock in zip(servers, sockets)))
     finally:
+        loop = asyncio.get_running_loop()
+        if isinstance(loop, ServingLoop):
+            loop.guard.flush()  # the last counts, not left for a timer that will not run
         await broker.close()
 
 

@@ -24,14 +24,14 @@ import sys
 from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
-from conveyor.cli.api import ApiClient, ApiError
-from conveyor.models import dumps_json
+from conveyor.client import Client
+from conveyor.errors import InvalidInput
+from conveyor.http import wire
+from conveyor.models import Body, MessageAttribute, SendEntry, dumps_json
 
 PAGE = 1000
 BATCH_MESSAGES = 500
 BATCH_BYTES = 4 * 1024 * 1024  # well under the server's default 10 MiB request limit
-
-_SEND_FIELDS = ("attributes", "priority", "group_id", "deduplication_id")
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -49,16 +49,16 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         parser.set_defaults(client=run)
 
 
-def export_lines(api: ApiClient, queue: str) -> Iterator[bytes]:
+def export_lines(client: Client, queue: str) -> Iterator[bytes]:
     """Every message of a queue as one JSON line each, oldest first."""
     after: str | None = None
     while True:
-        page = api.peek(queue, PAGE, after)
-        for message in page:
+        page = client.peek(queue, PAGE, after)
+        for message in wire.peeked_json(page)["messages"]:
             yield dumps_json(export_record(message)).encode() + b"\n"
         if len(page) < PAGE:
             return
-        after = page[-1]["id"]
+        after = page[-1].id
 
 
 def export_record(message: dict[str, Any]) -> dict[str, Any]:
@@ -73,7 +73,7 @@ def export_record(message: dict[str, Any]) -> dict[str, Any]:
             "source_queue": message.get("source_queue")}
 
 
-def import_record(record: Any, line: int) -> dict[str, Any]:
+def import_record(record: Any, line: int) -> SendEntry:
     """An export line's object as a message to send (ValueError naming the line)."""
     if not isinstance(record, dict) or "body" not in record:
         raise ValueError(f"line {line}: not an exported message (no body)")
@@ -82,16 +82,22 @@ def import_record(record: Any, line: int) -> dict[str, Any]:
         raise ValueError(f"line {line}: a text body must be a string")
     if kind not in ("text", "json"):
         raise ValueError(f"line {line}: kind must be text or json")
-    message: dict[str, Any] = {"body": record["body"]}
-    for key in _SEND_FIELDS:
-        if record.get(key) not in (None, {}):
-            message[key] = record[key]
-    return message
+    attributes = record.get("attributes") or {}
+    if not isinstance(attributes, dict) or not all(
+            isinstance(a, dict) and isinstance(a.get("type"), str)
+            and isinstance(a.get("value"), str) for a in attributes.values()):
+        raise ValueError(f"line {line}: attributes must map names to "
+                         '{"type": ..., "value": ...}')
+    # Values go on as they are (Binary ones stay base64): the server checks them all.
+    return SendEntry(Body.of(record["body"]), None,
+                     {k: MessageAttribute(a["type"], a["value"]) for k, a in attributes.items()},
+                     record.get("priority") or 0, record.get("deduplication_id"),
+                     record.get("group_id"))
 
 
-def batches(lines: Iterable[bytes]) -> Iterator[tuple[list[int], list[dict[str, Any]]]]:
+def batches(lines: Iterable[bytes]) -> Iterator[tuple[list[int], list[SendEntry]]]:
     """(line numbers, messages) in batches bounded by count and bytes."""
-    batch: list[dict[str, Any]] = []
+    batch: list[SendEntry] = []
     numbers: list[int] = []
     size = 0
     for number, raw in enumerate(lines, 1):
@@ -111,36 +117,36 @@ def batches(lines: Iterable[bytes]) -> Iterator[tuple[list[int], list[dict[str, 
         yield numbers, batch
 
 
-def export(args: argparse.Namespace, api: ApiClient) -> int:
+def export(args: argparse.Namespace, client: Client) -> int:
     """Write the queue's messages to the file or stdout."""
-    api.get_queue(args.queue)  # a missing queue is an error, not an empty file
+    client.get_queue(args.queue)  # a missing queue is an error, not an empty file
     count = 0
     with _open(args.file, "wb") as out:
-        for line in export_lines(api, args.queue):
+        for line in export_lines(client, args.queue):
             out.write(line)
             count += 1
     print(f"conveyor: exported {count} messages from {args.queue}", file=sys.stderr)
     return 0
 
 
-def import_(args: argparse.Namespace, api: ApiClient) -> int:
+def import_(args: argparse.Namespace, client: Client) -> int:
     """Send the file's (or stdin's) messages to the queue."""
     if args.create:
-        api.create_queue(args.queue)
+        client.create_queue(args.queue)
     sent = duplicates = 0
     with _open(args.file, "rb") as source:
         try:
             for numbers, batch in batches(source):
                 try:
-                    results = api.send(args.queue, batch)
-                except ApiError as exc:
+                    results = client.send(args.queue, batch)
+                except InvalidInput as exc:
                     if exc.index is not None and 0 <= exc.index < len(numbers):
                         exc.message = (f"line {numbers[exc.index]}: {exc.message} "
                                        f"({sent} messages sent before its batch)")
                         exc.index = None
                     raise
                 sent += len(results)
-                duplicates += sum(1 for r in results if r.get("duplicate"))
+                duplicates += sum(1 for r in results if r.duplicate)
         except ValueError as exc:
             print(f"conveyor: error: {exc}; {sent} messages sent before it", file=sys.stderr)
             return 1

@@ -7,6 +7,8 @@ error answers become the same `conveyor.errors` classes (see `_errors.py`).
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -15,18 +17,22 @@ from urllib.parse import quote
 import orjson
 
 from conveyor.client._errors import error_from
+from conveyor.errors import StorageError
 from conveyor.models import (
     Body,
     BodyKind,
     EntryResult,
     Message,
     MessageAttribute,
+    MoveTask,
+    PeekedMessage,
     Queue,
     QueueAttributes,
     QueueStats,
     SendEntry,
     SendResult,
     VisibilityEntry,
+    dumps_json,
 )
 
 T = TypeVar("T")
@@ -67,12 +73,29 @@ def request_options(call: Call[Any], timeout: float) -> dict[str, Any]:
 
 def answer(call: Call[T], status: int, content: bytes) -> T:
     """The parsed answer of a call, or the matching `conveyor.errors` exception."""
-    data = orjson.loads(content) if content else None
+    try:
+        data = _loads(content) if content else None
+    except ValueError:  # not the server's JSON: a proxy's error page, say
+        data = None
+        if status < 400:
+            raise StorageError(f"The server's answer ({status}) is not JSON.") from None
     if status == 404 and call.missing_is_none:
         return call.parse(404, None)
     if status >= 400:
         raise error_from(status, data)
     return call.parse(status, data)
+
+
+_LONG_NUMBER = re.compile(rb"\d{20}")
+
+
+def _loads(content: bytes) -> Any:
+    # orjson reads an integer beyond 64 bits as a float, silently; a JSON body may hold one
+    # (an export must copy it exactly), so a run of 20 digits sends the answer to the
+    # standard library, which keeps it exact. Both raise ValueError on what is not JSON.
+    if _LONG_NUMBER.search(content):
+        return json.loads(content)
+    return orjson.loads(content)
 
 
 def queue_path(name: str) -> str:
@@ -97,7 +120,7 @@ def body_of(value: Any) -> Body:
     """A body as received: a JSON string is a text body, any other value a JSON one."""
     if isinstance(value, str):
         return Body(value, BodyKind.TEXT)
-    return Body(orjson.dumps(value).decode(), BodyKind.JSON)
+    return Body(dumps_json(value), BodyKind.JSON)
 
 
 def attributes_of(data: Mapping[str, Any] | None) -> dict[str, MessageAttribute]:
@@ -121,6 +144,14 @@ def message_of(queue: str, m: Mapping[str, Any]) -> Message:
                    m["receipt_handle"], m["receive_count"], m["sent_at"],
                    m["first_received_at"], m["lease_until"], m.get("priority", 0),
                    m.get("group_id"), m.get("deduplication_id"), m.get("last_error"))
+
+
+def peeked_of(m: Mapping[str, Any]) -> PeekedMessage:
+    """A message looked at without a lease, from JSON."""
+    return PeekedMessage(m["id"], body_of(m["body"]), attributes_of(m.get("attributes")),
+                         m["receive_count"], m["sent_at"], m["visible_at"],
+                         m.get("priority", 0), m.get("group_id"), m.get("deduplication_id"),
+                         m.get("last_error"), m.get("source_queue"))
 
 
 def entry_of(data: Mapping[str, Any]) -> EntryResult:
@@ -171,13 +202,30 @@ def queue_stats(name: str) -> Call[QueueStats]:
     return Call("GET", queue_path(name), lambda _, d: stats_of(d["stats"]))
 
 
+def queue_with_stats(name: str) -> Call[tuple[Queue, QueueStats]]:
+    """GET /v1/queues/{name}: the queue and its exact counts, in one request."""
+    return Call("GET", queue_path(name), lambda _, d: (queue_of(d), stats_of(d["stats"])))
+
+
 def list_queues(prefix: str, after: str | None, limit: int) -> Call[list[Queue]]:
     """GET /v1/queues, one page."""
+    return Call("GET", "/v1/queues", lambda _, d: [queue_of(q) for q in d["queues"]],
+                params=_page(prefix, after, limit))
+
+
+def list_queues_with_stats(prefix: str, after: str | None, limit: int
+                           ) -> Call[list[tuple[Queue, QueueStats]]]:
+    """GET /v1/queues, one page, each queue with its counts."""
+    return Call("GET", "/v1/queues",
+                lambda _, d: [(queue_of(q), stats_of(q["stats"])) for q in d["queues"]],
+                params=_page(prefix, after, limit))
+
+
+def _page(prefix: str, after: str | None, limit: int) -> dict[str, str]:
     params = {"prefix": prefix, "limit": str(limit)}
     if after is not None:
         params["after"] = after
-    return Call("GET", "/v1/queues", lambda _, d: [queue_of(q) for q in d["queues"]],
-                params=params)
+    return params
 
 
 def update_queue(name: str, attributes: Mapping[str, Any]) -> Call[Queue]:
@@ -234,9 +282,37 @@ def change_visibility(queue: str, entries: Sequence[VisibilityEntry]
                               "visibility_timeout": e.visibility_timeout} for e in entries]})
 
 
+def peek(queue: str, limit: int, after: str | None) -> Call[list[PeekedMessage]]:
+    """GET /v1/queues/{q}/messages: look without leasing, oldest first, paged by `after`."""
+    params = {"limit": str(limit), **({"after": after} if after is not None else {})}
+    return Call("GET", queue_path(queue) + "/messages",
+                lambda _, d: [peeked_of(m) for m in d["messages"]], params=params)
+
+
 def retry(queue: str, receipt_handle: str, delay_seconds: int, error: str | None,
           dead_letter: bool = False) -> Call[EntryResult]:
     """POST /v1/queues/{q}/messages/retry."""
     return Call("POST", queue_path(queue) + "/messages/retry", lambda _, d: entry_of(d),
                 {"receipt_handle": receipt_handle, "delay_seconds": delay_seconds,
                  "error": error, "dead_letter": dead_letter})
+
+
+# redrive calls ----------------------------------------------------------------------
+def task_of(d: Mapping[str, Any]) -> MoveTask:
+    """A move task from JSON."""
+    return MoveTask(d["id"], d["source_queue"], d["destination_queue"], d["status"],
+                    d["moved"], d["to_move"], d["max_per_second"], d["started_at"],
+                    d["finished_at"], d.get("error"))
+
+
+def start_redrive(queue: str, destination: str | None, max_per_second: int | None
+                  ) -> Call[MoveTask]:
+    """POST /v1/queues/{dlq}/redrive: the task, finished or (202) still running."""
+    body = {k: v for k, v in (("destination", destination),
+                              ("max_per_second", max_per_second)) if v is not None}
+    return Call("POST", queue_path(queue) + "/redrive", lambda _, d: task_of(d), body)
+
+
+def get_move_task(task_id: str) -> Call[MoveTask]:
+    """GET /v1/tasks/{id}."""
+    return Call("GET", f"/v1/tasks/{quote(task_id, safe='')}", lambda _, d: task_of(d))

@@ -24,7 +24,7 @@ from urllib.parse import quote
 
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from conveyor.client._calls import message_of
 from conveyor.client._errors import ServerUnavailable, error_from
@@ -39,11 +39,12 @@ Acked = Message | str
 
 
 class Stream:
-    """A WebSocket consumer of one queue: iterate to receive; `ack`, `nack`, `grant`."""
+    """A WebSocket consumer of one queue: iterate to receive; `ack`, `nack`, `grant`.
+    `api_key` is sent as a bearer token, for a server that requires keys."""
 
     def __init__(self, url: str, queue: str, *, credits: int = 10,
                  visibility_timeout: int | None = None, auto_credit: bool = True,
-                 open_timeout: float = 10.0) -> None:
+                 open_timeout: float = 10.0, api_key: str | None = None) -> None:
         base = url.rstrip("/")
         scheme, _, rest = base.partition("://")
         ws = {"http": "ws", "https": "wss"}.get(scheme, scheme)
@@ -54,6 +55,7 @@ class Stream:
         self.credits = credits
         self.auto_credit = auto_credit
         self.open_timeout = open_timeout
+        self._headers = {"authorization": f"Bearer {api_key}"} if api_key else None
         self._socket: ClientConnection | None = None
         self._reader: asyncio.Task[None] | None = None
         self._inbox: asyncio.Queue[Message | BaseException] = asyncio.Queue()
@@ -67,7 +69,13 @@ class Stream:
         """Connect and grant the initial credits."""
         try:
             self._socket = await connect(self.url, open_timeout=self.open_timeout,
-                                         max_size=None)
+                                         max_size=None, additional_headers=self._headers)
+        except InvalidStatus as exc:  # refused before the upgrade: 401, 403, 404...
+            try:
+                data = orjson.loads(exc.response.body or b"null")
+            except orjson.JSONDecodeError:
+                data = None
+            raise error_from(exc.response.status_code, data) from exc
         except (OSError, TimeoutError) as exc:
             raise ServerUnavailable(f"{self.url}: {exc or type(exc).__name__}") from exc
         self._reader = asyncio.create_task(self._read())

@@ -16,6 +16,8 @@ from conveyor.config import DEFAULT_TIMEOUT, DEFAULT_URL
 from conveyor.models import (
     EntryResult,
     Message,
+    MoveTask,
+    PeekedMessage,
     Queue,
     QueueStats,
     SendEntry,
@@ -59,7 +61,8 @@ class Client:
             response = self._http.request(call.method, call.path,
                                               **c.request_options(call, self.timeout))
         except httpx.TransportError as exc:
-            raise ServerUnavailable(f"{self.url}: {exc or type(exc).__name__}") from exc
+            raise ServerUnavailable(
+                f"Cannot reach {self.url}: {exc or type(exc).__name__}") from exc
         return c.answer(call, response.status_code, response.content)
 
     # queues -------------------------------------------------------------------------
@@ -93,6 +96,15 @@ class Client:
         """Exact counts for one queue."""
         return self.run(c.queue_stats(name))
 
+    def get_queue_with_stats(self, name: str) -> tuple[Queue, QueueStats]:
+        """A queue and its exact counts, in one request."""
+        return self.run(c.queue_with_stats(name))
+
+    def list_queues_with_stats(self, prefix: str = "", after: str | None = None,
+                               limit: int = 1000) -> list[tuple[Queue, QueueStats]]:
+        """`list_queues` with each queue's counts, in one request."""
+        return self.run(c.list_queues_with_stats(prefix, after, limit))
+
     # messages -----------------------------------------------------------------------
     def send(self, queue_name: str, entries: Sequence[SendEntry]) -> list[SendResult]:
         """Send a batch atomically."""
@@ -120,3 +132,18 @@ class Client:
         `dead_letter`: move it to the queue's dead-letter queue now)."""
         return self.run(c.retry(queue_name, receipt_handle, delay_seconds, error,
                                 dead_letter))
+
+    def peek(self, queue_name: str, limit: int = 10, after: str | None = None
+             ) -> list[PeekedMessage]:
+        """Look at messages without leasing them, oldest first (page on with `after`)."""
+        return self.run(c.peek(queue_name, limit, after))
+
+    # redrive ------------------------------------------------------------------------
+    def start_redrive(self, queue_name: str, destination: str | None = None,
+                      max_per_second: int | None = None) -> MoveTask:
+        """Move a dead-letter queue's messages back; the task, finished or still running."""
+        return self.run(c.start_redrive(queue_name, destination, max_per_second))
+
+    def get_move_task(self, task_id: str) -> MoveTask:
+        """A move task (poll it while its status is `running`)."""
+        return self.run(c.get_move_task(task_id))

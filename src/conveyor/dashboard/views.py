@@ -7,6 +7,7 @@ deliveries). `job_section` is the one for `broker.jobs`; a notification ledger a
 
 from __future__ import annotations
 
+import bisect
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +23,8 @@ from conveyor.models import Queue
 HERE = Path(__file__).parent
 STATIC = HERE / "static"
 PEEK_LIMIT = 20
+PAGE_SIZE = 100
+"""Queues on one page of the dashboard's table (and in its live feed)."""
 BODY_CHARS = 2000
 
 
@@ -63,10 +66,45 @@ class QueueRow:
                 round(self.receive_rate, 2), self.paused]
 
 
-def queue_rows(snapshot: Snapshot) -> list[QueueRow]:
-    """Every queue of a snapshot, by name."""
-    return [queue_row(queue, snapshot.points.get(name))
-            for name, queue in sorted(snapshot.queues.items())]
+@dataclass(frozen=True, slots=True)
+class QueuePage:
+    """One page of the queues table: its rows, how many queues there are and match, and
+    where the next page starts (None: this is the last)."""
+
+    rows: list[QueueRow]
+    total: int
+    matching: int
+    prefix: str = ""
+    after: str | None = None
+    next_after: str | None = None
+
+    def json(self) -> dict[str, Any]:
+        """What the live feed sends (rows compact, see dashboard.js `COLUMNS`)."""
+        return {"rows": [r.live() for r in self.rows], "total": self.total,
+                "matching": self.matching}
+
+
+def queue_rows(snapshot: Snapshot, prefix: str = "", after: str | None = None,
+               limit: int = PAGE_SIZE) -> QueuePage:
+    """Up to `limit` queues by name, those starting with `prefix`, after the name `after`
+    (the dashboard shows queues a page at a time, so 10,000 of them stay a small page)."""
+    names = snapshot.names
+    first = bisect.bisect_left(names, prefix)
+    above = _successor(prefix)
+    end = bisect.bisect_left(names, above) if above else len(names)
+    start = max(first, bisect.bisect_right(names, after)) if after else first
+    chosen = names[start:min(end, start + limit)]
+    rows = [queue_row(snapshot.queues[n], snapshot.points.get(n)) for n in chosen]
+    more = start + limit < end
+    return QueuePage(rows, len(names), end - first, prefix, after,
+                     chosen[-1] if more and chosen else None)
+
+
+def _successor(prefix: str) -> str | None:
+    """The least string above every string starting with `prefix` (None: no bound)."""
+    if not prefix or ord(prefix[-1]) >= 0x10FFFF:
+        return None
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
 
 
 def queue_row(queue: Queue, point: Point | None) -> QueueRow:
@@ -119,10 +157,42 @@ async def delivery_counts(broker: Broker) -> dict[str, dict[str, int]]:
     return counts
 
 
-DEFAULT_SECTIONS: tuple[SectionProvider, ...] = (job_section, delivery_section)
+async def table_section(broker: Broker) -> Section | None:
+    """How big conveyor's tables are and how much of them is dead weight."""
+    try:
+        tables = await broker.table_health()
+    except Exception:  # figures are optional; the page must not fail
+        return None
+    if not tables:
+        return None
+    rows: list[tuple[str, str | int | float]] = []
+    for t in tables:
+        if t.live_rows is None:  # SQLite: the file and its WAL
+            free = f", {size(t.free_bytes)} free for reuse" if t.free_bytes else ""
+            rows.append((t.table, f"{size(t.bytes)}{free}"))
+        elif t.bytes or t.dead_rows:
+            share = t.dead_rows / max(1, t.live_rows + t.dead_rows)
+            rows.append((t.table, f"{size(t.bytes)} · {t.live_rows} live, {t.dead_rows} dead "
+                                  f"({share:.0%})"))
+    return Section("Storage", rows, "Table sizes with indexes, and rows deleted but not yet "
+                   "reclaimed; conveyor rotates and vacuums its busy tables itself.",
+                   id="storage")
+
+
+DEFAULT_SECTIONS: tuple[SectionProvider, ...] = (job_section, delivery_section, table_section)
 
 
 # formatting -------------------------------------------------------------------------
+def size(n: int) -> str:
+    """`512 B`, `3.2 MB`, `1.4 GB`."""
+    value = float(n)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} GB"
+
+
 def age(seconds: float | None) -> str:
     """`42s`, `3m 05s`, `2h 10m`, `4d 3h`; an en dash for none."""
     if seconds is None:

@@ -69,6 +69,7 @@ class WorkerPool:
         self.born: dict[int, float] = {}
         self.started = 0
         self.kills = 0
+        self.exited = 0
         self.reported: set[int] = set()
         """Live workers that have reported, i.e. got past start-up and are delivering."""
 
@@ -107,6 +108,19 @@ class WorkerPool:
         del self.born[index]
         self.kills += 1
         self.start()
+
+    def restart_exited(self) -> int:
+        """Start a new worker for each one that exited on its own (a replacement that could
+        not connect, say), as a supervisor would, up to 10 times in a run (then the demo's
+        "every delivery worker exited" check ends it); how many."""
+        gone = [i for i, proc in self.procs.items() if not proc.is_alive()]
+        gone = gone[:max(0, 10 - self.exited)]
+        self.exited += len(gone)
+        for index in gone:
+            del self.procs[index], self.queues[index], self.born[index]
+            self.reported.discard(index)
+            self.start()
+        return len(gone)
 
     def oldest_age(self) -> float:
         """Seconds the longest-running delivering worker has run."""

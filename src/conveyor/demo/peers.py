@@ -112,6 +112,14 @@ def _aiosmtpd_main(port: int, conn: Connection) -> None:
                "ids": dict(sink.message_ids)})
 
 
+def _peer_main(target: Any, parent: int, *args: Any) -> None:
+    """A peer process's entry point: it dies with the demo, even by `kill -9`."""
+    from conveyor.lifeline import die_with
+
+    die_with(parent)
+    target(*args)
+
+
 class _ChildPeer:
     """A peer that runs `target(*args, conn)` in a process of its own and reports over a
     pipe: "ready" once listening; its results when told "stop"."""
@@ -119,7 +127,8 @@ class _ChildPeer:
     def __init__(self, target: Any, args: tuple[Any, ...], what: str) -> None:
         ctx = mp.get_context("spawn")
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=target, args=(*args, child), daemon=True)
+        self.proc = ctx.Process(target=_peer_main, args=(target, os.getpid(), *args, child),
+                                daemon=True)
         self.proc.start()
         self.pid = self.proc.pid
         if not self.conn.poll(30):

@@ -286,6 +286,7 @@ async def _crash_tick(broker: Broker, pool: WorkerPool, crashes: Crashes, total:
     notification settled (the workers' own counts include sends a killed worker never
     recorded)."""
     now = time.monotonic()
+    pool.restart_exited()
     if now >= crashes.next_kill and pool.oldest_age() >= crashes.every and pool.reported:
         pool.kill_oldest()
         crashes.next_kill = now + crashes.every

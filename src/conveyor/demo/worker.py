@@ -23,7 +23,13 @@ def _thread_cpu(prefix: str) -> float:
 
 def worker_main(index: int, url: str, channels: dict[str, dict[str, Any]],
                 options: DeliveryOptions, reports: Any, stop: Any) -> None:
-    """Process entry point (spawned)."""
+    """Process entry point (spawned); dies with the demo, even by `kill -9`."""
+    import multiprocessing
+
+    from conveyor.lifeline import die_with
+
+    parent = multiprocessing.parent_process()  # the pid at spawn, even if it died since
+    die_with(parent.pid if parent is not None and parent.pid else os.getppid())
     async def main() -> None:
         from conveyor.connect import open_broker
         from conveyor.demo.workload import TEMPLATES

@@ -43,7 +43,10 @@ The native JSON API of conveyor: queues and messages with SQS semantics.
 Errors are `{"error": {"code", "message"}}` (with `index` and `field` when known): malformed
 JSON 400, unknown queue or task 404, conflicts 409, requests over the size limit 413, any other
 invalid input 422, storage unavailable 503. Times (`*_at`) are milliseconds since the epoch.
-"""
+
+## WebSocket stream
+
+""" + stream.PROTOCOL
 
 
 def create_app(broker_or_config: Broker | Config, *,

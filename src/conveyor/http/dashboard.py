@@ -81,12 +81,14 @@ def _page(request: Request, template: str, **context: Any) -> Response:
 
 # pages --------------------------------------------------------------------------------
 @router.get("/")
-async def index(request: Request) -> Response:
-    """Every queue with its counts and rates, live; figures from other rooms below."""
+async def index(request: Request, prefix: str = "", after: str | None = None) -> Response:
+    """The queues with their counts and rates, live, a page at a time (by name, those
+    starting with `prefix`, after `after`); figures from other rooms below."""
     monitor = _monitor(request)
     snapshot = await monitor.current()
     sections = await _sections(request)
-    return _page(request, "index.html", rows=queue_rows(snapshot), sections=sections,
+    page = queue_rows(snapshot, prefix[:80], after[:80] if after else None)
+    return _page(request, "index.html", page=page, rows=page.rows, sections=sections,
                  interval=monitor.interval)
 
 
@@ -133,9 +135,11 @@ async def queue_series(request: Request, name: str) -> Response:
 
 
 @router.get("/ui/events")
-async def events(request: Request, queue: str | None = None) -> Response:
-    """Server-sent events: `queues` (the whole table, compact) after every sample; with
-    `?queue=NAME`, `point` events for that queue only."""
+async def events(request: Request, queue: str | None = None, prefix: str = "",
+                 after: str | None = None) -> Response:
+    """Server-sent events: `queues` (one page of the table, compact, as `/` shows it with
+    the same `prefix` and `after`) after every sample; with `?queue=NAME`, `point` events
+    for that queue only."""
     monitor = _monitor(request)
 
     async def feed() -> AsyncIterator[bytes]:
@@ -145,7 +149,7 @@ async def events(request: Request, queue: str | None = None) -> Response:
         while not await request.is_disconnected():
             if snapshot.at != last:
                 last = snapshot.at
-                yield _event(queue, snapshot)
+                yield _event(queue, snapshot, prefix[:80], after[:80] if after else None)
             snapshot = await monitor.wait_for_sample(monitor.interval * 1.5)
             if snapshot.at == last:  # no background sampler (no lifespan): sample here
                 snapshot = await monitor.current()
@@ -154,9 +158,10 @@ async def events(request: Request, queue: str | None = None) -> Response:
                              headers={"cache-control": "no-store", "x-accel-buffering": "no"})
 
 
-def _event(queue: str | None, snapshot: Any) -> bytes:
+def _event(queue: str | None, snapshot: Any, prefix: str = "",
+           after: str | None = None) -> bytes:
     if queue is None:
-        data = {"at": snapshot.at, "rows": [r.live() for r in queue_rows(snapshot)]}
+        data = {"at": snapshot.at, **queue_rows(snapshot, prefix, after).json()}
         return b"event: queues\ndata: " + orjson.dumps(data) + b"\n\n"
     point = snapshot.points.get(queue)
     data = {"queue": queue, "point": point.to_json() if point else None}

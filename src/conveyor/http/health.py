@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from fastapi import APIRouter
+from starlette.requests import Request
 from starlette.responses import Response
 
 from conveyor.errors import ConveyorError
@@ -27,9 +28,16 @@ async def healthz() -> Response:
 @router.get("/readyz", response_model=Ready,
             responses={503: {"model": ErrorOut,
                              "description": "Storage unreachable, or (with the Ready "
-                                            "shape) schema not current."}})
-async def readyz(broker: BrokerDep) -> Response:
-    """Storage answers and its schema is at the version this code knows."""
+                                            "shape) schema not current or file handles "
+                                            "short."}})
+async def readyz(request: Request, broker: BrokerDep) -> Response:
+    """Storage answers and its schema is at the version this code knows, and the process
+    has file handles to spare for new connections (`reason` says what is short)."""
+    guard = getattr(request.app.state, "file_guard", None)  # set by `conveyor serve`
+    reason = guard.reason() if guard is not None else None
+    if reason is not None:
+        return json_response({"status": "not_ready", "reason": reason,
+                              "schema_version": None, "known_version": None}, 503)
     try:
         applied, known = await asyncio.wait_for(broker.storage.schema_version(),
                                                 READY_TIMEOUT_SECONDS)

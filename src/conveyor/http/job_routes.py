@@ -15,7 +15,7 @@ from starlette.responses import Response
 from conveyor.broker.job_system import MAX_KEY, MAX_WANT
 from conveyor.http.deps import BrokerDep, errors
 from conveyor.http.errors import error_response
-from conveyor.http.wire import json_response
+from conveyor.http.wire import job_status_json, json_response
 from conveyor.jobs import JOB_STATUSES, JobStatus
 
 router = APIRouter(tags=["jobs"])
@@ -250,11 +250,7 @@ async def get_status(job_id: str, broker: BrokerDep) -> Response:
     if found is None:
         return error_response(404, "job_not_found", f"No status for job {job_id[:200]!r}.",
                               field="job_id")
-    return json_response({
-        "job_id": found.job_id, "status": found.status, "queue": found.queue,
-        "task": found.task, "attempts": found.attempts, "error": found.error,
-        "result": found.result, "keep_seconds": found.keep_seconds,
-        "updated_at": found.updated_at})
+    return json_response(job_status_json(found))
 
 
 @router.get("/v1/jobs", response_model=JobCountsOut, responses=errors(422))

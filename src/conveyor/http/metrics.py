@@ -6,14 +6,18 @@ request-log middleware, and a lifespan that samples in the background.
 
 Per queue: depth gauges (visible, in flight, delayed, dead letters, oldest age) read at
 scrape time from the broker's cached stats, and counters of messages sent, received, deleted
-and dead-lettered by this process. Per route template: request counts by status and a
-latency histogram. Job statuses (`broker.jobs`) and notification deliveries by channel and
-status (`broker.ledger`) when the storage has them.
+and dead-lettered by this process. The per-queue gauges cover at most `QUEUE_SERIES` (100)
+queues, the deepest first, then the others by name, so a server with 10,000 queues still
+scrapes small; `conveyor_queues` and `conveyor_queues_messages` count and sum all of them.
+Per route template: request counts by status and a latency histogram. Job statuses
+(`broker.jobs`) and notification deliveries by channel and status (`broker.ledger`) when
+the storage has them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import heapq
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
@@ -30,11 +34,14 @@ from conveyor.broker.broker import Broker
 from conveyor.dashboard.series import Monitor, Snapshot
 from conveyor.dashboard.views import delivery_counts
 from conveyor.http.requestlog import RequestLog
+from conveyor.models import TableHealth
 
 log = logging.getLogger("conveyor.metrics")
 
 router = APIRouter(tags=["health"])
 
+QUEUE_SERIES = 100
+"""Queues with their own series at most (the deepest, then by name)."""
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
                    10.0, 25.0)
 
@@ -48,35 +55,50 @@ class QueueCollector(Collector):
         self.snapshot = Snapshot()
         self.job_counts: dict[str, int] = {}
         self.delivery_counts: dict[str, dict[str, int]] = {}
+        self.tables: list[TableHealth] = []
 
     def collect(self) -> Iterable[Any]:
         labels = ["queue"]
+        scope = (f" Per queue for at most {QUEUE_SERIES} queues, the deepest first, then the "
+                 "others by name; conveyor_queues_messages sums every queue.")
         gauges = {
             "visible": GaugeMetricFamily("conveyor_queue_visible_messages",
-                                         "Messages ready to be received.", labels=labels),
+                                         "Messages ready to be received." + scope,
+                                         labels=labels),
             "in_flight": GaugeMetricFamily("conveyor_queue_in_flight_messages",
-                                           "Messages leased to a consumer.", labels=labels),
+                                           "Messages leased to a consumer." + scope,
+                                           labels=labels),
             "delayed": GaugeMetricFamily("conveyor_queue_delayed_messages",
-                                         "Messages not yet visible.", labels=labels),
+                                         "Messages not yet visible." + scope, labels=labels),
             "dead_letters": GaugeMetricFamily(
                 "conveyor_queue_dead_letter_messages",
-                "Messages from this queue now in its dead-letter queue.", labels=labels),
+                "Messages from this queue now in its dead-letter queue." + scope,
+                labels=labels),
             "age": GaugeMetricFamily("conveyor_queue_oldest_message_age_seconds",
-                                     "Age of the oldest message (0 when empty).",
+                                     "Age of the oldest message (0 when empty)." + scope,
                                      labels=labels),
         }
         dead = CounterMetricFamily(
             "conveyor_messages_dead_lettered", "Messages seen moving to a dead-letter queue "
-            "(by this process's sampler).", labels=labels)
-        for name, p in self.snapshot.points.items():
-            gauges["visible"].add_metric([name], p.visible)
-            gauges["in_flight"].add_metric([name], p.in_flight)
-            gauges["delayed"].add_metric([name], p.delayed)
-            gauges["dead_letters"].add_metric([name], p.dead_letters)
-            gauges["age"].add_metric([name], p.oldest_age_seconds or 0.0)
+            "(by this process's sampler)." + scope, labels=labels)
+        points = self.snapshot.points
+        for name in self.shown():
+            p = points.get(name)
+            gauges["visible"].add_metric([name], p.visible if p else 0)
+            gauges["in_flight"].add_metric([name], p.in_flight if p else 0)
+            gauges["delayed"].add_metric([name], p.delayed if p else 0)
+            gauges["dead_letters"].add_metric([name], p.dead_letters if p else 0)
+            gauges["age"].add_metric([name], (p.oldest_age_seconds or 0.0) if p else 0.0)
             dead.add_metric([name], self.monitor.dead_lettered.get(name, 0))
         yield from gauges.values()
         yield dead
+        yield GaugeMetricFamily("conveyor_queues", "Queues (of the server's region).",
+                                value=len(self.snapshot.queues))
+        total = GaugeMetricFamily("conveyor_queues_messages", "Messages in every queue by "
+                                  "state (visible, in_flight, delayed).", labels=["state"])
+        for state in ("visible", "in_flight", "delayed"):
+            total.add_metric([state], sum(getattr(p, state) for p in points.values()))
+        yield total
         if self.job_counts:
             jobs = GaugeMetricFamily("conveyor_jobs", "Tracked jobs by status.",
                                      labels=["status"])
@@ -91,6 +113,22 @@ class QueueCollector(Collector):
                 for status, count in sorted(statuses.items()):
                     sent.add_metric([channel, status], count)
             yield sent
+        yield from table_metrics(self.tables)
+
+
+    def shown(self) -> list[str]:
+        """The queues given their own series: the deepest first (those holding messages),
+        then the others by name, `QUEUE_SERIES` at most."""
+        points = self.snapshot.points
+        deepest = heapq.nlargest(QUEUE_SERIES, (p for p in points.items() if p[1].busy),
+                                 key=lambda item: (item[1].visible + item[1].in_flight
+                                                   + item[1].delayed, item[1].dead_letters))
+        shown = [name for name, _ in deepest]
+        if len(shown) < QUEUE_SERIES:
+            taken = set(shown)
+            shown += heapq.nsmallest(QUEUE_SERIES - len(shown),
+                                     (n for n in self.snapshot.queues if n not in taken))
+        return shown
 
 
 class Metrics:
@@ -133,11 +171,47 @@ class Metrics:
         self.queues.snapshot = await self.monitor.current()
         self.queues.job_counts = await job_counts(self.monitor.broker)
         self.queues.delivery_counts = await delivery_counts(self.monitor.broker)
+        self.queues.tables = await table_health(self.monitor.broker)
         for callback in self.before_scrape:
             result = callback()
             if hasattr(result, "__await__"):
                 await result
         return generate_latest(self.registry)
+
+
+def table_metrics(tables: list[TableHealth]) -> Iterable[Any]:
+    """Gauges of how big conveyor's tables are and how much is dead weight."""
+    if not tables:
+        return
+    labels = ["table"]
+    size = GaugeMetricFamily("conveyor_table_bytes", "Bytes of a table with its indexes "
+                             "(SQLite: the database file and its WAL).", labels=labels)
+    live = GaugeMetricFamily("conveyor_table_live_tuples", "Live rows (PostgreSQL "
+                             "statistics).", labels=labels)
+    dead = GaugeMetricFamily("conveyor_table_dead_tuples", "Rows deleted or updated but "
+                             "not yet reclaimed (PostgreSQL statistics).", labels=labels)
+    ratio = GaugeMetricFamily("conveyor_table_dead_ratio", "Dead rows over all rows "
+                              "(0 when empty).", labels=labels)
+    free = GaugeMetricFamily("conveyor_table_free_bytes", "Bytes of free pages kept for "
+                             "reuse (SQLite).", labels=labels)
+    for t in tables:
+        size.add_metric([t.table], t.bytes)
+        if t.live_rows is None:
+            free.add_metric([t.table], t.free_bytes)
+            continue
+        live.add_metric([t.table], t.live_rows)
+        dead.add_metric([t.table], t.dead_rows)
+        ratio.add_metric([t.table], t.dead_rows / max(1, t.live_rows + t.dead_rows))
+    yield from (size, live, dead, ratio, free)
+
+
+async def table_health(broker: Broker) -> list[TableHealth]:
+    """The storage's table figures, or [] when they cannot be read."""
+    try:
+        return await broker.table_health()
+    except Exception:  # figures are optional; the scrape must not fail
+        log.debug("table figures unavailable", exc_info=True)
+        return []
 
 
 async def job_counts(broker: Broker) -> dict[str, int]:

@@ -343,6 +343,9 @@ class Ready(BaseModel):
     status: Literal["ready", "not_ready"]
     schema_version: int | None
     known_version: int | None
+    reason: str | None = None
+    """Set when not ready for want of file handles: `too_many_connections` (at the
+    connection cap) or `too_many_open_files` (accept() failed)."""
 
 
 class ErrorDetail(BaseModel):

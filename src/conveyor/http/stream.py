@@ -1,23 +1,9 @@
 """`GET /v1/queues/{queue}/stream` (WebSocket): leased messages pushed as they arrive.
 
-Frames are JSON text. The client grants credits and the server pushes at most that many
-messages, each leased as by a receive (`?visibility_timeout=S` overrides the queue's);
-delivery costs a credit, so a client that grants one credit per finished message holds at
-most its initial grant. Acks and nacks go over the same socket.
-
-client -> server
-    {"type": "credit", "credits": N}                 grant N more (credits held: <= 10,000)
-    {"type": "ack",  "receipt_handles": [...]}       delete (as POST .../messages/delete)
-    {"type": "nack", "receipt_handles": [...]}       release now (visibility 0)
-    any frame may carry "id", echoed in its answer
-server -> client
-    {"type": "messages", "messages": [...]}          as the receive route's messages
-    {"type": "acked" | "nacked", "id", "results": [{"receipt_handle", "status", "message"}]}
-    {"type": "error", "id", "error": {"code", "message"}}
-    a fatal error (unknown queue) is an error frame, then close code 4404 or 4400
-
-Waiting is the broker's long poll (20 s at a time, woken by sends), never a tight loop. A
-dropped connection just stops: its leases lapse after their timeout like any consumer's.
+The protocol is `PROTOCOL` below, which /api-docs shows too (OpenAPI cannot describe a
+WebSocket). Waiting is the broker's long poll (20 s at a time, woken by sends), never a tight
+loop. A dropped connection just stops: its leases lapse after their timeout like any
+consumer's.
 """
 
 from __future__ import annotations
@@ -38,6 +24,29 @@ from conveyor.http.wire import received_json, results_json
 from conveyor.models import VisibilityEntry
 
 log = logging.getLogger("conveyor.stream")
+
+PROTOCOL = """\
+`GET /v1/queues/{queue}/stream` is a WebSocket that pushes leased messages as they arrive
+(`ws://`, or `wss://` with TLS; an API key, when one is needed, as a header or `?api_key=`).
+Frames are JSON text. The client grants credits and the server pushes at most that many
+messages, each leased as by a receive (`?visibility_timeout=S` overrides the queue's);
+delivery costs a credit, so a client that grants one credit per finished message holds at
+most its initial grant. Acks and nacks go over the same socket. A dropped connection's
+leases lapse like any consumer's.
+
+```
+client -> server
+    {"type": "credit", "credits": N}                 grant N more (credits held: <= 10,000)
+    {"type": "ack",  "receipt_handles": [...]}       delete (as POST .../messages/delete)
+    {"type": "nack", "receipt_handles": [...]}       release now (visibility 0)
+    any frame may carry "id", echoed in its answer
+server -> client
+    {"type": "messages", "messages": [...]}          as the receive route's messages
+    {"type": "acked" | "nacked", "id", "results": [{"receipt_handle", "status", "message"}]}
+    {"type": "error", "id", "error": {"code", "message"}}
+    a fatal error (unknown queue) is an error frame, then close code 4404 or 4400
+```
+"""
 
 router = APIRouter(tags=["stream"])
 

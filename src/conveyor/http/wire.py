@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 from starlette.responses import Response
 
+from conveyor.jobs import JobStatus
 from conveyor.models import (
     Body,
     BodyKind,
@@ -111,3 +112,12 @@ def entry_json(result: EntryResult) -> dict[str, Any]:
 def task_json(task: MoveTask) -> dict[str, Any]:
     """A move task."""
     return task.to_json()
+
+
+# jobs -------------------------------------------------------------------------------
+def job_status_json(status: JobStatus) -> dict[str, Any]:
+    """A job's recorded status."""
+    return {"job_id": status.job_id, "status": status.status, "queue": status.queue,
+            "task": status.task, "attempts": status.attempts, "error": status.error,
+            "result": status.result, "keep_seconds": status.keep_seconds,
+            "updated_at": status.updated_at}

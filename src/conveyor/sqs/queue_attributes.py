@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from conveyor.broker import validation as v
 from conveyor.models import Queue, QueueStats
 from conveyor.sqs.context import Context
 from conveyor.sqs.errors import SqsError
@@ -21,12 +22,13 @@ from conveyor.sqs.texts import fail
 
 # SQS name -> (QueueAttributes field, low, high) for integer attributes.
 _INTEGERS = {
-    "VisibilityTimeout": ("visibility_timeout", 0, 43_200),
-    "DelaySeconds": ("delay_seconds", 0, 900),
-    "MessageRetentionPeriod": ("retention_seconds", 60, 1_209_600),
-    "MaximumMessageSize": ("max_message_bytes", 1024, 1_048_576),
-    "ReceiveMessageWaitTimeSeconds": ("receive_wait_seconds", 0, 20),
-    "KmsDataKeyReusePeriodSeconds": ("kms_data_key_reuse_period_seconds", 60, 86_400),
+    "VisibilityTimeout": ("visibility_timeout", 0, v.MAX_VISIBILITY),
+    "DelaySeconds": ("delay_seconds", 0, v.MAX_DELAY_SQS),
+    "MessageRetentionPeriod": ("retention_seconds", v.MIN_RETENTION, v.MAX_RETENTION),
+    "MaximumMessageSize": ("max_message_bytes", v.MIN_MESSAGE_BYTES, v.MAX_MESSAGE_BYTES),
+    "ReceiveMessageWaitTimeSeconds": ("receive_wait_seconds", 0, v.MAX_WAIT),
+    "KmsDataKeyReusePeriodSeconds": ("kms_data_key_reuse_period_seconds", v.MIN_KMS_REUSE,
+                                     v.MAX_KMS_REUSE),
 }
 _BOOLEANS = {"ContentBasedDeduplication": "content_based_deduplication",
              "SqsManagedSseEnabled": "sqs_managed_sse_enabled"}

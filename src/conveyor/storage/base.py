@@ -26,6 +26,7 @@ from conveyor.models import (
     Queue,
     QueueStats,
     SendResult,
+    TableHealth,
 )
 from conveyor.storage.params import (
     ApiKeyInsertParams,
@@ -101,6 +102,10 @@ class MessageStorage(Protocol):
 
     async def queue_regions(self) -> list[str]:
         """Every region that has a queue."""
+
+    async def queue_catalog_stamp(self, region: str) -> tuple[int, int]:
+        """(queues, latest `updated_at`) of a region: it changes when a queue is created,
+        changed or deleted."""
 
     async def queue_list(self, params: QueueListParams) -> list[Queue]:
         """Queues whose name starts with the prefix, by name (bytewise), after `after`."""
@@ -335,6 +340,10 @@ class Storage(MessageStorage, JobStorage, LedgerStorage, KeyStorage, Protocol):
 
     async def schema_version(self) -> tuple[int, int]:
         """(applied, known) migration numbers; equal when the schema is current."""
+
+    async def table_health(self) -> list[TableHealth]:
+        """Size and dead weight of conveyor's tables (postgres_maintenance.py and
+        sqlite_maintenance.py keep them bounded)."""
 
     def bound(self, connection: object) -> Storage:
         """This storage writing through the application's own connection, inside its

@@ -22,7 +22,8 @@ def default_database_url() -> str:
 
 
 def storage_from_url(url: str | None) -> Storage:
-    """`sqlite:///path/file.db` (`?synchronous=full` for power-loss durability),
+    """`sqlite:///file.db` (relative to the working directory), `sqlite:////abs/file.db`
+    (absolute, SQLAlchemy's convention; `?synchronous=full` for power-loss durability),
     `postgresql://user@host/db`, or a bare file path; None is the embedded default."""
     url = url or default_database_url()
     scheme = url.split(":", 1)[0].lower() if "://" in url else ""
@@ -32,11 +33,9 @@ def storage_from_url(url: str | None) -> Storage:
         return PostgresStorage(url)
     if scheme == "sqlite":
         parts = urlsplit(url)
-        path = parts.path
-        if parts.netloc:  # sqlite://relative/path.db
-            path = parts.netloc + path
-        elif path.startswith("//"):  # sqlite:////abs is the SQLAlchemy spelling too
-            path = path[1:]
+        # sqlite://rel/path.db puts a host part first; otherwise the third slash ends the
+        # empty host: sqlite:///rel.db is relative, sqlite:////abs.db absolute (SQLAlchemy).
+        path = parts.netloc + parts.path if parts.netloc else parts.path[1:]
         options = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         if not path:
             raise InvalidInput(f"The SQLite URL {url!r} names no file.")

@@ -109,7 +109,12 @@
       tr.classList.toggle("paused", !!v.paused);
     };
 
-    listen("/ui/events", "queues", function (data) {
+    // The same page as the table: a name prefix and where the page starts.
+    var page = new URLSearchParams(location.search);
+    var query = new URLSearchParams();
+    ["prefix", "after"].forEach(function (k) { if (page.get(k)) { query.set(k, page.get(k)); } });
+    listen("/ui/events" + (query.toString() ? "?" + query.toString() : ""), "queues",
+           function (data) {
       var seen = {};
       var previous = null;
       data.rows.forEach(function (r) {  // rows come sorted by name
@@ -126,8 +131,8 @@
       Object.keys(rows).forEach(function (name) {
         if (!seen[name]) { rows[name].remove(); delete rows[name]; }
       });
-      setText(document.getElementById("queue-count"), String(data.rows.length));
-      document.getElementById("empty").hidden = data.rows.length > 0;
+      setText(document.getElementById("queue-count"), String(data.total));
+      document.getElementById("empty").hidden = data.total > 0;
       applyFilter();
     });
   }

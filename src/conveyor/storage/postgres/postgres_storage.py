@@ -25,6 +25,7 @@ from conveyor.models import (
     Queue,
     QueueStats,
     SendResult,
+    TableHealth,
 )
 from conveyor.storage import claims, dedup, rows
 from conveyor.storage.base import (
@@ -45,6 +46,7 @@ from conveyor.storage.postgres.postgres_base import Connection, PostgresBase, tr
 from conveyor.storage.postgres.postgres_jobs import PostgresJobs
 from conveyor.storage.postgres.postgres_keys import PostgresKeys
 from conveyor.storage.postgres.postgres_ledger import PostgresLedger
+from conveyor.storage.postgres.postgres_maintenance import Maintenance, table_health
 from conveyor.storage.sql import load_queries
 from conveyor.tasks import stop_task
 
@@ -54,7 +56,14 @@ Q = load_queries("conveyor.storage.postgres")
 UNLOGGED = {name: sql.replace("conveyor_messages", "conveyor_messages_unlogged")
             for name, sql in Q.items()}
 CHANNEL = "conveyor_wake"
-CLAIM_BEGIN = "BEGIN; SET LOCAL enable_sort = off; SET LOCAL synchronous_commit = off"
+CLAIM_BEGIN = ("BEGIN; SET LOCAL enable_sort = off; SET LOCAL enable_seqscan = off; "
+               "SET LOCAL synchronous_commit = off")
+# Without statistics on the message slots (migration 0008) a generic plan may join a batch of
+# ids by hashing (or materialising) every row of the queue in every slot, dead ones included:
+# measured 1,900 rows read to delete 100, growing with the backlog. With those priced out
+# (and queries.sql's `queue_id + 0`), each id is a probe of each slot's primary key.
+BY_ID_BEGIN = ("BEGIN; SET LOCAL enable_seqscan = off; SET LOCAL enable_hashjoin = off; "
+               "SET LOCAL enable_mergejoin = off; SET LOCAL enable_material = off")
 
 
 class PostgresStorage(PostgresJobs, PostgresLedger, PostgresKeys, PostgresBase):
@@ -63,22 +72,33 @@ class PostgresStorage(PostgresJobs, PostgresLedger, PostgresKeys, PostgresBase):
     dialect = "postgresql"
 
     def __init__(self, url: str, *, pool_size: int | None = None,
-                 statement_cache_size: int | None = None) -> None:
+                 statement_cache_size: int | None = None, maintenance: bool = True) -> None:
         super().__init__(url, pool_size=pool_size, statement_cache_size=statement_cache_size)
+        # Rotation of the message slots and targeted VACUUM (maintenance.py), every second.
+        self._maintain = maintenance
+        self.maintenance: Maintenance | None = None
         # Durability is fixed when a queue is made and ids are never reused: safe to cache.
         self._unlogged: set[int] = set()
         self._logged: set[int] = set()
         self._listener: asyncio.Task[None] | None = None
 
-    @contextlib.asynccontextmanager
-    async def _claiming(self) -> AsyncIterator[Connection]:
+    def _claiming(self) -> contextlib.AbstractAsyncContextManager[Connection]:
         """A transaction for a claim: the planner pinned to the index walk, and an
         asynchronous commit, since a lease lost in a server crash only means an earlier
         redelivery (at-least-once holds). Three round trips, no session state left behind.
         """
+        return self._pinned(CLAIM_BEGIN)
+
+    def _by_id(self) -> contextlib.AbstractAsyncContextManager[Connection]:
+        """A transaction for statements that find rows by id (acknowledge, extend, retry):
+        index probes in each slot whatever the slots' statistics say (BY_ID_BEGIN)."""
+        return self._pinned(BY_ID_BEGIN)
+
+    @contextlib.asynccontextmanager
+    async def _pinned(self, begin: str) -> AsyncIterator[Connection]:
         with translated():
             async with self.pool.acquire() as conn:
-                await conn.execute(CLAIM_BEGIN)
+                await conn.execute(begin)
                 try:
                     yield conn
                 except BaseException:
@@ -88,10 +108,20 @@ class PostgresStorage(PostgresJobs, PostgresLedger, PostgresKeys, PostgresBase):
                     raise
                 await conn.execute("COMMIT")
 
+    async def open(self) -> None:
+        """Open the pool (migrating), then start the upkeep of the tables."""
+        await super().open()
+        if self._maintain and self.maintenance is None:
+            self.maintenance = Maintenance(self.pool)
+            self.maintenance.start()
+
     async def close(self) -> None:
-        """Stop listening, then close the pool."""
+        """Stop listening and the upkeep, then close the pool."""
         listener, self._listener = self._listener, None
         await stop_task(listener)
+        maintenance, self.maintenance = self.maintenance, None
+        if maintenance is not None:
+            await maintenance.stop()
         await super().close()
 
     def _remember(self, row: Any) -> Queue:
@@ -138,6 +168,11 @@ class PostgresStorage(PostgresJobs, PostgresLedger, PostgresKeys, PostgresBase):
     async def queue_regions(self) -> list[str]:
         """Every region that has a queue."""
         return [r[0] for r in await self._fetch(Q["queue_regions"])]
+
+    async def queue_catalog_stamp(self, region: str) -> tuple[int, int]:
+        """(queues, latest `updated_at`) of a region."""
+        [row] = await self._fetch(Q["queue_catalog_stamp"], region)
+        return int(row[0]), int(row[1])
 
     async def queue_list(self, params: QueueListParams) -> list[Queue]:
         """Queues by name (bytewise order, as on SQLite)."""
@@ -301,9 +336,10 @@ class PostgresStorage(PostgresJobs, PostgresLedger, PostgresKeys, PostgresBase):
 
     async def message_delete_many(self, queue_id: int, leases: Sequence[Lease]) -> set[Lease]:
         """Delete rows whose token still matches."""
-        found = await self._fetch((await self._q(queue_id))["message_delete"], queue_id,
-                                  [lease.message_id for lease in leases],
-                                  [lease.token for lease in leases])
+        sql = (await self._q(queue_id))["message_delete"]
+        async with self._by_id() as conn:
+            found = await conn.fetch(sql, queue_id, [lease.message_id for lease in leases],
+                                     [lease.token for lease in leases])
         return {leases[r[0] - 1] for r in found}
 
     async def message_delete_leased(self, queue_id: int, message_id: str,
@@ -316,19 +352,21 @@ class PostgresStorage(PostgresJobs, PostgresLedger, PostgresKeys, PostgresBase):
                                              changes: Sequence[tuple[Lease, int]],
                                              now: int | None) -> set[Lease]:
         """Move lease expiries of rows whose token still matches."""
-        found = await self._fetch((await self._q(queue_id))["message_change_visibility"],
-                                  queue_id,
-                                  [lease.message_id for lease, _ in changes],
-                                  [lease.token for lease, _ in changes],
-                                  [ms for _, ms in changes], now)
+        sql = (await self._q(queue_id))["message_change_visibility"]
+        async with self._by_id() as conn:
+            found = await conn.fetch(sql, queue_id, [lease.message_id for lease, _ in changes],
+                                     [lease.token for lease, _ in changes],
+                                     [ms for _, ms in changes], now)
         return {Lease(str(r[0]), r[1]) for r in found}
 
     async def message_retry(self, params: MessageRetryParams) -> bool:
         """End a lease; visible again after the delay."""
         sql = (await self._q(params.queue_id))["message_retry"]
-        return await self._execute(sql, params.queue_id, params.lease.message_id,
-                                   params.lease.token, params.delay_ms, params.error,
-                                   params.now, params.dead_letter_queue_id) > 0
+        async with self._by_id() as conn:
+            status: str = await conn.execute(sql, params.queue_id, params.lease.message_id,
+                                             params.lease.token, params.delay_ms, params.error,
+                                             params.now, params.dead_letter_queue_id)
+        return not status.endswith(" 0")
 
     async def message_peek(self, params: MessagePeekParams) -> list[PeekedMessage]:
         """Messages by id without leasing them."""
@@ -389,6 +427,11 @@ class PostgresStorage(PostgresJobs, PostgresLedger, PostgresKeys, PostgresBase):
         """Tasks of a source queue, newest first."""
         return [rows.task_from_json(r[0])
                 for r in await self._fetch(Q["move_task_list"], source_queue_id)]
+
+    async def table_health(self) -> list[TableHealth]:
+        """Rows and bytes of conveyor's tables, from the server's statistics."""
+        with translated():
+            return await table_health(self.pool)
 
     # wake-ups -----------------------------------------------------------------------
     async def signal(self, queue_id: int) -> None:

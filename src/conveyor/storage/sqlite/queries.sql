@@ -19,6 +19,11 @@ FROM conveyor_queues WHERE id = :id;
 -- name: queue_regions
 SELECT DISTINCT region FROM conveyor_queues ORDER BY region;
 
+-- name: queue_catalog_stamp
+-- Changes when a queue of the region is created, changed or deleted: lists kept in memory
+-- (the dashboard's) re-read the queues only then. One pass over the queues table, no rows.
+SELECT count(*), COALESCE(max(updated_at), 0) FROM conveyor_queues WHERE region = :region;
+
 -- name: queue_list
 SELECT id, region, name, attributes, created_at, updated_at
 FROM conveyor_queues

@@ -21,6 +21,7 @@ from typing import Self, TypeVar
 
 from conveyor.errors import StorageError, StorageUnavailable, Unsupported
 from conveyor.storage.sql import load_migrations
+from conveyor.storage.sqlite import sqlite_maintenance as maintenance
 
 log = logging.getLogger("conveyor.storage.sqlite")
 T = TypeVar("T")
@@ -85,6 +86,7 @@ class SqliteBase:
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         db.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
+        maintenance.prepare(db)
         db.execute("PRAGMA journal_mode = WAL")
         db.execute(f"PRAGMA synchronous = {self._synchronous}")
         db.execute("PRAGMA foreign_keys = OFF")

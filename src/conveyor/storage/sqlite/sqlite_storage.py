@@ -27,6 +27,7 @@ from conveyor.models import (
     Queue,
     QueueStats,
     SendResult,
+    TableHealth,
 )
 from conveyor.storage import claims, dedup, rows
 from conveyor.storage.base import (
@@ -48,6 +49,7 @@ from conveyor.storage.sqlite.sqlite_base import SqliteBase
 from conveyor.storage.sqlite.sqlite_jobs import SqliteJobs
 from conveyor.storage.sqlite.sqlite_keys import SqliteKeys
 from conveyor.storage.sqlite.sqlite_ledger import SqliteLedger
+from conveyor.storage.sqlite.sqlite_maintenance import give_back, table_health
 from conveyor.tasks import stop_task
 
 log = logging.getLogger("conveyor.storage.sqlite")
@@ -140,6 +142,13 @@ class SqliteStorage(SqliteJobs, SqliteLedger, SqliteKeys, SqliteBase):
         """Every region that has a queue."""
         return await self._run(lambda db: [r[0] for r in db.execute(Q["queue_regions"])])
 
+    async def queue_catalog_stamp(self, region: str) -> tuple[int, int]:
+        """(queues, latest `updated_at`) of a region."""
+        def run(db: sqlite3.Connection) -> tuple[int, int]:
+            count, latest = db.execute(Q["queue_catalog_stamp"], {"region": region}).fetchone()
+            return int(count), int(latest)
+        return await self._run(run)
+
     async def queue_list(self, params: QueueListParams) -> list[Queue]:
         """Queues by name."""
         args = {"region": params.region, "prefix": params.prefix, "after": params.after or "",
@@ -163,15 +172,23 @@ class SqliteStorage(SqliteJobs, SqliteLedger, SqliteKeys, SqliteBase):
             with self._write(db):
                 db.execute(Q["queue_delete_messages"], {"id": queue_id})
                 db.execute(Q["queue_delete_dedup"], {"id": queue_id})
-                return db.execute(Q["queue_delete"], {"id": queue_id}).rowcount > 0
+                deleted = db.execute(Q["queue_delete"], {"id": queue_id}).rowcount > 0
+            give_back(db)  # the freed pages back to the file system, as after a purge
+            return deleted
         return await self._run(run)
 
     async def queue_purge(self, queue_id: int) -> int:
         """Delete every message of a queue."""
         def run(db: sqlite3.Connection) -> int:
             with self._write(db):
-                return db.execute(Q["queue_delete_messages"], {"id": queue_id}).rowcount
+                purged = db.execute(Q["queue_delete_messages"], {"id": queue_id}).rowcount
+            give_back(db)  # a purge that leaves the file mostly free gives the space back
+            return int(purged)
         return await self._run(run)
+
+    async def table_health(self) -> list[TableHealth]:
+        """The file, its free pages and its WAL."""
+        return await self._run(lambda db: table_health(db, self.path))
 
     async def queue_stats(self, queue_id: int, now: int | None) -> QueueStats:
         """Exact counts, read in one snapshot."""

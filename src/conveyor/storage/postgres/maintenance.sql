@@ -1,0 +1,84 @@
+-- conveyor's upkeep of its own tables (storage/postgres/postgres_maintenance.py). PostgreSQL only:
+-- SQLite has no dead rows and no partitions (its upkeep is PRAGMAs, sqlite/sqlite_maintenance.py).
+-- {table} is filled in by maintenance.py with one of conveyor_messages_s0..s3 (never
+-- input): a partition cannot be a bound parameter.
+
+-- name: maintenance_current_slot
+SELECT conveyor_message_slot();
+
+-- name: maintenance_rotation
+SELECT slot, advanced_at, conveyor_now_ms() FROM conveyor_message_rotation;
+
+-- name: maintenance_advance
+-- The pointer to the next slot, if it is empty (no pages since its TRUNCATE) and no other
+-- node has moved it meanwhile.
+UPDATE conveyor_message_rotation SET slot = $2, advanced_at = conveyor_now_ms()
+WHERE slot = $1
+  AND pg_relation_size(format('conveyor_messages_s%s', $2::smallint)::regclass) = 0;
+
+-- name: maintenance_slot_evacuate
+-- Rows of a slot behind the pointer moved into the current one ($1), at most $2: delayed
+-- rows (not leased, visible only later), and with $3 every row not under a lease. No one
+-- acknowledges these (a lease that ran out may be, and then misses: allowed), and SKIP
+-- LOCKED leaves any a receive holds.
+WITH moved AS (
+    DELETE FROM {table} WHERE id IN (
+        SELECT id FROM {table}
+        WHERE (NOT leased AND visible_at > conveyor_now_ms() + 1000)
+           OR ($3 AND NOT (leased AND visible_at > conveyor_now_ms()))
+        LIMIT $2 FOR UPDATE SKIP LOCKED)
+    RETURNING *
+)
+INSERT INTO conveyor_messages (id, queue_id, priority, visible_at, leased, token, receive_count,
+                               sent_at, first_received_at, body_kind, body, attributes,
+                               group_id, dedup_id, source_queue_id, last_error, sequence, slot)
+SELECT id, queue_id, priority, visible_at, leased, token, receive_count, sent_at,
+       first_received_at, body_kind, body, attributes, group_id, dedup_id, source_queue_id,
+       last_error, sequence, $1
+FROM moved;
+
+-- name: maintenance_slot_counts
+-- Live and dead rows of one slot, from the statistics (a moment behind).
+SELECT pg_stat_get_live_tuples($1::regclass), pg_stat_get_dead_tuples($1::regclass);
+
+-- name: maintenance_try_lock
+SELECT pg_try_advisory_xact_lock($1);
+
+-- name: maintenance_slot_used
+-- Pages on disk: zero after a TRUNCATE until the slot is written again.
+SELECT pg_relation_size($1::regclass) > 0;
+
+-- name: maintenance_slot_live
+-- Live rows, counted no further than the limit (dead ones cost only the reading).
+SELECT count(*) FROM (SELECT 1 FROM {table} LIMIT $1) AS live;
+
+-- name: maintenance_slot_move
+-- The stragglers of a slot into the current one, ids, tokens and leases unchanged.
+INSERT INTO conveyor_messages (id, queue_id, priority, visible_at, leased, token, receive_count,
+                               sent_at, first_received_at, body_kind, body, attributes,
+                               group_id, dedup_id, source_queue_id, last_error, sequence, slot)
+SELECT id, queue_id, priority, visible_at, leased, token, receive_count, sent_at,
+       first_received_at, body_kind, body, attributes, group_id, dedup_id, source_queue_id,
+       last_error, sequence, $1
+FROM {table};
+
+-- name: maintenance_vacuum_due
+-- Tables ($1) whose dead rows pass both their live rows and a floor ($2); message slots
+-- ($3) only while they hold at least $4 live rows. One lookup per table named.
+SELECT c.relname FROM pg_class c
+WHERE c.relnamespace = current_schema()::regnamespace
+  AND (c.relname = ANY($1::text[])
+       OR (c.relname = ANY($3::text[]) AND pg_stat_get_live_tuples(c.oid) >= $4))
+  AND pg_stat_get_dead_tuples(c.oid) > greatest($2::bigint, pg_stat_get_live_tuples(c.oid))
+ORDER BY pg_stat_get_dead_tuples(c.oid) DESC;
+
+-- name: maintenance_table_health
+-- Rows and bytes by table (TOAST and indexes included); the slots count as their parent.
+SELECT CASE WHEN s.relname ~ '^conveyor_messages_s[0-9]+$' THEN 'conveyor_messages'
+            ELSE s.relname END AS name,
+       sum(s.n_live_tup)::bigint, sum(s.n_dead_tup)::bigint,
+       sum(pg_total_relation_size(s.relid))::bigint
+FROM pg_stat_user_tables s
+WHERE s.schemaname = current_schema() AND s.relname LIKE 'conveyor\_%'
+  AND s.relname <> 'conveyor_migrations'
+GROUP BY 1 ORDER BY 1;

@@ -1,0 +1,277 @@
+"""The soak's invariants in seconds: conveyor's tables stay bounded and its claims stay
+cheap without leaning on the server's autovacuum, even while an old snapshot pins the
+xmin horizon; on SQLite, space is reused and a purge gives it back.
+
+The long form is benchmarks/soak.py (rates, p99 and sizes over 30 minutes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from conveyor.broker.broker import Broker
+from conveyor.storage.postgres import postgres_maintenance as maintenance_module
+from conveyor.storage.postgres.postgres_maintenance import SLOTS, Maintenance
+from conveyor.storage.postgres.postgres_storage import PostgresStorage
+from conveyor.storage.sqlite.sqlite_storage import SqliteStorage
+from tests.support.messages import entry, receive_all
+
+PAD = "x" * 200
+# The claim's choice of rows, as message_claim makes it (without the lease it takes).
+CLAIM_SCAN = ("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) SELECT id FROM conveyor_messages "
+              "WHERE queue_id = %s AND visible_at <= conveyor_now_ms() "
+              "ORDER BY priority DESC, visible_at, id LIMIT 10 FOR UPDATE SKIP LOCKED")
+
+
+def _blocks(plan: dict[str, Any]) -> int:
+    return int(plan.get("Shared Hit Blocks", 0)) + int(plan.get("Shared Read Blocks", 0))
+
+
+def _claim_blocks(db: psycopg.Connection[Any], queue_id: int) -> int:
+    """Buffers the claim's row choice reads now (a rolled-back transaction)."""
+    with db.transaction(force_rollback=True):
+        [[found]] = db.execute(CLAIM_SCAN, (queue_id,)).fetchall()
+    plan = found[0] if isinstance(found, list) else json.loads(found)[0]
+    return _blocks(plan["Plan"])
+
+
+def _slot_bytes(db: psycopg.Connection[Any], total: bool = False) -> dict[int, int]:
+    """Each slot's heap (or with indexes and TOAST: `total`)."""
+    size = "pg_total_relation_size" if total else "pg_relation_size"
+    return {s: int(db.execute(f"SELECT {size}('conveyor_messages_s{s}')").fetchone()[0])
+            for s in range(SLOTS)}
+
+
+@pytest.fixture
+def holder(postgres_url: str) -> Iterator[psycopg.Connection[Any]]:
+    """A REPEATABLE READ transaction that has read a row: it pins the xmin horizon, so
+    VACUUM can remove nothing deleted after it began (an analytics query, say)."""
+    with psycopg.connect(postgres_url) as db:
+        db.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        yield db
+
+
+@pytest.mark.postgres
+async def test_rotation_frees_slots_and_claims_stay_cheap_under_a_held_xmin(
+        postgres_url: str) -> None:
+    storage = PostgresStorage(postgres_url, maintenance=False)
+    broker = Broker(storage, sweep_interval=None)
+    await broker.start()
+    try:
+        queue, _ = await broker.create_queue("soak")
+        with psycopg.connect(postgres_url, autocommit=True) as db, \
+                psycopg.connect(postgres_url) as hold:
+            hold.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+            hold.execute("SELECT count(*) FROM conveyor_queues").fetchone()
+            for start in range(0, 6000, 500):
+                await broker.send("soak", [entry(f"{i} {PAD}") for i in range(start, start + 500)])
+            got = await receive_all(broker, "soak", limit=500)
+            assert len(got) == 6000
+            kept = got[:10]  # stragglers: received, still leased
+            for start in range(10, len(got), 500):
+                done = await broker.delete("soak", [m.receipt_handle
+                                                    for m in got[start:start + 500]])
+                assert all(r.status == "ok" for r in done)
+            waiting = [r.id for r in await broker.send("soak", [entry(f"w{i}")
+                                                                for i in range(5)])]
+
+            used = {s for s, n in _slot_bytes(db).items() if n > 0}
+            assert 1 <= len(used) <= 2, used  # the test ran in under two 5 s slots
+            into = next(s for s in range(SLOTS) if s not in used)
+            walked = _claim_blocks(db, queue.id)
+            # The dead entries the claim must step over: nothing may reclaim them.
+            assert walked > 150, f"the claim read only {walked} buffers: proves nothing"
+
+            maintenance = Maintenance(storage.pool)
+            for slot in used:
+                assert await maintenance.rotate(slot, into), f"slot {slot} not rotated"
+            sizes = _slot_bytes(db, total=True)
+            assert all(sizes[s] <= 6 * 8192 for s in used), sizes  # index metapages left
+            after = _claim_blocks(db, queue.id)
+            assert after < min(40, walked / 5), f"the claim reads {after} buffers after "
+            f"rotation, {walked} before"
+            assert maintenance.moved == 15
+            assert hold.execute("SELECT count(*) FROM conveyor_queues").fetchone() == (1,)
+            hold.rollback()
+
+        # Moved rows keep their ids and tokens: the old receipt handles still work, and
+        # the messages never received are still there to receive.
+        done = await broker.delete("soak", [m.receipt_handle for m in kept])
+        assert [r.status for r in done] == ["ok"] * 10
+        later = await receive_all(broker, "soak")
+        assert sorted(m.id for m in later) == sorted(waiting)
+    finally:
+        await broker.close()
+
+
+@pytest.mark.postgres
+async def test_the_pointer_moves_on_and_slots_behind_it_are_emptied(postgres_url: str) -> None:
+    storage = PostgresStorage(postgres_url, maintenance=False)
+    broker = Broker(storage, sweep_interval=None)
+    await broker.start()
+    try:
+        await broker.create_queue("q")
+        maintenance = Maintenance(storage.pool)
+        with psycopg.connect(postgres_url, autocommit=True) as db:
+            def pointer() -> int:
+                return int(db.execute("SELECT slot FROM conveyor_message_rotation").fetchone()[0])
+
+            async def round_due() -> None:  # as if SLOT_MS had passed
+                db.execute("UPDATE conveyor_message_rotation SET advanced_at = 0")
+                await maintenance.run_once()
+
+            db.execute("UPDATE conveyor_message_rotation SET advanced_at = conveyor_now_ms()")
+            first = pointer()
+            delayed = {r.id for r in await broker.send("q", [entry(i, delay_seconds=600)
+                                                               for i in range(3)])}
+            await broker.send("q", [entry(i) for i in range(100)])
+            got = await receive_all(broker, "q")
+            await broker.delete("q", [m.receipt_handle for m in got])
+            await maintenance.run_once()  # not due yet: nothing moves
+            assert pointer() == first and _slot_bytes(db)[first] > 0
+            await round_due()
+            assert pointer() == (first + 1) % SLOTS
+            assert _slot_bytes(db)[first] > 0  # the previous slot: its rows get a slot's time
+            await round_due()
+            assert pointer() == (first + 2) % SLOTS
+            assert _slot_bytes(db)[first] == 0  # behind the pointer: emptied
+            assert maintenance.moved == 3 and maintenance.rotations == 1
+        stats = await broker.queue_stats("q")
+        assert (stats.visible, stats.delayed) == (0, 3)
+        assert {m.id for m in await broker.peek("q")} == delayed
+    finally:
+        await broker.close()
+
+
+@pytest.mark.postgres
+async def test_a_backlog_is_moved_forward_so_its_slot_can_go(
+        postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A slot behind the pointer that holds more than a lock's worth of rows: once mostly
+    consumed (here: always, COMPACT = 0), its rows not under a lease move forward in
+    batches, and then it is truncated; leased rows keep their handles."""
+    monkeypatch.setattr(maintenance_module, "MOVE_LIMIT", 10)
+    monkeypatch.setattr(maintenance_module, "COMPACT", 0)
+    storage = PostgresStorage(postgres_url, maintenance=False)
+    broker = Broker(storage, sweep_interval=None)
+    await broker.start()
+    try:
+        await broker.create_queue("q")
+        maintenance = Maintenance(storage.pool)
+        sent = {r.id for r in await broker.send("q", [entry(i) for i in range(300)])}
+        leased = await broker.receive("q", max_messages=5)
+        with psycopg.connect(postgres_url, autocommit=True) as db:
+            [first] = [s for s, n in _slot_bytes(db).items() if n > 0]
+            for _ in range(2):
+                db.execute("UPDATE conveyor_message_rotation SET advanced_at = 0")
+                await maintenance.run_once()
+            assert _slot_bytes(db)[first] > 0  # 295 rows moved; 5 leased rows stay
+            await maintenance.run_once()
+            assert _slot_bytes(db)[first] == 0, "not truncated"
+            assert maintenance.moved == 300
+        done = await broker.delete("q", [m.receipt_handle for m in leased])
+        assert [r.status for r in done] == ["ok"] * 5
+        rest = await receive_all(broker, "q")
+        assert {m.id for m in rest} | {m.id for m in leased} == sent and len(rest) == 295
+    finally:
+        await broker.close()
+
+
+@pytest.mark.postgres
+async def test_a_slot_under_a_reader_lock_is_left_for_later(postgres_url: str) -> None:
+    """A TRUNCATE that cannot have its lock at once gives up (claims would queue behind
+    it); nothing is lost and the next round can do it."""
+    storage = PostgresStorage(postgres_url, maintenance=False)
+    broker = Broker(storage, sweep_interval=None)
+    await broker.start()
+    try:
+        await broker.create_queue("q")
+        ids = {r.id for r in await broker.send("q", [entry(i) for i in range(20)])}
+        with psycopg.connect(postgres_url, autocommit=True) as db, \
+                psycopg.connect(postgres_url) as reader:
+            [slot] = [s for s, n in _slot_bytes(db).items() if n > 0]
+            reader.execute(f"SELECT count(*) FROM conveyor_messages_s{slot}").fetchone()
+            maintenance = Maintenance(storage.pool)
+            into = (slot + 2) % SLOTS
+            assert not await maintenance.rotate(slot, into)
+            reader.rollback()
+            assert await maintenance.rotate(slot, into)
+        assert {m.id for m in await receive_all(broker, "q")} == ids
+    finally:
+        await broker.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.slow  # waits for the server's statistics (up to 10 s)
+async def test_targeted_vacuum_where_autovacuum_is_off(
+        postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Pruning on access removes some dead rows as it goes: a low floor keeps this short.
+    monkeypatch.setattr(maintenance_module, "VACUUM_FLOOR", 500)
+    storage = PostgresStorage(postgres_url, maintenance=False)
+    broker = Broker(storage, sweep_interval=None)
+    await broker.start()
+    try:
+        await broker.create_queue("fast", {"durability": "unlogged"})
+        with psycopg.connect(postgres_url, autocommit=True) as db:
+            db.execute("ALTER TABLE conveyor_messages_unlogged SET "
+                       "(autovacuum_enabled = false)")
+            for _ in range(4):
+                await broker.send("fast", [entry(i) for i in range(1000)])
+                got = await receive_all(broker, "fast")
+                await broker.delete("fast", [m.receipt_handle for m in got])
+            maintenance = Maintenance(storage.pool)
+            query = ("SELECT n_dead_tup, vacuum_count FROM pg_stat_user_tables "
+                     "WHERE relname = 'conveyor_messages_unlogged'")
+            for _ in range(150):  # an idle backend reports its statistics within 10 s
+                dead, vacuumed = db.execute(query).fetchone()
+                if dead > 1000:
+                    break
+                await asyncio.sleep(0.1)
+            assert dead > 1000 and vacuumed == 0
+            await maintenance.run_once()
+            assert maintenance.vacuums >= 1
+            dead, vacuumed = db.execute(query).fetchone()
+            assert vacuumed == 1 and dead < 100
+        health = {t.table: t for t in await broker.table_health()}
+        assert health["conveyor_messages_unlogged"].live_rows == 0
+        assert health["conveyor_messages"].bytes > 0
+    finally:
+        await broker.close()
+
+
+def _file_bytes(path: Path) -> int:
+    return path.stat().st_size
+
+
+async def test_sqlite_reuses_space_and_a_purge_gives_it_back(tmp_path: Path) -> None:
+    path = tmp_path / "c.db"
+    broker = Broker(SqliteStorage(str(path)), sweep_interval=None)
+    await broker.start()
+    try:
+        await broker.create_queue("q")
+        body = "y" * 1000
+        sizes = []
+        for _ in range(4):  # churn: the same space serves every round
+            for _ in range(3):
+                await broker.send("q", [entry(body) for _ in range(1000)])
+            got = await receive_all(broker, "q")
+            for start in range(0, len(got), 1000):
+                await broker.delete("q", [m.receipt_handle for m in got[start:start + 1000]])
+            sizes.append(_file_bytes(path))
+        assert sizes[-1] <= sizes[0] * 1.2 + 1_000_000, sizes
+        for _ in range(10):
+            await broker.send("q", [entry(body) for _ in range(1000)])
+        full = _file_bytes(path)
+        assert full > 8_000_000
+        await broker.purge_queue("q")
+        free = {t.table: t for t in await broker.table_health()}["database"].free_bytes
+        assert _file_bytes(path) < full / 2, (full, _file_bytes(path))
+        assert free <= 5 * 1024 * 1024
+    finally:
+        await broker.close()
