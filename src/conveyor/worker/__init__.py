@@ -4,7 +4,16 @@ Import from here (or `conveyor` for `App`); the submodules are one concept each.
 """
 
 from conveyor.worker.app import App, CronEntry
-from conveyor.worker.exceptions import Cancel, Retry, TaskTimeout
+from conveyor.worker.exceptions import (
+    Cancel,
+    JobCancelled,
+    JobFailed,
+    JobNotTracked,
+    JobTimeout,
+    Retry,
+    Snooze,
+    TaskTimeout,
+)
 from conveyor.worker.middleware import Middleware, TraceContext, current_traceparent
 from conveyor.worker.rates import Rate
 from conveyor.worker.runner import Worker, WorkerOptions
@@ -17,10 +26,15 @@ __all__ = [
     "CronEntry",
     "Job",
     "JobCall",
+    "JobCancelled",
+    "JobFailed",
+    "JobNotTracked",
+    "JobTimeout",
     "Middleware",
     "Rate",
     "Received",
     "Retry",
+    "Snooze",
     "Task",
     "TaskOptions",
     "TaskTimeout",

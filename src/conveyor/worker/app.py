@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, ParamSpec, Protocol, TypeVar, overload
 
 from croniter import croniter
@@ -31,11 +31,13 @@ from conveyor.models import SendEntry, SendResult
 from conveyor.worker.middleware import Middleware, default_middleware
 from conveyor.worker.portal import Portal
 from conveyor.worker.rates import Rate
+from conveyor.worker.results import wait_result
 from conveyor.worker.task import DEFAULT_QUEUE, Job, JobCall, Task, TaskOptions
 from conveyor.worker.unique import Unique
 
 P = ParamSpec("P")
 R = TypeVar("R")
+T = TypeVar("T")
 
 MAX_BATCH = 1000
 DLQ_SUFFIX = "-dlq"
@@ -312,7 +314,7 @@ class App:
                     await self.ensure_queue(queue)
                     results = await send_batch(queue, entries)
                 for i, result in zip(chunk, results):
-                    jobs[i] = Job(result.id, calls[i].task, queue, result.duplicate)
+                    jobs[i] = Job(result.id, calls[i].task, queue, result.duplicate, self)
         done = [job for job in jobs if job is not None]
         # A duplicate changed nothing: its job's status is the earlier enqueue's.
         tracked = [(c, j) for c, j in zip(calls, done)
@@ -343,9 +345,27 @@ class App:
             raise InvalidInput("enqueue(connection=...) from synchronous code takes a "
                                "psycopg Connection; with an async one use aenqueue_with.",
                                field="connection")
+        return self._sync(self.send(calls, connection=connection))
+
+    def _sync(self, coro: Coroutine[Any, Any, T]) -> T:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            coro.close()
+            raise RuntimeError("This call blocks: in async code await its async form.")
         if self._portal is None:
             self._portal = Portal()
-        return self._portal.call(self.send(calls, connection=connection))
+        return self._portal.call(coro)
+
+    async def result(self, job_id: str, timeout: float | None = None) -> Any:
+        """Wait for a tracked job to end and return its result (see `Job.result`)."""
+        return await wait_result(await self.source(), job_id, timeout)
+
+    def result_sync(self, job_id: str, timeout: float | None = None) -> Any:
+        """`result` from synchronous code (through the private event loop thread)."""
+        return self._sync(self.result(job_id, timeout))
 
     async def job_status(self, job_id: str) -> JobStatus | None:
         """A tracked job's status (queued, running, succeeded, failed, dead, cancelled)."""

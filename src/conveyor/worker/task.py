@@ -81,6 +81,24 @@ class Job:
     task: str
     queue: str
     duplicate: bool = False
+    app: App | None = field(default=None, repr=False, compare=False)
+
+    async def result(self, timeout: float | None = None) -> Any:
+        """Wait for the job to end; its result (None unless the task has `keep_result`).
+
+        Raises `JobFailed` (dead), `JobCancelled`, `JobNotTracked` (the task does not
+        track status) or, after `timeout` seconds, `JobTimeout` (see `worker.results`)."""
+        return await self._app().result(self.id, timeout)
+
+    def wait(self, timeout: float | None = None) -> Any:
+        """`result` from synchronous code."""
+        return self._app().result_sync(self.id, timeout)
+
+    def _app(self) -> App:
+        if self.app is None:
+            raise RuntimeError("This Job was not made by an App's enqueue; use "
+                               "App.result(job_id).")
+        return self.app
 
 
 @dataclass(slots=True)
