@@ -9,11 +9,13 @@ from conveyor.models import Claim, Queue
 from conveyor.storage.base import (
     NO_RECEIVE_LIMIT,
     MessagePeekParams,
+    MessageRetryParams,
     MessageSendParams,
     ReceiveParams,
     Storage,
 )
 from tests.storage.conftest import batch, make_queue
+from tests.storage.test_messages import lease
 
 
 async def send_claimed(storage: Storage, queue: Queue, now: int, bodies: list[str],
@@ -128,3 +130,16 @@ async def test_one_of_two_concurrent_senders_wins_a_key(
         (one, dup1), (two, dup2) = got[0][0], got[1][0]
         assert one == two and dup1 != dup2
     assert len(await bodies(storage, queue, t0)) == 5
+
+
+
+async def test_a_snooze_gives_the_receive_back(storage: Storage, t0: int) -> None:
+    queue = await make_queue(storage, "q", t0)
+    await send_claimed(storage, queue, t0, ["a"], [None])
+    params = ReceiveParams(queue.id, "q", 10, 30_000, NO_RECEIVE_LIMIT, None, t0)
+    for refund, count in ((True, 0), (False, 1)):
+        [got] = await storage.message_receive(params)
+        assert await storage.message_retry(MessageRetryParams(
+            queue.id, lease(got), 0, "later", t0, refund=refund))
+        [peeked] = await storage.message_peek(MessagePeekParams(queue.id, 10, None, t0))
+        assert peeked.receive_count == count

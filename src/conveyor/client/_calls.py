@@ -290,11 +290,14 @@ def peek(queue: str, limit: int, after: str | None) -> Call[list[PeekedMessage]]
 
 
 def retry(queue: str, receipt_handle: str, delay_seconds: int, error: str | None,
-          dead_letter: bool = False) -> Call[EntryResult]:
+          dead_letter: bool = False, snooze: bool = False) -> Call[EntryResult]:
     """POST /v1/queues/{q}/messages/retry."""
+    body = {"receipt_handle": receipt_handle, "delay_seconds": delay_seconds,
+            "error": error, "dead_letter": dead_letter}
+    if snooze:
+        body["snooze"] = True
     return Call("POST", queue_path(queue) + "/messages/retry", lambda _, d: entry_of(d),
-                {"receipt_handle": receipt_handle, "delay_seconds": delay_seconds,
-                 "error": error, "dead_letter": dead_letter})
+                body)
 
 
 # redrive calls ----------------------------------------------------------------------

@@ -263,6 +263,9 @@ class RetryRequest(_In):
     error: str | None = Field(default=None, description="Why it failed (kept, 4000 chars).")
     dead_letter: bool = Field(default=False, description=(
         "Move it to the queue's dead-letter queue now (its source kept for redrive)."))
+    snooze: bool = Field(default=False, description=(
+        "Give back the receive that leased it: the receive count goes down by one (a "
+        "job that snoozes spends no attempt)."))
 
 
 class EntryResultOut(BaseModel):

@@ -153,6 +153,8 @@ class MessageRetryParams:
     error: str | None
     now: int | None
     dead_letter_queue_id: int | None = None
+    # A snooze: the receive that leased it is given back (no attempt spent).
+    refund: bool = False
 
 
 @dataclass(frozen=True, slots=True)

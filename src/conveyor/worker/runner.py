@@ -22,6 +22,7 @@ import contextlib
 import contextvars
 import functools
 import logging
+import math
 import os
 import time
 import uuid
@@ -40,7 +41,7 @@ from conveyor.models import (
 )
 from conveyor.worker.app import DLQ_SUFFIX, App
 from conveyor.worker.batching import Batcher
-from conveyor.worker.exceptions import Cancel, Retry, TaskTimeout
+from conveyor.worker.exceptions import Cancel, Retry, Snooze, TaskTimeout
 from conveyor.worker.lanes import Lanes
 from conveyor.worker.rates import RateLimiter, Slots
 from conveyor.worker.retry import backoff_seconds, is_final
@@ -274,7 +275,7 @@ class _QueueRunner:
             for middleware in reversed(self.app.middleware):
                 await _quietly(middleware.after_process(
                     self.app, job, result,
-                    None if isinstance(error, (Retry, Cancel)) else error))
+                    None if isinstance(error, (Retry, Cancel, Snooze)) else error))
 
     async def _take_tokens(self, job: Received, task: Task[Any, Any]) -> None:
         options = task.options
@@ -314,6 +315,9 @@ class _QueueRunner:
         handle = message.receipt_handle
         error = f"{type(exc).__name__}: {exc}"[:4000]
         track = options.track and job is not None
+        if isinstance(exc, Snooze):
+            await self._snooze(message, exc)
+            return
         if isinstance(exc, Cancel):
             self.acks.add(handle)
             if track and job is not None:
@@ -339,6 +343,16 @@ class _QueueRunner:
             await self.source.retry(self.queue, handle, int(max(0, delay)), error)
         except Exception:
             log.exception("retry of %s failed; it comes back after its lease", message.id)
+
+    async def _snooze(self, message: Message, snooze: Snooze) -> None:
+        # Back later with the receive given back, so no attempt is spent; the tracked
+        # status stays "running" (the next run writes the same attempt again).
+        delay = int(max(0, math.ceil(snooze.seconds)))
+        try:
+            await self.source.retry(self.queue, message.receipt_handle, delay,
+                                    f"snoozed for {delay} s", snooze=True)
+        except Exception:
+            log.exception("snoozing %s failed; it comes back after its lease", message.id)
 
     async def _release_unique(self, job: Received, options: TaskOptions, state: str
                               ) -> None:

@@ -365,7 +365,8 @@ class PostgresStorage(PostgresJobs, PostgresLedger, PostgresKeys, PostgresBase):
         async with self._by_id() as conn:
             status: str = await conn.execute(sql, params.queue_id, params.lease.message_id,
                                              params.lease.token, params.delay_ms, params.error,
-                                             params.now, params.dead_letter_queue_id)
+                                             params.now, params.dead_letter_queue_id,
+                                             int(params.refund))
         return not status.endswith(" 0")
 
     async def message_peek(self, params: MessagePeekParams) -> list[PeekedMessage]:

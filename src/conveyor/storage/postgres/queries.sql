@@ -238,6 +238,7 @@ RETURNING m.id, m.token;
 UPDATE conveyor_messages
 SET visible_at = COALESCE($6::bigint, conveyor_now_ms()) + $4, leased = false,
     token = (random() * 9007199254740991)::bigint, last_error = $5,
+    receive_count = greatest(0, receive_count - $8::int),
     queue_id = COALESCE($7::bigint, queue_id),
     source_queue_id = CASE WHEN $7::bigint IS NULL THEN source_queue_id ELSE queue_id END
 WHERE id = $2 AND queue_id + 0 = $1 AND token = $3 AND leased;

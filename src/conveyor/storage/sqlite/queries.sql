@@ -177,6 +177,7 @@ WHERE id = ? AND queue_id = ? AND token = ? AND leased;
 -- sides see the row as it was, so source_queue_id takes the old queue_id).
 UPDATE conveyor_messages
 SET visible_at = :now + :delay_ms, leased = 0, token = random(), last_error = :error,
+    receive_count = max(0, receive_count - :refund),
     queue_id = coalesce(:dlq_id, queue_id),
     source_queue_id = CASE WHEN :dlq_id IS NULL THEN source_queue_id ELSE queue_id END
 WHERE id = :id AND queue_id = :queue_id AND token = :token AND leased;

@@ -346,7 +346,7 @@ class SqliteStorage(SqliteJobs, SqliteLedger, SqliteKeys, SqliteBase):
         args = {"id": _blob(params.lease.message_id), "queue_id": params.queue_id,
                 "token": params.lease.token, "delay_ms": params.delay_ms,
                 "error": params.error, "now": self._now(params.now),
-                "dlq_id": params.dead_letter_queue_id}
+                "dlq_id": params.dead_letter_queue_id, "refund": int(params.refund)}
 
         def run(db: sqlite3.Connection) -> bool:
             with self._write(db):
