@@ -178,6 +178,8 @@ class Jobs:
         for index, item in enumerate(items):
             row = _job_row(item, index)
             earlier = rows.pop(row.job_id, None)  # keep the furthest (else the last)
+            if earlier is not None and row.report is None:
+                row = row._replace(report=earlier.report)  # a report lands with its end
             rows[row.job_id] = row if earlier is None or row.progress >= earlier.progress \
                 or earlier.status == "dead" else earlier
         if rows:
@@ -284,8 +286,18 @@ def _job_row(item: Any, index: int) -> JobRow:
         if len(result.encode()) > MAX_RESULT_BYTES:
             raise InvalidInput(f"result must encode to at most {MAX_RESULT_BYTES:,} bytes "
                                "of JSON.", field="result", index=index)
+    report = None
+    if item.progress is not None:
+        try:
+            report = dumps_json(item.progress)
+        except (TypeError, ValueError) as exc:
+            raise InvalidInput(f"progress must be a JSON value: {exc}.", field="progress",
+                               index=index) from exc
+        if len(report) > MAX_ERROR:
+            raise InvalidInput(f"progress must encode to at most {MAX_ERROR:,} characters "
+                               "of JSON.", field="progress", index=index)
     return JobRow(job_id, item.status, queue, task, attempts, error, result, keep,
-                  progress(item.status, attempts))
+                  progress(item.status, attempts), report)
 
 
 # Steps of one attempt, in order; a later attempt is further along than any step of an

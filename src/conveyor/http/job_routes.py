@@ -187,6 +187,8 @@ class JobStatusFields(_In):
     error: str | None = Field(None, description="The last error (cut at 16 KiB).")
     result: Any = Field(None, description="Any JSON value, up to 1 MiB.")
     keep_seconds: int = Field(86_400, description="Kept this long after this update.")
+    progress: Any = Field(None, description="A running job's progress report (any JSON "
+                                            "value, up to 16 KiB); none keeps the last.")
 
 
 class JobStatusIn(JobStatusFields):
@@ -213,6 +215,7 @@ class JobStatusOut(BaseModel):
     result: Any
     keep_seconds: int
     updated_at: int
+    progress: Any = None
 
 
 class JobCountsOut(BaseModel):
@@ -223,7 +226,7 @@ class JobCountsOut(BaseModel):
 
 def _status(job_id: str, s: JobStatusFields) -> JobStatus:
     return JobStatus(job_id, s.status, s.queue, s.task, s.attempts, s.error, s.result,
-                     s.keep_seconds)
+                     s.keep_seconds, progress=s.progress)
 
 
 @router.put("/v1/jobs/{job_id}", status_code=204, response_class=Response,

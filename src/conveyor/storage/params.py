@@ -235,6 +235,7 @@ class JobRow(NamedTuple):
     result: str | None
     keep_seconds: int
     progress: int  # a write behind the stored row's progress is ignored
+    report: str | None = None  # the job's own progress report, as JSON text
 
 
 # the delivery ledger ----------------------------------------------------------------

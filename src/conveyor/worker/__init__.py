@@ -4,6 +4,7 @@ Import from here (or `conveyor` for `App`); the submodules are one concept each.
 """
 
 from conveyor.worker.app import App, CronEntry
+from conveyor.worker.context import JobContext, current_job, progress
 from conveyor.worker.exceptions import (
     Cancel,
     JobCancelled,
@@ -27,6 +28,7 @@ __all__ = [
     "Job",
     "JobCall",
     "JobCancelled",
+    "JobContext",
     "JobFailed",
     "JobNotTracked",
     "JobTimeout",
@@ -42,5 +44,7 @@ __all__ = [
     "Unique",
     "Worker",
     "WorkerOptions",
+    "current_job",
     "current_traceparent",
+    "progress",
 ]

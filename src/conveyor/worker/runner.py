@@ -24,6 +24,7 @@ import functools
 import logging
 import math
 import os
+import threading
 import time
 import uuid
 from collections.abc import Awaitable, Sequence
@@ -41,6 +42,7 @@ from conveyor.models import (
 )
 from conveyor.worker.app import DLQ_SUFFIX, App
 from conveyor.worker.batching import Batcher
+from conveyor.worker.context import CURRENT, JobContext
 from conveyor.worker.exceptions import Cancel, Retry, Snooze, TaskTimeout
 from conveyor.worker.lanes import Lanes
 from conveyor.worker.rates import RateLimiter, Slots
@@ -255,7 +257,14 @@ class _QueueRunner:
                 await middleware.before_process(self.app, job)
             if options.track:
                 self._status(job, task, "running")
-            result = await self._call(task, job)
+            token = CURRENT.set(JobContext(
+                job.id, job.task, self.queue, job.attempt, options.track,
+                options.keep_result or 86400, self.s.statuses.add,
+                asyncio.get_running_loop(), threading.get_ident()))
+            try:
+                result = await self._call(task, job)
+            finally:
+                CURRENT.reset(token)
         except (Exception, asyncio.CancelledError) as exc:
             error = exc
             if isinstance(exc, asyncio.CancelledError):
