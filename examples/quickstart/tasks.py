@@ -1,10 +1,12 @@
 """The README's job-queue example: an app with one task, a producer and a worker.
 
-    python examples/quickstart/tasks.py          # enqueue three jobs, run a worker until done
-    conveyor worker tasks:app                    # or run the worker on its own (from here)
+    cd examples/quickstart
+    python tasks.py                              # enqueue three jobs, run a worker until done
+    conveyor worker tasks:app                    # or run a worker on its own (Ctrl-C stops it)
 
-Its own database file, `quickstart-jobs.db` in the working directory (CONVEYOR_EXAMPLE_DATABASE
-to use another), so its `emails` queue meets no other example's messages.
+Its own database file, `quickstart-jobs.db` in the working directory (so run both from the
+same one; CONVEYOR_EXAMPLE_DATABASE to use another), so its `emails` queue meets no other
+example's messages.
 """
 
 from __future__ import annotations

@@ -91,6 +91,11 @@ def test_redrive(conveyor: Run, server: ServerProcess) -> None:
     result = conveyor("redrive", "work-dlq")
     assert "completed, moved 1 of 1" in result.stdout
     assert [m["body"] for m in lines(conveyor("receive", "work").stdout)] == ["poison"]
+    conveyor("send", "work-dlq", "sent straight here")  # no source queue to go back to
+    nothing = conveyor("redrive", "work-dlq")
+    assert nothing.stdout.startswith("nothing to move: work-dlq holds no message"), \
+        nothing.stdout
+    assert "--destination" in nothing.stdout
 
 
 def test_bad_input_exits_1_with_the_servers_message(conveyor: Run) -> None:

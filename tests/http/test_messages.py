@@ -13,6 +13,7 @@ import pytest
 from tests.http.conftest import NewQueue
 from tests.http.helpers import assert_error, receive, send, stats
 from tests.http.server import ServerProcess
+from tests.support.waiting import until_server_waiting
 
 BODIES: list[Any] = [
     '{"a":1}',  # a JSON-looking string stays a string
@@ -309,7 +310,7 @@ async def test_long_poll_returns_as_soon_as_a_message_arrives(server: ServerProc
         started = time.monotonic()
         poll = asyncio.create_task(http.post(f"/v1/queues/{queue}/messages/receive",
                                              json={"wait_seconds": 15}))
-        await asyncio.sleep(0.3)
+        await until_server_waiting(server.url, 1)
         assert not poll.done()
         sent = await http.post(f"/v1/queues/{queue}/messages",
                                json={"messages": [{"body": "wake up"}]})

@@ -62,6 +62,7 @@ async def test_queue_message_and_http_metrics(
     assert value("conveyor_queue_delayed_messages", queue="work") == 0
     assert value("conveyor_queue_visible_messages", queue="dead") == 0
     assert value("conveyor_queue_oldest_message_age_seconds", queue="work") >= 0
+    assert value("conveyor_waiting_receives") == 0
     assert value("conveyor_messages_total", queue="work", event="sent") == 6
     assert value("conveyor_messages_total", queue="work", event="received") == 2
     assert value("conveyor_messages_total", queue="work", event="deleted") == 1

@@ -18,6 +18,7 @@ from aiobotocore.session import get_session
 
 from tests.sqs.conftest import BOTO_CONFIG, CREDENTIALS
 from tests.sqs.server import SqsServer
+from tests.support.waiting import until_waiting
 
 Names = Callable[[str], str]
 
@@ -33,7 +34,7 @@ async def test_aiobotocore_long_polls_answer_when_a_message_arrives(
         polls = [asyncio.create_task(sqs.receive_message(
             QueueUrl=url, WaitTimeSeconds=10, MessageAttributeNames=["All"]))
             for _ in range(3)]
-        await asyncio.sleep(0.3)
+        await until_waiting(sqs_server.broker, 3)  # the server's loop, read from here
         sent = await sqs.send_message_batch(QueueUrl=url, Entries=[
             {"Id": str(i), "MessageBody": f"m{i}", "MessageAttributes": {
                 "n": {"DataType": "Number", "StringValue": str(i)}}} for i in range(3)])

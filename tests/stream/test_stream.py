@@ -17,6 +17,7 @@ from websockets.asyncio.client import connect
 from conveyor.client.stream import Stream
 from conveyor.errors import QueueNotFound
 from tests.http.server import ServerProcess, start_server
+from tests.support.waiting import until_server_waiting
 
 _names = itertools.count()
 
@@ -74,7 +75,7 @@ async def test_credits_bound_what_is_pushed(server: ServerProcess, api: httpx.Cl
 async def test_messages_are_pushed_as_they_arrive(server: ServerProcess, api: httpx.Client,
                                                   queue: str) -> None:
     async with Stream(server.url, queue, credits=5) as stream:
-        await asyncio.sleep(0.3)  # the server is now in its long poll
+        await until_server_waiting(server.url, 1)  # the server is now in its long poll
         started = time.monotonic()
         await asyncio.to_thread(_send, api, queue, 1)
         message = await stream.receive(5)

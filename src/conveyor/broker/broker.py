@@ -13,29 +13,28 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from conveyor.broker import retention
 from conveyor.broker import validation as v
 from conveyor.broker.delivery_ledger import Ledger
 from conveyor.broker.job_system import Jobs, Limits
+from conveyor.broker.queue_rules import check_dead_letter, check_supported
 from conveyor.broker.quotas import Quotas
 from conveyor.broker.redrive import Redrive
 from conveyor.broker.wakeup import Throttle, Wakeups, Watchers
 from conveyor.clock import Clock, system_clock
 from conveyor.config import MAX_IN_FLIGHT, MAX_LONG_POLLS
 from conveyor.errors import (
-    InvalidAttribute,
     InvalidInput,
     QueueAlreadyExists,
     QueueNotFound,
-    Unsupported,
 )
-from conveyor.ids import decode_receipt_handle, id_floor, new_message_ids
+from conveyor.ids import decode_receipt_handle, new_message_ids
 from conveyor.models import (
     EntryResult,
     Message,
     MoveTask,
     PeekedMessage,
     Queue,
-    QueueAttributes,
     QueueStats,
     SendEntry,
     SendResult,
@@ -187,29 +186,6 @@ class Broker:
         self._queues.pop((region, name), None)
         self._stats.pop(region, None)
 
-    async def _check_dead_letter(self, region: str, name: str, attrs: QueueAttributes) -> None:
-        if attrs.dead_letter_queue is None:
-            return
-        try:
-            dlq = await self.queue(attrs.dead_letter_queue, region)
-        except QueueNotFound:
-            raise InvalidAttribute(
-                f"The dead-letter queue {attrs.dead_letter_queue!r} does not exist.",
-                field="dead_letter_queue") from None
-        if dlq.attributes.fifo != attrs.fifo:
-            raise InvalidAttribute(
-                "A dead-letter queue must be of the same kind (FIFO or standard) as its "
-                "source.", field="dead_letter_queue")
-        if dlq.attributes.durability != attrs.durability:
-            raise InvalidAttribute(
-                "A dead-letter queue must have the same durability as its source.",
-                field="dead_letter_queue")
-
-    def _check_supported(self, attrs: QueueAttributes) -> None:
-        if attrs.durability == "unlogged" and self.storage.dialect != "postgresql":
-            raise Unsupported("durability 'unlogged' needs PostgreSQL; SQLite queues are "
-                              "always logged.")
-
     async def create_queue(self, name: str, attributes: Mapping[str, Any] | None = None,
                            region: str | None = None) -> tuple[Queue, bool]:
         """Create a queue; an existing one with the same given attributes is returned as is.
@@ -221,8 +197,8 @@ class Broker:
         v.check_queue_name(name)
         given = dict(attributes or {})
         attrs = v.parse_queue_attributes(name, given)
-        self._check_supported(attrs)
-        await self._check_dead_letter(region, name, attrs)
+        check_supported(self.storage, attrs)
+        await check_dead_letter(self, region, name, attrs)
         row = QueueRow(region, name, dumps_json(attrs.to_json()), attrs.paused)
         queue, created = await self.storage.queue_create(row, self.now())
         if not created:
@@ -259,7 +235,7 @@ class Broker:
         region = region or self.region
         queue = await self.get_queue(name, region)
         attrs = v.parse_queue_attributes(name, attributes, queue.attributes)
-        await self._check_dead_letter(region, name, attrs)
+        await check_dead_letter(self, region, name, attrs)
         updated = await self.storage.queue_update(QueueUpdateParams(
             queue.id, dumps_json(attrs.to_json()), attrs.paused, self.now()))
         self._forget(region, name)
@@ -504,37 +480,13 @@ class Broker:
 
     # retention ----------------------------------------------------------------------
     async def sweep(self) -> int:
-        """Delete messages past their queue's retention and old deduplication ids.
-
-        Only queues holding messages are visited (their ids from `all_queue_stats`, which a
-        server's dashboard keeps fresh anyway), so idle queues cost nothing here however
-        many there are."""
-        removed = 0
-        now = self.wall_now() if self._clock is not None else await self.storage.now()
-        for region in await self.storage.queue_regions():
-            for queue_id in await self.all_queue_stats(region):
-                queue = await self.storage.queue_get_by_id(queue_id)
-                if queue is None:  # deleted meanwhile
-                    continue
-                bound = id_floor(now - queue.attributes.retention_seconds * 1000)
-                while (n := await self.storage.message_expire(queue.id, bound, 5000)):
-                    removed += n
-        await self.storage.dedup_expire(self.now(), 10_000)
-        while await self.storage.claim_expire(self.now(), 10_000) == 10_000:
-            pass
-        await self.jobs.expire()
-        await self.limits.expire()
-        await self.ledger.expire()
-        return removed
+        """Delete messages past their queue's retention and old deduplication ids, and
+        expire the job system's and ledger's old rows; returns the messages deleted."""
+        return await retention.sweep(self)
 
     async def _sweep_forever(self) -> None:
         assert self._sweep_interval
-        while True:
-            await asyncio.sleep(self._sweep_interval)
-            try:
-                await self.sweep()
-            except Exception:  # the sweeper must outlive a database hiccup
-                log.exception("retention sweep failed")
+        await retention.sweep_forever(self, self._sweep_interval)
 
 
 _STALE = "The receipt handle is stale: the message was received again or is gone."

@@ -277,6 +277,11 @@ def redrive(args: argparse.Namespace, client: Client) -> int:
         task = client.get_move_task(task.id)
     if _wants_json(args):
         _json_line(wire.task_json(task))
+    elif task.status == "completed" and task.to_move == 0 and task.moved == 0:
+        where = f"to {task.destination_queue}" if task.destination_queue else (
+            "back to a source queue (only dead-lettered messages know theirs; "
+            "use --destination for the rest)")
+        print(f"nothing to move: {args.queue} holds no message that can go {where}.")
     else:
         print(f"task {task.id}: {task.status}, moved {task.moved} of {task.to_move}"
               + (f" ({task.error})" if task.error else ""))

@@ -25,6 +25,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                         help="how long running jobs may finish on SIGTERM (default 30)")
     worker.add_argument("--no-cron", action="store_true", help="run no cron scheduler")
     worker.set_defaults(run=run)
+    schedules = sub.add_parser("schedules", help="an App's cron and interval schedules, "
+                               "with their next run")
+    schedules.add_argument("app", metavar="MODULE:APP", help="e.g. myapp:app")
+    schedules.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    schedules.set_defaults(run=list_schedules)
 
 
 def _bounds(text: str) -> tuple[int, int]:
@@ -66,3 +71,37 @@ def run(args: argparse.Namespace) -> int:
     pool = Pool(args.app, args.url, PoolOptions(args.processes, args.autoscale,
                                                 args.scale_interval, flags))
     return asyncio.run(pool.run())
+
+
+def list_schedules(args: argparse.Namespace) -> int:
+    """Print each schedule of an App: task, queue, schedule and next run (UTC and local)."""
+    import time
+    from datetime import datetime
+
+    import orjson
+
+    from conveyor.worker.cron import next_tick
+    from conveyor.worker.process import load_app
+
+    app = load_app(args.app)
+    now = int(time.time() * 1000)
+    rows = []
+    for entry in app.crons:
+        tick = next_tick(entry, now)
+        rows.append({"task": entry.task.name, "queue": entry.task.options.queue,
+                     "schedule": entry.describe(),
+                     "next_run": datetime.fromtimestamp(tick / 1000, entry.tz).isoformat(),
+                     "next_run_ms": tick})
+    if args.output == "json":
+        for row in rows:
+            print(orjson.dumps(row).decode())
+        return 0
+    if not rows:
+        print(f"{args.app} has no schedules.")
+        return 0
+    cells = [["TASK", "QUEUE", "SCHEDULE", "NEXT RUN"]] + [
+        [str(r[k]) for k in ("task", "queue", "schedule", "next_run")] for r in rows]
+    widths = [max(len(line[i]) for line in cells) for i in range(4)]
+    for line in cells:
+        print("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip())
+    return 0

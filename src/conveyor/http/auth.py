@@ -37,7 +37,9 @@ from conveyor.keys import Action, ApiKey
 
 COOKIE = "conveyor_key"
 QUERY = "api_key"
-PUBLIC = re.compile(r"/(healthz|readyz|openapi\.json|api-docs(/.*)?|ui/static/.*)")
+# Provider feedback webhooks verify the provider's own signature or secret instead.
+PUBLIC = re.compile(r"/(healthz|readyz|openapi\.json|api-docs(/.*)?|ui/static/.*|"
+                    r"v1/feedback/[a-z]+)")
 _QUEUE = re.compile(r"/v1/queues/([^/]+)(/.*)?")
 _DASHBOARD_QUEUE = re.compile(r"/ui/queues/([^/]+)(/.*)?")
 _RECEIVE_PARTS = ("/messages/receive", "/messages/delete", "/messages/visibility",

@@ -99,6 +99,11 @@ class QueueCollector(Collector):
         for state in ("visible", "in_flight", "delayed"):
             total.add_metric([state], sum(getattr(p, state) for p in points.values()))
         yield total
+        waiting = GaugeMetricFamily(
+            "conveyor_waiting_receives", "Receives (HTTP, SQS, WebSocket) waiting in a long "
+            "poll now, in the process that answered this scrape.")
+        waiting.add_metric([], self.monitor.broker.waiting_receives)
+        yield waiting
         if self.job_counts:
             jobs = GaugeMetricFamily("conveyor_jobs", "Tracked jobs by status.",
                                      labels=["status"])

@@ -23,7 +23,12 @@ def load_app(spec: str) -> App:
         raise InvalidInput(f"Name the app as module:attribute, e.g. myapp:app (not {spec!r}).")
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
-    module = importlib.import_module(module_name)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name.partition(".")[0] and exc.name != module_name:
+            raise  # the app's own import failed: its traceback is the useful part
+        raise InvalidInput(f"No module named {module_name!r} here ({os.getcwd()}).") from None
     app = getattr(module, attribute, None)
     if not isinstance(app, App):
         raise InvalidInput(f"{spec} is not a conveyor App.")
