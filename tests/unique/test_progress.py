@@ -29,6 +29,11 @@ def register(app: App, gate: threading.Event) -> None:
         job.progress({"done": n, "of": n})
         return n
 
+    @app.task(queue="p")
+    async def plain() -> None:
+        assert current_job() is None  # untracked: no context, no cost
+        progress("ignored")
+
     @app.task(queue="p", track=True)
     def crunch_sync(n: int) -> None:
         progress(f"step 1 of {n}")  # from the worker's thread
@@ -47,8 +52,9 @@ async def test_progress_reports_land_on_the_status(broker: Broker) -> None:
     register(app, gate)
     job = await app.tasks["crunch"].aenqueue(3)
     sync_job = await app.tasks["crunch_sync"].aenqueue(2)
-    with pytest.raises(RuntimeError, match="running job"):
-        progress(1)
+    await app.tasks["plain"].aenqueue()
+    progress(1)  # outside a job: nothing happens
+    assert current_job() is None
     async with running(Worker(app, WorkerOptions(wait_seconds=0))):
         get = broker.jobs.status_get
         await eventually(lambda: _progress(get, job.id, {"done": 0, "of": 3}), what="report")

@@ -9,8 +9,9 @@ def import_rows(path: str) -> None:
         ...
         progress({"chunks": done})     # on the job's status: GET /v1/jobs/{id}
 ```
-A report is written with the job's next status batch (a tracked task only; elsewhere it
-is dropped), from async or sync (thread) code alike.
+A report is written with the job's next status batch, from async or sync (thread) code
+alike. Only tracked tasks (`track=True` or `keep_result`) have a current job: elsewhere
+`current_job()` is None and `progress()` does nothing, so plain jobs pay nothing for it.
 """
 
 from __future__ import annotations
@@ -29,13 +30,13 @@ __all__ = ["JobContext", "current_job", "progress"]
 
 @dataclass(frozen=True, slots=True)
 class JobContext:
-    """The job this code runs as: its id, task, queue and attempt (1 on the first run)."""
+    """The (tracked) job this code runs as: its id, task, queue and attempt (1 on the
+    first run)."""
 
     id: str
     task: str
     queue: str
     attempt: int
-    track: bool
     keep_seconds: int
     _write: Callable[[JobStatus], None]
     _loop: asyncio.AbstractEventLoop
@@ -43,8 +44,6 @@ class JobContext:
 
     def progress(self, value: Any) -> None:
         """Record `value` (any JSON value) as the job's progress report."""
-        if not self.track:
-            return
         status = JobStatus(self.id, "running", self.queue, self.task, self.attempt,
                            keep_seconds=self.keep_seconds, progress=value)
         if threading.get_ident() == self._thread:
@@ -58,13 +57,12 @@ CURRENT: ContextVar[JobContext | None] = ContextVar("conveyor_current_job", defa
 
 
 def current_job() -> JobContext | None:
-    """The job running this code (None outside a job)."""
+    """The tracked job running this code (None outside one)."""
     return CURRENT.get()
 
 
 def progress(value: Any) -> None:
-    """Report the running job's progress (any JSON value); RuntimeError outside a job."""
+    """Report the running job's progress (any JSON value); nothing outside a tracked job."""
     job = CURRENT.get()
-    if job is None:
-        raise RuntimeError("progress() reports on a running job: call it from a task.")
-    job.progress(value)
+    if job is not None:
+        job.progress(value)

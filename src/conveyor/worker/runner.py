@@ -257,14 +257,16 @@ class _QueueRunner:
                 await middleware.before_process(self.app, job)
             if options.track:
                 self._status(job, task, "running")
-            token = CURRENT.set(JobContext(
-                job.id, job.task, self.queue, job.attempt, options.track,
-                options.keep_result or 86400, self.s.statuses.add,
-                asyncio.get_running_loop(), threading.get_ident()))
-            try:
+                # Only tracked jobs can report progress: a plain job pays nothing here.
+                token = CURRENT.set(JobContext(
+                    job.id, job.task, self.queue, job.attempt, options.keep_result or 86400,
+                    self.s.statuses.add, asyncio.get_running_loop(), threading.get_ident()))
+                try:
+                    result = await self._call(task, job)
+                finally:
+                    CURRENT.reset(token)
+            else:
                 result = await self._call(task, job)
-            finally:
-                CURRENT.reset(token)
         except (Exception, asyncio.CancelledError) as exc:
             error = exc
             if isinstance(exc, asyncio.CancelledError):
