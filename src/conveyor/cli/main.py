@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 import conveyor
-from conveyor.cli import commands, demo, key_commands, notify, transfer, worker
+from conveyor.cli import commands, demo, key_commands, notify, transfer, worker, workers
 from conveyor.client import Client
 from conveyor.config import (
     DEFAULT_URL,
@@ -151,6 +151,8 @@ def _client_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     counts = job_sub.add_parser("counts", parents=[common], help="jobs in each status")
     counts.add_argument("--queue", help="one queue's jobs (default: all)")
     counts.set_defaults(client=commands.job_counts)
+
+    workers.add_parser(sub, common)
 
 
 # commands ---------------------------------------------------------------------------

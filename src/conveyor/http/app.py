@@ -32,6 +32,7 @@ from conveyor.http import (
     queues,
     stream,
     tasks,
+    workers,
     wq,
 )
 from conveyor.http.auth import ApiKeyAuth
@@ -91,8 +92,8 @@ def create_app(broker_or_config: Broker | Config, *,
     app.state.allowed_hosts = normalise_hosts(allowed_hosts)
     app.state.feedback = feedback
     errors.install(app)
-    for module in (health, queues, messages, tasks, job_routes, metrics, stream, wq, dashboard,
-                   notify, feedback_routes):
+    for module in (health, queues, messages, tasks, job_routes, workers, metrics, stream, wq,
+                   dashboard, notify, feedback_routes):
         app.include_router(module.router)
     docs.install(app)
     _document_raw_bodies(app)

@@ -44,7 +44,7 @@ _QUEUE = re.compile(r"/v1/queues/([^/]+)(/.*)?")
 _DASHBOARD_QUEUE = re.compile(r"/ui/queues/([^/]+)(/.*)?")
 _RECEIVE_PARTS = ("/messages/receive", "/messages/delete", "/messages/visibility",
                   "/messages/retry", "/stream")
-_WORKER_PREFIXES = ("/v1/limits/", "/v1/cron/", "/v1/jobs")
+_WORKER_PREFIXES = ("/v1/limits/", "/v1/cron/", "/v1/jobs", "/v1/workers")
 _JSON_PREFIXES = ("/v1/", "/wq")  # routes whose bodies are JSON (the dashboard's are forms)
 
 __all__ = ["ApiKeyAuth", "Need", "is_loopback", "required", "token_of"]

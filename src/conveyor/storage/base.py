@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
+from conveyor.heartbeats import WorkerInfo
 from conveyor.jobs import JobStatus
 from conveyor.keys import ApiKey
 from conveyor.ledger import Delivery, DeliveryUpdate, NewDelivery, Suppression
@@ -46,6 +47,7 @@ from conveyor.storage.params import (
     ReceiveParams,
     SlotAcquireParams,
     SlotRenewParams,
+    WorkerPutParams,
 )
 
 __all__ = [
@@ -74,6 +76,8 @@ __all__ = [
     "SlotAcquireParams",
     "SlotRenewParams",
     "Storage",
+    "WorkerPutParams",
+    "WorkerStorage",
 ]
 
 # A receive never looks at more rows than this beyond max_messages: the bound that keeps
@@ -250,6 +254,10 @@ class JobStorage(Protocol):
     async def job_expire(self, now: int | None, limit: int) -> int:
         """Delete up to `limit` expired statuses."""
 
+    async def job_counts_by_task(self, now: int | None) -> dict[tuple[str, str, str], int]:
+        """Unexpired statuses by (queue, task, status); a job without a task name counts
+        under task ""."""
+
 
 class LedgerStorage(Protocol):
     """Delivery rows and the suppression list (see `conveyor.broker.ledger`). Each call is
@@ -324,7 +332,25 @@ class KeyStorage(Protocol):
         """How many keys were ever made (revoked ones too)."""
 
 
-class Storage(MessageStorage, JobStorage, LedgerStorage, KeyStorage, Protocol):
+class WorkerStorage(Protocol):
+    """Worker heartbeats: one row per live worker process, forgotten `ttl_ms` after its
+    last beat (see `conveyor.broker.workers`)."""
+
+    async def worker_put(self, params: WorkerPutParams) -> None:
+        """Insert or replace a worker's row; its `started_at` stays that of the first beat
+        (of the row's life: a row past its expiry starts over)."""
+
+    async def worker_list(self, now: int | None) -> list[WorkerInfo]:
+        """Unexpired workers, by start time then id."""
+
+    async def worker_delete(self, worker_id: str) -> bool:
+        """Forget a worker (a clean shutdown); True when it was there."""
+
+    async def worker_expire(self, now: int | None, limit: int) -> int:
+        """Delete up to `limit` expired rows."""
+
+
+class Storage(MessageStorage, JobStorage, LedgerStorage, KeyStorage, WorkerStorage, Protocol):
     """A database driver: the whole contract, plus its lifecycle."""
 
     dialect: str

@@ -8,6 +8,7 @@ from typing import Any, Protocol
 import orjson
 
 from conveyor.fifo import format_sequence
+from conveyor.heartbeats import WorkerInfo, counts_of, schedule_of
 from conveyor.jobs import JobStatus
 from conveyor.ledger import Delivery
 from conveyor.models import (
@@ -105,3 +106,25 @@ def counts_by_channel(found: Iterable[Row]) -> dict[str, dict[str, int]]:
     for row in found:
         counts.setdefault(str(row[0]), {})[str(row[1])] = int(row[2])
     return counts
+
+
+def worker_from_row(row: Row) -> WorkerInfo:
+    """(id, host, pid, queues, concurrency, running, detail, started_at, beat_at,
+    expires_at) -> WorkerInfo; `detail` holds the schedules, counts and TTL."""
+    detail = orjson.loads(row[6])
+    return WorkerInfo(
+        worker_id=row[0], host=row[1], pid=int(row[2]), queues=tuple(orjson.loads(row[3])),
+        concurrency=int(row[4]), running=int(row[5]),
+        ttl_seconds=float(detail.get("ttl_seconds", 0)),
+        schedules=tuple(schedule_of(s) for s in detail.get("schedules", ())),
+        counts=tuple(counts_of(c) for c in detail.get("counts", ())),
+        started_at=int(row[7]), beat_at=int(row[8]), expires_at=int(row[9]))
+
+
+def tally_by_task(found: Iterable[Row]) -> dict[tuple[str, str, str], int]:
+    """(queue, task, status, count) rows -> {(queue, task, status): count}."""
+    out: dict[tuple[str, str, str], int] = {}
+    for r in found:
+        key = (str(r[0]), str(r[1]), str(r[2]))
+        out[key] = out.get(key, 0) + int(r[3])
+    return out

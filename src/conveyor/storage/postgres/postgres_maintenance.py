@@ -49,7 +49,8 @@ _LOCK = 0x636F6E77  # one node maintains at a time
 VACUUM_EVERY = 10.0  # seconds between VACUUMs of one table
 VACUUM_FLOOR = 5_000  # dead rows before a table is worth a VACUUM
 CHURNING = ("conveyor_messages_unlogged", "conveyor_jobs", "conveyor_deliveries",
-            "conveyor_rate_limits", "conveyor_slots", "conveyor_dedup", "conveyor_cron_ticks")
+            "conveyor_rate_limits", "conveyor_slots", "conveyor_dedup", "conveyor_cron_ticks",
+            "conveyor_workers")  # a row rewritten on every heartbeat
 
 
 @dataclass

@@ -50,6 +50,7 @@ from conveyor.storage.sqlite.sqlite_jobs import SqliteJobs
 from conveyor.storage.sqlite.sqlite_keys import SqliteKeys
 from conveyor.storage.sqlite.sqlite_ledger import SqliteLedger
 from conveyor.storage.sqlite.sqlite_maintenance import give_back, table_health
+from conveyor.storage.sqlite.sqlite_workers import SqliteWorkers
 from conveyor.tasks import stop_task
 
 log = logging.getLogger("conveyor.storage.sqlite")
@@ -92,7 +93,7 @@ def _claim(db: sqlite3.Connection, queue_id: int, batch: NewMessages, at: int
     return claims.resolve(batch, p, won, holders, replaced)
 
 
-class SqliteStorage(SqliteJobs, SqliteLedger, SqliteKeys, SqliteBase):
+class SqliteStorage(SqliteJobs, SqliteLedger, SqliteKeys, SqliteWorkers, SqliteBase):
     """Queues and messages in one SQLite file."""
 
     dialect = "sqlite"
@@ -278,9 +279,12 @@ class SqliteStorage(SqliteJobs, SqliteLedger, SqliteKeys, SqliteBase):
                         for r in claimed]
             with self._write(db):
                 if params.dead_letter_queue_id is not None:
-                    db.execute(Q["message_dead_letter"], {
-                        **args, "dlq_id": params.dead_letter_queue_id,
-                        "max_receive_count": params.max_receive_count})
+                    # Again until the head holds none: once some went, the claim's head
+                    # reaches rows the check did not see, which may be over-received too.
+                    dead = {**args, "dlq_id": params.dead_letter_queue_id,
+                            "max_receive_count": params.max_receive_count}
+                    while db.execute(Q["message_dead_letter"], dead).rowcount:
+                        pass
                 claimed = db.execute(Q["message_claim"], args).fetchall()
             claimed.sort(key=lambda r: (-r[9], r[14]))
             return [rows.message_from_claim(params.queue_name, _uid(r[0]), r) for r in claimed]
