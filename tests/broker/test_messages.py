@@ -246,6 +246,7 @@ BAD_ENTRIES: list[tuple[str, SendEntry]] = [
     ("NUL", SendEntry(Body.of("nul \x00 inside"))),
     ("control char", SendEntry(Body.of("bell \x07"))),
     ("lone surrogate", SendEntry(Body.of("\ud800"))),
+    ("lone surrogate in JSON", SendEntry(Body.of({"k": ["\udfff"]}))),
     ("U+FFFE", SendEntry(Body.of("\ufffe"))),
     ("priority -1", SendEntry(Body.of("x"), priority=-1)),
     ("priority 10", SendEntry(Body.of("x"), priority=10)),

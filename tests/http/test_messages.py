@@ -146,6 +146,19 @@ def test_malformed_json_is_400(client: httpx.Client, queue: str) -> None:
         assert_error(response, 400, "malformed_json")
 
 
+def test_out_of_range_numbers_and_lone_surrogates_change_nothing(
+        client: httpx.Client, queue: str) -> None:
+    # 1e400 would decode as infinity and be stored as null; a lone surrogate is no UTF-8.
+    for raw, status, code in (
+            (b'{"messages": [{"body": {"x": 1e400}}]}', 400, "malformed_json"),
+            (b'{"messages": [{"body": [-1e999]}]}', 400, "malformed_json"),
+            (b'{"messages": [{"body": {"x": "\\ud800"}}]}', 422, "invalid_message")):
+        response = client.post(f"/v1/queues/{queue}/messages", content=raw,
+                               headers={"content-type": "application/json"})
+        assert_error(response, status, code)
+    assert stats(client, queue)["visible"] == 0
+
+
 def test_request_over_10_mib_is_413(client: httpx.Client, queue: str) -> None:
     big = b'{"messages": [{"body": "' + b"x" * (10 * 1024 * 1024) + b'"}]}'
     response = client.post(f"/v1/queues/{queue}/messages", content=big,

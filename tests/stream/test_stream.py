@@ -146,6 +146,8 @@ async def test_bad_frames_get_error_frames(server: ServerProcess, queue: str) ->
     async with connect(url) as socket:
         await socket.send("not json")
         assert json.loads(await socket.recv())["error"]["code"] == "malformed_json"
+        await socket.send(b"\x00\xff")  # binary: an error frame, and the stream goes on
+        assert json.loads(await socket.recv())["error"]["code"] == "malformed_json"
         await socket.send(json.dumps({"type": "credit", "credits": 0, "id": 7}))
         frame = json.loads(await socket.recv())
         assert frame["type"] == "error" and frame["id"] == 7
@@ -153,8 +155,8 @@ async def test_bad_frames_get_error_frames(server: ServerProcess, queue: str) ->
         assert json.loads(await socket.recv())["id"] == 8
         await socket.send(json.dumps({"type": "dance", "id": 9}))
         assert json.loads(await socket.recv())["error"]["code"] == "invalid_input"
-    bad = url + "?visibility_timeout=99999"
-    async with connect(bad) as socket:
-        assert json.loads(await socket.recv())["error"]["code"] == "invalid_input"
-        await socket.wait_closed()
-        assert socket.close_code == 4400
+    for bad in (url + "?visibility_timeout=99999", url + "?visibility_timeout=abc"):
+        async with connect(bad) as socket:
+            assert json.loads(await socket.recv())["error"]["code"] == "invalid_input"
+            await socket.wait_closed()
+            assert socket.close_code == 4400

@@ -54,7 +54,7 @@ async def test_post_any_json_then_get_it_back(wq: tuple[httpx.AsyncClient, Broke
 
 async def test_invalid_json_is_400(wq: tuple[httpx.AsyncClient, Broker]) -> None:
     http, _ = wq
-    for raw in (b"{not json", b"", b"[1,", b"NaN"):
+    for raw in (b"{not json", b"", b"[1,", b"NaN", b'{"x": 1e400}', b"-1e999"):
         response = await http.post("/wq", content=raw,
                                    headers={"content-type": "application/json"})
         assert response.status_code == 400, raw
@@ -138,6 +138,9 @@ async def test_odd_input_is_never_a_500(wq: tuple[httpx.AsyncClient, Broker]) ->
     for value in ("\u0000", {"nested": [[[[]]]]}, 10**40, "é"):
         response = await http.post("/wq", content=json.dumps(value), headers=headers)
         assert response.status_code == 201
+    response = await http.post("/wq", content=b'{"x": "\\ud800"}', headers=headers)
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["code"] == "invalid_message"
     for amount in ("99999999999999999999", "1e3", "%00"):
         assert (await http.get("/wq", params={"amount": amount})).status_code in (200, 400)
     for bad in ("", "a/b", "\u00e9" * 10):  # "" redirects to /wq; a/b is no route

@@ -39,6 +39,7 @@ async def sweep(broker: Broker) -> int:
     await broker.limits.expire()
     await broker.workers.expire()
     await broker.ledger.expire()
+    await broker.recipients.expire()
     return removed
 
 

@@ -34,6 +34,7 @@ FIFO_QUEUE_NAME = re.compile(r"[A-Za-z0-9_-]{1,75}\.fifo")
 REGION = re.compile(r"[a-z0-9-]{1,32}")
 # SQS's allowed characters: #x9 #xA #xD #x20-#xD7FF #xE000-#xFFFD #x10000-#x10FFFF.
 _FORBIDDEN_CHARS = re.compile("[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _ATTRIBUTE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,256}")
 _ATTRIBUTE_TYPE = re.compile(r"(String|Number|Binary)(\.[A-Za-z0-9_.-]{1,200})?")
 _TOKEN = re.compile(r"[\x21-\x7e]{1,128}")  # SQS dedup and group ids: printable ASCII
@@ -225,6 +226,14 @@ def _check_text(text: str, what: str, index: int | None) -> None:
             index=index, field=what)
 
 
+def _check_surrogates(text: str, what: str, index: int | None) -> None:
+    bad = _SURROGATE.search(text)
+    if bad is not None:
+        raise InvalidMessage(
+            f"{what} contains the lone surrogate U+{ord(bad.group()):04X}, which is not "
+            "allowed.", index=index, field=what)
+
+
 def _check_token(value: str | None, what: str, index: int) -> None:
     if value is not None and not (isinstance(value, str) and _TOKEN.fullmatch(value)):
         raise InvalidMessage(f"{what} must be 1-128 printable ASCII characters.",
@@ -276,6 +285,8 @@ def check_send_entry(entry: SendEntry, index: int, attrs: QueueAttributes) -> No
         raise InvalidMessage("A message body must not be empty.", index=index, field="body")
     if body.kind is BodyKind.TEXT:
         _check_text(body.text, "The message body", index)
+    else:  # JSON escapes control characters, but a lone surrogate cannot be stored as UTF-8
+        _check_surrogates(body.text, "The message body", index)
     size = len(body.text.encode("utf-8", "surrogatepass")) + check_attributes(
         entry.attributes, index)
     if size > attrs.max_message_bytes:

@@ -11,7 +11,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 import conveyor
-from conveyor.cli import commands, demo, key_commands, notify, transfer, worker, workers
+from conveyor.cli import (
+    commands,
+    demo,
+    key_commands,
+    notify,
+    recipient_commands,
+    transfer,
+    worker,
+    workers,
+)
 from conveyor.client import Client
 from conveyor.config import (
     DEFAULT_URL,
@@ -42,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_parser(sub)
     notify.add_parsers(sub)
     key_commands.add_parsers(sub)
+    recipient_commands.add_parsers(sub)
     return parser
 
 

@@ -30,6 +30,7 @@ from conveyor.http import (
     metrics,
     notify,
     queues,
+    recipients,
     stream,
     tasks,
     workers,
@@ -93,7 +94,7 @@ def create_app(broker_or_config: Broker | Config, *,
     app.state.feedback = feedback
     errors.install(app)
     for module in (health, queues, messages, tasks, job_routes, workers, metrics, stream, wq,
-                   dashboard, notify, feedback_routes):
+                   dashboard, notify, feedback_routes, recipients):
         app.include_router(module.router)
     docs.install(app)
     _document_raw_bodies(app)

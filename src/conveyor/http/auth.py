@@ -88,6 +88,11 @@ def required(method: str, path: str) -> Need | None:
         return Need("manage", name_in_body=True)
     if path == "/" or path.startswith("/ui"):
         return Need("manage")
+    if path.startswith("/v1/recipients/"):
+        # Notifying fans out to the notify-<channel> queues: a key that may send there.
+        if path.endswith("/notify"):
+            return Need("send", "notify-*")
+        return Need() if method in ("GET", "HEAD") else Need("manage")
     return Need()
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -42,13 +43,21 @@ def loads(raw: bytes) -> Any:
         except orjson.JSONDecodeError:
             pass  # let the standard library decide, and word the error
     try:
-        return json.loads(raw, parse_constant=_no_constant)
+        return json.loads(raw, parse_constant=_no_constant, parse_float=_finite_float)
     except (ValueError, RecursionError) as exc:
         raise MalformedJson(f"The request body is not valid JSON: {exc}.") from None
 
 
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    # 1e400 parses as infinity, which JSON cannot carry: it would be stored as null.
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"the number {text[:40]} is out of range")
+    return value
 
 
 def send_entries(data: Any) -> list[SendEntry]:

@@ -89,8 +89,16 @@ class _Session:
     async def read(self) -> None:
         """Handle credit, ack and nack frames until the client goes."""
         while True:
+            message = await self.socket.receive()
+            if message["type"] == "websocket.disconnect":
+                raise WebSocketDisconnect(message.get("code", 1000), message.get("reason"))
+            text = message.get("text")
+            if text is None:  # a binary frame: say so rather than fail the whole stream
+                await self.send({"type": "error", **error_body(
+                    "malformed_json", "Frames are JSON text; a binary frame is not read.")})
+                continue
             try:
-                frame = orjson.loads(await self.socket.receive_text())
+                frame = orjson.loads(text)
             except orjson.JSONDecodeError:
                 await self.send({"type": "error", **error_body(
                     "malformed_json", "A frame is not valid JSON.")})
@@ -136,15 +144,18 @@ class _BadFrame(Exception):
 
 
 @router.websocket("/v1/queues/{queue}/stream")
-async def stream(socket: WebSocket, queue: str, visibility_timeout: int | None = None
+async def stream(socket: WebSocket, queue: str, visibility_timeout: str | None = None
                  ) -> None:
     """Push leased messages up to the credits granted; take acks and nacks."""
     broker: Broker = socket.app.state.broker
     await socket.accept()
-    session = _Session(socket, broker, queue, visibility_timeout)
+    # Parsed here, not by FastAPI: its refusal of a non-number is a bare 403 with no body.
+    seconds = _whole_number(visibility_timeout)
+    session = _Session(socket, broker, queue, seconds)
     try:
         await broker.queue(queue)
-        if visibility_timeout is not None and not 0 <= visibility_timeout <= MAX_VISIBILITY:
+        if visibility_timeout is not None and (
+                seconds is None or not 0 <= seconds <= MAX_VISIBILITY):
             raise _BadFrame(f"visibility_timeout must be between 0 and {MAX_VISIBILITY}.")
     except QueueNotFound as exc:
         await _fail(session, 4404, exc.code, exc.message)
@@ -168,6 +179,13 @@ async def stream(socket: WebSocket, queue: str, visibility_timeout: int | None =
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+
+
+def _whole_number(text: str | None) -> int | None:
+    try:
+        return int(text) if text is not None else None
+    except ValueError:
+        return None
 
 
 async def _fail(session: _Session, close_code: int, code: str, message: str) -> None:

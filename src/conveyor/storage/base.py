@@ -29,6 +29,7 @@ from conveyor.models import (
     SendResult,
     TableHealth,
 )
+from conveyor.recipients import Recipient
 from conveyor.storage.params import (
     ApiKeyInsertParams,
     DeliveryPutParams,
@@ -72,6 +73,7 @@ __all__ = [
     "RateState",
     "RateTakeParams",
     "ReceiveParams",
+    "RecipientStorage",
     "SignalCallback",
     "SlotAcquireParams",
     "SlotRenewParams",
@@ -350,7 +352,38 @@ class WorkerStorage(Protocol):
         """Delete up to `limit` expired rows."""
 
 
-class Storage(MessageStorage, JobStorage, LedgerStorage, KeyStorage, WorkerStorage, Protocol):
+class RecipientStorage(Protocol):
+    """Recipients (see `conveyor.broker.recipients`): one row per person, checked by the
+    broker before it gets here."""
+
+    async def recipient_put_many(self, recipients: Sequence[Recipient],
+                                 now: int | None) -> None:
+        """Insert or replace recipients (ids unique within the batch) in one transaction."""
+
+    async def recipient_get(self, recipient_id: str) -> Recipient | None:
+        """One recipient by id."""
+
+    async def recipient_delete(self, recipient_id: str) -> bool:
+        """Delete a recipient; True when it existed."""
+
+    async def recipient_count(self) -> int:
+        """How many recipients are stored."""
+
+    async def recipient_delivery_add_many(self, rows: Sequence[tuple[str, str]],
+                                          keep_ms: int, now: int | None) -> None:
+        """Link (recipient id, delivery id) pairs, kept for `keep_ms`; a pair already
+        linked keeps its link."""
+
+    async def recipient_delivery_list(self, recipient_id: str, limit: int,
+                                      now: int | None) -> list[Delivery]:
+        """The recipient's unexpired delivery rows, newest link first."""
+
+    async def recipient_delivery_expire(self, now: int | None, limit: int) -> int:
+        """Delete up to `limit` expired links."""
+
+
+class Storage(MessageStorage, JobStorage, LedgerStorage, KeyStorage, WorkerStorage,
+              RecipientStorage, Protocol):
     """A database driver: the whole contract, plus its lifecycle."""
 
     dialect: str

@@ -24,6 +24,7 @@ from conveyor.models import (
     decode_attributes,
     dumps_json,
 )
+from conveyor.recipients import Recipient, parse_recipient, recipient_json
 
 _KINDS = (BodyKind.TEXT, BodyKind.JSON)
 _NO_ATTRIBUTES: dict[str, MessageAttribute] = {}
@@ -128,3 +129,21 @@ def tally_by_task(found: Iterable[Row]) -> dict[tuple[str, str, str], int]:
         key = (str(r[0]), str(r[1]), str(r[2]))
         out[key] = out.get(key, 0) + int(r[3])
     return out
+
+
+def recipient_columns(r: Recipient) -> tuple[str, str, str, str, str, str | None]:
+    """(id, timezone, locale, addresses, preferences, quiet_hours) as stored (JSON text)."""
+    doc = recipient_json(r)
+    quiet = doc["quiet_hours"]
+    return (r.id, r.timezone, r.locale, orjson.dumps(doc["addresses"]).decode(),
+            orjson.dumps(doc["preferences"]).decode(),
+            None if quiet is None else orjson.dumps(quiet).decode())
+
+
+def recipient_from_row(row: Row) -> Recipient:
+    """(id, timezone, locale, addresses, preferences, quiet_hours, updated_at) -> Recipient,
+    through the one parser (a row written by a newer node is checked like any input)."""
+    doc = {"timezone": row[1], "locale": row[2], "addresses": orjson.loads(row[3]),
+           "preferences": orjson.loads(row[4]),
+           "quiet_hours": None if row[5] is None else orjson.loads(row[5])}
+    return parse_recipient(row[0], doc, int(row[6]))

@@ -50,6 +50,7 @@ from conveyor.storage.sqlite.sqlite_jobs import SqliteJobs
 from conveyor.storage.sqlite.sqlite_keys import SqliteKeys
 from conveyor.storage.sqlite.sqlite_ledger import SqliteLedger
 from conveyor.storage.sqlite.sqlite_maintenance import give_back, table_health
+from conveyor.storage.sqlite.sqlite_recipients import SqliteRecipients
 from conveyor.storage.sqlite.sqlite_workers import SqliteWorkers
 from conveyor.tasks import stop_task
 
@@ -93,7 +94,8 @@ def _claim(db: sqlite3.Connection, queue_id: int, batch: NewMessages, at: int
     return claims.resolve(batch, p, won, holders, replaced)
 
 
-class SqliteStorage(SqliteJobs, SqliteLedger, SqliteKeys, SqliteWorkers, SqliteBase):
+class SqliteStorage(SqliteJobs, SqliteLedger, SqliteKeys, SqliteWorkers, SqliteRecipients,
+                    SqliteBase):
     """Queues and messages in one SQLite file."""
 
     dialect = "sqlite"
