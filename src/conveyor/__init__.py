@@ -14,7 +14,7 @@ from conveyor.models import (
     SendResult,
     VisibilityEntry,
 )
-from conveyor.worker import App, Cancel, Retry
+from conveyor.worker import App, Cancel, Retry, Unique
 
 __all__ = [
     "App",
@@ -32,6 +32,7 @@ __all__ = [
     "Retry",
     "SendEntry",
     "SendResult",
+    "Unique",
     "VisibilityEntry",
 ]
 __version__ = "0.1.0"

@@ -32,7 +32,8 @@ class JobStatus:
     """A job's recorded status, kept for `keep_seconds` after its last update.
 
     `result` is any JSON value; `updated_at` (ms since the epoch) is set by the database
-    and ignored when a status is written.
+    and ignored when a status is written. `progress` is the last progress report of a
+    running job (any JSON value); a write without one keeps the stored report.
     """
 
     job_id: str
@@ -44,6 +45,7 @@ class JobStatus:
     result: Any = None
     keep_seconds: int = 86_400
     updated_at: int | None = None
+    progress: Any = None
 
 
 @dataclass(frozen=True, slots=True)

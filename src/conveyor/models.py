@@ -215,6 +215,22 @@ class TableHealth:
 
 
 @dataclass(frozen=True, slots=True)
+class Claim:
+    """A key a message holds for `seconds` (unique and debounced jobs).
+
+    `replace=False` (unique): while a live claim holds the key, a send with it stores
+    nothing and returns the holder's id (`duplicate`). `replace=True` (debounce): a send
+    whose key is held by a message not yet received and still delayed replaces that
+    message's body, attributes and priority and delays it again (returning its id,
+    `duplicate`); otherwise the new message is stored and takes the key.
+    """
+
+    key: str
+    seconds: int
+    replace: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class SendEntry:
     """One message a producer asks to send."""
 
@@ -224,6 +240,7 @@ class SendEntry:
     priority: int = 0
     deduplication_id: str | None = None
     group_id: str | None = None
+    claim: Claim | None = None
 
 
 @dataclass(frozen=True, slots=True)

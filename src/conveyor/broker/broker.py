@@ -310,7 +310,8 @@ class Broker:
             dedup_ids=dedup_ids,
             dedup_keys=dedup_ids if attrs.deduplication_scope == "queue" else [
                 None if d is None else f"{e.group_id}\x1f{d}"
-                for e, d in zip(entries, dedup_ids)])
+                for e, d in zip(entries, dedup_ids)],
+            claims=claims if any(claims := [e.claim for e in entries]) else None)
         storage = self.storage if connection is None else self.storage.bound(connection)
         results = await storage.message_send_many(
             MessageSendParams(queue.id, batch, now, attrs.fifo))
@@ -432,10 +433,12 @@ class Broker:
 
     async def retry(self, queue_name: str, receipt_handle: str, delay_seconds: int,
                     error: str | None = None, region: str | None = None, *,
-                    dead_letter: bool = False) -> EntryResult:
+                    dead_letter: bool = False, snooze: bool = False) -> EntryResult:
         """End a lease and redeliver after `delay_seconds`, keeping the id and receive count
         and recording the error (the worker's retry with backoff); with `dead_letter`, move
-        it to the queue's dead-letter queue now instead, where redrive finds its source."""
+        it to the queue's dead-letter queue now instead, where redrive finds its source;
+        with `snooze`, give back the receive that leased it (a job's `Snooze`: no attempt
+        spent)."""
         queue = await self.queue(queue_name, region)
         lease = Lease(*decode_receipt_handle(receipt_handle))
         if isinstance(delay_seconds, bool) or not isinstance(delay_seconds, int) or \
@@ -451,7 +454,7 @@ class Broker:
             delay_seconds = 0
         done = await self.storage.message_retry(MessageRetryParams(
             queue.id, lease, delay_seconds * 1000, error[:4000] if error else None, self.now(),
-            target.id if dead_letter else None))
+            target.id if dead_letter else None, refund=snooze and not dead_letter))
         if done and delay_seconds == 0:
             await self.signal(target.id)
         return EntryResult(receipt_handle, "ok" if done else "stale",

@@ -146,6 +146,16 @@ class Jobs:
         tick_at = _int("tick_at", tick_at, 0, 2**53)
         return await self._broker.storage.cron_claim(schedule, tick_at, self._broker.now())
 
+    async def claim_release(self, key: str, job_id: str) -> bool:
+        """Let go of a unique job's key (`Claim`) if that job still holds it: a unique job
+        that ended in a state outside its `by_state` frees the key for the next enqueue.
+        True when released."""
+        if not isinstance(key, str) or not 1 <= len(key) <= v.MAX_CLAIM_KEY:
+            raise InvalidInput(f"key must be a string of 1 to {v.MAX_CLAIM_KEY} characters.",
+                               field="key")
+        job_id = v.check_message_id(job_id, "job_id")
+        return await self._broker.storage.claim_release(key, job_id)
+
     async def status_set(self, job_id: str, status: str, *, queue: str,
                          task: str | None = None, attempts: int = 0,
                          error: str | None = None, result: Any = None,
@@ -169,6 +179,8 @@ class Jobs:
         for index, item in enumerate(items):
             row = _job_row(item, index)
             earlier = rows.pop(row.job_id, None)  # keep the furthest (else the last)
+            if earlier is not None and row.report is None:
+                row = row._replace(report=earlier.report)  # a report lands with its end
             rows[row.job_id] = row if earlier is None or row.progress >= earlier.progress \
                 or earlier.status == "dead" else earlier
         if rows:
@@ -310,8 +322,18 @@ def _job_row(item: Any, index: int) -> JobRow:
         if len(result.encode()) > MAX_RESULT_BYTES:
             raise InvalidInput(f"result must encode to at most {MAX_RESULT_BYTES:,} bytes "
                                "of JSON.", field="result", index=index)
+    report = None
+    if item.progress is not None:
+        try:
+            report = dumps_json(item.progress)
+        except (TypeError, ValueError) as exc:
+            raise InvalidInput(f"progress must be a JSON value: {exc}.", field="progress",
+                               index=index) from exc
+        if len(report) > MAX_ERROR:
+            raise InvalidInput(f"progress must encode to at most {MAX_ERROR:,} characters "
+                               "of JSON.", field="progress", index=index)
     return JobRow(job_id, item.status, queue, task, attempts, error, result, keep,
-                  progress(item.status, attempts))
+                  progress(item.status, attempts), report)
 
 
 # Steps of one attempt, in order; a later attempt is further along than any step of an

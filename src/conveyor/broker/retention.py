@@ -33,6 +33,8 @@ async def sweep(broker: Broker) -> int:
             while (n := await storage.message_expire(queue.id, bound, 5000)):
                 removed += n
     await storage.dedup_expire(broker.now(), 10_000)
+    while await storage.claim_expire(broker.now(), 10_000) == 10_000:
+        pass
     await broker.jobs.expire()
     await broker.limits.expire()
     await broker.workers.expire()

@@ -23,6 +23,7 @@ from conveyor.errors import (
 from conveyor.models import (
     Body,
     BodyKind,
+    Claim,
     MessageAttribute,
     QueueAttributes,
     SendEntry,
@@ -303,8 +304,32 @@ def check_send_entry(entry: SendEntry, index: int, attrs: QueueAttributes) -> No
                              index=index, field="priority")
     _check_token(entry.deduplication_id, "deduplication_id", index)
     _check_token(entry.group_id, "group_id", index)
+    if entry.claim is not None:
+        _check_claim(entry.claim, index, attrs)
     if attrs.fifo:
         _check_fifo_entry(entry, index, attrs)
+
+
+MAX_CLAIM_KEY = 512
+MAX_CLAIM_SECONDS = 366 * 86_400
+
+
+def _check_claim(claim: Claim, index: int, attrs: QueueAttributes) -> None:
+    if not isinstance(claim, Claim):
+        raise InvalidMessage("claim must be a Claim.", index=index, field="claim")
+    if not isinstance(claim.key, str) or not 1 <= len(claim.key) <= MAX_CLAIM_KEY:
+        raise InvalidMessage(f"claim.key must be a string of 1 to {MAX_CLAIM_KEY} "
+                             "characters.", index=index, field="claim.key")
+    if isinstance(claim.seconds, bool) or not isinstance(claim.seconds, int) or \
+            not 1 <= claim.seconds <= MAX_CLAIM_SECONDS:
+        raise InvalidMessage(f"claim.seconds must be an integer from 1 to "
+                             f"{MAX_CLAIM_SECONDS}.", index=index, field="claim.seconds")
+    if not isinstance(claim.replace, bool):
+        raise InvalidMessage("claim.replace must be true or false.", index=index,
+                             field="claim.replace")
+    if attrs.fifo:
+        raise InvalidMessage("FIFO queues take no claim (unique or debounced messages); "
+                             "use a deduplication_id.", index=index, field="claim")
 
 
 def _check_fifo_entry(entry: SendEntry, index: int, attrs: QueueAttributes) -> None:

@@ -177,6 +177,9 @@ def entry_json(entry: SendEntry) -> dict[str, Any]:
         out["deduplication_id"] = entry.deduplication_id
     if entry.group_id is not None:
         out["group_id"] = entry.group_id
+    if entry.claim is not None:
+        out["claim"] = {"key": entry.claim.key, "seconds": entry.claim.seconds,
+                        "replace": entry.claim.replace}
     return out
 
 
@@ -287,11 +290,14 @@ def peek(queue: str, limit: int, after: str | None) -> Call[list[PeekedMessage]]
 
 
 def retry(queue: str, receipt_handle: str, delay_seconds: int, error: str | None,
-          dead_letter: bool = False) -> Call[EntryResult]:
+          dead_letter: bool = False, snooze: bool = False) -> Call[EntryResult]:
     """POST /v1/queues/{q}/messages/retry."""
+    body = {"receipt_handle": receipt_handle, "delay_seconds": delay_seconds,
+            "error": error, "dead_letter": dead_letter}
+    if snooze:
+        body["snooze"] = True
     return Call("POST", queue_path(queue) + "/messages/retry", lambda _, d: entry_of(d),
-                {"receipt_handle": receipt_handle, "delay_seconds": delay_seconds,
-                 "error": error, "dead_letter": dead_letter})
+                body)
 
 
 # redrive calls ----------------------------------------------------------------------

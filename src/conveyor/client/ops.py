@@ -61,6 +61,12 @@ def cron_claim(schedule: str, tick_at: int) -> Call[bool]:
                 {"schedule": schedule, "tick_at": tick_at})
 
 
+def claim_release(key: str, job_id: str) -> Call[bool]:
+    """POST /v1/jobs/claims/release."""
+    return Call("POST", "/v1/jobs/claims/release", lambda _, d: bool(d["released"]),
+                {"key": key, "job_id": job_id})
+
+
 def status_set_many(statuses: Sequence[JobStatus]) -> Call[None]:
     """POST /v1/jobs/status."""
     return Call("POST", "/v1/jobs/status", lambda _, d: None,
@@ -180,6 +186,11 @@ class AsyncJobs:
         claimed: bool = await self._run(cron_claim(schedule, tick_at))
         return claimed
 
+    async def claim_release(self, key: str, job_id: str) -> bool:
+        """Let go of a unique job's key if that job holds it."""
+        released: bool = await self._run(claim_release(key, job_id))
+        return released
+
     async def status_set(self, job_id: str, status: str, *, queue: str,
                          task: str | None = None, attempts: int = 0, error: str | None = None,
                          result: Any = None, keep_seconds: int = 86400) -> None:
@@ -274,6 +285,11 @@ class SyncJobs:
         """True for exactly one caller per (schedule, tick)."""
         claimed: bool = self._run(cron_claim(schedule, tick_at))
         return claimed
+
+    def claim_release(self, key: str, job_id: str) -> bool:
+        """Let go of a unique job's key if that job holds it."""
+        released: bool = self._run(claim_release(key, job_id))
+        return released
 
     def status_set(self, job_id: str, status: str, *, queue: str, task: str | None = None,
                    attempts: int = 0, error: str | None = None, result: Any = None,

@@ -39,9 +39,11 @@ class LimitsOps(Protocol):
 
 
 class JobsOps(Protocol):
-    """Cron tick claims and job status."""
+    """Cron tick claims, unique-job claims and job status."""
 
     async def cron_claim(self, schedule: str, tick_at: int) -> bool: ...
+
+    async def claim_release(self, key: str, job_id: str) -> bool: ...
 
     async def status_set_many(self, statuses: Sequence[JobStatus]) -> None: ...
 
@@ -99,5 +101,5 @@ class Source(Protocol):
                                 ) -> list[EntryResult]: ...
 
     async def retry(self, queue_name: str, receipt_handle: str, delay_seconds: int,
-                    error: str | None = None, *, dead_letter: bool = False
-                    ) -> EntryResult: ...
+                    error: str | None = None, *, dead_letter: bool = False,
+                    snooze: bool = False) -> EntryResult: ...

@@ -129,11 +129,13 @@ class Client:
         return self.run(c.change_visibility(queue_name, entries))
 
     def retry(self, queue_name: str, receipt_handle: str, delay_seconds: int,
-              error: str | None = None, *, dead_letter: bool = False) -> EntryResult:
+              error: str | None = None, *, dead_letter: bool = False,
+              snooze: bool = False) -> EntryResult:
         """End a lease and redeliver after `delay_seconds`, keeping the receive count (with
-        `dead_letter`: move it to the queue's dead-letter queue now)."""
+        `dead_letter`: move it to the queue's dead-letter queue now; `snooze`: give back the
+        receive that leased it)."""
         return self.run(c.retry(queue_name, receipt_handle, delay_seconds, error,
-                                dead_letter))
+                                dead_letter, snooze))
 
     def peek(self, queue_name: str, limit: int = 10, after: str | None = None
              ) -> list[PeekedMessage]:

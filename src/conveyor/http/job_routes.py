@@ -153,6 +153,29 @@ async def cron_claim(request: CronClaimRequest, broker: BrokerDep) -> Response:
     return json_response({"claimed": claimed})
 
 
+# unique-job claims ------------------------------------------------------------------
+class ClaimReleaseRequest(_In):
+    """Let go of a unique job's key if that job still holds it."""
+
+    key: str = Field(description="The claim's key, 1-512 characters.")
+    job_id: str
+
+
+class ClaimReleaseOut(BaseModel):
+    """Whether the job held the key (and no longer does)."""
+
+    released: bool
+
+
+@router.post("/v1/jobs/claims/release", response_model=ClaimReleaseOut,
+             responses=errors(400, 422))
+async def claim_release(request: ClaimReleaseRequest, broker: BrokerDep) -> Response:
+    """Free a unique job's key: the worker calls it when the job ended in a state outside
+    its `by_state`, so the next enqueue of the same key is stored."""
+    released = await broker.jobs.claim_release(request.key, request.job_id)
+    return json_response({"released": released})
+
+
 # job status -------------------------------------------------------------------------
 class JobStatusFields(_In):
     """A job's status to record."""
@@ -164,6 +187,8 @@ class JobStatusFields(_In):
     error: str | None = Field(None, description="The last error (cut at 16 KiB).")
     result: Any = Field(None, description="Any JSON value, up to 1 MiB.")
     keep_seconds: int = Field(86_400, description="Kept this long after this update.")
+    progress: Any = Field(None, description="A running job's progress report (any JSON "
+                                            "value, up to 16 KiB); none keeps the last.")
 
 
 class JobStatusIn(JobStatusFields):
@@ -190,6 +215,7 @@ class JobStatusOut(BaseModel):
     result: Any
     keep_seconds: int
     updated_at: int
+    progress: Any = None
 
 
 class JobCountsOut(BaseModel):
@@ -200,7 +226,7 @@ class JobCountsOut(BaseModel):
 
 def _status(job_id: str, s: JobStatusFields) -> JobStatus:
     return JobStatus(job_id, s.status, s.queue, s.task, s.attempts, s.error, s.result,
-                     s.keep_seconds)
+                     s.keep_seconds, progress=s.progress)
 
 
 @router.put("/v1/jobs/{job_id}", status_code=204, response_class=Response,

@@ -76,7 +76,8 @@ async def retry(queue: str, request: RetryRequest, broker: BrokerDep) -> Respons
     recording `error` (a worker's retry with backoff); `dead_letter` moves it to the
     queue's dead-letter queue now."""
     result = await broker.retry(queue, request.receipt_handle, request.delay_seconds,
-                                request.error, dead_letter=request.dead_letter)
+                                request.error, dead_letter=request.dead_letter,
+                                snooze=request.snooze)
     return json_response(entry_json(result))
 
 

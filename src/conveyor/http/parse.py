@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from conveyor.errors import InvalidInput, InvalidMessage, MissingParameter
-from conveyor.models import Body, BodyKind, MessageAttribute, SendEntry
+from conveyor.models import Body, BodyKind, Claim, MessageAttribute, SendEntry
 
 # orjson turns integers beyond 64 bits into floats; a body must come back exactly as sent,
 # so requests with a run of 20 digits take the (exact, slower) standard library parser.
@@ -26,7 +26,7 @@ from conveyor.models import Body, BodyKind, MessageAttribute, SendEntry
 _DIGITS_AS_ZERO = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))
 _LONG_RUN = b"0" * 20
 _SEND_FIELDS = frozenset({"body", "delay_seconds", "attributes", "priority",
-                          "deduplication_id", "group_id"})
+                          "deduplication_id", "group_id", "claim"})
 
 
 class MalformedJson(InvalidInput):
@@ -99,8 +99,18 @@ def send_entries(data: Any) -> list[SendEntry]:
             priority=m.get("priority", 0),
             deduplication_id=m.get("deduplication_id"),
             group_id=m.get("group_id"),
+            claim=None if m.get("claim") is None else claim_in(m["claim"], index),
         ))
     return entries
+
+
+def claim_in(value: Any, index: int) -> Claim:
+    """A wire claim (`{"key", "seconds", "replace"}`) as a Claim; ranges are the broker's."""
+    if type(value) is not dict or not value.keys() <= {"key", "seconds", "replace"} \
+            or "key" not in value or "seconds" not in value:
+        raise InvalidMessage("claim must be an object with key, seconds and optionally "
+                             "replace.", index=index, field="claim")
+    return Claim(value["key"], value["seconds"], value.get("replace", False))
 
 
 def _dumps(value: Any) -> str:

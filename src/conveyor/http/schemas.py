@@ -141,6 +141,21 @@ class AttributeIn(_In):
                                                  "for Binary.")
 
 
+class ClaimIn(_In):
+    """A key the message holds for `seconds` (unique and debounced jobs)."""
+
+    key: str = Field(description="1-512 characters.")
+    seconds: int = Field(description="How long the key is held, 1 s to 366 days (never "
+                                     "less than the message's delay).")
+    replace: bool = Field(
+        default=False,
+        description="false (unique): while the key is held, a send stores nothing and "
+                    "answers the holder's id with duplicate true. true (debounce): a held "
+                    "message still delayed and never received takes this one's body, "
+                    "attributes, priority and delay (same id, duplicate true); otherwise "
+                    "this one is stored and takes the key.")
+
+
 class SendMessageIn(_In):
     """One message to send."""
 
@@ -155,6 +170,8 @@ class SendMessageIn(_In):
     deduplication_id: str | None = Field(
         default=None, description="A repeat within 5 minutes returns the first id.")
     group_id: str | None = None
+    claim: ClaimIn | None = Field(
+        default=None, description="Unique or debounced: a key this message holds.")
 
 
 class SendRequest(_In):
@@ -246,6 +263,9 @@ class RetryRequest(_In):
     error: str | None = Field(default=None, description="Why it failed (kept, 4000 chars).")
     dead_letter: bool = Field(default=False, description=(
         "Move it to the queue's dead-letter queue now (its source kept for redrive)."))
+    snooze: bool = Field(default=False, description=(
+        "Give back the receive that leased it: the receive count goes down by one (a "
+        "job that snoozes spends no attempt)."))
 
 
 class EntryResultOut(BaseModel):

@@ -120,4 +120,4 @@ def job_status_json(status: JobStatus) -> dict[str, Any]:
     return {"job_id": status.job_id, "status": status.status, "queue": status.queue,
             "task": status.task, "attempts": status.attempts, "error": status.error,
             "result": status.result, "keep_seconds": status.keep_seconds,
-            "updated_at": status.updated_at}
+            "updated_at": status.updated_at, "progress": status.progress}

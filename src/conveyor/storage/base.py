@@ -192,6 +192,13 @@ class MessageStorage(Protocol):
     async def dedup_expire(self, now: int | None, limit: int) -> int:
         """Forget deduplication ids older than the window."""
 
+    async def claim_release(self, key: str, message_id: str) -> bool:
+        """Drop a unique/debounce claim (`conveyor.storage.claims`) if that message holds
+        it (a unique job that ended in a state outside its `by_state`); True if dropped."""
+
+    async def claim_expire(self, now: int | None, limit: int) -> int:
+        """Forget up to `limit` claims past their expiry."""
+
     # move tasks ---------------------------------------------------------------------
     async def move_task_create(self, source_queue_id: int, task: MoveTask) -> None:
         """Record a new move task."""

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import NamedTuple, TypeVar
 
 from conveyor.ledger import NewDelivery
+from conveyor.models import Claim
 
 T = TypeVar("T")
 
@@ -92,6 +93,9 @@ class NewMessages:
     # What the deduplication window is keyed on: the id itself, or group and id together
     # for FIFO queues deduplicating per message group.
     dedup_keys: list[str | None]
+    # Unique/debounce claims (`conveyor.models.Claim`), None for a batch without any: the
+    # plain send path then never looks at the claims table.
+    claims: list[Claim | None] | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -103,7 +107,8 @@ class NewMessages:
 
         return NewMessages(take(self.ids), take(self.bodies), take(self.kinds),
                            take(self.attributes), take(self.priorities), take(self.delays_ms),
-                           take(self.group_ids), take(self.dedup_ids), take(self.dedup_keys))
+                           take(self.group_ids), take(self.dedup_ids), take(self.dedup_keys),
+                           None if self.claims is None else take(self.claims))
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +155,8 @@ class MessageRetryParams:
     error: str | None
     now: int | None
     dead_letter_queue_id: int | None = None
+    # A snooze: the receive that leased it is given back (no attempt spent).
+    refund: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,6 +237,7 @@ class JobRow(NamedTuple):
     result: str | None
     keep_seconds: int
     progress: int  # a write behind the stored row's progress is ignored
+    report: str | None = None  # the job's own progress report, as JSON text
 
 
 @dataclass(frozen=True, slots=True)

@@ -86,11 +86,12 @@ def task_from_json(text: str) -> MoveTask:
 
 
 def job_status_from_row(row: Row) -> JobStatus:
-    """(id, status, queue, task, attempts, error, result, keep_seconds, updated_at)."""
-    result = row[6]
+    """(id, status, queue, task, attempts, error, result, keep_seconds, updated_at,
+    report)."""
+    result, report = row[6], row[9]
     return JobStatus(row[0], row[1], row[2], row[3], int(row[4]), row[5],
                      None if result is None else orjson.loads(result), int(row[7]),
-                     int(row[8]))
+                     int(row[8]), None if report is None else orjson.loads(report))
 
 
 def delivery_from_row(row: Row) -> Delivery:

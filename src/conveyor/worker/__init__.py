@@ -4,11 +4,22 @@ Import from here (or `conveyor` for `App`); the submodules are one concept each.
 """
 
 from conveyor.worker.app import App, CronEntry
-from conveyor.worker.exceptions import Cancel, Retry, TaskTimeout
+from conveyor.worker.context import JobContext, current_job, progress
+from conveyor.worker.exceptions import (
+    Cancel,
+    JobCancelled,
+    JobFailed,
+    JobNotTracked,
+    JobTimeout,
+    Retry,
+    Snooze,
+    TaskTimeout,
+)
 from conveyor.worker.middleware import Middleware, TraceContext, current_traceparent
 from conveyor.worker.rates import Rate
 from conveyor.worker.runner import Worker, WorkerOptions
 from conveyor.worker.task import Job, JobCall, Received, Task, TaskOptions
+from conveyor.worker.unique import Unique
 
 __all__ = [
     "App",
@@ -16,15 +27,24 @@ __all__ = [
     "CronEntry",
     "Job",
     "JobCall",
+    "JobCancelled",
+    "JobContext",
+    "JobFailed",
+    "JobNotTracked",
+    "JobTimeout",
     "Middleware",
     "Rate",
     "Received",
     "Retry",
+    "Snooze",
     "Task",
     "TaskOptions",
     "TaskTimeout",
     "TraceContext",
+    "Unique",
     "Worker",
     "WorkerOptions",
+    "current_job",
     "current_traceparent",
+    "progress",
 ]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, ParamSpec, Protocol, TypeVar, overload
 
 from croniter import croniter
@@ -31,10 +31,13 @@ from conveyor.models import SendEntry, SendResult
 from conveyor.worker.middleware import Middleware, default_middleware
 from conveyor.worker.portal import Portal
 from conveyor.worker.rates import Rate
+from conveyor.worker.results import wait_result
 from conveyor.worker.task import DEFAULT_QUEUE, Job, JobCall, Task, TaskOptions
+from conveyor.worker.unique import Unique
 
 P = ParamSpec("P")
 R = TypeVar("R")
+T = TypeVar("T")
 
 MAX_BATCH = 1000
 DLQ_SUFFIX = "-dlq"
@@ -126,7 +129,9 @@ class App:
              global_concurrency: int | None = ..., max_retries: int = ...,
              retry_backoff: bool | float = ..., retry_backoff_max: float = ...,
              timeout: float | None = ..., priority: int = ..., track: bool = ...,
-             keep_result: int | None = ...) -> TaskDecorator: ...
+             keep_result: int | None = ..., unique: Unique | bool | None = ...,
+             debounce: int | None = ..., debounce_key: Callable[..., str] | None = ...
+             ) -> TaskDecorator: ...
 
     def task(self, fn: Callable[..., Any] | None = None, *, name: str | None = None,
              queue: str = DEFAULT_QUEUE, rate_limit: str | None = None,
@@ -135,7 +140,9 @@ class App:
              global_concurrency: int | None = None, max_retries: int = 3,
              retry_backoff: bool | float = True, retry_backoff_max: float = 600.0,
              timeout: float | None = None, priority: int = 0, track: bool = False,
-             keep_result: int | None = None) -> Any:
+             keep_result: int | None = None, unique: Unique | bool | None = None,
+             debounce: int | None = None, debounce_key: Callable[..., str] | None = None
+             ) -> Any:
         """Register a task (sync or async function).
 
         - `queue`: where its jobs go (created on first use, with a `<queue>-dlq`).
@@ -150,6 +157,12 @@ class App:
           job fails and is retried while the thread finishes on its own).
         - `priority`: 0-9, higher first. `track`: record status; `keep_result`: also keep
           the return value this many seconds (implies `track`).
+        - `unique`: `Unique(by_args=, key=, by_queue=, by_period=, by_state=)` or True (by
+          task and arguments): an enqueue whose key a live job holds returns that job
+          (`duplicate=True`) and stores nothing; see `conveyor.worker.unique`.
+        - `debounce`: a window in seconds; an enqueue inside it replaces the waiting job's
+          arguments, and the job runs once, the window after the last enqueue. The key is
+          the task, or `debounce_key(*args, **kwargs)`.
         """
         backoff = 0.0 if retry_backoff is False else 1.0 if retry_backoff is True \
             else float(retry_backoff)
@@ -166,7 +179,9 @@ class App:
             global_concurrency=global_concurrency, max_retries=max_retries,
             retry_backoff=backoff, retry_backoff_max=retry_backoff_max, timeout=timeout,
             priority=priority, track=track or keep_result is not None,
-            keep_result=keep_result)
+            keep_result=keep_result,
+            unique=Unique() if unique is True else unique or None,
+            debounce=debounce, debounce_key=debounce_key)
 
         def register(f: Callable[..., Any]) -> Task[Any, Any]:
             task_name = name or f.__name__
@@ -299,9 +314,11 @@ class App:
                     await self.ensure_queue(queue)
                     results = await send_batch(queue, entries)
                 for i, result in zip(chunk, results):
-                    jobs[i] = Job(result.id, calls[i].task, queue, result.duplicate)
+                    jobs[i] = Job(result.id, calls[i].task, queue, result.duplicate, self)
         done = [job for job in jobs if job is not None]
-        tracked = [(c, j) for c, j in zip(calls, done) if self._tracks(c.task)]
+        # A duplicate changed nothing: its job's status is the earlier enqueue's.
+        tracked = [(c, j) for c, j in zip(calls, done)
+                   if not j.duplicate and self._tracks(c.task)]
         if tracked:
             await set_statuses([
                 JobStatus(j.id, "queued", j.queue, j.task) for _, j in tracked])
@@ -328,9 +345,27 @@ class App:
             raise InvalidInput("enqueue(connection=...) from synchronous code takes a "
                                "psycopg Connection; with an async one use aenqueue_with.",
                                field="connection")
+        return self._sync(self.send(calls, connection=connection))
+
+    def _sync(self, coro: Coroutine[Any, Any, T]) -> T:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            coro.close()
+            raise RuntimeError("This call blocks: in async code await its async form.")
         if self._portal is None:
             self._portal = Portal()
-        return self._portal.call(self.send(calls, connection=connection))
+        return self._portal.call(coro)
+
+    async def result(self, job_id: str, timeout: float | None = None) -> Any:
+        """Wait for a tracked job to end and return its result (see `Job.result`)."""
+        return await wait_result(await self.source(), job_id, timeout)
+
+    def result_sync(self, job_id: str, timeout: float | None = None) -> Any:
+        """`result` from synchronous code (through the private event loop thread)."""
+        return self._sync(self.result(job_id, timeout))
 
     async def job_status(self, job_id: str) -> JobStatus | None:
         """A tracked job's status (queued, running, succeeded, failed, dead, cancelled)."""

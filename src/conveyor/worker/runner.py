@@ -22,7 +22,9 @@ import contextlib
 import contextvars
 import functools
 import logging
+import math
 import os
+import threading
 import time
 import uuid
 from collections.abc import Awaitable, Sequence
@@ -41,7 +43,8 @@ from conveyor.models import (
 )
 from conveyor.worker.app import DLQ_SUFFIX, App
 from conveyor.worker.batching import Batcher
-from conveyor.worker.exceptions import Cancel, Retry, TaskTimeout
+from conveyor.worker.context import CURRENT, JobContext
+from conveyor.worker.exceptions import Cancel, Retry, Snooze, TaskTimeout
 from conveyor.worker.heartbeat import Beater
 from conveyor.worker.lanes import Lanes
 from conveyor.worker.rates import RateLimiter, Slots
@@ -280,13 +283,22 @@ class _QueueRunner:
                 await middleware.before_process(self.app, job)
             if options.track:
                 self._status(job, task, "running")
-            result = await self._call(task, job)
+                # Only tracked jobs can report progress: a plain job pays nothing here.
+                token = CURRENT.set(JobContext(
+                    job.id, job.task, self.queue, job.attempt, options.keep_result or 86400,
+                    self.s.statuses.add, asyncio.get_running_loop(), threading.get_ident()))
+                try:
+                    result = await self._call(task, job)
+                finally:
+                    CURRENT.reset(token)
+            else:
+                result = await self._call(task, job)
         except (Exception, asyncio.CancelledError) as exc:
             error = exc
             if isinstance(exc, asyncio.CancelledError):
                 raise
             self.s.worker.tally.ran(self.queue, task.name, time.perf_counter() - began,
-                                    failed=not isinstance(exc, (Retry, Cancel)))
+                                    failed=not isinstance(exc, (Retry, Cancel, Snooze)))
             await self._settle_failure(job.message, job, options, exc, task)
         else:
             self.s.worker.tally.ran(self.queue, task.name, time.perf_counter() - began,
@@ -296,13 +308,15 @@ class _QueueRunner:
             if options.track:
                 keep = options.keep_result
                 self._status(job, task, "succeeded", result=result if keep else None)
+            if job.unique is not None:
+                await self._release_unique(job, options, "succeeded")
         finally:
             if slot_key is not None:
                 await _quietly(self.s.slots.release(slot_key))
             for middleware in reversed(self.app.middleware):
                 await _quietly(middleware.after_process(
                     self.app, job, result,
-                    None if isinstance(error, (Retry, Cancel)) else error))
+                    None if isinstance(error, (Retry, Cancel, Snooze)) else error))
 
     async def _take_tokens(self, job: Received, task: Task[Any, Any]) -> None:
         options = task.options
@@ -342,10 +356,15 @@ class _QueueRunner:
         handle = message.receipt_handle
         error = f"{type(exc).__name__}: {exc}"[:4000]
         track = options.track and job is not None
+        if isinstance(exc, Snooze):
+            await self._snooze(message, exc)
+            return
         if isinstance(exc, Cancel):
             self.acks.add(handle)
             if track and job is not None:
                 self._status(job, task, "cancelled", error=error)
+            if job is not None and job.unique is not None:
+                await self._release_unique(job, options, "cancelled")
             return
         self.s.worker.failed += 1
         if is_final(options, attempt):
@@ -354,6 +373,8 @@ class _QueueRunner:
             if track and job is not None:
                 self._status(job, task, "dead", error=error)
             await self._dead_letter(message, attempt, error)
+            if job is not None and job.unique is not None:
+                await self._release_unique(job, options, "dead")
             return
         delay = exc.delay if isinstance(exc, Retry) and exc.delay is not None else \
             backoff_seconds(options, attempt)
@@ -365,6 +386,28 @@ class _QueueRunner:
             await self.source.retry(self.queue, handle, int(max(0, delay)), error)
         except Exception:
             log.exception("retry of %s failed; it comes back after its lease", message.id)
+
+    async def _snooze(self, message: Message, snooze: Snooze) -> None:
+        # Back later with the receive given back, so no attempt is spent; the tracked
+        # status stays "running" (the next run writes the same attempt again).
+        delay = int(max(0, math.ceil(snooze.seconds)))
+        try:
+            await self.source.retry(self.queue, message.receipt_handle, delay,
+                                    f"snoozed for {delay} s", snooze=True)
+        except Exception:
+            log.exception("snoozing %s failed; it comes back after its lease", message.id)
+
+    async def _release_unique(self, job: Received, options: TaskOptions, state: str
+                              ) -> None:
+        # A unique job ending in a state outside its by_state frees its key for the next
+        # enqueue (a job whose task is not unique here, or lost, keeps it until it lapses).
+        unique = options.unique
+        if job.unique is None or unique is None or state in unique.by_state:
+            return
+        try:
+            await self.source.jobs.claim_release(job.unique, job.id)
+        except Exception:
+            log.exception("releasing the unique key of %s failed; it lapses in time", job.id)
 
     async def _dead_letter(self, message: Message, attempt: int, error: str) -> None:
         handle = message.receipt_handle

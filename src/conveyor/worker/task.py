@@ -16,8 +16,9 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 from conveyor.errors import InvalidInput
-from conveyor.models import Body, Message, MessageAttribute, SendEntry
+from conveyor.models import Body, Claim, Message, MessageAttribute, SendEntry
 from conveyor.worker.rates import Rate
+from conveyor.worker.unique import Unique, debounce_claim, unique_claim
 
 if TYPE_CHECKING:
     from conveyor.worker.app import App
@@ -45,6 +46,9 @@ class TaskOptions:
     priority: int = 0
     track: bool = False
     keep_result: int | None = None
+    unique: Unique | None = None
+    debounce: int | None = None
+    debounce_key: Callable[..., str] | None = None
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
@@ -56,16 +60,45 @@ class TaskOptions:
             raise InvalidInput("max_retries must be between 0 and 999.", field="max_retries")
         if not 0 <= self.priority <= 9:
             raise InvalidInput("priority must be between 0 and 9.", field="priority")
+        if self.debounce is not None and (
+                isinstance(self.debounce, bool) or not isinstance(self.debounce, int)
+                or not 1 <= self.debounce <= 366 * 86_400):
+            raise InvalidInput("debounce must be whole seconds, 1 s to 366 days.",
+                               field="debounce")
+        if self.debounce_key is not None and self.debounce is None:
+            raise InvalidInput("debounce_key needs debounce.", field="debounce_key")
+        if self.debounce is not None and self.unique is not None:
+            raise InvalidInput("A task is unique or debounced, not both.", field="debounce")
 
 
 @dataclass(frozen=True, slots=True)
 class Job:
-    """An enqueued job: its id (the message id) and whether a deduplication id matched."""
+    """An enqueued job: its id (the message id), and `duplicate` when nothing new was
+    stored: a deduplication id or a unique job's key matched an earlier job (this is that
+    job), or a debounced enqueue replaced the waiting job's arguments (same id)."""
 
     id: str
     task: str
     queue: str
     duplicate: bool = False
+    app: App | None = field(default=None, repr=False, compare=False)
+
+    async def result(self, timeout: float | None = None) -> Any:
+        """Wait for the job to end; its result (None unless the task has `keep_result`).
+
+        Raises `JobFailed` (dead), `JobCancelled`, `JobNotTracked` (the task does not
+        track status) or, after `timeout` seconds, `JobTimeout` (see `worker.results`)."""
+        return await self._app().result(self.id, timeout)
+
+    def wait(self, timeout: float | None = None) -> Any:
+        """`result` from synchronous code."""
+        return self._app().result_sync(self.id, timeout)
+
+    def _app(self) -> App:
+        if self.app is None:
+            raise RuntimeError("This Job was not made by an App's enqueue; use "
+                               "App.result(job_id).")
+        return self.app
 
 
 @dataclass(slots=True)
@@ -80,13 +113,18 @@ class JobCall:
     priority: int = 0
     deduplication_id: str | None = None
     attributes: dict[str, MessageAttribute] = field(default_factory=dict)
+    claim: Claim | None = None
 
     def entry(self) -> SendEntry:
-        """The message that carries this job."""
-        return SendEntry(Body.of({"task": self.task, "args": list(self.args),
-                                  "kwargs": dict(self.kwargs)}),
-                         delay_seconds=self.delay_seconds, attributes=self.attributes,
-                         priority=self.priority, deduplication_id=self.deduplication_id)
+        """The message that carries this job (a unique job's body names its key, so the
+        worker can release it)."""
+        body: dict[str, Any] = {"task": self.task, "args": list(self.args),
+                                "kwargs": dict(self.kwargs)}
+        if self.claim is not None and not self.claim.replace:
+            body["unique"] = self.claim.key
+        return SendEntry(Body.of(body), delay_seconds=self.delay_seconds,
+                         attributes=self.attributes, priority=self.priority,
+                         deduplication_id=self.deduplication_id, claim=self.claim)
 
 
 @dataclass(slots=True)
@@ -97,6 +135,7 @@ class Received:
     task: str
     args: list[Any]
     kwargs: dict[str, Any]
+    unique: str | None = None
 
     @property
     def id(self) -> str:
@@ -118,7 +157,9 @@ class Received:
         kwargs = data.get("kwargs") or {}
         if not isinstance(args, list) or not isinstance(kwargs, dict):
             raise ValueError("A job's 'args' must be a list and 'kwargs' an object.")
-        return cls(message, data["task"], args, kwargs)
+        unique = data.get("unique")
+        return cls(message, data["task"], args, kwargs,
+                   unique if isinstance(unique, str) else None)
 
 
 def delay_of(delay: float | None, at: datetime | None, now: float) -> int | None:
@@ -156,10 +197,23 @@ class Task(Generic[P, R]):
              delay: float | None = None, at: datetime | None = None,
              priority: int | None = None, deduplication_id: str | None = None) -> JobCall:
         """The job for these arguments (not sent yet)."""
-        return JobCall(self.name, self.options.queue, list(args), dict(kwargs),
-                       delay_of(delay, at, self.app.wall_time()),
-                       self.options.priority if priority is None else priority,
-                       deduplication_id)
+        options = self.options
+        now = self.app.wall_time()
+        delay_seconds = delay_of(delay, at, now)
+        claim: Claim | None = None
+        if options.unique is not None:
+            claim = unique_claim(options.unique, self.name, options.queue, args, kwargs,
+                                 now, delay_seconds, options.keep_result or 86_400)
+        elif options.debounce is not None:
+            if delay_seconds is not None:
+                raise InvalidInput("A debounced task runs its window after the last "
+                                   "enqueue: give no delay= or at=.", field="delay")
+            claim = debounce_claim(self.name, options.debounce, options.debounce_key,
+                                   args, kwargs)
+            delay_seconds = options.debounce
+        return JobCall(self.name, options.queue, list(args), dict(kwargs), delay_seconds,
+                       options.priority if priority is None else priority,
+                       deduplication_id, claim=claim)
 
     def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job:
         """Send a job from synchronous code; its `Job` (id). In async code, `aenqueue`.

@@ -90,23 +90,24 @@ WHERE (schedule, tick_at) IN (
 -- A write behind the stored progress changes nothing (see broker.jobs.progress), unless
 -- the stored job is dead (a redrive starts it over) or its row has expired.
 INSERT INTO conveyor_jobs AS j (id, queue, task, status, attempts, error, result,
-                                keep_seconds, updated_at, expires_at, progress)
+                                keep_seconds, updated_at, expires_at, progress, report)
 SELECT b.id, b.queue, b.task, b.status, b.attempts, b.error, b.result, b.keep,
-       t.now, t.now + b.keep::bigint * 1000, b.progress
+       t.now, t.now + b.keep::bigint * 1000, b.progress, b.report
 FROM (SELECT COALESCE($9::bigint, conveyor_now_ms()) AS now) t,
      unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::integer[], $6::text[],
-            $7::text[], $8::integer[], $10::integer[])
-         AS b(id, queue, task, status, attempts, error, result, keep, progress)
+            $7::text[], $8::integer[], $10::integer[], $11::text[])
+         AS b(id, queue, task, status, attempts, error, result, keep, progress, report)
 ON CONFLICT (id) DO UPDATE SET
     queue = EXCLUDED.queue, task = EXCLUDED.task, status = EXCLUDED.status,
     attempts = EXCLUDED.attempts, error = EXCLUDED.error, result = EXCLUDED.result,
     keep_seconds = EXCLUDED.keep_seconds, updated_at = EXCLUDED.updated_at,
-    expires_at = EXCLUDED.expires_at, progress = EXCLUDED.progress
+    expires_at = EXCLUDED.expires_at, progress = EXCLUDED.progress,
+    report = COALESCE(EXCLUDED.report, j.report)
 WHERE EXCLUDED.progress >= j.progress OR j.status = 'dead'
    OR j.expires_at <= EXCLUDED.updated_at;
 
 -- name: job_get
-SELECT id, status, queue, task, attempts, error, result, keep_seconds, updated_at
+SELECT id, status, queue, task, attempts, error, result, keep_seconds, updated_at, report
 FROM conveyor_jobs
 WHERE id = $1 AND expires_at > COALESCE($2::bigint, conveyor_now_ms());
 

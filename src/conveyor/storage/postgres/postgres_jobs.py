@@ -81,7 +81,8 @@ class PostgresJobs(PostgresBase):
         await self._execute(Q["job_put_many"], [r.job_id for r in rows], [r.queue for r in rows],
             [r.task for r in rows], [r.status for r in rows], [r.attempts for r in rows],
             [r.error for r in rows], [r.result for r in rows],
-            [r.keep_seconds for r in rows], now, [r.progress for r in rows])
+            [r.keep_seconds for r in rows], now, [r.progress for r in rows],
+            [r.report for r in rows])
 
     async def job_get(self, job_id: str, now: int | None) -> JobStatus | None:
         """One unexpired status."""

@@ -27,7 +27,7 @@ from conveyor.models import (
     SendResult,
     TableHealth,
 )
-from conveyor.storage import dedup, rows
+from conveyor.storage import claims, dedup, rows
 from conveyor.storage.base import (
     Lease,
     MessageMoveParams,
@@ -225,7 +225,7 @@ class PostgresStorage(PostgresJobs, PostgresLedger, PostgresKeys, PostgresWorker
         transaction (FIFO ones under the queue's advisory lock)."""
         queue_id, batch, now, fifo = params.queue_id, params.messages, params.now, params.fifo
         q = await self._q(queue_id)
-        if not fifo and not any(batch.dedup_keys):
+        if not fifo and batch.claims is None and not any(batch.dedup_keys):
             await self._insert(None, q, queue_id, batch, now)
             return [SendResult(i) for i in batch.ids]
         async with self._tx() as conn:
@@ -243,6 +243,10 @@ class PostgresStorage(PostgresJobs, PostgresLedger, PostgresKeys, PostgresWorker
                         Q["dedup_get"], queue_id, lost)}
             results, keep = dedup.resolve(batch, first, won, earlier)
             kept = batch if len(keep) == len(batch) else batch.pick(keep)
+            if kept.claims is not None:
+                claimed, keep = await self._claim(conn, q, queue_id, kept, now)
+                results = claims.merge(results, claimed)
+                kept = kept if len(keep) == len(kept) else kept.pick(keep)
             if not kept.ids:
                 inserted: list[SendResult] = []
             elif fifo:
@@ -253,6 +257,34 @@ class PostgresStorage(PostgresJobs, PostgresLedger, PostgresKeys, PostgresWorker
                 await self._insert(conn, q, queue_id, kept, now)
                 inserted = [SendResult(i) for i in kept.ids]
         return dedup.fill(results, inserted)
+
+    @staticmethod
+    async def _claim(conn: Executor, q: dict[str, str], queue_id: int, batch: NewMessages,
+                     now: int | None) -> tuple[list[SendResult | None], list[int]]:
+        """The claims step of a send (see `storage.claims`), inside its transaction."""
+        p = claims.plan(batch)
+        won: set[str] = set()
+        holders: dict[str, str] = {}
+        replaced: dict[str, str] = {}
+        if p.unique:
+            keys, at = list(p.unique), list(p.unique.values())
+            won = {r[0] for r in await conn.fetch(
+                Q["claim_take"], now, keys, [batch.ids[i] for i in at],
+                [claims.lifetime_ms(batch, i) for i in at])}
+            lost = [k for k in keys if k not in won]
+            if lost:
+                holders = {r[0]: str(r[1]) for r in await conn.fetch(Q["claim_get"], lost)}
+        if p.debounce:
+            keys, at = list(p.debounce), list(p.debounce.values())
+            replaced = {r[0]: str(r[1]) for r in await conn.fetch(
+                q["claim_replace"], now, queue_id, keys, [batch.kinds[i] for i in at],
+                [batch.bodies[i] for i in at], [batch.attributes[i] for i in at],
+                [batch.priorities[i] for i in at], [batch.delays_ms[i] for i in at])}
+            await conn.execute(
+                Q["claim_put"], now, keys,
+                [replaced.get(k, batch.ids[i]) for k, i in zip(keys, at)],
+                [claims.lifetime_ms(batch, i) for i in at])
+        return claims.resolve(batch, p, won, holders, replaced)
 
     @staticmethod
     def _insert_args(queue_id: int, batch: NewMessages, now: int | None) -> tuple[Any, ...]:
@@ -336,7 +368,8 @@ class PostgresStorage(PostgresJobs, PostgresLedger, PostgresKeys, PostgresWorker
         async with self._by_id() as conn:
             status: str = await conn.execute(sql, params.queue_id, params.lease.message_id,
                                              params.lease.token, params.delay_ms, params.error,
-                                             params.now, params.dead_letter_queue_id)
+                                             params.now, params.dead_letter_queue_id,
+                                             int(params.refund))
         return not status.endswith(" 0")
 
     async def message_peek(self, params: MessagePeekParams) -> list[PeekedMessage]:
@@ -385,6 +418,14 @@ class PostgresStorage(PostgresJobs, PostgresLedger, PostgresKeys, PostgresWorker
     async def dedup_expire(self, now: int | None, limit: int) -> int:
         """Forget deduplication ids past the window."""
         return await self._execute(Q["dedup_expire"], now, limit)
+
+    async def claim_release(self, key: str, message_id: str) -> bool:
+        """Drop the key's claim if this message holds it."""
+        return await self._execute(Q["claim_release"], key, message_id) > 0
+
+    async def claim_expire(self, now: int | None, limit: int) -> int:
+        """Forget claims past their expiry."""
+        return await self._execute(Q["claim_expire"], now, limit)
 
     # move tasks ---------------------------------------------------------------------
     async def move_task_create(self, source_queue_id: int, task: MoveTask) -> None:

@@ -238,6 +238,7 @@ RETURNING m.id, m.token;
 UPDATE conveyor_messages
 SET visible_at = COALESCE($6::bigint, conveyor_now_ms()) + $4, leased = false,
     token = (random() * 9007199254740991)::bigint, last_error = $5,
+    receive_count = greatest(0, receive_count - $8::int),
     queue_id = COALESCE($7::bigint, queue_id),
     source_queue_id = CASE WHEN $7::bigint IS NULL THEN source_queue_id ELSE queue_id END
 WHERE id = $2 AND queue_id + 0 = $1 AND token = $3 AND leased;
@@ -314,3 +315,49 @@ ORDER BY started_at DESC LIMIT 100;
 
 -- name: signal_bump
 SELECT pg_notify('conveyor_wake', $1::text);
+
+-- name: claim_take
+-- Unique messages: wins each key unless a live claim holds it; returns the keys won (see
+-- storage/claims.py). A concurrent sender of the same key waits on our row, then loses.
+INSERT INTO conveyor_claims (key, message_id, expires_at)
+SELECT c.key, c.message_id, t.now + c.ms
+FROM (SELECT COALESCE($1::bigint, conveyor_now_ms()) AS now) t,
+     unnest($2::text[], $3::uuid[], $4::bigint[]) AS c(key, message_id, ms)
+ON CONFLICT (key) DO UPDATE
+    SET message_id = EXCLUDED.message_id, expires_at = EXCLUDED.expires_at
+    WHERE conveyor_claims.expires_at <= COALESCE($1::bigint, conveyor_now_ms())
+RETURNING key;
+
+-- name: claim_get
+SELECT key, message_id FROM conveyor_claims WHERE key = ANY($1::text[]);
+
+-- name: claim_replace
+-- Debounce: each held message takes the new one's content and due time, but only while it
+-- still waits (delayed, never received); one that is due or running is left alone. The
+-- row lock makes a concurrent receive wait, then skip it or find it replaced.
+UPDATE conveyor_messages m
+SET body_kind = n.kind, body = n.body, attributes = n.attributes, priority = n.priority,
+    visible_at = t.now + n.delay_ms
+FROM (SELECT COALESCE($1::bigint, conveyor_now_ms()) AS now) t,
+     unnest($3::text[], $4::smallint[], $5::text[], $6::text[], $7::smallint[],
+            $8::bigint[]) AS n(key, kind, body, attributes, priority, delay_ms),
+     conveyor_claims c
+WHERE c.key = n.key AND c.expires_at > t.now AND m.id = c.message_id
+  AND m.queue_id = $2 AND NOT m.leased AND m.receive_count = 0 AND m.visible_at > t.now
+RETURNING n.key, m.id;
+
+-- name: claim_put
+INSERT INTO conveyor_claims (key, message_id, expires_at)
+SELECT c.key, c.message_id, t.now + c.ms
+FROM (SELECT COALESCE($1::bigint, conveyor_now_ms()) AS now) t,
+     unnest($2::text[], $3::uuid[], $4::bigint[]) AS c(key, message_id, ms)
+ON CONFLICT (key) DO UPDATE
+    SET message_id = EXCLUDED.message_id, expires_at = EXCLUDED.expires_at;
+
+-- name: claim_release
+DELETE FROM conveyor_claims WHERE key = $1 AND message_id = $2::uuid;
+
+-- name: claim_expire
+DELETE FROM conveyor_claims WHERE key IN (
+    SELECT key FROM conveyor_claims
+    WHERE expires_at <= COALESCE($1::bigint, conveyor_now_ms()) LIMIT $2);

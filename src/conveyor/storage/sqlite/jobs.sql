@@ -74,18 +74,19 @@ WHERE (schedule, tick_at) IN (SELECT schedule, tick_at FROM conveyor_cron_ticks
 -- A write behind the stored progress changes nothing (see broker.jobs.progress), unless
 -- the stored job is dead (a redrive starts it over) or its row has expired.
 INSERT INTO conveyor_jobs (id, queue, task, status, attempts, error, result, keep_seconds,
-                           updated_at, expires_at, progress)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                           updated_at, expires_at, progress, report)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (id) DO UPDATE SET
     queue = excluded.queue, task = excluded.task, status = excluded.status,
     attempts = excluded.attempts, error = excluded.error, result = excluded.result,
     keep_seconds = excluded.keep_seconds, updated_at = excluded.updated_at,
-    expires_at = excluded.expires_at, progress = excluded.progress
+    expires_at = excluded.expires_at, progress = excluded.progress,
+    report = coalesce(excluded.report, conveyor_jobs.report)
 WHERE excluded.progress >= conveyor_jobs.progress OR conveyor_jobs.status = 'dead'
    OR conveyor_jobs.expires_at <= excluded.updated_at;
 
 -- name: job_get
-SELECT id, status, queue, task, attempts, error, result, keep_seconds, updated_at
+SELECT id, status, queue, task, attempts, error, result, keep_seconds, updated_at, report
 FROM conveyor_jobs
 WHERE id = :id AND expires_at > :now;
 

@@ -177,6 +177,7 @@ WHERE id = ? AND queue_id = ? AND token = ? AND leased;
 -- sides see the row as it was, so source_queue_id takes the old queue_id).
 UPDATE conveyor_messages
 SET visible_at = :now + :delay_ms, leased = 0, token = random(), last_error = :error,
+    receive_count = max(0, receive_count - :refund),
     queue_id = coalesce(:dlq_id, queue_id),
     source_queue_id = CASE WHEN :dlq_id IS NULL THEN source_queue_id ELSE queue_id END
 WHERE id = :id AND queue_id = :queue_id AND token = :token AND leased;
@@ -248,3 +249,37 @@ ON CONFLICT (queue_id) DO UPDATE SET seq = seq + 1;
 -- Only in SQLite: other processes' wake-ups are read by polling this small table when
 -- PRAGMA data_version moves. PostgreSQL delivers them by LISTEN/NOTIFY (signal_bump).
 SELECT queue_id, seq FROM conveyor_signals;
+
+-- name: claim_take
+-- Unique messages: wins the key unless a live claim holds it (see storage/claims.py).
+INSERT INTO conveyor_claims (key, message_id, expires_at)
+VALUES (:key, :message_id, :expires_at)
+ON CONFLICT (key) DO UPDATE
+    SET message_id = excluded.message_id, expires_at = excluded.expires_at
+    WHERE conveyor_claims.expires_at <= :now;
+
+-- name: claim_get
+SELECT message_id FROM conveyor_claims WHERE key = :key;
+
+-- name: claim_replace
+-- Debounce: the held message takes the new one's content and due time, but only while it
+-- still waits (delayed, never received); one that is due or running is left alone.
+UPDATE conveyor_messages
+SET body_kind = :kind, body = :body, attributes = :attributes, priority = :priority,
+    visible_at = :visible_at
+WHERE id = (SELECT message_id FROM conveyor_claims WHERE key = :key AND expires_at > :now)
+  AND queue_id = :queue_id AND leased = 0 AND receive_count = 0 AND visible_at > :now
+RETURNING id;
+
+-- name: claim_put
+INSERT INTO conveyor_claims (key, message_id, expires_at)
+VALUES (:key, :message_id, :expires_at)
+ON CONFLICT (key) DO UPDATE
+    SET message_id = excluded.message_id, expires_at = excluded.expires_at;
+
+-- name: claim_release
+DELETE FROM conveyor_claims WHERE key = :key AND message_id = :message_id;
+
+-- name: claim_expire
+DELETE FROM conveyor_claims WHERE key IN (
+        SELECT key FROM conveyor_claims WHERE expires_at <= :now LIMIT :limit);

@@ -140,7 +140,8 @@ class SqliteJobs(SqliteBase):
         """Upsert a batch in one transaction."""
         at = self._now(now)
         values = [(r.job_id, r.queue, r.task, r.status, r.attempts, r.error, r.result,
-                   r.keep_seconds, at, at + r.keep_seconds * 1000, r.progress) for r in rows]
+                   r.keep_seconds, at, at + r.keep_seconds * 1000, r.progress, r.report)
+                  for r in rows]
 
         def run(db: sqlite3.Connection) -> None:
             with self._write(db):

@@ -29,7 +29,7 @@ from conveyor.models import (
     SendResult,
     TableHealth,
 )
-from conveyor.storage import dedup, rows
+from conveyor.storage import claims, dedup, rows
 from conveyor.storage.base import (
     DEDUP_WINDOW_MS,
     Lease,
@@ -37,6 +37,7 @@ from conveyor.storage.base import (
     MessagePeekParams,
     MessageRetryParams,
     MessageSendParams,
+    NewMessages,
     QueueListParams,
     QueueRow,
     QueueUpdateParams,
@@ -63,6 +64,34 @@ def _blob(message_id: str) -> bytes:
 
 def _uid(blob: bytes) -> str:
     return str(uuid.UUID(bytes=blob))
+
+
+def _claim(db: sqlite3.Connection, queue_id: int, batch: NewMessages, at: int
+           ) -> tuple[list[SendResult | None], list[int]]:
+    """The claims step of a send (see `storage.claims`), inside its transaction."""
+    p = claims.plan(batch)
+    won: set[str] = set()
+    holders: dict[str, str] = {}
+    replaced: dict[str, str] = {}
+    for key, i in p.unique.items():
+        if db.execute(Q["claim_take"], {
+                "key": key, "message_id": _blob(batch.ids[i]), "now": at,
+                "expires_at": at + claims.lifetime_ms(batch, i)}).rowcount:
+            won.add(key)
+        else:
+            holders[key] = _uid(db.execute(Q["claim_get"], {"key": key}).fetchone()[0])
+    for key, i in p.debounce.items():
+        row = db.execute(Q["claim_replace"], {
+            "key": key, "queue_id": queue_id, "now": at, "kind": batch.kinds[i],
+            "body": batch.bodies[i], "attributes": batch.attributes[i],
+            "priority": batch.priorities[i],
+            "visible_at": at + batch.delays_ms[i]}).fetchone()
+        holder = _uid(row[0]) if row else batch.ids[i]
+        if row:
+            replaced[key] = holder
+        db.execute(Q["claim_put"], {"key": key, "message_id": _blob(holder),
+                                    "expires_at": at + claims.lifetime_ms(batch, i)})
+    return claims.resolve(batch, p, won, holders, replaced)
 
 
 class SqliteStorage(SqliteJobs, SqliteLedger, SqliteKeys, SqliteWorkers, SqliteRecipients,
@@ -213,6 +242,10 @@ class SqliteStorage(SqliteJobs, SqliteLedger, SqliteKeys, SqliteWorkers, SqliteR
                         earlier[key] = _uid(db.execute(Q["dedup_get"], args).fetchone()[0])
                 results, keep = dedup.resolve(batch, first, won, earlier)
                 kept = batch if len(keep) == len(batch) else batch.pick(keep)
+                if kept.claims is not None:
+                    claimed, keep = _claim(db, queue_id, kept, at)
+                    results = claims.merge(results, claimed)
+                    kept = kept if len(keep) == len(kept) else kept.pick(keep)
                 sequences: list[int | None] = [None] * len(kept)
                 if params.fifo and kept.ids:
                     last = db.execute(Q["counter_take"], {
@@ -319,7 +352,7 @@ class SqliteStorage(SqliteJobs, SqliteLedger, SqliteKeys, SqliteWorkers, SqliteR
         args = {"id": _blob(params.lease.message_id), "queue_id": params.queue_id,
                 "token": params.lease.token, "delay_ms": params.delay_ms,
                 "error": params.error, "now": self._now(params.now),
-                "dlq_id": params.dead_letter_queue_id}
+                "dlq_id": params.dead_letter_queue_id, "refund": int(params.refund)}
 
         def run(db: sqlite3.Connection) -> bool:
             with self._write(db):
@@ -396,6 +429,24 @@ class SqliteStorage(SqliteJobs, SqliteLedger, SqliteKeys, SqliteWorkers, SqliteR
         def run(db: sqlite3.Connection) -> int:
             with self._write(db):
                 return db.execute(Q["dedup_expire"], params).rowcount
+        return await self._run(run)
+
+    async def claim_release(self, key: str, message_id: str) -> bool:
+        """Drop the key's claim if this message holds it."""
+        params = {"key": key, "message_id": _blob(message_id)}
+
+        def run(db: sqlite3.Connection) -> bool:
+            with self._write(db):
+                return db.execute(Q["claim_release"], params).rowcount > 0
+        return await self._run(run)
+
+    async def claim_expire(self, now: int | None, limit: int) -> int:
+        """Forget claims past their expiry."""
+        params = {"now": self._now(now), "limit": limit}
+
+        def run(db: sqlite3.Connection) -> int:
+            with self._write(db):
+                return db.execute(Q["claim_expire"], params).rowcount
         return await self._run(run)
 
     # move tasks ---------------------------------------------------------------------
