@@ -94,6 +94,22 @@ class SqsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class FeedbackConfig:
+    """Which email providers may post bounces and complaints to `/v1/feedback/...`
+    (see `conveyor.notify.feedback.FeedbackSettings`)."""
+
+    sendgrid_key: str | None = None
+    postmark_secret: str | None = None
+    sns_topics: tuple[str, ...] = ()
+    soft_limit: int = 3
+
+    @property
+    def enabled(self) -> bool:
+        """Whether any provider is configured."""
+        return bool(self.sendgrid_key or self.postmark_secret or self.sns_topics)
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """Everything `conveyor serve` needs; `database_url=None` is the embedded SQLite file."""
 
@@ -104,6 +120,7 @@ class Config:
     log_json: bool = False  # one JSON object a log line (else text), each with its request id
     # trust: seals API keys' secrets at rest (sealing.py); kept out of repr, logs, tracebacks
     keys_secret: str | None = field(default=None, repr=False)
+    feedback: FeedbackConfig = field(default_factory=FeedbackConfig)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +148,9 @@ def from_env(environ: Mapping[str, str] | None = None) -> Config:
     CONVEYOR_MAX_IN_FLIGHT, CONVEYOR_MAX_DEPTH (0: none), CONVEYOR_MAX_LONG_POLLS,
     CONVEYOR_MAX_CONNECTIONS (0: from the open-files limit), CONVEYOR_ALLOWED_HOSTS
     (comma-separated), CONVEYOR_KEYS_SECRET, CONVEYOR_SQS_RELAXED,
-    CONVEYOR_SQS_CREDENTIALS (retired: refused).
+    CONVEYOR_SQS_CREDENTIALS (retired: refused); provider feedback:
+    CONVEYOR_FEEDBACK_SENDGRID_KEY, CONVEYOR_FEEDBACK_POSTMARK_SECRET,
+    CONVEYOR_FEEDBACK_SNS_TOPICS (comma-separated ARNs), CONVEYOR_FEEDBACK_SOFT_LIMIT.
     """
     env = os.environ if environ is None else environ
     server = ServerConfig(
@@ -162,6 +181,12 @@ def from_env(environ: Mapping[str, str] | None = None) -> Config:
         sqs=sqs,
         log_json=(env.get("CONVEYOR_LOG_FORMAT") or "text").lower() == "json",
         keys_secret=env.get("CONVEYOR_KEYS_SECRET") or None,
+        feedback=FeedbackConfig(
+            sendgrid_key=env.get("CONVEYOR_FEEDBACK_SENDGRID_KEY") or None,
+            postmark_secret=env.get("CONVEYOR_FEEDBACK_POSTMARK_SECRET") or None,
+            sns_topics=tuple(t.strip() for t in (env.get("CONVEYOR_FEEDBACK_SNS_TOPICS")
+                                                 or "").split(",") if t.strip()),
+            soft_limit=_int(env, "CONVEYOR_FEEDBACK_SOFT_LIMIT", 3)),
     )
 
 

@@ -82,6 +82,12 @@ class QueueNotFound(ConveyorError):
     code = "queue_not_found"
 
 
+class RecipientNotFound(ConveyorError):
+    """The recipient does not exist."""
+
+    code = "recipient_not_found"
+
+
 class QueueAlreadyExists(ConveyorError):
     """A queue with this name already exists with different attributes."""
 

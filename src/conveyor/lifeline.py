@@ -10,7 +10,8 @@ children holding its sockets, so a restarted `conveyor serve` binds its ports ag
 SIGKILL, not SIGTERM: with nobody left to restart them, children must be gone within a
 second, and what they held (leases, claimed slots) comes back by its own timeout as after
 any crash. The kernel signal fires when the *thread* that started the child ends, so
-supervisors start children from their main thread.
+supervisors start children from their main thread. A child is armed once its imports are
+done; one whose supervisor dies before that dies as soon as it gets there.
 """
 
 from __future__ import annotations

@@ -153,9 +153,10 @@ async def test_the_pointer_moves_on_and_slots_behind_it_are_emptied(postgres_url
 @pytest.mark.postgres
 async def test_a_backlog_is_moved_forward_so_its_slot_can_go(
         postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A slot behind the pointer that holds more than a lock's worth of rows: once mostly
-    consumed (here: always, COMPACT = 0), its rows not under a lease move forward in
-    batches, and then it is truncated; leased rows keep their handles."""
+    """Compaction (off by default, see COMPACT): a slot behind the pointer that holds more
+    than a lock's worth of rows, once mostly consumed (here: always, COMPACT = 0), has its
+    rows not under a lease moved forward in batches, and then it is truncated; leased rows
+    keep their handles."""
     monkeypatch.setattr(maintenance_module, "MOVE_LIMIT", 10)
     monkeypatch.setattr(maintenance_module, "COMPACT", 0)
     storage = PostgresStorage(postgres_url, maintenance=False)

@@ -155,3 +155,41 @@ def test_live_feed_over_a_socket(server: ServerProcess, api: httpx.Client) -> No
                 point = json.loads(line[6:])
                 break
     assert point["queue"] == "feed-q" and point["point"]["visible"] == 2
+
+
+def test_workers_page(browser: Any, server: ServerProcess, api: httpx.Client,
+                      tmp_path: Path) -> None:
+    """A worker's heartbeat (as a worker sends it) shows on the Workers page, reached from
+    the navigation: its queues, running jobs, schedule with its next run, task counts."""
+    buckets = [0] * 15
+    buckets[3] = 4
+    beat = {"host": "box-1", "pid": 4321, "queues": ["emails", "default"], "concurrency": 8,
+            "running": 3, "ttl_seconds": 300,
+            "schedules": [{"name": "digest|every 60000 ms", "task": "digest",
+                           "queue": "default", "schedule": "every 60 s",
+                           "next_run_at": 1_900_000_020_000}],
+            "counts": [{"queue": "emails", "task": "send_email", "runs": 4, "failures": 1,
+                        "retries": 1, "seconds": 0.2, "buckets": buckets}]}
+    assert api.put("/v1/workers/w-browser", json=beat).status_code == 204
+    page, problems = _new_page(browser)
+    page.goto(server.url + "/")
+    assert page.locator("#section-workers").inner_text().count("live workers") == 1
+    page.click("nav a[href='/ui/workers']")
+    row = page.locator('#workers tr[data-id="w-browser"]')
+    row.wait_for(timeout=10_000)
+    cells = row.locator("td").all_inner_texts()
+    assert cells[1:5] == ["box-1", "4321", "emails, default", "3 / 8"]
+    assert cells[6].endswith(" ago")
+    assert "every 60 s" in page.locator("#schedules").inner_text()
+    assert "2030-03-17 17:47:00.000Z" in page.locator("#schedules").inner_text()
+    task = page.locator('#tasks tr[data-task="send_email"] td').all_inner_texts()
+    assert task[2:6] == ["4", "1", "1", "0.050 s"]
+    screenshot(page, tmp_path, "workers")
+    # The page refreshes itself: a worker that stops leaves it without a reload.
+    page.evaluate("window.__sameDocument = true")
+    assert api.delete("/v1/workers/w-browser").status_code == 204
+    page.wait_for_selector("#no-workers", timeout=15_000)
+    assert page.evaluate("window.__sameDocument") is True
+    assert page.locator("#live.on").count() == 1
+    assert problems == []
+    page.close()

@@ -12,6 +12,7 @@ import pytest
 
 from conveyor.broker.broker import Broker
 from conveyor.dashboard.views import PAGE_SIZE
+from conveyor.heartbeats import Heartbeat, Schedule
 from conveyor.http.app import create_app
 from conveyor.http.dashboard import _event
 from conveyor.models import Body, MessageAttribute, SendEntry
@@ -107,3 +108,19 @@ async def test_forms_act_with_the_session_token(ui: tuple[httpx.AsyncClient, Bro
     assert static.status_code == 200 and b"Chart.js v3" in static.content[:200]
     assert (await http.get("/ui/static/..%2Fviews.py")).status_code == 404
     assert (await http.get("/ui/static/chart.js.LICENSE")).status_code == 200
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_workers_page_escapes_and_lists(ui: tuple[httpx.AsyncClient, Broker]) -> None:
+    http, broker = ui
+    empty = await http.get("/ui/workers")
+    assert empty.status_code == 200 and "No live workers" in empty.text
+    await broker.workers.beat(Heartbeat(HOSTILE[:200], HOSTILE[:255], 7, ("q",), 2, 1, 60.0,
+                                        (Schedule("s", HOSTILE[:200], "q", HOSTILE, 0),)))
+    page = await http.get("/ui/workers")
+    assert page.status_code == 200
+    assert "<script>alert" not in page.text and "<img src=x" not in page.text
+    assert page.text.count('<tr data-id="') == 1 and "1 / 2" in page.text
+    assert "1970-01-01 00:00:00.000Z" in page.text  # the schedule's next run
+    front = await http.get("/")
+    assert 'id="section-workers"' in front.text and "running jobs" in front.text

@@ -19,12 +19,13 @@ def test_demo_5000_passes_its_own_check(tmp_path: Path) -> None:
                           timeout=110, cwd=tmp_path, env=env)
     out = done.stdout
     assert done.returncode == 0, out + done.stderr
-    assert "5,000 (3,500 email, 1,500 web push)" in out
-    assert re.search(r"email sink\s+3,500 received, 3,500 distinct, 0 missing, "
-                     r"0 duplicated, 0 unexpected; content checked on 3,500, 0 wrong", out)
-    assert re.search(r"push sink\s+1,500 received, 1,500 distinct, 0 missing, "
-                     r"0 duplicated, 0 unexpected; content checked on 1,500, 0 wrong", out)
-    assert "PASS: every notification arrived exactly once" in out
+    assert "5,000 (3,000 email, 750 web push, 750 FCM, 500 APNs)" in out  # the default mix
+    for sink, n in (("email", "3,000"), ("push", "750"), ("fcm", "750"), ("apns", "500")):
+        assert re.search(rf"{sink} sink\s+{n} received, {n} distinct, 0 missing, "
+                         rf"0 duplicated, 0 unexpected; content checked on {n}, 0 wrong", out)
+    assert "fcm: FCM HTTP v1 peer (h2 + TLS" in out and "apns: APNs peer (h2 + TLS" in out
+    assert "PASS: every notification arrived exactly once with the right content, on email, " \
+           "web push, FCM, APNs" in out
     for line in ("wall time", "enqueue", "latency", "CPU", "bottleneck", "cost"):
         assert line in out
 
@@ -47,7 +48,8 @@ def test_demo_without_smtp_sink_uses_aiosmtpd(tmp_path: Path) -> None:
 def test_demo_with_workers_killed_loses_nothing(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     done = subprocess.run([sys.executable, "-m", "conveyor.cli.main", "demo", "--messages",
-                           "5000", "--kill-workers-every", "3", "--no-progress"],
+                           "5000", "--kill-workers-every", "3", "--mix",
+                           "email=0.7,webpush=0.3", "--no-progress"],
                           capture_output=True, text=True, timeout=110, cwd=tmp_path, env=env)
     out = done.stdout
     assert done.returncode == 0, out + done.stderr
@@ -60,3 +62,50 @@ def test_demo_with_workers_killed_loses_nothing(tmp_path: Path) -> None:
     kills, email, push, bound = (int(g.replace(",", "")) for g in crashes.groups())
     assert kills >= 2 and bound == kills * 400 and max(email, push) <= bound
     assert "PASS: none lost, right content, extra copies within the bound" in out
+
+
+@pytest.mark.slow
+def test_demo_mobile_only_mix(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    done = subprocess.run([sys.executable, "-m", "conveyor.cli.main", "demo", "--messages",
+                           "2000", "--mix", "fcm=0.6,apns=0.4", "--no-progress"],
+                          capture_output=True, text=True, timeout=110, cwd=tmp_path, env=env)
+    out = done.stdout
+    assert done.returncode == 0, out + done.stderr
+    assert "2,000 (1,200 FCM, 800 APNs)" in out
+    assert re.search(r"fcm sink\s+1,200 received, 1,200 distinct, 0 missing", out)
+    assert re.search(r"apns sink\s+800 received, 800 distinct, 0 missing", out)
+    assert "email sink" not in out and "lanes (fcm)" in out and "lanes (apns)" in out
+    assert "PASS: every notification arrived exactly once with the right content, on FCM, " \
+           "APNs" in out
+
+
+def test_mix_names_the_channels() -> None:
+    import argparse
+
+    from conveyor.cli.demo import _mix
+    from conveyor.demo.run import split
+
+    assert _mix("email=0.6,webpush=0.15,fcm=0.15,apns=0.1") == {
+        "email": 0.6, "push": 0.15, "fcm": 0.15, "apns": 0.1}
+    for bad in ("sms=1", "email=-1", "email=0", "fcm"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            _mix(bad)
+    assert split(1_000_000, {"email": 0.6, "push": 0.15, "fcm": 0.15, "apns": 0.1}) == {
+        "email": 600_000, "push": 150_000, "fcm": 150_000, "apns": 100_000}
+    assert split(7, {"fcm": 1, "apns": 1}) == {"fcm": 4, "apns": 3}
+
+
+def test_check_names_the_channel_that_went_wrong() -> None:
+    from collections import Counter
+
+    from conveyor.demo.report import Report, render_report
+
+    report = Report(messages=4, counts={"email": 2, "fcm": 2})
+    report.check({"email": ({"a", "b"}, {"received": Counter({"a": 1, "b": 1}), "bad": 0}),
+                  "fcm": ({"t1", "t2"}, {"received": Counter({"t1": 2}), "bad": 0})})
+    assert not report.ok
+    assert report.checks["fcm"]["missing"] == 1 and report.checks["fcm"]["duplicated"] == 1
+    last = render_report(report).splitlines()[-1]
+    assert last.startswith("  check") and "FAIL: FCM (1 missing, 1 duplicated" in last
+    assert "email" not in last

@@ -52,6 +52,25 @@ def _descendants(pid: int, count: int, timeout: float = 30.0) -> tuple[list[int]
     raise AssertionError(f"process {pid} never had {count} children")
 
 
+def _running(children: list[int], database_url: str, timeout: float = 30.0) -> None:
+    """Wait until each child has its database open: past its imports and armed (a child
+    dies as soon as it arms itself, but on a loaded machine its imports alone can take
+    seconds, and `test_the_parent_pid_watch_without_prctl` covers that path)."""
+    deadline = time.monotonic() + timeout
+    while not all(_has_database(pid, database_url) for pid in children):
+        assert time.monotonic() < deadline, "the children never opened the database"
+        time.sleep(0.05)
+
+
+def _has_database(pid: int, database_url: str) -> bool:
+    process = psutil.Process(pid)
+    if database_url.startswith("sqlite"):
+        path = database_url.split("///", 1)[1]
+        return any(f.path == path for f in process.open_files())
+    port = urlsplit(database_url).port or 5432
+    return any(c.raddr and c.raddr.port == port for c in process.net_connections("tcp"))
+
+
 def _tracker_leaves(tracker: list[int], timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while _alive(tracker):
@@ -82,6 +101,7 @@ def test_serve_workers_die_with_their_supervisor(database_url: str, tmp_path: Pa
     server = start_server(tmp_path / "first", args)
     try:
         children, tracker = _descendants(server.process.pid, 2)
+        _running(children, database_url)
         ports = ["--port", str(urlsplit(server.url).port)]
         if server.sqs_url is not None:
             ports += ["--sqs-port", str(urlsplit(server.sqs_url).port)]
@@ -110,7 +130,7 @@ def test_worker_pool_dies_with_its_supervisor(database_url: str, tmp_path: Path)
                                 stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
     try:
         children, _ = _descendants(pool.pid, 2)
-        time.sleep(1.0)  # let them get going (connected, consuming)
+        _running(children, database_url)
         assert len(_alive(children)) == 2, (tmp_path / "pool.log").read_text()
         took = _kill_and_time(pool, children)
     finally:
@@ -157,14 +177,19 @@ def test_the_parent_pid_watch_without_prctl(tmp_path: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.timeout(90)
 def test_demo_workers_and_peers_die_with_the_demo(tmp_path: Path) -> None:
+    database = f"sqlite:///{tmp_path}/demo.db"
     with (tmp_path / "demo.log").open("wb") as log:
         demo = subprocess.Popen([*conveyor_command(), "demo", "--messages", "200000",
-                                 "--workers", "2", "--no-smtp-sink", "--no-progress"],
+                                 "--workers", "2", "--no-smtp-sink", "--no-progress",
+                                 "--database", database],
                                 stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
     try:
-        # two peers, two delivery workers
+        # two peers (armed before they say they are ready), two delivery workers
         children, tracker = _descendants(demo.pid, 4)
-        time.sleep(1.0)
+        deadline = time.monotonic() + 30
+        while sum(_has_database(pid, database) for pid in children) < 2:
+            assert time.monotonic() < deadline, (tmp_path / "demo.log").read_text()
+            time.sleep(0.05)
         took = _kill_and_time(demo, children)
         _tracker_leaves(tracker)
     finally:

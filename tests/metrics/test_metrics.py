@@ -96,7 +96,13 @@ async def test_dead_lettered_total_and_job_counts(
     assert samples[("conveyor_messages_dead_lettered_total", (("queue", "src"),))] == 1
     assert samples[("conveyor_queue_dead_letter_messages", (("queue", "src"),))] == 1
     assert samples[("conveyor_queue_visible_messages", (("queue", "dlq"),))] == 1
-    assert ("conveyor_jobs", (("status", "queued"),)) in samples
+    assert samples[("conveyor_workers", ())] == 0
+    assert not any(name == "conveyor_jobs" for name, _ in samples)  # no tracked jobs yet
+    await broker.jobs.status_set("j1", "queued", queue="src", task="send")
+    samples = await _scrape(http)
+    labels = (("queue", "src"), ("status", "queued"), ("task", "send"))
+    assert samples[("conveyor_jobs", labels)] == 1
+    assert samples[("conveyor_jobs", (("queue", "src"), ("status", "dead"), ("task", "send")))] == 0
 
 
 async def test_request_ids(served: tuple[httpx.AsyncClient, Broker]) -> None:

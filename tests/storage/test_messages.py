@@ -248,6 +248,26 @@ async def test_delete_leased_by_id(storage: Storage, t0: int) -> None:
     assert (await storage.queue_stats(queue.id, t0 + 1_500)).total == 0
 
 
+async def test_over_received_rows_in_a_row_are_never_leased(storage: Storage,
+                                                             t0: int) -> None:
+    """Three over-received messages at the head and one fresh behind them: receives of one
+    never lease an over-received message (SQLite once leased the second of two in a row:
+    the check saw only the first `limit` rows, the claim the next ones); all three are
+    dead-lettered and the fresh one leased (PostgreSQL may answer an empty receive first)."""
+    dlq = await make_queue(storage, "dlq", t0)
+    queue = await make_queue(storage, "q", t0)
+    await send(storage, queue, t0, ["a", "b", "c"])
+    got = await storage.message_receive(receive(queue, t0, visibility_ms=1_000))
+    assert len(got) == 3
+    [fresh] = await send(storage, queue, t0 + 2_000, ["d"])
+    params = receive(queue, t0 + 2_000, limit=1, max_receive_count=1, dlq=dlq)
+    taken: list[Message] = []
+    for _ in range(4):
+        taken += await storage.message_receive(params)
+    assert [(m.id, m.receive_count) for m in taken] == [(fresh, 1)]
+    assert (await storage.queue_stats(queue.id, t0 + 2_000)).dead_letters == 3
+
+
 async def test_retry_into_the_dead_letter_queue(storage: Storage, t0: int) -> None:
     dlq = await make_queue(storage, "dlq", t0)
     queue = await make_queue(storage, "q", t0)

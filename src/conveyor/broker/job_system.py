@@ -189,6 +189,11 @@ class Jobs:
         found = await self._broker.storage.job_counts(queue, self._broker.now())
         return {status: found.get(status, 0) for status in JOB_STATUSES}
 
+    async def status_counts_by_task(self) -> dict[tuple[str, str, str], int]:
+        """How many jobs are in each status, by (queue, task, status); statuses with no
+        job are left out, and a job recorded without a task name counts under task ""."""
+        return await self._broker.storage.job_counts_by_task(self._broker.now())
+
     async def expire(self, now: int | None = None) -> int:
         """Drop statuses past their keep time (and cron ticks claimed over a week ago); called
         by `Broker.sweep`. Returns how many statuses went."""

@@ -1,5 +1,5 @@
 """Retention: delete messages past their queue's retention, and let the job system, the
-rate limits and the delivery ledger expire their old rows."""
+rate limits, worker heartbeats and the delivery ledger expire their old rows."""
 
 from __future__ import annotations
 
@@ -35,7 +35,9 @@ async def sweep(broker: Broker) -> int:
     await storage.dedup_expire(broker.now(), 10_000)
     await broker.jobs.expire()
     await broker.limits.expire()
+    await broker.workers.expire()
     await broker.ledger.expire()
+    await broker.recipients.expire()
     return removed
 
 

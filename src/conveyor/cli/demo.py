@@ -15,8 +15,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                       help="notifications to send (default 1,000,000)")
     demo.add_argument("--database", metavar="URL",
                       help="default: a fresh embedded SQLite file; or postgresql://...")
-    demo.add_argument("--mix", default="email=0.7,push=0.3", type=_mix,
-                      help="channel shares (default email=0.7,push=0.3)")
+    demo.add_argument("--mix", default="email=0.6,webpush=0.15,fcm=0.15,apns=0.1",
+                      type=_mix, help="channel shares of email, webpush (or push), fcm and "
+                      "apns (default email=0.6,webpush=0.15,fcm=0.15,apns=0.1)")
     demo.add_argument("--cost-per-hour", type=float, default=0.05, metavar="USD",
                       help="the machine's price, for the cost estimate (default 0.05)")
     demo.add_argument("--workers", type=int, default=0,
@@ -35,14 +36,17 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def _mix(text: str) -> dict[str, float]:
+    """`email=0.6,webpush=0.15,...` as shares by the demo's channel names."""
     try:
-        mix = {k.strip(): float(v) for k, v in (p.split("=") for p in text.split(","))}
+        mix = {k.strip().replace("webpush", "push"): float(v)
+               for k, v in (p.split("=") for p in text.split(","))}
     except ValueError:
-        raise argparse.ArgumentTypeError("write channel=share,... e.g. email=0.7,push=0.3"
+        raise argparse.ArgumentTypeError("write channel=share,... e.g. email=0.7,fcm=0.3"
                                          ) from None
-    if set(mix) - {"email", "push"} or any(v < 0 for v in mix.values()) or \
+    if set(mix) - {"email", "push", "fcm", "apns"} or any(v < 0 for v in mix.values()) or \
             not sum(mix.values()):
-        raise argparse.ArgumentTypeError("channels are email and push, shares >= 0")
+        raise argparse.ArgumentTypeError("channels are email, webpush, fcm and apns; "
+                                         "shares >= 0, not all 0")
     return mix
 
 

@@ -11,7 +11,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 import conveyor
-from conveyor.cli import commands, demo, key_commands, notify, transfer, worker
+from conveyor.cli import (
+    commands,
+    demo,
+    key_commands,
+    notify,
+    recipient_commands,
+    transfer,
+    worker,
+    workers,
+)
 from conveyor.client import Client
 from conveyor.config import (
     DEFAULT_URL,
@@ -42,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_parser(sub)
     notify.add_parsers(sub)
     key_commands.add_parsers(sub)
+    recipient_commands.add_parsers(sub)
     return parser
 
 
@@ -151,6 +161,8 @@ def _client_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     counts = job_sub.add_parser("counts", parents=[common], help="jobs in each status")
     counts.add_argument("--queue", help="one queue's jobs (default: all)")
     counts.set_defaults(client=commands.job_counts)
+
+    workers.add_parser(sub, common)
 
 
 # commands ---------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import sys
 
 from conveyor.errors import InvalidInput
@@ -16,9 +17,10 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
                                            "read status and counts")
     actions = notify.add_subparsers(dest="action", required=True, metavar="ACTION")
     send = actions.add_parser("send", help="enqueue one notification; prints its id")
-    send.add_argument("--channel", required=True, choices=["email", "push", "webhook"])
-    send.add_argument("--to", required=True,
-                      help="email address, push subscription JSON, or webhook URL")
+    send.add_argument("--channel", required=True,
+                      choices=["email", "push", "webhook", "fcm", "apns"])
+    send.add_argument("--to", required=True, help="email address, push subscription JSON, "
+                      "webhook URL, or FCM/APNs device token")
     send.add_argument("--template")
     send.add_argument("--data", type=_json_object, default={},
                       help="template data (webhook: the payload), a JSON object")
@@ -43,6 +45,21 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     worker.add_argument("--push-rate", metavar="N/PERIOD")
     worker.add_argument("--webhook-secret-env", metavar="VAR",
                         help="run the webhook channel, signing with this variable's value")
+    worker.add_argument("--fcm-credentials", metavar="JSON",
+                        help="run the fcm channel with this service account key file")
+    worker.add_argument("--fcm-url", metavar="URL", help="default https://fcm.googleapis.com")
+    worker.add_argument("--fcm-rate", metavar="N/PERIOD", default="600000/m",
+                        help="default 600000/m (FCM's project quota)")
+    worker.add_argument("--apns-key", metavar="P8", help="run the apns channel with this key")
+    worker.add_argument("--apns-key-id")
+    worker.add_argument("--apns-team-id")
+    worker.add_argument("--apns-topic", metavar="BUNDLE_ID")
+    worker.add_argument("--apns-url", metavar="URL",
+                        help="default https://api.push.apple.com (sandbox: "
+                             "https://api.sandbox.push.apple.com)")
+    worker.add_argument("--apns-rate", metavar="N/PERIOD")
+    worker.add_argument("--ca-file", metavar="PEM",
+                        help="extra certificates to trust for FCM and APNs")
     worker.add_argument("--lanes", type=int, default=4)
     worker.add_argument("--in-flight", type=int, default=400, metavar="N",
                         help="most notifications per channel handed to the provider "
@@ -61,12 +78,48 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     counts = actions.add_parser("counts", help="notifications by channel and status, and "
                                                "how many were resent after a crash")
     counts.add_argument("--channel")
-    for parser in (send, worker, status, counts):
+    bounces = actions.add_parser("bounces", help="an inbound SMTP address that applies "
+                                 "bounce (RFC 3464) and complaint (RFC 5965) reports")
+    bounces.add_argument("--listen", default="127.0.0.1:2526", metavar="HOST:PORT")
+    bounces.add_argument("--soft-limit", type=int, default=3,
+                         help="soft bounces (within a week) that suppress an address")
+    bounces.add_argument("--seconds", type=float, help="stop after this long")
+    for parser in (send, worker, status, counts, bounces):
         parser.add_argument("--database", metavar="URL", help="default: embedded SQLite")
     send.set_defaults(run=_send)
     worker.set_defaults(run=_worker)
     status.set_defaults(run=_status)
     counts.set_defaults(run=_counts)
+    bounces.set_defaults(run=_bounces)
+
+
+def _bounces(args: argparse.Namespace) -> int:
+    from conveyor.notify.feedback import FeedbackSettings
+    from conveyor.notify.inbound import BounceHandler, serve_bounces
+
+    host, _, port = args.listen.rpartition(":")
+    if not host or not port.isdigit():
+        raise InvalidInput("--listen must be host:port.", field="listen")
+
+    async def run(broker: object) -> object:
+        handler = BounceHandler(broker, FeedbackSettings(  # type: ignore[arg-type]
+            soft_limit=args.soft_limit))
+        server = await serve_bounces(handler, host, int(port))
+        bound = server.sockets[0].getsockname()
+        print(f"conveyor notify bounces: listening on {bound[0]}:{bound[1]}", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        if args.seconds is not None:
+            loop.call_later(args.seconds, stop.set)
+        await stop.wait()
+        server.close()
+        await server.wait_closed()
+        return {"reports": handler.reports, "ignored": handler.ignored}
+
+    print(json.dumps(asyncio.run(_with_broker(args.database, run))))
+    return 0
 
 
 def _json_object(text: str) -> dict[str, object]:
@@ -115,7 +168,11 @@ def _worker(args: argparse.Namespace) -> int:
         username=args.smtp_user, password=env(args.smtp_password_env),
         pool_size=args.pool_size, email_rate=args.email_rate, vapid_key=args.vapid_key,
         vapid_sub=args.vapid_sub, push_rate=args.push_rate,
-        webhook_secret=env(args.webhook_secret_env)).channels()
+        webhook_secret=env(args.webhook_secret_env), fcm_credentials=args.fcm_credentials,
+        fcm_url=args.fcm_url, fcm_rate=args.fcm_rate, apns_key=args.apns_key,
+        apns_key_id=args.apns_key_id, apns_team_id=args.apns_team_id,
+        apns_topic=args.apns_topic, apns_url=args.apns_url, apns_rate=args.apns_rate,
+        ca_file=args.ca_file).channels()
     options = DeliveryOptions(lanes=args.lanes, visibility_timeout=args.visibility_timeout,
                               in_flight=args.in_flight,
                               hold_unknown=frozenset(args.hold_unknown))

@@ -27,7 +27,7 @@ import uvicorn
 from conveyor.broker.broker import Broker
 from conveyor.config import Config
 from conveyor.forgery import is_loopback
-from conveyor.http.app import create_app
+from conveyor.http.app import create_app, feedback_settings
 from conveyor.http.listener import FileGuard, ServingLoop
 from conveyor.http.requestlog import configure_logging
 from conveyor.lifeline import die_with
@@ -186,7 +186,8 @@ async def serve_sockets(config: Config, sockets: list[socket.socket]) -> None:
         loopback = is_loopback(config.server.host)
         allowed = config.server.allowed_hosts
         apps: list[Any] = [create_app(broker, max_request_bytes=config.server.max_request_bytes,
-                                      require_keys=not loopback, allowed_hosts=allowed)]
+                                      require_keys=not loopback, allowed_hosts=allowed,
+                                      feedback=feedback_settings(config))]
         sqs_factory = sqs_app_factory() if len(sockets) > 1 else None
         if sqs_factory is not None:
             apps.append(sqs_factory(broker, account_id=config.sqs.account_id,

@@ -24,12 +24,25 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     worker.add_argument("--shutdown-grace", type=float, default=30.0, metavar="SECONDS",
                         help="how long running jobs may finish on SIGTERM (default 30)")
     worker.add_argument("--no-cron", action="store_true", help="run no cron scheduler")
+    worker.add_argument("--heartbeat", type=_positive, default=5.0, metavar="SECONDS",
+                        help="how often each worker reports itself to `conveyor workers` "
+                             "(default 5; forgotten after 3 missed beats)")
     worker.set_defaults(run=run)
     schedules = sub.add_parser("schedules", help="an App's cron and interval schedules, "
                                "with their next run")
     schedules.add_argument("app", metavar="MODULE:APP", help="e.g. myapp:app")
     schedules.add_argument("-o", "--output", choices=("table", "json"), default="table")
     schedules.set_defaults(run=list_schedules)
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.05 <= value <= 600:
+        raise argparse.ArgumentTypeError("write 0.05 to 600 seconds")
+    return value
 
 
 def _bounds(text: str) -> tuple[int, int]:
@@ -53,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     raise_open_files_limit()  # the pool's processes inherit it
     flags = ["--batch-size", str(args.batch_size), "--shutdown-grace",
-             str(args.shutdown_grace)]
+             str(args.shutdown_grace), "--heartbeat", str(args.heartbeat)]
     if args.queues:
         flags += ["--queues", args.queues]
     if args.no_cron:
@@ -65,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         return run_one(args.app, args.url, WorkerOptions(
             queues=args.queues.split(",") if args.queues else None,
             batch_size=args.batch_size, shutdown_grace=args.shutdown_grace,
-            scheduler=not args.no_cron))
+            scheduler=not args.no_cron, heartbeat_interval=args.heartbeat))
     from conveyor.worker.pool import Pool, PoolOptions
 
     pool = Pool(args.app, args.url, PoolOptions(args.processes, args.autoscale,

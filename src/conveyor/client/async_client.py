@@ -12,6 +12,7 @@ from conveyor.client import _calls as c
 from conveyor.client._calls import auth_headers
 from conveyor.client._errors import ServerUnavailable
 from conveyor.client.ops import AsyncJobs, AsyncLimits
+from conveyor.client.worker_ops import AsyncWorkers
 from conveyor.config import DEFAULT_TIMEOUT, DEFAULT_URL
 from conveyor.models import (
     EntryResult,
@@ -47,6 +48,7 @@ class AsyncClient:
             transport=transport, limits=httpx.Limits(max_connections=200,
                                                      max_keepalive_connections=50))
         self.limits = AsyncLimits(self.run)
+        self.workers = AsyncWorkers(self.run)
         self.jobs = AsyncJobs(self.run)
 
     async def start(self) -> None:

@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from conveyor.client._models import Grant, JobStatus
+from conveyor.heartbeats import Heartbeat, WorkerInfo
 from conveyor.models import (
     EntryResult,
     Message,
@@ -18,7 +19,7 @@ from conveyor.models import (
     VisibilityEntry,
 )
 
-__all__ = ["JobsOps", "LimitsOps", "Source"]
+__all__ = ["JobsOps", "LimitsOps", "Source", "WorkersOps"]
 
 
 class LimitsOps(Protocol):
@@ -49,14 +50,27 @@ class JobsOps(Protocol):
     async def status_counts(self, queue: str | None = None) -> Mapping[str, int]: ...
 
 
+class WorkersOps(Protocol):
+    """Worker heartbeats: beat, stop, and list the live ones."""
+
+    async def beat(self, heartbeat: Heartbeat) -> None: ...
+
+    async def remove(self, worker_id: str) -> bool: ...
+
+    async def list(self) -> list[WorkerInfo]: ...
+
+
 class Source(Protocol):
-    """Queues and messages, plus `limits` and `jobs`: everything a worker needs."""
+    """Queues and messages, plus `limits`, `jobs` and `workers`: everything a worker needs."""
 
     @property
     def limits(self) -> LimitsOps: ...
 
     @property
     def jobs(self) -> JobsOps: ...
+
+    @property
+    def workers(self) -> WorkersOps: ...
 
     async def start(self) -> None: ...
 

@@ -12,6 +12,7 @@ from conveyor.client import _calls as c
 from conveyor.client._calls import auth_headers
 from conveyor.client._errors import ServerUnavailable
 from conveyor.client.ops import SyncJobs, SyncLimits
+from conveyor.client.worker_ops import SyncWorkers
 from conveyor.config import DEFAULT_TIMEOUT, DEFAULT_URL
 from conveyor.models import (
     EntryResult,
@@ -42,6 +43,7 @@ class Client:
                                   headers=auth_headers(headers, api_key),
                                   transport=transport)
         self.limits = SyncLimits(self.run)
+        self.workers = SyncWorkers(self.run)
         self.jobs = SyncJobs(self.run)
 
     def close(self) -> None:

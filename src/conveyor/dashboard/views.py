@@ -157,6 +157,19 @@ async def delivery_counts(broker: Broker) -> dict[str, dict[str, int]]:
     return counts
 
 
+async def worker_section(broker: Broker) -> Section | None:
+    """Live workers and the jobs they run (`broker.workers`); the workers page has more."""
+    try:
+        found = await broker.workers.list()
+    except Exception:  # no workers table (older schema) or a hiccup: show nothing
+        return None
+    return Section("Workers", [("live workers", len(found)),
+                               ("running jobs", sum(w.running for w in found)),
+                               ("can run at once", sum(w.concurrency for w in found))],
+                   "Worker processes that reported within their heartbeat's TTL; see the "
+                   "Workers page.", id="workers")
+
+
 async def table_section(broker: Broker) -> Section | None:
     """How big conveyor's tables are and how much of them is dead weight."""
     try:
@@ -179,7 +192,8 @@ async def table_section(broker: Broker) -> Section | None:
                    id="storage")
 
 
-DEFAULT_SECTIONS: tuple[SectionProvider, ...] = (job_section, delivery_section, table_section)
+DEFAULT_SECTIONS: tuple[SectionProvider, ...] = (worker_section, job_section, delivery_section,
+                                                 table_section)
 
 
 # formatting -------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """The demo's peers, each in its own process: Postfix's smtp-sink when found, else an
-aiosmtpd sink; and the Web Push endpoint."""
+aiosmtpd sink; the Web Push endpoint; and the FCM and APNs peers (HTTP/2 over TLS)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from conveyor.demo.workload import check_email, check_push
+from conveyor.demo.workload import check_apns, check_email, check_fcm, check_push
 
 SINK_ENV = "CONVEYOR_SMTP_SINK"
 
@@ -208,6 +208,56 @@ class PushSink(_ChildPeer):
         which = "every message" if self.verify_every == 1 else \
             f"1 in {self.verify_every} messages"
         return f"Web Push endpoint (aiohttp; VAPID verified and payload decrypted for {which})"
+
+
+def _mobile_main(kind: str, port: int, cert: str, key: str, public_pem: bytes,
+                 conn: Connection) -> None:
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    from conveyor.demo.h2server import H2Server, server_context
+    from conveyor.demo.mobile_peers import ApnsPeer, FcmPeer
+
+    public = load_pem_public_key(public_pem)
+    peer: FcmPeer | ApnsPeer
+    if kind == "fcm":
+        peer = FcmPeer(FCM_PROJECT, FCM_EMAIL, public, check=check_fcm, keep=False,
+                       token_uri=f"https://127.0.0.1:{port}/token")
+    else:
+        peer = ApnsPeer({APNS_KEY_ID: public}, APNS_TEAM, APNS_TOPIC, check=check_apns,
+                        keep=False)
+
+    async def main() -> None:
+        async with H2Server(peer.handle, server_context(cert, key), port=port):
+            conn.send("ready")
+            await asyncio.get_running_loop().run_in_executor(None, conn.recv)
+        conn.send({"received": dict(peer.received), "bad": peer.bad,
+                   "verified": sum(peer.received.values()), "refused": dict(peer.refused)})
+
+    _run(main())
+
+
+FCM_PROJECT, FCM_EMAIL = "conveyor-demo", "demo@conveyor-demo.iam.gserviceaccount.com"
+APNS_KEY_ID, APNS_TEAM, APNS_TOPIC = "DEMOKEY123", "DEMOTEAM12", "example.conveyor.demo"
+
+
+class MobileSink(_ChildPeer):
+    """The FCM (with its OAuth2 token endpoint) or APNs peer in its own process, over
+    HTTP/2 and TLS: credentials verified on every request, content checked on every one."""
+
+    def __init__(self, kind: str, port: int, cert: Path, key: Path, public_pem: bytes
+                 ) -> None:
+        self.kind = kind
+        super().__init__(_mobile_main, (kind, port, str(cert), str(key), public_pem),
+                         f"{kind} peer")
+
+    @property
+    def name(self) -> str:
+        """What it checks."""
+        if self.kind == "fcm":
+            return ("FCM HTTP v1 peer (h2 + TLS; OAuth2 JWT grant and bearer token on "
+                    "every request, every message checked)")
+        return ("APNs peer (h2 + TLS; ES256 provider token on every request, every "
+                "message checked)")
 
 
 def closing_all(*things: Any) -> Iterator[None]:

@@ -8,16 +8,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from conveyor.demo.crashes import Crashes
-from conveyor.demo.workload import email_address
+
+LABELS = {"email": "email", "push": "web push", "fcm": "FCM", "apns": "APNs"}
 
 
 @dataclass
 class Report:
-    """What a demo run measured (times in seconds, CPU in CPU-seconds)."""
+    """What a demo run measured (times in seconds, CPU in CPU-seconds; `counts`:
+    notifications by channel)."""
 
     messages: int
-    emails: int
-    pushes: int
+    counts: dict[str, int] = field(default_factory=dict)
     sent: int = 0
     failed: int = 0
     workers: int = 0
@@ -37,43 +38,33 @@ class Report:
     sinks: dict[str, str | None] = field(default_factory=dict)
     pipelined: bool = False
     ledger: dict[str, dict[str, int]] = field(default_factory=dict)
-    email_check: dict[str, int] = field(default_factory=dict)
-    push_check: dict[str, int] = field(default_factory=dict)
+    checks: dict[str, dict[str, int]] = field(default_factory=dict)
     ok: bool = False
     crashes: Crashes | None = None
     """The kills of a `--kill-workers-every` run (None: no kills)."""
 
-    def check(self, n_email: int, n_push: int, email: dict[str, Any] | None,
-              push: dict[str, Any] | None, verify_every: int) -> None:
-        """Exactly once, right content: compare what the sinks saw with what was sent."""
-        if email is not None:
-            got: Counter[str] = email["received"]
-            expected = {email_address(i) for i in range(n_email)}
-            self.email_check = {
+    def check(self, results: dict[str, tuple[set[str], dict[str, Any]]]) -> None:
+        """Exactly once, right content: compare what each channel's sink saw (`received`
+        per recipient, `bad` content, `verified`: how many it checked) with what was sent
+        to it."""
+        for channel, (expected, seen) in results.items():
+            got: Counter[str] = Counter(seen["received"])
+            self.checks[channel] = {
                 "received": sum(got.values()), "distinct": len(got),
                 "missing": len(expected - set(got)),
                 "duplicated": sum(1 for v in got.values() if v > 1),
-                "unexpected": len(set(got) - expected), "bad_content": int(email["bad"]),
-                "checked": sum(got.values())}
-        if push is not None:
-            seen: Counter[str] = push["received"]
-            wanted = {str(i) for i in range(n_email, n_email + n_push)}
-            self.push_check = {
-                "received": sum(seen.values()), "distinct": len(seen),
-                "missing": len(wanted - set(seen)),
-                "duplicated": sum(1 for v in seen.values() if v > 1),
-                "unexpected": len(set(seen) - wanted), "bad_content": int(push["bad"]),
-                "checked": int(push["verified"])}
-        checks = {n: c for n, c in (("email", self.email_check), ("push", self.push_check))
-                  if c}
+                "unexpected": len(set(got) - expected), "bad_content": int(seen["bad"]),
+                "checked": int(seen.get("verified", sum(got.values())))}
         # Without kills: exactly once. With kills: none lost, and extra copies per channel
         # within kills x in_flight.
         allowed = self.crashes.bound if self.crashes else 0
         if self.crashes:
-            self.crashes.extra = {n: c["received"] - c["distinct"] for n, c in checks.items()}
-        self.ok = all(c["missing"] == 0 and c["received"] - c["distinct"] <= allowed
-                      and c["unexpected"] == 0 and c["bad_content"] == 0
-                      for c in checks.values()) and self.failed == 0
+            self.crashes.extra = {n: c["received"] - c["distinct"]
+                                  for n, c in self.checks.items()}
+        self.ok = bool(self.checks) and all(
+            c["missing"] == 0 and c["received"] - c["distinct"] <= allowed and
+            c["unexpected"] == 0 and c["bad_content"] == 0
+            for c in self.checks.values()) and self.failed == 0
 
     def percentile(self, p: float) -> float:
         """Enqueue-to-delivery latency percentile in seconds."""
@@ -157,10 +148,11 @@ def render_report(r: Report) -> str:
     lines = [
         "",
         "conveyor demo — report",
-        f"  notifications     {r.messages:,} ({r.emails:,} email, {r.pushes:,} web push)",
+        f"  notifications     {r.messages:,} (" + ", ".join(
+            f"{n:,} {LABELS.get(c, c)}" for c, n in r.counts.items()) + ")",
         f"  database          {r.database}; {r.workers} delivery worker processes",
-        f"  sinks             email: {r.sinks.get('email') or '-'}",
-        f"                    push: {r.sinks.get('push') or '-'}",
+        *[f"  {'sinks' if k == 0 else '':<17} {c}: {name}"
+          for k, (c, name) in enumerate(r.sinks.items())],
         f"  SMTP client       {'RFC 2920 pipelined' if r.pipelined else 'aiosmtplib pool'}",
         f"  wall time         {r.wall_seconds:,.1f} s (all delivered at "
         f"{r.deliver_seconds:,.1f} s)",
@@ -190,19 +182,26 @@ def render_report(r: Report) -> str:
         f"  cost              {cost * 100:.4f} cents at ${r.cost_per_hour}/hour "
         f"(${cost / max(r.messages, 1) * 1e6:.4f} per million)",
     ]
-    for name, c in (("email", r.email_check), ("push", r.push_check)):
-        if c:
-            lines.append(
-                f"  {name + ' sink':<17} {c['received']:,} received, {c['distinct']:,} distinct,"
-                f" {c['missing']} missing, {c['duplicated']} duplicated, {c['unexpected']} "
-                f"unexpected; content checked on {c['checked']:,}, {c['bad_content']} wrong")
+    for name, c in r.checks.items():
+        lines.append(
+            f"  {name + ' sink':<17} {c['received']:,} received, {c['distinct']:,} distinct,"
+            f" {c['missing']} missing, {c['duplicated']} duplicated, {c['unexpected']} "
+            f"unexpected; content checked on {c['checked']:,}, {c['bad_content']} wrong")
     lines.append(f"  ledger            {r.ledger}")
     if r.crashes:
         lines.append(f"  crashes           {r.crashes.line()}")
         lines.append("                    (CPU, latency and lane shares above cover only the "
                      "workers alive at the end)")
-    verdict = ("FAIL" if not r.ok else "PASS: every notification arrived exactly once with "
-               "the right content" if not r.crashes else "PASS: none lost, right content, "
-               "extra copies within the bound")
+    allowed = r.crashes.bound if r.crashes else 0
+    wrong = [f"{LABELS.get(n, n)} ({c['missing']} missing, {c['duplicated']} duplicated, "
+             f"{c['unexpected']} unexpected, {c['bad_content']} wrong)"
+             for n, c in r.checks.items() if c["missing"] or c["unexpected"] or
+             c["bad_content"] or c["received"] - c["distinct"] > allowed]
+    on = ", on " + ", ".join(LABELS.get(c, c) for c in r.checks)
+    verdict = ("FAIL: " + "; ".join(wrong + ([f"{r.failed:,} failed"] if r.failed else []))
+               if not r.ok else
+               "PASS: every notification arrived exactly once with the right content" + on
+               if not r.crashes else
+               "PASS: none lost, right content, extra copies within the bound" + on)
     lines.append(f"  check             {verdict}")
     return "\n".join(lines)

@@ -25,9 +25,11 @@ import psutil  # type: ignore[import-untyped]
 
 from conveyor.demo import peers
 from conveyor.demo.crashes import CRASH_VISIBILITY, Crashes, WorkerPool
+from conveyor.demo.mobile_peers import apns_token, fcm_token
 from conveyor.demo.report import Report, render_report
 from conveyor.demo.worker import worker_main
 from conveyor.demo.workload import TEMPLATES, data, email_address
+from conveyor.notify import Apns, Email, Fcm, Notification, WebPush
 from conveyor.notify.delivery import DeliveryOptions
 
 if TYPE_CHECKING:
@@ -39,19 +41,39 @@ SUBSCRIBER_KEYS = 16
 ENQUEUE_BATCH = 5000
 
 
+CHANNELS = ("email", "push", "fcm", "apns")
+"""The demo's channels in index order: email, Web Push, FCM, APNs."""
+
+DEFAULT_MIX = {"email": 0.6, "push": 0.15, "fcm": 0.15, "apns": 0.1}
+"""Email is still most of what products send; the rest goes to phones more than to
+browsers, and to Android (FCM) more than to iPhones (APNs)."""
+
+
 @dataclass
 class DemoConfig:
-    """What `conveyor demo` runs."""
+    """What `conveyor demo` runs (`mix`: shares by channel: email, push, fcm, apns)."""
 
     messages: int = 1_000_000
     database: str | None = None
-    mix: dict[str, float] = field(default_factory=lambda: {"email": 0.7, "push": 0.3})
+    mix: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_MIX))
     cost_per_hour: float = 0.05
     workers: int = 0  # 0: one per core
     verify_every: int = 0  # 0: every push message up to 20,000, else 1 in 20
     progress: bool = True
     use_smtp_sink: bool = True
     kill_workers_every: float = 0.0  # 0: never; else kill -9 a delivery worker this often
+
+
+def split(messages: int, mix: dict[str, float]) -> dict[str, int]:
+    """How many notifications each channel gets (the last one takes the rounding)."""
+    total = sum(mix.get(c, 0.0) for c in CHANNELS) or 1.0
+    shares = [(c, mix.get(c, 0.0)) for c in CHANNELS if mix.get(c, 0.0) > 0]
+    counts: dict[str, int] = {}
+    for channel, share in shares[:-1]:
+        counts[channel] = round(messages * share / total)
+    if shares:
+        counts[shares[-1][0]] = messages - sum(counts.values())
+    return {c: n for c, n in counts.items() if n > 0}
 
 
 def _port() -> int:
@@ -89,33 +111,37 @@ def _vapid_pem() -> bytes:
 
 def run_demo(config: DemoConfig, out: Callable[[str], None] = print) -> Report:
     """Run the demo and return its report (also printed through `out`)."""
-    total_share = sum(config.mix.values()) or 1.0
-    n_email = round(config.messages * config.mix.get("email", 0.0) / total_share)
-    n_push = config.messages - n_email
+    counts = split(config.messages, config.mix)
+    offsets, at = {}, 0
+    for channel in CHANNELS:  # each channel's notifications get their own index range
+        offsets[channel] = at
+        at += counts.get(channel, 0)
     workers = config.workers or os.cpu_count() or 2
+    n_push = counts.get("push", 0)
     verify_every = config.verify_every or (1 if n_push <= 20_000 else 20)
     folder = Path(tempfile.mkdtemp(prefix="conveyor-demo-"))
     url = config.database or f"sqlite:///{folder / 'demo.db'}"
-    smtp = push = None
+    sinks: dict[str, Any] = {}
     pool: WorkerPool | None = None
     try:
-        smtp_port, push_port = _port(), _port()
-        binary = peers.find_smtp_sink() if config.use_smtp_sink else None
-        if n_email:
-            smtp = (peers.PostfixSink(binary, smtp_port, folder) if binary
-                    else peers.AiosmtpdSink(smtp_port))
-        keys, sub_keys = _subscriber_keys()
-        if n_push:
-            push = peers.PushSink(push_port, keys, verify_every)
+        ports = {c: _port() for c in counts}
         channels: dict[str, dict[str, Any]] = {}
-        if n_email:
-            channels["email"] = {"host": "127.0.0.1", "port": smtp_port,
+        sub_keys: list[dict[str, Any]] = []
+        binary = peers.find_smtp_sink() if config.use_smtp_sink else None
+        if "email" in counts:
+            sinks["email"] = (peers.PostfixSink(binary, ports["email"], folder) if binary
+                              else peers.AiosmtpdSink(ports["email"]))
+            channels["email"] = {"host": "127.0.0.1", "port": ports["email"],
                                  "sender": "Demo <demo@conveyor.example>",
                                  "pool_size": 8 if binary else 20}
-        if n_push:
+        if "push" in counts:
+            keys, sub_keys = _subscriber_keys()
+            sinks["push"] = peers.PushSink(ports["push"], keys, verify_every)
             channels["push"] = {"vapid_private_key": _vapid_pem(),
                                 "vapid_claims": {"sub": "mailto:demo@conveyor.example"},
                                 "concurrency": 64}
+        if "fcm" in counts or "apns" in counts:
+            channels.update(_mobile(folder, counts, ports, sinks))
         kill_every = config.kill_workers_every
         options = DeliveryOptions(lanes=3, envelopes=2, wait_seconds=1,
                                   visibility_timeout=CRASH_VISIBILITY if kill_every else 300)
@@ -127,14 +153,12 @@ def run_demo(config: DemoConfig, out: Callable[[str], None] = print) -> Report:
         cpu_before = _cpu_of([os.getpid()])
         for _ in range(workers):
             pool.start()
-        report = asyncio.run(_drive(config, url, n_email, n_push, push_port, sub_keys,
+        report = asyncio.run(_drive(config, url, counts, offsets, ports, sub_keys,
                                     pool, stop, crashes, started, out))
-        report.sinks = {"email": smtp.name if smtp else None,
-                        "push": push.name if push else None}
-        report.peer_cpu = {"sink": _cpu_of([p.pid for p in (smtp, push) if p])}
-        email_seen = smtp.results() if smtp else None
-        push_seen = push.results() if push else None
-        report.check(n_email, n_push, email_seen, push_seen, verify_every)
+        report.sinks = {c: sink.name for c, sink in sinks.items()}
+        report.peer_cpu = {"sink": _cpu_of([s.pid for s in sinks.values()])}
+        report.check({c: (_expected(c, offsets[c], n), sinks[c].results())
+                      for c, n in counts.items()})
         report.producer_cpu = _cpu_of([os.getpid()]) - cpu_before
         report.workers = workers
         report.database = "SQLite (embedded, a fresh file)" if config.database is None \
@@ -147,11 +171,57 @@ def run_demo(config: DemoConfig, out: Callable[[str], None] = print) -> Report:
             proc.join(10)
             if proc.is_alive():
                 proc.kill()
-        for peer in (smtp, push):
-            if peer is not None:
-                peer.close()
+        for sink in sinks.values():
+            sink.close()
         # The sink's dump and the SQLite file of a million run take hundreds of MB.
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _mobile(folder: Path, counts: dict[str, int], ports: dict[str, int],
+            sinks: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Start the FCM/APNs peers with fresh credentials; the channels' settings."""
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    from cryptography.hazmat.primitives.serialization import (
+        Encoding,
+        NoEncryption,
+        PrivateFormat,
+        PublicFormat,
+    )
+
+    from conveyor.demo.tls import self_signed
+
+    cert, key = self_signed(folder)
+    channels: dict[str, dict[str, Any]] = {}
+    for kind in ("fcm", "apns"):
+        if kind not in counts:
+            continue
+        secret: Any = rsa.generate_private_key(public_exponent=65537, key_size=2048) \
+            if kind == "fcm" else ec.generate_private_key(ec.SECP256R1())
+        pem = secret.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+        public = secret.public_key().public_bytes(Encoding.PEM,
+                                                  PublicFormat.SubjectPublicKeyInfo)
+        port = ports[kind]
+        sinks[kind] = peers.MobileSink(kind, port, cert, key, public)
+        if kind == "fcm":
+            channels[kind] = {"credentials": {
+                "type": "service_account", "project_id": peers.FCM_PROJECT,
+                "private_key_id": "demo", "private_key": pem.decode(),
+                "client_email": peers.FCM_EMAIL,
+                "token_uri": f"https://127.0.0.1:{port}/token"},
+                "url": f"https://127.0.0.1:{port}", "cafile": str(cert)}
+        else:
+            channels[kind] = {"key": pem, "key_id": peers.APNS_KEY_ID,
+                              "team_id": peers.APNS_TEAM, "topic": peers.APNS_TOPIC,
+                              "url": f"https://127.0.0.1:{port}", "cafile": str(cert)}
+    return channels
+
+
+def _expected(channel: str, offset: int, n: int) -> set[str]:
+    """What a channel's sink should have received once each."""
+    makers: dict[str, Callable[[int], str]] = {
+        "email": email_address, "push": str, "fcm": fcm_token, "apns": apns_token}
+    make = makers[channel]
+    return {make(i) for i in range(offset, offset + n)}
 
 
 def _cpu_of(pids: list[int | None]) -> float:
@@ -167,19 +237,20 @@ def _cpu_of(pids: list[int | None]) -> float:
     return total
 
 
-async def _drive(config: DemoConfig, url: str, n_email: int, n_push: int, push_port: int,
+async def _drive(config: DemoConfig, url: str, counts: dict[str, int],
+                 offsets: dict[str, int], ports: dict[str, int],
                  sub_keys: list[dict[str, Any]], pool: WorkerPool, stop: Any,
                  crashes: Crashes | None, started: float, out: Callable[[str], None]
                  ) -> Report:
     from conveyor.connect import open_broker
-    from conveyor.notify import Email, Notifier, WebPush
+    from conveyor.notify import Notifier
     from conveyor.notify.channel import Channel
 
-    total = n_email + n_push
-    report = Report(messages=total, emails=n_email, pushes=n_push, crashes=crashes)
+    total = sum(counts.values())
+    report = Report(messages=total, counts=dict(counts), crashes=crashes)
     broker = open_broker(url, sweep_interval=None)
     await broker.start()
-    stub = {name: Channel() for name, n in (("email", n_email), ("push", n_push)) if n}
+    stub = {name: Channel() for name in counts}
     notifier = Notifier(broker, channels=stub, templates=TEMPLATES)
     latest: dict[int, dict[str, Any]] = {}
     finals: dict[int, dict[str, Any]] = {}
@@ -201,21 +272,14 @@ async def _drive(config: DemoConfig, url: str, n_email: int, n_push: int, push_p
 
     async def enqueue() -> None:
         nonlocal enqueued
-        plan = [("email", i) for i in range(0, n_email, ENQUEUE_BATCH)] + \
-               [("push", i) for i in range(n_email, total, ENQUEUE_BATCH)]
-        plan.sort(key=lambda p: p[1] if p[0] == "email" else
-                  (p[1] - n_email) * n_email / max(n_push, 1))
+        # batches of every channel interleaved, each channel at its own share of the run
+        plan = [(c, i) for c, n in counts.items()
+                for i in range(offsets[c], offsets[c] + n, ENQUEUE_BATCH)]
+        plan.sort(key=lambda p: (p[1] - offsets[p[0]]) / counts[p[0]])
         for channel, start in plan:
             since = time.perf_counter()
-            end = min(start + ENQUEUE_BATCH, n_email if channel == "email" else total)
-            if channel == "email":
-                notes: list[Any] = [Email(to=email_address(i), template="demo", data=data(i))
-                                    for i in range(start, end)]
-            else:
-                notes = [WebPush(subscription={
-                    "endpoint": f"http://127.0.0.1:{push_port}/push/{i}",
-                    "keys": sub_keys[i % len(sub_keys)]}, template="demo", data=data(i))
-                    for i in range(start, end)]
+            end = min(start + ENQUEUE_BATCH, offsets[channel] + counts[channel])
+            notes = [_notification(channel, i, ports, sub_keys) for i in range(start, end)]
             by_channel = notifier.items(notes)
             build[0] += time.perf_counter() - since
             for ch, items in by_channel.items():
@@ -337,6 +401,20 @@ class _Progress:
     def close(self) -> None:
         if self.bars is not None:
             self.bars.stop()
+
+
+def _notification(channel: str, i: int, ports: dict[str, int],
+                  sub_keys: list[dict[str, Any]]) -> Notification:
+    """The demo's notification i on a channel."""
+    if channel == "email":
+        return Email(to=email_address(i), template="demo", data=data(i))
+    if channel == "push":
+        return WebPush(subscription={"endpoint": f"http://127.0.0.1:{ports['push']}/push/{i}",
+                                     "keys": sub_keys[i % len(sub_keys)]},
+                       template="demo", data=data(i))
+    if channel == "fcm":
+        return Fcm(token=fcm_token(i), template="demo", data=data(i), priority="high")
+    return Apns(token=apns_token(i), template="demo", data=data(i))
 
 
 def _b64(raw: bytes) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import ssl
 import threading
 import time
 from typing import Any
@@ -33,13 +34,24 @@ def worker_main(index: int, url: str, channels: dict[str, dict[str, Any]],
     async def main() -> None:
         from conveyor.connect import open_broker
         from conveyor.demo.workload import TEMPLATES
-        from conveyor.notify import Notifier, SmtpChannel, WebPushChannel
+        from conveyor.notify import (
+            ApnsChannel,
+            FcmChannel,
+            Notifier,
+            SmtpChannel,
+            WebPushChannel,
+        )
 
         made: dict[str, Any] = {}
         if "email" in channels:
             made["email"] = SmtpChannel(**channels["email"])
         if "push" in channels:
             made["push"] = WebPushChannel(**channels["push"])
+        for kind, cls in (("fcm", FcmChannel), ("apns", ApnsChannel)):
+            if kind in channels:  # the peers' self-signed certificate, trusted here
+                settings = dict(channels[kind])
+                context = ssl.create_default_context(cafile=settings.pop("cafile"))
+                made[kind] = cls(**settings, ssl_context=context)
         broker = open_broker(url, sweep_interval=None)
         await broker.start()
         notifier = Notifier(broker, channels=made, templates=TEMPLATES)

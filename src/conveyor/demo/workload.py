@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 
 TEMPLATES = {
@@ -39,3 +41,25 @@ def check_push(sub: str, plain: bytes) -> bool:
     i = int(sub)
     return bool(got.get("body") == expected_text(i) and got.get("title") ==
                 f"Your code, User {i}")
+
+
+def fcm_index(token: str) -> int:
+    """The notification index an FCM token of the demo stands for (`fcm_token(i)`)."""
+    return int(token[3:11])
+
+
+def check_fcm(token: str, message: dict[str, Any]) -> bool:
+    """Whether an FCM message carries notification i's title and text."""
+    i = fcm_index(token)
+    note = message.get("notification") or {}
+    return bool(note.get("title") == f"Your code, User {i}" and
+                note.get("body") == expected_text(i))
+
+
+def check_apns(token: str, payload: dict[str, Any], headers: dict[str, str]) -> bool:
+    """Whether an APNs payload carries notification i's alert (and the demo's topic)."""
+    i = int(token, 16)
+    alert = payload["aps"].get("alert") or {}
+    return bool(alert.get("title") == f"Your code, User {i}" and
+                alert.get("body") == expected_text(i) and
+                headers.get("apns-push-type") == "alert")

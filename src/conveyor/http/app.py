@@ -23,19 +23,23 @@ from conveyor.http import (
     dashboard,
     docs,
     errors,
+    feedback_routes,
     health,
     job_routes,
     messages,
     metrics,
     notify,
     queues,
+    recipients,
     stream,
     tasks,
+    workers,
     wq,
 )
 from conveyor.http.auth import ApiKeyAuth
 from conveyor.http.deps import add_raw_body_schemas
 from conveyor.http.limits import BodyLimit
+from conveyor.notify.feedback import FeedbackSettings
 
 DESCRIPTION = """\
 The native JSON API of conveyor: queues and messages with SQS semantics.
@@ -51,12 +55,14 @@ invalid input 422, storage unavailable 503. Times (`*_at`) are milliseconds sinc
 
 def create_app(broker_or_config: Broker | Config, *,
                max_request_bytes: int | None = None, require_keys: bool = False,
-               allowed_hosts: Sequence[str] = ()) -> FastAPI:
+               allowed_hosts: Sequence[str] = (),
+               feedback: FeedbackSettings | None = None) -> FastAPI:
     """The ASGI app for a broker (owned by the caller) or a config (owned by the app).
 
     `require_keys`: API keys always (a public address); else only once a key exists.
     `allowed_hosts`: Host names beyond loopback ones that a key-less server answers, and
-    Origins it accepts (`conveyor.forgery`)."""
+    Origins it accepts (`conveyor.forgery`).
+    `feedback`: which providers may post bounces and complaints to `/v1/feedback/...`."""
     if isinstance(broker_or_config, Broker):
         broker = broker_or_config
         owned = False
@@ -69,6 +75,7 @@ def create_app(broker_or_config: Broker | Config, *,
                              max_long_polls=server.max_long_polls)
         owned = True
         limit = max_request_bytes or broker_or_config.server.max_request_bytes
+        feedback = feedback or feedback_settings(broker_or_config)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -84,9 +91,10 @@ def create_app(broker_or_config: Broker | Config, *,
                   lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.broker = broker
     app.state.allowed_hosts = normalise_hosts(allowed_hosts)
+    app.state.feedback = feedback
     errors.install(app)
-    for module in (health, queues, messages, tasks, job_routes, metrics, stream, wq, dashboard,
-                   notify):
+    for module in (health, queues, messages, tasks, job_routes, workers, metrics, stream, wq,
+                   dashboard, notify, feedback_routes, recipients):
         app.include_router(module.router)
     docs.install(app)
     _document_raw_bodies(app)
@@ -95,6 +103,15 @@ def create_app(broker_or_config: Broker | Config, *,
     app.add_middleware(BodyLimit, max_bytes=limit)
     metrics.install(app)  # monitor, /metrics figures, request ids and logs (outermost)
     return app
+
+
+def feedback_settings(config: Config) -> FeedbackSettings | None:
+    """The feedback webhooks a server's configuration enables (None: none)."""
+    f = config.feedback
+    if not f.enabled:
+        return None
+    return FeedbackSettings(sendgrid_key=f.sendgrid_key, postmark_secret=f.postmark_secret,
+                            sns_topics=f.sns_topics, soft_limit=f.soft_limit)
 
 
 def _document_raw_bodies(app: FastAPI) -> None:

@@ -37,12 +37,14 @@ from conveyor.keys import Action, ApiKey
 
 COOKIE = "conveyor_key"
 QUERY = "api_key"
-PUBLIC = re.compile(r"/(healthz|readyz|openapi\.json|api-docs(/.*)?|ui/static/.*)")
+# Provider feedback webhooks verify the provider's own signature or secret instead.
+PUBLIC = re.compile(r"/(healthz|readyz|openapi\.json|api-docs(/.*)?|ui/static/.*|"
+                    r"v1/feedback/[a-z]+)")
 _QUEUE = re.compile(r"/v1/queues/([^/]+)(/.*)?")
 _DASHBOARD_QUEUE = re.compile(r"/ui/queues/([^/]+)(/.*)?")
 _RECEIVE_PARTS = ("/messages/receive", "/messages/delete", "/messages/visibility",
                   "/messages/retry", "/stream")
-_WORKER_PREFIXES = ("/v1/limits/", "/v1/cron/", "/v1/jobs")
+_WORKER_PREFIXES = ("/v1/limits/", "/v1/cron/", "/v1/jobs", "/v1/workers")
 _JSON_PREFIXES = ("/v1/", "/wq")  # routes whose bodies are JSON (the dashboard's are forms)
 
 __all__ = ["ApiKeyAuth", "Need", "is_loopback", "required", "token_of"]
@@ -86,6 +88,11 @@ def required(method: str, path: str) -> Need | None:
         return Need("manage", name_in_body=True)
     if path == "/" or path.startswith("/ui"):
         return Need("manage")
+    if path.startswith("/v1/recipients/"):
+        # Notifying fans out to the notify-<channel> queues: a key that may send there.
+        if path.endswith("/notify"):
+            return Need("send", "notify-*")
+        return Need() if method in ("GET", "HEAD") else Need("manage")
     return Need()
 
 

@@ -34,6 +34,7 @@ from conveyor.dashboard.views import (
 )
 from conveyor.errors import ConveyorError, QueueNotFound
 from conveyor.forgery import media_type
+from conveyor.heartbeats import aggregate, schedules_of
 from conveyor.http.wire import json_response
 from conveyor.models import Body, BodyKind, QueueStats, SendEntry
 
@@ -43,6 +44,7 @@ _env = environment()
 _STATIC_FILES = frozenset(p.name for p in STATIC.iterdir() if p.is_file())
 _MAX_FORM_BYTES = 1_100_000
 _FORM_TYPE = "application/x-www-form-urlencoded"  # what the pages' forms send
+_WORKERS_REFRESH = 5  # seconds: about a heartbeat
 
 
 def _monitor(request: Request) -> Monitor:
@@ -125,6 +127,16 @@ async def queue_page(request: Request, name: str) -> Response:
                  stats=stats, row=row, messages=peeked, dead=dead, sources=sources,
                  tasks=tasks, dlq_stats=dlq_stats, interval=_monitor(request).interval,
                  body_kind_json=BodyKind.JSON)
+
+
+@router.get("/ui/workers")
+async def workers_page(request: Request) -> Response:
+    """Live workers (queues, running jobs, last beat), their schedules and task counts."""
+    broker = _broker(request)
+    found = await broker.workers.list()
+    tasks = [c for _, c in sorted(aggregate(found).items())]
+    return _page(request, "workers.html", workers=found, schedules=schedules_of(found),
+                 tasks=tasks, now=broker.wall_now(), refresh=_WORKERS_REFRESH)
 
 
 @router.get("/ui/queues/{name}/series")

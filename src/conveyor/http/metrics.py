@@ -9,9 +9,10 @@ scrape time from the broker's cached stats, and counters of messages sent, recei
 and dead-lettered by this process. The per-queue gauges cover at most `QUEUE_SERIES` (100)
 queues, the deepest first, then the others by name, so a server with 10,000 queues still
 scrapes small; `conveyor_queues` and `conveyor_queues_messages` count and sum all of them.
-Per route template: request counts by status and a latency histogram. Job statuses
-(`broker.jobs`) and notification deliveries by channel and status (`broker.ledger`) when
-the storage has them.
+Per route template: request counts by status and a latency histogram. Notification
+deliveries by channel and status (`broker.ledger`) when the storage has them. Tracked jobs
+by queue, task and status, live workers, and per-task runs, failures, retries and durations
+from the workers' heartbeats: see `worker_metrics`.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from conveyor.broker.broker import Broker
 from conveyor.dashboard.series import Monitor, Snapshot
 from conveyor.dashboard.views import delivery_counts
 from conveyor.http.requestlog import RequestLog
+from conveyor.http.worker_metrics import JobSystemCollector
 from conveyor.models import TableHealth
 
 log = logging.getLogger("conveyor.metrics")
@@ -53,7 +55,6 @@ class QueueCollector(Collector):
     def __init__(self, monitor: Monitor) -> None:
         self.monitor = monitor
         self.snapshot = Snapshot()
-        self.job_counts: dict[str, int] = {}
         self.delivery_counts: dict[str, dict[str, int]] = {}
         self.tables: list[TableHealth] = []
 
@@ -104,12 +105,6 @@ class QueueCollector(Collector):
             "poll now, in the process that answered this scrape.")
         waiting.add_metric([], self.monitor.broker.waiting_receives)
         yield waiting
-        if self.job_counts:
-            jobs = GaugeMetricFamily("conveyor_jobs", "Tracked jobs by status.",
-                                     labels=["status"])
-            for status, count in sorted(self.job_counts.items()):
-                jobs.add_metric([status], count)
-            yield jobs
         if self.delivery_counts:
             sent = GaugeMetricFamily("conveyor_deliveries", "Notification deliveries in the "
                                      "ledger by channel and status.",
@@ -159,6 +154,8 @@ class Metrics:
                                 ["queue", "event"], registry=self.registry)
         self.queues = QueueCollector(monitor)
         self.registry.register(self.queues)
+        self.jobs = JobSystemCollector()
+        self.registry.register(self.jobs)
         monitor.counters.listeners.append(self._count_message)
 
     def _count_message(self, event: str, queue: str, count: int) -> None:
@@ -174,7 +171,7 @@ class Metrics:
     async def render(self) -> bytes:
         """The text exposition, with queue figures fresh to the monitor's interval."""
         self.queues.snapshot = await self.monitor.current()
-        self.queues.job_counts = await job_counts(self.monitor.broker)
+        await self.jobs.refresh(self.monitor.broker)
         self.queues.delivery_counts = await delivery_counts(self.monitor.broker)
         self.queues.tables = await table_health(self.monitor.broker)
         for callback in self.before_scrape:
@@ -219,19 +216,6 @@ async def table_health(broker: Broker) -> list[TableHealth]:
         return []
 
 
-async def job_counts(broker: Broker) -> dict[str, int]:
-    """Tracked jobs by status, or {} when the storage has no job table or it fails."""
-    jobs = getattr(broker, "jobs", None)
-    if jobs is None:
-        return {}
-    try:
-        counts: dict[str, int] = await jobs.status_counts()
-    except Exception:  # figures are optional; the page and scrape must not fail
-        log.debug("job status counts unavailable", exc_info=True)
-        return {}
-    return counts
-
-
 def metrics_of(request: Request) -> Metrics:
     """The app's `Metrics` (set by `install`)."""
     metrics: Metrics = request.app.state.metrics
@@ -242,7 +226,7 @@ def metrics_of(request: Request) -> Metrics:
             responses={200: {"content": {CONTENT_TYPE_LATEST: {}},
                              "description": "Prometheus text format."}})
 async def metrics(request: Request) -> Response:
-    """Prometheus metrics: queues, messages, HTTP requests, jobs."""
+    """Prometheus metrics: queues, messages, HTTP requests, jobs, workers and tasks."""
     body = await metrics_of(request).render()
     return Response(body, media_type=CONTENT_TYPE_LATEST)
 

@@ -1,13 +1,25 @@
-"""Notifications: channels (SMTP, HTTP email APIs, Web Push, webhooks, Apprise), templates,
-the delivery ledger that keeps a redelivered message from sending twice, and the delivery
-worker. See `conveyor.notify.notifier` for the entry point; the million-message run
-(`conveyor demo`) lives apart, in `conveyor.demo`."""
+"""Notifications: channels (SMTP, HTTP email APIs, Web Push, FCM, APNs, webhooks,
+Apprise), templates, the delivery ledger that keeps a redelivered message from sending
+twice, and the delivery worker. See `conveyor.notify.notifier` for the entry point; the
+million-message run (`conveyor demo`) lives apart, in `conveyor.demo`."""
 
+from conveyor.notify.apns import ApnsChannel
 from conveyor.notify.apprise_channel import AppriseChannel
 from conveyor.notify.channel import Channel, PayloadTooLarge
 from conveyor.notify.delivery import Deliverer, DeliveryOptions, DeliveryStats
 from conveyor.notify.emailapi import HttpEmailChannel
-from conveyor.notify.models import Apprise, Email, Envelope, Item, Notification, Webhook, WebPush
+from conveyor.notify.fcm import FcmChannel
+from conveyor.notify.models import (
+    Apns,
+    Apprise,
+    Email,
+    Envelope,
+    Fcm,
+    Item,
+    Notification,
+    Webhook,
+    WebPush,
+)
 from conveyor.notify.notifier import Notifier
 from conveyor.notify.outcomes import Result
 from conveyor.notify.smtp import SmtpChannel
@@ -17,6 +29,8 @@ from conveyor.notify.webhook import WebhookChannel
 from conveyor.notify.webpush import WebPushChannel
 
 __all__ = [
+    "Apns",
+    "ApnsChannel",
     "Apprise",
     "AppriseChannel",
     "Channel",
@@ -26,6 +40,8 @@ __all__ = [
     "DkimKey",
     "Email",
     "Envelope",
+    "Fcm",
+    "FcmChannel",
     "HttpEmailChannel",
     "Item",
     "Notification",

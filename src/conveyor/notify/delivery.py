@@ -28,7 +28,7 @@ loops run concurrently in every worker process:
    jitter or the provider's Retry-After (the whole envelope through the broker's `retry`,
    else a new delayed envelope of the failed ones); permanent, or out of attempts →
    `failed` and a dead letter in `notify-<channel>-dlq` carrying the reason; gone →
-   also suppressed; a 429 also penalizes the rate-limit key for its Retry-After;
+   also suppressed; a 429 or 503 with Retry-After also penalizes the rate-limit key;
 6. `ledger.finish` records the final outcomes of the rest in one write, then the envelopes
    are acked.
 """
@@ -52,7 +52,7 @@ from conveyor.models import Body, BodyKind, Message, SendEntry
 from conveyor.notify.channel import Channel, PayloadTooLarge
 from conveyor.notify.leases import LeaseKeeper
 from conveyor.notify.models import Envelope, Item
-from conveyor.notify.outcomes import Result
+from conveyor.notify.outcomes import Result, throttled
 from conveyor.worker.rates import Rate
 
 if TYPE_CHECKING:
@@ -281,8 +281,8 @@ class Deliverer:
                 # `retrying` with this detail was recorded by `_send` (or is a render
                 # failure's, which is never transient)
                 again.setdefault(owners[k], []).append((item, result))
-                if result.retry_after and "429" in (result.detail or ""):
-                    penalty = max(penalty, result.retry_after)
+                if throttled(result):
+                    penalty = max(penalty, result.retry_after or 0.0)
                 continue
             reason = result.detail if result.outcome == "permanent" else (
                 f"gave up after {attempt} attempts: {result.detail}")

@@ -15,8 +15,8 @@ from typing import Any, NamedTuple
 
 import orjson
 
-__all__ = ["Apprise", "Email", "Envelope", "Item", "Notification", "WebPush", "Webhook",
-           "delivery_id"]
+__all__ = ["Apns", "Apprise", "Email", "Envelope", "Fcm", "Item", "Notification", "WebPush",
+           "Webhook", "delivery_id"]
 
 
 def delivery_id(channel: str, recipient: str, key: str | None,
@@ -92,7 +92,56 @@ class Apprise:
     channel: str = "apprise"
 
 
-Notification = Email | WebPush | Webhook | Apprise
+@dataclass(frozen=True, slots=True)
+class Fcm:
+    """A Firebase Cloud Messaging (HTTP v1) message to one registration token.
+
+    The notification's title and body come from a template (with `data`) or `title`/`body`;
+    `payload` is FCM's data payload (string values; the app's own keys). `collapse_key`,
+    `ttl` (seconds) and `priority` (`"high"`/`"normal"`) go in the Android options.
+    """
+
+    token: str
+    template: str | None = None
+    data: Mapping[str, Any] = field(default_factory=dict)
+    title: str | None = None
+    body: str | None = None
+    payload: Mapping[str, str] | None = None
+    collapse_key: str | None = None
+    ttl: int | None = None
+    priority: str | None = None
+    idempotency_key: str | None = None
+    channel: str = "fcm"
+
+
+@dataclass(frozen=True, slots=True)
+class Apns:
+    """An Apple Push Notification service message to one device token.
+
+    The alert's title and body come from a template (with `data`) or `title`/`body`;
+    `payload` adds custom keys beside `aps`. `push_type`, `priority` (10, 5 or 1),
+    `expiration` (UNIX seconds; 0: deliver now or never), `collapse_id` and `topic` (the
+    channel's bundle id by default) become the `apns-*` headers.
+    """
+
+    token: str
+    template: str | None = None
+    data: Mapping[str, Any] = field(default_factory=dict)
+    title: str | None = None
+    body: str | None = None
+    payload: Mapping[str, Any] | None = None
+    badge: int | None = None
+    sound: str | None = None
+    push_type: str = "alert"
+    priority: int | None = None
+    expiration: int | None = None
+    collapse_id: str | None = None
+    topic: str | None = None
+    idempotency_key: str | None = None
+    channel: str = "apns"
+
+
+Notification = Email | WebPush | Webhook | Apprise | Fcm | Apns
 
 
 class Item(NamedTuple):
@@ -126,6 +175,9 @@ def to_item(n: Notification, enqueued_at: int) -> Item:
             if v is not None:
                 extra[k] = v
         template, data = n.template, n.data
+    elif isinstance(n, Fcm | Apns):
+        to, template, data = n.token, n.template, n.data
+        extra = {k: v for k, v in _mobile_fields(n) if v is not None}
     elif isinstance(n, Webhook):
         to, template, data = n.url, None, {}
         extra = {"event": n.event, "payload": n.payload}
@@ -135,6 +187,19 @@ def to_item(n: Notification, enqueued_at: int) -> Item:
     content = {"t": template, "d": data, "x": extra}
     return Item(delivery_id(n.channel, to, n.idempotency_key, content), to, template,
                 data, extra, enqueued_at)
+
+
+def _mobile_fields(n: Fcm | Apns) -> list[tuple[str, Any]]:
+    """The optional fields of a mobile push, as `Item.extra` keys."""
+    fields: list[tuple[str, Any]] = [("title", n.title), ("body", n.body),
+                                     ("payload", dict(n.payload) if n.payload else None)]
+    if isinstance(n, Fcm):
+        return [*fields, ("collapse_key", n.collapse_key), ("ttl", n.ttl),
+                ("priority", n.priority)]
+    return [*fields, ("badge", n.badge), ("sound", n.sound),
+            ("push_type", None if n.push_type == "alert" else n.push_type),
+            ("priority", n.priority), ("expiration", n.expiration),
+            ("collapse_id", n.collapse_id), ("topic", n.topic)]
 
 
 class Envelope(NamedTuple):

@@ -129,9 +129,11 @@ class Notifier:
         """Enqueue one notification; returns its delivery id."""
         return (await self.asend_many([notification]))[0]
 
-    async def enqueue_items(self, channel: str, items: Sequence[Item]) -> int:
-        """Record items `queued` and enqueue those not recorded before (an idempotency key
-        seen again sends nothing), in envelopes; returns how many were enqueued."""
+    async def enqueue_items(self, channel: str, items: Sequence[Item], *,
+                            status: str = "queued", delay_seconds: int | None = None) -> int:
+        """Record items `status` (`queued`; `held` for quiet hours) and enqueue those not
+        recorded before (an idempotency key seen again sends nothing), in envelopes that
+        become visible after `delay_seconds`; returns how many were enqueued."""
         await self._ensure(channel)
         since = time.perf_counter()
         if self.track:
@@ -140,7 +142,7 @@ class Notifier:
             for start in range(0, len(unique), 1000):
                 chunk = unique[start:start + 1000]
                 new = await self.broker.ledger.record(
-                    [NewDelivery(i.id, channel, i.to) for i in chunk],
+                    [NewDelivery(i.id, channel, i.to) for i in chunk], status=status,
                     keep_seconds=self.keep_seconds)
                 fresh += [i for i, n in zip(chunk, new) if n]
             items = fresh
@@ -148,7 +150,8 @@ class Notifier:
             self.waits["ledger"] = self.waits.get("ledger", 0.0) + now - since
             since = now
         size = self.envelope_size
-        entries = [SendEntry(Body(Envelope(channel, 0, list(items[i:i + size])).dumps()))
+        entries = [SendEntry(Body(Envelope(channel, 0, list(items[i:i + size])).dumps()),
+                             delay_seconds)
                    for i in range(0, len(items), size)]
         for start in range(0, len(entries), MAX_ENVELOPES_PER_SEND):
             await self.broker.send(queue_name(channel),

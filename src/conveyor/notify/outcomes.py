@@ -17,7 +17,7 @@ import email.utils
 import time
 from typing import NamedTuple
 
-__all__ = ["Result", "http_result", "retry_after_seconds", "smtp_result"]
+__all__ = ["Result", "http_result", "retry_after_seconds", "smtp_result", "throttled"]
 
 
 class Result(NamedTuple):
@@ -90,3 +90,12 @@ def http_result(status: int, reason: str = "", retry_after: str | None = None, *
     if status in (408, 425, 429) or status >= 500:
         return Result.transient(detail, retry_after_seconds(retry_after))
     return Result.permanent(detail, gone=status in gone_statuses)
+
+
+def throttled(result: Result) -> bool:
+    """Whether the provider asked the whole channel to slow down: a transient 429 or 503
+    with a Retry-After (FCM's QUOTA_EXCEEDED and UNAVAILABLE, APNs' TooManyRequests), which
+    then also penalizes the channel's rate limit."""
+    detail = result.detail or ""
+    return result.outcome == "transient" and bool(result.retry_after) and (
+        "429" in detail or "503" in detail)

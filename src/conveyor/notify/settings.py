@@ -14,7 +14,7 @@ from typing import Any
 from conveyor.errors import InvalidInput
 from conveyor.notify.channel import Channel
 from conveyor.notify.delivery import DeliveryOptions
-from conveyor.notify.models import Email, Notification, Webhook, WebPush
+from conveyor.notify.models import Apns, Email, Fcm, Notification, Webhook, WebPush
 from conveyor.notify.notifier import Notifier
 
 __all__ = ["ChannelSettings", "notification", "run_worker"]
@@ -25,7 +25,10 @@ class ChannelSettings:
     """Which channels a worker runs and how they reach their providers.
 
     `smtp`: `host:port` (the email channel); `vapid_key`: a PEM file (the push channel, with
-    `vapid_sub` as the `sub` claim); `webhook_secret`: the webhook channel's HMAC secret.
+    `vapid_sub` as the `sub` claim); `webhook_secret`: the webhook channel's HMAC secret;
+    `fcm_credentials`: a service account JSON file (the fcm channel); `apns_key`: a .p8 file
+    with `apns_key_id`, `apns_team_id` and `apns_topic` (the apns channel); `ca_file`: extra
+    certificates to trust for FCM and APNs (a proxy's, or a local peer's).
     """
 
     smtp: str | None = None
@@ -40,9 +43,19 @@ class ChannelSettings:
     vapid_sub: str = "mailto:ops@localhost"
     push_rate: str | None = None
     webhook_secret: str | None = None
+    fcm_credentials: str | None = None
+    fcm_url: str | None = None
+    fcm_rate: str | None = "600000/m"
+    apns_key: str | None = None
+    apns_key_id: str | None = None
+    apns_team_id: str | None = None
+    apns_topic: str | None = None
+    apns_url: str | None = None
+    apns_rate: str | None = None
+    ca_file: str | None = None
 
     def channels(self) -> dict[str, Channel]:
-        """The configured channels by name (`email`, `push`, `webhook`)."""
+        """The configured channels by name (`email`, `push`, `webhook`, `fcm`, `apns`)."""
         from conveyor.notify.smtp import SmtpChannel
         from conveyor.notify.webhook import WebhookChannel
         from conveyor.notify.webpush import WebPushChannel
@@ -61,9 +74,37 @@ class ChannelSettings:
                                           {"sub": self.vapid_sub}, rate_limit=self.push_rate)
         if self.webhook_secret:
             made["webhook"] = WebhookChannel(self.webhook_secret)
+        made.update(self._mobile())
         if not made:
-            raise InvalidInput("Configure at least one channel (--smtp, --vapid-key or "
-                               "--webhook-secret-env).")
+            raise InvalidInput("Configure at least one channel (--smtp, --vapid-key, "
+                               "--webhook-secret-env, --fcm-credentials or --apns-key).")
+        return made
+
+    def _mobile(self) -> dict[str, Channel]:
+        """The fcm and apns channels, when configured."""
+        if not self.fcm_credentials and not self.apns_key:
+            return {}  # their modules (h2, cryptography) stay unimported
+        import ssl
+
+        from conveyor.notify.apns import APNS_URL, ApnsChannel
+        from conveyor.notify.fcm import FCM_URL, FcmChannel
+
+        context = ssl.create_default_context(cafile=self.ca_file) if self.ca_file else None
+        made: dict[str, Channel] = {}
+        if self.fcm_credentials:
+            made["fcm"] = FcmChannel(Path(self.fcm_credentials), url=self.fcm_url or FCM_URL,
+                                     rate_limit=self.fcm_rate, ssl_context=context)
+        if self.apns_key:
+            missing = [flag for flag, value in (("--apns-key-id", self.apns_key_id),
+                                                ("--apns-team-id", self.apns_team_id),
+                                                ("--apns-topic", self.apns_topic)) if not value]
+            if missing:
+                raise InvalidInput(f"The apns channel also needs {', '.join(missing)}.",
+                                   field="apns_key")
+            made["apns"] = ApnsChannel(
+                Path(self.apns_key), str(self.apns_key_id), str(self.apns_team_id),
+                str(self.apns_topic), url=self.apns_url or APNS_URL,
+                rate_limit=self.apns_rate, ssl_context=context)
         return made
 
 
@@ -73,7 +114,8 @@ def notification(channel: str, to: str, *, template: str | None = None,
                  idempotency_key: str | None = None, event: str = "notification"
                  ) -> Notification:
     """One notification for a channel kind: email (`to` an address), push (`to` the
-    subscription as JSON) or webhook (`to` the URL; `data` the payload)."""
+    subscription as JSON), webhook (`to` the URL; `data` the payload), fcm or apns (`to` the
+    device token; `subject` and `text` the title and body)."""
     import orjson
 
     if channel == "email":
@@ -95,7 +137,13 @@ def notification(channel: str, to: str, *, template: str | None = None,
     if channel == "webhook":
         return Webhook(url=to, event=event, payload=dict(data or {}),
                        idempotency_key=idempotency_key)
-    raise InvalidInput(f"No channel kind {channel!r} (email, push, webhook).",
+    if channel in ("fcm", "apns"):
+        if template is None and text is None:
+            raise InvalidInput(f"A {channel} push needs --template or --text.", field="text")
+        kind = Fcm if channel == "fcm" else Apns
+        return kind(token=to, template=template, data=dict(data or {}), title=subject,
+                    body=text, idempotency_key=idempotency_key)
+    raise InvalidInput(f"No channel kind {channel!r} (email, push, webhook, fcm, apns).",
                        field="channel")
 
 

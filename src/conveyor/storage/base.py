@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
+from conveyor.heartbeats import WorkerInfo
 from conveyor.jobs import JobStatus
 from conveyor.keys import ApiKey
 from conveyor.ledger import Delivery, DeliveryUpdate, NewDelivery, Suppression
@@ -28,6 +29,7 @@ from conveyor.models import (
     SendResult,
     TableHealth,
 )
+from conveyor.recipients import Recipient
 from conveyor.storage.params import (
     ApiKeyInsertParams,
     DeliveryPutParams,
@@ -46,6 +48,7 @@ from conveyor.storage.params import (
     ReceiveParams,
     SlotAcquireParams,
     SlotRenewParams,
+    WorkerPutParams,
 )
 
 __all__ = [
@@ -70,10 +73,13 @@ __all__ = [
     "RateState",
     "RateTakeParams",
     "ReceiveParams",
+    "RecipientStorage",
     "SignalCallback",
     "SlotAcquireParams",
     "SlotRenewParams",
     "Storage",
+    "WorkerPutParams",
+    "WorkerStorage",
 ]
 
 # A receive never looks at more rows than this beyond max_messages: the bound that keeps
@@ -243,6 +249,10 @@ class JobStorage(Protocol):
     async def job_expire(self, now: int | None, limit: int) -> int:
         """Delete up to `limit` expired statuses."""
 
+    async def job_counts_by_task(self, now: int | None) -> dict[tuple[str, str, str], int]:
+        """Unexpired statuses by (queue, task, status); a job without a task name counts
+        under task ""."""
+
 
 class LedgerStorage(Protocol):
     """Delivery rows and the suppression list (see `conveyor.broker.ledger`). Each call is
@@ -317,7 +327,56 @@ class KeyStorage(Protocol):
         """How many keys were ever made (revoked ones too)."""
 
 
-class Storage(MessageStorage, JobStorage, LedgerStorage, KeyStorage, Protocol):
+class WorkerStorage(Protocol):
+    """Worker heartbeats: one row per live worker process, forgotten `ttl_ms` after its
+    last beat (see `conveyor.broker.workers`)."""
+
+    async def worker_put(self, params: WorkerPutParams) -> None:
+        """Insert or replace a worker's row; its `started_at` stays that of the first beat
+        (of the row's life: a row past its expiry starts over)."""
+
+    async def worker_list(self, now: int | None) -> list[WorkerInfo]:
+        """Unexpired workers, by start time then id."""
+
+    async def worker_delete(self, worker_id: str) -> bool:
+        """Forget a worker (a clean shutdown); True when it was there."""
+
+    async def worker_expire(self, now: int | None, limit: int) -> int:
+        """Delete up to `limit` expired rows."""
+
+
+class RecipientStorage(Protocol):
+    """Recipients (see `conveyor.broker.recipients`): one row per person, checked by the
+    broker before it gets here."""
+
+    async def recipient_put_many(self, recipients: Sequence[Recipient],
+                                 now: int | None) -> None:
+        """Insert or replace recipients (ids unique within the batch) in one transaction."""
+
+    async def recipient_get(self, recipient_id: str) -> Recipient | None:
+        """One recipient by id."""
+
+    async def recipient_delete(self, recipient_id: str) -> bool:
+        """Delete a recipient; True when it existed."""
+
+    async def recipient_count(self) -> int:
+        """How many recipients are stored."""
+
+    async def recipient_delivery_add_many(self, rows: Sequence[tuple[str, str]],
+                                          keep_ms: int, now: int | None) -> None:
+        """Link (recipient id, delivery id) pairs, kept for `keep_ms`; a pair already
+        linked keeps its link."""
+
+    async def recipient_delivery_list(self, recipient_id: str, limit: int,
+                                      now: int | None) -> list[Delivery]:
+        """The recipient's unexpired delivery rows, newest link first."""
+
+    async def recipient_delivery_expire(self, now: int | None, limit: int) -> int:
+        """Delete up to `limit` expired links."""
+
+
+class Storage(MessageStorage, JobStorage, LedgerStorage, KeyStorage, WorkerStorage,
+              RecipientStorage, Protocol):
     """A database driver: the whole contract, plus its lifecycle."""
 
     dialect: str

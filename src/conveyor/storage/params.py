@@ -35,6 +35,7 @@ __all__ = [
     "ReceiveParams",
     "SlotAcquireParams",
     "SlotRenewParams",
+    "WorkerPutParams",
 ]
 
 
@@ -253,3 +254,20 @@ class ApiKeyInsertParams:
     grants: str
     now: int | None
     secret: str | None = None
+
+
+# worker heartbeats ------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class WorkerPutParams:
+    """A worker's heartbeat to store: kept until now + `ttl_ms`. `queues` and `detail`
+    (its schedules and per-task counts) are JSON text; the first beat sets `started_at`."""
+
+    worker_id: str
+    host: str
+    pid: int
+    queues: str
+    concurrency: int
+    running: int
+    detail: str
+    ttl_ms: int
+    now: int | None

@@ -8,6 +8,7 @@ from typing import Any, Protocol
 import orjson
 
 from conveyor.fifo import format_sequence
+from conveyor.heartbeats import WorkerInfo, counts_of, schedule_of
 from conveyor.jobs import JobStatus
 from conveyor.ledger import Delivery
 from conveyor.models import (
@@ -23,6 +24,7 @@ from conveyor.models import (
     decode_attributes,
     dumps_json,
 )
+from conveyor.recipients import Recipient, parse_recipient, recipient_json
 
 _KINDS = (BodyKind.TEXT, BodyKind.JSON)
 _NO_ATTRIBUTES: dict[str, MessageAttribute] = {}
@@ -104,3 +106,43 @@ def counts_by_channel(found: Iterable[Row]) -> dict[str, dict[str, int]]:
     for row in found:
         counts.setdefault(str(row[0]), {})[str(row[1])] = int(row[2])
     return counts
+
+
+def worker_from_row(row: Row) -> WorkerInfo:
+    """(id, host, pid, queues, concurrency, running, detail, started_at, beat_at,
+    expires_at) -> WorkerInfo; `detail` holds the schedules, counts and TTL."""
+    detail = orjson.loads(row[6])
+    return WorkerInfo(
+        worker_id=row[0], host=row[1], pid=int(row[2]), queues=tuple(orjson.loads(row[3])),
+        concurrency=int(row[4]), running=int(row[5]),
+        ttl_seconds=float(detail.get("ttl_seconds", 0)),
+        schedules=tuple(schedule_of(s) for s in detail.get("schedules", ())),
+        counts=tuple(counts_of(c) for c in detail.get("counts", ())),
+        started_at=int(row[7]), beat_at=int(row[8]), expires_at=int(row[9]))
+
+
+def tally_by_task(found: Iterable[Row]) -> dict[tuple[str, str, str], int]:
+    """(queue, task, status, count) rows -> {(queue, task, status): count}."""
+    out: dict[tuple[str, str, str], int] = {}
+    for r in found:
+        key = (str(r[0]), str(r[1]), str(r[2]))
+        out[key] = out.get(key, 0) + int(r[3])
+    return out
+
+
+def recipient_columns(r: Recipient) -> tuple[str, str, str, str, str, str | None]:
+    """(id, timezone, locale, addresses, preferences, quiet_hours) as stored (JSON text)."""
+    doc = recipient_json(r)
+    quiet = doc["quiet_hours"]
+    return (r.id, r.timezone, r.locale, orjson.dumps(doc["addresses"]).decode(),
+            orjson.dumps(doc["preferences"]).decode(),
+            None if quiet is None else orjson.dumps(quiet).decode())
+
+
+def recipient_from_row(row: Row) -> Recipient:
+    """(id, timezone, locale, addresses, preferences, quiet_hours, updated_at) -> Recipient,
+    through the one parser (a row written by a newer node is checked like any input)."""
+    doc = {"timezone": row[1], "locale": row[2], "addresses": orjson.loads(row[3]),
+           "preferences": orjson.loads(row[4]),
+           "quiet_hours": None if row[5] is None else orjson.loads(row[5])}
+    return parse_recipient(row[0], doc, int(row[6]))

@@ -21,6 +21,7 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--shutdown-grace", type=float, default=30.0)
     parser.add_argument("--no-cron", action="store_true")
+    parser.add_argument("--heartbeat", type=float, default=5.0, metavar="SECONDS")
     parser.add_argument("--supervisor", type=int, metavar="PID",
                         help="the pool's pid: die when it dies")
     args = parser.parse_args()
@@ -31,7 +32,7 @@ def main() -> int:
                                                    "%(message)s")
     options = WorkerOptions(queues=args.queues.split(",") if args.queues else None,
                             batch_size=args.batch_size, shutdown_grace=args.shutdown_grace,
-                            scheduler=not args.no_cron)
+                            scheduler=not args.no_cron, heartbeat_interval=args.heartbeat)
     return run(args.app, args.url, options)
 
 

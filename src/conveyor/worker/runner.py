@@ -32,6 +32,7 @@ from typing import Any
 
 from conveyor.client._models import JobStatus
 from conveyor.client.source import Source
+from conveyor.heartbeats import Tally
 from conveyor.models import (
     Message,
     MessageAttribute,
@@ -41,6 +42,7 @@ from conveyor.models import (
 from conveyor.worker.app import DLQ_SUFFIX, App
 from conveyor.worker.batching import Batcher
 from conveyor.worker.exceptions import Cancel, Retry, TaskTimeout
+from conveyor.worker.heartbeat import Beater
 from conveyor.worker.lanes import Lanes
 from conveyor.worker.rates import RateLimiter, Slots
 from conveyor.worker.retry import backoff_seconds, is_final
@@ -67,6 +69,10 @@ class WorkerOptions:
     shutdown_grace: float = 30.0
     scheduler: bool = True
     holder: str | None = None
+    # How often the worker reports itself (`broker.workers`); None: never. It is forgotten
+    # `heartbeat_ttl` after its last beat (None: three intervals).
+    heartbeat_interval: float | None = 5.0
+    heartbeat_ttl: float | None = None
 
 
 @dataclass(slots=True)
@@ -89,6 +95,7 @@ class Worker:
         self._stopping = asyncio.Event()
         self.processed = 0
         self.failed = 0
+        self.tally = Tally()  # per-task counts for the heartbeat
 
     def stop(self) -> None:
         """Stop receiving; finish or release what is held (safe to call from a signal)."""
@@ -125,11 +132,29 @@ class Worker:
 
             scheduler = Scheduler(self.app, source)
             background.append(asyncio.create_task(scheduler.run(self._stopping)))
+        beater = self._beater(source, runners)
+        beating = asyncio.create_task(beater.run()) if beater else None
         try:
             await asyncio.gather(*(r.run() for r in runners), *background)
         finally:
             await statuses.drain()
             executor.shutdown(wait=False, cancel_futures=True)
+            if beater is not None and beating is not None:
+                beating.cancel()
+                await asyncio.gather(beating, return_exceptions=True)
+                await beater.remove()
+
+    def _beater(self, source: Source, runners: list[_QueueRunner]) -> Beater | None:
+        interval = self.options.heartbeat_interval
+        if not interval:
+            return None
+
+        def load() -> tuple[int, int]:
+            return (sum(r.capacity for r in runners),
+                    sum(h.started for r in runners for h in list(r.held.values())))
+        return Beater(self.app, source, self.holder, [r.queue for r in runners], self.tally,
+                      load, interval=interval, ttl=self.options.heartbeat_ttl,
+                      schedules=self.options.scheduler)
 
 
 class _Shared:
@@ -247,6 +272,7 @@ class _QueueRunner:
             assert options.global_concurrency is not None
             await self.s.slots.acquire(slot_key, options.global_concurrency)
         held.started = True
+        began = time.perf_counter()
         result: Any = None
         error: BaseException | None = None
         try:
@@ -259,8 +285,12 @@ class _QueueRunner:
             error = exc
             if isinstance(exc, asyncio.CancelledError):
                 raise
+            self.s.worker.tally.ran(self.queue, task.name, time.perf_counter() - began,
+                                    failed=not isinstance(exc, (Retry, Cancel)))
             await self._settle_failure(job.message, job, options, exc, task)
         else:
+            self.s.worker.tally.ran(self.queue, task.name, time.perf_counter() - began,
+                                    failed=False)
             self.acks.add(job.message.receipt_handle)
             self.s.worker.processed += 1
             if options.track:
@@ -329,6 +359,8 @@ class _QueueRunner:
             backoff_seconds(options, attempt)
         if track and job is not None:
             self._status(job, task, "retrying", error=error)
+        if task is not None:
+            self.s.worker.tally.retried(self.queue, task.name)
         try:
             await self.source.retry(self.queue, handle, int(max(0, delay)), error)
         except Exception:

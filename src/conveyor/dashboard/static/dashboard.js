@@ -1,4 +1,4 @@
-/* conveyor dashboard: live queues table, per-queue charts, confirmations.
+/* conveyor dashboard: live queues table, per-queue charts, the workers page, confirmations.
    Everything shown is set with textContent (never innerHTML): names and bodies are user input. */
 (function () {
   "use strict";
@@ -49,6 +49,26 @@
       if (!window.confirm(form.getAttribute("data-confirm"))) e.preventDefault();
     });
   });
+
+  // workers page: the page itself again every few seconds, swapped in place -----------
+  var workers = document.getElementById("workers-page");
+  if (workers) {
+    var every = Number(workers.dataset.refresh) * 1000 || 5000;
+    var refresh = function () {
+      fetch(location.pathname, {credentials: "same-origin"})
+        .then(function (r) { if (!r.ok) throw new Error(r.status); return r.text(); })
+        .then(function (html) {
+          var fresh = new DOMParser().parseFromString(html, "text/html")
+            .getElementById("workers-page");
+          if (fresh) document.getElementById("workers-page").replaceWith(fresh);
+          live("live");
+        })
+        .catch(function () { live("reconnecting"); })
+        .then(function () { setTimeout(refresh, every); });
+    };
+    live("live");
+    setTimeout(refresh, every);
+  }
 
   // front page: the queues table --------------------------------------------------------
   var table = document.getElementById("queues");

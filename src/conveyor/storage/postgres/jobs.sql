@@ -122,3 +122,11 @@ DELETE FROM conveyor_jobs
 WHERE id IN (SELECT id FROM conveyor_jobs
              WHERE expires_at <= COALESCE($1::bigint, conveyor_now_ms()) LIMIT $2)
   AND expires_at <= COALESCE($1::bigint, conveyor_now_ms());
+
+-- name: job_counts_by_task
+-- For /metrics: conveyor_jobs by queue and task (the queue_status index does not cover
+-- task; the table holds statuses for their keep time only).
+SELECT queue, COALESCE(task, ''), status, count(*)
+FROM conveyor_jobs
+WHERE expires_at > COALESCE($1::bigint, conveyor_now_ms())
+GROUP BY queue, task, status;

@@ -18,7 +18,7 @@ from conveyor.storage.base import (
     SlotRenewParams,
 )
 from conveyor.storage.postgres.postgres_base import PostgresBase
-from conveyor.storage.rows import job_status_from_row
+from conveyor.storage.rows import job_status_from_row, tally_by_task
 from conveyor.storage.sql import load_queries
 
 Q = load_queries("conveyor.storage.postgres", "jobs.sql")
@@ -93,3 +93,7 @@ class PostgresJobs(PostgresBase):
     async def job_expire(self, now: int | None, limit: int) -> int:
         """Delete expired statuses."""
         return await self._execute(Q["job_expire"], now, limit)
+
+    async def job_counts_by_task(self, now: int | None) -> dict[tuple[str, str, str], int]:
+        """Unexpired statuses by queue, task and status."""
+        return tally_by_task(await self._fetch(Q["job_counts_by_task"], now))

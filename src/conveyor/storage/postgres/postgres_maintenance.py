@@ -6,12 +6,12 @@ Two tools, chosen by measurement (benchmarks/soak.py; notes in the 0008 migratio
 - **Rotation** of the message table's slots (`conveyor_messages_s0..s3`, LIST partitions).
   New rows go to the slot `conveyor_message_rotation` names; every `SLOT_MS` the pointer
   moves to the next slot if that one is empty. A slot behind the pointer is consumed in
-  order; its delayed rows are moved forward in batches (and, once mostly consumed, all its
-  rows not under a lease, so a lasting backlog cannot keep it); once at most `MOVE_LIMIT` live rows
-  are left, they are copied into the current slot under a short ACCESS EXCLUSIVE lock (same
-  ids and tokens, so receipt handles keep working) and the slot is TRUNCATEd. TRUNCATE frees
-  the space and the dead index entries a claim would walk, even while an old snapshot pins
-  the xmin horizon, which VACUUM cannot.
+  order; its delayed rows are moved forward in batches (compacting a mostly consumed
+  backlog the same way exists but is off: see `COMPACT`); once at most `MOVE_LIMIT`
+  live rows are left, they are copied into the current slot under a short ACCESS EXCLUSIVE
+  lock (same ids and tokens, so receipt handles keep working) and the slot is TRUNCATEd.
+  TRUNCATE frees the space and the dead index entries a claim would walk, even while an
+  old snapshot pins the xmin horizon, which VACUUM cannot.
 - **Targeted VACUUM** of the other tables that churn (the unlogged messages, jobs, the
   delivery ledger, rate limits, slots, deduplication ids), and of a slot a backlog keeps
   from rotating, once their dead rows pass their live ones and a floor, at most every
@@ -43,13 +43,18 @@ SLOTS = 4  # as in the 0008 migration: the partitions conveyor_messages_s0..s3
 SLOT_MS = 5_000  # how long the pointer stays on a slot at least
 MOVE_LIMIT = 1_000  # live rows copied under the lock at most (a few ms of work)
 EVACUATE = 5_000  # rows moved forward per slot and round (delayed, or compacting)
-COMPACT = 4  # a slot is compacted once its dead rows are this many times its live ones
+# Compaction (moving a mostly consumed backlog forward) is off: in a 15-minute soak with a
+# 5-minute held xmin and autovacuum off, the moved rows were consumed in the current slot,
+# which cannot be truncated while it is current, and its dead head grew until claims
+# crawled (40-80 msgs/s, a 127 MB slot). None: off; n: once dead rows are n x live ones.
+COMPACT: int | None = None
 LOCK_TIMEOUT = "50ms"  # claims queue behind a waiting TRUNCATE: give up quickly instead
-_LOCK = 0x636F6E77  # one node maintains at a time
+_LOCK = 0x636F6E77  # one node truncates at a time
 VACUUM_EVERY = 10.0  # seconds between VACUUMs of one table
 VACUUM_FLOOR = 5_000  # dead rows before a table is worth a VACUUM
 CHURNING = ("conveyor_messages_unlogged", "conveyor_jobs", "conveyor_deliveries",
-            "conveyor_rate_limits", "conveyor_slots", "conveyor_dedup", "conveyor_cron_ticks")
+            "conveyor_rate_limits", "conveyor_slots", "conveyor_dedup", "conveyor_cron_ticks",
+            "conveyor_workers")  # a row rewritten on every heartbeat
 
 
 @dataclass
@@ -146,16 +151,15 @@ class Maintenance:
 
     async def _evacuate(self, conn: Connection, slot: int, table: str) -> None:
         """Move rows of a slot behind the pointer forward, a batch a round: its delayed
-        rows (they would hold it for their whole delay), and once most of the slot has been
-        consumed (dead rows `COMPACT` times the live ones: a backlog being worked through,
-        whose dead head every claim walks), every row not under a lease, so that the slot
-        can be truncated. Moving costs a row written per row moved; the ratio keeps that
-        below a quarter of the rows consumed."""
+        rows (they would hold it for their whole delay), and, with `COMPACT` set, once
+        most of the slot has been consumed, every row not under a lease, so that the slot
+        can be truncated (off by default: see `COMPACT`)."""
         target = int(await conn.fetchval(Q["maintenance_current_slot"]))
         if target == slot:
             return
         counts = await conn.fetchrow(Q["maintenance_slot_counts"], table)
-        compact = counts is not None and counts[1] >= COMPACT * max(counts[0], 1)
+        compact = (COMPACT is not None and counts is not None
+                   and counts[1] >= COMPACT * max(counts[0], 1))
         status: str = await conn.execute(Q["maintenance_slot_evacuate"].format(table=table),
                                          target, EVACUATE, compact)
         self.moved += int(status.rsplit(" ", 1)[-1])

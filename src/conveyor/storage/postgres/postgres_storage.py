@@ -47,6 +47,8 @@ from conveyor.storage.postgres.postgres_jobs import PostgresJobs
 from conveyor.storage.postgres.postgres_keys import PostgresKeys
 from conveyor.storage.postgres.postgres_ledger import PostgresLedger
 from conveyor.storage.postgres.postgres_maintenance import Maintenance, table_health
+from conveyor.storage.postgres.postgres_recipients import PostgresRecipients
+from conveyor.storage.postgres.postgres_workers import PostgresWorkers
 from conveyor.storage.sql import load_queries
 from conveyor.tasks import stop_task
 
@@ -66,7 +68,8 @@ BY_ID_BEGIN = ("BEGIN; SET LOCAL enable_seqscan = off; SET LOCAL enable_hashjoin
                "SET LOCAL enable_mergejoin = off; SET LOCAL enable_material = off")
 
 
-class PostgresStorage(PostgresJobs, PostgresLedger, PostgresKeys, PostgresBase):
+class PostgresStorage(PostgresJobs, PostgresLedger, PostgresKeys, PostgresWorkers,
+                      PostgresRecipients, PostgresBase):
     """Queues and messages in PostgreSQL."""
 
     dialect = "postgresql"

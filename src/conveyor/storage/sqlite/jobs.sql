@@ -98,3 +98,10 @@ GROUP BY status;
 -- name: job_expire
 DELETE FROM conveyor_jobs
 WHERE id IN (SELECT id FROM conveyor_jobs WHERE expires_at <= :now LIMIT :limit);
+
+-- name: job_counts_by_task
+-- For /metrics: conveyor_jobs by queue and task.
+SELECT queue, COALESCE(task, ''), status, count(*)
+FROM conveyor_jobs
+WHERE expires_at > :now
+GROUP BY queue, task, status;

@@ -20,7 +20,7 @@ from conveyor.storage.base import (
     SlotRenewParams,
 )
 from conveyor.storage.limits import gcra, slots_granted
-from conveyor.storage.rows import job_status_from_row
+from conveyor.storage.rows import job_status_from_row, tally_by_task
 from conveyor.storage.sql import load_queries
 from conveyor.storage.sqlite.sqlite_base import SqliteBase
 
@@ -168,3 +168,9 @@ class SqliteJobs(SqliteBase):
                 return db.execute(Q["job_expire"], params).rowcount
         return await self._run(run)
 
+
+    async def job_counts_by_task(self, now: int | None) -> dict[tuple[str, str, str], int]:
+        """Unexpired statuses by queue, task and status."""
+        params = {"now": self._now(now)}
+        return await self._run(lambda db: tally_by_task(
+            db.execute(Q["job_counts_by_task"], params)))

@@ -49,6 +49,8 @@ from conveyor.storage.sqlite.sqlite_jobs import SqliteJobs
 from conveyor.storage.sqlite.sqlite_keys import SqliteKeys
 from conveyor.storage.sqlite.sqlite_ledger import SqliteLedger
 from conveyor.storage.sqlite.sqlite_maintenance import give_back, table_health
+from conveyor.storage.sqlite.sqlite_recipients import SqliteRecipients
+from conveyor.storage.sqlite.sqlite_workers import SqliteWorkers
 from conveyor.tasks import stop_task
 
 log = logging.getLogger("conveyor.storage.sqlite")
@@ -63,7 +65,8 @@ def _uid(blob: bytes) -> str:
     return str(uuid.UUID(bytes=blob))
 
 
-class SqliteStorage(SqliteJobs, SqliteLedger, SqliteKeys, SqliteBase):
+class SqliteStorage(SqliteJobs, SqliteLedger, SqliteKeys, SqliteWorkers, SqliteRecipients,
+                    SqliteBase):
     """Queues and messages in one SQLite file."""
 
     dialect = "sqlite"
@@ -245,9 +248,12 @@ class SqliteStorage(SqliteJobs, SqliteLedger, SqliteKeys, SqliteBase):
                         for r in claimed]
             with self._write(db):
                 if params.dead_letter_queue_id is not None:
-                    db.execute(Q["message_dead_letter"], {
-                        **args, "dlq_id": params.dead_letter_queue_id,
-                        "max_receive_count": params.max_receive_count})
+                    # Again until the head holds none: once some went, the claim's head
+                    # reaches rows the check did not see, which may be over-received too.
+                    dead = {**args, "dlq_id": params.dead_letter_queue_id,
+                            "max_receive_count": params.max_receive_count}
+                    while db.execute(Q["message_dead_letter"], dead).rowcount:
+                        pass
                 claimed = db.execute(Q["message_claim"], args).fetchall()
             claimed.sort(key=lambda r: (-r[9], r[14]))
             return [rows.message_from_claim(params.queue_name, _uid(r[0]), r) for r in claimed]

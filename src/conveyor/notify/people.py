@@ -1,0 +1,216 @@
+"""Notify a person: one notification for a recipient and a category, fanned out to the
+recipient's addresses on every channel their preferences allow.
+
+```python
+await notify_recipient(notifier, PersonNotification(
+    "ann", Category("security", critical=True), "password-reset", {"link": url}))
+```
+Per address, in order: a channel the notifier does not run, a channel the recipient's
+preferences close for the category, or a suppressed address is recorded `skipped` with
+the reason; the rest are enqueued, `held` until the recipient's quiet hours end when the
+recipient's wall clock is inside them (a delay on the queue message, so the hold survives
+restarts and nothing is dropped). Critical categories skip neither preferences nor quiet
+hours. A recipient with no address left for any allowed channel gets one `skipped` row
+(channel `none`) saying so.
+
+Everything is checked before anything is written; then the queued and held ones are
+written before the skips, each through the notifier's usual path (ledger, then queue).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from conveyor.errors import InvalidInput, RecipientNotFound
+from conveyor.ledger import DeliveryUpdate, NewDelivery
+from conveyor.notify.models import Apns, Email, Fcm, Item, WebPush, delivery_id, to_item
+from conveyor.recipients import (
+    ADDRESS_CHANNELS,
+    Category,
+    Recipient,
+    address_key,
+    allowed,
+    quiet_release_at,
+)
+
+if TYPE_CHECKING:
+    from conveyor.notify.notifier import Notifier
+
+__all__ = ["NO_ADDRESS", "PersonNotification", "Planned", "notify_recipient", "plan"]
+
+NO_ADDRESS = "none"
+"""The channel of the skip row of a recipient with no address for any allowed channel."""
+MAX_DATA = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class PersonNotification:
+    """A notification for one recipient: its category, template and data; `channels`
+    narrows the fan-out (None: every channel); the same `idempotency_key` again sends
+    nothing (without one, the same category, template and data again send nothing)."""
+
+    recipient: str
+    category: Category
+    template: str
+    data: Mapping[str, Any] = field(default_factory=dict)
+    idempotency_key: str | None = None
+    channels: Sequence[str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Planned:
+    """What became of one address: `queued`, `held` (until `release_at`, ms) or
+    `skipped` (with the `reason`)."""
+
+    channel: str
+    address: str
+    delivery_id: str
+    status: str
+    reason: str | None = None
+    release_at: int | None = None
+    item: Item | None = field(default=None, compare=False, repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        """The API's form."""
+        return {"channel": self.channel, "address": self.address,
+                "delivery_id": self.delivery_id, "status": self.status,
+                "reason": self.reason, "release_at": self.release_at}
+
+
+def check(n: PersonNotification) -> None:
+    """Raise `InvalidInput` for a malformed request (before anything is read or written)."""
+    c = n.category
+    if not isinstance(c.name, str) or not 1 <= len(c.name) <= 100:
+        raise InvalidInput("category must be a name of 1 to 100 characters.",
+                           field="category")
+    if not isinstance(n.template, str) or not 1 <= len(n.template) <= 200:
+        raise InvalidInput("template must be a template name.", field="template")
+    if not isinstance(n.data, Mapping):
+        raise InvalidInput("data must be a JSON object.", field="data")
+    if len(orjson.dumps(n.data)) > MAX_DATA:
+        raise InvalidInput(f"data must be at most {MAX_DATA} bytes of JSON.", field="data")
+    if n.idempotency_key is not None and (not isinstance(n.idempotency_key, str) or
+                                          not 1 <= len(n.idempotency_key) <= 200):
+        raise InvalidInput("idempotency_key must be 1 to 200 characters.",
+                           field="idempotency_key")
+    for ch in n.channels or ():
+        if ch not in ADDRESS_CHANNELS:
+            raise InvalidInput(f"No address channel {ch!r}; the channels are "
+                               f"{', '.join(ADDRESS_CHANNELS)}.", field="channels")
+
+
+def _item(n: PersonNotification, recipient: Recipient, channel: str, address: Any,
+          now_ms: int) -> Item:
+    """The queued form for one address, its id unique per recipient and address."""
+    key = address_key(channel, address)
+    if channel == "email":
+        item = to_item(Email(to=address, template=n.template, data=n.data), now_ms)
+    elif channel == "push":
+        item = to_item(WebPush(subscription=address, template=n.template, data=n.data),
+                       now_ms)
+    elif channel == "fcm":
+        item = to_item(Fcm(token=address, template=n.template, data=n.data), now_ms)
+    else:
+        item = to_item(Apns(token=address, template=n.template, data=n.data), now_ms)
+    if n.idempotency_key is not None:
+        source = f"{n.idempotency_key}\x1f{recipient.id}\x1f{key}"
+        did = delivery_id(channel, key, source, {})
+    else:
+        did = delivery_id(channel, key, None, {"r": recipient.id, "c": n.category.name,
+                                               "t": n.template, "d": n.data})
+    return item._replace(id=did)
+
+
+async def plan(notifier: Notifier, recipient: Recipient, n: PersonNotification,
+               now_ms: int) -> list[Planned]:
+    """Decide, per address, queue, hold or skip (reads the suppression list; writes
+    nothing)."""
+    wanted = [ch for ch in ADDRESS_CHANNELS if n.channels is None or ch in n.channels]
+    release = None
+    if recipient.quiet_hours is not None and not n.category.critical:
+        release = quiet_release_at(recipient.quiet_hours, recipient.zone, now_ms)
+    out: list[Planned] = []
+    for channel in wanted:
+        addresses = recipient.addresses.get(channel, ())
+        if not addresses:
+            continue
+        items = [_item(n, recipient, channel, a, now_ms) for a in addresses]
+        reason = None
+        if channel not in notifier.channels:
+            reason = f"this notifier runs no {channel} channel"
+        elif not allowed(recipient, n.category, channel):
+            reason = (f"not opted in to {n.category.name} on {channel}" if
+                      n.category.opt_in else f"opted out of {n.category.name} on {channel}")
+        suppressed = set() if reason else await notifier.broker.ledger.suppressed(
+            channel, [i.to for i in items])
+        for item in items:
+            why = reason or ("suppressed" if item.to in suppressed else None)
+            if why:
+                out.append(Planned(channel, item.to, item.id, "skipped", why, None, item))
+            elif release is not None:
+                out.append(Planned(channel, item.to, item.id, "held", None, release, item))
+            else:
+                out.append(Planned(channel, item.to, item.id, "queued", None, None, item))
+    if not any(p.status != "skipped" for p in out):
+        why = ("no address for any allowed channel" if out else
+               "no address on any channel" + (" asked for" if n.channels else ""))
+        key = None if n.idempotency_key is None else f"{n.idempotency_key}\x1f{recipient.id}"
+        did = delivery_id(NO_ADDRESS, recipient.id, key, {
+            "c": n.category.name, "t": n.template, "d": n.data})
+        out.append(Planned(NO_ADDRESS, recipient.id, did, "skipped", why))
+    return out
+
+
+async def notify_recipient(notifier: Notifier, n: PersonNotification,
+                           now_ms: int | None = None, *,
+                           check_template: bool = True) -> list[Planned]:
+    """Fan one notification out to a recipient (see the module docstring); returns what
+    became of each address. Raises `RecipientNotFound` or `InvalidInput`.
+
+    `check_template=False` when this process holds no templates (the HTTP server: the
+    delivery workers render)."""
+    check(n)
+    if check_template and not notifier.templates.has(n.template):
+        raise InvalidInput(f"No template named {n.template!r}.", field="template")
+    recipient = await notifier.broker.recipients.get(n.recipient)
+    if recipient is None:
+        raise RecipientNotFound(f"No recipient {n.recipient!r}.")
+    at = int(time.time() * 1000) if now_ms is None else now_ms
+    planned = await plan(notifier, recipient, n, at)
+    if notifier.track:
+        # Linked first: a link to a delivery never written lists nothing, whereas a
+        # delivery without its link would be missing from the recipient's list.
+        await notifier.broker.recipients.link(recipient.id, [p.delivery_id for p in planned],
+                                              keep_seconds=notifier.keep_seconds)
+    for channel in dict.fromkeys(p.channel for p in planned if p.status != "skipped"):
+        for status in ("queued", "held"):
+            mine = [p for p in planned if p.channel == channel and p.status == status]
+            if not mine:
+                continue
+            delay = None
+            if status == "held":
+                # Rounded up: released at the end of the window, never a second early.
+                delay = max(1, math.ceil((max(p.release_at or at for p in mine) - at) / 1000))
+            await notifier.enqueue_items(channel, [p.item for p in mine if p.item],
+                                         status=status, delay_seconds=delay)
+    await _record_skips(notifier, [p for p in planned if p.status == "skipped"])
+    return planned
+
+
+async def _record_skips(notifier: Notifier, skips: Sequence[Planned]) -> None:
+    """Record skips with their reasons; a row already known (a repeated request) keeps
+    its status."""
+    if not skips or not notifier.track:
+        return
+    ledger = notifier.broker.ledger
+    new = await ledger.record([NewDelivery(p.delivery_id, p.channel, p.address)
+                               for p in skips], status="skipped",
+                              keep_seconds=notifier.keep_seconds)
+    await ledger.finish([DeliveryUpdate(p.delivery_id, "skipped", p.reason)
+                         for p, fresh in zip(skips, new) if fresh])
