@@ -106,6 +106,24 @@ class Conflict(ConveyorError):
     code = "conflict"
 
 
+class JobNotFound(ConveyorError):
+    """No status is recorded for the job (unknown, untracked or expired)."""
+
+    code = "job_not_found"
+
+
+class JobNotRetryable(Conflict):
+    """Only a dead or failed job can be retried."""
+
+    code = "job_not_retryable"
+
+
+class JobMessageGone(Conflict):
+    """The job's dead-letter message is no longer there to send again."""
+
+    code = "job_message_gone"
+
+
 class OverLimit(ConveyorError):
     """A limit was reached."""
 

@@ -176,3 +176,34 @@ def test_receive_as_a_table(conveyor: Run) -> None:
     assert sent_at is not None
     at = datetime.strptime(sent_at.group(), "%Y-%m-%d %H:%M:%S.%f").replace(tzinfo=UTC)
     assert abs(at.timestamp() - before) < 60
+
+
+def test_job_list_retry_and_delete(conveyor: Run, server: ServerProcess) -> None:
+    conveyor("queue", "create", "work-dlq")
+    conveyor("queue", "create", "work", "--attr", "dead_letter_queue=work-dlq",
+             "--attr", "max_receive_count=1")
+    job_id = conveyor("send", "work", '{"task": "t", "args": [], "kwargs": {}}').stdout.strip()
+    conveyor("receive", "work", "--visibility", "0")
+    assert conveyor("receive", "work").stdout == ""  # received once too often: dead-lettered
+    recorded = {"jobs": [
+        {"job_id": job_id, "status": "dead", "queue": "work", "task": "t", "attempts": 1,
+         "error": "ValueError: boom\nTraceback ..."},
+        {"job_id": "done-1", "status": "succeeded", "queue": "work", "task": "t",
+         "attempts": 1}]}
+    assert httpx.post(f"{server.url}/v1/jobs/status", json=recorded).status_code == 204
+
+    header, *rows = conveyor("job", "list", "--queue", "work").stdout.splitlines()
+    assert header.split()[:3] == ["JOB", "STATE", "QUEUE"] and len(rows) == 2
+    dead = lines(conveyor("job", "list", "--state", "dead", "-o", "json").stdout)
+    assert [(j["job_id"], j["error"]) for j in dead] == [(job_id, recorded["jobs"][0]["error"])]
+    paged = conveyor("job", "list", "--queue", "work", "--limit", "1")
+    assert "more: --after " in paged.stderr
+
+    assert "queued" in conveyor("job", "retry", job_id).stdout
+    [back] = lines(conveyor("receive", "work", "-o", "json").stdout)
+    assert back["id"] == job_id
+    refused = conveyor("job", "retry", job_id, ok=False)
+    assert refused.returncode == 1 and "job_not_retryable" in refused.stderr
+    assert "deleted" in conveyor("job", "delete", "done-1").stdout
+    assert conveyor("job", "list", "--queue", "work", "--state", "succeeded"
+                    ).stdout.splitlines()[1:] == []

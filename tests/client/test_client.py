@@ -12,6 +12,7 @@ import pytest
 
 from conveyor import errors
 from conveyor.client import AsyncClient, Client, ServerUnavailable
+from conveyor.jobs import JobFilter
 from conveyor.models import Body, BodyKind, MessageAttribute, SendEntry, VisibilityEntry
 from tests.http.server import ServerProcess, start_server
 
@@ -198,3 +199,32 @@ def test_sync_client_stats_peek_and_redrive(server: ServerProcess) -> None:
             client.get_move_task("no-such-task")
         [back] = client.receive(name)
         assert json.loads(back.body.text) == {"n": huge}
+
+
+async def test_the_job_explorer_through_the_server(aclient: AsyncClient) -> None:
+    name = _name()
+    await aclient.create_queue(name + "-dlq")
+    await aclient.create_queue(name, {"dead_letter_queue": name + "-dlq",
+                                      "max_receive_count": 3})
+    [sent] = await aclient.send(name, [SendEntry(Body.of({"task": "t"}))])
+    [message] = await aclient.receive(name)
+    await aclient.retry(name, message.receipt_handle, 0, "boom", dead_letter=True)
+    await aclient.jobs.status_set(sent.id, "dead", queue=name, task="t", attempts=1)
+    await aclient.jobs.status_set(f"{name}-ok", "succeeded", queue=name, attempts=1)
+    page = await aclient.jobs.list(JobFilter(queue=name), limit=1)
+    assert len(page.jobs) == 1 and page.next is not None
+    rest = await aclient.jobs.list(JobFilter(queue=name), after=page.next)
+    assert {j.job_id for j in page.jobs + rest.jobs} == {sent.id, f"{name}-ok"}
+    assert rest.next is None
+    assert (await aclient.jobs.retry(sent.id)).status == "queued"
+    with pytest.raises(errors.JobNotRetryable):
+        await aclient.jobs.retry(sent.id)
+    with pytest.raises(errors.JobNotFound):
+        await aclient.jobs.retry("nope")
+    assert await aclient.jobs.retry_many(JobFilter(queue=name)) == ([], [], None)
+    assert await aclient.jobs.delete_many(JobFilter(queue=name, state="succeeded")) == (1, None)
+    with pytest.raises(errors.Conflict):
+        await aclient.jobs.delete(sent.id)  # queued
+    with pytest.raises(errors.InvalidInput) as caught:
+        await aclient.jobs.list(JobFilter(state="finished"))
+    assert caught.value.field == "state"

@@ -84,9 +84,9 @@ async def test_job_status(http: httpx.AsyncClient, clock: ManualClock) -> None:
         {"job_id": "job-2", "status": "failed", "queue": "emails", "error": "550"},
         {"job_id": "job-3", "status": "running", "queue": "other"}]})
     assert response.status_code == 204, response.text
-    counts = (await http.get("/v1/jobs", params={"queue": "emails"})).json()["counts"]
+    counts = (await http.get("/v1/jobs/counts", params={"queue": "emails"})).json()["counts"]
     assert (counts["succeeded"], counts["failed"], counts["running"]) == (1, 1, 0)
-    counts = (await http.get("/v1/jobs")).json()["counts"]
+    counts = (await http.get("/v1/jobs/counts")).json()["counts"]
     assert counts["running"] == 1
     assert_error(await http.get("/v1/jobs/job-404"), 404, "job_not_found")
 
@@ -140,7 +140,10 @@ async def test_routes_are_in_the_openapi_document(sqlite_http: httpx.AsyncClient
                          ("/v1/limits/acquire", "post"), ("/v1/limits/renew", "post"),
                          ("/v1/limits/release", "post"), ("/v1/cron/claim", "post"),
                          ("/v1/jobs/{job_id}", "put"), ("/v1/jobs/{job_id}", "get"),
-                         ("/v1/jobs/status", "post"), ("/v1/jobs", "get")]:
+                         ("/v1/jobs/status", "post"), ("/v1/jobs", "get"),
+                         ("/v1/jobs/counts", "get"), ("/v1/jobs/{job_id}/retry", "post"),
+                         ("/v1/jobs/retry", "post"), ("/v1/jobs/delete", "post"),
+                         ("/v1/jobs/{job_id}", "delete")]:
         assert method in paths[path], (path, method)
     take = paths["/v1/limits/take"]["post"]
     assert "422" in take["responses"] and "requestBody" in take

@@ -6,6 +6,7 @@ import orjson
 
 from conveyor.broker.job_system import progress
 from conveyor.storage.base import (
+    JobListParams,
     JobRow,
     RateTakeParams,
     SlotAcquireParams,
@@ -100,3 +101,36 @@ async def test_job_statuses(storage: Storage, t0: int) -> None:
     # An ignored write does not extend the row: j2 goes at t0 + 60 s, j1 a moment later.
     assert await storage.job_expire(t0 + 60_000, 100) == 1
     assert await storage.job_get("j1", t0 + 60_000) is not None
+
+
+async def test_job_list_filters_and_pages_newest_first(storage: Storage, t0: int) -> None:
+    await storage.job_put_many([row("a", "dead", 3), row("b", "queued", 0)], t0)
+    await storage.job_put_many([row("c", "dead", 2, queue="other")], t0 + 5)
+    await storage.job_put_many([row("d", "succeeded", 1), row("e", "dead", 4)], t0 + 10)
+
+    def listing(**given: object) -> JobListParams:
+        fields: dict[str, object] = {
+            "status": None, "task": None, "queue": None, "updated_since": None,
+            "updated_until": None, "after": None, "limit": 100, "now": t0 + 20}
+        fields.update(given)
+        return JobListParams(**fields)  # type: ignore[arg-type]
+
+    everything = await storage.job_list(listing())
+    assert [j.job_id for j in everything] == ["e", "d", "c", "b", "a"]
+    dead = await storage.job_list(listing(status="dead"))
+    assert [j.job_id for j in dead] == ["e", "c", "a"]
+    assert [j.job_id for j in await storage.job_list(listing(queue="other"))] == ["c"]
+    assert await storage.job_list(listing(task="nothing")) == []
+    window = await storage.job_list(listing(updated_since=t0 + 5, updated_until=t0 + 10))
+    assert [j.job_id for j in window] == ["c"]
+    # Keyset pages: each starts strictly after the last row of the one before.
+    first = await storage.job_list(listing(limit=2))
+    assert [j.job_id for j in first] == ["e", "d"]
+    last = first[-1]
+    assert last.updated_at is not None
+    rest = await storage.job_list(listing(limit=2, after=(last.updated_at, last.job_id)))
+    assert [j.job_id for j in rest] == ["c", "b"]
+    # Expired rows are not listed; deleted ones are gone.
+    assert await storage.job_list(listing(now=t0 + 60_010)) == []
+    assert await storage.job_delete_many(["a", "e", "missing"]) == 2
+    assert [j.job_id for j in await storage.job_list(listing())] == ["d", "c", "b"]

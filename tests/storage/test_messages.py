@@ -157,6 +157,29 @@ async def test_dead_letter_then_move_back(storage: Storage, t0: int) -> None:
     assert await storage.message_count_movable(dlq.id, t0 + 1_000) == 0
 
 
+async def test_move_by_id_out_of_a_dead_letter_queue(storage: Storage, t0: int) -> None:
+    dlq = await make_queue(storage, "dlq", t0)
+    queue = await make_queue(storage, "q", t0)
+    first, second = await send(storage, queue, t0, ["a", "b"])
+    for at in (t0, t0 + 1_000):
+        await storage.message_receive(receive(queue, at, visibility_ms=1_000,
+                                              max_receive_count=1, dlq=dlq))
+    assert (await storage.queue_stats(dlq.id, t0 + 1_000)).visible == 2
+    # Only the named one moves; an id not in the queue (or already moved) is left out.
+    missing = "00000000-0000-7000-8000-000000000000"
+    moved = await storage.message_move_ids(dlq.id, queue.id, [second, missing], t0 + 1_000)
+    assert moved == [second]
+    assert await storage.message_move_ids(dlq.id, queue.id, [second], t0 + 1_000) == []
+    [back] = await storage.message_receive(receive(queue, t0 + 1_000))
+    assert (back.id, back.receive_count) == (second, 1)  # receive count reset
+    [still] = await storage.message_peek(MessagePeekParams(dlq.id, 10, None, t0 + 1_000))
+    assert still.id == first
+    # Deleting by id: the one named goes, unless it is in flight.
+    assert await storage.message_delete_ids(dlq.id, [first, missing], t0 + 1_000) == [first]
+    assert await storage.message_peek(MessagePeekParams(dlq.id, 10, None, t0 + 1_000)) == []
+    assert await storage.message_delete_ids(queue.id, [second], t0 + 1_000) == []  # leased
+
+
 async def test_move_to_a_named_queue(storage: Storage, t0: int) -> None:
     dlq = await make_queue(storage, "dlq", t0)
     queue = await make_queue(storage, "q", t0)

@@ -47,6 +47,12 @@ def test_routes_need_the_right_action() -> None:
     assert required("GET", "/") == Need("manage")
     assert required("POST", "/wq") == Need("send", "wq")
     assert required("GET", "/metrics") == Need()
+    # The job explorer: reading is a worker's right; retry and delete move or delete
+    # messages, as a redrive or a purge does.
+    assert required("GET", "/v1/jobs") == Need("receive")
+    for action in ("POST /v1/jobs/j1/retry", "POST /v1/jobs/retry", "POST /v1/jobs/delete",
+                   "DELETE /v1/jobs/j1"):
+        assert required(*action.split()) == Need("manage"), action
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
     assert not is_loopback("0.0.0.0") and not is_loopback("192.0.2.1")
 

@@ -17,9 +17,10 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from conveyor.broker import job_explorer
 from conveyor.broker import validation as v
 from conveyor.errors import InvalidInput, TooManyEntries
-from conveyor.jobs import JOB_STATUSES, Grant, JobStatus
+from conveyor.jobs import JOB_STATUSES, Grant, JobFilter, JobPage, JobStatus, Skipped
 from conveyor.models import dumps_json
 from conveyor.storage.base import JobRow, RateTakeParams, SlotAcquireParams, SlotRenewParams
 
@@ -193,6 +194,36 @@ class Jobs:
         """How many jobs are in each status, by (queue, task, status); statuses with no
         job are left out, and a job recorded without a task name counts under task ""."""
         return await self._broker.storage.job_counts_by_task(self._broker.now())
+
+    # the job explorer (conveyor.broker.job_explorer) --------------------------------
+    async def retry(self, job_id: str) -> JobStatus:
+        """Send a dead or failed job again under its id (see `job_explorer.retry`)."""
+        return await job_explorer.retry(self._broker, job_id)
+
+    async def retry_many(self, where: JobFilter | None = None, *, limit: int = 100,
+                         after: str | None = None
+                         ) -> tuple[list[JobStatus], list[Skipped], str | None]:
+        """Retry up to `limit` dead or failed jobs matching `where`."""
+        return await job_explorer.retry_many(self._broker, where or JobFilter(),
+                                             limit=limit, after=after)
+
+    async def delete(self, job_id: str) -> None:
+        """Forget an ended job and its dead-letter message (see `job_explorer.delete`)."""
+        await job_explorer.delete(self._broker, job_id)
+
+    async def delete_many(self, where: JobFilter | None = None, *, limit: int = 100,
+                          after: str | None = None) -> tuple[int, str | None]:
+        """Forget up to `limit` ended jobs matching `where`."""
+        return await job_explorer.delete_many(self._broker, where or JobFilter(),
+                                              limit=limit, after=after)
+
+    async def list(self, where: JobFilter | None = None, *, limit: int = 100,
+                   after: str | None = None) -> JobPage:
+        """A page of tracked jobs matching `where`, newest update first (keyset cursor).
+
+        Defined last: below it, `list` in this class body names this method."""
+        return await job_explorer.list_jobs(self._broker, where or JobFilter(), limit=limit,
+                                            after=after)
 
     async def expire(self, now: int | None = None) -> int:
         """Drop statuses past their keep time (and cron ticks claimed over a week ago); called

@@ -14,6 +14,7 @@ import conveyor
 from conveyor.cli import (
     commands,
     demo,
+    job_commands,
     key_commands,
     notify,
     recipient_commands,
@@ -161,6 +162,23 @@ def _client_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     counts = job_sub.add_parser("counts", parents=[common], help="jobs in each status")
     counts.add_argument("--queue", help="one queue's jobs (default: all)")
     counts.set_defaults(client=commands.job_counts)
+    listing = job_sub.add_parser("list", parents=[common],
+                                 help="tracked jobs, newest update first, by filter")
+    listing.add_argument("--state", help="queued, running, retrying, succeeded, failed, "
+                                          "dead or cancelled")
+    listing.add_argument("--task", help="one task's jobs")
+    listing.add_argument("--queue", help="one queue's jobs")
+    listing.add_argument("--limit", type=int, default=50, help="jobs to show (default 50)")
+    listing.add_argument("--after", metavar="CURSOR", help="the next page (printed as more:)")
+    listing.set_defaults(client=job_commands.job_list)
+    retry = job_sub.add_parser("retry", parents=[common],
+                               help="send a dead or failed job again under its id")
+    retry.add_argument("job_id", metavar="JOB_ID")
+    retry.set_defaults(client=job_commands.job_retry)
+    forget = job_sub.add_parser("delete", parents=[common],
+                                help="forget an ended job (and its dead-letter message)")
+    forget.add_argument("job_id", metavar="JOB_ID")
+    forget.set_defaults(client=job_commands.job_delete)
 
     workers.add_parser(sub, common)
 

@@ -9,6 +9,7 @@ from urllib.parse import quote
 
 from conveyor.client._calls import Call
 from conveyor.client._models import Grant, JobStatus, job_status_json, job_status_of
+from conveyor.jobs import JobFilter, JobPage, Skipped
 
 T = TypeVar("T")
 AsyncRun = Callable[[Call[T]], Awaitable[T]]
@@ -74,9 +75,61 @@ def status_get(job_id: str) -> Call[JobStatus | None]:
 
 
 def status_counts(queue: str | None) -> Call[dict[str, int]]:
-    """GET /v1/jobs?queue=: how many jobs are in each status."""
-    return Call("GET", "/v1/jobs", lambda _, d: {str(k): int(v) for k, v in d["counts"].items()},
+    """GET /v1/jobs/counts?queue=: how many jobs are in each status."""
+    return Call("GET", "/v1/jobs/counts",
+                lambda _, d: {str(k): int(v) for k, v in d["counts"].items()},
                 params={"queue": queue} if queue else None)
+
+
+def _filter(where: JobFilter | None) -> dict[str, Any]:
+    w = where or JobFilter()
+    found = {"state": w.state, "task": w.task, "queue": w.queue,
+             "updated_since": w.updated_since, "updated_until": w.updated_until}
+    return {k: v for k, v in found.items() if v is not None}
+
+
+def _page(_: int, d: Any) -> JobPage:
+    return JobPage([job_status_of(j) for j in d["jobs"]], d.get("next"))
+
+
+def _retried(_: int, d: Any) -> tuple[list[JobStatus], list[Skipped], str | None]:
+    return ([job_status_of(j) for j in d["retried"]],
+            [Skipped(s["job_id"], s["code"], s["message"]) for s in d["skipped"]], d["next"])
+
+
+def job_list(where: JobFilter | None, limit: int, after: str | None) -> Call[JobPage]:
+    """GET /v1/jobs with the filters."""
+    params = {k: str(v) for k, v in _filter(where).items()}
+    params["limit"] = str(limit)
+    if after is not None:
+        params["after"] = after
+    return Call("GET", "/v1/jobs", _page, params=params)
+
+
+def job_retry(job_id: str) -> Call[JobStatus]:
+    """POST /v1/jobs/{id}/retry."""
+    return Call("POST", f"/v1/jobs/{quote(job_id, safe='')}/retry",
+                lambda _, d: job_status_of(d))
+
+
+def job_retry_many(where: JobFilter | None, limit: int, after: str | None
+                   ) -> Call[tuple[list[JobStatus], list[Skipped], str | None]]:
+    """POST /v1/jobs/retry."""
+    return Call("POST", "/v1/jobs/retry", _retried,
+                {**_filter(where), "limit": limit, "after": after})
+
+
+def job_delete(job_id: str) -> Call[None]:
+    """DELETE /v1/jobs/{id}."""
+    return Call("DELETE", f"/v1/jobs/{quote(job_id, safe='')}", lambda _, d: None,
+                empty=True)
+
+
+def job_delete_many(where: JobFilter | None, limit: int, after: str | None
+                    ) -> Call[tuple[int, str | None]]:
+    """POST /v1/jobs/delete."""
+    return Call("POST", "/v1/jobs/delete", lambda _, d: (int(d["deleted"]), d["next"]),
+                {**_filter(where), "limit": limit, "after": after})
 
 
 def _status(job_id: str, status: str, queue: str, task: str | None, attempts: int,
@@ -148,6 +201,36 @@ class AsyncJobs:
         counts: dict[str, int] = await self._run(status_counts(queue))
         return counts
 
+    async def retry(self, job_id: str) -> JobStatus:
+        """Send a dead or failed job again under its id."""
+        found: JobStatus = await self._run(job_retry(job_id))
+        return found
+
+    async def retry_many(self, where: JobFilter | None = None, *, limit: int = 100,
+                         after: str | None = None
+                         ) -> tuple[list[JobStatus], list[Skipped], str | None]:
+        """Retry up to `limit` dead or failed jobs matching `where`."""
+        done: tuple[list[JobStatus], list[Skipped], str | None] = await self._run(
+            job_retry_many(where, limit, after))
+        return done
+
+    async def delete(self, job_id: str) -> None:
+        """Forget an ended job and its dead-letter message."""
+        await self._run(job_delete(job_id))
+
+    async def delete_many(self, where: JobFilter | None = None, *, limit: int = 100,
+                          after: str | None = None) -> tuple[int, str | None]:
+        """Forget up to `limit` ended jobs matching `where`."""
+        done: tuple[int, str | None] = await self._run(job_delete_many(where, limit, after))
+        return done
+
+    async def list(self, where: JobFilter | None = None, *, limit: int = 100,
+                   after: str | None = None) -> JobPage:
+        """A page of tracked jobs, newest update first (as `broker.jobs.list`); defined
+        last, since below it `list` in this class body names this method."""
+        page: JobPage = await self._run(job_list(where, limit, after))
+        return page
+
 
 class SyncLimits:
     """`AsyncLimits`, blocking."""
@@ -212,3 +295,33 @@ class SyncJobs:
         """How many jobs are in each status."""
         counts: dict[str, int] = self._run(status_counts(queue))
         return counts
+
+    def retry(self, job_id: str) -> JobStatus:
+        """Send a dead or failed job again under its id."""
+        found: JobStatus = self._run(job_retry(job_id))
+        return found
+
+    def retry_many(self, where: JobFilter | None = None, *, limit: int = 100,
+                         after: str | None = None
+                         ) -> tuple[list[JobStatus], list[Skipped], str | None]:
+        """Retry up to `limit` dead or failed jobs matching `where`."""
+        done: tuple[list[JobStatus], list[Skipped], str | None] = self._run(
+            job_retry_many(where, limit, after))
+        return done
+
+    def delete(self, job_id: str) -> None:
+        """Forget an ended job and its dead-letter message."""
+        self._run(job_delete(job_id))
+
+    def delete_many(self, where: JobFilter | None = None, *, limit: int = 100,
+                          after: str | None = None) -> tuple[int, str | None]:
+        """Forget up to `limit` ended jobs matching `where`."""
+        done: tuple[int, str | None] = self._run(job_delete_many(where, limit, after))
+        return done
+
+    def list(self, where: JobFilter | None = None, *, limit: int = 100,
+                   after: str | None = None) -> JobPage:
+        """A page of tracked jobs, newest update first (as `broker.jobs.list`); defined
+        last, since below it `list` in this class body names this method."""
+        page: JobPage = self._run(job_list(where, limit, after))
+        return page

@@ -45,6 +45,7 @@ _DASHBOARD_QUEUE = re.compile(r"/ui/queues/([^/]+)(/.*)?")
 _RECEIVE_PARTS = ("/messages/receive", "/messages/delete", "/messages/visibility",
                   "/messages/retry", "/stream")
 _WORKER_PREFIXES = ("/v1/limits/", "/v1/cron/", "/v1/jobs", "/v1/workers")
+_JOB_ACTIONS = ("/retry", "/delete")  # the job explorer's actions (http/explorer.py)
 _JSON_PREFIXES = ("/v1/", "/wq")  # routes whose bodies are JSON (the dashboard's are forms)
 
 __all__ = ["ApiKeyAuth", "Need", "is_loopback", "required", "token_of"]
@@ -78,6 +79,9 @@ def required(method: str, path: str) -> Need | None:
         return Need("manage", name_in_body=True) if method == "POST" else Need()
     if path.startswith("/v1/tasks"):
         return Need("manage")
+    if path.startswith("/v1/jobs") and (method == "DELETE" or (
+            method == "POST" and path.endswith(_JOB_ACTIONS))):
+        return Need("manage")  # moves or deletes messages, as a redrive or a purge does
     if path.startswith(_WORKER_PREFIXES):
         return Need("receive")
     if path == "/wq" or path.startswith("/wq/"):

@@ -29,6 +29,7 @@ STATUS: Mapping[type[e.ConveyorError], int] = {
     e.Unsupported: 422,  # the request is well formed; this server/backend cannot do it
     e.QueueNotFound: 404,
     e.TaskNotFound: 404,
+    e.JobNotFound: 404,
     e.RecipientNotFound: 404,
     e.QueueAlreadyExists: 409,
     e.Conflict: 409,

@@ -220,6 +220,13 @@ async def put_statuses(request: JobStatusBatch, broker: BrokerDep) -> Response:
     return Response(status_code=204)
 
 
+@router.get("/v1/jobs/counts", response_model=JobCountsOut, responses=errors(422))
+async def count_statuses(broker: BrokerDep, queue: QueueParam = None) -> Response:
+    """How many jobs are in each status (before `/v1/jobs/{job_id}`, which it would match);
+    `GET /v1/jobs` lists the jobs themselves."""
+    return json_response({"counts": await broker.jobs.status_counts(queue)})
+
+
 @router.get("/v1/jobs/{job_id}", response_model=JobStatusOut, responses=errors(404, 422))
 async def get_status(job_id: str, broker: BrokerDep) -> Response:
     """A job's status; 404 `job_not_found` when unknown or expired."""
@@ -230,7 +237,3 @@ async def get_status(job_id: str, broker: BrokerDep) -> Response:
     return json_response(job_status_json(found))
 
 
-@router.get("/v1/jobs", response_model=JobCountsOut, responses=errors(422))
-async def count_statuses(broker: BrokerDep, queue: QueueParam = None) -> Response:
-    """How many jobs are in each status."""
-    return json_response({"counts": await broker.jobs.status_counts(queue)})

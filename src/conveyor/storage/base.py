@@ -33,6 +33,7 @@ from conveyor.recipients import Recipient
 from conveyor.storage.params import (
     ApiKeyInsertParams,
     DeliveryPutParams,
+    JobListParams,
     JobRow,
     Lease,
     MessageMoveParams,
@@ -56,6 +57,7 @@ __all__ = [
     "NO_RECEIVE_LIMIT",
     "ApiKeyInsertParams",
     "DeliveryPutParams",
+    "JobListParams",
     "JobRow",
     "JobStorage",
     "KeyStorage",
@@ -170,6 +172,15 @@ class MessageStorage(Protocol):
         """Move up to `limit` messages not in flight out of a dead-letter queue, to
         `to_queue_id` or else to the queue each came from; receive counts reset."""
 
+    async def message_move_ids(self, from_queue_id: int, to_queue_id: int,
+                               message_ids: Sequence[str], now: int | None) -> list[str]:
+        """Move these messages (not in flight) from a dead-letter queue to `to_queue_id`,
+        receive counts reset; returns the ids that moved."""
+
+    async def message_delete_ids(self, queue_id: int, message_ids: Sequence[str],
+                                 now: int | None) -> list[str]:
+        """Delete these messages of a queue unless in flight; returns the ids deleted."""
+
     async def message_count_movable(self, from_queue_id: int, now: int | None,
                                     to_queue_id: int | None = None) -> int:
         """How many messages `message_move` would move in all (with `to_queue_id`: every
@@ -245,6 +256,13 @@ class JobStorage(Protocol):
 
     async def job_counts(self, queue: str | None, now: int | None) -> dict[str, int]:
         """Unexpired statuses by status, of one queue or all."""
+
+    async def job_list(self, params: JobListParams) -> list[JobStatus]:
+        """Up to `limit` unexpired statuses matching the filters, newest update first,
+        after the keyset cursor (see `JobListParams`)."""
+
+    async def job_delete_many(self, job_ids: Sequence[str]) -> int:
+        """Forget these statuses (whatever their state); returns how many there were."""
 
     async def job_expire(self, now: int | None, limit: int) -> int:
         """Delete up to `limit` expired statuses."""

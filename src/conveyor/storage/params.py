@@ -20,6 +20,7 @@ T = TypeVar("T")
 __all__ = [
     "ApiKeyInsertParams",
     "DeliveryPutParams",
+    "JobListParams",
     "JobRow",
     "Lease",
     "MessageMoveParams",
@@ -229,6 +230,23 @@ class JobRow(NamedTuple):
     result: str | None
     keep_seconds: int
     progress: int  # a write behind the stored row's progress is ignored
+
+
+@dataclass(frozen=True, slots=True)
+class JobListParams:
+    """Unexpired statuses matching every filter given (None: any), newest update first
+    (by `updated_at`, then id, both descending), strictly after the keyset `after`
+    ((updated_at, id) of the last row of the previous page); `updated_since` inclusive,
+    `updated_until` exclusive, both ms since the epoch."""
+
+    status: str | None
+    task: str | None
+    queue: str | None
+    updated_since: int | None
+    updated_until: int | None
+    after: tuple[int, str] | None
+    limit: int
+    now: int | None
 
 
 # the delivery ledger ----------------------------------------------------------------

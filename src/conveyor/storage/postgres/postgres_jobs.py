@@ -11,17 +11,19 @@ from collections.abc import Sequence
 
 from conveyor.jobs import JobStatus
 from conveyor.storage.base import (
+    JobListParams,
     JobRow,
     RateState,
     RateTakeParams,
     SlotAcquireParams,
     SlotRenewParams,
 )
-from conveyor.storage.postgres.postgres_base import PostgresBase
+from conveyor.storage.postgres.postgres_base import PostgresBase, translated
 from conveyor.storage.rows import job_status_from_row, tally_by_task
 from conveyor.storage.sql import load_queries
 
 Q = load_queries("conveyor.storage.postgres", "jobs.sql")
+LIST_PLAN = "SET LOCAL enable_sort = off; SET LOCAL enable_bitmapscan = off"
 
 
 class PostgresJobs(PostgresBase):
@@ -89,6 +91,25 @@ class PostgresJobs(PostgresBase):
     async def job_counts(self, queue: str | None, now: int | None) -> dict[str, int]:
         """Unexpired statuses by status."""
         return {str(r[0]): int(r[1]) for r in await self._fetch(Q["job_counts"], queue, now)}
+
+    async def job_list(self, params: JobListParams) -> list[JobStatus]:
+        """A page of statuses, newest update first."""
+        after_at, after_id = params.after if params.after else (None, None)
+        name = "job_list" if params.status is None else "job_list_state"
+        args = (params.status, params.task, params.queue, params.updated_since,
+                params.updated_until, after_at, after_id, params.limit, params.now)
+        with translated():
+            async with self.pool.acquire() as conn, conn.transaction():
+                # Walk an index in order rather than gather every match and sort: with no
+                # statistics (autovacuum off or not yet run) the planner bitmap-scanned all
+                # 200,000 rows of one state and sorted them, 350 ms for a page of 100.
+                await conn.execute(LIST_PLAN)
+                rows = await conn.fetch(Q[name], *args)
+        return [job_status_from_row(r) for r in rows]
+
+    async def job_delete_many(self, job_ids: Sequence[str]) -> int:
+        """Delete statuses by id."""
+        return await self._execute(Q["job_delete_many"], list(job_ids))
 
     async def job_expire(self, now: int | None, limit: int) -> int:
         """Delete expired statuses."""

@@ -354,6 +354,22 @@ class PostgresStorage(PostgresJobs, PostgresLedger, PostgresKeys, PostgresWorker
         return await self._execute(sql, params.from_queue_id, params.to_queue_id,
                                    params.limit, params.now)
 
+    async def message_move_ids(self, from_queue_id: int, to_queue_id: int,
+                               message_ids: Sequence[str], now: int | None) -> list[str]:
+        """Move rows by id out of a dead-letter queue."""
+        sql = (await self._q(from_queue_id))["message_move_ids"]
+        async with self._by_id() as conn:
+            found = await conn.fetch(sql, from_queue_id, to_queue_id, list(message_ids), now)
+        return [str(r[0]) for r in found]
+
+    async def message_delete_ids(self, queue_id: int, message_ids: Sequence[str],
+                                 now: int | None) -> list[str]:
+        """Delete rows by id, unless leased."""
+        sql = (await self._q(queue_id))["message_delete_ids"]
+        async with self._by_id() as conn:
+            found = await conn.fetch(sql, queue_id, list(message_ids), now)
+        return [str(r[0]) for r in found]
+
     async def message_count_movable(self, from_queue_id: int, now: int | None,
                                     to_queue_id: int | None = None) -> int:
         """How many rows `message_move` would move (back to their sources, or all)."""

@@ -264,6 +264,25 @@ SET queue_id = COALESCE($2::bigint, m.source_queue_id), source_queue_id = NULL,
     leased = false, token = (random() * 9007199254740991)::bigint
 FROM batch WHERE m.id = batch.id;
 
+-- name: message_move_ids
+-- These messages (ids) out of a dead-letter queue into $2, as message_move does: receive
+-- count reset, visible now; one in flight (leased) stays. A job's retry (broker.jobs).
+-- By id as message_delete (`queue_id + 0`, BY_ID_BEGIN).
+UPDATE conveyor_messages m
+SET queue_id = $2, source_queue_id = NULL, receive_count = 0, first_received_at = NULL,
+    visible_at = t.now, leased = false, token = (random() * 9007199254740991)::bigint
+FROM (SELECT COALESCE($4::bigint, conveyor_now_ms()) AS now) t
+WHERE m.id = ANY($3::uuid[]) AND m.queue_id + 0 = $1 AND m.visible_at <= t.now
+RETURNING m.id;
+
+-- name: message_delete_ids
+-- These messages (ids) of a queue, unless in flight: a deleted job's dead-letter message.
+-- By id as message_delete (`queue_id + 0`, BY_ID_BEGIN).
+DELETE FROM conveyor_messages m
+WHERE m.id = ANY($2::uuid[]) AND m.queue_id + 0 = $1
+  AND m.visible_at <= COALESCE($3::bigint, conveyor_now_ms())
+RETURNING m.id;
+
 -- name: message_count_movable
 SELECT count(*) FROM conveyor_messages m
 WHERE m.queue_id = $1 AND m.visible_at <= COALESCE($2::bigint, conveyor_now_ms())

@@ -95,6 +95,42 @@ FROM conveyor_jobs
 WHERE (:queue IS NULL OR queue = :queue) AND expires_at > :now
 GROUP BY status;
 
+-- name: job_list
+-- Any state: newest update first by the (updated_at, id) index (migration 0012), walked
+-- backwards from the keyset cursor; the other filters are checked on the rows it visits.
+-- With a state, job_list_state. (:status is always NULL here.)
+SELECT id, status, queue, task, attempts, error, result, keep_seconds, updated_at
+FROM conveyor_jobs
+WHERE expires_at > :now
+  AND (:status IS NULL OR status = :status)
+  AND (:task IS NULL OR task = :task)
+  AND (:queue IS NULL OR queue = :queue)
+  AND (:since IS NULL OR updated_at >= :since)
+  AND (:until IS NULL OR updated_at < :until)
+  AND (:after_at IS NULL OR (updated_at, id) < (:after_at, :after_id))
+ORDER BY updated_at DESC, id DESC
+LIMIT :limit;
+
+-- name: job_list_state
+-- One state: by the (status, updated_at, id) index instead, so a rare state is not found
+-- by walking every other state's rows (measured with 200,000 rows: 117 ms for 50 dead
+-- ones in job_list's shape).
+SELECT id, status, queue, task, attempts, error, result, keep_seconds, updated_at
+FROM conveyor_jobs
+WHERE expires_at > :now
+  AND status = :status
+  AND (:task IS NULL OR task = :task)
+  AND (:queue IS NULL OR queue = :queue)
+  AND (:since IS NULL OR updated_at >= :since)
+  AND (:until IS NULL OR updated_at < :until)
+  AND (:after_at IS NULL OR (updated_at, id) < (:after_at, :after_id))
+ORDER BY updated_at DESC, id DESC
+LIMIT :limit;
+
+-- name: job_delete_many
+-- The ids as one JSON array (a bounded batch, one statement).
+DELETE FROM conveyor_jobs WHERE id IN (SELECT value FROM json_each(:ids));
+
 -- name: job_expire
 DELETE FROM conveyor_jobs
 WHERE id IN (SELECT id FROM conveyor_jobs WHERE expires_at <= :now LIMIT :limit);

@@ -198,6 +198,19 @@ WHERE seq IN (
            OR source_queue_id IN (SELECT id FROM conveyor_queues))
     ORDER BY id LIMIT :limit);
 
+-- name: message_move_ids
+-- One message by id out of a dead-letter queue, as message_move does; one in flight
+-- stays. Run once per id inside one transaction. A job's retry (broker.jobs).
+UPDATE conveyor_messages
+SET queue_id = :dest_id, source_queue_id = NULL, receive_count = 0,
+    first_received_at = NULL, visible_at = :now, leased = 0, token = random()
+WHERE id = :id AND queue_id = :source_id AND visible_at <= :now;
+
+-- name: message_delete_ids
+-- One message by id unless in flight (run once per id in one transaction): a deleted
+-- job's dead-letter message.
+DELETE FROM conveyor_messages WHERE id = :id AND queue_id = :queue_id AND visible_at <= :now;
+
 -- name: message_count_movable
 SELECT count(*) FROM conveyor_messages
 WHERE queue_id = :source_id AND visible_at <= :now

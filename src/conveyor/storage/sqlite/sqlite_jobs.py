@@ -11,8 +11,11 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 
+import orjson
+
 from conveyor.jobs import JobStatus
 from conveyor.storage.base import (
+    JobListParams,
     JobRow,
     RateState,
     RateTakeParams,
@@ -158,6 +161,26 @@ class SqliteJobs(SqliteBase):
         params = {"queue": queue, "now": self._now(now)}
         return await self._run(lambda db: {
             str(r[0]): int(r[1]) for r in db.execute(Q["job_counts"], params)})
+
+    async def job_list(self, params: JobListParams) -> list[JobStatus]:
+        """A page of statuses, newest update first."""
+        after_at, after_id = params.after if params.after else (None, None)
+        args = {"status": params.status, "task": params.task, "queue": params.queue,
+                "since": params.updated_since, "until": params.updated_until,
+                "after_at": after_at, "after_id": after_id, "limit": params.limit,
+                "now": self._now(params.now)}
+        sql = Q["job_list" if params.status is None else "job_list_state"]
+        return await self._run(lambda db: [
+            job_status_from_row(r) for r in db.execute(sql, args)])
+
+    async def job_delete_many(self, job_ids: Sequence[str]) -> int:
+        """Delete statuses by id."""
+        args = {"ids": orjson.dumps(list(job_ids)).decode()}
+
+        def run(db: sqlite3.Connection) -> int:
+            with self._write(db):
+                return db.execute(Q["job_delete_many"], args).rowcount
+        return await self._run(run)
 
     async def job_expire(self, now: int | None, limit: int) -> int:
         """Delete expired statuses."""

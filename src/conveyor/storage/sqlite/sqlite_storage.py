@@ -349,6 +349,30 @@ class SqliteStorage(SqliteJobs, SqliteLedger, SqliteKeys, SqliteWorkers, SqliteR
                 return db.execute(Q["message_move"], args).rowcount
         return await self._run(run)
 
+    async def message_move_ids(self, from_queue_id: int, to_queue_id: int,
+                               message_ids: Sequence[str], now: int | None) -> list[str]:
+        """Move rows by id out of a dead-letter queue."""
+        args = {"source_id": from_queue_id, "dest_id": to_queue_id, "now": self._now(now)}
+        ids = list(message_ids)
+
+        def run(db: sqlite3.Connection) -> list[str]:
+            with self._write(db):
+                return [i for i in ids if db.execute(
+                    Q["message_move_ids"], {**args, "id": _blob(i)}).rowcount > 0]
+        return await self._run(run)
+
+    async def message_delete_ids(self, queue_id: int, message_ids: Sequence[str],
+                                 now: int | None) -> list[str]:
+        """Delete rows by id, unless leased."""
+        args = {"queue_id": queue_id, "now": self._now(now)}
+        ids = list(message_ids)
+
+        def run(db: sqlite3.Connection) -> list[str]:
+            with self._write(db):
+                return [i for i in ids if db.execute(
+                    Q["message_delete_ids"], {**args, "id": _blob(i)}).rowcount > 0]
+        return await self._run(run)
+
     async def message_count_movable(self, from_queue_id: int, now: int | None,
                                     to_queue_id: int | None = None) -> int:
         """How many rows `message_move` would move."""
