@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import re
+import socket
+import time
+from urllib.parse import urlsplit
 
 import httpx
 
 from tests.http.helpers import assert_error
+from tests.http.server import ServerProcess
 
 ROUTES = {
     ("post", "/v1/queues"), ("get", "/v1/queues"), ("get", "/v1/queues/{queue}"),
@@ -76,3 +80,18 @@ def test_swagger_ui_is_served_from_local_assets(client: httpx.Client) -> None:
 def test_unknown_route_and_method_use_the_error_shape(client: httpx.Client) -> None:
     assert_error(client.get("/v2/nothing"), 404, "not_found")
     assert_error(client.put("/v1/queues"), 405, "method_not_allowed")
+
+
+def test_a_client_that_hangs_up_mid_body_is_no_server_error(server: ServerProcess,
+                                                             queue: str) -> None:
+    url = urlsplit(server.url)
+    with socket.create_connection((url.hostname, url.port), timeout=5) as raw:
+        raw.sendall(f"POST /v1/queues/{queue}/messages HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                    "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+                    '{"messages": [{"bo'.encode())
+        time.sleep(0.2)  # the route is reading the body when the client goes
+    deadline = time.monotonic() + 10
+    while "client went away" not in server.logs() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "client went away" in server.logs()
+    assert "unhandled error" not in server.logs()

@@ -15,7 +15,7 @@ import orjson
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from conveyor import errors as e
@@ -123,6 +123,15 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return error_response(exc.status_code, code, message, headers=exc.headers)
 
 
+async def _client_disconnect(request: Request, exc: Exception) -> Response:
+    # A client that hangs up before its body arrived (a timeout, a kill) is no server fault:
+    # one info line, not an ERROR with a traceback. Nobody reads this answer.
+    log.info("client went away before its request was read: %s %s", request.method,
+             request.url.path)
+    return error_response(400, "client_disconnected",
+                          "The client closed the connection before its request was read.")
+
+
 async def _unexpected_error(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return error_response(500, "internal_error", "The server failed to handle the request.")
@@ -133,4 +142,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(e.ConveyorError, _conveyor_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(ClientDisconnect, _client_disconnect)
     app.add_exception_handler(Exception, _unexpected_error)
