@@ -122,7 +122,7 @@ GROUP BY status;
 -- Any state: newest update first by the (updated_at, id) index (migration 0012), walked
 -- backwards from the keyset cursor ($6, $7); the other filters are checked on the rows it
 -- visits. With a state, job_list_state. ($1 is always NULL here.)
-SELECT id, status, queue, task, attempts, error, result, keep_seconds, updated_at
+SELECT id, status, queue, task, attempts, error, result, keep_seconds, updated_at, report
 FROM conveyor_jobs
 WHERE expires_at > COALESCE($9::bigint, conveyor_now_ms())
   AND ($1::text IS NULL OR status = $1)
@@ -138,7 +138,7 @@ LIMIT $8;
 -- One state ($1): by the (status, updated_at, id) index instead, so a state with few rows
 -- is not found by walking every other state's, and one with many is not sorted (measured
 -- with 200,000 rows: 351 ms for job_list's shape with status = 'succeeded').
-SELECT id, status, queue, task, attempts, error, result, keep_seconds, updated_at
+SELECT id, status, queue, task, attempts, error, result, keep_seconds, updated_at, report
 FROM conveyor_jobs
 WHERE expires_at > COALESCE($9::bigint, conveyor_now_ms())
   AND status = $1
