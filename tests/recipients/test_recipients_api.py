@@ -133,6 +133,28 @@ async def test_http_routes(broker: Broker) -> None:
         assert "/v1/recipients/{recipient_id}/notify" in spec["paths"]
 
 
+async def test_bodies_storage_cannot_keep_are_refused(broker: Broker) -> None:
+    transport = httpx.ASGITransport(app=create_app(broker))
+    headers = {"content-type": "application/json"}
+    async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as http:
+        assert (await http.put("/v1/recipients/ann", json=ANN)).status_code == 200
+        before = (await http.get("/v1/recipients/ann")).json()
+        lone = '{"category": "c", "template": "t", "data": {"a": "\\ud800"}}'
+        for path, body, status in [
+                ("/v1/recipients/ann", '{"addresses": {"email": ["a\\udfff@example.com"]}}',
+                 422),
+                ("/v1/recipients/ann/notify", lone, 422),
+                ("/v1/recipients/ann/notify",
+                 '{"category": "c", "template": "t", "data": {"a": 1e400}}', 400)]:
+            method = http.put if path.endswith("ann") else http.post
+            answer = await method(path, content=body, headers=headers)
+            assert answer.status_code == status, answer.text
+            assert answer.json()["error"]["code"] in ("invalid_input", "malformed_json")
+        assert (await http.get("/v1/recipients/ann")).json() == before
+        listed = await http.get("/v1/notifications", params={"recipient": "ann"})
+        assert listed.status_code == 200 and not listed.json().get("notifications")
+
+
 def test_permissions() -> None:
     """Reading a recipient needs any key, changing one `manage`, notifying `send` on the
     notify queues."""

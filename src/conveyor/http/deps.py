@@ -10,6 +10,7 @@ from pydantic.json_schema import models_json_schema
 from starlette.requests import Request
 
 from conveyor.broker.broker import Broker
+from conveyor.http.parse import check_body
 from conveyor.http.schemas import ErrorOut, SendRequest
 
 RAW_BODY_MODELS: tuple[type[BaseModel], ...] = (SendRequest,)
@@ -23,6 +24,12 @@ def broker_of(request: Request) -> Broker:
 
 
 BrokerDep = Annotated[Broker, Depends(broker_of)]
+
+
+async def checked_json(request: Request) -> None:
+    """A router dependency: the body is JSON storage can keep (see `parse.check_body`),
+    checked before pydantic decodes it with the standard library."""
+    check_body(await request.body())
 
 
 def request_body(model: type[BaseModel]) -> dict[str, Any]:

@@ -10,16 +10,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
-from conveyor.http.deps import BrokerDep, errors
+from conveyor.http.deps import BrokerDep, checked_json, errors
 from conveyor.http.errors import error_response
 from conveyor.http.wire import json_response
 from conveyor.ledger import DELIVERY_STATUSES
 
-router = APIRouter(tags=["notifications"])
+router = APIRouter(tags=["notifications"], dependencies=[Depends(checked_json)])
 _STATUSES = ", ".join(DELIVERY_STATUSES)
 
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import Response
 
 from conveyor.broker.broker import Broker
-from conveyor.http.deps import BrokerDep, errors
+from conveyor.http.deps import BrokerDep, checked_json, errors
 from conveyor.http.errors import error_response
 from conveyor.http.notify import DeliveryOut
 from conveyor.http.wire import json_response
@@ -25,7 +25,7 @@ from conveyor.notify.notifier import Notifier
 from conveyor.notify.people import PersonNotification, notify_recipient
 from conveyor.recipients import ADDRESS_CHANNELS, Category, recipient_json
 
-router = APIRouter(tags=["recipients"])
+router = APIRouter(tags=["recipients"], dependencies=[Depends(checked_json)])
 
 
 class QuietHoursIn(BaseModel):
