@@ -156,11 +156,17 @@ async def test_bodies_storage_cannot_keep_are_refused(broker: Broker) -> None:
 
 
 def test_permissions() -> None:
-    """Reading a recipient needs any key, changing one `manage`, notifying `send` on the
-    notify queues."""
+    """Recipients, deliveries and suppressions belong to the notify queues: reading needs
+    `receive` there, changing `manage`, notifying `send`."""
     from conveyor.http.auth import Need, required
 
-    assert required("GET", "/v1/recipients/ann") == Need()
-    assert required("PUT", "/v1/recipients/ann") == Need("manage")
-    assert required("DELETE", "/v1/recipients/ann") == Need("manage")
+    assert required("GET", "/v1/recipients/ann") == Need("receive", "notify-*")
+    assert required("PUT", "/v1/recipients/ann") == Need("manage", "notify-*")
+    assert required("DELETE", "/v1/recipients/ann") == Need("manage", "notify-*")
+    # Deliveries and suppressions are the notification queues' too (personal data).
+    assert required("GET", "/v1/notifications") == Need("receive", "notify-*")
+    assert required("GET", "/v1/notifications/counts") == Need("receive", "notify-*")
+    assert required("GET", "/v1/suppressions") == Need("receive", "notify-*")
+    assert required("POST", "/v1/suppressions") == Need("manage", "notify-*")
+    assert required("DELETE", "/v1/suppressions") == Need("manage", "notify-*")
     assert required("POST", "/v1/recipients/ann/notify") == Need("send", "notify-*")

@@ -144,6 +144,28 @@ async def test_grants_per_queue_pattern(public: httpx.AsyncClient, keys: ApiKeys
     assert (await public.get("/v1/queues", headers=bearer(worker + "x"))).status_code == 401
 
 
+async def test_notification_data_needs_a_key_of_the_notify_queues(
+        public: httpx.AsyncClient, keys: ApiKeys) -> None:
+    _, narrow = await keys.create("orders", parse_grants(["send,receive:orders-*"]))
+    _, reader = await keys.create("notify-worker", parse_grants(["receive:notify-*"]))
+    _, ops = await keys.create("notify-ops", parse_grants(["manage:notify-*"]))
+    suppress = {"channel": "email", "address": "ann@example.com", "reason": "asked"}
+
+    async def call(token: str, method: str, path: str, body: object = None) -> int:
+        answer = await public.request(method, path, json=body, headers=bearer(token))
+        return answer.status_code
+
+    for path in ("/v1/suppressions", "/v1/notifications/counts",
+                 "/v1/notifications?recipient=ann", "/v1/recipients/ann"):
+        assert await call(narrow, "GET", path) == 403, path
+    assert await call(narrow, "POST", "/v1/suppressions", suppress) == 403
+    assert await call(reader, "POST", "/v1/suppressions", suppress) == 403
+    assert await call(ops, "POST", "/v1/suppressions", suppress) == 204
+    listed = await public.get("/v1/suppressions", headers=bearer(reader))
+    assert listed.status_code == 200 and "ann@example.com" in listed.text
+    assert await call(narrow, "DELETE", "/v1/suppressions", suppress) == 403
+
+
 async def test_keys_are_stored_hashed_and_revocable(public: httpx.AsyncClient,
                                                     keys: ApiKeys, broker: Broker) -> None:
     key, token = await keys.create("ci", parse_grants(["send,receive,manage"]))

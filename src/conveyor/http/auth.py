@@ -45,6 +45,7 @@ _DASHBOARD_QUEUE = re.compile(r"/ui/queues/([^/]+)(/.*)?")
 _RECEIVE_PARTS = ("/messages/receive", "/messages/delete", "/messages/visibility",
                   "/messages/retry", "/stream")
 _WORKER_PREFIXES = ("/v1/limits/", "/v1/cron/", "/v1/jobs", "/v1/workers")
+_NOTIFY_PREFIXES = ("/v1/notifications", "/v1/suppressions")
 _JOB_ACTIONS = ("/retry", "/delete")  # the job explorer's actions (http/explorer.py)
 _JSON_PREFIXES = ("/v1/", "/wq")  # routes whose bodies are JSON (the dashboard's are forms)
 
@@ -96,7 +97,12 @@ def required(method: str, path: str) -> Need | None:
         # Notifying fans out to the notify-<channel> queues: a key that may send there.
         if path.endswith("/notify"):
             return Need("send", "notify-*")
-        return Need() if method in ("GET", "HEAD") else Need("manage")
+        # People's addresses are personal data: a key of the notification queues only.
+        return Need("receive" if method in ("GET", "HEAD") else "manage", "notify-*")
+    if path.startswith(_NOTIFY_PREFIXES):
+        # Deliveries and suppressions: read by a key that may receive notifications;
+        # suppressing or re-enabling an address is managing them.
+        return Need("receive" if method in ("GET", "HEAD") else "manage", "notify-*")
     return Need()
 
 
