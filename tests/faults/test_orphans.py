@@ -63,12 +63,15 @@ def _running(children: list[int], database_url: str, timeout: float = 30.0) -> N
 
 
 def _has_database(pid: int, database_url: str) -> bool:
-    process = psutil.Process(pid)
-    if database_url.startswith("sqlite"):
-        path = database_url.split("///", 1)[1]
-        return any(f.path == path for f in process.open_files())
-    port = urlsplit(database_url).port or 5432
-    return any(c.raddr and c.raddr.port == port for c in process.net_connections("tcp"))
+    try:
+        process = psutil.Process(pid)
+        if database_url.startswith("sqlite"):
+            path = database_url.split("///", 1)[1]
+            return any(f.path == path for f in process.open_files())
+        port = urlsplit(database_url).port or 5432
+        return any(c.raddr and c.raddr.port == port for c in process.net_connections("tcp"))
+    except psutil.Error:  # gone meanwhile
+        return False
 
 
 def _tracker_leaves(tracker: list[int], timeout: float = 10.0) -> None:
@@ -184,10 +187,13 @@ def test_demo_workers_and_peers_die_with_the_demo(tmp_path: Path) -> None:
                                  "--database", database],
                                 stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
     try:
-        # two peers (armed before they say they are ready), two delivery workers
-        children, tracker = _descendants(demo.pid, 4)
+        # the peers (armed before they say they are ready; one per channel of the mix) and
+        # two delivery workers, which are armed once they have the database open
         deadline = time.monotonic() + 30
-        while sum(_has_database(pid, database) for pid in children) < 2:
+        while True:
+            children, tracker = _descendants(demo.pid, 4)
+            if sum(_has_database(pid, database) for pid in children) >= 2:
+                break
             assert time.monotonic() < deadline, (tmp_path / "demo.log").read_text()
             time.sleep(0.05)
         took = _kill_and_time(demo, children)

@@ -88,6 +88,11 @@ ERROR_TABLE: dict[type[e.ConveyorError], AwsError] = {
     e.QueueNotFound: QUEUE_DOES_NOT_EXIST,
     e.QueueAlreadyExists: QUEUE_NAME_EXISTS,
     e.TaskNotFound: RESOURCE_NOT_FOUND,
+    # Never raised by an SQS action (job explorer, recipients); the table is total.
+    e.RecipientNotFound: RESOURCE_NOT_FOUND,
+    e.JobNotFound: RESOURCE_NOT_FOUND,
+    e.JobNotRetryable: UNSUPPORTED_OPERATION,
+    e.JobMessageGone: UNSUPPORTED_OPERATION,
     e.Conflict: UNSUPPORTED_OPERATION,
     e.OverLimit: OVER_LIMIT,
     e.Unsupported: UNSUPPORTED_OPERATION,
