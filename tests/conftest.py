@@ -23,6 +23,7 @@ import pytest
 from conveyor.broker.broker import Broker
 from conveyor.clock import ManualClock, system_clock
 from conveyor.storage.factory import storage_from_url
+from tests.http.server import ServerProcess, start_server
 from tests.support.postgres import PostgresServer, connect_server, in_ci
 
 BACKENDS = [
@@ -159,3 +160,13 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_line(_pg.reason, yellow=True)
     for error in _pg.errors:
         terminalreporter.write_line(f"postgres cleanup: {error}", red=True)
+
+
+@pytest.fixture
+def sqlite_server(tmp_path: Path) -> Iterator[ServerProcess]:
+    """A `conveyor serve` process on a fresh SQLite file (no SQS port), stopped after."""
+    process = start_server(tmp_path, ["--database", f"sqlite:///{tmp_path}/s.db", "--no-sqs"])
+    try:
+        yield process
+    finally:
+        process.stop()

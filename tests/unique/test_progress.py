@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from conveyor.broker.broker import Broker
 from conveyor.client.async_client import AsyncClient
 from conveyor.jobs import JobStatus
 from conveyor.worker import App, Worker, WorkerOptions, current_job, progress
-from tests.http.server import ServerProcess, start_server
+from tests.http.server import ServerProcess
 from tests.worker.helpers import eventually, running
 
 
@@ -67,18 +64,9 @@ async def test_progress_reports_land_on_the_status(broker: Broker) -> None:
     assert status is not None and status.progress == {"done": 3, "of": 3}
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[ServerProcess]:
-    process = start_server(tmp_path, ["--database", f"sqlite:///{tmp_path}/s.db", "--no-sqs"])
-    try:
-        yield process
-    finally:
-        process.stop()
-
-
-async def test_progress_through_the_http_api(server: ServerProcess) -> None:
+async def test_progress_through_the_http_api(sqlite_server: ServerProcess) -> None:
     gate = threading.Event()
-    async with AsyncClient(server.url) as client:
+    async with AsyncClient(sqlite_server.url) as client:
         app = App()
         app.use(client)
         register(app, gate)
@@ -87,7 +75,7 @@ async def test_progress_through_the_http_api(server: ServerProcess) -> None:
             await eventually(lambda: _progress(client.jobs.status_get, job.id,
                                                {"done": 0, "of": 5}), what="report")
             async with httpx.AsyncClient() as http:
-                got = (await http.get(f"{server.url}/v1/jobs/{job.id}")).json()
+                got = (await http.get(f"{sqlite_server.url}/v1/jobs/{job.id}")).json()
             assert got["status"] == "running" and got["progress"] == {"done": 0, "of": 5}
             gate.set()
             assert await job.result(timeout=10) == 5

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -21,7 +19,7 @@ from conveyor.worker import (
     Worker,
     WorkerOptions,
 )
-from tests.http.server import ServerProcess, start_server
+from tests.http.server import ServerProcess
 from tests.worker.helpers import running
 
 
@@ -66,21 +64,12 @@ async def test_await_a_result_and_each_way_a_job_can_end(broker: Broker) -> None
         ok.wait(timeout=1)  # sync form inside a running loop
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[ServerProcess]:
-    process = start_server(tmp_path, ["--database", f"sqlite:///{tmp_path}/s.db", "--no-sqs"])
-    try:
-        yield process
-    finally:
-        process.stop()
-
-
-async def test_wait_from_sync_code_through_a_server(server: ServerProcess) -> None:
-    client = AsyncClient(server.url)
+async def test_wait_from_sync_code_through_a_server(sqlite_server: ServerProcess) -> None:
+    client = AsyncClient(sqlite_server.url)
     worker_app = App()
     worker_app.use(client)
     register(worker_app)
-    producer = App(server.url)  # sync code: its own source on its private loop
+    producer = App(sqlite_server.url)  # sync code: its own source on its private loop
     register(producer)
 
     def produce() -> tuple[int, str]:

@@ -3,17 +3,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
-
 from conveyor.broker.broker import Broker
 from conveyor.client.async_client import AsyncClient
 from conveyor.clock import ManualClock
 from conveyor.models import Body, SendEntry
 from conveyor.worker import App, Snooze, Worker, WorkerOptions
-from tests.http.server import ServerProcess, start_server
+from tests.http.server import ServerProcess
 from tests.worker.helpers import eventually, running
 
 
@@ -50,17 +45,8 @@ async def _delayed(broker: Broker) -> bool:
     return (await broker.queue_stats("s")).delayed == 1
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[ServerProcess]:
-    process = start_server(tmp_path, ["--database", f"sqlite:///{tmp_path}/s.db", "--no-sqs"])
-    try:
-        yield process
-    finally:
-        process.stop()
-
-
-async def test_the_retry_route_gives_the_receive_back(server: ServerProcess) -> None:
-    async with AsyncClient(server.url) as client:
+async def test_the_retry_route_gives_the_receive_back(sqlite_server: ServerProcess) -> None:
+    async with AsyncClient(sqlite_server.url) as client:
         await client.create_queue("q")
         await client.send("q", [SendEntry(Body.of("x"))])
         for _ in range(3):

@@ -5,16 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 
 from conveyor.client.async_client import AsyncClient
 from conveyor.models import Message
 from conveyor.worker import App, Worker
 from conveyor.worker.runner import SERVER_LONG_POLL
-from tests.http.server import ServerProcess, start_server
+from tests.http.server import ServerProcess
 from tests.worker.helpers import eventually, running
 
 
@@ -31,17 +27,8 @@ class CountingClient(AsyncClient):
                                      wait_seconds)
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[ServerProcess]:
-    process = start_server(tmp_path, ["--database", f"sqlite:///{tmp_path}/s.db", "--no-sqs"])
-    try:
-        yield process
-    finally:
-        process.stop()
-
-
-async def test_an_idle_worker_long_polls_and_wakes_on_arrival(server: ServerProcess) -> None:
-    client = CountingClient(server.url)
+async def test_an_idle_worker_long_polls_and_wakes_on_arrival(sqlite_server: ServerProcess) -> None:
+    client = CountingClient(sqlite_server.url)
     app = App()
     app.use(client)
     done: list[int] = []
