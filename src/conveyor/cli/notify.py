@@ -8,6 +8,7 @@ import json
 import signal
 import sys
 
+from conveyor.cli.local import json_object, with_broker
 from conveyor.errors import InvalidInput
 
 
@@ -22,7 +23,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     send.add_argument("--to", required=True, help="email address, push subscription JSON, "
                       "webhook URL, or FCM/APNs device token")
     send.add_argument("--template")
-    send.add_argument("--data", type=_json_object, default={},
+    send.add_argument("--data", type=json_object, default={},
                       help="template data (webhook: the payload), a JSON object")
     send.add_argument("--subject")
     send.add_argument("--text")
@@ -118,18 +119,8 @@ def _bounces(args: argparse.Namespace) -> int:
         await server.wait_closed()
         return {"reports": handler.reports, "ignored": handler.ignored}
 
-    print(json.dumps(asyncio.run(_with_broker(args.database, run))))
+    print(json.dumps(asyncio.run(with_broker(args.database, run))))
     return 0
-
-
-def _json_object(text: str) -> dict[str, object]:
-    try:
-        value = json.loads(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("not JSON") from None
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError("a JSON object, {...}")
-    return value
 
 
 def _send(args: argparse.Namespace) -> int:
@@ -183,19 +174,11 @@ def _worker(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _with_broker(url: str | None, fn: object) -> object:
-    from conveyor.broker.broker import Broker
-    from conveyor.storage.factory import storage_from_url
-
-    async with Broker(storage_from_url(url), sweep_interval=None) as broker:
-        return await fn(broker)  # type: ignore[operator]
-
-
 def _status(args: argparse.Namespace) -> int:
     async def run(broker: object) -> object:
         return await broker.ledger.get(args.delivery_id)  # type: ignore[attr-defined]
 
-    row = asyncio.run(_with_broker(args.database, run))
+    row = asyncio.run(with_broker(args.database, run))
     if row is None:
         print(f"conveyor: no notification {args.delivery_id!r}", file=sys.stderr)
         return 1
@@ -209,5 +192,5 @@ def _counts(args: argparse.Namespace) -> int:
         return {"counts": await ledger.counts(args.channel),
                 "resent_after_crash": await ledger.resent(args.channel)}
 
-    print(json.dumps(asyncio.run(_with_broker(args.database, run))))
+    print(json.dumps(asyncio.run(with_broker(args.database, run))))
     return 0

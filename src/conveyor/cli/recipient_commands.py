@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from conveyor.broker.broker import Broker
+from conveyor.cli.local import json_object, with_broker
 from conveyor.errors import InvalidInput
 from conveyor.recipients import recipient_json
-from conveyor.storage.factory import storage_from_url
 
 T = TypeVar("T")
 
@@ -56,7 +56,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     tell.add_argument("id")
     tell.add_argument("--category", required=True)
     tell.add_argument("--template", required=True)
-    tell.add_argument("--data", type=_json_object, default={}, help="a JSON object")
+    tell.add_argument("--data", type=json_object, default={}, help="a JSON object")
     tell.add_argument("--critical", action="store_true",
                       help="bypass preferences and quiet hours")
     tell.add_argument("--opt-in", dest="opt_in_category", action="store_true",
@@ -74,21 +74,8 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     tell.set_defaults(run=_notify)
 
 
-def _json_object(text: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("not JSON") from None
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError("a JSON object, {...}")
-    return value
-
-
 def _with_broker(url: str | None, fn: Callable[[Broker], Awaitable[T]]) -> T:
-    async def run() -> T:
-        async with Broker(storage_from_url(url), sweep_interval=None) as broker:
-            return await fn(broker)
-    return asyncio.run(run())
+    return asyncio.run(with_broker(url, fn))
 
 
 def _put(args: argparse.Namespace) -> int:
