@@ -20,11 +20,10 @@ are permanent.
 
 from __future__ import annotations
 
-import asyncio
 import ssl
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -32,8 +31,8 @@ import orjson
 
 from conveyor.errors import InvalidInput
 from conveyor.notify import jwt
-from conveyor.notify.channel import Channel, PayloadTooLarge
-from conveyor.notify.http2 import H2Error, H2Pool
+from conveyor.notify.channel import PayloadTooLarge
+from conveyor.notify.http2 import H2Error, Http2Channel
 from conveyor.notify.models import Item
 from conveyor.notify.outcomes import Result, retry_after_seconds
 
@@ -45,7 +44,7 @@ _PUSH_TYPES = frozenset({"alert", "background", "voip", "complication", "filepro
                          "mdm", "location", "liveactivity", "pushtotalk"})
 
 
-class ApnsChannel(Channel):
+class ApnsChannel(Http2Channel):
     """APNs with token-based auth. `key`: the .p8 key (PEM text/bytes or a path)."""
 
     kind: ClassVar[str] = "apns"
@@ -72,7 +71,7 @@ class ApnsChannel(Channel):
         self.rate_limit = rate_limit
         self.ssl_context = ssl_context
         self.clock = clock
-        self._pool: H2Pool | None = None
+        self._pool = None
         self._token: tuple[str, float] | None = None  # (bearer JWT, issued at)
         self.tokens_made = 0
 
@@ -121,12 +120,6 @@ class ApnsChannel(Channel):
             headers.append(("apns-expiration", str(int(x["expiration"]))))
         return f"/3/device/{item.to}", headers, body
 
-    async def open(self) -> None:
-        """The HTTP/2 pool (connections open on first use)."""
-        if self._pool is None:
-            self._pool = H2Pool.for_url(self.url, size=self.connections,
-                                        context=self.ssl_context, timeout=self.timeout)
-
     async def _post(self, payload: tuple[str, list[tuple[str, str]], bytes]) -> Result:
         assert self._pool is not None
         path, headers, body = payload
@@ -148,17 +141,6 @@ class ApnsChannel(Channel):
             return _classify(status, reason, answer.get("retry-after"))
         raise AssertionError("unreachable")
 
-    async def send_many(self, items: Sequence[Item], payloads: Sequence[Any]) -> list[Result]:
-        """One stream per notification, concurrently over the pool."""
-        if self._pool is None:
-            await self.open()
-        return list(await asyncio.gather(*(self._post(p) for p in payloads)))
-
-    async def close(self) -> None:
-        """Close the pool."""
-        if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
 
 
 def _apns_id(delivery_id: str) -> str:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -35,8 +35,8 @@ import orjson
 
 from conveyor.errors import InvalidInput
 from conveyor.notify import jwt
-from conveyor.notify.channel import Channel, PayloadTooLarge
-from conveyor.notify.http2 import H2Error, H2Pool
+from conveyor.notify.channel import PayloadTooLarge
+from conveyor.notify.http2 import H2Error, Http2Channel
 from conveyor.notify.models import Item
 from conveyor.notify.outcomes import Result, retry_after_seconds
 
@@ -77,7 +77,7 @@ class ServiceAccount:
         return jwt.sign(claims, self.key, {"kid": self.key_id} if self.key_id else None)
 
 
-class FcmChannel(Channel):
+class FcmChannel(Http2Channel):
     """FCM HTTP v1 over HTTP/2. `credentials`: the service account JSON (path or dict)."""
 
     kind: ClassVar[str] = "fcm"
@@ -100,7 +100,7 @@ class FcmChannel(Channel):
         self.ssl_context = ssl_context
         self.clock = clock
         self.path = f"/v1/projects/{self.account.project_id}/messages:send"
-        self._pool: H2Pool | None = None
+        self._pool = None
         self._token: tuple[str, float] | None = None  # (access token, expires at)
         self._token_lock = asyncio.Lock()
         self.token_fetches = 0
@@ -167,12 +167,6 @@ class FcmChannel(Channel):
             message["android"] = android
         return orjson.dumps({"message": message})
 
-    async def open(self) -> None:
-        """The HTTP/2 pool (connections open on first use)."""
-        if self._pool is None:
-            self._pool = H2Pool.for_url(self.url, size=self.connections,
-                                        context=self.ssl_context, timeout=self.timeout)
-
     async def _post(self, body: bytes) -> Result:
         assert self._pool is not None
         token = ""
@@ -194,17 +188,6 @@ class FcmChannel(Channel):
             return _classify(status, code, message, headers.get("retry-after"))
         raise AssertionError("unreachable")
 
-    async def send_many(self, items: Sequence[Item], payloads: Sequence[Any]) -> list[Result]:
-        """One request per message, concurrently over the pool."""
-        if self._pool is None:
-            await self.open()
-        return list(await asyncio.gather(*(self._post(p) for p in payloads)))
-
-    async def close(self) -> None:
-        """Close the pool."""
-        if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
 
 
 def _error(content: bytes) -> tuple[str, str]:

@@ -21,6 +21,7 @@ import contextlib
 import functools
 import ssl
 from collections import deque
+from collections.abc import Sequence
 from typing import Any, cast
 
 from h2.config import H2Configuration
@@ -35,6 +36,10 @@ from h2.events import (
     WindowUpdated,
 )
 from h2.exceptions import FlowControlError, ProtocolError, StreamClosedError
+
+from conveyor.notify.channel import Channel
+from conveyor.notify.models import Item
+from conveyor.notify.outcomes import Result
 
 __all__ = ["H2Error", "H2Pool", "H2Response", "without_huffman"]
 
@@ -316,3 +321,36 @@ class H2Pool:
             conn.close()
         self._conns = []
         await asyncio.sleep(0)
+
+
+class Http2Channel(Channel):
+    """A channel that posts each notification as its own stream, concurrently, over an
+    `H2Pool` to `self.url` (FCM, APNs). Subclasses set `url`, `connections`,
+    `ssl_context` and `timeout`, and `_post` one rendered payload."""
+
+    url: str
+    connections: int
+    ssl_context: ssl.SSLContext | None
+    timeout: float
+    _pool: H2Pool | None = None
+
+    async def open(self) -> None:
+        """The HTTP/2 pool (connections open on first use)."""
+        if self._pool is None:
+            self._pool = H2Pool.for_url(self.url, size=self.connections,
+                                        context=self.ssl_context, timeout=self.timeout)
+
+    async def _post(self, payload: Any) -> Result:
+        raise NotImplementedError
+
+    async def send_many(self, items: Sequence[Item], payloads: Sequence[Any]) -> list[Result]:
+        """One stream per notification, concurrently over the pool."""
+        if self._pool is None:
+            await self.open()
+        return list(await asyncio.gather(*(self._post(p) for p in payloads)))
+
+    async def close(self) -> None:
+        """Close the pool."""
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
