@@ -33,6 +33,7 @@ from conveyor.recipients import Recipient
 from conveyor.storage.params import (
     ApiKeyInsertParams,
     DeliveryPutParams,
+    DeliverySeriesParams,
     JobListParams,
     JobRow,
     Lease,
@@ -51,12 +52,15 @@ from conveyor.storage.params import (
     SlotRenewParams,
     WorkerPutParams,
 )
+from conveyor.timeline import DeliveryEvent, SeriesCount
 
 __all__ = [
     "DEDUP_WINDOW_MS",
     "NO_RECEIVE_LIMIT",
     "ApiKeyInsertParams",
+    "DeliveryEventStorage",
     "DeliveryPutParams",
+    "DeliverySeriesParams",
     "JobListParams",
     "JobRow",
     "JobStorage",
@@ -329,6 +333,20 @@ class LedgerStorage(Protocol):
         """Listed addresses by (channel, address)."""
 
 
+class DeliveryEventStorage(Protocol):
+    """The delivery view (see `conveyor.broker.delivery_view`): events and counts that the
+    triggers of migration 0015 write as ledger rows change; read here."""
+
+    async def delivery_event_list(self, delivery_id: str) -> list[DeliveryEvent]:
+        """A notification's stored events, oldest first (none once its row is gone)."""
+
+    async def delivery_series(self, params: DeliverySeriesParams) -> list[SeriesCount]:
+        """Stored counts of the buckets in the window, by bucket, channel and status."""
+
+    async def delivery_series_expire(self, before: int, limit: int) -> int:
+        """Delete up to `limit` counts of buckets that start before `before`."""
+
+
 class KeyStorage(Protocol):
     """API keys (see `conveyor.broker.api_keys`): token hashes for bearer look-ups, and
     each key's SigV4 secret (maybe sealed) for the SQS endpoint."""
@@ -401,7 +419,7 @@ class RecipientStorage(Protocol):
 
 
 class Storage(MessageStorage, JobStorage, LedgerStorage, KeyStorage, WorkerStorage,
-              RecipientStorage, Protocol):
+              RecipientStorage, DeliveryEventStorage, Protocol):
     """A database driver: the whole contract, plus its lifecycle."""
 
     dialect: str

@@ -21,6 +21,7 @@ T = TypeVar("T")
 __all__ = [
     "ApiKeyInsertParams",
     "DeliveryPutParams",
+    "DeliverySeriesParams",
     "JobListParams",
     "JobRow",
     "Lease",
@@ -266,6 +267,16 @@ class DeliveryPutParams:
     status: str
     keep_ms: int
     now: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliverySeriesParams:
+    """Stored counts of buckets starting in [`since`, `until`) ms, of one channel (None:
+    every channel)."""
+
+    since: int
+    until: int
+    channel: str | None = None
 
 
 # API keys ---------------------------------------------------------------------------
