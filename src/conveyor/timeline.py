@@ -9,7 +9,7 @@ means); what they say is decided here, once.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
 from conveyor.ledger import Delivery
@@ -69,7 +69,16 @@ def timeline(row: Delivery, events: Sequence[DeliveryEvent]) -> list[TimelineEnt
     provider, and the row's current state when no event stands for it yet (a row never
     changed since it was made, or an attempt on the wire now)."""
     keyed: list[tuple[int, int, int, TimelineEntry]] = []
+    # A worker records every unsent answer `retrying` at once and the final word after
+    # (dead letter written): an attempt that ended `failed` shows that only.
+    # Its hand-over time is the provisional record's.
+    settled = {e.attempt for e in events if e.status not in ("retrying", "sending")}
+    handed = {e.attempt: e.started_at for e in events if e.status == "retrying"}
     for e in events:
+        if e.status == "retrying" and e.attempt in settled:
+            continue
+        if e.started_at is None and e.attempt in handed:
+            e = replace(e, started_at=handed[e.attempt])
         if e.status == "sending":
             keyed.append((e.at, e.attempt, 1, TimelineEntry("sending", e.at, e.attempt,
                                                             IN_DOUBT)))
@@ -77,7 +86,7 @@ def timeline(row: Delivery, events: Sequence[DeliveryEvent]) -> list[TimelineEnt
         if e.started_at is not None:
             keyed.append((e.started_at, e.attempt, 1,
                           TimelineEntry("sending", e.started_at, e.attempt)))
-        keyed.append((e.at, e.attempt, 0 if e.attempt == 0 else 2, TimelineEntry(
+        keyed.append((e.at, e.attempt, 0 if _made(e) else 2, TimelineEntry(
             shown_state(e.status, e.detail), e.at, e.attempt, e.detail, e.provider_id)))
     if row.status == "sending":
         keyed.append((row.updated_at, row.attempts, 1, TimelineEntry(
@@ -89,6 +98,11 @@ def timeline(row: Delivery, events: Sequence[DeliveryEvent]) -> list[TimelineEnt
             row.provider_id if row.status == "sent" else None)))
     keyed.sort(key=lambda k: k[:3])
     return [k[3] for k in keyed]
+
+
+def _made(e: DeliveryEvent) -> bool:
+    """Whether an event is the state a notification was made in (first at its time)."""
+    return e.attempt == 0 and e.status in ("queued", "held")
 
 
 class SeriesCount(NamedTuple):

@@ -21,6 +21,8 @@ from conveyor.connect import open_broker
 from conveyor.forgery import normalise_hosts
 from conveyor.http import (
     dashboard,
+    deliveries,
+    delivery_pages,
     docs,
     errors,
     explorer,
@@ -95,7 +97,8 @@ def create_app(broker_or_config: Broker | Config, *,
     app.state.feedback = feedback
     errors.install(app)
     for module in (health, queues, messages, tasks, job_routes, explorer, workers, metrics,
-                   stream, wq, dashboard, notify, feedback_routes, recipients):
+                   stream, wq, dashboard, delivery_pages, deliveries, notify, feedback_routes,
+                   recipients):
         app.include_router(module.router)
     docs.install(app)
     _document_raw_bodies(app)
