@@ -23,9 +23,11 @@ from conveyor.ledger import DELIVERY_STATUSES
 
 router = APIRouter(include_in_schema=False)
 
-BUCKETS = (10, 60, 600, 3600)
-"""The chart's bucket choices in seconds, each with a window of 120 buckets at most."""
-_WINDOW_MINUTES = {10: 20, 60: 120, 600: 1440, 3600: 10080}
+BUCKETS = {10: "10 s", 60: "1 min", 600: "10 min", 3600: "1 h"}
+"""The chart's bucket choices in seconds, with their labels."""
+_WINDOWS = {10: (20, "20 min"), 60: (120, "2 h"), 600: (1440, "1 day"),
+            3600: (10080, "7 days")}
+"""Each bucket's window: 120 to 168 bars."""
 _LIST_LIMIT = 200
 
 
@@ -54,7 +56,8 @@ async def deliveries_page(request: Request, q: str = "", bucket: int = 60,
     bucket = bucket if bucket in BUCKETS else 60
     return render_page(request, "deliveries.html", q=q, rows=rows, search_error=error,
                        counts=counts, statuses=DELIVERY_STATUSES, buckets=BUCKETS,
-                       bucket=bucket, minutes=_WINDOW_MINUTES[bucket],
+                       bucket=bucket, minutes=_WINDOWS[bucket][0],
+                       window=_WINDOWS[bucket][1],
                        channel=channel[:200] if channel in counts else "",
                        limit=_LIST_LIMIT)
 
