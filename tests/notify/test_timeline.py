@@ -11,6 +11,7 @@ from conveyor.clock import ManualClock
 from conveyor.demo.loopback import SmtpSink
 from conveyor.errors import InvalidInput
 from conveyor.notify import Email
+from conveyor.notify.outcomes import BODY_EXCERPT, http_result
 from tests.notify.helpers import deliver_until, smtp_server
 from tests.notify.test_smtp import notifier_for
 
@@ -67,3 +68,15 @@ async def test_series_refuses_bad_windows(broker: Broker) -> None:
         with pytest.raises(InvalidInput) as caught:
             await broker.deliveries.series(*args)  # type: ignore[arg-type]
         assert caught.value.field == field
+
+
+def test_http_answers_keep_an_excerpt_of_the_body() -> None:
+    gone = http_result(410, "Gone", body=b'{"error": "push subscription\n has expired"}',
+                       gone_statuses=frozenset({410}))
+    assert gone.detail == 'HTTP 410 Gone: {"error": "push subscription has expired"}'
+    assert gone.gone and gone.outcome == "permanent"
+    long = http_result(503, "Service Unavailable", "7", body="x" * 5000)
+    assert long.detail == "HTTP 503 Service Unavailable: " + "x" * BODY_EXCERPT
+    assert long.retry_after == 7.0
+    assert http_result(400, "Bad Request", body="  ").detail == "HTTP 400 Bad Request"
+    assert http_result(201, "Created", body=b"ignored", provider_id="m-1").provider_id == "m-1"
