@@ -109,7 +109,7 @@ async def test_concurrent_ends_release_once(storage: Storage, second: Storage,
                                             t0: int) -> None:
     queue = await make_queue(storage, "race", t0)
     n = 200
-    flow_id, ids = await _chord(storage, queue, t0, n)
+    flow_id, _ = await _chord(storage, queue, t0, n)
     ends = [FlowEnd(flow_id, i, True, str(i)) for i in range(n)]
     # two connections record overlapping batches (each end twice) at once
     got = await asyncio.gather(*(
