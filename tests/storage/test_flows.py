@@ -24,11 +24,12 @@ DAY_MS = 86_400_000
 
 
 def _node(node: int, job_id: str, queue: Queue, pending: int, on_failure: str = "fail",
-          results: str = "none") -> FlowNodeRow:
+          results: str = "none", parents: tuple[int, ...] = ()) -> FlowNodeRow:
     body = orjson.dumps({"task": "t", "args": [], "kwargs": {},
                          "flow": {"node": node}}).decode()
     return FlowNodeRow(node, job_id, "t", queue.id, queue.name, body, 0, results, on_failure,
-                       "waiting" if pending else "queued", pending)
+                       "waiting" if pending else "queued", pending,
+                       orjson.dumps(list(parents)).decode())
 
 
 def _ready(rows: list[FlowNodeRow]) -> NewMessages:
@@ -44,8 +45,8 @@ async def _chord(storage: Storage, queue: Queue, t0: int, children: int,
                  policies: list[str] | None = None) -> tuple[str, list[str]]:
     """A chord: `children` ready nodes 0..n-1 and a callback n waiting for all of them."""
     flow_id, *ids = new_message_ids(children + 2, t0)
-    rows = [_node(i, ids[i], queue, 0, (policies or ["fail"] * children)[i])
-            for i in range(children)]
+    rows = [_node(i, ids[i], queue, 0, (policies or ["fail"] * children)[i],
+                  parents=(children,)) for i in range(children)]
     rows.append(_node(children, ids[children], queue, children, results="list"))
     await storage.flow_insert(FlowInsertParams(
         flow_id, rows, [(i, children) for i in range(children)],
@@ -96,7 +97,8 @@ async def test_failure_policies(storage: Storage, t0: int) -> None:
     assert await storage.flow_end_many([FlowEnd(flow_id, 1, True, "1")], t0) == []
     # fail: the callback fails without running, and so does what waits for it
     flow_id, ids = new_message_ids(4, t0)[0], new_message_ids(3, t0)
-    rows = [_node(0, ids[0], queue, 0), _node(1, ids[1], queue, 1), _node(2, ids[2], queue, 1)]
+    rows = [_node(0, ids[0], queue, 0, parents=(1,)), _node(1, ids[1], queue, 1, parents=(2,)),
+            _node(2, ids[2], queue, 1)]
     await storage.flow_insert(FlowInsertParams(flow_id, rows, [(0, 1), (1, 2)],
                                                [(queue.id, _ready(rows))], DAY_MS, t0))
     assert await storage.flow_end_many([FlowEnd(flow_id, 0, False, None, "bad")], t0) == []

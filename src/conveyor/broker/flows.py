@@ -65,6 +65,9 @@ class Flows:
         now = broker.now()
         flow_id, *job_ids = new_message_ids(len(steps) + 1, now)
         edges = [(dep, index) for index, step in enumerate(steps) for dep in step.after]
+        parents: list[list[int]] = [[] for _ in steps]
+        for child, parent in edges:
+            parents[child].append(parent)
         rows: list[FlowNodeRow] = []
         ready: dict[int, list[int]] = {}
         for index, step in enumerate(steps):
@@ -75,7 +78,7 @@ class Flows:
             state = "waiting" if step.after else "queued"
             rows.append(FlowNodeRow(index, job_ids[index], step.task, queue.id, step.queue,
                                     body, step.priority, step.results, step.on_failure,
-                                    state, len(step.after)))
+                                    state, len(step.after), dumps_json(parents[index])))
             if not step.after:
                 ready.setdefault(queue.id, []).append(index)
         batches = [(queue_id, _messages([(job_ids[i], rows[i].body, steps[i].priority)

@@ -20,7 +20,7 @@ from conveyor.models import BodyKind
 from conveyor.storage.params import FlowEnd, NewMessages
 
 __all__ = ["RELEASE_NOW", "count_of", "failed_parent", "flow_from_rows", "messages_of",
-           "released_batches", "unique_ends"]
+           "plan", "released_batches", "unique_ends"]
 
 RELEASE_NOW = 1 << 30
 """A decrement larger than any pending count: the parent is released at once."""
@@ -49,6 +49,26 @@ def unique_ends(ends: Iterable[FlowEnd]) -> list[FlowEnd]:
     for end in ends:
         seen.setdefault((end.flow_id, end.node), end)
     return [seen[k] for k in sorted(seen)]
+
+
+def plan(todo: Sequence[FlowEnd], ended: Iterable[Sequence[Any]]
+         ) -> tuple[dict[tuple[str, int], int], list[FlowEnd]]:
+    """One round of an end: from the rows that did end now (flow_id, node, on_failure,
+    parents as JSON), how much each parent's count drops, and the parents that fail (the
+    next round's ends)."""
+    by_key = {(e.flow_id, e.node): e for e in todo}
+    counts: dict[tuple[str, int], int] = {}
+    failed: list[FlowEnd] = []
+    for flow_id, node, policy, parents in ended:
+        end = by_key[(str(flow_id), int(node))]
+        n = count_of(end.ok, str(policy))
+        for parent in orjson.loads(parents):
+            if n is None:
+                failed.append(failed_parent(end.flow_id, parent, end.node, end.error))
+            else:
+                key = (end.flow_id, parent)
+                counts[key] = min(counts.get(key, 0) + n, RELEASE_NOW)
+    return counts, unique_ends(failed)
 
 
 def released_batches(rows: Iterable[tuple[int, str, str, int]]

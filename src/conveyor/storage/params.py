@@ -317,6 +317,7 @@ class FlowNodeRow(NamedTuple):
     on_failure: str
     state: str  # "queued" or "waiting"
     pending: int  # how many nodes it waits for
+    parents: str  # the nodes that wait for it, as a JSON array
 
 
 @dataclass(frozen=True, slots=True)

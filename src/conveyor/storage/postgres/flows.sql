@@ -1,18 +1,18 @@
 -- PostgreSQL dialect of flows (conveyor.flows). The same names exist in ../sqlite/flows.sql.
--- An end runs as a few array statements in one transaction (storage.flow_steps); rows
--- are locked in (flow_id, node) order so that concurrent ends cannot deadlock.
+-- An end runs as two array statements a round in one transaction (storage.flow_steps);
+-- rows are locked in (flow_id, node) order so that concurrent ends cannot deadlock.
 
 -- name: flow_node_insert
 INSERT INTO conveyor_flow_nodes (flow_id, node, job_id, task, queue_id, queue, body,
-                                 priority, results, on_failure, state, pending,
+                                 priority, results, on_failure, parents, state, pending,
                                  created_at, updated_at, expires_at)
 SELECT $1, u.node, u.job_id, u.task, u.queue_id, u.queue, u.body, u.priority, u.results,
-       u.on_failure, u.state, u.pending, t.now, t.now, t.now + $2
+       u.on_failure, u.parents, u.state, u.pending, t.now, t.now, t.now + $2
 FROM (SELECT COALESCE($3::bigint, conveyor_now_ms()) AS now) t,
      unnest($4::int[], $5::uuid[], $6::text[], $7::int[], $8::text[], $9::text[],
-            $10::smallint[], $11::text[], $12::text[], $13::text[], $14::int[])
+            $10::smallint[], $11::text[], $12::text[], $13::text[], $14::text[], $15::int[])
          AS u(node, job_id, task, queue_id, queue, body, priority, results, on_failure,
-              state, pending);
+              parents, state, pending);
 
 -- name: flow_edge_insert
 INSERT INTO conveyor_flow_edges (flow_id, child, parent, expires_at)
@@ -34,12 +34,7 @@ SET state = CASE WHEN u.ok THEN 'succeeded' ELSE 'failed' END, result = u.result
     error = u.error, body = NULL, updated_at = COALESCE($6::bigint, conveyor_now_ms())
 FROM u JOIN locked USING (flow_id, node)
 WHERE n.flow_id = u.flow_id AND n.node = u.node AND n.state IN ('queued', 'waiting')
-RETURNING n.flow_id, n.node, n.on_failure;
-
--- name: flow_edges_of
-SELECT e.flow_id, e.child, e.parent
-FROM conveyor_flow_edges e
-JOIN unnest($1::text[], $2::int[]) AS u(flow_id, child) USING (flow_id, child);
+RETURNING n.flow_id, n.node, n.on_failure, n.parents;
 
 -- name: flow_node_count
 -- The last child's end (pending reaches 0) releases the node: it is queued, and its

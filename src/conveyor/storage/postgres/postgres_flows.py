@@ -44,8 +44,8 @@ class PostgresFlows(PostgresBase):
                 [n.queue_id for n in nodes], [n.queue for n in nodes],
                 [n.body if n.state == "waiting" else None for n in nodes],
                 [n.priority for n in nodes], [n.results for n in nodes],
-                [n.on_failure for n in nodes], [n.state for n in nodes],
-                [n.pending for n in nodes])
+                [n.on_failure for n in nodes], [n.parents for n in nodes],
+                [n.state for n in nodes], [n.pending for n in nodes])
             if params.edges:
                 await conn.execute(Q["flow_edge_insert"], fid, keep, now,
                                    [c for c, _ in params.edges], [p for _, p in params.edges])
@@ -54,32 +54,16 @@ class PostgresFlows(PostgresBase):
 
     async def flow_end_many(self, ends: Sequence[FlowEnd], now: int | None) -> list[int]:
         """Record ends (each node once) and release the nodes whose wait is over; the
-        queue ids that got messages."""
+        queue ids that got messages. Two statements a round, whatever the batch's size."""
         released: list[tuple[int, str, str, int]] = []
         async with self._tx() as conn:
             todo = flow_steps.unique_ends(ends)
             while todo:
-                by_key = {(e.flow_id, e.node): e for e in todo}
                 ended = await conn.fetch(
                     Q["flow_node_end"], [e.flow_id for e in todo], [e.node for e in todo],
                     [e.ok for e in todo], [e.result for e in todo], [e.error for e in todo],
                     now)
-                counts: dict[tuple[str, int], int] = {}
-                failed: list[FlowEnd] = []
-                policy = {(r[0], r[1]): r[2] for r in ended}
-                if policy:
-                    keys = sorted(policy)
-                    edges = await conn.fetch(Q["flow_edges_of"], [k[0] for k in keys],
-                                             [k[1] for k in keys])
-                    for flow_id, child, parent in edges:
-                        end = by_key[(flow_id, child)]
-                        n = flow_steps.count_of(end.ok, policy[(flow_id, child)])
-                        if n is None:
-                            failed.append(flow_steps.failed_parent(flow_id, parent, child,
-                                                                   end.error))
-                        else:
-                            key = (flow_id, parent)
-                            counts[key] = min(counts.get(key, 0) + n, flow_steps.RELEASE_NOW)
+                counts, todo = flow_steps.plan(todo, ended)
                 if counts:
                     keys = sorted(counts)
                     for row in await conn.fetch(
@@ -88,7 +72,6 @@ class PostgresFlows(PostgresBase):
                         if row[0] == "queued":
                             released.append((int(row[1]), str(row[2]), str(row[3]),
                                              int(row[4])))
-                todo = flow_steps.unique_ends(failed)
             batches = flow_steps.released_batches(released)
             for queue_id, batch in batches.items():
                 await self._insert(conn, await self._q(queue_id), queue_id, batch, now)

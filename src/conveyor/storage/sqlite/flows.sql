@@ -1,37 +1,39 @@
 -- SQLite dialect of flows (conveyor.flows). The same names exist in ../postgres/flows.sql.
--- Writes run inside BEGIN IMMEDIATE (one writer), so the read-then-write steps of an end
--- (storage.flow_steps) see no other writer in between; here they run row by row.
+-- Writes run inside BEGIN IMMEDIATE (one writer), so the steps of an end (storage.flow_steps)
+-- see no other writer in between. A batch travels as one JSON array (json_each).
 
 -- name: flow_node_insert
 INSERT INTO conveyor_flow_nodes (flow_id, node, job_id, task, queue_id, queue, body,
-                                 priority, results, on_failure, state, pending,
+                                 priority, results, on_failure, parents, state, pending,
                                  created_at, updated_at, expires_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
 
 -- name: flow_edge_insert
 INSERT INTO conveyor_flow_edges (flow_id, child, parent, expires_at) VALUES (?, ?, ?, ?);
 
 -- name: flow_node_end
--- Only a node that has not ended yet: a job run twice ends once. A waiting node ends here
--- when a child's failure fails it.
-UPDATE conveyor_flow_nodes
-SET state = CASE WHEN :ok THEN 'succeeded' ELSE 'failed' END, result = :result,
-    error = :error, body = NULL, updated_at = :now
-WHERE flow_id = :flow_id AND node = :node AND state IN ('queued', 'waiting')
-RETURNING on_failure;
-
--- name: flow_edges_of
-SELECT parent FROM conveyor_flow_edges WHERE flow_id = :flow_id AND child = :node;
+-- Only nodes that have not ended yet: a job run twice ends once. A waiting node ends here
+-- when a child's failure fails it. :ends is [{flow_id, node, ok, result, error}].
+UPDATE conveyor_flow_nodes AS n
+SET state = CASE WHEN j.value ->> 'ok' THEN 'succeeded' ELSE 'failed' END,
+    result = j.value ->> 'result', error = j.value ->> 'error', body = NULL,
+    updated_at = :now
+FROM json_each(:ends) AS j
+WHERE n.flow_id = j.value ->> 'flow_id' AND n.node = j.value ->> 'node'
+  AND n.state IN ('queued', 'waiting')
+RETURNING flow_id, node, on_failure, parents;
 
 -- name: flow_node_count
 -- The last child's end (pending reaches 0) releases the node: it is queued, and its
 -- message (body) is inserted in the same transaction. The SET expressions read the row as
--- it was before the update.
-UPDATE conveyor_flow_nodes
-SET pending = max(pending - :n, 0),
-    state = CASE WHEN pending - :n <= 0 THEN 'queued' ELSE state END,
+-- it was before the update. :counts is [{flow_id, node, n}].
+UPDATE conveyor_flow_nodes AS n
+SET pending = max(n.pending - (j.value ->> 'n'), 0),
+    state = CASE WHEN n.pending - (j.value ->> 'n') <= 0 THEN 'queued' ELSE n.state END,
     updated_at = :now
-WHERE flow_id = :flow_id AND node = :node AND state = 'waiting'
+FROM json_each(:counts) AS j
+WHERE n.flow_id = j.value ->> 'flow_id' AND n.node = j.value ->> 'node'
+  AND n.state = 'waiting'
 RETURNING state, queue_id, job_id, body, priority;
 
 -- name: flow_results

@@ -13,6 +13,8 @@ import uuid
 from collections.abc import Sequence
 from itertools import repeat
 
+import orjson
+
 from conveyor.flows import Flow
 from conveyor.storage import flow_steps
 from conveyor.storage.params import FlowEnd, FlowInsertParams, NewMessages
@@ -41,7 +43,8 @@ class SqliteFlows(SqliteBase):
         fid = params.flow_id
         nodes = [(fid, n.node, n.job_id, n.task, n.queue_id, n.queue,
                   n.body if n.state == "waiting" else None, n.priority, n.results,
-                  n.on_failure, n.state, n.pending, at, at, expires) for n in params.nodes]
+                  n.on_failure, n.parents, n.state, n.pending, at, at, expires)
+                 for n in params.nodes]
         edges = [(fid, child, parent, expires) for child, parent in params.edges]
 
         def run(db: sqlite3.Connection) -> None:
@@ -54,7 +57,7 @@ class SqliteFlows(SqliteBase):
 
     async def flow_end_many(self, ends: Sequence[FlowEnd], now: int | None) -> list[int]:
         """Record ends (each node once) and release the nodes whose wait is over; the
-        queue ids that got messages."""
+        queue ids that got messages. Two statements a round, whatever the batch's size."""
         at = self._now(now)
 
         def run(db: sqlite3.Connection) -> list[int]:
@@ -62,28 +65,17 @@ class SqliteFlows(SqliteBase):
             with self._write(db):
                 todo = flow_steps.unique_ends(ends)
                 while todo:
-                    failed: list[FlowEnd] = []
-                    for end in todo:
-                        row = db.execute(Q["flow_node_end"], {
-                            "flow_id": end.flow_id, "node": end.node, "ok": end.ok,
-                            "result": end.result, "error": end.error, "now": at}).fetchone()
-                        if row is None:
-                            continue  # ended before: counted then
-                        n = flow_steps.count_of(end.ok, row[0])
-                        parents = [p for (p,) in db.execute(Q["flow_edges_of"], {
-                            "flow_id": end.flow_id, "node": end.node})]
-                        for parent in parents:
-                            if n is None:
-                                failed.append(flow_steps.failed_parent(
-                                    end.flow_id, parent, end.node, end.error))
-                                continue
-                            got = db.execute(Q["flow_node_count"], {
-                                "flow_id": end.flow_id, "node": parent, "n": n,
-                                "now": at}).fetchone()
-                            if got is not None and got[0] == "queued":
-                                released.append((int(got[1]), str(got[2]), str(got[3]),
-                                                 int(got[4])))
-                    todo = flow_steps.unique_ends(failed)
+                    ended = db.execute(Q["flow_node_end"], {"now": at, "ends": orjson.dumps([
+                        {"flow_id": e.flow_id, "node": e.node, "ok": e.ok,
+                         "result": e.result, "error": e.error} for e in todo]).decode()
+                    }).fetchall()
+                    counts, todo = flow_steps.plan(todo, ended)
+                    if counts:
+                        got = db.execute(Q["flow_node_count"], {"now": at, "counts": orjson.dumps([
+                            {"flow_id": f, "node": n, "n": c}
+                            for (f, n), c in sorted(counts.items())]).decode()}).fetchall()
+                        released += [(int(r[1]), str(r[2]), str(r[3]), int(r[4]))
+                                     for r in got if r[0] == "queued"]
                 batches = flow_steps.released_batches(released)
                 for queue_id, batch in batches.items():
                     _insert_messages(db, queue_id, batch, at)

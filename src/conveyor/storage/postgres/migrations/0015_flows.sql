@@ -1,6 +1,7 @@
 -- Flows (conveyor.flows): one row per job of a flow, and which job waits for which.
 -- A waiting node keeps its message in `body` until the last node it waits for ends
--- (`pending` reaches 0); results stay here for the nodes waiting on them.
+-- (`pending` reaches 0); results stay here for the nodes waiting on them. `parents`
+-- repeats the edges from a node, so recording an end reads no other table.
 CREATE TABLE conveyor_flow_nodes (
     flow_id text NOT NULL,
     node integer NOT NULL,
@@ -12,6 +13,7 @@ CREATE TABLE conveyor_flow_nodes (
     priority smallint NOT NULL DEFAULT 0,
     results text NOT NULL DEFAULT 'none',
     on_failure text NOT NULL DEFAULT 'fail',
+    parents text NOT NULL DEFAULT '[]',  -- the nodes waiting for this one (JSON)
     state text NOT NULL,
     pending integer NOT NULL DEFAULT 0,
     result text,
