@@ -107,3 +107,22 @@ def test_flow_routes_need_send_everywhere_to_create_and_receive_to_end() -> None
     assert required("POST", "/v1/flows/ends") == Need("receive")
     assert required("GET", "/v1/flows/x") == Need("receive")
     assert required("GET", "/v1/jobs/x/flow") == Need("receive")
+
+
+async def test_the_dashboard_draws_the_tree(http: httpx.AsyncClient, broker: Broker) -> None:
+    await broker.create_queue("jobs")
+    flow = (await http.post("/v1/flows", json={"steps": [
+        _step("part", 1), _step("part", 2), _step("<merge>", after=[0, 1], results="list"),
+        _step("report", after=[2], results="one")]})).json()
+    await http.post("/v1/flows/ends", json={"ends": [
+        {"flow_id": flow["flow_id"], "node": 0, "ok": False, "error": "boom <b>"}]})
+    page = await http.get(f"/ui/flows/{flow['flow_id']}")
+    assert page.status_code == 200
+    html = page.text
+    # the root (report) first, then what it waits for, nested
+    assert html.index('data-node="3"') < html.index('data-node="2"') < \
+        html.index('data-node="0"') < html.index('data-node="1"')
+    assert 'data-node="2" data-state="failed"' in html and "&lt;merge&gt;" in html
+    assert "boom &lt;b&gt;" in html and "<b>" not in html
+    missing = await http.get("/ui/flows/not-a-flow")
+    assert missing.status_code == 200 and "No flow" in missing.text
