@@ -14,7 +14,8 @@ on the same process count.
 `--baseline-src DIR` also runs another tree's conveyor workers (e.g. `main`'s `src`, from
 `git worktree add`) in every round, next to this tree's, on their own databases: the
 `÷base` column is the same-run ratio. `--flows` also drains a chord of `--jobs` no-op
-children and its callback in every round (clock stopped when the callback has run): its
+children and its callback in every round (clock stopped when the callback has run and the
+queue is empty, as for plain jobs): its
 `cost/child` column is its time per child divided by a plain job's time (`conveyor` row).
 
 Also the App the conveyor worker processes load (`worker:app`, URL from BENCH_URL).
@@ -105,11 +106,10 @@ async def _conveyor_drain(url: str, jobs: int, processes: int, src: str | None =
             await source.update_queue(QUEUE, {"paused": False})
             # An exact count every few ms would cost the database more than the drain does:
             # one indexed row tells whether anything is left.
-            if callback is not None:  # the callback's status: one row
+            if callback is not None:  # the callback's status (one row), then the acks
                 while getattr(await source.jobs.status_get(callback), "status",
                               None) != "succeeded":
                     await asyncio.sleep(0.01)
-                return time.perf_counter() - started
             while await source.peek(QUEUE, 1):  # type: ignore[attr-defined]
                 await asyncio.sleep(0.01)
             return time.perf_counter() - started
