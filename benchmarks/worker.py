@@ -5,7 +5,7 @@
                                 [--no-peers] [--baseline-src DIR] [--flows]
 
 Each contender gets the same jobs in the same PostgreSQL database (a fresh one named
-`conveyor_bench`, created and dropped here) and runs in 1 and 2 processes; conveyor also runs
+`conveyor_bench_PID`, created and dropped here) and runs in 1 and 2 processes; conveyor also runs
 on an SQLite file. Jobs are enqueued before the clock starts; processes start, connect and
 wait at a barrier (conveyor: its queue is paused until the clock starts), so the figure is
 drain throughput only. The table gives jobs/s and each row's ratio to PgQueuer and to pgmq
@@ -231,9 +231,10 @@ async def main(args: argparse.Namespace) -> None:
     # all of them; each row reports the median round (and the spread).
     rates: dict[tuple[str, str, int], list[float]] = {}
     jobs = args.jobs
-    pg = await _database(args.postgres, "conveyor_bench")
-    base_pg = await _database(args.postgres, "conveyor_bench_base") \
-        if args.baseline_src else ""
+    # Names of this run's own: two benchmarks on one server must not drop each other's.
+    name = f"conveyor_bench_{os.getpid()}"
+    pg = await _database(args.postgres, name)
+    base_pg = await _database(args.postgres, f"{name}_base") if args.baseline_src else ""
     try:
         with tempfile.TemporaryDirectory() as tmp:
             targets = [("postgresql", pg, base_pg)]
@@ -265,9 +266,9 @@ async def main(args: argparse.Namespace) -> None:
                         print(f"  round {round_}: {kind} x{processes}: "
                               f"{jobs / seconds:,.0f} jobs/s", flush=True)
     finally:
-        await _database(args.postgres, "conveyor_bench", drop=True)
+        await _database(args.postgres, name, drop=True)
         if args.baseline_src:
-            await _database(args.postgres, "conveyor_bench_base", drop=True)
+            await _database(args.postgres, f"{name}_base", drop=True)
     median = {key: statistics.median(found) for key, found in rates.items()}
     if args.no_peers:
         _table_without_peers(jobs, args.rounds, rates, median)

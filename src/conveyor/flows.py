@@ -20,9 +20,9 @@ from typing import Any
 
 from conveyor.errors import FlowCycle, InvalidFlow
 
-__all__ = ["MAX_FLOW_STEPS", "NODE_STATES", "POLICIES", "RESULTS", "Flow", "FlowNode",
-           "FlowStep", "NodeEnd", "check_steps", "end_json", "end_of", "flow_json", "flow_of",
-           "step_json", "step_of"]
+__all__ = ["MAX_FLOW_STEPS", "MAX_RESULT_BYTES", "NODE_STATES", "POLICIES", "RESULTS", "Flow",
+           "FlowNode", "FlowStep", "NodeEnd", "check_steps", "end_json", "end_of", "flow_json",
+           "flow_of", "step_json", "step_of"]
 
 POLICIES = ("fail", "ignore", "continue")
 """What a step's failure does to the steps waiting for it: `fail` fails them (and theirs)
@@ -38,6 +38,8 @@ NODE_STATES = ("waiting", "queued", "succeeded", "failed")
 """A node waits for others, is queued (sent; perhaps running), or has ended."""
 
 MAX_FLOW_STEPS = 50_000
+MAX_RESULT_BYTES = 1_048_576
+"""The largest result (as JSON) a flow keeps for the steps waiting on it."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,11 +11,12 @@ failed end at once, before it is dead-lettered.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from conveyor.client.source import Source
-from conveyor.flows import NodeEnd
+from conveyor.flows import MAX_RESULT_BYTES, NodeEnd
 from conveyor.models import dumps_json
 from conveyor.worker.batching import Batcher
 
@@ -35,6 +36,7 @@ def flow_ref(data: dict[str, Any]) -> FlowRef | None:
     if not isinstance(ref, dict) or not isinstance(ref.get("id"), str) or \
             not isinstance(ref.get("node"), int):
         raise ValueError("A job's 'flow' must name its flow 'id' and 'node'.")
+    uuid.UUID(ref["id"])  # ValueError: not a flow this broker made (dead-lettered)
     return ref["id"], ref["node"], str(ref.get("results", "none"))
 
 
@@ -48,12 +50,15 @@ async def with_results(source: Source, ref: FlowRef, args: list[Any]) -> list[An
 
 
 def success(ref: FlowRef, result: Any) -> NodeEnd:
-    """A succeeded node's end (a result that is not JSON is recorded as None)."""
+    """A succeeded node's end. A result that is not JSON, or over MAX_RESULT_BYTES, is
+    recorded as None (one such end would fail its whole batch)."""
     try:
-        dumps_json(result)
+        too_big = len(dumps_json(result).encode()) > MAX_RESULT_BYTES
     except (TypeError, ValueError):
-        log.warning("flow %s node %d returned a value that is not JSON; recorded as None",
-                    ref[0], ref[1])
+        too_big = True
+    if too_big:
+        log.warning("flow %s node %d returned a value that is not JSON or over %d bytes; "
+                    "recorded as None", ref[0], ref[1], MAX_RESULT_BYTES)
         result = None
     return NodeEnd(ref[0], ref[1], True, result)
 
