@@ -17,7 +17,8 @@ import email.utils
 import time
 from typing import NamedTuple
 
-__all__ = ["BODY_EXCERPT", "Result", "http_result", "retry_after_seconds", "smtp_result", "throttled"]
+__all__ = ["BODY_EXCERPT", "Result", "http_result", "retry_after_seconds", "smtp_result",
+           "throttled"]
 
 
 class Result(NamedTuple):
