@@ -35,39 +35,37 @@ CREATE TABLE conveyor_delivery_series (
     PRIMARY KEY (bucket, channel, status)
 );
 
--- Counts are added in key order, so two statements never wait for each other's counter
--- rows in opposite orders.
+-- One statement per ledger statement: the changed rows joined once, their events in one
+-- insert (a skip's reason replaces the skip, so those two never meet in it), their counts
+-- added in key order (so two statements never wait for each other's counter rows in
+-- opposite orders).
 CREATE FUNCTION conveyor_delivery_events_update() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO conveyor_delivery_events AS e
-    SELECT o.id, 0, o.status, o.updated_at, NULL, left(o.error, 500), NULL
-    FROM old_rows o JOIN new_rows n ON n.id = o.id
-    WHERE o.attempts = 0 AND (n.status IS DISTINCT FROM o.status
-          OR n.attempts IS DISTINCT FROM o.attempts OR n.error IS DISTINCT FROM o.error)
-    ON CONFLICT (delivery_id, attempt, status) DO UPDATE SET
-        at = EXCLUDED.at, started_at = EXCLUDED.started_at, detail = EXCLUDED.detail,
-        provider_id = EXCLUDED.provider_id;
-    INSERT INTO conveyor_delivery_events AS e
-    SELECT o.id, o.attempts, 'sending', o.updated_at, NULL, NULL, NULL
-    FROM old_rows o JOIN new_rows n ON n.id = o.id
-    WHERE o.status = 'sending' AND n.status = 'sending'
-    ON CONFLICT (delivery_id, attempt, status) DO UPDATE SET
-        at = EXCLUDED.at, started_at = EXCLUDED.started_at, detail = EXCLUDED.detail,
-        provider_id = EXCLUDED.provider_id;
-    INSERT INTO conveyor_delivery_events AS e
-    SELECT n.id, n.attempts, n.status, n.updated_at,
-           CASE WHEN o.status = 'sending' THEN o.updated_at END, left(n.error, 500),
-           CASE WHEN n.status = 'sent' THEN left(n.provider_id, 200) END
-    FROM old_rows o JOIN new_rows n ON n.id = o.id
-    WHERE n.status <> 'sending' AND (n.status IS DISTINCT FROM o.status
-          OR n.attempts IS DISTINCT FROM o.attempts OR n.error IS DISTINCT FROM o.error)
-    ON CONFLICT (delivery_id, attempt, status) DO UPDATE SET
-        at = EXCLUDED.at, started_at = EXCLUDED.started_at, detail = EXCLUDED.detail,
-        provider_id = EXCLUDED.provider_id;
+    WITH ch AS (
+        SELECT n.id, n.channel, o.status AS os, o.attempts AS oa, o.updated_at AS ou,
+               o.error AS oe, n.status AS ns, n.attempts AS na, n.updated_at AS nu,
+               n.error AS ne, n.provider_id AS np
+        FROM old_rows o JOIN new_rows n ON n.id = o.id
+        WHERE n.status IS DISTINCT FROM o.status OR n.attempts IS DISTINCT FROM o.attempts
+              OR n.error IS DISTINCT FROM o.error
+    ), ev AS (
+        INSERT INTO conveyor_delivery_events AS e
+        SELECT id, 0, os, ou, NULL::bigint, left(oe, 500), NULL FROM ch
+        WHERE oa = 0 AND os <> 'sending' AND NOT (na = 0 AND ns = os)
+        UNION ALL
+        SELECT id, oa, 'sending', ou, NULL, NULL, NULL FROM ch
+        WHERE os = 'sending' AND ns = 'sending'
+        UNION ALL
+        SELECT id, na, ns, nu, CASE WHEN os = 'sending' THEN ou END, left(ne, 500),
+               CASE WHEN ns = 'sent' THEN left(np, 200) END
+        FROM ch WHERE ns <> 'sending'
+        ON CONFLICT (delivery_id, attempt, status) DO UPDATE SET
+            at = EXCLUDED.at, started_at = EXCLUDED.started_at, detail = EXCLUDED.detail,
+            provider_id = EXCLUDED.provider_id
+    )
     INSERT INTO conveyor_delivery_series AS s
-    SELECT n.updated_at / 10000 * 10000, n.channel, n.status, count(*)
-    FROM old_rows o JOIN new_rows n ON n.id = o.id
-    WHERE n.status <> 'sending' AND n.status IS DISTINCT FROM o.status
+    SELECT nu / 10000 * 10000, channel, ns, count(*) FROM ch
+    WHERE ns <> 'sending' AND ns IS DISTINCT FROM os
     GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
     ON CONFLICT (bucket, channel, status) DO UPDATE SET n = s.n + EXCLUDED.n;
     RETURN NULL;
