@@ -34,6 +34,7 @@ from conveyor.http import (
     recipients,
     stream,
     tasks,
+    templates,
     workers,
     wq,
 )
@@ -95,7 +96,7 @@ def create_app(broker_or_config: Broker | Config, *,
     app.state.feedback = feedback
     errors.install(app)
     for module in (health, queues, messages, tasks, job_routes, explorer, workers, metrics,
-                   stream, wq, dashboard, notify, feedback_routes, recipients):
+                   stream, wq, dashboard, notify, feedback_routes, recipients, templates):
         app.include_router(module.router)
     docs.install(app)
     _document_raw_bodies(app)

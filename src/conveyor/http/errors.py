@@ -31,6 +31,7 @@ STATUS: Mapping[type[e.ConveyorError], int] = {
     e.TaskNotFound: 404,
     e.JobNotFound: 404,
     e.RecipientNotFound: 404,
+    e.TemplateNotFound: 404,
     e.QueueAlreadyExists: 409,
     e.Conflict: 409,
     e.OverLimit: 429,
