@@ -156,7 +156,7 @@ def _source(value: Any, where: str, limit: int) -> str | None:
     try:
         _SYNTAX.parse(value)
     except jinja2.TemplateSyntaxError as exc:
-        raise InvalidTemplate(f"{where} line {exc.lineno}: {exc.message}.",
+        raise InvalidTemplate(f"{where} line {exc.lineno}: {str(exc.message).rstrip('.')}.",
                               field="locales", line=exc.lineno) from None
     return value
 

@@ -114,10 +114,10 @@ class StoredCache:
         return None if entry is None else entry[1]
 
     def compiled(self, template: LocalizedTemplate) -> Compiled:
-        """`template` compiled, reusing the cached form when it is the same version."""
+        """`template` compiled, reusing the cached form when nothing changed (compared
+        whole: two puts can share a millisecond)."""
         entry = self._entries.get(template.name)
-        if entry is not None and entry[1] is not None and \
-                entry[1].template.updated_at == template.updated_at:
+        if entry is not None and entry[1] is not None and entry[1].template == template:
             return entry[1]
         return Compiled(template)
 
