@@ -15,16 +15,13 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
-from conveyor.errors import InvalidInput, RecipientNotFound, TemplateNotFound
+from conveyor.errors import TemplateNotFound
 from conveyor.http.deps import BrokerDep, checked_json, errors
 from conveyor.http.wire import json_response
-from conveyor.locales import check_locale, template_doc
-from conveyor.notify.locales import StoredCache
-from conveyor.notify.people import check_data
-from conveyor.recipients import ADDRESS_CHANNELS
+from conveyor.locales import template_doc
+from conveyor.notify.locales import preview_template
 
 router = APIRouter(tags=["templates"], dependencies=[Depends(checked_json)])
-_CACHE = StoredCache(refresh_seconds=0.0)  # previews read the template every time
 
 
 class PartsIn(BaseModel):
@@ -145,30 +142,7 @@ async def preview(name: str, body: PreviewIn, broker: BrokerDep) -> Response:
     """Render a template for a recipient, per channel they have an address on, in the
     first locale of their fallback chain the template has; sends and writes nothing.
     422 `template_locale_missing` when the chain finds no locale."""
-    check_data(body.data)
-    compiled = await _CACHE.fetch(broker, name)
-    if compiled is None:
-        raise TemplateNotFound(f"No template {name!r}.")
-    locale, channels = body.locale, body.channels
-    if body.recipient is not None:
-        person = await broker.recipients.get(body.recipient)
-        if person is None:
-            raise RecipientNotFound(f"No recipient {body.recipient!r}.")
-        locale = locale or person.locale
-        if channels is None:
-            channels = [c for c in ADDRESS_CHANNELS if person.addresses.get(c)]
-    if locale is not None:
-        check_locale(locale, "locale")
-    if channels is None:
-        channels = list(ADDRESS_CHANNELS)
-    if len(channels) > 20 or not all(isinstance(c, str) and 1 <= len(c) <= 40
-                                     for c in channels):
-        raise InvalidInput("channels must be at most 20 channel names.", field="channels")
-    out: dict[str, Any] = {}
-    for channel in dict.fromkeys(channels):
-        tag = compiled.pick(locale, channel)[0]
-        r = compiled.render(body.data, locale, channel)
-        out[channel] = {"locale": tag, "subject": r.subject, "text": r.text, "html": r.html}
-    return json_response({"template": name, "recipient": body.recipient, "locale": locale,
-                          "channels": out})
+    found = await preview_template(broker, name, body.data, recipient=body.recipient,
+                                   locale=body.locale, channels=body.channels)
+    return json_response(found)
 

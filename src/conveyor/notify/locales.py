@@ -11,20 +11,27 @@ API, so they run in Jinja's immutable sandbox (no attribute tricks reach Python)
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from conveyor.errors import InvalidInput, TemplateLocaleMissing
-from conveyor.locales import LocalizedTemplate
+from conveyor.errors import (
+    InvalidInput,
+    RecipientNotFound,
+    TemplateLocaleMissing,
+    TemplateNotFound,
+)
+from conveyor.locales import LocalizedTemplate, check_locale
+from conveyor.notify.people import check_data
 from conveyor.notify.templates import Rendered, Variant, fast_form
+from conveyor.recipients import ADDRESS_CHANNELS
 
 if TYPE_CHECKING:
     from conveyor.broker.broker import Broker
 
-__all__ = ["Compiled", "StoredCache"]
+__all__ = ["Compiled", "StoredCache", "preview_template"]
 
 _MAX_PICKS = 10_000  # (locale, channel) pairs per template before the cache starts over
 
@@ -143,3 +150,40 @@ class StoredCache:
                     await self.fetch(broker, name)
                 except InvalidInput:  # not a stored template's name: files only
                     self._entries[name] = (now, None)
+
+
+_PREVIEWS = StoredCache(refresh_seconds=0.0)  # a preview reads the template every time
+
+
+async def preview_template(broker: Broker, name: str, data: Mapping[str, Any], *,
+                           recipient: str | None = None, locale: str | None = None,
+                           channels: Sequence[str] | None = None) -> dict[str, Any]:
+    """A stored template rendered per channel for a recipient (their locale, the channels
+    they have addresses on) or for `locale`; reads, sends and writes nothing else.
+
+    Raises `TemplateNotFound`, `RecipientNotFound`, `TemplateLocaleMissing` (no locale in
+    the chain) or `InvalidInput` (bad arguments, a variable missing from `data`)."""
+    check_data(data)
+    compiled = await _PREVIEWS.fetch(broker, name)
+    if compiled is None:
+        raise TemplateNotFound(f"No template {name!r}.")
+    if recipient is not None:
+        person = await broker.recipients.get(recipient)
+        if person is None:
+            raise RecipientNotFound(f"No recipient {recipient!r}.")
+        locale = locale or person.locale
+        if channels is None:
+            channels = [c for c in ADDRESS_CHANNELS if person.addresses.get(c)]
+    if locale is not None:
+        check_locale(locale, "locale")
+    if channels is None:
+        channels = ADDRESS_CHANNELS
+    if isinstance(channels, str) or len(channels) > 20 or not all(
+            isinstance(c, str) and 1 <= len(c) <= 40 for c in channels):
+        raise InvalidInput("channels must be at most 20 channel names.", field="channels")
+    out: dict[str, Any] = {}
+    for channel in dict.fromkeys(channels):
+        tag = compiled.pick(locale, channel)[0]
+        r = compiled.render(data, locale, channel)
+        out[channel] = {"locale": tag, "subject": r.subject, "text": r.text, "html": r.html}
+    return {"template": name, "recipient": recipient, "locale": locale, "channels": out}
