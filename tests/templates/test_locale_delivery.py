@@ -16,7 +16,7 @@ from conveyor.broker.broker import Broker
 from conveyor.demo.loopback import SmtpSink
 from conveyor.errors import InvalidInput
 from conveyor.http.app import create_app
-from conveyor.notify import Notifier, SmtpChannel, Templates
+from conveyor.notify import Email, Notifier, SmtpChannel, Templates
 from conveyor.notify.people import PersonNotification, notify_recipient
 from conveyor.recipients import Category
 from tests.notify.helpers import deliver_until, smtp_server
@@ -110,3 +110,24 @@ async def test_no_locale_in_the_chain_is_a_recorded_skip(broker: Broker) -> None
         assert "no locale for pt-BR" in body["deliveries"][0]["reason"]
         listed = (await http.get("/v1/notifications", params={"recipient": "ana"})).json()
         assert {n["status"] for n in listed["notifications"]} == {"skipped"}
+
+
+async def test_python_api_locale_on_stored_and_file_templates(broker: Broker) -> None:
+    """`Email(..., locale=...)`: a stored template (read by `asend` itself, never cached
+    before) and a file template's `name.<locale>.txt` variants, rendered by the worker."""
+    await broker.templates.put("welcome", WELCOME)
+    sink = SmtpSink()
+    with smtp_server(sink) as port:
+        notifier = Notifier(broker, channels={"email": SmtpChannel("127.0.0.1", port)},
+                            templates={"hi.txt": "Hello {{ n }}", "hi.subject": "Hi",
+                                       "hi.pt.txt": "Olá {{ n }}", "hi.pt.subject": "Oi"})
+        await notifier.asend_many([
+            Email(to="a@example.com", template="welcome", data={"name": "A"},
+                  locale="pt-BR"),
+            Email(to="b@example.com", template="hi", data={"n": "B"}, locale="pt-BR"),
+            Email(to="c@example.com", template="hi", data={"n": "C"})])
+        await deliver_until(notifier, lambda: len(sink.messages) >= 3)
+        got = {r: (str(m["Subject"]), _text(m)) for r, m in _parsed(sink).items()}
+        assert got == {"a@example.com": ("Bem-vindo, A", "Oi A"),
+                       "b@example.com": ("Oi", "Olá B"),
+                       "c@example.com": ("Hi", "Hello C")}
