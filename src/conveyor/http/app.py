@@ -35,6 +35,7 @@ from conveyor.http import (
     recipients,
     stream,
     tasks,
+    templates,
     workers,
     wq,
 )
@@ -96,7 +97,8 @@ def create_app(broker_or_config: Broker | Config, *,
     app.state.feedback = feedback
     errors.install(app)
     for module in (health, queues, messages, tasks, flow_routes, job_routes, explorer, workers,
-                   metrics, stream, wq, dashboard, notify, feedback_routes, recipients):
+                   metrics, stream, wq, dashboard, notify, feedback_routes, recipients,
+                   templates):
         app.include_router(module.router)
     docs.install(app)
     _document_raw_bodies(app)
