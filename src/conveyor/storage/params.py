@@ -21,6 +21,8 @@ T = TypeVar("T")
 __all__ = [
     "ApiKeyInsertParams",
     "DeliveryPutParams",
+    "DigestAddParams",
+    "HoldRow",
     "JobListParams",
     "JobRow",
     "Lease",
@@ -297,3 +299,31 @@ class WorkerPutParams:
     detail: str
     ttl_ms: int
     now: int | None
+
+
+# digests ----------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class DigestAddParams:
+    """One event for a recipient's digest `key`: joins the open digest, or opens
+    `digest_id` (collecting for `window_ms`); `data` and `targets` are JSON text."""
+
+    digest_id: str
+    recipient_id: str
+    key: str
+    category: str
+    template: str
+    window_ms: int
+    event_id: str
+    data: str
+    targets: str
+    now: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class HoldRow:
+    """A queue message held for a recipient's quiet hours until `release_at` (ms)."""
+
+    recipient_id: str
+    queue_id: int
+    message_id: str
+    release_at: int
