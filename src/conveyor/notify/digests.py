@@ -101,7 +101,8 @@ def _item(channel: str, address: Any, key: str, template: str, data: dict[str, A
         item = to_item(Fcm(token=address, template=template, data=data), now_ms)
     else:
         item = to_item(Apns(token=address, template=template, data=data), now_ms)
-    return item._replace(id=delivery_id(channel, key, f"digest\x1f{digest_id}", {}))
+    source = f"digest\x1f{digest_id}\x1f{key}"
+    return item._replace(id=delivery_id(channel, key, source, {}))
 
 
 async def release(broker: Broker, digest: Digest, *, keep_seconds: int = KEEP_SECONDS
