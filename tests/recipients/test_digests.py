@@ -21,6 +21,7 @@ from conveyor.digests import DigestSpec
 from conveyor.errors import InvalidDigest
 from conveyor.http.app import create_app
 from conveyor.notify import Channel, Envelope, Notifier, SmtpChannel
+from conveyor.notify.digests import DigestReleaser, release
 from conveyor.notify.people import PersonNotification, notify_recipient
 from conveyor.recipients import ADDRESS_CHANNELS, Category
 from tests.notify.helpers import deliver_until, smtp_server
@@ -196,3 +197,43 @@ async def test_python_api_checks_the_digest(broker: Broker) -> None:
             "ann", COMMENTS, "digest", digest=DigestSpec("activity", 0)))
     assert await broker.ledger.counts() == {}
     assert await broker.digests.pending("ann") == []
+
+
+@pytest.mark.parametrize("crash_after", ["claim", "enqueue"])
+async def test_a_releaser_that_dies_is_taken_over_without_a_second_message(
+        broker: Broker, clock: ManualClock, monkeypatch: pytest.MonkeyPatch,
+        crash_after: str) -> None:
+    """A releaser dies right after its claim, or after enqueueing the digest's messages but
+    before forgetting the digest: when its lease lapses another releaser takes the digest
+    over, and exactly one message goes out (the second release records nothing new and
+    its envelope matches the first one's deduplication id). The real-process version is
+    tests/recipients/test_digest_kill9.py."""
+    await broker.recipients.put("ann", {"addresses": {"email": "ann@example.com"}})
+    sender = _sender(broker)
+    for n in range(2):
+        await notify_recipient(sender, PersonNotification(
+            "ann", COMMENTS, "digest", {"text": f"c{n}"}, digest=WINDOW), clock())
+    clock.advance(600)
+    (claimed,) = await broker.digests.claim(10, lease_seconds=5)
+    if crash_after == "enqueue":
+        async def die(digest: Any) -> bool:
+            raise RuntimeError("killed")
+        monkeypatch.setattr(broker.digests, "finish", die)
+        with pytest.raises(RuntimeError):
+            await release(broker, claimed)
+        monkeypatch.undo()
+    assert await DigestReleaser(broker, lease_seconds=5).run_once() == 0  # still leased
+    clock.advance(5)
+    again = DigestReleaser(broker, lease_seconds=5)
+    assert await again.run_once() == 1
+    assert await broker.digests.pending("ann") == []
+    stats = await broker.queue_stats("notify-email")
+    assert stats.visible + stats.delayed == 1
+    counts = (await broker.ledger.counts("email"))["email"]
+    assert (counts["queued"], counts["digested"]) == (1, 2)
+    sink = SmtpSink()
+    with smtp_server(sink) as port:
+        notifier = _email(broker, port)
+        await deliver_until(notifier, lambda: len(sink.messages) >= 1)
+        await _deliver_for(notifier, 0.5)
+    assert _texts(sink) == [("ann@example.com", "2 updates", "2 new: c0 c1")]

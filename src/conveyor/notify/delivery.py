@@ -175,8 +175,11 @@ class Deliverer:
             if self.options.release_digests:
                 from conveyor.notify.digests import DigestReleaser  # built on this module
 
+                # A dead worker's digests come back as soon as its envelopes do.
                 lanes.append(asyncio.create_task(DigestReleaser(
-                    self.broker, keep_seconds=self.options.keep_seconds).run(self._stopping)))
+                    self.broker, keep_seconds=self.options.keep_seconds,
+                    lease_seconds=min(max(1, self.options.visibility_timeout), 3600),
+                ).run(self._stopping)))
             await asyncio.gather(*lanes)
         finally:
             for channel in self.channels.values():
