@@ -175,8 +175,9 @@ async def notifications(broker: BrokerDep,
                         recipient: Annotated[str, Query(description="A recipient id.")],
                         limit: Annotated[int, Query()] = 100) -> Response:
     """One recipient's notifications (made through `POST /v1/recipients/{id}/notify`)
-    with their current state: queued, held, sending, sent, retrying, failed, unknown or
-    skipped (the reason in `error`)."""
+    with their current state: queued, held, digested (merged into a digest, which is a
+    notification of its own), sending, sent, retrying, failed, unknown or skipped (the
+    reason in `error`)."""
     rows = await broker.recipients.notifications(recipient, limit)
     return json_response({"recipient": recipient, "notifications": [
         {k: getattr(r, k) for k in DeliveryOut.model_fields} for r in rows]})

@@ -40,6 +40,12 @@ UPDATE conveyor_digests SET events = events + $2 WHERE id = $1
 RETURNING id, recipient_id, digest_key, category, template, release_at, state, events,
           created_at, lease_until;
 
+-- name: digest_due
+-- A read before the claim: an idle releaser polls without taking the write lock.
+SELECT 1 FROM conveyor_digests
+WHERE (state = 'open' AND release_at <= COALESCE($1::bigint, conveyor_now_ms())) OR (state = 'closing' AND lease_until <= COALESCE($1::bigint, conveyor_now_ms()))
+LIMIT 1;
+
 -- name: digest_claim
 -- Due digests, and those whose releaser's lease lapsed (it died mid-release), leased to
 -- this releaser; SKIP LOCKED: a digest taking an event right now is claimed next round.

@@ -50,6 +50,8 @@ class PostgresDigests(PostgresBase):
 
     async def digest_claim(self, now: int | None, lease_ms: int, limit: int) -> list[Digest]:
         """Lease up to `limit` due digests (or ones whose releaser's lease lapsed)."""
+        if await self._fetchrow(Q["digest_due"], now) is None:
+            return []  # nothing due: no row locks, no write (releasers poll this)
         return [digest_from_row(r) for r in await self._fetch(Q["digest_claim"], now,
                                                               lease_ms, limit)]
 

@@ -38,6 +38,12 @@ UPDATE conveyor_digests SET events = events + :added WHERE id = :id
 RETURNING id, recipient_id, digest_key, category, template, release_at, state, events,
           created_at, lease_until;
 
+-- name: digest_due
+-- A read before the claim: an idle releaser polls without taking the write lock.
+SELECT 1 FROM conveyor_digests
+WHERE (state = 'open' AND release_at <= :now) OR (state = 'closing' AND lease_until <= :now)
+LIMIT 1;
+
 -- name: digest_claim
 -- Due digests, and those whose releaser's lease lapsed (it died mid-release).
 UPDATE conveyor_digests SET state = 'closing', lease_until = :now + :lease_ms

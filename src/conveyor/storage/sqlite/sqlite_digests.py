@@ -49,6 +49,8 @@ class SqliteDigests(SqliteBase):
         params = {"now": self._now(now), "lease_ms": lease_ms, "limit": limit}
 
         def run(db: sqlite3.Connection) -> list[Digest]:
+            if db.execute(Q["digest_due"], params).fetchone() is None:
+                return []  # nothing due: no write lock taken (releasers poll this)
             with self._write(db):
                 return [digest_from_row(r) for r in db.execute(Q["digest_claim"], params)]
         return await self._run(run)
