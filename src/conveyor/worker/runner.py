@@ -314,7 +314,8 @@ class _QueueRunner:
             if job.unique is not None:
                 await self._release_unique(job, options, "succeeded")
         finally:
-            self.began.pop(job.id, None)  # cancelled at shutdown: no end reported
+            if options.track:  # cancelled at shutdown: no end was reported
+                self.began.pop(job.id, None)
             if slot_key is not None:
                 await _quietly(self.s.slots.release(slot_key))
             for middleware in reversed(self.app.middleware):
