@@ -236,7 +236,7 @@ def test_job_list_by_key_and_time_and_job_show(conveyor: Run, server: ServerProc
     assert "acme" in shown and '"to":"a@example.com"' in shown
     assert "w-9" in shown and "KeyError: 'plan'" in shown
     assert "attempt 1 traceback:\nTraceback (most recent call last):" in shown
-    assert "enqueued" in shown and "dead" in shown
+    assert "created" in shown and "dead" in shown
     [page] = lines(conveyor("job", "show", "bill-1", "-o", "json").stdout)
     assert [a["outcome"] for a in page["attempt_history"]] == ["dead"]  # type: ignore[union-attr]
     missing = conveyor("job", "show", "no-such-job", ok=False)

@@ -103,7 +103,7 @@ def test_list_filter_job_page_retry_delete(browser: Any, server: ServerProcess,
     errors.nth(0).locator("summary").click()
     assert errors.nth(0).locator("pre.traceback").is_visible()
     events = page.locator("#job-timeline li").all_inner_texts()
-    assert "enqueued" in events[0] and "dead" in events[-1]
+    assert "created" in events[0] and "dead" in events[-1]
     assert page.evaluate("window.__pwned") is None and page.locator("main img").count() == 0
     screenshot(page, tmp_path, "explorer-job")
 

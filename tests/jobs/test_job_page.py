@@ -71,7 +71,7 @@ async def test_attempts_errors_tracebacks_arguments_and_timeline(
     assert (second.attempt, second.outcome, second.error, second.traceback) == (
         1, "succeeded", None, None)  # a retry from the dead letters runs attempt 1 again
     assert second.started_at >= first.started_at + 5_000
-    assert [e[1] for e in page.timeline] == ["enqueued", "started", "dead", "started",
+    assert [e[1] for e in page.timeline] == ["created", "started", "dead", "started",
                                              "succeeded"]
     assert page.timeline == sorted(page.timeline, key=lambda e: e[0])
 
@@ -82,7 +82,7 @@ async def test_attempts_errors_tracebacks_arguments_and_timeline(
     assert body["key"] == "customer-acme" and body["result"] == 14
     assert [a["outcome"] for a in body["attempt_history"]] == ["dead", "succeeded"]
     assert "_explode" in body["attempt_history"][0]["traceback"]
-    assert body["timeline"][0]["event"] == "enqueued"
+    assert body["timeline"][0]["event"] == "created"
     assert body["created_at"] <= body["attempt_history"][0]["started_at"] + 1
 
     listed = await http.get("/v1/jobs", params={"key": "customer-acme"})

@@ -79,11 +79,12 @@ async def detail(broker: Broker, job_id: str) -> JobDetail:
 
 
 def timeline(status: JobStatus, attempts: list[JobAttempt]) -> list[tuple[int, str, str]]:
-    """(ms, event, detail) oldest first: the enqueue, each attempt's start and end, and
-    the last recorded step when no attempt ended with it (queued again, dead-lettered)."""
+    """(ms, event, detail) oldest first: the first record (`created`: the enqueue), each
+    attempt's start and end, and the last recorded step when no attempt ended with it
+    (queued again, dead-lettered)."""
     events: list[tuple[int, str, str]] = []
     if status.created_at is not None:
-        events.append((status.created_at, "enqueued", f"on {status.queue}"))
+        events.append((status.created_at, "created", f"on {status.queue}"))
     for a in attempts:
         where = f" on {a.worker}" if a.worker else ""
         events.append((a.started_at, "started", f"attempt {a.attempt}{where}"))
