@@ -91,6 +91,10 @@ ERROR_TABLE: dict[type[e.ConveyorError], AwsError] = {
     # Never raised by an SQS action (job explorer, recipients); the table is total.
     e.RecipientNotFound: RESOURCE_NOT_FOUND,
     e.JobNotFound: RESOURCE_NOT_FOUND,
+    e.FlowNotFound: RESOURCE_NOT_FOUND,
+    e.InvalidFlow: INVALID_PARAMETER_VALUE,
+    e.FlowCycle: INVALID_PARAMETER_VALUE,
+    e.UnknownTask: INVALID_PARAMETER_VALUE,
     e.JobNotRetryable: UNSUPPORTED_OPERATION,
     e.JobMessageGone: UNSUPPORTED_OPERATION,
     e.Conflict: UNSUPPORTED_OPERATION,
