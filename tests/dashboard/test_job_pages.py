@@ -143,3 +143,41 @@ async def test_one_dead_letter_redriven_or_deleted(
                           data={"csrf_token": token})
     assert "error=message_id+must+be" in bad.headers["location"]
     assert len(await broker.peek("dlq")) == 1  # refusals changed nothing
+
+
+async def test_job_page_shows_its_flow_tree(ui: tuple[httpx.AsyncClient, Broker],
+                                            clock: ManualClock) -> None:
+    from conveyor.worker import App, Worker, WorkerOptions, chain
+    from tests.worker.helpers import eventually, running
+
+    http, broker = ui
+    app = App(clock=clock)
+    app.use(broker)
+
+    @app.task(queue="steps", track=True)
+    def fetch(page: int) -> str:
+        return f"page {page}"
+
+    @app.task(queue="steps", track=True)
+    def measure(text: str) -> int:
+        return len(text)
+
+    run = await chain(fetch.s(3), measure.s()).aenqueue()
+    first, second = run.job_ids
+
+    async def ended() -> bool:
+        found = await broker.jobs.status_get(second)
+        return found is not None and found.status == "succeeded"
+
+    async with running(Worker(app, WorkerOptions(wait_seconds=0, scheduler=False))):
+        await eventually(ended, what="the chain's end")
+    page = await http.get(f"/ui/jobs/{second}")
+    assert page.status_code == 200
+    assert 'id="job-flow"' in page.text and f'href="/ui/flows/{run.id}"' in page.text
+    tree = page.text.split('id="job-flow"', 1)[1].split("</section>", 1)[0]
+    assert f'href="/ui/jobs/{first}"' in tree  # the other step links to its own page
+    assert 'class="flow-node this-job"' in tree and "this job" in tree
+    alone = await http.get(f"/ui/jobs/{first}")
+    assert f'href="/ui/jobs/{second}"' in alone.text
+    await broker.jobs.status_set_many([JobStatus("no-flow", "queued", "q", "t")])
+    assert 'id="job-flow"' not in (await http.get("/ui/jobs/no-flow")).text

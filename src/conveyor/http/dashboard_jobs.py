@@ -3,7 +3,8 @@
 `/ui/jobs` lists tracked jobs by filter (state, task, queue, key, enqueue and update
 time; times typed as UTC), a page at a time, with bulk retry and delete for the current
 filter; `/ui/jobs/{id}` shows one job: arguments, attempts with their errors and
-tracebacks, result, timeline, and retry/delete buttons. On a dead-letter queue's page
+tracebacks, result, timeline, the tree of the flow it belongs to, and retry/delete
+buttons. On a dead-letter queue's page
 each message can be redriven to its source or deleted. Forms POST with the session's
 CSRF token, as the rest of the dashboard's (`conveyor.http.dashboard._form`), and answer
 with a redirect carrying a notice or an error.
@@ -23,7 +24,8 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from conveyor.broker import dead_letters
 from conveyor.broker.broker import Broker
 from conveyor.errors import ConveyorError, InvalidInput
-from conveyor.http.dashboard import _broker, _env, _form, _monitor, _page
+from conveyor.flows import Flow
+from conveyor.http.dashboard import _FLOW_CHILDREN, _broker, _env, _form, _monitor, _page
 from conveyor.jobs import JOB_STATUSES, RETRYABLE, JobFilter
 
 router = APIRouter(include_in_schema=False)
@@ -96,9 +98,18 @@ async def job_page(request: Request, job_id: str) -> Response:
     except ConveyorError:
         return _page(request, "missing.html", name=job_id, what="job")
     status = found.status.status
+    try:  # the tree of the flow it belongs to, if any (`conveyor.flows`)
+        flow: Flow | None = await broker.flows.of_job(job_id)
+    except ConveyorError:
+        flow = None
+    roots: list[int] = []
+    if flow is not None:
+        waited_for = {child for n in flow.nodes for child in n.after}
+        roots = [n.node for n in flow.nodes if n.node not in waited_for]
     return _page(request, "job.html", job=found.status, attempts=found.attempts,
                  timeline=found.timeline, can_retry=status in RETRYABLE,
-                 can_delete=status in _ENDED)
+                 can_delete=status in _ENDED, flow=flow, roots=roots,
+                 limit=_FLOW_CHILDREN)
 
 
 # actions ------------------------------------------------------------------------------
