@@ -176,3 +176,31 @@ def test_job_page_in_a_narrow_window(browser: Any, server: ServerProcess,
     screenshot(page, tmp_path, "explorer-jobs-narrow")
     assert problems == []
     page.close()
+
+
+def test_job_page_with_its_flow_tree(browser: Any, server: ServerProcess,
+                                     api: httpx.Client, tmp_path: Path) -> None:
+    api.post("/v1/queues", json={"name": "pages"})
+    made = api.post("/v1/flows", json={"steps": [
+        {"task": "tasks.fetch", "queue": "pages", "args": [p]} for p in (1, 2, 3)] + [
+        {"task": "tasks.total", "queue": "pages", "after": [0, 1, 2],
+         "results": "list"}]})
+    assert made.status_code == 201, made.text
+    flow = made.json()
+    ids = [n["job_id"] for n in flow["nodes"]]
+    api.post("/v1/jobs/status", json={"jobs": [
+        {"job_id": ids[0], "status": "succeeded", "queue": "pages", "task": "tasks.fetch",
+         "attempts": 1, "args": {"args": [1], "kwargs": {}}},
+        {"job_id": ids[3], "status": "queued", "queue": "pages", "task": "tasks.total"}]})
+    page, problems = _new_page(browser)
+    page.goto(server.url + f"/ui/jobs/{ids[0]}")
+    tree = page.locator("#job-flow")
+    tree.wait_for()
+    assert tree.locator(".flow-node").count() == 4
+    assert tree.locator(".this-job").get_attribute("data-node") == "0"
+    screenshot(page, tmp_path, "explorer-job-flow")
+    tree.locator(f'a[href="/ui/jobs/{ids[3]}"]').click()
+    page.wait_for_selector("#job-state")
+    assert page.locator("#job-flow .this-job").get_attribute("data-node") == "3"
+    assert problems == []
+    page.close()
