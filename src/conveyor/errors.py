@@ -94,6 +94,23 @@ class UnknownTask(InvalidFlow):
     code = "unknown_task"
 
 
+class InvalidTemplate(InvalidInput):
+    """A template does not parse; `line` is where (1-based)."""
+
+    code = "invalid_template"
+
+    def __init__(self, message: str | None = None, *, field: str | None = None,
+                 line: int | None = None) -> None:
+        super().__init__(message, field=field)
+        self.line = line
+
+
+class TemplateLocaleMissing(InvalidInput):
+    """The template has no locale for the recipient, and no fallback."""
+
+    code = "template_locale_missing"
+
+
 class QueueNotFound(ConveyorError):
     """The queue does not exist."""
 
@@ -104,6 +121,12 @@ class RecipientNotFound(ConveyorError):
     """The recipient does not exist."""
 
     code = "recipient_not_found"
+
+
+class TemplateNotFound(ConveyorError):
+    """The template does not exist."""
+
+    code = "template_not_found"
 
 
 class QueueAlreadyExists(ConveyorError):

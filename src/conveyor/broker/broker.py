@@ -22,6 +22,7 @@ from conveyor.broker.queue_rules import check_dead_letter, check_supported
 from conveyor.broker.quotas import Quotas
 from conveyor.broker.recipients import Recipients
 from conveyor.broker.redrive import Redrive
+from conveyor.broker.templates import StoredTemplates
 from conveyor.broker.wakeup import Throttle, Wakeups, Watchers
 from conveyor.broker.workers import Workers
 from conveyor.clock import Clock, system_clock
@@ -100,6 +101,7 @@ class Broker:
         self.workers = Workers(self)
         self.ledger = Ledger(self)
         self.recipients = Recipients(self)
+        self.templates = StoredTemplates(self)
         self.observers: list[BrokerObserver] = []
         self.queue_changes = 0
         """Bumped whenever this broker creates, changes or deletes a queue (so that lists

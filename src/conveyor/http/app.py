@@ -36,6 +36,7 @@ from conveyor.http import (
     recipients,
     stream,
     tasks,
+    templates,
     workers,
     wq,
 )
@@ -98,7 +99,7 @@ def create_app(broker_or_config: Broker | Config, *,
     errors.install(app)
     for module in (health, queues, messages, tasks, flow_routes, job_routes, explorer, workers,
                    metrics, stream, wq, dashboard, dashboard_jobs, notify, feedback_routes,
-                   recipients):
+                   recipients, templates):
         app.include_router(module.router)
     docs.install(app)
     _document_raw_bodies(app)

@@ -33,6 +33,7 @@ STATUS: Mapping[type[e.ConveyorError], int] = {
     e.JobNotFound: 404,
     e.FlowNotFound: 404,
     e.RecipientNotFound: 404,
+    e.TemplateNotFound: 404,
     e.QueueAlreadyExists: 409,
     e.Conflict: 409,
     e.OverLimit: 429,

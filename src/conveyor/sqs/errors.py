@@ -90,6 +90,9 @@ ERROR_TABLE: dict[type[e.ConveyorError], AwsError] = {
     e.TaskNotFound: RESOURCE_NOT_FOUND,
     # Never raised by an SQS action (job explorer, recipients); the table is total.
     e.RecipientNotFound: RESOURCE_NOT_FOUND,
+    e.TemplateNotFound: RESOURCE_NOT_FOUND,
+    e.InvalidTemplate: INVALID_PARAMETER_VALUE,
+    e.TemplateLocaleMissing: INVALID_PARAMETER_VALUE,
     e.JobNotFound: RESOURCE_NOT_FOUND,
     e.FlowNotFound: RESOURCE_NOT_FOUND,
     e.InvalidFlow: INVALID_PARAMETER_VALUE,

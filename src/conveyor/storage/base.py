@@ -21,6 +21,7 @@ from conveyor.heartbeats import WorkerInfo
 from conveyor.jobs import JobAttempt, JobStatus
 from conveyor.keys import ApiKey
 from conveyor.ledger import Delivery, DeliveryUpdate, NewDelivery, Suppression
+from conveyor.locales import LocalizedTemplate
 from conveyor.models import (
     Message,
     MoveTask,
@@ -90,6 +91,7 @@ __all__ = [
     "SlotAcquireParams",
     "SlotRenewParams",
     "Storage",
+    "TemplateStorage",
     "WorkerPutParams",
     "WorkerStorage",
 ]
@@ -442,8 +444,25 @@ class RecipientStorage(Protocol):
         """Delete up to `limit` expired links."""
 
 
+class TemplateStorage(Protocol):
+    """Templates per locale (see `conveyor.broker.templates`): one row per template,
+    checked by the broker before it gets here."""
+
+    async def template_put(self, template: LocalizedTemplate, now: int | None) -> int:
+        """Insert or replace a template; returns its `updated_at`."""
+
+    async def template_get(self, name: str) -> LocalizedTemplate | None:
+        """One template by name."""
+
+    async def template_delete(self, name: str) -> bool:
+        """Delete a template; True when it existed."""
+
+    async def template_list(self, after: str, limit: int) -> list[LocalizedTemplate]:
+        """Up to `limit` templates whose names sort after `after` (byte order)."""
+
+
 class Storage(MessageStorage, JobStorage, FlowStorage, LedgerStorage, KeyStorage,
-              WorkerStorage, RecipientStorage, Protocol):
+              WorkerStorage, RecipientStorage, TemplateStorage, Protocol):
     """A database driver: the whole contract, plus its lifecycle."""
 
     dialect: str

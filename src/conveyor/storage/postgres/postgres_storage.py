@@ -49,6 +49,7 @@ from conveyor.storage.postgres.postgres_keys import PostgresKeys
 from conveyor.storage.postgres.postgres_ledger import PostgresLedger
 from conveyor.storage.postgres.postgres_maintenance import Maintenance, table_health
 from conveyor.storage.postgres.postgres_recipients import PostgresRecipients
+from conveyor.storage.postgres.postgres_templates import PostgresTemplates
 from conveyor.storage.postgres.postgres_workers import PostgresWorkers
 from conveyor.storage.sql import load_queries
 from conveyor.tasks import stop_task
@@ -70,7 +71,7 @@ BY_ID_BEGIN = ("BEGIN; SET LOCAL enable_seqscan = off; SET LOCAL enable_hashjoin
 
 
 class PostgresStorage(PostgresJobs, PostgresFlows, PostgresLedger, PostgresKeys, PostgresWorkers,
-                      PostgresRecipients, PostgresBase):
+                      PostgresRecipients, PostgresTemplates, PostgresBase):
     """Queues and messages in PostgreSQL."""
 
     dialect = "postgresql"
