@@ -181,3 +181,16 @@ async def test_job_page_shows_its_flow_tree(ui: tuple[httpx.AsyncClient, Broker]
     assert f'href="/ui/jobs/{second}"' in alone.text
     await broker.jobs.status_set_many([JobStatus("no-flow", "queued", "q", "t")])
     assert 'id="job-flow"' not in (await http.get("/ui/jobs/no-flow")).text
+
+
+def test_the_pages_and_their_forms_need_manage() -> None:
+    from conveyor.http.auth import Need, required
+
+    for method, path in (("GET", "/ui/jobs"), ("GET", "/ui/jobs/j1"),
+                         ("POST", "/ui/jobs/retry"), ("POST", "/ui/jobs/delete"),
+                         ("POST", "/ui/jobs/j1/retry"), ("POST", "/ui/jobs/j1/delete")):
+        assert required(method, path) == Need("manage"), path
+    # One dead letter's actions need manage on its dead-letter queue, as redrive-all does.
+    for action in ("redrive", "delete"):
+        assert required("POST", f"/ui/queues/dlq/messages/m1/{action}") == Need("manage",
+                                                                                "dlq")
