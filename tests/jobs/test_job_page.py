@@ -143,3 +143,33 @@ async def test_bounded_arguments_and_tracebacks(broker: Broker) -> None:
     [attempt] = page.attempts
     assert attempt.traceback is not None and len(attempt.traceback) <= 16_384
     assert attempt.traceback.endswith("E: the end")  # the end of a traceback is kept
+
+
+async def test_a_snoozed_run_is_an_attempt_of_its_own(broker: Broker,
+                                                     clock: ManualClock) -> None:
+    from conveyor.worker import Snooze
+
+    app = App(clock=clock, visibility_timeout=30)
+    app.use(broker)
+    runs: list[int] = []
+
+    @app.task(queue="later", track=True)
+    async def not_yet() -> None:
+        runs.append(1)
+        if len(runs) == 1:
+            raise Snooze(2)
+
+    job = await not_yet.aenqueue()
+
+    async def attempts(n: int) -> bool:
+        return len((await broker.jobs.detail(job.id)).attempts) >= n
+
+    async with running(Worker(app, WorkerOptions(wait_seconds=0))):
+        await eventually(lambda: attempts(1), what="the snoozed run")
+        clock.advance(3)
+        await eventually(lambda: _status_is(app, job.id, "succeeded"), what="succeeded")
+    page = await broker.jobs.detail(job.id)
+    assert [(a.attempt, a.outcome) for a in page.attempts] == [(1, "snoozed"),
+                                                               (1, "succeeded")]
+    assert page.attempts[0].error == "Snooze: snoozed for 2 s"
+    assert page.attempts[0].traceback is None
