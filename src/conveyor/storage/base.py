@@ -19,7 +19,7 @@ from typing import Protocol
 from conveyor.digests import Digest, DigestEvent
 from conveyor.flows import Flow
 from conveyor.heartbeats import WorkerInfo
-from conveyor.jobs import JobStatus
+from conveyor.jobs import JobAttempt, JobStatus
 from conveyor.keys import ApiKey
 from conveyor.ledger import Delivery, DeliveryUpdate, NewDelivery, Suppression
 from conveyor.locales import LocalizedTemplate
@@ -35,6 +35,7 @@ from conveyor.models import (
 from conveyor.recipients import Recipient
 from conveyor.storage.params import (
     ApiKeyInsertParams,
+    AttemptRow,
     DeliveryPutParams,
     DigestAddParams,
     FlowEnd,
@@ -64,6 +65,7 @@ __all__ = [
     "DEDUP_WINDOW_MS",
     "NO_RECEIVE_LIMIT",
     "ApiKeyInsertParams",
+    "AttemptRow",
     "DeliveryPutParams",
     "DigestAddParams",
     "DigestStorage",
@@ -270,9 +272,15 @@ class JobStorage(Protocol):
     async def cron_expire(self, keep_ms: int, now: int | None, limit: int) -> int:
         """Forget up to `limit` ticks claimed more than `keep_ms` ago."""
 
-    async def job_put_many(self, rows: Sequence[JobRow], now: int | None) -> None:
+    async def job_put_many(self, rows: Sequence[JobRow], now: int | None,
+                           attempts: Sequence[AttemptRow] = ()) -> None:
         """Insert or replace statuses (ids unique within the batch), in one transaction; a
-        row behind the stored one's progress is ignored unless that one is dead."""
+        row behind the stored one's progress is ignored unless that one is dead. The
+        attempts (unique within the batch) are recorded in the same transaction; an
+        attempt already ended takes no further write."""
+
+    async def job_attempts(self, job_id: str) -> list[JobAttempt]:
+        """A job's recorded attempts, oldest start first."""
 
     async def job_get(self, job_id: str, now: int | None) -> JobStatus | None:
         """One status, unless it has expired."""
@@ -285,10 +293,11 @@ class JobStorage(Protocol):
         after the keyset cursor (see `JobListParams`)."""
 
     async def job_delete_many(self, job_ids: Sequence[str]) -> int:
-        """Forget these statuses (whatever their state); returns how many there were."""
+        """Forget these statuses (whatever their state) and their attempts; returns how
+        many statuses there were."""
 
     async def job_expire(self, now: int | None, limit: int) -> int:
-        """Delete up to `limit` expired statuses."""
+        """Delete up to `limit` expired statuses and their attempts."""
 
     async def job_counts_by_task(self, now: int | None) -> dict[tuple[str, str, str], int]:
         """Unexpired statuses by (queue, task, status); a job without a task name counts
