@@ -149,7 +149,7 @@ WHERE id = ANY($1::uuid[]);
 
 -- name: fifo_claim
 UPDATE conveyor_messages m
-SET visible_at = t.now + $2, leased = true, token = (random() * 9007199254740991)::bigint,
+SET visible_at = t.now + $2, leased = true, token = ((random() * 35184372088831)::bigint << 8) | m.slot,
     receive_count = m.receive_count + 1, first_received_at = COALESCE(m.first_received_at, t.now)
 FROM (SELECT COALESCE($3::bigint, conveyor_now_ms()) AS now) t
 WHERE m.id = ANY($1::uuid[])
@@ -175,6 +175,8 @@ SELECT EXISTS (
 -- swing in drain speed; with sorting priced out the index walk is the only plan left.
 -- Sequential scans are priced out too (CLAIM_BEGIN), and the lease joins each chosen row
 -- back by its slot as well as its id, so it looks in one slot (partition), by its key.
+-- The token's low byte is the row's slot (a random 45-bit number above it): the receipt
+-- handle so names the partition that acknowledging and extending look in (message_delete).
 WITH t AS (SELECT COALESCE($6::bigint, conveyor_now_ms()) AS now),
 cand AS (
     SELECT m.id, m.slot, m.receive_count
@@ -195,7 +197,7 @@ dead AS (
 )
 UPDATE conveyor_messages m
 SET visible_at = (SELECT now FROM t) + $3, leased = true,
-    token = (random() * 9007199254740991)::bigint,
+    token = ((random() * 35184372088831)::bigint << 8) | m.slot,
     receive_count = m.receive_count + 1,
     first_received_at = COALESCE(m.first_received_at, (SELECT now FROM t))
 FROM cand WHERE m.id = cand.id AND m.slot = cand.slot AND cand.receive_count < $4
@@ -205,14 +207,30 @@ RETURNING m.id, m.token, m.receive_count, m.sent_at, m.first_received_at, m.visi
 
 -- name: message_delete
 -- Returns positions in the arrays (1-based), cheaper to read back than ids.
--- Run by store.py in BY_ID_BEGIN, and `queue_id + 0` is no index condition: each id is
--- then a probe of the primary key in each slot. Slots have no statistics (migration 0008),
--- and a generic plan otherwise hashed, or walked the claim index over, every row of the
--- queue for each batch (measured: 1.3M rows compared to delete 100 under a backlog).
-DELETE FROM conveyor_messages m
-USING unnest($2::uuid[], $3::bigint[]) WITH ORDINALITY AS d(id, token, ord)
-WHERE m.id = d.id AND m.token = d.token AND m.queue_id + 0 = $1
-RETURNING d.ord;
+-- Each id is looked up in the slot its token names (message_claim): the slot is a join
+-- parameter, so run-time partition pruning probes one partition's primary key. A row that
+-- maintenance moved to another slot since it was received (or an older version's handle)
+-- misses there and is looked up in every slot, in the same statement; only misses pay.
+-- Run by postgres_storage.py in BY_ID_BEGIN, and `queue_id + 0` is no index condition:
+-- slots have no statistics (migration 0008), and a generic plan otherwise hashed, or
+-- walked the claim index over, every row of the queue for each batch (measured: 1.3M rows
+-- compared to delete 100 under a backlog).
+WITH d AS MATERIALIZED (
+    SELECT d.id, d.token, (d.token & 255)::smallint AS slot, d.ord
+    FROM unnest($2::uuid[], $3::bigint[]) WITH ORDINALITY AS d(id, token, ord)
+),
+hit AS (
+    DELETE FROM conveyor_messages m USING d
+    WHERE m.id = d.id AND m.slot = d.slot AND m.token = d.token AND m.queue_id + 0 = $1
+    RETURNING d.ord
+),
+moved AS (
+    DELETE FROM conveyor_messages m USING d
+    WHERE m.id = d.id AND m.token = d.token AND m.queue_id + 0 = $1
+      AND d.ord NOT IN (SELECT ord FROM hit)
+    RETURNING d.ord
+)
+SELECT ord FROM hit UNION ALL SELECT ord FROM moved;
 
 -- name: message_delete_leased
 -- By message id, whoever holds the lease, while one is held (the WQ API's PATCH).
@@ -222,13 +240,30 @@ WHERE id = $2 AND queue_id = $1 AND leased
   AND ($4::bigint IS NULL OR token = $4);  -- with a token, only under that lease
 
 -- name: message_change_visibility
--- By id as message_delete (`queue_id + 0`, BY_ID_BEGIN).
-UPDATE conveyor_messages m
-SET visible_at = t.now + d.ms, leased = d.ms > 0
-FROM (SELECT COALESCE($5::bigint, conveyor_now_ms()) AS now) t,
-     unnest($2::uuid[], $3::bigint[], $4::bigint[]) AS d(id, token, ms)
-WHERE m.id = d.id AND m.token = d.token AND m.queue_id + 0 = $1 AND m.leased
-RETURNING m.id, m.token;
+-- By id as message_delete: in the slot the token names, then in every slot for the misses
+-- (`queue_id + 0`, BY_ID_BEGIN).
+WITH t AS (SELECT COALESCE($5::bigint, conveyor_now_ms()) AS now),
+d AS MATERIALIZED (
+    SELECT d.id, d.token, (d.token & 255)::smallint AS slot, d.ms
+    FROM unnest($2::uuid[], $3::bigint[], $4::bigint[]) AS d(id, token, ms)
+),
+hit AS (
+    UPDATE conveyor_messages m
+    SET visible_at = (SELECT now FROM t) + d.ms, leased = d.ms > 0
+    FROM d
+    WHERE m.id = d.id AND m.slot = d.slot AND m.token = d.token AND m.queue_id + 0 = $1
+      AND m.leased
+    RETURNING m.id, m.token
+),
+moved AS (
+    UPDATE conveyor_messages m
+    SET visible_at = (SELECT now FROM t) + d.ms, leased = d.ms > 0
+    FROM d
+    WHERE m.id = d.id AND m.token = d.token AND m.queue_id + 0 = $1 AND m.leased
+      AND d.id NOT IN (SELECT id FROM hit)
+    RETURNING m.id, m.token
+)
+SELECT id, token FROM hit UNION ALL SELECT id, token FROM moved;
 
 -- name: message_retry
 -- A new token ends the lease: the old handle can no longer delete or extend it. With a
