@@ -76,6 +76,24 @@ class MissingParameter(InvalidInput):
     code = "missing_parameter"
 
 
+class InvalidFlow(InvalidInput):
+    """The flow is invalid."""
+
+    code = "invalid_flow"
+
+
+class FlowCycle(InvalidFlow):
+    """The flow has a cycle: a step waits, through others, for itself."""
+
+    code = "flow_cycle"
+
+
+class UnknownTask(InvalidFlow):
+    """The flow names a task that is not registered."""
+
+    code = "unknown_task"
+
+
 class InvalidTemplate(InvalidInput):
     """A template does not parse; `line` is where (1-based)."""
 
@@ -133,6 +151,12 @@ class JobNotFound(ConveyorError):
     """No status is recorded for the job (unknown, untracked or expired)."""
 
     code = "job_not_found"
+
+
+class FlowNotFound(ConveyorError):
+    """No such flow (it may have expired)."""
+
+    code = "flow_not_found"
 
 
 class JobNotRetryable(Conflict):

@@ -16,6 +16,7 @@ from typing import Any
 from conveyor.broker import retention
 from conveyor.broker import validation as v
 from conveyor.broker.delivery_ledger import Ledger
+from conveyor.broker.flows import Flows
 from conveyor.broker.job_system import Jobs, Limits
 from conveyor.broker.queue_rules import check_dead_letter, check_supported
 from conveyor.broker.quotas import Quotas
@@ -96,6 +97,7 @@ class Broker:
         self._background: list[asyncio.Task[None]] = []
         self.redrive = Redrive(self)
         self.limits, self.jobs = Limits(self), Jobs(self)
+        self.flows = Flows(self)
         self.workers = Workers(self)
         self.ledger = Ledger(self)
         self.recipients = Recipients(self)

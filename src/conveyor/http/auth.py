@@ -80,6 +80,13 @@ def required(method: str, path: str) -> Need | None:
         return Need("manage", name_in_body=True) if method == "POST" else Need()
     if path.startswith("/v1/tasks"):
         return Need("manage")
+    if path.startswith("/v1/flows"):
+        # A flow sends jobs to whatever queues its steps name (known only from the body):
+        # creating one takes a key that may send to every queue; workers (receive) record
+        # ends and read trees.
+        if method == "POST" and path.rstrip("/") == "/v1/flows":
+            return Need("send", "*")
+        return Need("receive")
     if path.startswith("/v1/jobs") and (method == "DELETE" or (
             method == "POST" and path.endswith(_JOB_ACTIONS))):
         return Need("manage")  # moves or deletes messages, as a redrive or a purge does

@@ -41,10 +41,12 @@ from conveyor.models import (
     SendEntry,
     VisibilityEntry,
 )
+from conveyor.worker import flows
 from conveyor.worker.app import DLQ_SUFFIX, App
 from conveyor.worker.batching import Batcher
 from conveyor.worker.context import CURRENT, JobContext
 from conveyor.worker.exceptions import Cancel, Retry, Snooze, TaskTimeout
+from conveyor.worker.flows import FlowEnds
 from conveyor.worker.heartbeat import Beater
 from conveyor.worker.lanes import Lanes
 from conveyor.worker.rates import RateLimiter, Slots
@@ -202,6 +204,7 @@ class _QueueRunner:
         self._release: list[str] = []
         self.acks: Batcher[str] = Batcher(functools.partial(self.source.delete, queue),
                                           size=500, interval=0.02, name=f"acks {queue}")
+        self.flow_ends = FlowEnds(self.source, self.acks.add, name=f"flow ends {queue}")
 
     async def run(self) -> None:
         beat = asyncio.create_task(self._heartbeat())
@@ -211,6 +214,7 @@ class _QueueRunner:
             await self._shutdown()
             beat.cancel()
             await asyncio.gather(beat, return_exceptions=True)
+            await self.flow_ends.drain()
             await self.acks.drain()
 
     async def _consume(self) -> None:
@@ -279,6 +283,8 @@ class _QueueRunner:
         result: Any = None
         error: BaseException | None = None
         try:
+            if job.flow is not None:
+                job.args = await flows.with_results(self.source, job.flow, job.args)
             for middleware in self.app.middleware:
                 await middleware.before_process(self.app, job)
             if options.track:
@@ -303,7 +309,10 @@ class _QueueRunner:
         else:
             self.s.worker.tally.ran(self.queue, task.name, time.perf_counter() - began,
                                     failed=False)
-            self.acks.add(job.message.receipt_handle)
+            if job.flow is None:
+                self.acks.add(job.message.receipt_handle)
+            else:  # acknowledged once the end is stored
+                self.flow_ends.add(flows.success(job.flow, result), job.message.receipt_handle)
             self.s.worker.processed += 1
             if options.track:
                 keep = options.keep_result
@@ -359,6 +368,9 @@ class _QueueRunner:
         if isinstance(exc, Snooze):
             await self._snooze(message, exc)
             return
+        if job is not None and job.flow is not None and (
+                isinstance(exc, Cancel) or is_final(options, attempt)):
+            await flows.record_failure(self.source, job.flow, error)
         if isinstance(exc, Cancel):
             self.acks.add(handle)
             if track and job is not None:

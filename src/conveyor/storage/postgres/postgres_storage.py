@@ -43,6 +43,7 @@ from conveyor.storage.base import (
 )
 from conveyor.storage.postgres.bound import Executor
 from conveyor.storage.postgres.postgres_base import Connection, PostgresBase, translated
+from conveyor.storage.postgres.postgres_flows import PostgresFlows
 from conveyor.storage.postgres.postgres_jobs import PostgresJobs
 from conveyor.storage.postgres.postgres_keys import PostgresKeys
 from conveyor.storage.postgres.postgres_ledger import PostgresLedger
@@ -69,7 +70,7 @@ BY_ID_BEGIN = ("BEGIN; SET LOCAL enable_seqscan = off; SET LOCAL enable_hashjoin
                "SET LOCAL enable_mergejoin = off; SET LOCAL enable_material = off")
 
 
-class PostgresStorage(PostgresJobs, PostgresLedger, PostgresKeys, PostgresWorkers,
+class PostgresStorage(PostgresJobs, PostgresFlows, PostgresLedger, PostgresKeys, PostgresWorkers,
                       PostgresRecipients, PostgresTemplates, PostgresBase):
     """Queues and messages in PostgreSQL."""
 

@@ -46,6 +46,7 @@ from conveyor.storage.base import (
 )
 from conveyor.storage.sql import load_queries
 from conveyor.storage.sqlite.sqlite_base import SqliteBase
+from conveyor.storage.sqlite.sqlite_flows import SqliteFlows
 from conveyor.storage.sqlite.sqlite_jobs import SqliteJobs
 from conveyor.storage.sqlite.sqlite_keys import SqliteKeys
 from conveyor.storage.sqlite.sqlite_ledger import SqliteLedger
@@ -95,8 +96,8 @@ def _claim(db: sqlite3.Connection, queue_id: int, batch: NewMessages, at: int
     return claims.resolve(batch, p, won, holders, replaced)
 
 
-class SqliteStorage(SqliteJobs, SqliteLedger, SqliteKeys, SqliteWorkers, SqliteRecipients,
-                    SqliteTemplates, SqliteBase):
+class SqliteStorage(SqliteJobs, SqliteFlows, SqliteLedger, SqliteKeys, SqliteWorkers,
+                    SqliteRecipients, SqliteTemplates, SqliteBase):
     """Queues and messages in one SQLite file."""
 
     dialect = "sqlite"
