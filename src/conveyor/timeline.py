@@ -2,7 +2,7 @@
 and counts per channel and status over time.
 
 Pure data and the one reading of the stored events (`timeline`): the storage triggers of
-migration 0016 only copy ledger changes into events (see that file for what each row
+migration 0020 only copy ledger changes into events (see that file for what each row
 means); what they say is decided here, once.
 """
 

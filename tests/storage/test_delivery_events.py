@@ -1,5 +1,5 @@
 """Conformance: the delivery view's events and counts, written by the ledger's triggers
-(migration 0016) as the ledger's own statements change rows, read back the same on both."""
+(migration 0020) as the ledger's own statements change rows, read back the same on both."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
--- PostgreSQL dialect of the delivery view (migrations/0016_delivery_events.sql, whose
+-- PostgreSQL dialect of the delivery view (migrations/0020_delivery_events.sql, whose
 -- triggers write these tables); the same names exist in ../sqlite/delivery_events.sql.
 
 -- name: delivery_event_list

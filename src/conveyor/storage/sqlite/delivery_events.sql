@@ -1,4 +1,4 @@
--- SQLite dialect of the delivery view (migrations/0016_delivery_events.sql, whose triggers
+-- SQLite dialect of the delivery view (migrations/0020_delivery_events.sql, whose triggers
 -- write these tables); the same names exist in ../postgres/delivery_events.sql.
 
 -- name: delivery_event_list

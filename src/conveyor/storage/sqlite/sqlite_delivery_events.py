@@ -1,5 +1,5 @@
 """SQLite half of the delivery view: a notification's events and the counts over time,
-written by the triggers of migration 0016 and read here (a mixin of `SqliteStorage`)."""
+written by the triggers of migration 0020 and read here (a mixin of `SqliteStorage`)."""
 
 from __future__ import annotations
 
