@@ -25,6 +25,9 @@ from tests.http.server import ServerProcess, start_server
 from tests.notify.helpers import TEMPLATES, deliver_until, smtp_server
 
 HOSTILE = '<img src=x onerror="window.__pwned=1">'
+DRAWN = "() => document.querySelector('#chart-deliveries').dataset.drawn > 0"
+"""A function, not an expression: Playwright evaluates a polled expression with eval,
+which the pages' Content-Security-Policy forbids."""
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +106,7 @@ def test_find_by_recipient_and_id_timeline_and_chart(browser: Any, served: tuple
     states = dict(zip(page.locator("#notifications td.mono:nth-child(3)").all_inner_texts(),
                       page.locator("#notifications .state").all_inner_texts()))
     assert states == {"ann@example.com": "sent", "ann.old@example.com": "failed"}
-    page.wait_for_function("document.querySelector('#chart-deliveries').dataset.drawn > 0",
+    page.wait_for_function(DRAWN,
                            timeout=15_000)
     screenshot(page, tmp_path, "deliveries-search")
 
@@ -126,7 +129,7 @@ def test_find_by_recipient_and_id_timeline_and_chart(browser: Any, served: tuple
 
     # The chart by 10 s for email, and the counts now (bob's held one among them).
     page.goto(server.url + "/ui/deliveries?bucket=10&channel=email")
-    page.wait_for_function("document.querySelector('#chart-deliveries').dataset.drawn > 0",
+    page.wait_for_function(DRAWN,
                            timeout=15_000)
     held = page.locator('#counts tr[data-channel="email"] td').all_inner_texts()
     assert held[0] == "email" and held[2] == "1"  # queued, held, ... columns
