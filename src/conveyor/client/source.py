@@ -51,6 +51,10 @@ class JobsOps(Protocol):
 
     async def status_counts(self, queue: str | None = None) -> Mapping[str, int]: ...
 
+    async def cancel(self, job_id: str) -> JobStatus: ...
+
+    async def cancel_requests(self, job_ids: Sequence[str]) -> list[str]: ...
+
 
 class WorkersOps(Protocol):
     """Worker heartbeats: beat, stop, and list the live ones."""

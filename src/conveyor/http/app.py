@@ -26,6 +26,7 @@ from conveyor.http import (
     explorer,
     feedback_routes,
     health,
+    job_cancel_routes,
     job_routes,
     messages,
     metrics,
@@ -94,8 +95,9 @@ def create_app(broker_or_config: Broker | Config, *,
     app.state.allowed_hosts = normalise_hosts(allowed_hosts)
     app.state.feedback = feedback
     errors.install(app)
-    for module in (health, queues, messages, tasks, job_routes, explorer, workers, metrics,
-                   stream, wq, dashboard, notify, feedback_routes, recipients):
+    for module in (health, queues, messages, tasks, job_routes, explorer, job_cancel_routes,
+                   workers, metrics, stream, wq, dashboard, notify, feedback_routes,
+                   recipients):
         app.include_router(module.router)
     docs.install(app)
     _document_raw_bodies(app)

@@ -92,6 +92,7 @@ ERROR_TABLE: dict[type[e.ConveyorError], AwsError] = {
     e.RecipientNotFound: RESOURCE_NOT_FOUND,
     e.JobNotFound: RESOURCE_NOT_FOUND,
     e.JobNotRetryable: UNSUPPORTED_OPERATION,
+    e.JobNotCancellable: UNSUPPORTED_OPERATION,
     e.JobMessageGone: UNSUPPORTED_OPERATION,
     e.Conflict: UNSUPPORTED_OPERATION,
     e.OverLimit: OVER_LIMIT,

@@ -371,6 +371,16 @@ class App:
         """A tracked job's status (queued, running, succeeded, failed, dead, cancelled)."""
         return await (await self.source()).jobs.status_get(job_id)
 
+    async def cancel(self, job_id: str) -> JobStatus:
+        """Cancel a tracked job that is queued, running or retrying; its status after the
+        call: `cancelled`, or `running` while its worker stops it (see
+        `conveyor.broker.job_cancel`). `JobNotCancellable` once it has ended."""
+        return await (await self.source()).jobs.cancel(job_id)
+
+    def cancel_sync(self, job_id: str) -> JobStatus:
+        """`cancel` from synchronous code."""
+        return self._sync(self.cancel(job_id))
+
     # closing ------------------------------------------------------------------------
     async def aclose(self) -> None:
         """Close the source of the running loop (an injected source is the caller's)."""

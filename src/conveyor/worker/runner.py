@@ -76,6 +76,9 @@ class WorkerOptions:
     # `heartbeat_ttl` after its last beat (None: three intervals).
     heartbeat_interval: float | None = 5.0
     heartbeat_ttl: float | None = None
+    # How often the worker asks which of its jobs were cancelled from outside (one query
+    # for all of them; none while it holds no job); None: never.
+    cancel_interval: float | None = 1.0
 
 
 @dataclass(slots=True)
@@ -84,6 +87,18 @@ class _Held:
     task: asyncio.Task[None] | None = None  # the lane running it, once one took it
     started: bool = False
     leased_at: float = field(default_factory=time.monotonic)
+    cancelled: bool = False  # cancelled from outside (worker.cancels)
+    context: JobContext | None = None  # a tracked job's, while it runs
+    scope: asyncio.Timeout | None = None  # a tracked async job's, while it runs
+
+    def cancel(self) -> None:
+        """Stop the job: before it starts, or an async one where it awaits, or raise the
+        flag a sync one can honour (`JobContext.cancelled`)."""
+        self.cancelled = True
+        if self.scope is not None:
+            self.scope.reschedule(-1.0)  # due now: the job's task is cancelled at its await
+        if self.context is not None:
+            self.context._cancel.set()
 
 
 class Worker:
@@ -137,6 +152,12 @@ class Worker:
             background.append(asyncio.create_task(scheduler.run(self._stopping)))
         beater = self._beater(source, runners)
         beating = asyncio.create_task(beater.run()) if beater else None
+        if self.options.cancel_interval:
+            from conveyor.worker.cancels import watch
+
+            background.append(asyncio.create_task(watch(
+                source, lambda: [r.held for r in runners], self.options.cancel_interval,
+                self._stopping)))
         try:
             await asyncio.gather(*(r.run() for r in runners), *background)
         finally:
@@ -279,18 +300,23 @@ class _QueueRunner:
         result: Any = None
         error: BaseException | None = None
         try:
+            if held.cancelled:
+                raise Cancel("Cancelled before it ran.")
             for middleware in self.app.middleware:
                 await middleware.before_process(self.app, job)
             if options.track:
                 self._status(job, task, "running")
-                # Only tracked jobs can report progress: a plain job pays nothing here.
-                token = CURRENT.set(JobContext(
+                # Only tracked jobs can report progress or be cancelled while they run
+                # (only they have a status to find them by): a plain job pays nothing here.
+                held.context = JobContext(
                     job.id, job.task, self.queue, job.attempt, options.keep_result or 86400,
-                    self.s.statuses.add, asyncio.get_running_loop(), threading.get_ident()))
+                    self.s.statuses.add, asyncio.get_running_loop(), threading.get_ident())
+                token = CURRENT.set(held.context)
                 try:
-                    result = await self._call(task, job)
+                    result = await self._call_cancellable(task, job, held)
                 finally:
                     CURRENT.reset(token)
+                    held.context = None
             else:
                 result = await self._call(task, job)
         except (Exception, asyncio.CancelledError) as exc:
@@ -340,6 +366,29 @@ class _QueueRunner:
             return await asyncio.wait_for(running, timeout)
         except TimeoutError:
             raise TaskTimeout(f"The task ran longer than {timeout:g} s.") from None
+
+    async def _call_cancellable(self, task: Task[Any, Any], job: Received, held: _Held
+                                ) -> Any:
+        """`_call` for a tracked job: an async one runs in a scope `held.cancel()` can end
+        (a timeout scope also carrying the task's own timeout)."""
+        if not task.is_async:
+            return await self._call(task, job)
+        timeout = task.options.timeout
+        scope: asyncio.Timeout | None = None
+        try:
+            async with asyncio.timeout(timeout) as scope:
+                held.scope = scope
+                if held.cancelled:  # the check came while middleware ran
+                    scope.reschedule(-1.0)
+                return await task.fn(*job.args, **job.kwargs)
+        except TimeoutError:
+            if held.cancelled:
+                raise Cancel("Cancelled while it ran.") from None
+            if timeout is not None and scope is not None and scope.expired():
+                raise TaskTimeout(f"The task ran longer than {timeout:g} s.") from None
+            raise
+        finally:
+            held.scope = None
 
     def _status(self, job: Received, task: Task[Any, Any] | None, status: str, *,
                 error: str | None = None, result: Any = None) -> None:

@@ -94,6 +94,14 @@ class Job:
         """`result` from synchronous code."""
         return self._app().result_sync(self.id, timeout)
 
+    async def cancel(self) -> str:
+        """Cancel the job (see `App.cancel`); its status after the call."""
+        return (await self._app().cancel(self.id)).status
+
+    def cancel_sync(self) -> str:
+        """`cancel` from synchronous code."""
+        return self._app().cancel_sync(self.id).status
+
     def _app(self) -> App:
         if self.app is None:
             raise RuntimeError("This Job was not made by an App's enqueue; use "

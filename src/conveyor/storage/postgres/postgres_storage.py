@@ -43,6 +43,7 @@ from conveyor.storage.base import (
 )
 from conveyor.storage.postgres.bound import Executor
 from conveyor.storage.postgres.postgres_base import Connection, PostgresBase, translated
+from conveyor.storage.postgres.postgres_cancels import PostgresCancels
 from conveyor.storage.postgres.postgres_jobs import PostgresJobs
 from conveyor.storage.postgres.postgres_keys import PostgresKeys
 from conveyor.storage.postgres.postgres_ledger import PostgresLedger
@@ -68,8 +69,8 @@ BY_ID_BEGIN = ("BEGIN; SET LOCAL enable_seqscan = off; SET LOCAL enable_hashjoin
                "SET LOCAL enable_mergejoin = off; SET LOCAL enable_material = off")
 
 
-class PostgresStorage(PostgresJobs, PostgresLedger, PostgresKeys, PostgresWorkers,
-                      PostgresRecipients, PostgresBase):
+class PostgresStorage(PostgresJobs, PostgresCancels, PostgresLedger, PostgresKeys,
+                      PostgresWorkers, PostgresRecipients, PostgresBase):
     """Queues and messages in PostgreSQL."""
 
     dialect = "postgresql"
@@ -399,6 +400,14 @@ class PostgresStorage(PostgresJobs, PostgresLedger, PostgresKeys, PostgresWorker
                                  now: int | None) -> list[str]:
         """Delete rows by id, unless leased."""
         sql = (await self._q(queue_id))["message_delete_ids"]
+        async with self._by_id() as conn:
+            found = await conn.fetch(sql, queue_id, list(message_ids), now)
+        return [str(r[0]) for r in found]
+
+    async def message_delete_queued(self, queue_id: int, message_ids: Sequence[str],
+                                    now: int | None) -> list[str]:
+        """Delete rows by id unless in flight (a lapsed lease is not)."""
+        sql = (await self._q(queue_id))["message_delete_queued"]
         async with self._by_id() as conn:
             found = await conn.fetch(sql, queue_id, list(message_ids), now)
         return [str(r[0]) for r in found]

@@ -284,6 +284,14 @@ WHERE m.id = ANY($2::uuid[]) AND m.queue_id + 0 = $1
   AND m.visible_at <= COALESCE($3::bigint, conveyor_now_ms())
 RETURNING m.id;
 
+-- name: message_delete_queued
+-- These messages (ids) of a queue unless in flight (leased, lease not lapsed): a cancelled
+-- job that is waiting, delayed or between retries never runs. By id as message_delete.
+DELETE FROM conveyor_messages m
+WHERE m.id = ANY($2::uuid[]) AND m.queue_id + 0 = $1
+  AND (NOT m.leased OR m.visible_at <= COALESCE($3::bigint, conveyor_now_ms()))
+RETURNING m.id;
+
 -- name: message_count_movable
 SELECT count(*) FROM conveyor_messages m
 WHERE m.queue_id = $1 AND m.visible_at <= COALESCE($2::bigint, conveyor_now_ms())

@@ -212,6 +212,12 @@ WHERE id = :id AND queue_id = :source_id AND visible_at <= :now;
 -- job's dead-letter message.
 DELETE FROM conveyor_messages WHERE id = :id AND queue_id = :queue_id AND visible_at <= :now;
 
+-- name: message_delete_queued
+-- One message by id unless in flight (leased, lease not lapsed), run once per id in one
+-- transaction: a cancelled job that is waiting, delayed or between retries never runs.
+DELETE FROM conveyor_messages WHERE id = :id AND queue_id = :queue_id
+  AND (NOT leased OR visible_at <= :now);
+
 -- name: message_count_movable
 SELECT count(*) FROM conveyor_messages
 WHERE queue_id = :source_id AND visible_at <= :now

@@ -46,6 +46,7 @@ from conveyor.storage.base import (
 )
 from conveyor.storage.sql import load_queries
 from conveyor.storage.sqlite.sqlite_base import SqliteBase
+from conveyor.storage.sqlite.sqlite_cancels import SqliteCancels
 from conveyor.storage.sqlite.sqlite_jobs import SqliteJobs
 from conveyor.storage.sqlite.sqlite_keys import SqliteKeys
 from conveyor.storage.sqlite.sqlite_ledger import SqliteLedger
@@ -94,8 +95,8 @@ def _claim(db: sqlite3.Connection, queue_id: int, batch: NewMessages, at: int
     return claims.resolve(batch, p, won, holders, replaced)
 
 
-class SqliteStorage(SqliteJobs, SqliteLedger, SqliteKeys, SqliteWorkers, SqliteRecipients,
-                    SqliteBase):
+class SqliteStorage(SqliteJobs, SqliteCancels, SqliteLedger, SqliteKeys, SqliteWorkers,
+                    SqliteRecipients, SqliteBase):
     """Queues and messages in one SQLite file."""
 
     dialect = "sqlite"
@@ -404,6 +405,18 @@ class SqliteStorage(SqliteJobs, SqliteLedger, SqliteKeys, SqliteWorkers, SqliteR
             with self._write(db):
                 return [i for i in ids if db.execute(
                     Q["message_delete_ids"], {**args, "id": _blob(i)}).rowcount > 0]
+        return await self._run(run)
+
+    async def message_delete_queued(self, queue_id: int, message_ids: Sequence[str],
+                                    now: int | None) -> list[str]:
+        """Delete rows by id unless in flight (a lapsed lease is not)."""
+        args = {"queue_id": queue_id, "now": self._now(now)}
+        ids = list(message_ids)
+
+        def run(db: sqlite3.Connection) -> list[str]:
+            with self._write(db):
+                return [i for i in ids if db.execute(
+                    Q["message_delete_queued"], {**args, "id": _blob(i)}).rowcount > 0]
         return await self._run(run)
 
     async def message_count_movable(self, from_queue_id: int, now: int | None,
