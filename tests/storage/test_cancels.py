@@ -1,6 +1,9 @@
-"""Conformance: job cancel requests, and deleting a cancelled job's message unless in flight."""
+"""Conformance: job cancel requests, deleting a cancelled job's message unless in flight, and
+receives that pass over some message groups (per-key limited jobs)."""
 
 from __future__ import annotations
+
+import dataclasses
 
 from conveyor.storage.base import MessageRetryParams, Storage
 from tests.storage.conftest import make_queue, send
@@ -42,3 +45,17 @@ async def test_delete_queued_spares_messages_in_flight(storage: Storage, t0: int
     assert await storage.message_delete_queued(queue.id, [waiting], at) == []  # gone
     stats = await storage.queue_stats(queue.id, at)
     assert (stats.visible, stats.in_flight, stats.delayed) == (0, 1, 0)
+
+
+async def test_receive_passes_over_skipped_groups(storage: Storage, t0: int) -> None:
+    """Per-key limited jobs (conveyor.worker.keys): a receive can pass over the messages
+    of full keys (their group ids) to reach the others behind them."""
+    queue = await make_queue(storage, "keyed", t0)
+    a = await send(storage, queue, t0, ["a1", "a2", "a3"], groups=["A", "A", "A"])
+    b = await send(storage, queue, t0 + 1, ["b1"], groups=["B"])
+    [plain] = await send(storage, queue, t0 + 2, ["p"])
+    got = await storage.message_receive(dataclasses.replace(
+        receive(queue, t0 + 5, limit=2), skip_groups=("A",)))
+    assert [m.id for m in got] == [b[0], plain] and got[0].group_id == "B"
+    rest = await storage.message_receive(receive(queue, t0 + 5))  # no skip: A's turn
+    assert [m.id for m in rest] == a

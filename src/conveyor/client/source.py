@@ -96,7 +96,8 @@ class Source(Protocol):
 
     async def receive(self, queue_name: str, max_messages: int = 10,
                       visibility_timeout: int | None = None,
-                      wait_seconds: int | None = None) -> list[Message]: ...
+                      wait_seconds: int | None = None, *, skip_groups: Sequence[str] = ()
+                      ) -> list[Message]: ...
 
     async def delete(self, queue_name: str, receipt_handles: Sequence[str]
                      ) -> list[EntryResult]: ...

@@ -130,8 +130,9 @@ class App:
              retry_backoff: bool | float = ..., retry_backoff_max: float = ...,
              timeout: float | None = ..., priority: int = ..., track: bool = ...,
              keep_result: int | None = ..., unique: Unique | bool | None = ...,
-             debounce: int | None = ..., debounce_key: Callable[..., str] | None = ...
-             ) -> TaskDecorator: ...
+             debounce: int | None = ..., debounce_key: Callable[..., str] | None = ...,
+             concurrency_key: Callable[..., str] | None = ...,
+             key_concurrency: int | None = ...) -> TaskDecorator: ...
 
     def task(self, fn: Callable[..., Any] | None = None, *, name: str | None = None,
              queue: str = DEFAULT_QUEUE, rate_limit: str | None = None,
@@ -141,8 +142,9 @@ class App:
              retry_backoff: bool | float = True, retry_backoff_max: float = 600.0,
              timeout: float | None = None, priority: int = 0, track: bool = False,
              keep_result: int | None = None, unique: Unique | bool | None = None,
-             debounce: int | None = None, debounce_key: Callable[..., str] | None = None
-             ) -> Any:
+             debounce: int | None = None, debounce_key: Callable[..., str] | None = None,
+             concurrency_key: Callable[..., str] | None = None,
+             key_concurrency: int | None = None) -> Any:
         """Register a task (sync or async function).
 
         - `queue`: where its jobs go (created on first use, with a `<queue>-dlq`).
@@ -163,6 +165,10 @@ class App:
         - `debounce`: a window in seconds; an enqueue inside it replaces the waiting job's
           arguments, and the job runs once, the window after the last enqueue. The key is
           the task, or `debounce_key(*args, **kwargs)`.
+        - `concurrency_key`: a function of the job's arguments naming a key (a customer
+          id); with `key_concurrency`, at most that many jobs of one key run at once across
+          every worker, and workers pass over a full key's jobs to run other keys' (fair:
+          see `conveyor.worker.keys`).
         """
         backoff = 0.0 if retry_backoff is False else 1.0 if retry_backoff is True \
             else float(retry_backoff)
@@ -181,7 +187,8 @@ class App:
             priority=priority, track=track or keep_result is not None,
             keep_result=keep_result,
             unique=Unique() if unique is True else unique or None,
-            debounce=debounce, debounce_key=debounce_key)
+            debounce=debounce, debounce_key=debounce_key, concurrency_key=concurrency_key,
+            key_concurrency=key_concurrency)
 
         def register(f: Callable[..., Any]) -> Task[Any, Any]:
             task_name = name or f.__name__

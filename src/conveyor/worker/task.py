@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 from conveyor.errors import InvalidInput
 from conveyor.models import Body, Claim, Message, MessageAttribute, SendEntry
+from conveyor.worker.keys import check_key_options, job_key
 from conveyor.worker.rates import Rate
 from conveyor.worker.unique import Unique, debounce_claim, unique_claim
 
@@ -49,6 +50,8 @@ class TaskOptions:
     unique: Unique | None = None
     debounce: int | None = None
     debounce_key: Callable[..., str] | None = None
+    concurrency_key: Callable[..., str] | None = None
+    key_concurrency: int | None = None
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
@@ -69,6 +72,7 @@ class TaskOptions:
             raise InvalidInput("debounce_key needs debounce.", field="debounce_key")
         if self.debounce is not None and self.unique is not None:
             raise InvalidInput("A task is unique or debounced, not both.", field="debounce")
+        check_key_options(self.queue, self.concurrency_key, self.key_concurrency)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +126,7 @@ class JobCall:
     deduplication_id: str | None = None
     attributes: dict[str, MessageAttribute] = field(default_factory=dict)
     claim: Claim | None = None
+    key: str | None = None  # a per-key limited task's key: the message's group id
 
     def entry(self) -> SendEntry:
         """The message that carries this job (a unique job's body names its key, so the
@@ -132,7 +137,8 @@ class JobCall:
             body["unique"] = self.claim.key
         return SendEntry(Body.of(body), delay_seconds=self.delay_seconds,
                          attributes=self.attributes, priority=self.priority,
-                         deduplication_id=self.deduplication_id, claim=self.claim)
+                         deduplication_id=self.deduplication_id, claim=self.claim,
+                         group_id=self.key)
 
 
 @dataclass(slots=True)
@@ -219,9 +225,11 @@ class Task(Generic[P, R]):
             claim = debounce_claim(self.name, options.debounce, options.debounce_key,
                                    args, kwargs)
             delay_seconds = options.debounce
+        key = None if options.concurrency_key is None else job_key(
+            options.concurrency_key, args, kwargs)
         return JobCall(self.name, options.queue, list(args), dict(kwargs), delay_seconds,
                        options.priority if priority is None else priority,
-                       deduplication_id, claim=claim)
+                       deduplication_id, claim=claim, key=key)
 
     def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job:
         """Send a job from synchronous code; its `Job` (id). In async code, `aenqueue`.

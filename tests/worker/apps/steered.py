@@ -44,3 +44,26 @@ def wait_sync(i: int) -> None:
         job.raise_if_cancelled()
         time.sleep(0.1)
     note("done", i)
+
+
+def _key(key: str, i: int) -> str:
+    return key
+
+
+@app.task(queue="steer-keyed", concurrency=20, concurrency_key=_key, key_concurrency=2)
+async def keyed(key: str, i: int) -> None:
+    """Takes a while, noting when it began and ended."""
+    note("begin", key, i)
+    await asyncio.sleep(float(os.environ.get("TEST_JOB_SECONDS", "0.1")))
+    note("end", key, i)
+
+
+@app.task(queue="steer-keyed-hang", concurrency=5, concurrency_key=_key, key_concurrency=1)
+async def keyed_hang(key: str, i: int) -> None:
+    """Hangs on job 0's first run (until killed, holding its key's one slot)."""
+    marker = OUT.with_name(f"keyed-started-{i}")
+    if i == 0 and not marker.exists():
+        marker.touch()
+        note("hang", key, i)
+        await asyncio.sleep(3600)
+    note("end", key, i)

@@ -310,11 +310,16 @@ class PostgresStorage(PostgresJobs, PostgresCancels, PostgresLedger, PostgresKey
         """Claim with SKIP LOCKED; over-received rows go to the dead-letter queue."""
         if params.fifo:
             return await self._receive_fifo(params)
-        sql = (await self._q(params.queue_id))["message_claim"]
+        args: tuple[Any, ...] = (params.queue_id, params.limit, params.visibility_ms,
+                                 params.max_receive_count, params.dead_letter_queue_id,
+                                 params.now)
+        q = await self._q(params.queue_id)
+        if params.skip_groups:
+            sql, args = q["message_claim_skip"], (*args, list(params.skip_groups))
+        else:
+            sql = q["message_claim"]
         async with self._claiming() as conn:
-            claimed = await conn.fetch(
-                sql, params.queue_id, params.limit, params.visibility_ms,
-                params.max_receive_count, params.dead_letter_queue_id, params.now)
+            claimed = await conn.fetch(sql, *args)
         claimed.sort(key=lambda r: (-r[9], r[5], r[0]))
         name = params.queue_name
         return [rows.message_from_claim(name, str(r[0]), r) for r in claimed]

@@ -17,6 +17,8 @@ from itertools import repeat
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from conveyor import fifo
 from conveyor.errors import StorageError
 from conveyor.fifo import format_sequence
@@ -288,7 +290,11 @@ class SqliteStorage(SqliteJobs, SqliteCancels, SqliteLedger, SqliteKeys, SqliteW
                             "max_receive_count": params.max_receive_count}
                     while db.execute(Q["message_dead_letter"], dead).rowcount:
                         pass
-                claimed = db.execute(Q["message_claim"], args).fetchall()
+                if params.skip_groups:
+                    claimed = db.execute(Q["message_claim_skip"], {
+                        **args, "skip": orjson.dumps(params.skip_groups).decode()}).fetchall()
+                else:
+                    claimed = db.execute(Q["message_claim"], args).fetchall()
             claimed.sort(key=lambda r: (-r[9], r[14]))
             return [rows.message_from_claim(params.queue_name, _uid(r[0]), r) for r in claimed]
         return await self._run(run)
