@@ -2,6 +2,8 @@
 """Drain N no-op jobs with conveyor's worker, PgQueuer's worker and a bare pgmq loop.
 
     python benchmarks/worker.py [--jobs 100000] [--rounds 3] [--postgres URL] [--skip-sqlite]
+                                [--conveyor-only]
+    python benchmarks/worker.py --fairness    (per-key fairness: see fairness.py)
 
 Each contender gets the same jobs in the same PostgreSQL database (a fresh one named
 `conveyor_bench`, created and dropped here) and runs in 1 and 2 processes; conveyor also runs
@@ -55,7 +57,9 @@ async def _conveyor_prepare(url: str, jobs: int) -> None:
 
 async def _conveyor_drain(url: str, jobs: int, processes: int) -> float:
     await _conveyor_prepare(url, jobs)
-    env = {**os.environ, "BENCH_URL": url, "PYTHONPATH": str(HERE)}
+    # The caller's PYTHONPATH after ours: an A/B run points it at another tree's src.
+    path = os.pathsep.join(p for p in (str(HERE), os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "BENCH_URL": url, "PYTHONPATH": path}
     command = [sys.executable, "-m", "conveyor.cli.main", "worker", "worker:app",
                "--processes", str(processes), "--batch-size", "1000", "--no-cron"]
     with tempfile.TemporaryFile() as log:
@@ -211,7 +215,7 @@ async def main(args: argparse.Namespace) -> None:
                             jobs / seconds)
                         print(f"  round {round_}: conveyor {backend} x{processes}: "
                               f"{jobs / seconds:,.0f} jobs/s", flush=True)
-                    for kind in ("pgqueuer", "pgmq"):
+                    for kind in () if args.conveyor_only else ("pgqueuer", "pgmq"):
                         seconds = await _peer_drain(kind, pg, jobs, processes)
                         rates.setdefault((kind, "postgresql", processes), []).append(
                             jobs / seconds)
@@ -230,9 +234,13 @@ async def main(args: argparse.Namespace) -> None:
             spread = f"{min(rates[(kind, backend, procs)]) / 1000:.1f}k-" \
                      f"{max(rates[(kind, backend, procs)]) / 1000:.1f}k"
             print(f"{kind:<10} {backend:<11} {procs:>5} {rate:>10,.0f} {spread:>15} "
-                  f"{rate / median[('pgqueuer', 'postgresql', procs)]:>10.2f} "
-                  f"{rate / median[('pgmq', 'postgresql', procs)]:>7.2f}")
+                  f"{_ratio(rate, median.get(('pgqueuer', 'postgresql', procs))):>10} "
+                  f"{_ratio(rate, median.get(('pgmq', 'postgresql', procs))):>7}")
     print("reproduce: python benchmarks/worker.py " + " ".join(sys.argv[1:]))
+
+
+def _ratio(rate: float, peer: float | None) -> str:
+    return "-" if peer is None else f"{rate / peer:.2f}"
 
 
 def cli() -> None:
@@ -245,6 +253,12 @@ def cli() -> None:
     parser.add_argument("--skip-sqlite", action="store_true")
     parser.add_argument("--rounds", type=int, default=3,
                         help="run every contender this many times; report the median")
+    parser.add_argument("--conveyor-only", action="store_true",
+                        help="skip PgQueuer and pgmq (an A/B run of two conveyor trees)")
+    parser.add_argument("--fairness", action="store_true",
+                        help="the per-key fairness figure instead (benchmarks/fairness.py)")
+    parser.add_argument("--fair-a", type=int, default=100_000, help=argparse.SUPPRESS)
+    parser.add_argument("--fair-b", type=int, default=100, help=argparse.SUPPRESS)
     parser.add_argument("--child", choices=("pgqueuer", "pgmq"), help=argparse.SUPPRESS)
     parser.add_argument("--go", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -252,7 +266,26 @@ def cli() -> None:
         child = _pgqueuer_child if args.child == "pgqueuer" else _pgmq_child
         asyncio.run(child(args.postgres, args.go))
         return
+    if args.fairness:
+        asyncio.run(_fairness(args))
+        return
     asyncio.run(main(args))
+
+
+async def _fairness(args: argparse.Namespace) -> None:
+    sys.path.insert(0, str(HERE))
+    import fairness
+
+    pg = await _database(args.postgres, "conveyor_fairness")
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            targets = [("postgresql", pg)]
+            if not args.skip_sqlite:
+                targets.append(("sqlite", f"sqlite:///{tmp}/fair.db"))
+            await fairness.main(targets, args.fair_a, args.fair_b)
+    finally:
+        await _database(args.postgres, "conveyor_fairness", drop=True)
+    print("reproduce: python benchmarks/worker.py " + " ".join(sys.argv[1:]))
 
 
 if __name__ == "__main__":

@@ -11,13 +11,16 @@ machine, and one key's backlog does not hold up the others:
   a key that is not 1-128 printable ASCII characters is hashed).
 - A worker takes a slot of `key:<task>:<key>` from the database (`broker.limits`, leased
   and renewed on the heartbeat, so a killed worker's slots come back when the lease lapses)
-  before it runs the job. When the key is full, the worker *parks* the job (it waits for a
-  slot without counting against the worker's receive capacity, up to `key_concurrency` per
-  key), and a job beyond that is given back at once (snoozed: no attempt spent).
-- While a key has its share parked, the worker's receives pass over that key's messages
+  before it runs the job. When the key is full, the worker *parks* the job: it waits for a
+  slot without counting against the worker's receive capacity (up to as many parked jobs
+  as that capacity; beyond, a job is given back at once, snoozed: no attempt spent). A job
+  of the key that ends here hands its slot to the first parked one; one poller per key
+  asks the database for slots freed elsewhere.
+- While a key has jobs parked, the worker's receives pass over that key's messages
   (`receive(skip_groups=...)`, one condition in the claim query), so they return the other
   keys' jobs behind a long backlog of one key: BullMQ groups and SQS fair queues give each
   group its turn the same way, by not handing a consumer more of a group it cannot run.
+  The price: such a receive walks past the skipped keys' backlog in the claim index.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ __all__ = ["KeyGate", "check_key_options", "job_key"]
 _GROUP = re.compile(r"[\x21-\x7e]{1,128}")  # a message group id: printable ASCII
 MAX_KEY_CONCURRENCY = 100_000
 REFUSED_SKIP = 0.2  # seconds a key refused for lack of parking room stays passed over
+POLL_MAX = 0.1  # the longest pause between a parked key's asks for a slot freed elsewhere
 
 
 def check_key_options(queue: str, key: Callable[..., str] | None, limit: int | None) -> None:
@@ -100,10 +104,6 @@ class KeyGate:
         if self.parked >= self.park_room:
             self._refused[group] = time.monotonic() + REFUSED_SKIP
             return False
-        if self._parked.get(group, 0) >= max(limit, self.park_room // 2):
-            # Its share (its limit, or half the room if more, so a key of short jobs
-            # keeps its slots busy between receives) waits here already.
-            return False
         self._limits[group] = limit
         self._parked[group] += 1
         self.parked += 1
@@ -147,7 +147,7 @@ class KeyGate:
                         await self._slots.release(slot)
                     pause = 0.02
                 else:
-                    pause = min(pause * 2, 0.5)
+                    pause = min(pause * 2, POLL_MAX)
         finally:
             self._pollers.pop(slot, None)
 
