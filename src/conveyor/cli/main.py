@@ -18,6 +18,7 @@ from conveyor.cli import (
     key_commands,
     notify,
     recipient_commands,
+    template_commands,
     transfer,
     worker,
     workers,
@@ -53,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     notify.add_parsers(sub)
     key_commands.add_parsers(sub)
     recipient_commands.add_parsers(sub)
+    template_commands.add_parsers(sub)
     return parser
 
 

@@ -25,6 +25,7 @@ from conveyor.http import (
     errors,
     explorer,
     feedback_routes,
+    flow_routes,
     health,
     job_cancel_routes,
     job_routes,
@@ -35,6 +36,7 @@ from conveyor.http import (
     recipients,
     stream,
     tasks,
+    templates,
     workers,
     wq,
 )
@@ -95,9 +97,9 @@ def create_app(broker_or_config: Broker | Config, *,
     app.state.allowed_hosts = normalise_hosts(allowed_hosts)
     app.state.feedback = feedback
     errors.install(app)
-    for module in (health, queues, messages, tasks, job_routes, explorer, job_cancel_routes,
-                   workers, metrics, stream, wq, dashboard, notify, feedback_routes,
-                   recipients):
+    for module in (health, queues, messages, tasks, flow_routes, job_routes, explorer,
+                   job_cancel_routes, workers, metrics, stream, wq, dashboard, notify,
+                   feedback_routes, recipients, templates):
         app.include_router(module.router)
     docs.install(app)
     _document_raw_bodies(app)

@@ -245,6 +245,9 @@ class Deliverer:
         results: dict[int, Result] = {}
         payloads: list[Any] = []
         sendable: list[int] = []
+        # Stored templates are read (when stale) before rendering, which never waits.
+        await channel.templates.prepare(self.broker, {
+            t for k in live if (t := items[k].template) is not None})
         started = time.thread_time()
         for k in live:
             try:

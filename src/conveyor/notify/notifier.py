@@ -120,6 +120,9 @@ class Notifier:
     async def asend_many(self, notifications: Sequence[Notification]) -> list[str]:
         """Enqueue notifications; returns their delivery ids (in order per channel)."""
         ids: list[str] = []
+        # Stored templates (`PUT /v1/templates/{name}`) are read before `items` checks names.
+        await self.templates.prepare(self.broker, {
+            t for n in notifications if (t := getattr(n, "template", None)) is not None})
         for channel, items in self.items(notifications).items():
             await self.enqueue_items(channel, items)
             ids += [i.id for i in items]

@@ -16,10 +16,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
+from conveyor.flows import Flow
 from conveyor.heartbeats import WorkerInfo
 from conveyor.jobs import JobStatus
 from conveyor.keys import ApiKey
 from conveyor.ledger import Delivery, DeliveryUpdate, NewDelivery, Suppression
+from conveyor.locales import LocalizedTemplate
 from conveyor.models import (
     Message,
     MoveTask,
@@ -33,6 +35,9 @@ from conveyor.recipients import Recipient
 from conveyor.storage.params import (
     ApiKeyInsertParams,
     DeliveryPutParams,
+    FlowEnd,
+    FlowInsertParams,
+    FlowNodeRow,
     JobListParams,
     JobRow,
     Lease,
@@ -57,6 +62,10 @@ __all__ = [
     "NO_RECEIVE_LIMIT",
     "ApiKeyInsertParams",
     "DeliveryPutParams",
+    "FlowEnd",
+    "FlowInsertParams",
+    "FlowNodeRow",
+    "FlowStorage",
     "JobListParams",
     "JobRow",
     "JobStorage",
@@ -80,6 +89,7 @@ __all__ = [
     "SlotAcquireParams",
     "SlotRenewParams",
     "Storage",
+    "TemplateStorage",
     "WorkerPutParams",
     "WorkerStorage",
 ]
@@ -284,6 +294,31 @@ class JobStorage(Protocol):
         under task ""."""
 
 
+class FlowStorage(Protocol):
+    """Flows (`conveyor.flows`): jobs that wait for others. An end is recorded once per
+    node, and a node whose wait is over is released (its message inserted) in the same
+    transaction, so it runs once however many processes record ends at once."""
+
+    async def flow_insert(self, params: FlowInsertParams) -> None:
+        """Store a flow and send the messages of its ready nodes, all in one transaction."""
+
+    async def flow_end_many(self, ends: Sequence[FlowEnd], now: int | None) -> list[int]:
+        """Record ends, release what they complete (`storage.flow_steps`); the queue ids
+        that got messages."""
+
+    async def flow_results(self, flow_id: str, node: int) -> list[tuple[str, str | None]]:
+        """(state, result JSON text) of each node that `node` waits for, in node order."""
+
+    async def flow_get(self, flow_id: str, now: int | None) -> Flow | None:
+        """A flow's nodes (with what each waits for), or None when unknown or expired."""
+
+    async def flow_of_job(self, job_id: str, now: int | None) -> str | None:
+        """The id of the flow a job belongs to, or None."""
+
+    async def flow_expire(self, now: int | None, limit: int) -> int:
+        """Delete up to `limit` expired nodes; how many went."""
+
+
 class CancelStorage(Protocol):
     """Cancel requests of jobs (see `conveyor.broker.job_cancel`): a job id kept until
     its expiry, so the worker running that job finds it on its next check."""
@@ -419,8 +454,25 @@ class RecipientStorage(Protocol):
         """Delete up to `limit` expired links."""
 
 
-class Storage(MessageStorage, JobStorage, CancelStorage, LedgerStorage, KeyStorage,
-              WorkerStorage, RecipientStorage, Protocol):
+class TemplateStorage(Protocol):
+    """Templates per locale (see `conveyor.broker.templates`): one row per template,
+    checked by the broker before it gets here."""
+
+    async def template_put(self, template: LocalizedTemplate, now: int | None) -> int:
+        """Insert or replace a template; returns its `updated_at`."""
+
+    async def template_get(self, name: str) -> LocalizedTemplate | None:
+        """One template by name."""
+
+    async def template_delete(self, name: str) -> bool:
+        """Delete a template; True when it existed."""
+
+    async def template_list(self, after: str, limit: int) -> list[LocalizedTemplate]:
+        """Up to `limit` templates whose names sort after `after` (byte order)."""
+
+
+class Storage(MessageStorage, JobStorage, FlowStorage, CancelStorage, LedgerStorage,
+              KeyStorage, WorkerStorage, RecipientStorage, TemplateStorage, Protocol):
     """A database driver: the whole contract, plus its lifecycle."""
 
     dialect: str

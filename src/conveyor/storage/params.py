@@ -21,6 +21,9 @@ T = TypeVar("T")
 __all__ = [
     "ApiKeyInsertParams",
     "DeliveryPutParams",
+    "FlowEnd",
+    "FlowInsertParams",
+    "FlowNodeRow",
     "JobListParams",
     "JobRow",
     "Lease",
@@ -300,3 +303,44 @@ class WorkerPutParams:
     detail: str
     ttl_ms: int
     now: int | None
+
+
+class FlowNodeRow(NamedTuple):
+    """A flow's node to store: a queued node's message is sent with it, a waiting one keeps
+    its message `body` until released (`storage.flow_steps`)."""
+
+    node: int
+    job_id: str
+    task: str
+    queue_id: int
+    queue: str
+    body: str
+    priority: int
+    results: str
+    on_failure: str
+    state: str  # "queued" or "waiting"
+    pending: int  # how many nodes it waits for
+    parents: str  # the nodes that wait for it, as a JSON array
+
+
+@dataclass(frozen=True, slots=True)
+class FlowInsertParams:
+    """A whole flow in one transaction: its nodes, its edges `(child, parent)` (the parent
+    waits for the child), and the messages of the nodes that wait for nothing, by queue id."""
+
+    flow_id: str
+    nodes: Sequence[FlowNodeRow]
+    edges: Sequence[tuple[int, int]]
+    ready: Sequence[tuple[int, NewMessages]]
+    keep_ms: int
+    now: int | None
+
+
+class FlowEnd(NamedTuple):
+    """A flow node that ended: succeeded (`ok`, its result as JSON text) or failed."""
+
+    flow_id: str
+    node: int
+    ok: bool
+    result: str | None = None
+    error: str | None = None

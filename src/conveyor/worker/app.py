@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any, ParamSpec, Protocol, TypeVar, overload
 
 from croniter import croniter
@@ -28,6 +28,7 @@ from conveyor.clock import Clock
 from conveyor.connect import blocks, open_source
 from conveyor.errors import InvalidInput, QueueAlreadyExists, QueueNotFound, Unsupported
 from conveyor.models import SendEntry, SendResult
+from conveyor.worker.canvas import Canvas, FlowRun, Parent, Signature, send_flow
 from conveyor.worker.middleware import Middleware, default_middleware
 from conveyor.worker.portal import Portal
 from conveyor.worker.rates import Rate
@@ -333,6 +334,33 @@ class App:
             for call, job in zip(calls, done):
                 await middleware.after_enqueue(self, call, job)
         return done
+
+    # flows (conveyor.worker.canvas) ------------------------------------------------
+    def signature(self, task: str, args: Sequence[Any] = (),
+                  kwargs: Mapping[str, Any] | None = None, *, queue: str | None = None
+                  ) -> Signature:
+        """A step of a flow by task name (`task.s(...)` when you hold the task); the queue
+        defaults to the registered task's. The name is checked when the flow is sent."""
+        found = self.tasks.get(task)
+        return Signature(task, queue or (found.options.queue if found else DEFAULT_QUEUE),
+                         tuple(args), dict(kwargs or {}), app=self)
+
+    def flow(self, parent: Signature, children: Sequence[Canvas]) -> Parent:
+        """BullMQ's parent/child: `parent` runs after every child, with their results (see
+        `conveyor.worker.canvas`). Send it with `.enqueue()` or `await .aenqueue()`."""
+        if not children:
+            raise InvalidInput("A flow's parent needs at least one child.", field="children")
+        return Parent(parent, tuple(children))
+
+    async def aenqueue_flow(self, canvas: Canvas, *, keep_seconds: int | None = None
+                            ) -> FlowRun:
+        """Send a chain, group, chord or parent/child flow in one transaction; its
+        `FlowRun` (ids, tree, result). UnknownTask or InvalidFlow first if it is bad."""
+        return await send_flow(self, canvas, keep_seconds)
+
+    def enqueue_flow(self, canvas: Canvas, *, keep_seconds: int | None = None) -> FlowRun:
+        """`aenqueue_flow` from synchronous code."""
+        return self._sync(self.aenqueue_flow(canvas, keep_seconds=keep_seconds))
 
     def _tracks(self, task: str) -> bool:
         found = self.tasks.get(task)

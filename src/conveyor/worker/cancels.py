@@ -13,11 +13,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Mapping, Sequence
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Protocol
 
 from conveyor.client.source import Source
 from conveyor.models import Message
+from conveyor.worker.exceptions import Cancel, TaskTimeout
 
 log = logging.getLogger("conveyor.worker")
 
@@ -56,3 +57,31 @@ async def watch(source: Source, helds: Callable[[], Sequence[Mapping[str, Cancel
                 if held is not None:
                     log.info("job %s was cancelled from outside", job_id)
                     held.cancel()
+
+
+class Scoped(Protocol):
+    """A running job's cancel state, as `run_cancellable` sees it."""
+
+    cancelled: bool
+    scope: asyncio.Timeout | None
+
+
+async def run_cancellable(running: Awaitable[Any], timeout: float | None, held: Scoped
+                          ) -> Any:
+    """Await an async job in a timeout scope that `held.cancel()` can end at once (it also
+    carries the task's own `timeout`); a cancel ends it with `Cancel`."""
+    scope: asyncio.Timeout | None = None
+    try:
+        async with asyncio.timeout(timeout) as scope:
+            held.scope = scope
+            if held.cancelled:  # the check came while middleware ran
+                scope.reschedule(-1.0)
+            return await running
+    except TimeoutError:
+        if held.cancelled:
+            raise Cancel("Cancelled while it ran.") from None
+        if timeout is not None and scope is not None and scope.expired():
+            raise TaskTimeout(f"The task ran longer than {timeout:g} s.") from None
+        raise
+    finally:
+        held.scope = None

@@ -41,10 +41,13 @@ from conveyor.models import (
     SendEntry,
     VisibilityEntry,
 )
+from conveyor.worker import flows
 from conveyor.worker.app import DLQ_SUFFIX, App
 from conveyor.worker.batching import Batcher
+from conveyor.worker.cancels import run_cancellable
 from conveyor.worker.context import CURRENT, JobContext
 from conveyor.worker.exceptions import Cancel, Retry, Snooze, TaskTimeout
+from conveyor.worker.flows import FlowEnds
 from conveyor.worker.heartbeat import Beater
 from conveyor.worker.keys import KeyGate, job_key
 from conveyor.worker.lanes import Lanes
@@ -231,6 +234,7 @@ class _QueueRunner:
         self._release: list[str] = []
         self.acks: Batcher[str] = Batcher(functools.partial(self.source.delete, queue),
                                           size=500, interval=0.02, name=f"acks {queue}")
+        self.flow_ends = FlowEnds(self.source, self.acks.add, name=f"flow ends {queue}")
 
     async def run(self) -> None:
         beat = asyncio.create_task(self._heartbeat())
@@ -240,6 +244,7 @@ class _QueueRunner:
             await self._shutdown()
             beat.cancel()
             await asyncio.gather(beat, return_exceptions=True)
+            await self.flow_ends.drain()
             await self.acks.drain()
 
     async def _consume(self) -> None:
@@ -359,6 +364,8 @@ class _QueueRunner:
         try:
             if held.cancelled:
                 raise Cancel("Cancelled before it ran.")
+            if job.flow is not None:
+                job.args = await flows.with_results(self.source, job.flow, job.args)
             for middleware in self.app.middleware:
                 await middleware.before_process(self.app, job)
             if options.track:
@@ -386,7 +393,10 @@ class _QueueRunner:
         else:
             self.s.worker.tally.ran(self.queue, task.name, time.perf_counter() - began,
                                     failed=False)
-            self.acks.add(job.message.receipt_handle)
+            if job.flow is None:
+                self.acks.add(job.message.receipt_handle)
+            else:  # acknowledged once the end is stored
+                self.flow_ends.add(flows.success(job.flow, result), job.message.receipt_handle)
             self.s.worker.processed += 1
             if options.track:
                 keep = options.keep_result
@@ -426,26 +436,11 @@ class _QueueRunner:
 
     async def _call_cancellable(self, task: Task[Any, Any], job: Received, held: _Held
                                 ) -> Any:
-        """`_call` for a tracked job: an async one runs in a scope `held.cancel()` can end
-        (a timeout scope also carrying the task's own timeout)."""
+        """`_call` for a tracked job: an async one in a scope `held.cancel()` can end."""
         if not task.is_async:
             return await self._call(task, job)
-        timeout = task.options.timeout
-        scope: asyncio.Timeout | None = None
-        try:
-            async with asyncio.timeout(timeout) as scope:
-                held.scope = scope
-                if held.cancelled:  # the check came while middleware ran
-                    scope.reschedule(-1.0)
-                return await task.fn(*job.args, **job.kwargs)
-        except TimeoutError:
-            if held.cancelled:
-                raise Cancel("Cancelled while it ran.") from None
-            if timeout is not None and scope is not None and scope.expired():
-                raise TaskTimeout(f"The task ran longer than {timeout:g} s.") from None
-            raise
-        finally:
-            held.scope = None
+        return await run_cancellable(task.fn(*job.args, **job.kwargs), task.options.timeout,
+                                     held)
 
     def _status(self, job: Received, task: Task[Any, Any] | None, status: str, *,
                 error: str | None = None, result: Any = None) -> None:
@@ -465,6 +460,9 @@ class _QueueRunner:
         if isinstance(exc, Snooze):
             await self._snooze(message, exc)
             return
+        if job is not None and job.flow is not None and (
+                isinstance(exc, Cancel) or is_final(options, attempt)):
+            await flows.record_failure(self.source, job.flow, error)
         if isinstance(exc, Cancel):
             self.acks.add(handle)
             if track and job is not None:

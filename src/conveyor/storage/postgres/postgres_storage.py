@@ -44,11 +44,13 @@ from conveyor.storage.base import (
 from conveyor.storage.postgres.bound import Executor
 from conveyor.storage.postgres.postgres_base import Connection, PostgresBase, translated
 from conveyor.storage.postgres.postgres_cancels import PostgresCancels
+from conveyor.storage.postgres.postgres_flows import PostgresFlows
 from conveyor.storage.postgres.postgres_jobs import PostgresJobs
 from conveyor.storage.postgres.postgres_keys import PostgresKeys
 from conveyor.storage.postgres.postgres_ledger import PostgresLedger
 from conveyor.storage.postgres.postgres_maintenance import Maintenance, table_health
 from conveyor.storage.postgres.postgres_recipients import PostgresRecipients
+from conveyor.storage.postgres.postgres_templates import PostgresTemplates
 from conveyor.storage.postgres.postgres_workers import PostgresWorkers
 from conveyor.storage.sql import load_queries
 from conveyor.tasks import stop_task
@@ -69,8 +71,9 @@ BY_ID_BEGIN = ("BEGIN; SET LOCAL enable_seqscan = off; SET LOCAL enable_hashjoin
                "SET LOCAL enable_mergejoin = off; SET LOCAL enable_material = off")
 
 
-class PostgresStorage(PostgresJobs, PostgresCancels, PostgresLedger, PostgresKeys,
-                      PostgresWorkers, PostgresRecipients, PostgresBase):
+class PostgresStorage(PostgresJobs, PostgresFlows, PostgresCancels, PostgresLedger,
+                      PostgresKeys, PostgresWorkers, PostgresRecipients, PostgresTemplates,
+                      PostgresBase):
     """Queues and messages in PostgreSQL."""
 
     dialect = "postgresql"
