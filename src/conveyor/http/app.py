@@ -21,6 +21,7 @@ from conveyor.connect import open_broker
 from conveyor.forgery import normalise_hosts
 from conveyor.http import (
     dashboard,
+    dashboard_jobs,
     docs,
     errors,
     explorer,
@@ -98,8 +99,8 @@ def create_app(broker_or_config: Broker | Config, *,
     app.state.feedback = feedback
     errors.install(app)
     for module in (health, queues, messages, tasks, flow_routes, job_routes, explorer,
-                   job_cancel_routes, workers, metrics, stream, wq, dashboard, notify,
-                   feedback_routes, recipients, templates):
+                   job_cancel_routes, workers, metrics, stream, wq, dashboard, dashboard_jobs,
+                   notify, feedback_routes, recipients, templates):
         app.include_router(module.router)
     docs.install(app)
     _document_raw_bodies(app)

@@ -49,6 +49,7 @@ from conveyor.storage.base import (
 from conveyor.storage.sql import load_queries
 from conveyor.storage.sqlite.sqlite_base import SqliteBase
 from conveyor.storage.sqlite.sqlite_cancels import SqliteCancels
+from conveyor.storage.sqlite.sqlite_digests import SqliteDigests
 from conveyor.storage.sqlite.sqlite_flows import SqliteFlows
 from conveyor.storage.sqlite.sqlite_jobs import SqliteJobs
 from conveyor.storage.sqlite.sqlite_keys import SqliteKeys
@@ -100,7 +101,7 @@ def _claim(db: sqlite3.Connection, queue_id: int, batch: NewMessages, at: int
 
 
 class SqliteStorage(SqliteJobs, SqliteFlows, SqliteCancels, SqliteLedger, SqliteKeys,
-                    SqliteWorkers, SqliteRecipients, SqliteTemplates, SqliteBase):
+                    SqliteWorkers, SqliteRecipients, SqliteTemplates, SqliteDigests, SqliteBase):
     """Queues and messages in one SQLite file."""
 
     dialect = "sqlite"
