@@ -46,7 +46,8 @@ _RECEIVE_PARTS = ("/messages/receive", "/messages/delete", "/messages/visibility
                   "/messages/retry", "/stream")
 _WORKER_PREFIXES = ("/v1/limits/", "/v1/cron/", "/v1/jobs", "/v1/workers")
 _NOTIFY_PREFIXES = ("/v1/notifications", "/v1/suppressions")
-_JOB_ACTIONS = ("/retry", "/delete")  # the job explorer's actions (http/explorer.py)
+# The job explorer's actions (http/explorer.py, http/job_cancel_routes.py).
+_JOB_ACTIONS = ("/retry", "/delete", "/cancel")
 _JSON_PREFIXES = ("/v1/", "/wq")  # routes whose bodies are JSON (the dashboard's are forms)
 
 __all__ = ["ApiKeyAuth", "Need", "is_loopback", "required", "token_of"]

@@ -203,6 +203,11 @@ class MessageStorage(Protocol):
                                  now: int | None) -> list[str]:
         """Delete these messages of a queue unless in flight; returns the ids deleted."""
 
+    async def message_delete_queued(self, queue_id: int, message_ids: Sequence[str],
+                                    now: int | None) -> list[str]:
+        """Delete these messages of a queue unless in flight (leased, the lease not
+        lapsed): waiting, delayed and between-retries ones go; returns the ids deleted."""
+
     async def message_count_movable(self, from_queue_id: int, now: int | None,
                                     to_queue_id: int | None = None) -> int:
         """How many messages `message_move` would move in all (with `to_queue_id`: every
@@ -331,6 +336,20 @@ class FlowStorage(Protocol):
 
     async def flow_expire(self, now: int | None, limit: int) -> int:
         """Delete up to `limit` expired nodes; how many went."""
+
+
+class CancelStorage(Protocol):
+    """Cancel requests of jobs (see `conveyor.broker.job_cancel`): a job id kept until
+    its expiry, so the worker running that job finds it on its next check."""
+
+    async def cancel_put(self, job_id: str, keep_ms: int, now: int | None) -> None:
+        """Record a cancel request, kept `keep_ms` (a repeat only keeps it longer)."""
+
+    async def cancel_find(self, job_ids: Sequence[str], now: int | None) -> list[str]:
+        """Which of these jobs have an unexpired cancel request."""
+
+    async def cancel_expire(self, now: int | None, limit: int) -> int:
+        """Delete up to `limit` expired requests."""
 
 
 class LedgerStorage(Protocol):
@@ -515,8 +534,8 @@ class DigestStorage(Protocol):
         """Forget holds whose release time passed."""
 
 
-class Storage(MessageStorage, JobStorage, FlowStorage, LedgerStorage, KeyStorage,
-              WorkerStorage, RecipientStorage, TemplateStorage, DigestStorage,
+class Storage(MessageStorage, JobStorage, FlowStorage, CancelStorage, LedgerStorage,
+              KeyStorage, WorkerStorage, RecipientStorage, TemplateStorage, DigestStorage,
               DeliveryEventStorage, Protocol):
     """A database driver: the whole contract, plus its lifecycle."""
 

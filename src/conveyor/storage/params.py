@@ -149,6 +149,9 @@ class ReceiveParams:
     dead_letter_queue_id: int | None
     now: int | None
     fifo: bool = False
+    # Message groups whose rows to pass over (standard queues): per-key limited jobs whose
+    # keys are at their limit (conveyor.worker.keys).
+    skip_groups: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
