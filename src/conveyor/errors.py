@@ -52,6 +52,12 @@ class MessageTooLarge(InvalidMessage):
     code = "message_too_large"
 
 
+class InvalidDigest(InvalidInput):
+    """A notification's digest (key and window) is malformed or out of range."""
+
+    code = "invalid_digest"
+
+
 class TooManyEntries(InvalidInput):
     """The batch has too many entries."""
 
@@ -94,6 +100,23 @@ class UnknownTask(InvalidFlow):
     code = "unknown_task"
 
 
+class InvalidTemplate(InvalidInput):
+    """A template does not parse; `line` is where (1-based)."""
+
+    code = "invalid_template"
+
+    def __init__(self, message: str | None = None, *, field: str | None = None,
+                 line: int | None = None) -> None:
+        super().__init__(message, field=field)
+        self.line = line
+
+
+class TemplateLocaleMissing(InvalidInput):
+    """The template has no locale for the recipient, and no fallback."""
+
+    code = "template_locale_missing"
+
+
 class QueueNotFound(ConveyorError):
     """The queue does not exist."""
 
@@ -104,6 +127,12 @@ class RecipientNotFound(ConveyorError):
     """The recipient does not exist."""
 
     code = "recipient_not_found"
+
+
+class TemplateNotFound(ConveyorError):
+    """The template does not exist."""
+
+    code = "template_not_found"
 
 
 class QueueAlreadyExists(ConveyorError):

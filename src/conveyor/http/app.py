@@ -21,6 +21,7 @@ from conveyor.connect import open_broker
 from conveyor.forgery import normalise_hosts
 from conveyor.http import (
     dashboard,
+    dashboard_jobs,
     docs,
     errors,
     explorer,
@@ -35,6 +36,7 @@ from conveyor.http import (
     recipients,
     stream,
     tasks,
+    templates,
     workers,
     wq,
 )
@@ -96,7 +98,8 @@ def create_app(broker_or_config: Broker | Config, *,
     app.state.feedback = feedback
     errors.install(app)
     for module in (health, queues, messages, tasks, flow_routes, job_routes, explorer, workers,
-                   metrics, stream, wq, dashboard, notify, feedback_routes, recipients):
+                   metrics, stream, wq, dashboard, dashboard_jobs, notify, feedback_routes,
+                   recipients, templates):
         app.include_router(module.router)
     docs.install(app)
     _document_raw_bodies(app)

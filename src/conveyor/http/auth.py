@@ -106,6 +106,12 @@ def required(method: str, path: str) -> Need | None:
             return Need("send", "notify-*")
         # People's addresses are personal data: a key of the notification queues only.
         return Need("receive" if method in ("GET", "HEAD") else "manage", "notify-*")
+    if path == "/v1/templates" or path.startswith("/v1/templates/"):
+        # A preview reads a recipient's locale and addresses (personal data) and changes
+        # nothing: as a read.
+        if method in ("GET", "HEAD") or path.endswith("/preview"):
+            return Need("receive", "notify-*")
+        return Need("manage", "notify-*")
     if path.startswith(_NOTIFY_PREFIXES):
         # Deliveries and suppressions: read by a key that may receive notifications;
         # suppressing or re-enabling an address is managing them.

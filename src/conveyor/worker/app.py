@@ -322,11 +322,27 @@ class App:
                    if not j.duplicate and self._tracks(c.task)]
         if tracked:
             await set_statuses([
-                JobStatus(j.id, "queued", j.queue, j.task) for _, j in tracked])
+                JobStatus(j.id, "queued", j.queue, j.task, key=self._key_of(c),
+                          args={"args": list(c.args), "kwargs": dict(c.kwargs)})
+                for c, j in tracked])
         for middleware in reversed(self.middleware):
             for call, job in zip(calls, done):
                 await middleware.after_enqueue(self, call, job)
         return done
+
+    def _key_of(self, call: JobCall) -> str | None:
+        """The job's key for the explorer: its task's per-key value, else its unique key."""
+        found = self.tasks.get(call.task)
+        per_key = found.options.rate_limit_key if found is not None else None
+        if per_key is not None:
+            try:
+                key = per_key(*call.args, **call.kwargs)
+            except Exception:  # the worker reports it when it runs the job
+                key = None
+            if isinstance(key, str) and 1 <= len(key) <= 200:
+                return key
+        return call.claim.key if call.claim is not None and len(call.claim.key) <= 200 \
+            else None
 
     # flows (conveyor.worker.canvas) ------------------------------------------------
     def signature(self, task: str, args: Sequence[Any] = (),
