@@ -19,9 +19,10 @@ from conveyor.storage.postgres.postgres_base import PostgresBase
 from conveyor.storage.sql import load_queries
 
 Q = load_queries("conveyor.storage.postgres", "flows.sql")
-# A batch of ends names up to 1,000 nodes by primary key; without statistics the planner
-# may hash-join them against every node of every kept flow instead (measured: 282 ms for
-# 1,000 ends with 40,000 nodes kept, growing with the table). Each must be a key probe.
+# A batch of ends (or a parent's children) names up to thousands of nodes by primary key;
+# without statistics on fresh rows the planner may join them against every node of every
+# kept flow instead (measured: 282 ms for 1,000 ends with 40,000 nodes kept, growing with
+# the table). Each must be a key probe.
 END_PLAN = ("SET LOCAL enable_seqscan = off; SET LOCAL enable_hashjoin = off; "
             "SET LOCAL enable_mergejoin = off")
 
@@ -84,7 +85,8 @@ class PostgresFlows(PostgresBase):
         return list(batches)
 
     async def flow_results(self, flow_id: str, node: int) -> list[tuple[str, str | None]]:
-        """(state, result as JSON text) of each node `node` waits for, in node order."""
+        """(state, result as JSON text) of each node `node` waits for, in node order: one
+        key probe per child (see flows.sql)."""
         return [(str(r[0]), r[1]) for r in await self._fetch(Q["flow_results"], flow_id, node)]
 
     async def flow_get(self, flow_id: str, now: int | None) -> Flow | None:
