@@ -52,6 +52,12 @@ class MessageTooLarge(InvalidMessage):
     code = "message_too_large"
 
 
+class InvalidDigest(InvalidInput):
+    """A notification's digest (key and window) is malformed or out of range."""
+
+    code = "invalid_digest"
+
+
 class TooManyEntries(InvalidInput):
     """The batch has too many entries."""
 

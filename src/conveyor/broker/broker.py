@@ -16,6 +16,7 @@ from typing import Any
 from conveyor.broker import retention
 from conveyor.broker import validation as v
 from conveyor.broker.delivery_ledger import Ledger
+from conveyor.broker.digests import Digests
 from conveyor.broker.flows import Flows
 from conveyor.broker.job_system import Jobs, Limits
 from conveyor.broker.queue_rules import check_dead_letter, check_supported
@@ -102,6 +103,7 @@ class Broker:
         self.ledger = Ledger(self)
         self.recipients = Recipients(self)
         self.templates = StoredTemplates(self)
+        self.digests = Digests(self)
         self.observers: list[BrokerObserver] = []
         self.queue_changes = 0
         """Bumped whenever this broker creates, changes or deletes a queue (so that lists

@@ -25,6 +25,7 @@ log = logging.getLogger("conveyor.http")
 
 STATUS: Mapping[type[e.ConveyorError], int] = {
     MalformedJson: 400,
+    e.InvalidDigest: 400,
     e.InvalidInput: 422,
     e.InvalidFlow: 400,  # a cycle, an unknown task: the flow as sent cannot run
     e.Unsupported: 422,  # the request is well formed; this server/backend cannot do it

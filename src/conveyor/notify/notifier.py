@@ -133,10 +133,12 @@ class Notifier:
         return (await self.asend_many([notification]))[0]
 
     async def enqueue_items(self, channel: str, items: Sequence[Item], *,
-                            status: str = "queued", delay_seconds: int | None = None) -> int:
+                            status: str = "queued", delay_seconds: int | None = None,
+                            message_ids: list[str] | None = None) -> int:
         """Record items `status` (`queued`; `held` for quiet hours) and enqueue those not
         recorded before (an idempotency key seen again sends nothing), in envelopes that
-        become visible after `delay_seconds`; returns how many were enqueued."""
+        become visible after `delay_seconds`; returns how many were enqueued. The
+        envelopes' queue message ids are appended to `message_ids` when given."""
         await self._ensure(channel)
         since = time.perf_counter()
         if self.track:
@@ -157,8 +159,10 @@ class Notifier:
                              delay_seconds)
                    for i in range(0, len(items), size)]
         for start in range(0, len(entries), MAX_ENVELOPES_PER_SEND):
-            await self.broker.send(queue_name(channel),
-                                   entries[start:start + MAX_ENVELOPES_PER_SEND])
+            sent = await self.broker.send(queue_name(channel),
+                                          entries[start:start + MAX_ENVELOPES_PER_SEND])
+            if message_ids is not None:
+                message_ids += [r.id for r in sent]
         self.waits["send"] = self.waits.get("send", 0.0) + time.perf_counter() - since
         return len(items)
 

@@ -28,9 +28,11 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from conveyor.digests import DigestSpec, parse_digest
 from conveyor.errors import InvalidInput, RecipientNotFound, TemplateLocaleMissing
 from conveyor.ledger import DeliveryUpdate, NewDelivery
 from conveyor.locales import stored_name
+from conveyor.notify.delivery import queue_name
 from conveyor.notify.models import Apns, Email, Fcm, Item, WebPush, delivery_id, to_item
 from conveyor.recipients import (
     ADDRESS_CHANNELS,
@@ -64,12 +66,16 @@ class PersonNotification:
     data: Mapping[str, Any] = field(default_factory=dict)
     idempotency_key: str | None = None
     channels: Sequence[str] | None = None
+    digest: DigestSpec | Mapping[str, Any] | None = None
+    """`{"key": ..., "window": "10m"}`: merge into the recipient's digest for the key
+    (`conveyor.notify.digests`); ignored by critical categories."""
 
 
 @dataclass(frozen=True, slots=True)
 class Planned:
-    """What became of one address: `queued`, `held` (until `release_at`, ms) or
-    `skipped` (with the `reason`)."""
+    """What became of one address: `queued`, `held` (until `release_at`, ms),
+    `digested` (into a digest released at `release_at`) or `skipped` (with the
+    `reason`)."""
 
     channel: str
     address: str
@@ -107,6 +113,7 @@ def check(n: PersonNotification) -> None:
                                           not 1 <= len(n.idempotency_key) <= 200):
         raise InvalidInput("idempotency_key must be 1 to 200 characters.",
                            field="idempotency_key")
+    parse_digest(n.digest)
     for ch in n.channels or ():
         if ch not in ADDRESS_CHANNELS:
             raise InvalidInput(f"No address channel {ch!r}; the channels are "
@@ -207,6 +214,10 @@ async def notify_recipient(notifier: Notifier, n: PersonNotification,
             planned = [skip_all(n, recipient, exc.message)]
     else:
         planned = await plan(notifier, recipient, n, at)
+    if n.digest is not None and not n.category.critical:
+        from conveyor.notify.digests import gather  # digests builds on this module
+
+        planned = await gather(notifier, recipient, n, planned, at)
     if notifier.track:
         # Linked first: a link to a delivery never written lists nothing, whereas a
         # delivery without its link would be missing from the recipient's list.
@@ -221,8 +232,13 @@ async def notify_recipient(notifier: Notifier, n: PersonNotification,
             if status == "held":
                 # Rounded up: released at the end of the window, never a second early.
                 delay = max(1, math.ceil((max(p.release_at or at for p in mine) - at) / 1000))
+            held: list[str] | None = [] if status == "held" else None
             await notifier.enqueue_items(channel, [p.item for p in mine if p.item],
-                                         status=status, delay_seconds=delay)
+                                         status=status, delay_seconds=delay,
+                                         message_ids=held)
+            if held:  # remembered, so that a change of quiet hours re-times them
+                await notifier.broker.digests.hold(recipient.id, queue_name(channel), held,
+                                                   max(p.release_at or at for p in mine))
     await _record_skips(notifier, [p for p in planned if p.status == "skipped"])
     return planned
 

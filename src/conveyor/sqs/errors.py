@@ -77,6 +77,7 @@ class SqsError(Exception):
 ERROR_TABLE: dict[type[e.ConveyorError], AwsError] = {
     e.ConveyorError: INTERNAL_ERROR,
     e.InvalidInput: INVALID_PARAMETER_VALUE,
+    e.InvalidDigest: INVALID_PARAMETER_VALUE,
     e.InvalidQueueName: INVALID_PARAMETER_VALUE,
     e.InvalidAttribute: INVALID_ATTRIBUTE_VALUE,
     e.InvalidMessage: INVALID_PARAMETER_VALUE,

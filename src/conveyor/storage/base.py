@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
+from conveyor.digests import Digest, DigestEvent
 from conveyor.flows import Flow
 from conveyor.heartbeats import WorkerInfo
 from conveyor.jobs import JobAttempt, JobStatus
@@ -36,9 +37,11 @@ from conveyor.storage.params import (
     ApiKeyInsertParams,
     AttemptRow,
     DeliveryPutParams,
+    DigestAddParams,
     FlowEnd,
     FlowInsertParams,
     FlowNodeRow,
+    HoldRow,
     JobListParams,
     JobRow,
     Lease,
@@ -64,10 +67,13 @@ __all__ = [
     "ApiKeyInsertParams",
     "AttemptRow",
     "DeliveryPutParams",
+    "DigestAddParams",
+    "DigestStorage",
     "FlowEnd",
     "FlowInsertParams",
     "FlowNodeRow",
     "FlowStorage",
+    "HoldRow",
     "JobListParams",
     "JobRow",
     "JobStorage",
@@ -461,8 +467,38 @@ class TemplateStorage(Protocol):
         """Up to `limit` templates whose names sort after `after` (byte order)."""
 
 
+class DigestStorage(Protocol):
+    """Digests (a recipient's events merged per key until a window ends) and the queue
+    messages held for quiet hours, whose release a change of quiet hours moves."""
+
+    async def digest_add(self, params: DigestAddParams) -> tuple[Digest | None, bool]:
+        """Add an event to the open digest of (recipient, key), opening one when none is
+        open, in one transaction; returns the digest and whether the event was new."""
+
+    async def digest_claim(self, now: int | None, lease_ms: int, limit: int) -> list[Digest]:
+        """Lease due digests (or ones whose releaser's lease lapsed) for release."""
+
+    async def digest_events(self, digest_id: str) -> list[DigestEvent]:
+        """A digest's events, oldest first."""
+
+    async def digest_finish(self, digest_id: str, lease_until: int) -> bool:
+        """Delete a released digest and its events if that lease still holds it."""
+
+    async def digest_list(self, recipient_id: str) -> list[Digest]:
+        """A recipient's digests not yet released."""
+
+    async def hold_add_many(self, rows: Sequence[HoldRow]) -> None:
+        """Remember queue messages held for a recipient's quiet hours."""
+
+    async def hold_retime(self, recipient_id: str, release_at: int, now: int | None) -> int:
+        """Move a recipient's held messages not yet released to `release_at`."""
+
+    async def hold_expire(self, now: int | None, limit: int) -> int:
+        """Forget holds whose release time passed."""
+
+
 class Storage(MessageStorage, JobStorage, FlowStorage, LedgerStorage, KeyStorage,
-              WorkerStorage, RecipientStorage, TemplateStorage, Protocol):
+              WorkerStorage, RecipientStorage, TemplateStorage, DigestStorage, Protocol):
     """A database driver: the whole contract, plus its lifecycle."""
 
     dialect: str

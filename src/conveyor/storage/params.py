@@ -22,9 +22,11 @@ __all__ = [
     "ApiKeyInsertParams",
     "AttemptRow",
     "DeliveryPutParams",
+    "DigestAddParams",
     "FlowEnd",
     "FlowInsertParams",
     "FlowNodeRow",
+    "HoldRow",
     "JobListParams",
     "JobRow",
     "Lease",
@@ -361,3 +363,29 @@ class FlowEnd(NamedTuple):
     ok: bool
     result: str | None = None
     error: str | None = None
+# digests ----------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class DigestAddParams:
+    """One event for a recipient's digest `key`: joins the open digest, or opens
+    `digest_id` (collecting for `window_ms`); `data` and `targets` are JSON text."""
+
+    digest_id: str
+    recipient_id: str
+    key: str
+    category: str
+    template: str
+    window_ms: int
+    event_id: str
+    data: str
+    targets: str
+    now: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class HoldRow:
+    """A queue message held for a recipient's quiet hours until `release_at` (ms)."""
+
+    recipient_id: str
+    queue_id: int
+    message_id: str
+    release_at: int

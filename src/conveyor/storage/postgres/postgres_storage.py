@@ -43,6 +43,7 @@ from conveyor.storage.base import (
 )
 from conveyor.storage.postgres.bound import Executor
 from conveyor.storage.postgres.postgres_base import Connection, PostgresBase, translated
+from conveyor.storage.postgres.postgres_digests import PostgresDigests
 from conveyor.storage.postgres.postgres_flows import PostgresFlows
 from conveyor.storage.postgres.postgres_jobs import PostgresJobs
 from conveyor.storage.postgres.postgres_keys import PostgresKeys
@@ -71,7 +72,7 @@ BY_ID_BEGIN = ("BEGIN; SET LOCAL enable_seqscan = off; SET LOCAL enable_hashjoin
 
 
 class PostgresStorage(PostgresJobs, PostgresFlows, PostgresLedger, PostgresKeys, PostgresWorkers,
-                      PostgresRecipients, PostgresTemplates, PostgresBase):
+                      PostgresRecipients, PostgresTemplates, PostgresDigests, PostgresBase):
     """Queues and messages in PostgreSQL."""
 
     dialect = "postgresql"
