@@ -126,3 +126,25 @@ async def test_careless_clients_get_a_4xx_with_a_code_and_change_nothing(
     assert await broker.ledger.counts() == {}
     assert await broker.recipients.count() == 1
     assert [t.name for t in await broker.templates.list()] == ["welcome"]
+
+
+@pytest.mark.parametrize("line", [
+    "null", "5", '"s"', "[1]", '{"id": null}', '{"id": 5}', '{"id": "a", "timezone": null}',
+    '{"id": "a", "addresses": {"email": null}}', '{"id": "a", "addresses": {"push": [null]}}',
+    '{"id": "a", "addresses": {"push": {"endpoint": 5, "keys": {}}}}',
+    '{"id": "a", "preferences": {"c": {"email": 1}}}', '{"id": "a", "preferences": []}',
+    '{"id": "a", "quiet_hours": {"start": null, "end": "07:00"}}', '{"id": "a", "locale": 5}',
+    '{"id": "a", "quiet_hours": "22:00"}', '{"id": "a"', f'{{"id": "{HUGE}"}}',
+    {"id": None}, {"id": "a", "push": "[1]"}, {"id": "a", "preferences": "[]"},
+    {"id": "a", "quiet_hours": "x"}, {"id": "a", "push": '{"endpoint": 5}'},
+    {"id": "a", "preferences": '{"c": 5}'}, {"id": "a", "timezone": HUGE},
+    {"id": "a", None: "extra cell"},  # what csv.DictReader makes of a row too long
+], ids=lambda line: repr(line)[:40])
+def test_import_lines_of_the_wrong_shape_are_invalid_input(line: Any) -> None:
+    """A careless import file: every line of the wrong shape is `InvalidInput` (the CLI
+    prints it with the line number), never a crash."""
+    from conveyor.errors import InvalidInput
+    from conveyor.recipients import parse_line
+
+    with pytest.raises(InvalidInput):
+        parse_line(line)

@@ -110,6 +110,13 @@ async def test_no_locale_in_the_chain_is_a_recorded_skip(broker: Broker) -> None
         assert "no locale for pt-BR" in body["deliveries"][0]["reason"]
         listed = (await http.get("/v1/notifications", params={"recipient": "ana"})).json()
         assert {n["status"] for n in listed["notifications"]} == {"skipped"}
+        # A fallback added through this server counts at once for its next notify.
+        fixed = await http.put("/v1/templates/legal", json={
+            "default_locale": "de", "locales": {"de": {"text": "AGB {{ v }}"}}})
+        assert fixed.status_code == 200
+        again = await http.post("/v1/recipients/ana/notify", json={
+            "category": "news", "template": "legal", "data": {"v": 4}})
+        assert [d["status"] for d in again.json()["deliveries"]] == ["queued"]
 
 
 async def test_python_api_locale_on_stored_and_file_templates(broker: Broker) -> None:

@@ -49,3 +49,33 @@ def test_put_get_list_preview_delete(database_url: str, tmp_path: Path) -> None:
     assert _conveyor("template", "delete", "welcome", *db, cwd=tmp_path).returncode == 0
     gone = _conveyor("template", "get", "welcome", *db, cwd=tmp_path)
     assert gone.returncode == 1 and "no template" in gone.stderr
+
+
+def test_notify_send_locale_and_a_worker_without_template_files(database_url: str,
+                                                                tmp_path: Path) -> None:
+    """`conveyor notify send --locale pt-BR` with a stored template; `conveyor notify
+    worker` (no --templates) renders it from the database."""
+    from conveyor.demo.loopback import SmtpSink
+    from tests.notify.helpers import smtp_server
+
+    db = ["--database", database_url]
+    assert _conveyor("template", "put", "welcome", "--json", json.dumps(WELCOME), *db,
+                     cwd=tmp_path).returncode == 0
+    bad = _conveyor("notify", "send", "--channel", "email", "--to", "a@example.com",
+                    "--template", "welcome", "--locale", "not a tag", *db, cwd=tmp_path)
+    assert bad.returncode == 1 and "[invalid_input]" in bad.stderr
+    for to, locale in (("a@example.com", "pt-BR"), ("b@example.com", "pt-PT")):
+        sent = _conveyor("notify", "send", "--channel", "email", "--to", to, "--template",
+                         "welcome", "--data", '{"name": "Ana"}', "--locale", locale, *db,
+                         cwd=tmp_path)
+        assert sent.returncode == 0, sent.stderr
+    sink = SmtpSink()
+    with smtp_server(sink) as port:
+        done = _conveyor("notify", "worker", "--smtp", f"127.0.0.1:{port}", *db,
+                         "--seconds", "4", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    bodies = {rcpt: data for _, rcpt, data in sink.messages}
+    assert set(bodies) == {"a@example.com", "b@example.com"}
+    assert b"Oi Ana" in bodies["a@example.com"]
+    assert "Olá Ana".encode() in bodies["b@example.com"] or \
+        b"Ol=C3=A1 Ana" in bodies["b@example.com"]

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.requests import Request
 from starlette.responses import Response
 
 from conveyor.errors import TemplateNotFound
@@ -98,13 +99,15 @@ class PreviewOut(BaseModel):
 
 @router.put("/v1/templates/{name}", response_model=TemplateOut,
             responses=errors(400, 422))
-async def put_template(name: str, body: TemplateIn, broker: BrokerDep) -> Response:
+async def put_template(name: str, body: TemplateIn, request: Request,
+                       broker: BrokerDep) -> Response:
     """Create or replace a template (a syntax error: 422 `invalid_template`, with the
     part and its line)."""
     doc = body.model_dump(exclude_none=True, exclude={"updated_at"})
     if "default_locale" in body.model_fields_set and body.default_locale is None:
         doc["default_locale"] = None  # null means no fallback, not "left out"
     stored = await broker.templates.put(name, doc)
+    _forget(request, name)
     return json_response(template_doc(stored))
 
 
@@ -119,10 +122,11 @@ async def get_template(name: str, broker: BrokerDep) -> Response:
 
 @router.delete("/v1/templates/{name}", status_code=204, response_class=Response,
                responses=errors(404, 422))
-async def delete_template(name: str, broker: BrokerDep) -> Response:
+async def delete_template(name: str, request: Request, broker: BrokerDep) -> Response:
     """Delete a template (404 when unknown)."""
     if not await broker.templates.delete(name):
         raise TemplateNotFound(f"No template {name!r}.")
+    _forget(request, name)
     return Response(status_code=204)
 
 
@@ -146,3 +150,11 @@ async def preview(name: str, body: PreviewIn, broker: BrokerDep) -> Response:
                                    locale=body.locale, channels=body.channels)
     return json_response(found)
 
+
+
+def _forget(request: Request, name: str) -> None:
+    """This server's own notify fan-out sees a change at once (other nodes within their
+    refresh time)."""
+    notifier = getattr(request.app.state, "recipient_notifier", None)
+    if notifier is not None:
+        notifier.templates.stored.forget(name)

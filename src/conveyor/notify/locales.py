@@ -120,6 +120,10 @@ class StoredCache:
         entry = self._entries.get(name)
         return None if entry is None else entry[1]
 
+    def forget(self, name: str) -> None:
+        """Drop `name` (it changed here): the next use reads it again."""
+        self._entries.pop(name, None)
+
     def compiled(self, template: LocalizedTemplate) -> Compiled:
         """`template` compiled, reusing the cached form when nothing changed (compared
         whole: two puts can share a millisecond)."""

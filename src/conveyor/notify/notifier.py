@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from conveyor.errors import InvalidInput, Unsupported
 from conveyor.ledger import Delivery, NewDelivery
+from conveyor.locales import check_locale
 from conveyor.models import Body, SendEntry
 from conveyor.notify.channel import Channel
 from conveyor.notify.delivery import Deliverer, DeliveryOptions, queue_name
@@ -114,6 +115,12 @@ class Notifier:
             if template is not None and not self.templates.has(template):
                 raise InvalidInput(f"No template named {template!r}.", field="template",
                                    index=index)
+            locale = getattr(n, "locale", None)
+            if locale is not None:
+                try:
+                    check_locale(locale)
+                except InvalidInput as exc:
+                    raise InvalidInput(exc.message, field="locale", index=index) from None
             by_channel.setdefault(n.channel, []).append(to_item(n, at))
         return by_channel
 
