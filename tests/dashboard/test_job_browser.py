@@ -114,7 +114,14 @@ def test_list_filter_job_page_retry_delete(browser: Any, server: ServerProcess,
     assert page.locator("#job-state").inner_text() == "queued"
     assert page.locator("#job-attempts tr.attempt").count() == 2  # the history stays
     assert api.get("/v1/queues/work").json()["stats"]["visible"] == 1
+    assert page.locator("#job-actions button[value=cancel]").is_visible()
     screenshot(page, tmp_path, "explorer-job-retried")
+
+    # Cancel it from its page (queued again after the retry).
+    page.click("#job-actions button[value=cancel]")  # the confirm dialog is accepted
+    page.wait_for_selector('.notice:has-text("Cancel requested")')
+    assert page.locator("#job-state").inner_text() == "cancelled"
+    assert page.locator("#job-actions button[value=cancel]").count() == 0
 
     # Delete one ended job from its page, then the rest of a filter in bulk.
     page.goto(server.url + "/ui/jobs/ok-0")

@@ -194,3 +194,28 @@ def test_the_pages_and_their_forms_need_manage() -> None:
     for action in ("redrive", "delete"):
         assert required("POST", f"/ui/queues/dlq/messages/m1/{action}") == Need("manage",
                                                                                 "dlq")
+
+
+async def test_cancel_one_and_in_bulk(ui: tuple[httpx.AsyncClient, Broker]) -> None:
+    http, broker = ui
+    token = http.cookies["conveyor_csrf"]
+    await broker.create_queue("c")
+    sent = await broker.send("c", [SendEntry(Body.of({"task": "t", "args": [],
+                                                      "kwargs": {}})) for _ in range(3)])
+    await broker.jobs.status_set_many([JobStatus(s.id, "queued", "c", "t") for s in sent])
+    page = await http.get(f"/ui/jobs/{sent[0].id}")
+    assert f'action="/ui/jobs/{sent[0].id}/cancel"' in page.text
+    one = await http.post(f"/ui/jobs/{sent[0].id}/cancel", data={"csrf_token": token})
+    assert "notice=Cancel+requested" in one.headers["location"]
+    found = await broker.jobs.status_get(sent[0].id)
+    assert found is not None and found.status == "cancelled"
+    assert 'value="cancel"' not in (await http.get(f"/ui/jobs/{sent[0].id}")).text
+    again = await http.post(f"/ui/jobs/{sent[0].id}/cancel", data={"csrf_token": token})
+    assert "error=" in again.headers["location"]  # ended: not cancellable, nothing changed
+    bulk = await http.post("/ui/jobs/cancel", data={"csrf_token": token, "queue": "c"})
+    assert "Cancelled+2+jobs" in bulk.headers["location"]
+    states = {j.job_id: j.status for j in (await broker.jobs.list()).jobs}
+    assert set(states.values()) == {"cancelled"} and len(states) == 3
+    assert await broker.peek("c") == []  # the queued jobs' messages are gone
+    forged = await http.post("/ui/jobs/cancel", data={"csrf_token": "y" * 30})
+    assert forged.status_code == 403

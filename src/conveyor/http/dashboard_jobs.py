@@ -1,10 +1,10 @@
 """The dashboard's job explorer and per-message dead-letter actions.
 
 `/ui/jobs` lists tracked jobs by filter (state, task, queue, key, enqueue and update
-time; times typed as UTC), a page at a time, with bulk retry and delete for the current
+time; times typed as UTC), a page at a time, with bulk retry, cancel and delete for the current
 filter; `/ui/jobs/{id}` shows one job: arguments, attempts with their errors and
-tracebacks, result, timeline, the tree of the flow it belongs to, and retry/delete
-buttons. On a dead-letter queue's page
+tracebacks, result, timeline, the tree of the flow it belongs to, and retry, cancel
+and delete buttons. On a dead-letter queue's page
 each message can be redriven to its source or deleted. Forms POST with the session's
 CSRF token, as the rest of the dashboard's (`conveyor.http.dashboard._form`), and answer
 with a redirect carrying a notice or an error.
@@ -33,6 +33,7 @@ router = APIRouter(include_in_schema=False)
 PAGE_SIZE = 50
 BULK_ROUNDS = 10  # a bulk button takes up to 10 x 1,000 jobs; press again for more
 _ENDED = ("succeeded", "failed", "dead", "cancelled")
+_CANCELLABLE = ("queued", "running", "retrying")
 _TEXT_FILTERS = ("state", "task", "queue", "key")
 _TIME_FILTERS = ("created_since", "created_until", "updated_since", "updated_until")
 FILTERS = _TEXT_FILTERS + _TIME_FILTERS
@@ -86,7 +87,8 @@ async def jobs_page(request: Request) -> Response:
                  states=JOB_STATUSES, next_url=next_url, paged=after is not None,
                  problem=problem, filtered=bool(typed),
                  can_retry=where.state in (None, *RETRYABLE),
-                 can_delete=where.state in (None, *_ENDED), now=broker.wall_now())
+                 can_delete=where.state in (None, *_ENDED),
+                 can_cancel=where.state in (None, *_CANCELLABLE), now=broker.wall_now())
 
 
 @router.get("/ui/jobs/{job_id}")
@@ -108,8 +110,8 @@ async def job_page(request: Request, job_id: str) -> Response:
         roots = [n.node for n in flow.nodes if n.node not in waited_for]
     return _page(request, "job.html", job=found.status, attempts=found.attempts,
                  timeline=found.timeline, can_retry=status in RETRYABLE,
-                 can_delete=status in _ENDED, flow=flow, roots=roots,
-                 limit=_FLOW_CHILDREN)
+                 can_delete=status in _ENDED, can_cancel=status in _CANCELLABLE,
+                 flow=flow, roots=roots, limit=_FLOW_CHILDREN)
 
 
 # actions ------------------------------------------------------------------------------
@@ -178,6 +180,36 @@ async def delete_filtered(request: Request) -> Response:
         more = " More match: press Delete again." if after is not None else ""
         return _list_url(typed), f"Deleted {deleted:,} ended jobs.{more}"
     return await _act(request, "/ui/jobs", run)
+
+
+@router.post("/ui/jobs/cancel")
+async def cancel_filtered(request: Request) -> Response:
+    """Cancel the queued, running and retrying jobs matching the list's filter."""
+    async def run(broker: Broker, f: dict[str, str]) -> tuple[str, str]:
+        where, typed = job_filter(f)
+        cancelled = skipped = 0
+        after: str | None = None
+        for _ in range(BULK_ROUNDS):
+            done, left, after = await broker.jobs.cancel_many(where, limit=1000, after=after)
+            cancelled, skipped = cancelled + len(done), skipped + len(left)
+            if after is None:
+                break
+        notice = f"Cancelled {cancelled:,} jobs."
+        if skipped:
+            notice += f" {skipped:,} skipped (they ended meanwhile)."
+        if after is not None:
+            notice += " More match: press Cancel again."
+        return _list_url(typed), notice
+    return await _act(request, "/ui/jobs", run)
+
+
+@router.post("/ui/jobs/{job_id}/cancel")
+async def cancel_job(request: Request, job_id: str) -> Response:
+    """Cancel one queued, running or retrying job."""
+    async def run(broker: Broker, f: dict[str, str]) -> tuple[str, str]:
+        found = await broker.jobs.cancel(job_id)
+        return _job_url(job_id), f"Cancel requested: the job is {found.status}."
+    return await _act(request, _job_url(job_id), run)
 
 
 @router.post("/ui/jobs/{job_id}/retry")
