@@ -246,10 +246,13 @@ async def write_planned(notifier: Notifier, people: Sequence[tuple[str, list[Pla
         if queued:
             await notifier.enqueue_items(channel, queued)
         held: dict[int, list[Item]] = {}
+        # The delay counts from the broker's clock now, not from `now_ms` (when quiet
+        # hours were judged): a bulk notify takes a while to write.
+        at = notifier.broker.wall_now()
         for p in flat:
             if p.channel == channel and p.status == "held" and p.item:
                 # Rounded up: released at the end of the window, never a second early.
-                delay = max(1, math.ceil(((p.release_at or now_ms) - now_ms) / 1000))
+                delay = max(1, math.ceil(((p.release_at or at) - at) / 1000))
                 held.setdefault(delay, []).append(p.item)
         for delay, items in sorted(held.items()):
             await notifier.enqueue_items(channel, items, status="held", delay_seconds=delay)

@@ -105,7 +105,7 @@ async def notify_people(notifier: Notifier,
                 raise InvalidInput(f"No template named {n.template!r}.", field="template",
                                    index=index)
             known.add(n.template)
-    at = int(time.time() * 1000) if now_ms is None else now_ms
+    at = notifier.broker.wall_now() if now_ms is None else now_ms
     clock = _Stages(out.cpu)
     fanned = [fan_out(notifier.channels, r, n, at) for r, n in people]
     clock.lap("fan_out")
@@ -145,9 +145,12 @@ async def notify_segment(notifier: Notifier, category: Category, template: str,
                          ) -> SegmentCounts:
     """Notify every stored recipient (or those `where` accepts) of `category` with
     `template`, page by page in id order. `personal(recipient)` adds per-person data
-    over `data`. `now_ms` fixes the clock that quiet hours are judged by (default: now,
-    read at each page). `progress(counts)` after each page."""
+    over `data`. `now_ms`: the instant quiet hours are judged at (default: now, read
+    when the call starts: one request, one instant; held ones are released when their
+    window ends however long the call took). `progress(counts)` after each
+    page."""
     counts = SegmentCounts()
+    at = notifier.broker.wall_now() if now_ms is None else now_ms
     after: str | None = None
     base = dict(data or {})
     while True:
@@ -159,7 +162,7 @@ async def notify_segment(notifier: Notifier, category: Category, template: str,
             r.id, category, template, {**base, **personal(r)} if personal else base,
             idempotency_key, channels)) for r in recipients if where is None or where(r)]
         if people:
-            await notify_people(notifier, people, now_ms, counts=counts)
+            await notify_people(notifier, people, at, counts=counts)
         if progress is not None:
             progress(counts)
     return counts
