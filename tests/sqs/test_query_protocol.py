@@ -304,3 +304,20 @@ def test_botocore_query_client_end_to_end(query_sqs: Any, names: Names) -> None:
     assert error_of(exc)[0] == "InvalidParameterValue"
     tasks = sqs.list_message_move_tasks(SourceArn=dlq_arn, MaxResults=10)
     assert tasks.get("Results", []) == []
+
+
+def test_json_received_message_leaves_absent_members_out(http: httpx.Client,
+                                                         names: Names) -> None:
+    def call(action: str, body: dict[str, Any]) -> dict[str, Any]:
+        response = http.post("/", content=json.dumps(body), headers={
+            "content-type": "application/x-amz-json-1.0",
+            "x-amz-target": f"AmazonSQS.{action}"})
+        assert response.status_code == 200, response.text
+        result: dict[str, Any] = response.json()
+        return result
+
+    url = call("CreateQueue", {"QueueName": names("qnulls")})["QueueUrl"]
+    call("SendMessage", {"QueueUrl": url, "MessageBody": "x"})
+    (message,) = call("ReceiveMessage", {"QueueUrl": url})["Messages"]
+    # No attributes asked for: SQS omits the members rather than sending nulls.
+    assert set(message) == {"MessageId", "ReceiptHandle", "MD5OfBody", "Body"}

@@ -224,7 +224,7 @@ def _message_out(ctx: Context, message: Message, system_names: tuple[str, ...],
     user, trace = qa.split_trace_header(message.attributes)
     chosen = qa.select_message_attributes(user, attribute_names)
     system = qa.system_attributes(message, system_names, ctx.account_id, trace)
-    return {
+    out = {
         "MessageId": message.id,
         "ReceiptHandle": message.receipt_handle,
         "MD5OfBody": md5_of_body(message.body.text),
@@ -235,6 +235,8 @@ def _message_out(ctx: Context, message: Message, system_names: tuple[str, ...],
         "MessageAttributes": qa.message_attributes_out(chosen)
         if chosen or (attribute_names and user) else None,
     }
+    # SQS leaves absent members out (a JSON null trips strict SDK parsers).
+    return {k: v for k, v in out.items() if v is not None}
 
 
 # acknowledging -------------------------------------------------------------------------
