@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from conveyor.errors import InvalidInput, TooManyEntries
 from conveyor.ledger import Delivery
-from conveyor.recipients import Recipient, parse_line, parse_recipient
+from conveyor.recipients import Recipient, check_id, parse_line, parse_recipient
 
 if TYPE_CHECKING:
     from conveyor.broker.broker import Broker
@@ -132,7 +132,7 @@ class Recipients:
         checked: set[str] = set()
         for index, (rid, d) in enumerate(pairs):
             if rid not in checked:
-                parse_recipient(rid, {})  # checks the id
+                check_id(rid)
                 checked.add(rid)
             if not isinstance(d, str) or not 1 <= len(d) <= 200:
                 raise InvalidInput("A delivery id is 1 to 200 characters.",
