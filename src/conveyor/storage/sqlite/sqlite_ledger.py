@@ -33,12 +33,6 @@ class SqliteLedger(SqliteBase):
 
         def run(db: sqlite3.Connection) -> list[bool]:
             with self._write(db):
-                # Usually every row is new: insert first, and look the ids up only when
-                # fewer rows went in than were given (a bulk send repeated).
-                db.execute("SAVEPOINT delivery_put")
-                if db.executemany(Q["delivery_put_many"], values).rowcount == len(values):
-                    return [True] * len(values)
-                db.execute("ROLLBACK TO delivery_put")
                 known = {r[0] for r in db.execute(Q["delivery_statuses"], (ids,))}
                 db.executemany(Q["delivery_put_many"], values)
             new: list[bool] = []
