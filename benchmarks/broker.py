@@ -102,16 +102,20 @@ async def broker_drain_worker(url: str) -> int:
 
 # ---- raw SQL ceiling (PostgreSQL) --------------------------------------------------------
 
+# On the same partitioned schema (message slots) a hand-written claim joins its rows back by
+# (id, slot), and a delete names the slots its rows are in, as the broker's do (the token
+# carries it); no token check (the fewest statements, not the same guarantees).
 RAW_CLAIM = """
 WITH cand AS (
-    SELECT id FROM conveyor_messages
+    SELECT id, slot FROM conveyor_messages
     WHERE queue_id = $1 AND visible_at <= conveyor_now_ms()
     ORDER BY priority DESC, visible_at, id LIMIT $2 FOR UPDATE SKIP LOCKED)
 UPDATE conveyor_messages m SET visible_at = conveyor_now_ms() + 60000, leased = true,
     token = (random() * 9007199254740991)::bigint, receive_count = m.receive_count + 1
-FROM cand WHERE m.id = cand.id
-RETURNING m.id, m.token, m.body"""
-RAW_DELETE = "DELETE FROM conveyor_messages WHERE id = ANY($1::uuid[])"
+FROM cand WHERE m.id = cand.id AND m.slot = cand.slot
+RETURNING m.id, m.slot, m.body"""
+RAW_DELETE = """
+DELETE FROM conveyor_messages WHERE id = ANY($1::uuid[]) AND slot = ANY($2::smallint[])"""
 RAW_INSERT = """
 INSERT INTO conveyor_messages (id, queue_id, visible_at, sent_at, body_kind, body)
 SELECT u.id, $1, conveyor_now_ms(), conveyor_now_ms(), 1, u.body
@@ -138,8 +142,10 @@ async def raw_enqueue(url: str, count: int) -> float:
 
 async def raw_drain_worker(url: str) -> int:
     """Claim + delete with two bare statements per batch."""
-    # The same planner pin the broker's claim carries, so the ceiling is a fair one.
-    conn = await asyncpg.connect(url, server_settings={"enable_sort": "off"})
+    # The same planner pins the broker's statements carry (as session settings: no round
+    # trips), so the ceiling is a fair one.
+    conn = await asyncpg.connect(url, server_settings={
+        "enable_sort": "off", "enable_seqscan": "off", "synchronous_commit": "off"})
     try:
         queue_id = await conn.fetchval("SELECT id FROM conveyor_queues WHERE name = $1", QUEUE)
         done = 0
@@ -147,7 +153,7 @@ async def raw_drain_worker(url: str) -> int:
             rows = await conn.fetch(RAW_CLAIM, queue_id, BATCH)
             if not rows:
                 return done
-            await conn.execute(RAW_DELETE, [r[0] for r in rows])
+            await conn.execute(RAW_DELETE, [r[0] for r in rows], sorted({r[1] for r in rows}))
             done += len(rows)
     finally:
         await conn.close()

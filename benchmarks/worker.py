@@ -2,13 +2,21 @@
 """Drain N no-op jobs with conveyor's worker, PgQueuer's worker and a bare pgmq loop.
 
     python benchmarks/worker.py [--jobs 100000] [--rounds 3] [--postgres URL] [--skip-sqlite]
+                                [--no-peers] [--baseline-src DIR] [--flows]
 
 Each contender gets the same jobs in the same PostgreSQL database (a fresh one named
-`conveyor_bench`, created and dropped here) and runs in 1 and 2 processes; conveyor also runs
+`conveyor_bench_PID`, created and dropped here) and runs in 1 and 2 processes; conveyor also runs
 on an SQLite file. Jobs are enqueued before the clock starts; processes start, connect and
 wait at a barrier (conveyor: its queue is paused until the clock starts), so the figure is
 drain throughput only. The table gives jobs/s and each row's ratio to PgQueuer and to pgmq
 on the same process count.
+
+`--baseline-src DIR` also runs another tree's conveyor workers (e.g. `main`'s `src`, from
+`git worktree add`) in every round, next to this tree's, on their own databases: the
+`÷base` column is the same-run ratio. `--flows` also drains a chord of `--jobs` no-op
+children and its callback in every round (clock stopped when the callback has run and the
+queue is empty, as for plain jobs): its
+`cost/child` column is its time per child divided by a plain job's time (`conveyor` row).
 
 Also the App the conveyor worker processes load (`worker:app`, URL from BENCH_URL).
 """
@@ -40,22 +48,44 @@ async def noop(i: int) -> None:
     """Nothing: the benchmark measures the machinery."""
 
 
+@app.task(queue=QUEUE, max_retries=0, track=True)
+async def chord_done(results: list[None]) -> int:
+    """A chord's callback: how many results it got."""
+    return len(results)
+
+
 # conveyor ---------------------------------------------------------------------------
-async def _conveyor_prepare(url: str, jobs: int) -> None:
+async def _conveyor_prepare(url: str, jobs: int, chord: bool = False) -> str | None:
+    """Enqueue the jobs into the paused queue; with `chord`, as one chord (its callback's
+    job id is returned)."""
+    from conveyor.worker import chord as make_chord
+    from conveyor.worker import group
+
     producer = App(url, middleware=[])
     producer.tasks.update(app.tasks)
     await producer.ensure_queue(QUEUE)
     source = await producer.source()
     await source.purge_queue(QUEUE)  # type: ignore[attr-defined]
     await source.update_queue(QUEUE, {"paused": True})
-    for start in range(0, jobs, 10_000):
-        await producer.send([noop.call((i,), {}) for i in range(start, min(jobs, start + 10_000))])
+    callback = None
+    if chord:
+        run = await producer.aenqueue_flow(make_chord(
+            group(producer.signature("noop", (i,)) for i in range(jobs)),
+            producer.signature("chord_done")))
+        callback = run.job_ids[-1]
+    else:
+        for start in range(0, jobs, 10_000):
+            await producer.send([noop.call((i,), {})
+                                 for i in range(start, min(jobs, start + 10_000))])
     await producer.aclose()
+    return callback
 
 
-async def _conveyor_drain(url: str, jobs: int, processes: int) -> float:
-    await _conveyor_prepare(url, jobs)
-    env = {**os.environ, "BENCH_URL": url, "PYTHONPATH": str(HERE)}
+async def _conveyor_drain(url: str, jobs: int, processes: int, src: str | None = None,
+                          chord: bool = False) -> float:
+    callback = await _conveyor_prepare(url, jobs, chord)
+    path = str(HERE) if src is None else f"{src}{os.pathsep}{HERE}"
+    env = {**os.environ, "BENCH_URL": url, "PYTHONPATH": path}
     command = [sys.executable, "-m", "conveyor.cli.main", "worker", "worker:app",
                "--processes", str(processes), "--batch-size", "1000", "--no-cron"]
     with tempfile.TemporaryFile() as log:
@@ -76,6 +106,10 @@ async def _conveyor_drain(url: str, jobs: int, processes: int) -> float:
             await source.update_queue(QUEUE, {"paused": False})
             # An exact count every few ms would cost the database more than the drain does:
             # one indexed row tells whether anything is left.
+            if callback is not None:  # the callback's status (one row), then the acks
+                while getattr(await source.jobs.status_get(callback), "status",
+                              None) != "succeeded":
+                    await asyncio.sleep(0.01)
             while await source.peek(QUEUE, 1):  # type: ignore[attr-defined]
                 await asyncio.sleep(0.01)
             return time.perf_counter() - started
@@ -197,20 +231,34 @@ async def main(args: argparse.Namespace) -> None:
     # all of them; each row reports the median round (and the spread).
     rates: dict[tuple[str, str, int], list[float]] = {}
     jobs = args.jobs
-    pg = await _database(args.postgres, "conveyor_bench")
+    # Names of this run's own: two benchmarks on one server must not drop each other's.
+    name = f"conveyor_bench_{os.getpid()}"
+    pg = await _database(args.postgres, name)
+    base_pg = await _database(args.postgres, f"{name}_base") if args.baseline_src else ""
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            targets = [("postgresql", pg)]
+            targets = [("postgresql", pg, base_pg)]
             if not args.skip_sqlite:
-                targets.append(("sqlite", f"sqlite:///{tmp}/bench.db"))
+                targets.append(("sqlite", f"sqlite:///{tmp}/bench.db",
+                                f"sqlite:///{tmp}/base.db"))
             for round_ in range(1, args.rounds + 1):
                 for processes in (1, 2):
-                    for backend, url in targets:
-                        seconds = await _conveyor_drain(url, jobs, processes)
-                        rates.setdefault(("conveyor", backend, processes), []).append(
-                            jobs / seconds)
-                        print(f"  round {round_}: conveyor {backend} x{processes}: "
-                              f"{jobs / seconds:,.0f} jobs/s", flush=True)
+                    for backend, url, base_url in targets:
+                        runs = [("conveyor", url, None, False)]
+                        if args.baseline_src:  # alternate which goes first
+                            base = ("base", base_url, args.baseline_src, False)
+                            runs.insert(round_ % 2, base)
+                        if args.flows:
+                            runs.append(("chord", url, None, True))
+                        for kind, target, src, chord in runs:
+                            seconds = await _conveyor_drain(target, jobs, processes, src,
+                                                            chord)
+                            rates.setdefault((kind, backend, processes), []).append(
+                                jobs / seconds)
+                            print(f"  round {round_}: {kind} {backend} x{processes}: "
+                                  f"{jobs / seconds:,.0f} jobs/s", flush=True)
+                    if args.no_peers:
+                        continue
                     for kind in ("pgqueuer", "pgmq"):
                         seconds = await _peer_drain(kind, pg, jobs, processes)
                         rates.setdefault((kind, "postgresql", processes), []).append(
@@ -218,8 +266,13 @@ async def main(args: argparse.Namespace) -> None:
                         print(f"  round {round_}: {kind} x{processes}: "
                               f"{jobs / seconds:,.0f} jobs/s", flush=True)
     finally:
-        await _database(args.postgres, "conveyor_bench", drop=True)
+        await _database(args.postgres, name, drop=True)
+        if args.baseline_src:
+            await _database(args.postgres, f"{name}_base", drop=True)
     median = {key: statistics.median(found) for key, found in rates.items()}
+    if args.no_peers:
+        _table_without_peers(jobs, args.rounds, rates, median)
+        return
     print(f"\n{jobs:,} no-op jobs drained, median of {args.rounds} rounds (min-max)\n")
     print(f"{'worker':<10} {'database':<11} {'procs':>5} {'jobs/s':>10} {'min-max':>15} "
           f"{'÷PgQueuer':>10} {'÷pgmq':>7}")
@@ -235,6 +288,24 @@ async def main(args: argparse.Namespace) -> None:
     print("reproduce: python benchmarks/worker.py " + " ".join(sys.argv[1:]))
 
 
+def _table_without_peers(jobs: int, rounds: int, rates: dict[tuple[str, str, int], list[float]],
+                         median: dict[tuple[str, str, int], float]) -> None:
+    print(f"\n{jobs:,} no-op jobs drained, median of {rounds} rounds (min-max); load "
+          f"average {os.getloadavg()[0]:.2f}\n")
+    print(f"{'worker':<10} {'database':<11} {'procs':>5} {'jobs/s':>10} {'min-max':>15} "
+          f"{'÷base':>7} {'cost/child':>10}")
+    for (kind, backend, procs), rate in sorted(median.items(), key=lambda i: (i[0][2], i[0][1])):
+        found = rates[(kind, backend, procs)]
+        spread = f"{min(found) / 1000:.1f}k-{max(found) / 1000:.1f}k"
+        ours = median[("conveyor", backend, procs)]
+        base = median.get(("base", backend, procs))
+        vs_base = f"{rate / base:.3f}" if base and kind != "chord" else ""
+        per_child = f"{ours / rate:.2f}x" if kind == "chord" else ""
+        print(f"{kind:<10} {backend:<11} {procs:>5} {rate:>10,.0f} {spread:>15} "
+              f"{vs_base:>7} {per_child:>10}")
+    print("reproduce: python benchmarks/worker.py " + " ".join(sys.argv[1:]))
+
+
 def cli() -> None:
     """Parse the flags; run the benchmark or one peer child."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -243,6 +314,11 @@ def cli() -> None:
         "CONVEYOR_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"),
         help="an admin URL; the benchmark creates and drops its own database")
     parser.add_argument("--skip-sqlite", action="store_true")
+    parser.add_argument("--no-peers", action="store_true",
+                        help="conveyor only (no PgQueuer, no pgmq)")
+    parser.add_argument("--baseline-src", help="another tree's src/ to run next to this one")
+    parser.add_argument("--flows", action="store_true",
+                        help="also drain a chord of --jobs children in every round")
     parser.add_argument("--rounds", type=int, default=3,
                         help="run every contender this many times; report the median")
     parser.add_argument("--child", choices=("pgqueuer", "pgmq"), help=argparse.SUPPRESS)

@@ -52,6 +52,12 @@ class MessageTooLarge(InvalidMessage):
     code = "message_too_large"
 
 
+class InvalidDigest(InvalidInput):
+    """A notification's digest (key and window) is malformed or out of range."""
+
+    code = "invalid_digest"
+
+
 class TooManyEntries(InvalidInput):
     """The batch has too many entries."""
 
@@ -76,6 +82,41 @@ class MissingParameter(InvalidInput):
     code = "missing_parameter"
 
 
+class InvalidFlow(InvalidInput):
+    """The flow is invalid."""
+
+    code = "invalid_flow"
+
+
+class FlowCycle(InvalidFlow):
+    """The flow has a cycle: a step waits, through others, for itself."""
+
+    code = "flow_cycle"
+
+
+class UnknownTask(InvalidFlow):
+    """The flow names a task that is not registered."""
+
+    code = "unknown_task"
+
+
+class InvalidTemplate(InvalidInput):
+    """A template does not parse; `line` is where (1-based)."""
+
+    code = "invalid_template"
+
+    def __init__(self, message: str | None = None, *, field: str | None = None,
+                 line: int | None = None) -> None:
+        super().__init__(message, field=field)
+        self.line = line
+
+
+class TemplateLocaleMissing(InvalidInput):
+    """The template has no locale for the recipient, and no fallback."""
+
+    code = "template_locale_missing"
+
+
 class QueueNotFound(ConveyorError):
     """The queue does not exist."""
 
@@ -86,6 +127,12 @@ class RecipientNotFound(ConveyorError):
     """The recipient does not exist."""
 
     code = "recipient_not_found"
+
+
+class TemplateNotFound(ConveyorError):
+    """The template does not exist."""
+
+    code = "template_not_found"
 
 
 class QueueAlreadyExists(ConveyorError):
@@ -110,6 +157,12 @@ class JobNotFound(ConveyorError):
     """No status is recorded for the job (unknown, untracked or expired)."""
 
     code = "job_not_found"
+
+
+class FlowNotFound(ConveyorError):
+    """No such flow (it may have expired)."""
+
+    code = "flow_not_found"
 
 
 class JobNotRetryable(Conflict):

@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["JOB_STATUSES", "RETRYABLE", "Grant", "JobFilter", "JobPage", "JobStatus", "Skipped"]
+__all__ = ["JOB_STATUSES", "RETRYABLE", "Grant", "JobAttempt", "JobDetail", "JobFilter",
+           "JobPage", "JobStatus", "Skipped"]
 
 JOB_STATUSES = ("queued", "running", "succeeded", "failed", "retrying", "dead", "cancelled")
 """Every status a job can be in."""
@@ -34,6 +35,13 @@ class JobStatus:
     `result` is any JSON value; `updated_at` (ms since the epoch) is set by the database
     and ignored when a status is written. `progress` is the last progress report of a
     running job (any JSON value); a write without one keeps the stored report.
+
+    The job explorer's fields: `key` (the task's per-key value, else its unique key) and
+    `args` (the call, `{"args": [...], "kwargs": {...}}`) are kept from the first write
+    that has them; `created_at` (ms, set by the database at the first write) is read
+    only. A worker reports the attempt a status ends (or starts) with `worker`,
+    `started_at` and `ended_at` (ms since the epoch, its own clock) and, for a failure,
+    the `traceback`; a status without `started_at` records no attempt.
     """
 
     job_id: str
@@ -46,19 +54,55 @@ class JobStatus:
     keep_seconds: int = 86_400
     updated_at: int | None = None
     progress: Any = None
+    key: str | None = None
+    args: Any = None
+    created_at: int | None = None
+    worker: str | None = None
+    started_at: int | None = None
+    ended_at: int | None = None
+    traceback: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class JobFilter:
     """Which tracked jobs to list, retry or delete: every field given must match (None:
-    any). `updated_since` (inclusive) and `updated_until` (exclusive) are ms since the
-    epoch, compared with the status's last update."""
+    any). The times are ms since the epoch, `*_since` inclusive and `*_until` exclusive,
+    compared with the status's last update or its first write (`created_*`)."""
 
     state: str | None = None
     task: str | None = None
     queue: str | None = None
     updated_since: int | None = None
     updated_until: int | None = None
+    key: str | None = None
+    created_since: int | None = None
+    created_until: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JobAttempt:
+    """One run of a job: its number (the message's receive count), the worker that ran
+    it, start and end (ms; `ended_at` None while it runs) and how it ended (running,
+    succeeded, retrying, dead, failed, cancelled or snoozed), with a failure's error and
+    traceback (the traceback's end is kept when it is long)."""
+
+    attempt: int
+    started_at: int
+    worker: str | None
+    ended_at: int | None
+    outcome: str
+    error: str | None
+    traceback: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class JobDetail:
+    """A job's page: its status, its attempts (oldest first) and a timeline of
+    (ms since the epoch, event, detail), oldest first."""
+
+    status: JobStatus
+    attempts: list[JobAttempt]
+    timeline: list[tuple[int, str, str]]
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,14 +14,15 @@ __all__ = ["DELIVERY_STATUSES", "FINAL_STATUSES", "Delivery", "DeliveryUpdate",
            "NewDelivery", "Suppression"]
 
 DELIVERY_STATUSES = ("queued", "held", "sending", "sent", "retrying", "failed", "unknown",
-                     "skipped")
+                     "skipped", "digested")
 """Every status a notification can be in. `sending`: handed to a provider, answer not yet
 recorded (a row left `sending` by a worker that died is in doubt); `unknown`: in doubt and
 held for an operator rather than resent (a channel configured so); `held`: queued with a
 delay until the recipient's quiet hours end; `skipped`: never queued, the reason in
-`error` (opted out, suppressed, no address)."""
+`error` (opted out, suppressed, no address); `digested`: merged into a digest, never sent
+on its own (the digest's message is a notification of its own)."""
 
-FINAL_STATUSES = frozenset({"sent", "failed", "unknown", "skipped"})
+FINAL_STATUSES = frozenset({"sent", "failed", "unknown", "skipped", "digested"})
 """Statuses after which a notification is never handed to a provider again."""
 
 

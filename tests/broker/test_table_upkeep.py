@@ -8,7 +8,9 @@ The long form is benchmarks/soak.py (rates, p99 and sizes over 30 minutes).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,9 +19,11 @@ import psycopg
 import pytest
 
 from conveyor.broker.broker import Broker
+from conveyor.models import VisibilityEntry
 from conveyor.storage.postgres import postgres_maintenance as maintenance_module
+from conveyor.storage.postgres import postgres_storage as queries
 from conveyor.storage.postgres.postgres_maintenance import SLOTS, Maintenance
-from conveyor.storage.postgres.postgres_storage import PostgresStorage
+from conveyor.storage.postgres.postgres_storage import BY_IDS_BEGIN, PostgresStorage
 from conveyor.storage.sqlite.sqlite_storage import SqliteStorage
 from tests.support.messages import entry, receive_all
 
@@ -180,6 +184,164 @@ async def test_a_backlog_is_moved_forward_so_its_slot_can_go(
         assert [r.status for r in done] == ["ok"] * 5
         rest = await receive_all(broker, "q")
         assert {m.id for m in rest} | {m.id for m in leased} == sent and len(rest) == 295
+    finally:
+        await broker.close()
+
+
+def _pointer(db: psycopg.Connection[Any]) -> tuple[int, int | None]:
+    """(current slot, previous slot)."""
+    row = db.execute("SELECT slot, previous FROM conveyor_message_rotation").fetchone()
+    return int(row[0]), row[1]
+
+
+async def _round_due(db: psycopg.Connection[Any], maintenance: Maintenance) -> None:
+    """One maintenance round, as if the pointer had stayed SLOT_MS on its slot."""
+    db.execute("UPDATE conveyor_message_rotation SET advanced_at = 0")
+    await maintenance.run_once()
+
+
+@pytest.mark.postgres
+async def test_a_backlog_never_holds_the_pointer_and_nothing_moves_into_the_current_slot(
+        postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A slot holding a backlog is skipped: the pointer keeps moving through the empty
+    ones (it never lands on one with rows), the slots consumed behind it are truncated,
+    and whatever maintenance moves (delayed rows, stragglers) goes to the previous slot:
+    the current one holds nothing but what was sent after the pointer came to it."""
+    monkeypatch.setattr(maintenance_module, "COMPACT", None)  # the backlog stays put
+    storage = PostgresStorage(postgres_url, maintenance=False)
+    broker = Broker(storage, sweep_interval=None)
+    await broker.start()
+    try:
+        await broker.create_queue("backlog")
+        await broker.create_queue("flow")
+        maintenance = Maintenance(storage.pool)
+        with psycopg.connect(postgres_url, autocommit=True) as db:
+            db.execute("UPDATE conveyor_message_rotation SET advanced_at = conveyor_now_ms()")
+            held, _ = _pointer(db)
+            for start in range(0, 3000, 500):
+                await broker.send("backlog", [entry(f"{i} {PAD}")
+                                              for i in range(start, start + 500)])
+            visited = []
+            for turn in range(2 * SLOTS):
+                await _round_due(db, maintenance)
+                current, previous = _pointer(db)
+                visited.append(current)
+                assert current != held
+                assert _slot_bytes(db)[current] == 0, f"turn {turn}: rows in the new slot"
+                await broker.send("flow", [entry(i, delay_seconds=900 if i == 0 else 0)
+                                           for i in range(50)])
+                got = await receive_all(broker, "flow")
+                assert len(got) == 49
+                await broker.delete("flow", [m.receipt_handle for m in got[:-1]])
+                assert _slot_bytes(db)[previous] > 0 or turn == 0
+            # Every slot but the backlog's served as the current one, twice round.
+            assert set(visited) == set(range(SLOTS)) - {held}
+            assert all(a != b for a, b in itertools.pairwise(visited))  # moved every round
+            used = {s for s, n in _slot_bytes(db).items() if n > 0}
+            # The backlog's slot, the current and the previous one (holding the delayed
+            # messages and the leased one); everything behind was truncated.
+            assert used <= {held, visited[-1], visited[-2]} and held in used, used
+            assert maintenance.rotations >= 2 * SLOTS - 3
+        stats = await broker.queue_stats("flow")
+        assert (stats.delayed, stats.in_flight) == (2 * SLOTS, 2 * SLOTS)
+        assert len(await receive_all(broker, "backlog", limit=500)) == 3000
+    finally:
+        await broker.close()
+
+
+@pytest.mark.postgres
+async def test_the_soak_in_seconds_claims_and_space_stay_flat_under_a_held_xmin(
+        postgres_url: str) -> None:
+    """benchmarks/soak.py's invariants, turn by turn with the rounds run by hand: while a
+    snapshot pins the xmin horizon, a steady churn through many rotations leaves the
+    claim's cost and the slots' size flat (nothing accumulates), and after the holder
+    ends the space is back at its baseline."""
+    storage = PostgresStorage(postgres_url, maintenance=False)
+    broker = Broker(storage, sweep_interval=None)
+    await broker.start()
+    try:
+        queue, _ = await broker.create_queue("soak")
+        maintenance = Maintenance(storage.pool)
+        with psycopg.connect(postgres_url, autocommit=True) as db, \
+                psycopg.connect(postgres_url) as hold:
+            hold.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+            hold.execute("SELECT count(*) FROM conveyor_queues").fetchone()
+            blocks, sizes = [], []
+            for turn in range(3 * SLOTS):
+                await broker.send("soak", [entry(f"{turn} {i} {PAD}") for i in range(400)])
+                blocks.append(_claim_blocks(db, queue.id))
+                got = await receive_all(broker, "soak", limit=400)
+                assert len(got) == 400
+                done = await broker.delete("soak", [m.receipt_handle for m in got])
+                assert all(r.status == "ok" for r in done)
+                await _round_due(db, maintenance)
+                sizes.append(sum(_slot_bytes(db, total=True).values()))
+            # Without rotation both would grow with every turn (48 x 400 messages' dead
+            # rows and entries, none of which VACUUM may remove under the holder).
+            assert max(blocks[SLOTS:]) <= 2 * max(blocks[:SLOTS]) + 10, blocks
+            assert max(sizes[SLOTS:]) <= 1.5 * max(sizes[:SLOTS]), sizes
+            assert maintenance.rotations >= 3 * SLOTS - 3
+            hold.rollback()
+        with psycopg.connect(postgres_url, autocommit=True) as db:
+            for _ in range(3):
+                await _round_due(db, maintenance)
+            used = [s for s, n in _slot_bytes(db).items() if n > 0]
+            assert len(used) <= 1, used  # at most the slot just left, awaiting its turn
+            assert sum(_slot_bytes(db, total=True).values()) <= max(sizes[:SLOTS])
+    finally:
+        await broker.close()
+
+
+def _probed(plan: dict[str, Any]) -> list[str]:
+    """Relations an executed plan looked rows up in (nodes that ran at least once)."""
+    found = []
+    if plan.get("Actual Loops", 0) > 0 and "Index" in plan.get("Node Type", ""):
+        found.append(str(plan["Index Name"]))
+    for child in plan.get("Plans", []):
+        found += _probed(child)
+    return found
+
+
+@pytest.mark.postgres
+async def test_a_receipt_handle_names_its_slot_so_acknowledging_probes_one_partition(
+        postgres_url: str) -> None:
+    storage = PostgresStorage(postgres_url, maintenance=False)
+    broker = Broker(storage, sweep_interval=None)
+    await broker.start()
+    try:
+        queue, _ = await broker.create_queue("q")
+        await broker.send("q", [entry(i) for i in range(10)])
+        got = await broker.receive("q", max_messages=10)
+        with psycopg.connect(postgres_url, autocommit=True) as db:
+            [slot] = [s for s, n in _slot_bytes(db).items() if n > 0]
+            tokens = [int(m.receipt_handle[32:], 16) for m in got]
+            assert {t & 0xFF for t in tokens} == {slot}
+            assert len(set(tokens)) == 10  # the rest is random
+            ids = [m.id for m in got]
+            sql = re.sub(r"\$(\d)", r"%(p\1)s", queries.Q["message_delete"])
+            with db.transaction(force_rollback=True):
+                for setting in BY_IDS_BEGIN.split("; ")[1:]:
+                    db.execute(setting)
+                args = {"p1": queue.id, "p2": ids, "p3": tokens, "p4": [slot]}
+                [[plan]] = db.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + sql,
+                                      args).fetchall()
+                found = plan[0] if isinstance(plan, list) else json.loads(plan)[0]
+            probed = _probed(found["Plan"])
+            assert set(probed) == {f"conveyor_messages_s{slot}_pkey"}, probed
+            # A handle whose low byte names another slot (an older version's token, or a
+            # row moved since) is still found, by a second look in every slot.
+            changed = await broker.change_visibility(
+                "q", [VisibilityEntry(got[0].receipt_handle, 60)])
+            assert [r.status for r in changed] == ["ok"]
+            db.execute("UPDATE conveyor_messages SET token = token # 1 WHERE id = %s",
+                       (got[1].id,))
+            moved = got[1].receipt_handle[:32] + format(tokens[1] ^ 1, "016x")
+        extended = await broker.change_visibility("q", [VisibilityEntry(moved, 60)])
+        assert [r.status for r in extended] == ["ok"]
+        done = await broker.delete("q", [m.receipt_handle for m in got[2:]] + [moved])
+        assert [r.status for r in done] == ["ok"] * 9
+        again = await broker.delete("q", [moved, got[0].receipt_handle])
+        assert [r.status for r in again] == ["stale", "ok"]
     finally:
         await broker.close()
 

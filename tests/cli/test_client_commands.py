@@ -207,3 +207,37 @@ def test_job_list_retry_and_delete(conveyor: Run, server: ServerProcess) -> None
     assert "deleted" in conveyor("job", "delete", "done-1").stdout
     assert conveyor("job", "list", "--queue", "work", "--state", "succeeded"
                     ).stdout.splitlines()[1:] == []
+
+
+def test_job_list_by_key_and_time_and_job_show(conveyor: Run, server: ServerProcess) -> None:
+    base = {"queue": "shown", "task": "tasks.bill"}
+    first = [{**base, "job_id": "bill-1", "status": "queued", "key": "acme",
+              "args": {"args": [1], "kwargs": {"to": "a@example.com"}}},
+             {**base, "job_id": "bill-2", "status": "queued", "key": "zeta"}]
+    assert httpx.post(f"{server.url}/v1/jobs/status", json={"jobs": first}).status_code == 204
+    created = httpx.get(f"{server.url}/v1/jobs/bill-1").json()["created_at"]
+    ended = [{**base, "job_id": "bill-1", "status": "dead", "attempts": 1, "worker": "w-9",
+              "error": "KeyError: 'plan'", "started_at": created + 5, "ended_at": created + 9,
+              "traceback": "Traceback (most recent call last):\nKeyError: 'plan'"}]
+    assert httpx.post(f"{server.url}/v1/jobs/status", json={"jobs": ended}).status_code == 204
+
+    by_key = lines(conveyor("job", "list", "--key", "acme", "-o", "json").stdout)
+    assert [j["job_id"] for j in by_key] == ["bill-1"]
+    since = datetime.fromtimestamp(created / 1000, UTC).isoformat()
+    window = lines(conveyor("job", "list", "--queue", "shown", "--created-since", since,
+                            "--created-until", str(created + 3_600_000), "-o", "json").stdout)
+    assert {j["job_id"] for j in window} == {"bill-1", "bill-2"}
+    assert lines(conveyor("job", "list", "--queue", "shown", "--created-until",
+                          str(created), "-o", "json").stdout) == []
+    bad = conveyor("job", "list", "--created-since", "last tuesday", ok=False)
+    assert bad.returncode == 2 and "ISO 8601" in bad.stderr
+
+    shown = conveyor("job", "show", "bill-1").stdout
+    assert "acme" in shown and '"to":"a@example.com"' in shown
+    assert "w-9" in shown and "KeyError: 'plan'" in shown
+    assert "attempt 1 traceback:\nTraceback (most recent call last):" in shown
+    assert "created" in shown and "dead" in shown
+    [page] = lines(conveyor("job", "show", "bill-1", "-o", "json").stdout)
+    assert [a["outcome"] for a in page["attempt_history"]] == ["dead"]  # type: ignore[union-attr]
+    missing = conveyor("job", "show", "no-such-job", ok=False)
+    assert missing.returncode == 1 and "job_not_found" in missing.stderr

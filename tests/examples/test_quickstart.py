@@ -59,3 +59,9 @@ def test_stream_example_runs(tmp_path: Path) -> None:
     finally:
         assert server.stop() == 0, server.logs()
     assert sorted(done.stdout.splitlines()) == [f"got hello {i}" for i in range(3)]
+
+
+def test_flows_example_runs(tmp_path: Path) -> None:
+    done = _run("flows.py", cwd=tmp_path)
+    assert done.stdout.splitlines() == ["chain 6", "chord 12", "parent 8"]
+    assert (tmp_path / "quickstart-flows.db").exists()

@@ -79,7 +79,10 @@ async def test_job_status(http: httpx.AsyncClient, clock: ManualClock) -> None:
     assert response.json() == {
         "job_id": "job-1", "status": "succeeded", "queue": "emails", "task": "send",
         "attempts": 2, "error": None, "result": {"ok": [1, 2]}, "keep_seconds": 600,
-        "updated_at": clock.ms, "progress": None}
+        "updated_at": clock.ms, "progress": None, "key": None, "created_at": clock.ms,
+        "args": None, "attempt_history": [],
+        "timeline": [{"at": clock.ms, "event": "created", "detail": "on emails"},
+                     {"at": clock.ms, "event": "succeeded", "detail": "last update"}]}
     response = await http.post("/v1/jobs/status", json={"jobs": [
         {"job_id": "job-2", "status": "failed", "queue": "emails", "error": "550"},
         {"job_id": "job-3", "status": "running", "queue": "other"}]})

@@ -15,7 +15,8 @@ async def test_set_then_get(broker: Broker, clock: ManualClock) -> None:
     await broker.jobs.status_set("j1", "running", queue="emails", task="send_welcome",
                                  attempts=1)
     assert await broker.jobs.status_get("j1") == JobStatus(
-        "j1", "running", "emails", "send_welcome", 1, None, None, 86_400, clock.ms)
+        "j1", "running", "emails", "send_welcome", 1, None, None, 86_400, clock.ms,
+        created_at=clock.ms)
     clock.advance(3)
     result = {"sent": True, "ids": [1, 2], "note": "é", "n": None}
     await broker.jobs.status_set("j1", "succeeded", queue="emails", task="send_welcome",

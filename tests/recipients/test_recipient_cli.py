@@ -57,3 +57,23 @@ def test_put_get_import(database_url: str, tmp_path: Path) -> None:
     assert _conveyor("recipient", "get", "q1", *db, cwd=tmp_path).returncode == 1
     assert _conveyor("recipient", "delete", "ann", *db, cwd=tmp_path).returncode == 0
     assert _conveyor("recipient", "get", "ann", *db, cwd=tmp_path).returncode == 1
+
+
+def test_notify_into_a_digest(database_url: str, tmp_path: Path) -> None:
+    db = ["--database", database_url]
+    assert _conveyor("recipient", "put", "ann", "--email", "ann@example.com", *db,
+                     cwd=tmp_path).returncode == 0
+    note = ["recipient", "notify", "ann", "--category", "comments", "--template", "c"]
+    bad = _conveyor(*note, "--digest-key", "post-42", "--digest-window", "ten minutes", *db,
+                    cwd=tmp_path)
+    assert bad.returncode == 1 and "digest.window must be a duration" in bad.stderr
+    half = _conveyor(*note, "--digest-key", "post-42", *db, cwd=tmp_path)
+    assert half.returncode == 1 and "digest.window" in half.stderr
+    for n in range(2):
+        told = _conveyor(*note, "--data", json.dumps({"n": n}), "--digest-key", "post-42",
+                         "--digest-window", "10m", *db, cwd=tmp_path)
+        assert told.returncode == 0, told.stderr
+        (only,) = json.loads(told.stdout)["deliveries"]
+        assert (only["channel"], only["status"]) == ("email", "digested")
+    counts = _conveyor("notify", "counts", *db, cwd=tmp_path)
+    assert counts.returncode == 0 and '"digested": 2' in counts.stdout.replace("\n", "")

@@ -16,11 +16,14 @@ from typing import Any
 from conveyor.broker import retention
 from conveyor.broker import validation as v
 from conveyor.broker.delivery_ledger import Ledger
+from conveyor.broker.digests import Digests
+from conveyor.broker.flows import Flows
 from conveyor.broker.job_system import Jobs, Limits
 from conveyor.broker.queue_rules import check_dead_letter, check_supported
 from conveyor.broker.quotas import Quotas
 from conveyor.broker.recipients import Recipients
 from conveyor.broker.redrive import Redrive
+from conveyor.broker.templates import StoredTemplates
 from conveyor.broker.wakeup import Throttle, Wakeups, Watchers
 from conveyor.broker.workers import Workers
 from conveyor.clock import Clock, system_clock
@@ -95,9 +98,12 @@ class Broker:
         self._background: list[asyncio.Task[None]] = []
         self.redrive = Redrive(self)
         self.limits, self.jobs = Limits(self), Jobs(self)
+        self.flows = Flows(self)
         self.workers = Workers(self)
         self.ledger = Ledger(self)
         self.recipients = Recipients(self)
+        self.templates = StoredTemplates(self)
+        self.digests = Digests(self)
         self.observers: list[BrokerObserver] = []
         self.queue_changes = 0
         """Bumped whenever this broker creates, changes or deletes a queue (so that lists

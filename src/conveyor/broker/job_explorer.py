@@ -29,14 +29,23 @@ from conveyor.errors import (
     JobNotRetryable,
     QueueNotFound,
 )
-from conveyor.jobs import JOB_STATUSES, RETRYABLE, JobFilter, JobPage, JobStatus, Skipped
+from conveyor.jobs import (
+    JOB_STATUSES,
+    RETRYABLE,
+    JobAttempt,
+    JobDetail,
+    JobFilter,
+    JobPage,
+    JobStatus,
+    Skipped,
+)
 from conveyor.storage.base import JobListParams
 
 if TYPE_CHECKING:
     from conveyor.broker.broker import Broker
 
-__all__ = ["DLQ_SUFFIX", "MAX_BULK", "MAX_PAGE", "delete", "delete_many", "list_jobs",
-           "retry", "retry_many"]
+__all__ = ["DLQ_SUFFIX", "MAX_BULK", "MAX_PAGE", "delete", "delete_many", "detail",
+           "list_jobs", "retry", "retry_many", "timeline"]
 
 MAX_PAGE = 1000
 MAX_BULK = 1000
@@ -55,6 +64,41 @@ async def list_jobs(broker: Broker, where: JobFilter, *, limit: int = 100,
     more = len(rows) > limit
     rows = rows[:limit]
     return JobPage(rows, _cursor(rows[-1]) if more and rows else None)
+
+
+async def detail(broker: Broker, job_id: str) -> JobDetail:
+    """A job's status with its arguments, its attempts (oldest first: each with its worker,
+    start, end, outcome and a failure's error and traceback) and a timeline. 404
+    `job_not_found` when no status is recorded (or it expired)."""
+    job_id = _job_id(job_id)
+    found = await broker.jobs.status_get(job_id)
+    if found is None:
+        raise JobNotFound(f"No status for job {job_id!r}.")
+    attempts = await broker.storage.job_attempts(job_id)
+    return JobDetail(found, attempts, timeline(found, attempts))
+
+
+def timeline(status: JobStatus, attempts: list[JobAttempt]) -> list[tuple[int, str, str]]:
+    """(ms, event, detail) oldest first: the first record (`created`: the enqueue), each
+    attempt's start and end, and the last recorded step when no attempt ended with it
+    (queued again, dead-lettered)."""
+    events: list[tuple[int, str, str]] = []
+    if status.created_at is not None:
+        events.append((status.created_at, "created", f"on {status.queue}"))
+    for a in attempts:
+        where = f" on {a.worker}" if a.worker else ""
+        events.append((a.started_at, "started", f"attempt {a.attempt}{where}"))
+        if a.ended_at is not None:
+            events.append((a.ended_at, a.outcome, f"attempt {a.attempt}"
+                           + (f": {a.error[:200]}" if a.error else "")))
+    last = attempts[-1] if attempts else None
+    told = last is not None and last.ended_at is not None and last.outcome == status.status
+    if status.updated_at is not None and not told and not (
+            status.status == "queued" and not attempts) and not (
+            status.status == "running" and last is not None and last.ended_at is None):
+        events.append((status.updated_at, status.status, "last update"))
+    events.sort(key=lambda e: e[0])
+    return events
 
 
 async def retry(broker: Broker, job_id: str) -> JobStatus:
@@ -136,10 +180,13 @@ async def _retry_one(broker: Broker, found: JobStatus) -> JobStatus:
                              "dead-letter queue (expired, purged, redriven or deleted), so "
                              "it cannot be sent again.")
     await broker.signal(queue.id)
-    # Forget the old row first: a failed status is final and would ignore "queued".
-    await broker.storage.job_delete_many([found.job_id])
-    await broker.jobs.status_set(found.job_id, "queued", queue=found.queue,
-                                 task=found.task, keep_seconds=found.keep_seconds)
+    # A dead status takes any write, so its row (and attempt history) stays; a failed one
+    # is final and would ignore "queued": forget it first.
+    if found.status != "dead":
+        await broker.storage.job_delete_many([found.job_id])
+    await broker.jobs.status_set_many([JobStatus(
+        found.job_id, "queued", found.queue, found.task, keep_seconds=found.keep_seconds,
+        key=found.key, args=found.args)])
     again = await broker.jobs.status_get(found.job_id)
     return again or JobStatus(found.job_id, "queued", found.queue, found.task)
 
@@ -174,8 +221,9 @@ async def _candidates(broker: Broker, where: JobFilter, states: tuple[str, ...],
     rows: list[JobStatus] = []
     for state in wanted:
         params = _params(broker, JobFilter(state, where.task, where.queue,
-                                           where.updated_since, where.updated_until),
-                         limit + 1, after)
+                                           where.updated_since, where.updated_until,
+                                           where.key, where.created_since,
+                                           where.created_until), limit + 1, after)
         rows.extend(await broker.storage.job_list(params))
     rows.sort(key=lambda r: (r.updated_at or 0, r.job_id), reverse=True)
     return rows[:limit + 1]
@@ -198,10 +246,14 @@ def _params(broker: Broker, where: JobFilter, limit: int, after: str | None
             v.QUEUE_NAME.fullmatch(queue) or v.FIFO_QUEUE_NAME.fullmatch(queue))):
         raise InvalidInput(f"queue must be a queue name (1-80 letters, digits, '-' or '_'), "
                            f"not {queue!r:.100}.", field="queue")
+    key = where.key
+    if key is not None and (not isinstance(key, str) or not 1 <= len(key) <= 200):
+        raise InvalidInput("key must be a string of 1 to 200 characters.", field="key")
     since = _time("updated_since", where.updated_since)
     until = _time("updated_until", where.updated_until)
     return JobListParams(state, task, queue, since, until, _decode(after), limit,
-                         broker.now())
+                         broker.now(), key, _time("created_since", where.created_since),
+                         _time("created_until", where.created_until))
 
 
 def _time(field: str, value: Any) -> int | None:

@@ -20,9 +20,15 @@ from typing import TYPE_CHECKING, Any
 from conveyor.broker import job_explorer
 from conveyor.broker import validation as v
 from conveyor.errors import InvalidInput, TooManyEntries
-from conveyor.jobs import JOB_STATUSES, Grant, JobFilter, JobPage, JobStatus, Skipped
+from conveyor.jobs import JOB_STATUSES, Grant, JobDetail, JobFilter, JobPage, JobStatus, Skipped
 from conveyor.models import dumps_json
-from conveyor.storage.base import JobRow, RateTakeParams, SlotAcquireParams, SlotRenewParams
+from conveyor.storage.base import (
+    AttemptRow,
+    JobRow,
+    RateTakeParams,
+    SlotAcquireParams,
+    SlotRenewParams,
+)
 
 if TYPE_CHECKING:
     from conveyor.broker.broker import Broker
@@ -41,6 +47,8 @@ MAX_ATTEMPTS = 1_000_000
 MAX_KEEP = 365 * 86_400
 MAX_ERROR = 16_384
 MAX_RESULT_BYTES = 1_048_576
+MAX_TRACEBACK = 16_384
+MAX_ARGS = 65_536  # a job page shows a call's arguments up to this many characters of JSON
 CRON_KEEP_MS = 7 * 86_400_000  # a claimed tick is remembered for a week after its claim
 _SWEEP_BATCH = 10_000
 
@@ -176,8 +184,15 @@ class Jobs:
             raise TooManyEntries(f"A batch holds at most {v.MAX_BATCH} statuses, "
                                  f"not {len(items)}.")
         rows: dict[str, JobRow] = {}
+        attempts: dict[tuple[str, int, int], AttemptRow] = {}
         for index, item in enumerate(items):
             row = _job_row(item, index)
+            attempt = _attempt_row(item, index)
+            if attempt is not None:  # every attempt of the batch, its end over its start
+                name = (attempt.job_id, attempt.attempt, attempt.started_at)
+                earlier_attempt = attempts.get(name)
+                if earlier_attempt is None or earlier_attempt.ended_at is None:
+                    attempts[name] = attempt
             earlier = rows.pop(row.job_id, None)  # keep the furthest (else the last)
             if earlier is not None and row.report is None:
                 row = row._replace(report=earlier.report)  # a report lands with its end
@@ -187,12 +202,18 @@ class Jobs:
             storage = self._broker.storage
             if connection is not None:
                 storage = storage.bound(connection)
-            await storage.job_put_many(list(rows.values()), self._broker.now())
+            await storage.job_put_many(list(rows.values()), self._broker.now(),
+                                       list(attempts.values()))
 
     async def status_get(self, job_id: str) -> JobStatus | None:
         """A job's status, or None when unknown or expired."""
         job_id = _text("job_id", job_id)
         return await self._broker.storage.job_get(job_id, self._broker.now())
+
+    async def detail(self, job_id: str) -> JobDetail:
+        """A job's page: status, arguments, attempts and timeline (see
+        `job_explorer.detail`); 404 `job_not_found` when unknown or expired."""
+        return await job_explorer.detail(self._broker, job_id)
 
     async def status_counts(self, queue: str | None = None) -> dict[str, int]:
         """How many jobs are in each status (every status listed, zeros too), of one
@@ -332,8 +353,54 @@ def _job_row(item: Any, index: int) -> JobRow:
         if len(report) > MAX_ERROR:
             raise InvalidInput(f"progress must encode to at most {MAX_ERROR:,} characters "
                                "of JSON.", field="progress", index=index)
+    key = None if item.key is None else _text("key", item.key, index)
     return JobRow(job_id, item.status, queue, task, attempts, error, result, keep,
-                  progress(item.status, attempts), report)
+                  progress(item.status, attempts), report, key, _args(item.args, index))
+
+
+def _args(value: Any, index: int) -> str | None:
+    """The call's arguments as JSON text; a long one is kept as a string of its start,
+    so the job page still shows what it was called with."""
+    if value is None:
+        return None
+    try:
+        text = dumps_json(value)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"args must be a JSON value: {exc}.", field="args",
+                           index=index) from exc
+    if len(text) > MAX_ARGS:
+        text = dumps_json(text[:MAX_ARGS - 200] + "…")
+    return text
+
+
+def _attempt_row(item: JobStatus, index: int) -> AttemptRow | None:
+    """The attempt a status starts or ends (a worker's report), or None."""
+    if item.started_at is None:
+        return None
+    started = _int("started_at", item.started_at, 0, 2**53, index)
+    ended = None if item.ended_at is None else _int("ended_at", item.ended_at, 0, 2**53,
+                                                    index)
+    worker = None if item.worker is None else _text("worker", item.worker, index)
+    if ended is None:
+        outcome = "running"
+    elif item.status in ("running", "queued"):
+        outcome = "snoozed"  # an attempt that ended without a step: back later
+    else:
+        outcome = item.status
+    trace = item.traceback
+    if trace is not None:
+        if not isinstance(trace, str):
+            raise InvalidInput(f"traceback must be a string, not {trace!r:.50}.",
+                               field="traceback", index=index)
+        if len(trace) > MAX_TRACEBACK:  # the end of a traceback says the most: keep it
+            trace = "…" + trace[-(MAX_TRACEBACK - 1):]
+    error = item.error if isinstance(item.error, str) else None
+    if error is not None and len(error) > MAX_ERROR:
+        error = error[:MAX_ERROR - 1] + "…"
+    return AttemptRow(item.job_id, item.attempts, started, worker, ended,
+                      outcome if ended is not None else "running",
+                      error if ended is not None else None,
+                      trace if ended is not None else None)
 
 
 # Steps of one attempt, in order; a later attempt is further along than any step of an

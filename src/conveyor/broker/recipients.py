@@ -34,8 +34,13 @@ class Recipients:
     async def put(self, recipient_id: str, doc: Mapping[str, Any]) -> Recipient:
         """Create or replace one recipient from its JSON form; returns it as stored."""
         recipient = parse_recipient(recipient_id, doc)
+        before = await self._broker.storage.recipient_get(recipient.id)
         await self._broker.storage.recipient_put_many([recipient], self._broker.now())
         stored = await self._broker.storage.recipient_get(recipient.id)
+        if before is not None and (before.quiet_hours, before.timezone) != (
+                recipient.quiet_hours, recipient.timezone):
+            # Messages held for the old quiet hours go when the new ones allow.
+            await self._broker.digests.retime(recipient)
         return stored or recipient  # None only if deleted meanwhile: what was written
 
     async def put_many(self, recipients: Sequence[Recipient]) -> int:

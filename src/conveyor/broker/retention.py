@@ -36,6 +36,7 @@ async def sweep(broker: Broker) -> int:
     while await storage.claim_expire(broker.now(), 10_000) == 10_000:
         pass
     await broker.jobs.expire()
+    await broker.flows.expire()
     await broker.limits.expire()
     await broker.workers.expire()
     await broker.ledger.expire()

@@ -1,21 +1,76 @@
-"""`conveyor job list`, `job retry` and `job delete`: the job explorer from a shell (over
-HTTP, through `conveyor.client`); no logic beyond the output's shape."""
+"""`conveyor job list`, `job show`, `job retry` and `job delete`: the job explorer from a
+shell (over HTTP, through `conveyor.client`); no logic beyond the output's shape."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from datetime import UTC, datetime
 
 from conveyor.cli.commands import _json_line, _table, _wants_json
 from conveyor.client import Client
 from conveyor.http import wire
 from conveyor.jobs import JobFilter
+from conveyor.models import dumps_json
 
-__all__ = ["job_delete", "job_list", "job_retry"]
+__all__ = ["job_delete", "job_list", "job_retry", "job_show", "moment"]
+
+
+def moment(text: str) -> int:
+    """A time flag's value: ms since the epoch, or an ISO 8601 time (UTC when it names no
+    zone), as argparse's `type=`."""
+    if text.isdigit():
+        return int(text)
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is neither ms since the epoch nor an ISO 8601 time "
+            "(2026-12-05T21:00:00Z)") from None
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    return int(at.timestamp() * 1000)
 
 
 def _where(args: argparse.Namespace) -> JobFilter:
-    return JobFilter(args.state, args.task, args.queue)
+    return JobFilter(args.state, args.task, args.queue, args.updated_since,
+                     args.updated_until, args.key, args.created_since, args.created_until)
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else dumps_json(value)[:400]
+
+
+def _when(ms: int | None) -> str:
+    if ms is None:
+        return "-"
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
+
+
+def job_show(args: argparse.Namespace, client: Client) -> int:
+    """A job's page: status, arguments, attempts with their errors and tracebacks,
+    result and timeline."""
+    found = client.jobs.detail(args.job_id)
+    if _wants_json(args):
+        _json_line(wire.job_detail_json(found))
+        return 0
+    s = found.status
+    _table([("job", s.job_id), ("state", s.status), ("queue", s.queue), ("task", s.task),
+            ("key", s.key), ("arguments", _text(s.args)),
+            ("result", _text(s.result)), ("created", _when(s.created_at)),
+            ("updated", _when(s.updated_at))], ("FIELD", "VALUE"))
+    if found.attempts:
+        print()
+        _table([(a.attempt, a.outcome, a.worker, _when(a.started_at), _when(a.ended_at),
+                 (a.error or "")[:80] or None) for a in found.attempts],
+               ("ATTEMPT", "OUTCOME", "WORKER", "STARTED", "ENDED", "ERROR"))
+        for a in found.attempts:
+            if a.traceback:
+                print(f"\nattempt {a.attempt} traceback:\n{a.traceback.rstrip()}")
+    print()
+    _table([(_when(at), event, detail) for at, event, detail in found.timeline],
+           ("AT", "EVENT", "DETAIL"))
+    return 0
 
 
 def job_list(args: argparse.Namespace, client: Client) -> int:

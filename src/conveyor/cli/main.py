@@ -18,6 +18,7 @@ from conveyor.cli import (
     key_commands,
     notify,
     recipient_commands,
+    template_commands,
     transfer,
     worker,
     workers,
@@ -53,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     notify.add_parsers(sub)
     key_commands.add_parsers(sub)
     recipient_commands.add_parsers(sub)
+    template_commands.add_parsers(sub)
     return parser
 
 
@@ -168,9 +170,20 @@ def _client_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                                           "dead or cancelled")
     listing.add_argument("--task", help="one task's jobs")
     listing.add_argument("--queue", help="one queue's jobs")
+    listing.add_argument("--key", help="one key's jobs (per-key value or unique key)")
+    for flag, what in (("--created-since", "enqueued at or after"),
+                       ("--created-until", "enqueued before"),
+                       ("--updated-since", "updated at or after"),
+                       ("--updated-until", "updated before")):
+        listing.add_argument(flag, type=job_commands.moment, metavar="TIME",
+                             help=f"{what} TIME (ms since the epoch or ISO 8601)")
     listing.add_argument("--limit", type=int, default=50, help="jobs to show (default 50)")
     listing.add_argument("--after", metavar="CURSOR", help="the next page (printed as more:)")
     listing.set_defaults(client=job_commands.job_list)
+    show = job_sub.add_parser("show", parents=[common], help="a job's arguments, attempts "
+                              "with errors and tracebacks, result and timeline")
+    show.add_argument("job_id", metavar="JOB_ID")
+    show.set_defaults(client=job_commands.job_show)
     retry = job_sub.add_parser("retry", parents=[common],
                                help="send a dead or failed job again under its id")
     retry.add_argument("job_id", metavar="JOB_ID")

@@ -30,6 +30,8 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     send.add_argument("--html")
     send.add_argument("--event", default="notification", help="webhook event name")
     send.add_argument("--idempotency-key", help="the same key again sends nothing")
+    send.add_argument("--locale", help="the template's locale, e.g. pt-BR (falls back to pt, "
+                                       "then the template's default)")
     worker = actions.add_parser("worker", help="deliver queued notifications until stopped")
     worker.add_argument("--smtp", metavar="HOST:PORT", help="run the email channel")
     worker.add_argument("--sender", default="conveyor@localhost")
@@ -129,7 +131,8 @@ def _send(args: argparse.Namespace) -> int:
 
     note = notification(args.channel, args.to, template=args.template, data=args.data,
                         subject=args.subject, text=args.text, html=args.html,
-                        idempotency_key=args.idempotency_key, event=args.event)
+                        idempotency_key=args.idempotency_key, event=args.event,
+                        locale=args.locale)
     # Enqueuing needs only the channel's name (and the templates, to check the name).
     notifier = Notifier(args.database, channels={args.channel: Channel()},
                         templates=args.templates)

@@ -64,6 +64,10 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     tell.add_argument("--channel", action="append", dest="channels", metavar="CHANNEL",
                       help="only this channel (repeatable)")
     tell.add_argument("--idempotency-key")
+    tell.add_argument("--digest-key", metavar="KEY",
+                      help="merge into the recipient's digest for KEY (needs --digest-window)")
+    tell.add_argument("--digest-window", metavar="DURATION",
+                      help="how long a digest collects: 30s, 10m, 2h, 1d (up to 7d)")
     tell.add_argument("--templates", metavar="DIR", help="check the template name here")
     for parser in (put, get, delete, load, tell):
         parser.add_argument("--database", metavar="URL", help="default: embedded SQLite")
@@ -171,7 +175,9 @@ def _notify(args: argparse.Namespace) -> int:
 
     note = PersonNotification(
         args.id, Category(args.category, args.critical, args.opt_in_category), args.template,
-        args.data, args.idempotency_key, tuple(args.channels) if args.channels else None)
+        args.data, args.idempotency_key, tuple(args.channels) if args.channels else None,
+        None if args.digest_key is None and args.digest_window is None else
+        {"key": args.digest_key, "window": args.digest_window})
 
     async def run(broker: Broker) -> list[dict[str, Any]]:
         # Enqueuing needs only the channels' names; delivery workers run the real ones.

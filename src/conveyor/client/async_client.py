@@ -11,6 +11,7 @@ import httpx
 from conveyor.client import _calls as c
 from conveyor.client._calls import auth_headers
 from conveyor.client._errors import ServerUnavailable
+from conveyor.client.flow_ops import AsyncFlows
 from conveyor.client.ops import AsyncJobs, AsyncLimits
 from conveyor.client.worker_ops import AsyncWorkers
 from conveyor.config import DEFAULT_TIMEOUT, DEFAULT_URL
@@ -50,6 +51,7 @@ class AsyncClient:
         self.limits = AsyncLimits(self.run)
         self.workers = AsyncWorkers(self.run)
         self.jobs = AsyncJobs(self.run)
+        self.flows = AsyncFlows(self.run)
 
     async def start(self) -> None:
         """Nothing to open (connections are made on demand); for symmetry with `Broker`."""

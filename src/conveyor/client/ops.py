@@ -8,8 +8,14 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 from conveyor.client._calls import Call
-from conveyor.client._models import Grant, JobStatus, job_status_json, job_status_of
-from conveyor.jobs import JobFilter, JobPage, Skipped
+from conveyor.client._models import (
+    Grant,
+    JobStatus,
+    job_detail_of,
+    job_status_json,
+    job_status_of,
+)
+from conveyor.jobs import JobDetail, JobFilter, JobPage, Skipped
 
 T = TypeVar("T")
 AsyncRun = Callable[[Call[T]], Awaitable[T]]
@@ -80,6 +86,11 @@ def status_get(job_id: str) -> Call[JobStatus | None]:
                 missing_is_none=True)
 
 
+def job_detail(job_id: str) -> Call[JobDetail]:
+    """GET /v1/jobs/{id}: the status with arguments, attempts and timeline."""
+    return Call("GET", f"/v1/jobs/{quote(job_id, safe='')}", lambda _, d: job_detail_of(d))
+
+
 def status_counts(queue: str | None) -> Call[dict[str, int]]:
     """GET /v1/jobs/counts?queue=: how many jobs are in each status."""
     return Call("GET", "/v1/jobs/counts",
@@ -90,7 +101,9 @@ def status_counts(queue: str | None) -> Call[dict[str, int]]:
 def _filter(where: JobFilter | None) -> dict[str, Any]:
     w = where or JobFilter()
     found = {"state": w.state, "task": w.task, "queue": w.queue,
-             "updated_since": w.updated_since, "updated_until": w.updated_until}
+             "updated_since": w.updated_since, "updated_until": w.updated_until,
+             "key": w.key, "created_since": w.created_since,
+             "created_until": w.created_until}
     return {k: v for k, v in found.items() if v is not None}
 
 
@@ -212,6 +225,11 @@ class AsyncJobs:
         counts: dict[str, int] = await self._run(status_counts(queue))
         return counts
 
+    async def detail(self, job_id: str) -> JobDetail:
+        """A job's page: status, arguments, attempts, timeline (404: JobNotFound)."""
+        found: JobDetail = await self._run(job_detail(job_id))
+        return found
+
     async def retry(self, job_id: str) -> JobStatus:
         """Send a dead or failed job again under its id."""
         found: JobStatus = await self._run(job_retry(job_id))
@@ -311,6 +329,11 @@ class SyncJobs:
         """How many jobs are in each status."""
         counts: dict[str, int] = self._run(status_counts(queue))
         return counts
+
+    def detail(self, job_id: str) -> JobDetail:
+        """A job's page: status, arguments, attempts, timeline (404: JobNotFound)."""
+        found: JobDetail = self._run(job_detail(job_id))
+        return found
 
     def retry(self, job_id: str) -> JobStatus:
         """Send a dead or failed job again under its id."""

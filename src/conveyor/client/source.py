@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from conveyor.client._models import Grant, JobStatus
+from conveyor.flows import Flow, FlowStep, NodeEnd
 from conveyor.heartbeats import Heartbeat, WorkerInfo
 from conveyor.models import (
     EntryResult,
@@ -19,7 +20,7 @@ from conveyor.models import (
     VisibilityEntry,
 )
 
-__all__ = ["JobsOps", "LimitsOps", "Source", "WorkersOps"]
+__all__ = ["FlowsOps", "JobsOps", "LimitsOps", "Source", "WorkersOps"]
 
 
 class LimitsOps(Protocol):
@@ -52,6 +53,19 @@ class JobsOps(Protocol):
     async def status_counts(self, queue: str | None = None) -> Mapping[str, int]: ...
 
 
+class FlowsOps(Protocol):
+    """Flows (`conveyor.flows`): what a worker records when a flow's job ends."""
+
+    async def create(self, steps: Sequence[FlowStep], *, keep_seconds: int = ...
+                     ) -> Flow: ...
+
+    async def end_many(self, ends: Sequence[NodeEnd]) -> None: ...
+
+    async def results(self, flow_id: str, node: int) -> list[Any]: ...
+
+    async def get(self, flow_id: str) -> Flow: ...
+
+
 class WorkersOps(Protocol):
     """Worker heartbeats: beat, stop, and list the live ones."""
 
@@ -73,6 +87,9 @@ class Source(Protocol):
 
     @property
     def workers(self) -> WorkersOps: ...
+
+    @property
+    def flows(self) -> FlowsOps: ...
 
     async def start(self) -> None: ...
 

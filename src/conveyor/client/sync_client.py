@@ -11,6 +11,7 @@ import httpx
 from conveyor.client import _calls as c
 from conveyor.client._calls import auth_headers
 from conveyor.client._errors import ServerUnavailable
+from conveyor.client.flow_ops import SyncFlows
 from conveyor.client.ops import SyncJobs, SyncLimits
 from conveyor.client.worker_ops import SyncWorkers
 from conveyor.config import DEFAULT_TIMEOUT, DEFAULT_URL
@@ -45,6 +46,7 @@ class Client:
         self.limits = SyncLimits(self.run)
         self.workers = SyncWorkers(self.run)
         self.jobs = SyncJobs(self.run)
+        self.flows = SyncFlows(self.run)
 
     def close(self) -> None:
         """Close the connection pool."""

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import orjson
 
 from conveyor.broker.broker import Broker
 from conveyor.dashboard.series import Point, Snapshot
@@ -244,11 +245,18 @@ def clip(text: str | None, limit: int = BODY_CHARS) -> str:
     return f"{text[:limit]}… ({len(text) - limit:,} more characters)"
 
 
+def pretty(value: Any) -> str:
+    """A JSON value, indented (a string as it is)."""
+    if isinstance(value, str):
+        return value
+    return orjson.dumps(value, option=orjson.OPT_INDENT_2).decode()
+
+
 def environment() -> jinja2.Environment:
     """The templates, autoescaped (every value shown is escaped unless marked safe)."""
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(HERE / "templates"),
         autoescape=True, trim_blocks=True, lstrip_blocks=True,
         undefined=jinja2.StrictUndefined, enable_async=False)
-    env.filters.update(age=age, rate=rate, when=when, clip=clip)
+    env.filters.update(age=age, rate=rate, when=when, clip=clip, pretty=pretty)
     return env

@@ -21,10 +21,12 @@ from conveyor.connect import open_broker
 from conveyor.forgery import normalise_hosts
 from conveyor.http import (
     dashboard,
+    dashboard_jobs,
     docs,
     errors,
     explorer,
     feedback_routes,
+    flow_routes,
     health,
     job_routes,
     messages,
@@ -34,6 +36,7 @@ from conveyor.http import (
     recipients,
     stream,
     tasks,
+    templates,
     workers,
     wq,
 )
@@ -94,8 +97,9 @@ def create_app(broker_or_config: Broker | Config, *,
     app.state.allowed_hosts = normalise_hosts(allowed_hosts)
     app.state.feedback = feedback
     errors.install(app)
-    for module in (health, queues, messages, tasks, job_routes, explorer, workers, metrics,
-                   stream, wq, dashboard, notify, feedback_routes, recipients):
+    for module in (health, queues, messages, tasks, flow_routes, job_routes, explorer, workers,
+                   metrics, stream, wq, dashboard, dashboard_jobs, notify, feedback_routes,
+                   recipients, templates):
         app.include_router(module.router)
     docs.install(app)
     _document_raw_bodies(app)

@@ -80,6 +80,13 @@ def required(method: str, path: str) -> Need | None:
         return Need("manage", name_in_body=True) if method == "POST" else Need()
     if path.startswith("/v1/tasks"):
         return Need("manage")
+    if path.startswith("/v1/flows"):
+        # A flow sends jobs to whatever queues its steps name (known only from the body):
+        # creating one takes a key that may send to every queue; workers (receive) record
+        # ends and read trees.
+        if method == "POST" and path.rstrip("/") == "/v1/flows":
+            return Need("send", "*")
+        return Need("receive")
     if path.startswith("/v1/jobs") and (method == "DELETE" or (
             method == "POST" and path.endswith(_JOB_ACTIONS))):
         return Need("manage")  # moves or deletes messages, as a redrive or a purge does
@@ -99,6 +106,12 @@ def required(method: str, path: str) -> Need | None:
             return Need("send", "notify-*")
         # People's addresses are personal data: a key of the notification queues only.
         return Need("receive" if method in ("GET", "HEAD") else "manage", "notify-*")
+    if path == "/v1/templates" or path.startswith("/v1/templates/"):
+        # A preview reads a recipient's locale and addresses (personal data) and changes
+        # nothing: as a read.
+        if method in ("GET", "HEAD") or path.endswith("/preview"):
+            return Need("receive", "notify-*")
+        return Need("manage", "notify-*")
     if path.startswith(_NOTIFY_PREFIXES):
         # Deliveries and suppressions: read by a key that may receive notifications;
         # suppressing or re-enabling an address is managing them.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import mimetypes
+from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import parse_qs, quote, urlencode
@@ -45,6 +46,7 @@ _STATIC_FILES = frozenset(p.name for p in STATIC.iterdir() if p.is_file())
 _MAX_FORM_BYTES = 1_100_000
 _FORM_TYPE = "application/x-www-form-urlencoded"  # what the pages' forms send
 _WORKERS_REFRESH = 5  # seconds: about a heartbeat
+_FLOW_CHILDREN = 200  # shown per node: a chord of 10,000 stays a page
 
 
 def _monitor(request: Request) -> Monitor:
@@ -137,6 +139,21 @@ async def workers_page(request: Request) -> Response:
     tasks = [c for _, c in sorted(aggregate(found).items())]
     return _page(request, "workers.html", workers=found, schedules=schedules_of(found),
                  tasks=tasks, now=broker.wall_now(), refresh=_WORKERS_REFRESH)
+
+
+@router.get("/ui/flows/{flow_id}")
+async def flow_page(request: Request, flow_id: str) -> Response:
+    """A flow's tree: each job above the jobs it waits for (`conveyor.flows`)."""
+    try:
+        flow = await _broker(request).flows.get(flow_id)
+    except ConveyorError as exc:  # unknown, expired, or not an id
+        return _page(request, "flow.html", flow=None, flow_id=flow_id[:80],
+                     reason=exc.message)
+    waited_for = {child for n in flow.nodes for child in n.after}
+    counts = Counter(n.state for n in flow.nodes)
+    return _page(request, "flow.html", flow=flow, nodes=flow.nodes, limit=_FLOW_CHILDREN,
+                 roots=[n.node for n in flow.nodes if n.node not in waited_for],
+                 counts=sorted(counts.items()))
 
 
 @router.get("/ui/queues/{name}/series")

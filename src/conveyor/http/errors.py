@@ -25,12 +25,16 @@ log = logging.getLogger("conveyor.http")
 
 STATUS: Mapping[type[e.ConveyorError], int] = {
     MalformedJson: 400,
+    e.InvalidDigest: 400,
     e.InvalidInput: 422,
+    e.InvalidFlow: 400,  # a cycle, an unknown task: the flow as sent cannot run
     e.Unsupported: 422,  # the request is well formed; this server/backend cannot do it
     e.QueueNotFound: 404,
     e.TaskNotFound: 404,
     e.JobNotFound: 404,
+    e.FlowNotFound: 404,
     e.RecipientNotFound: 404,
+    e.TemplateNotFound: 404,
     e.QueueAlreadyExists: 409,
     e.Conflict: 409,
     e.OverLimit: 429,

@@ -60,13 +60,17 @@ class BulkRequest(BaseModel):
     queue: str | None = None
     updated_since: int | None = Field(None, description="ms since the epoch, inclusive.")
     updated_until: int | None = Field(None, description="ms since the epoch, exclusive.")
+    key: str | None = None
+    created_since: int | None = Field(None, description="ms since the epoch, inclusive.")
+    created_until: int | None = Field(None, description="ms since the epoch, exclusive.")
     limit: int = Field(100, description=f"At most this many jobs per call (1-{MAX_BULK:,}).")
     after: str | None = Field(None, description="The `next` of the previous call.")
 
     def where(self) -> JobFilter:
         """The filter part."""
         return JobFilter(self.state, self.task, self.queue, self.updated_since,
-                         self.updated_until)
+                         self.updated_until, self.key, self.created_since,
+                         self.created_until)
 
 
 def _skipped(s: Skipped) -> dict[str, Any]:
@@ -83,6 +87,12 @@ async def list_jobs(
         description="Updated at or after this time (ms since the epoch).")] = None,
     updated_until: Annotated[int | None, Query(
         description="Updated before this time (ms since the epoch).")] = None,
+    key: Annotated[str | None, Query(description="One key's jobs (the task's per-key "
+                                                 "value, else its unique key).")] = None,
+    created_since: Annotated[int | None, Query(
+        description="Enqueued at or after this time (ms since the epoch).")] = None,
+    created_until: Annotated[int | None, Query(
+        description="Enqueued before this time (ms since the epoch).")] = None,
     limit: Annotated[int, Query(description=f"Jobs per page, 1-{MAX_PAGE:,}.")] = 100,
     after: Annotated[str | None, Query(description="The `next` of the page before.")] = None,
 ) -> Response:
@@ -91,8 +101,8 @@ async def list_jobs(
     updated while you page moves to the top and is not listed again. Counts per state:
     `GET /v1/jobs/counts`."""
     page = await broker.jobs.list(
-        JobFilter(state, task, queue, updated_since, updated_until), limit=limit,
-        after=after)
+        JobFilter(state, task, queue, updated_since, updated_until, key, created_since,
+                  created_until), limit=limit, after=after)
     return json_response({"jobs": [job_status_json(j) for j in page.jobs],
                           "next": page.next})
 

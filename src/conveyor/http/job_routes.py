@@ -14,8 +14,7 @@ from starlette.responses import Response
 
 from conveyor.broker.job_system import MAX_KEY, MAX_WANT
 from conveyor.http.deps import BrokerDep, errors
-from conveyor.http.errors import error_response
-from conveyor.http.wire import job_status_json, json_response
+from conveyor.http.wire import job_detail_json, json_response
 from conveyor.jobs import JOB_STATUSES, JobStatus
 
 router = APIRouter(tags=["jobs"])
@@ -189,6 +188,16 @@ class JobStatusFields(_In):
     keep_seconds: int = Field(86_400, description="Kept this long after this update.")
     progress: Any = Field(None, description="A running job's progress report (any JSON "
                                             "value, up to 16 KiB); none keeps the last.")
+    key: str | None = Field(None, description="The job's key (kept from the first write).")
+    args: Any = Field(None, description="The call's arguments, `{args, kwargs}` (kept from "
+                                        "the first write; cut at 64 KiB of JSON).")
+    worker: str | None = Field(None, description="The worker reporting the attempt.")
+    started_at: int | None = Field(None, description="The attempt's start (ms); none: no "
+                                                     "attempt is recorded.")
+    ended_at: int | None = Field(None, description="The attempt's end (ms); none: it "
+                                                   "runs.")
+    traceback: str | None = Field(None, description="A failure's traceback (its end is "
+                                                    "kept past 16 KiB).")
 
 
 class JobStatusIn(JobStatusFields):
@@ -216,6 +225,37 @@ class JobStatusOut(BaseModel):
     keep_seconds: int
     updated_at: int
     progress: Any = None
+    key: str | None = None
+    created_at: int | None = None
+
+
+class AttemptOut(BaseModel):
+    """One run of a job: who ran it, when, and how it ended."""
+
+    attempt: int
+    started_at: int
+    worker: str | None
+    ended_at: int | None
+    outcome: str = Field(description="running, succeeded, retrying, dead, failed, "
+                                     "cancelled or snoozed.")
+    error: str | None
+    traceback: str | None
+
+
+class EventOut(BaseModel):
+    """One step of a job's timeline."""
+
+    at: int = Field(description="ms since the epoch.")
+    event: str
+    detail: str
+
+
+class JobDetailOut(JobStatusOut):
+    """A job's page: its status, arguments, attempts (oldest first) and timeline."""
+
+    args: Any = Field(None, description="`{args, kwargs}` as enqueued (tracked jobs).")
+    attempt_history: list[AttemptOut]
+    timeline: list[EventOut]
 
 
 class JobCountsOut(BaseModel):
@@ -226,7 +266,9 @@ class JobCountsOut(BaseModel):
 
 def _status(job_id: str, s: JobStatusFields) -> JobStatus:
     return JobStatus(job_id, s.status, s.queue, s.task, s.attempts, s.error, s.result,
-                     s.keep_seconds, progress=s.progress)
+                     s.keep_seconds, progress=s.progress, key=s.key, args=s.args,
+                     worker=s.worker, started_at=s.started_at, ended_at=s.ended_at,
+                     traceback=s.traceback)
 
 
 @router.put("/v1/jobs/{job_id}", status_code=204, response_class=Response,
@@ -253,13 +295,12 @@ async def count_statuses(broker: BrokerDep, queue: QueueParam = None) -> Respons
     return json_response({"counts": await broker.jobs.status_counts(queue)})
 
 
-@router.get("/v1/jobs/{job_id}", response_model=JobStatusOut, responses=errors(404, 422))
+@router.get("/v1/jobs/{job_id}", response_model=JobDetailOut, responses=errors(404, 422))
 async def get_status(job_id: str, broker: BrokerDep) -> Response:
-    """A job's status; 404 `job_not_found` when unknown or expired."""
-    found = await broker.jobs.status_get(job_id)
-    if found is None:
-        return error_response(404, "job_not_found", f"No status for job {job_id[:200]!r}.",
-                              field="job_id")
-    return json_response(job_status_json(found))
+    """A job's status with its arguments, its attempts (`attempt_history`, oldest first:
+    worker, start, end, outcome, a failure's error and traceback) and a `timeline`; 404
+    `job_not_found` when unknown or expired."""
+    found = await broker.jobs.detail(job_id)
+    return json_response(job_detail_json(found))
 
 

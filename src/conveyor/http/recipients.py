@@ -73,6 +73,13 @@ class NotifyIn(BaseModel):
     channels: list[str] | None = Field(None, description="Only these channels.")
     idempotency_key: str | None = Field(None, description="The same key again sends "
                                                           "nothing.")
+    digest: dict[str, Any] | None = Field(None, examples=[{"key": "comments",
+                                                            "window": "10m"}],
+                                          description=(
+        "Merge into the recipient's digest for `key`: one message per address when the "
+        "`window` (30s, 10m, 2h, 1d, or seconds; up to 7 days) ends, whose template gets "
+        "`events` (each notification's data) and `count`. Critical categories ignore it. "
+        "A malformed digest is a 400 `invalid_digest`."))
 
 
 class PlannedOut(BaseModel):
@@ -81,7 +88,8 @@ class PlannedOut(BaseModel):
     channel: str
     address: str
     delivery_id: str
-    status: str = Field(description="queued, held (until release_at) or skipped (reason).")
+    status: str = Field(description="queued, held (until release_at), digested (into a "
+                                    "digest released at release_at) or skipped (reason).")
     reason: str | None
     release_at: int | None
 
@@ -94,6 +102,7 @@ class NotifyOut(BaseModel):
     queued: int
     held: int
     skipped: int
+    digested: int = 0
 
 
 @router.put("/v1/recipients/{recipient_id}", response_model=RecipientOut,
@@ -132,13 +141,15 @@ async def notify(recipient_id: str, body: NotifyIn, request: Request,
     suppressed, no address)."""
     n = PersonNotification(recipient_id, Category(body.category, body.critical, body.opt_in),
                            body.template, body.data, body.idempotency_key,
-                           None if body.channels is None else tuple(body.channels))
+                           None if body.channels is None else tuple(body.channels),
+                           body.digest)
     planned = await notify_recipient(_notifier(request, broker), n, broker.wall_now(),
                                      check_template=False)
     out = [p.to_json() for p in planned]
     return json_response({"recipient": recipient_id, "deliveries": out,
                           **{s: sum(p.status == s for p in planned)
-                             for s in ("queued", "held", "skipped")}}, status=202)
+                             for s in ("queued", "held", "skipped", "digested")}},
+                         status=202)
 
 
 def _notifier(request: Request, broker: Broker) -> Notifier:
@@ -164,8 +175,9 @@ async def notifications(broker: BrokerDep,
                         recipient: Annotated[str, Query(description="A recipient id.")],
                         limit: Annotated[int, Query()] = 100) -> Response:
     """One recipient's notifications (made through `POST /v1/recipients/{id}/notify`)
-    with their current state: queued, held, sending, sent, retrying, failed, unknown or
-    skipped (the reason in `error`)."""
+    with their current state: queued, held, digested (merged into a digest, which is a
+    notification of its own), sending, sent, retrying, failed, unknown or skipped (the
+    reason in `error`)."""
     rows = await broker.recipients.notifications(recipient, limit)
     return json_response({"recipient": recipient, "notifications": [
         {k: getattr(r, k) for k in DeliveryOut.model_fields} for r in rows]})

@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 from starlette.responses import Response
 
-from conveyor.jobs import JobStatus
+from conveyor.jobs import JobDetail, JobStatus
 from conveyor.models import (
     Body,
     BodyKind,
@@ -120,4 +120,16 @@ def job_status_json(status: JobStatus) -> dict[str, Any]:
     return {"job_id": status.job_id, "status": status.status, "queue": status.queue,
             "task": status.task, "attempts": status.attempts, "error": status.error,
             "result": status.result, "keep_seconds": status.keep_seconds,
-            "updated_at": status.updated_at, "progress": status.progress}
+            "updated_at": status.updated_at, "progress": status.progress,
+            "key": status.key, "created_at": status.created_at}
+
+
+def job_detail_json(found: JobDetail) -> dict[str, Any]:
+    """A job's page: its status, arguments, attempts and timeline."""
+    return {**job_status_json(found.status), "args": found.status.args,
+            "attempt_history": [
+                {"attempt": a.attempt, "started_at": a.started_at, "worker": a.worker,
+                 "ended_at": a.ended_at, "outcome": a.outcome, "error": a.error,
+                 "traceback": a.traceback} for a in found.attempts],
+            "timeline": [{"at": at, "event": event, "detail": detail}
+                         for at, event, detail in found.timeline]}

@@ -48,7 +48,8 @@ class Channel:
                         html: str | None = None) -> Rendered:
         """The item's template rendered, or the literal parts given."""
         if item.template:
-            return self.templates.render(item.template, item.data)
+            return self.templates.render(item.template, item.data,
+                                         item.extra.get("locale"), self.name)
         return Rendered(subject, text, html)
 
     def render(self, item: Item) -> Any:

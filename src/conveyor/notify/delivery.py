@@ -97,6 +97,9 @@ class DeliveryOptions:
     """Channels whose in-doubt notifications are recorded `unknown` for an operator
     instead of resent with their idempotency handle (the default)."""
 
+    release_digests: bool = True
+    """Also release due digests (`conveyor.notify.digests.DigestReleaser`)."""
+
     def __post_init__(self) -> None:
         if self.lanes < 1 or self.in_flight < self.lanes:
             raise InvalidInput(f"in_flight ({self.in_flight}) must be at least lanes "
@@ -169,6 +172,14 @@ class Deliverer:
             lanes = [asyncio.create_task(self._lane(name, channel))
                      for name, channel in self.channels.items()
                      for _ in range(self.options.lanes)]
+            if self.options.release_digests:
+                from conveyor.notify.digests import DigestReleaser  # built on this module
+
+                # A dead worker's digests come back as soon as its envelopes do.
+                lanes.append(asyncio.create_task(DigestReleaser(
+                    self.broker, keep_seconds=self.options.keep_seconds,
+                    lease_seconds=min(max(1, self.options.visibility_timeout), 3600),
+                ).run(self._stopping)))
             await asyncio.gather(*lanes)
         finally:
             for channel in self.channels.values():
@@ -245,6 +256,9 @@ class Deliverer:
         results: dict[int, Result] = {}
         payloads: list[Any] = []
         sendable: list[int] = []
+        # Stored templates are read (when stale) before rendering, which never waits.
+        await channel.templates.prepare(self.broker, {
+            t for k in live if (t := items[k].template) is not None})
         started = time.thread_time()
         for k in live:
             try:

@@ -4,6 +4,9 @@ compact form a notification travels in through the queue (`Item`, packed in enve
 Every notification has a delivery id: the `idempotency_key` given, or one derived from the
 channel, recipient, template and data, so sending the same notification twice (a retried
 HTTP request, a re-run batch job) records and delivers it once.
+
+A templated notification's `locale` (`pt-BR`) picks the template's locale by its fallback
+chain (`pt-BR`, `pt`, then the template's default; see `conveyor.locales`).
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ class Email:
     unsubscribe_url: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     idempotency_key: str | None = None
+    locale: str | None = None
     channel: str = "email"
 
 
@@ -65,6 +69,7 @@ class WebPush:
     urgency: str | None = None
     topic: str | None = None
     idempotency_key: str | None = None
+    locale: str | None = None
     channel: str = "push"
 
 
@@ -89,6 +94,7 @@ class Apprise:
     template: str | None = None
     data: Mapping[str, Any] = field(default_factory=dict)
     idempotency_key: str | None = None
+    locale: str | None = None
     channel: str = "apprise"
 
 
@@ -111,6 +117,7 @@ class Fcm:
     ttl: int | None = None
     priority: str | None = None
     idempotency_key: str | None = None
+    locale: str | None = None
     channel: str = "fcm"
 
 
@@ -138,6 +145,7 @@ class Apns:
     collapse_id: str | None = None
     topic: str | None = None
     idempotency_key: str | None = None
+    locale: str | None = None
     channel: str = "apns"
 
 
@@ -184,6 +192,9 @@ def to_item(n: Notification, enqueued_at: int) -> Item:
     else:
         to, template, data = n.url, n.template, n.data
         extra = {"title": n.title, "body": n.body}
+    locale = getattr(n, "locale", None)  # a webhook has none
+    if locale is not None:  # the template's locale chain starts here (notify.locales)
+        extra["locale"] = locale
     content = {"t": template, "d": data, "x": extra}
     return Item(delivery_id(n.channel, to, n.idempotency_key, content), to, template,
                 data, extra, enqueued_at)

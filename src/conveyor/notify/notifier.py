@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from conveyor.errors import InvalidInput, Unsupported
 from conveyor.ledger import Delivery, NewDelivery
+from conveyor.locales import check_locale
 from conveyor.models import Body, SendEntry
 from conveyor.notify.channel import Channel
 from conveyor.notify.delivery import Deliverer, DeliveryOptions, queue_name
@@ -117,12 +118,21 @@ class Notifier:
                     raise InvalidInput(f"No template named {template!r}.",
                                        field="template", index=index)
                 known.add(template)
+            locale = getattr(n, "locale", None)
+            if locale is not None:
+                try:
+                    check_locale(locale)
+                except InvalidInput as exc:
+                    raise InvalidInput(exc.message, field="locale", index=index) from None
             by_channel.setdefault(n.channel, []).append(to_item(n, at))
         return by_channel
 
     async def asend_many(self, notifications: Sequence[Notification]) -> list[str]:
         """Enqueue notifications; returns their delivery ids (in order per channel)."""
         ids: list[str] = []
+        # Stored templates (`PUT /v1/templates/{name}`) are read before `items` checks names.
+        await self.templates.prepare(self.broker, {
+            t for n in notifications if (t := getattr(n, "template", None)) is not None})
         for channel, items in self.items(notifications).items():
             await self.enqueue_items(channel, items)
             ids += [i.id for i in items]
@@ -133,10 +143,12 @@ class Notifier:
         return (await self.asend_many([notification]))[0]
 
     async def enqueue_items(self, channel: str, items: Sequence[Item], *,
-                            status: str = "queued", delay_seconds: int | None = None) -> int:
+                            status: str = "queued", delay_seconds: int | None = None,
+                            message_ids: list[str] | None = None) -> int:
         """Record items `status` (`queued`; `held` for quiet hours) and enqueue those not
         recorded before (an idempotency key seen again sends nothing), in envelopes that
-        become visible after `delay_seconds`; returns how many were enqueued."""
+        become visible after `delay_seconds`; returns how many were enqueued. The
+        envelopes' queue message ids are appended to `message_ids` when given."""
         await self._ensure(channel)
         since = time.perf_counter()
         if self.track:
@@ -157,8 +169,10 @@ class Notifier:
                              delay_seconds)
                    for i in range(0, len(items), size)]
         for start in range(0, len(entries), MAX_ENVELOPES_PER_SEND):
-            await self.broker.send(queue_name(channel),
-                                   entries[start:start + MAX_ENVELOPES_PER_SEND])
+            sent = await self.broker.send(queue_name(channel),
+                                          entries[start:start + MAX_ENVELOPES_PER_SEND])
+            if message_ids is not None:
+                message_ids += [r.id for r in sent]
         self.waits["send"] = self.waits.get("send", 0.0) + time.perf_counter() - since
         return len(items)
 

@@ -11,7 +11,8 @@ the reason; the rest are enqueued, `held` until the recipient's quiet hours end 
 recipient's wall clock is inside them (a delay on the queue message, so the hold survives
 restarts and nothing is dropped). Critical categories skip neither preferences nor quiet
 hours. A recipient with no address left for any allowed channel gets one `skipped` row
-(channel `none`) saying so.
+(channel `none`) saying so; so does one whose stored template has no locale for the
+recipient in its fallback chain (`conveyor.locales`).
 
 Everything is checked before anything is written; then the queued and held ones are
 written before the skips, each through the notifier's usual path (ledger, then queue).
@@ -27,8 +28,11 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from conveyor.errors import InvalidInput, RecipientNotFound
+from conveyor.digests import DigestSpec, parse_digest
+from conveyor.errors import InvalidInput, RecipientNotFound, TemplateLocaleMissing
 from conveyor.ledger import DeliveryUpdate, NewDelivery
+from conveyor.locales import stored_name
+from conveyor.notify.delivery import queue_name
 from conveyor.notify.models import Apns, Email, Fcm, Item, WebPush, delivery_id, to_item
 from conveyor.recipients import (
     ADDRESS_CHANNELS,
@@ -42,8 +46,8 @@ from conveyor.recipients import (
 if TYPE_CHECKING:
     from conveyor.notify.notifier import Notifier
 
-__all__ = ["NO_ADDRESS", "PersonNotification", "Planned", "decide", "fan_out", "notify_recipient",
-           "plan", "suppressed_among", "write_planned"]
+__all__ = ["NO_ADDRESS", "PersonNotification", "Planned", "check_data", "decide", "fan_out",
+           "notify_recipient", "plan", "skip_all", "suppressed_among", "write_planned"]
 
 NO_ADDRESS = "none"
 """The channel of the skip row of a recipient with no address for any allowed channel."""
@@ -62,12 +66,16 @@ class PersonNotification:
     data: Mapping[str, Any] = field(default_factory=dict)
     idempotency_key: str | None = None
     channels: Sequence[str] | None = None
+    digest: DigestSpec | Mapping[str, Any] | None = None
+    """`{"key": ..., "window": "10m"}`: merge into the recipient's digest for the key
+    (`conveyor.notify.digests`); ignored by critical categories."""
 
 
 @dataclass(frozen=True, slots=True)
 class Planned:
-    """What became of one address: `queued`, `held` (until `release_at`, ms) or
-    `skipped` (with the `reason`)."""
+    """What became of one address: `queued`, `held` (until `release_at`, ms),
+    `digested` (into a digest released at `release_at`) or `skipped` (with the
+    `reason`)."""
 
     channel: str
     address: str
@@ -84,6 +92,14 @@ class Planned:
                 "reason": self.reason, "release_at": self.release_at}
 
 
+def check_data(data: Any) -> None:
+    """Raise `InvalidInput` unless `data` is a JSON object of at most `MAX_DATA` bytes."""
+    if not isinstance(data, Mapping):
+        raise InvalidInput("data must be a JSON object.", field="data")
+    if len(orjson.dumps(data)) > MAX_DATA:
+        raise InvalidInput(f"data must be at most {MAX_DATA} bytes of JSON.", field="data")
+
+
 def check(n: PersonNotification) -> None:
     """Raise `InvalidInput` for a malformed request (before anything is read or written)."""
     c = n.category
@@ -92,14 +108,12 @@ def check(n: PersonNotification) -> None:
                            field="category")
     if not isinstance(n.template, str) or not 1 <= len(n.template) <= 200:
         raise InvalidInput("template must be a template name.", field="template")
-    if not isinstance(n.data, Mapping):
-        raise InvalidInput("data must be a JSON object.", field="data")
-    if len(orjson.dumps(n.data)) > MAX_DATA:
-        raise InvalidInput(f"data must be at most {MAX_DATA} bytes of JSON.", field="data")
+    check_data(n.data)
     if n.idempotency_key is not None and (not isinstance(n.idempotency_key, str) or
                                           not 1 <= len(n.idempotency_key) <= 200):
         raise InvalidInput("idempotency_key must be 1 to 200 characters.",
                            field="idempotency_key")
+    parse_digest(n.digest)
     for ch in n.channels or ():
         if ch not in ADDRESS_CHANNELS:
             raise InvalidInput(f"No address channel {ch!r}; the channels are "
@@ -125,7 +139,8 @@ def _item(n: PersonNotification, recipient: Recipient, channel: str, address: An
     else:
         did = delivery_id(channel, key, None, {"r": recipient.id, "c": n.category.name,
                                                "t": n.template, "d": n.data})
-    return item._replace(id=did)
+    # The recipient's locale travels with the item: the worker renders in its fallback chain.
+    return item._replace(id=did, extra={**item.extra, "locale": recipient.locale})
 
 
 Fanned = list[tuple[str, Item, str | None]]
@@ -172,10 +187,7 @@ def decide(recipient: Recipient, n: PersonNotification, fanned: Fanned,
     if not any(p.status != "skipped" for p in out):
         why = ("no address for any allowed channel" if out else
                "no address on any channel" + (" asked for" if n.channels else ""))
-        key = None if n.idempotency_key is None else f"{n.idempotency_key}\x1f{recipient.id}"
-        did = delivery_id(NO_ADDRESS, recipient.id, key, {
-            "c": n.category.name, "t": n.template, "d": n.data})
-        out.append(Planned(NO_ADDRESS, recipient.id, did, "skipped", why))
+        out.append(skip_all(n, recipient, why))
     return out
 
 
@@ -205,6 +217,14 @@ async def plan(notifier: Notifier, recipient: Recipient, n: PersonNotification,
     return decide(recipient, n, fanned, await suppressed_among(notifier, fanned), now_ms)
 
 
+def skip_all(n: PersonNotification, recipient: Recipient, why: str) -> Planned:
+    """The one `skipped` row (channel `none`) of a notification nothing can go out for."""
+    key = None if n.idempotency_key is None else f"{n.idempotency_key}\x1f{recipient.id}"
+    did = delivery_id(NO_ADDRESS, recipient.id, key, {
+        "c": n.category.name, "t": n.template, "d": n.data})
+    return Planned(NO_ADDRESS, recipient.id, did, "skipped", why)
+
+
 async def notify_recipient(notifier: Notifier, n: PersonNotification,
                            now_ms: int | None = None, *,
                            check_template: bool = True) -> list[Planned]:
@@ -214,23 +234,61 @@ async def notify_recipient(notifier: Notifier, n: PersonNotification,
     `check_template=False` when this process holds no templates (the HTTP server: the
     delivery workers render)."""
     check(n)
-    if check_template and not notifier.templates.has(n.template):
+    stored = await notifier.templates.stored.fetch(notifier.broker, n.template) \
+        if stored_name(n.template) else None
+    if stored is None and check_template and not notifier.templates.has(n.template):
         raise InvalidInput(f"No template named {n.template!r}.", field="template")
     recipient = await notifier.broker.recipients.get(n.recipient)
     if recipient is None:
         raise RecipientNotFound(f"No recipient {n.recipient!r}.")
     at = int(time.time() * 1000) if now_ms is None else now_ms
-    planned = await plan(notifier, recipient, n, at)
-    await write_planned(notifier, [(recipient.id, planned)], at)
+    if stored is not None and stored.template.resolve(recipient.locale) is None:
+        # A per-person condition, like an opt-out: recorded with its reason, not an error
+        # of the request (the template is fine for other people).
+        try:
+            stored.pick(recipient.locale, None)
+        except TemplateLocaleMissing as exc:
+            planned = [skip_all(n, recipient, exc.message)]
+    else:
+        planned = await plan(notifier, recipient, n, at)
+    if n.digest is not None and not n.category.critical:
+        from conveyor.notify.digests import gather  # digests builds on this module
+
+        planned = await gather(notifier, recipient, n, planned, at)
+    if notifier.track:
+        # Linked first: a link to a delivery never written lists nothing, whereas a
+        # delivery without its link would be missing from the recipient's list.
+        await notifier.broker.recipients.link(recipient.id, [p.delivery_id for p in planned],
+                                              keep_seconds=notifier.keep_seconds)
+    for channel in dict.fromkeys(p.channel for p in planned if p.status != "skipped"):
+        for status in ("queued", "held"):
+            mine = [p for p in planned if p.channel == channel and p.status == status]
+            if not mine:
+                continue
+            delay = None
+            if status == "held":
+                # Rounded up: released at the end of the window, never a second early.
+                delay = max(1, math.ceil((max(p.release_at or at for p in mine) - at) / 1000))
+            held: list[str] | None = [] if status == "held" else None
+            await notifier.enqueue_items(channel, [p.item for p in mine if p.item],
+                                         status=status, delay_seconds=delay,
+                                         message_ids=held)
+            if held:  # remembered, so that a change of quiet hours re-times them
+                await notifier.broker.digests.hold(recipient.id, queue_name(channel), held,
+                                                   max(p.release_at or at for p in mine))
+    await _record_skips(notifier, [p for p in planned if p.status == "skipped"])
     return planned
 
 
 async def write_planned(notifier: Notifier, people: Sequence[tuple[str, list[Planned]]],
                         now_ms: int, *, lap: Callable[[str], None] | None = None) -> None:
-    """Write what was planned for some recipients: their links first (a link to a
-    delivery never written lists nothing, whereas a delivery without its link would be
-    missing from the recipient's list), then per channel the queued ones and the held
-    ones (a delayed envelope per release time), then the skips with their reasons.
+    """Write what was planned for many recipients at once (`conveyor.notify.segment`):
+    their links first (a link to a delivery never written lists nothing, whereas a
+    delivery without its link would be missing from the recipient's list), then per
+    channel the queued ones and the held ones (a delayed envelope per release time,
+    shared by the people released then: so, unlike `notify_recipient`'s, these holds are
+    not re-timed when one person's quiet hours change later), then the skips with their
+    reasons.
     `lap(stage)` is called after each stage (`links`, `enqueue`, `skips`), for timing."""
     lap = lap or _no_lap
     if notifier.track:

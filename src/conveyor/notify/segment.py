@@ -12,6 +12,10 @@ look-up per channel and 1,000 addresses, one link write, and one ledger write an
 enqueue per channel and 1,000 notifications, instead of a few round trips per person.
 The same call again sends nothing new (delivery ids are derived from the recipient, the
 category, the template and the data, or from `idempotency_key`).
+
+Not here yet (they are `notify_recipient`'s): digests, stored templates per locale, and
+re-timing a hold when a person's quiet hours change later (a bulk hold is one envelope
+shared by everyone released at that instant).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from conveyor.errors import InvalidInput
+from conveyor.locales import stored_name
 from conveyor.notify.people import (
     PersonNotification,
     Planned,
@@ -100,8 +105,16 @@ async def notify_people(notifier: Notifier,
                                f"recipient given ({recipient.id!r}).", field="recipient",
                                index=index)
         check(n)
-        if check_template and n.template not in known:
-            if not notifier.templates.has(n.template):
+        if n.digest is not None:
+            raise InvalidInput("A bulk notify takes no digest (notify_recipient does).",
+                               field="digest", index=index)
+        if n.template not in known:
+            if stored_name(n.template) and await notifier.templates.stored.fetch(
+                    notifier.broker, n.template) is not None:
+                raise InvalidInput("A bulk notify renders file or mapping templates, not "
+                                   "stored ones (notify_recipient does).", field="template",
+                                   index=index)
+            if check_template and not notifier.templates.has(n.template):
                 raise InvalidInput(f"No template named {n.template!r}.", field="template",
                                    index=index)
             known.add(n.template)

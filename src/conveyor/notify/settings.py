@@ -111,18 +111,19 @@ class ChannelSettings:
 def notification(channel: str, to: str, *, template: str | None = None,
                  data: Mapping[str, Any] | None = None, subject: str | None = None,
                  text: str | None = None, html: str | None = None,
-                 idempotency_key: str | None = None, event: str = "notification"
-                 ) -> Notification:
+                 idempotency_key: str | None = None, event: str = "notification",
+                 locale: str | None = None) -> Notification:
     """One notification for a channel kind: email (`to` an address), push (`to` the
     subscription as JSON), webhook (`to` the URL; `data` the payload), fcm or apns (`to` the
-    device token; `subject` and `text` the title and body)."""
+    device token; `subject` and `text` the title and body). `locale` picks a template's
+    locale by its fallback chain."""
     import orjson
 
     if channel == "email":
         if template is None and text is None:
             raise InvalidInput("An email needs --template or --text.", field="text")
         return Email(to=to, template=template, data=dict(data or {}), subject=subject,
-                     text=text, html=html, idempotency_key=idempotency_key)
+                     text=text, html=html, idempotency_key=idempotency_key, locale=locale)
     if channel == "push":
         try:
             subscription = orjson.loads(to)
@@ -133,7 +134,7 @@ def notification(channel: str, to: str, *, template: str | None = None,
             raise InvalidInput("A subscription has an endpoint and keys.", field="to")
         return WebPush(subscription=subscription, template=template, data=dict(data or {}),
                        payload=None if template else {"title": subject, "body": text},
-                       idempotency_key=idempotency_key)
+                       idempotency_key=idempotency_key, locale=locale)
     if channel == "webhook":
         return Webhook(url=to, event=event, payload=dict(data or {}),
                        idempotency_key=idempotency_key)
@@ -142,7 +143,7 @@ def notification(channel: str, to: str, *, template: str | None = None,
             raise InvalidInput(f"A {channel} push needs --template or --text.", field="text")
         kind = Fcm if channel == "fcm" else Apns
         return kind(token=to, template=template, data=dict(data or {}), title=subject,
-                    body=text, idempotency_key=idempotency_key)
+                    body=text, idempotency_key=idempotency_key, locale=locale)
     raise InvalidInput(f"No channel kind {channel!r} (email, push, webhook, fcm, apns).",
                        field="channel")
 

@@ -77,6 +77,7 @@ class SqsError(Exception):
 ERROR_TABLE: dict[type[e.ConveyorError], AwsError] = {
     e.ConveyorError: INTERNAL_ERROR,
     e.InvalidInput: INVALID_PARAMETER_VALUE,
+    e.InvalidDigest: INVALID_PARAMETER_VALUE,
     e.InvalidQueueName: INVALID_PARAMETER_VALUE,
     e.InvalidAttribute: INVALID_ATTRIBUTE_VALUE,
     e.InvalidMessage: INVALID_PARAMETER_VALUE,
@@ -90,7 +91,14 @@ ERROR_TABLE: dict[type[e.ConveyorError], AwsError] = {
     e.TaskNotFound: RESOURCE_NOT_FOUND,
     # Never raised by an SQS action (job explorer, recipients); the table is total.
     e.RecipientNotFound: RESOURCE_NOT_FOUND,
+    e.TemplateNotFound: RESOURCE_NOT_FOUND,
+    e.InvalidTemplate: INVALID_PARAMETER_VALUE,
+    e.TemplateLocaleMissing: INVALID_PARAMETER_VALUE,
     e.JobNotFound: RESOURCE_NOT_FOUND,
+    e.FlowNotFound: RESOURCE_NOT_FOUND,
+    e.InvalidFlow: INVALID_PARAMETER_VALUE,
+    e.FlowCycle: INVALID_PARAMETER_VALUE,
+    e.UnknownTask: INVALID_PARAMETER_VALUE,
     e.JobNotRetryable: UNSUPPORTED_OPERATION,
     e.JobMessageGone: UNSUPPORTED_OPERATION,
     e.Conflict: UNSUPPORTED_OPERATION,

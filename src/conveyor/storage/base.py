@@ -16,10 +16,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
+from conveyor.digests import Digest, DigestEvent
+from conveyor.flows import Flow
 from conveyor.heartbeats import WorkerInfo
-from conveyor.jobs import JobStatus
+from conveyor.jobs import JobAttempt, JobStatus
 from conveyor.keys import ApiKey
 from conveyor.ledger import Delivery, DeliveryUpdate, NewDelivery, Suppression
+from conveyor.locales import LocalizedTemplate
 from conveyor.models import (
     Message,
     MoveTask,
@@ -32,7 +35,13 @@ from conveyor.models import (
 from conveyor.recipients import Recipient
 from conveyor.storage.params import (
     ApiKeyInsertParams,
+    AttemptRow,
     DeliveryPutParams,
+    DigestAddParams,
+    FlowEnd,
+    FlowInsertParams,
+    FlowNodeRow,
+    HoldRow,
     JobListParams,
     JobRow,
     Lease,
@@ -56,7 +65,15 @@ __all__ = [
     "DEDUP_WINDOW_MS",
     "NO_RECEIVE_LIMIT",
     "ApiKeyInsertParams",
+    "AttemptRow",
     "DeliveryPutParams",
+    "DigestAddParams",
+    "DigestStorage",
+    "FlowEnd",
+    "FlowInsertParams",
+    "FlowNodeRow",
+    "FlowStorage",
+    "HoldRow",
     "JobListParams",
     "JobRow",
     "JobStorage",
@@ -80,6 +97,7 @@ __all__ = [
     "SlotAcquireParams",
     "SlotRenewParams",
     "Storage",
+    "TemplateStorage",
     "WorkerPutParams",
     "WorkerStorage",
 ]
@@ -254,9 +272,15 @@ class JobStorage(Protocol):
     async def cron_expire(self, keep_ms: int, now: int | None, limit: int) -> int:
         """Forget up to `limit` ticks claimed more than `keep_ms` ago."""
 
-    async def job_put_many(self, rows: Sequence[JobRow], now: int | None) -> None:
+    async def job_put_many(self, rows: Sequence[JobRow], now: int | None,
+                           attempts: Sequence[AttemptRow] = ()) -> None:
         """Insert or replace statuses (ids unique within the batch), in one transaction; a
-        row behind the stored one's progress is ignored unless that one is dead."""
+        row behind the stored one's progress is ignored unless that one is dead. The
+        attempts (unique within the batch) are recorded in the same transaction; an
+        attempt already ended takes no further write."""
+
+    async def job_attempts(self, job_id: str) -> list[JobAttempt]:
+        """A job's recorded attempts, oldest start first."""
 
     async def job_get(self, job_id: str, now: int | None) -> JobStatus | None:
         """One status, unless it has expired."""
@@ -269,14 +293,40 @@ class JobStorage(Protocol):
         after the keyset cursor (see `JobListParams`)."""
 
     async def job_delete_many(self, job_ids: Sequence[str]) -> int:
-        """Forget these statuses (whatever their state); returns how many there were."""
+        """Forget these statuses (whatever their state) and their attempts; returns how
+        many statuses there were."""
 
     async def job_expire(self, now: int | None, limit: int) -> int:
-        """Delete up to `limit` expired statuses."""
+        """Delete up to `limit` expired statuses and their attempts."""
 
     async def job_counts_by_task(self, now: int | None) -> dict[tuple[str, str, str], int]:
         """Unexpired statuses by (queue, task, status); a job without a task name counts
         under task ""."""
+
+
+class FlowStorage(Protocol):
+    """Flows (`conveyor.flows`): jobs that wait for others. An end is recorded once per
+    node, and a node whose wait is over is released (its message inserted) in the same
+    transaction, so it runs once however many processes record ends at once."""
+
+    async def flow_insert(self, params: FlowInsertParams) -> None:
+        """Store a flow and send the messages of its ready nodes, all in one transaction."""
+
+    async def flow_end_many(self, ends: Sequence[FlowEnd], now: int | None) -> list[int]:
+        """Record ends, release what they complete (`storage.flow_steps`); the queue ids
+        that got messages."""
+
+    async def flow_results(self, flow_id: str, node: int) -> list[tuple[str, str | None]]:
+        """(state, result JSON text) of each node that `node` waits for, in node order."""
+
+    async def flow_get(self, flow_id: str, now: int | None) -> Flow | None:
+        """A flow's nodes (with what each waits for), or None when unknown or expired."""
+
+    async def flow_of_job(self, job_id: str, now: int | None) -> str | None:
+        """The id of the flow a job belongs to, or None."""
+
+    async def flow_expire(self, now: int | None, limit: int) -> int:
+        """Delete up to `limit` expired nodes; how many went."""
 
 
 class LedgerStorage(Protocol):
@@ -404,8 +454,55 @@ class RecipientStorage(Protocol):
         """Delete up to `limit` expired links."""
 
 
-class Storage(MessageStorage, JobStorage, LedgerStorage, KeyStorage, WorkerStorage,
-              RecipientStorage, Protocol):
+class TemplateStorage(Protocol):
+    """Templates per locale (see `conveyor.broker.templates`): one row per template,
+    checked by the broker before it gets here."""
+
+    async def template_put(self, template: LocalizedTemplate, now: int | None) -> int:
+        """Insert or replace a template; returns its `updated_at`."""
+
+    async def template_get(self, name: str) -> LocalizedTemplate | None:
+        """One template by name."""
+
+    async def template_delete(self, name: str) -> bool:
+        """Delete a template; True when it existed."""
+
+    async def template_list(self, after: str, limit: int) -> list[LocalizedTemplate]:
+        """Up to `limit` templates whose names sort after `after` (byte order)."""
+
+
+class DigestStorage(Protocol):
+    """Digests (a recipient's events merged per key until a window ends) and the queue
+    messages held for quiet hours, whose release a change of quiet hours moves."""
+
+    async def digest_add(self, params: DigestAddParams) -> tuple[Digest | None, bool]:
+        """Add an event to the open digest of (recipient, key), opening one when none is
+        open, in one transaction; returns the digest and whether the event was new."""
+
+    async def digest_claim(self, now: int | None, lease_ms: int, limit: int) -> list[Digest]:
+        """Lease due digests (or ones whose releaser's lease lapsed) for release."""
+
+    async def digest_events(self, digest_id: str) -> list[DigestEvent]:
+        """A digest's events, oldest first."""
+
+    async def digest_finish(self, digest_id: str, lease_until: int) -> bool:
+        """Delete a released digest and its events if that lease still holds it."""
+
+    async def digest_list(self, recipient_id: str) -> list[Digest]:
+        """A recipient's digests not yet released."""
+
+    async def hold_add_many(self, rows: Sequence[HoldRow]) -> None:
+        """Remember queue messages held for a recipient's quiet hours."""
+
+    async def hold_retime(self, recipient_id: str, release_at: int, now: int | None) -> int:
+        """Move a recipient's held messages not yet released to `release_at`."""
+
+    async def hold_expire(self, now: int | None, limit: int) -> int:
+        """Forget holds whose release time passed."""
+
+
+class Storage(MessageStorage, JobStorage, FlowStorage, LedgerStorage, KeyStorage,
+              WorkerStorage, RecipientStorage, TemplateStorage, DigestStorage, Protocol):
     """A database driver: the whole contract, plus its lifecycle."""
 
     dialect: str

@@ -20,7 +20,13 @@ T = TypeVar("T")
 
 __all__ = [
     "ApiKeyInsertParams",
+    "AttemptRow",
     "DeliveryPutParams",
+    "DigestAddParams",
+    "FlowEnd",
+    "FlowInsertParams",
+    "FlowNodeRow",
+    "HoldRow",
     "JobListParams",
     "JobRow",
     "Lease",
@@ -238,14 +244,30 @@ class JobRow(NamedTuple):
     keep_seconds: int
     progress: int  # a write behind the stored row's progress is ignored
     report: str | None = None  # the job's own progress report, as JSON text
+    key: str | None = None  # kept from the first write that has one
+    args: str | None = None  # the call as JSON text, kept likewise
+
+
+class AttemptRow(NamedTuple):
+    """An attempt of a job to record (`job_put_many`): a start (`ended_at` None) or an end.
+    Named by (job_id, attempt, started_at); an ended attempt takes no further write."""
+
+    job_id: str
+    attempt: int
+    started_at: int
+    worker: str | None
+    ended_at: int | None
+    outcome: str
+    error: str | None
+    traceback: str | None
 
 
 @dataclass(frozen=True, slots=True)
 class JobListParams:
     """Unexpired statuses matching every filter given (None: any), newest update first
     (by `updated_at`, then id, both descending), strictly after the keyset `after`
-    ((updated_at, id) of the last row of the previous page); `updated_since` inclusive,
-    `updated_until` exclusive, both ms since the epoch."""
+    ((updated_at, id) of the last row of the previous page); `*_since` inclusive,
+    `*_until` exclusive, all ms since the epoch."""
 
     status: str | None
     task: str | None
@@ -255,6 +277,9 @@ class JobListParams:
     after: tuple[int, str] | None
     limit: int
     now: int | None
+    key: str | None = None
+    created_since: int | None = None
+    created_until: int | None = None
 
 
 # the delivery ledger ----------------------------------------------------------------
@@ -297,3 +322,70 @@ class WorkerPutParams:
     detail: str
     ttl_ms: int
     now: int | None
+
+
+class FlowNodeRow(NamedTuple):
+    """A flow's node to store: a queued node's message is sent with it, a waiting one keeps
+    its message `body` until released (`storage.flow_steps`)."""
+
+    node: int
+    job_id: str
+    task: str
+    queue_id: int
+    queue: str
+    body: str
+    priority: int
+    results: str
+    on_failure: str
+    state: str  # "queued" or "waiting"
+    pending: int  # how many nodes it waits for
+    parents: str  # the nodes that wait for it, as a JSON array
+
+
+@dataclass(frozen=True, slots=True)
+class FlowInsertParams:
+    """A whole flow in one transaction: its nodes, its edges `(child, parent)` (the parent
+    waits for the child), and the messages of the nodes that wait for nothing, by queue id."""
+
+    flow_id: str
+    nodes: Sequence[FlowNodeRow]
+    edges: Sequence[tuple[int, int]]
+    ready: Sequence[tuple[int, NewMessages]]
+    keep_ms: int
+    now: int | None
+
+
+class FlowEnd(NamedTuple):
+    """A flow node that ended: succeeded (`ok`, its result as JSON text) or failed."""
+
+    flow_id: str
+    node: int
+    ok: bool
+    result: str | None = None
+    error: str | None = None
+# digests ----------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class DigestAddParams:
+    """One event for a recipient's digest `key`: joins the open digest, or opens
+    `digest_id` (collecting for `window_ms`); `data` and `targets` are JSON text."""
+
+    digest_id: str
+    recipient_id: str
+    key: str
+    category: str
+    template: str
+    window_ms: int
+    event_id: str
+    data: str
+    targets: str
+    now: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class HoldRow:
+    """A queue message held for a recipient's quiet hours until `release_at` (ms)."""
+
+    recipient_id: str
+    queue_id: int
+    message_id: str
+    release_at: int

@@ -9,7 +9,7 @@ import orjson
 
 from conveyor.fifo import format_sequence
 from conveyor.heartbeats import WorkerInfo, counts_of, schedule_of
-from conveyor.jobs import JobStatus
+from conveyor.jobs import JobAttempt, JobStatus
 from conveyor.ledger import Delivery
 from conveyor.models import (
     Body,
@@ -87,11 +87,19 @@ def task_from_json(text: str) -> MoveTask:
 
 def job_status_from_row(row: Row) -> JobStatus:
     """(id, status, queue, task, attempts, error, result, keep_seconds, updated_at,
-    report)."""
-    result, report = row[6], row[9]
+    report, created_at, key, args)."""
+    result, report, created, args = row[6], row[9], row[10], row[12]
     return JobStatus(row[0], row[1], row[2], row[3], int(row[4]), row[5],
                      None if result is None else orjson.loads(result), int(row[7]),
-                     int(row[8]), None if report is None else orjson.loads(report))
+                     int(row[8]), None if report is None else orjson.loads(report),
+                     key=row[11], args=None if args is None else orjson.loads(args),
+                     created_at=None if created is None else int(created))
+
+
+def job_attempt_from_row(row: Row) -> JobAttempt:
+    """(attempt, started_at, worker, ended_at, outcome, error, traceback)."""
+    return JobAttempt(int(row[0]), int(row[1]), row[2],
+                      None if row[3] is None else int(row[3]), row[4], row[5], row[6])
 
 
 def delivery_from_row(row: Row) -> Delivery:

@@ -4,6 +4,7 @@ Import from here (or `conveyor` for `App`); the submodules are one concept each.
 """
 
 from conveyor.worker.app import App, CronEntry
+from conveyor.worker.canvas import FlowRun, Signature, chain, chord, group
 from conveyor.worker.context import JobContext, current_job, progress
 from conveyor.worker.exceptions import (
     Cancel,
@@ -25,6 +26,7 @@ __all__ = [
     "App",
     "Cancel",
     "CronEntry",
+    "FlowRun",
     "Job",
     "JobCall",
     "JobCancelled",
@@ -36,6 +38,7 @@ __all__ = [
     "Rate",
     "Received",
     "Retry",
+    "Signature",
     "Snooze",
     "Task",
     "TaskOptions",
@@ -44,7 +47,10 @@ __all__ = [
     "Unique",
     "Worker",
     "WorkerOptions",
+    "chain",
+    "chord",
     "current_job",
     "current_traceparent",
+    "group",
     "progress",
 ]

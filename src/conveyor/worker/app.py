@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any, ParamSpec, Protocol, TypeVar, overload
 
 from croniter import croniter
@@ -28,6 +28,7 @@ from conveyor.clock import Clock
 from conveyor.connect import blocks, open_source
 from conveyor.errors import InvalidInput, QueueAlreadyExists, QueueNotFound, Unsupported
 from conveyor.models import SendEntry, SendResult
+from conveyor.worker.canvas import Canvas, FlowRun, Parent, Signature, send_flow
 from conveyor.worker.middleware import Middleware, default_middleware
 from conveyor.worker.portal import Portal
 from conveyor.worker.rates import Rate
@@ -321,11 +322,54 @@ class App:
                    if not j.duplicate and self._tracks(c.task)]
         if tracked:
             await set_statuses([
-                JobStatus(j.id, "queued", j.queue, j.task) for _, j in tracked])
+                JobStatus(j.id, "queued", j.queue, j.task, key=self._key_of(c),
+                          args={"args": list(c.args), "kwargs": dict(c.kwargs)})
+                for c, j in tracked])
         for middleware in reversed(self.middleware):
             for call, job in zip(calls, done):
                 await middleware.after_enqueue(self, call, job)
         return done
+
+    def _key_of(self, call: JobCall) -> str | None:
+        """The job's key for the explorer: its task's per-key value, else its unique key."""
+        found = self.tasks.get(call.task)
+        per_key = found.options.rate_limit_key if found is not None else None
+        if per_key is not None:
+            try:
+                key = per_key(*call.args, **call.kwargs)
+            except Exception:  # the worker reports it when it runs the job
+                key = None
+            if isinstance(key, str) and 1 <= len(key) <= 200:
+                return key
+        return call.claim.key if call.claim is not None and len(call.claim.key) <= 200 \
+            else None
+
+    # flows (conveyor.worker.canvas) ------------------------------------------------
+    def signature(self, task: str, args: Sequence[Any] = (),
+                  kwargs: Mapping[str, Any] | None = None, *, queue: str | None = None
+                  ) -> Signature:
+        """A step of a flow by task name (`task.s(...)` when you hold the task); the queue
+        defaults to the registered task's. The name is checked when the flow is sent."""
+        found = self.tasks.get(task)
+        return Signature(task, queue or (found.options.queue if found else DEFAULT_QUEUE),
+                         tuple(args), dict(kwargs or {}), app=self)
+
+    def flow(self, parent: Signature, children: Sequence[Canvas]) -> Parent:
+        """BullMQ's parent/child: `parent` runs after every child, with their results (see
+        `conveyor.worker.canvas`). Send it with `.enqueue()` or `await .aenqueue()`."""
+        if not children:
+            raise InvalidInput("A flow's parent needs at least one child.", field="children")
+        return Parent(parent, tuple(children))
+
+    async def aenqueue_flow(self, canvas: Canvas, *, keep_seconds: int | None = None
+                            ) -> FlowRun:
+        """Send a chain, group, chord or parent/child flow in one transaction; its
+        `FlowRun` (ids, tree, result). UnknownTask or InvalidFlow first if it is bad."""
+        return await send_flow(self, canvas, keep_seconds)
+
+    def enqueue_flow(self, canvas: Canvas, *, keep_seconds: int | None = None) -> FlowRun:
+        """`aenqueue_flow` from synchronous code."""
+        return self._sync(self.aenqueue_flow(canvas, keep_seconds=keep_seconds))
 
     def _tracks(self, task: str) -> bool:
         found = self.tasks.get(task)

@@ -26,6 +26,7 @@ import math
 import os
 import threading
 import time
+import traceback
 import uuid
 from collections.abc import Awaitable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -41,10 +42,12 @@ from conveyor.models import (
     SendEntry,
     VisibilityEntry,
 )
+from conveyor.worker import flows
 from conveyor.worker.app import DLQ_SUFFIX, App
 from conveyor.worker.batching import Batcher
 from conveyor.worker.context import CURRENT, JobContext
 from conveyor.worker.exceptions import Cancel, Retry, Snooze, TaskTimeout
+from conveyor.worker.flows import FlowEnds
 from conveyor.worker.heartbeat import Beater
 from conveyor.worker.lanes import Lanes
 from conveyor.worker.rates import RateLimiter, Slots
@@ -197,11 +200,13 @@ class _QueueRunner:
         self.gates: dict[str, asyncio.Semaphore | None] = {
             name: None if name in ungated else gate for name, gate in shared.task_gates.items()}
         self.held: dict[str, _Held] = {}
+        self.began: dict[str, int] = {}  # tracked jobs running: their start (ms, wall)
         self.lanes: Lanes[_Held] = Lanes(self._handle, self.capacity, started=_on_lane)
         self._room = asyncio.Event()
         self._release: list[str] = []
         self.acks: Batcher[str] = Batcher(functools.partial(self.source.delete, queue),
                                           size=500, interval=0.02, name=f"acks {queue}")
+        self.flow_ends = FlowEnds(self.source, self.acks.add, name=f"flow ends {queue}")
 
     async def run(self) -> None:
         beat = asyncio.create_task(self._heartbeat())
@@ -211,6 +216,7 @@ class _QueueRunner:
             await self._shutdown()
             beat.cancel()
             await asyncio.gather(beat, return_exceptions=True)
+            await self.flow_ends.drain()
             await self.acks.drain()
 
     async def _consume(self) -> None:
@@ -279,10 +285,13 @@ class _QueueRunner:
         result: Any = None
         error: BaseException | None = None
         try:
+            if job.flow is not None:
+                job.args = await flows.with_results(self.source, job.flow, job.args)
             for middleware in self.app.middleware:
                 await middleware.before_process(self.app, job)
             if options.track:
-                self._status(job, task, "running")
+                self.began[job.id] = int(self.app.wall_time() * 1000)
+                self._status(job, task, "running", ended=False)
                 # Only tracked jobs can report progress: a plain job pays nothing here.
                 token = CURRENT.set(JobContext(
                     job.id, job.task, self.queue, job.attempt, options.keep_result or 86400,
@@ -303,7 +312,10 @@ class _QueueRunner:
         else:
             self.s.worker.tally.ran(self.queue, task.name, time.perf_counter() - began,
                                     failed=False)
-            self.acks.add(job.message.receipt_handle)
+            if job.flow is None:
+                self.acks.add(job.message.receipt_handle)
+            else:  # acknowledged once the end is stored
+                self.flow_ends.add(flows.success(job.flow, result), job.message.receipt_handle)
             self.s.worker.processed += 1
             if options.track:
                 keep = options.keep_result
@@ -311,6 +323,8 @@ class _QueueRunner:
             if job.unique is not None:
                 await self._release_unique(job, options, "succeeded")
         finally:
+            if options.track:  # cancelled at shutdown: no end was reported
+                self.began.pop(job.id, None)
             if slot_key is not None:
                 await _quietly(self.s.slots.release(slot_key))
             for middleware in reversed(self.app.middleware):
@@ -342,11 +356,22 @@ class _QueueRunner:
             raise TaskTimeout(f"The task ran longer than {timeout:g} s.") from None
 
     def _status(self, job: Received, task: Task[Any, Any] | None, status: str, *,
-                error: str | None = None, result: Any = None) -> None:
+                error: str | None = None, result: Any = None,
+                exc: BaseException | None = None, ended: bool = True) -> None:
+        # Each step also reports its attempt (start, end, worker, traceback): the job
+        # explorer's history rides on the same batched write, no extra round trip.
         options = task.options if task else _DEFAULT_OPTIONS
         keep = options.keep_result or 86400
+        started = self.began.get(job.id) if status == "running" and not ended else \
+            self.began.pop(job.id, None)
+        end = None if started is None or (status == "running" and not ended) else \
+            int(self.app.wall_time() * 1000)
+        trace = None
+        if exc is not None and started is not None and not isinstance(exc, (Retry, Cancel)):
+            trace = "".join(traceback.format_exception(exc))
         self.s.statuses.add(JobStatus(job.id, status, self.queue, job.task, job.attempt,
-                                      error, result, keep))
+                                      error, result, keep, worker=self.s.worker.holder,
+                                      started_at=started, ended_at=end, traceback=trace))
 
     # failures -----------------------------------------------------------------------
     async def _settle_failure(self, message: Message, job: Received | None,
@@ -357,8 +382,13 @@ class _QueueRunner:
         error = f"{type(exc).__name__}: {exc}"[:4000]
         track = options.track and job is not None
         if isinstance(exc, Snooze):
+            if track and job is not None:  # the attempt ends; the status stays running
+                self._status(job, task, "running", error=error)
             await self._snooze(message, exc)
             return
+        if job is not None and job.flow is not None and (
+                isinstance(exc, Cancel) or is_final(options, attempt)):
+            await flows.record_failure(self.source, job.flow, error)
         if isinstance(exc, Cancel):
             self.acks.add(handle)
             if track and job is not None:
@@ -371,7 +401,7 @@ class _QueueRunner:
             log.warning("job %s (%s) failed for good after %d runs: %s", message.id,
                         job.task if job else "?", attempt, error)
             if track and job is not None:
-                self._status(job, task, "dead", error=error)
+                self._status(job, task, "dead", error=error, exc=exc)
             await self._dead_letter(message, attempt, error)
             if job is not None and job.unique is not None:
                 await self._release_unique(job, options, "dead")
@@ -379,7 +409,7 @@ class _QueueRunner:
         delay = exc.delay if isinstance(exc, Retry) and exc.delay is not None else \
             backoff_seconds(options, attempt)
         if track and job is not None:
-            self._status(job, task, "retrying", error=error)
+            self._status(job, task, "retrying", error=error, exc=exc)
         if task is not None:
             self.s.worker.tally.retried(self.queue, task.name)
         try:

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 from conveyor.errors import InvalidInput
 from conveyor.models import Body, Claim, Message, MessageAttribute, SendEntry
+from conveyor.worker.canvas import Signature
+from conveyor.worker.flows import FlowRef, flow_ref
 from conveyor.worker.rates import Rate
 from conveyor.worker.unique import Unique, debounce_claim, unique_claim
 
@@ -136,6 +138,7 @@ class Received:
     args: list[Any]
     kwargs: dict[str, Any]
     unique: str | None = None
+    flow: FlowRef | None = None  # where a flow's job sits in its flow (worker.flows)
 
     @property
     def id(self) -> str:
@@ -159,7 +162,7 @@ class Received:
             raise ValueError("A job's 'args' must be a list and 'kwargs' an object.")
         unique = data.get("unique")
         return cls(message, data["task"], args, kwargs,
-                   unique if isinstance(unique, str) else None)
+                   unique if isinstance(unique, str) else None, flow_ref(data))
 
 
 def delay_of(delay: float | None, at: datetime | None, now: float) -> int | None:
@@ -214,6 +217,12 @@ class Task(Generic[P, R]):
         return JobCall(self.name, options.queue, list(args), dict(kwargs), delay_seconds,
                        options.priority if priority is None else priority,
                        deduplication_id, claim=claim)
+
+    def s(self, *args: Any, **kwargs: Any) -> Signature:
+        """A step of a flow (`chain`, `group`, `chord`, `App.flow`) calling this task; a
+        step that waits gets results as its first argument (`conveyor.worker.canvas`)."""
+        return Signature(self.name, self.options.queue, args, kwargs,
+                         priority=self.options.priority, app=self.app)
 
     def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job:
         """Send a job from synchronous code; its `Job` (id). In async code, `aenqueue`.

@@ -1,23 +1,32 @@
 -- conveyor's upkeep of its own tables (storage/postgres/postgres_maintenance.py). PostgreSQL only:
 -- SQLite has no dead rows and no partitions (its upkeep is PRAGMAs, sqlite/sqlite_maintenance.py).
--- {table} is filled in by maintenance.py with one of conveyor_messages_s0..s3 (never
--- input): a partition cannot be a bound parameter.
-
--- name: maintenance_current_slot
-SELECT conveyor_message_slot();
+-- {table} is filled in by postgres_maintenance.py with one of conveyor_messages_s0..s15
+-- (never input): a partition cannot be a bound parameter.
 
 -- name: maintenance_rotation
-SELECT slot, advanced_at, conveyor_now_ms() FROM conveyor_message_rotation;
+-- The pointer, the slot it left last, the clock, and which of the $1 slots hold pages
+-- (none after a TRUNCATE until written again).
+SELECT r.slot, r.previous, r.advanced_at, conveyor_now_ms(),
+       ARRAY(SELECT pg_relation_size(format('conveyor_messages_s%s', s)::regclass) > 0
+             FROM generate_series(0, $1::int - 1) AS s ORDER BY s)
+FROM conveyor_message_rotation r;
+
+-- name: maintenance_rotation_locked
+-- Inside the transaction that empties a slot: the pointer cannot move until it commits, so
+-- the slot it empties stays behind the pointer and the slot it moves rows into stays
+-- `previous` (never the current one).
+SELECT slot, previous FROM conveyor_message_rotation FOR SHARE;
 
 -- name: maintenance_advance
--- The pointer to the next slot, if it is empty (no pages since its TRUNCATE) and no other
--- node has moved it meanwhile.
-UPDATE conveyor_message_rotation SET slot = $2, advanced_at = conveyor_now_ms()
+-- The pointer to slot $2 if it is empty and no other node has moved the pointer meanwhile;
+-- the slot it leaves ($1) becomes `previous`.
+UPDATE conveyor_message_rotation
+SET slot = $2, previous = $1, advanced_at = conveyor_now_ms()
 WHERE slot = $1
   AND pg_relation_size(format('conveyor_messages_s%s', $2::smallint)::regclass) = 0;
 
 -- name: maintenance_slot_evacuate
--- Rows of a slot behind the pointer moved into the current one ($1), at most $2: delayed
+-- Rows of a slot behind the pointer moved into the previous one ($1), at most $2: delayed
 -- rows (not leased, visible only later), and with $3 every row not under a lease. No one
 -- acknowledges these (a lease that ran out may be, and then misses: allowed), and SKIP
 -- LOCKED leaves any a receive holds.
@@ -44,16 +53,13 @@ SELECT pg_stat_get_live_tuples($1::regclass), pg_stat_get_dead_tuples($1::regcla
 -- name: maintenance_try_lock
 SELECT pg_try_advisory_xact_lock($1);
 
--- name: maintenance_slot_used
--- Pages on disk: zero after a TRUNCATE until the slot is written again.
-SELECT pg_relation_size($1::regclass) > 0;
-
 -- name: maintenance_slot_live
 -- Live rows, counted no further than the limit (dead ones cost only the reading).
 SELECT count(*) FROM (SELECT 1 FROM {table} LIMIT $1) AS live;
 
 -- name: maintenance_slot_move
--- The stragglers of a slot into the current one, ids, tokens and leases unchanged.
+-- The stragglers of a slot into the previous one ($1), ids, tokens and leases unchanged
+-- (a handle's token then names the old slot: message_delete looks further for it).
 INSERT INTO conveyor_messages (id, queue_id, priority, visible_at, leased, token, receive_count,
                                sent_at, first_received_at, body_kind, body, attributes,
                                group_id, dedup_id, source_queue_id, last_error, sequence, slot)

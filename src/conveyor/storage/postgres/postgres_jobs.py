@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from conveyor.jobs import JobStatus
+from conveyor.jobs import JobAttempt, JobStatus
 from conveyor.storage.base import (
+    AttemptRow,
     JobListParams,
     JobRow,
     RateState,
@@ -19,7 +20,7 @@ from conveyor.storage.base import (
     SlotRenewParams,
 )
 from conveyor.storage.postgres.postgres_base import PostgresBase, translated
-from conveyor.storage.rows import job_status_from_row, tally_by_task
+from conveyor.storage.rows import job_attempt_from_row, job_status_from_row, tally_by_task
 from conveyor.storage.sql import load_queries
 
 Q = load_queries("conveyor.storage.postgres", "jobs.sql")
@@ -76,13 +77,25 @@ class PostgresJobs(PostgresBase):
         return await self._execute(Q["cron_expire"], now, keep_ms, limit)
 
     # job statuses -------------------------------------------------------------------
-    async def job_put_many(self, rows: Sequence[JobRow], now: int | None) -> None:
-        """Upsert a batch as arrays, one statement."""
-        await self._execute(Q["job_put_many"], [r.job_id for r in rows], [r.queue for r in rows],
-            [r.task for r in rows], [r.status for r in rows], [r.attempts for r in rows],
-            [r.error for r in rows], [r.result for r in rows],
-            [r.keep_seconds for r in rows], now, [r.progress for r in rows],
-            [r.report for r in rows])
+    async def job_put_many(self, rows: Sequence[JobRow], now: int | None,
+                           attempts: Sequence[AttemptRow] = ()) -> None:
+        """Upsert a batch as arrays, one statement (a second for its attempts, in the same
+        transaction)."""
+        args = ([r.job_id for r in rows], [r.queue for r in rows], [r.task for r in rows],
+                [r.status for r in rows], [r.attempts for r in rows],
+                [r.error for r in rows], [r.result for r in rows],
+                [r.keep_seconds for r in rows], now, [r.progress for r in rows],
+                [r.report for r in rows], [r.key for r in rows], [r.args for r in rows])
+        if not attempts:
+            await self._execute(Q["job_put_many"], *args)
+            return
+        async with self._tx() as conn:
+            await conn.execute(Q["job_put_many"], *args)
+            await conn.execute(Q["job_attempt_put_many"], *(list(c) for c in zip(*attempts)))
+
+    async def job_attempts(self, job_id: str) -> list[JobAttempt]:
+        """A job's attempts, oldest first."""
+        return [job_attempt_from_row(r) for r in await self._fetch(Q["job_attempts"], job_id)]
 
     async def job_get(self, job_id: str, now: int | None) -> JobStatus | None:
         """One unexpired status."""
@@ -97,8 +110,12 @@ class PostgresJobs(PostgresBase):
         """A page of statuses, newest update first."""
         after_at, after_id = params.after if params.after else (None, None)
         name = "job_list" if params.status is None else "job_list_state"
-        args = (params.status, params.task, params.queue, params.updated_since,
-                params.updated_until, after_at, after_id, params.limit, params.now)
+        args: tuple[object, ...] = (
+            params.status, params.task, params.queue, params.updated_since,
+            params.updated_until, after_at, after_id, params.limit, params.now,
+            params.created_since, params.created_until)
+        if params.key is not None:
+            name, args = "job_list_key", (*args, params.key)
         with translated():
             async with self.pool.acquire() as conn, conn.transaction():
                 # Walk an index in order rather than gather every match and sort: with no
@@ -109,12 +126,20 @@ class PostgresJobs(PostgresBase):
         return [job_status_from_row(r) for r in rows]
 
     async def job_delete_many(self, job_ids: Sequence[str]) -> int:
-        """Delete statuses by id."""
-        return await self._execute(Q["job_delete_many"], list(job_ids))
+        """Delete statuses and their attempts by id."""
+        ids = list(job_ids)
+        async with self._tx() as conn:
+            await conn.execute(Q["job_attempt_delete_many"], ids)
+            status: str = await conn.execute(Q["job_delete_many"], ids)
+        return int(status.rsplit(" ", 1)[-1])
 
     async def job_expire(self, now: int | None, limit: int) -> int:
-        """Delete expired statuses."""
-        return await self._execute(Q["job_expire"], now, limit)
+        """Delete expired statuses and their attempts."""
+        async with self._tx() as conn:
+            gone = [r[0] for r in await conn.fetch(Q["job_expire"], now, limit)]
+            if gone:
+                await conn.execute(Q["job_attempt_delete_many"], gone)
+        return len(gone)
 
     async def job_counts_by_task(self, now: int | None) -> dict[tuple[str, str, str], int]:
         """Unexpired statuses by queue, task and status."""

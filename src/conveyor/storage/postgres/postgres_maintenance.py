@@ -1,21 +1,28 @@
 """conveyor's own upkeep of its PostgreSQL tables, so they stay small whatever the server's
 autovacuum does (off, asleep for its one-minute naptime, or blocked by an old snapshot).
 
-Two tools, chosen by measurement (benchmarks/soak.py; notes in the 0008 migration):
+Two tools, chosen by measurement (benchmarks/soak.py; notes in migrations 0008 and 0015):
 
-- **Rotation** of the message table's slots (`conveyor_messages_s0..s3`, LIST partitions).
+- **Rotation** of the message table's slots (`conveyor_messages_s0..s15`, LIST partitions).
   New rows go to the slot `conveyor_message_rotation` names; every `SLOT_MS` the pointer
-  moves to the next slot if that one is empty. A slot behind the pointer is consumed in
-  order; its delayed rows are moved forward in batches (compacting a mostly consumed
-  backlog the same way exists but is off: see `COMPACT`); once at most `MOVE_LIMIT`
-  live rows are left, they are copied into the current slot under a short ACCESS EXCLUSIVE
-  lock (same ids and tokens, so receipt handles keep working) and the slot is TRUNCATEd.
-  TRUNCATE frees the space and the dead index entries a claim would walk, even while an
-  old snapshot pins the xmin horizon, which VACUUM cannot.
+  moves to the next EMPTY slot, skipping any that still hold rows, so a backlog holds only
+  its own slots and never the pointer. The slot it left (`previous`) gets a slot's time for
+  its rows to be acknowledged. Every other slot is behind: consumed in order, its delayed
+  rows moved forward, and, once most of a backlog in it has been consumed (`COMPACT`), the
+  rest moved forward too, in batches; once at most `MOVE_LIMIT` live rows are left, they
+  are copied under a short ACCESS EXCLUSIVE lock (same ids and tokens, so receipt handles
+  keep working) and the slot is TRUNCATEd. Rows only ever move into `previous`, never into
+  the current slot: the current slot is the one place TRUNCATE cannot reach, so nothing
+  but new messages may pile up there. TRUNCATE frees the space and the dead index entries
+  a claim would walk, even while an old snapshot pins the xmin horizon, which VACUUM cannot.
 - **Targeted VACUUM** of the other tables that churn (the unlogged messages, jobs, the
   delivery ledger, rate limits, slots, deduplication ids), and of a slot a backlog keeps
   from rotating, once their dead rows pass their live ones and a floor, at most every
   `VACUUM_EVERY` seconds per table.
+
+A claim's token carries the slot of its row in its low byte (queries.sql: message_claim),
+so acknowledging and extending look in that one partition, and further only for rows
+moved since (`SLOT_BITS`).
 
 A lock that cannot be had at once (`lock_timeout`) means "next round", never a wait that
 would queue the claims behind it.
@@ -39,15 +46,17 @@ from conveyor.tasks import stop_task
 log = logging.getLogger("conveyor.storage.postgres")
 Q = load_queries("conveyor.storage.postgres", "maintenance.sql")
 
-SLOTS = 4  # as in the 0008 migration: the partitions conveyor_messages_s0..s3
+SLOTS = 16  # as in migrations 0008 and 0015: the partitions conveyor_messages_s0..s15
+SLOT_BITS = 8  # the low byte of a lease's token is its row's slot (message_claim)
 SLOT_MS = 5_000  # how long the pointer stays on a slot at least
 MOVE_LIMIT = 1_000  # live rows copied under the lock at most (a few ms of work)
 EVACUATE = 5_000  # rows moved forward per slot and round (delayed, or compacting)
-# Compaction (moving a mostly consumed backlog forward) is off: in a 15-minute soak with a
-# 5-minute held xmin and autovacuum off, the moved rows were consumed in the current slot,
-# which cannot be truncated while it is current, and its dead head grew until claims
-# crawled (40-80 msgs/s, a 127 MB slot). None: off; n: once dead rows are n x live ones.
-COMPACT: int | None = None
+# A slot behind the pointer whose backlog is mostly consumed (dead rows at least COMPACT x
+# its live ones: about two thirds consumed, each message leaving two) has the rest moved
+# into `previous`, so that it can be truncated and claims stop walking its consumed head.
+# (Moving them into the current slot, as a first version did, piled consumed entries where
+# TRUNCATE cannot reach: claims crawled at 40-80 msgs/s under a held xmin.) None: off.
+COMPACT: int | None = 4
 LOCK_TIMEOUT = "50ms"  # claims queue behind a waiting TRUNCATE: give up quickly instead
 _LOCK = 0x636F6E77  # one node truncates at a time
 VACUUM_EVERY = 10.0  # seconds between VACUUMs of one table
@@ -94,18 +103,21 @@ class Maintenance:
         """Move the pointer on when it is due, empty the slots behind it that can be, then
         VACUUM what needs it."""
         async with self.pool.acquire() as conn:
-            row = await conn.fetchrow(Q["maintenance_rotation"])
+            row = await conn.fetchrow(Q["maintenance_rotation"], SLOTS)
             assert row is not None  # the 0008 migration made the one row
-            current, advanced_at, now = int(row[0]), int(row[1]), int(row[2])
-            if now - advanced_at >= SLOT_MS and await self._advance(conn, current):
-                current = (current + 1) % SLOTS
-            for slot in _behind(current):
-                await self._empty(conn, slot, None)
+            current, previous = int(row[0]), row[1]
+            advanced_at, now, used = int(row[2]), int(row[3]), list(row[4])
+            if now - advanced_at >= SLOT_MS:
+                target = next_slot(current, used)
+                if target is not None and await self._advance(conn, current, target):
+                    current, previous = target, current
+            for slot in behind(current, previous):
+                if used[slot]:
+                    await self._empty(conn, slot, None)
             await self._vacuum(conn)
 
-    async def _advance(self, conn: Connection, current: int) -> bool:
-        moved: str = await conn.execute(Q["maintenance_advance"], current,
-                                        (current + 1) % SLOTS)
+    async def _advance(self, conn: Connection, current: int, target: int) -> bool:
+        moved: str = await conn.execute(Q["maintenance_advance"], current, target)
         return moved.endswith(" 1")
 
     async def rotate(self, slot: int, into: int) -> bool:
@@ -116,10 +128,8 @@ class Maintenance:
 
     async def _empty(self, conn: Connection, slot: int, into: int | None) -> bool:
         table = f"conveyor_messages_s{slot}"
-        # Cheap looks first, without a lock: nothing written since the last TRUNCATE, or
-        # more live rows than a short lock can move (a backlog being consumed).
-        if not await conn.fetchval(Q["maintenance_slot_used"], table):
-            return False
+        # A cheap look first, without a lock: more live rows than a short lock can move
+        # (a backlog being consumed) are moved forward in batches instead, if due.
         live_sql = Q["maintenance_slot_live"].format(table=table)
         if await conn.fetchval(live_sql, MOVE_LIMIT + 1) > MOVE_LIMIT:
             if into is None:
@@ -130,18 +140,22 @@ class Maintenance:
                 if not await conn.fetchval(Q["maintenance_try_lock"], _LOCK):
                     return False
                 await conn.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+                current, previous = await _pointer(conn)
+                target = into if into is not None else previous
+                # Never into the current slot; a round empties only slots behind the
+                # pointer (it may have moved meanwhile), an operator any but the target.
+                if target is None or target in (slot, current) or (
+                        into is None and slot == current):
+                    return False
                 await conn.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
                 # Under the lock no one else reads or writes the slot: count again, copy
-                # the stragglers to the current slot, and empty it.
+                # the stragglers forward, and empty it.
                 live = int(await conn.fetchval(live_sql, MOVE_LIMIT + 1))
                 if live > MOVE_LIMIT:
                     return False
-                target = into if into is not None else int(
-                    await conn.fetchval(Q["maintenance_current_slot"]))
-                if target == slot:  # the pointer came round to it meanwhile: later
-                    return False
                 if live:
-                    await conn.execute(Q["maintenance_slot_move"].format(table=table), target)
+                    await conn.execute(Q["maintenance_slot_move"].format(table=table),
+                                       target)
                 await conn.execute(f"TRUNCATE {table}")
         except (asyncpg.LockNotAvailableError, asyncpg.QueryCanceledError):
             return False  # busy (a long reader, autovacuum): next round
@@ -150,18 +164,20 @@ class Maintenance:
         return True
 
     async def _evacuate(self, conn: Connection, slot: int, table: str) -> None:
-        """Move rows of a slot behind the pointer forward, a batch a round: its delayed
-        rows (they would hold it for their whole delay), and, with `COMPACT` set, once
-        most of the slot has been consumed, every row not under a lease, so that the slot
-        can be truncated (off by default: see `COMPACT`)."""
-        target = int(await conn.fetchval(Q["maintenance_current_slot"]))
-        if target == slot:
-            return
-        counts = await conn.fetchrow(Q["maintenance_slot_counts"], table)
-        compact = (COMPACT is not None and counts is not None
-                   and counts[1] >= COMPACT * max(counts[0], 1))
-        status: str = await conn.execute(Q["maintenance_slot_evacuate"].format(table=table),
-                                         target, EVACUATE, compact)
+        """Move rows of a slot behind the pointer into `previous`, a batch a round: its
+        delayed rows (they would hold it for their whole delay), and, once most of the
+        slot has been consumed (`COMPACT`), every row not under a lease, so that the slot
+        can be truncated."""
+        async with conn.transaction():
+            current, target = await _pointer(conn)
+            if target is None or slot in (current, target):
+                return
+            counts = await conn.fetchrow(Q["maintenance_slot_counts"], table)
+            compact = (COMPACT is not None and counts is not None
+                       and counts[1] >= COMPACT * max(counts[0], 1))
+            status: str = await conn.execute(
+                Q["maintenance_slot_evacuate"].format(table=table), target, EVACUATE,
+                compact)
         self.moved += int(status.rsplit(" ", 1)[-1])
 
     async def _vacuum(self, conn: Connection) -> None:
@@ -186,11 +202,28 @@ class Maintenance:
                 log.info("postgres maintenance: VACUUM %s: %s", name, exc)
 
 
-def _behind(current: int) -> list[int]:
-    """Slots neither current nor just before it, oldest first (the next to be written
-    first): nothing new goes there, and the previous slot's rows have had a slot's time
-    to be received and deleted before it is emptied."""
-    return [(current + k) % SLOTS for k in range(1, SLOTS - 1)]
+async def _pointer(conn: Connection) -> tuple[int, int | None]:
+    """(current, previous) slot, the pointer's row locked against moving (FOR SHARE)."""
+    row = await conn.fetchrow(Q["maintenance_rotation_locked"])
+    assert row is not None  # the 0008 migration made the one row
+    return int(row[0]), None if row[1] is None else int(row[1])
+
+
+def next_slot(current: int, used: list[bool]) -> int | None:
+    """The first empty slot after the current one (in ring order), or None when every
+    slot holds rows: the pointer then stays until one is emptied."""
+    for k in range(1, SLOTS):
+        slot = (current + k) % SLOTS
+        if not used[slot]:
+            return slot
+    return None
+
+
+def behind(current: int, previous: int | None) -> list[int]:
+    """Slots neither current nor previous, oldest first (the ring order after the current
+    one): nothing new goes there, and the previous slot's rows have had a slot's time to
+    be received and deleted before it is emptied."""
+    return [s for s in ((current + k) % SLOTS for k in range(1, SLOTS)) if s != previous]
 
 
 async def table_health(pool: asyncpg.Pool) -> list[TableHealth]:

@@ -13,8 +13,9 @@ from collections.abc import Sequence
 
 import orjson
 
-from conveyor.jobs import JobStatus
+from conveyor.jobs import JobAttempt, JobStatus
 from conveyor.storage.base import (
+    AttemptRow,
     JobListParams,
     JobRow,
     RateState,
@@ -23,7 +24,7 @@ from conveyor.storage.base import (
     SlotRenewParams,
 )
 from conveyor.storage.limits import gcra, slots_granted
-from conveyor.storage.rows import job_status_from_row, tally_by_task
+from conveyor.storage.rows import job_attempt_from_row, job_status_from_row, tally_by_task
 from conveyor.storage.sql import load_queries
 from conveyor.storage.sqlite.sqlite_base import SqliteBase
 
@@ -136,17 +137,26 @@ class SqliteJobs(SqliteBase):
         return await self._run(run)
 
     # job statuses -------------------------------------------------------------------
-    async def job_put_many(self, rows: Sequence[JobRow], now: int | None) -> None:
-        """Upsert a batch in one transaction."""
+    async def job_put_many(self, rows: Sequence[JobRow], now: int | None,
+                           attempts: Sequence[AttemptRow] = ()) -> None:
+        """Upsert a batch (and its attempts) in one transaction."""
         at = self._now(now)
         values = [(r.job_id, r.queue, r.task, r.status, r.attempts, r.error, r.result,
-                   r.keep_seconds, at, at + r.keep_seconds * 1000, r.progress, r.report)
+                   r.keep_seconds, at, at + r.keep_seconds * 1000, r.progress, r.report,
+                   r.key, r.args, at)
                   for r in rows]
 
         def run(db: sqlite3.Connection) -> None:
             with self._write(db):
                 db.executemany(Q["job_put_many"], values)
+                if attempts:
+                    db.executemany(Q["job_attempt_put_many"], attempts)
         await self._run(run)
+
+    async def job_attempts(self, job_id: str) -> list[JobAttempt]:
+        """A job's attempts, oldest first."""
+        return await self._run(lambda db: [
+            job_attempt_from_row(r) for r in db.execute(Q["job_attempts"], {"id": job_id})])
 
     async def job_get(self, job_id: str, now: int | None) -> JobStatus | None:
         """One unexpired status."""
@@ -168,30 +178,37 @@ class SqliteJobs(SqliteBase):
         after_at, after_id = params.after if params.after else (None, None)
         args = {"status": params.status, "task": params.task, "queue": params.queue,
                 "since": params.updated_since, "until": params.updated_until,
+                "key": params.key, "created_since": params.created_since,
+                "created_until": params.created_until,
                 "after_at": after_at, "after_id": after_id, "limit": params.limit,
                 "now": self._now(params.now)}
-        sql = Q["job_list" if params.status is None else "job_list_state"]
+        name = "job_list" if params.status is None else "job_list_state"
+        sql = Q["job_list_key" if params.key is not None else name]
         return await self._run(lambda db: [
             job_status_from_row(r) for r in db.execute(sql, args)])
 
     async def job_delete_many(self, job_ids: Sequence[str]) -> int:
-        """Delete statuses by id."""
+        """Delete statuses and their attempts by id."""
         args = {"ids": orjson.dumps(list(job_ids)).decode()}
 
         def run(db: sqlite3.Connection) -> int:
             with self._write(db):
+                db.execute(Q["job_attempt_delete_many"], args)
                 return db.execute(Q["job_delete_many"], args).rowcount
         return await self._run(run)
 
     async def job_expire(self, now: int | None, limit: int) -> int:
-        """Delete expired statuses."""
+        """Delete expired statuses and their attempts."""
         params = {"now": self._now(now), "limit": limit}
 
         def run(db: sqlite3.Connection) -> int:
             with self._write(db):
-                return db.execute(Q["job_expire"], params).rowcount
+                gone = [r[0] for r in db.execute(Q["job_expire"], params)]
+                if gone:
+                    db.execute(Q["job_attempt_delete_many"],
+                               {"ids": orjson.dumps(gone).decode()})
+                return len(gone)
         return await self._run(run)
-
 
     async def job_counts_by_task(self, now: int | None) -> dict[tuple[str, str, str], int]:
         """Unexpired statuses by queue, task and status."""

@@ -46,11 +46,14 @@ from conveyor.storage.base import (
 )
 from conveyor.storage.sql import load_queries
 from conveyor.storage.sqlite.sqlite_base import SqliteBase
+from conveyor.storage.sqlite.sqlite_digests import SqliteDigests
+from conveyor.storage.sqlite.sqlite_flows import SqliteFlows
 from conveyor.storage.sqlite.sqlite_jobs import SqliteJobs
 from conveyor.storage.sqlite.sqlite_keys import SqliteKeys
 from conveyor.storage.sqlite.sqlite_ledger import SqliteLedger
 from conveyor.storage.sqlite.sqlite_maintenance import give_back, table_health
 from conveyor.storage.sqlite.sqlite_recipients import SqliteRecipients
+from conveyor.storage.sqlite.sqlite_templates import SqliteTemplates
 from conveyor.storage.sqlite.sqlite_workers import SqliteWorkers
 from conveyor.tasks import stop_task
 
@@ -94,8 +97,8 @@ def _claim(db: sqlite3.Connection, queue_id: int, batch: NewMessages, at: int
     return claims.resolve(batch, p, won, holders, replaced)
 
 
-class SqliteStorage(SqliteJobs, SqliteLedger, SqliteKeys, SqliteWorkers, SqliteRecipients,
-                    SqliteBase):
+class SqliteStorage(SqliteJobs, SqliteFlows, SqliteLedger, SqliteKeys, SqliteWorkers,
+                    SqliteRecipients, SqliteTemplates, SqliteDigests, SqliteBase):
     """Queues and messages in one SQLite file."""
 
     dialect = "sqlite"

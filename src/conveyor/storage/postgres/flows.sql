@@ -1,0 +1,86 @@
+-- PostgreSQL dialect of flows (conveyor.flows). The same names exist in ../sqlite/flows.sql.
+-- An end runs as two array statements a round in one transaction (storage.flow_steps);
+-- rows are locked in (flow_id, node) order so that concurrent ends cannot deadlock.
+
+-- name: flow_node_insert
+INSERT INTO conveyor_flow_nodes (flow_id, node, job_id, task, queue_id, queue, body,
+                                 priority, results, on_failure, parents, state, pending,
+                                 created_at, updated_at, expires_at)
+SELECT $1, u.node, u.job_id, u.task, u.queue_id, u.queue, u.body, u.priority, u.results,
+       u.on_failure, u.parents, u.state, u.pending, t.now, t.now, t.now + $2
+FROM (SELECT COALESCE($3::bigint, conveyor_now_ms()) AS now) t,
+     unnest($4::int[], $5::uuid[], $6::text[], $7::int[], $8::text[], $9::text[],
+            $10::smallint[], $11::text[], $12::text[], $13::text[], $14::text[], $15::int[])
+         AS u(node, job_id, task, queue_id, queue, body, priority, results, on_failure,
+              parents, state, pending);
+
+-- name: flow_edge_insert
+INSERT INTO conveyor_flow_edges (flow_id, child, parent, expires_at)
+SELECT $1, u.child, u.parent, COALESCE($3::bigint, conveyor_now_ms()) + $2
+FROM unnest($4::int[], $5::int[]) AS u(child, parent);
+
+-- name: flow_node_end
+-- Only nodes that have not ended yet: a job run twice ends once. A waiting node ends here
+-- when a child's failure fails it. The ends come sorted and unique (flow_steps).
+WITH u AS (
+    SELECT * FROM unnest($1::text[], $2::int[], $3::bool[], $4::text[], $5::text[])
+        AS u(flow_id, node, ok, result, error)
+), locked AS (
+    SELECT n.flow_id, n.node FROM conveyor_flow_nodes n JOIN u USING (flow_id, node)
+    ORDER BY n.flow_id, n.node FOR UPDATE OF n
+)
+UPDATE conveyor_flow_nodes n
+SET state = CASE WHEN u.ok THEN 'succeeded' ELSE 'failed' END, result = u.result,
+    error = u.error, body = NULL, updated_at = COALESCE($6::bigint, conveyor_now_ms())
+FROM u JOIN locked USING (flow_id, node)
+WHERE n.flow_id = u.flow_id AND n.node = u.node AND n.state IN ('queued', 'waiting')
+RETURNING n.flow_id, n.node, n.on_failure, n.parents;
+
+-- name: flow_node_count
+-- The last child's end (pending reaches 0) releases the node: it is queued, and its
+-- message (body) is inserted in the same transaction. The SET expressions read the row as
+-- it was before the update (after the lock: the latest committed version).
+WITH u AS (
+    SELECT * FROM unnest($1::text[], $2::int[], $3::int[]) AS u(flow_id, node, n)
+), locked AS (
+    SELECT n.flow_id, n.node FROM conveyor_flow_nodes n JOIN u USING (flow_id, node)
+    ORDER BY n.flow_id, n.node FOR UPDATE OF n
+)
+UPDATE conveyor_flow_nodes n
+SET pending = greatest(n.pending - u.n, 0),
+    state = CASE WHEN n.pending - u.n <= 0 THEN 'queued' ELSE n.state END,
+    updated_at = COALESCE($4::bigint, conveyor_now_ms())
+FROM u JOIN locked USING (flow_id, node)
+WHERE n.flow_id = u.flow_id AND n.node = u.node AND n.state = 'waiting'
+RETURNING n.state, n.queue_id, n.job_id::text, n.body, n.priority;
+
+-- name: flow_results
+-- What a node's job gets: the results of the nodes it waits for, in node order.
+SELECT c.state, c.result
+FROM conveyor_flow_edges e
+JOIN conveyor_flow_nodes c ON c.flow_id = e.flow_id AND c.node = e.child
+WHERE e.flow_id = $1 AND e.parent = $2
+ORDER BY e.child;
+
+-- name: flow_nodes
+SELECT node, job_id::text, task, queue, state, on_failure, pending, result, error, created_at
+FROM conveyor_flow_nodes
+WHERE flow_id = $1 AND expires_at > COALESCE($2::bigint, conveyor_now_ms())
+ORDER BY node;
+
+-- name: flow_edges
+SELECT child, parent FROM conveyor_flow_edges WHERE flow_id = $1 ORDER BY parent, child;
+
+-- name: flow_of_job
+SELECT flow_id FROM conveyor_flow_nodes
+WHERE job_id = $1::uuid AND expires_at > COALESCE($2::bigint, conveyor_now_ms());
+
+-- name: flow_node_expire
+DELETE FROM conveyor_flow_nodes
+WHERE ctid IN (SELECT ctid FROM conveyor_flow_nodes
+               WHERE expires_at <= COALESCE($1::bigint, conveyor_now_ms()) LIMIT $2);
+
+-- name: flow_edge_expire
+DELETE FROM conveyor_flow_edges
+WHERE ctid IN (SELECT ctid FROM conveyor_flow_edges
+               WHERE expires_at <= COALESCE($1::bigint, conveyor_now_ms()) LIMIT $2);

@@ -1,0 +1,105 @@
+"""PostgreSQL half of flows (`conveyor.flows`): store a flow, record ends, read the tree.
+
+A mixin of `PostgresStorage`. An end is a few array statements in one transaction
+(`storage.flow_steps`): the ended nodes, their edges, the parents' counts (rows locked in
+(flow, node) order, so concurrent ends serialise on a chord's parent and never deadlock),
+and the released nodes' messages, inserted in that same transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from conveyor.flows import Flow
+from conveyor.storage import flow_steps
+from conveyor.storage.params import FlowEnd, FlowInsertParams, NewMessages
+from conveyor.storage.postgres.bound import Executor
+from conveyor.storage.postgres.postgres_base import PostgresBase
+from conveyor.storage.sql import load_queries
+
+Q = load_queries("conveyor.storage.postgres", "flows.sql")
+
+
+class PostgresFlows(PostgresBase):
+    """Flow nodes and edges in PostgreSQL."""
+
+    async def _q(self, queue_id: int) -> dict[str, str]:
+        """The statements for a queue's messages table (PostgresStorage's)."""
+        raise NotImplementedError
+
+    async def _insert(self, conn: Executor | None, q: dict[str, str], queue_id: int,
+                      batch: NewMessages, now: int | None) -> None:
+        """Insert messages (PostgresStorage's)."""
+        raise NotImplementedError
+
+    async def flow_insert(self, params: FlowInsertParams) -> None:
+        """The nodes, the edges and the ready nodes' messages, in one transaction."""
+        nodes = params.nodes
+        fid, keep, now = params.flow_id, params.keep_ms, params.now
+        async with self._tx() as conn:
+            await conn.execute(
+                Q["flow_node_insert"], fid, keep, now, [n.node for n in nodes],
+                [n.job_id for n in nodes], [n.task for n in nodes],
+                [n.queue_id for n in nodes], [n.queue for n in nodes],
+                [n.body if n.state == "waiting" else None for n in nodes],
+                [n.priority for n in nodes], [n.results for n in nodes],
+                [n.on_failure for n in nodes], [n.parents for n in nodes],
+                [n.state for n in nodes], [n.pending for n in nodes])
+            if params.edges:
+                await conn.execute(Q["flow_edge_insert"], fid, keep, now,
+                                   [c for c, _ in params.edges], [p for _, p in params.edges])
+            for queue_id, batch in params.ready:
+                await self._insert(conn, await self._q(queue_id), queue_id, batch, now)
+
+    async def flow_end_many(self, ends: Sequence[FlowEnd], now: int | None) -> list[int]:
+        """Record ends (each node once) and release the nodes whose wait is over; the
+        queue ids that got messages. Two statements a round, whatever the batch's size."""
+        released: list[tuple[int, str, str, int]] = []
+        async with self._tx() as conn:
+            todo = flow_steps.unique_ends(ends)
+            while todo:
+                ended = await conn.fetch(
+                    Q["flow_node_end"], [e.flow_id for e in todo], [e.node for e in todo],
+                    [e.ok for e in todo], [e.result for e in todo], [e.error for e in todo],
+                    now)
+                counts, todo = flow_steps.plan(todo, ended)
+                if counts:
+                    keys = sorted(counts)
+                    for row in await conn.fetch(
+                            Q["flow_node_count"], [k[0] for k in keys], [k[1] for k in keys],
+                            [counts[k] for k in keys], now):
+                        if row[0] == "queued":
+                            released.append((int(row[1]), str(row[2]), str(row[3]),
+                                             int(row[4])))
+            batches = flow_steps.released_batches(released)
+            for queue_id, batch in batches.items():
+                await self._insert(conn, await self._q(queue_id), queue_id, batch, now)
+        return list(batches)
+
+    async def flow_results(self, flow_id: str, node: int) -> list[tuple[str, str | None]]:
+        """(state, result as JSON text) of each node `node` waits for, in node order."""
+        return [(str(r[0]), r[1]) for r in await self._fetch(Q["flow_results"], flow_id, node)]
+
+    async def flow_get(self, flow_id: str, now: int | None) -> Flow | None:
+        """The flow's nodes and edges, or None when unknown or expired."""
+        nodes: list[Any] = await self._fetch(Q["flow_nodes"], flow_id, now)
+        if not nodes:
+            return None
+        edges = await self._fetch(Q["flow_edges"], flow_id)
+        return flow_steps.flow_from_rows(flow_id, nodes, edges)
+
+    async def flow_of_job(self, job_id: str, now: int | None) -> str | None:
+        """The id of the flow a job belongs to, if any."""
+        row = await self._fetchrow(Q["flow_of_job"], job_id, now)
+        return str(row[0]) if row else None
+
+    async def flow_expire(self, now: int | None, limit: int) -> int:
+        """Delete up to `limit` expired nodes (and as many edges); how many nodes went."""
+        async with self._tx() as conn:
+            await conn.execute(Q["flow_edge_expire"], now, limit)
+            tag = await conn.execute(Q["flow_node_expire"], now, limit)
+        return int(tag.split()[-1])
+
+
+__all__ = ["PostgresFlows"]

@@ -1,0 +1,95 @@
+"""The run loop's side of flows: a flow job's results in, its end out.
+
+A flow job's body names its node (`"flow": {"id", "node", "results"}`, see
+`broker.flows`). Before it runs, a job that waits for others gets their results as its
+first argument. When it succeeds, its end is recorded in batches (`FlowEnds`) and only then
+is the message acknowledged: a worker killed in between leaves the message to come back,
+and the second end of the same node changes nothing. A job that fails for good records its
+failed end at once, before it is dead-lettered.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from conveyor.client.source import Source
+from conveyor.flows import MAX_RESULT_BYTES, NodeEnd
+from conveyor.models import dumps_json
+from conveyor.worker.batching import Batcher
+
+log = logging.getLogger("conveyor.worker")
+
+__all__ = ["FlowEnds", "FlowRef", "flow_ref", "with_results"]
+
+FlowRef = tuple[str, int, str]
+"""Where a job sits in its flow: (flow id, node, how it gets results)."""
+
+
+def flow_ref(data: dict[str, Any]) -> FlowRef | None:
+    """The flow reference of a decoded job body, or None for a plain job."""
+    ref = data.get("flow")
+    if ref is None:
+        return None
+    if not isinstance(ref, dict) or not isinstance(ref.get("id"), str) or \
+            not isinstance(ref.get("node"), int):
+        raise ValueError("A job's 'flow' must name its flow 'id' and 'node'.")
+    uuid.UUID(ref["id"])  # ValueError: not a flow this broker made (dead-lettered)
+    return ref["id"], ref["node"], str(ref.get("results", "none"))
+
+
+async def with_results(source: Source, ref: FlowRef, args: list[Any]) -> list[Any]:
+    """The job's arguments, with the results it waits for first (if it gets them)."""
+    flow_id, node, mode = ref
+    if mode == "none":
+        return args
+    results = await source.flows.results(flow_id, node)
+    return [results[0] if mode == "one" and results else results, *args]
+
+
+def success(ref: FlowRef, result: Any) -> NodeEnd:
+    """A succeeded node's end. A result that is not JSON, or over MAX_RESULT_BYTES, is
+    recorded as None (one such end would fail its whole batch)."""
+    try:
+        too_big = len(dumps_json(result).encode()) > MAX_RESULT_BYTES
+    except (TypeError, ValueError):
+        too_big = True
+    if too_big:
+        log.warning("flow %s node %d returned a value that is not JSON or over %d bytes; "
+                    "recorded as None", ref[0], ref[1], MAX_RESULT_BYTES)
+        result = None
+    return NodeEnd(ref[0], ref[1], True, result)
+
+
+async def record_failure(source: Source, ref: FlowRef, error: str) -> None:
+    """Record a node's failed end now (before the job is dead-lettered or dropped)."""
+    try:
+        await source.flows.end_many([NodeEnd(ref[0], ref[1], False, None, error)])
+    except Exception:
+        log.exception("recording the failed end of flow %s node %d failed", *ref[:2])
+
+
+class FlowEnds:
+    """Succeeded flow jobs' ends, recorded in batches; each job's message is acknowledged
+    (through `ack`) once its end is stored."""
+
+    def __init__(self, source: Source, ack: Callable[[str], None], *, name: str) -> None:
+        self._source = source
+        self._ack = ack
+        self._batch: Batcher[tuple[NodeEnd, str]] = Batcher(
+            self._flush, size=500, interval=0.02, name=name)
+
+    def add(self, end: NodeEnd, receipt_handle: str) -> None:
+        """Record `end`, then acknowledge the job."""
+        self._batch.add((end, receipt_handle))
+
+    async def _flush(self, items: Sequence[tuple[NodeEnd, str]]) -> None:
+        await self._source.flows.end_many([end for end, _ in items])
+        for _, handle in items:
+            self._ack(handle)
+
+    async def drain(self) -> None:
+        """Flush what is queued (call before draining the acknowledgements)."""
+        await self._batch.drain()
