@@ -16,6 +16,7 @@ from typing import Any
 from conveyor.broker import retention
 from conveyor.broker import validation as v
 from conveyor.broker.delivery_ledger import Ledger
+from conveyor.broker.delivery_view import DeliveryView
 from conveyor.broker.digests import Digests
 from conveyor.broker.flows import Flows
 from conveyor.broker.job_system import Jobs, Limits
@@ -102,6 +103,7 @@ class Broker:
         self.workers = Workers(self)
         self.ledger = Ledger(self)
         self.recipients = Recipients(self)
+        self.deliveries = DeliveryView(self)
         self.templates = StoredTemplates(self)
         self.digests = Digests(self)
         self.observers: list[BrokerObserver] = []

@@ -22,6 +22,8 @@ from conveyor.forgery import normalise_hosts
 from conveyor.http import (
     dashboard,
     dashboard_jobs,
+    deliveries,
+    delivery_pages,
     docs,
     errors,
     explorer,
@@ -98,8 +100,8 @@ def create_app(broker_or_config: Broker | Config, *,
     app.state.feedback = feedback
     errors.install(app)
     for module in (health, queues, messages, tasks, flow_routes, job_routes, explorer, workers,
-                   metrics, stream, wq, dashboard, dashboard_jobs, notify, feedback_routes,
-                   recipients, templates):
+                   metrics, stream, wq, dashboard, dashboard_jobs, delivery_pages,
+                   deliveries, notify, feedback_routes, recipients, templates):
         app.include_router(module.router)
     docs.install(app)
     _document_raw_bodies(app)

@@ -98,6 +98,10 @@ def required(method: str, path: str) -> Need | None:
         return Need("manage", match.group(1))
     if path in ("/ui/queues", "/ui/queues/") and method == "POST":
         return Need("manage", name_in_body=True)
+    if path == "/ui/deliveries" or path.startswith("/ui/deliveries/"):
+        # The delivery view shows what GET /v1/notifications does (people's addresses):
+        # the same permission, on the notification queues only.
+        return Need("receive", "notify-*")
     if path == "/" or path.startswith("/ui"):
         return Need("manage")
     if path.startswith("/v1/recipients/"):

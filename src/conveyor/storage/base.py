@@ -37,6 +37,7 @@ from conveyor.storage.params import (
     ApiKeyInsertParams,
     AttemptRow,
     DeliveryPutParams,
+    DeliverySeriesParams,
     DigestAddParams,
     FlowEnd,
     FlowInsertParams,
@@ -60,13 +61,16 @@ from conveyor.storage.params import (
     SlotRenewParams,
     WorkerPutParams,
 )
+from conveyor.timeline import DeliveryEvent, SeriesCount
 
 __all__ = [
     "DEDUP_WINDOW_MS",
     "NO_RECEIVE_LIMIT",
     "ApiKeyInsertParams",
     "AttemptRow",
+    "DeliveryEventStorage",
     "DeliveryPutParams",
+    "DeliverySeriesParams",
     "DigestAddParams",
     "DigestStorage",
     "FlowEnd",
@@ -379,6 +383,20 @@ class LedgerStorage(Protocol):
         """Listed addresses by (channel, address)."""
 
 
+class DeliveryEventStorage(Protocol):
+    """The delivery view (see `conveyor.broker.delivery_view`): events and counts that the
+    triggers of migration 0020 write as ledger rows change; read here."""
+
+    async def delivery_event_list(self, delivery_id: str) -> list[DeliveryEvent]:
+        """A notification's stored events, oldest first (none once its row is gone)."""
+
+    async def delivery_series(self, params: DeliverySeriesParams) -> list[SeriesCount]:
+        """Stored counts of the buckets in the window, by bucket, channel and status."""
+
+    async def delivery_series_expire(self, before: int, limit: int) -> int:
+        """Delete up to `limit` counts of buckets that start before `before`."""
+
+
 class KeyStorage(Protocol):
     """API keys (see `conveyor.broker.api_keys`): token hashes for bearer look-ups, and
     each key's SigV4 secret (maybe sealed) for the SQS endpoint."""
@@ -502,7 +520,8 @@ class DigestStorage(Protocol):
 
 
 class Storage(MessageStorage, JobStorage, FlowStorage, LedgerStorage, KeyStorage,
-              WorkerStorage, RecipientStorage, TemplateStorage, DigestStorage, Protocol):
+              WorkerStorage, RecipientStorage, TemplateStorage, DigestStorage,
+              DeliveryEventStorage, Protocol):
     """A database driver: the whole contract, plus its lifecycle."""
 
     dialect: str

@@ -22,6 +22,7 @@ __all__ = [
     "ApiKeyInsertParams",
     "AttemptRow",
     "DeliveryPutParams",
+    "DeliverySeriesParams",
     "DigestAddParams",
     "FlowEnd",
     "FlowInsertParams",
@@ -291,6 +292,16 @@ class DeliveryPutParams:
     status: str
     keep_ms: int
     now: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliverySeriesParams:
+    """Stored counts of buckets starting in [`since`, `until`) ms, of one channel (None:
+    every channel)."""
+
+    since: int
+    until: int
+    channel: str | None = None
 
 
 # API keys ---------------------------------------------------------------------------

@@ -43,6 +43,7 @@ from conveyor.storage.base import (
 )
 from conveyor.storage.postgres.bound import Executor
 from conveyor.storage.postgres.postgres_base import Connection, PostgresBase, translated
+from conveyor.storage.postgres.postgres_delivery_events import PostgresDeliveryEvents
 from conveyor.storage.postgres.postgres_digests import PostgresDigests
 from conveyor.storage.postgres.postgres_flows import PostgresFlows
 from conveyor.storage.postgres.postgres_jobs import PostgresJobs
@@ -92,7 +93,8 @@ def slots_of(leases: Sequence[Lease]) -> list[int]:
 
 
 class PostgresStorage(PostgresJobs, PostgresFlows, PostgresLedger, PostgresKeys, PostgresWorkers,
-                      PostgresRecipients, PostgresTemplates, PostgresDigests, PostgresBase):
+                      PostgresRecipients, PostgresTemplates, PostgresDigests,
+                      PostgresDeliveryEvents, PostgresBase):
     """Queues and messages in PostgreSQL."""
 
     dialect = "postgresql"

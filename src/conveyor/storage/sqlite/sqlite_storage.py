@@ -46,6 +46,7 @@ from conveyor.storage.base import (
 )
 from conveyor.storage.sql import load_queries
 from conveyor.storage.sqlite.sqlite_base import SqliteBase
+from conveyor.storage.sqlite.sqlite_delivery_events import SqliteDeliveryEvents
 from conveyor.storage.sqlite.sqlite_digests import SqliteDigests
 from conveyor.storage.sqlite.sqlite_flows import SqliteFlows
 from conveyor.storage.sqlite.sqlite_jobs import SqliteJobs
@@ -98,7 +99,8 @@ def _claim(db: sqlite3.Connection, queue_id: int, batch: NewMessages, at: int
 
 
 class SqliteStorage(SqliteJobs, SqliteFlows, SqliteLedger, SqliteKeys, SqliteWorkers,
-                    SqliteRecipients, SqliteTemplates, SqliteDigests, SqliteBase):
+                    SqliteRecipients, SqliteTemplates, SqliteDigests, SqliteDeliveryEvents,
+                    SqliteBase):
     """Queues and messages in one SQLite file."""
 
     dialect = "sqlite"
