@@ -474,6 +474,10 @@ class RecipientStorage(Protocol):
     async def recipient_count(self) -> int:
         """How many recipients are stored."""
 
+    async def recipient_page(self, after: str | None, limit: int) -> list[Recipient]:
+        """Up to `limit` recipients in id order, after the id `after` (None: from the
+        first): a segment notified in bulk reads its people page by page."""
+
     async def recipient_delivery_add_many(self, rows: Sequence[tuple[str, str]],
                                           keep_ms: int, now: int | None) -> None:
         """Link (recipient id, delivery id) pairs, kept for `keep_ms`; a pair already
