@@ -194,3 +194,18 @@ def test_the_pages_and_their_forms_need_manage() -> None:
     for action in ("redrive", "delete"):
         assert required("POST", f"/ui/queues/dlq/messages/m1/{action}") == Need("manage",
                                                                                 "dlq")
+
+
+async def test_a_bulk_action_on_a_too_long_filter_is_refused(
+        ui: tuple[httpx.AsyncClient, Broker]) -> None:
+    """A filter longer than the broker takes is an error, not cut to a filter that matches
+    other jobs (a task named by its first 200 characters was deleted)."""
+    http, broker = ui
+    token = http.cookies["conveyor_csrf"]
+    await broker.jobs.status_set("long", "dead", queue="work", task="t" * 200, attempts=1)
+    for action in ("retry", "delete"):
+        answer = await http.post(f"/ui/jobs/{action}", data={"csrf_token": token,
+                                                             "task": "t" * 201})
+        assert answer.status_code == 303 and "error=task+must" in answer.headers["location"]
+    found = await broker.jobs.status_get("long")
+    assert found is not None and found.status == "dead"
