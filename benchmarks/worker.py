@@ -3,6 +3,7 @@
 
     python benchmarks/worker.py [--jobs 100000] [--rounds 3] [--postgres URL] [--skip-sqlite]
                                 [--no-peers] [--baseline-src DIR] [--flows]
+    python benchmarks/worker.py --fairness    (per-key fairness: see fairness.py)
 
 Each contender gets the same jobs in the same PostgreSQL database (a fresh one named
 `conveyor_bench_PID`, created and dropped here) and runs in 1 and 2 processes; conveyor also runs
@@ -321,6 +322,10 @@ def cli() -> None:
                         help="also drain a chord of --jobs children in every round")
     parser.add_argument("--rounds", type=int, default=3,
                         help="run every contender this many times; report the median")
+    parser.add_argument("--fairness", action="store_true",
+                        help="the per-key fairness figure instead (benchmarks/fairness.py)")
+    parser.add_argument("--fair-a", type=int, default=100_000, help=argparse.SUPPRESS)
+    parser.add_argument("--fair-b", type=int, default=100, help=argparse.SUPPRESS)
     parser.add_argument("--child", choices=("pgqueuer", "pgmq"), help=argparse.SUPPRESS)
     parser.add_argument("--go", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -328,7 +333,27 @@ def cli() -> None:
         child = _pgqueuer_child if args.child == "pgqueuer" else _pgmq_child
         asyncio.run(child(args.postgres, args.go))
         return
+    if args.fairness:
+        asyncio.run(_fairness(args))
+        return
     asyncio.run(main(args))
+
+
+async def _fairness(args: argparse.Namespace) -> None:
+    sys.path.insert(0, str(HERE))
+    import fairness
+
+    name = f"conveyor_fairness_{os.getpid()}"  # a database of the run's own
+    pg = await _database(args.postgres, name)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            targets = [("postgresql", pg)]
+            if not args.skip_sqlite:
+                targets.append(("sqlite", f"sqlite:///{tmp}/fair.db"))
+            await fairness.main(targets, args.fair_a, args.fair_b)
+    finally:
+        await _database(args.postgres, name, drop=True)
+    print("reproduce: python benchmarks/worker.py " + " ".join(sys.argv[1:]))
 
 
 if __name__ == "__main__":

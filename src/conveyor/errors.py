@@ -171,6 +171,12 @@ class JobNotRetryable(Conflict):
     code = "job_not_retryable"
 
 
+class JobNotCancellable(Conflict):
+    """Only a queued, running or retrying job can be cancelled: this one has ended."""
+
+    code = "job_not_cancellable"
+
+
 class JobMessageGone(Conflict):
     """The job's dead-letter message is no longer there to send again."""
 

@@ -23,8 +23,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from conveyor.errors import InvalidInput
 
 __all__ = ["ADDRESS_CHANNELS", "CSV_COLUMNS", "Category", "QuietHours", "Recipient",
-           "address_key", "allowed", "parse_line", "parse_recipient", "quiet_release_at",
-           "recipient_json"]
+           "address_key", "allowed", "check_id", "parse_line", "parse_recipient",
+           "quiet_release_at", "recipient_json"]
 
 ADDRESS_CHANNELS = ("email", "push", "fcm", "apns")
 """Channels a recipient can hold addresses for: email addresses, Web Push subscriptions
@@ -102,9 +102,7 @@ def allowed(recipient: Recipient, category: Category, channel: str) -> bool:
 def parse_recipient(recipient_id: Any, doc: Any, updated_at: int = 0) -> Recipient:
     """A recipient from its JSON form (the body of `PUT /v1/recipients/{id}`); raises
     `InvalidInput` naming the field. Missing fields take their defaults."""
-    if not isinstance(recipient_id, str) or not _ID.fullmatch(recipient_id):
-        raise InvalidInput("A recipient id is 1 to 200 of A-Z a-z 0-9 _ . : @ + -, not "
-                           f"{recipient_id!r:.60}.", field="id")
+    check_id(recipient_id)
     if not isinstance(doc, Mapping):
         raise InvalidInput("A recipient is a JSON object.", field="recipient")
     unknown = sorted(set(doc) - _FIELDS - {"id"})
@@ -121,6 +119,13 @@ def parse_recipient(recipient_id: Any, doc: Any, updated_at: int = 0) -> Recipie
     return Recipient(recipient_id, timezone, locale, _addresses(doc.get("addresses", {})),
                      _preferences(doc.get("preferences", {})),
                      None if quiet is None else _quiet(quiet), updated_at)
+
+
+def check_id(recipient_id: Any) -> None:
+    """Raise `InvalidInput` unless `recipient_id` is a well-formed recipient id."""
+    if not isinstance(recipient_id, str) or not _ID.fullmatch(recipient_id):
+        raise InvalidInput("A recipient id is 1 to 200 of A-Z a-z 0-9 _ . : @ + -, not "
+                           f"{recipient_id!r:.60}.", field="id")
 
 
 def recipient_json(r: Recipient) -> dict[str, Any]:

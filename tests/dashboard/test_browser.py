@@ -75,7 +75,7 @@ def test_queue_appears_send_and_redrive(browser: Any, server: ServerProcess,
     dead = page.locator("#dead-letters")
     assert "SMTP 550: <mailbox> unavailable" in dead.inner_text()
     screenshot(page, tmp_path, "dead-letters")
-    dead.locator("button", has_text="Redrive").click()
+    dead.locator("button[value=redrive]").click()  # redrive all (each row has its own)
     page.wait_for_selector(".notice")
     assert "Redrove 1 messages" in page.locator(".notice").inner_text()
     stats = api.get("/v1/queues/a-orders").json()["stats"]

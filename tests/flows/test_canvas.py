@@ -116,3 +116,23 @@ async def test_bad_flows_are_refused_and_write_nothing(broker: Broker,
     with pytest.raises(InvalidFlow):
         add.s(1).set(on_failure="maybe")
     assert (await broker.queue_stats("flow")).total == 0
+
+
+async def test_a_result_that_is_not_json_is_passed_on_as_none(broker: Broker,
+                                                               clock: ManualClock) -> None:
+    app, _ = make_app(broker, clock)
+    got: list[Any] = []
+
+    @app.task(queue="flow")
+    def odd() -> set[int]:
+        return {1, 2}
+
+    @app.task(queue="flow")
+    def keep(value: Any) -> str:
+        got.append(value)
+        return "kept"
+
+    run = await chain(odd.s(), keep.s()).aenqueue()
+    async with running(Worker(app, WorkerOptions(wait_seconds=0))):
+        assert await run.result(timeout=20) == "kept"
+    assert got == [None]

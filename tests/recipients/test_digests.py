@@ -67,6 +67,7 @@ def _texts(sink: SmtpSink) -> list[tuple[str, str, str]]:
 async def test_a_burst_becomes_one_message_per_address(broker: Broker,
                                                        clock: ManualClock) -> None:
     await broker.recipients.put("ann", {
+        "locale": "pt-BR",
         "addresses": {"email": ["ann@example.com", "ann@work.example"], "apns": "tok"},
         "preferences": {"likes": {"apns": False}}})
     sender = _sender(broker)
@@ -108,6 +109,7 @@ async def test_a_burst_becomes_one_message_per_address(broker: Broker,
     (item,) = Envelope.loads(message.body.text).items
     assert (item.to, item.data["count"], [e["text"] for e in item.data["events"]]) == (
         "tok", 2, ["c1", "c2"])
+    assert item.extra["locale"] == "pt-BR"  # rendered in the recipient's locale chain
     # After the release, the next event opens a new window.
     later = await notify_recipient(sender, PersonNotification(
         "ann", COMMENTS, "digest", {"text": "c3"}, digest=WINDOW), clock())

@@ -48,6 +48,22 @@ async def test_a_large_batch_is_one_write(storage: Storage, t0: int) -> None:
     assert got is not None and got.addresses == {"email": ("r1999@example.com",)}
 
 
+async def test_recipient_pages_walk_every_id_once_in_order(storage: Storage,
+                                                           t0: int) -> None:
+    ids = [f"p{i:03d}" for i in range(25)]
+    await storage.recipient_put_many([parse_recipient(i, {}) for i in reversed(ids)], t0)
+    seen: list[str] = []
+    after = None
+    while page := await storage.recipient_page(after, 10):
+        assert len(page) <= 10
+        seen += [r.id for r in page]
+        after = page[-1].id
+    assert seen == ids
+    assert await storage.recipient_page("p024", 10) == []
+    first = await storage.recipient_page(None, 1)
+    assert [r.id for r in first] == ["p000"] and first[0].updated_at == t0
+
+
 async def test_delivery_links(storage: Storage, t0: int) -> None:
     from conveyor.ledger import NewDelivery
     from conveyor.storage.base import DeliveryPutParams

@@ -28,6 +28,7 @@ class Procs:
         self.out = tmp / "out.txt"
         self.log = tmp / "log.txt"
         self.started: list[subprocess.Popen[bytes]] = []
+        self.app = APP  # the App the workers load
 
     def env(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}
@@ -36,7 +37,7 @@ class Procs:
         return env
 
     def start(self, *args: str, **extra: str) -> subprocess.Popen[bytes]:
-        command = [sys.executable, "-m", "conveyor.cli.main", "worker", APP, *args]
+        command = [sys.executable, "-m", "conveyor.cli.main", "worker", self.app, *args]
         with self.log.open("ab") as log:
             process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
                                        env=self.env(**extra), cwd=ROOT)

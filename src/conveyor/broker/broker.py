@@ -8,6 +8,7 @@ methods and map `conveyor.errors` to their own codes.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -16,6 +17,7 @@ from typing import Any
 from conveyor.broker import retention
 from conveyor.broker import validation as v
 from conveyor.broker.delivery_ledger import Ledger
+from conveyor.broker.delivery_view import DeliveryView
 from conveyor.broker.digests import Digests
 from conveyor.broker.flows import Flows
 from conveyor.broker.job_system import Jobs, Limits
@@ -102,6 +104,7 @@ class Broker:
         self.workers = Workers(self)
         self.ledger = Ledger(self)
         self.recipients = Recipients(self)
+        self.deliveries = DeliveryView(self)
         self.templates = StoredTemplates(self)
         self.digests = Digests(self)
         self.observers: list[BrokerObserver] = []
@@ -331,10 +334,20 @@ class Broker:
 
     async def receive(self, queue_name: str, max_messages: int = 10,
                       visibility_timeout: int | None = None, wait_seconds: int | None = None,
-                      region: str | None = None) -> list[Message]:
-        """Lease up to `max_messages`; with `wait_seconds`, wait for the first to arrive."""
+                      region: str | None = None, *, skip_groups: Sequence[str] = ()
+                      ) -> list[Message]:
+        """Lease up to `max_messages`; with `wait_seconds`, wait for the first to arrive.
+
+        `skip_groups` (standard queues): pass over the messages of these message groups,
+        leaving them for a later receive (a worker's per-key limited jobs whose keys are at
+        their limit, `conveyor.worker.keys`)."""
         v.check_receive(max_messages, visibility_timeout, wait_seconds)
+        skip = v.check_skip_groups(skip_groups)
         queue = await self.queue(queue_name, region)
+        if skip and queue.attributes.fifo:
+            raise InvalidInput("skip_groups is for standard queues; a FIFO queue already "
+                               "holds back a group with a message in flight.",
+                               field="skip_groups")
         max_messages = await self.quotas.check_receive(queue, max_messages, self.now())
         attrs = queue.attributes
         wait = attrs.receive_wait_seconds if wait_seconds is None else wait_seconds
@@ -342,6 +355,8 @@ class Broker:
         while True:
             ticket = self._wakeups.ticket(queue.id)
             params = await self._receive_params(queue, max_messages, visibility_timeout)
+            if skip:
+                params = dataclasses.replace(params, skip_groups=skip)
             messages = await self.storage.message_receive(params)
             if messages:
                 if self.observers:

@@ -17,7 +17,7 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from conveyor.broker import job_explorer
+from conveyor.broker import job_cancel, job_explorer
 from conveyor.broker import validation as v
 from conveyor.errors import InvalidInput, TooManyEntries
 from conveyor.jobs import JOB_STATUSES, Grant, JobDetail, JobFilter, JobPage, JobStatus, Skipped
@@ -250,6 +250,21 @@ class Jobs:
         return await job_explorer.delete_many(self._broker, where or JobFilter(),
                                               limit=limit, after=after)
 
+    async def cancel(self, job_id: str) -> JobStatus:
+        """Cancel a queued, running or retrying job (see `job_cancel.cancel`)."""
+        return await job_cancel.cancel(self._broker, job_id)
+
+    async def cancel_many(self, where: JobFilter | None = None, *, limit: int = 100,
+                          after: str | None = None
+                          ) -> tuple[list[JobStatus], list[Skipped], str | None]:
+        """Cancel up to `limit` queued, running or retrying jobs matching `where`."""
+        return await job_cancel.cancel_many(self._broker, where or JobFilter(),
+                                            limit=limit, after=after)
+
+    async def cancel_requests(self, job_ids: Sequence[str]) -> list[str]:
+        """Which of these jobs are to be cancelled (a worker's check of its running ones)."""
+        return await job_cancel.requested(self._broker, job_ids)
+
     async def list(self, where: JobFilter | None = None, *, limit: int = 100,
                    after: str | None = None) -> JobPage:
         """A page of tracked jobs matching `where`, newest update first (keyset cursor).
@@ -269,6 +284,8 @@ class Jobs:
             if n < _SWEEP_BATCH:
                 break
         while await storage.cron_expire(CRON_KEEP_MS, at, _SWEEP_BATCH) == _SWEEP_BATCH:
+            pass
+        while await storage.cancel_expire(at, _SWEEP_BATCH) == _SWEEP_BATCH:
             pass
         return removed
 

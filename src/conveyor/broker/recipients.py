@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from conveyor.errors import InvalidInput, TooManyEntries
 from conveyor.ledger import Delivery
-from conveyor.recipients import Recipient, parse_line, parse_recipient
+from conveyor.recipients import Recipient, check_id, parse_line, parse_recipient
 
 if TYPE_CHECKING:
     from conveyor.broker.broker import Broker
@@ -108,25 +108,47 @@ class Recipients:
         """How many recipients are stored."""
         return await self._broker.storage.recipient_count()
 
+    async def page(self, after: str | None = None, limit: int = 1000) -> list[Recipient]:
+        """Up to `limit` (at most `MAX_PUT_BATCH`) recipients in id order after the id
+        `after` (None: from the first); the last one's id gives the next page."""
+        if after is not None:
+            parse_recipient(after, {})
+        if isinstance(limit, bool) or not isinstance(limit, int) or \
+                not 1 <= limit <= MAX_PUT_BATCH:
+            raise InvalidInput(f"limit must be between 1 and {MAX_PUT_BATCH}.",
+                               field="limit")
+        return await self._broker.storage.recipient_page(after, limit)
+
     # their notifications ------------------------------------------------------------
     async def link(self, recipient_id: str, delivery_ids: Sequence[str], *,
                    keep_seconds: int = 7 * 86_400) -> None:
         """Remember that these notifications (up to 1,000) were made for the recipient, for
         `notifications`; kept as long as the ledger keeps them (`keep_seconds`)."""
         parse_recipient(recipient_id, {})
-        if len(delivery_ids) > 1000:
-            raise TooManyEntries("A batch holds at most 1000 delivery ids.")
-        for index, d in enumerate(delivery_ids):
+        await self.link_many([(recipient_id, d) for d in delivery_ids],
+                             keep_seconds=keep_seconds)
+
+    async def link_many(self, pairs: Sequence[tuple[str, str]], *,
+                        keep_seconds: int = 7 * 86_400) -> None:
+        """`link` for many recipients at once: up to 1,000 (recipient id, delivery id)
+        pairs in one write (a bulk notify links a page of people together)."""
+        if len(pairs) > 1000:
+            raise TooManyEntries("A batch holds at most 1000 links.")
+        checked: set[str] = set()
+        for index, (rid, d) in enumerate(pairs):
+            if rid not in checked:
+                check_id(rid)
+                checked.add(rid)
             if not isinstance(d, str) or not 1 <= len(d) <= 200:
                 raise InvalidInput("A delivery id is 1 to 200 characters.",
                                    field="delivery_id", index=index)
         if not 1 <= keep_seconds <= 365 * 86_400:
             raise InvalidInput("keep_seconds must be between 1 and 31,536,000.",
                                field="keep_seconds")
-        unique = list(dict.fromkeys(delivery_ids))
+        unique = list(dict.fromkeys(pairs))
         if unique:
             await self._broker.storage.recipient_delivery_add_many(
-                [(recipient_id, d) for d in unique], keep_seconds * 1000, self._broker.now())
+                unique, keep_seconds * 1000, self._broker.now())
 
     async def notifications(self, recipient_id: str, limit: int = 100) -> list[Delivery]:
         """The recipient's notifications with their current state, newest first."""

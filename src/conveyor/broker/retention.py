@@ -41,6 +41,7 @@ async def sweep(broker: Broker) -> int:
     await broker.workers.expire()
     await broker.ledger.expire()
     await broker.recipients.expire()
+    await broker.deliveries.expire()
     return removed
 
 

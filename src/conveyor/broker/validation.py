@@ -371,6 +371,20 @@ def check_receive(max_messages: Any, visibility_timeout: Any, wait_seconds: Any)
         _range_or_invalid("wait_seconds", wait_seconds, 0, MAX_WAIT)
 
 
+MAX_SKIP_GROUPS = 1000
+
+
+def check_skip_groups(groups: Any) -> tuple[str, ...]:
+    """A receive's message groups to pass over: up to 1,000 group ids."""
+    if isinstance(groups, str) or not isinstance(groups, list | tuple) or \
+            len(groups) > MAX_SKIP_GROUPS or not all(
+                isinstance(g, str) and _TOKEN.fullmatch(g) for g in groups):
+        raise InvalidInput(f"skip_groups must be a list of at most {MAX_SKIP_GROUPS:,} "
+                           "group ids (1-128 printable ASCII characters each).",
+                           field="skip_groups")
+    return tuple(groups)
+
+
 def check_visibility_timeout(value: Any, index: int | None = None) -> int:
     """A lease length in seconds, 0..12 h."""
     return _range_or_invalid("visibility_timeout", value, 0, MAX_VISIBILITY, index)

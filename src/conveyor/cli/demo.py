@@ -32,6 +32,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                       help="kill -9 a delivery worker this often and start a new one; the "
                            "check then wants none lost and extra copies within kills x "
                            "in_flight (400) per channel")
+    demo.add_argument("--recipients", type=int, default=0, metavar="N",
+                      help="the recipient run instead: N people imported (10%% opted out "
+                           "of the demo's category, 20%% inside quiet hours), then one bulk "
+                           "notify of them all; --messages is ignored")
+    demo.add_argument("--hold-seconds", type=float, default=None, metavar="SECONDS",
+                      help="the recipient run's quiet hours end at least this long after "
+                           "the import (default 60 + 1 per 10,000 people)")
     demo.set_defaults(run=_demo)
 
 
@@ -55,6 +62,10 @@ def _demo(args: argparse.Namespace) -> int:
 
     if args.messages < 1:
         raise InvalidInput("--messages must be at least 1.")
+    if args.recipients < 0 or (args.hold_seconds is not None and args.hold_seconds < 0):
+        raise InvalidInput("--recipients and --hold-seconds must be 0 or more.")
+    if args.recipients and args.kill_workers_every:
+        raise InvalidInput("--kill-workers-every runs with --messages, not --recipients.")
     if args.kill_workers_every < 0:
         raise InvalidInput("--kill-workers-every must be 0 (off) or more seconds.")
     report = run_demo(DemoConfig(
@@ -62,5 +73,6 @@ def _demo(args: argparse.Namespace) -> int:
         cost_per_hour=args.cost_per_hour, workers=args.workers,
         verify_every=args.verify_every, use_smtp_sink=not args.no_smtp_sink,
         progress=not args.no_progress and sys.stderr.isatty(),
-        kill_workers_every=args.kill_workers_every))
+        kill_workers_every=args.kill_workers_every, recipients=args.recipients,
+        hold_seconds=args.hold_seconds))
     return 0 if report.ok else 1

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import UTC, datetime
+from typing import Any
 
 from conveyor.cli.commands import _json_line, _table, _wants_json
 from conveyor.client import Client
@@ -13,7 +14,8 @@ from conveyor.http import wire
 from conveyor.jobs import JobFilter
 from conveyor.models import dumps_json
 
-__all__ = ["job_delete", "job_list", "job_retry", "job_show", "moment"]
+__all__ = ["add_cancel_parser", "job_cancel", "job_delete", "job_list", "job_retry", "job_show",
+           "moment"]
 
 
 def moment(text: str) -> int:
@@ -107,4 +109,53 @@ def job_delete(args: argparse.Namespace, client: Client) -> int:
         _json_line({"job_id": args.job_id, "deleted": True})
     else:
         print(f"job {args.job_id}: deleted")
+    return 0
+
+
+def add_cancel_parser(job_sub: Any, common: argparse.ArgumentParser) -> None:
+    """`conveyor job cancel JOB_ID`, or every match of the filters without an id."""
+    cancel = job_sub.add_parser(
+        "cancel", parents=[common],
+        help="cancel a queued, running or retrying job; without JOB_ID, every job "
+             "matching --state/--task/--queue")
+    cancel.add_argument("job_id", metavar="JOB_ID", nargs="?")
+    cancel.add_argument("--state", help="queued, running or retrying (default: all three)")
+    cancel.add_argument("--task", help="one task's jobs")
+    cancel.add_argument("--queue", help="one queue's jobs")
+    cancel.add_argument("--key", help="one key's jobs")
+    for flag, what in (("--created-since", "enqueued at or after"),
+                       ("--created-until", "enqueued before"),
+                       ("--updated-since", "updated at or after"),
+                       ("--updated-until", "updated before")):
+        cancel.add_argument(flag, type=moment, metavar="TIME",
+                            help=f"{what} TIME (ms since the epoch or ISO 8601)")
+    cancel.set_defaults(client=job_cancel)
+
+
+def job_cancel(args: argparse.Namespace, client: Client) -> int:
+    """Cancel one job, or every job matching the filters (page by page)."""
+    if args.job_id is not None:
+        found = client.jobs.cancel(args.job_id)
+        if _wants_json(args):
+            _json_line(wire.job_status_json(found))
+        elif found.status == "cancelled":
+            print(f"job {found.job_id}: cancelled")
+        else:
+            print(f"job {found.job_id}: {found.status}; its worker cancels it at its next "
+                  "check")
+        return 0
+    after: str | None = None
+    done = skipped = 0
+    while True:
+        jobs, left, after = client.jobs.cancel_many(_where(args), limit=1000, after=after)
+        for job in jobs:
+            if _wants_json(args):
+                _json_line(wire.job_status_json(job))
+        done += len(jobs)
+        skipped += len(left)
+        if after is None:
+            break
+    if not _wants_json(args):
+        print(f"cancelled {done} jobs (running ones at their worker's next check); "
+              f"skipped {skipped}")
     return 0

@@ -192,6 +192,7 @@ def _client_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                                 help="forget an ended job (and its dead-letter message)")
     forget.add_argument("job_id", metavar="JOB_ID")
     forget.set_defaults(client=job_commands.job_delete)
+    job_commands.add_cancel_parser(job_sub, common)
 
     workers.add_parser(sub, common)
 

@@ -254,9 +254,11 @@ def send(queue: str, entries: Sequence[SendEntry]) -> Call[list[SendResult]]:
 
 
 def receive(queue: str, max_messages: int, visibility_timeout: int | None,
-            wait_seconds: int | None) -> Call[list[Message]]:
+            wait_seconds: int | None, skip_groups: Sequence[str] = ()) -> Call[list[Message]]:
     """POST /v1/queues/{q}/messages/receive (long polls up to `wait_seconds`)."""
     body: dict[str, Any] = {"max_messages": max_messages}
+    if skip_groups:
+        body["skip_groups"] = list(skip_groups)
     if visibility_timeout is not None:
         body["visibility_timeout"] = visibility_timeout
     if wait_seconds is not None:

@@ -124,10 +124,12 @@ class AsyncClient:
 
     async def receive(self, queue_name: str, max_messages: int = 10,
                       visibility_timeout: int | None = None,
-                      wait_seconds: int | None = None) -> list[Message]:
-        """Lease up to `max_messages`; with `wait_seconds`, long-poll for the first."""
+                      wait_seconds: int | None = None, *, skip_groups: Sequence[str] = ()
+                      ) -> list[Message]:
+        """Lease up to `max_messages`; with `wait_seconds`, long-poll for the first;
+        `skip_groups`: pass over those message groups' messages (`Broker.receive`)."""
         return await self.run(c.receive(queue_name, max_messages, visibility_timeout,
-                                        wait_seconds))
+                                        wait_seconds, skip_groups))
 
     async def delete(self, queue_name: str, receipt_handles: Sequence[str]
                      ) -> list[EntryResult]:

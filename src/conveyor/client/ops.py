@@ -151,6 +151,30 @@ def job_delete_many(where: JobFilter | None, limit: int, after: str | None
                 {**_filter(where), "limit": limit, "after": after})
 
 
+def job_cancel(job_id: str) -> Call[JobStatus]:
+    """POST /v1/jobs/{id}/cancel (200: cancelled; 202: its worker was asked to stop it)."""
+    return Call("POST", f"/v1/jobs/{quote(job_id, safe='')}/cancel",
+                lambda _, d: job_status_of(d))
+
+
+def _cancelled(_: int, d: Any) -> tuple[list[JobStatus], list[Skipped], str | None]:
+    return ([job_status_of(j) for j in d["cancelled"]],
+            [Skipped(s["job_id"], s["code"], s["message"]) for s in d["skipped"]], d["next"])
+
+
+def job_cancel_many(where: JobFilter | None, limit: int, after: str | None
+                    ) -> Call[tuple[list[JobStatus], list[Skipped], str | None]]:
+    """POST /v1/jobs/cancel."""
+    return Call("POST", "/v1/jobs/cancel", _cancelled,
+                {**_filter(where), "limit": limit, "after": after})
+
+
+def cancel_requests(job_ids: Sequence[str]) -> Call[list[str]]:
+    """POST /v1/jobs/cancel-requests: which of these jobs are to be cancelled."""
+    return Call("POST", "/v1/jobs/cancel-requests",
+                lambda _, d: [str(i) for i in d["job_ids"]], {"job_ids": list(job_ids)})
+
+
 def _status(job_id: str, status: str, queue: str, task: str | None, attempts: int,
             error: str | None, result: Any, keep_seconds: int) -> JobStatus:
     return JobStatus(job_id, status, queue, task, attempts, error, result, keep_seconds)
@@ -242,6 +266,24 @@ class AsyncJobs:
         done: tuple[list[JobStatus], list[Skipped], str | None] = await self._run(
             job_retry_many(where, limit, after))
         return done
+
+    async def cancel(self, job_id: str) -> JobStatus:
+        """Cancel a queued, running or retrying job (see `broker.jobs.cancel`)."""
+        found: JobStatus = await self._run(job_cancel(job_id))
+        return found
+
+    async def cancel_many(self, where: JobFilter | None = None, *, limit: int = 100,
+                          after: str | None = None
+                          ) -> tuple[list[JobStatus], list[Skipped], str | None]:
+        """Cancel up to `limit` queued, running or retrying jobs matching `where`."""
+        done: tuple[list[JobStatus], list[Skipped], str | None] = await self._run(
+            job_cancel_many(where, limit, after))
+        return done
+
+    async def cancel_requests(self, job_ids: Sequence[str]) -> list[str]:
+        """Which of these jobs are to be cancelled (a worker's check)."""
+        found: list[str] = await self._run(cancel_requests(job_ids))
+        return found
 
     async def delete(self, job_id: str) -> None:
         """Forget an ended job and its dead-letter message."""
@@ -346,6 +388,19 @@ class SyncJobs:
         """Retry up to `limit` dead or failed jobs matching `where`."""
         done: tuple[list[JobStatus], list[Skipped], str | None] = self._run(
             job_retry_many(where, limit, after))
+        return done
+
+    def cancel(self, job_id: str) -> JobStatus:
+        """Cancel a queued, running or retrying job (see `broker.jobs.cancel`)."""
+        found: JobStatus = self._run(job_cancel(job_id))
+        return found
+
+    def cancel_many(self, where: JobFilter | None = None, *, limit: int = 100,
+                    after: str | None = None
+                    ) -> tuple[list[JobStatus], list[Skipped], str | None]:
+        """Cancel up to `limit` queued, running or retrying jobs matching `where`."""
+        done: tuple[list[JobStatus], list[Skipped], str | None] = self._run(
+            job_cancel_many(where, limit, after))
         return done
 
     def delete(self, job_id: str) -> None:

@@ -52,6 +52,10 @@ class JobsOps(Protocol):
 
     async def status_counts(self, queue: str | None = None) -> Mapping[str, int]: ...
 
+    async def cancel(self, job_id: str) -> JobStatus: ...
+
+    async def cancel_requests(self, job_ids: Sequence[str]) -> list[str]: ...
+
 
 class FlowsOps(Protocol):
     """Flows (`conveyor.flows`): what a worker records when a flow's job ends."""
@@ -109,7 +113,8 @@ class Source(Protocol):
 
     async def receive(self, queue_name: str, max_messages: int = 10,
                       visibility_timeout: int | None = None,
-                      wait_seconds: int | None = None) -> list[Message]: ...
+                      wait_seconds: int | None = None, *, skip_groups: Sequence[str] = ()
+                      ) -> list[Message]: ...
 
     async def delete(self, queue_name: str, receipt_handles: Sequence[str]
                      ) -> list[EntryResult]: ...

@@ -26,6 +26,13 @@ import psutil  # type: ignore[import-untyped]
 from conveyor.demo import peers
 from conveyor.demo.crashes import CRASH_VISIBILITY, Crashes, WorkerPool
 from conveyor.demo.mobile_peers import apns_token, fcm_token
+from conveyor.demo.people import (
+    PeopleRun,
+    deliverable,
+    import_people,
+    notify_everyone,
+    plain_build_seconds,
+)
 from conveyor.demo.report import Report, render_report
 from conveyor.demo.worker import worker_main
 from conveyor.demo.workload import TEMPLATES, data, email_address
@@ -62,6 +69,12 @@ class DemoConfig:
     progress: bool = True
     use_smtp_sink: bool = True
     kill_workers_every: float = 0.0  # 0: never; else kill -9 a delivery worker this often
+    recipients: int = 0
+    """0: `messages` plain notifications; else the recipient run (`conveyor.demo.people`):
+    this many people imported and notified in one bulk call."""
+    hold_seconds: float | None = None
+    """The recipient run's quiet hours end at least this long after the import (None:
+    60 s + 1 s per 10,000 people)."""
 
 
 def split(messages: int, mix: dict[str, float]) -> dict[str, int]:
@@ -111,7 +124,9 @@ def _vapid_pem() -> bytes:
 
 def run_demo(config: DemoConfig, out: Callable[[str], None] = print) -> Report:
     """Run the demo and return its report (also printed through `out`)."""
-    counts = split(config.messages, config.mix)
+    people = PeopleRun(config.recipients) if config.recipients else None
+    mix = config.mix if people is None else {**config.mix, "push": 0.0}
+    counts = split(config.recipients or config.messages, mix)
     offsets, at = {}, 0
     for channel in CHANNELS:  # each channel's notifications get their own index range
         offsets[channel] = at
@@ -149,22 +164,28 @@ def run_demo(config: DemoConfig, out: Callable[[str], None] = print) -> Report:
         stop = ctx.Event()
         pool = WorkerPool(ctx, worker_main, (url, channels, options, stop))
         crashes = Crashes(kill_every, options.in_flight) if kill_every else None
+        if people is not None:
+            hold = config.hold_seconds
+            asyncio.run(_import(url, counts, offsets, people, out,
+                                60 + config.recipients / 10_000 if hold is None else hold))
         started = time.perf_counter()
         cpu_before = _cpu_of([os.getpid()])
         for _ in range(workers):
             pool.start()
         report = asyncio.run(_drive(config, url, counts, offsets, ports, sub_keys,
-                                    pool, stop, crashes, started, out))
+                                    pool, stop, crashes, started, out, people))
         report.sinks = {c: sink.name for c, sink in sinks.items()}
         report.peer_cpu = {"sink": _cpu_of([s.pid for s in sinks.values()])}
-        report.check({c: (_expected(c, offsets[c], n), sinks[c].results())
+        keep = None if people is None else deliverable
+        report.check({c: (_expected(c, offsets[c], n, keep), sinks[c].results())
                       for c, n in counts.items()})
         report.producer_cpu = _cpu_of([os.getpid()]) - cpu_before
         report.workers = workers
         report.database = "SQLite (embedded, a fresh file)" if config.database is None \
             else config.database.split("://", 1)[0]
         report.cost_per_hour = config.cost_per_hour
-        out(render_report(report))
+        out(render_report(report) + ("" if people is None else
+                                     "\n" + "\n".join(people.lines())))
         return report
     finally:
         for proc in pool.live if pool is not None else []:
@@ -216,12 +237,23 @@ def _mobile(folder: Path, counts: dict[str, int], ports: dict[str, int],
     return channels
 
 
-def _expected(channel: str, offset: int, n: int) -> set[str]:
+def _expected(channel: str, offset: int, n: int,
+              keep: Callable[[int], bool] | None = None) -> set[str]:
     """What a channel's sink should have received once each."""
     makers: dict[str, Callable[[int], str]] = {
         "email": email_address, "push": str, "fcm": fcm_token, "apns": apns_token}
     make = makers[channel]
-    return {make(i) for i in range(offset, offset + n)}
+    return {make(i) for i in range(offset, offset + n) if keep is None or keep(i)}
+
+
+async def _import(url: str, counts: dict[str, int], offsets: dict[str, int],
+                  people: PeopleRun, out: Callable[[str], None], hold: float) -> None:
+    """The recipient run's import, before the clock of the run starts."""
+    from conveyor.connect import open_broker
+
+    async with open_broker(url, sweep_interval=None) as broker:
+        await import_people(broker, [(c, offsets[c], n) for c, n in counts.items()],
+                            people, hold, out)
 
 
 def _cpu_of(pids: list[int | None]) -> float:
@@ -240,14 +272,17 @@ def _cpu_of(pids: list[int | None]) -> float:
 async def _drive(config: DemoConfig, url: str, counts: dict[str, int],
                  offsets: dict[str, int], ports: dict[str, int],
                  sub_keys: list[dict[str, Any]], pool: WorkerPool, stop: Any,
-                 crashes: Crashes | None, started: float, out: Callable[[str], None]
-                 ) -> Report:
+                 crashes: Crashes | None, started: float, out: Callable[[str], None],
+                 people: PeopleRun | None = None) -> Report:
     from conveyor.connect import open_broker
     from conveyor.notify import Notifier
     from conveyor.notify.channel import Channel
 
     total = sum(counts.values())
     report = Report(messages=total, counts=dict(counts), crashes=crashes)
+    if people is not None:  # the opted-out are never sent
+        total -= sum(1 for c, n in counts.items()
+                     for i in range(offsets[c], offsets[c] + n) if not deliverable(i))
     broker = open_broker(url, sweep_interval=None)
     await broker.start()
     stub = {name: Channel() for name in counts}
@@ -288,7 +323,20 @@ async def _drive(config: DemoConfig, url: str, counts: dict[str, int],
             progress.update(enqueued, *delivered())
             drain()
 
-    producer = asyncio.create_task(enqueue())
+    async def notify_people() -> None:
+        nonlocal enqueued
+        assert people is not None
+        spans = [(c, offsets[c], n) for c, n in counts.items()]
+        people.plain_build_us = plain_build_seconds(notifier, spans) * 1e6
+
+        def moved(n: int) -> None:
+            nonlocal enqueued
+            enqueued = n
+            progress.update(enqueued, *delivered())
+            drain()
+        await notify_everyone(notifier, people, moved)
+
+    producer = asyncio.create_task(enqueue() if people is None else notify_people())
     try:
         while True:
             await asyncio.sleep(0.2)
@@ -301,6 +349,8 @@ async def _drive(config: DemoConfig, url: str, counts: dict[str, int],
                 producer.result()
                 if report.enqueue_seconds == 0:
                     report.enqueue_seconds = time.perf_counter() - started
+            if people is not None:
+                await _people_tick(broker, people, started, sent, producer.done())
             if crashes is None and sent + failed >= total and producer.done():
                 break
             if crashes is not None and await _crash_tick(broker, pool, crashes, total,
@@ -309,6 +359,8 @@ async def _drive(config: DemoConfig, url: str, counts: dict[str, int],
             if not any(p.is_alive() for p in pool.live):
                 raise RuntimeError("every delivery worker exited early")
         report.deliver_seconds = time.perf_counter() - started
+        if people is not None:
+            people.all_seconds = report.deliver_seconds
         report.ledger = await broker.ledger.counts()
         if crashes is not None:
             crashes.kills = pool.kills
@@ -342,6 +394,20 @@ async def _drive(config: DemoConfig, url: str, counts: dict[str, int],
             report.waits[stage] = report.waits.get(stage, 0.0) + seconds
     report.pipelined = any(f.get("smtp_pipelined") for f in finals.values())
     return report
+
+
+async def _people_tick(broker: Broker, people: PeopleRun, started: float, sent: int,
+                       notified: bool) -> None:
+    """The recipient run's marks: when the plain group is all sent (only it can be, before
+    the window ends), and the held count a second before the window ends."""
+    now_ms = time.time() * 1000
+    if people.rest_seconds is None and notified and sent >= people.counts.queued and \
+            now_ms < people.release_ms:
+        people.rest_seconds = time.perf_counter() - started
+    if people.held_before_release is None and notified and \
+            people.release_ms - 1500 <= now_ms < people.release_ms:
+        counts = await broker.ledger.counts()
+        people.held_before_release = sum(c["held"] for c in counts.values())
 
 
 async def _crash_tick(broker: Broker, pool: WorkerPool, crashes: Crashes, total: int,

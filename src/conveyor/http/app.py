@@ -22,12 +22,15 @@ from conveyor.forgery import normalise_hosts
 from conveyor.http import (
     dashboard,
     dashboard_jobs,
+    deliveries,
+    delivery_pages,
     docs,
     errors,
     explorer,
     feedback_routes,
     flow_routes,
     health,
+    job_cancel_routes,
     job_routes,
     messages,
     metrics,
@@ -97,9 +100,9 @@ def create_app(broker_or_config: Broker | Config, *,
     app.state.allowed_hosts = normalise_hosts(allowed_hosts)
     app.state.feedback = feedback
     errors.install(app)
-    for module in (health, queues, messages, tasks, flow_routes, job_routes, explorer, workers,
-                   metrics, stream, wq, dashboard, dashboard_jobs, notify, feedback_routes,
-                   recipients, templates):
+    for module in (health, queues, messages, tasks, flow_routes, job_routes, explorer,
+                   job_cancel_routes, workers, metrics, stream, wq, dashboard, dashboard_jobs,
+                   delivery_pages, deliveries, notify, feedback_routes, recipients, templates):
         app.include_router(module.router)
     docs.install(app)
     _document_raw_bodies(app)

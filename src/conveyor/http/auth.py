@@ -46,7 +46,8 @@ _RECEIVE_PARTS = ("/messages/receive", "/messages/delete", "/messages/visibility
                   "/messages/retry", "/stream")
 _WORKER_PREFIXES = ("/v1/limits/", "/v1/cron/", "/v1/jobs", "/v1/workers")
 _NOTIFY_PREFIXES = ("/v1/notifications", "/v1/suppressions")
-_JOB_ACTIONS = ("/retry", "/delete")  # the job explorer's actions (http/explorer.py)
+# The job explorer's actions (http/explorer.py, http/job_cancel_routes.py).
+_JOB_ACTIONS = ("/retry", "/delete", "/cancel")
 _JSON_PREFIXES = ("/v1/", "/wq")  # routes whose bodies are JSON (the dashboard's are forms)
 
 __all__ = ["ApiKeyAuth", "Need", "is_loopback", "required", "token_of"]
@@ -98,6 +99,10 @@ def required(method: str, path: str) -> Need | None:
         return Need("manage", match.group(1))
     if path in ("/ui/queues", "/ui/queues/") and method == "POST":
         return Need("manage", name_in_body=True)
+    if path == "/ui/deliveries" or path.startswith("/ui/deliveries/"):
+        # The delivery view shows what GET /v1/notifications does (people's addresses):
+        # the same permission, on the notification queues only.
+        return Need("receive", "notify-*")
     if path == "/" or path.startswith("/ui"):
         return Need("manage")
     if path.startswith("/v1/recipients/"):

@@ -83,6 +83,12 @@ def _page(request: Request, template: str, **context: Any) -> Response:
     return response
 
 
+def render_page(request: Request, template: str, **context: Any) -> Response:
+    """A dashboard page from `template`, with the session's CSRF token and the security
+    headers every page gets (for the pages other modules serve)."""
+    return _page(request, template, **context)
+
+
 # pages --------------------------------------------------------------------------------
 @router.get("/")
 async def index(request: Request, prefix: str = "", after: str | None = None) -> Response:

@@ -50,7 +50,7 @@ async def receive(queue: str, broker: BrokerDep,
     """Lease up to `max_messages`; with `wait_seconds`, return as soon as one arrives."""
     r = request or _DEFAULT_RECEIVE
     messages = await broker.receive(queue, r.max_messages, r.visibility_timeout,
-                                    r.wait_seconds)
+                                    r.wait_seconds, skip_groups=r.skip_groups)
     return json_response(received_json(messages))
 
 

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
+from conveyor.http.deliveries import TimelineEntryOut
 from conveyor.http.deps import BrokerDep, checked_json, errors
 from conveyor.http.errors import error_response
 from conveyor.http.wire import json_response
@@ -84,15 +85,25 @@ async def counts(broker: BrokerDep, channel: Annotated[
                           "resent_after_crash": await broker.ledger.resent(channel)})
 
 
-@router.get("/v1/notifications/{delivery_id}", response_model=DeliveryOut,
+class DeliveryTimelineOut(DeliveryOut):
+    """A notification's recorded state and its timeline, oldest first."""
+
+    timeline: list[TimelineEntryOut]
+
+
+@router.get("/v1/notifications/{delivery_id}", response_model=DeliveryTimelineOut,
             responses=errors(404, 422))
 async def status(delivery_id: str, broker: BrokerDep) -> Response:
-    """One notification's status by delivery id (404 when unknown or expired)."""
-    row = await broker.ledger.get(delivery_id)
-    if row is None:
+    """One notification's status by delivery id, with its timeline: queued or held, each
+    attempt's hand-over and outcome with the provider's answer (404 when unknown or
+    expired)."""
+    found = await broker.deliveries.timeline(delivery_id)
+    if found is None:
         return error_response(404, "delivery_not_found",
                               f"No notification {delivery_id!r} (unknown or expired).")
-    return json_response({k: getattr(row, k) for k in DeliveryOut.model_fields})
+    row, entries = found
+    return json_response({**{k: getattr(row, k) for k in DeliveryOut.model_fields},
+                          "timeline": [e.to_json() for e in entries]})
 
 
 @router.get("/v1/suppressions", response_model=SuppressionsOut, responses=errors(422))

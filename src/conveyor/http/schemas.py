@@ -203,6 +203,9 @@ class ReceiveRequest(_In):
                                              "Lease length (the queue's by default).")
     wait_seconds: int | None = _bounds(
         0, v.MAX_WAIT, "Long poll: return as soon as a message arrives, or after this.")
+    skip_groups: list[str] = Field(default_factory=list, description=(
+        "Standard queues: pass over the messages of these message groups (up to "
+        f"{v.MAX_SKIP_GROUPS:,}): a worker's per-key limited jobs whose keys are full."))
 
 
 class AttributeOut(BaseModel):

@@ -90,9 +90,9 @@ def _subscription(recipient: Recipient, p: Planned) -> Any:
 
 
 def _item(channel: str, address: Any, key: str, template: str, data: dict[str, Any],
-          digest_id: str, now_ms: int) -> Item:
-    """One digest message; its id is made from the digest's, so releasing again is a
-    no-op in the ledger."""
+          digest_id: str, now_ms: int, locale: str | None) -> Item:
+    """One digest message in the recipient's locale; its id is made from the digest's,
+    so releasing again is a no-op in the ledger."""
     if channel == "email":
         item = to_item(Email(to=address, template=template, data=data), now_ms)
     elif channel == "push":
@@ -102,7 +102,8 @@ def _item(channel: str, address: Any, key: str, template: str, data: dict[str, A
     else:
         item = to_item(Apns(token=address, template=template, data=data), now_ms)
     source = f"digest\x1f{digest_id}\x1f{key}"
-    return item._replace(id=delivery_id(channel, key, source, {}))
+    extra = item.extra if locale is None else {**item.extra, "locale": locale}
+    return item._replace(id=delivery_id(channel, key, source, {}), extra=extra)
 
 
 async def release(broker: Broker, digest: Digest, *, keep_seconds: int = KEEP_SECONDS
@@ -124,7 +125,8 @@ async def release(broker: Broker, digest: Digest, *, keep_seconds: int = KEEP_SE
     for (channel, key), (address, datas) in per_address.items():
         data = {"events": datas, "count": len(datas), "digest_key": digest.key}
         by_channel.setdefault(channel, []).append(
-            _item(channel, address, key, digest.template, data, digest.id, now))
+            _item(channel, address, key, digest.template, data, digest.id, now,
+                  None if recipient is None else recipient.locale))
     every = [i.id for items in by_channel.values() for i in items]
     for start in range(0, len(every), 1000):
         await broker.recipients.link(digest.recipient_id, every[start:start + 1000],

@@ -107,14 +107,17 @@ class Notifier:
         """The queued form of notifications, by channel (checks channels and templates)."""
         at = int(time.time() * 1000) if enqueued_at is None else enqueued_at
         by_channel: dict[str, list[Item]] = {}
+        known: set[str] = set()  # templates found: a bulk send names a few, a million times
         for index, n in enumerate(notifications):
             if n.channel not in self.channels:
                 raise InvalidInput(f"No channel named {n.channel!r}.", field="channel",
                                    index=index)
             template = getattr(n, "template", None)
-            if template is not None and not self.templates.has(template):
-                raise InvalidInput(f"No template named {template!r}.", field="template",
-                                   index=index)
+            if template is not None and template not in known:
+                if not self.templates.has(template):
+                    raise InvalidInput(f"No template named {template!r}.",
+                                       field="template", index=index)
+                known.add(template)
             locale = getattr(n, "locale", None)
             if locale is not None:
                 try:

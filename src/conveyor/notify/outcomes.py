@@ -17,7 +17,8 @@ import email.utils
 import time
 from typing import NamedTuple
 
-__all__ = ["Result", "http_result", "retry_after_seconds", "smtp_result", "throttled"]
+__all__ = ["BODY_EXCERPT", "Result", "http_result", "retry_after_seconds", "smtp_result",
+           "throttled"]
 
 
 class Result(NamedTuple):
@@ -80,13 +81,22 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
     return max(0.0, when - (time.time() if now is None else now))
 
 
+BODY_EXCERPT = 200
+"""Characters of an error answer's body kept in its detail (the delivery view shows it)."""
+
+
 def http_result(status: int, reason: str = "", retry_after: str | None = None, *,
-                gone_statuses: frozenset[int] = frozenset(), provider_id: str | None = None
-                ) -> Result:
-    """Class an HTTP answer (`gone_statuses`: those meaning the address is gone)."""
+                gone_statuses: frozenset[int] = frozenset(), provider_id: str | None = None,
+                body: bytes | str | None = None) -> Result:
+    """Class an HTTP answer (`gone_statuses`: those meaning the address is gone); an
+    error's detail ends with an excerpt of its `body`, whitespace folded."""
     if 200 <= status < 300:
         return Result.sent(provider_id)
-    detail = f"HTTP {status} {reason}".strip()[:1000]
+    detail = f"HTTP {status} {reason}".strip()
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    if text and text.strip():
+        detail += ": " + " ".join(text[:BODY_EXCERPT * 2].split())[:BODY_EXCERPT]
+    detail = detail[:1000]
     if status in (408, 425, 429) or status >= 500:
         return Result.transient(detail, retry_after_seconds(retry_after))
     return Result.permanent(detail, gone=status in gone_statuses)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Collection, Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -46,8 +46,8 @@ from conveyor.recipients import (
 if TYPE_CHECKING:
     from conveyor.notify.notifier import Notifier
 
-__all__ = ["NO_ADDRESS", "PersonNotification", "Planned", "check_data",
-           "notify_recipient", "plan", "skip_all"]
+__all__ = ["NO_ADDRESS", "PersonNotification", "Planned", "check_data", "decide", "fan_out",
+           "notify_recipient", "plan", "skip_all", "suppressed_among", "write_planned"]
 
 NO_ADDRESS = "none"
 """The channel of the skip row of a recipient with no address for any allowed channel."""
@@ -147,41 +147,78 @@ def _item(n: PersonNotification, recipient: Recipient, channel: str, address: An
     return item._replace(id=did, extra={**item.extra, "locale": recipient.locale})
 
 
-async def plan(notifier: Notifier, recipient: Recipient, n: PersonNotification,
-               now_ms: int) -> list[Planned]:
-    """Decide, per address, queue, hold or skip (reads the suppression list; writes
-    nothing)."""
-    wanted = [ch for ch in ADDRESS_CHANNELS if n.channels is None or ch in n.channels]
-    release = None
-    if recipient.quiet_hours is not None and not n.category.critical:
-        release = quiet_release_at(recipient.quiet_hours, recipient.zone, now_ms)
-    out: list[Planned] = []
-    for channel in wanted:
+Fanned = list[tuple[str, Item, str | None]]
+"""Each address of a recipient: (channel, its queued form, the reason it is skipped
+whatever the suppression list says, or None)."""
+
+
+def fan_out(channels_run: Collection[str], recipient: Recipient, n: PersonNotification,
+            now_ms: int) -> Fanned:
+    """One item per address of the channels asked for, each with the reason preferences
+    or the notifier's channels rule it out (pure: reads and writes nothing)."""
+    out: Fanned = []
+    for channel in ADDRESS_CHANNELS:
         addresses = recipient.addresses.get(channel, ())
-        if not addresses:
+        if not addresses or (n.channels is not None and channel not in n.channels):
             continue
-        items = [_item(n, recipient, channel, a, now_ms) for a in addresses]
         reason = None
-        if channel not in notifier.channels:
+        if channel not in channels_run:
             reason = f"this notifier runs no {channel} channel"
         elif not allowed(recipient, n.category, channel):
             reason = (f"not opted in to {n.category.name} on {channel}" if
                       n.category.opt_in else f"opted out of {n.category.name} on {channel}")
-        suppressed = set() if reason else await notifier.broker.ledger.suppressed(
-            channel, [i.to for i in items])
-        for item in items:
-            why = reason or ("suppressed" if item.to in suppressed else None)
-            if why:
-                out.append(Planned(channel, item.to, item.id, "skipped", why, None, item))
-            elif release is not None:
-                out.append(Planned(channel, item.to, item.id, "held", None, release, item))
-            else:
-                out.append(Planned(channel, item.to, item.id, "queued", None, None, item))
+        out += [(channel, _item(n, recipient, channel, a, now_ms), reason)
+                for a in addresses]
+    return out
+
+
+def decide(recipient: Recipient, n: PersonNotification, fanned: Fanned,
+           suppressed: Container[tuple[str, str]], now_ms: int) -> list[Planned]:
+    """Queue, hold or skip each fanned-out address, given which (channel, address) pairs
+    are suppressed (pure)."""
+    release = None
+    if recipient.quiet_hours is not None and not n.category.critical:
+        release = quiet_release_at(recipient.quiet_hours, recipient.zone, now_ms)
+    out: list[Planned] = []
+    for channel, item, reason in fanned:
+        why = reason or ("suppressed" if (channel, item.to) in suppressed else None)
+        if why:
+            out.append(Planned(channel, item.to, item.id, "skipped", why, None, item))
+        elif release is not None:
+            out.append(Planned(channel, item.to, item.id, "held", None, release, item))
+        else:
+            out.append(Planned(channel, item.to, item.id, "queued", None, None, item))
     if not any(p.status != "skipped" for p in out):
         why = ("no address for any allowed channel" if out else
                "no address on any channel" + (" asked for" if n.channels else ""))
         out.append(skip_all(n, recipient, why))
     return out
+
+
+async def suppressed_among(notifier: Notifier, fanned: Iterable[tuple[str, Item, str | None]]
+                           ) -> set[tuple[str, str]]:
+    """The (channel, address) pairs on the suppression list among the addresses not
+    already ruled out, looked up per channel in batches of 1,000."""
+    by_channel: dict[str, list[str]] = {}
+    for channel, item, reason in fanned:
+        if reason is None:
+            by_channel.setdefault(channel, []).append(item.to)
+    found: set[tuple[str, str]] = set()
+    for channel, addresses in by_channel.items():
+        unique = list(dict.fromkeys(addresses))
+        for start in range(0, len(unique), 1000):
+            hits = await notifier.broker.ledger.suppressed(channel,
+                                                           unique[start:start + 1000])
+            found.update((channel, a) for a in hits)
+    return found
+
+
+async def plan(notifier: Notifier, recipient: Recipient, n: PersonNotification,
+               now_ms: int) -> list[Planned]:
+    """Decide, per address, queue, hold or skip (reads the suppression list; writes
+    nothing)."""
+    fanned = fan_out(notifier.channels, recipient, n, now_ms)
+    return decide(recipient, n, fanned, await suppressed_among(notifier, fanned), now_ms)
 
 
 def skip_all(n: PersonNotification, recipient: Recipient, why: str) -> Planned:
@@ -245,6 +282,51 @@ async def notify_recipient(notifier: Notifier, n: PersonNotification,
                                                    max(p.release_at or at for p in mine))
     await _record_skips(notifier, [p for p in planned if p.status == "skipped"])
     return planned
+
+
+async def write_planned(notifier: Notifier, people: Sequence[tuple[str, list[Planned]]],
+                        now_ms: int, *, lap: Callable[[str], None] | None = None) -> None:
+    """Write what was planned for many recipients at once (`conveyor.notify.segment`):
+    their links first (a link to a delivery never written lists nothing, whereas a
+    delivery without its link would be missing from the recipient's list), then per
+    channel the queued ones and the held ones (a delayed envelope per release time,
+    shared by the people released then: so, unlike `notify_recipient`'s, these holds are
+    not re-timed when one person's quiet hours change later), then the skips with their
+    reasons.
+    `lap(stage)` is called after each stage (`links`, `enqueue`, `skips`), for timing."""
+    lap = lap or _no_lap
+    if notifier.track:
+        pairs = [(rid, p.delivery_id) for rid, planned in people for p in planned]
+        for start in range(0, len(pairs), 1000):
+            await notifier.broker.recipients.link_many(pairs[start:start + 1000],
+                                                       keep_seconds=notifier.keep_seconds)
+    lap("links")
+    flat = [p for _, planned in people for p in planned]
+    for channel in dict.fromkeys(p.channel for p in flat if p.status != "skipped"):
+        queued = [p.item for p in flat if p.channel == channel and p.status == "queued"
+                  and p.item]
+        if queued:
+            await notifier.enqueue_items(channel, queued)
+        held: dict[int, list[Item]] = {}
+        # The delay counts from the broker's clock now, not from `now_ms` (when quiet
+        # hours were judged): a bulk notify takes a while to write.
+        at = notifier.broker.wall_now()
+        for p in flat:
+            if p.channel == channel and p.status == "held" and p.item:
+                # Rounded up: released at the end of the window, never a second early.
+                delay = max(1, math.ceil(((p.release_at or at) - at) / 1000))
+                held.setdefault(delay, []).append(p.item)
+        for delay, items in sorted(held.items()):
+            await notifier.enqueue_items(channel, items, status="held", delay_seconds=delay)
+    lap("enqueue")
+    skips = [p for p in flat if p.status == "skipped"]
+    for start in range(0, len(skips), 1000):
+        await _record_skips(notifier, skips[start:start + 1000])
+    lap("skips")
+
+
+def _no_lap(stage: str) -> None:
+    """No timing."""
 
 
 async def _record_skips(notifier: Notifier, skips: Sequence[Planned]) -> None:

@@ -78,7 +78,8 @@ class WebhookChannel(Channel):
             except httpx.HTTPError as exc:
                 return Result.transient(f"webhook unreachable: {exc!r}"[:300])
         return http_result(resp.status_code, resp.reason_phrase,
-                           resp.headers.get("Retry-After"), gone_statuses=frozenset({410}))
+                           resp.headers.get("Retry-After"), gone_statuses=frozenset({410}),
+                           body=resp.content)
 
     async def send_many(self, items: Sequence[Item], payloads: Sequence[Any]) -> list[Result]:
         """POST each, concurrently."""

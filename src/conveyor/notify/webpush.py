@@ -129,10 +129,10 @@ class WebPushChannel(Channel):
         async with self._limit:
             try:
                 async with self._session.post(endpoint, data=body, headers=headers) as resp:
-                    await resp.read()
+                    answer = await resp.read()
                     return http_result(resp.status, resp.reason or "",
                                        resp.headers.get("Retry-After"), gone_statuses=_GONE,
-                                       provider_id=resp.headers.get("Location"))
+                                       provider_id=resp.headers.get("Location"), body=answer)
             except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                 return Result.transient(f"push service unreachable: {exc!r}"[:300])
 

@@ -100,6 +100,7 @@ ERROR_TABLE: dict[type[e.ConveyorError], AwsError] = {
     e.FlowCycle: INVALID_PARAMETER_VALUE,
     e.UnknownTask: INVALID_PARAMETER_VALUE,
     e.JobNotRetryable: UNSUPPORTED_OPERATION,
+    e.JobNotCancellable: UNSUPPORTED_OPERATION,
     e.JobMessageGone: UNSUPPORTED_OPERATION,
     e.Conflict: UNSUPPORTED_OPERATION,
     e.OverLimit: OVER_LIMIT,

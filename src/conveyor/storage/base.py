@@ -37,6 +37,7 @@ from conveyor.storage.params import (
     ApiKeyInsertParams,
     AttemptRow,
     DeliveryPutParams,
+    DeliverySeriesParams,
     DigestAddParams,
     FlowEnd,
     FlowInsertParams,
@@ -60,13 +61,16 @@ from conveyor.storage.params import (
     SlotRenewParams,
     WorkerPutParams,
 )
+from conveyor.timeline import DeliveryEvent, SeriesCount
 
 __all__ = [
     "DEDUP_WINDOW_MS",
     "NO_RECEIVE_LIMIT",
     "ApiKeyInsertParams",
     "AttemptRow",
+    "DeliveryEventStorage",
     "DeliveryPutParams",
+    "DeliverySeriesParams",
     "DigestAddParams",
     "DigestStorage",
     "FlowEnd",
@@ -199,6 +203,11 @@ class MessageStorage(Protocol):
                                  now: int | None) -> list[str]:
         """Delete these messages of a queue unless in flight; returns the ids deleted."""
 
+    async def message_delete_queued(self, queue_id: int, message_ids: Sequence[str],
+                                    now: int | None) -> list[str]:
+        """Delete these messages of a queue unless in flight (leased, the lease not
+        lapsed): waiting, delayed and between-retries ones go; returns the ids deleted."""
+
     async def message_count_movable(self, from_queue_id: int, now: int | None,
                                     to_queue_id: int | None = None) -> int:
         """How many messages `message_move` would move in all (with `to_queue_id`: every
@@ -329,6 +338,20 @@ class FlowStorage(Protocol):
         """Delete up to `limit` expired nodes; how many went."""
 
 
+class CancelStorage(Protocol):
+    """Cancel requests of jobs (see `conveyor.broker.job_cancel`): a job id kept until
+    its expiry, so the worker running that job finds it on its next check."""
+
+    async def cancel_put(self, job_id: str, keep_ms: int, now: int | None) -> None:
+        """Record a cancel request, kept `keep_ms` (a repeat only keeps it longer)."""
+
+    async def cancel_find(self, job_ids: Sequence[str], now: int | None) -> list[str]:
+        """Which of these jobs have an unexpired cancel request."""
+
+    async def cancel_expire(self, now: int | None, limit: int) -> int:
+        """Delete up to `limit` expired requests."""
+
+
 class LedgerStorage(Protocol):
     """Delivery rows and the suppression list (see `conveyor.broker.ledger`). Each call is
     one transaction."""
@@ -377,6 +400,20 @@ class LedgerStorage(Protocol):
     async def suppression_list(self, channel: str | None, after: str | None,
                                limit: int) -> list[Suppression]:
         """Listed addresses by (channel, address)."""
+
+
+class DeliveryEventStorage(Protocol):
+    """The delivery view (see `conveyor.broker.delivery_view`): events and counts that the
+    triggers of migration 0020 write as ledger rows change; read here."""
+
+    async def delivery_event_list(self, delivery_id: str) -> list[DeliveryEvent]:
+        """A notification's stored events, oldest first (none once its row is gone)."""
+
+    async def delivery_series(self, params: DeliverySeriesParams) -> list[SeriesCount]:
+        """Stored counts of the buckets in the window, by bucket, channel and status."""
+
+    async def delivery_series_expire(self, before: int, limit: int) -> int:
+        """Delete up to `limit` counts of buckets that start before `before`."""
 
 
 class KeyStorage(Protocol):
@@ -436,6 +473,10 @@ class RecipientStorage(Protocol):
 
     async def recipient_count(self) -> int:
         """How many recipients are stored."""
+
+    async def recipient_page(self, after: str | None, limit: int) -> list[Recipient]:
+        """Up to `limit` recipients in id order, after the id `after` (None: from the
+        first): a segment notified in bulk reads its people page by page."""
 
     async def recipient_delivery_add_many(self, rows: Sequence[tuple[str, str]],
                                           keep_ms: int, now: int | None) -> None:
@@ -497,8 +538,9 @@ class DigestStorage(Protocol):
         """Forget holds whose release time passed."""
 
 
-class Storage(MessageStorage, JobStorage, FlowStorage, LedgerStorage, KeyStorage,
-              WorkerStorage, RecipientStorage, TemplateStorage, DigestStorage, Protocol):
+class Storage(MessageStorage, JobStorage, FlowStorage, CancelStorage, LedgerStorage,
+              KeyStorage, WorkerStorage, RecipientStorage, TemplateStorage, DigestStorage,
+              DeliveryEventStorage, Protocol):
     """A database driver: the whole contract, plus its lifecycle."""
 
     dialect: str

@@ -22,6 +22,7 @@ __all__ = [
     "ApiKeyInsertParams",
     "AttemptRow",
     "DeliveryPutParams",
+    "DeliverySeriesParams",
     "DigestAddParams",
     "FlowEnd",
     "FlowInsertParams",
@@ -148,6 +149,9 @@ class ReceiveParams:
     dead_letter_queue_id: int | None
     now: int | None
     fifo: bool = False
+    # Message groups whose rows to pass over (standard queues): per-key limited jobs whose
+    # keys are at their limit (conveyor.worker.keys).
+    skip_groups: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,6 +295,16 @@ class DeliveryPutParams:
     status: str
     keep_ms: int
     now: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliverySeriesParams:
+    """Stored counts of buckets starting in [`since`, `until`) ms, of one channel (None:
+    every channel)."""
+
+    since: int
+    until: int
+    channel: str | None = None
 
 
 # API keys ---------------------------------------------------------------------------

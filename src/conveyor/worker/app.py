@@ -131,8 +131,9 @@ class App:
              retry_backoff: bool | float = ..., retry_backoff_max: float = ...,
              timeout: float | None = ..., priority: int = ..., track: bool = ...,
              keep_result: int | None = ..., unique: Unique | bool | None = ...,
-             debounce: int | None = ..., debounce_key: Callable[..., str] | None = ...
-             ) -> TaskDecorator: ...
+             debounce: int | None = ..., debounce_key: Callable[..., str] | None = ...,
+             concurrency_key: Callable[..., str] | None = ...,
+             key_concurrency: int | None = ...) -> TaskDecorator: ...
 
     def task(self, fn: Callable[..., Any] | None = None, *, name: str | None = None,
              queue: str = DEFAULT_QUEUE, rate_limit: str | None = None,
@@ -142,8 +143,9 @@ class App:
              retry_backoff: bool | float = True, retry_backoff_max: float = 600.0,
              timeout: float | None = None, priority: int = 0, track: bool = False,
              keep_result: int | None = None, unique: Unique | bool | None = None,
-             debounce: int | None = None, debounce_key: Callable[..., str] | None = None
-             ) -> Any:
+             debounce: int | None = None, debounce_key: Callable[..., str] | None = None,
+             concurrency_key: Callable[..., str] | None = None,
+             key_concurrency: int | None = None) -> Any:
         """Register a task (sync or async function).
 
         - `queue`: where its jobs go (created on first use, with a `<queue>-dlq`).
@@ -164,6 +166,10 @@ class App:
         - `debounce`: a window in seconds; an enqueue inside it replaces the waiting job's
           arguments, and the job runs once, the window after the last enqueue. The key is
           the task, or `debounce_key(*args, **kwargs)`.
+        - `concurrency_key`: a function of the job's arguments naming a key (a customer
+          id); with `key_concurrency`, at most that many jobs of one key run at once across
+          every worker, and workers pass over a full key's jobs to run other keys' (fair:
+          see `conveyor.worker.keys`).
         """
         backoff = 0.0 if retry_backoff is False else 1.0 if retry_backoff is True \
             else float(retry_backoff)
@@ -182,7 +188,8 @@ class App:
             priority=priority, track=track or keep_result is not None,
             keep_result=keep_result,
             unique=Unique() if unique is True else unique or None,
-            debounce=debounce, debounce_key=debounce_key)
+            debounce=debounce, debounce_key=debounce_key, concurrency_key=concurrency_key,
+            key_concurrency=key_concurrency)
 
         def register(f: Callable[..., Any]) -> Task[Any, Any]:
             task_name = name or f.__name__
@@ -332,6 +339,8 @@ class App:
 
     def _key_of(self, call: JobCall) -> str | None:
         """The job's key for the explorer: its task's per-key value, else its unique key."""
+        if call.key is not None and len(call.key) <= 200:  # concurrency_key (worker.keys)
+            return call.key
         found = self.tasks.get(call.task)
         per_key = found.options.rate_limit_key if found is not None else None
         if per_key is not None:
@@ -414,6 +423,16 @@ class App:
     async def job_status(self, job_id: str) -> JobStatus | None:
         """A tracked job's status (queued, running, succeeded, failed, dead, cancelled)."""
         return await (await self.source()).jobs.status_get(job_id)
+
+    async def cancel(self, job_id: str) -> JobStatus:
+        """Cancel a tracked job that is queued, running or retrying; its status after the
+        call: `cancelled`, or `running` while its worker stops it (see
+        `conveyor.broker.job_cancel`). `JobNotCancellable` once it has ended."""
+        return await (await self.source()).jobs.cancel(job_id)
+
+    def cancel_sync(self, job_id: str) -> JobStatus:
+        """`cancel` from synchronous code."""
+        return self._sync(self.cancel(job_id))
 
     # closing ------------------------------------------------------------------------
     async def aclose(self) -> None:

@@ -10,8 +10,12 @@ def import_rows(path: str) -> None:
         progress({"chunks": done})     # on the job's status: GET /v1/jobs/{id}
 ```
 A report is written with the job's next status batch, from async or sync (thread) code
-alike. Only tracked tasks (`track=True` or `keep_result`) have a current job: elsewhere
-`current_job()` is None and `progress()` does nothing, so plain jobs pay nothing for it.
+alike. A job cancelled from outside (`POST /v1/jobs/{id}/cancel`) while it runs: an async
+one is cancelled where it awaits; a sync one sees `current_job().cancelled` turn True and
+can stop by calling `raise_if_cancelled()` between steps. Only tracked tasks (`track=True`
+or `keep_result`) have a current job (and can be cancelled: a cancel finds a job by its
+status): elsewhere `current_job()` is None and `progress()` does nothing, so plain jobs pay
+nothing for it.
 """
 
 from __future__ import annotations
@@ -20,10 +24,11 @@ import asyncio
 import threading
 from collections.abc import Callable
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from conveyor.jobs import JobStatus
+from conveyor.worker.exceptions import Cancel
 
 __all__ = ["JobContext", "current_job", "progress"]
 
@@ -41,6 +46,17 @@ class JobContext:
     _write: Callable[[JobStatus], None]
     _loop: asyncio.AbstractEventLoop
     _thread: int
+    _cancel: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def cancelled(self) -> bool:
+        """True once the job was cancelled from outside (set by the worker's check)."""
+        return self._cancel.is_set()
+
+    def raise_if_cancelled(self) -> None:
+        """Raise `Cancel` if the job was cancelled from outside: the job ends `cancelled`."""
+        if self._cancel.is_set():
+            raise Cancel("Cancelled while it ran.")
 
     def progress(self, value: Any) -> None:
         """Record `value` (any JSON value) as the job's progress report."""

@@ -10,19 +10,21 @@ failed end at once, before it is dead-lettered.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from conveyor.client.source import Source
 from conveyor.flows import MAX_RESULT_BYTES, NodeEnd
 from conveyor.models import dumps_json
-from conveyor.worker.batching import Batcher
 
 log = logging.getLogger("conveyor.worker")
 
-__all__ = ["FlowEnds", "FlowRef", "flow_ref", "with_results"]
+__all__ = ["MAX_BATCH", "FlowEnds", "FlowRef", "flow_ref", "with_results"]
+
+MAX_BATCH = 1000  # ends per call, the most broker.flows.end_many takes
 
 FlowRef = tuple[str, int, str]
 """Where a job sits in its flow: (flow id, node, how it gets results)."""
@@ -73,23 +75,42 @@ async def record_failure(source: Source, ref: FlowRef, error: str) -> None:
 
 class FlowEnds:
     """Succeeded flow jobs' ends, recorded in batches; each job's message is acknowledged
-    (through `ack`) once its end is stored."""
+    (through `ack`) once its end is stored.
 
-    def __init__(self, source: Source, ack: Callable[[str], None], *, name: str) -> None:
+    One batch at a time per worker: the ends of a chord's children all lower the same
+    parent row, so concurrent batches would only queue on its lock; meanwhile the next
+    batch grows, and one transaction records it whole."""
+
+    def __init__(self, source: Source, ack: Callable[[str], None], *, name: str,
+                 interval: float = 0.02) -> None:
         self._source = source
         self._ack = ack
-        self._batch: Batcher[tuple[NodeEnd, str]] = Batcher(
-            self._flush, size=500, interval=0.02, name=name)
+        self._name = name
+        self._interval = interval
+        self._items: list[tuple[NodeEnd, str]] = []
+        self._flusher: asyncio.Task[None] | None = None
 
     def add(self, end: NodeEnd, receipt_handle: str) -> None:
         """Record `end`, then acknowledge the job."""
-        self._batch.add((end, receipt_handle))
+        self._items.append((end, receipt_handle))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_all(self._interval))
 
-    async def _flush(self, items: Sequence[tuple[NodeEnd, str]]) -> None:
-        await self._source.flows.end_many([end for end, _ in items])
-        for _, handle in items:
-            self._ack(handle)
+    async def _flush_all(self, wait: float) -> None:
+        await asyncio.sleep(wait)  # let a batch gather
+        while self._items:
+            items, self._items = self._items[:MAX_BATCH], self._items[MAX_BATCH:]
+            try:
+                await self._source.flows.end_many([end for end, _ in items])
+            except Exception:  # not acknowledged: the jobs come back and end again
+                log.exception("%s: a batch of %d failed", self._name, len(items))
+                continue
+            for _, handle in items:
+                self._ack(handle)
 
     async def drain(self) -> None:
         """Flush what is queued (call before draining the acknowledgements)."""
-        await self._batch.drain()
+        if self._items and (self._flusher is None or self._flusher.done()):
+            self._flusher = asyncio.create_task(self._flush_all(0))
+        if self._flusher is not None:
+            await self._flusher

@@ -116,9 +116,19 @@ class Slots:
             await asyncio.sleep(pause)
             pause = min(pause * 2, 0.5)
 
+    async def try_acquire(self, key: str, limit: int) -> bool:
+        """One of `limit` slots of `key` if one is free now (one round trip)."""
+        got = await self._limits.acquire(key, limit, self.holder, 1, self.lease_seconds)
+        if got > 0:
+            self.held[key] += got
+            return True
+        return False
+
     async def release(self, key: str) -> None:
         """Give one slot of `key` back."""
         self.held[key] -= 1
+        if self.held[key] <= 0:  # per-key slots come and go: keep only the held ones
+            del self.held[key]
         await self._limits.release(key, self.holder, 1)
 
     async def renew(self) -> None:

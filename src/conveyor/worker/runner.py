@@ -45,10 +45,12 @@ from conveyor.models import (
 from conveyor.worker import flows
 from conveyor.worker.app import DLQ_SUFFIX, App
 from conveyor.worker.batching import Batcher
+from conveyor.worker.cancels import run_cancellable
 from conveyor.worker.context import CURRENT, JobContext
 from conveyor.worker.exceptions import Cancel, Retry, Snooze, TaskTimeout
 from conveyor.worker.flows import FlowEnds
 from conveyor.worker.heartbeat import Beater
+from conveyor.worker.keys import KeyGate, job_key
 from conveyor.worker.lanes import Lanes
 from conveyor.worker.rates import RateLimiter, Slots
 from conveyor.worker.retry import backoff_seconds, is_final
@@ -58,6 +60,8 @@ log = logging.getLogger("conveyor.worker")
 
 # Long-poll wait through a server: the longest the native API allows.
 SERVER_LONG_POLL = 20
+# Seconds between receives that pass over full keys and find less than asked (keys.py).
+SKIP_PAUSE = 0.1
 
 _DEFAULT_OPTIONS = TaskOptions()
 _NO_RETRIES = TaskOptions(max_retries=0)
@@ -79,6 +83,9 @@ class WorkerOptions:
     # `heartbeat_ttl` after its last beat (None: three intervals).
     heartbeat_interval: float | None = 5.0
     heartbeat_ttl: float | None = None
+    # How often the worker asks which of its jobs were cancelled from outside (one query
+    # for all of them; none while it holds no job); None: never.
+    cancel_interval: float | None = 1.0
 
 
 @dataclass(slots=True)
@@ -87,6 +94,18 @@ class _Held:
     task: asyncio.Task[None] | None = None  # the lane running it, once one took it
     started: bool = False
     leased_at: float = field(default_factory=time.monotonic)
+    cancelled: bool = False  # cancelled from outside (worker.cancels)
+    context: JobContext | None = None  # a tracked job's, while it runs
+    scope: asyncio.Timeout | None = None  # a tracked async job's, while it runs
+
+    def cancel(self) -> None:
+        """Stop the job: before it starts, or an async one where it awaits, or raise the
+        flag a sync one can honour (`JobContext.cancelled`)."""
+        self.cancelled = True
+        if self.scope is not None:
+            self.scope.reschedule(-1.0)  # due now: the job's task is cancelled at its await
+        if self.context is not None:
+            self.context._cancel.set()
 
 
 class Worker:
@@ -140,6 +159,12 @@ class Worker:
             background.append(asyncio.create_task(scheduler.run(self._stopping)))
         beater = self._beater(source, runners)
         beating = asyncio.create_task(beater.run()) if beater else None
+        if self.options.cancel_interval:
+            from conveyor.worker.cancels import watch
+
+            background.append(asyncio.create_task(watch(
+                source, lambda: [r.held for r in runners], self.options.cancel_interval,
+                self._stopping)))
         try:
             await asyncio.gather(*(r.run() for r in runners), *background)
         finally:
@@ -175,7 +200,7 @@ class _Shared:
         self.statuses = statuses
         self.limiter = RateLimiter(source.limits)
         self.slots = Slots(source.limits, worker.holder,
-                           lease_seconds=max(30, worker.app.visibility_timeout * 2))
+                           lease_seconds=max(5, worker.app.visibility_timeout * 2))
         self.task_gates = {name: asyncio.Semaphore(t.options.concurrency)
                            for name, t in worker.app.tasks.items()}
         wait = worker.options.wait_seconds
@@ -201,7 +226,12 @@ class _QueueRunner:
             name: None if name in ungated else gate for name, gate in shared.task_gates.items()}
         self.held: dict[str, _Held] = {}
         self.began: dict[str, int] = {}  # tracked jobs running: their start (ms, wall)
-        self.lanes: Lanes[_Held] = Lanes(self._handle, self.capacity, started=_on_lane)
+        # Per-key limited tasks: jobs parked for a key's slot do not count against the
+        # capacity (up to as many again), each on a lane of its own.
+        keyed = any(t.options.key_concurrency is not None for t in tasks)
+        self.keys = KeyGate(shared.slots, self.capacity) if keyed else None
+        self.lanes: Lanes[_Held] = Lanes(self._handle, self.capacity * (2 if keyed else 1),
+                                         started=_on_lane)
         self._room = asyncio.Event()
         self._release: list[str] = []
         self.acks: Batcher[str] = Batcher(functools.partial(self.source.delete, queue),
@@ -224,14 +254,29 @@ class _QueueRunner:
         batch = self.s.worker.options.batch_size
         wait = self.s.wait_seconds
         while not stopping.is_set():
-            free = self.capacity - len(self.held)
+            keys = self.keys
+            free = self.capacity - len(self.held) + (keys.parked if keys else 0)
             if free <= 0:
                 self._room.clear()
                 await _first(self._room.wait(), stopping.wait())
                 continue
+            skip = keys.skip_groups() if keys else None
             try:
-                messages = await _unless_stopped(self.source.receive(
-                    self.queue, min(free, batch), self.lease, wait), stopping)
+                if skip:
+                    # No long poll (a key may open before anything arrives), and a pause
+                    # after a short answer: each such receive walks past the skipped
+                    # keys' backlog in the index.
+                    want = min(free, batch)
+                    assert keys is not None
+                    keys.opened.clear()
+                    messages = await self.source.receive(
+                        self.queue, want, self.lease, 0, skip_groups=skip)
+                    if len(messages) < want:
+                        await _first(asyncio.sleep(SKIP_PAUSE), keys.opened.wait(),
+                                     stopping.wait())
+                else:
+                    messages = await _unless_stopped(self.source.receive(
+                        self.queue, min(free, batch), self.lease, wait), stopping)
             except Exception:
                 log.exception("receive from %s failed; retrying in 1 s", self.queue)
                 await _first(asyncio.sleep(1.0), stopping.wait())
@@ -258,12 +303,20 @@ class _QueueRunner:
                 await self._settle_failure(message, job, TaskOptions(max_retries=retries),
                                            missing)
                 return
-            gate = self.gates.get(task.name)
-            if gate is None:
-                await self._run_job(held, job, task)
-            else:
-                async with gate:
-                    await self._run_job(held, job, task)
+            limit = task.options.key_concurrency
+            if limit is None or self.keys is None:
+                await self._gated(held, job, task)
+                return
+            group = message.group_id or await self._key_of(job, task)
+            if group is None:
+                return
+            if not await self.keys.enter(task.name, group, limit, self._room):
+                await self._give_back(message)
+                return
+            try:
+                await self._gated(held, job, task)
+            finally:
+                await _quietly(self.keys.leave(task.name, group))
         except asyncio.CancelledError:
             # Shutdown: whatever was not settled goes back to the queue now.
             self._release.append(handle)
@@ -271,6 +324,32 @@ class _QueueRunner:
         finally:
             self.held.pop(handle, None)
             self._room.set()
+
+    async def _gated(self, held: _Held, job: Received, task: Task[Any, Any]) -> None:
+        gate = self.gates.get(task.name)
+        if gate is None:
+            await self._run_job(held, job, task)
+        else:
+            async with gate:
+                await self._run_job(held, job, task)
+
+    async def _key_of(self, job: Received, task: Task[Any, Any]) -> str | None:
+        """The key of a job sent without one (another producer): computed here; a key
+        function that fails on the arguments fails the job."""
+        assert task.options.concurrency_key is not None
+        try:
+            return job_key(task.options.concurrency_key, job.args, job.kwargs)
+        except Exception as exc:
+            await self._settle_failure(job.message, job, task.options, exc, task)
+            return None
+
+    async def _give_back(self, message: Message) -> None:
+        """Back to the queue now, no attempt spent: its key is full here (keys.py)."""
+        try:
+            await self.source.retry(self.queue, message.receipt_handle, 0,
+                                    message.last_error, snooze=True)
+        except Exception:
+            log.exception("giving back %s failed; it comes back after its lease", message.id)
 
     async def _run_job(self, held: _Held, job: Received, task: Task[Any, Any]) -> None:
         options = task.options
@@ -285,6 +364,8 @@ class _QueueRunner:
         result: Any = None
         error: BaseException | None = None
         try:
+            if held.cancelled:
+                raise Cancel("Cancelled before it ran.")
             if job.flow is not None:
                 job.args = await flows.with_results(self.source, job.flow, job.args)
             for middleware in self.app.middleware:
@@ -292,14 +373,17 @@ class _QueueRunner:
             if options.track:
                 self.began[job.id] = int(self.app.wall_time() * 1000)
                 self._status(job, task, "running", ended=False)
-                # Only tracked jobs can report progress: a plain job pays nothing here.
-                token = CURRENT.set(JobContext(
+                # Only tracked jobs can report progress or be cancelled while they run
+                # (only they have a status to find them by): a plain job pays nothing here.
+                held.context = JobContext(
                     job.id, job.task, self.queue, job.attempt, options.keep_result or 86400,
-                    self.s.statuses.add, asyncio.get_running_loop(), threading.get_ident()))
+                    self.s.statuses.add, asyncio.get_running_loop(), threading.get_ident())
+                token = CURRENT.set(held.context)
                 try:
-                    result = await self._call(task, job)
+                    result = await self._call_cancellable(task, job, held)
                 finally:
                     CURRENT.reset(token)
+                    held.context = None
             else:
                 result = await self._call(task, job)
         except (Exception, asyncio.CancelledError) as exc:
@@ -354,6 +438,14 @@ class _QueueRunner:
             return await asyncio.wait_for(running, timeout)
         except TimeoutError:
             raise TaskTimeout(f"The task ran longer than {timeout:g} s.") from None
+
+    async def _call_cancellable(self, task: Task[Any, Any], job: Received, held: _Held
+                                ) -> Any:
+        """`_call` for a tracked job: an async one in a scope `held.cancel()` can end."""
+        if not task.is_async:
+            return await self._call(task, job)
+        return await run_cancellable(task.fn(*job.args, **job.kwargs), task.options.timeout,
+                                     held)
 
     def _status(self, job: Received, task: Task[Any, Any] | None, status: str, *,
                 error: str | None = None, result: Any = None,

@@ -19,6 +19,7 @@ from conveyor.errors import InvalidInput
 from conveyor.models import Body, Claim, Message, MessageAttribute, SendEntry
 from conveyor.worker.canvas import Signature
 from conveyor.worker.flows import FlowRef, flow_ref
+from conveyor.worker.keys import check_key_options, job_key
 from conveyor.worker.rates import Rate
 from conveyor.worker.unique import Unique, debounce_claim, unique_claim
 
@@ -51,6 +52,8 @@ class TaskOptions:
     unique: Unique | None = None
     debounce: int | None = None
     debounce_key: Callable[..., str] | None = None
+    concurrency_key: Callable[..., str] | None = None
+    key_concurrency: int | None = None
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
@@ -71,6 +74,7 @@ class TaskOptions:
             raise InvalidInput("debounce_key needs debounce.", field="debounce_key")
         if self.debounce is not None and self.unique is not None:
             raise InvalidInput("A task is unique or debounced, not both.", field="debounce")
+        check_key_options(self.queue, self.concurrency_key, self.key_concurrency)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +100,14 @@ class Job:
         """`result` from synchronous code."""
         return self._app().result_sync(self.id, timeout)
 
+    async def cancel(self) -> str:
+        """Cancel the job (see `App.cancel`); its status after the call."""
+        return (await self._app().cancel(self.id)).status
+
+    def cancel_sync(self) -> str:
+        """`cancel` from synchronous code."""
+        return self._app().cancel_sync(self.id).status
+
     def _app(self) -> App:
         if self.app is None:
             raise RuntimeError("This Job was not made by an App's enqueue; use "
@@ -116,6 +128,7 @@ class JobCall:
     deduplication_id: str | None = None
     attributes: dict[str, MessageAttribute] = field(default_factory=dict)
     claim: Claim | None = None
+    key: str | None = None  # a per-key limited task's key: the message's group id
 
     def entry(self) -> SendEntry:
         """The message that carries this job (a unique job's body names its key, so the
@@ -126,7 +139,8 @@ class JobCall:
             body["unique"] = self.claim.key
         return SendEntry(Body.of(body), delay_seconds=self.delay_seconds,
                          attributes=self.attributes, priority=self.priority,
-                         deduplication_id=self.deduplication_id, claim=self.claim)
+                         deduplication_id=self.deduplication_id, claim=self.claim,
+                         group_id=self.key)
 
 
 @dataclass(slots=True)
@@ -214,9 +228,11 @@ class Task(Generic[P, R]):
             claim = debounce_claim(self.name, options.debounce, options.debounce_key,
                                    args, kwargs)
             delay_seconds = options.debounce
+        key = None if options.concurrency_key is None else job_key(
+            options.concurrency_key, args, kwargs)
         return JobCall(self.name, options.queue, list(args), dict(kwargs), delay_seconds,
                        options.priority if priority is None else priority,
-                       deduplication_id, claim=claim)
+                       deduplication_id, claim=claim, key=key)
 
     def s(self, *args: Any, **kwargs: Any) -> Signature:
         """A step of a flow (`chain`, `group`, `chord`, `App.flow`) calling this task; a

@@ -221,4 +221,52 @@
         });
       });
   }
+  // deliveries page: notifications entering each state per bucket ---------------------
+  var deliveries = document.getElementById("chart-deliveries");
+  if (deliveries && window.Chart) {
+    var COLORS = {queued: "#2563eb", held: "#7c3aed", digested: "#0891b2", sent: "#059669",
+                  retrying: "#d97706", failed: "#dc2626", unknown: "#6b7280",
+                  skipped: "#a3a3a3", suppressed: "#be185d"};
+    var params = new URLSearchParams({bucket: deliveries.dataset.bucket,
+                                      minutes: deliveries.dataset.minutes});
+    if (deliveries.dataset.channel) params.set("channel", deliveries.dataset.channel);
+    var deliveryChart = null;
+    var draw = function (data) {
+      var sums = {};  // status -> counts per bucket, over the channels shown
+      Object.keys(data.counts).forEach(function (ch) {
+        Object.keys(data.counts[ch]).forEach(function (status) {
+          var row = sums[status] || (sums[status] = data.at.map(function () { return 0; }));
+          data.counts[ch][status].forEach(function (n, i) { row[i] += n; });
+        });
+      });
+      var labels = data.at.map(function (t) { return new Date(t).toLocaleTimeString(); });
+      var datasets = Object.keys(sums).map(function (status) {
+        var color = COLORS[status] || "#111827";
+        return {label: status, data: sums[status], backgroundColor: color,
+                borderColor: color, stack: "all"};
+      });
+      if (deliveryChart) {
+        deliveryChart.data.labels = labels;
+        deliveryChart.data.datasets = datasets;
+        deliveryChart.update("none");
+        return;
+      }
+      deliveryChart = new window.Chart(deliveries, {
+        type: "bar", data: {labels: labels, datasets: datasets},
+        options: {animation: false, responsive: true, maintainAspectRatio: false,
+                  scales: {x: {stacked: true, ticks: {maxTicksLimit: 8}},
+                           y: {stacked: true, beginAtZero: true}},
+                  plugins: {legend: {labels: {boxWidth: 12}}}}
+      });
+      deliveries.dataset.drawn = String(datasets.length);
+    };
+    var load = function () {
+      fetch("/v1/notifications/series?" + params.toString(), {credentials: "same-origin"})
+        .then(function (r) { if (!r.ok) throw new Error(r.status); return r.json(); })
+        .then(function (data) { draw(data); live("live"); })
+        .catch(function () { live("reconnecting"); })
+        .then(function () { setTimeout(load, Math.max(10, Number(params.get("bucket")) / 6) * 1000); });
+    };
+    load();
+  }
 })();

@@ -186,7 +186,7 @@ ORDER BY updated_at DESC, id DESC
 LIMIT $8;
 
 -- name: job_list_key
--- One key ($12): by the partial (key, updated_at, id) index (migration 0017), whatever
+-- One key ($12): by the partial (key, updated_at, id) index (migration 0018), whatever
 -- else is filtered (one key's jobs are few next to all of them).
 SELECT id, status, queue, task, attempts, error, result, keep_seconds, updated_at, report,
        created_at, key, NULL

@@ -39,6 +39,11 @@ class PostgresRecipients(PostgresBase):
         row = await self._fetchrow(Q["recipient_count"])
         return int(row[0])
 
+    async def recipient_page(self, after: str | None, limit: int) -> list[Recipient]:
+        """A page in id order."""
+        rows = await self._fetch(Q["recipient_page"], after, limit)
+        return [recipient_from_row(r) for r in rows]
+
     async def recipient_delivery_add_many(self, rows: Sequence[tuple[str, str]],
                                           keep_ms: int, now: int | None) -> None:
         """Link pairs in one statement."""

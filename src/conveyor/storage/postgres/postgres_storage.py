@@ -43,6 +43,8 @@ from conveyor.storage.base import (
 )
 from conveyor.storage.postgres.bound import Executor
 from conveyor.storage.postgres.postgres_base import Connection, PostgresBase, translated
+from conveyor.storage.postgres.postgres_cancels import PostgresCancels
+from conveyor.storage.postgres.postgres_delivery_events import PostgresDeliveryEvents
 from conveyor.storage.postgres.postgres_digests import PostgresDigests
 from conveyor.storage.postgres.postgres_flows import PostgresFlows
 from conveyor.storage.postgres.postgres_jobs import PostgresJobs
@@ -92,7 +94,8 @@ def slots_of(leases: Sequence[Lease]) -> list[int]:
 
 
 class PostgresStorage(PostgresJobs, PostgresFlows, PostgresLedger, PostgresKeys, PostgresWorkers,
-                      PostgresRecipients, PostgresTemplates, PostgresDigests, PostgresBase):
+                      PostgresRecipients, PostgresTemplates, PostgresDigests,
+                      PostgresDeliveryEvents, PostgresCancels, PostgresBase):
     """Queues and messages in PostgreSQL."""
 
     dialect = "postgresql"
@@ -337,11 +340,16 @@ class PostgresStorage(PostgresJobs, PostgresFlows, PostgresLedger, PostgresKeys,
         """Claim with SKIP LOCKED; over-received rows go to the dead-letter queue."""
         if params.fifo:
             return await self._receive_fifo(params)
-        sql = (await self._q(params.queue_id))["message_claim"]
+        args: tuple[Any, ...] = (params.queue_id, params.limit, params.visibility_ms,
+                                 params.max_receive_count, params.dead_letter_queue_id,
+                                 params.now)
+        q = await self._q(params.queue_id)
+        if params.skip_groups:
+            sql, args = q["message_claim_skip"], (*args, list(params.skip_groups))
+        else:
+            sql = q["message_claim"]
         async with self._claiming() as conn:
-            claimed = await conn.fetch(
-                sql, params.queue_id, params.limit, params.visibility_ms,
-                params.max_receive_count, params.dead_letter_queue_id, params.now)
+            claimed = await conn.fetch(sql, *args)
         claimed.sort(key=lambda r: (-r[9], r[5], r[0]))
         name = params.queue_name
         return [rows.message_from_claim(name, str(r[0]), r) for r in claimed]
@@ -443,6 +451,14 @@ class PostgresStorage(PostgresJobs, PostgresFlows, PostgresLedger, PostgresKeys,
                                  now: int | None) -> list[str]:
         """Delete rows by id, unless leased."""
         sql = (await self._q(queue_id))["message_delete_ids"]
+        async with self._by_id() as conn:
+            found = await conn.fetch(sql, queue_id, list(message_ids), now)
+        return [str(r[0]) for r in found]
+
+    async def message_delete_queued(self, queue_id: int, message_ids: Sequence[str],
+                                    now: int | None) -> list[str]:
+        """Delete rows by id unless in flight (a lapsed lease is not)."""
+        sql = (await self._q(queue_id))["message_delete_queued"]
         async with self._by_id() as conn:
             found = await conn.fetch(sql, queue_id, list(message_ids), now)
         return [str(r[0]) for r in found]

@@ -205,6 +205,39 @@ RETURNING m.id, m.token, m.receive_count, m.sent_at, m.first_received_at, m.visi
           m.body_kind, m.body, m.attributes, m.priority, m.group_id, m.dedup_id, m.last_error,
           m.sequence;
 
+-- name: message_claim_skip
+-- message_claim passing over the rows of some message groups ($7): a worker's per-key
+-- limited jobs whose keys are at their limit (conveyor.worker.keys), so a backlog of one
+-- key does not hold up the others. Those rows are still walked in the index, not leased.
+WITH t AS (SELECT COALESCE($6::bigint, conveyor_now_ms()) AS now),
+cand AS (
+    SELECT m.id, m.slot, m.receive_count
+    FROM conveyor_messages m
+    WHERE m.queue_id = $1
+      AND m.visible_at <= (SELECT now FROM t)
+      AND (m.group_id IS NULL OR m.group_id <> ALL ($7::text[]))
+      AND NOT EXISTS (SELECT 1 FROM conveyor_queues q WHERE q.id = $1 AND q.paused)
+    ORDER BY m.priority DESC, m.visible_at, m.id
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+),
+dead AS (
+    UPDATE conveyor_messages m
+    SET queue_id = $5, source_queue_id = m.queue_id, visible_at = (SELECT now FROM t),
+        leased = false
+    FROM cand WHERE m.id = cand.id AND m.slot = cand.slot AND cand.receive_count >= $4
+    RETURNING m.id
+)
+UPDATE conveyor_messages m
+SET visible_at = (SELECT now FROM t) + $3, leased = true,
+    token = ((random() * 35184372088831)::bigint << 8) | m.slot,
+    receive_count = m.receive_count + 1,
+    first_received_at = COALESCE(m.first_received_at, (SELECT now FROM t))
+FROM cand WHERE m.id = cand.id AND m.slot = cand.slot AND cand.receive_count < $4
+RETURNING m.id, m.token, m.receive_count, m.sent_at, m.first_received_at, m.visible_at,
+          m.body_kind, m.body, m.attributes, m.priority, m.group_id, m.dedup_id, m.last_error,
+          m.sequence;
+
 -- name: message_delete
 -- Returns positions in the arrays (1-based), cheaper to read back than ids.
 -- $4: the slots the leases' tokens name (message_claim; postgres_storage.py looks in every
@@ -289,6 +322,14 @@ RETURNING m.id;
 DELETE FROM conveyor_messages m
 WHERE m.id = ANY($2::uuid[]) AND m.queue_id + 0 = $1
   AND m.visible_at <= COALESCE($3::bigint, conveyor_now_ms())
+RETURNING m.id;
+
+-- name: message_delete_queued
+-- These messages (ids) of a queue unless in flight (leased, lease not lapsed): a cancelled
+-- job that is waiting, delayed or between retries never runs. By id as message_delete.
+DELETE FROM conveyor_messages m
+WHERE m.id = ANY($2::uuid[]) AND m.queue_id + 0 = $1
+  AND (NOT m.leased OR m.visible_at <= COALESCE($3::bigint, conveyor_now_ms()))
 RETURNING m.id;
 
 -- name: message_count_movable

@@ -25,6 +25,15 @@ DELETE FROM conveyor_recipients WHERE id = $1;
 -- name: recipient_count
 SELECT count(*) FROM conveyor_recipients;
 
+-- name: recipient_page
+-- Keyset paging by the primary key: each page is one range scan, however deep (the
+-- order is the database's collation: consistent with `>`, so no row is missed or repeated).
+SELECT id, timezone, locale, addresses, preferences, quiet_hours, updated_at
+FROM conveyor_recipients
+WHERE $1::text IS NULL OR id > $1::text
+ORDER BY id
+LIMIT $2;
+
 -- name: recipient_delivery_add_many
 -- A link already made (a repeated request) is kept.
 INSERT INTO conveyor_recipient_deliveries (recipient_id, created_at, delivery_id, expires_at)

@@ -132,6 +132,21 @@ WHERE seq IN (
 RETURNING id, token, receive_count, sent_at, first_received_at, visible_at, body_kind,
           body, attributes, priority, group_id, dedup_id, last_error, sequence, seq;
 
+-- name: message_claim_skip
+-- message_claim passing over the rows of some message groups (:skip, a JSON array): a
+-- worker's per-key limited jobs whose keys are at their limit (conveyor.worker.keys).
+UPDATE conveyor_messages
+SET visible_at = :now + :visibility_ms, leased = 1, token = random(),
+    receive_count = receive_count + 1, first_received_at = coalesce(first_received_at, :now)
+WHERE seq IN (
+    SELECT seq FROM conveyor_messages
+    WHERE queue_id = :queue_id AND visible_at <= :now
+      AND (group_id IS NULL OR group_id NOT IN (SELECT value FROM json_each(:skip)))
+      AND NOT EXISTS (SELECT 1 FROM conveyor_queues WHERE id = :queue_id AND paused)
+    ORDER BY priority DESC, visible_at LIMIT :limit)
+RETURNING id, token, receive_count, sent_at, first_received_at, visible_at, body_kind,
+          body, attributes, priority, group_id, dedup_id, last_error, sequence, seq;
+
 -- name: fifo_gates
 -- Per group, the first sequence that must wait: its earliest invisible message.
 SELECT group_id, min(sequence) FROM conveyor_messages
@@ -211,6 +226,12 @@ WHERE id = :id AND queue_id = :source_id AND visible_at <= :now;
 -- One message by id unless in flight (run once per id in one transaction): a deleted
 -- job's dead-letter message.
 DELETE FROM conveyor_messages WHERE id = :id AND queue_id = :queue_id AND visible_at <= :now;
+
+-- name: message_delete_queued
+-- One message by id unless in flight (leased, lease not lapsed), run once per id in one
+-- transaction: a cancelled job that is waiting, delayed or between retries never runs.
+DELETE FROM conveyor_messages WHERE id = :id AND queue_id = :queue_id
+  AND (NOT leased OR visible_at <= :now);
 
 -- name: message_count_movable
 SELECT count(*) FROM conveyor_messages

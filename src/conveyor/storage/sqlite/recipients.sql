@@ -21,6 +21,14 @@ DELETE FROM conveyor_recipients WHERE id = :id;
 -- name: recipient_count
 SELECT count(*) FROM conveyor_recipients;
 
+-- name: recipient_page
+-- Keyset paging by the primary key: each page is one range scan, however deep.
+SELECT id, timezone, locale, addresses, preferences, quiet_hours, updated_at
+FROM conveyor_recipients
+WHERE :after IS NULL OR id > :after
+ORDER BY id
+LIMIT :limit;
+
 -- name: recipient_delivery_add_many
 -- Run once per row (executemany); a link already made (a repeated request) is kept.
 INSERT INTO conveyor_recipient_deliveries (recipient_id, created_at, delivery_id, expires_at)

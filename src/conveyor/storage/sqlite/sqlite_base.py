@@ -146,6 +146,17 @@ def _why_not_writable(path: str) -> str:
 
 
 def _statements(script: str) -> list[str]:
-    """Split a migration into statements (our migrations hold no ';' inside strings)."""
+    """Split a migration into statements (our migrations hold no ';' inside strings; a
+    trigger's body holds several, so a piece is kept until SQLite calls it complete)."""
     lines = [line for line in script.splitlines() if not line.strip().startswith("--")]
-    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+    out: list[str] = []
+    pending = ""
+    for piece in "\n".join(lines).split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                out.append(pending.strip().removesuffix(";").strip())
+            pending = ""
+    if pending.strip(" \n;"):
+        out.append(pending.strip().removesuffix(";").strip())
+    return out

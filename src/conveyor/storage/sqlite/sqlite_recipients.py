@@ -47,6 +47,12 @@ class SqliteRecipients(SqliteBase):
         return await self._run(
             lambda db: int(db.execute(Q["recipient_count"]).fetchone()[0]))
 
+    async def recipient_page(self, after: str | None, limit: int) -> list[Recipient]:
+        """A page in id order."""
+        params = {"after": after, "limit": limit}
+        return await self._run(lambda db: [
+            recipient_from_row(r) for r in db.execute(Q["recipient_page"], params)])
+
     async def recipient_delivery_add_many(self, rows: Sequence[tuple[str, str]],
                                           keep_ms: int, now: int | None) -> None:
         """Link pairs in one transaction."""

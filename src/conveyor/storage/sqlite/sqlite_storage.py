@@ -17,6 +17,8 @@ from itertools import repeat
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from conveyor import fifo
 from conveyor.errors import StorageError
 from conveyor.fifo import format_sequence
@@ -46,6 +48,8 @@ from conveyor.storage.base import (
 )
 from conveyor.storage.sql import load_queries
 from conveyor.storage.sqlite.sqlite_base import SqliteBase
+from conveyor.storage.sqlite.sqlite_cancels import SqliteCancels
+from conveyor.storage.sqlite.sqlite_delivery_events import SqliteDeliveryEvents
 from conveyor.storage.sqlite.sqlite_digests import SqliteDigests
 from conveyor.storage.sqlite.sqlite_flows import SqliteFlows
 from conveyor.storage.sqlite.sqlite_jobs import SqliteJobs
@@ -98,7 +102,8 @@ def _claim(db: sqlite3.Connection, queue_id: int, batch: NewMessages, at: int
 
 
 class SqliteStorage(SqliteJobs, SqliteFlows, SqliteLedger, SqliteKeys, SqliteWorkers,
-                    SqliteRecipients, SqliteTemplates, SqliteDigests, SqliteBase):
+                    SqliteRecipients, SqliteTemplates, SqliteDigests, SqliteDeliveryEvents,
+                    SqliteCancels, SqliteBase):
     """Queues and messages in one SQLite file."""
 
     dialect = "sqlite"
@@ -290,7 +295,11 @@ class SqliteStorage(SqliteJobs, SqliteFlows, SqliteLedger, SqliteKeys, SqliteWor
                             "max_receive_count": params.max_receive_count}
                     while db.execute(Q["message_dead_letter"], dead).rowcount:
                         pass
-                claimed = db.execute(Q["message_claim"], args).fetchall()
+                if params.skip_groups:
+                    claimed = db.execute(Q["message_claim_skip"], {
+                        **args, "skip": orjson.dumps(params.skip_groups).decode()}).fetchall()
+                else:
+                    claimed = db.execute(Q["message_claim"], args).fetchall()
             claimed.sort(key=lambda r: (-r[9], r[14]))
             return [rows.message_from_claim(params.queue_name, _uid(r[0]), r) for r in claimed]
         return await self._run(run)
@@ -407,6 +416,18 @@ class SqliteStorage(SqliteJobs, SqliteFlows, SqliteLedger, SqliteKeys, SqliteWor
             with self._write(db):
                 return [i for i in ids if db.execute(
                     Q["message_delete_ids"], {**args, "id": _blob(i)}).rowcount > 0]
+        return await self._run(run)
+
+    async def message_delete_queued(self, queue_id: int, message_ids: Sequence[str],
+                                    now: int | None) -> list[str]:
+        """Delete rows by id unless in flight (a lapsed lease is not)."""
+        args = {"queue_id": queue_id, "now": self._now(now)}
+        ids = list(message_ids)
+
+        def run(db: sqlite3.Connection) -> list[str]:
+            with self._write(db):
+                return [i for i in ids if db.execute(
+                    Q["message_delete_queued"], {**args, "id": _blob(i)}).rowcount > 0]
         return await self._run(run)
 
     async def message_count_movable(self, from_queue_id: int, now: int | None,
