@@ -219,3 +219,18 @@ async def test_cancel_one_and_in_bulk(ui: tuple[httpx.AsyncClient, Broker]) -> N
     assert await broker.peek("c") == []  # the queued jobs' messages are gone
     forged = await http.post("/ui/jobs/cancel", data={"csrf_token": "y" * 30})
     assert forged.status_code == 403
+
+
+async def test_a_bulk_action_on_a_too_long_filter_is_refused(
+        ui: tuple[httpx.AsyncClient, Broker]) -> None:
+    """A filter longer than the broker takes is an error, not cut to a filter that matches
+    other jobs (a task named by its first 200 characters was deleted)."""
+    http, broker = ui
+    token = http.cookies["conveyor_csrf"]
+    await broker.jobs.status_set("long", "dead", queue="work", task="t" * 200, attempts=1)
+    for action in ("retry", "delete"):
+        answer = await http.post(f"/ui/jobs/{action}", data={"csrf_token": token,
+                                                             "task": "t" * 201})
+        assert answer.status_code == 303 and "error=task+must" in answer.headers["location"]
+    found = await broker.jobs.status_get("long")
+    assert found is not None and found.status == "dead"

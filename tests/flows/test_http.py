@@ -70,6 +70,11 @@ async def test_bad_flows_answer_400_and_write_nothing(http: httpx.AsyncClient,
         _step("a"), _step("b", after=[0], on_failure="sometimes")]}), 400, "invalid_flow",
         index=1, field="on_failure")
     assert_error(await http.post("/v1/flows", json={"steps": []}), 400, "invalid_flow")
+    # JSON true is not the number 1 (it was taken as step 1, and a priority of 1)
+    for bad in ({"steps": [_step("a"), _step("b", after=[True])]},
+                {"steps": [{**_step("a"), "priority": True}]},
+                {"steps": [_step("a")], "keep_seconds": "3600"}):
+        assert_error(await http.post("/v1/flows", json=bad), 422, "invalid_input")
     missing = {"steps": [_step("a"), {**_step("b"), "queue": "nowhere"}]}
     assert_error(await http.post("/v1/flows", json=missing), 404, "queue_not_found")
     assert (await broker.queue_stats("jobs")).total == 0

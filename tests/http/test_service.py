@@ -80,6 +80,12 @@ def test_swagger_ui_is_served_from_local_assets(client: httpx.Client) -> None:
 def test_unknown_route_and_method_use_the_error_shape(client: httpx.Client) -> None:
     assert_error(client.get("/v2/nothing"), 404, "not_found")
     assert_error(client.put("/v1/queues"), 405, "method_not_allowed")
+    # Allow names every route of the path, not the first that matched (was PUT here;
+    # /v1/jobs/{job_id} also matches this path)
+    wrong = client.patch("/v1/jobs/counts")
+    assert_error(wrong, 405, "method_not_allowed")
+    assert wrong.headers["allow"] == "DELETE, GET, PUT"
+    assert client.delete("/v1/templates").headers["allow"] == "GET"
 
 
 def test_a_client_that_hangs_up_mid_body_is_no_server_error(server: ServerProcess,

@@ -56,7 +56,8 @@ def _ms(field: str, text: str) -> int | None:
 
 def job_filter(given: Mapping[str, str]) -> tuple[JobFilter, dict[str, str]]:
     """The filter named by a query or form, and its fields as typed (empty ones left out)."""
-    typed = {k: given.get(k, "").strip()[:200] for k in FILTERS}
+    # not cut to length: an action on a shortened filter could take jobs nobody named
+    typed = {k: given.get(k, "").strip() for k in FILTERS}
     typed = {k: v for k, v in typed.items() if v}
     text = {k: typed.get(k) for k in _TEXT_FILTERS}
     times = {k: _ms(k, typed.get(k, "")) for k in _TIME_FILTERS}

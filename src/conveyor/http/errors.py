@@ -17,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
+from starlette.routing import compile_path
 
 from conveyor import errors as e
 from conveyor.http.parse import MalformedJson
@@ -122,9 +123,27 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = _HTTP_CODES.get(exc.status_code, "http_error")
     message = exc.detail if isinstance(exc.detail, str) else "HTTP error."
+    headers = exc.headers
     if exc.status_code == 404:
         message = f"No route for {request.method} {request.url.path}."
-    return error_response(exc.status_code, code, message, headers=exc.headers)
+    elif exc.status_code == 405:
+        # Starlette's Allow names only the first route whose path matched (PUT for
+        # /v1/jobs/counts, from /v1/jobs/{job_id}); name every route's methods.
+        allowed = _allowed_methods(request)
+        if allowed:
+            headers = {**(headers or {}), "Allow": ", ".join(allowed)}
+            message = (f"{request.method} is not allowed on {request.url.path}; "
+                       f"it takes {', '.join(allowed)}.")
+    return error_response(exc.status_code, code, message, headers=headers)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    # From the OpenAPI paths: the routes a client can know of (FastAPI nests the rest).
+    methods: set[str] = set()
+    for path, operations in request.app.openapi().get("paths", {}).items():
+        if compile_path(path)[0].fullmatch(request.url.path):
+            methods.update(m.upper() for m in operations if m != "parameters")
+    return sorted(methods)
 
 
 async def _client_disconnect(request: Request, exc: Exception) -> Response:

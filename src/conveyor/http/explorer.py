@@ -53,7 +53,7 @@ class DeleteManyOut(BaseModel):
 class BulkRequest(BaseModel):
     """Which jobs a bulk action takes: the filters of `GET /v1/jobs`, a bound and a cursor."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # true is not 1
 
     state: str | None = None
     task: str | None = None

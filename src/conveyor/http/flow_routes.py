@@ -23,7 +23,7 @@ router = APIRouter(tags=["flows"])
 
 
 class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # true is not 1
 
 
 class StepIn(_In):

@@ -96,7 +96,11 @@ def check_data(data: Any) -> None:
     """Raise `InvalidInput` unless `data` is a JSON object of at most `MAX_DATA` bytes."""
     if not isinstance(data, Mapping):
         raise InvalidInput("data must be a JSON object.", field="data")
-    if len(orjson.dumps(data)) > MAX_DATA:
+    try:
+        encoded = orjson.dumps(data)
+    except TypeError as exc:  # orjson's error for ints past 64 bits, non-str keys, ...
+        raise InvalidInput(f"data must hold JSON values only: {exc}.", field="data") from exc
+    if len(encoded) > MAX_DATA:
         raise InvalidInput(f"data must be at most {MAX_DATA} bytes of JSON.", field="data")
 
 
