@@ -17,7 +17,7 @@ import orjson
 
 from conveyor.broker import validation as v
 from conveyor.errors import FlowNotFound, InvalidFlow, InvalidInput, TooManyEntries
-from conveyor.flows import MAX_RESULT_BYTES, Flow, FlowNode, FlowStep, NodeEnd, check_steps
+from conveyor.flows import Flow, FlowNode, FlowStep, NodeEnd, check_steps
 from conveyor.ids import new_message_ids
 from conveyor.models import Body, BodyKind, SendEntry, dumps_json
 from conveyor.storage.base import FlowEnd, FlowInsertParams, FlowNodeRow, NewMessages
@@ -173,13 +173,6 @@ def _end_row(end: NodeEnd, index: int) -> FlowEnd:
     node = _node(end.node)
     result = None
     if end.ok and end.result is not None:
-        try:
-            result = dumps_json(end.result)
-        except (TypeError, ValueError) as exc:
-            raise InvalidInput(f"result must be a JSON value: {exc}.", field="result",
-                               index=index) from exc
-        if len(result.encode()) > MAX_RESULT_BYTES:
-            raise InvalidInput(f"result must encode to at most {MAX_RESULT_BYTES:,} bytes "
-                               "of JSON.", field="result", index=index)
+        result = v.encode_result(end.result, index)
     error = None if end.error is None else str(end.error)[:MAX_ERROR]
     return FlowEnd(flow_id, node, bool(end.ok), result, error)

@@ -46,7 +46,6 @@ MAX_PENALTY = 7 * 86_400.0
 MAX_ATTEMPTS = 1_000_000
 MAX_KEEP = 365 * 86_400
 MAX_ERROR = 16_384
-MAX_RESULT_BYTES = 1_048_576
 MAX_TRACEBACK = 16_384
 MAX_ARGS = 65_536  # a job page shows a call's arguments up to this many characters of JSON
 CRON_KEEP_MS = 7 * 86_400_000  # a claimed tick is remembered for a week after its claim
@@ -352,14 +351,7 @@ def _job_row(item: Any, index: int) -> JobRow:
             error = error[:MAX_ERROR - 1] + "…"
     result = None
     if item.result is not None:
-        try:
-            result = dumps_json(item.result)
-        except (TypeError, ValueError) as exc:
-            raise InvalidInput(f"result must be a JSON value: {exc}.", field="result",
-                               index=index) from exc
-        if len(result.encode()) > MAX_RESULT_BYTES:
-            raise InvalidInput(f"result must encode to at most {MAX_RESULT_BYTES:,} bytes "
-                               "of JSON.", field="result", index=index)
+        result = v.encode_result(item.result, index)
     report = None
     if item.progress is not None:
         try:

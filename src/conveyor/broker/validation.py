@@ -20,6 +20,7 @@ from conveyor.errors import (
     MissingParameter,
     TooManyEntries,
 )
+from conveyor.flows import MAX_RESULT_BYTES
 from conveyor.models import (
     Body,
     BodyKind,
@@ -27,6 +28,7 @@ from conveyor.models import (
     MessageAttribute,
     QueueAttributes,
     SendEntry,
+    dumps_json,
 )
 
 QUEUE_NAME = re.compile(r"[A-Za-z0-9_-]{1,80}")
@@ -55,6 +57,19 @@ MAX_TAGS = 50
 # AWSTraceHeader) under this attribute name, which users cannot give (the `AWS.` prefix is
 # reserved); like SQS, it counts towards neither the attribute count nor the size.
 TRACE_HEADER_ATTRIBUTE = "AWS.TraceHeader"
+
+
+def encode_result(value: Any, index: int) -> str:
+    """A job's or flow step's result as JSON, refused when it is not JSON or too big."""
+    try:
+        result = dumps_json(value)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"result must be a JSON value: {exc}.", field="result",
+                           index=index) from exc
+    if len(result.encode()) > MAX_RESULT_BYTES:
+        raise InvalidInput(f"result must encode to at most {MAX_RESULT_BYTES:,} bytes "
+                           "of JSON.", field="result", index=index)
+    return result
 
 
 def check_message_id(value: Any, field: str) -> str:

@@ -12,7 +12,7 @@ with a redirect carrying a notice or an error.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -145,18 +145,28 @@ def _list_url(typed: Mapping[str, str]) -> str:
     return f"/ui/jobs?{urlencode(typed)}" if typed else "/ui/jobs"
 
 
+async def _in_rounds(
+        step: Callable[[str | None], Awaitable[tuple[Sequence[Any], Sequence[Any], str | None]]]
+) -> tuple[int, int, str | None]:
+    """A bulk action in pages of 1,000, at most BULK_ROUNDS of them: how many were done,
+    how many skipped, and the cursor to go on from (None: all done)."""
+    done = skipped = 0
+    after: str | None = None
+    for _ in range(BULK_ROUNDS):
+        acted, left, after = await step(after)
+        done, skipped = done + len(acted), skipped + len(left)
+        if after is None:
+            break
+    return done, skipped, after
+
+
 @router.post("/ui/jobs/retry")
 async def retry_filtered(request: Request) -> Response:
     """Retry the dead and failed jobs matching the list's filter."""
     async def run(broker: Broker, f: dict[str, str]) -> tuple[str, str]:
         where, typed = job_filter(f)
-        retried = skipped = 0
-        after: str | None = None
-        for _ in range(BULK_ROUNDS):
-            done, left, after = await broker.jobs.retry_many(where, limit=1000, after=after)
-            retried, skipped = retried + len(done), skipped + len(left)
-            if after is None:
-                break
+        retried, skipped, after = await _in_rounds(
+            lambda at: broker.jobs.retry_many(where, limit=1000, after=at))
         notice = f"Retried {retried:,} jobs."
         if skipped:
             notice += f" {skipped:,} skipped (their dead-letter message is gone)."
@@ -188,13 +198,8 @@ async def cancel_filtered(request: Request) -> Response:
     """Cancel the queued, running and retrying jobs matching the list's filter."""
     async def run(broker: Broker, f: dict[str, str]) -> tuple[str, str]:
         where, typed = job_filter(f)
-        cancelled = skipped = 0
-        after: str | None = None
-        for _ in range(BULK_ROUNDS):
-            done, left, after = await broker.jobs.cancel_many(where, limit=1000, after=after)
-            cancelled, skipped = cancelled + len(done), skipped + len(left)
-            if after is None:
-                break
+        cancelled, skipped, after = await _in_rounds(
+            lambda at: broker.jobs.cancel_many(where, limit=1000, after=at))
         notice = f"Cancelled {cancelled:,} jobs."
         if skipped:
             notice += f" {skipped:,} skipped (they ended meanwhile)."

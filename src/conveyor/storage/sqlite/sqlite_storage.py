@@ -409,25 +409,23 @@ class SqliteStorage(SqliteJobs, SqliteFlows, SqliteLedger, SqliteKeys, SqliteWor
     async def message_delete_ids(self, queue_id: int, message_ids: Sequence[str],
                                  now: int | None) -> list[str]:
         """Delete rows by id, unless leased."""
-        args = {"queue_id": queue_id, "now": self._now(now)}
-        ids = list(message_ids)
-
-        def run(db: sqlite3.Connection) -> list[str]:
-            with self._write(db):
-                return [i for i in ids if db.execute(
-                    Q["message_delete_ids"], {**args, "id": _blob(i)}).rowcount > 0]
-        return await self._run(run)
+        return await self._delete_each("message_delete_ids", queue_id, message_ids, now)
 
     async def message_delete_queued(self, queue_id: int, message_ids: Sequence[str],
                                     now: int | None) -> list[str]:
         """Delete rows by id unless in flight (a lapsed lease is not)."""
+        return await self._delete_each("message_delete_queued", queue_id, message_ids, now)
+
+    async def _delete_each(self, query: str, queue_id: int, message_ids: Sequence[str],
+                           now: int | None) -> list[str]:
+        """Run a delete-one-by-id query per id, in one transaction; the ids it deleted."""
         args = {"queue_id": queue_id, "now": self._now(now)}
         ids = list(message_ids)
 
         def run(db: sqlite3.Connection) -> list[str]:
             with self._write(db):
                 return [i for i in ids if db.execute(
-                    Q["message_delete_queued"], {**args, "id": _blob(i)}).rowcount > 0]
+                    Q[query], {**args, "id": _blob(i)}).rowcount > 0]
         return await self._run(run)
 
     async def message_count_movable(self, from_queue_id: int, now: int | None,
