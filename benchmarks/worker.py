@@ -59,9 +59,6 @@ async def chord_done(results: list[None]) -> int:
 async def _conveyor_prepare(url: str, jobs: int, chord: bool = False) -> str | None:
     """Enqueue the jobs into the paused queue; with `chord`, as one chord (its callback's
     job id is returned)."""
-    from conveyor.worker import chord as make_chord
-    from conveyor.worker import group
-
     producer = App(url, middleware=[])
     producer.tasks.update(app.tasks)
     await producer.ensure_queue(QUEUE)
@@ -69,7 +66,10 @@ async def _conveyor_prepare(url: str, jobs: int, chord: bool = False) -> str | N
     await source.purge_queue(QUEUE)  # type: ignore[attr-defined]
     await source.update_queue(QUEUE, {"paused": True})
     callback = None
-    if chord:
+    if chord:  # (imported here: a baseline tree may have no flows)
+        from conveyor.worker import chord as make_chord
+        from conveyor.worker import group
+
         run = await producer.aenqueue_flow(make_chord(
             group(producer.signature("noop", (i,)) for i in range(jobs)),
             producer.signature("chord_done")))
@@ -84,8 +84,22 @@ async def _conveyor_prepare(url: str, jobs: int, chord: bool = False) -> str | N
 
 async def _conveyor_drain(url: str, jobs: int, processes: int, src: str | None = None,
                           chord: bool = False) -> float:
+    if src is not None:
+        # Another tree is measured whole by its own code in a child process: its own
+        # migrations make its database's schema, and its own statements watch the drain
+        # (this tree's schema under an older tree's statements measured neither).
+        child = await asyncio.create_subprocess_exec(
+            sys.executable, __file__, "--drain-child", url, "--jobs", str(jobs),
+            "--processes", str(processes), *(["--flows"] if chord else []),
+            env={**os.environ, "PYTHONPATH": f"{src}{os.pathsep}{HERE}"},
+            stdout=asyncio.subprocess.PIPE)
+        out, _ = await child.communicate()
+        if child.returncode != 0:
+            raise RuntimeError(f"the drain of {src} failed")
+        return float(out.decode().split()[-1])
     callback = await _conveyor_prepare(url, jobs, chord)
-    path = str(HERE) if src is None else f"{src}{os.pathsep}{HERE}"
+    # A drain child keeps the tree it was given ahead of HERE.
+    path = os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), str(HERE)]))
     env = {**os.environ, "BENCH_URL": url, "PYTHONPATH": path}
     command = [sys.executable, "-m", "conveyor.cli.main", "worker", "worker:app",
                "--processes", str(processes), "--batch-size", "1000", "--no-cron"]
@@ -328,7 +342,13 @@ def cli() -> None:
     parser.add_argument("--fair-b", type=int, default=100, help=argparse.SUPPRESS)
     parser.add_argument("--child", choices=("pgqueuer", "pgmq"), help=argparse.SUPPRESS)
     parser.add_argument("--go", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--drain-child", help=argparse.SUPPRESS)
+    parser.add_argument("--processes", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.drain_child:  # one drain by the conveyor on PYTHONPATH: print its seconds
+        print(asyncio.run(_conveyor_drain(args.drain_child, args.jobs, args.processes,
+                                          chord=args.flows)))
+        return
     if args.child:
         child = _pgqueuer_child if args.child == "pgqueuer" else _pgmq_child
         asyncio.run(child(args.postgres, args.go))
