@@ -3,7 +3,8 @@
 - `postgres_url`: a fresh, empty PostgreSQL database for this test (see tests/support/postgres.py
   for where the server comes from). Without a server the test is skipped on a laptop and
   fails on CI (`CI=true`).
-- `sqlite_url`: a fresh SQLite file (WAL) in the test's tmp_path.
+- `sqlite_url`: a fresh SQLite file (WAL) in the test's tmp_path, a copy of one migrated
+  once a session (as PostgreSQL's databases are clones of a migrated template).
 - `database_url`: parametrized over both, ids `sqlite` and `postgres`.
 - `clock`: a `ManualClock`; `broker`: a started `Broker` on `database_url` with that clock and
   no background sweeper; `open_broker`: more brokers on the same database (separate
@@ -15,8 +16,10 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import itertools
+import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -88,9 +91,22 @@ def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
         postgres_server.drop_database(database.name)
 
 
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated once a session (from empty: the migrations run here), which
+    `sqlite_url` copies: a copy costs a millisecond, migrating a new file 40-250 ms of
+    commits on a busy disk."""
+    path = tmp_path_factory.mktemp("sqlite-template") / "template.db"
+    _migrate(f"sqlite:///{path}")
+    # Closed cleanly, the storage left everything in the main file (no -wal to copy).
+    assert not path.with_name(path.name + "-wal").exists()
+    return path
+
+
 @pytest.fixture
-def sqlite_url(tmp_path: Path) -> str:
-    """A fresh SQLite file (the storage puts it in WAL mode)."""
+def sqlite_url(tmp_path: Path, sqlite_template: Path) -> str:
+    """A fresh SQLite file on the current schema (WAL mode, as the storage sets it)."""
+    shutil.copyfile(sqlite_template, tmp_path / "conveyor.db")
     return f"sqlite:///{tmp_path}/conveyor.db"
 
 
@@ -147,6 +163,28 @@ async def open_broker(database_url: str, clock: ManualClock) -> AsyncIterator[Op
 async def broker(open_broker: OpenBroker) -> Broker:
     """A started Broker with the test's ManualClock and no background sweeper."""
     return await open_broker()
+
+
+@pytest.hookimpl(trylast=True)  # after the session fixtures' teardown (_close_postgres)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """In a pytest-xdist worker, hand what it knows of PostgreSQL to the controller."""
+    output = getattr(session.config, "workeroutput", None)
+    if output is not None and _pg.tried:
+        output["conveyor_postgres"] = {"found": _pg.found, "reason": _pg.reason,
+                                       "errors": list(_pg.errors)}
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """In the pytest-xdist controller, gather each worker's PostgreSQL report."""
+    report = getattr(node, "workeroutput", {}).get("conveyor_postgres")
+    if report is None:
+        return
+    if not _pg.tried or (report["found"] and not _pg.found):
+        _pg.reason = report["reason"]
+    _pg.tried = True
+    _pg.found = _pg.found or report["found"]
+    _pg.errors = [*_pg.errors, *report["errors"]]
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -56,3 +56,8 @@ def test_databases_are_dropped(postgres_server: PostgresServer) -> None:
                          (database.name,)).fetchone():
             assert time.monotonic() < deadline, "the database was never dropped"
             time.sleep(0.05)
+
+
+def test_a_test_database_commits_without_waiting_for_the_flush(postgres_url: str) -> None:
+    with psycopg.connect(postgres_url) as db:
+        assert db.execute("SHOW synchronous_commit").fetchone() == ("off",)
