@@ -48,6 +48,17 @@ class GatedChannel(Channel):
         return [Result.sent(f"id-{p}") for p in payloads]
 
 
+async def _lease_extended(broker: Broker, clock: ManualClock, timeout: float = 10) -> None:
+    """Wait until the (one) envelope's lease runs 30 s from the clock's now."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        (peeked,) = await broker.peek(queue_name("email"))
+        if peeked.visible_at >= clock() + 29_000:
+            return
+        assert asyncio.get_running_loop().time() < deadline, "no heartbeat extended the lease"
+        await asyncio.sleep(0.01)
+
+
 async def test_a_slow_send_keeps_its_lease_and_nothing_is_sent_twice(
         broker: Broker, clock: ManualClock) -> None:
     channel = GatedChannel()
@@ -61,7 +72,9 @@ async def test_a_slow_send_keeps_its_lease_and_nothing_is_sent_twice(
     await asyncio.wait_for(channel.entered.wait(), 5)
     for _ in range(6):  # three minutes pass while the provider call hangs
         clock.advance(25)
-        await asyncio.sleep(0.1)  # a heartbeat extends the lease meanwhile
+        # A heartbeat extends the lease meanwhile (to 30 s from now): waited for, not
+        # slept for, since a loaded machine can take longer than a fixed pause.
+        await _lease_extended(broker, clock)
         assert await broker.receive(queue_name("email"), 10, 30, 0) == []
     channel.gate.set()
     await asyncio.wait_for(work, 5)
