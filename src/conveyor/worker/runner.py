@@ -35,7 +35,7 @@ from typing import Any
 
 from conveyor.client._models import JobStatus
 from conveyor.client.source import Source
-from conveyor.heartbeats import Tally
+from conveyor.heartbeats import Tally, TaskTally
 from conveyor.models import (
     Message,
     MessageAttribute,
@@ -225,6 +225,7 @@ class _QueueRunner:
         self.gates: dict[str, asyncio.Semaphore | None] = {
             name: None if name in ungated else gate for name, gate in shared.task_gates.items()}
         self.held: dict[str, _Held] = {}
+        self.tallies: dict[str, TaskTally] = {}  # the worker's, by task (see _tally)
         self.began: dict[str, int] = {}  # tracked jobs running: their start (ms, wall)
         # Per-key limited tasks: jobs parked for a key's slot do not count against the
         # capacity (up to as many again), each on a lane of its own.
@@ -303,20 +304,23 @@ class _QueueRunner:
                 await self._settle_failure(message, job, TaskOptions(max_retries=retries),
                                            missing)
                 return
-            limit = task.options.key_concurrency
-            if limit is None or self.keys is None:
-                await self._gated(held, job, task)
-                return
-            group = message.group_id or await self._key_of(job, task)
-            if group is None:
-                return
-            if not await self.keys.enter(task.name, group, limit, self._room):
-                await self._give_back(message)
-                return
+            keys = self.keys if task.options.key_concurrency is not None else None
+            group = None
+            if keys is not None:
+                group = await self._enter_key(job, task, keys)
+                if group is None:
+                    return
             try:
-                await self._gated(held, job, task)
+                # Inline, not a coroutine of its own: a plain job pays one lookup here.
+                gate = self.gates.get(task.name)
+                if gate is None:
+                    await self._run_job(held, job, task)
+                else:
+                    async with gate:
+                        await self._run_job(held, job, task)
             finally:
-                await _quietly(self.keys.leave(task.name, group))
+                if keys is not None and group is not None:
+                    await _quietly(keys.leave(task.name, group))
         except asyncio.CancelledError:
             # Shutdown: whatever was not settled goes back to the queue now.
             self._release.append(handle)
@@ -325,13 +329,19 @@ class _QueueRunner:
             self.held.pop(handle, None)
             self._room.set()
 
-    async def _gated(self, held: _Held, job: Received, task: Task[Any, Any]) -> None:
-        gate = self.gates.get(task.name)
-        if gate is None:
-            await self._run_job(held, job, task)
-        else:
-            async with gate:
-                await self._run_job(held, job, task)
+    async def _enter_key(self, job: Received, task: Task[Any, Any], keys: KeyGate
+                         ) -> str | None:
+        """A per-key limited job's key once it holds a slot of it; None when the job was
+        settled instead (its key function failed) or given back (its key is full)."""
+        limit = task.options.key_concurrency
+        assert limit is not None
+        group = job.message.group_id or await self._key_of(job, task)
+        if group is None:
+            return None
+        if not await keys.enter(task.name, group, limit, self._room):
+            await self._give_back(job.message)
+            return None
+        return group
 
     async def _key_of(self, job: Received, task: Task[Any, Any]) -> str | None:
         """The key of a job sent without one (another producer): computed here; a key
@@ -390,12 +400,13 @@ class _QueueRunner:
             error = exc
             if isinstance(exc, asyncio.CancelledError):
                 raise
-            self.s.worker.tally.ran(self.queue, task.name, time.perf_counter() - began,
-                                    failed=not isinstance(exc, (Retry, Cancel, Snooze)))
+            tally = self._tally(task.name)
+            tally.ran(time.perf_counter() - began)
+            tally.failures += not isinstance(exc, (Retry, Cancel, Snooze))
             await self._settle_failure(job.message, job, options, exc, task)
         else:
-            self.s.worker.tally.ran(self.queue, task.name, time.perf_counter() - began,
-                                    failed=False)
+            (self.tallies.get(task.name) or self._tally(task.name)).ran(
+                time.perf_counter() - began)
             if job.flow is None:
                 self.acks.add(job.message.receipt_handle)
             else:  # acknowledged once the end is stored
@@ -415,6 +426,14 @@ class _QueueRunner:
                 await _quietly(middleware.after_process(
                     self.app, job, result,
                     None if isinstance(error, (Retry, Cancel, Snooze)) else error))
+
+    def _tally(self, name: str) -> TaskTally:
+        """A task's counts on this queue, kept here: a job adds to them without a lookup
+        by (queue, task)."""
+        found = self.tallies.get(name)
+        if found is None:
+            found = self.tallies[name] = self.s.worker.tally.of(self.queue, name)
+        return found
 
     async def _take_tokens(self, job: Received, task: Task[Any, Any]) -> None:
         options = task.options
@@ -503,7 +522,7 @@ class _QueueRunner:
         if track and job is not None:
             self._status(job, task, "retrying", error=error, exc=exc)
         if task is not None:
-            self.s.worker.tally.retried(self.queue, task.name)
+            self._tally(task.name).retries += 1
         try:
             await self.source.retry(self.queue, handle, int(max(0, delay)), error)
         except Exception:
