@@ -201,6 +201,11 @@ class Tally:
         t.ran(seconds)
         t.failures += failed
 
+    def know(self, queue: str, task: str) -> None:
+        """List a task this worker runs on `queue` before it has run (zero counts): the
+        server learns which tasks live workers have (and /metrics shows them at 0)."""
+        self._by.setdefault((queue, task), _Tally())
+
     def retried(self, queue: str, task: str) -> None:
         """A failed run went back to the queue for another attempt."""
         self.of(queue, task).retries += 1
