@@ -204,7 +204,7 @@ class Tally:
     def know(self, queue: str, task: str) -> None:
         """List a task this worker runs on `queue` before it has run (zero counts): the
         server learns which tasks live workers have (and /metrics shows them at 0)."""
-        self._by.setdefault((queue, task), _Tally())
+        self.of(queue, task)
 
     def retried(self, queue: str, task: str) -> None:
         """A failed run went back to the queue for another attempt."""
