@@ -3,18 +3,20 @@ autovacuum does (off, asleep for its one-minute naptime, or blocked by an old sn
 
 Two tools, chosen by measurement (benchmarks/soak.py; notes in migrations 0008 and 0015):
 
-- **Rotation** of the message table's slots (`conveyor_messages_s0..s15`, LIST partitions).
-  New rows go to the slot `conveyor_message_rotation` names; every `SLOT_MS` the pointer
-  moves to the next EMPTY slot, skipping any that still hold rows, so a backlog holds only
-  its own slots and never the pointer. The slot it left (`previous`) gets a slot's time for
-  its rows to be acknowledged. Every other slot is behind: consumed in order, its delayed
-  rows moved forward, and, once most of a backlog in it has been consumed (`COMPACT`), the
+- **Rotation** of the message table's slots (`conveyor_messages_s0..s15`, LIST
+  partitions). New rows go to the slot `conveyor_message_rotation` names; every
+  `SLOT_MS`, or sooner once that slot holds `SLOT_BYTES`, the pointer moves to the next
+  EMPTY slot, skipping any that still hold rows, so a backlog holds only its own slots
+  and never the pointer. The slot it left (`previous`) gets a slot's time for its rows
+  to be acknowledged. Every other slot is behind: consumed in order, its delayed rows
+  moved forward, and, once most of a backlog in it has been consumed (`COMPACT`), the
   rest moved forward too, in batches; once at most `MOVE_LIMIT` live rows are left, they
-  are copied under a short ACCESS EXCLUSIVE lock (same ids and tokens, so receipt handles
-  keep working) and the slot is TRUNCATEd. Rows only ever move into `previous`, never into
-  the current slot: the current slot is the one place TRUNCATE cannot reach, so nothing
-  but new messages may pile up there. TRUNCATE frees the space and the dead index entries
-  a claim would walk, even while an old snapshot pins the xmin horizon, which VACUUM cannot.
+  are copied under a short ACCESS EXCLUSIVE lock (same ids and tokens, so receipt
+  handles keep working) and the slot is TRUNCATEd. Rows only ever move into `previous`,
+  never into the current slot: the current slot is the one place TRUNCATE cannot reach,
+  so nothing but new messages may pile up there. TRUNCATE frees the space and the dead
+  index entries a claim would walk, even while an old snapshot pins the xmin horizon,
+  which VACUUM cannot.
 - **Targeted VACUUM** of the other tables that churn (the unlogged messages, jobs, the
   delivery ledger, rate limits, slots, deduplication ids), and of a slot a backlog keeps
   from rotating, once their dead rows pass their live ones and a floor, at most every
@@ -48,7 +50,16 @@ Q = load_queries("conveyor.storage.postgres", "maintenance.sql")
 
 SLOTS = 16  # as in migrations 0008 and 0015: the partitions conveyor_messages_s0..s15
 SLOT_BITS = 8  # the low byte of a lease's token is its row's slot (message_claim)
-SLOT_MS = 5_000  # how long the pointer stays on a slot at least
+SLOT_MS = 5_000  # how long the pointer stays on a slot at most (when slots are free)
+# ...or less, once the slot's heap has grown past SLOT_BYTES (but no sooner than
+# MIN_SLOT_MS). Why: while an old snapshot pins the xmin horizon, nothing marks the entries
+# of consumed messages dead in the index, so every claim walks all of them in the current
+# and the previous slot; bounding a slot by time let that walk grow with the send rate
+# (10,000-20,000 entries, ~1,300 buffers a claim at 2,000 msgs/s: the soak's p99 doubled
+# during the hold). Bounded by bytes, the walk stays at about two slots' worth of rows
+# whatever the rate; at low rates the pointer still moves every SLOT_MS.
+SLOT_BYTES = 1 << 20  # ~1,700 messages of 200 B, each as sent and as leased
+MIN_SLOT_MS = 1_000
 MOVE_LIMIT = 1_000  # live rows copied under the lock at most (a few ms of work)
 EVACUATE = 5_000  # rows moved forward per slot and round (delayed, or compacting)
 # A slot behind the pointer whose backlog is mostly consumed (dead rows at least COMPACT x
@@ -106,8 +117,9 @@ class Maintenance:
             row = await conn.fetchrow(Q["maintenance_rotation"], SLOTS)
             assert row is not None  # the 0008 migration made the one row
             current, previous = int(row[0]), row[1]
-            advanced_at, now, used = int(row[2]), int(row[3]), list(row[4])
-            if now - advanced_at >= SLOT_MS:
+            advanced_at, now, sizes = int(row[2]), int(row[3]), [int(b) for b in row[4]]
+            used = [size > 0 for size in sizes]
+            if due(now - advanced_at, sizes[current]):
                 target = next_slot(current, used)
                 if target is not None and await self._advance(conn, current, target):
                     current, previous = target, current
@@ -207,6 +219,12 @@ async def _pointer(conn: Connection) -> tuple[int, int | None]:
     row = await conn.fetchrow(Q["maintenance_rotation_locked"])
     assert row is not None  # the 0008 migration made the one row
     return int(row[0]), None if row[1] is None else int(row[1])
+
+
+def due(age_ms: int, current_bytes: int) -> bool:
+    """Whether the pointer should move on: its slot has served SLOT_MS, or has filled
+    past SLOT_BYTES after at least MIN_SLOT_MS."""
+    return age_ms >= SLOT_MS or (age_ms >= MIN_SLOT_MS and current_bytes >= SLOT_BYTES)
 
 
 def next_slot(current: int, used: list[bool]) -> int | None:
