@@ -68,7 +68,15 @@ EVACUATE = 5_000  # rows moved forward per slot and round (delayed, or compactin
 # (Moving them into the current slot, as a first version did, piled consumed entries where
 # TRUNCATE cannot reach: claims crawled at 40-80 msgs/s under a held xmin.) None: off.
 COMPACT: int | None = 4
-LOCK_TIMEOUT = "50ms"  # claims queue behind a waiting TRUNCATE: give up quickly instead
+LOCK_TIMEOUT = "50ms"  # for the pointer's row; a slot's own lock is only ever tried (NOWAIT)
+# A slot's ACCESS EXCLUSIVE lock is asked for with NOWAIT, up to LOCK_TRIES times a round,
+# LOCK_PAUSE seconds apart, and never waited for: every claim locks all the slots (it cannot
+# know which it will read), so while a TRUNCATE waited for the statements in flight, every
+# new claim, send and acknowledgement queued behind it. Waiting up to lock_timeout (50 ms)
+# made the soak's p99 spikes during a held xmin (67-75 ms against 15-35 ms), when claims
+# are slower and the wait ran out more often; with NOWAIT the stall is the TRUNCATE itself.
+LOCK_TRIES = 10
+LOCK_PAUSE = 0.01
 _LOCK = 0x636F6E77  # one node truncates at a time
 VACUUM_EVERY = 10.0  # seconds between VACUUMs of one table
 VACUUM_FLOOR = 5_000  # dead rows before a table is worth a VACUUM
@@ -147,6 +155,18 @@ class Maintenance:
             if into is None:
                 await self._evacuate(conn, slot, table)
             return False
+        for attempt in range(LOCK_TRIES):
+            if attempt:
+                await asyncio.sleep(LOCK_PAUSE)
+            done = await self._truncate(conn, slot, into, table, live_sql)
+            if done is not None:
+                return done
+        return False  # busy (a long reader, autovacuum): next round
+
+    async def _truncate(self, conn: Connection, slot: int, into: int | None, table: str,
+                        live_sql: str) -> bool | None:
+        """One try at moving a slot's stragglers and truncating it: True when done, False
+        when it must not be, None when its lock was not free at once."""
         try:
             async with conn.transaction():
                 if not await conn.fetchval(Q["maintenance_try_lock"], _LOCK):
@@ -159,7 +179,7 @@ class Maintenance:
                 if target is None or target in (slot, current) or (
                         into is None and slot == current):
                     return False
-                await conn.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+                await conn.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE NOWAIT")
                 # Under the lock no one else reads or writes the slot: count again, copy
                 # the stragglers forward, and empty it.
                 live = int(await conn.fetchval(live_sql, MOVE_LIMIT + 1))
@@ -170,7 +190,7 @@ class Maintenance:
                                        target)
                 await conn.execute(f"TRUNCATE {table}")
         except (asyncpg.LockNotAvailableError, asyncpg.QueryCanceledError):
-            return False  # busy (a long reader, autovacuum): next round
+            return None
         self.rotations += 1
         self.moved += live
         return True
