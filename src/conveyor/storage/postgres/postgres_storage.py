@@ -27,7 +27,7 @@ from conveyor.models import (
     SendResult,
     TableHealth,
 )
-from conveyor.storage import claims, dedup, rows
+from conveyor.storage import claims, dedup, flow_steps, rows
 from conveyor.storage.base import (
     Lease,
     MessageMoveParams,
@@ -350,6 +350,12 @@ class PostgresStorage(PostgresJobs, PostgresFlows, PostgresLedger, PostgresKeys,
             sql = q["message_claim"]
         async with self._claiming() as conn:
             claimed = await conn.fetch(sql, *args)
+            dead = [r[0] for r in claimed if r[1] is None]
+            if dead:  # rare: a node of a flow among them must not wait for a worker
+                claimed = [r for r in claimed if r[1] is not None]
+                params.released.extend(await self._flow_fail_jobs(
+                    conn, dead, flow_steps.dead_lettered(params.max_receive_count),
+                    params.now))
         claimed.sort(key=lambda r: (-r[9], r[5], r[0]))
         name = params.queue_name
         return [rows.message_from_claim(name, str(r[0]), r) for r in claimed]

@@ -194,16 +194,24 @@ dead AS (
         leased = false
     FROM cand WHERE m.id = cand.id AND m.slot = cand.slot AND cand.receive_count >= $4
     RETURNING m.id
+),
+leased AS (
+    UPDATE conveyor_messages m
+    SET visible_at = (SELECT now FROM t) + $3, leased = true,
+        token = ((random() * 35184372088831)::bigint << 8) | m.slot,
+        receive_count = m.receive_count + 1,
+        first_received_at = COALESCE(m.first_received_at, (SELECT now FROM t))
+    FROM cand WHERE m.id = cand.id AND m.slot = cand.slot AND cand.receive_count < $4
+    RETURNING m.id, m.token, m.receive_count, m.sent_at, m.first_received_at, m.visible_at,
+              m.body_kind, m.body, m.attributes, m.priority, m.group_id, m.dedup_id,
+              m.last_error, m.sequence
 )
-UPDATE conveyor_messages m
-SET visible_at = (SELECT now FROM t) + $3, leased = true,
-    token = ((random() * 35184372088831)::bigint << 8) | m.slot,
-    receive_count = m.receive_count + 1,
-    first_received_at = COALESCE(m.first_received_at, (SELECT now FROM t))
-FROM cand WHERE m.id = cand.id AND m.slot = cand.slot AND cand.receive_count < $4
-RETURNING m.id, m.token, m.receive_count, m.sent_at, m.first_received_at, m.visible_at,
-          m.body_kind, m.body, m.attributes, m.priority, m.group_id, m.dedup_id, m.last_error,
-          m.sequence;
+SELECT * FROM leased
+UNION ALL
+-- The rows just dead-lettered, marked by a NULL token (a lease always has one): a flow
+-- node among them has its failed end recorded in this transaction (postgres_flows.py).
+SELECT id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+FROM dead;
 
 -- name: message_claim_skip
 -- message_claim passing over the rows of some message groups ($7): a worker's per-key
@@ -227,16 +235,24 @@ dead AS (
         leased = false
     FROM cand WHERE m.id = cand.id AND m.slot = cand.slot AND cand.receive_count >= $4
     RETURNING m.id
+),
+leased AS (
+    UPDATE conveyor_messages m
+    SET visible_at = (SELECT now FROM t) + $3, leased = true,
+        token = ((random() * 35184372088831)::bigint << 8) | m.slot,
+        receive_count = m.receive_count + 1,
+        first_received_at = COALESCE(m.first_received_at, (SELECT now FROM t))
+    FROM cand WHERE m.id = cand.id AND m.slot = cand.slot AND cand.receive_count < $4
+    RETURNING m.id, m.token, m.receive_count, m.sent_at, m.first_received_at, m.visible_at,
+              m.body_kind, m.body, m.attributes, m.priority, m.group_id, m.dedup_id,
+              m.last_error, m.sequence
 )
-UPDATE conveyor_messages m
-SET visible_at = (SELECT now FROM t) + $3, leased = true,
-    token = ((random() * 35184372088831)::bigint << 8) | m.slot,
-    receive_count = m.receive_count + 1,
-    first_received_at = COALESCE(m.first_received_at, (SELECT now FROM t))
-FROM cand WHERE m.id = cand.id AND m.slot = cand.slot AND cand.receive_count < $4
-RETURNING m.id, m.token, m.receive_count, m.sent_at, m.first_received_at, m.visible_at,
-          m.body_kind, m.body, m.attributes, m.priority, m.group_id, m.dedup_id, m.last_error,
-          m.sequence;
+SELECT * FROM leased
+UNION ALL
+-- The rows just dead-lettered, marked by a NULL token (a lease always has one): a flow
+-- node among them has its failed end recorded in this transaction (postgres_flows.py).
+SELECT id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+FROM dead;
 
 -- name: message_delete
 -- Returns positions in the arrays (1-based), cheaper to read back than ids.
