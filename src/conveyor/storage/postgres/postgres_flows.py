@@ -13,7 +13,7 @@ from typing import Any
 
 from conveyor.flows import Flow
 from conveyor.storage import flow_steps
-from conveyor.storage.params import FlowEnd, FlowInsertParams, NewMessages
+from conveyor.storage.params import FlowEnd, FlowInsertParams, NewMessages, ReceiveParams
 from conveyor.storage.postgres.bound import Executor
 from conveyor.storage.postgres.postgres_base import PostgresBase
 from conveyor.storage.sql import load_queries
@@ -22,9 +22,10 @@ Q = load_queries("conveyor.storage.postgres", "flows.sql")
 # A batch of ends (or a parent's children) names up to thousands of nodes by primary key;
 # without statistics on fresh rows the planner may join them against every node of every
 # kept flow instead (measured: 282 ms for 1,000 ends with 40,000 nodes kept, growing with
-# the table). Each must be a key probe.
+# the table). Each must be a key probe: a plain index scan (a bitmap scan per probe sorts
+# and rechecks one row), driven by the sorted arrays, so rows are locked in their order.
 END_PLAN = ("SET LOCAL enable_seqscan = off; SET LOCAL enable_hashjoin = off; "
-            "SET LOCAL enable_mergejoin = off")
+            "SET LOCAL enable_mergejoin = off; SET LOCAL enable_bitmapscan = off")
 
 
 class PostgresFlows(PostgresBase):
@@ -76,6 +77,19 @@ class PostgresFlows(PostgresBase):
             released = await self._flow_fail_jobs(conn, deleted, error, now)
         return deleted, released
 
+    async def _flow_dead_letter(self, q: dict[str, str], params: ReceiveParams,
+                                job_ids: Sequence[Any]) -> list[int]:
+        """Move the over-received flow nodes a claim left in place (migration 0023) to the
+        dead-letter queue and record their failed ends, in one transaction; the queue ids
+        released. On failure they stay over the limit and the next claim returns them."""
+        async with self._tx() as conn:
+            await conn.execute(END_PLAN)  # by id: index probes
+            moved = [r[0] for r in await conn.fetch(
+                q["message_dead_letter_ids"], params.queue_id, list(job_ids),
+                params.dead_letter_queue_id, params.max_receive_count, params.now)]
+            return await self._flow_fail_jobs(
+                conn, moved, flow_steps.dead_lettered(params.max_receive_count), params.now)
+
     async def _flow_fail_jobs(self, conn: Executor, job_ids: Sequence[Any], error: str,
                               now: int | None) -> list[int]:
         """Inside the caller's transaction: the failed ends of the flow nodes among these
@@ -113,9 +127,18 @@ class PostgresFlows(PostgresBase):
         return list(batches)
 
     async def flow_results(self, flow_id: str, node: int) -> list[tuple[str, str | None]]:
-        """(state, result as JSON text) of each node `node` waits for, in node order: one
+        """(state, result as JSON text) of each node `node` waits for, in node order: the
+        range of nodes the children span when they fill most of it (a chord's), else one
         key probe per child (see flows.sql)."""
-        return [(str(r[0]), r[1]) for r in await self._fetch(Q["flow_results"], flow_id, node)]
+        async with self._tx() as conn:
+            await conn.execute(END_PLAN)  # key order, whatever the statistics say
+            children = [int(r[0]) for r in await conn.fetch(Q["flow_children"], flow_id,
+                                                            node)]
+            if flow_steps.dense(children):
+                return flow_steps.results_in_order(children, await conn.fetch(
+                    Q["flow_node_range"], flow_id, children[0], children[-1]))
+            return [(str(r[0]), r[1])
+                    for r in await conn.fetch(Q["flow_results"], flow_id, node)]
 
     async def flow_get(self, flow_id: str, now: int | None) -> Flow | None:
         """The flow's nodes and edges, or None when unknown or expired."""
