@@ -79,7 +79,7 @@ class PostgresFlows(PostgresBase):
 
     async def _flow_dead_letter(self, q: dict[str, str], params: ReceiveParams,
                                 job_ids: Sequence[Any]) -> list[int]:
-        """Move the over-received flow nodes a claim left in place (migration 0023) to the
+        """Move the over-received flow nodes a claim left in place (migration 0024) to the
         dead-letter queue and record their failed ends, in one transaction; the queue ids
         released. On failure they stay over the limit and the next claim returns them."""
         async with self._tx() as conn:
