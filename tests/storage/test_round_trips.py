@@ -74,6 +74,9 @@ async def test_the_claim_commits_asynchronously_and_leaves_no_planner_pin(
         queue, _ = await broker.create_queue("q")
         await broker.send("q", [entry(i) for i in range(3)])
     with psycopg.connect(postgres_url) as db:
+        # Test databases default to off (tests/support/postgres.py): the server's default.
+        db.execute("SET synchronous_commit = on")
+        db.commit()
         before = db.execute("SHOW synchronous_commit").fetchone()
         assert before == ("on",)
         rows = db.execute("SELECT id, token FROM conveyor_messages_claim"
