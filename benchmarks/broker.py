@@ -4,7 +4,8 @@ Sends N messages (~200-byte JSON) in batches of 1,000, then drains them (receive
 delete) with 1 and with 2 processes, for: a raw SQL baseline (PostgreSQL: the fewest
 statements doing the same claim/delete on the same schema), the in-process broker on
 PostgreSQL and SQLite, and (with --http) the native HTTP API on both. Then idle-to-delivery
-latency: 200 messages/s for 10 s into an idle long-polling consumer.
+latency: 200 messages/s for 10 s into an idle long-polling consumer (on PostgreSQL also
+through bare asyncpg, INSERT + NOTIFY -> LISTEN + claim: the same run's ceiling).
 
     python benchmarks/broker.py                       # everything, 100,000 messages
     python benchmarks/broker.py --messages 1000000 --only pg-broker --processes 2
@@ -358,6 +359,47 @@ async def latency(target_url: str, via_http: str | None = None, rate: int = 200,
     return cuts[49], cuts[98], idle_ms
 
 
+async def raw_latency(url: str, rate: int = 200, seconds: float = 10.0
+                      ) -> tuple[float, float, float]:
+    """The same trickle through bare asyncpg (the ceiling of the same run): INSERT, then
+    NOTIFY; the consumer, woken by LISTEN, claims and deletes with RAW_CLAIM/RAW_DELETE."""
+    async with Broker(storage_from_url(url), sweep_interval=None) as broker:
+        queue, _ = await broker.create_queue("latency")
+    settings = {"enable_sort": "off", "enable_seqscan": "off", "synchronous_commit": "off"}
+    producer = await asyncpg.connect(url)
+    consumer = await asyncpg.connect(url, server_settings=settings)
+    listener = await asyncpg.connect(url)
+    received: list[float] = []
+    total = int(rate * seconds)
+    woken = asyncio.Event()
+    try:
+        await listener.add_listener("raw_wake", lambda *_: woken.set())
+
+        async def consume() -> None:
+            while len(received) < total:
+                await woken.wait()
+                woken.clear()
+                while rows := await consumer.fetch(RAW_CLAIM, queue.id, 10):
+                    now = time.time()
+                    received.extend((now - orjson.loads(r[2])["t"]) * 1000 for r in rows)
+                    await consumer.execute(RAW_DELETE, [r[0] for r in rows],
+                                           sorted({r[1] for r in rows}))
+
+        task = asyncio.create_task(consume())
+        await asyncio.sleep(0.5)
+        for _ in range(total):
+            body_text = orjson.dumps({"t": time.time()}).decode()
+            await producer.execute(RAW_INSERT, queue.id, [str(uuid.uuid4())], [body_text])
+            await producer.execute("SELECT pg_notify('raw_wake', '')")
+            await asyncio.sleep(1 / rate)
+        await asyncio.wait_for(task, 10)
+    finally:
+        for conn in (producer, consumer, listener):
+            await conn.close()
+    cuts = statistics.quantiles(received, n=100)
+    return cuts[49], cuts[98], float("nan")
+
+
 def run(args: argparse.Namespace) -> None:
     """Measure and print the table."""
     rows: list[Row] = []
@@ -425,6 +467,11 @@ def run(args: argparse.Namespace) -> None:
     if args.latency and wanted("latency"):
         url = pg_url()
         try:
+            latencies["PostgreSQL, raw SQL ceiling"] = asyncio.run(raw_latency(url))
+        finally:
+            pg_drop(url)
+        url = pg_url()
+        try:
             latencies["PostgreSQL"] = asyncio.run(latency(url))
         finally:
             pg_drop(url)
@@ -478,9 +525,9 @@ def run(args: argparse.Namespace) -> None:
     if base:
         print("(ratios: total CPU to the raw SQL baseline of the same run)")
     for name, (p50, p99, idle_ms) in latencies.items():
+        idle = "" if idle_ms != idle_ms else f"; idle long poll: {idle_ms:.2f} ms CPU per s"
         print(f"idle-to-delivery latency, {name}: p50 {p50:.2f} ms, p99 {p99:.2f} ms "
-              "(200 msgs/s for 10 s, long-polling consumer); idle long poll: "
-              f"{idle_ms:.2f} ms CPU per s")
+              f"(200 msgs/s for 10 s, long-polling consumer){idle}")
     print(f"load average (1, 5, 15 min) at the end: {os.getloadavg()}")
     print("reproduce: python benchmarks/broker.py " + " ".join(sys.argv[1:]))
 

@@ -275,10 +275,15 @@ class SqliteStorage(SqliteJobs, SqliteFlows, SqliteLedger, SqliteKeys, SqliteWor
                     map(_blob, kept.ids), repeat(queue_id), kept.priorities,
                     [at + d for d in kept.delays_ms], repeat(at), kept.kinds, kept.bodies,
                     kept.attributes, kept.group_ids, kept.dedup_ids, sequences))
+                if params.notify:  # for the other processes' pollers, in the same commit
+                    db.execute(Q["signal_bump"], {"queue_id": queue_id})
             return dedup.fill(results, [
                 SendResult(i, sequence_number=format_sequence(n))
                 for i, n in zip(kept.ids, sequences)])
-        return await self._run(run)
+        sent = await self._run(run)
+        if params.notify:
+            self._wake.send(queue_id)  # committed: the datagrams may go
+        return sent
 
     async def message_ready(self, queue_id: int, now: int | None) -> bool:
         """A visible message in a queue that is not paused."""
