@@ -105,6 +105,12 @@ async def broker_drain_worker(url: str, finished: Finished) -> int:
         while True:
             messages = await broker.receive(QUEUE, BATCH, visibility_timeout=60)
             if not messages:
+                # A short poll may come back empty while rows are locked by the table
+                # upkeep moving them between slots (SKIP LOCKED passes over them): empty
+                # only counts after a long poll finds nothing either.
+                messages = await broker.receive(QUEUE, BATCH, visibility_timeout=60,
+                                                wait_seconds=1)
+            if not messages:
                 await finished(done)
                 return done
             await broker.delete(QUEUE, [m.receipt_handle for m in messages])
@@ -197,10 +203,15 @@ async def http_drain_worker(base: str, finished: Finished) -> int:
     done = 0
     async with httpx.AsyncClient(base_url=base, timeout=60) as client:
         while True:
-            got = await client.post(f"/v1/queues/{QUEUE}/messages/receive",
-                                    json={"max_messages": BATCH, "visibility_timeout": 60})
-            got.raise_for_status()
-            messages = orjson.loads(got.content)["messages"]
+            messages = []
+            for wait in (0, 1):  # empty only after a long poll too (broker_drain_worker)
+                got = await client.post(f"/v1/queues/{QUEUE}/messages/receive",
+                                        json={"max_messages": BATCH, "visibility_timeout": 60,
+                                              "wait_seconds": wait})
+                got.raise_for_status()
+                messages = orjson.loads(got.content)["messages"]
+                if messages:
+                    break
             if not messages:
                 await finished(done)
                 return done
