@@ -106,11 +106,10 @@ async def broker_drain_worker(url: str, finished: Finished) -> int:
             messages = await broker.receive(QUEUE, BATCH, visibility_timeout=60)
             if not messages:
                 # A short poll may come back empty while rows are locked by the table
-                # upkeep moving them between slots (SKIP LOCKED passes over them): empty
-                # only counts after a long poll finds nothing either.
-                messages = await broker.receive(QUEUE, BATCH, visibility_timeout=60,
-                                                wait_seconds=1)
-            if not messages:
+                # upkeep moving them between slots (SKIP LOCKED passes over them): the
+                # queue is drained when its count says so.
+                if (await broker.queue_stats(QUEUE)).visible:
+                    continue
                 await finished(done)
                 return done
             await broker.delete(QUEUE, [m.receipt_handle for m in messages])
