@@ -38,6 +38,10 @@ ONLY_IN: dict[tuple[str, str, str], str] = {
     ("sqlite", "jobs.sql", "slot_held"): "slot accounting in Python between two statements",
     ("sqlite", "jobs.sql", "slot_put"): "slot accounting in Python between two statements",
     ("postgres", "jobs.sql", "slot_acquire"): "slot accounting in one function call",
+    ("postgres", "flows.sql", "flow_children"):
+        "a chord's dense children read by one range scan; SQLite probes in-process",
+    ("postgres", "flows.sql", "flow_node_range"):
+        "a chord's dense children read by one range scan; SQLite probes in-process",
 }
 
 

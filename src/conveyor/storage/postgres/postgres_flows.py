@@ -22,9 +22,10 @@ Q = load_queries("conveyor.storage.postgres", "flows.sql")
 # A batch of ends (or a parent's children) names up to thousands of nodes by primary key;
 # without statistics on fresh rows the planner may join them against every node of every
 # kept flow instead (measured: 282 ms for 1,000 ends with 40,000 nodes kept, growing with
-# the table). Each must be a key probe.
+# the table). Each must be a key probe: a plain index scan (a bitmap scan per probe sorts
+# and rechecks one row), driven by the sorted arrays, so rows are locked in their order.
 END_PLAN = ("SET LOCAL enable_seqscan = off; SET LOCAL enable_hashjoin = off; "
-            "SET LOCAL enable_mergejoin = off")
+            "SET LOCAL enable_mergejoin = off; SET LOCAL enable_bitmapscan = off")
 
 
 class PostgresFlows(PostgresBase):
@@ -85,9 +86,18 @@ class PostgresFlows(PostgresBase):
         return list(batches)
 
     async def flow_results(self, flow_id: str, node: int) -> list[tuple[str, str | None]]:
-        """(state, result as JSON text) of each node `node` waits for, in node order: one
+        """(state, result as JSON text) of each node `node` waits for, in node order: the
+        range of nodes the children span when they fill most of it (a chord's), else one
         key probe per child (see flows.sql)."""
-        return [(str(r[0]), r[1]) for r in await self._fetch(Q["flow_results"], flow_id, node)]
+        async with self._tx() as conn:
+            await conn.execute(END_PLAN)  # key order, whatever the statistics say
+            children = [int(r[0]) for r in await conn.fetch(Q["flow_children"], flow_id,
+                                                            node)]
+            if flow_steps.dense(children):
+                return flow_steps.results_in_order(children, await conn.fetch(
+                    Q["flow_node_range"], flow_id, children[0], children[-1]))
+            return [(str(r[0]), r[1])
+                    for r in await conn.fetch(Q["flow_results"], flow_id, node)]
 
     async def flow_get(self, flow_id: str, now: int | None) -> Flow | None:
         """The flow's nodes and edges, or None when unknown or expired."""
