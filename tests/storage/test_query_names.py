@@ -30,6 +30,8 @@ ONLY_IN: dict[tuple[str, str, str], str] = {
         "SQLite bumps its signal row in the send's transaction (signal_bump)",
     ("postgres", "queries.sql", "message_insert_fifo"):
         "SQLite takes sequence numbers with counter_take, then message_insert",
+    ("postgres", "queries.sql", "message_dead_letter_ids"):
+        "SQLite dead-letters over-received flow nodes in the receive's own transaction",
     ("postgres", "queries.sql", "fifo_lock"):
         "SQLite's BEGIN IMMEDIATE already admits one writer at a time",
     ("sqlite", "jobs.sql", "rate_get"): "the GCRA take in Python between two statements",

@@ -19,11 +19,26 @@ from conveyor.flows import Flow, FlowNode
 from conveyor.models import BodyKind
 from conveyor.storage.params import FlowEnd, NewMessages
 
-__all__ = ["RELEASE_NOW", "count_of", "dense", "failed_parent", "flow_from_rows",
-           "messages_of", "plan", "released_batches", "results_in_order", "unique_ends"]
+__all__ = ["RELEASE_NOW", "count_of", "dead_lettered", "dense", "failed_ends", "failed_parent",
+           "flow_from_rows", "messages_of", "plan", "released_batches", "results_in_order",
+           "unique_ends"]
 
 RELEASE_NOW = 1 << 30
 """A decrement larger than any pending count: the parent is released at once."""
+
+
+def dead_lettered(max_receive_count: int) -> str:
+    """The error recorded for a flow node whose message the broker moved to the dead-letter
+    queue after `max_receive_count` receives without an acknowledgement (its worker died on
+    each attempt, so none recorded the failure)."""
+    return (f"Moved to the dead-letter queue after {max_receive_count} receives without "
+            "an acknowledgement (its worker died or went silent on each attempt).")
+
+
+def failed_ends(rows: Iterable[Sequence[Any]], error: str) -> list[FlowEnd]:
+    """Failed ends, with `error`, of the nodes (flow_id, node) found by their jobs' ids
+    (flow_node_of_jobs): a cancelled or dead-lettered job that no worker will end."""
+    return [FlowEnd(str(r[0]), int(r[1]), False, None, error[:4000]) for r in rows]
 
 
 def count_of(ok: bool, policy: str) -> int | None:

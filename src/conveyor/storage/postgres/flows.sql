@@ -101,3 +101,10 @@ WHERE ctid IN (SELECT ctid FROM conveyor_flow_nodes
 DELETE FROM conveyor_flow_edges
 WHERE ctid IN (SELECT ctid FROM conveyor_flow_edges
                WHERE expires_at <= COALESCE($1::bigint, conveyor_now_ms()) LIMIT $2);
+
+-- name: flow_node_of_jobs
+-- The nodes (not ended yet) of jobs that will never end by a worker: cancelled while
+-- queued, or moved to the dead-letter queue by the claim (maxReceiveCount). One probe of
+-- the job_id index per id; plain jobs find nothing.
+SELECT flow_id, node FROM conveyor_flow_nodes
+WHERE job_id = ANY($1::uuid[]) AND state IN ('queued', 'waiting');
