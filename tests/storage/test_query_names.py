@@ -26,6 +26,8 @@ ONLY_IN: dict[tuple[str, str, str], str] = {
         "PostgreSQL's message_claim dead-letters in the same statement",
     ("sqlite", "queries.sql", "signal_all"):
         "PostgreSQL wakes other processes by LISTEN/NOTIFY, SQLite by polling",
+    ("postgres", "queries.sql", "message_insert_notify"):
+        "SQLite bumps its signal row in the send's transaction (signal_bump)",
     ("postgres", "queries.sql", "message_insert_fifo"):
         "SQLite takes sequence numbers with counter_take, then message_insert",
     ("postgres", "queries.sql", "message_dead_letter_ids"):

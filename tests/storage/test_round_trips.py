@@ -9,6 +9,7 @@ leave behind: the asynchronous commit for the caller's transaction, and no plann
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from typing import Any
 
@@ -28,14 +29,16 @@ METHODS = ("execute", "executemany", "fetch", "fetchrow", "fetchval")
 
 @pytest.fixture
 def statements(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
-    """Every statement any asyncpg connection is asked to run, in order."""
+    """Every statement any asyncpg connection is asked to run, in order (but LISTEN)."""
     seen: list[str] = []
     for name in METHODS:
         original = getattr(asyncpg.Connection, name)
 
         def counted(self: Any, query: str, *args: Any, _original: Any = original,
                     **kwargs: Any) -> Any:
-            seen.append(query)
+            # Not the broker's LISTEN: its own connection, connecting in the background.
+            if not query.startswith("LISTEN"):
+                seen.append(query)
             return _original(self, query, *args, **kwargs)
 
         monkeypatch.setattr(asyncpg.Connection, name, counted)
@@ -100,3 +103,25 @@ async def test_the_claim_commits_asynchronously_and_leaves_no_planner_pin(
         left = db.execute("SELECT count(*) FROM conveyor_messages WHERE queue_id = %s",
                           (queue.id,)).fetchone()
         assert left == (3,)  # the delete rolled back with its transaction
+
+
+async def test_a_send_and_its_wake_up_are_one_statement(
+        postgres_url: str, statements: list[str]) -> None:
+    storage = PostgresStorage(postgres_url, maintenance=False)
+    heard: list[str] = []
+    arrived = asyncio.Event()
+    listener = await asyncpg.connect(postgres_url)
+    try:
+        await listener.add_listener(
+            "conveyor_wake", lambda *args: (heard.append(args[3]), arrived.set()))
+        async with Broker(storage, sweep_interval=None, queue_cache_seconds=3600) as broker:
+            queue, _ = await broker.create_queue("q")
+            await broker.queue("q")  # cached from here on
+            statements.clear()
+            await broker.send("q", [entry(i) for i in range(5)])
+            assert len(statements) == 1, statements
+            await arrived.wait()  # another connection's LISTEN hears it
+            assert heard == [str(queue.id)]
+            assert len(await broker.receive("q", max_messages=10)) == 5
+    finally:
+        await listener.close()

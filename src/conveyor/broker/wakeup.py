@@ -66,6 +66,16 @@ class Throttle:
         self._last: dict[int, float] = {}
         self._pending: dict[int, asyncio.Task[None]] = {}
 
+    def take(self, queue_id: int) -> bool:
+        """Take the leading edge for a signal the caller sends itself (with its batch):
+        True when one may go out now; False when one went out within the interval (then
+        call the throttle as usual, for the trailing one)."""
+        now = time.monotonic()
+        if now - self._last.get(queue_id, 0.0) >= self._interval:
+            self._last[queue_id] = now
+            return True
+        return False
+
     async def __call__(self, queue_id: int) -> None:
         """Signal a queue, now or at the end of the current interval."""
         now = time.monotonic()

@@ -126,6 +126,10 @@ class MessageSendParams:
     messages: NewMessages
     now: int | None
     fifo: bool = False
+    # Wake the other processes' receives on the queue once the batch is committed (the
+    # broker's signal, sent by the storage with the batch: in the same statement or
+    # transaction where it can, saving a round trip on the way to a waiting consumer).
+    notify: bool = False
 
 
 class Lease(NamedTuple):

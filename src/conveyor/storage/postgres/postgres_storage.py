@@ -161,8 +161,8 @@ class PostgresStorage(PostgresJobs, PostgresFlows, PostgresLedger, PostgresKeys,
 
     def _remember(self, row: Any) -> Queue:
         queue = rows.queue_from_row(row)
-        if queue.attributes.durability == "unlogged":
-            self._unlogged.add(queue.id)
+        (self._unlogged if queue.attributes.durability == "unlogged" else self._logged).add(
+            queue.id)
         return queue
 
     async def _q(self, queue_id: int) -> dict[str, str]:
@@ -258,8 +258,22 @@ class PostgresStorage(PostgresJobs, PostgresFlows, PostgresLedger, PostgresKeys,
         queue_id, batch, now, fifo = params.queue_id, params.messages, params.now, params.fifo
         q = await self._q(queue_id)
         if not fifo and batch.claims is None and not any(batch.dedup_keys):
-            await self._insert(None, q, queue_id, batch, now)
+            if params.notify:  # the insert and its wake-up in one round trip
+                await self._fetch(q["message_insert_notify"],
+                                  *self._insert_args(queue_id, batch, now), str(queue_id))
+            else:
+                await self._insert(None, q, queue_id, batch, now)
             return [SendResult(i) for i in batch.ids]
+        results = await self._send_in_transaction(q, params)
+        if params.notify:
+            await self.signal(queue_id)
+        return results
+
+    async def _send_in_transaction(self, q: dict[str, str], params: MessageSendParams
+                                   ) -> list[SendResult]:
+        """A deduplicated, claimed or FIFO batch: one transaction (FIFO ones under the
+        queue's advisory lock)."""
+        queue_id, batch, now, fifo = params.queue_id, params.messages, params.now, params.fifo
         async with self._tx() as conn:
             if fifo:
                 await conn.execute(Q["fifo_lock"], queue_id)

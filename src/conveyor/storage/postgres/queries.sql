@@ -106,6 +106,24 @@ FROM (SELECT COALESCE($2::bigint, conveyor_now_ms()) AS now,
             $9::text[], $10::text[])
          AS u(id, priority, delay_ms, body_kind, body, attributes, group_id, dedup_id);
 
+-- name: message_insert_notify
+-- Only in PostgreSQL: message_insert and the wake-up NOTIFY of signal_bump ($11: the queue
+-- id) in one statement, one round trip (SQLite bumps its signal row in the send's
+-- transaction). The notification is delivered when the insert commits.
+WITH inserted AS (
+    INSERT INTO conveyor_messages (id, queue_id, priority, visible_at, sent_at, body_kind,
+                                   body, attributes, group_id, dedup_id, slot)
+    SELECT u.id, $1, u.priority, t.now + u.delay_ms, t.now, u.body_kind, u.body,
+           u.attributes, u.group_id, u.dedup_id, t.slot
+    FROM (SELECT COALESCE($2::bigint, conveyor_now_ms()) AS now,
+                 (SELECT slot FROM conveyor_message_rotation) AS slot) t,
+         unnest($3::uuid[], $4::smallint[], $5::bigint[], $6::smallint[], $7::text[],
+                $8::text[], $9::text[], $10::text[])
+             AS u(id, priority, delay_ms, body_kind, body, attributes, group_id, dedup_id)
+    RETURNING 1
+)
+SELECT pg_notify('conveyor_wake', $11::text);
+
 -- name: message_insert_fifo
 -- Only in PostgreSQL: sequence numbers from a sequence inside the insert (SQLite takes them
 -- with counter_take first, then inserts with message_insert).
