@@ -190,6 +190,11 @@ class Tally:
         t.seconds += seconds
         t.buckets[bisect.bisect_left(DURATION_BUCKETS, seconds)] += 1
 
+    def know(self, queue: str, task: str) -> None:
+        """List a task this worker runs on `queue` before it has run (zero counts): the
+        server learns which tasks live workers have (and /metrics shows them at 0)."""
+        self._by.setdefault((queue, task), _Tally())
+
     def retried(self, queue: str, task: str) -> None:
         """A failed run went back to the queue for another attempt."""
         t = self._by.get((queue, task))

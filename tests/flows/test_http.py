@@ -131,3 +131,48 @@ async def test_the_dashboard_draws_the_tree(http: httpx.AsyncClient, broker: Bro
     assert "boom &lt;b&gt;" in html and "<b>" not in html
     missing = await http.get("/ui/flows/not-a-flow")
     assert missing.status_code == 200 and "No flow" in missing.text
+
+
+async def test_a_task_no_live_worker_on_its_queue_has_is_refused(
+        http: httpx.AsyncClient, broker: Broker) -> None:
+    from conveyor.heartbeats import Heartbeat, Tally
+
+    for name in ("jobs", "other", "idle"):
+        await broker.create_queue(name)
+    tally = Tally()
+    tally.know("jobs", "fetch")
+    tally.know("elsewhere", "merge")  # a task routed to a queue other than its own
+    await broker.workers.beat(Heartbeat("w1", "host", 1, ("jobs", "other"), 10, 0, 60.0,
+                                        counts=tally.snapshot()))
+    typo = {"steps": [_step("fetch"), _step("fetsh", after=[0])]}
+    assert_error(await http.post("/v1/flows", json=typo), 400, "unknown_task", index=1,
+                 field="task")
+    elsewhere = {"steps": [{**_step("fetch"), "queue": "other"},
+                           {**_step("nope"), "queue": "other"}]}
+    assert_error(await http.post("/v1/flows", json=elsewhere), 400, "unknown_task", index=1)
+    assert (await broker.queue_stats("jobs")).total == 0
+    assert (await broker.queue_stats("other")).total == 0
+    fine = {"steps": [_step("fetch"), _step("merge", after=[0], results="one")]}
+    assert (await http.post("/v1/flows", json=fine)).status_code == 201
+    # No live worker reads "idle": nothing to go by, so its jobs wait for one.
+    later = {"steps": [{**_step("anything"), "queue": "idle"}]}
+    assert (await http.post("/v1/flows", json=later)).status_code == 201
+    await broker.workers.remove("w1")
+    assert (await http.post("/v1/flows", json=typo)).status_code == 201
+
+
+def test_a_worker_beats_with_every_task_of_its_app_before_any_runs() -> None:
+    from conveyor.heartbeats import Tally
+    from conveyor.worker.heartbeat import Beater
+
+    app = App()
+
+    @app.task(queue="mail")
+    def send_mail() -> None: ...
+
+    @app.task(queue="reports")
+    def report() -> None: ...
+
+    beater = Beater(app, None, "w1", ["mail"], Tally(), lambda: (1, 0))  # type: ignore[arg-type]
+    counts = {(c.queue, c.task): c.runs for c in beater.heartbeat().counts}
+    assert counts == {("mail", "send_mail"): 0, ("reports", "report"): 0}

@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from conveyor.broker import validation as v
-from conveyor.errors import FlowNotFound, InvalidFlow, InvalidInput, TooManyEntries
+from conveyor.errors import FlowNotFound, InvalidFlow, InvalidInput, TooManyEntries, UnknownTask
 from conveyor.flows import Flow, FlowNode, FlowStep, NodeEnd, check_steps
+from conveyor.heartbeats import Heartbeat
 from conveyor.ids import new_message_ids
 from conveyor.models import Body, BodyKind, SendEntry, dumps_json
 from conveyor.storage.base import FlowEnd, FlowInsertParams, FlowNodeRow, NewMessages
@@ -45,8 +46,9 @@ class Flows:
                      keep_seconds: int = DEFAULT_KEEP_SECONDS) -> Flow:
         """Store a flow and send its first jobs; the flow with each node's job id.
 
-        Raises InvalidFlow (FlowCycle, a bad reference or policy) or QueueNotFound, and
-        then nothing is written."""
+        Raises InvalidFlow (FlowCycle, UnknownTask, a bad reference or policy) or
+        QueueNotFound, and then nothing is written. A task is unknown when live workers
+        read its queue and none of them has it (`_check_tasks`)."""
         check_steps(steps)
         if isinstance(keep_seconds, bool) or not isinstance(keep_seconds, int) or \
                 not 60 <= keep_seconds <= MAX_KEEP_SECONDS:
@@ -61,6 +63,7 @@ class Flows:
                     raise InvalidFlow("A flow's jobs go to standard queues, not FIFO ones.",
                                       field="queue", index=index)
                 queues[step.queue] = queue
+        _check_tasks(steps, await broker.workers.list())
         now = broker.now()
         flow_id, *job_ids = new_message_ids(len(steps) + 1, now)
         edges = [(dep, index) for index, step in enumerate(steps) for dep in step.after]
@@ -140,6 +143,23 @@ class Flows:
             if n < _SWEEP_BATCH:
                 break
         return removed
+
+
+def _check_tasks(steps: Sequence[FlowStep], workers: Sequence[Heartbeat]) -> None:
+    """UnknownTask for the first step whose queue live workers read while none of them
+    has its task (their heartbeats list every task they have). A queue no live worker
+    reads says nothing: its jobs wait for a worker, whose App refuses what it lacks."""
+    readers: dict[str, set[str]] = {}
+    for worker in workers:
+        tasks = {c.task for c in worker.counts}
+        for queue in worker.queues:
+            readers.setdefault(queue, set()).update(tasks)
+    for index, step in enumerate(steps):
+        known = readers.get(step.queue)
+        if known is not None and step.task not in known:
+            raise UnknownTask(f"Step {index} names task {step.task!r}, which none of the "
+                              f"live workers reading {step.queue!r} has.", field="task",
+                              index=index)
 
 
 def _body(flow_id: str, node: int, step: FlowStep) -> str:

@@ -23,6 +23,7 @@ from conveyor.worker.app import App
 log = logging.getLogger("conveyor.worker")
 
 DEFAULT_INTERVAL = 5.0
+KNOWN_TASKS = 500  # tasks listed before they run: half of what one heartbeat may carry
 MISSED_BEATS = 3  # a worker is forgotten after this many intervals without a beat
 
 
@@ -46,6 +47,11 @@ class Beater:
         self.ttl = ttl if ttl is not None else interval * MISSED_BEATS
         self.schedules = schedules
         self.host = socket.gethostname()[:255] or "unknown"
+        # Every task this worker can run is in its beats from the first one, so the
+        # server can refuse a flow naming a task no live worker has (`broker.flows`).
+        # (Each under its own queue: a job may be routed to any queue the worker reads.)
+        for name, task in sorted(app.tasks.items())[:KNOWN_TASKS]:
+            tally.know(task.options.queue, name)
         self._failing = False
 
     def heartbeat(self) -> Heartbeat:

@@ -167,91 +167,27 @@ SELECT EXISTS (
 ) AND NOT EXISTS (SELECT 1 FROM conveyor_queues WHERE id = $1 AND paused);
 
 -- name: message_claim
--- One statement: pick the head of the queue (skipping rows other consumers hold), move
--- rows already received max_receive_count times to the dead-letter queue, lease the rest.
--- Run by postgres_storage.py inside `BEGIN; SET LOCAL enable_sort = off` (CLAIM_BEGIN): without
--- table statistics (a new or just-filled table) the planner would otherwise sort every
--- visible row of the queue on each claim instead of walking the claim index, a 2-4x
--- swing in drain speed; with sorting priced out the index walk is the only plan left.
--- Sequential scans are priced out too (CLAIM_BEGIN), and the lease joins each chosen row
--- back by its slot as well as its id, so it looks in one slot (partition), by its key.
--- The token's low byte is the row's slot (a random 45-bit number above it): the receipt
--- handle so names the partition that acknowledging and extending look in (message_delete).
-WITH t AS (SELECT COALESCE($6::bigint, conveyor_now_ms()) AS now),
-cand AS (
-    SELECT m.id, m.slot, m.receive_count
-    FROM conveyor_messages m
-    WHERE m.queue_id = $1
-      AND m.visible_at <= (SELECT now FROM t)
-      AND NOT EXISTS (SELECT 1 FROM conveyor_queues q WHERE q.id = $1 AND q.paused)
-    ORDER BY m.priority DESC, m.visible_at, m.id
-    LIMIT $2
-    FOR UPDATE SKIP LOCKED
-),
-dead AS (
-    UPDATE conveyor_messages m
-    SET queue_id = $5, source_queue_id = m.queue_id, visible_at = (SELECT now FROM t),
-        leased = false
-    FROM cand WHERE m.id = cand.id AND m.slot = cand.slot AND cand.receive_count >= $4
-    RETURNING m.id
-)
-UPDATE conveyor_messages m
-SET visible_at = (SELECT now FROM t) + $3, leased = true,
-    token = ((random() * 35184372088831)::bigint << 8) | m.slot,
-    receive_count = m.receive_count + 1,
-    first_received_at = COALESCE(m.first_received_at, (SELECT now FROM t))
-FROM cand WHERE m.id = cand.id AND m.slot = cand.slot AND cand.receive_count < $4
-RETURNING m.id, m.token, m.receive_count, m.sent_at, m.first_received_at, m.visible_at,
-          m.body_kind, m.body, m.attributes, m.priority, m.group_id, m.dedup_id, m.last_error,
-          m.sequence;
+-- One statement, one round trip: pick the head of the queue (skipping rows other consumers
+-- hold), move rows already received max_receive_count times to the dead-letter queue,
+-- lease the rest. The statement lives in a function (migration 0022) so that it carries its
+-- planner pins (the claim index walk, even on tables never analysed) and its asynchronous
+-- commit without a transaction around it. The token's low byte is the row's slot: the
+-- receipt handle so names the partition that acknowledging and extending look in.
+SELECT * FROM conveyor_messages_claim($1, $2, $3, $4, $5, $6, '{}');
 
 -- name: message_claim_skip
 -- message_claim passing over the rows of some message groups ($7): a worker's per-key
 -- limited jobs whose keys are at their limit (conveyor.worker.keys), so a backlog of one
 -- key does not hold up the others. Those rows are still walked in the index, not leased.
-WITH t AS (SELECT COALESCE($6::bigint, conveyor_now_ms()) AS now),
-cand AS (
-    SELECT m.id, m.slot, m.receive_count
-    FROM conveyor_messages m
-    WHERE m.queue_id = $1
-      AND m.visible_at <= (SELECT now FROM t)
-      AND (m.group_id IS NULL OR m.group_id <> ALL ($7::text[]))
-      AND NOT EXISTS (SELECT 1 FROM conveyor_queues q WHERE q.id = $1 AND q.paused)
-    ORDER BY m.priority DESC, m.visible_at, m.id
-    LIMIT $2
-    FOR UPDATE SKIP LOCKED
-),
-dead AS (
-    UPDATE conveyor_messages m
-    SET queue_id = $5, source_queue_id = m.queue_id, visible_at = (SELECT now FROM t),
-        leased = false
-    FROM cand WHERE m.id = cand.id AND m.slot = cand.slot AND cand.receive_count >= $4
-    RETURNING m.id
-)
-UPDATE conveyor_messages m
-SET visible_at = (SELECT now FROM t) + $3, leased = true,
-    token = ((random() * 35184372088831)::bigint << 8) | m.slot,
-    receive_count = m.receive_count + 1,
-    first_received_at = COALESCE(m.first_received_at, (SELECT now FROM t))
-FROM cand WHERE m.id = cand.id AND m.slot = cand.slot AND cand.receive_count < $4
-RETURNING m.id, m.token, m.receive_count, m.sent_at, m.first_received_at, m.visible_at,
-          m.body_kind, m.body, m.attributes, m.priority, m.group_id, m.dedup_id, m.last_error,
-          m.sequence;
+SELECT * FROM conveyor_messages_claim($1, $2, $3, $4, $5, $6, $7::text[]);
 
 -- name: message_delete
--- Returns positions in the arrays (1-based), cheaper to read back than ids.
--- $4: the slots the leases' tokens name (message_claim; postgres_storage.py looks in every
--- slot only for the misses: rows moved since, or an older version's handles). It prunes
--- the other partitions when the statement starts, and `id = ANY` makes each remaining one
--- a single walk of its primary key for the batch, which the ids then meet in a hash (run
--- in BY_IDS_BEGIN). A join probing the slots per id instead flipped, with sixteen slots
--- and no statistics on them, into walking every row of the queue for each id (measured:
--- 5M rows compared, 8 s, to delete 1,000); `queue_id + 0` keeps the claim index out.
-DELETE FROM conveyor_messages m
-USING unnest($2::uuid[], $3::bigint[]) WITH ORDINALITY AS d(id, token, ord)
-WHERE m.id = ANY($2::uuid[]) AND m.slot = ANY($4::smallint[]) AND m.queue_id + 0 = $1
-  AND m.id = d.id AND m.token = d.token
-RETURNING d.ord;
+-- Returns positions in the arrays (1-based). $4: the slots the leases' tokens name
+-- (postgres_storage.py looks in every slot only for the misses: rows moved since, or an
+-- older version's handles). One round trip: the statement and its planner pins (each
+-- slot's primary key walked once for the batch, met by a hash) are a function, migration
+-- 0022.
+SELECT * FROM conveyor_messages_delete($1, $2::uuid[], $3::bigint[], $4::smallint[]);
 
 -- name: message_delete_leased
 -- By message id, whoever holds the lease, while one is held (the WQ API's PATCH).

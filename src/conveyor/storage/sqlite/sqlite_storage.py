@@ -2,8 +2,9 @@
 
 One connection per process, used from one thread; every operation is one transaction
 (`BEGIN IMMEDIATE` when it writes) run in that thread, so the event loop never blocks on
-the file and each batch costs one hop. Other processes' sends are noticed by polling
-`PRAGMA data_version` and reading the small signals table.
+the file and each batch costs one hop. Other processes' sends wake this one over a Unix
+datagram socket (sqlite_wake.py), with polling `PRAGMA data_version` and reading the small
+signals table as the fallback.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ from conveyor.storage.sqlite.sqlite_ledger import SqliteLedger
 from conveyor.storage.sqlite.sqlite_maintenance import give_back, table_health
 from conveyor.storage.sqlite.sqlite_recipients import SqliteRecipients
 from conveyor.storage.sqlite.sqlite_templates import SqliteTemplates
+from conveyor.storage.sqlite.sqlite_wake import WakeSockets
 from conveyor.storage.sqlite.sqlite_workers import SqliteWorkers
 from conveyor.tasks import stop_task
 
@@ -109,13 +111,20 @@ class SqliteStorage(SqliteJobs, SqliteFlows, SqliteLedger, SqliteKeys, SqliteWor
     dialect = "sqlite"
 
     def __init__(self, path: str | Path, *, synchronous: str = "normal",
-                 busy_timeout_ms: int = 30_000, poll_interval: float = 0.005) -> None:
+                 busy_timeout_ms: int = 30_000, poll_interval: float = 0.005,
+                 fallback_poll_interval: float = 0.05) -> None:
         super().__init__(path, synchronous=synchronous, busy_timeout_ms=busy_timeout_ms)
+        # Other processes' sends are pushed over wake sockets (sqlite_wake.py); the poll
+        # of the file is then only the fallback, at `fallback_poll_interval`. Where no
+        # socket can be had, the poll is the only way, at `poll_interval`.
         self._poll_interval = poll_interval
+        self._fallback_poll_interval = fallback_poll_interval
         self._poller: asyncio.Task[None] | None = None
+        self._wake = WakeSockets(self.path)
 
     async def close(self) -> None:
-        """Stop polling, then close the connection."""
+        """Stop listening and polling, then close the connection."""
+        self._wake.close()
         poller, self._poller = self._poller, None
         await stop_task(poller)
         await super().close()
@@ -506,18 +515,24 @@ class SqliteStorage(SqliteJobs, SqliteFlows, SqliteLedger, SqliteKeys, SqliteWor
 
     # wake-ups -----------------------------------------------------------------------
     async def signal(self, queue_id: int) -> None:
-        """Bump the queue's signal row for the other processes' pollers."""
+        """Wake the other processes' receives on a queue: a datagram to each one's wake
+        socket now, and a bump of the queue's signal row for their pollers."""
+        self._wake.send(queue_id)
+
         def run(db: sqlite3.Connection) -> None:
             with self._write(db):
                 db.execute(Q["signal_bump"], {"queue_id": queue_id})
         await self._run(run)
 
     async def listen(self, callback: SignalCallback) -> None:
-        """Poll `PRAGMA data_version`; on a change, wake the queues whose signal moved."""
+        """Listen on this process's wake socket, and poll `PRAGMA data_version` (on a
+        change, wake the queues whose signal moved): often without a socket, seldom with."""
         if self._poller is None:
-            self._poller = asyncio.create_task(self._poll(callback))
+            pushed = self._wake.listen(callback)
+            interval = self._fallback_poll_interval if pushed else self._poll_interval
+            self._poller = asyncio.create_task(self._poll(callback, interval))
 
-    async def _poll(self, callback: SignalCallback) -> None:
+    async def _poll(self, callback: SignalCallback, interval: float) -> None:
         def read(db: sqlite3.Connection) -> tuple[int, dict[int, int]]:
             version = db.execute("PRAGMA data_version").fetchone()[0]
             return version, dict(db.execute(Q["signal_all"]).fetchall())
@@ -527,7 +542,7 @@ class SqliteStorage(SqliteJobs, SqliteFlows, SqliteLedger, SqliteKeys, SqliteWor
 
         last_version, seen = await self._run(read)
         while True:
-            await asyncio.sleep(self._poll_interval)
+            await asyncio.sleep(interval)
             try:
                 # data_version moves only for other connections' commits: ours are
                 # announced in-process already.

@@ -1,0 +1,3 @@
+-- Nothing to do on SQLite: PostgreSQL's 0022 turns its claim and acknowledgement into
+-- functions carrying their planner pins (one round trip each); SQLite runs each operation
+-- as one transaction in its own thread already. The number keeps both dialects in step.
