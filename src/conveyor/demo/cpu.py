@@ -13,9 +13,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import psutil  # type: ignore[import-untyped]
+
+if TYPE_CHECKING:
+    import asyncpg
 
 __all__ = ["ServerCpu", "run_queue_wait"]
 
@@ -51,7 +55,7 @@ class ServerCpu:
         self.enabled = parts.scheme.startswith("postgres") and (
             parts.hostname or "") in _LOOPBACK
         self._seen: dict[int, tuple[float, float]] = {}
-        self._conn: object | None = None
+        self._conn: asyncpg.Connection | None = None
 
     async def sample(self) -> None:
         """Read the CPU times of every backend connected to the database now."""
@@ -62,11 +66,10 @@ class ServerCpu:
         try:
             if self._conn is None:
                 self._conn = await asyncpg.connect(self.url)
-            conn: asyncpg.Connection = self._conn  # type: ignore[assignment]
-            pids = await conn.fetch(
+            pids = await self._conn.fetch(
                 "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
                 "AND pid <> pg_backend_pid()")
-        except (OSError, asyncpg.PostgresError):
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
             self.enabled = False  # a server elsewhere, or one we may not look at
             return
         for (pid,) in pids:
@@ -79,7 +82,7 @@ class ServerCpu:
     async def close(self) -> None:
         """Close the sampling connection."""
         if self._conn is not None:
-            await self._conn.close()  # type: ignore[attr-defined]
+            await self._conn.close()
             self._conn = None
 
     @property
