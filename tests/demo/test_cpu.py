@@ -53,6 +53,10 @@ def test_a_starved_run_names_the_machine_not_a_lane() -> None:
     calm = Report(messages=10, counts={"email": 10}, worker_cpu=4.0, producer_cpu=1.0,
                   wall_seconds=20.0, run_queue=0.5, waits={"email:send": 10.0})
     assert bottleneck(calm).startswith("email send")
+    cores = os.cpu_count() or 1
+    full = Report(messages=10, counts={"email": 10}, worker_cpu=20.0 * cores,
+                  wall_seconds=20.0, run_queue=100.0 * cores, waits={"email:send": 1.0})
+    assert bottleneck(full).startswith(f"CPU: {cores:.2f} of {cores} cores busy")
 
 
 @pytest.mark.slow

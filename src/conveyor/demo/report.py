@@ -101,9 +101,15 @@ class Report:
                 + self.server_cpu)
 
     def starved(self) -> bool:
-        """Whether the run's processes waited longer for a core than they ran: the
-        machine's other load, not the run, set the pace."""
-        return self.run_queue + self.server_waited > self.total_cpu() > 0
+        """Whether the machine's other load, not the run, set the pace: the run's
+        processes waited longer for a core than they ran, and still kept less than 85% of
+        the cores busy (a run that fills the cores also waits, for its own processes)."""
+        import os
+
+        cores = os.cpu_count() or 1
+        busy = self.total_cpu() / max(self.wall_seconds, 1e-9)
+        return self.run_queue + self.server_waited > self.total_cpu() > 0 and \
+            busy < 0.85 * cores
 
 
 # Which part of the system a lane waits on in each stage.
