@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["DURATION_BUCKETS", "Heartbeat", "Schedule", "ScheduleRun", "Tally", "TaskCounts",
-           "WorkerInfo", "aggregate", "counts_json", "counts_of", "heartbeat_json", "schedule_json",
-           "schedule_of", "schedules_of", "worker_json", "worker_of"]
+           "TaskTally", "WorkerInfo", "aggregate", "counts_json", "counts_of", "heartbeat_json",
+           "schedule_json", "schedule_of", "schedules_of", "worker_json", "worker_of"]
 
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
                     60.0, 300.0)
@@ -166,44 +166,52 @@ def schedules_of(workers: Iterable[Heartbeat]) -> list[ScheduleRun]:
 
 # a worker's own tally -------------------------------------------------------------------
 @dataclass(slots=True)
-class _Tally:
-    runs: int = 0
+class TaskTally:
+    """One task's counts on one queue in a worker's memory (its runs are the sum of the
+    buckets: one fewer addition per job)."""
+
     failures: int = 0
     retries: int = 0
     seconds: float = 0.0
     buckets: list[int] = field(default_factory=lambda: [0] * (len(DURATION_BUCKETS) + 1))
+
+    def ran(self, seconds: float) -> None:
+        """One run ended after `seconds` (a failed one also counts `failures`)."""
+        self.seconds += seconds
+        self.buckets[bisect.bisect_left(DURATION_BUCKETS, seconds)] += 1
 
 
 class Tally:
     """A worker's counts in memory: a few additions per job, read once per beat."""
 
     def __init__(self) -> None:
-        self._by: dict[tuple[str, str], _Tally] = {}
+        self._by: dict[tuple[str, str], TaskTally] = {}
+
+    def of(self, queue: str, task: str) -> TaskTally:
+        """The live counts of one task on one queue (a caller may keep it: the per-job
+        path then adds to it without a lookup by name)."""
+        t = self._by.get((queue, task))
+        if t is None:
+            t = self._by[(queue, task)] = TaskTally()
+        return t
 
     def ran(self, queue: str, task: str, seconds: float, *, failed: bool) -> None:
         """One run ended, after `seconds`; `failed`: it raised an error."""
-        t = self._by.get((queue, task))
-        if t is None:
-            t = self._by[(queue, task)] = _Tally()
-        t.runs += 1
+        t = self.of(queue, task)
+        t.ran(seconds)
         t.failures += failed
-        t.seconds += seconds
-        t.buckets[bisect.bisect_left(DURATION_BUCKETS, seconds)] += 1
 
     def know(self, queue: str, task: str) -> None:
         """List a task this worker runs on `queue` before it has run (zero counts): the
         server learns which tasks live workers have (and /metrics shows them at 0)."""
-        self._by.setdefault((queue, task), _Tally())
+        self.of(queue, task)
 
     def retried(self, queue: str, task: str) -> None:
         """A failed run went back to the queue for another attempt."""
-        t = self._by.get((queue, task))
-        if t is None:
-            t = self._by[(queue, task)] = _Tally()
-        t.retries += 1
+        self.of(queue, task).retries += 1
 
     def snapshot(self) -> tuple[TaskCounts, ...]:
         """Every task's counts so far, by queue and task."""
-        return tuple(TaskCounts(q, name, t.runs, t.failures, t.retries, t.seconds,
+        return tuple(TaskCounts(q, name, sum(t.buckets), t.failures, t.retries, t.seconds,
                                 tuple(t.buckets))
                      for (q, name), t in sorted(self._by.items()))

@@ -129,3 +129,43 @@ async def test_flows_expire(storage: Storage, t0: int) -> None:
     assert await storage.flow_expire(t0 + DAY_MS - 1, 100) == 0
     assert await storage.flow_expire(t0 + DAY_MS, 100) == 3
     assert await storage.flow_get(flow_id, t0) is None
+
+
+async def test_cancel_queued_ends_a_flow_node_with_its_delete(storage: Storage,
+                                                              t0: int) -> None:
+    queue = await make_queue(storage, "flow-cancel", t0)
+    flow_id, ids = await _chord(storage, queue, t0, 2, ["fail", "ignore"])
+    # node 1 (ignore) cancelled while queued: deleted and ended in one call, parent waits
+    assert await storage.flow_cancel_queued(queue.id, [ids[1]], "stop", t0) == ([ids[1]], [])
+    flow = await storage.flow_get(flow_id, t0)
+    assert flow is not None
+    assert [(n.state, n.error) for n in flow.nodes[:2]] == [("queued", None),
+                                                            ("failed", "stop")]
+    assert flow.nodes[2].pending == 1
+    # a leased one is not cancelled here (its worker ends it); a plain id finds no node
+    assert await _visible(storage, queue, t0) == [ids[0]]
+    assert await storage.flow_cancel_queued(queue.id, [ids[0]], "stop", t0) == ([], [])
+    assert await storage.flow_cancel_queued(queue.id, [new_message_ids(1, t0)[0]], "x",
+                                            t0) == ([], [])
+
+
+async def test_a_dead_lettered_flow_node_ends_in_the_claim(storage: Storage, t0: int) -> None:
+    queue = await make_queue(storage, "flow-dead", t0)
+    dlq = await make_queue(storage, "flow-dead-dlq", t0)
+    flow_id, ids = await _chord(storage, queue, t0, 1, ["continue"])
+
+    def receive(at: int) -> ReceiveParams:
+        return ReceiveParams(queue.id, queue.name, 10, 1000, 1, dlq.id, at)
+
+    assert [m.id for m in await storage.message_receive(receive(t0))] == [ids[0]]
+    # its lease lapses unacknowledged (the worker died); the next claim moves it to the
+    # DLQ and, in the same transaction, ends its node: the callback (continue) is released
+    second = receive(t0 + 2000)
+    got = await storage.message_receive(second)  # SQLite claims the callback here too
+    assert second.released == [queue.id]
+    flow = await storage.flow_get(flow_id, t0 + 2000)
+    assert flow is not None and [n.state for n in flow.nodes] == ["failed", "queued"]
+    assert "dead-letter queue after 1 receives" in (flow.nodes[0].error or "")
+    got += await storage.message_receive(receive(t0 + 2000))
+    assert [m.id for m in got] == [ids[1]]
+    assert (await storage.queue_stats(dlq.id, t0 + 2000)).visible == 1

@@ -28,6 +28,8 @@ ONLY_IN: dict[tuple[str, str, str], str] = {
         "PostgreSQL wakes other processes by LISTEN/NOTIFY, SQLite by polling",
     ("postgres", "queries.sql", "message_insert_fifo"):
         "SQLite takes sequence numbers with counter_take, then message_insert",
+    ("postgres", "queries.sql", "message_dead_letter_ids"):
+        "SQLite dead-letters over-received flow nodes in the receive's own transaction",
     ("postgres", "queries.sql", "fifo_lock"):
         "SQLite's BEGIN IMMEDIATE already admits one writer at a time",
     ("sqlite", "jobs.sql", "rate_get"): "the GCRA take in Python between two statements",
@@ -36,6 +38,10 @@ ONLY_IN: dict[tuple[str, str, str], str] = {
     ("sqlite", "jobs.sql", "slot_held"): "slot accounting in Python between two statements",
     ("sqlite", "jobs.sql", "slot_put"): "slot accounting in Python between two statements",
     ("postgres", "jobs.sql", "slot_acquire"): "slot accounting in one function call",
+    ("postgres", "flows.sql", "flow_children"):
+        "a chord's dense children read by one range scan; SQLite probes in-process",
+    ("postgres", "flows.sql", "flow_node_range"):
+        "a chord's dense children read by one range scan; SQLite probes in-process",
 }
 
 

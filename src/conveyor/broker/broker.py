@@ -358,6 +358,8 @@ class Broker:
             if skip:
                 params = dataclasses.replace(params, skip_groups=skip)
             messages = await self.storage.message_receive(params)
+            for released in params.released:  # a dead-lettered flow node's parents
+                await self.signal(released)
             if messages:
                 if self.observers:
                     self._observe("received", queue, len(messages))

@@ -20,9 +20,11 @@ from conveyor.storage.base import MessagePeekParams
 if TYPE_CHECKING:
     from conveyor.broker.broker import Broker
 
-__all__ = ["SOURCE_ATTRIBUTE", "delete_message", "redrive_message"]
+__all__ = ["ERROR_ATTRIBUTE", "SOURCE_ATTRIBUTE", "delete_message", "error_of",
+           "redrive_message", "source_of"]
 
 SOURCE_ATTRIBUTE = "conveyor-source-queue"
+ERROR_ATTRIBUTE = "conveyor-error"
 
 
 async def redrive_message(broker: Broker, queue_name: str, message_id: str) -> str:
@@ -32,10 +34,7 @@ async def redrive_message(broker: Broker, queue_name: str, message_id: str) -> s
     gone. A refusal moves nothing."""
     queue = await broker.queue(queue_name)
     found = await _find(broker, queue.id, message_id)
-    source_name = found.source_queue
-    named = found.attributes.get(SOURCE_ATTRIBUTE)
-    if source_name is None and named is not None and isinstance(named.value, str):
-        source_name = named.value
+    source_name = source_of(found)
     if not source_name:
         raise InvalidInput(f"Message {found.id} names no source queue (it was sent to "
                            f"{queue_name} directly), so it cannot be redriven.",
@@ -52,6 +51,25 @@ async def redrive_message(broker: Broker, queue_name: str, message_id: str) -> s
                        "again when its lease ends.")
     await broker.signal(source.id)
     return source.name
+
+
+def source_of(message: PeekedMessage) -> str | None:
+    """The queue a dead letter came from: the one the broker moved it from, else the
+    `conveyor-source-queue` attribute of a worker's copy (any body, job or not); None for
+    a message sent to the queue directly."""
+    if message.source_queue is not None:
+        return message.source_queue
+    named = message.attributes.get(SOURCE_ATTRIBUTE)
+    return named.value if named is not None and isinstance(named.value, str) \
+        and named.value else None
+
+
+def error_of(message: PeekedMessage) -> str | None:
+    """Why a dead letter is here: the error recorded with it, else the `conveyor-error`
+    attribute of a worker's copy."""
+    named = message.attributes.get(ERROR_ATTRIBUTE)
+    return message.last_error or (named.value if named is not None
+                                  and isinstance(named.value, str) else None)
 
 
 async def delete_message(broker: Broker, queue_name: str, message_id: str) -> None:

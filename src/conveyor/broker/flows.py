@@ -103,7 +103,8 @@ class Flows:
         send the jobs whose wait is over, in one transaction. Up to 1,000 at a time."""
         if len(ends) > v.MAX_BATCH:
             raise TooManyEntries(f"A batch holds at most {v.MAX_BATCH} ends, not {len(ends)}.")
-        rows = [_end_row(end, index) for index, end in enumerate(ends)]
+        ids: dict[str, str] = {}  # a chord's children name one flow: checked once a batch
+        rows = [_end_row(end, index, ids) for index, end in enumerate(ends)]
         if not rows:
             return
         released = await self._broker.storage.flow_end_many(rows, self._broker.now())
@@ -188,8 +189,12 @@ def _node(node: Any) -> int:
     return node
 
 
-def _end_row(end: NodeEnd, index: int) -> FlowEnd:
-    flow_id = v.check_message_id(end.flow_id, "flow_id")
+def _end_row(end: NodeEnd, index: int, ids: dict[str, str]) -> FlowEnd:
+    raw = end.flow_id
+    flow_id = ids.get(raw) if isinstance(raw, str) else None
+    if flow_id is None:
+        flow_id = v.check_message_id(raw, "flow_id")
+        ids[raw] = flow_id
     node = _node(end.node)
     result = None
     if end.ok and end.result is not None:

@@ -31,13 +31,16 @@ from conveyor.jobs import JobFilter, JobStatus, Skipped
 if TYPE_CHECKING:
     from conveyor.broker.broker import Broker
 
-__all__ = ["CANCELLABLE", "MAX_CHECK", "cancel", "cancel_many", "requested"]
+__all__ = ["CANCELLABLE", "CANCELLED", "MAX_CHECK", "cancel", "cancel_many", "requested"]
 
 CANCELLABLE = ("queued", "running", "retrying")
 """The states a job can be cancelled in."""
 
 MAX_CHECK = 10_000
 """The most job ids one cancel check asks about."""
+
+CANCELLED = "Cancelled before it ran."
+"""The error of a job cancelled while queued (its status, and its flow node's end)."""
 
 _MIN_KEEP_MS = 3_600_000  # a request outlives any lease renewal gap by far
 
@@ -105,12 +108,17 @@ async def _cancel_one(broker: Broker, found: JobStatus) -> JobStatus:
         except QueueNotFound:
             queue = None
         if queue is not None:
-            deleted = await storage.message_delete_queued(queue.id, [job_id], broker.now())
+            # A flow node's failed end is recorded with the delete, in one transaction:
+            # the steps waiting for it follow its on_failure policy now.
+            deleted, released = await storage.flow_cancel_queued(
+                queue.id, [job_id], CANCELLED, broker.now())
+            for queue_id in released:
+                await broker.signal(queue_id)
     if not deleted:
         return found  # held by a worker: it ends the job at its next check
     await broker.jobs.status_set(job_id, "cancelled", queue=found.queue, task=found.task,
                                  attempts=found.attempts,
-                                 error="Cancelled before it ran.",
+                                 error=CANCELLED,
                                  keep_seconds=found.keep_seconds)
     after = await broker.jobs.status_get(job_id)
     return after or JobStatus(job_id, "cancelled", found.queue, found.task, found.attempts)

@@ -20,6 +20,7 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 
+from conveyor.broker import dead_letters
 from conveyor.broker.broker import Broker
 from conveyor.dashboard import csrf
 from conveyor.dashboard.series import Monitor
@@ -119,9 +120,12 @@ async def queue_page(request: Request, name: str) -> Response:
         return _page(request, "missing.html", name=name)
     stats = await broker.queue_stats(name)
     peeked = await broker.peek(name, PEEK_LIMIT)
-    dead = [m for m in peeked if m.source_queue is not None]
-    sources = [q.name for q in (await _monitor(request).current()).queues.values()
-               if q.attributes.dead_letter_queue == name]
+    # Dead letters: moved here by the broker, or copied here by a worker (any body, a job
+    # or not: the copy names its source in an attribute).
+    dead = [(m, source, dead_letters.error_of(m)) for m in peeked
+            if (source := dead_letters.source_of(m))]
+    sources = sorted({q.name for q in (await _monitor(request).current()).queues.values()
+                      if q.attributes.dead_letter_queue == name} | {d[1] for d in dead})
     tasks = (await broker.redrive.list(name))[:5]
     dlq_stats: QueueStats | None = None
     if queue.attributes.dead_letter_queue:

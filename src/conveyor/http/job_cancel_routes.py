@@ -31,7 +31,7 @@ class CancelManyOut(BaseModel):
 class CancelCheck(BaseModel):
     """A worker's running jobs, to learn which are to be cancelled."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # true is not 1
 
     job_ids: list[str] = Field(description=f"Up to {MAX_CHECK:,} job ids.")
 

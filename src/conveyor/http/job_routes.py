@@ -23,7 +23,8 @@ QueueParam = Annotated[str | None, Query(description="One queue's jobs (default:
 
 
 class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: JSON true is not 1 and "5" is not 5: a 422 `invalid_input` naming the field.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 # rate limits and slots --------------------------------------------------------------

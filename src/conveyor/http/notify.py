@@ -54,7 +54,7 @@ class CountsOut(BaseModel):
 class SuppressionIn(BaseModel):
     """An address (or push endpoint) a channel must skip from now on."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # true is not 1
     channel: str
     address: str
     reason: str = "unsubscribed"

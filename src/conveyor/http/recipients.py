@@ -32,7 +32,7 @@ class QuietHoursIn(BaseModel):
     """A daily window in the recipient's time zone, 24-hour `HH:MM`; `start` after `end`
     crosses midnight."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # 1 is not true
     start: str = Field(examples=["22:00"])
     end: str = Field(examples=["07:00"])
 
@@ -40,7 +40,7 @@ class QuietHoursIn(BaseModel):
 class RecipientIn(BaseModel):
     """A recipient; fields left out take their defaults (replacing is whole)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # 1 is not true
     timezone: str = Field("UTC", description="An IANA zone name, e.g. Europe/Berlin.")
     locale: str = Field("en", description="A language tag, e.g. pt-BR.")
     addresses: dict[str, Any] = Field(default_factory=dict, description=(
@@ -63,7 +63,7 @@ class RecipientOut(RecipientIn):
 class NotifyIn(BaseModel):
     """One notification for this recipient."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # 1 is not true
     category: str = Field(description="What kind of notification (preferences are kept "
                                       "per category).")
     template: str = Field(description="The template the delivery workers render.")

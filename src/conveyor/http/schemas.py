@@ -23,7 +23,9 @@ def _bounds(low: int, high: int, description: str) -> Any:
 
 
 class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: JSON true is not 1 and "30" is not 30 (nor 1 true): a wrong type is a 422
+    # `invalid_input` naming the field, and nothing is applied.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 # queues -----------------------------------------------------------------------------
@@ -33,7 +35,7 @@ class QueueAttributesIn(BaseModel):
     Unknown names pass through to the broker, which rejects them (`invalid_attribute`).
     """
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)  # true is not 1 (see _In)
 
     visibility_timeout: int | None = _bounds(0, v.MAX_VISIBILITY, "Lease length, seconds.")
     delay_seconds: int | None = _bounds(0, v.MAX_DELAY_SQS, "Default delay, seconds.")

@@ -28,7 +28,7 @@ router = APIRouter(tags=["templates"], dependencies=[Depends(checked_json)])
 class PartsIn(BaseModel):
     """Template sources (Jinja syntax, rendered in a sandbox)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # true is not 1
     subject: str | None = Field(None, examples=["Welcome, {{ name }}"])
     text: str | None = Field(None, examples=["Hello {{ name }}"])
     html: str | None = Field(None, description="Autoescaped.")
@@ -44,7 +44,7 @@ class LocaleIn(PartsIn):
 class TemplateIn(BaseModel):
     """A template: its locales and the one to fall back to."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # true is not 1
     default_locale: str | None = Field("en", description=(
         "Tried last for every recipient; null: no fallback to another language."))
     locales: dict[str, LocaleIn] = Field(description=(
@@ -71,7 +71,7 @@ class TemplateListOut(BaseModel):
 class PreviewIn(BaseModel):
     """What to render: for a recipient (their locale and channels), or for a locale."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # true is not 1
     recipient: str | None = Field(None, description="A recipient id.")
     locale: str | None = Field(None, description="Instead of (or over) the recipient's.")
     channels: list[str] | None = Field(None, description=(

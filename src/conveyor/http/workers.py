@@ -27,7 +27,7 @@ _BOUNDS = ", ".join(f"{b:g}" for b in DURATION_BUCKETS)
 
 
 class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # true is not 1
 
 
 class ScheduleIn(_In):

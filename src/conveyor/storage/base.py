@@ -325,6 +325,12 @@ class FlowStorage(Protocol):
         """Record ends, release what they complete (`storage.flow_steps`); the queue ids
         that got messages."""
 
+    async def flow_cancel_queued(self, queue_id: int, job_ids: Sequence[str], error: str,
+                                 now: int | None) -> tuple[list[str], list[int]]:
+        """Delete these jobs' messages unless in flight (as `message_delete_queued`) and,
+        in the same transaction, record a failed end (with `error`) for each deleted one
+        that is a flow node; (the ids deleted, the queue ids that got released messages)."""
+
     async def flow_results(self, flow_id: str, node: int) -> list[tuple[str, str | None]]:
         """(state, result JSON text) of each node that `node` waits for, in node order."""
 

@@ -19,11 +19,26 @@ from conveyor.flows import Flow, FlowNode
 from conveyor.models import BodyKind
 from conveyor.storage.params import FlowEnd, NewMessages
 
-__all__ = ["RELEASE_NOW", "count_of", "failed_parent", "flow_from_rows", "messages_of",
-           "plan", "released_batches", "unique_ends"]
+__all__ = ["RELEASE_NOW", "count_of", "dead_lettered", "dense", "failed_ends", "failed_parent",
+           "flow_from_rows", "messages_of", "plan", "released_batches", "results_in_order",
+           "unique_ends"]
 
 RELEASE_NOW = 1 << 30
 """A decrement larger than any pending count: the parent is released at once."""
+
+
+def dead_lettered(max_receive_count: int) -> str:
+    """The error recorded for a flow node whose message the broker moved to the dead-letter
+    queue after `max_receive_count` receives without an acknowledgement (its worker died on
+    each attempt, so none recorded the failure)."""
+    return (f"Moved to the dead-letter queue after {max_receive_count} receives without "
+            "an acknowledgement (its worker died or went silent on each attempt).")
+
+
+def failed_ends(rows: Iterable[Sequence[Any]], error: str) -> list[FlowEnd]:
+    """Failed ends, with `error`, of the nodes (flow_id, node) found by their jobs' ids
+    (flow_node_of_jobs): a cancelled or dead-lettered job that no worker will end."""
+    return [FlowEnd(str(r[0]), int(r[1]), False, None, error[:4000]) for r in rows]
 
 
 def count_of(ok: bool, policy: str) -> int | None:
@@ -89,6 +104,23 @@ def messages_of(items: list[tuple[str, str, int]]) -> NewMessages:
                        priorities=[i[2] for i in items], delays_ms=[0] * n,
                        group_ids=list(none), dedup_ids=list(none), dedup_keys=list(none))
 
+
+
+def dense(children: Sequence[int]) -> bool:
+    """True when a parent's children (sorted) fill most of the node range they span (a
+    chord's do: nodes 0..n-1): one range scan then reads fewer index entries than a probe
+    per child does."""
+    return bool(children) and children[-1] - children[0] + 1 <= 2 * len(children)
+
+
+def results_in_order(children: Sequence[int], rows: Iterable[Sequence[Any]]
+                     ) -> list[tuple[str, str | None]]:
+    """(state, result) of each child in order, from the rows (node, state, result) of a
+    node range that holds them all (other nodes of the range are passed over)."""
+    if children and children[-1] - children[0] + 1 == len(children):
+        return [(r[1], r[2]) for r in rows]  # the range is the children (a chord's)
+    by_node = {int(r[0]): (str(r[1]), r[2]) for r in rows}
+    return [by_node[c] for c in children if c in by_node]
 
 
 def flow_from_rows(flow_id: str, nodes: Sequence[Any], edges: Sequence[Any]) -> Flow | None:

@@ -10,7 +10,7 @@ passes seven positional integers in the wrong order. Times are milliseconds sinc
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple, TypeVar
 
 from conveyor.ledger import NewDelivery
@@ -152,6 +152,10 @@ class ReceiveParams:
     # Message groups whose rows to pass over (standard queues): per-key limited jobs whose
     # keys are at their limit (conveyor.worker.keys).
     skip_groups: tuple[str, ...] = ()
+    # Filled by the storage: the queues that got messages because a flow node moved to the
+    # dead-letter queue here and its failed end released the nodes waiting for it (the
+    # broker wakes their consumers).
+    released: list[int] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ failed end at once, before it is dead-lettered.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import uuid
 from collections.abc import Callable
@@ -38,8 +39,15 @@ def flow_ref(data: dict[str, Any]) -> FlowRef | None:
     if not isinstance(ref, dict) or not isinstance(ref.get("id"), str) or \
             not isinstance(ref.get("node"), int):
         raise ValueError("A job's 'flow' must name its flow 'id' and 'node'.")
-    uuid.UUID(ref["id"])  # ValueError: not a flow this broker made (dead-lettered)
+    _check_flow_id(ref["id"])
     return ref["id"], ref["node"], str(ref.get("results", "none"))
+
+
+@functools.lru_cache(maxsize=256)
+def _check_flow_id(flow_id: str) -> None:
+    """ValueError: not a flow this broker made (the job is dead-lettered). Cached: a
+    chord's children all name one flow (an error is not cached)."""
+    uuid.UUID(flow_id)
 
 
 async def with_results(source: Source, ref: FlowRef, args: list[Any]) -> list[Any]:
@@ -54,6 +62,8 @@ async def with_results(source: Source, ref: FlowRef, args: list[Any]) -> list[An
 def success(ref: FlowRef, result: Any) -> NodeEnd:
     """A succeeded node's end. A result that is not JSON, or over MAX_RESULT_BYTES, is
     recorded as None (one such end would fail its whole batch)."""
+    if result is None:  # (most chord children's)
+        return NodeEnd(ref[0], ref[1], True, None)
     try:
         too_big = len(dumps_json(result).encode()) > MAX_RESULT_BYTES
     except (TypeError, ValueError):

@@ -13,6 +13,9 @@ One `Worker` per process consumes every queue of its App (or those given). Per q
 - on `stop()` (SIGTERM/SIGINT): no more receives; jobs not started yet are released at
   once; running jobs get `shutdown_grace` seconds to finish, then are cancelled and released
   (their leases end now, so another worker picks them up). None is lost.
+
+Beside it: `failures` (retry, snooze, cancel, dead-letter), `held` (a held job), `options`
+(`WorkerOptions`), `aio` (small asyncio helpers), `flows` (a flow job's results and end).
 """
 
 from __future__ import annotations
@@ -22,90 +25,44 @@ import contextlib
 import contextvars
 import functools
 import logging
-import math
 import os
 import threading
 import time
 import traceback
 import uuid
-from collections.abc import Awaitable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any
 
 from conveyor.client._models import JobStatus
 from conveyor.client.source import Source
-from conveyor.heartbeats import Tally
-from conveyor.models import (
-    Message,
-    MessageAttribute,
-    SendEntry,
-    VisibilityEntry,
-)
+from conveyor.heartbeats import Tally, TaskTally
+from conveyor.models import Message, VisibilityEntry
 from conveyor.worker import flows
-from conveyor.worker.app import DLQ_SUFFIX, App
+from conveyor.worker.aio import first, quietly, unless_stopped
+from conveyor.worker.app import App
 from conveyor.worker.batching import Batcher
 from conveyor.worker.cancels import run_cancellable
 from conveyor.worker.context import CURRENT, JobContext
 from conveyor.worker.exceptions import Cancel, Retry, Snooze, TaskTimeout
+from conveyor.worker.failures import Failures
 from conveyor.worker.flows import FlowEnds
 from conveyor.worker.heartbeat import Beater
+from conveyor.worker.held import Held, on_lane
 from conveyor.worker.keys import KeyGate, job_key
 from conveyor.worker.lanes import Lanes
+from conveyor.worker.options import SERVER_LONG_POLL, WorkerOptions
 from conveyor.worker.rates import RateLimiter, Slots
-from conveyor.worker.retry import backoff_seconds, is_final
 from conveyor.worker.task import Received, Task, TaskOptions
+
+__all__ = ["SERVER_LONG_POLL", "Worker", "WorkerOptions"]  # (the options live in options.py)
 
 log = logging.getLogger("conveyor.worker")
 
-# Long-poll wait through a server: the longest the native API allows.
-SERVER_LONG_POLL = 20
 # Seconds between receives that pass over full keys and find less than asked (keys.py).
 SKIP_PAUSE = 0.1
 
 _DEFAULT_OPTIONS = TaskOptions()
 _NO_RETRIES = TaskOptions(max_retries=0)
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerOptions:
-    """How a worker process runs (see the module docstring)."""
-
-    queues: Sequence[str] | None = None
-    batch_size: int = 100
-    # None: 1 s in-process (the broker wakes a waiting receive on arrival either way), 20 s
-    # through a server, where each poll is an HTTP request and a log line.
-    wait_seconds: int | None = None
-    shutdown_grace: float = 30.0
-    scheduler: bool = True
-    holder: str | None = None
-    # How often the worker reports itself (`broker.workers`); None: never. It is forgotten
-    # `heartbeat_ttl` after its last beat (None: three intervals).
-    heartbeat_interval: float | None = 5.0
-    heartbeat_ttl: float | None = None
-    # How often the worker asks which of its jobs were cancelled from outside (one query
-    # for all of them; none while it holds no job); None: never.
-    cancel_interval: float | None = 1.0
-
-
-@dataclass(slots=True)
-class _Held:
-    message: Message
-    task: asyncio.Task[None] | None = None  # the lane running it, once one took it
-    started: bool = False
-    leased_at: float = field(default_factory=time.monotonic)
-    cancelled: bool = False  # cancelled from outside (worker.cancels)
-    context: JobContext | None = None  # a tracked job's, while it runs
-    scope: asyncio.Timeout | None = None  # a tracked async job's, while it runs
-
-    def cancel(self) -> None:
-        """Stop the job: before it starts, or an async one where it awaits, or raise the
-        flag a sync one can honour (`JobContext.cancelled`)."""
-        self.cancelled = True
-        if self.scope is not None:
-            self.scope.reschedule(-1.0)  # due now: the job's task is cancelled at its await
-        if self.context is not None:
-            self.context._cancel.set()
 
 
 class Worker:
@@ -208,7 +165,7 @@ class _Shared:
             SERVER_LONG_POLL if _is_remote(source) else 1)
 
 
-class _QueueRunner:
+class _QueueRunner(Failures):
     """Receives, runs and settles the jobs of one queue."""
 
     def __init__(self, shared: _Shared, queue: str) -> None:
@@ -224,14 +181,15 @@ class _QueueRunner:
         ungated = {t.name for t in tasks if t.options.concurrency >= self.capacity}
         self.gates: dict[str, asyncio.Semaphore | None] = {
             name: None if name in ungated else gate for name, gate in shared.task_gates.items()}
-        self.held: dict[str, _Held] = {}
+        self.held: dict[str, Held] = {}
+        self.tallies: dict[str, TaskTally] = {}  # the worker's, by task (see _tally)
         self.began: dict[str, int] = {}  # tracked jobs running: their start (ms, wall)
         # Per-key limited tasks: jobs parked for a key's slot do not count against the
         # capacity (up to as many again), each on a lane of its own.
         keyed = any(t.options.key_concurrency is not None for t in tasks)
         self.keys = KeyGate(shared.slots, self.capacity) if keyed else None
-        self.lanes: Lanes[_Held] = Lanes(self._handle, self.capacity * (2 if keyed else 1),
-                                         started=_on_lane)
+        self.lanes: Lanes[Held] = Lanes(self._handle, self.capacity * (2 if keyed else 1),
+                                         started=on_lane)
         self._room = asyncio.Event()
         self._release: list[str] = []
         self.acks: Batcher[str] = Batcher(functools.partial(self.source.delete, queue),
@@ -258,7 +216,7 @@ class _QueueRunner:
             free = self.capacity - len(self.held) + (keys.parked if keys else 0)
             if free <= 0:
                 self._room.clear()
-                await _first(self._room.wait(), stopping.wait())
+                await first(self._room.wait(), stopping.wait())
                 continue
             skip = keys.skip_groups() if keys else None
             try:
@@ -272,22 +230,22 @@ class _QueueRunner:
                     messages = await self.source.receive(
                         self.queue, want, self.lease, 0, skip_groups=skip)
                     if len(messages) < want:
-                        await _first(asyncio.sleep(SKIP_PAUSE), keys.opened.wait(),
+                        await first(asyncio.sleep(SKIP_PAUSE), keys.opened.wait(),
                                      stopping.wait())
                 else:
-                    messages = await _unless_stopped(self.source.receive(
+                    messages = await unless_stopped(self.source.receive(
                         self.queue, min(free, batch), self.lease, wait), stopping)
             except Exception:
                 log.exception("receive from %s failed; retrying in 1 s", self.queue)
-                await _first(asyncio.sleep(1.0), stopping.wait())
+                await first(asyncio.sleep(1.0), stopping.wait())
                 continue
-            fresh = [_Held(message) for message in messages]
+            fresh = [Held(message) for message in messages]
             for held in fresh:
                 self.held[held.message.receipt_handle] = held
             self.lanes.push(fresh)
 
     # one job ------------------------------------------------------------------------
-    async def _handle(self, held: _Held) -> None:
+    async def _handle(self, held: Held) -> None:
         message = held.message
         handle = message.receipt_handle
         try:
@@ -303,20 +261,23 @@ class _QueueRunner:
                 await self._settle_failure(message, job, TaskOptions(max_retries=retries),
                                            missing)
                 return
-            limit = task.options.key_concurrency
-            if limit is None or self.keys is None:
-                await self._gated(held, job, task)
-                return
-            group = message.group_id or await self._key_of(job, task)
-            if group is None:
-                return
-            if not await self.keys.enter(task.name, group, limit, self._room):
-                await self._give_back(message)
-                return
+            keys = self.keys if task.options.key_concurrency is not None else None
+            group = None
+            if keys is not None:
+                group = await self._enter_key(job, task, keys)
+                if group is None:
+                    return
             try:
-                await self._gated(held, job, task)
+                # Inline, not a coroutine of its own: a plain job pays one lookup here.
+                gate = self.gates.get(task.name)
+                if gate is None:
+                    await self._run_job(held, job, task)
+                else:
+                    async with gate:
+                        await self._run_job(held, job, task)
             finally:
-                await _quietly(self.keys.leave(task.name, group))
+                if keys is not None and group is not None:
+                    await quietly(keys.leave(task.name, group))
         except asyncio.CancelledError:
             # Shutdown: whatever was not settled goes back to the queue now.
             self._release.append(handle)
@@ -325,13 +286,19 @@ class _QueueRunner:
             self.held.pop(handle, None)
             self._room.set()
 
-    async def _gated(self, held: _Held, job: Received, task: Task[Any, Any]) -> None:
-        gate = self.gates.get(task.name)
-        if gate is None:
-            await self._run_job(held, job, task)
-        else:
-            async with gate:
-                await self._run_job(held, job, task)
+    async def _enter_key(self, job: Received, task: Task[Any, Any], keys: KeyGate
+                         ) -> str | None:
+        """A per-key limited job's key once it holds a slot of it; None when the job was
+        settled instead (its key function failed) or given back (its key is full)."""
+        limit = task.options.key_concurrency
+        assert limit is not None
+        group = job.message.group_id or await self._key_of(job, task)
+        if group is None:
+            return None
+        if not await keys.enter(task.name, group, limit, self._room):
+            await self._give_back(job.message)
+            return None
+        return group
 
     async def _key_of(self, job: Received, task: Task[Any, Any]) -> str | None:
         """The key of a job sent without one (another producer): computed here; a key
@@ -351,7 +318,7 @@ class _QueueRunner:
         except Exception:
             log.exception("giving back %s failed; it comes back after its lease", message.id)
 
-    async def _run_job(self, held: _Held, job: Received, task: Task[Any, Any]) -> None:
+    async def _run_job(self, held: Held, job: Received, task: Task[Any, Any]) -> None:
         options = task.options
         slot_key = f"concurrency:{task.name}" if options.global_concurrency else None
         if options.rate_limit is not None or options.rate_limit_key is not None:
@@ -390,12 +357,13 @@ class _QueueRunner:
             error = exc
             if isinstance(exc, asyncio.CancelledError):
                 raise
-            self.s.worker.tally.ran(self.queue, task.name, time.perf_counter() - began,
-                                    failed=not isinstance(exc, (Retry, Cancel, Snooze)))
+            tally = self._tally(task.name)
+            tally.ran(time.perf_counter() - began)
+            tally.failures += not isinstance(exc, (Retry, Cancel, Snooze))
             await self._settle_failure(job.message, job, options, exc, task)
         else:
-            self.s.worker.tally.ran(self.queue, task.name, time.perf_counter() - began,
-                                    failed=False)
+            (self.tallies.get(task.name) or self._tally(task.name)).ran(
+                time.perf_counter() - began)
             if job.flow is None:
                 self.acks.add(job.message.receipt_handle)
             else:  # acknowledged once the end is stored
@@ -410,11 +378,22 @@ class _QueueRunner:
             if options.track:  # cancelled at shutdown: no end was reported
                 self.began.pop(job.id, None)
             if slot_key is not None:
-                await _quietly(self.s.slots.release(slot_key))
+                await quietly(self.s.slots.release(slot_key))
             for middleware in reversed(self.app.middleware):
-                await _quietly(middleware.after_process(
+                await quietly(middleware.after_process(
                     self.app, job, result,
                     None if isinstance(error, (Retry, Cancel, Snooze)) else error))
+
+    def _count_failure(self) -> None:
+        self.s.worker.failed += 1
+
+    def _tally(self, name: str) -> TaskTally:
+        """A task's counts on this queue, kept here: a job adds to them without a lookup
+        by (queue, task)."""
+        found = self.tallies.get(name)
+        if found is None:
+            found = self.tallies[name] = self.s.worker.tally.of(self.queue, name)
+        return found
 
     async def _take_tokens(self, job: Received, task: Task[Any, Any]) -> None:
         options = task.options
@@ -439,7 +418,7 @@ class _QueueRunner:
         except TimeoutError:
             raise TaskTimeout(f"The task ran longer than {timeout:g} s.") from None
 
-    async def _call_cancellable(self, task: Task[Any, Any], job: Received, held: _Held
+    async def _call_cancellable(self, task: Task[Any, Any], job: Received, held: Held
                                 ) -> Any:
         """`_call` for a tracked job: an async one in a scope `held.cancel()` can end."""
         if not task.is_async:
@@ -464,94 +443,6 @@ class _QueueRunner:
         self.s.statuses.add(JobStatus(job.id, status, self.queue, job.task, job.attempt,
                                       error, result, keep, worker=self.s.worker.holder,
                                       started_at=started, ended_at=end, traceback=trace))
-
-    # failures -----------------------------------------------------------------------
-    async def _settle_failure(self, message: Message, job: Received | None,
-                              options: TaskOptions, exc: BaseException,
-                              task: Task[Any, Any] | None = None) -> None:
-        attempt = message.receive_count
-        handle = message.receipt_handle
-        error = f"{type(exc).__name__}: {exc}"[:4000]
-        track = options.track and job is not None
-        if isinstance(exc, Snooze):
-            if track and job is not None:  # the attempt ends; the status stays running
-                self._status(job, task, "running", error=error)
-            await self._snooze(message, exc)
-            return
-        if job is not None and job.flow is not None and (
-                isinstance(exc, Cancel) or is_final(options, attempt)):
-            await flows.record_failure(self.source, job.flow, error)
-        if isinstance(exc, Cancel):
-            self.acks.add(handle)
-            if track and job is not None:
-                self._status(job, task, "cancelled", error=error)
-            if job is not None and job.unique is not None:
-                await self._release_unique(job, options, "cancelled")
-            return
-        self.s.worker.failed += 1
-        if is_final(options, attempt):
-            log.warning("job %s (%s) failed for good after %d runs: %s", message.id,
-                        job.task if job else "?", attempt, error)
-            if track and job is not None:
-                self._status(job, task, "dead", error=error, exc=exc)
-            await self._dead_letter(message, attempt, error)
-            if job is not None and job.unique is not None:
-                await self._release_unique(job, options, "dead")
-            return
-        delay = exc.delay if isinstance(exc, Retry) and exc.delay is not None else \
-            backoff_seconds(options, attempt)
-        if track and job is not None:
-            self._status(job, task, "retrying", error=error, exc=exc)
-        if task is not None:
-            self.s.worker.tally.retried(self.queue, task.name)
-        try:
-            await self.source.retry(self.queue, handle, int(max(0, delay)), error)
-        except Exception:
-            log.exception("retry of %s failed; it comes back after its lease", message.id)
-
-    async def _snooze(self, message: Message, snooze: Snooze) -> None:
-        # Back later with the receive given back, so no attempt is spent; the tracked
-        # status stays "running" (the next run writes the same attempt again).
-        delay = int(max(0, math.ceil(snooze.seconds)))
-        try:
-            await self.source.retry(self.queue, message.receipt_handle, delay,
-                                    f"snoozed for {delay} s", snooze=True)
-        except Exception:
-            log.exception("snoozing %s failed; it comes back after its lease", message.id)
-
-    async def _release_unique(self, job: Received, options: TaskOptions, state: str
-                              ) -> None:
-        # A unique job ending in a state outside its by_state frees its key for the next
-        # enqueue (a job whose task is not unique here, or lost, keeps it until it lapses).
-        unique = options.unique
-        if job.unique is None or unique is None or state in unique.by_state:
-            return
-        try:
-            await self.source.jobs.claim_release(job.unique, job.id)
-        except Exception:
-            log.exception("releasing the unique key of %s failed; it lapses in time", job.id)
-
-    async def _dead_letter(self, message: Message, attempt: int, error: str) -> None:
-        handle = message.receipt_handle
-        max_receives = self.app.max_receives(self.queue)
-        try:
-            if max_receives is not None and attempt >= max_receives:
-                # Visible now with the error recorded; the broker moves it to the DLQ on
-                # the next receive, atomically, keeping its id and history.
-                await self.source.retry(self.queue, handle, 0, error)
-                return
-            if max_receives is not None:  # the queue has a DLQ: move it there now, whole
-                await self.source.retry(self.queue, handle, 0, error, dead_letter=True)
-                return
-            attributes = dict(message.attributes)
-            attributes["conveyor-error"] = MessageAttribute("String", error[:1000])
-            attributes["conveyor-source-queue"] = MessageAttribute("String", self.queue)
-            await self.source.send(self.queue + DLQ_SUFFIX, [SendEntry(
-                message.body, attributes=attributes, priority=message.priority)])
-            self.acks.add(handle)
-        except Exception:
-            log.exception("dead-lettering %s failed; it comes back after its lease",
-                          message.id)
 
     # leases -------------------------------------------------------------------------
     async def _heartbeat(self) -> None:
@@ -604,51 +495,11 @@ class _QueueRunner:
         if self._release:
             handles, self._release = self._release, []
             for start in range(0, len(handles), 1000):
-                await _quietly(self.source.change_visibility(
+                await quietly(self.source.change_visibility(
                     self.queue, [VisibilityEntry(h, 0) for h in handles[start:start + 1000]]))
-
-
-def _on_lane(held: _Held, lane: asyncio.Task[None]) -> None:
-    held.task = lane
 
 
 def _is_remote(source: Source) -> bool:
     from conveyor.client.async_client import AsyncClient
 
     return isinstance(source, AsyncClient)
-
-
-async def _unless_stopped(receive: Awaitable[list[Message]], stopping: asyncio.Event
-                          ) -> list[Message]:
-    """The receive's messages, or none when the worker is stopped first (a long poll must
-    not hold up shutdown; a receive cancelled mid-claim only delays those messages until
-    their lease runs out)."""
-    receiving = asyncio.ensure_future(receive)
-    stopped = asyncio.ensure_future(stopping.wait())
-    try:
-        await asyncio.wait({receiving, stopped}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stopped.cancel()
-    if not receiving.done():
-        receiving.cancel()
-        await asyncio.gather(receiving, return_exceptions=True)
-        return []
-    return receiving.result()
-
-
-async def _first(*aws: Any) -> None:
-    """Wait for the first of some awaitables; cancel the rest."""
-    tasks = [asyncio.ensure_future(a) for a in aws]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-
-async def _quietly(aw: Any) -> None:
-    try:
-        await aw
-    except Exception:
-        log.exception("ignored during job cleanup")

@@ -175,8 +175,10 @@ class Received:
         if not isinstance(args, list) or not isinstance(kwargs, dict):
             raise ValueError("A job's 'args' must be a list and 'kwargs' an object.")
         unique = data.get("unique")
+        flow = data.get("flow")  # (a plain job calls nothing more)
         return cls(message, data["task"], args, kwargs,
-                   unique if isinstance(unique, str) else None, flow_ref(data))
+                   unique if isinstance(unique, str) else None,
+                   None if flow is None else flow_ref(data))
 
 
 def delay_of(delay: float | None, at: datetime | None, now: float) -> int | None:

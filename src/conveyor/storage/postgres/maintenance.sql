@@ -4,10 +4,10 @@
 -- (never input): a partition cannot be a bound parameter.
 
 -- name: maintenance_rotation
--- The pointer, the slot it left last, the clock, and which of the $1 slots hold pages
--- (none after a TRUNCATE until written again).
+-- The pointer, the slot it left last, the clock, and the heap bytes of each of the $1 slots
+-- (0 after a TRUNCATE until written again).
 SELECT r.slot, r.previous, r.advanced_at, conveyor_now_ms(),
-       ARRAY(SELECT pg_relation_size(format('conveyor_messages_s%s', s)::regclass) > 0
+       ARRAY(SELECT pg_relation_size(format('conveyor_messages_s%s', s)::regclass)
              FROM generate_series(0, $1::int - 1) AS s ORDER BY s)
 FROM conveyor_message_rotation r;
 

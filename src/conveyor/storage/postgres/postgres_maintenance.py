@@ -3,18 +3,20 @@ autovacuum does (off, asleep for its one-minute naptime, or blocked by an old sn
 
 Two tools, chosen by measurement (benchmarks/soak.py; notes in migrations 0008 and 0015):
 
-- **Rotation** of the message table's slots (`conveyor_messages_s0..s15`, LIST partitions).
-  New rows go to the slot `conveyor_message_rotation` names; every `SLOT_MS` the pointer
-  moves to the next EMPTY slot, skipping any that still hold rows, so a backlog holds only
-  its own slots and never the pointer. The slot it left (`previous`) gets a slot's time for
-  its rows to be acknowledged. Every other slot is behind: consumed in order, its delayed
-  rows moved forward, and, once most of a backlog in it has been consumed (`COMPACT`), the
+- **Rotation** of the message table's slots (`conveyor_messages_s0..s15`, LIST
+  partitions). New rows go to the slot `conveyor_message_rotation` names; every
+  `SLOT_MS`, or sooner once that slot holds `SLOT_BYTES`, the pointer moves to the next
+  EMPTY slot, skipping any that still hold rows, so a backlog holds only its own slots
+  and never the pointer. The slot it left (`previous`) gets a slot's time for its rows
+  to be acknowledged. Every other slot is behind: consumed in order, its delayed rows
+  moved forward, and, once most of a backlog in it has been consumed (`COMPACT`), the
   rest moved forward too, in batches; once at most `MOVE_LIMIT` live rows are left, they
-  are copied under a short ACCESS EXCLUSIVE lock (same ids and tokens, so receipt handles
-  keep working) and the slot is TRUNCATEd. Rows only ever move into `previous`, never into
-  the current slot: the current slot is the one place TRUNCATE cannot reach, so nothing
-  but new messages may pile up there. TRUNCATE frees the space and the dead index entries
-  a claim would walk, even while an old snapshot pins the xmin horizon, which VACUUM cannot.
+  are copied under a short ACCESS EXCLUSIVE lock (same ids and tokens, so receipt
+  handles keep working) and the slot is TRUNCATEd. Rows only ever move into `previous`,
+  never into the current slot: the current slot is the one place TRUNCATE cannot reach,
+  so nothing but new messages may pile up there. TRUNCATE frees the space and the dead
+  index entries a claim would walk, even while an old snapshot pins the xmin horizon,
+  which VACUUM cannot.
 - **Targeted VACUUM** of the other tables that churn (the unlogged messages, jobs, the
   delivery ledger, rate limits, slots, deduplication ids), and of a slot a backlog keeps
   from rotating, once their dead rows pass their live ones and a floor, at most every
@@ -48,7 +50,16 @@ Q = load_queries("conveyor.storage.postgres", "maintenance.sql")
 
 SLOTS = 16  # as in migrations 0008 and 0015: the partitions conveyor_messages_s0..s15
 SLOT_BITS = 8  # the low byte of a lease's token is its row's slot (message_claim)
-SLOT_MS = 5_000  # how long the pointer stays on a slot at least
+SLOT_MS = 5_000  # how long the pointer stays on a slot at most (when slots are free)
+# ...or less, once the slot's heap has grown past SLOT_BYTES (but no sooner than
+# MIN_SLOT_MS). Why: while an old snapshot pins the xmin horizon, nothing marks the entries
+# of consumed messages dead in the index, so every claim walks all of them in the current
+# and the previous slot; bounding a slot by time let that walk grow with the send rate
+# (10,000-20,000 entries, ~1,300 buffers a claim at 2,000 msgs/s: the soak's p99 doubled
+# during the hold). Bounded by bytes, the walk stays at about two slots' worth of rows
+# whatever the rate; at low rates the pointer still moves every SLOT_MS.
+SLOT_BYTES = 1 << 20  # ~1,700 messages of 200 B, each as sent and as leased
+MIN_SLOT_MS = 1_000
 MOVE_LIMIT = 1_000  # live rows copied under the lock at most (a few ms of work)
 EVACUATE = 5_000  # rows moved forward per slot and round (delayed, or compacting)
 # A slot behind the pointer whose backlog is mostly consumed (dead rows at least COMPACT x
@@ -57,7 +68,15 @@ EVACUATE = 5_000  # rows moved forward per slot and round (delayed, or compactin
 # (Moving them into the current slot, as a first version did, piled consumed entries where
 # TRUNCATE cannot reach: claims crawled at 40-80 msgs/s under a held xmin.) None: off.
 COMPACT: int | None = 4
-LOCK_TIMEOUT = "50ms"  # claims queue behind a waiting TRUNCATE: give up quickly instead
+LOCK_TIMEOUT = "50ms"  # for the pointer's row; a slot's own lock is only ever tried (NOWAIT)
+# A slot's ACCESS EXCLUSIVE lock is asked for with NOWAIT, up to LOCK_TRIES times a round,
+# LOCK_PAUSE seconds apart, and never waited for: every claim locks all the slots (it cannot
+# know which it will read), so while a TRUNCATE waited for the statements in flight, every
+# new claim, send and acknowledgement queued behind it. Waiting up to lock_timeout (50 ms)
+# made the soak's p99 spikes during a held xmin (67-75 ms against 15-35 ms), when claims
+# are slower and the wait ran out more often; with NOWAIT the stall is the TRUNCATE itself.
+LOCK_TRIES = 10
+LOCK_PAUSE = 0.01
 _LOCK = 0x636F6E77  # one node truncates at a time
 VACUUM_EVERY = 10.0  # seconds between VACUUMs of one table
 VACUUM_FLOOR = 5_000  # dead rows before a table is worth a VACUUM
@@ -106,8 +125,9 @@ class Maintenance:
             row = await conn.fetchrow(Q["maintenance_rotation"], SLOTS)
             assert row is not None  # the 0008 migration made the one row
             current, previous = int(row[0]), row[1]
-            advanced_at, now, used = int(row[2]), int(row[3]), list(row[4])
-            if now - advanced_at >= SLOT_MS:
+            advanced_at, now, sizes = int(row[2]), int(row[3]), [int(b) for b in row[4]]
+            used = [size > 0 for size in sizes]
+            if due(now - advanced_at, sizes[current]):
                 target = next_slot(current, used)
                 if target is not None and await self._advance(conn, current, target):
                     current, previous = target, current
@@ -135,6 +155,18 @@ class Maintenance:
             if into is None:
                 await self._evacuate(conn, slot, table)
             return False
+        for attempt in range(LOCK_TRIES):
+            if attempt:
+                await asyncio.sleep(LOCK_PAUSE)
+            done = await self._truncate(conn, slot, into, table, live_sql)
+            if done is not None:
+                return done
+        return False  # busy (a long reader, autovacuum): next round
+
+    async def _truncate(self, conn: Connection, slot: int, into: int | None, table: str,
+                        live_sql: str) -> bool | None:
+        """One try at moving a slot's stragglers and truncating it: True when done, False
+        when it must not be, None when its lock was not free at once."""
         try:
             async with conn.transaction():
                 if not await conn.fetchval(Q["maintenance_try_lock"], _LOCK):
@@ -147,7 +179,7 @@ class Maintenance:
                 if target is None or target in (slot, current) or (
                         into is None and slot == current):
                     return False
-                await conn.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+                await conn.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE NOWAIT")
                 # Under the lock no one else reads or writes the slot: count again, copy
                 # the stragglers forward, and empty it.
                 live = int(await conn.fetchval(live_sql, MOVE_LIMIT + 1))
@@ -158,7 +190,7 @@ class Maintenance:
                                        target)
                 await conn.execute(f"TRUNCATE {table}")
         except (asyncpg.LockNotAvailableError, asyncpg.QueryCanceledError):
-            return False  # busy (a long reader, autovacuum): next round
+            return None
         self.rotations += 1
         self.moved += live
         return True
@@ -207,6 +239,12 @@ async def _pointer(conn: Connection) -> tuple[int, int | None]:
     row = await conn.fetchrow(Q["maintenance_rotation_locked"])
     assert row is not None  # the 0008 migration made the one row
     return int(row[0]), None if row[1] is None else int(row[1])
+
+
+def due(age_ms: int, current_bytes: int) -> bool:
+    """Whether the pointer should move on: its slot has served SLOT_MS, or has filled
+    past SLOT_BYTES after at least MIN_SLOT_MS."""
+    return age_ms >= SLOT_MS or (age_ms >= MIN_SLOT_MS and current_bytes >= SLOT_BYTES)
 
 
 def next_slot(current: int, used: list[bool]) -> int | None:

@@ -353,6 +353,10 @@ class PostgresStorage(PostgresJobs, PostgresFlows, PostgresLedger, PostgresKeys,
         # (migration 0022), so no transaction is opened around it.
         with translated():
             claimed = await self.pool.fetch(sql, *args)
+        if any(r[1] is None for r in claimed):  # rare: flow nodes over the receive limit
+            params.released.extend(await self._flow_dead_letter(
+                q, params, [r[0] for r in claimed if r[1] is None]))
+            claimed = [r for r in claimed if r[1] is not None]
         claimed.sort(key=lambda r: (-r[9], r[5], r[0]))
         name = params.queue_name
         return [rows.message_from_claim(name, str(r[0]), r) for r in claimed]

@@ -173,13 +173,28 @@ SELECT EXISTS (
 -- planner pins (the claim index walk, even on tables never analysed) and its asynchronous
 -- commit without a transaction around it. The token's low byte is the row's slot: the
 -- receipt handle so names the partition that acknowledging and extending look in.
-SELECT * FROM conveyor_messages_claim($1, $2, $3, $4, $5, $6, '{}');
+-- An over-received flow node comes back with a NULL token instead of going to the
+-- dead-letter queue (conveyor_messages_claim_v2, migration 0023): the storage moves it with
+-- its flow end in one transaction (message_dead_letter_ids, postgres_flows.py).
+SELECT * FROM conveyor_messages_claim_v2($1, $2, $3, $4, $5, $6, '{}');
 
 -- name: message_claim_skip
 -- message_claim passing over the rows of some message groups ($7): a worker's per-key
 -- limited jobs whose keys are at their limit (conveyor.worker.keys), so a backlog of one
 -- key does not hold up the others. Those rows are still walked in the index, not leased.
-SELECT * FROM conveyor_messages_claim($1, $2, $3, $4, $5, $6, $7::text[]);
+SELECT * FROM conveyor_messages_claim_v2($1, $2, $3, $4, $5, $6, $7::text[]);
+
+-- name: message_dead_letter_ids
+-- Only in PostgreSQL: the over-received flow nodes the claim left in place (migration 0023)
+-- to the dead-letter queue ($3), unless leased or moved since; run in the transaction that
+-- records their flow ends (postgres_flows.py). SQLite's message_dead_letter does it in the
+-- receive's own transaction. By id as message_retry (`queue_id + 0`).
+UPDATE conveyor_messages m
+SET queue_id = $3, source_queue_id = m.queue_id,
+    visible_at = COALESCE($5::bigint, conveyor_now_ms()), leased = false
+WHERE m.id = ANY($2::uuid[]) AND m.queue_id + 0 = $1 AND m.receive_count >= $4
+  AND (NOT m.leased OR m.visible_at <= COALESCE($5::bigint, conveyor_now_ms()))
+RETURNING m.id;
 
 -- name: message_delete
 -- Returns positions in the arrays (1-based). $4: the slots the leases' tokens name

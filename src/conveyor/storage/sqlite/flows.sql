@@ -63,3 +63,10 @@ WHERE rowid IN (SELECT rowid FROM conveyor_flow_nodes WHERE expires_at <= :now L
 -- name: flow_edge_expire
 DELETE FROM conveyor_flow_edges
 WHERE rowid IN (SELECT rowid FROM conveyor_flow_edges WHERE expires_at <= :now LIMIT :limit);
+
+-- name: flow_node_of_jobs
+-- The nodes (not ended yet) of jobs that will never end by a worker: cancelled while
+-- queued, or moved to the dead-letter queue by a receive (maxReceiveCount). :ids is a JSON
+-- array of job ids; plain jobs find nothing.
+SELECT flow_id, node FROM conveyor_flow_nodes
+WHERE job_id IN (SELECT value FROM json_each(:ids)) AND state IN ('queued', 'waiting');

@@ -109,7 +109,8 @@ WHERE seq IN (
     SELECT seq FROM conveyor_messages
     WHERE queue_id = :queue_id AND visible_at <= :now
     ORDER BY priority DESC, visible_at LIMIT :limit)
-  AND receive_count >= :max_receive_count;
+  AND receive_count >= :max_receive_count
+RETURNING id;  -- a flow node among them has its failed end recorded (sqlite_flows.py)
 
 -- name: message_ready
 -- One seek per priority (0-9) on the claim index: the in-flight and delayed rows that

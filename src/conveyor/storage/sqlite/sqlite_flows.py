@@ -33,6 +33,38 @@ def _insert_messages(db: sqlite3.Connection, queue_id: int, batch: NewMessages,
         batch.attributes, batch.group_ids, batch.dedup_ids, repeat(None)))
 
 
+def end_in(db: sqlite3.Connection, ends: Sequence[FlowEnd], at: int) -> list[int]:
+    """`flow_end_many` inside the caller's write transaction; the queue ids released."""
+    released: list[tuple[int, str, str, int]] = []
+    todo = flow_steps.unique_ends(ends)
+    while todo:
+        ended = db.execute(Q["flow_node_end"], {"now": at, "ends": orjson.dumps([
+            {"flow_id": e.flow_id, "node": e.node, "ok": e.ok, "result": e.result,
+             "error": e.error} for e in todo]).decode()}).fetchall()
+        counts, todo = flow_steps.plan(todo, ended)
+        if counts:
+            got = db.execute(Q["flow_node_count"], {"now": at, "counts": orjson.dumps([
+                {"flow_id": f, "node": n, "n": c}
+                for (f, n), c in sorted(counts.items())]).decode()}).fetchall()
+            released += [(int(r[1]), str(r[2]), str(r[3]), int(r[4]))
+                         for r in got if r[0] == "queued"]
+    batches = flow_steps.released_batches(released)
+    for queue_id, batch in batches.items():
+        _insert_messages(db, queue_id, batch, at)
+    return list(batches)
+
+
+def fail_jobs_in(db: sqlite3.Connection, job_ids: Sequence[str], error: str, at: int
+                 ) -> list[int]:
+    """Inside the caller's write transaction: the failed ends of the flow nodes among
+    these jobs (none for plain jobs: one index probe each); the queue ids released."""
+    if not job_ids:
+        return []
+    found = db.execute(Q["flow_node_of_jobs"],
+                       {"ids": orjson.dumps(list(job_ids)).decode()}).fetchall()
+    return end_in(db, flow_steps.failed_ends(found, error), at) if found else []
+
+
 class SqliteFlows(SqliteBase):
     """Flow nodes and edges in SQLite."""
 
@@ -61,25 +93,24 @@ class SqliteFlows(SqliteBase):
         at = self._now(now)
 
         def run(db: sqlite3.Connection) -> list[int]:
-            released: list[tuple[int, str, str, int]] = []
             with self._write(db):
-                todo = flow_steps.unique_ends(ends)
-                while todo:
-                    ended = db.execute(Q["flow_node_end"], {"now": at, "ends": orjson.dumps([
-                        {"flow_id": e.flow_id, "node": e.node, "ok": e.ok,
-                         "result": e.result, "error": e.error} for e in todo]).decode()
-                    }).fetchall()
-                    counts, todo = flow_steps.plan(todo, ended)
-                    if counts:
-                        got = db.execute(Q["flow_node_count"], {"now": at, "counts": orjson.dumps([
-                            {"flow_id": f, "node": n, "n": c}
-                            for (f, n), c in sorted(counts.items())]).decode()}).fetchall()
-                        released += [(int(r[1]), str(r[2]), str(r[3]), int(r[4]))
-                                     for r in got if r[0] == "queued"]
-                batches = flow_steps.released_batches(released)
-                for queue_id, batch in batches.items():
-                    _insert_messages(db, queue_id, batch, at)
-            return list(batches)
+                return end_in(db, ends, at)
+        return await self._run(run)
+
+    async def flow_cancel_queued(self, queue_id: int, job_ids: Sequence[str], error: str,
+                                 now: int | None) -> tuple[list[str], list[int]]:
+        """Delete these jobs' messages unless in flight (`message_delete_queued`) and, in
+        the same transaction, record the failed end of each deleted one that is a flow
+        node; (the ids deleted, the queue ids that got released messages)."""
+        at = self._now(now)
+        args = {"queue_id": queue_id, "now": at}
+
+        def run(db: sqlite3.Connection) -> tuple[list[str], list[int]]:
+            with self._write(db):
+                deleted = [i for i in job_ids if db.execute(
+                    _MESSAGES["message_delete_queued"],
+                    {**args, "id": uuid.UUID(i).bytes}).rowcount > 0]
+                return deleted, fail_jobs_in(db, deleted, error, at)
         return await self._run(run)
 
     async def flow_results(self, flow_id: str, node: int) -> list[tuple[str, str | None]]:
@@ -118,4 +149,4 @@ class SqliteFlows(SqliteBase):
         return await self._run(run)
 
 
-__all__ = ["SqliteFlows"]
+__all__ = ["SqliteFlows", "end_in", "fail_jobs_in"]

@@ -32,7 +32,7 @@ from conveyor.models import (
     SendResult,
     TableHealth,
 )
-from conveyor.storage import claims, dedup, rows
+from conveyor.storage import claims, dedup, flow_steps, rows
 from conveyor.storage.base import (
     DEDUP_WINDOW_MS,
     Lease,
@@ -52,7 +52,7 @@ from conveyor.storage.sqlite.sqlite_base import SqliteBase
 from conveyor.storage.sqlite.sqlite_cancels import SqliteCancels
 from conveyor.storage.sqlite.sqlite_delivery_events import SqliteDeliveryEvents
 from conveyor.storage.sqlite.sqlite_digests import SqliteDigests
-from conveyor.storage.sqlite.sqlite_flows import SqliteFlows
+from conveyor.storage.sqlite.sqlite_flows import SqliteFlows, fail_jobs_in
 from conveyor.storage.sqlite.sqlite_jobs import SqliteJobs
 from conveyor.storage.sqlite.sqlite_keys import SqliteKeys
 from conveyor.storage.sqlite.sqlite_ledger import SqliteLedger
@@ -302,8 +302,12 @@ class SqliteStorage(SqliteJobs, SqliteFlows, SqliteLedger, SqliteKeys, SqliteWor
                     # reaches rows the check did not see, which may be over-received too.
                     dead = {**args, "dlq_id": params.dead_letter_queue_id,
                             "max_receive_count": params.max_receive_count}
-                    while db.execute(Q["message_dead_letter"], dead).rowcount:
-                        pass
+                    moved: list[str] = []
+                    while found := db.execute(Q["message_dead_letter"], dead).fetchall():
+                        moved += [_uid(r[0]) for r in found]
+                    if moved:  # rare: a node of a flow among them must not wait for a worker
+                        params.released.extend(fail_jobs_in(db, moved, flow_steps.dead_lettered(
+                            params.max_receive_count), at))
                 if params.skip_groups:
                     claimed = db.execute(Q["message_claim_skip"], {
                         **args, "skip": orjson.dumps(params.skip_groups).decode()}).fetchall()

@@ -1,0 +1,4 @@
+-- Nothing to do on SQLite: PostgreSQL's 0023 adds a claim function that leaves an
+-- over-received flow node for the storage to dead-letter together with its flow end;
+-- SQLite dead-letters and records the end in the receive's one write transaction already
+-- (sqlite_storage.py, message_dead_letter RETURNING). The number keeps both dialects in step.
