@@ -40,6 +40,14 @@ class Report:
     ledger: dict[str, dict[str, int]] = field(default_factory=dict)
     checks: dict[str, dict[str, int]] = field(default_factory=dict)
     ok: bool = False
+    server_cpu: float = 0.0
+    """CPU-seconds of the PostgreSQL backends that served the run (0: SQLite, or a server
+    on another machine)."""
+    server_waited: float = 0.0
+    run_queue: float = 0.0
+    """Seconds the demo's own processes (producer, workers, peers) were runnable but
+    waiting for a core; `server_waited`: the same for the backends."""
+    load: tuple[float, float, float] = (0.0, 0.0, 0.0)
     crashes: Crashes | None = None
     """The kills of a `--kill-workers-every` run (None: no kills)."""
 
@@ -83,7 +91,25 @@ class Report:
                 "worker": worker_rest / capacity,
                 "channel": self.render_cpu / capacity,
                 "sink": self.peer_cpu.get("sink", 0.0) / capacity,
-                "producer": self.producer_cpu / capacity}
+                "producer": self.producer_cpu / capacity,
+                **({"database server": self.server_cpu / capacity}
+                   if self.server_cpu else {})}
+
+    def total_cpu(self) -> float:
+        """CPU-seconds of every process of the run, the local database server's included."""
+        return (self.worker_cpu + self.producer_cpu + self.peer_cpu.get("sink", 0.0)
+                + self.server_cpu)
+
+    def starved(self) -> bool:
+        """Whether the machine's other load, not the run, set the pace: the run's
+        processes waited longer for a core than they ran, and still kept less than 85% of
+        the cores busy (a run that fills the cores also waits, for its own processes)."""
+        import os
+
+        cores = os.cpu_count() or 1
+        busy = self.total_cpu() / max(self.wall_seconds, 1e-9)
+        return self.run_queue + self.server_waited > self.total_cpu() > 0 and \
+            busy < 0.85 * cores
 
 
 # Which part of the system a lane waits on in each stage.
@@ -113,10 +139,14 @@ def bottleneck(r: Report) -> str:
 
     shares = r.shares()
     cores = os.cpu_count() or 1
-    busy = (r.worker_cpu + r.producer_cpu + r.peer_cpu.get("sink", 0.0)) / max(
-        r.wall_seconds, 1e-9)
+    busy = r.total_cpu() / max(r.wall_seconds, 1e-9)
     by_part = _parts(r)
     busiest = max(shares, key=lambda k: shares[k])
+    if r.starved():
+        return (f"CPU, shared with other load: the run's processes waited "
+                f"{r.run_queue + r.server_waited:,.0f} s for a core and ran "
+                f"{r.total_cpu():,.0f} s ({busy:.2f} of {cores} cores busy; load average "
+                f"{r.load[0]:.1f}); the lanes' waits below are mostly that")
     if busy >= 0.85 * cores or not by_part:
         return (f"CPU: {busy:.2f} of {cores} cores busy; busiest {busiest} "
                 f"({shares[busiest]:.0%} of the machine)")
@@ -142,7 +172,7 @@ def _parts(r: Report) -> dict[str, float]:
 def render_report(r: Report) -> str:
     """The report as text."""
     shares = r.shares()
-    total_cpu = r.worker_cpu + r.producer_cpu + r.peer_cpu.get("sink", 0.0)
+    total_cpu = r.total_cpu()
     cost = r.wall_seconds / 3600 * r.cost_per_hour
     rate = r.sent / r.deliver_seconds if r.deliver_seconds else 0.0
     lines = [
@@ -168,10 +198,14 @@ def render_report(r: Report) -> str:
         "                    " + ", ".join(f"{k} {v:.0%}" for k, v in shares.items()),
         "                    (broker: " + ("SQLite threads of the workers" if
                                         r.database.startswith("SQLite") else
+                                        "in the database server" if r.server_cpu else
                                         "the database server's CPU is not counted") +
         "; channel: rendering and encryption;",
         "                     worker: the rest of the workers' event loops incl. transport; "
         "producer: enqueue)",
+        f"  waiting for CPU   {r.run_queue + r.server_waited:,.1f} s runnable but not "
+        f"running (run queues; {r.server_waited:,.1f} s of it the database server's); "
+        f"load average {r.load[0]:.1f} {r.load[1]:.1f} {r.load[2]:.1f}",
         *[f"  {'lanes (' + ch + ')':<17} " + ", ".join(f"{k} {v:.0%}" for k, v in st.items())
           for ch, st in wait_shares(r).items()],
         "                    (idle: empty receives, waiting for the producer; ledger: "

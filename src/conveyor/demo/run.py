@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import psutil  # type: ignore[import-untyped]
 
 from conveyor.demo import peers
+from conveyor.demo.cpu import ServerCpu, run_queue_wait
 from conveyor.demo.crashes import CRASH_VISIBILITY, Crashes, WorkerPool
 from conveyor.demo.mobile_peers import apns_token, fcm_token
 from conveyor.demo.people import (
@@ -176,6 +177,9 @@ def run_demo(config: DemoConfig, out: Callable[[str], None] = print) -> Report:
                                     pool, stop, crashes, started, out, people))
         report.sinks = {c: sink.name for c, sink in sinks.items()}
         report.peer_cpu = {"sink": _cpu_of([s.pid for s in sinks.values()])}
+        report.run_queue += run_queue_wait() + sum(
+            run_queue_wait(s.pid) for s in sinks.values() if s.pid is not None)
+        report.load = os.getloadavg()
         keep = None if people is None else deliverable
         report.check({c: (_expected(c, offsets[c], n, keep), sinks[c].results())
                       for c, n in counts.items()})
@@ -285,6 +289,8 @@ async def _drive(config: DemoConfig, url: str, counts: dict[str, int],
                      for i in range(offsets[c], offsets[c] + n) if not deliverable(i))
     broker = open_broker(url, sweep_interval=None)
     await broker.start()
+    server = ServerCpu(url)
+    sampled = 0.0
     stub = {name: Channel() for name in counts}
     notifier = Notifier(broker, channels=stub, templates=TEMPLATES)
     latest: dict[int, dict[str, Any]] = {}
@@ -341,6 +347,9 @@ async def _drive(config: DemoConfig, url: str, counts: dict[str, int],
         while True:
             await asyncio.sleep(0.2)
             drain()
+            if time.monotonic() - sampled >= 1.0:
+                await server.sample()
+                sampled = time.monotonic()
             sent, failed = delivered()
             if first_delivery is None and sent:
                 first_delivery = time.perf_counter()
@@ -374,7 +383,10 @@ async def _drive(config: DemoConfig, url: str, counts: dict[str, int],
         while len(finals) < len(pool.live) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
             drain()
+        await server.sample()
+        await server.close()
         await broker.close()
+    report.server_cpu, report.server_waited = server.cpu, server.waited
     report.wall_seconds = time.perf_counter() - started
     lat = array("q")
     for f in finals.values():
@@ -389,6 +401,7 @@ async def _drive(config: DemoConfig, url: str, counts: dict[str, int],
     report.worker_cpu = sum(f["cpu"] for f in finals.values())
     report.render_cpu = sum(f["render_cpu"] for f in finals.values())
     report.broker_cpu = sum(f["broker_cpu"] for f in finals.values())
+    report.run_queue = sum(f.get("run_queue", 0.0) for f in finals.values())
     for f in finals.values():
         for stage, seconds in f.get("waits", {}).items():
             report.waits[stage] = report.waits.get(stage, 0.0) + seconds

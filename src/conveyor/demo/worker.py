@@ -12,6 +12,7 @@ from typing import Any
 
 import psutil  # type: ignore[import-untyped]
 
+from conveyor.demo.cpu import run_queue_wait
 from conveyor.notify.delivery import DeliveryOptions
 
 
@@ -66,6 +67,7 @@ def worker_main(index: int, url: str, channels: dict[str, dict[str, Any]],
                 "retried": stats.retried, "skipped": stats.skipped,
                 "cpu": times.user + times.system, "render_cpu": stats.render_cpu,
                 "broker_cpu": _thread_cpu("conveyor-sqlite"), "final": final,
+                "run_queue": run_queue_wait(),
                 "waits": dict(stats.waits)}
             if final:
                 report["latencies"] = stats.latencies_ms.tobytes()
