@@ -66,6 +66,9 @@ class Counters:
     deleted: int = 0
     jobs_sent: int = 0
     errors: int = 0
+    redelivered: int = 0  # received with receive_count > 1 (a lease ran out first)
+    delete_misses: int = 0  # receipt handles a delete did not find
+    slowest_send: float = 0.0  # seconds, the longest send request so far
     latencies: list[float] = field(default_factory=list)  # seconds, send -> receive
 
 
@@ -110,13 +113,16 @@ class Load:
                     return
                 stamp = f"{time.time():.6f}"
                 body = [{"body": f"{stamp} {PAD}"} for _ in range(self.batch)]
+                posted = time.monotonic()
                 try:
                     answer = client.post(f"{self.url}/v1/queues/{QUEUE}/messages",
                                          json={"messages": body})
                     ok = answer.status_code == 201
                 except httpx.HTTPError:
                     ok = False
+                took = time.monotonic() - posted
                 with self.counters.lock:
+                    self.counters.slowest_send = max(self.counters.slowest_send, took)
                     if ok:
                         self.counters.sent += self.batch
                     else:
@@ -138,8 +144,10 @@ class Load:
                     if not messages:
                         continue
                     lags = [now - float(m["body"].split(" ", 1)[0]) for m in messages]
+                    again = sum(m.get("receive_count", 1) > 1 for m in messages)
                     with self.counters.lock:
                         self.counters.received += len(messages)
+                        self.counters.redelivered += again
                         self.counters.latencies += lags
                     done = client.post(f"{self.url}/v1/queues/{QUEUE}/messages/delete",
                                        json={"receipt_handles": [m["receipt_handle"]
@@ -148,6 +156,7 @@ class Load:
                         if done.status_code == 200 else 0
                     with self.counters.lock:
                         self.counters.deleted += ok
+                        self.counters.delete_misses += len(messages) - ok
                 except httpx.HTTPError:
                     with self.counters.lock:
                         self.counters.errors += 1
@@ -437,6 +446,8 @@ def sample_loop(args: argparse.Namespace, server: ServerProcess, load: Load,
             sent, deleted = load.counters.sent, load.counters.deleted
             lags, load.counters.latencies = load.counters.latencies, []
             errors = load.counters.errors
+            redelivered, misses = load.counters.redelivered, load.counters.delete_misses
+            slowest_send = load.counters.slowest_send
         now = time.monotonic()
         span = now - last[0]
         db = stats.sample()
@@ -447,7 +458,8 @@ def sample_loop(args: argparse.Namespace, server: ServerProcess, load: Load,
                "p99_ms": p99(lags) * 1000, "dead": db["dead"], "bytes": db["bytes"],
                "seq_scan": db["seq_scan"], "claim_blocks": db["claim_blocks"],
                "xmin_age": db["xmin_age"], "holding": int(holding),
-               "errors": errors, "jobs_sent": jobs.sent if jobs else 0,
+               "errors": errors, "redelivered": redelivered, "delete_misses": misses,
+               "slowest_send_s": slowest_send, "jobs_sent": jobs.sent if jobs else 0,
                "own_dead": own.get("dead_tuples", -1), "own_bytes": own.get("bytes", -1),
                "deleted": deleted, "cpu_server": used["server"], "cpu_worker": used["worker"],
                "cpu_db": used["db"], "load1": os.getloadavg()[0]}
@@ -520,6 +532,10 @@ def summarise(rows: list[dict[str, float]], args: argparse.Namespace) -> list[st
                  f"(lowest {min(r['sent_rate'] for r in steady):.0f}/s); load average "
                  f"{loads[0]:.1f} .. median {statistics.median(loads):.1f} .. {loads[-1]:.1f} "
                  f"on {os.cpu_count()} cores")
+    last_row = rows[-1]
+    lines.append(f"redelivered (a lease ran out first) {last_row['redelivered']:,}; receipt "
+                 f"handles a delete missed {last_row['delete_misses']:,}; slowest send "
+                 f"{last_row['slowest_send_s']:.2f} s")
     if len(rows) > 2 and rows[-1]["deleted"] > rows[0]["deleted"]:
         done = rows[-1]["deleted"] - rows[0]["deleted"]
         per = {k: (rows[-1][f"cpu_{k}"] - rows[0][f"cpu_{k}"]) / done * 1e6
