@@ -20,7 +20,8 @@ from typing import Any
 
 from conveyor.errors import FlowCycle, InvalidFlow
 
-__all__ = ["MAX_FLOW_STEPS", "MAX_RESULT_BYTES", "NODE_STATES", "POLICIES", "RESULTS", "Flow",
+__all__ = ["MAX_ERROR", "MAX_FLOW_STEPS", "MAX_RESULT_BYTES", "NODE_STATES", "POLICIES",
+           "RESULTS", "Flow",
            "FlowNode", "FlowStep", "NodeEnd", "check_steps", "end_json", "end_of", "flow_json",
            "flow_of", "step_json", "step_of"]
 
@@ -40,6 +41,8 @@ NODE_STATES = ("waiting", "queued", "succeeded", "failed")
 MAX_FLOW_STEPS = 50_000
 MAX_RESULT_BYTES = 1_048_576
 """The largest result (as JSON) a flow keeps for the steps waiting on it."""
+MAX_ERROR = 4_000
+"""The most characters of a failed node's error that are kept."""
 
 
 @dataclass(frozen=True, slots=True)

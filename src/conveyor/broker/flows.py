@@ -17,7 +17,7 @@ import orjson
 
 from conveyor.broker import validation as v
 from conveyor.errors import FlowNotFound, InvalidFlow, InvalidInput, TooManyEntries, UnknownTask
-from conveyor.flows import Flow, FlowNode, FlowStep, NodeEnd, check_steps
+from conveyor.flows import MAX_ERROR, Flow, FlowNode, FlowStep, NodeEnd, check_steps
 from conveyor.heartbeats import Heartbeat
 from conveyor.ids import new_message_ids
 from conveyor.models import Body, BodyKind, SendEntry, dumps_json
@@ -32,7 +32,6 @@ DEFAULT_KEEP_SECONDS = 14 * 86_400
 """How long a flow's tree and results are kept after it was made (the longest retention a
 queue allows): a flow still waiting then is forgotten."""
 MAX_KEEP_SECONDS = 90 * 86_400
-MAX_ERROR = 4_000
 _SWEEP_BATCH = 10_000
 
 

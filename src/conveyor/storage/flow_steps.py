@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from conveyor.flows import Flow, FlowNode
+from conveyor.flows import MAX_ERROR, Flow, FlowNode
 from conveyor.models import BodyKind
 from conveyor.storage.params import FlowEnd, NewMessages
 
@@ -38,7 +38,7 @@ def dead_lettered(max_receive_count: int) -> str:
 def failed_ends(rows: Iterable[Sequence[Any]], error: str) -> list[FlowEnd]:
     """Failed ends, with `error`, of the nodes (flow_id, node) found by their jobs' ids
     (flow_node_of_jobs): a cancelled or dead-lettered job that no worker will end."""
-    return [FlowEnd(str(r[0]), int(r[1]), False, None, error[:4000]) for r in rows]
+    return [FlowEnd(str(r[0]), int(r[1]), False, None, error[:MAX_ERROR]) for r in rows]
 
 
 def count_of(ok: bool, policy: str) -> int | None:
