@@ -9,11 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["JOB_STATUSES", "RETRYABLE", "Grant", "JobAttempt", "JobDetail", "JobFilter",
-           "JobPage", "JobStatus", "Skipped"]
+__all__ = ["JOB_STATUSES", "MAX_KEEP", "RETRYABLE", "Grant", "JobAttempt", "JobDetail",
+           "JobFilter", "JobPage", "JobStatus", "Skipped"]
 
 JOB_STATUSES = ("queued", "running", "succeeded", "failed", "retrying", "dead", "cancelled")
 """Every status a job can be in."""
+
+MAX_KEEP = 365 * 86_400
+"""The longest a job's status is kept, in seconds."""
 
 RETRYABLE = ("dead", "failed")
 """The statuses a job can be retried from (`broker.jobs.retry`)."""

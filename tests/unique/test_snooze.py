@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from conveyor.broker.broker import Broker
 from conveyor.client.async_client import AsyncClient
 from conveyor.clock import ManualClock
 from conveyor.models import Body, SendEntry
-from conveyor.worker import App, Snooze, Worker, WorkerOptions
+from conveyor.worker import App, Retry, Snooze, Worker, WorkerOptions
 from tests.http.server import ServerProcess
 from tests.worker.helpers import eventually, running
 
@@ -41,8 +43,41 @@ async def test_a_snoozed_job_comes_back_without_spending_an_attempt(
     assert (await broker.queue_stats("s-dlq")).visible == 0
 
 
-async def _delayed(broker: Broker) -> bool:
-    return (await broker.queue_stats("s")).delayed == 1
+@pytest.mark.parametrize("wait", ["snooze", "retry"])
+async def test_a_status_outlives_the_wait_before_the_next_run(
+        broker: Broker, clock: ManualClock, wait: str) -> None:
+    # keep_result=10 and a 30 s wait: the status must still be there when the job runs
+    # again (it used to expire after 10 s, and job.result() said the job was not tracked).
+    app = App(clock=clock)
+    app.use(broker)
+    runs: list[int] = []
+
+    @app.task(queue="w", max_retries=3, keep_result=10)
+    async def waits() -> str:
+        runs.append(1)
+        if len(runs) == 1:
+            raise Snooze(30) if wait == "snooze" else Retry(delay=30)
+        return "done"
+
+    job = await waits.aenqueue()
+    async with running(Worker(app, WorkerOptions(wait_seconds=0))):
+        await eventually(lambda: _delayed(broker, "w"), what="the wait")
+        await eventually(lambda: _status_error(app, job.id), what="the status of the wait")
+    clock.advance(29)  # past keep_result, before the next run
+    status = await app.job_status(job.id)
+    assert status is not None and status.status in {"running", "retrying"}
+    async with running(Worker(app, WorkerOptions(wait_seconds=0))):
+        clock.advance(2)
+        assert await job.result(timeout=10) == "done"
+
+
+async def _status_error(app: App, job_id: str) -> bool:
+    status = await app.job_status(job_id)
+    return status is not None and status.error is not None
+
+
+async def _delayed(broker: Broker, queue: str = "s") -> bool:
+    return (await broker.queue_stats(queue)).delayed == 1
 
 
 async def test_the_retry_route_gives_the_receive_back(sqlite_server: ServerProcess) -> None:

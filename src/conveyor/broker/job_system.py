@@ -20,7 +20,16 @@ from typing import TYPE_CHECKING, Any
 from conveyor.broker import job_cancel, job_explorer
 from conveyor.broker import validation as v
 from conveyor.errors import InvalidInput, TooManyEntries
-from conveyor.jobs import JOB_STATUSES, Grant, JobDetail, JobFilter, JobPage, JobStatus, Skipped
+from conveyor.jobs import (
+    JOB_STATUSES,
+    MAX_KEEP,
+    Grant,
+    JobDetail,
+    JobFilter,
+    JobPage,
+    JobStatus,
+    Skipped,
+)
 from conveyor.models import dumps_json
 from conveyor.storage.base import (
     AttemptRow,
@@ -44,7 +53,6 @@ MAX_SLOTS = 1_000_000
 MAX_LEASE = 86_400.0
 MAX_PENALTY = 7 * 86_400.0
 MAX_ATTEMPTS = 1_000_000
-MAX_KEEP = 365 * 86_400
 MAX_ERROR = 16_384
 MAX_TRACEBACK = 16_384
 MAX_ARGS = 65_536  # a job page shows a call's arguments up to this many characters of JSON

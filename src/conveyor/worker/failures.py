@@ -36,7 +36,8 @@ class Failures:
 
     def _status(self, job: Received, task: Task[Any, Any] | None, status: str, *,
                 error: str | None = None, result: Any = None,
-                exc: BaseException | None = None, ended: bool = True) -> None:
+                exc: BaseException | None = None, ended: bool = True,
+                waits: int = 0) -> None:
         raise NotImplementedError
 
     def _tally(self, name: str) -> TaskTally:
@@ -54,7 +55,8 @@ class Failures:
         track = options.track and job is not None
         if isinstance(exc, Snooze):
             if track and job is not None:  # the attempt ends; the status stays running
-                self._status(job, task, "running", error=error)
+                self._status(job, task, "running", error=error,
+                             waits=_snooze_seconds(exc))
             await self._snooze(message, exc)
             return
         if job is not None and job.flow is not None and (
@@ -80,7 +82,8 @@ class Failures:
         delay = exc.delay if isinstance(exc, Retry) and exc.delay is not None else \
             backoff_seconds(options, attempt)
         if track and job is not None:
-            self._status(job, task, "retrying", error=error, exc=exc)
+            self._status(job, task, "retrying", error=error, exc=exc,
+                         waits=int(max(0, delay)))
         if task is not None:
             self._tally(task.name).retries += 1
         try:
@@ -91,7 +94,7 @@ class Failures:
     async def _snooze(self, message: Message, snooze: Snooze) -> None:
         # Back later with the receive given back, so no attempt is spent; the tracked
         # status stays "running" (the next run writes the same attempt again).
-        delay = int(max(0, math.ceil(snooze.seconds)))
+        delay = _snooze_seconds(snooze)
         try:
             await self.source.retry(self.queue, message.receipt_handle, delay,
                                     f"snoozed for {delay} s", snooze=True)
@@ -131,3 +134,7 @@ class Failures:
         except Exception:
             log.exception("dead-lettering %s failed; it comes back after its lease",
                           message.id)
+
+
+def _snooze_seconds(snooze: Snooze) -> int:
+    return int(max(0, math.ceil(snooze.seconds)))

@@ -36,6 +36,7 @@ from typing import Any
 from conveyor.client._models import JobStatus
 from conveyor.client.source import Source
 from conveyor.heartbeats import Tally, TaskTally
+from conveyor.jobs import MAX_KEEP
 from conveyor.models import Message, VisibilityEntry
 from conveyor.worker import flows
 from conveyor.worker.aio import first, quietly, unless_stopped
@@ -428,11 +429,15 @@ class _QueueRunner(Failures):
 
     def _status(self, job: Received, task: Task[Any, Any] | None, status: str, *,
                 error: str | None = None, result: Any = None,
-                exc: BaseException | None = None, ended: bool = True) -> None:
+                exc: BaseException | None = None, ended: bool = True,
+                waits: int = 0) -> None:
         # Each step also reports its attempt (start, end, worker, traceback): the job
         # explorer's history rides on the same batched write, no extra round trip.
+        # `waits`: seconds before its next run (a retry's or snooze's delay), which the
+        # status must outlive, or a job that waits longer than its keep time would lose
+        # its status (and `job.result()` its answer) while still alive.
         options = task.options if task else _DEFAULT_OPTIONS
-        keep = options.keep_result or 86400
+        keep = min((options.keep_result or 86400) + waits, MAX_KEEP)
         started = self.began.get(job.id) if status == "running" and not ended else \
             self.began.pop(job.id, None)
         end = None if started is None or (status == "running" and not ended) else \
