@@ -19,6 +19,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from conveyor.demo.rustserver import available
 from conveyor.demo.workload import check_apns, check_email, check_fcm, check_push
 
 SINK_ENV = "CONVEYOR_SMTP_SINK"
@@ -197,15 +198,24 @@ def _push_main(port: int, keys: list[tuple[bytes, str, bytes]], verify_every: in
     async def main() -> None:
         from aiohttp import web
 
-        runner = web.AppRunner(endpoint.app(), access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port, backlog=1024).start()
-        conn.send("ready")
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, conn.recv)
-        conn.send({"received": dict(endpoint.received), "bad": endpoint.bad,
-                   "verified": endpoint.verified, "ids": dict(endpoint.topics)})
-        await runner.cleanup()
+        from conveyor.demo import rustserver
+
+        runner: Any = None
+        server: Any = contextlib.nullcontext()
+        if rustserver.available():
+            server = rustserver.RustServer(endpoint.rsgi(), port)
+        else:
+            runner = web.AppRunner(endpoint.app(), access_log=None)
+            await runner.setup()
+            await web.TCPSite(runner, "127.0.0.1", port, backlog=1024).start()
+        async with server:
+            conn.send("ready")
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, conn.recv)
+            conn.send({"received": dict(endpoint.received), "bad": endpoint.bad,
+                       "verified": endpoint.verified, "ids": dict(endpoint.topics)})
+        if runner is not None:
+            await runner.cleanup()
 
     _run(main())
 
@@ -229,16 +239,19 @@ class PushSink(_ChildPeer):
 
     @property
     def name(self) -> str:
-        """What it checks."""
+        """What it checks, and on which server."""
         which = "every message" if self.verify_every == 1 else \
             f"1 in {self.verify_every} messages"
-        return f"Web Push endpoint (aiohttp; VAPID verified and payload decrypted for {which})"
+        server = "granian: HTTP/1.1 in Rust" if available() else "aiohttp"
+        return (f"Web Push endpoint ({server}; TTL and aes128gcm on every request; VAPID "
+                f"verified and payload decrypted for {which})")
 
 
 def _mobile_main(kind: str, port: int, cert: str, key: str, public_pem: bytes,
                  conn: Connection) -> None:
     from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
+    from conveyor.demo import rustserver
     from conveyor.demo.h2server import H2Server, server_context
     from conveyor.demo.mobile_peers import ApnsPeer, FcmPeer
 
@@ -252,7 +265,10 @@ def _mobile_main(kind: str, port: int, cert: str, key: str, public_pem: bytes,
                         keep=False)
 
     async def main() -> None:
-        async with H2Server(peer.handle, server_context(cert, key), port=port):
+        server: Any = rustserver.RustServer(rustserver.h2_app(peer.handle), port, cert=cert,
+                                            key=key) if rustserver.available() else \
+            H2Server(peer.handle, server_context(cert, key), port=port)
+        async with server:
             conn.send("ready")
             await asyncio.get_running_loop().run_in_executor(None, conn.recv)
         conn.send({"received": dict(peer.received), "bad": peer.bad,
@@ -277,12 +293,13 @@ class MobileSink(_ChildPeer):
 
     @property
     def name(self) -> str:
-        """What it checks."""
+        """What it checks, and on which server."""
+        server = "granian: HTTP/2 + TLS in Rust" if available() else "h2 + TLS"
         if self.kind == "fcm":
-            return ("FCM HTTP v1 peer (h2 + TLS; OAuth2 JWT grant and bearer token on "
-                    "every request, every message checked)")
-        return ("APNs peer (h2 + TLS; ES256 provider token on every request, every "
-                "message checked)")
+            return (f"FCM HTTP v1 peer ({server}; OAuth2 JWT grant verified, bearer token "
+                    "matched on every request, every message checked)")
+        return (f"APNs peer ({server}; ES256 provider token verified once per distinct "
+                "token, matched on every request; every message checked)")
 
 
 def closing_all(*things: Any) -> Iterator[None]:
