@@ -27,6 +27,7 @@ import argparse
 import asyncio
 import importlib.util
 import multiprocessing as mp
+import os
 import ssl
 import statistics
 import sys
@@ -255,23 +256,36 @@ def channels(folder: Path, cert: Path, key: Path, n: int, rounds: int) -> None:
                "apns": _pem(ec.generate_private_key(ec.SECP256R1())), "push": ""}
     peers = {kind: Peer(kind, cert, key, secret) for kind, secret in secrets.items()}
     results: dict[str, list[tuple[float, float]]] = {}
+    peer_us: dict[str, list[float]] = {}
     try:
         for _ in range(rounds):
             for kind in ("push", "fcm", "apns"):
+                before = _cpu_seconds(peers[kind].proc.pid)
                 got = asyncio.run(_channel_round(kind, peers[kind].port, str(cert),
                                                  secrets[kind], n))
                 results.setdefault(kind, []).append(got)
+                peer_us.setdefault(kind, []).append(
+                    (_cpu_seconds(peers[kind].proc.pid) - before) / (n + 100) * 1e6)
     finally:
         for peer in peers.values():
             peer.close()
     base = statistics.median(c for c, _ in results["push"])
     print(f"Channels alone into their local peers, {n:,} notifications x {rounds} rounds "
-          "(render + send, 4 batches in flight; medians):")
+          "(render + send, 4 batches in flight; medians; the peer's CPU per notification "
+          "beside; load average {:.1f}):".format(os.getloadavg()[0]))
     for kind, runs in results.items():
         cpu = statistics.median(c for c, _ in runs)
         wall = statistics.median(w for _, w in runs)
-        print(f"  {kind:>5}: {cpu:8,.0f} notifications/CPU-s  {wall:8,.0f}/s wall  "
-              f"({cpu / base:.2f}x Web Push)")
+        print(f"  {kind:>5}: {cpu:8,.0f} notifications/CPU-s = {1e6 / cpu:5.0f} us  "
+              f"{wall:8,.0f}/s wall  ({cpu / base:.2f}x Web Push); peer "
+              f"{statistics.median(peer_us[kind]):5.0f} us/notification")
+
+
+def _cpu_seconds(pid: int | None) -> float:
+    import psutil  # type: ignore[import-untyped]
+
+    t = psutil.Process(pid).cpu_times()
+    return float(t.user + t.system)
 
 
 def main() -> None:

@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from conveyor.demo.peers import _tmpfs_folder
+from conveyor.demo.rustserver import available
+
 
 @pytest.mark.slow
 def test_demo_5000_passes_its_own_check(tmp_path: Path) -> None:
@@ -23,7 +26,11 @@ def test_demo_5000_passes_its_own_check(tmp_path: Path) -> None:
     for sink, n in (("email", "3,000"), ("push", "750"), ("fcm", "750"), ("apns", "500")):
         assert re.search(rf"{sink} sink\s+{n} received, {n} distinct, 0 missing, "
                          rf"0 duplicated, 0 unexpected; content checked on {n}, 0 wrong", out)
-    assert "fcm: FCM HTTP v1 peer (h2 + TLS" in out and "apns: APNs peer (h2 + TLS" in out
+    server = "granian: HTTP/2 + TLS in Rust" if available() else "h2 + TLS"
+    assert f"fcm: FCM HTTP v1 peer ({server}" in out and f"apns: APNs peer ({server}" in out
+    # each sink's CPU per message it received
+    assert re.search(r"sink CPU\s+email [\d.]+ s = [\d,]+ us/msg, web push [\d.]+ s = [\d,]+ "
+                     r"us/msg, FCM [\d.]+ s = [\d,]+ us/msg, APNs [\d.]+ s = [\d,]+ us/msg", out)
     assert "PASS: every notification arrived exactly once with the right content, on email, " \
            "web push, FCM, APNs" in out
     for line in ("wall time", "enqueue", "latency", "CPU", "bottleneck", "cost"):
@@ -81,6 +88,13 @@ def test_demo_mobile_only_mix(tmp_path: Path) -> None:
     assert "email sink" not in out and "lanes (fcm)" in out and "lanes (apns)" in out
     assert "PASS: every notification arrived exactly once with the right content, on FCM, " \
            "APNs" in out
+
+
+def test_sink_dump_goes_to_tmpfs_only_with_room(tmp_path: Path) -> None:
+    roomy = _tmpfs_folder(1_000, root=str(tmp_path))
+    assert roomy is not None and roomy.parent == tmp_path and roomy.is_dir()
+    assert _tmpfs_folder(10**18, root=str(tmp_path)) is None  # no room: beside the run
+    assert _tmpfs_folder(1_000, root=str(tmp_path / "absent")) is None
 
 
 def test_mix_names_the_channels() -> None:

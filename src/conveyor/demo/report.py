@@ -32,6 +32,7 @@ class Report:
     broker_cpu: float = 0.0
     producer_cpu: float = 0.0
     peer_cpu: dict[str, float] = field(default_factory=dict)
+    """CPU-seconds of each channel's sink process, and `"sink"`: all of them."""
     waits: dict[str, float] = field(default_factory=dict)
     enqueue_waits: dict[str, float] = field(default_factory=dict)
     cost_per_hour: float = 0.05
@@ -169,6 +170,22 @@ def _parts(r: Report) -> dict[str, float]:
     return parts
 
 
+def _sink_cpu_lines(r: Report) -> list[str]:
+    """Each sink's CPU per message it received: the test setup's overhead (a real
+    provider's CPU is not on this machine), beside the workers' per message sent."""
+    parts = []
+    for c in r.counts:
+        if c in r.peer_cpu:
+            n = r.checks.get(c, {}).get("received", 0) or r.counts[c]
+            parts.append(f"{LABELS.get(c, c)} {r.peer_cpu[c]:,.1f} s = "
+                         f"{r.peer_cpu[c] / max(n, 1) * 1e6:,.0f} us/msg")
+    if not parts:
+        return []
+    return [f"  {'sink CPU':<17} " + ", ".join(parts),
+            f"                    (workers: {r.worker_cpu / max(r.sent, 1) * 1e6:,.0f} us/msg "
+            "sent; the sinks stand in for providers whose CPU would not be on this machine)"]
+
+
 def render_report(r: Report) -> str:
     """The report as text."""
     shares = r.shares()
@@ -203,6 +220,7 @@ def render_report(r: Report) -> str:
         "; channel: rendering and encryption;",
         "                     worker: the rest of the workers' event loops incl. transport; "
         "producer: enqueue)",
+        *_sink_cpu_lines(r),
         f"  waiting for CPU   {r.run_queue + r.server_waited:,.1f} s runnable but not "
         f"running (run queues; {r.server_waited:,.1f} s of it the database server's); "
         f"load average {r.load[0]:.1f} {r.load[1]:.1f} {r.load[2]:.1f}",

@@ -145,7 +145,8 @@ def run_demo(config: DemoConfig, out: Callable[[str], None] = print) -> Report:
         sub_keys: list[dict[str, Any]] = []
         binary = peers.find_smtp_sink() if config.use_smtp_sink else None
         if "email" in counts:
-            sinks["email"] = (peers.PostfixSink(binary, ports["email"], folder) if binary
+            sinks["email"] = (peers.PostfixSink(binary, ports["email"], folder,
+                                                counts["email"]) if binary
                               else peers.AiosmtpdSink(ports["email"]))
             channels["email"] = {"host": "127.0.0.1", "port": ports["email"],
                                  "sender": "Demo <demo@conveyor.example>",
@@ -171,12 +172,14 @@ def run_demo(config: DemoConfig, out: Callable[[str], None] = print) -> Report:
                                 60 + config.recipients / 10_000 if hold is None else hold))
         started = time.perf_counter()
         cpu_before = _cpu_of([os.getpid()])
+        sinks_before = {c: _cpu_of([s.pid]) for c, s in sinks.items()}  # their start-up
         for _ in range(workers):
             pool.start()
         report = asyncio.run(_drive(config, url, counts, offsets, ports, sub_keys,
                                     pool, stop, crashes, started, out, people))
         report.sinks = {c: sink.name for c, sink in sinks.items()}
-        report.peer_cpu = {"sink": _cpu_of([s.pid for s in sinks.values()])}
+        report.peer_cpu = {c: _cpu_of([s.pid]) - sinks_before[c] for c, s in sinks.items()}
+        report.peer_cpu["sink"] = sum(report.peer_cpu.values())
         report.run_queue += run_queue_wait() + sum(
             run_queue_wait(s.pid) for s in sinks.values() if s.pid is not None)
         report.load = os.getloadavg()

@@ -91,6 +91,7 @@ class _Connection(asyncio.Protocol):
         self.streams: dict[int, _Stream] = {}
         self.max_streams = 100  # until the server's SETTINGS say otherwise
         self.closed = False
+        self._flush_soon = False
 
     # protocol ---------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -167,8 +168,17 @@ class _Connection(asyncio.Protocol):
         self.streams[sid] = _Stream(future, body)
         if body:
             self._send_pending()
-        self._write()
+        # One write at the end of this loop pass for every request started in it (a
+        # batch's gather starts hundreds): one TLS record and one send instead of one
+        # each, and the server reads them in one go too.
+        if not self._flush_soon:
+            self._flush_soon = True
+            asyncio.get_running_loop().call_soon(self._flush)
         return future
+
+    def _flush(self) -> None:
+        self._flush_soon = False
+        self._write()
 
     def cancel(self, future: asyncio.Future[H2Response]) -> None:
         """Reset the stream of a request given up on (a timeout)."""
