@@ -51,6 +51,11 @@ def _cluster_cpu(pid: int) -> float:
     return total
 
 
+def _parent(pid: int) -> int:
+    """A process's parent."""
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
 async def _child(args: argparse.Namespace) -> dict[str, Any]:
     from conveyor.ledger import DeliveryUpdate, NewDelivery
     from conveyor.storage.base import DeliveryPutParams
@@ -63,8 +68,7 @@ async def _child(args: argparse.Namespace) -> dict[str, Any]:
     if args.url.startswith("postgres"):
         pool = storage.pool  # type: ignore[attr-defined]
         backend = int(await pool.fetchval("SELECT pg_backend_pid()"))
-        server_pid = int(Path(f"/proc/{backend}/stat").read_text().rsplit(")", 1)[1]
-                         .split()[1])  # the postmaster
+        server_pid = _parent(backend)  # the postmaster
 
         async def wal_now() -> int:
             return int(await pool.fetchval(

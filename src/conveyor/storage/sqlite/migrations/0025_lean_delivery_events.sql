@@ -28,23 +28,28 @@ WHERE e.delivery_seq = conveyor_deliveries.seq AND e.attempt = conveyor_deliveri
 -- made state (unchanged since the put), a state the new values replace under the same
 -- (attempt, status) key (0020 replaced that event too), or `sending` ending in an outcome
 -- (the outcome's started_at). An attempt still `sending` when the next begins was left in
--- doubt: kept, as 0020 did.
+-- doubt: kept, as 0020 did. A later event of the same key replaces the earlier one, by
+-- an upsert: INSERT OR REPLACE gives way to `begin`'s own conflict rule (abort) in a
+-- trigger, and an upgraded file already holds the event of the state a row leaves.
 CREATE TRIGGER conveyor_delivery_events_update
 AFTER UPDATE OF status, attempts, error ON conveyor_deliveries
 WHEN NEW.status IS NOT OLD.status OR NEW.attempts IS NOT OLD.attempts
      OR NEW.error IS NOT OLD.error
 BEGIN
-    INSERT OR REPLACE INTO conveyor_delivery_events
+    INSERT INTO conveyor_delivery_events
     SELECT OLD.seq, OLD.attempts, OLD.status, OLD.updated_at, OLD.started_at,
            substr(OLD.error, 1, 500),
            CASE WHEN OLD.status = 'sent' THEN substr(OLD.provider_id, 1, 200) END
     WHERE OLD.status <> 'sending'
       AND NOT (NEW.attempts = OLD.attempts AND NEW.status = OLD.status)
       AND NOT (OLD.made_status IS OLD.status AND OLD.attempts = 0
-               AND OLD.made_at = OLD.updated_at AND OLD.error IS NULL);
-    INSERT OR REPLACE INTO conveyor_delivery_events
+               AND OLD.made_at = OLD.updated_at AND OLD.error IS NULL)
+    ON CONFLICT DO UPDATE SET at = excluded.at, started_at = excluded.started_at,
+        detail = excluded.detail, provider_id = excluded.provider_id;
+    INSERT INTO conveyor_delivery_events
     SELECT OLD.seq, OLD.attempts, 'sending', OLD.updated_at, NULL, NULL, NULL
-    WHERE OLD.status = 'sending' AND NEW.status = 'sending';
+    WHERE OLD.status = 'sending' AND NEW.status = 'sending'
+    ON CONFLICT DO UPDATE SET at = excluded.at;
     INSERT INTO conveyor_delivery_series
     SELECT NEW.updated_at / 10000 * 10000, NEW.channel, NEW.status, 1
     WHERE NEW.status <> 'sending' AND NEW.status IS NOT OLD.status
