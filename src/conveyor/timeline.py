@@ -3,7 +3,9 @@ and counts per channel and status over time.
 
 Pure data and the one reading of the stored events (`timeline`): the storage triggers of
 migration 0020 only copy ledger changes into events (see that file for what each row
-means); what they say is decided here, once.
+means; since 0025 the storage reads the made and current states from the ledger row and
+keeps only the rest as rows, and answers the same events); what they say is decided here,
+once.
 """
 
 from __future__ import annotations

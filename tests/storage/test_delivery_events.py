@@ -70,3 +70,51 @@ async def test_counts_over_time_and_expiry(storage: Storage, t0: int) -> None:
     assert await storage.delivery_event_list("e1") == []
     assert await storage.delivery_series_expire(base + 10_000, 100) == 2
     assert [r.bucket for r in await storage.delivery_series(window)] == [base + 10_000] * 3
+
+
+async def test_an_upgraded_sqlite_file_reads_its_old_events_the_same(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # Rows written under 0020's triggers (an event per change) read as before after 0025,
+    # and go on from there under its rules.
+    import sqlite3
+
+    from conveyor.storage.sqlite.sqlite_base import MIGRATIONS, _statements
+    from conveyor.storage.sqlite.sqlite_storage import SqliteStorage
+
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("CREATE TABLE conveyor_migrations (version INTEGER PRIMARY KEY, "
+               "applied_at INTEGER NOT NULL)")
+    for version, script in MIGRATIONS[:24]:
+        for statement in _statements(script):
+            db.execute(statement)
+        db.execute("INSERT INTO conveyor_migrations VALUES (?, 0)", (version,))
+    for i in ("e1", "e2", "e3"):  # 0024's put, begin and finish
+        db.execute("INSERT INTO conveyor_deliveries (id, channel, recipient, status, "
+                   "attempts, updated_at, expires_at) VALUES (?, 'email', 'a', 'queued', 0, "
+                   "100, 9999999999999)", (i,))
+    for i in ("e1", "e2"):
+        db.execute("UPDATE conveyor_deliveries SET status = 'sending', attempts = 1, "
+                   "updated_at = 110 WHERE id = ?", (i,))
+    db.execute("UPDATE conveyor_deliveries SET status = 'sent', provider_id = 'Q1', "
+               "updated_at = 120 WHERE id = 'e1'")
+    db.execute("UPDATE conveyor_deliveries SET status = 'retrying', error = '451 later', "
+               "updated_at = 120 WHERE id = 'e2'")
+    db.close()
+    storage = SqliteStorage(str(path))
+    await storage.open()
+    try:
+        sent = [DeliveryEvent(0, "queued", 100), DeliveryEvent(1, "sent", 120, 110, None, "Q1")]
+        retried = [DeliveryEvent(0, "queued", 100),
+                   DeliveryEvent(1, "retrying", 120, 110, "451 later")]
+        assert await storage.delivery_event_list("e1") == sent
+        assert await storage.delivery_event_list("e2") == retried
+        # never changed: the row alone tells it (its timeline reads the same from either)
+        assert await storage.delivery_event_list("e3") in ([], [DeliveryEvent(0, "queued",
+                                                                              100)])
+        await storage.delivery_begin_many([NewDelivery("e2", "email", "a")], 600_000, 130)
+        await storage.delivery_finish_many([DeliveryUpdate("e2", "sent", None, "Q2")], 140)
+        assert await storage.delivery_event_list("e2") == [
+            *retried, DeliveryEvent(2, "sent", 140, 130, None, "Q2")]
+        assert await storage.delivery_event_list("e1") == sent
+    finally:
+        await storage.close()

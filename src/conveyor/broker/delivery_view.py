@@ -1,7 +1,7 @@
 """The delivery view as a broker operation (`broker.deliveries`): a notification's timeline
 and counts per channel and status over time.
 
-Both are read from what the ledger's triggers record as its rows change (migration 0020):
+Both are read from what the ledger's triggers record as its rows change (migrations 0020 and 0025):
 nothing here writes on the delivery path. Inputs are checked here, once.
 """
 

@@ -410,7 +410,7 @@ class LedgerStorage(Protocol):
 
 class DeliveryEventStorage(Protocol):
     """The delivery view (see `conveyor.broker.delivery_view`): events and counts that the
-    triggers of migration 0020 write as ledger rows change; read here."""
+    triggers of migrations 0020 and 0025 write as ledger rows change; read here."""
 
     async def delivery_event_list(self, delivery_id: str) -> list[DeliveryEvent]:
         """A notification's stored events, oldest first (none once its row is gone)."""

@@ -3,9 +3,10 @@
 -- "now" means the database clock.
 
 -- name: delivery_put_many
+-- The made state is kept for the delivery view (made_status, made_at).
 INSERT INTO conveyor_deliveries (id, channel, recipient, status, attempts, updated_at,
-                                 expires_at)
-SELECT b.id, b.channel, b.recipient, $4, 0, t.now, t.now + $5::bigint
+                                 expires_at, made_status, made_at)
+SELECT b.id, b.channel, b.recipient, $4, 0, t.now, t.now + $5::bigint, $4, t.now
 FROM (SELECT COALESCE($6::bigint, conveyor_now_ms()) AS now) t,
      unnest($1::text[], $2::text[], $3::text[]) AS b(id, channel, recipient)
 ON CONFLICT (id) DO NOTHING
@@ -46,9 +47,14 @@ WITH input AS (
 SELECT prev.status FROM input LEFT JOIN prev ON prev.id = input.id ORDER BY input.ord;
 
 -- name: delivery_finish_many
+-- started_at: when the attempt whose outcome this is was handed over (kept when the
+-- outcome is recorded again unchanged).
 UPDATE conveyor_deliveries d
 SET status = u.status, error = u.error, provider_id = COALESCE(u.pid, d.provider_id),
-    updated_at = t.now
+    updated_at = t.now,
+    started_at = CASE WHEN d.status = 'sending' THEN d.updated_at
+                      WHEN d.status = u.status AND d.error IS NOT DISTINCT FROM u.error
+                      THEN d.started_at END
 FROM (SELECT COALESCE($5::bigint, conveyor_now_ms()) AS now) t,
      unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS u(id, status, error, pid)
 WHERE d.id = u.id;

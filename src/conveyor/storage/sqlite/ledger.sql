@@ -3,10 +3,11 @@
 -- JSON array (json_each) rather than as a parameter per id.
 
 -- name: delivery_put_many
--- Run once per row (executemany), after delivery_statuses.
+-- Run once per row (executemany), after delivery_statuses. Parameters: id, channel,
+-- recipient, status, now, expires_at. The made state is kept for the delivery view.
 INSERT INTO conveyor_deliveries (id, channel, recipient, status, attempts, updated_at,
-                                 expires_at)
-VALUES (?, ?, ?, ?, 0, ?, ?)
+                                 expires_at, made_status, made_at)
+VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6, ?4, ?5)
 ON CONFLICT (id) DO NOTHING;
 
 -- name: delivery_statuses
@@ -29,9 +30,13 @@ ON CONFLICT (id) DO UPDATE SET
 WHERE status NOT IN ('sent', 'failed', 'unknown');
 
 -- name: delivery_finish_many
+-- Parameters: status, error, provider id, now, id. started_at: when the attempt whose
+-- outcome this is was handed over (kept when the outcome is recorded again unchanged).
 UPDATE conveyor_deliveries
-SET status = ?, error = ?, provider_id = coalesce(?, provider_id), updated_at = ?
-WHERE id = ?;
+SET status = ?1, error = ?2, provider_id = coalesce(?3, provider_id), updated_at = ?4,
+    started_at = CASE WHEN status = 'sending' THEN updated_at
+                      WHEN status = ?1 AND error IS ?2 THEN started_at END
+WHERE id = ?5;
 
 -- name: delivery_get
 SELECT id, channel, recipient, status, attempts, error, provider_id, updated_at, expires_at,

@@ -1,5 +1,6 @@
 """SQLite half of the delivery view: a notification's events and the counts over time,
-written by the triggers of migration 0020 and read here (a mixin of `SqliteStorage`)."""
+written by the triggers of migrations 0020 and 0025 (and the row itself: see
+delivery_event_list) and read here (a mixin of `SqliteStorage`)."""
 
 from __future__ import annotations
 
