@@ -234,11 +234,12 @@ class PostgresStorage(PostgresJobs, PostgresFlows, PostgresLedger, PostgresKeys,
         """Delete every message of a queue."""
         return await self._execute((await self._q(queue_id))["queue_delete_messages"], queue_id)
 
-    async def queue_stats(self, queue_id: int, now: int | None) -> QueueStats:
-        """Exact counts in one statement (one snapshot); while a slot is being truncated,
-        the last counts of the queue instead."""
+    async def queue_stats(self, queue_id: int, now: int | None, *,
+                          recent: bool = False) -> QueueStats:
+        """Exact counts in one statement (one snapshot); with `recent`, while a slot is
+        being truncated, the last counts of the queue instead."""
         q = await self._q(queue_id)
-        if q is UNLOGGED:  # one slot, never truncated
+        if not recent or q is UNLOGGED:  # the unlogged table: one slot, never truncated
             found = await self._fetchrow(q["queue_stats"], queue_id, now)
         else:
             # The counts read every slot, so they would wait for a TRUNCATE's lock, and
