@@ -10,8 +10,10 @@ The holder starts at a third of the run and lasts a third (--hold-start, --hold-
 Every --sample seconds it records the rates sent and drained, the backlog, the end-to-end
 p99 (send to receive), the dead tuples and the size of conveyor's tables (the database's
 own statistics and what `/metrics` says), and prints a line. At the end: a summary against
-the targets of issue 17, a CSV and PNG charts in --out. The database named in the URL is
-dropped and made afresh on PostgreSQL; an SQLite file is deleted first.
+the targets of issue 17 (how p99 is judged: benchmarks/soak_report.py), samples.csv,
+events.csv (every request or message slower than a second, by UTC time) and PNG charts in
+--out. The database named in the URL is dropped and made afresh on PostgreSQL; an SQLite
+file is deleted first.
 """
 
 from __future__ import annotations
