@@ -36,8 +36,8 @@ def quantile(values: np.ndarray[Any, Any], q: float) -> float:
     """The q-quantile by nearest rank (0 when empty), in the values' unit."""
     if not len(values):
         return 0.0
-    ordered = np.sort(values)
-    return float(ordered[min(len(ordered) - 1, int(len(ordered) * q))])
+    k = min(len(values) - 1, int(len(values) * q))
+    return float(np.partition(values, k)[k])
 
 
 @dataclass
@@ -131,8 +131,10 @@ def summarise(rows: list[dict[str, float]], windows: Sequence[np.ndarray[Any, An
     minute = worst_minute(rows, windows, args.sample)
     lines.append(f"worst {args.sample:g}-s window: p99 {window['p99_ms']:.1f} ms at "
                  f"{window['t']:.0f} s (load average {window.get('load1', 0.0):.1f}, sent "
-                 f"{window['sent_rate']:.0f}/s); worst minute: p99 {minute[1]:.1f} ms, ending "
-                 f"at {minute[0]:.0f} s (load average {minute[2]:.1f}); reported, not judged")
+                 f"{window['sent_rate']:.0f}/s); worst minute: "
+                 + (f"p99 {minute[1]:.1f} ms, ending at {minute[0]:.0f} s (load average "
+                    f"{minute[2]:.1f})" if minute[0] else "none (a shorter run)")
+                 + "; reported, not judged")
     overdue = int(sum(int((w > LEASE).sum()) for w in windows))
     lines.append(f"messages received more than {LEASE:g} s (the lease) after their send: "
                  f"{overdue:,}")
