@@ -10,21 +10,21 @@ The holder starts at a third of the run and lasts a third (--hold-start, --hold-
 Every --sample seconds it records the rates sent and drained, the backlog, the end-to-end
 p99 (send to receive), the dead tuples and the size of conveyor's tables (the database's
 own statistics and what `/metrics` says), and prints a line. At the end: a summary against
-the targets of issue 17, a CSV and PNG charts in --out. The database named in the URL is
-dropped and made afresh on PostgreSQL; an SQLite file is deleted first.
+the targets of issue 17 (how p99 is judged: benchmarks/soak_report.py), samples.csv,
+events.csv (every request or message slower than a second, by UTC time) and PNG charts in
+--out. The database named in the URL is dropped and made afresh on PostgreSQL; an SQLite
+file is deleted first.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
 import itertools
 import os
 import re
 import signal
 import sqlite3
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -36,10 +36,18 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
+import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+from soak_report import (  # noqa: E402
+    START_MINUTES,
+    quantile,
+    summarise,
+    write_events,
+    write_outputs,
+)
 from tests.http.server import ServerProcess, conveyor_command, start_server  # noqa: E402
 
 from conveyor.worker import App  # noqa: E402
@@ -47,6 +55,8 @@ from conveyor.worker import App  # noqa: E402
 QUEUE = "soak"
 JOB_QUEUE = "soak-jobs"
 PAD = "x" * 160  # ~200 B bodies, as in the issue's runs
+SLOW_EVENT = 1.0  # seconds: a request or a message this slow is logged in events.csv
+WAIT = 2  # the consumers' long-poll wait_seconds
 
 app = App(os.environ.get("SOAK_URL"), middleware=[])
 
@@ -69,7 +79,12 @@ class Counters:
     redelivered: int = 0  # received with receive_count > 1 (a lease ran out first)
     delete_misses: int = 0  # receipt handles a delete did not find
     slowest_send: float = 0.0  # seconds, the longest send request so far
+    slowest_receive: float = 0.0  # seconds, the longest receive that brought messages
     latencies: list[float] = field(default_factory=list)  # seconds, send -> receive
+    # (wall clock, kind, seconds, messages): each request slower than SLOW_EVENT, and each
+    # receive that brought a message older than that, for events.csv (a stall's when and
+    # where: the send, the claim, or a lease that ran out)
+    events: list[tuple[float, str, float, int]] = field(default_factory=list)
 
 
 class Load:
@@ -123,6 +138,9 @@ class Load:
                 took = time.monotonic() - posted
                 with self.counters.lock:
                     self.counters.slowest_send = max(self.counters.slowest_send, took)
+                    if took > SLOW_EVENT or not ok:
+                        self.counters.events.append(
+                            (float(stamp), "send" if ok else "send failed", took, self.batch))
                     if ok:
                         self.counters.sent += self.batch
                     else:
@@ -132,8 +150,9 @@ class Load:
         with httpx.Client(timeout=60) as client:
             while not self.stop.is_set():
                 try:
+                    asked = time.time()
                     answer = client.post(f"{self.url}/v1/queues/{QUEUE}/messages/receive",
-                                         json={"max_messages": 100, "wait_seconds": 2})
+                                         json={"max_messages": 100, "wait_seconds": WAIT})
                     messages = answer.json()["messages"] if answer.status_code == 200 else []
                     now = time.time()
                     if answer.status_code != 200:
@@ -149,14 +168,28 @@ class Load:
                         self.counters.received += len(messages)
                         self.counters.redelivered += again
                         self.counters.latencies += lags
+                        self.counters.slowest_receive = max(self.counters.slowest_receive,
+                                                            now - asked)
+                        if now - asked > SLOW_EVENT:  # a claim that took its time
+                            self.counters.events.append(
+                                (asked, "receive", now - asked, len(messages)))
+                        if max(lags) > SLOW_EVENT:
+                            self.counters.events.append(
+                                (now, "redelivered" if again else "late", max(lags),
+                                 sum(lag > SLOW_EVENT for lag in lags)))
                     done = client.post(f"{self.url}/v1/queues/{QUEUE}/messages/delete",
                                        json={"receipt_handles": [m["receipt_handle"]
                                                                  for m in messages]})
                     ok = sum(r["status"] == "ok" for r in done.json()["results"]) \
                         if done.status_code == 200 else 0
+                    took = time.time() - now
                     with self.counters.lock:
                         self.counters.deleted += ok
                         self.counters.delete_misses += len(messages) - ok
+                        if took > SLOW_EVENT or ok < len(messages):
+                            self.counters.events.append(
+                                (now, "delete" if ok == len(messages) else "delete missed",
+                                 took, len(messages) - ok))
                 except httpx.HTTPError:
                     with self.counters.lock:
                         self.counters.errors += 1
@@ -374,14 +407,6 @@ def metrics_bloat(url: str) -> dict[str, float]:
     return found
 
 
-def p99(values: list[float]) -> float:
-    """The 99th percentile (0 when empty)."""
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
-
-
 def backlog(client: httpx.Client, url: str) -> int:
     try:
         stats = client.get(f"{url}/v1/queues/{QUEUE}", timeout=30).json()["stats"]
@@ -390,13 +415,17 @@ def backlog(client: httpx.Client, url: str) -> int:
         return -1
 
 
-def run(args: argparse.Namespace) -> list[dict[str, float]]:
+Windows = list[np.ndarray[Any, Any]]  # per sample: the send-to-receive seconds of its messages
+
+
+def run(args: argparse.Namespace) -> tuple[list[dict[str, float]], Windows]:
     workdir = Path(args.out)
     workdir.mkdir(parents=True, exist_ok=True)
     database = args.database or f"sqlite:///{tempfile.mkdtemp(prefix='conveyor-soak-')}/s.db"
     fresh_database(database)
     server = start_server(workdir, ["--database", database, "--no-sqs"])
     rows: list[dict[str, float]] = []
+    windows: Windows = []
     load: Load | None = None
     jobs: JobLoad | None = None
     try:
@@ -408,30 +437,32 @@ def run(args: argparse.Namespace) -> list[dict[str, float]]:
         holder = Holder(database)
         cpu = CpuMeter(server.process.pid, jobs.process.pid if jobs and jobs.process else None,
                        database)
-        rows = sample_loop(args, server, load, jobs, holder, stats, cpu)
+        sample_loop(args, server, load, jobs, holder, stats, cpu, rows, windows)
     finally:
         if load is not None:
             load.join()
+            write_events(load.counters.events, workdir)
         if jobs is not None:
             jobs.join()
         server.stop()
-    return rows
+    return rows, windows
 
 
 def sample_loop(args: argparse.Namespace, server: ServerProcess, load: Load,
                 jobs: JobLoad | None, holder: Holder, stats: DatabaseStats,
-                cpu: CpuMeter) -> list[dict[str, float]]:
+                cpu: CpuMeter, rows: list[dict[str, float]], windows: Windows) -> None:
+    """Sample every --sample seconds into `rows` (and each window's lags into `windows`),
+    starting and ending the holder on time, until --minutes have passed."""
     total = args.minutes * 60
     hold_from = args.hold_start * 60 if args.hold_start is not None else total / 3
     hold_to = hold_from + (args.hold_minutes * 60 if args.hold_minutes is not None
                            else total / 3)
-    rows: list[dict[str, float]] = []
     began = time.monotonic()
     last = (began, 0, 0)
     holding = False
     client = httpx.Client()
     print(f"{'t':>5} {'sent/s':>7} {'drain/s':>7} {'backlog':>8} {'p99 ms':>8} "
-          f"{'dead':>9} {'MB':>7} {'seqscan':>7} {'blk/msg':>9} hold", flush=True)
+          f"{'dead':>9} {'MB':>7} {'seqscan':>7} {'blk/msg':>9} {'load':>5} hold", flush=True)
     while True:
         wake = began + (len(rows) + 1) * args.sample
         time.sleep(max(0.0, wake - time.monotonic()))
@@ -448,6 +479,8 @@ def sample_loop(args: argparse.Namespace, server: ServerProcess, load: Load,
             errors = load.counters.errors
             redelivered, misses = load.counters.redelivered, load.counters.delete_misses
             slowest_send = load.counters.slowest_send
+            slowest_receive = load.counters.slowest_receive
+        window = np.array(lags, dtype=np.float32)
         now = time.monotonic()
         span = now - last[0]
         db = stats.sample()
@@ -455,167 +488,30 @@ def sample_loop(args: argparse.Namespace, server: ServerProcess, load: Load,
         own = metrics_bloat(server.url)
         row = {"t": round(t, 1), "sent_rate": (sent - last[1]) / span,
                "drain_rate": (deleted - last[2]) / span, "backlog": backlog(client, server.url),
-               "p99_ms": p99(lags) * 1000, "dead": db["dead"], "bytes": db["bytes"],
+               "p50_ms": quantile(window, 0.5) * 1000, "p99_ms": quantile(window, 0.99) * 1000,
+               "p999_ms": quantile(window, 0.999) * 1000, "max_ms": quantile(window, 1.0) * 1000,
+               "received": len(window), "dead": db["dead"], "bytes": db["bytes"],
                "seq_scan": db["seq_scan"], "claim_blocks": db["claim_blocks"],
                "xmin_age": db["xmin_age"], "holding": int(holding),
                "errors": errors, "redelivered": redelivered, "delete_misses": misses,
-               "slowest_send_s": slowest_send, "jobs_sent": jobs.sent if jobs else 0,
+               "slowest_send_s": slowest_send, "slowest_receive_s": slowest_receive,
+               "jobs_sent": jobs.sent if jobs else 0,
                "own_dead": own.get("dead_tuples", -1), "own_bytes": own.get("bytes", -1),
                "deleted": deleted, "cpu_server": used["server"], "cpu_worker": used["worker"],
                "cpu_db": used["db"], "load1": os.getloadavg()[0]}
         last = (now, sent, deleted)
         rows.append(row)
+        windows.append(window)
         print(f"{t:5.0f} {row['sent_rate']:7.0f} {row['drain_rate']:7.0f} "
               f"{row['backlog']:8.0f} {row['p99_ms']:8.1f} {row['dead']:9.0f} "
               f"{row['bytes'] / 1e6:7.1f} {row['seq_scan']:7.0f} {row['claim_blocks']:9.1f} "
-              f"{'*' if holding else ''}",
+              f"{row['load1']:5.1f} {'*' if holding else ''}",
               flush=True)
         if t >= total:
             break
     if holding:
         holder.end()
     client.close()
-    return rows
-
-
-def summarise(rows: list[dict[str, float]], args: argparse.Namespace) -> list[str]:
-    """The figures and the issue's targets, as lines of text."""
-    hold = [r for r in rows if r["holding"]]
-    if not rows:
-        return ["no samples"]
-    first_hold = rows.index(hold[0]) if hold else len(rows)
-    last_hold = rows.index(hold[-1]) if hold else len(rows) - 1
-    warm = rows[1:max(2, first_hold)]  # skip the first sample (start-up)
-    base_rate = statistics.median(r["drain_rate"] for r in warm)
-    base_p99 = statistics.median(r["p99_ms"] for r in warm)
-    base_bytes = statistics.median(r["bytes"] for r in warm)
-    base_dead = max(r["dead"] for r in warm)
-    steady = rows[1:]
-    lines = [f"samples every {args.sample:g} s; rate {args.rate}/s sent; hold "
-             f"{_span(hold[0]['t'], hold[-1]['t']) if hold else 'none'}",
-             f"start: drain {base_rate:.0f}/s, e2e p99 {base_p99:.1f} ms, "
-             f"size {base_bytes / 1e6:.1f} MB, dead tuples <= {base_dead:.0f}"]
-    worst_rate = min(r["drain_rate"] for r in steady)
-    worst_backlog = max(r["backlog"] for r in steady)
-    worst_p99 = max(r["p99_ms"] for r in steady)
-    peak_bytes = max(r["bytes"] for r in rows)
-    peak_dead = max(r["dead"] for r in rows)
-    lines.append(f"worst: drain {worst_rate:.0f}/s ({worst_rate / base_rate:.2f}x start), "
-                 f"backlog {worst_backlog:.0f} ({worst_backlog / args.rate:.1f} s of sending), "
-                 f"p99 {worst_p99:.1f} ms ({worst_p99 / max(base_p99, 0.001):.2f}x start)")
-    lines.append(f"peak: size {peak_bytes / 1e6:.1f} MB, dead tuples {peak_dead:.0f}; end: size "
-                 f"{rows[-1]['bytes'] / 1e6:.1f} MB, dead {rows[-1]['dead']:.0f}")
-    after = rows[last_hold + 1:] if hold else []
-    # p99 by phase within this run: on a shared machine the ratio says more than the figure.
-    phases = [("before", warm), ("during", hold), ("after", after)]
-    lines.append("e2e p99 by phase (median / max of the samples): " + "; ".join(
-        f"{name} {statistics.median(r['p99_ms'] for r in part):.1f} / "
-        f"{max(r['p99_ms'] for r in part):.1f} ms" for name, part in phases if part))
-    caught = back = None
-    if after:
-        caught = next((r["t"] - hold[-1]["t"] for r in after
-                       if r["backlog"] <= 2 * args.rate), None)
-        # SQLite's "dead" is free bytes, of which conveyor keeps up to 4 MiB for reuse.
-        slack = 10_000 if "postgres" in str(args.database) else 4 * 1024 * 1024
-        back = next((r["t"] - hold[-1]["t"] for r in after
-                     if r["bytes"] <= 1.2 * base_bytes + 8e6 and r["dead"] <= 1.2 * base_dead
-                     + slack), None)
-        lines.append(f"after the holder: backlog within 2 s of sending after "
-                     f"{_secs(caught)}; size and dead "
-                     f"tuples back near baseline after "
-                     f"{_secs(back)}")
-    # The machine is shared: when the load generator itself cannot send at the rate, the
-    # box is starved of CPU, and drain and p99 say more about it than about conveyor.
-    short = [r for r in steady if r["sent_rate"] < 0.9 * args.rate]
-    loads = sorted(r.get("load1", 0.0) for r in steady)
-    lines.append(f"sender below 90% of the rate in {len(short)} of {len(steady)} samples "
-                 f"(lowest {min(r['sent_rate'] for r in steady):.0f}/s); load average "
-                 f"{loads[0]:.1f} .. median {statistics.median(loads):.1f} .. {loads[-1]:.1f} "
-                 f"on {os.cpu_count()} cores")
-    last_row = rows[-1]
-    lines.append(f"redelivered (a lease ran out first) {last_row['redelivered']:,}; receipt "
-                 f"handles a delete missed {last_row['delete_misses']:,}; slowest send "
-                 f"{last_row['slowest_send_s']:.2f} s")
-    if len(rows) > 2 and rows[-1]["deleted"] > rows[0]["deleted"]:
-        done = rows[-1]["deleted"] - rows[0]["deleted"]
-        per = {k: (rows[-1][f"cpu_{k}"] - rows[0][f"cpu_{k}"]) / done * 1e6
-               for k in ("server", "worker", "db")}
-        lines.append(f"CPU per message drained: server {per['server']:.0f} us, database "
-                     f"backends {per['db']:.0f} us (worker {per['worker']:.0f} us, for its "
-                     f"{rows[-1]['jobs_sent']:.0f} jobs); {done:.0f} messages")
-    targets = {
-        "drain within 20% of start": worst_rate >= 0.8 * base_rate
-        or worst_backlog <= 2 * args.rate,
-        "backlog <= 2 s of sending": worst_backlog <= 2 * args.rate,
-        "p99 within 2x of start": worst_p99 <= 2 * max(base_p99, 1.0),
-        "size bounded (peak <= 3x start + 32 MB)": peak_bytes <= 3 * base_bytes + 32e6,
-        "dead tuples bounded (peak <= 3x start + 100,000)" if "postgres" in str(args.database)
-        else "free pages bounded (peak <= 3x start + 32 MB)":
-        peak_dead <= 3 * base_dead + (100_000 if "postgres" in str(args.database) else 32e6),
-        "/metrics says how big and bloated the tables are (every sample)":
-        all(r["own_bytes"] >= 0 and r["own_dead"] >= 0 for r in rows),
-    }
-    if after:
-        targets["backlog gone within 60 s of the holder ending"] = \
-            caught is not None and caught <= 60
-        targets["size and dead tuples at baseline within 5 min of the holder ending"] = \
-            back is not None and back <= 300
-    lines += [f"  {'PASS' if ok else 'FAIL'}  {name}" for name, ok in targets.items()]
-    return lines
-
-
-def _span(start: float, end: float) -> str:
-    return f"from {start:.0f} s to {end:.0f} s"
-
-
-def _secs(value: float | None) -> str:
-    return "never" if value is None else f"{value:.0f} s"
-
-
-def write_outputs(rows: list[dict[str, float]], out: Path, title: str) -> None:
-    """samples.csv and soak.png (rate, p99, dead tuples, size over time)."""
-    if not rows:
-        return
-    with (out / "samples.csv").open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    t = [r["t"] / 60 for r in rows]
-    fig, axes = plt.subplots(4, 1, figsize=(10, 11), sharex=True)
-    axes[0].plot(t, [r["sent_rate"] for r in rows], label="sent/s")
-    axes[0].plot(t, [r["drain_rate"] for r in rows], label="drained/s")
-    axes[0].plot(t, [r["backlog"] for r in rows], label="backlog", alpha=0.6)
-    axes[0].set_ylabel("messages")
-    if any("load1" in r for r in rows):
-        load = axes[0].twinx()
-        load.plot(t, [r.get("load1", 0.0) for r in rows], ":", color="black", alpha=0.5,
-                  label="load average")
-        load.set_ylabel("load average (dotted)")
-    axes[1].plot(t, [r["p99_ms"] for r in rows], color="tab:red")
-    axes[1].set_ylabel("send→receive p99 (ms)")
-    axes[2].plot(t, [r["dead"] for r in rows], color="tab:purple", label="database")
-    if any(r["own_dead"] >= 0 for r in rows):
-        axes[2].plot(t, [max(0.0, r["own_dead"]) for r in rows], "--", color="tab:gray",
-                     label="/metrics")
-    axes[2].set_ylabel("dead tuples" if "postgres" in title else "free bytes")
-    axes[3].plot(t, [r["bytes"] / 1e6 for r in rows], color="tab:green")
-    axes[3].set_ylabel("table + index MB" if "postgres" in title else "file + WAL MB")
-    axes[3].set_xlabel("minutes")
-    for ax in axes:
-        ax.grid(alpha=0.3)
-        spans = [r["t"] / 60 for r in rows if r["holding"]]
-        if spans:
-            ax.axvspan(min(spans), max(spans), color="orange", alpha=0.15)
-    axes[0].legend(loc="upper left")
-    axes[2].legend(loc="upper left")
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(out / "soak.png", dpi=90)
 
 
 def main() -> int:
@@ -632,12 +528,14 @@ def main() -> int:
     parser.add_argument("--hold-minutes", type=float, help="(default: a third of the run)")
     parser.add_argument("--no-hold", dest="hold", action="store_false")
     parser.add_argument("--sample", type=float, default=5.0, help="seconds between samples")
+    parser.add_argument("--start-minutes", type=float, default=START_MINUTES,
+                        help="the stretch after start-up whose p99 the others are judged by")
     parser.add_argument("--out", default="soak-out", help="directory for the CSV and PNG")
     args = parser.parse_args()
     # SIGTERM (a timeout, a kill) unwinds like Ctrl-C: the server and worker are stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    rows = run(args)
-    lines = summarise(rows, args)
+    rows, windows = run(args)
+    lines = summarise(rows, windows, args)
     print("\n".join(lines))
     out = Path(args.out)
     (out / "summary.txt").write_text("\n".join(lines) + "\n")

@@ -36,7 +36,7 @@ class Quotas:
         cached = self._counts.get(queue.id)
         if cached is not None and cached[0] > clock:
             return cached[1]
-        stats = await self.storage.queue_stats(queue.id, now)
+        stats = await self.storage.queue_stats(queue.id, now, recent=True)
         near = ((self.max_in_flight is not None
                  and stats.in_flight >= NEAR * self.max_in_flight)
                 or (self.max_depth is not None and stats.total >= NEAR * self.max_depth))

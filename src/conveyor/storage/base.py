@@ -149,8 +149,11 @@ class MessageStorage(Protocol):
     async def queue_purge(self, queue_id: int) -> int:
         """Delete every message of a queue; returns how many."""
 
-    async def queue_stats(self, queue_id: int, now: int | None) -> QueueStats:
-        """Exact counts for one queue, in one snapshot."""
+    async def queue_stats(self, queue_id: int, now: int | None, *,
+                          recent: bool = False) -> QueueStats:
+        """Exact counts for one queue, in one snapshot; with `recent`, the last counts
+        read instead whenever reading them now would wait (PostgreSQL: for a slot being
+        truncated), for callers that check a limit on every receive."""
 
     async def queue_stats_all(self, region: str, now: int | None) -> dict[int, QueueStats]:
         """Counts for every queue of a region that holds messages."""

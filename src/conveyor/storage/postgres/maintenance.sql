@@ -53,6 +53,21 @@ SELECT pg_stat_get_live_tuples($1::regclass), pg_stat_get_dead_tuples($1::regcla
 -- name: maintenance_try_lock
 SELECT pg_try_advisory_xact_lock($1);
 
+-- name: maintenance_retire
+-- Announce that slot $2 is about to be emptied: its advisory lock ($1, $2) for this
+-- session, had only once no claim holds it shared (claims then leave the slot out;
+-- migration 0027).
+SELECT pg_try_advisory_lock($1::int, $2::int);
+
+-- name: maintenance_retiring
+-- The slots being emptied now (their advisory lock held by a maintenance), the others'
+-- locks taken shared to the end of the transaction, as a claim takes them (migration 0027).
+SELECT coalesce(array_agg(s), '{}') FROM generate_series(0, $2::int - 1) AS s
+WHERE NOT pg_try_advisory_xact_lock_shared($1::int, s);
+
+-- name: maintenance_unretire
+SELECT pg_advisory_unlock($1::int, $2::int);
+
 -- name: maintenance_slot_live
 -- Live rows, counted no further than the limit (dead ones cost only the reading).
 SELECT count(*) FROM (SELECT 1 FROM {table} LIMIT $1) AS live;

@@ -27,7 +27,8 @@ so acknowledging and extending look in that one partition, and further only for 
 moved since (`SLOT_BITS`).
 
 A lock that cannot be had at once (`lock_timeout`) means "next round", never a wait that
-would queue the claims behind it.
+would queue the claims behind it. And claims do not wait for a TRUNCATE either: the slot is
+announced first (`RETIRING`), and claims that begin after it leave that slot out.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from dataclasses import dataclass, field
 import asyncpg
 
 from conveyor.models import TableHealth
+from conveyor.storage.postgres.bound import Statements
 from conveyor.storage.postgres.postgres_base import Connection
 from conveyor.storage.sql import load_queries
 from conveyor.tasks import stop_task
@@ -78,6 +80,13 @@ LOCK_TIMEOUT = "50ms"  # for the pointer's row; a slot's own lock is only ever t
 LOCK_TRIES = 10
 LOCK_PAUSE = 0.01
 _LOCK = 0x636F6E77  # one node truncates at a time
+# A slot about to be emptied is announced by holding the advisory lock (RETIRING, slot) for
+# the session; every claim tries each slot's lock shared and leaves out the slots it cannot
+# have (migration 0027). Why: a claim reads all the slots, and so waited for the whole of
+# a TRUNCATE holding one, including the fsync of each index it rebuilds (PostgreSQL 15:
+# DataFileImmediateSync), which a checkpoint or another process's writes can stretch from
+# milliseconds to seconds: every receive stopped meanwhile.
+RETIRING = 0x636F6E72
 VACUUM_EVERY = 10.0  # seconds between VACUUMs of one table
 VACUUM_FLOOR = 5_000  # dead rows before a table is worth a VACUUM
 CHURNING = ("conveyor_messages_unlogged", "conveyor_jobs", "conveyor_deliveries",
@@ -155,13 +164,24 @@ class Maintenance:
             if into is None:
                 await self._evacuate(conn, slot, table)
             return False
-        for attempt in range(LOCK_TRIES):
-            if attempt:
-                await asyncio.sleep(LOCK_PAUSE)
-            done = await self._truncate(conn, slot, into, table, live_sql)
-            if done is not None:
-                return done
-        return False  # busy (a long reader, autovacuum): next round
+        retired = False
+        try:
+            for attempt in range(LOCK_TRIES):
+                if attempt:
+                    await asyncio.sleep(LOCK_PAUSE)
+                # First the announcement (claims from then on leave the slot out), then
+                # the slot's own lock: only claims already in flight can hold it up.
+                retired = retired or bool(await conn.fetchval(Q["maintenance_retire"],
+                                                              RETIRING, slot))
+                if not retired:
+                    continue
+                done = await self._truncate(conn, slot, into, table, live_sql)
+                if done is not None:
+                    return done
+            return False  # busy (a long reader, autovacuum): next round
+        finally:
+            if retired:
+                await conn.fetchval(Q["maintenance_unretire"], RETIRING, slot)
 
     async def _truncate(self, conn: Connection, slot: int, into: int | None, table: str,
                         live_sql: str) -> bool | None:
@@ -239,6 +259,13 @@ async def _pointer(conn: Connection) -> tuple[int, int | None]:
     row = await conn.fetchrow(Q["maintenance_rotation_locked"])
     assert row is not None  # the 0008 migration made the one row
     return int(row[0]), None if row[1] is None else int(row[1])
+
+
+async def retiring(conn: Statements) -> list[int]:
+    """The slots a maintenance is emptying now; the others cannot begin to be emptied until
+    the caller's transaction ends (as for a claim, migration 0027)."""
+    row = await conn.fetchrow(Q["maintenance_retiring"], RETIRING, SLOTS)
+    return list(row[0])
 
 
 def due(age_ms: int, current_bytes: int) -> bool:

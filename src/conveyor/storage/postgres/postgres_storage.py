@@ -54,6 +54,7 @@ from conveyor.storage.postgres.postgres_maintenance import (
     SLOT_BITS,
     SLOTS,
     Maintenance,
+    retiring,
     table_health,
 )
 from conveyor.storage.postgres.postgres_recipients import PostgresRecipients
@@ -109,6 +110,7 @@ class PostgresStorage(PostgresJobs, PostgresFlows, PostgresLedger, PostgresKeys,
         # Durability is fixed when a queue is made and ids are never reused: safe to cache.
         self._unlogged: set[int] = set()
         self._logged: set[int] = set()
+        self._last_stats: dict[int, QueueStats] = {}  # queue_stats while a slot is truncated
         self._listener: asyncio.Task[None] | None = None
 
     def _claiming(self) -> contextlib.AbstractAsyncContextManager[Connection]:
@@ -232,11 +234,25 @@ class PostgresStorage(PostgresJobs, PostgresFlows, PostgresLedger, PostgresKeys,
         """Delete every message of a queue."""
         return await self._execute((await self._q(queue_id))["queue_delete_messages"], queue_id)
 
-    async def queue_stats(self, queue_id: int, now: int | None) -> QueueStats:
-        """Exact counts in one statement (one snapshot)."""
-        found = await self._fetchrow((await self._q(queue_id))["queue_stats"], queue_id, now)
+    async def queue_stats(self, queue_id: int, now: int | None, *,
+                          recent: bool = False) -> QueueStats:
+        """Exact counts in one statement (one snapshot); with `recent`, while a slot is
+        being truncated, the last counts of the queue instead."""
+        q = await self._q(queue_id)
+        if not recent or q is UNLOGGED:  # the unlogged table: one slot, never truncated
+            found = await self._fetchrow(q["queue_stats"], queue_id, now)
+        else:
+            # The counts read every slot, so they would wait for a TRUNCATE's lock, and
+            # the receives that check the queue's in-flight quota with them (quotas.py)
+            # with it: a moment-old answer is better than none for seconds.
+            async with self._tx() as conn:
+                if await retiring(conn) and queue_id in self._last_stats:
+                    return self._last_stats[queue_id]
+                found = await conn.fetchrow(q["queue_stats"], queue_id, now)
         assert found is not None
-        return rows.stats_from_row(found[:4], int(found[5]), found[4])
+        stats = rows.stats_from_row(found[:4], int(found[5]), found[4])
+        self._last_stats[queue_id] = stats
+        return stats
 
     async def queue_stats_all(self, region: str, now: int | None) -> dict[int, QueueStats]:
         """Counts for every queue of a region holding messages."""

@@ -194,13 +194,15 @@ SELECT EXISTS (
 -- An over-received flow node comes back with a NULL token instead of going to the
 -- dead-letter queue (conveyor_messages_claim_v2, migration 0023): the storage moves it with
 -- its flow end in one transaction (message_dead_letter_ids, postgres_flows.py).
-SELECT * FROM conveyor_messages_claim_v2($1, $2, $3, $4, $5, $6, '{}');
+-- conveyor_messages_claim_v3 (migration 0027) is that claim passing over a slot the
+-- maintenance is truncating, instead of waiting for its lock.
+SELECT * FROM conveyor_messages_claim_v3($1, $2, $3, $4, $5, $6, '{}');
 
 -- name: message_claim_skip
 -- message_claim passing over the rows of some message groups ($7): a worker's per-key
 -- limited jobs whose keys are at their limit (conveyor.worker.keys), so a backlog of one
 -- key does not hold up the others. Those rows are still walked in the index, not leased.
-SELECT * FROM conveyor_messages_claim_v2($1, $2, $3, $4, $5, $6, $7::text[]);
+SELECT * FROM conveyor_messages_claim_v3($1, $2, $3, $4, $5, $6, $7::text[]);
 
 -- name: message_dead_letter_ids
 -- Only in PostgreSQL: the over-received flow nodes the claim left in place (migration 0023)

@@ -213,8 +213,9 @@ class SqliteStorage(SqliteJobs, SqliteFlows, SqliteLedger, SqliteKeys, SqliteWor
         """The file, its free pages and its WAL."""
         return await self._run(lambda db: table_health(db, self.path))
 
-    async def queue_stats(self, queue_id: int, now: int | None) -> QueueStats:
-        """Exact counts, read in one snapshot."""
+    async def queue_stats(self, queue_id: int, now: int | None, *,
+                          recent: bool = False) -> QueueStats:
+        """Exact counts, read in one snapshot (never waiting on a writer: `recent` is moot)."""
         at = self._now(now)
 
         def run(db: sqlite3.Connection) -> QueueStats:
