@@ -13,7 +13,7 @@ from conveyor.broker.broker import Broker
 from conveyor.client.source import Source
 from conveyor.clock import Clock
 
-__all__ = ["blocks", "is_server_url", "open_broker", "open_source"]
+__all__ = ["blocks", "is_server_url", "open_broker", "open_source", "sqlite_write_lock"]
 
 
 def is_server_url(url: str) -> bool:
@@ -27,6 +27,16 @@ def open_broker(url: str | None, **options: Any) -> Broker:
     from conveyor.storage.factory import storage_from_url
 
     return Broker(storage_from_url(url), **options)
+
+
+def sqlite_write_lock() -> dict[str, float]:
+    """This process's SQLite write transactions so far: `transactions`, and the seconds
+    `waited` for the write lock and `held` it (all 0 when it opened no SQLite file)."""
+    from dataclasses import asdict
+
+    from conveyor.storage.sqlite.sqlite_writer import WRITE_LOCK
+
+    return {k: float(v) for k, v in asdict(WRITE_LOCK).items()}
 
 
 def open_source(url: str | None, *, clock: Clock | None = None) -> Source:

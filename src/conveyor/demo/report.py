@@ -49,6 +49,9 @@ class Report:
     """Seconds the demo's own processes (producer, workers, peers) were runnable but
     waiting for a core; `server_waited`: the same for the backends."""
     load: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    write_lock: dict[str, dict[str, float]] = field(default_factory=dict)
+    """SQLite's write lock by process ("producer", "workers"): transactions, seconds waited
+    for it and held (empty on PostgreSQL)."""
     crashes: Crashes | None = None
     """The kills of a `--kill-workers-every` run (None: no kills)."""
 
@@ -230,6 +233,9 @@ def render_report(r: Report) -> str:
         "begin/finish; ack: deletes)",
         "  enqueue time      " + (", ".join(f"{k} {v:,.1f} s" for k, v in
                                          r.enqueue_waits.items()) or "-"),
+        *[f"  {'write lock' if k == 0 else '':<17} {who}: held {w['held']:,.1f} s, "
+          f"waited {w['waited']:,.1f} s over {w['transactions']:,.0f} transactions"
+          for k, (who, w) in enumerate(r.write_lock.items()) if w.get("transactions")],
         f"  bottleneck        {bottleneck(r)}",
         f"  cost              {cost * 100:.4f} cents at ${r.cost_per_hour}/hour "
         f"(${cost / max(r.messages, 1) * 1e6:.4f} per million)",

@@ -281,7 +281,7 @@ async def _drive(config: DemoConfig, url: str, counts: dict[str, int],
                  sub_keys: list[dict[str, Any]], pool: WorkerPool, stop: Any,
                  crashes: Crashes | None, started: float, out: Callable[[str], None],
                  people: PeopleRun | None = None) -> Report:
-    from conveyor.connect import open_broker
+    from conveyor.connect import open_broker, sqlite_write_lock
     from conveyor.notify import Notifier
     from conveyor.notify.channel import Channel
 
@@ -405,6 +405,10 @@ async def _drive(config: DemoConfig, url: str, counts: dict[str, int],
     report.render_cpu = sum(f["render_cpu"] for f in finals.values())
     report.broker_cpu = sum(f["broker_cpu"] for f in finals.values())
     report.run_queue = sum(f.get("run_queue", 0.0) for f in finals.values())
+    report.write_lock["producer"] = sqlite_write_lock()
+    report.write_lock["workers"] = {k: sum(f.get("write_lock", {}).get(k, 0.0)
+                                           for f in finals.values())
+                                    for k in report.write_lock["producer"]}
     for f in finals.values():
         for stage, seconds in f.get("waits", {}).items():
             report.waits[stage] = report.waits.get(stage, 0.0) + seconds

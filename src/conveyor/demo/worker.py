@@ -33,7 +33,7 @@ def worker_main(index: int, url: str, channels: dict[str, dict[str, Any]],
     parent = multiprocessing.parent_process()  # the pid at spawn, even if it died since
     die_with(parent.pid if parent is not None and parent.pid else os.getppid())
     async def main() -> None:
-        from conveyor.connect import open_broker
+        from conveyor.connect import open_broker, sqlite_write_lock
         from conveyor.demo.workload import TEMPLATES
         from conveyor.notify import (
             ApnsChannel,
@@ -67,7 +67,7 @@ def worker_main(index: int, url: str, channels: dict[str, dict[str, Any]],
                 "retried": stats.retried, "skipped": stats.skipped,
                 "cpu": times.user + times.system, "render_cpu": stats.render_cpu,
                 "broker_cpu": _thread_cpu("conveyor-sqlite"), "final": final,
-                "run_queue": run_queue_wait(),
+                "run_queue": run_queue_wait(), "write_lock": sqlite_write_lock(),
                 "waits": dict(stats.waits)}
             if final:
                 report["latencies"] = stats.latencies_ms.tobytes()

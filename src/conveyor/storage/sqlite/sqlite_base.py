@@ -22,6 +22,7 @@ from typing import Self, TypeVar
 from conveyor.errors import StorageError, StorageUnavailable, Unsupported
 from conveyor.storage.sql import load_migrations
 from conveyor.storage.sqlite import sqlite_maintenance as maintenance
+from conveyor.storage.sqlite.sqlite_writer import WRITE_LOCK
 
 log = logging.getLogger("conveyor.storage.sqlite")
 T = TypeVar("T")
@@ -69,7 +70,13 @@ class SqliteBase:
     @staticmethod
     @contextlib.contextmanager
     def _write(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-        db.execute("BEGIN IMMEDIATE")
+        stats = WRITE_LOCK
+        asked = time.perf_counter()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+        finally:
+            got = time.perf_counter()
+            stats.waited += got - asked
         try:
             yield db
             db.execute("COMMIT")
@@ -77,6 +84,9 @@ class SqliteBase:
             if db.in_transaction:  # also when COMMIT itself failed (a full disk)
                 db.execute("ROLLBACK")
             raise
+        finally:
+            stats.transactions += 1
+            stats.held += time.perf_counter() - got
 
     @staticmethod
     def _now(now: int | None) -> int:
