@@ -30,7 +30,11 @@ loops run concurrently in every worker process:
    `failed` and a dead letter in `notify-<channel>-dlq` carrying the reason; gone →
    also suppressed; a 429 or 503 with Retry-After also penalizes the rate-limit key;
 6. `ledger.finish` records the final outcomes of the rest in one write, then the envelopes
-   are acked.
+   are acked. When nothing is to be written in between (no dead letters, no retries: the
+   usual batch), the last chunk's outcomes, those final ones and the acks are one write
+   (`ledger.finish_ack`: one transaction on SQLite; on PostgreSQL the outcomes, then the
+   acks), so a crash before it leaves the last chunk in doubt, as a crash before its
+   own `finish` did.
 """
 
 from __future__ import annotations
@@ -268,16 +272,20 @@ class Deliverer:
                 results[k] = Result.permanent(f"cannot render: {exc}"[:1000])
         stats.render_cpu += time.thread_time() - started
         since = stats.add_wait(name, "render", since)
+        pending: list[DeliveryUpdate] = []  # the last chunk's outcomes, not yet written
         if sendable:
-            results.update(await self._send(name, channel, keeper, items, owners, sendable,
-                                            payloads))
-        await self._settle(name, messages, envelopes, owners, items, results, updates,
-                           keeper.lost)
+            sent, pending = await self._send(name, channel, keeper, items, owners, sendable,
+                                             payloads)
+            results.update(sent)
+        await self._settle(name, messages, envelopes, owners, items, results,
+                           pending + updates, keeper.lost, len(pending))
 
     async def _settle(self, name: str, messages: Sequence[Message],
                       envelopes: list[Envelope], owners: list[int], items: list[Item],
                       results: dict[int, Result], updates: list[DeliveryUpdate],
-                      lost: set[int]) -> None:
+                      lost: set[int], pending: int) -> None:
+        """Record the outcomes (`updates`: the last chunk's first, `pending` of them), dead
+        letters and retries, then ack."""
         opts = self.options
         now_ms = int(time.time() * 1000)
         dead: list[dict[str, Any]] = []
@@ -304,9 +312,19 @@ class Deliverer:
             dead.append({"id": item.id, "to": item.to, "error": reason, "item": list(item)})
             if result.gone:
                 gone.append((name, item.to, (result.detail or "gone")[:500]))
+        # Nothing to write between the outcomes and the acks (no dead letters, no
+        # retries: every outcome is final and one per id): the last outcomes and the acks
+        # go in one write (`finish_ack`). Otherwise the last chunk's outcomes are written
+        # first, as each chunk's are, then those decided here.
+        quick = not dead and not again
+        parts = [updates[start:start + 1000] for start in range(0, len(updates), 1000)]
+        if not quick and pending:
+            parts = [updates[:pending]] + [updates[start:start + 1000] for start in
+                                           range(pending, len(updates), 1000)]
+        last = parts.pop() if quick and parts else []
         since = time.perf_counter()
-        for start in range(0, len(updates), 1000):
-            await self.broker.ledger.finish(updates[start:start + 1000])
+        for part in parts:
+            await self.broker.ledger.finish(part)
         since = self.stats.add_wait(name, "ledger", since)
         if gone:
             await self.broker.ledger.suppress(gone[:1000])
@@ -340,7 +358,9 @@ class Deliverer:
                                                                 delay_seconds=delay)])
             handles.append(message.receipt_handle)
         if handles:
-            await self.broker.delete(queue_name(name), handles)
+            await self.broker.ledger.finish_ack(last, queue_name(name), handles)
+        elif last:
+            await self.broker.ledger.finish(last)
         self.stats.add_wait(name, "ack", since)
 
     def _delay(self, attempt: int, retry_after: float) -> int:
@@ -357,14 +377,17 @@ class Deliverer:
 
     async def _send(self, name: str, channel: Channel, keeper: LeaseKeeper,
                     items: list[Item], owners: list[int], sendable: list[int],
-                    payloads: list[Any]) -> dict[int, Result]:
+                    payloads: list[Any]) -> tuple[dict[int, Result], list[DeliveryUpdate]]:
         """Send in chunks of at most `options.chunk`, each as soon as the rate limit allows
         it (so the provider never sees more than the limit's burst at once) and only for
         envelopes whose lease is still ours (`LeaseKeeper.confirm`). Each chunk is marked
         `sending` right before it goes out and its outcomes recorded right after, so a
-        crash leaves no more than the chunks on the wire in doubt."""
+        crash leaves no more than the chunks on the wire in doubt. The last chunk's
+        outcomes are returned unwritten instead: `_settle` writes them next, with the
+        acks when it can."""
         stats = self.stats
         results: dict[int, Result] = {}
+        outcomes: list[DeliveryUpdate] = []
         size = max(1, channel.batch_size)
         most = min(self.options.chunk, 1000)  # 1,000: the ledger's batch limit
         done = 0
@@ -392,7 +415,7 @@ class Deliverer:
             answers = await asyncio.gather(*(
                 channel.send_many([items[k] for k in ks], ps) for ks, ps in batches))
             since = stats.add_wait(name, "send", since)
-            outcomes: list[DeliveryUpdate] = []
+            outcomes = []
             for (ks, _), got in zip(batches, answers):
                 for k, result in zip(ks, got):
                     results[k] = result
@@ -400,9 +423,11 @@ class Deliverer:
                         DeliveryUpdate(items[k].id, "sent", None, result.provider_id)
                         if result.outcome == "sent" else
                         DeliveryUpdate(items[k].id, "retrying", result.detail))
-            await self.broker.ledger.finish(outcomes)
-            stats.add_wait(name, "ledger", since)
-        return results
+            if done < len(sendable):
+                await self.broker.ledger.finish(outcomes)
+                outcomes = []
+                stats.add_wait(name, "ledger", since)
+        return results, outcomes
 
     async def _begin(self, name: str, items: list[Item], chunk: list[int],
                      chunk_payloads: list[Any]) -> tuple[list[int], list[Any]]:
