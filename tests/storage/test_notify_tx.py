@@ -131,3 +131,17 @@ async def test_an_id_recorded_after_the_snapshot_fails_the_statement_and_it_runs
     finally:
         await holder.close()
         await storage.close()
+
+
+async def test_finish_begin_records_one_chunk_and_begins_the_next(storage: Storage,
+                                                                  t0: int) -> None:
+    await storage.delivery_put_many(DeliveryPutParams([A, B, C], "queued", 60_000, t0))
+    await storage.delivery_begin_many([A], 60_000, t0 + 1)
+    await storage.delivery_finish_many([DeliveryUpdate("d3", "sent", None, "p-3")], t0 + 1)
+    before = await storage.delivery_finish_begin(
+        [DeliveryUpdate("d1", "retrying", "451", None)], [B, C], 60_000, t0 + 2)
+    assert before == ["queued", "sent"]  # the final one is left alone
+    assert await storage.delivery_statuses(["d1", "d2", "d3"]) == [
+        "retrying", "sending", "sent"]
+    d1 = await storage.delivery_get("d1", t0 + 2)
+    assert d1 is not None and (d1.error, d1.attempts) == ("451", 1)

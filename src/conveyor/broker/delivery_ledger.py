@@ -73,27 +73,35 @@ class Ledger:
         return await self._broker.storage.delivery_statuses(list(delivery_ids))
 
     async def begin(self, rows: Sequence[NewDelivery], *,
-                    keep_seconds: int = DEFAULT_KEEP_SECONDS) -> list[str | None]:
+                    keep_seconds: int = DEFAULT_KEEP_SECONDS,
+                    finished: Sequence[DeliveryUpdate] = ()) -> list[str | None]:
         """Mark notifications `sending` just before the provider call; returns each one's
         previous status (None: never recorded). Those that were `sent`, `failed` or
         `unknown` are left as they were and must not be sent; `sending` means an earlier
-        attempt may or may not have reached the provider (this one is counted a resend)."""
+        attempt may or may not have reached the provider (this one is counted a resend).
+        `finished`: outcomes of other notifications (the chunk before), recorded in the
+        same write as by `finish`."""
         checked = _rows(rows)
         keep = _keep(keep_seconds)
+        done = _updates(finished)
+        if {u.delivery_id for u in done} & {r.delivery_id for r in checked}:
+            raise InvalidInput("A notification cannot be finished and begun at once.",
+                               field="finished")
         if not checked:
+            await self.finish(done)
             return []
-        if len({r.delivery_id for r in checked}) == len(checked):
-            return await self._broker.storage.delivery_begin_many(
-                checked, keep * 1000, self._broker.now())
+        storage, now = self._broker.storage, self._broker.now()
         # A repeated id in one batch: begin it once; the repeats see it as `sending`.
         firsts = list({r.delivery_id: r for r in reversed(checked)}.values())[::-1]
-        before = dict(zip((r.delivery_id for r in firsts),
-                          await self._broker.storage.delivery_begin_many(
-                              firsts, keep * 1000, self._broker.now())))
+        before = await (storage.delivery_finish_begin(done, firsts, keep * 1000, now) if done
+                        else storage.delivery_begin_many(firsts, keep * 1000, now))
+        if len(firsts) == len(checked):
+            return before
+        first = dict(zip((r.delivery_id for r in firsts), before))
         seen: set[str] = set()
         out: list[str | None] = []
         for r in rows:
-            out.append("sending" if r.delivery_id in seen else before[r.delivery_id])
+            out.append("sending" if r.delivery_id in seen else first[r.delivery_id])
             seen.add(r.delivery_id)
         return out
 

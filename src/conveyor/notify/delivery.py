@@ -3,7 +3,8 @@ channel, with retries, dead letters and suppression.
 
 Built on the broker directly rather than on `conveyor.worker`'s one-job-per-call tasks:
 at a million notifications the unit of work is a batch (one ledger read, one rate-limit
-take and one ack per batch, two ledger writes per chunk sent). For each channel `lanes`
+take and one ack per batch, one ledger write per chunk sent: its `sending` with the
+outcomes of the chunk before). For each channel `lanes`
 loops run concurrently in every worker process:
 
 1. receive up to `envelopes` queue messages of `notify-<channel>`;
@@ -19,11 +20,13 @@ loops run concurrently in every worker process:
    the channel's rate limit (GCRA in the database, across every worker) grants tokens, the
    leases are confirmed (envelopes whose lease was lost are not sent:
    `conveyor.notify.leases`), the chunk is marked `sending` (`ledger.begin`) right before
-   it goes to the transport, and its outcomes are recorded right after (`ledger.finish`:
-   `sent`, or `retrying` until step 5 decides). So the rows a `kill -9` leaves `sending`
-   are only the chunks on the wire, at most `in_flight` per channel and worker process:
-   the bound on extra copies per crash. Notifications claimed but never attempted stay
-   `queued`/`retrying` and are delivered as usual when their envelope's lease lapses;
+   it goes to the transport, and its outcomes are recorded (`sent`, or `retrying` until
+   step 5 decides) in the lane's next write: with the next chunk's `begin` (one
+   transaction), or with step 6's. So the rows a `kill -9` leaves `sending` are only the
+   chunks on the wire or just back, one per lane, at most `in_flight` per channel and
+   worker process: the bound on extra copies per crash. Notifications claimed but never
+   attempted stay `queued`/`retrying` and are delivered as usual when their envelope's
+   lease lapses;
 5. outcomes: `sent`; transient → `retrying`, redelivered after exponential backoff with
    jitter or the provider's Retry-After (the whole envelope through the broker's `retry`,
    else a new delayed envelope of the failed ones); permanent, or out of attempts →
@@ -381,10 +384,11 @@ class Deliverer:
         """Send in chunks of at most `options.chunk`, each as soon as the rate limit allows
         it (so the provider never sees more than the limit's burst at once) and only for
         envelopes whose lease is still ours (`LeaseKeeper.confirm`). Each chunk is marked
-        `sending` right before it goes out and its outcomes recorded right after, so a
-        crash leaves no more than the chunks on the wire in doubt. The last chunk's
-        outcomes are returned unwritten instead: `_settle` writes them next, with the
-        acks when it can."""
+        `sending` right before it goes out, in one write with the outcomes of the chunk
+        before (written alone if the rate limit makes the lane wait first), so a lane
+        never has more than one chunk `sending` and a crash leaves no more than the
+        chunks on the wire in doubt. The last chunk's outcomes are returned unwritten:
+        `_settle` writes them next, with the acks when it can."""
         stats = self.stats
         results: dict[int, Result] = {}
         outcomes: list[DeliveryUpdate] = []
@@ -393,7 +397,7 @@ class Deliverer:
         done = 0
         while done < len(sendable):
             since = time.perf_counter()
-            n = await self._grant(name, min(len(sendable) - done, most))
+            n = await self._grant(name, min(len(sendable) - done, most), outcomes)
             since = stats.add_wait(name, "rate", since)
             chunk, chunk_payloads = sendable[done:done + n], payloads[done:done + n]
             done += n
@@ -408,14 +412,15 @@ class Deliverer:
                             "left to their new holder", name, len(lost))
             if not chunk:
                 continue
-            chunk, chunk_payloads = await self._begin(name, items, chunk, chunk_payloads)
+            chunk, chunk_payloads = await self._begin(name, items, chunk, chunk_payloads,
+                                                      outcomes)
+            outcomes = []
             since = stats.add_wait(name, "ledger", since)
             batches = [(chunk[i:i + size], chunk_payloads[i:i + size])
                        for i in range(0, len(chunk), size)]
             answers = await asyncio.gather(*(
                 channel.send_many([items[k] for k in ks], ps) for ks, ps in batches))
             since = stats.add_wait(name, "send", since)
-            outcomes = []
             for (ks, _), got in zip(batches, answers):
                 for k, result in zip(ks, got):
                     results[k] = result
@@ -423,19 +428,17 @@ class Deliverer:
                         DeliveryUpdate(items[k].id, "sent", None, result.provider_id)
                         if result.outcome == "sent" else
                         DeliveryUpdate(items[k].id, "retrying", result.detail))
-            if done < len(sendable):
-                await self.broker.ledger.finish(outcomes)
-                outcomes = []
-                stats.add_wait(name, "ledger", since)
         return results, outcomes
 
     async def _begin(self, name: str, items: list[Item], chunk: list[int],
-                     chunk_payloads: list[Any]) -> tuple[list[int], list[Any]]:
-        """Mark a chunk `sending` right before it goes out; drop the ones another worker
-        finished meanwhile and count those in doubt (resent)."""
+                     chunk_payloads: list[Any], finished: list[DeliveryUpdate]
+                     ) -> tuple[list[int], list[Any]]:
+        """Mark a chunk `sending` right before it goes out (with the outcomes `finished`
+        of the chunk before); drop the ones another worker finished meanwhile and count
+        those in doubt (resent)."""
         before = await self.broker.ledger.begin(
             [NewDelivery(items[k].id, name, items[k].to) for k in chunk],
-            keep_seconds=self.options.keep_seconds)
+            keep_seconds=self.options.keep_seconds, finished=finished)
         keep: list[int] = []
         for j, status in enumerate(before):
             if status in FINAL_STATUSES:
@@ -448,9 +451,10 @@ class Deliverer:
             return chunk, chunk_payloads
         return [chunk[j] for j in keep], [chunk_payloads[j] for j in keep]
 
-    async def _grant(self, name: str, want: int) -> int:
+    async def _grant(self, name: str, want: int, pending: list[DeliveryUpdate]) -> int:
         """How many sends (1 to `want`) the channel's rate limit allows now, across every
-        worker; waits until at least one is."""
+        worker; waits until at least one is, after writing the outcomes `pending` (so
+        that none waits on the rate limit unrecorded)."""
         rate = self._rate(name)
         if rate is None:
             return want
@@ -460,4 +464,7 @@ class Deliverer:
                                                   want=min(want, 10_000, rate.count))
             if grant.granted:
                 return grant.granted
+            if pending:
+                await self.broker.ledger.finish(pending)
+                pending.clear()
             await asyncio.sleep(min(max(grant.retry_after, 0.005), 5.0))

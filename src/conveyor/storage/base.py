@@ -426,6 +426,12 @@ class NotifyTxStorage(Protocol):
         """Record outcomes, then delete the messages whose leases still hold (the deleted
         ones are returned); never the deletes without the outcomes."""
 
+    async def delivery_finish_begin(self, updates: Sequence[DeliveryUpdate],
+                                    rows: Sequence[NewDelivery], keep_ms: int,
+                                    now: int | None) -> list[str | None]:
+        """`delivery_finish_many` of `updates` and `delivery_begin_many` of other rows
+        (no id in both) in one transaction; returns what the begin returns."""
+
 
 class DeliveryEventStorage(Protocol):
     """The delivery view (see `conveyor.broker.delivery_view`): events and counts that the

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import orjson
 
-from conveyor.ledger import DeliveryUpdate
+from conveyor.ledger import DeliveryUpdate, NewDelivery
 from conveyor.models import SendResult
 from conveyor.storage.base import DeliveryPutParams, Lease, MessageSendParams
 from conveyor.storage.sql import load_queries
@@ -70,4 +70,22 @@ class SqliteNotifyTx(SqliteBase):
                 if values:
                     db.executemany(LQ["delivery_finish_many"], values)
                 return self._delete_in(db, queue_id, leases)
+        return await self._run(run)
+
+    async def delivery_finish_begin(self, updates: Sequence[DeliveryUpdate],
+                                    rows: Sequence[NewDelivery], keep_ms: int,
+                                    now: int | None) -> list[str | None]:
+        """Record one chunk's outcomes and mark the next chunk `sending` in one
+        transaction; returns the next chunk's previous statuses."""
+        at = self._now(now)
+        finished = [(u[1], u[2], u[3], at, u[0]) for u in updates]
+        ids = orjson.dumps([r[0] for r in rows]).decode()
+        begun = [(r[0], r[1], r[2], at, at + keep_ms) for r in rows]
+
+        def run(db: sqlite3.Connection) -> list[str | None]:
+            with self._write(db):
+                db.executemany(LQ["delivery_finish_many"], finished)
+                before = dict(db.execute(LQ["delivery_statuses"], (ids,)).fetchall())
+                db.executemany(LQ["delivery_begin_many"], begun)
+            return [before.get(r[0]) for r in rows]
         return await self._run(run)
