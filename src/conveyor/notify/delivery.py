@@ -297,13 +297,13 @@ class Deliverer:
         penalty = 0.0
         for k, result in results.items():
             item = items[k]
-            if result.outcome == "sent":  # recorded as its chunk came back (`_send`)
+            if result.outcome == "sent":  # recorded with the chunk after, or below
                 self.stats.latencies_ms.append(now_ms - item.enqueued_at)
                 continue
             env = envelopes[owners[k]]
             attempt = env.attempt + messages[owners[k]].receive_count
             if result.outcome == "transient" and attempt < opts.max_attempts:
-                # `retrying` with this detail was recorded by `_send` (or is a render
+                # `retrying` with this detail is recorded as `_send` said (or is a render
                 # failure's, which is never transient)
                 again.setdefault(owners[k], []).append((item, result))
                 if throttled(result):
