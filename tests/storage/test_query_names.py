@@ -52,6 +52,9 @@ FILES_ONLY_IN: dict[tuple[str, str], str] = {
     ("postgres", "maintenance.sql"):
         "rotation of the message slots and targeted VACUUM; SQLite has no dead rows and "
         "keeps its file bounded with PRAGMAs (sqlite_maintenance.py)",
+    ("postgres", "notify_tx.sql"):
+        "the notifier's enqueue as one statement; SQLite runs ledger.sql's and "
+        "queries.sql's statements by name in one BEGIN IMMEDIATE (sqlite_notify_tx.py)",
 }
 
 

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from conveyor.broker import retention
+from conveyor.broker import batches, retention
 from conveyor.broker import validation as v
 from conveyor.broker.delivery_ledger import Ledger
 from conveyor.broker.delivery_view import DeliveryView
@@ -35,7 +35,7 @@ from conveyor.errors import (
     QueueAlreadyExists,
     QueueNotFound,
 )
-from conveyor.ids import decode_receipt_handle, new_message_ids
+from conveyor.ids import decode_receipt_handle
 from conveyor.models import (
     EntryResult,
     Message,
@@ -48,15 +48,12 @@ from conveyor.models import (
     TableHealth,
     VisibilityEntry,
     dumps_json,
-    encode_attributes,
 )
 from conveyor.storage.base import (
     NO_RECEIVE_LIMIT,
     Lease,
     MessagePeekParams,
     MessageRetryParams,
-    MessageSendParams,
-    NewMessages,
     QueueListParams,
     QueueRow,
     QueueUpdateParams,
@@ -298,44 +295,11 @@ class Broker:
         with a transaction open: the messages are written there and exist, and wake
         consumers, only if that transaction commits (transactional enqueue).
         """
-        v.check_batch_size(len(entries))
-        queue = await self.queue(queue_name, region)
-        attrs = queue.attributes
-        for index, entry in enumerate(entries):
-            v.check_send_entry(entry, index, attrs)
-        await self.quotas.check_send(queue, len(entries), self.now())
-        now = self.now()
-        default_delay = attrs.delay_seconds * 1000
-        dedup_ids = [v.dedup_id(e, attrs) for e in entries]
-        batch = NewMessages(
-            ids=new_message_ids(len(entries), now),
-            bodies=[e.body.text for e in entries],
-            kinds=[e.body.kind for e in entries],
-            attributes=[encode_attributes(e.attributes) for e in entries],
-            priorities=[e.priority for e in entries],
-            delays_ms=[default_delay if e.delay_seconds is None else e.delay_seconds * 1000
-                       for e in entries],
-            group_ids=[e.group_id for e in entries],
-            dedup_ids=dedup_ids,
-            dedup_keys=dedup_ids if attrs.deduplication_scope == "queue" else [
-                None if d is None else f"{e.group_id}\x1f{d}"
-                for e, d in zip(entries, dedup_ids)],
-            claims=claims if any(claims := [e.claim for e in entries]) else None)
+        out = await batches.prepare_send(self, queue_name, entries, region,
+                                         bound=connection is not None)
         storage = self.storage if connection is None else self.storage.bound(connection)
-        visible = 0 in batch.delays_ms
-        # The other processes' wake-up travels with the batch when the throttle allows
-        # one now (one round trip fewer on the way to a waiting consumer).
-        folded = visible and connection is None and self._signal.take(queue.id)
-        results = await storage.message_send_many(
-            MessageSendParams(queue.id, batch, now, attrs.fifo, notify=folded))
-        if folded:
-            self.wake(queue.id)
-        elif visible:
-            # In the caller's transaction the NOTIFY is delivered when it commits (never if
-            # it rolls back), and this process hears it on its LISTEN connection.
-            await (self.signal(queue.id) if connection is None else storage.signal(queue.id))
-        if self.observers:
-            self._observe("sent", queue, sum(not r.duplicate for r in results))
+        results = await storage.message_send_many(out.params)
+        await batches.sent(self, out, results, None if connection is None else storage)
         return results
 
     async def receive(self, queue_name: str, max_messages: int = 10,
@@ -407,22 +371,12 @@ class Broker:
                      region: str | None = None) -> list[EntryResult]:
         """Acknowledge messages; a stale handle (the message was received again) deletes
         nothing and says so."""
-        v.check_batch_size(len(receipt_handles))
+        leases, results = batches.decode_leases(receipt_handles)
         queue = await self.queue(queue_name, region)
-        leases: list[Lease] = []
-        results: list[EntryResult | Lease] = []
-        for handle in receipt_handles:
-            try:
-                lease = Lease(*decode_receipt_handle(handle))
-            except InvalidInput as exc:
-                results.append(EntryResult(str(handle)[:200], "invalid", exc.message))
-                continue
-            leases.append(lease)
-            results.append(lease)
         deleted = await self.storage.message_delete_many(queue.id, leases) if leases else set()
         if self.observers and deleted:
             self._observe("deleted", queue, len(deleted))
-        return [_lease_result(r, h, deleted) for r, h in zip(results, receipt_handles)]
+        return [batches.lease_result(r, h, deleted) for r, h in zip(results, receipt_handles)]
 
     async def delete_leased(self, queue_name: str, message_id: str,
                             region: str | None = None, token: int | None = None) -> bool:
@@ -458,7 +412,8 @@ class Broker:
             queue.id, changes, self.now()) if changes else set())
         if any(ms == 0 and lease in changed for lease, ms in changes):
             await self.signal(queue.id)
-        return [_lease_result(r, e.receipt_handle, changed) for r, e in zip(results, entries)]
+        return [batches.lease_result(r, e.receipt_handle, changed)
+                for r, e in zip(results, entries)]
 
     async def retry(self, queue_name: str, receipt_handle: str, delay_seconds: int,
                     error: str | None = None, region: str | None = None, *,
@@ -487,7 +442,7 @@ class Broker:
         if done and delay_seconds == 0:
             await self.signal(target.id)
         return EntryResult(receipt_handle, "ok" if done else "stale",
-                           None if done else _STALE)
+                           None if done else batches.STALE)
 
     async def peek(self, queue_name: str, limit: int = 10, after: str | None = None,
                    region: str | None = None) -> list[PeekedMessage]:
@@ -520,14 +475,3 @@ class Broker:
     async def _sweep_forever(self) -> None:
         assert self._sweep_interval
         await retention.sweep_forever(self, self._sweep_interval)
-
-
-_STALE = "The receipt handle is stale: the message was received again or is gone."
-
-
-def _lease_result(item: EntryResult | Lease, handle: str, done: set[Lease]) -> EntryResult:
-    if isinstance(item, EntryResult):
-        return item
-    if item in done:
-        return EntryResult(handle, "ok")
-    return EntryResult(handle, "stale", _STALE)

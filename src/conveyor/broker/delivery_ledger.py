@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from conveyor.broker import batches
 from conveyor.broker import validation as v
 from conveyor.errors import InvalidInput, TooManyEntries
 from conveyor.ledger import (
@@ -25,6 +26,7 @@ from conveyor.ledger import (
     NewDelivery,
     Suppression,
 )
+from conveyor.models import EntryResult, SendEntry, SendResult
 from conveyor.storage.base import DeliveryPutParams
 
 if TYPE_CHECKING:
@@ -71,44 +73,81 @@ class Ledger:
         return await self._broker.storage.delivery_statuses(list(delivery_ids))
 
     async def begin(self, rows: Sequence[NewDelivery], *,
-                    keep_seconds: int = DEFAULT_KEEP_SECONDS) -> list[str | None]:
+                    keep_seconds: int = DEFAULT_KEEP_SECONDS,
+                    finished: Sequence[DeliveryUpdate] = ()) -> list[str | None]:
         """Mark notifications `sending` just before the provider call; returns each one's
         previous status (None: never recorded). Those that were `sent`, `failed` or
         `unknown` are left as they were and must not be sent; `sending` means an earlier
-        attempt may or may not have reached the provider (this one is counted a resend)."""
+        attempt may or may not have reached the provider (this one is counted a resend).
+        `finished`: outcomes of other notifications (the chunk before), recorded in the
+        same write as by `finish`."""
         checked = _rows(rows)
         keep = _keep(keep_seconds)
+        done = _updates(finished)
+        if {u.delivery_id for u in done} & {r.delivery_id for r in checked}:
+            raise InvalidInput("A notification cannot be finished and begun at once.",
+                               field="finished")
         if not checked:
+            await self.finish(done)
             return []
-        if len({r.delivery_id for r in checked}) == len(checked):
-            return await self._broker.storage.delivery_begin_many(
-                checked, keep * 1000, self._broker.now())
+        storage, now = self._broker.storage, self._broker.now()
         # A repeated id in one batch: begin it once; the repeats see it as `sending`.
         firsts = list({r.delivery_id: r for r in reversed(checked)}.values())[::-1]
-        before = dict(zip((r.delivery_id for r in firsts),
-                          await self._broker.storage.delivery_begin_many(
-                              firsts, keep * 1000, self._broker.now())))
+        before = await (storage.delivery_finish_begin(done, firsts, keep * 1000, now) if done
+                        else storage.delivery_begin_many(firsts, keep * 1000, now))
+        if len(firsts) == len(checked):
+            return before
+        first = dict(zip((r.delivery_id for r in firsts), before))
         seen: set[str] = set()
         out: list[str | None] = []
         for r in rows:
-            out.append("sending" if r.delivery_id in seen else before[r.delivery_id])
+            out.append("sending" if r.delivery_id in seen else first[r.delivery_id])
             seen.add(r.delivery_id)
         return out
 
     async def finish(self, updates: Sequence[DeliveryUpdate]) -> None:
         """Record outcomes (up to 1,000): `sent` with the provider's id, `retrying`,
         `failed` or `unknown` with the error."""
-        if len(updates) > v.MAX_BATCH:
-            raise TooManyEntries(f"A batch holds at most {v.MAX_BATCH} outcomes.")
-        checked: list[DeliveryUpdate] = []
-        for index, u in enumerate(updates):
-            _text("delivery_id", u.delivery_id, MAX_ID, index)
-            _status(u.status, index)
-            error = None if u.error is None else str(u.error)[:MAX_ERROR]
-            pid = None if u.provider_id is None else str(u.provider_id)[:MAX_ID]
-            checked.append(DeliveryUpdate(u.delivery_id, u.status, error, pid))
+        checked = _updates(updates)
         if checked:
             await self._broker.storage.delivery_finish_many(checked, self._broker.now())
+
+    async def record_send(self, rows: Sequence[NewDelivery], queue_name: str,
+                          entries: Sequence[SendEntry], *, status: str = "queued",
+                          keep_seconds: int = DEFAULT_KEEP_SECONDS
+                          ) -> tuple[list[bool], list[SendResult]]:
+        """`record` and `broker.send` in one transaction, when every row is new: returns
+        (all True, the send's results). When some row is recorded already nothing is
+        written: returns which rows are new and no results (the caller sends the
+        messages of the new ones again). A standard queue's messages without
+        deduplication ids or claims (the notifier's envelopes)."""
+        checked = _rows(rows)
+        _status(status)
+        keep = _keep(keep_seconds)
+        if len({r.delivery_id for r in checked}) != len(checked):
+            raise InvalidInput("A batch must not repeat a delivery id.", field="delivery_id")
+        broker = self._broker
+        out = await batches.prepare_send(broker, queue_name, entries, None)
+        batches.plain(out)
+        new, results = await broker.storage.delivery_put_send(
+            DeliveryPutParams(checked, status, keep * 1000, out.params.now), out.params)
+        if results:
+            await batches.sent(broker, out, results)
+        return new, results
+
+    async def finish_ack(self, updates: Sequence[DeliveryUpdate], queue_name: str,
+                         receipt_handles: Sequence[str]) -> list[EntryResult]:
+        """`finish`, then `broker.delete` of the handles: in one transaction where the
+        storage can, never the acks without the outcomes."""
+        checked = _updates(updates)
+        leases, results = batches.decode_leases(receipt_handles)
+        broker = self._broker
+        queue = await broker.queue(queue_name)
+        deleted = await broker.storage.delivery_finish_delete(checked, broker.now(),
+                                                              queue.id, leases)
+        if broker.observers and deleted:
+            broker._observe("deleted", queue, len(deleted))
+        return [batches.lease_result(r, h, deleted) for r, h in zip(results, receipt_handles)]
 
     async def get(self, delivery_id: str) -> Delivery | None:
         """A notification's row, or None when unknown or expired."""
@@ -194,6 +233,19 @@ def _rows(rows: Sequence[NewDelivery]) -> list[NewDelivery]:
             _text("channel", channel, MAX_ID, index)
             _text("recipient", recipient, MAX_ADDRESS, index)
     return out
+
+
+def _updates(updates: Sequence[DeliveryUpdate]) -> list[DeliveryUpdate]:
+    if len(updates) > v.MAX_BATCH:
+        raise TooManyEntries(f"A batch holds at most {v.MAX_BATCH} outcomes.")
+    checked: list[DeliveryUpdate] = []
+    for index, u in enumerate(updates):
+        _text("delivery_id", u.delivery_id, MAX_ID, index)
+        _status(u.status, index)
+        error = None if u.error is None else str(u.error)[:MAX_ERROR]
+        pid = None if u.provider_id is None else str(u.provider_id)[:MAX_ID]
+        checked.append(DeliveryUpdate(u.delivery_id, u.status, error, pid))
+    return checked
 
 
 def _text(field: str, value: Any, most: int, index: int | None = None) -> None:

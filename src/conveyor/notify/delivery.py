@@ -3,7 +3,8 @@ channel, with retries, dead letters and suppression.
 
 Built on the broker directly rather than on `conveyor.worker`'s one-job-per-call tasks:
 at a million notifications the unit of work is a batch (one ledger read, one rate-limit
-take and one ack per batch, two ledger writes per chunk sent). For each channel `lanes`
+take and one ack per batch, one ledger write per chunk sent: its `sending` with the
+outcomes of the chunk before). For each channel `lanes`
 loops run concurrently in every worker process:
 
 1. receive up to `envelopes` queue messages of `notify-<channel>`;
@@ -19,18 +20,24 @@ loops run concurrently in every worker process:
    the channel's rate limit (GCRA in the database, across every worker) grants tokens, the
    leases are confirmed (envelopes whose lease was lost are not sent:
    `conveyor.notify.leases`), the chunk is marked `sending` (`ledger.begin`) right before
-   it goes to the transport, and its outcomes are recorded right after (`ledger.finish`:
-   `sent`, or `retrying` until step 5 decides). So the rows a `kill -9` leaves `sending`
-   are only the chunks on the wire, at most `in_flight` per channel and worker process:
-   the bound on extra copies per crash. Notifications claimed but never attempted stay
-   `queued`/`retrying` and are delivered as usual when their envelope's lease lapses;
+   it goes to the transport, and its outcomes are recorded (`sent`, or `retrying` until
+   step 5 decides) in the lane's next write: with the next chunk's `begin` (one
+   transaction), or with step 6's. So the rows a `kill -9` leaves `sending` are only the
+   chunks on the wire or just back, one per lane, at most `in_flight` per channel and
+   worker process: the bound on extra copies per crash. Notifications claimed but never
+   attempted stay `queued`/`retrying` and are delivered as usual when their envelope's
+   lease lapses;
 5. outcomes: `sent`; transient → `retrying`, redelivered after exponential backoff with
    jitter or the provider's Retry-After (the whole envelope through the broker's `retry`,
    else a new delayed envelope of the failed ones); permanent, or out of attempts →
    `failed` and a dead letter in `notify-<channel>-dlq` carrying the reason; gone →
    also suppressed; a 429 or 503 with Retry-After also penalizes the rate-limit key;
 6. `ledger.finish` records the final outcomes of the rest in one write, then the envelopes
-   are acked.
+   are acked. When nothing is to be written in between (no dead letters, no retries: the
+   usual batch), the last chunk's outcomes, those final ones and the acks are one write
+   (`ledger.finish_ack`: one transaction on SQLite; on PostgreSQL the outcomes, then the
+   acks), so a crash before it leaves the last chunk in doubt, as a crash before its
+   own `finish` did.
 """
 
 from __future__ import annotations
@@ -268,16 +275,20 @@ class Deliverer:
                 results[k] = Result.permanent(f"cannot render: {exc}"[:1000])
         stats.render_cpu += time.thread_time() - started
         since = stats.add_wait(name, "render", since)
+        pending: list[DeliveryUpdate] = []  # the last chunk's outcomes, not yet written
         if sendable:
-            results.update(await self._send(name, channel, keeper, items, owners, sendable,
-                                            payloads))
-        await self._settle(name, messages, envelopes, owners, items, results, updates,
-                           keeper.lost)
+            sent, pending = await self._send(name, channel, keeper, items, owners, sendable,
+                                             payloads)
+            results.update(sent)
+        await self._settle(name, messages, envelopes, owners, items, results,
+                           pending + updates, keeper.lost, len(pending))
 
     async def _settle(self, name: str, messages: Sequence[Message],
                       envelopes: list[Envelope], owners: list[int], items: list[Item],
                       results: dict[int, Result], updates: list[DeliveryUpdate],
-                      lost: set[int]) -> None:
+                      lost: set[int], pending: int) -> None:
+        """Record the outcomes (`updates`: the last chunk's first, `pending` of them), dead
+        letters and retries, then ack."""
         opts = self.options
         now_ms = int(time.time() * 1000)
         dead: list[dict[str, Any]] = []
@@ -286,13 +297,13 @@ class Deliverer:
         penalty = 0.0
         for k, result in results.items():
             item = items[k]
-            if result.outcome == "sent":  # recorded as its chunk came back (`_send`)
+            if result.outcome == "sent":  # recorded with the chunk after, or below
                 self.stats.latencies_ms.append(now_ms - item.enqueued_at)
                 continue
             env = envelopes[owners[k]]
             attempt = env.attempt + messages[owners[k]].receive_count
             if result.outcome == "transient" and attempt < opts.max_attempts:
-                # `retrying` with this detail was recorded by `_send` (or is a render
+                # `retrying` with this detail is recorded as `_send` said (or is a render
                 # failure's, which is never transient)
                 again.setdefault(owners[k], []).append((item, result))
                 if throttled(result):
@@ -304,9 +315,19 @@ class Deliverer:
             dead.append({"id": item.id, "to": item.to, "error": reason, "item": list(item)})
             if result.gone:
                 gone.append((name, item.to, (result.detail or "gone")[:500]))
+        # Nothing to write between the outcomes and the acks (no dead letters, no
+        # retries: every outcome is final and one per id): the last outcomes and the acks
+        # go in one write (`finish_ack`). Otherwise the last chunk's outcomes are written
+        # first, as each chunk's are, then those decided here.
+        quick = not dead and not again
+        parts = [updates[start:start + 1000] for start in range(0, len(updates), 1000)]
+        if not quick and pending:
+            parts = [updates[:pending]] + [updates[start:start + 1000] for start in
+                                           range(pending, len(updates), 1000)]
+        last = parts.pop() if quick and parts else []
         since = time.perf_counter()
-        for start in range(0, len(updates), 1000):
-            await self.broker.ledger.finish(updates[start:start + 1000])
+        for part in parts:
+            await self.broker.ledger.finish(part)
         since = self.stats.add_wait(name, "ledger", since)
         if gone:
             await self.broker.ledger.suppress(gone[:1000])
@@ -340,7 +361,9 @@ class Deliverer:
                                                                 delay_seconds=delay)])
             handles.append(message.receipt_handle)
         if handles:
-            await self.broker.delete(queue_name(name), handles)
+            await self.broker.ledger.finish_ack(last, queue_name(name), handles)
+        elif last:
+            await self.broker.ledger.finish(last)
         self.stats.add_wait(name, "ack", since)
 
     def _delay(self, attempt: int, retry_after: float) -> int:
@@ -357,20 +380,24 @@ class Deliverer:
 
     async def _send(self, name: str, channel: Channel, keeper: LeaseKeeper,
                     items: list[Item], owners: list[int], sendable: list[int],
-                    payloads: list[Any]) -> dict[int, Result]:
+                    payloads: list[Any]) -> tuple[dict[int, Result], list[DeliveryUpdate]]:
         """Send in chunks of at most `options.chunk`, each as soon as the rate limit allows
         it (so the provider never sees more than the limit's burst at once) and only for
         envelopes whose lease is still ours (`LeaseKeeper.confirm`). Each chunk is marked
-        `sending` right before it goes out and its outcomes recorded right after, so a
-        crash leaves no more than the chunks on the wire in doubt."""
+        `sending` right before it goes out, in one write with the outcomes of the chunk
+        before (written alone if the rate limit makes the lane wait first), so a lane
+        never has more than one chunk `sending` and a crash leaves no more than the
+        chunks on the wire in doubt. The last chunk's outcomes are returned unwritten:
+        `_settle` writes them next, with the acks when it can."""
         stats = self.stats
         results: dict[int, Result] = {}
+        outcomes: list[DeliveryUpdate] = []
         size = max(1, channel.batch_size)
         most = min(self.options.chunk, 1000)  # 1,000: the ledger's batch limit
         done = 0
         while done < len(sendable):
             since = time.perf_counter()
-            n = await self._grant(name, min(len(sendable) - done, most))
+            n = await self._grant(name, min(len(sendable) - done, most), outcomes)
             since = stats.add_wait(name, "rate", since)
             chunk, chunk_payloads = sendable[done:done + n], payloads[done:done + n]
             done += n
@@ -385,14 +412,15 @@ class Deliverer:
                             "left to their new holder", name, len(lost))
             if not chunk:
                 continue
-            chunk, chunk_payloads = await self._begin(name, items, chunk, chunk_payloads)
+            chunk, chunk_payloads = await self._begin(name, items, chunk, chunk_payloads,
+                                                      outcomes)
+            outcomes = []
             since = stats.add_wait(name, "ledger", since)
             batches = [(chunk[i:i + size], chunk_payloads[i:i + size])
                        for i in range(0, len(chunk), size)]
             answers = await asyncio.gather(*(
                 channel.send_many([items[k] for k in ks], ps) for ks, ps in batches))
             since = stats.add_wait(name, "send", since)
-            outcomes: list[DeliveryUpdate] = []
             for (ks, _), got in zip(batches, answers):
                 for k, result in zip(ks, got):
                     results[k] = result
@@ -400,17 +428,17 @@ class Deliverer:
                         DeliveryUpdate(items[k].id, "sent", None, result.provider_id)
                         if result.outcome == "sent" else
                         DeliveryUpdate(items[k].id, "retrying", result.detail))
-            await self.broker.ledger.finish(outcomes)
-            stats.add_wait(name, "ledger", since)
-        return results
+        return results, outcomes
 
     async def _begin(self, name: str, items: list[Item], chunk: list[int],
-                     chunk_payloads: list[Any]) -> tuple[list[int], list[Any]]:
-        """Mark a chunk `sending` right before it goes out; drop the ones another worker
-        finished meanwhile and count those in doubt (resent)."""
+                     chunk_payloads: list[Any], finished: list[DeliveryUpdate]
+                     ) -> tuple[list[int], list[Any]]:
+        """Mark a chunk `sending` right before it goes out (with the outcomes `finished`
+        of the chunk before); drop the ones another worker finished meanwhile and count
+        those in doubt (resent)."""
         before = await self.broker.ledger.begin(
             [NewDelivery(items[k].id, name, items[k].to) for k in chunk],
-            keep_seconds=self.options.keep_seconds)
+            keep_seconds=self.options.keep_seconds, finished=finished)
         keep: list[int] = []
         for j, status in enumerate(before):
             if status in FINAL_STATUSES:
@@ -423,9 +451,10 @@ class Deliverer:
             return chunk, chunk_payloads
         return [chunk[j] for j in keep], [chunk_payloads[j] for j in keep]
 
-    async def _grant(self, name: str, want: int) -> int:
+    async def _grant(self, name: str, want: int, pending: list[DeliveryUpdate]) -> int:
         """How many sends (1 to `want`) the channel's rate limit allows now, across every
-        worker; waits until at least one is."""
+        worker; waits until at least one is, after writing the outcomes `pending` (so
+        that none waits on the rate limit unrecorded)."""
         rate = self._rate(name)
         if rate is None:
             return want
@@ -435,4 +464,7 @@ class Deliverer:
                                                   want=min(want, 10_000, rate.count))
             if grant.granted:
                 return grant.granted
+            if pending:
+                await self.broker.ledger.finish(pending)
+                pending.clear()
             await asyncio.sleep(min(max(grant.retry_after, 0.005), 5.0))

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 __all__ = ["Notifier"]
 
 MAX_ENVELOPES_PER_SEND = 100
+LEDGER_BATCH = 1000  # the most rows one ledger write takes
 
 
 class Notifier:
@@ -77,7 +78,8 @@ class Notifier:
         self.keep_seconds = keep_seconds
         self._ensured: set[str] = set()
         self.waits: dict[str, float] = {}
-        """Seconds `enqueue_items` spent recording (`ledger`) and enqueuing (`send`)."""
+        """Seconds `enqueue_items` spent packing envelopes (`pack`) and writing them with
+        their ledger rows (`write`; `send` when tracking is off)."""
 
     async def start(self) -> None:
         """Start the broker when this notifier owns it."""
@@ -148,26 +150,51 @@ class Notifier:
         """Record items `status` (`queued`; `held` for quiet hours) and enqueue those not
         recorded before (an idempotency key seen again sends nothing), in envelopes that
         become visible after `delay_seconds`; returns how many were enqueued. The
-        envelopes' queue message ids are appended to `message_ids` when given."""
+        envelopes' queue message ids are appended to `message_ids` when given.
+
+        With tracking, each chunk of up to 1,000 items is recorded and enqueued in one
+        transaction (`broker.ledger.record_send`), so that a failure leaves neither."""
         await self._ensure(channel)
-        since = time.perf_counter()
-        if self.track:
-            unique = list({i.id: i for i in items}.values())
-            fresh: list[Item] = []
-            for start in range(0, len(unique), 1000):
-                chunk = unique[start:start + 1000]
-                new = await self.broker.ledger.record(
-                    [NewDelivery(i.id, channel, i.to) for i in chunk], status=status,
-                    keep_seconds=self.keep_seconds)
-                fresh += [i for i, n in zip(chunk, new) if n]
-            items = fresh
-            now = time.perf_counter()
-            self.waits["ledger"] = self.waits.get("ledger", 0.0) + now - since
-            since = now
+        if not self.track:
+            return await self._send(channel, items, delay_seconds, message_ids)
+        unique = list({i.id: i for i in items}.values())
         size = self.envelope_size
-        entries = [SendEntry(Body(Envelope(channel, 0, list(items[i:i + size])).dumps()),
-                             delay_seconds)
-                   for i in range(0, len(items), size)]
+        per = max(1, LEDGER_BATCH // size) * size if size < LEDGER_BATCH else LEDGER_BATCH
+        queue = queue_name(channel)
+        enqueued = 0
+        for start in range(0, len(unique), per):
+            chunk = unique[start:start + per]
+            while chunk:
+                since = time.perf_counter()
+                entries = self._entries(channel, chunk, delay_seconds)
+                now = time.perf_counter()
+                self.waits["pack"] = self.waits.get("pack", 0.0) + now - since
+                new, sent = await self.broker.ledger.record_send(
+                    [NewDelivery(i.id, channel, i.to) for i in chunk], queue, entries,
+                    status=status, keep_seconds=self.keep_seconds)
+                self.waits["write"] = self.waits.get("write", 0.0) + time.perf_counter() - now
+                if sent:
+                    enqueued += len(chunk)
+                    if message_ids is not None:
+                        message_ids += [r.id for r in sent]
+                    break
+                # Some were recorded before: nothing was written; again with the new ones
+                # (fewer each time, so this ends).
+                chunk = [i for i, n in zip(chunk, new) if n]
+        return enqueued
+
+    def _entries(self, channel: str, items: Sequence[Item], delay_seconds: int | None
+                 ) -> list[SendEntry]:
+        size = self.envelope_size
+        return [SendEntry(Body(Envelope(channel, 0, list(items[i:i + size])).dumps()),
+                          delay_seconds)
+                for i in range(0, len(items), size)]
+
+    async def _send(self, channel: str, items: Sequence[Item], delay_seconds: int | None,
+                    message_ids: list[str] | None) -> int:
+        """Enqueue without recording (tracking off)."""
+        since = time.perf_counter()
+        entries = self._entries(channel, items, delay_seconds)
         for start in range(0, len(entries), MAX_ENVELOPES_PER_SEND):
             sent = await self.broker.send(queue_name(channel),
                                           entries[start:start + MAX_ENVELOPES_PER_SEND])

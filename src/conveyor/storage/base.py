@@ -411,6 +411,31 @@ class LedgerStorage(Protocol):
         """Listed addresses by (channel, address)."""
 
 
+class NotifyTxStorage(Protocol):
+    """The notification path's combined writes (`broker.ledger.record_send` and
+    `finish_ack`): two operations' statements in one transaction where that saves a turn
+    of the database."""
+
+    async def delivery_put_send(self, put: DeliveryPutParams, send: MessageSendParams
+                                ) -> tuple[list[bool], list[SendResult]]:
+        """When no row of `put` is recorded: record them all and send the batch (a
+        standard queue's, without deduplication ids or claims) in one transaction, and
+        return (all True, the send's results). Otherwise write nothing and return which
+        rows are new, and no results."""
+
+    async def delivery_finish_delete(self, updates: Sequence[DeliveryUpdate],
+                                     now: int | None, queue_id: int,
+                                     leases: Sequence[Lease]) -> set[Lease]:
+        """Record outcomes, then delete the messages whose leases still hold (the deleted
+        ones are returned); never the deletes without the outcomes."""
+
+    async def delivery_finish_begin(self, updates: Sequence[DeliveryUpdate],
+                                    rows: Sequence[NewDelivery], keep_ms: int,
+                                    now: int | None) -> list[str | None]:
+        """`delivery_finish_many` of `updates` and `delivery_begin_many` of other rows
+        (no id in both) in one transaction; returns what the begin returns."""
+
+
 class DeliveryEventStorage(Protocol):
     """The delivery view (see `conveyor.broker.delivery_view`): events and counts that the
     triggers of migrations 0020 and 0025 write as ledger rows change; read here."""
@@ -548,8 +573,8 @@ class DigestStorage(Protocol):
 
 
 class Storage(MessageStorage, JobStorage, FlowStorage, CancelStorage, LedgerStorage,
-              KeyStorage, WorkerStorage, RecipientStorage, TemplateStorage, DigestStorage,
-              DeliveryEventStorage, Protocol):
+              NotifyTxStorage, KeyStorage, WorkerStorage, RecipientStorage, TemplateStorage,
+              DigestStorage, DeliveryEventStorage, Protocol):
     """A database driver: the whole contract, plus its lifecycle."""
 
     dialect: str

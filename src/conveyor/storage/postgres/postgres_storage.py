@@ -57,6 +57,7 @@ from conveyor.storage.postgres.postgres_maintenance import (
     retiring,
     table_health,
 )
+from conveyor.storage.postgres.postgres_notify_tx import PostgresNotifyTx
 from conveyor.storage.postgres.postgres_recipients import PostgresRecipients
 from conveyor.storage.postgres.postgres_templates import PostgresTemplates
 from conveyor.storage.postgres.postgres_workers import PostgresWorkers
@@ -94,9 +95,9 @@ def slots_of(leases: Sequence[Lease]) -> list[int]:
     return sorted({lease.token & mask for lease in leases})
 
 
-class PostgresStorage(PostgresJobs, PostgresFlows, PostgresLedger, PostgresKeys, PostgresWorkers,
-                      PostgresRecipients, PostgresTemplates, PostgresDigests,
-                      PostgresDeliveryEvents, PostgresCancels, PostgresBase):
+class PostgresStorage(PostgresJobs, PostgresFlows, PostgresNotifyTx, PostgresLedger,
+                      PostgresKeys, PostgresWorkers, PostgresRecipients, PostgresTemplates,
+                      PostgresDigests, PostgresDeliveryEvents, PostgresCancels, PostgresBase):
     """Queues and messages in PostgreSQL."""
 
     dialect = "postgresql"
@@ -166,6 +167,10 @@ class PostgresStorage(PostgresJobs, PostgresFlows, PostgresLedger, PostgresKeys,
         (self._unlogged if queue.attributes.durability == "unlogged" else self._logged).add(
             queue.id)
         return queue
+
+    async def _unlogged_queue(self, queue_id: int) -> bool:
+        """Whether a queue's messages are in the unlogged table."""
+        return await self._q(queue_id) is UNLOGGED
 
     async def _q(self, queue_id: int) -> dict[str, str]:
         """The statements for a queue's messages table (logged or unlogged)."""

@@ -57,6 +57,7 @@ from conveyor.storage.sqlite.sqlite_jobs import SqliteJobs
 from conveyor.storage.sqlite.sqlite_keys import SqliteKeys
 from conveyor.storage.sqlite.sqlite_ledger import SqliteLedger
 from conveyor.storage.sqlite.sqlite_maintenance import give_back, table_health
+from conveyor.storage.sqlite.sqlite_notify_tx import SqliteNotifyTx
 from conveyor.storage.sqlite.sqlite_recipients import SqliteRecipients
 from conveyor.storage.sqlite.sqlite_templates import SqliteTemplates
 from conveyor.storage.sqlite.sqlite_wake import WakeSockets
@@ -103,9 +104,9 @@ def _claim(db: sqlite3.Connection, queue_id: int, batch: NewMessages, at: int
     return claims.resolve(batch, p, won, holders, replaced)
 
 
-class SqliteStorage(SqliteJobs, SqliteFlows, SqliteLedger, SqliteKeys, SqliteWorkers,
-                    SqliteRecipients, SqliteTemplates, SqliteDigests, SqliteDeliveryEvents,
-                    SqliteCancels, SqliteBase):
+class SqliteStorage(SqliteNotifyTx, SqliteJobs, SqliteFlows, SqliteLedger, SqliteKeys,
+                    SqliteWorkers, SqliteRecipients, SqliteTemplates, SqliteDigests,
+                    SqliteDeliveryEvents, SqliteCancels, SqliteBase):
     """Queues and messages in one SQLite file."""
 
     dialect = "sqlite"
@@ -246,45 +247,51 @@ class SqliteStorage(SqliteJobs, SqliteFlows, SqliteLedger, SqliteKeys, SqliteWor
     async def message_send_many(self, params: MessageSendParams) -> list[SendResult]:
         """Insert a batch in one transaction, resolving deduplication ids first."""
         at = self._now(params.now)
-        queue_id, batch = params.queue_id, params.messages
 
         def run(db: sqlite3.Connection) -> list[SendResult]:
             with self._write(db):
-                first = dedup.first_ids(batch)
-                won: set[str] = set()
-                earlier: dict[str, str] = {}
-                for key, message_id in first.items():
-                    args = {"queue_id": queue_id, "dedup_id": key}
-                    if db.execute(Q["dedup_claim"], {
-                            **args, "message_id": _blob(message_id), "now": at,
-                            "expires_at": at + DEDUP_WINDOW_MS}).rowcount:
-                        won.add(key)
-                    else:
-                        earlier[key] = _uid(db.execute(Q["dedup_get"], args).fetchone()[0])
-                results, keep = dedup.resolve(batch, first, won, earlier)
-                kept = batch if len(keep) == len(batch) else batch.pick(keep)
-                if kept.claims is not None:
-                    claimed, keep = _claim(db, queue_id, kept, at)
-                    results = claims.merge(results, claimed)
-                    kept = kept if len(keep) == len(kept) else kept.pick(keep)
-                sequences: list[int | None] = [None] * len(kept)
-                if params.fifo and kept.ids:
-                    last = db.execute(Q["counter_take"], {
-                        "name": "fifo_sequence", "n": len(kept)}).fetchone()[0]
-                    sequences = list(range(last - len(kept) + 1, last + 1))
-                db.executemany(Q["message_insert"], zip(
-                    map(_blob, kept.ids), repeat(queue_id), kept.priorities,
-                    [at + d for d in kept.delays_ms], repeat(at), kept.kinds, kept.bodies,
-                    kept.attributes, kept.group_ids, kept.dedup_ids, sequences))
-                if params.notify:  # for the other processes' pollers, in the same commit
-                    db.execute(Q["signal_bump"], {"queue_id": queue_id})
-            return dedup.fill(results, [
-                SendResult(i, sequence_number=format_sequence(n))
-                for i, n in zip(kept.ids, sequences)])
+                return self._send_in(db, params, at)
         sent = await self._run(run)
         if params.notify:
-            self._wake.send(queue_id)  # committed: the datagrams may go
+            self._wake.send(params.queue_id)  # committed: the datagrams may go
         return sent
+
+    def _send_in(self, db: sqlite3.Connection, params: MessageSendParams, at: int
+                 ) -> list[SendResult]:
+        """A send's statements, inside the caller's write transaction (also the notifier's
+        enqueue, `sqlite_notify_tx`)."""
+        queue_id, batch = params.queue_id, params.messages
+        first = dedup.first_ids(batch)
+        won: set[str] = set()
+        earlier: dict[str, str] = {}
+        for key, message_id in first.items():
+            args = {"queue_id": queue_id, "dedup_id": key}
+            if db.execute(Q["dedup_claim"], {
+                    **args, "message_id": _blob(message_id), "now": at,
+                    "expires_at": at + DEDUP_WINDOW_MS}).rowcount:
+                won.add(key)
+            else:
+                earlier[key] = _uid(db.execute(Q["dedup_get"], args).fetchone()[0])
+        results, keep = dedup.resolve(batch, first, won, earlier)
+        kept = batch if len(keep) == len(batch) else batch.pick(keep)
+        if kept.claims is not None:
+            claimed, keep = _claim(db, queue_id, kept, at)
+            results = claims.merge(results, claimed)
+            kept = kept if len(keep) == len(kept) else kept.pick(keep)
+        sequences: list[int | None] = [None] * len(kept)
+        if params.fifo and kept.ids:
+            last = db.execute(Q["counter_take"], {
+                "name": "fifo_sequence", "n": len(kept)}).fetchone()[0]
+            sequences = list(range(last - len(kept) + 1, last + 1))
+        db.executemany(Q["message_insert"], zip(
+            map(_blob, kept.ids), repeat(queue_id), kept.priorities,
+            [at + d for d in kept.delays_ms], repeat(at), kept.kinds, kept.bodies,
+            kept.attributes, kept.group_ids, kept.dedup_ids, sequences))
+        if params.notify:  # for the other processes' pollers, in the same commit
+            db.execute(Q["signal_bump"], {"queue_id": queue_id})
+        return dedup.fill(results, [
+            SendResult(i, sequence_number=format_sequence(n))
+            for i, n in zip(kept.ids, sequences)])
 
     async def message_ready(self, queue_id: int, now: int | None) -> bool:
         """A visible message in a queue that is not paused."""
@@ -344,15 +351,20 @@ class SqliteStorage(SqliteJobs, SqliteFlows, SqliteLedger, SqliteKeys, SqliteWor
     async def message_delete_many(self, queue_id: int, leases: Sequence[Lease]) -> set[Lease]:
         """Delete rows whose token still matches."""
         def run(db: sqlite3.Connection) -> set[Lease]:
-            deleted: set[Lease] = set()
             with self._write(db):
-                for lease in leases:
-                    cursor = db.execute(Q["message_delete"],
-                                        (_blob(lease.message_id), queue_id, lease.token))
-                    if cursor.rowcount:
-                        deleted.add(lease)
-            return deleted
+                return self._delete_in(db, queue_id, leases)
         return await self._run(run)
+
+    def _delete_in(self, db: sqlite3.Connection, queue_id: int, leases: Sequence[Lease]
+                   ) -> set[Lease]:
+        """A delete's statements, inside the caller's write transaction."""
+        deleted: set[Lease] = set()
+        for lease in leases:
+            cursor = db.execute(Q["message_delete"],
+                                (_blob(lease.message_id), queue_id, lease.token))
+            if cursor.rowcount:
+                deleted.add(lease)
+        return deleted
 
     async def message_delete_leased(self, queue_id: int, message_id: str,
                                     now: int | None, token: int | None = None) -> bool:
