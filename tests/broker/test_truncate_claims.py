@@ -1,4 +1,4 @@
-"""Claims do not wait for a slot's TRUNCATE (migration 0027): TRUNCATE rebuilds the slot's
+"""Claims do not wait for a slot's TRUNCATE (migration 0026): TRUNCATE rebuilds the slot's
 indexes and PostgreSQL fsyncs each new file while it holds the slot's ACCESS EXCLUSIVE lock,
 which a checkpoint or another process's writes can stretch to seconds; every claim used to
 read all the slots and so stopped meanwhile (benchmarks/soak.py's stalls). The maintenance

@@ -56,12 +56,12 @@ SELECT pg_try_advisory_xact_lock($1);
 -- name: maintenance_retire
 -- Announce that slot $2 is about to be emptied: its advisory lock ($1, $2) for this
 -- session, had only once no claim holds it shared (claims then leave the slot out;
--- migration 0027).
+-- migration 0026).
 SELECT pg_try_advisory_lock($1::int, $2::int);
 
 -- name: maintenance_retiring
 -- The slots being emptied now (their advisory lock held by a maintenance), the others'
--- locks taken shared to the end of the transaction, as a claim takes them (migration 0027).
+-- locks taken shared to the end of the transaction, as a claim takes them (migration 0026).
 SELECT coalesce(array_agg(s), '{}') FROM generate_series(0, $2::int - 1) AS s
 WHERE NOT pg_try_advisory_xact_lock_shared($1::int, s);
 

@@ -82,7 +82,7 @@ LOCK_PAUSE = 0.01
 _LOCK = 0x636F6E77  # one node truncates at a time
 # A slot about to be emptied is announced by holding the advisory lock (RETIRING, slot) for
 # the session; every claim tries each slot's lock shared and leaves out the slots it cannot
-# have (migration 0027). Why: a claim reads all the slots, and so waited for the whole of
+# have (migration 0026). Why: a claim reads all the slots, and so waited for the whole of
 # a TRUNCATE holding one, including the fsync of each index it rebuilds (PostgreSQL 15:
 # DataFileImmediateSync), which a checkpoint or another process's writes can stretch from
 # milliseconds to seconds: every receive stopped meanwhile.
@@ -263,7 +263,7 @@ async def _pointer(conn: Connection) -> tuple[int, int | None]:
 
 async def retiring(conn: Statements) -> list[int]:
     """The slots a maintenance is emptying now; the others cannot begin to be emptied until
-    the caller's transaction ends (as for a claim, migration 0027)."""
+    the caller's transaction ends (as for a claim, migration 0026)."""
     row = await conn.fetchrow(Q["maintenance_retiring"], RETIRING, SLOTS)
     return list(row[0])
 

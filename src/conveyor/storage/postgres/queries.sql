@@ -194,7 +194,7 @@ SELECT EXISTS (
 -- An over-received flow node comes back with a NULL token instead of going to the
 -- dead-letter queue (conveyor_messages_claim_v2, migration 0023): the storage moves it with
 -- its flow end in one transaction (message_dead_letter_ids, postgres_flows.py).
--- conveyor_messages_claim_v3 (migration 0027) is that claim passing over a slot the
+-- conveyor_messages_claim_v3 (migration 0026) is that claim passing over a slot the
 -- maintenance is truncating, instead of waiting for its lock.
 SELECT * FROM conveyor_messages_claim_v3($1, $2, $3, $4, $5, $6, '{}');
 
