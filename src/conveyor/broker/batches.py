@@ -17,7 +17,8 @@ from conveyor.storage.base import Lease, MessageSendParams, NewMessages, Storage
 if TYPE_CHECKING:
     from conveyor.broker.broker import Broker
 
-__all__ = ["Outgoing", "decode_leases", "lease_result", "plain", "prepare_send", "sent"]
+__all__ = ["Outgoing", "decode_leases", "deleted", "lease_result", "plain", "prepare_send",
+           "sent"]
 
 STALE = "The receipt handle is stale: the message was received again or is gone."
 
@@ -106,6 +107,12 @@ def decode_leases(receipt_handles: Sequence[str]) -> tuple[list[Lease],
         leases.append(lease)
         results.append(lease)
     return leases, results
+
+
+def deleted(broker: Broker, queue: Queue, done: set[Lease]) -> None:
+    """Tell observers how many messages a delete removed."""
+    if broker.observers and done:
+        broker._observe("deleted", queue, len(done))
 
 
 def lease_result(item: EntryResult | Lease, handle: str, done: set[Lease]) -> EntryResult:

@@ -374,8 +374,7 @@ class Broker:
         leases, results = batches.decode_leases(receipt_handles)
         queue = await self.queue(queue_name, region)
         deleted = await self.storage.message_delete_many(queue.id, leases) if leases else set()
-        if self.observers and deleted:
-            self._observe("deleted", queue, len(deleted))
+        batches.deleted(self, queue, deleted)
         return [batches.lease_result(r, h, deleted) for r, h in zip(results, receipt_handles)]
 
     async def delete_leased(self, queue_name: str, message_id: str,

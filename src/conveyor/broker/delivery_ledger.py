@@ -145,8 +145,7 @@ class Ledger:
         queue = await broker.queue(queue_name)
         deleted = await broker.storage.delivery_finish_delete(checked, broker.now(),
                                                               queue.id, leases)
-        if broker.observers and deleted:
-            broker._observe("deleted", queue, len(deleted))
+        batches.deleted(broker, queue, deleted)
         return [batches.lease_result(r, h, deleted) for r, h in zip(results, receipt_handles)]
 
     async def get(self, delivery_id: str) -> Delivery | None:
