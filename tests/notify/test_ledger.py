@@ -53,6 +53,17 @@ async def test_statuses_read_only_and_resends_counted(broker: Broker) -> None:
 async def test_repeated_id_in_one_batch(broker: Broker) -> None:
     row = NewDelivery("same", "push", "https://push.example/1")
     assert await broker.ledger.begin([row, row]) == [None, "sending"]
+    # outcomes: the last one given for an id counts, on both storages (each writes a
+    # batch in one statement, which would apply an arbitrary one of the repeats)
+    other = NewDelivery("other", "push", "https://push.example/2")
+    await broker.ledger.begin([other])
+    await broker.ledger.finish([DeliveryUpdate("same", "retrying", "503"),
+                                DeliveryUpdate("other", "sent", provider_id="p2"),
+                                DeliveryUpdate("same", "sent", provider_id="p1")])
+    same, two = await broker.ledger.get("same"), await broker.ledger.get("other")
+    assert same is not None and (same.status, same.provider_id, same.error) == (
+        "sent", "p1", None)
+    assert two is not None and (two.status, two.provider_id) == ("sent", "p2")
 
 
 async def test_rows_expire(broker: Broker, clock: object) -> None:

@@ -118,3 +118,4 @@ async def test_an_upgraded_sqlite_file_reads_its_old_events_the_same(tmp_path) -
         assert await storage.delivery_event_list("e1") == sent
     finally:
         await storage.close()
+

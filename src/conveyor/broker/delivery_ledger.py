@@ -244,7 +244,10 @@ def _updates(updates: Sequence[DeliveryUpdate]) -> list[DeliveryUpdate]:
         error = None if u.error is None else str(u.error)[:MAX_ERROR]
         pid = None if u.provider_id is None else str(u.provider_id)[:MAX_ID]
         checked.append(DeliveryUpdate(u.delivery_id, u.status, error, pid))
-    return checked
+    # An id given twice: its last outcome counts, on both storages (one statement per
+    # batch there, which would apply an arbitrary one of the repeats).
+    last = {u.delivery_id: u for u in checked}
+    return checked if len(last) == len(checked) else list(last.values())
 
 
 def _text(field: str, value: Any, most: int, index: int | None = None) -> None:

@@ -3,11 +3,17 @@
 -- JSON array (json_each) rather than as a parameter per id.
 
 -- name: delivery_put_many
--- Run once per row (executemany), after delivery_statuses. Parameters: id, channel,
--- recipient, status, now, expires_at. The made state is kept for the delivery view.
+-- After delivery_statuses. :rows is a JSON array of [id, channel, recipient], inserted in
+-- its order. One statement for the whole batch, not one per row: the storage's thread then
+-- needs Python's GIL once, not once a row, while it holds the file's write lock (with a
+-- busy event loop in the same process, each reacquisition could keep every other writer
+-- waiting). The made state is kept for the delivery view.
 INSERT INTO conveyor_deliveries (id, channel, recipient, status, attempts, updated_at,
                                  expires_at, made_status, made_at)
-VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6, ?4, ?5)
+SELECT r.value ->> 0, r.value ->> 1, r.value ->> 2, :status, 0, :now, :expires_at,
+       :status, :now
+FROM json_each(:rows) AS r
+WHERE true  -- lets the parser tell the upsert's ON from a join's
 ON CONFLICT (id) DO NOTHING;
 
 -- name: delivery_statuses
@@ -18,25 +24,33 @@ ON CONFLICT (id) DO NOTHING;
 SELECT id, status FROM conveyor_deliveries WHERE id IN (SELECT value FROM json_each(?));
 
 -- name: delivery_begin_many
--- Run once per row. Final rows (sent, failed, unknown) are left alone: that is the whole
--- point. A row still `sending` was handed to a provider by an attempt that never recorded
--- its outcome (the worker died): this attempt is a resend after a crash, counted.
+-- :rows as for delivery_put_many (ids not repeated). Final rows (sent, failed, unknown)
+-- are left alone: that is the whole point. A row still `sending` was handed to a provider
+-- by an attempt that never recorded its outcome (the worker died): this attempt is a
+-- resend after a crash, counted.
 INSERT INTO conveyor_deliveries (id, channel, recipient, status, attempts, updated_at,
                                  expires_at)
-VALUES (?, ?, ?, 'sending', 1, ?, ?)
+SELECT r.value ->> 0, r.value ->> 1, r.value ->> 2, 'sending', 1, :now, :expires_at
+FROM json_each(:rows) AS r
+WHERE true
 ON CONFLICT (id) DO UPDATE SET
     status = 'sending', attempts = attempts + 1, updated_at = excluded.updated_at,
     resends = resends + (status = 'sending')
 WHERE status NOT IN ('sent', 'failed', 'unknown');
 
 -- name: delivery_finish_many
--- Parameters: status, error, provider id, now, id. started_at: when the attempt whose
--- outcome this is was handed over (kept when the outcome is recorded again unchanged).
-UPDATE conveyor_deliveries
-SET status = ?1, error = ?2, provider_id = coalesce(?3, provider_id), updated_at = ?4,
-    started_at = CASE WHEN status = 'sending' THEN updated_at
-                      WHEN status = ?1 AND error IS ?2 THEN started_at END
-WHERE id = ?5;
+-- :updates is a JSON array of [status, error, provider id, id], no id twice (an UPDATE
+-- FROM applies one match per row; the ledger keeps an id's last outcome). started_at: when
+-- the attempt whose outcome this is was handed over (kept when the outcome is recorded
+-- again unchanged).
+UPDATE conveyor_deliveries AS d
+SET status = u.value ->> 0, error = u.value ->> 1,
+    provider_id = coalesce(u.value ->> 2, d.provider_id), updated_at = :now,
+    started_at = CASE WHEN d.status = 'sending' THEN d.updated_at
+                      WHEN d.status = u.value ->> 0 AND d.error IS u.value ->> 1
+                      THEN d.started_at END
+FROM json_each(:updates) AS u
+WHERE d.id = u.value ->> 3;
 
 -- name: delivery_get
 SELECT id, channel, recipient, status, attempts, error, provider_id, updated_at, expires_at,

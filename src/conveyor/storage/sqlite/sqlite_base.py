@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import sqlite3
+import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +29,11 @@ log = logging.getLogger("conveyor.storage.sqlite")
 T = TypeVar("T")
 MIGRATIONS = load_migrations("conveyor.storage.sqlite")
 _SYNCHRONOUS = ("off", "normal", "full", "extra")
+# The storage's thread takes Python's GIL back after every statement, while it may hold the
+# file's write lock; at the default 5 ms switch interval a busy event loop in the same
+# process kept it waiting, and with it every writer of the file. At 1 ms, 300,000
+# notifications in the demo: workers held the lock 25% less, wall time 12% less.
+SWITCH_INTERVAL = 0.001
 _UNAVAILABLE = frozenset({sqlite3.SQLITE_FULL, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_IOERR,
                           sqlite3.SQLITE_CANTOPEN})
 
@@ -76,6 +82,7 @@ class SqliteBase:
             db.execute("BEGIN IMMEDIATE")
         finally:
             got = time.perf_counter()
+            on_cpu = time.thread_time()
             stats.waited += got - asked
         try:
             yield db
@@ -87,6 +94,7 @@ class SqliteBase:
         finally:
             stats.transactions += 1
             stats.held += time.perf_counter() - got
+            stats.on_cpu += time.thread_time() - on_cpu
 
     @staticmethod
     def _now(now: int | None) -> int:
@@ -119,7 +127,10 @@ class SqliteBase:
 
     # lifecycle ----------------------------------------------------------------------
     async def open(self) -> None:
-        """Open the file (creating it) and apply pending migrations."""
+        """Open the file (creating it) and apply pending migrations; lowers the process's
+        GIL switch interval to `SWITCH_INTERVAL` (never raises it)."""
+        if sys.getswitchinterval() > SWITCH_INTERVAL:
+            sys.setswitchinterval(SWITCH_INTERVAL)
         loop = asyncio.get_running_loop()
         try:
             await loop.run_in_executor(self._executor, self._connect)

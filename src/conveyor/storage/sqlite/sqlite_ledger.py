@@ -21,6 +21,37 @@ from conveyor.storage.sqlite.sqlite_base import SqliteBase
 Q = load_queries("conveyor.storage.sqlite", "ledger.sql")
 
 
+def _json(values: object) -> str:
+    return orjson.dumps(values).decode()
+
+
+def put_rows(db: sqlite3.Connection, rows: Sequence[NewDelivery], status: str, at: int,
+             keep_ms: int) -> None:
+    """Insert rows not recorded yet, one statement (inside the caller's transaction)."""
+    db.execute(Q["delivery_put_many"], {
+        "rows": _json([(r[0], r[1], r[2]) for r in rows]), "status": status, "now": at,
+        "expires_at": at + keep_ms})
+
+
+def begin_rows(db: sqlite3.Connection, rows: Sequence[NewDelivery], at: int, keep_ms: int
+               ) -> dict[str, str]:
+    """The rows' statuses before, then the unfinished ones marked `sending` (ids not
+    repeated; inside the caller's transaction)."""
+    ids = _json([r[0] for r in rows])
+    before = dict(db.execute(Q["delivery_statuses"], (ids,)).fetchall())
+    db.execute(Q["delivery_begin_many"], {
+        "rows": _json([(r[0], r[1], r[2]) for r in rows]), "now": at,
+        "expires_at": at + keep_ms})
+    return before
+
+
+def finish_rows(db: sqlite3.Connection, updates: Sequence[DeliveryUpdate], at: int) -> None:
+    """Record outcomes, ids not repeated (inside the caller's transaction)."""
+    if updates:
+        db.execute(Q["delivery_finish_many"], {
+            "updates": _json([(u[1], u[2], u[3], u[0]) for u in updates]), "now": at})
+
+
 class SqliteLedger(SqliteBase):
     """Delivery rows and suppressions in SQLite."""
 
@@ -28,13 +59,12 @@ class SqliteLedger(SqliteBase):
         """Insert new rows; existing ids are left as they are."""
         at = self._now(params.now)
         rows = params.rows
-        ids = orjson.dumps([r[0] for r in rows]).decode()
-        values = [(r[0], r[1], r[2], params.status, at, at + params.keep_ms) for r in rows]
+        ids = _json([r[0] for r in rows])
 
         def run(db: sqlite3.Connection) -> list[bool]:
             with self._write(db):
                 known = {r[0] for r in db.execute(Q["delivery_statuses"], (ids,))}
-                db.executemany(Q["delivery_put_many"], values)
+                put_rows(db, rows, params.status, at, params.keep_ms)
             new: list[bool] = []
             for r in rows:
                 new.append(r[0] not in known)
@@ -44,7 +74,7 @@ class SqliteLedger(SqliteBase):
 
     async def delivery_statuses(self, ids: Sequence[str]) -> list[str | None]:
         """Each id's status (None: not recorded), without writing."""
-        params = (orjson.dumps(list(ids)).decode(),)
+        params = (_json(list(ids)),)
 
         def run(db: sqlite3.Connection) -> list[str | None]:
             found = dict(db.execute(Q["delivery_statuses"], params).fetchall())
@@ -55,13 +85,10 @@ class SqliteLedger(SqliteBase):
                                   now: int | None) -> list[str | None]:
         """Read the previous statuses, then mark the unfinished rows `sending`."""
         at = self._now(now)
-        ids = orjson.dumps([r[0] for r in rows]).decode()
-        values = [(r[0], r[1], r[2], at, at + keep_ms) for r in rows]
 
         def run(db: sqlite3.Connection) -> list[str | None]:
             with self._write(db):
-                before = dict(db.execute(Q["delivery_statuses"], (ids,)).fetchall())
-                db.executemany(Q["delivery_begin_many"], values)
+                before = begin_rows(db, rows, at, keep_ms)
             return [before.get(r[0]) for r in rows]
         return await self._run(run)
 
@@ -69,11 +96,10 @@ class SqliteLedger(SqliteBase):
                                    now: int | None) -> None:
         """Record outcomes in one transaction."""
         at = self._now(now)
-        values = [(u[1], u[2], u[3], at, u[0]) for u in updates]
 
         def run(db: sqlite3.Connection) -> None:
             with self._write(db):
-                db.executemany(Q["delivery_finish_many"], values)
+                finish_rows(db, updates, at)
         await self._run(run)
 
     async def delivery_get(self, delivery_id: str, now: int | None) -> Delivery | None:

@@ -17,6 +17,7 @@ from conveyor.models import SendResult
 from conveyor.storage.base import DeliveryPutParams, Lease, MessageSendParams
 from conveyor.storage.sql import load_queries
 from conveyor.storage.sqlite.sqlite_base import SqliteBase
+from conveyor.storage.sqlite.sqlite_ledger import begin_rows, finish_rows, put_rows
 from conveyor.storage.sqlite.sqlite_wake import WakeSockets
 
 LQ = load_queries("conveyor.storage.sqlite", "ledger.sql")
@@ -42,14 +43,13 @@ class SqliteNotifyTx(SqliteBase):
         at = self._now(put.now)
         rows = put.rows
         ids = orjson.dumps([r[0] for r in rows]).decode()
-        values = [(r[0], r[1], r[2], put.status, at, at + put.keep_ms) for r in rows]
 
         def run(db: sqlite3.Connection) -> tuple[list[bool], list[SendResult]]:
             with self._write(db):
                 known = {r[0] for r in db.execute(LQ["delivery_statuses"], (ids,))}
                 if known:  # nothing written: the caller sends the new ones again
                     return [r[0] not in known for r in rows], []
-                db.executemany(LQ["delivery_put_many"], values)
+                put_rows(db, rows, put.status, at, put.keep_ms)
                 results = self._send_in(db, send, self._now(send.now))
             return [True] * len(rows), results
         new, results = await self._run(run)
@@ -63,12 +63,10 @@ class SqliteNotifyTx(SqliteBase):
         """Record outcomes and delete the messages whose leases still hold, in one
         transaction; returns the deleted ones."""
         at = self._now(now)
-        values = [(u[1], u[2], u[3], at, u[0]) for u in updates]
 
         def run(db: sqlite3.Connection) -> set[Lease]:
             with self._write(db):
-                if values:
-                    db.executemany(LQ["delivery_finish_many"], values)
+                finish_rows(db, updates, at)
                 return self._delete_in(db, queue_id, leases)
         return await self._run(run)
 
@@ -78,14 +76,10 @@ class SqliteNotifyTx(SqliteBase):
         """Record one chunk's outcomes and mark the next chunk `sending` in one
         transaction; returns the next chunk's previous statuses."""
         at = self._now(now)
-        finished = [(u[1], u[2], u[3], at, u[0]) for u in updates]
-        ids = orjson.dumps([r[0] for r in rows]).decode()
-        begun = [(r[0], r[1], r[2], at, at + keep_ms) for r in rows]
 
         def run(db: sqlite3.Connection) -> list[str | None]:
             with self._write(db):
-                db.executemany(LQ["delivery_finish_many"], finished)
-                before = dict(db.execute(LQ["delivery_statuses"], (ids,)).fetchall())
-                db.executemany(LQ["delivery_begin_many"], begun)
+                finish_rows(db, updates, at)
+                before = begin_rows(db, rows, at, keep_ms)
             return [before.get(r[0]) for r in rows]
         return await self._run(run)

@@ -14,11 +14,13 @@ from dataclasses import dataclass
 @dataclass
 class WriteLockStats:
     """This process's write transactions on SQLite files: how many, and the seconds spent
-    getting the write lock (`BEGIN IMMEDIATE`) and holding it (to `COMMIT`)."""
+    getting the write lock (`BEGIN IMMEDIATE`), holding it (to `COMMIT`), and running on a
+    CPU while holding it (the rest of `held` is waiting: for a core, for the GIL, for I/O)."""
 
     transactions: int = 0
     waited: float = 0.0
     held: float = 0.0
+    on_cpu: float = 0.0
 
 
 WRITE_LOCK = WriteLockStats()
