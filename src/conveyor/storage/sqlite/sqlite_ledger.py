@@ -26,11 +26,12 @@ def _json(values: object) -> str:
 
 
 def put_rows(db: sqlite3.Connection, rows: Sequence[NewDelivery], status: str, at: int,
-             keep_ms: int) -> None:
-    """Insert rows not recorded yet, one statement (inside the caller's transaction)."""
-    db.execute(Q["delivery_put_many"], {
+             keep_ms: int) -> int:
+    """Insert rows not recorded yet, one statement (inside the caller's transaction);
+    returns how many were inserted."""
+    return int(db.execute(Q["delivery_put_many"], {
         "rows": _json([(r[0], r[1], r[2]) for r in rows]), "status": status, "now": at,
-        "expires_at": at + keep_ms})
+        "expires_at": at + keep_ms}).rowcount)
 
 
 def begin_rows(db: sqlite3.Connection, rows: Sequence[NewDelivery], at: int, keep_ms: int
