@@ -119,3 +119,53 @@ async def test_an_upgraded_sqlite_file_reads_its_old_events_the_same(tmp_path) -
     finally:
         await storage.close()
 
+
+
+async def test_an_upgraded_postgres_database_reads_its_old_events_the_same(
+        postgres_url: str) -> None:
+    # The same upgrade on PostgreSQL: rows written under 0020's triggers, read after 0025.
+    import asyncpg
+
+    from conveyor.storage.postgres.postgres_base import MIGRATIONS
+    from conveyor.storage.postgres.postgres_storage import PostgresStorage
+
+    conn = await asyncpg.connect(postgres_url)
+    try:  # the test databases are cloned from a migrated template: start from empty
+        await conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+        await conn.execute("CREATE TABLE conveyor_migrations (version integer PRIMARY KEY, "
+                           "applied_at timestamptz NOT NULL DEFAULT now())")
+        for version, script in MIGRATIONS[:24]:
+            await conn.execute(script)
+            await conn.execute("INSERT INTO conveyor_migrations (version) VALUES ($1)",
+                               version)
+        for i in ("e1", "e2", "e3"):  # 0024's put, begin and finish
+            await conn.execute(
+                "INSERT INTO conveyor_deliveries (id, channel, recipient, status, attempts, "
+                "updated_at, expires_at) VALUES ($1, 'email', 'a', 'queued', 0, 100, "
+                "9999999999999)", i)
+        await conn.execute("UPDATE conveyor_deliveries SET status = 'sending', attempts = 1, "
+                           "updated_at = 110 WHERE id IN ('e1', 'e2')")
+        await conn.execute("UPDATE conveyor_deliveries SET status = 'sent', provider_id = "
+                           "'Q1', updated_at = 120 WHERE id = 'e1'")
+        await conn.execute("UPDATE conveyor_deliveries SET status = 'retrying', error = "
+                           "'451 later', updated_at = 120 WHERE id = 'e2'")
+    finally:
+        await conn.close()
+    storage = PostgresStorage(postgres_url)
+    await storage.open()
+    try:
+        assert await storage.schema_version() == (len(MIGRATIONS), len(MIGRATIONS))
+        sent = [DeliveryEvent(0, "queued", 100), DeliveryEvent(1, "sent", 120, 110, None, "Q1")]
+        retried = [DeliveryEvent(0, "queued", 100),
+                   DeliveryEvent(1, "retrying", 120, 110, "451 later")]
+        assert await storage.delivery_event_list("e1") == sent
+        assert await storage.delivery_event_list("e2") == retried
+        assert await storage.delivery_event_list("e3") in ([], [DeliveryEvent(0, "queued",
+                                                                              100)])
+        await storage.delivery_begin_many([NewDelivery("e2", "email", "a")], 600_000, 130)
+        await storage.delivery_finish_many([DeliveryUpdate("e2", "sent", None, "Q2")], 140)
+        assert await storage.delivery_event_list("e2") == [
+            *retried, DeliveryEvent(2, "sent", 140, 130, None, "Q2")]
+        assert await storage.delivery_event_list("e1") == sent
+    finally:
+        await storage.close()
