@@ -21,7 +21,10 @@ ON CONFLICT (id) DO NOTHING;
 -- also read in the same BEGIN IMMEDIATE transaction before a put or begin (PostgreSQL has
 -- no such second statement there: a data-modifying CTE returns them from the one
 -- statement that writes, so concurrent begins cannot interleave).
-SELECT id, status FROM conveyor_deliveries WHERE id IN (SELECT value FROM json_each(?));
+-- One row, a JSON object of id to status: a row per id would be a step each, and the
+-- storage's thread takes the GIL back after every step while it may hold the write lock.
+SELECT json_group_object(id, status) FROM conveyor_deliveries
+WHERE id IN (SELECT value FROM json_each(?));
 
 -- name: delivery_begin_many
 -- :rows as for delivery_put_many (ids not repeated). Final rows (sent, failed, unknown)

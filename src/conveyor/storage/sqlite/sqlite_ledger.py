@@ -25,6 +25,13 @@ def _json(values: object) -> str:
     return orjson.dumps(values).decode()
 
 
+def statuses(db: sqlite3.Connection, ids: str) -> dict[str, str]:
+    """The recorded statuses of a JSON array of ids (one statement, one row)."""
+    found: dict[str, str] = orjson.loads(db.execute(Q["delivery_statuses"], (ids,))
+                                         .fetchone()[0])
+    return found
+
+
 def put_rows(db: sqlite3.Connection, rows: Sequence[NewDelivery], status: str, at: int,
              keep_ms: int) -> int:
     """Insert rows not recorded yet, one statement (inside the caller's transaction);
@@ -39,7 +46,7 @@ def begin_rows(db: sqlite3.Connection, rows: Sequence[NewDelivery], at: int, kee
     """The rows' statuses before, then the unfinished ones marked `sending` (ids not
     repeated; inside the caller's transaction)."""
     ids = _json([r[0] for r in rows])
-    before = dict(db.execute(Q["delivery_statuses"], (ids,)).fetchall())
+    before = statuses(db, ids)
     db.execute(Q["delivery_begin_many"], {
         "rows": _json([(r[0], r[1], r[2]) for r in rows]), "now": at,
         "expires_at": at + keep_ms})
@@ -64,7 +71,7 @@ class SqliteLedger(SqliteBase):
 
         def run(db: sqlite3.Connection) -> list[bool]:
             with self._write(db):
-                known = {r[0] for r in db.execute(Q["delivery_statuses"], (ids,))}
+                known = set(statuses(db, ids))
                 put_rows(db, rows, params.status, at, params.keep_ms)
             new: list[bool] = []
             for r in rows:
@@ -75,10 +82,10 @@ class SqliteLedger(SqliteBase):
 
     async def delivery_statuses(self, ids: Sequence[str]) -> list[str | None]:
         """Each id's status (None: not recorded), without writing."""
-        params = (_json(list(ids)),)
+        listed = _json(list(ids))
 
         def run(db: sqlite3.Connection) -> list[str | None]:
-            found = dict(db.execute(Q["delivery_statuses"], params).fetchall())
+            found = statuses(db, listed)
             return [found.get(i) for i in ids]
         return await self._run(run)
 

@@ -15,12 +15,9 @@ import orjson
 from conveyor.ledger import DeliveryUpdate, NewDelivery
 from conveyor.models import SendResult
 from conveyor.storage.base import DeliveryPutParams, Lease, MessageSendParams
-from conveyor.storage.sql import load_queries
 from conveyor.storage.sqlite.sqlite_base import SqliteBase
-from conveyor.storage.sqlite.sqlite_ledger import begin_rows, finish_rows, put_rows
+from conveyor.storage.sqlite.sqlite_ledger import begin_rows, finish_rows, put_rows, statuses
 from conveyor.storage.sqlite.sqlite_wake import WakeSockets
-
-LQ = load_queries("conveyor.storage.sqlite", "ledger.sql")
 
 
 class _Known(Exception):
@@ -57,7 +54,7 @@ class SqliteNotifyTx(SqliteBase):
                     results = self._send_in(db, send, self._now(send.now))
             except _Known:  # rolled back: nothing written; the caller sends the new again
                 ids = orjson.dumps([r[0] for r in rows]).decode()
-                known = {r[0] for r in db.execute(LQ["delivery_statuses"], (ids,))}
+                known = set(statuses(db, ids))
                 return [r[0] not in known for r in rows], []
             return [True] * len(rows), results
         new, results = await self._run(run)
