@@ -3,8 +3,8 @@
 -- JSON array (json_each) rather than as a parameter per id.
 
 -- name: delivery_put_many
--- After delivery_statuses. :rows is a JSON array of [id, channel, recipient], inserted in
--- its order. One statement for the whole batch, not one per row: the storage's thread then
+-- :rows is a JSON array of [id, channel, recipient], inserted in its order; the statement's
+-- row count says how many were new (the enqueue reads delivery_statuses only when not all). One statement for the whole batch, not one per row: the storage's thread then
 -- needs Python's GIL once, not once a row, while it holds the file's write lock (with a
 -- busy event loop in the same process, each reacquisition could keep every other writer
 -- waiting). The made state is kept for the delivery view.
