@@ -126,3 +126,19 @@ async def test_sqlite_ledger_rows_survive_the_move_to_insertion_order(tmp_path) 
         assert (await broker.ledger.counts())["email"]["sending"] == 1
     finally:
         await broker.close()
+
+
+async def test_a_nul_character_is_refused_in_ids_and_dropped_from_answers(
+        broker: Broker) -> None:
+    # No storage keeps a NUL (PostgreSQL refuses it in text; SQLite's JSON cuts at it):
+    # an id with one is bad input on both, and a provider's answer loses it.
+    with pytest.raises(InvalidInput) as caught:
+        await broker.ledger.record([NewDelivery("a\x00b", "email", "a@b.c")])
+    assert caught.value.field == "delivery_id"
+    with pytest.raises(InvalidInput):
+        await broker.ledger.begin([NewDelivery("ok", "email", "a\x00@b.c")])
+    assert await broker.ledger.counts() == {}  # nothing written
+    await broker.ledger.begin([NewDelivery("ok", "email", "a@b.c")])
+    await broker.ledger.finish([DeliveryUpdate("ok", "retrying", "451\x00 later", "p\x00")])
+    row = await broker.ledger.get("ok")
+    assert row is not None and (row.error, row.provider_id) == ("451 later", "p")

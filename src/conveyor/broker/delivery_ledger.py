@@ -227,7 +227,7 @@ def _rows(rows: Sequence[NewDelivery]) -> list[NewDelivery]:
         # `_text` then says which field is wrong.
         if not (type(did) is str and type(channel) is str and type(recipient) is str and
                 0 < len(did) <= MAX_ID and 0 < len(channel) <= MAX_ID and
-                0 < len(recipient) <= MAX_ADDRESS):
+                0 < len(recipient) <= MAX_ADDRESS and "\x00" not in did + channel + recipient):
             _text("delivery_id", did, MAX_ID, index)
             _text("channel", channel, MAX_ID, index)
             _text("recipient", recipient, MAX_ADDRESS, index)
@@ -241,8 +241,9 @@ def _updates(updates: Sequence[DeliveryUpdate]) -> list[DeliveryUpdate]:
     for index, u in enumerate(updates):
         _text("delivery_id", u.delivery_id, MAX_ID, index)
         _status(u.status, index)
-        error = None if u.error is None else str(u.error)[:MAX_ERROR]
-        pid = None if u.provider_id is None else str(u.provider_id)[:MAX_ID]
+        # A provider's answer is kept as text, less NUL characters (no storage keeps them).
+        error = None if u.error is None else str(u.error).replace("\x00", "")[:MAX_ERROR]
+        pid = None if u.provider_id is None else str(u.provider_id).replace("\x00", "")[:MAX_ID]
         checked.append(DeliveryUpdate(u.delivery_id, u.status, error, pid))
     # An id given twice: its last outcome counts, on both storages (one statement per
     # batch there, which would apply an arbitrary one of the repeats).
@@ -254,6 +255,9 @@ def _text(field: str, value: Any, most: int, index: int | None = None) -> None:
     if not isinstance(value, str) or not 1 <= len(value) <= most:
         raise InvalidInput(f"{field} must be a string of 1 to {most} characters, not "
                            f"{value!r:.60}.", field=field, index=index)
+    if "\x00" in value:
+        raise InvalidInput(f"{field} must not contain a NUL character.", field=field,
+                           index=index)
 
 
 def _status(status: Any, index: int | None = None) -> None:
