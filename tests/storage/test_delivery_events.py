@@ -72,6 +72,22 @@ async def test_counts_over_time_and_expiry(storage: Storage, t0: int) -> None:
     assert [r.bucket for r in await storage.delivery_series(window)] == [base + 10_000] * 3
 
 
+async def _reads_the_old_events_the_same(storage: Storage) -> None:
+    """After 0025: e1 sent and e2 retried under 0020's triggers, e3 never changed."""
+    sent = [DeliveryEvent(0, "queued", 100), DeliveryEvent(1, "sent", 120, 110, None, "Q1")]
+    retried = [DeliveryEvent(0, "queued", 100),
+               DeliveryEvent(1, "retrying", 120, 110, "451 later")]
+    assert await storage.delivery_event_list("e1") == sent
+    assert await storage.delivery_event_list("e2") == retried
+    # never changed: the row alone tells it (its timeline reads the same from either)
+    assert await storage.delivery_event_list("e3") in ([], [DeliveryEvent(0, "queued", 100)])
+    await storage.delivery_begin_many([NewDelivery("e2", "email", "a")], 600_000, 130)
+    await storage.delivery_finish_many([DeliveryUpdate("e2", "sent", None, "Q2")], 140)
+    assert await storage.delivery_event_list("e2") == [
+        *retried, DeliveryEvent(2, "sent", 140, 130, None, "Q2")]
+    assert await storage.delivery_event_list("e1") == sent
+
+
 async def test_an_upgraded_sqlite_file_reads_its_old_events_the_same(tmp_path) -> None:  # type: ignore[no-untyped-def]
     # Rows written under 0020's triggers (an event per change) read as before after 0025,
     # and go on from there under its rules.
@@ -103,23 +119,9 @@ async def test_an_upgraded_sqlite_file_reads_its_old_events_the_same(tmp_path) -
     storage = SqliteStorage(str(path))
     await storage.open()
     try:
-        sent = [DeliveryEvent(0, "queued", 100), DeliveryEvent(1, "sent", 120, 110, None, "Q1")]
-        retried = [DeliveryEvent(0, "queued", 100),
-                   DeliveryEvent(1, "retrying", 120, 110, "451 later")]
-        assert await storage.delivery_event_list("e1") == sent
-        assert await storage.delivery_event_list("e2") == retried
-        # never changed: the row alone tells it (its timeline reads the same from either)
-        assert await storage.delivery_event_list("e3") in ([], [DeliveryEvent(0, "queued",
-                                                                              100)])
-        await storage.delivery_begin_many([NewDelivery("e2", "email", "a")], 600_000, 130)
-        await storage.delivery_finish_many([DeliveryUpdate("e2", "sent", None, "Q2")], 140)
-        assert await storage.delivery_event_list("e2") == [
-            *retried, DeliveryEvent(2, "sent", 140, 130, None, "Q2")]
-        assert await storage.delivery_event_list("e1") == sent
+        await _reads_the_old_events_the_same(storage)
     finally:
         await storage.close()
-
-
 
 async def test_an_upgraded_postgres_database_reads_its_old_events_the_same(
         postgres_url: str) -> None:
@@ -155,17 +157,6 @@ async def test_an_upgraded_postgres_database_reads_its_old_events_the_same(
     await storage.open()
     try:
         assert await storage.schema_version() == (len(MIGRATIONS), len(MIGRATIONS))
-        sent = [DeliveryEvent(0, "queued", 100), DeliveryEvent(1, "sent", 120, 110, None, "Q1")]
-        retried = [DeliveryEvent(0, "queued", 100),
-                   DeliveryEvent(1, "retrying", 120, 110, "451 later")]
-        assert await storage.delivery_event_list("e1") == sent
-        assert await storage.delivery_event_list("e2") == retried
-        assert await storage.delivery_event_list("e3") in ([], [DeliveryEvent(0, "queued",
-                                                                              100)])
-        await storage.delivery_begin_many([NewDelivery("e2", "email", "a")], 600_000, 130)
-        await storage.delivery_finish_many([DeliveryUpdate("e2", "sent", None, "Q2")], 140)
-        assert await storage.delivery_event_list("e2") == [
-            *retried, DeliveryEvent(2, "sent", 140, 130, None, "Q2")]
-        assert await storage.delivery_event_list("e1") == sent
+        await _reads_the_old_events_the_same(storage)
     finally:
         await storage.close()
