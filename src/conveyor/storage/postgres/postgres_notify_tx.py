@@ -93,9 +93,9 @@ class PostgresNotifyTx(PostgresLedger):
                                      now: int | None, queue_id: int,
                                      leases: Sequence[Lease]) -> set[Lease]:
         """Record outcomes, then delete the messages whose leases still hold; returns the
-        deleted ones. Two statements, not one transaction: the delete's function commits
-        asynchronously (migration 0022), which the ledger's outcomes must not, and a
-        crash between the two only redelivers envelopes whose outcomes are recorded."""
+        deleted ones. Two statements, each its own transaction (the delete is the broker's
+        one-trip function): a crash between the two only redelivers envelopes whose
+        outcomes are recorded."""
         if updates:
             await self.delivery_finish_many(updates, now)
         return await self.message_delete_many(queue_id, leases) if leases else set()
