@@ -158,10 +158,12 @@ async def raw_enqueue(url: str, count: int) -> float:
 
 async def raw_drain_worker(url: str, finished: Finished) -> int:
     """Claim + delete with two bare statements per batch."""
-    # The same planner pins the broker's statements carry (as session settings: no round
-    # trips), so the ceiling is a fair one.
+    # The same planner pins and durability the broker's statements carry (as session
+    # settings: no round trips), so the ceiling is a fair one: claims commit
+    # asynchronously, acknowledgements durably (migration 0027), on a second connection.
     conn = await asyncpg.connect(url, server_settings={
         "enable_sort": "off", "enable_seqscan": "off", "synchronous_commit": "off"})
+    acks = await asyncpg.connect(url, server_settings={"enable_seqscan": "off"})
     try:
         queue_id = await conn.fetchval("SELECT id FROM conveyor_queues WHERE name = $1", QUEUE)
         done = 0
@@ -170,10 +172,11 @@ async def raw_drain_worker(url: str, finished: Finished) -> int:
             if not rows:
                 await finished(done)
                 return done
-            await conn.execute(RAW_DELETE, [r[0] for r in rows], sorted({r[1] for r in rows}))
+            await acks.execute(RAW_DELETE, [r[0] for r in rows], sorted({r[1] for r in rows}))
             done += len(rows)
     finally:
         await conn.close()
+        await acks.close()
 
 
 # ---- HTTP -------------------------------------------------------------------------------
@@ -378,6 +381,7 @@ async def raw_latency(url: str, rate: int = 200, seconds: float = 10.0
     settings = {"enable_sort": "off", "enable_seqscan": "off", "synchronous_commit": "off"}
     producer = await asyncpg.connect(url)
     consumer = await asyncpg.connect(url, server_settings=settings)
+    acks = await asyncpg.connect(url)  # acknowledgements commit durably, as the broker's
     listener = await asyncpg.connect(url)
     received: list[float] = []
     total = int(rate * seconds)
@@ -392,8 +396,8 @@ async def raw_latency(url: str, rate: int = 200, seconds: float = 10.0
                 while rows := await consumer.fetch(RAW_CLAIM, queue.id, 10):
                     now = time.time()
                     received.extend((now - orjson.loads(r[2])["t"]) * 1000 for r in rows)
-                    await consumer.execute(RAW_DELETE, [r[0] for r in rows],
-                                           sorted({r[1] for r in rows}))
+                    await acks.execute(RAW_DELETE, [r[0] for r in rows],
+                                       sorted({r[1] for r in rows}))
 
         task = asyncio.create_task(consume())
         await asyncio.sleep(0.5)
@@ -404,7 +408,7 @@ async def raw_latency(url: str, rate: int = 200, seconds: float = 10.0
             await asyncio.sleep(1 / rate)
         await asyncio.wait_for(task, 10)
     finally:
-        for conn in (producer, consumer, listener):
+        for conn in (producer, consumer, acks, listener):
             await conn.close()
     cuts = statistics.quantiles(received, n=100)
     return cuts[49], cuts[98], float("nan")
