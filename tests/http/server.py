@@ -77,7 +77,9 @@ def start_server(directory: Path, args: Sequence[str] = (), *,
         match = _ANNOUNCE.search(text)
         if match and _healthy(match.group(1)):
             server.url = match.group(1)
-            sqs = _SQS_ANNOUNCE.search(text)
+            # Read again: the sockets listen before the lines after the API's are written,
+            # so /healthz can answer a request made while `text` still lacked them.
+            sqs = _SQS_ANNOUNCE.search(server.logs())
             server.sqs_url = sqs.group(1) if sqs else None
             return server
         time.sleep(0.05)
