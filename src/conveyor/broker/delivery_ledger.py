@@ -227,7 +227,8 @@ def _rows(rows: Sequence[NewDelivery]) -> list[NewDelivery]:
         # `_text` then says which field is wrong.
         if not (type(did) is str and type(channel) is str and type(recipient) is str and
                 0 < len(did) <= MAX_ID and 0 < len(channel) <= MAX_ID and
-                0 < len(recipient) <= MAX_ADDRESS and "\x00" not in did + channel + recipient):
+                0 < len(recipient) <= MAX_ADDRESS and "\x00" not in did and
+                "\x00" not in channel and "\x00" not in recipient):
             _text("delivery_id", did, MAX_ID, index)
             _text("channel", channel, MAX_ID, index)
             _text("recipient", recipient, MAX_ADDRESS, index)

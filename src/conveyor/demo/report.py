@@ -234,7 +234,7 @@ def render_report(r: Report) -> str:
         "  enqueue time      " + (", ".join(f"{k} {v:,.1f} s" for k, v in
                                          r.enqueue_waits.items()) or "-"),
         *[f"  {'write lock' if k == 0 else '':<17} {who}: held {w['held']:,.1f} s "
-          f"({w.get('on_cpu', 0.0):,.1f} s of it on a CPU), waited {w['waited']:,.1f} s "
+          f"({w['on_cpu']:,.1f} s of it on a CPU), waited {w['waited']:,.1f} s "
           f"over {w['transactions']:,.0f} transactions"
           for k, (who, w) in enumerate(r.write_lock.items()) if w.get("transactions")],
         f"  bottleneck        {bottleneck(r)}",
