@@ -58,6 +58,7 @@ def _mix(text: str) -> dict[str, float]:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from conveyor.collector import tune_collector
     from conveyor.demo import DemoConfig, run_demo
 
     if args.messages < 1:
@@ -68,6 +69,7 @@ def _demo(args: argparse.Namespace) -> int:
         raise InvalidInput("--kill-workers-every runs with --messages, not --recipients.")
     if args.kill_workers_every < 0:
         raise InvalidInput("--kill-workers-every must be 0 (off) or more seconds.")
+    tune_collector()  # this process is the producer; its workers tune theirs
     report = run_demo(DemoConfig(
         messages=args.messages, database=args.database, mix=args.mix,
         cost_per_hour=args.cost_per_hour, workers=args.workers,

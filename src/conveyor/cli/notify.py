@@ -144,11 +144,13 @@ def _send(args: argparse.Namespace) -> int:
 def _worker(args: argparse.Namespace) -> int:
     import os
 
+    from conveyor.collector import tune_collector
     from conveyor.notify import DeliveryOptions
     from conveyor.notify.settings import ChannelSettings, run_worker
     from conveyor.rlimits import raise_open_files_limit
 
     raise_open_files_limit()  # SMTP pools and push connections add up
+    tune_collector()
 
     def env(name: str | None) -> str | None:
         if name is None:

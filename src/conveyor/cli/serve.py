@@ -25,6 +25,7 @@ from typing import Any
 import uvicorn
 
 from conveyor.broker.broker import Broker
+from conveyor.collector import tune_collector
 from conveyor.config import Config
 from conveyor.forgery import is_loopback
 from conveyor.http.app import create_app, feedback_settings
@@ -90,6 +91,7 @@ def _url(sock: socket.socket, scheme: str = "http") -> str:
 def run_serve(config: Config) -> int:
     """Bind, announce, and serve until SIGINT or SIGTERM."""
     soft, raised = raise_open_files_limit()  # the children inherit it
+    tune_collector()
     if raised != soft:
         say(f"raised the open-files limit from {soft:,} to {raised:,}")
     config = replace(config, database_url=database_url(config))

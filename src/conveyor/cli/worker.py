@@ -58,6 +58,7 @@ def _bounds(text: str) -> tuple[int, int]:
 
 def run(args: argparse.Namespace) -> int:
     """Run one worker here, or supervise a pool."""
+    from conveyor.collector import tune_collector
     from conveyor.rlimits import raise_open_files_limit
 
     logging.basicConfig(level=logging.INFO,
@@ -65,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
     # httpx logs every request at INFO: a worker on a server would log each long poll.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     raise_open_files_limit()  # the pool's processes inherit it
+    tune_collector()
     flags = ["--batch-size", str(args.batch_size), "--shutdown-grace",
              str(args.shutdown_grace), "--heartbeat", str(args.heartbeat)]
     if args.queues:

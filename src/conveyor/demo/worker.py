@@ -33,6 +33,7 @@ def worker_main(index: int, url: str, channels: dict[str, dict[str, Any]],
     parent = multiprocessing.parent_process()  # the pid at spawn, even if it died since
     die_with(parent.pid if parent is not None and parent.pid else os.getppid())
     async def main() -> None:
+        from conveyor.collector import tune_collector
         from conveyor.connect import open_broker, sqlite_write_lock
         from conveyor.demo.workload import TEMPLATES
         from conveyor.notify import (
@@ -57,6 +58,7 @@ def worker_main(index: int, url: str, channels: dict[str, dict[str, Any]],
         await broker.start()
         notifier = Notifier(broker, channels=made, templates=TEMPLATES)
         deliverer = notifier.deliverer(options)
+        tune_collector()
         runner = asyncio.create_task(deliverer.run())
         stats = deliverer.stats
 

@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 
+from conveyor.collector import tune_collector
 from conveyor.lifeline import die_with
 from conveyor.rlimits import raise_open_files_limit
 from conveyor.worker.process import run
@@ -28,6 +29,7 @@ def main() -> int:
     if args.supervisor is not None:
         die_with(args.supervisor)
     raise_open_files_limit()
+    tune_collector()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(name)s: "
                                                    "%(message)s")
     options = WorkerOptions(queues=args.queues.split(",") if args.queues else None,
