@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 
 from conveyor.broker.broker import Broker
 from conveyor.demo.loopback import PushEndpoint, make_subscriber
-from conveyor.ledger import Delivery, NewDelivery
+from conveyor.ledger import Delivery, DeliveryUpdate, NewDelivery
 from conveyor.notify import DeliveryOptions, Notifier, WebhookChannel, WebPush, WebPushChannel
 from conveyor.notify.delivery import dlq_name
 from conveyor.notify.models import Webhook
@@ -93,10 +93,14 @@ async def _push_in_doubt(broker: Broker, options: DeliveryOptions
         (pid,) = await notifier.asend_many([WebPush(
             subscription=sub.subscription(f"http://127.0.0.1:{port}/push/0"),
             payload={"x": 1})])
-        await broker.ledger.begin([NewDelivery(pid, "push", "x")])
         deliverer = notifier.deliverer(options)
         await deliverer.ensure_queues()
+        # The worker that died received the envelope (visible again at once here) and
+        # began its item; the new worker's receive is the envelope's second.
+        assert await broker.receive("notify-push", 10, 0, 0)
+        await broker.ledger.begin([NewDelivery(pid, "push", "x")])
         messages = await broker.receive("notify-push", 10, 30, 0)
+        assert [m.receive_count for m in messages] == [2]
         try:
             await deliverer.process("push", channel, messages)
         finally:
@@ -117,6 +121,33 @@ async def test_push_in_doubt_held_as_unknown_when_configured(broker: Broker) -> 
     assert row is not None and row.status == "unknown" and "operator" in (row.error or "")
     assert endpoint.received == {}  # not sent again
     assert await broker.ledger.resent() == {}
+
+
+async def test_a_first_receive_still_skips_an_item_finished_meanwhile(broker: Broker
+                                                                        ) -> None:
+    """A first receive skips the statuses read before rendering; the write that marks
+    the chunk `sending` still finds the final row and leaves it (and sends nothing)."""
+    sub = make_subscriber()
+    endpoint = PushEndpoint([sub])
+    channel = push_channel()
+    async with serving(endpoint.app()) as port:
+        notifier = Notifier(broker, channels={"push": channel}, templates=TEMPLATES)
+        (pid,) = await notifier.asend_many([WebPush(
+            subscription=sub.subscription(f"http://127.0.0.1:{port}/push/0"),
+            payload={"x": 1})])
+        await broker.ledger.finish([DeliveryUpdate(pid, "skipped", "cancelled")])
+        deliverer = notifier.deliverer(DeliveryOptions())
+        await deliverer.ensure_queues()
+        messages = await broker.receive("notify-push", 10, 30, 0)
+        assert [m.receive_count for m in messages] == [1]
+        try:
+            await deliverer.process("push", channel, messages)
+        finally:
+            await channel.close()
+    row = await notifier.status(pid)
+    assert row is not None and (row.status, row.attempts) == ("skipped", 0)
+    assert endpoint.received == {} and deliverer.stats.skipped == 1
+    assert await broker.receive("notify-push", 10, 30, 0) == []  # acknowledged
 
 
 async def test_webhook_signed_and_retried_on_503(broker: Broker, clock: Any) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conveyor.ledger import DeliveryUpdate, NewDelivery, Suppression
+from conveyor.ledger import FINAL_STATUSES, DeliveryUpdate, NewDelivery, Suppression
 from conveyor.storage.base import DeliveryPutParams, Storage
 
 A = NewDelivery("d1", "email", "a@example.com")
@@ -28,6 +28,18 @@ async def test_put_begin_finish(storage: Storage, t0: int) -> None:
     assert await storage.delivery_counts(None, t0 + 3) == {
         "email": {"sent": 1, "sending": 1}, "push": {"sending": 1}}
     assert await storage.delivery_counts("push", t0 + 3) == {"push": {"sending": 1}}
+
+
+async def test_begin_leaves_every_final_status_alone(storage: Storage, t0: int) -> None:
+    rows = [NewDelivery(f"f-{status}", "email", f"{status}@example.com")
+            for status in sorted(FINAL_STATUSES)]
+    await storage.delivery_put_many(DeliveryPutParams(rows, "queued", 60_000, t0))
+    await storage.delivery_finish_many([DeliveryUpdate(r.delivery_id, r.delivery_id[2:], None, None)
+                                        for r in rows], t0 + 1)
+    assert await storage.delivery_begin_many(rows, 60_000, t0 + 2) == sorted(FINAL_STATUSES)
+    for row in rows:  # skipped and digested too: never `sending`, no attempt counted
+        got = await storage.delivery_get(row.delivery_id, t0 + 2)
+        assert got is not None and (got.status, got.attempts) == (row.delivery_id[2:], 0)
 
 
 async def test_statuses_and_resends(storage: Storage, t0: int) -> None:

@@ -221,6 +221,9 @@ def _push_main(port: int, keys: list[tuple[bytes, str, bytes]], verify_every: in
 
 
 def _run(coro: Any) -> None:
+    from conveyor.collector import tune_collector
+
+    tune_collector()  # a peer's requests make short-lived objects, as a worker's do
     try:
         import uvloop
 

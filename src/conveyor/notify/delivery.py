@@ -231,10 +231,18 @@ class Deliverer:
         for index, env in enumerate(envelopes):
             owners.extend([index] * len(env.items))
             items.extend(env.items)
-        before: list[str | None] = []
-        for start in range(0, len(items), 1000):
-            before += await self.broker.ledger.statuses([i.id for i in items[start:start + 1000]])
-        since = stats.add_wait(name, "ledger", since)
+        before: list[str | None] = [None] * len(items)
+        if any(m.receive_count > 1 for m in messages):
+            # Received before: its holder may have finished items or died with a chunk on
+            # the wire. On a first receive no worker has begun any of its items (the
+            # producer enqueues an id once; a retry envelope is sent after its items'
+            # outcomes are recorded), so this read is skipped; `_begin` reads the statuses
+            # again under the write lock either way and drops the final ones.
+            before = []
+            for start in range(0, len(items), 1000):
+                before += await self.broker.ledger.statuses(
+                    [i.id for i in items[start:start + 1000]])
+            since = stats.add_wait(name, "ledger", since)
         updates: list[DeliveryUpdate] = []
         live: list[int] = []
         hold = name in opts.hold_unknown or not channel.resend_unknown

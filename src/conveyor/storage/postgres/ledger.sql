@@ -42,7 +42,7 @@ WITH input AS (
     ON CONFLICT (id) DO UPDATE SET
         status = 'sending', attempts = d.attempts + 1, updated_at = EXCLUDED.updated_at,
         resends = d.resends + (d.status = 'sending')::int
-    WHERE d.status NOT IN ('sent', 'failed', 'unknown')
+    WHERE d.status NOT IN ('sent', 'failed', 'unknown', 'skipped', 'digested')
 )
 SELECT prev.status FROM input LEFT JOIN prev ON prev.id = input.id ORDER BY input.ord;
 

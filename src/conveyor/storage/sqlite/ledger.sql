@@ -27,8 +27,8 @@ SELECT json_group_object(id, status) FROM conveyor_deliveries
 WHERE id IN (SELECT value FROM json_each(?));
 
 -- name: delivery_begin_many
--- :rows as for delivery_put_many (ids not repeated). Final rows (sent, failed, unknown)
--- are left alone: that is the whole point. A row still `sending` was handed to a provider
+-- :rows as for delivery_put_many (ids not repeated). Final rows (FINAL_STATUSES: sent,
+-- failed, unknown, skipped, digested) are left alone: that is the whole point. A row still `sending` was handed to a provider
 -- by an attempt that never recorded its outcome (the worker died): this attempt is a
 -- resend after a crash, counted.
 INSERT INTO conveyor_deliveries (id, channel, recipient, status, attempts, updated_at,
@@ -39,7 +39,7 @@ WHERE true
 ON CONFLICT (id) DO UPDATE SET
     status = 'sending', attempts = attempts + 1, updated_at = excluded.updated_at,
     resends = resends + (status = 'sending')
-WHERE status NOT IN ('sent', 'failed', 'unknown');
+WHERE status NOT IN ('sent', 'failed', 'unknown', 'skipped', 'digested');
 
 -- name: delivery_finish_many
 -- :updates is a JSON array of [status, error, provider id, id], no id twice (an UPDATE
