@@ -206,3 +206,66 @@ async def test_pipelined_client_starttls_and_auth(tmp_path: Path) -> None:
         assert result.outcome == "sent"
     assert sorted(sink.received) == sorted([f"t{i}@example.com" for i in range(5)]
                                            + ["c@example.com"])
+
+
+@contextlib.asynccontextmanager
+async def paced_smtp(delays: list[float]) -> AsyncIterator[int]:
+    """A pipelining SMTP server on loopback that answers each command group (one per
+    message) after the next of `delays` seconds, and stops answering when they run out."""
+    import asyncio
+
+    async def session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 paced ESMTP\r\n")
+        await reader.readline()  # EHLO
+        writer.write(b"250-paced\r\n250 PIPELINING\r\n")
+        pace = iter(delays)
+        in_data = False
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+            while line := await reader.readline():
+                if in_data:
+                    if line == b".\r\n":
+                        in_data = False
+                        writer.write(b"250 2.0.0 queued\r\n")
+                    continue
+                if line.startswith(b"MAIL"):
+                    await asyncio.sleep(next(pace, 3600.0))
+                    writer.write(b"250 2.1.0 ok\r\n")
+                elif line.startswith(b"RCPT"):
+                    writer.write(b"250 2.1.5 ok\r\n")
+                elif line.startswith(b"DATA"):
+                    writer.write(b"354 go on\r\n")
+                    in_data = True
+                else:
+                    writer.write(b"221 bye\r\n")
+                    break
+        writer.close()
+
+    server = await asyncio.start_server(session, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+
+
+async def test_pipelined_client_times_out_per_group_not_per_batch() -> None:
+    import time
+
+    messages = [("a@shop.example", f"t{i}@example.com", b"Subject: x\r\n\r\nhi\r\n")
+                for i in range(4)]
+    # Each group answered within the timeout, the batch as a whole after it: all sent.
+    async with paced_smtp([0.3] * 4) as port:
+        conn = PipelinedConnection("127.0.0.1", port, timeout=0.6)
+        await conn.connect()
+        results = await conn.send_many(messages)
+        await conn.close()
+    assert [r.outcome for r in results] == ["sent"] * 4
+    # A server that stops answering after the first message: that one is sent (its
+    # end-of-data answered), the rest are transient, within about one timeout.
+    async with paced_smtp([0.0]) as port:
+        conn = PipelinedConnection("127.0.0.1", port, timeout=0.5)
+        await conn.connect()
+        started = time.monotonic()
+        results = await conn.send_many(messages)
+        took = time.monotonic() - started
+    assert [r.outcome for r in results] == ["sent", "transient", "transient", "transient"]
+    assert 0.4 < took < 2.0 and not conn.connected

@@ -45,27 +45,42 @@ class PipelinedConnection:
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._deadline: asyncio.Timeout | None = None
+        self._deadline_loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def connected(self) -> bool:
         """Whether the session is open."""
         return self._writer is not None and not self._writer.is_closing()
 
+    def _extend(self) -> None:
+        """Move the batch's deadline to `timeout` from now (once a command group: moving it
+        at each reply line cost more than reading the line)."""
+        if self._deadline is not None and self._deadline_loop is not None:
+            self._deadline.reschedule(self._deadline_loop.time() + self.timeout)
+
     async def _reply(self) -> tuple[int, str]:
-        """One (possibly multi-line) reply. Callers hold an `asyncio.timeout` (one per
-        batch, moved on at each reply: a `wait_for` per line costs more than the rest)."""
-        assert self._reader is not None
-        if self._deadline is not None:
-            self._deadline.reschedule(asyncio.get_running_loop().time() + self.timeout)
+        """One (possibly multi-line) reply."""
+        return (await self._replies(1))[0]
+
+    async def _replies(self, count: int) -> list[tuple[int, str]]:
+        """The next `count` (possibly multi-line) replies, read in one coroutine (a
+        pipelined group's four come back together). Callers hold an `asyncio.timeout`
+        (one per batch, moved on by `_extend`: a `wait_for` per line costs more than the
+        rest)."""
+        reader = self._reader
+        assert reader is not None
+        replies: list[tuple[int, str]] = []
         lines: list[str] = []
-        while True:
-            line = await self._reader.readuntil(b"\n")
+        while len(replies) < count:
+            line = await reader.readuntil(b"\n")
             text = line.decode("utf-8", "replace").rstrip("\r\n")
             if len(text) < 3 or not text[:3].isdigit():
                 raise SmtpError(f"malformed reply {text[:100]!r}")
             lines.append(text[4:])
             if text[3:4] != "-":
-                return int(text[:3]), "\n".join(lines)
+                replies.append((int(text[:3]), "\n".join(lines)))
+                lines = []
+        return replies
 
     async def _command(self, line: str) -> tuple[int, str]:
         async with asyncio.timeout(self.timeout):
@@ -74,6 +89,7 @@ class PipelinedConnection:
     async def _command_in_time(self, line: str) -> tuple[int, str]:
         assert self._writer is not None
         self._writer.write(line.encode() + b"\r\n")
+        self._extend()
         return await self._reply()
 
     async def connect(self) -> None:
@@ -120,13 +136,14 @@ class PipelinedConnection:
         results: list[Result | None] = [None] * len(messages)
         try:
             async with asyncio.timeout(self.timeout) as self._deadline:
+                self._deadline_loop = asyncio.get_running_loop()
                 await self._pipeline(messages, results)
         except (TimeoutError, OSError, asyncio.IncompleteReadError, SmtpError) as exc:
             await self.close()
             broken = Result.transient(f"connection lost: {exc!r}"[:300])
             return [r if r is not None else broken for r in results]
         finally:
-            self._deadline = None
+            self._deadline = self._deadline_loop = None
         return [r if r is not None else Result.transient("no reply") for r in results]
 
     async def _pipeline(self, messages: Sequence[tuple[str, str, bytes]],
@@ -143,18 +160,20 @@ class PipelinedConnection:
             if not out:
                 break
             self._writer.write(out)
-            if pending is not None:
+            self._extend()
+            if pending is not None:  # recorded before the next replies can fail
                 results[pending] = smtp_result(*await self._reply())
                 pending = None
             if last:
                 break
-            replies = [await self._reply() for _ in range(3)]
+            replies = await self._replies(3)
             bad = next((r for r in replies[:2] if r[0] >= 300), None)
             if replies[2][0] == 354 and bad is None:
                 pending = index
                 continue
             if replies[2][0] == 354:  # DATA accepted after a refused RCPT: end it empty
                 self._writer.write(b".\r\n")
+                self._extend()
                 await self._reply()
             results[index] = smtp_result(*(bad or replies[2]))
             await self._command_in_time("RSET")
