@@ -165,9 +165,9 @@ class _Connection(asyncio.Protocol):
         self.h2.send_headers(sid, [(":method", method), (":scheme", "https"),
                                    (":authority", self.authority), (":path", path),
                                    *headers], end_stream=not body)
-        self.streams[sid] = _Stream(future, body)
+        stream = self.streams[sid] = _Stream(future, body)
         if body:
-            self._send_pending()
+            self._send_body(sid, stream)
         # One write at the end of this loop pass for every request started in it (a
         # batch's gather starts hundreds): one TLS record and one send instead of one
         # each, and the server reads them in one go too.
@@ -191,21 +191,28 @@ class _Connection(asyncio.Protocol):
                 return
 
     def _send_pending(self) -> None:
+        """Send what the flow-control windows now allow of every stream's body."""
         for sid, stream in self.streams.items():
-            while stream.pending:
-                try:
-                    window = min(self.h2.local_flow_control_window(sid),
-                                 self.h2.max_outbound_frame_size)
-                except (StreamClosedError, ProtocolError):
-                    stream.pending = b""
-                    break
-                if window <= 0:
-                    break
-                chunk, stream.pending = stream.pending[:window], stream.pending[window:]
-                try:
-                    self.h2.send_data(sid, chunk, end_stream=not stream.pending)
-                except (FlowControlError, StreamClosedError):
-                    stream.pending = b""
+            if stream.pending:
+                self._send_body(sid, stream)
+
+    def _send_body(self, sid: int, stream: _Stream) -> None:
+        """Send what the windows allow of one stream's body (a new request's: looping
+        over every open stream per request made a batch's requests quadratic)."""
+        while stream.pending:
+            try:
+                window = min(self.h2.local_flow_control_window(sid),
+                             self.h2.max_outbound_frame_size)
+            except (StreamClosedError, ProtocolError):
+                stream.pending = b""
+                break
+            if window <= 0:
+                break
+            chunk, stream.pending = stream.pending[:window], stream.pending[window:]
+            try:
+                self.h2.send_data(sid, chunk, end_stream=not stream.pending)
+            except (FlowControlError, StreamClosedError):
+                stream.pending = b""
 
     def _write(self) -> None:
         data = self.h2.data_to_send()
