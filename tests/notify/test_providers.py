@@ -214,7 +214,18 @@ async def paced_smtp(delays: list[float]) -> AsyncIterator[int]:
     message) after the next of `delays` seconds, and stops answering when they run out."""
     import asyncio
 
+    sessions: set[asyncio.Task[None]] = set()
+
     async def session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        sessions.add(task)
+        try:
+            await converse(reader, writer)
+        finally:  # also when cancelled below: no transport outlives the test's loop
+            writer.close()
+
+    async def converse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(b"220 paced ESMTP\r\n")
         await reader.readline()  # EHLO
         writer.write(b"250-paced\r\n250 PIPELINING\r\n")
@@ -238,13 +249,16 @@ async def paced_smtp(delays: list[float]) -> AsyncIterator[int]:
                 else:
                     writer.write(b"221 bye\r\n")
                     break
-        writer.close()
 
     server = await asyncio.start_server(session, "127.0.0.1", 0)
     try:
         yield server.sockets[0].getsockname()[1]
     finally:
         server.close()
+        for task in sessions:
+            task.cancel()
+        await asyncio.gather(*sessions, return_exceptions=True)
+        await server.wait_closed()
 
 
 async def test_pipelined_client_times_out_per_group_not_per_batch() -> None:
