@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -20,7 +20,7 @@ from conveyor.broker.broker import Broker
 from conveyor.demo.loopback import PushEndpoint, make_subscriber
 from conveyor.ledger import Delivery, DeliveryUpdate, NewDelivery
 from conveyor.notify import DeliveryOptions, Notifier, WebhookChannel, WebPush, WebPushChannel
-from conveyor.notify.delivery import dlq_name
+from conveyor.notify.delivery import Deliverer, dlq_name
 from conveyor.notify.models import Webhook
 from tests.notify.helpers import TEMPLATES, deliver_until, free_port
 
@@ -81,10 +81,11 @@ async def test_push_delivered_verified_and_faults(broker: Broker, clock: Any) ->
     assert [m.body.value()["to"] for m in dead] == [endpoint_2]
 
 
-async def _push_in_doubt(broker: Broker, options: DeliveryOptions
-                         ) -> tuple[PushEndpoint, Delivery | None, str]:
-    """A push notification that a worker marked `sending`, handed to the push service and
-    died before recording, then delivered by a new worker with `options`."""
+async def _deliver_one_push(broker: Broker, options: DeliveryOptions,
+                            meanwhile: Callable[[str], Awaitable[None]], receives: int
+                            ) -> tuple[PushEndpoint, Deliverer, str]:
+    """One push notification queued, `meanwhile(delivery id)` done, then delivered by a
+    worker with `options` whose receive is the envelope's `receives`-th."""
     sub = make_subscriber()
     endpoint = PushEndpoint([sub])
     channel = push_channel()
@@ -95,17 +96,28 @@ async def _push_in_doubt(broker: Broker, options: DeliveryOptions
             payload={"x": 1})])
         deliverer = notifier.deliverer(options)
         await deliverer.ensure_queues()
-        # The worker that died received the envelope (visible again at once here) and
-        # began its item; the new worker's receive is the envelope's second.
-        assert await broker.receive("notify-push", 10, 0, 0)
-        await broker.ledger.begin([NewDelivery(pid, "push", "x")])
+        await meanwhile(pid)
         messages = await broker.receive("notify-push", 10, 30, 0)
-        assert [m.receive_count for m in messages] == [2]
+        assert [m.receive_count for m in messages] == [receives]
         try:
             await deliverer.process("push", channel, messages)
         finally:
             await channel.close()
-    return endpoint, await notifier.status(pid), pid
+    return endpoint, deliverer, pid
+
+
+async def _push_in_doubt(broker: Broker, options: DeliveryOptions
+                         ) -> tuple[PushEndpoint, Delivery | None, str]:
+    """A push notification that a worker marked `sending`, handed to the push service and
+    died before recording, then delivered by a new worker with `options`."""
+    async def died(pid: str) -> None:
+        # The worker that died received the envelope (visible again at once here) and
+        # began its item; the new worker's receive is the envelope's second.
+        assert await broker.receive("notify-push", 10, 0, 0)
+        await broker.ledger.begin([NewDelivery(pid, "push", "x")])
+
+    endpoint, _, pid = await _deliver_one_push(broker, options, died, 2)
+    return endpoint, await broker.ledger.get(pid), pid
 
 
 async def test_push_in_doubt_is_resent_with_its_topic(broker: Broker) -> None:
@@ -127,24 +139,12 @@ async def test_a_first_receive_still_skips_an_item_finished_meanwhile(broker: Br
                                                                         ) -> None:
     """A first receive skips the statuses read before rendering; the write that marks
     the chunk `sending` still finds the final row and leaves it (and sends nothing)."""
-    sub = make_subscriber()
-    endpoint = PushEndpoint([sub])
-    channel = push_channel()
-    async with serving(endpoint.app()) as port:
-        notifier = Notifier(broker, channels={"push": channel}, templates=TEMPLATES)
-        (pid,) = await notifier.asend_many([WebPush(
-            subscription=sub.subscription(f"http://127.0.0.1:{port}/push/0"),
-            payload={"x": 1})])
+    async def cancelled(pid: str) -> None:
         await broker.ledger.finish([DeliveryUpdate(pid, "skipped", "cancelled")])
-        deliverer = notifier.deliverer(DeliveryOptions())
-        await deliverer.ensure_queues()
-        messages = await broker.receive("notify-push", 10, 30, 0)
-        assert [m.receive_count for m in messages] == [1]
-        try:
-            await deliverer.process("push", channel, messages)
-        finally:
-            await channel.close()
-    row = await notifier.status(pid)
+
+    endpoint, deliverer, pid = await _deliver_one_push(broker, DeliveryOptions(),
+                                                       cancelled, 1)
+    row = await broker.ledger.get(pid)
     assert row is not None and (row.status, row.attempts) == ("skipped", 0)
     assert endpoint.received == {} and deliverer.stats.skipped == 1
     assert await broker.receive("notify-push", 10, 30, 0) == []  # acknowledged
