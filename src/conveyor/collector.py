@@ -13,7 +13,7 @@ and a full one considered only every 2,000 young ones.
 Why: a delivery worker allocates a few dozen container objects a message (envelopes,
 items, futures, header lists) and most die within the batch; with CPython's defaults the
 collector ran about 3,500 young, 300 middle and 28 full collections per worker in a
-300,000-notification demo, 3.5 s of the worker's ~37 CPU-s, the full ones (each walking
+300,000-notification demo, 3.5 s of the worker's ~27 CPU-s, the full ones (each walking
 every module, class and function imported) half of it. With these thresholds and
 `gc.freeze()` it took 0.9 s (demo workers, 2026-12-06). Cycles are still collected; a
 process that makes garbage cycles steadily only holds them a little longer."""
