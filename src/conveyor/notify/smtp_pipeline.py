@@ -53,8 +53,9 @@ class PipelinedConnection:
         return self._writer is not None and not self._writer.is_closing()
 
     def _extend(self) -> None:
-        """Move the batch's deadline to `timeout` from now (once a command group: moving it
-        at each reply line cost more than reading the line)."""
+        """Move the batch's deadline to `timeout` from now, once a command group written
+        (moved at each reply, the timer's re-arming cost the client about a quarter of its
+        CPU a message against smtp-sink)."""
         if self._deadline is not None and self._deadline_loop is not None:
             self._deadline.reschedule(self._deadline_loop.time() + self.timeout)
 
@@ -64,9 +65,9 @@ class PipelinedConnection:
 
     async def _replies(self, count: int) -> list[tuple[int, str]]:
         """The next `count` (possibly multi-line) replies, read in one coroutine (a
-        pipelined group's four come back together). Callers hold an `asyncio.timeout`
-        (one per batch, moved on by `_extend`: a `wait_for` per line costs more than the
-        rest)."""
+        group's MAIL, RCPT and DATA replies come back together). Callers hold an
+        `asyncio.timeout` (one per batch, moved on by `_extend`: a `wait_for` per line
+        costs more than the rest)."""
         reader = self._reader
         assert reader is not None
         replies: list[tuple[int, str]] = []
