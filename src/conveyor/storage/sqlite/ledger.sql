@@ -4,7 +4,8 @@
 
 -- name: delivery_put_many
 -- :rows is a JSON array of [id, channel, recipient], inserted in its order; the statement's
--- row count says how many were new (the enqueue reads delivery_statuses only when not all). One statement for the whole batch, not one per row: the storage's thread then
+-- row count says how many were new (the enqueue reads delivery_statuses only when not
+-- all). One statement for the whole batch, not one per row: the storage's thread then
 -- needs Python's GIL once, not once a row, while it holds the file's write lock (with a
 -- busy event loop in the same process, each reacquisition could keep every other writer
 -- waiting). The made state is kept for the delivery view.
@@ -28,9 +29,9 @@ WHERE id IN (SELECT value FROM json_each(?));
 
 -- name: delivery_begin_many
 -- :rows as for delivery_put_many (ids not repeated). Final rows (FINAL_STATUSES: sent,
--- failed, unknown, skipped, digested) are left alone: that is the whole point. A row still `sending` was handed to a provider
--- by an attempt that never recorded its outcome (the worker died): this attempt is a
--- resend after a crash, counted.
+-- failed, unknown, skipped, digested) are left alone: that is the whole point. A row
+-- still `sending` was handed to a provider by an attempt that never recorded its outcome
+-- (the worker died): this attempt is a resend after a crash, counted.
 INSERT INTO conveyor_deliveries (id, channel, recipient, status, attempts, updated_at,
                                  expires_at)
 SELECT r.value ->> 0, r.value ->> 1, r.value ->> 2, 'sending', 1, :now, :expires_at
