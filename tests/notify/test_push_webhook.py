@@ -82,10 +82,11 @@ async def test_push_delivered_verified_and_faults(broker: Broker, clock: Any) ->
 
 
 async def _deliver_one_push(broker: Broker, options: DeliveryOptions,
-                            meanwhile: Callable[[str], Awaitable[None]], receives: int
-                            ) -> tuple[PushEndpoint, Deliverer, str]:
-    """One push notification queued, `meanwhile(delivery id)` done, then delivered by a
-    worker with `options` whose receive is the envelope's `receives`-th."""
+                            meanwhile: Callable[[str], Awaitable[None]], receives: int,
+                            payload: Any = None) -> tuple[PushEndpoint, Deliverer, str]:
+    """One push notification (`payload`, else `{"x": 1}`) queued, `meanwhile(delivery id)`
+    done, then delivered by a worker with `options` whose receive is the envelope's
+    `receives`-th."""
     sub = make_subscriber()
     endpoint = PushEndpoint([sub])
     channel = push_channel()
@@ -93,7 +94,7 @@ async def _deliver_one_push(broker: Broker, options: DeliveryOptions,
         notifier = Notifier(broker, channels={"push": channel}, templates=TEMPLATES)
         (pid,) = await notifier.asend_many([WebPush(
             subscription=sub.subscription(f"http://127.0.0.1:{port}/push/0"),
-            payload={"x": 1})])
+            payload={"x": 1} if payload is None else payload)])
         deliverer = notifier.deliverer(options)
         await deliverer.ensure_queues()
         await meanwhile(pid)
@@ -148,6 +149,27 @@ async def test_a_first_receive_still_skips_an_item_finished_meanwhile(broker: Br
     assert row is not None and (row.status, row.attempts) == ("skipped", 0)
     assert endpoint.received == {} and deliverer.stats.skipped == 1
     assert await broker.receive("notify-push", 10, 30, 0) == []  # acknowledged
+
+
+async def _nothing(pid: str) -> None:
+    pass
+
+
+async def test_the_largest_payload_is_delivered_and_one_byte_more_refused(broker: Broker
+                                                                         ) -> None:
+    """3,993 bytes encrypt to the 4,096-byte body every push service must take (RFC 8291
+    4); one byte more fails at once as permanent, never reaching the push service."""
+    at_limit = {"x": "a" * (WebPushChannel.payload_limit - len('{"x":""}'))}
+    endpoint, _, pid = await _deliver_one_push(broker, DeliveryOptions(), _nothing, 1,
+                                               at_limit)
+    row = await broker.ledger.get(pid)
+    assert row is not None and row.status == "sent"
+    assert endpoint.verified == 1 and orjson.loads(endpoint.payloads["0"]) == at_limit
+    over = {"x": at_limit["x"] + "a"}
+    endpoint, _, pid = await _deliver_one_push(broker, DeliveryOptions(), _nothing, 1, over)
+    row = await broker.ledger.get(pid)
+    assert row is not None and row.status == "failed" and "3,994 bytes" in (row.error or "")
+    assert endpoint.received == {} and endpoint.bad == 0
 
 
 async def test_webhook_signed_and_retried_on_503(broker: Broker, clock: Any) -> None:

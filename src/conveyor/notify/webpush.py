@@ -1,6 +1,6 @@
 """Web Push (RFC 8030 transport, RFC 8291 aes128gcm encryption, RFC 8292 VAPID).
 
-pywebpush's `WebPusher` encrypts each payload; the VAPID `Authorization` header is signed
+`conveyor.notify.ece` encrypts each payload; the VAPID `Authorization` header is signed
 once per push service origin and reused for `vapid_ttl` seconds (signing per message, as
 `webpush_async()` does, costs more than the encryption). One aiohttp session is shared.
 
@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from conveyor.notify.channel import Channel, PayloadTooLarge
+from conveyor.notify.ece import b64url_decode, encrypt
 from conveyor.notify.models import Item
 from conveyor.notify.outcomes import Result, http_result
 
@@ -52,7 +53,7 @@ class WebPushChannel(Channel):
 
     kind: ClassVar[str] = "push"
     batch_size = 100
-    payload_limit = 4078  # RFC 8291: 4096 bytes of record less the header and padding
+    payload_limit = 3993  # RFC 8291 4: a 4,096-byte body less its header, delimiter and tag
     resend_unknown = True  # with the same Topic (see the module docstring)
 
     def __init__(self, vapid_private_key: str | bytes, vapid_claims: Mapping[str, Any], *,
@@ -90,8 +91,6 @@ class WebPushChannel(Channel):
 
     def render(self, item: Item) -> tuple[str, dict[str, str], bytes]:
         """(endpoint, headers, encrypted body)."""
-        from pywebpush import WebPusher  # type: ignore[import-untyped]
-
         x = item.extra
         if item.template:
             parts = self.render_template(item)
@@ -103,7 +102,8 @@ class WebPushChannel(Channel):
             raise PayloadTooLarge(f"the push payload is {len(data):,} bytes, over "
                                   f"{self.payload_limit:,}")
         subscription = x["subscription"]
-        body = WebPusher(subscription).encode(data, "aes128gcm")["body"]
+        keys = subscription["keys"]
+        body = encrypt(b64url_decode(keys["p256dh"]), b64url_decode(keys["auth"]), data)
         endpoint = str(subscription["endpoint"])
         headers = {"TTL": str(int(x.get("ttl", 86_400))), "Content-Encoding": "aes128gcm",
                    "Content-Type": "application/octet-stream",
