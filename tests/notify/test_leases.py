@@ -1,11 +1,12 @@
 """A queue message whose lease would expire while the first worker is still sending: the
 worker keeps the lease, a second worker never gets it and nothing is sent twice; a worker
 that did lose a lease sends nothing of that envelope. Also: the SMTP pool never opens more
-connections than `pool_size`."""
+connections than `pool_size`, and a long render leaves the loop to the other lanes."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,7 +22,7 @@ from conveyor.notify import (
     Result,
     SmtpChannel,
 )
-from conveyor.notify.delivery import queue_name
+from conveyor.notify.delivery import RENDER_TURN, queue_name
 from tests.notify.helpers import smtp_server
 
 
@@ -165,3 +166,42 @@ async def test_a_lease_not_confirmed_in_time_is_given_up_not_acked(
     for delivery_id in ids:
         row = await notifier.status(delivery_id)
         assert row is not None and row.status == "sent"
+
+
+class SlowRenderChannel(GatedChannel):
+    """Renders in 1 ms of CPU a message (like Web Push's encryption of a big batch), noting
+    what the `ticks` counter said at each render."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate.set()
+        self.ticks = 0
+        self.seen: list[int] = []
+
+    def render(self, item: Item) -> Any:
+        time.sleep(0.001)
+        self.seen.append(self.ticks)
+        return item.to
+
+
+async def test_a_long_render_lets_the_other_lanes_run_meanwhile(broker: Broker) -> None:
+    """200 ms of rendering one batch is cut into turns of `RENDER_TURN`: a task of the same
+    loop (another lane's SMTP round trip, a lease's heartbeat) runs between them."""
+    channel = SlowRenderChannel()
+    notifier = Notifier(broker, channels={"email": channel})
+    await notifier.asend_many([Email(to=f"u{i}@example.com", subject="s", text="t")
+                               for i in range(200)])
+    messages = await broker.receive(queue_name("email"), 10, 30, 0)
+
+    async def tick() -> None:
+        while True:
+            channel.ticks += 1
+            await asyncio.sleep(0)
+
+    ticker = asyncio.create_task(tick())
+    try:
+        await notifier.deliverer(DeliveryOptions()).process("email", channel, messages)
+    finally:
+        ticker.cancel()
+    assert len(channel.seen) == 200 and len(channel.sent) == 200
+    assert channel.seen[-1] - channel.seen[0] >= 200 * 0.001 / RENDER_TURN / 4
