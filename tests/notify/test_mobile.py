@@ -4,6 +4,7 @@ renewed; on both backends where the ledger is involved."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from pathlib import Path
 from typing import Any
@@ -12,8 +13,9 @@ import orjson
 import pytest
 
 from conveyor.broker.broker import Broker
-from conveyor.demo.mobile_peers import apns_token, fcm_token
-from conveyor.notify import Apns, Fcm, Notifier
+from conveyor.demo.h2server import Request
+from conveyor.demo.mobile_peers import REUSED_AFTER, apns_token, fcm_token
+from conveyor.notify import Apns, ApnsChannel, Fcm, Notifier
 from conveyor.notify.delivery import dlq_name
 from tests.notify.helpers import TEMPLATES, deliver_until
 from tests.support.mobile import Clock, mobile_peers
@@ -359,3 +361,27 @@ async def test_apns_peer_refuses_token_churn_per_connection(tmp_path: Path) -> N
     assert ok.outcome == "sent" and other.outcome == "sent"
     assert churn.outcome == "transient" and "TooManyProviderTokenUpdates" in (
         churn.detail or "")
+
+
+async def test_apns_peer_takes_a_reused_address_for_a_new_connection(tmp_path: Path
+                                                                      ) -> None:
+    """The demo's HTTP/2 server knows a connection by its address, which loopback gives to
+    a new connection soon after the old one closed (a restarted worker, the next round of
+    a benchmark): a newer token there is refused only while the address is busy."""
+    async with mobile_peers(tmp_path) as peers:
+        first, second = peers.apns_channel(), peers.apns_channel()
+        item = _item(apns_token(4), 4)
+        path, headers, body = first.render(item)
+        address = 12345  # one client address:port, as the server hashes it
+
+        def post(channel: ApnsChannel) -> int:
+            auth = {"authorization": f"bearer {channel.provider_token()}"}
+            request = Request("POST", path, {**dict(headers), **auth}, body, address)
+            return peers.apns.handle(request)[0]
+
+        assert post(first) == 200
+        peers.apns_clock.advance(5 * 60)  # the second sender's token is 5 minutes newer
+        assert post(second) == 429  # at once: the same connection re-signing too soon
+        await asyncio.sleep(REUSED_AFTER + 0.1)
+        assert post(second) == 200  # the address's connection is a new one now
+        assert post(first) == 200  # an older token than the address's newest: no update

@@ -188,6 +188,12 @@ class FcmPeer:
         return message
 
 
+REUSED_AFTER = 0.5
+"""Seconds without a request after which an address is taken for a new connection (the
+senders the demo restarts take a second or more to come back; a sender re-signing too
+soon does so between requests)."""
+
+
 @dataclass
 class ApnsPeer:
     """APNs' `POST /3/device/{token}` with token-based auth.
@@ -196,7 +202,10 @@ class ApnsPeer:
     provider token's `iss` and the `apns-topic` header must be. Provider tokens older than
     an hour are refused with 403 ExpiredProviderToken; on one connection, a new token
     sooner than 20 minutes after the last with 429 TooManyProviderTokenUpdates (Apple's
-    rule is per connection, so several senders may each hold their own token). `faults`:
+    rule is per connection, so several senders may each hold their own token; the demo's
+    HTTP/2 server knows a connection by its address, which loopback hands to a new
+    connection soon after the old one closed, so an address silent for `REUSED_AFTER`
+    seconds counts as a new connection). `faults`:
     device token -> `"410 Unregistered"`-style answers in turn (`"429 TooManyRequests:2"` adds
     `Retry-After: 2`). `check(token, payload, headers) -> bool` judges content.
     """
@@ -215,8 +224,8 @@ class ApnsPeer:
     bad: int = 0
     _verified: dict[str, tuple[float, str]] = field(default_factory=dict)
     """Provider tokens verified: token -> (its iat, its key id)."""
-    _latest: dict[tuple[int, str], float] = field(default_factory=dict)
-    """(connection, key id) -> the newest token's iat."""
+    _latest: dict[tuple[int, str], tuple[float, float]] = field(default_factory=dict)
+    """(connection, key id) -> (the newest token's iat, when a request last came)."""
 
     def _refuse(self, status: int, reason: str, retry_after: str | None = None) -> Response:
         self.refused[reason] += 1
@@ -247,11 +256,13 @@ class ApnsPeer:
             self._verified[token] = known
             self.tokens_seen += 1
         iat, kid = known
+        now = time.monotonic()  # the connection's, not the token's, time: never faked
         last = self._latest.get((connection, kid))
-        if last is not None and iat > last and iat - last < 20 * 60:
+        if last is not None and now - last[1] >= REUSED_AFTER:
+            last = None  # a new connection on an address an old one had
+        if last is not None and iat > last[0] and iat - last[0] < 20 * 60:
             return self._refuse(429, "TooManyProviderTokenUpdates")
-        if last is None or iat > last:
-            self._latest[(connection, kid)] = iat
+        self._latest[(connection, kid)] = (iat if last is None else max(iat, last[0]), now)
         if self.clock() - iat > 3600:
             return self._refuse(403, "ExpiredProviderToken")
         return None
