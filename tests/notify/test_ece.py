@@ -10,7 +10,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from conveyor.demo.loopback import make_subscriber
-from conveyor.notify.ece import RECORD_SIZE, b64url_decode, encrypt
+from conveyor.notify.ece import RECORD_SIZE, encrypt
+from conveyor.notify.jwt import b64url_decode
 
 
 def test_rfc_8291_appendix_a_byte_for_byte() -> None:

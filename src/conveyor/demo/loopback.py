@@ -17,6 +17,8 @@ from typing import Any
 
 import orjson
 
+from conveyor.notify.jwt import b64url, b64url_decode
+
 __all__ = ["PushEndpoint", "SmtpSink", "Subscriber", "make_subscriber"]
 
 
@@ -76,7 +78,7 @@ class Subscriber:
         """The PushSubscription JSON a browser would hand to the application."""
         return {"endpoint": endpoint, "keys": {
             "p256dh": self.p256dh,
-            "auth": base64.urlsafe_b64encode(self.auth).decode().rstrip("=")}}
+            "auth": b64url(self.auth)}}
 
 
 def make_subscriber() -> Subscriber:
@@ -88,11 +90,7 @@ def make_subscriber() -> Subscriber:
 
     key = ec.generate_private_key(ec.SECP256R1())
     raw = key.public_key().public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
-    return Subscriber(key, base64.urlsafe_b64encode(raw).decode().rstrip("="), os.urandom(16))
-
-
-def _b64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    return Subscriber(key, b64url(raw), os.urandom(16))
 
 
 @dataclass
@@ -140,7 +138,7 @@ class PushEndpoint:
         if not auth.startswith("vapid ") or not Vapid02.verify(auth):
             return None
         token = dict(p.strip().split("=", 1) for p in auth[6:].split(","))["t"]
-        claims = orjson.loads(_b64(token.split(".")[1]))
+        claims = orjson.loads(b64url_decode(token.split(".")[1]))
         host = headers.get("host", "")
         if not str(claims.get("aud", "")).endswith(host) or \
                 not time.time() < claims.get("exp", 0) <= time.time() + 86_400:

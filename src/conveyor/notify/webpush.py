@@ -30,7 +30,8 @@ from urllib.parse import urlsplit
 import orjson
 
 from conveyor.notify.channel import Channel, PayloadTooLarge
-from conveyor.notify.ece import b64url_decode, encrypt
+from conveyor.notify.ece import encrypt
+from conveyor.notify.jwt import b64url_decode
 from conveyor.notify.models import Item
 from conveyor.notify.outcomes import Result, http_result
 
