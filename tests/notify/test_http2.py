@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from conveyor.demo.h2server import H2Server, Request, Response, server_context
-from conveyor.notify.http2 import H2Error, H2Pool
+from conveyor.notify.http2 import H2Error, H2Pool, _ClientH2, unindexed
 from tests.support.tls import self_signed
 
 
@@ -105,3 +105,27 @@ async def test_no_answer_in_time_is_a_retryable_error(tmp_path: Path) -> None:
         await pool.close()
         server.close()
         await server.wait_closed()
+
+
+async def test_finished_streams_are_forgotten_and_one_off_headers_stay_unindexed(
+        tmp_path: Path) -> None:
+    cert, key = self_signed(tmp_path)
+    server = H2Server(echo, server_context(cert, key), max_streams=1000)
+    async with server:
+        pool = H2Pool("127.0.0.1", server.port, size=1,
+                      context=ssl.create_default_context(cafile=str(cert)))
+        try:
+            for batch in range(12):  # 600 streams, 50 in flight at a time
+                answers = await asyncio.gather(*(pool.request(
+                    "POST", f"/n/{batch}/{i}",
+                    [unindexed("authorization", "bearer SECRET"), ("x-kept", "same"),
+                     unindexed("x-id", f"id-{batch}-{i}")], b"x") for i in range(50)))
+                assert {a[0] for a in answers} == {200}
+            (conn,) = pool._conns
+            # h2 holds no more than a bounded number of streams, open or finished
+            assert len(conn.h2.streams) <= _ClientH2._PRUNE_AT
+            table = {k for k, _ in conn.h2.encoder.header_table.dynamic_entries}
+            assert b"x-kept" in table  # what repeats is indexed ...
+            assert b"authorization" not in table and b"x-id" not in table  # ... not these
+        finally:
+            await pool.close()

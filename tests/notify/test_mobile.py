@@ -219,6 +219,8 @@ async def test_apns_provider_token_reused_renewed_and_refreshed_on_403(tmp_path:
 
 
 async def test_apns_background_and_refusals(tmp_path: Path) -> None:
+    from hpack import NeverIndexedHeaderTuple
+
     from conveyor.errors import InvalidInput
 
     async with mobile_peers(tmp_path) as peers:
@@ -241,6 +243,13 @@ async def test_apns_background_and_refusals(tmp_path: Path) -> None:
             channel.render(_item(token, 1, push_type="nonsense"))
         with pytest.raises(InvalidInput):
             channel.render(_item(token, 1, collapse_id="x" * 65))
+        # ids seen once stay out of the HPACK table; a collapse id the sender chose may
+        # repeat across devices and is indexed
+        one_off = {h[0] for h in channel.render(_item(token, 1))[1]
+                   if isinstance(h, NeverIndexedHeaderTuple)}
+        assert one_off == {"apns-id", "apns-collapse-id"}
+        chosen = channel.render(_item(token, 1, collapse_id="sale"))[1]
+        assert {h[0] for h in chosen if isinstance(h, NeverIndexedHeaderTuple)} == {"apns-id"}
 
 
 # helpers --------------------------------------------------------------------------------

@@ -32,7 +32,7 @@ import orjson
 from conveyor.errors import InvalidInput
 from conveyor.notify import jwt
 from conveyor.notify.channel import PayloadTooLarge
-from conveyor.notify.http2 import H2Error, Http2Channel
+from conveyor.notify.http2 import H2Error, Http2Channel, unindexed
 from conveyor.notify.models import Item
 from conveyor.notify.outcomes import Result, retry_after_seconds
 
@@ -115,7 +115,9 @@ class ApnsChannel(Http2Channel):
             raise InvalidInput("apns-collapse-id is at most 64 bytes.", field="collapse_id")
         headers = [("apns-topic", str(x.get("topic") or self.topic)),
                    ("apns-push-type", push_type), ("apns-priority", str(int(priority))),
-                   ("apns-collapse-id", collapse), ("apns-id", _apns_id(item.id))]
+                   ("apns-collapse-id", collapse) if x.get("collapse_id") else
+                   unindexed("apns-collapse-id", collapse),
+                   unindexed("apns-id", _apns_id(item.id))]
         if x.get("expiration") is not None:
             headers.append(("apns-expiration", str(int(x["expiration"]))))
         return f"/3/device/{item.to}", headers, body
@@ -128,7 +130,8 @@ class ApnsChannel(Http2Channel):
             token = self.provider_token(stale=token)
             try:
                 status, answer, content = await self._pool.request(
-                    "POST", path, [("authorization", f"bearer {token}"), *headers], body)
+                    "POST", path, [unindexed("authorization", f"bearer {token}"), *headers],
+                    body)
             except H2Error as exc:
                 if not exc.retryable:
                     return Result.permanent(f"APNs: {exc}"[:1000])

@@ -36,7 +36,7 @@ import orjson
 from conveyor.errors import InvalidInput
 from conveyor.notify import jwt
 from conveyor.notify.channel import PayloadTooLarge
-from conveyor.notify.http2 import H2Error, Http2Channel
+from conveyor.notify.http2 import H2Error, Http2Channel, unindexed
 from conveyor.notify.models import Item
 from conveyor.notify.outcomes import Result, retry_after_seconds
 
@@ -174,7 +174,7 @@ class FcmChannel(Http2Channel):
             try:
                 token = await self.access_token(stale=token or None)
                 status, headers, content = await self._pool.request(
-                    "POST", self.path, [("authorization", f"Bearer {token}"),
+                    "POST", self.path, [unindexed("authorization", f"Bearer {token}"),
                                         ("content-type", "application/json")], body)
             except H2Error as exc:
                 if not exc.retryable:
