@@ -198,3 +198,34 @@ async def test_webhook_signed_and_retried_on_503(broker: Broker, clock: Any) -> 
     assert orjson.loads(body) == {"id": wid, "event": "order.paid", "data": {"n": 1}}
     row = await notifier.status(wid)
     assert row is not None and row.status in ("sending", "sent") and row.attempts == 2
+
+
+def test_headers_a_push_service_would_refuse_fail_at_render() -> None:
+    """A Topic or Urgency outside RFC 8030, or an endpoint that is no http(s) URL, is a
+    permanent render failure with its reason, before any request (a line break in one
+    would otherwise end a header line)."""
+    from conveyor.errors import InvalidInput
+    from conveyor.notify.models import Item
+
+    channel = push_channel()
+    sub = make_subscriber().subscription("https://push.example/p/1")
+
+    def item(**extra: Any) -> Item:
+        return Item("0" * 32, "x", None, {}, {"payload": "hi", "subscription": sub,
+                                              **extra}, 0)
+
+    endpoint, headers, _ = channel.render(item(urgency="low", topic="sale-1"))
+    assert endpoint == "https://push.example/p/1"
+    assert headers["Urgency"] == "low" and headers["Topic"] == "sale-1"
+    for bad, field in (({"topic": "a\r\nX: 1"}, "topic"), ({"topic": "x" * 33}, "topic"),
+                       ({"urgency": "asap"}, "urgency"),
+                       ({"subscription": {**sub, "endpoint": "ftp://push.example/1"}},
+                        "subscription"),
+                       ({"subscription": {**sub, "endpoint": "https://p.example/a\r\nb"}},
+                        "subscription")):
+        try:
+            channel.render(item(**bad))
+        except InvalidInput as exc:
+            assert exc.field == field
+        else:
+            raise AssertionError(f"{bad} rendered")

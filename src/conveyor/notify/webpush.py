@@ -2,7 +2,8 @@
 
 `conveyor.notify.ece` encrypts each payload; the VAPID `Authorization` header is signed
 once per push service origin and reused for `vapid_ttl` seconds (signing per message, as
-`webpush_async()` does, costs more than the encryption). One aiohttp session is shared.
+`webpush_async()` does, costs more than the encryption). One keep-alive pool
+(`conveyor.notify.http1`) serves every push service.
 
 Outcomes: 201/202 sent (the push service's `Location` is the provider id); 404/410 the
 subscription is gone (dead-lettered and suppressed); 429/5xx transient honouring
@@ -29,8 +30,10 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from conveyor.errors import InvalidInput
 from conveyor.notify.channel import Channel, PayloadTooLarge
 from conveyor.notify.ece import encrypt
+from conveyor.notify.http1 import H1Error, H1Pool
 from conveyor.notify.jwt import b64url_decode
 from conveyor.notify.models import Item
 from conveyor.notify.outcomes import Result, http_result
@@ -39,6 +42,7 @@ __all__ = ["WebPushChannel", "topic_for"]
 
 _GONE = frozenset({404, 410})
 _TOPIC = re.compile(r"[A-Za-z0-9_-]{1,32}")
+_URGENCIES = frozenset({"very-low", "low", "normal", "high"})
 
 
 def topic_for(delivery_id: str) -> str:
@@ -74,8 +78,7 @@ class WebPushChannel(Channel):
         self.vapid_ttl = vapid_ttl
         self.rate_limit = rate_limit
         self._headers: dict[str, tuple[float, str]] = {}
-        self._session: Any = None
-        self._limit = asyncio.Semaphore(concurrency)
+        self._pool: H1Pool | None = None
 
     def vapid_header(self, endpoint: str) -> str:
         """`Authorization: vapid t=..., k=...` for the endpoint's origin, cached."""
@@ -106,45 +109,52 @@ class WebPushChannel(Channel):
         keys = subscription["keys"]
         body = encrypt(b64url_decode(keys["p256dh"]), b64url_decode(keys["auth"]), data)
         endpoint = str(subscription["endpoint"])
+        url = urlsplit(endpoint)
+        if url.scheme not in ("https", "http") or not url.hostname or any(
+                c in endpoint for c in " \r\n\0"):
+            raise InvalidInput("A push subscription's endpoint is an http(s) URL.",
+                               field="subscription")
         headers = {"TTL": str(int(x.get("ttl", 86_400))), "Content-Encoding": "aes128gcm",
                    "Content-Type": "application/octet-stream",
                    "Authorization": self.vapid_header(endpoint)}
         if x.get("urgency"):
+            if x["urgency"] not in _URGENCIES:
+                raise InvalidInput("Urgency is very-low, low, normal or high (RFC 8030 "
+                                   "5.3).", field="urgency")
             headers["Urgency"] = str(x["urgency"])
-        headers["Topic"] = str(x["topic"]) if x.get("topic") else topic_for(item.id)
+        topic = str(x["topic"]) if x.get("topic") else topic_for(item.id)
+        if not _TOPIC.fullmatch(topic):
+            raise InvalidInput("A Topic is 1-32 URL-safe base64 characters (RFC 8030 5.4).",
+                               field="topic")
+        headers["Topic"] = topic
         return endpoint, headers, body
 
     async def open(self) -> None:
-        """One aiohttp session for every push service."""
-        import aiohttp
-
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self.timeout),
-                connector=aiohttp.TCPConnector(limit=self.concurrency))
+        """One keep-alive pool for every push service."""
+        if self._pool is None:
+            self._pool = H1Pool(limit=self.concurrency, timeout=self.timeout)
 
     async def _post(self, payload: tuple[str, dict[str, str], bytes]) -> Result:
-        import aiohttp
-
+        assert self._pool is not None
         endpoint, headers, body = payload
-        async with self._limit:
-            try:
-                async with self._session.post(endpoint, data=body, headers=headers) as resp:
-                    answer = await resp.read()
-                    return http_result(resp.status, resp.reason or "",
-                                       resp.headers.get("Retry-After"), gone_statuses=_GONE,
-                                       provider_id=resp.headers.get("Location"), body=answer)
-            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-                return Result.transient(f"push service unreachable: {exc!r}"[:300])
+        try:
+            status, reason, answer, content = await self._pool.request(
+                "POST", endpoint, headers, body)
+        except H1Error as exc:
+            return Result.transient(f"push service unreachable: {exc}"[:300])
+        except ValueError as exc:
+            return Result.permanent(f"cannot send: {exc}"[:300])
+        return http_result(status, reason, answer.get("retry-after"), gone_statuses=_GONE,
+                           provider_id=answer.get("location"), body=content)
 
     async def send_many(self, items: Sequence[Item], payloads: Sequence[Any]) -> list[Result]:
         """POST each message (Web Push takes one per request), concurrently."""
-        if self._session is None:
+        if self._pool is None:
             await self.open()
         return list(await asyncio.gather(*(self._post(p) for p in payloads)))
 
     async def close(self) -> None:
-        """Close the session."""
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        """Close the pool's connections."""
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
