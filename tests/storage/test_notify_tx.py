@@ -145,3 +145,28 @@ async def test_finish_begin_records_one_chunk_and_begins_the_next(storage: Stora
         "retrying", "sending", "sent"]
     d1 = await storage.delivery_get("d1", t0 + 2)
     assert d1 is not None and (d1.error, d1.attempts) == ("451", 1)
+
+
+async def _event_rows(storage: Storage) -> int:
+    sql = "SELECT count(*) FROM conveyor_delivery_events"
+    if storage.dialect == "postgresql":
+        async with storage._pool.acquire() as conn:  # type: ignore[attr-defined]
+            return int(await conn.fetchval(sql))
+    return int(await storage._run(  # type: ignore[attr-defined]
+        lambda db: db.execute(sql).fetchone()[0]))
+
+
+async def test_put_send_keeps_the_made_state_in_the_row_not_in_an_event(
+        storage: Storage, t0: int) -> None:
+    """As delivery_put_many: a notification enqueued, begun and sent once writes no event
+    row (migration 0025), and its view still starts with the made state."""
+    queue = await make_queue(storage, "q", t0)
+    await storage.delivery_put_send(DeliveryPutParams([A, B], "queued", 60_000, t0),
+                                    MessageSendParams(queue.id, batch(t0, ["e"]), t0))
+    await storage.delivery_begin_many([A, B], 60_000, t0 + 10)
+    await storage.delivery_finish_many([DeliveryUpdate("d1", "sent", None, "p1"),
+                                        DeliveryUpdate("d2", "sent", None, "p2")], t0 + 20)
+    assert await _event_rows(storage) == 0
+    events = await storage.delivery_event_list("d1")
+    assert [(e.attempt, e.status, e.at) for e in events] == [(0, "queued", t0),
+                                                             (1, "sent", t0 + 20)]

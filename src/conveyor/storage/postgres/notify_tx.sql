@@ -3,7 +3,8 @@
 
 -- name: delivery_put_send
 -- A notifier's enqueue in one statement, one round trip: ledger.sql's delivery_put_many
--- and queries.sql's message_insert (with message_insert_notify's wake-up when $16 is set),
+-- (its made state too: without it every `begin` kept the made state as an event row, one
+-- per notification) and queries.sql's message_insert (with message_insert_notify's wake-up when $16 is set),
 -- both done only when none of the delivery ids ($11) is recorded yet; else nothing is
 -- written and the known ids come back (the caller enqueues the new ones again).
 -- $1-$10 are message_insert's. No ON CONFLICT: an id recorded by a concurrent enqueue
@@ -17,8 +18,8 @@ WITH t AS (
     SELECT id FROM conveyor_deliveries WHERE id = ANY ($11::text[])
 ), put AS (
     INSERT INTO conveyor_deliveries (id, channel, recipient, status, attempts, updated_at,
-                                     expires_at)
-    SELECT b.id, b.channel, b.recipient, $14, 0, t.now, t.now + $15::bigint
+                                     expires_at, made_status, made_at)
+    SELECT b.id, b.channel, b.recipient, $14, 0, t.now, t.now + $15::bigint, $14, t.now
     FROM t, unnest($11::text[], $12::text[], $13::text[]) AS b(id, channel, recipient)
     WHERE NOT EXISTS (SELECT FROM known)
     RETURNING 1
