@@ -169,3 +169,34 @@ async def test_https_with_a_verified_certificate(tmp_path: Path) -> None:
             await trusted.close()
         with pytest.raises(H1Error, match="cannot connect"):  # the system's CAs: refused
             await H1Pool().request("POST", f"https://127.0.0.1:{port}/t", {})
+
+
+async def test_a_cancelled_request_leaves_no_connection_for_the_next(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from conveyor.notify import http1
+
+    closed: list[object] = []
+    close = http1._Connection.close
+
+    def recording(conn: http1._Connection) -> None:
+        closed.append(conn)
+        close(conn)
+
+    monkeypatch.setattr(http1._Connection, "close", recording)
+    async with serving() as (server, port):
+        pool = H1Pool()
+        try:
+            waiting = asyncio.create_task(
+                pool.request("POST", f"http://127.0.0.1:{port}/silent", {}))
+            await asyncio.sleep(0.1)
+            waiting.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiting
+            assert len(closed) == 1  # closed at once, not left open for its late answer
+            # the next request gets a new connection, not the one whose answer is due;
+            # a URL's user:password never reaches the Host header
+            answer = await pool.request("POST", f"http://u:p@127.0.0.1:{port}/x", {}, b"1")
+            assert answer[3] == b"1" and server.connections == 2
+            assert server.requests[-1][1]["host"] == f"127.0.0.1:{port}"
+        finally:
+            await pool.close()

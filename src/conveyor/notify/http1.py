@@ -179,30 +179,34 @@ class H1Pool:
             f"?{_clean(parts.query, 'the URL')}" if parts.query else "")
         if " " in target:
             raise ValueError("the URL holds a space")
-        lines = [f"{method} {target} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+        host = parts.netloc.rpartition("@")[2]  # never the URL's user:password
+        lines = [f"{method} {target} HTTP/1.1\r\nHost: {host}\r\n"
                  f"User-Agent: {USER_AGENT}\r\nContent-Length: {len(body)}\r\n"]
         lines += [f"{_clean(k, 'a header name')}: {_clean(v, 'a header value')}\r\n"
                   for k, v in headers.items()]
         request = "".join(lines).encode("latin-1") + b"\r\n" + body
         async with self._slots:
-            for _ in (1, 2):
-                conn = self._reuse(origin) or await self._connect(origin)
-                try:
-                    answer = await self._exchange(conn, request)
-                except H1Error:
-                    if conn.reused and not conn.answered and not conn.expired:
-                        continue  # a stale keep-alive connection: it never saw this one
+            conn = self._reuse(origin) or await self._connect(origin)
+            try:
+                answer = await self._exchange(conn, request)
+            except H1Error:
+                if not conn.reused or conn.answered or conn.expired:
                     raise
-                if not conn.closed:
-                    self._idle.setdefault(origin, []).append(conn)
-                return answer
-        raise H1Error("the connection closed before an answer, twice")
+                # a stale keep-alive connection, closed before it saw this request
+                conn = await self._connect(origin)
+                answer = await self._exchange(conn, request)
+            if not conn.closed:
+                self._idle.setdefault(origin, []).append(conn)
+            return answer
 
     async def _exchange(self, conn: _Connection, request: bytes) -> H1Response:
         future = conn.send(request)
         timer = asyncio.get_running_loop().call_later(self.timeout, self._expire, conn)
         try:
             return await future
+        except asyncio.CancelledError:
+            conn.close()  # its answer may still come: the connection cannot serve another
+            raise
         finally:
             timer.cancel()
 
