@@ -141,3 +141,30 @@ async def test_pipelined_and_plain_clients_agree(broker: Broker, pipelining: boo
     bodies = {rcpt: data for _, rcpt, data in sink.messages}
     assert bodies["p7@example.com"].endswith(b"\r\n\r\nping 7\r\n")
     assert len(bodies) == 50
+
+
+async def test_lanes_starting_together_agree_a_server_without_pipelining_gets_none() -> None:
+    """Several batches sent at once on a new channel, to a server that does not offer
+    PIPELINING: every connection is the plain client (a lane whose connect finished after
+    another lane had learned that used to pipeline anyway)."""
+    from conveyor.notify.models import Item
+    from conveyor.notify.smtp import _PlainConnection
+
+    sink = SmtpSink()
+    with smtp_server(sink) as port:
+        for _ in range(5):  # the race needed a few tries to show before
+            channel = SmtpChannel("127.0.0.1", port, pool_size=8)
+            items = [[Item(f"{k}-{i}", f"r{k}-{i}@example.com", None, {},
+                           {"subject": "s", "text": "t"}, 0) for i in range(8)]
+                     for k in range(4)]
+            try:
+                results = await asyncio.gather(*(channel.send_many(
+                    batch, [channel.render(i) for i in batch]) for batch in items))
+                assert all(r.outcome == "sent" for rs in results for r in rs)
+                assert channel.pipelined is False
+                idle = [channel._idle.get_nowait() for _ in range(channel._idle.qsize())]
+                assert idle and all(isinstance(c, _PlainConnection) for c in idle)
+                for conn in idle:
+                    await conn.close()
+            finally:
+                await channel.close()

@@ -161,7 +161,8 @@ class SmtpChannel(Channel):
 
     async def _new(self) -> Connection:
         conn: Connection
-        if self.pipelining is False:
+        mode = self.pipelining  # read once: another lane may learn the server meanwhile
+        if mode is False:
             self.pipelined = False
             conn = _PlainConnection(self)
             await conn.connect()
@@ -171,7 +172,10 @@ class SmtpChannel(Channel):
             starttls=self._context() if self.starttls else None, username=self.username,
             password=self.password, timeout=self.timeout)
         await conn.connect()
-        if self.pipelining == "auto" and "PIPELINING" not in conn.extensions:
+        # This connection's own EHLO decides: a lane that began while another was learning
+        # that the server does not pipeline used to find `pipelining` already False after
+        # its connect, skip this check and pipeline to a server that never offered it.
+        if mode == "auto" and "PIPELINING" not in conn.extensions:
             await conn.close()
             self.pipelining = False
             return await self._new()
