@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 import httptools
 
-__all__ = ["USER_AGENT", "H1Error", "H1Pool", "H1Response"]
+__all__ = ["USER_AGENT", "H1Error", "H1Pool", "H1Response", "split_url"]
 
 H1Response = tuple[int, str, dict[str, str], bytes]
 """(status, reason, headers with lower-case names, body)."""
@@ -45,6 +45,21 @@ def _clean(text: str, what: str) -> str:
     if _FORBIDDEN.intersection(text):
         raise ValueError(f"{what} holds a line break or NUL")
     return text
+
+
+def split_url(url: str) -> tuple[tuple[str, str, int], str, str]:
+    """(origin (scheme, host, port), Host header, request target) of an http(s) URL that
+    can be sent as it is; `ValueError` says why one cannot. Checked whole, before
+    `urlsplit`, which drops line breaks and tabs instead of refusing them."""
+    if " " in _clean(url, "the URL"):
+        raise ValueError("the URL holds a space")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"not an http(s) URL: {url[:200]!r}")
+    origin = (parts.scheme, parts.hostname,
+              parts.port or (443 if parts.scheme == "https" else 80))
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return origin, parts.netloc.rpartition("@")[2], target  # never the user:password
 
 
 class _Connection(asyncio.Protocol):
@@ -170,16 +185,7 @@ class H1Pool:
                       body: bytes = b"") -> H1Response:
         """Send one request and wait for its whole answer (raises `H1Error`, or
         `ValueError` for a URL or header that cannot be sent)."""
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"not an http(s) URL: {url[:200]!r}")
-        origin = (parts.scheme, parts.hostname,
-                  parts.port or (443 if parts.scheme == "https" else 80))
-        target = _clean(parts.path or "/", "the URL") + (
-            f"?{_clean(parts.query, 'the URL')}" if parts.query else "")
-        if " " in target:
-            raise ValueError("the URL holds a space")
-        host = parts.netloc.rpartition("@")[2]  # never the URL's user:password
+        origin, host, target = split_url(url)
         lines = [f"{method} {target} HTTP/1.1\r\nHost: {host}\r\n"
                  f"User-Agent: {USER_AGENT}\r\nContent-Length: {len(body)}\r\n"]
         lines += [f"{_clean(k, 'a header name')}: {_clean(v, 'a header value')}\r\n"

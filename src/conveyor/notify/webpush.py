@@ -33,7 +33,7 @@ import orjson
 from conveyor.errors import InvalidInput
 from conveyor.notify.channel import Channel, PayloadTooLarge
 from conveyor.notify.ece import encrypt
-from conveyor.notify.http1 import H1Error, H1Pool
+from conveyor.notify.http1 import H1Error, H1Pool, split_url
 from conveyor.notify.jwt import b64url_decode
 from conveyor.notify.models import Item
 from conveyor.notify.outcomes import Result, http_result
@@ -109,11 +109,11 @@ class WebPushChannel(Channel):
         keys = subscription["keys"]
         body = encrypt(b64url_decode(keys["p256dh"]), b64url_decode(keys["auth"]), data)
         endpoint = str(subscription["endpoint"])
-        url = urlsplit(endpoint)
-        if url.scheme not in ("https", "http") or not url.hostname or any(
-                c in endpoint for c in " \r\n\0"):
+        try:
+            split_url(endpoint)
+        except ValueError:
             raise InvalidInput("A push subscription's endpoint is an http(s) URL.",
-                               field="subscription")
+                               field="subscription") from None
         headers = {"TTL": str(int(x.get("ttl", 86_400))), "Content-Encoding": "aes128gcm",
                    "Content-Type": "application/octet-stream",
                    "Authorization": self.vapid_header(endpoint)}

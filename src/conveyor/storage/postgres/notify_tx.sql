@@ -4,8 +4,8 @@
 -- name: delivery_put_send
 -- A notifier's enqueue in one statement, one round trip: ledger.sql's delivery_put_many
 -- (its made state too: without it every `begin` kept the made state as an event row, one
--- per notification) and queries.sql's message_insert (with message_insert_notify's wake-up when $16 is set),
--- both done only when none of the delivery ids ($11) is recorded yet; else nothing is
+-- per notification) and queries.sql's message_insert (with message_insert_notify's
+-- wake-up when $16 is set), both done only when none of the delivery ids ($11) is recorded yet; else nothing is
 -- written and the known ids come back (the caller enqueues the new ones again).
 -- $1-$10 are message_insert's. No ON CONFLICT: an id recorded by a concurrent enqueue
 -- after this statement's snapshot (so not in `known`) fails the statement with a unique
