@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import ssl
+from collections import deque
 from collections.abc import Sequence
+from typing import cast
 
 from conveyor.notify.outcomes import Result, smtp_result
 
@@ -30,6 +33,106 @@ def _stuff(data: bytes) -> bytes:
     return data.replace(b"\r\n.", b"\r\n..")
 
 
+MAX_LINE = 65_536
+"""The longest reply line read (a server sending more without a line break is broken)."""
+
+
+class _Replies(asyncio.Protocol):
+    """The session's reading side: replies parsed as they arrive, taken by count.
+
+    Against asyncio's streams (a `readuntil` coroutine per reply line, a timer moved per
+    command group) this costs the client about half its CPU a message (NOTIFY-NOTES.md)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
+        self.loop, self.timeout = loop, timeout
+        self.transport: asyncio.Transport | None = None
+        self.replies: deque[tuple[int, str]] = deque()
+        self.failure: BaseException | None = None
+        self.deadline = 0.0  # moved by `extend`; checked by the watchdog when it fires
+        self._buffer = b""
+        self._lines: list[str] = []
+        self._want = 0
+        self._waiter: asyncio.Future[None] | None = None
+        self._watchdog: asyncio.TimerHandle | None = None
+        self.closed: asyncio.Future[None] = loop.create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses, but they are ones.
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self._buffer + data if self._buffer else data
+        start = 0
+        while (end := buffer.find(b"\n", start)) >= 0:
+            if end - start > MAX_LINE:
+                self.fail(SmtpError(f"a reply line longer than {MAX_LINE} bytes"))
+                return
+            text = buffer[start:end].decode("utf-8", "replace").rstrip("\r")
+            start = end + 1
+            if len(text) < 3 or not text[:3].isdigit():
+                self.fail(SmtpError(f"malformed reply {text[:100]!r}"))
+                return
+            self._lines.append(text[4:])
+            if text[3:4] != "-":
+                self.replies.append((int(text[:3]), "\n".join(self._lines)))
+                self._lines = []
+        self._buffer = buffer[start:]
+        if len(self._buffer) > MAX_LINE:
+            self.fail(SmtpError(f"a reply line longer than {MAX_LINE} bytes"))
+        elif (self._waiter is not None and len(self.replies) >= self._want
+              and not self._waiter.done()):
+            self._waiter.set_result(None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.fail(exc or asyncio.IncompleteReadError(self._buffer, None))
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def fail(self, exc: BaseException) -> None:
+        """Fail the session: the reply awaited now and every later one raise `exc`."""
+        if self.failure is None:
+            self.failure = exc
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_exception(self.failure)
+        if self.transport is not None:
+            self.transport.abort()
+
+    async def take(self, count: int) -> list[tuple[int, str]]:
+        """The next `count` (possibly multi-line) replies."""
+        while len(self.replies) < count:
+            if self.failure is not None:
+                raise self.failure
+            self._want = count
+            self._waiter = self.loop.create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return [self.replies.popleft() for _ in range(count)]
+
+    def watch(self) -> None:
+        """From now until `unwatch`, fail with TimeoutError once `deadline` passes."""
+        self.extend()
+        self._watchdog = self.loop.call_at(self.deadline, self._check)
+
+    def extend(self) -> None:
+        """The deadline to `timeout` from now (a command group was written)."""
+        self.deadline = self.loop.time() + self.timeout
+
+    def unwatch(self) -> None:
+        """Stop the watchdog."""
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+
+    def _check(self) -> None:
+        if self.loop.time() >= self.deadline:
+            self._watchdog = None
+            self.fail(TimeoutError(f"no reply within {self.timeout} s"))
+        else:  # moved on since armed: look again then (one timer a batch, not a group)
+            self._watchdog = self.loop.call_at(self.deadline, self._check)
+
+
 class PipelinedConnection:
     """One SMTP session that sends messages with pipelined command groups."""
 
@@ -42,62 +145,38 @@ class PipelinedConnection:
         self._username, self._password = username, password
         self.timeout = timeout
         self.extensions: set[str] = set()
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
-        self._deadline: asyncio.Timeout | None = None
-        self._deadline_loop: asyncio.AbstractEventLoop | None = None
+        self._session: _Replies | None = None
 
     @property
     def connected(self) -> bool:
         """Whether the session is open."""
-        return self._writer is not None and not self._writer.is_closing()
-
-    def _extend(self) -> None:
-        """Move the batch's deadline to `timeout` from now, once a command group written
-        (moved at each reply, the timer's re-arming cost the client about a quarter of its
-        CPU a message against smtp-sink)."""
-        if self._deadline is not None and self._deadline_loop is not None:
-            self._deadline.reschedule(self._deadline_loop.time() + self.timeout)
+        session = self._session
+        return (session is not None and session.failure is None
+                and session.transport is not None and not session.transport.is_closing())
 
     async def _reply(self) -> tuple[int, str]:
         """One (possibly multi-line) reply."""
-        return (await self._replies(1))[0]
+        assert self._session is not None
+        return (await self._session.take(1))[0]
 
-    async def _replies(self, count: int) -> list[tuple[int, str]]:
-        """The next `count` (possibly multi-line) replies, read in one coroutine (a
-        group's MAIL, RCPT and DATA replies come back together). Callers hold an
-        `asyncio.timeout` (one per batch, moved on by `_extend`: a `wait_for` per line
-        costs more than the rest)."""
-        reader = self._reader
-        assert reader is not None
-        replies: list[tuple[int, str]] = []
-        lines: list[str] = []
-        while len(replies) < count:
-            line = await reader.readuntil(b"\n")
-            text = line.decode("utf-8", "replace").rstrip("\r\n")
-            if len(text) < 3 or not text[:3].isdigit():
-                raise SmtpError(f"malformed reply {text[:100]!r}")
-            lines.append(text[4:])
-            if text[3:4] != "-":
-                replies.append((int(text[:3]), "\n".join(lines)))
-                lines = []
-        return replies
+    def _write(self, data: bytes) -> None:
+        session = self._session
+        assert session is not None and session.transport is not None
+        session.transport.write(data)
+        session.extend()
 
     async def _command(self, line: str) -> tuple[int, str]:
         async with asyncio.timeout(self.timeout):
-            return await self._command_in_time(line)
-
-    async def _command_in_time(self, line: str) -> tuple[int, str]:
-        assert self._writer is not None
-        self._writer.write(line.encode() + b"\r\n")
-        self._extend()
-        return await self._reply()
+            self._write(line.encode() + b"\r\n")
+            return await self._reply()
 
     async def connect(self) -> None:
         """Open the session: greeting, EHLO, STARTTLS and AUTH when configured."""
+        loop = asyncio.get_running_loop()
         try:
-            self._reader, self._writer = await asyncio.wait_for(
-                asyncio.open_connection(self.host, self.port, ssl=self._tls), self.timeout)
+            transport, self._session = await asyncio.wait_for(loop.create_connection(
+                lambda: _Replies(loop, self.timeout), self.host, self.port, ssl=self._tls),
+                self.timeout)
             async with asyncio.timeout(self.timeout):
                 code, text = await self._reply()
             if code != 220:
@@ -107,9 +186,14 @@ class PipelinedConnection:
                 code, text = await self._command("STARTTLS")
                 if code != 220:
                     raise SmtpError(f"STARTTLS {code} {text}")
-                writer = self._writer
-                assert writer is not None
-                await writer.start_tls(self._starttls)
+                session = self._session
+                assert session is not None
+                secure = await asyncio.wait_for(loop.start_tls(
+                    transport, session, self._starttls, server_hostname=self.host),
+                    self.timeout)
+                if secure is None:
+                    raise SmtpError("STARTTLS: the connection closed during the handshake")
+                session.transport = secure
                 await self._ehlo()
             if self._username is not None:
                 token = base64.b64encode(
@@ -132,24 +216,27 @@ class PipelinedConnection:
 
     async def send_many(self, messages: Sequence[tuple[str, str, bytes]]) -> list[Result]:
         """Send (sender, recipient, data) messages; one result each. A broken connection
-        makes the unfinished ones transient (and closes the session)."""
-        assert self._writer is not None
+        makes the unfinished ones transient (and closes the session). Each command group
+        gets `timeout` seconds for its replies."""
+        session = self._session
+        assert session is not None
         results: list[Result | None] = [None] * len(messages)
+        session.watch()
         try:
-            async with asyncio.timeout(self.timeout) as self._deadline:
-                self._deadline_loop = asyncio.get_running_loop()
-                await self._pipeline(messages, results)
+            await self._pipeline(messages, results)
         except (TimeoutError, OSError, asyncio.IncompleteReadError, SmtpError) as exc:
             await self.close()
             broken = Result.transient(f"connection lost: {exc!r}"[:300])
             return [r if r is not None else broken for r in results]
         finally:
-            self._deadline = self._deadline_loop = None
+            session.unwatch()
         return [r if r is not None else Result.transient("no reply") for r in results]
 
     async def _pipeline(self, messages: Sequence[tuple[str, str, bytes]],
                         results: list[Result | None]) -> None:
-        assert self._writer is not None
+        session = self._session
+        assert session is not None
+        take = session.take
         pending: int | None = None
         for index, (sender, rcpt, _) in enumerate([*messages, ("", "", b"")]):
             last = index == len(messages)
@@ -160,34 +247,34 @@ class PipelinedConnection:
                 out += f"MAIL FROM:<{sender}>\r\nRCPT TO:<{rcpt}>\r\nDATA\r\n".encode()
             if not out:
                 break
-            self._writer.write(out)
-            self._extend()
-            if pending is not None:  # recorded before the next replies can fail
-                results[pending] = smtp_result(*await self._reply())
-                pending = None
+            self._write(out)
             if last:
+                assert pending is not None
+                results[pending] = smtp_result(*(await take(1))[0])
                 break
-            replies = await self._replies(3)
+            if pending is not None:  # recorded before the next replies can fail
+                results[pending] = smtp_result(*(await take(1))[0])
+                pending = None
+            replies = await take(3)  # MAIL's, RCPT's and DATA's: they come back together
             bad = next((r for r in replies[:2] if r[0] >= 300), None)
             if replies[2][0] == 354 and bad is None:
                 pending = index
                 continue
             if replies[2][0] == 354:  # DATA accepted after a refused RCPT: end it empty
-                self._writer.write(b".\r\n")
-                self._extend()
+                self._write(b".\r\n")
                 await self._reply()
             results[index] = smtp_result(*(bad or replies[2]))
-            await self._command_in_time("RSET")
+            self._write(b"RSET\r\n")
+            await self._reply()
 
     async def close(self) -> None:
         """QUIT (best effort) and close."""
-        writer, self._writer = self._writer, None
-        if writer is None:
+        session, self._session = self._session, None
+        if session is None or session.transport is None:
             return
-        try:
-            if not writer.is_closing():
-                writer.write(b"QUIT\r\n")
-            writer.close()
-            await asyncio.wait_for(writer.wait_closed(), 1.0)
-        except (TimeoutError, OSError, ssl.SSLError):
-            pass
+        session.unwatch()
+        if not session.transport.is_closing():
+            session.transport.write(b"QUIT\r\n")
+            session.transport.close()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(session.closed), 1.0)
