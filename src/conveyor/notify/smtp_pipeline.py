@@ -41,7 +41,7 @@ class _Replies(asyncio.Protocol):
     """The session's reading side: replies parsed as they arrive, taken by count.
 
     Against asyncio's streams (a `readuntil` coroutine per reply line, a timer moved per
-    command group) this costs the client about half its CPU a message (NOTIFY-NOTES.md)."""
+    command group) the client spends ~0.7x the CPU a message (README, Notifications)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
         self.loop, self.timeout = loop, timeout
