@@ -22,8 +22,9 @@ RUNNERS = {"asyncio": asyncio.run, "uvloop": uvloop.run}
 async def scripted_smtp(delivered: list[str]) -> AsyncIterator[int]:
     """A pipelining server whose answers depend on the recipient's local part: `refused`
     (RCPT 550, DATA 554), `late` (RCPT 550, DATA 354 all the same), `multi` (multi-line
-    MAIL reply), `garbage` (a malformed end-of-data reply), `endless` (a reply line that
-    never ends), `drop` (the connection closed at DATA). Others are delivered."""
+    MAIL reply), `garbage` and `digits` (a malformed end-of-data reply), `endless` (a
+    reply line that never ends), `drop` (the connection closed at DATA). Others are
+    delivered."""
     sessions: set[asyncio.Task[None]] = set()
 
     async def session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -63,6 +64,8 @@ async def scripted_smtp(delivered: list[str]) -> AsyncIterator[int]:
                         data += part
                     if rcpt.startswith("garbage"):
                         writer.write(b"hello there\r\n")
+                    elif rcpt.startswith("digits"):  # digits to str.isdigit, not to int
+                        writer.write("2\u00b20 ok\r\n".encode())
                     elif rcpt.startswith("endless"):
                         writer.write(b"250 " + b"x" * 70_000)
                     elif rcpt.startswith("late"):
@@ -123,7 +126,7 @@ def test_refused_recipients_fail_alone_and_the_session_goes_on(runner: str) -> N
 
 
 @pytest.mark.parametrize("runner", RUNNERS)
-@pytest.mark.parametrize("breaker", ["garbage", "endless", "drop"])
+@pytest.mark.parametrize("breaker", ["garbage", "digits", "endless", "drop"])
 def test_a_broken_session_fails_what_is_unanswered_as_transient(runner: str,
                                                                 breaker: str) -> None:
     async def scenario(port: int, delivered: list[str]) -> Any:

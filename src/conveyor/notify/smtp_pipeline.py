@@ -69,7 +69,7 @@ class _Replies(asyncio.Protocol):
                 return
             text = buffer[start:end].decode("utf-8", "replace").rstrip("\r")
             start = end + 1
-            if len(text) < 3 or not text[:3].isdigit():
+            if len(text) < 3 or not (text[:3].isascii() and text[:3].isdigit()):
                 self.fail(SmtpError(f"malformed reply {text[:100]!r}"))
                 return
             self._lines.append(text[4:])
