@@ -33,6 +33,7 @@ from conveyor.notify.smtp_pipeline import PipelinedConnection, SmtpError
 from conveyor.notify.smtp_render import render_email
 from conveyor.notify.templates import Rendered
 from tests.notify.helpers import deliver_until, free_port
+from tests.support.loopback import tcp_sessions
 from tests.support.tls import self_signed
 
 
@@ -214,17 +215,6 @@ async def paced_smtp(delays: list[float]) -> AsyncIterator[int]:
     message) after the next of `delays` seconds, and stops answering when they run out."""
     import asyncio
 
-    sessions: set[asyncio.Task[None]] = set()
-
-    async def session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        sessions.add(task)
-        try:
-            await converse(reader, writer)
-        finally:  # also when cancelled below: no transport outlives the test's loop
-            writer.close()
-
     async def converse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(b"220 paced ESMTP\r\n")
         await reader.readline()  # EHLO
@@ -250,15 +240,8 @@ async def paced_smtp(delays: list[float]) -> AsyncIterator[int]:
                     writer.write(b"221 bye\r\n")
                     break
 
-    server = await asyncio.start_server(session, "127.0.0.1", 0)
-    try:
-        yield server.sockets[0].getsockname()[1]
-    finally:
-        server.close()
-        for task in sessions:
-            task.cancel()
-        await asyncio.gather(*sessions, return_exceptions=True)
-        await server.wait_closed()
+    async with tcp_sessions(converse) as port:
+        yield port
 
 
 async def test_pipelined_client_times_out_per_group_not_per_batch() -> None:

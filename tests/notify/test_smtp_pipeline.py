@@ -13,6 +13,7 @@ import pytest
 import uvloop
 
 from conveyor.notify.smtp_pipeline import PipelinedConnection
+from tests.support.loopback import tcp_sessions
 
 BODY = b"Subject: x\r\n\r\nhello\r\n.leading dot\r\n"
 RUNNERS = {"asyncio": asyncio.run, "uvloop": uvloop.run}
@@ -25,17 +26,6 @@ async def scripted_smtp(delivered: list[str]) -> AsyncIterator[int]:
     MAIL reply), `garbage` and `digits` (a malformed end-of-data reply), `endless` (a
     reply line that never ends), `drop` (the connection closed at DATA). Others are
     delivered."""
-    sessions: set[asyncio.Task[None]] = set()
-
-    async def session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        sessions.add(task)
-        try:
-            await converse(reader, writer)
-        finally:
-            writer.close()
-
     async def converse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(b"220 scripted ESMTP\r\n")
         await reader.readline()
@@ -80,15 +70,8 @@ async def scripted_smtp(delivered: list[str]) -> AsyncIterator[int]:
                     writer.write(b"221 bye\r\n")
                     return
 
-    server = await asyncio.start_server(session, "127.0.0.1", 0)
-    try:
-        yield server.sockets[0].getsockname()[1]
-    finally:
-        server.close()
-        for task in sessions:
-            task.cancel()
-        await asyncio.gather(*sessions, return_exceptions=True)
-        await server.wait_closed()
+    async with tcp_sessions(converse) as port:
+        yield port
 
 
 def run(runner: str, scenario: Callable[[int, list[str]], Awaitable[Any]]) -> Any:
