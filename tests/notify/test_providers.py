@@ -12,6 +12,7 @@ from typing import Any
 
 import dkim  # type: ignore[import-untyped]
 import orjson
+import pytest
 from aiohttp import web
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
@@ -207,6 +208,29 @@ async def test_pipelined_client_starttls_and_auth(tmp_path: Path) -> None:
         assert result.outcome == "sent"
     assert sorted(sink.received) == sorted([f"t{i}@example.com" for i in range(5)]
                                            + ["c@example.com"])
+
+
+@pytest.mark.parametrize("pipelining", [True, False])
+async def test_starttls_refuses_a_certificate_for_another_name(tmp_path: Path,
+                                                               pipelining: bool) -> None:
+    # Trusted, but issued for another host: a man in the middle with any certificate the
+    # client trusts. The pipelined client's STARTTLS used to skip the name check.
+    cert, key = self_signed(tmp_path, ("mail.other.example",))
+    trust = ssl.create_default_context(cafile=str(cert))
+    sink = SmtpSink()
+    with tls_smtp(sink, cert, key) as port:
+        if pipelining:
+            conn = PipelinedConnection("127.0.0.1", port, starttls=trust, username="ann",
+                                       password="s3cret", timeout=10)
+            with pytest.raises(SmtpError, match=r"not valid for '127\.0\.0\.1'"):
+                await conn.connect()
+        channel = SmtpChannel("127.0.0.1", port, starttls=True, ssl_context=trust,
+                              username="ann", password="s3cret", pipelining=pipelining)
+        item = Item("id1", "c@example.com", None, {}, {"subject": "s", "text": "t"}, 0)
+        (result,) = await channel.send_many([item], [channel.render(item)])
+        await channel.close()
+    assert result.outcome == "transient" and "127.0.0.1" in (result.detail or "")
+    assert not sink.received
 
 
 @contextlib.asynccontextmanager
