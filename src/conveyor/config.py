@@ -89,7 +89,8 @@ class SqsConfig:
 
     def __post_init__(self) -> None:
         _check_port("sqs_port", self.port)
-        if not (len(self.account_id) == 12 and self.account_id.isdigit()):
+        if not (len(self.account_id) == 12 and self.account_id.isascii()
+                and self.account_id.isdigit()):
             raise InvalidInput("The SQS account id is 12 digits.", field="sqs_account_id")
 
 

@@ -199,3 +199,50 @@ def test_impossible_queue_names_are_not_found(http: httpx.Client, name: str) -> 
     body = json.dumps({"QueueName": name}).encode("utf-8", "surrogatepass")
     response = post_json(http, "GetQueueUrl", body)
     assert_aws_4xx(response)
+
+
+# Integers spelled with digits `int()` refuses (`²`, `①`), doubled signs, underscores,
+# non-ASCII digits and more digits than `int()` reads: each used to pass a `str.isdigit`
+# check and then raise ValueError in `int()`, a 500 (conveyor.digits).
+ODD_NUMBERS = ["\u00b2", "\u2460", "--5", "+-5", "1_0", "\u0663", "9" * 5000, "-" + "9" * 5000]
+DLQ_ARN = "arn:aws:sqs:us-east-1:000000000000:bad"
+ODD_MEMBERS: dict[str, tuple[str, Any]] = {
+    "visibility": ("CreateQueue", lambda n, url: {
+        "QueueName": "odd-numbers", "Attributes": {"VisibilityTimeout": n}}),
+    "redrive": ("CreateQueue", lambda n, url: {"QueueName": "odd-numbers", "Attributes": {
+        "RedrivePolicy": json.dumps({"deadLetterTargetArn": DLQ_ARN, "maxReceiveCount": n})}}),
+    "set-delay": ("SetQueueAttributes", lambda n, url: {
+        "QueueUrl": url, "Attributes": {"DelaySeconds": n}}),
+    "max-messages": ("ReceiveMessage", lambda n, url: {
+        "QueueUrl": url, "MaxNumberOfMessages": n, "WaitTimeSeconds": 0}),
+    "wait": ("ReceiveMessage", lambda n, url: {"QueueUrl": url, "WaitTimeSeconds": n}),
+    "send-delay": ("SendMessage", lambda n, url: {
+        "QueueUrl": url, "MessageBody": "x", "DelaySeconds": n}),
+    "change-visibility": ("ChangeMessageVisibility", lambda n, url: {
+        "QueueUrl": url, "ReceiptHandle": "x", "VisibilityTimeout": n}),
+}
+
+
+@pytest.mark.parametrize("number", ODD_NUMBERS, ids=lambda n: repr(n[:8]))
+@pytest.mark.parametrize("member", sorted(ODD_MEMBERS))
+def test_oddly_spelled_integers_are_4xx_and_change_nothing(
+        http: httpx.Client, endpoint: tuple[SqsServer, str], member: str, number: str) -> None:
+    action, members = ODD_MEMBERS[member]
+    assert_aws_4xx(post_json(http, action, json.dumps(members(number, endpoint[1]))))
+    assert post_json(http, "GetQueueUrl", b'{"QueueName": "odd-numbers"}').status_code == 400
+    attributes = post_json(http, "GetQueueAttributes", json.dumps(
+        {"QueueUrl": endpoint[1], "AttributeNames": ["DelaySeconds"]})).json()
+    assert attributes["Attributes"]["DelaySeconds"] == "0"
+
+
+@pytest.mark.parametrize("index", ["\u00b2", "\u0663", "1_0", " 1"])
+def test_query_list_indexes_must_be_ascii_numbers(http: httpx.Client,
+                                                  endpoint: tuple[SqsServer, str],
+                                                  index: str) -> None:
+    form = {"Action": "SetQueueAttributes", "QueueUrl": endpoint[1],
+            f"Attribute.{index}.Name": "DelaySeconds", f"Attribute.{index}.Value": "7"}
+    response = http.post("/", data=form)
+    assert response.status_code < 500, response.text[:300]
+    attributes = post_json(http, "GetQueueAttributes", json.dumps(
+        {"QueueUrl": endpoint[1], "AttributeNames": ["DelaySeconds"]})).json()
+    assert attributes["Attributes"]["DelaySeconds"] == "0"

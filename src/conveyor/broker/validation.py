@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
+from conveyor.digits import integer
 from conveyor.errors import (
     EmptyBatch,
     InvalidAttribute,
@@ -101,8 +102,8 @@ def check_region(region: Any) -> str:
 
 def _int_in(name: str, value: Any, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-            value = int(value)
+        if isinstance(value, str) and integer(value, signed=True) is not None:
+            value = integer(value, signed=True)
         else:
             raise InvalidAttribute(f"{name} must be an integer, not {value!r}.", field=name)
     if not low <= value <= high:

@@ -10,6 +10,7 @@ from typing import Any
 
 from conveyor.cli.commands import _json_line, _table, _wants_json
 from conveyor.client import Client
+from conveyor.digits import integer
 from conveyor.http import wire
 from conveyor.jobs import JobFilter
 from conveyor.models import dumps_json
@@ -21,8 +22,8 @@ __all__ = ["add_cancel_parser", "job_cancel", "job_delete", "job_list", "job_ret
 def moment(text: str) -> int:
     """A time flag's value: ms since the epoch, or an ISO 8601 time (UTC when it names no
     zone), as argparse's `type=`."""
-    if text.isdigit():
-        return int(text)
+    if (ms := integer(text)) is not None:
+        return ms
     try:
         at = datetime.fromisoformat(text)
     except ValueError:

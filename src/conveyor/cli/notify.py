@@ -9,6 +9,7 @@ import signal
 import sys
 
 from conveyor.cli.local import json_object, with_broker
+from conveyor.digits import integer
 from conveyor.errors import InvalidInput
 
 
@@ -100,14 +101,15 @@ def _bounces(args: argparse.Namespace) -> int:
     from conveyor.notify.feedback import FeedbackSettings
     from conveyor.notify.inbound import BounceHandler, serve_bounces
 
-    host, _, port = args.listen.rpartition(":")
-    if not host or not port.isdigit():
+    host, _, port_text = args.listen.rpartition(":")
+    port = integer(port_text)
+    if not host or port is None or port > 65535:
         raise InvalidInput("--listen must be host:port.", field="listen")
 
     async def run(broker: object) -> object:
         handler = BounceHandler(broker, FeedbackSettings(  # type: ignore[arg-type]
             soft_limit=args.soft_limit))
-        server = await serve_bounces(handler, host, int(port))
+        server = await serve_bounces(handler, host, port)
         bound = server.sockets[0].getsockname()
         print(f"conveyor notify bounces: listening on {bound[0]}:{bound[1]}", flush=True)
         stop = asyncio.Event()

@@ -34,6 +34,7 @@ from conveyor.dashboard.views import (
     queue_row,
     queue_rows,
 )
+from conveyor.digits import integer
 from conveyor.errors import ConveyorError, QueueNotFound
 from conveyor.forgery import media_type
 from conveyor.heartbeats import aggregate, schedules_of
@@ -267,8 +268,8 @@ async def send_test(request: Request, name: str) -> Response:
             from conveyor.http.parse import loads
             from conveyor.models import dumps_json
             body = Body(dumps_json(loads(text.encode())), BodyKind.JSON)
-        delay = int(f["delay"]) if f.get("delay", "").strip().isdigit() else None
-        priority = int(f["priority"]) if f.get("priority", "").strip().isdigit() else 0
+        delay = integer(f.get("delay", ""))
+        priority = integer(f.get("priority", "")) or 0
         [sent] = await broker.send(name, [SendEntry(body, delay, priority=priority)])
         return f"Sent message {sent.id}."
     return await _act(request, name, run)

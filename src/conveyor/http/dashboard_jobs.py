@@ -23,6 +23,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from conveyor.broker import dead_letters
 from conveyor.broker.broker import Broker
+from conveyor.digits import integer
 from conveyor.errors import ConveyorError, InvalidInput
 from conveyor.flows import Flow
 from conveyor.http.dashboard import _FLOW_CHILDREN, _broker, _env, _form, _monitor, _page
@@ -44,8 +45,8 @@ def _ms(field: str, text: str) -> int | None:
     text = text.strip()
     if not text:
         return None
-    if text.isdigit():
-        return int(text)
+    if (ms := integer(text)) is not None:
+        return ms
     try:
         at = datetime.fromisoformat(text)
     except ValueError:

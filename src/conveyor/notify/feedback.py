@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from conveyor.digits import integer
 from conveyor.errors import ConveyorError
 
 if TYPE_CHECKING:
@@ -119,7 +120,8 @@ def sendgrid(headers: Mapping[str, str], body: bytes, public_key: str,
                    ec.ECDSA(hashes.SHA256()))
     except (InvalidSignature, ValueError, binascii.Error):
         raise FeedbackRefused("The SendGrid signature does not verify.", 401) from None
-    if not stamp.isdigit() or abs((time.time() if now is None else now) - int(stamp)) > max_age:
+    at = integer(stamp)
+    if at is None or abs((time.time() if now is None else now) - at) > max_age:
         raise FeedbackRefused("The SendGrid timestamp is too old (a replay?).", 401)
     events = _json(body)
     if not isinstance(events, list):

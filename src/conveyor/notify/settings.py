@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from conveyor.digits import integer
 from conveyor.errors import InvalidInput
 from conveyor.notify.channel import Channel
 from conveyor.notify.delivery import DeliveryOptions
@@ -63,10 +64,11 @@ class ChannelSettings:
         made: dict[str, Channel] = {}
         if self.smtp:
             host, _, port = self.smtp.rpartition(":")
-            if not host or not port.isdigit():
+            number = integer(port)
+            if not host or number is None or number > 65535:
                 raise InvalidInput("--smtp must be host:port.", field="smtp")
             made["email"] = SmtpChannel(
-                host, int(port), sender=self.sender, starttls=self.starttls, tls=self.tls,
+                host, number, sender=self.sender, starttls=self.starttls, tls=self.tls,
                 username=self.username, password=self.password, pool_size=self.pool_size,
                 rate_limit=self.email_rate)
         if self.vapid_key:

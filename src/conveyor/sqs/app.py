@@ -21,6 +21,7 @@ from starlette.routing import Route
 
 from conveyor.broker.broker import Broker
 from conveyor.config import MAX_REQUEST_BYTES
+from conveyor.digits import integer
 from conveyor.errors import ConveyorError
 from conveyor.forgery import normalise_hosts
 from conveyor.sealing import sealer_from
@@ -76,7 +77,8 @@ async def _read_body(request: Request, limit: int) -> None:
     """Read the body (kept for `request.body()`), refusing it once it passes `limit`."""
     declared = request.headers.get("content-length", "")
     too_large = SqsError(REQUEST_TOO_LARGE, f"The request body is larger than {limit} bytes.")
-    if declared.isdigit() and int(declared) > limit:
+    declared_size = integer(declared)
+    if declared_size is not None and declared_size > limit:
         raise too_large
     chunks: list[bytes] = []
     size = 0

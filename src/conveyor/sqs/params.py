@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from conveyor.digits import integer
 from conveyor.sqs.errors import invalid, missing
 from conveyor.sqs.texts import fail
 
@@ -49,8 +50,8 @@ class Params:
         value = self.data.get(name)
         if value is None:
             return None
-        if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
-            value = int(value)
+        if isinstance(value, str) and integer(value, signed=True) is not None:
+            value = integer(value, signed=True)
         if isinstance(value, bool) or not isinstance(value, int):
             raise fail("not_an_integer", name=name, value=str(value)[:100])
         if not low <= value <= high:

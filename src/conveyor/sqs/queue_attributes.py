@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from conveyor.broker import validation as v
+from conveyor.digits import integer
 from conveyor.models import Queue, QueueStats
 from conveyor.sqs.context import Context
 from conveyor.sqs.errors import SqsError
@@ -102,10 +103,10 @@ def to_broker(ctx: Context, given: Mapping[str, str], fifo: bool,
 
 
 def _integer(name: str, value: str, low: int, high: int) -> int:
-    text = value.strip() if isinstance(value, str) else ""
-    if not text.lstrip("-").isdigit() or not low <= int(text) <= high:
+    number = integer(value, signed=True) if isinstance(value, str) else None
+    if number is None or not low <= number <= high:
         raise fail("attribute_value", name=name)
-    return int(text)
+    return number
 
 
 def _boolean(name: str, value: str) -> bool:
@@ -152,8 +153,8 @@ def _redrive_policy(ctx: Context, value: str) -> dict[str, Any]:
         if key not in data:
             raise bad(f"Redrive policy does not contain mandatory attribute: {key}.")
     arn, count = data["deadLetterTargetArn"], data["maxReceiveCount"]
-    if isinstance(count, str) and count.strip().isdigit():
-        count = int(count)
+    if isinstance(count, str) and integer(count) is not None:
+        count = integer(count)
     if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 1000:
         raise bad(f"Invalid value for maxReceiveCount: {count}, valid values are from 1 to "
                   "1000 both inclusive.")
@@ -265,9 +266,9 @@ def from_queue(ctx: Context, queue: Queue, names: Iterable[str],
 def _normal(policy: str | None) -> dict[str, Any] | None:
     """A JSON policy for comparison (maxReceiveCount may be given as a string)."""
     data = _json_object(policy or "{}")
-    if data is not None and isinstance(data.get("maxReceiveCount"), str) and \
-            data["maxReceiveCount"].strip().isdigit():
-        data["maxReceiveCount"] = int(data["maxReceiveCount"])
+    count = data.get("maxReceiveCount") if data is not None else None
+    if data is not None and isinstance(count, str) and integer(count) is not None:
+        data["maxReceiveCount"] = integer(count)
     return data or None
 
 

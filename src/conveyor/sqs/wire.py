@@ -17,6 +17,7 @@ from xml.sax.saxutils import escape
 
 import orjson
 
+from conveyor.digits import integer
 from conveyor.sqs.errors import INVALID_ACTION, SqsError, invalid
 
 Protocol = Literal["json", "query"]
@@ -129,8 +130,9 @@ def parse_query(items: Iterable[tuple[str, str]]) -> WireRequest:
 def _indexed(node: Mapping[str, Any]) -> list[Any] | None:
     if "member" in node and isinstance(node["member"], dict) and len(node) == 1:
         node = node["member"]  # non-flattened spelling: Name.member.1
-    if node and all(k.isdigit() for k in node):
-        return [node[k] for k in sorted(node, key=int)]
+    numbers = {k: integer(k) for k in node}
+    if node and all(n is not None and k == k.strip() for k, n in numbers.items()):
+        return [node[k] for k in sorted(node, key=lambda k: numbers[k] or 0)]
     return None
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import asyncpg
 
 from conveyor import fifo
+from conveyor.digits import integer
 from conveyor.fifo import format_sequence
 from conveyor.models import (
     Message,
@@ -571,7 +572,7 @@ class PostgresStorage(PostgresJobs, PostgresFlows, PostgresNotifyTx, PostgresLed
     async def _listen(self, callback: SignalCallback) -> None:
         def on_notify(_conn: object, _pid: int, _channel: str, payload: object) -> None:
             text = str(payload)
-            callback(int(text) if text.isdigit() else None)
+            callback(integer(text))
 
         while True:
             conn: asyncpg.Connection | None = None
