@@ -102,8 +102,8 @@ def check_region(region: Any) -> str:
 
 def _int_in(name: str, value: Any, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        if isinstance(value, str) and integer(value, signed=True) is not None:
-            value = integer(value, signed=True)
+        if isinstance(value, str) and (number := integer(value, signed=True)) is not None:
+            value = number
         else:
             raise InvalidAttribute(f"{name} must be an integer, not {value!r}.", field=name)
     if not low <= value <= high:

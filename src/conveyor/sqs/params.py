@@ -50,8 +50,8 @@ class Params:
         value = self.data.get(name)
         if value is None:
             return None
-        if isinstance(value, str) and integer(value, signed=True) is not None:
-            value = integer(value, signed=True)
+        if isinstance(value, str) and (number := integer(value, signed=True)) is not None:
+            value = number
         if isinstance(value, bool) or not isinstance(value, int):
             raise fail("not_an_integer", name=name, value=str(value)[:100])
         if not low <= value <= high:

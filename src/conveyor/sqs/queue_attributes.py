@@ -153,8 +153,8 @@ def _redrive_policy(ctx: Context, value: str) -> dict[str, Any]:
         if key not in data:
             raise bad(f"Redrive policy does not contain mandatory attribute: {key}.")
     arn, count = data["deadLetterTargetArn"], data["maxReceiveCount"]
-    if isinstance(count, str) and integer(count) is not None:
-        count = integer(count)
+    if isinstance(count, str) and (number := integer(count)) is not None:
+        count = number
     if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 1000:
         raise bad(f"Invalid value for maxReceiveCount: {count}, valid values are from 1 to "
                   "1000 both inclusive.")
@@ -267,8 +267,8 @@ def _normal(policy: str | None) -> dict[str, Any] | None:
     """A JSON policy for comparison (maxReceiveCount may be given as a string)."""
     data = _json_object(policy or "{}")
     count = data.get("maxReceiveCount") if data is not None else None
-    if data is not None and isinstance(count, str) and integer(count) is not None:
-        data["maxReceiveCount"] = integer(count)
+    if data is not None and isinstance(count, str) and (number := integer(count)) is not None:
+        data["maxReceiveCount"] = number
     return data or None
 
 
