@@ -248,13 +248,11 @@ class PipelinedConnection:
             if not out:
                 break
             self._write(out)
-            if last:
-                assert pending is not None
-                results[pending] = smtp_result(*(await take(1))[0])
-                break
             if pending is not None:  # recorded before the next replies can fail
                 results[pending] = smtp_result(*(await take(1))[0])
                 pending = None
+            if last:
+                break
             replies = await take(3)  # MAIL's, RCPT's and DATA's: they come back together
             bad = next((r for r in replies[:2] if r[0] >= 300), None)
             if replies[2][0] == 354 and bad is None:
