@@ -1,10 +1,11 @@
 -- Three costs of the database server's in the million (issue 17), none changing a result.
 --
 -- The ledger's ids compared byte by byte: every btree descent on conveyor_deliveries' key
--- compared text ids with the database's collation (strcoll through a locale: in a perf
--- profile of the server, _bt_compare and the collation calls around it were the largest
--- share of its own code). An id is an opaque key; "C" orders it by bytes, as SQLite does.
--- Changing a text column's collation rebuilds its indexes, not the table.
+-- compared text ids with the database's collation, through strcoll and a locale look-up
+-- (1.8% of the server's CPU in a perf profile of the million on a C.UTF-8 database, 0.8%
+-- after). An id is an opaque key; "C" orders it by bytes, as SQLite does.
+-- Changing a text column's collation rebuilds its indexes, not the table (the ledger is
+-- locked meanwhile: 0.8 s for a million rows here).
 ALTER TABLE conveyor_deliveries ALTER COLUMN id TYPE text COLLATE "C";
 ALTER TABLE conveyor_delivery_events ALTER COLUMN delivery_id TYPE text COLLATE "C";
 
@@ -19,8 +20,8 @@ ALTER TABLE conveyor_delivery_events ALTER COLUMN delivery_id TYPE text COLLATE 
 ALTER TABLE conveyor_deliveries SET (fillfactor = 40);
 
 -- Message bodies (a notification envelope is tens of kB) compressed with lz4 where the
--- server was built with it: pglz spent more of the server's CPU than any other function
--- of its own. Rows already stored keep their compression; both are read alike. The
+-- server was built with it: pglz_compress was 5.5% of the server's CPU in the same profile,
+-- lz4 0.4%. Rows already stored keep their compression; both are read alike. The
 -- setting does not pass from a partitioned table to its partitions: each slot, and the
 -- unlogged queues' table, is set by name.
 DO $$
