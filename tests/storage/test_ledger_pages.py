@@ -78,10 +78,12 @@ def test_ledger_ids_compare_by_bytes_and_bodies_use_lz4(
             "('conveyor_delivery_events', 'delivery_id'))").fetchall())
         assert collations == {"conveyor_deliveries": "C", "conveyor_delivery_events": "C"}
         [[has_lz4]] = db.execute(
-            "SELECT 'lz4' = ANY (enumvals) FROM pg_settings "
-            "WHERE name = 'default_toast_compression'").fetchall()
+            "SELECT EXISTS (SELECT FROM pg_settings WHERE name = 'default_toast_compression' "
+            "AND 'lz4' = ANY (enumvals))").fetchall()
+        if not has_lz4:  # a server built without it (or before 14): pglz, as before
+            return
         methods = db.execute(
             "SELECT DISTINCT a.attcompression FROM pg_attribute a JOIN pg_class c "
             "ON c.oid = a.attrelid WHERE c.relname LIKE 'conveyor\\_messages%' "
             "AND c.relkind IN ('r', 'p') AND a.attname IN ('body', 'attributes')").fetchall()
-        assert methods == ([("l",)] if has_lz4 else [("",)])
+        assert methods == [("l",)]
