@@ -72,7 +72,7 @@ def _assert_stayed(before: dict[str, int], after: dict[str, int]) -> None:
 def test_ledger_ids_compare_by_bytes_and_bodies_use_lz4(
         storage: PostgresStorage, postgres_url: str) -> None:
     with psycopg.connect(postgres_url) as db:
-        collations = dict(db.execute(
+        collations: dict[str, str] = dict(db.execute(
             "SELECT table_name, collation_name FROM information_schema.columns "
             "WHERE (table_name, column_name) IN (('conveyor_deliveries', 'id'), "
             "('conveyor_delivery_events', 'delivery_id'))").fetchall())
