@@ -115,3 +115,23 @@ async def test_closing_removes_the_own_socket(tmp_path: Path) -> None:
     async with quiet_broker(path):
         assert len(list(directory.iterdir())) == 1
     assert not directory.exists()  # the last one out removes the directory
+
+
+async def test_a_datagram_that_is_not_a_queue_id_wakes_every_queue(tmp_path: Path) -> None:
+    path = tmp_path / "wake.db"
+    heard = Heard()
+    listening = SqliteStorage(str(path), poll_interval=HOUR, fallback_poll_interval=HOUR)
+    await listening.open()
+    try:
+        await listening.listen(heard)
+        [own] = sqlite_wake.wake_directory(str(path)).iterdir()
+        sent = [b"12", "²".encode(), b"1_0", b"-3", b"", b"9" * 64]
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as stray:
+            for datagram in sent:
+                stray.sendto(datagram, str(own))
+        while len(heard.queue_ids) < len(sent):
+            heard.arrived.clear()
+            await asyncio.wait_for(heard.arrived.wait(), timeout=10)
+        assert heard.queue_ids == [12, None, None, None, None, int("9" * 64)]
+    finally:
+        await listening.close()

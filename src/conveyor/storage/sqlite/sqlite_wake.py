@@ -25,6 +25,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from conveyor.digits import integer
+
 log = logging.getLogger("conveyor.storage.sqlite")
 
 # Where a database's sockets live: short, whatever the database's path (a socket's path
@@ -91,8 +93,7 @@ class WakeSockets:
                 return
             except OSError:
                 return
-            text = data.decode("ascii", "replace")
-            callback(int(text) if text.isdigit() else None)
+            callback(integer(data.decode("ascii", "replace")))
 
     def send(self, queue_id: int) -> None:
         """Tell every other listening process of this file that `queue_id` has messages
