@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["integer"]
+__all__ = ["host_port", "integer"]
 
 _SIGNED = re.compile(r"[+-]?[0-9]+")
 _UNSIGNED = re.compile(r"[0-9]+")
@@ -26,3 +26,13 @@ def integer(text: str, *, signed: bool = False) -> int | None:
     if len(text.lstrip("+-")) > _LONGEST:
         return -_HUGE if text.startswith("-") else _HUGE
     return int(text)
+
+
+def host_port(text: str) -> tuple[str, int] | None:
+    """`host:port` (a flag such as `--smtp` or `--listen`): the host and a port 0-65535,
+    else None."""
+    host, _, port_text = text.rpartition(":")
+    port = integer(port_text)
+    if not host or port is None or port > 65535:
+        return None
+    return host, port

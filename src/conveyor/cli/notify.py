@@ -9,7 +9,7 @@ import signal
 import sys
 
 from conveyor.cli.local import json_object, with_broker
-from conveyor.digits import integer
+from conveyor.digits import host_port
 from conveyor.errors import InvalidInput
 
 
@@ -101,10 +101,9 @@ def _bounces(args: argparse.Namespace) -> int:
     from conveyor.notify.feedback import FeedbackSettings
     from conveyor.notify.inbound import BounceHandler, serve_bounces
 
-    host, _, port_text = args.listen.rpartition(":")
-    port = integer(port_text)
-    if not host or port is None or port > 65535:
+    if (address := host_port(args.listen)) is None:
         raise InvalidInput("--listen must be host:port.", field="listen")
+    host, port = address
 
     async def run(broker: object) -> object:
         handler = BounceHandler(broker, FeedbackSettings(  # type: ignore[arg-type]

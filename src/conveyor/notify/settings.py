@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from conveyor.digits import integer
+from conveyor.digits import host_port
 from conveyor.errors import InvalidInput
 from conveyor.notify.channel import Channel
 from conveyor.notify.delivery import DeliveryOptions
@@ -63,12 +63,10 @@ class ChannelSettings:
 
         made: dict[str, Channel] = {}
         if self.smtp:
-            host, _, port = self.smtp.rpartition(":")
-            number = integer(port)
-            if not host or number is None or number > 65535:
+            if (address := host_port(self.smtp)) is None:
                 raise InvalidInput("--smtp must be host:port.", field="smtp")
             made["email"] = SmtpChannel(
-                host, number, sender=self.sender, starttls=self.starttls, tls=self.tls,
+                *address, sender=self.sender, starttls=self.starttls, tls=self.tls,
                 username=self.username, password=self.password, pool_size=self.pool_size,
                 rate_limit=self.email_rate)
         if self.vapid_key:
