@@ -236,7 +236,6 @@ class PipelinedConnection:
                         results: list[Result | None]) -> None:
         session = self._session
         assert session is not None
-        take = session.take
         pending: int | None = None
         for index, (sender, rcpt, _) in enumerate([*messages, ("", "", b"")]):
             last = index == len(messages)
@@ -249,11 +248,11 @@ class PipelinedConnection:
                 break
             self._write(out)
             if pending is not None:  # recorded before the next replies can fail
-                results[pending] = smtp_result(*(await take(1))[0])
+                results[pending] = smtp_result(*await self._reply())
                 pending = None
             if last:
                 break
-            replies = await take(3)  # MAIL's, RCPT's and DATA's: they come back together
+            replies = await session.take(3)  # MAIL's, RCPT's and DATA's: they come back together
             bad = next((r for r in replies[:2] if r[0] >= 300), None)
             if replies[2][0] == 354 and bad is None:
                 pending = index
