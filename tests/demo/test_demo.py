@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,6 +24,9 @@ def test_demo_5000_passes_its_own_check(tmp_path: Path) -> None:
     out = done.stdout
     assert done.returncode == 0, out + done.stderr
     assert "5,000 (3,000 email, 750 web push, 750 FCM, 500 APNs)" in out  # the default mix
+    # email's processes apart from the CPU-heavy channels', as many of each
+    assert re.search(r"; (\d+) delivery worker processes \((\d+) for email; \2 for web push, "
+                     r"FCM, APNs\)", out)
     for sink, n in (("email", "3,000"), ("push", "750"), ("fcm", "750"), ("apns", "500")):
         assert re.search(rf"{sink} sink\s+{n} received, {n} distinct, 0 missing, "
                          rf"0 duplicated, 0 unexpected; content checked on {n}, 0 wrong", out)
@@ -86,6 +90,7 @@ def test_demo_mobile_only_mix(tmp_path: Path) -> None:
     assert re.search(r"fcm sink\s+1,200 received, 1,200 distinct, 0 missing", out)
     assert re.search(r"apns sink\s+800 received, 800 distinct, 0 missing", out)
     assert "email sink" not in out and "lanes (fcm)" in out and "lanes (apns)" in out
+    assert re.search(r"delivery worker processes\n", out)  # one group: no split to name
     assert "PASS: every notification arrived exactly once with the right content, on FCM, " \
            "APNs" in out
 
@@ -95,6 +100,49 @@ def test_sink_dump_goes_to_tmpfs_only_with_room(tmp_path: Path) -> None:
     assert roomy is not None and roomy.parent == tmp_path and roomy.is_dir()
     assert _tmpfs_folder(10**18, root=str(tmp_path)) is None  # no room: beside the run
     assert _tmpfs_folder(1_000, root=str(tmp_path / "absent")) is None
+
+
+def _report_channels(index: int, url: str, channels: dict[str, int], options: object,
+                     queue: Any, stop: Any) -> None:
+    import time
+
+    queue.put({"worker": index, "channels": sorted(channels)})
+    deadline = time.monotonic() + 30
+    while not stop.is_set() and time.monotonic() < deadline:  # polled, as the demo's are:
+        time.sleep(0.05)  # a process killed inside Event.wait leaves the Event's lock held
+
+
+def test_worker_pool_replaces_a_killed_worker_with_one_of_its_group() -> None:
+    import multiprocessing as mp
+    import time
+
+    from conveyor.demo.crashes import WorkerPool
+
+    ctx = mp.get_context("spawn")
+    stop = ctx.Event()
+    pool = WorkerPool(ctx, _report_channels, ("url", {"email": 1, "push": 2, "fcm": 3},
+                                              None, stop))
+    seen: dict[int, list[str]] = {}
+
+    def wait_for(n: int) -> None:
+        deadline = time.monotonic() + 30
+        while len(seen) < n and time.monotonic() < deadline:
+            seen.update((r["worker"], r["channels"]) for r in pool.reports())
+            time.sleep(0.05)
+        assert len(seen) == n, seen
+
+    try:
+        pool.start(("email",))
+        pool.start(("push", "fcm"))
+        wait_for(2)
+        assert seen == {0: ["email"], 1: ["fcm", "push"]}
+        pool.kill_oldest()  # worker 0, the email one
+        wait_for(3)
+        assert seen[2] == ["email"] and pool.kills == 1 and sorted(pool.procs) == [1, 2]
+    finally:
+        stop.set()
+        for proc in pool.live:
+            proc.join(10)
 
 
 def test_mix_names_the_channels() -> None:

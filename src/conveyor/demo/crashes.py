@@ -65,6 +65,7 @@ class WorkerPool:
         self.target = target
         self.args = args
         self.procs: dict[int, Any] = {}
+        self.groups: dict[int, tuple[str, ...]] = {}
         self.queues: dict[int, Any] = {}
         self.born: dict[int, float] = {}
         self.started = 0
@@ -73,16 +74,18 @@ class WorkerPool:
         self.reported: set[int] = set()
         """Live workers that have reported, i.e. got past start-up and are delivering."""
 
-    def start(self) -> None:
-        """Start one more worker."""
+    def start(self, group: tuple[str, ...]) -> None:
+        """Start one more worker, delivering the channels of `group`."""
         index = self.started
         self.started += 1
         queue = self.ctx.Queue()
         url, channels, options, stop = self.args
+        mine = {name: channels[name] for name in group}
         proc = self.ctx.Process(target=self.target, daemon=True,
-                                args=(index, url, channels, options, queue, stop))
+                                args=(index, url, mine, options, queue, stop))
         proc.start()
         self.procs[index], self.queues[index], self.born[index] = proc, queue, time.monotonic()
+        self.groups[index] = group
 
     def reports(self) -> list[dict[str, Any]]:
         """Every report waiting from the live workers."""
@@ -107,7 +110,7 @@ class WorkerPool:
         self.queues.pop(index)
         del self.born[index]
         self.kills += 1
-        self.start()
+        self.start(self.groups.pop(index))
 
     def restart_exited(self) -> int:
         """Start a new worker for each one that exited on its own (a replacement that could
@@ -119,7 +122,7 @@ class WorkerPool:
         for index in gone:
             del self.procs[index], self.queues[index], self.born[index]
             self.reported.discard(index)
-            self.start()
+            self.start(self.groups.pop(index))
         return len(gone)
 
     def oldest_age(self) -> float:

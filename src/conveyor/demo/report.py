@@ -22,6 +22,8 @@ class Report:
     sent: int = 0
     failed: int = 0
     workers: int = 0
+    groups: list[tuple[str, ...]] = field(default_factory=list)
+    """The channels each group of `workers` processes delivered."""
     database: str = ""
     enqueue_seconds: float = 0.0
     deliver_seconds: float = 0.0
@@ -200,7 +202,10 @@ def render_report(r: Report) -> str:
         "conveyor demo — report",
         f"  notifications     {r.messages:,} (" + ", ".join(
             f"{n:,} {LABELS.get(c, c)}" for c, n in r.counts.items()) + ")",
-        f"  database          {r.database}; {r.workers} delivery worker processes",
+        f"  database          {r.database}; {r.workers} delivery worker processes"
+        + (" (" + "; ".join(f"{r.workers // len(r.groups)} for " + ", ".join(
+            LABELS.get(c, c) for c in g) for g in r.groups) + ")"
+           if len(r.groups) > 1 else ""),
         *[f"  {'sinks' if k == 0 else '':<17} {c}: {name}"
           for k, (c, name) in enumerate(r.sinks.items())],
         f"  SMTP client       {'RFC 2920 pipelined' if r.pipelined else 'aiosmtplib pool'}",
