@@ -24,8 +24,8 @@ def test_demo_5000_passes_its_own_check(tmp_path: Path) -> None:
     out = done.stdout
     assert done.returncode == 0, out + done.stderr
     assert "5,000 (3,000 email, 750 web push, 750 FCM, 500 APNs)" in out  # the default mix
-    # email's processes apart from the CPU-heavy channels', as many of each
-    assert re.search(r"; (\d+) delivery worker processes \((\d+) for email; \2 for web push, "
+    # email's processes apart from the CPU-heavy channels'
+    assert re.search(r"; \d+ delivery worker processes \(\d+ for email; \d+ for web push, "
                      r"FCM, APNs\)", out)
     for sink, n in (("email", "3,000"), ("push", "750"), ("fcm", "750"), ("apns", "500")):
         assert re.search(rf"{sink} sink\s+{n} received, {n} distinct, 0 missing, "
@@ -143,6 +143,17 @@ def test_worker_pool_replaces_a_killed_worker_with_one_of_its_group() -> None:
         stop.set()
         for proc in pool.live:
             proc.join(10)
+
+
+def test_workers_are_shared_by_the_channel_groups() -> None:
+    from conveyor.demo.run import share_workers
+
+    every = {"email": 6, "push": 1, "fcm": 2, "apns": 1}
+    assert share_workers(2, every) == [(1, ("email",)), (1, ("push", "fcm", "apns"))]
+    assert share_workers(5, every) == [(2, ("email",)), (3, ("push", "fcm", "apns"))]
+    assert share_workers(1, every) == [(1, ("email",)), (1, ("push", "fcm", "apns"))]
+    assert share_workers(3, {"fcm": 1}) == [(3, ("fcm",))]
+    assert share_workers(2, {"email": 1, "apns": 1}) == [(1, ("email",)), (1, ("apns",))]
 
 
 def test_mix_names_the_channels() -> None:

@@ -21,8 +21,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     demo.add_argument("--cost-per-hour", type=float, default=0.05, metavar="USD",
                       help="the machine's price, for the cost estimate (default 0.05)")
     demo.add_argument("--workers", type=int, default=0,
-                      help="delivery worker processes for email and as many for the other "
-                           "channels (default: one per core each)")
+                      help="delivery worker processes, shared by email and the other "
+                           "channels, at least one each (default: one per core)")
     demo.add_argument("--verify-every", type=int, default=0, metavar="K",
                       help="push endpoint verifies 1 in K (default: all up to 20,000, "
                            "else 1 in 20)")

@@ -22,8 +22,8 @@ class Report:
     sent: int = 0
     failed: int = 0
     workers: int = 0
-    groups: list[tuple[str, ...]] = field(default_factory=list)
-    """The channels each group of `workers` processes delivered."""
+    groups: list[tuple[int, tuple[str, ...]]] = field(default_factory=list)
+    """How many of the `workers` processes delivered which channels."""
     database: str = ""
     enqueue_seconds: float = 0.0
     deliver_seconds: float = 0.0
@@ -203,9 +203,8 @@ def render_report(r: Report) -> str:
         f"  notifications     {r.messages:,} (" + ", ".join(
             f"{n:,} {LABELS.get(c, c)}" for c, n in r.counts.items()) + ")",
         f"  database          {r.database}; {r.workers} delivery worker processes"
-        + (" (" + "; ".join(f"{r.workers // len(r.groups)} for " + ", ".join(
-            LABELS.get(c, c) for c in g) for g in r.groups) + ")"
-           if len(r.groups) > 1 else ""),
+        + (" (" + "; ".join(f"{n} for " + ", ".join(LABELS.get(c, c) for c in g)
+                            for n, g in r.groups) + ")" if len(r.groups) > 1 else ""),
         *[f"  {'sinks' if k == 0 else '':<17} {c}: {name}"
           for k, (c, name) in enumerate(r.sinks.items())],
         f"  SMTP client       {'RFC 2920 pipelined' if r.pipelined else 'aiosmtplib pool'}",

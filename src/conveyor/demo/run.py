@@ -74,7 +74,7 @@ class DemoConfig:
     database: str | None = None
     mix: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_MIX))
     cost_per_hour: float = 0.05
-    workers: int = 0  # per group of channels (CHANNEL_GROUPS); 0: one per core
+    workers: int = 0  # 0: one per core (shared by CHANNEL_GROUPS, at least one each)
     verify_every: int = 0  # 0: every push message up to 20,000, else 1 in 20
     progress: bool = True
     use_smtp_sink: bool = True
@@ -97,6 +97,15 @@ def split(messages: int, mix: dict[str, float]) -> dict[str, int]:
     if shares:
         counts[shares[-1][0]] = messages - sum(counts.values())
     return {c: n for c, n in counts.items() if n > 0}
+
+
+def share_workers(workers: int, counts: dict[str, int]) -> list[tuple[int, tuple[str, ...]]]:
+    """(processes, channels) for each group of `CHANNEL_GROUPS` that has notifications:
+    `workers` shared evenly, the remainder to the later groups, at least one each."""
+    groups = [g for g in (tuple(c for c in group if c in counts) for group in CHANNEL_GROUPS)
+              if g]
+    base, extra = divmod(workers, len(groups) or 1)
+    return [(max(1, base + (k >= len(groups) - extra)), g) for k, g in enumerate(groups)]
 
 
 def _port() -> int:
@@ -141,9 +150,7 @@ def run_demo(config: DemoConfig, out: Callable[[str], None] = print) -> Report:
     for channel in CHANNELS:  # each channel's notifications get their own index range
         offsets[channel] = at
         at += counts.get(channel, 0)
-    workers = config.workers or os.cpu_count() or 2
-    groups = [g for g in (tuple(c for c in group if c in counts) for group in CHANNEL_GROUPS)
-              if g]
+    groups = share_workers(config.workers or os.cpu_count() or 2, counts)
     n_push = counts.get("push", 0)
     verify_every = config.verify_every or (1 if n_push <= 20_000 else 20)
     folder = Path(tempfile.mkdtemp(prefix="conveyor-demo-"))
@@ -184,8 +191,8 @@ def run_demo(config: DemoConfig, out: Callable[[str], None] = print) -> Report:
         started = time.perf_counter()
         cpu_before = _cpu_of([os.getpid()])
         sinks_before = {c: _cpu_of([s.pid]) for c, s in sinks.items()}  # their start-up
-        for group in groups:
-            for _ in range(workers):
+        for size, group in groups:
+            for _ in range(size):
                 pool.start(group)
         report = asyncio.run(_drive(config, url, counts, offsets, ports, sub_keys,
                                     pool, stop, crashes, started, out, people))
@@ -199,7 +206,7 @@ def run_demo(config: DemoConfig, out: Callable[[str], None] = print) -> Report:
         report.check({c: (_expected(c, offsets[c], n, keep), sinks[c].results())
                       for c, n in counts.items()})
         report.producer_cpu = _cpu_of([os.getpid()]) - cpu_before
-        report.workers = workers * len(groups)
+        report.workers = sum(size for size, _ in groups)
         report.groups = groups
         report.database = "SQLite (embedded, a fresh file)" if config.database is None \
             else config.database.split("://", 1)[0]
