@@ -156,6 +156,15 @@ def test_workers_are_shared_by_the_channel_groups() -> None:
     assert share_workers(2, {"email": 1, "apns": 1}) == [(1, ("email",)), (1, ("apns",))]
 
 
+def test_default_workers_by_database() -> None:
+    from conveyor.demo.run import default_workers
+
+    cores = os.cpu_count() or 2
+    assert default_workers(None) == default_workers("sqlite:///x.db") == cores
+    assert default_workers("postgresql://u@h/db") == default_workers("postgres://h/d") \
+        == 2 * cores
+
+
 def test_mix_names_the_channels() -> None:
     import argparse
 

@@ -22,7 +22,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                       help="the machine's price, for the cost estimate (default 0.05)")
     demo.add_argument("--workers", type=int, default=0,
                       help="delivery worker processes, shared by email and the other "
-                           "channels, at least one each (default: one per core)")
+                           "channels, at least one each (default: one per core on SQLite, "
+                           "two on PostgreSQL)")
     demo.add_argument("--verify-every", type=int, default=0, metavar="K",
                       help="push endpoint verifies 1 in K (default: all up to 20,000, "
                            "else 1 in 20)")
