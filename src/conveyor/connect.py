@@ -13,12 +13,20 @@ from conveyor.broker.broker import Broker
 from conveyor.client.source import Source
 from conveyor.clock import Clock
 
-__all__ = ["blocks", "is_server_url", "open_broker", "open_source", "sqlite_write_lock"]
+__all__ = ["blocks", "is_postgres_url", "is_server_url", "open_broker", "open_source",
+           "sqlite_write_lock"]
 
 
 def is_server_url(url: str) -> bool:
     """True for `http://` and `https://` URLs (a conveyor server)."""
     return url.lower().startswith(("http://", "https://"))
+
+
+def is_postgres_url(url: str | None) -> bool:
+    """Whether `url` names a PostgreSQL database (`storage.factory` decides, as it opens)."""
+    from conveyor.storage.factory import is_postgres_url as names_postgres
+
+    return names_postgres(url)
 
 
 def open_broker(url: str | None, **options: Any) -> Broker:

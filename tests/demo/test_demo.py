@@ -162,7 +162,8 @@ def test_default_workers_by_database() -> None:
     cores = os.cpu_count() or 2
     assert default_workers(None) == default_workers("sqlite:///x.db") == cores
     assert default_workers("postgresql://u@h/db") == default_workers("postgres://h/d") \
-        == 2 * cores
+        == default_workers("PostgreSQL://u@h/db") == 2 * cores
+    assert default_workers("postgres-demo.db") == cores  # a bare path is a SQLite file
 
 
 def test_mix_names_the_channels() -> None:

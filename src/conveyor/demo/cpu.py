@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 
 import psutil  # type: ignore[import-untyped]
 
+from conveyor.connect import is_postgres_url
+
 if TYPE_CHECKING:
     import asyncpg
 
@@ -52,8 +54,7 @@ class ServerCpu:
     def __init__(self, url: str) -> None:
         parts = urlsplit(url)
         self.url = url
-        self.enabled = parts.scheme.startswith("postgres") and (
-            parts.hostname or "") in _LOOPBACK
+        self.enabled = is_postgres_url(url) and (parts.hostname or "") in _LOOPBACK
         self._seen: dict[int, tuple[float, float]] = {}
         self._conn: asyncpg.Connection | None = None
 

@@ -105,8 +105,10 @@ def default_workers(database: str | None) -> int:
     cores busy (the million: 204 s at 1.91 cores busy with four on two cores, 221 s at 1.79
     with two); on SQLite the writers share the file's one lock, and extra processes only
     contended for it (two: 215 and 221 s, 390 and 401 CPU-s; four: 224 s, 425 CPU-s)."""
+    from conveyor.connect import is_postgres_url
+
     cores = os.cpu_count() or 2
-    return cores * 2 if database and database.startswith("postgres") else cores
+    return cores * 2 if is_postgres_url(database) else cores
 
 
 def share_workers(workers: int, counts: dict[str, int]) -> list[tuple[int, tuple[str, ...]]]:

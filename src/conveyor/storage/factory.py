@@ -21,13 +21,23 @@ def default_database_url() -> str:
     return f"sqlite:///{default_sqlite_path()}"
 
 
+def _scheme(url: str) -> str:
+    """A database URL's scheme, lower-cased; "" for a bare file path."""
+    return url.split(":", 1)[0].lower() if "://" in url else ""
+
+
+def is_postgres_url(url: str | None) -> bool:
+    """Whether `url` names a PostgreSQL database (None, a path or sqlite:/// do not)."""
+    return url is not None and _scheme(url) in ("postgres", "postgresql")
+
+
 def storage_from_url(url: str | None) -> Storage:
     """`sqlite:///file.db` (relative to the working directory), `sqlite:////abs/file.db`
     (absolute, SQLAlchemy's convention; `?synchronous=full` for power-loss durability),
     `postgresql://user@host/db`, or a bare file path; None is the embedded default."""
     url = url or default_database_url()
-    scheme = url.split(":", 1)[0].lower() if "://" in url else ""
-    if scheme in ("postgres", "postgresql"):
+    scheme = _scheme(url)
+    if is_postgres_url(url):
         from conveyor.storage.postgres.postgres_storage import PostgresStorage
 
         return PostgresStorage(url)
