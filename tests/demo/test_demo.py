@@ -106,7 +106,9 @@ def _report_channels(index: int, url: str, channels: dict[str, int], options: ob
                      queue: Any, stop: Any) -> None:
     import time
 
-    queue.put({"worker": index, "channels": sorted(channels)})
+    queue.put({"worker": index, "channels": sorted(channels), "sent": 0})
+    time.sleep(0.2)
+    queue.put({"worker": index, "channels": sorted(channels), "sent": 1})
     deadline = time.monotonic() + 30
     while not stop.is_set() and time.monotonic() < deadline:  # polled, as the demo's are:
         time.sleep(0.05)  # a process killed inside Event.wait leaves the Event's lock held
@@ -124,25 +126,47 @@ def test_worker_pool_replaces_a_killed_worker_with_one_of_its_group() -> None:
                                               None, stop))
     seen: dict[int, list[str]] = {}
 
-    def wait_for(n: int) -> None:
+    def wait_for(n: int, delivering: int = 0) -> None:
         deadline = time.monotonic() + 30
-        while len(seen) < n and time.monotonic() < deadline:
+        while ((len(seen) < n or len(pool.delivering) < delivering)
+               and time.monotonic() < deadline):
             seen.update((r["worker"], r["channels"]) for r in pool.reports())
             time.sleep(0.05)
-        assert len(seen) == n, seen
+        assert len(seen) == n and len(pool.delivering) >= delivering, (seen, pool.delivering)
 
     try:
         pool.start(("email",))
+        wait_for(1, delivering=1)
         pool.start(("push", "fcm"))
-        wait_for(2)
+        wait_for(2, delivering=2)
         assert seen == {0: ["email"], 1: ["fcm", "push"]}
-        pool.kill_oldest()  # worker 0, the email one
+        pool.kill_oldest()  # worker 0, the email one: delivering longest
         wait_for(3)
         assert seen[2] == ["email"] and pool.kills == 1 and sorted(pool.procs) == [1, 2]
     finally:
         stop.set()
         for proc in pool.live:
             proc.join(10)
+
+
+def test_only_a_worker_that_has_delivered_is_killed() -> None:
+    """However slowly a loaded machine starts a worker, it delivers before it is killed:
+    the demo makes progress between kills (a worker reporting nothing done is left)."""
+    import queue
+
+    from conveyor.demo.crashes import WorkerPool
+
+    pool = WorkerPool(None, None, ("url", {}, None, None))
+    first, second = queue.Queue[dict[str, int]](), queue.Queue[dict[str, int]]()
+    pool.queues = {0: first, 1: second}
+    first.put({"sent": 0, "failed": 0, "skipped": 0})
+    second.put({"sent": 0})
+    assert len(pool.reports()) == 2 and pool.delivering == {} and pool.oldest_age() == 0.0
+    second.put({"sent": 0, "skipped": 4})  # a redelivered envelope's, already sent: work
+    pool.reports()
+    first.put({"sent": 7})
+    pool.reports()
+    assert list(pool.delivering) == [1, 0] and pool.oldest_age() > 0.0
 
 
 def test_workers_are_shared_by_the_channel_groups() -> None:

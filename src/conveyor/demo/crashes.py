@@ -67,12 +67,13 @@ class WorkerPool:
         self.procs: dict[int, Any] = {}
         self.groups: dict[int, tuple[str, ...]] = {}
         self.queues: dict[int, Any] = {}
-        self.born: dict[int, float] = {}
         self.started = 0
         self.kills = 0
         self.exited = 0
-        self.reported: set[int] = set()
-        """Live workers that have reported, i.e. got past start-up and are delivering."""
+        self.delivering: dict[int, float] = {}
+        """Live workers that have delivered something, and since when (monotonic): only
+        these are killed, the longest delivering first, so every worker does some work
+        however slowly a loaded machine starts it."""
 
     def start(self, group: tuple[str, ...]) -> None:
         """Start one more worker, delivering the channels of `group`."""
@@ -84,7 +85,7 @@ class WorkerPool:
         proc = self.ctx.Process(target=self.target, daemon=True,
                                 args=(index, url, mine, options, queue, stop))
         proc.start()
-        self.procs[index], self.queues[index], self.born[index] = proc, queue, time.monotonic()
+        self.procs[index], self.queues[index] = proc, queue
         self.groups[index] = group
 
     def reports(self) -> list[dict[str, Any]]:
@@ -93,22 +94,25 @@ class WorkerPool:
         for index, queue in self.queues.items():
             while True:
                 try:
-                    got.append(queue.get_nowait())
+                    report = queue.get_nowait()
                 except Exception:  # queue.Empty, or a queue closing at the end
                     break
-                self.reported.add(index)
+                got.append(report)
+                if index not in self.delivering and (
+                        report.get("sent", 0) + report.get("failed", 0)
+                        + report.get("skipped", 0)):
+                    self.delivering[index] = time.monotonic()
         return got
 
     def kill_oldest(self) -> None:
-        """`kill -9` the longest-running worker that is delivering (not one still starting
-        up) and start its replacement."""
-        index = min(self.reported, key=lambda i: self.born[i])
-        self.reported.discard(index)
+        """`kill -9` the worker delivering longest (never one still starting up, or one
+        that has delivered nothing yet) and start its replacement."""
+        index = min(self.delivering, key=self.delivering.__getitem__)
+        del self.delivering[index]
         proc = self.procs.pop(index)
         os.kill(proc.pid, signal.SIGKILL)
         proc.join(10)
         self.queues.pop(index)
-        del self.born[index]
         self.kills += 1
         self.start(self.groups.pop(index))
 
@@ -120,15 +124,14 @@ class WorkerPool:
         gone = gone[:max(0, 10 - self.exited)]
         self.exited += len(gone)
         for index in gone:
-            del self.procs[index], self.queues[index], self.born[index]
-            self.reported.discard(index)
+            del self.procs[index], self.queues[index]
+            self.delivering.pop(index, None)
             self.start(self.groups.pop(index))
         return len(gone)
 
     def oldest_age(self) -> float:
-        """Seconds the longest-running delivering worker has run."""
-        return time.monotonic() - min(self.born[i] for i in self.reported) \
-            if self.reported else 0.0
+        """Seconds the longest delivering worker has been delivering."""
+        return time.monotonic() - min(self.delivering.values()) if self.delivering else 0.0
 
     @property
     def live(self) -> list[Any]:

@@ -469,7 +469,7 @@ async def _crash_tick(broker: Broker, pool: WorkerPool, crashes: Crashes, total:
     recorded)."""
     now = time.monotonic()
     pool.restart_exited()
-    if now >= crashes.next_kill and pool.oldest_age() >= crashes.every and pool.reported:
+    if now >= crashes.next_kill and pool.oldest_age() >= crashes.every and pool.delivering:
         pool.kill_oldest()
         crashes.next_kill = now + crashes.every
     if not enqueued or now < crashes.next_count:
