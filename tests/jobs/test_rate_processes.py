@@ -18,12 +18,21 @@ SECONDS = 2.5
 
 @pytest.mark.slow
 def test_three_processes_together_stay_within_the_rate(database_url: str) -> None:
-    start_at = time.time() + 1.5  # time for the interpreters to start and connect
-    stop_at = start_at + SECONDS
     takers = [subprocess.Popen(
         [sys.executable, "-m", "tests.jobs.rate_taker", database_url, "mail", str(RATE),
-         str(PER), str(CHUNK), str(start_at), str(stop_at)],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(PROCESSES)]
+         str(PER), str(CHUNK)], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE) for _ in range(PROCESSES)]
+    # Started together once every interpreter is up and connected, however long a loaded
+    # machine takes for that (a fixed head start once left all three none of the run).
+    for taker in takers:
+        assert taker.stdout is not None
+        assert taker.stdout.readline() == b"ready\n", taker.communicate(timeout=30)[1]
+    start_at = time.time() + 0.1
+    stop_at = start_at + SECONDS
+    for taker in takers:
+        assert taker.stdin is not None
+        taker.stdin.write(f"{start_at} {stop_at}\n".encode())
+        taker.stdin.flush()  # communicate() closes it
     grants: list[tuple[float, int]] = []
     per_process: list[int] = []
     for taker in takers:

@@ -41,7 +41,8 @@ def _env(url: str) -> dict[str, str]:
     return env
 
 
-def _wait(check: Callable[[], Any], what: str, timeout: float = 20) -> Any:
+def _wait(check: Callable[[], Any], what: str, timeout: float = 60) -> Any:
+    # 60 s: with coverage on a loaded machine, workers once took over 20 s to start jobs
     deadline = time.monotonic() + timeout
     while not (result := check()):
         if time.monotonic() > deadline:

@@ -50,7 +50,8 @@ class Procs:
         rows = [line.split() for line in self.out.read_text().splitlines()]
         return [r for r in rows if len(r) >= 4 and r[2] == kind]
 
-    def wait(self, check: Callable[[], bool], timeout: float = 20, what: str = "") -> None:
+    def wait(self, check: Callable[[], bool], timeout: float = 60, what: str = "") -> None:
+        # 60 s: with coverage on a loaded machine, workers once took over 20 s to start jobs
         deadline = time.monotonic() + timeout
         while not check():
             if time.monotonic() > deadline:

@@ -341,3 +341,33 @@ async def test_jobs_keep_their_own_context_and_run_concurrently(
         await eventually(lambda: len(done) == 60, what="60 jobs")
     assert leaked == []
     assert most[0] >= 10  # the waiting jobs overlapped: no lane ran them one by one
+
+
+async def test_a_dead_job_stays_dead_when_its_running_status_is_written_late(
+        broker: Broker, clock: ManualClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker writes statuses in batches; one batch slow to land (a busy server, a
+    request retried) must not land after the next: a dead job accepts any status (a
+    redrive starts it over), so a late `running` would reopen it for good."""
+    app = make_app(broker, clock)
+
+    @app.task(queue="doomed", max_retries=1, retry_backoff=False, track=True)
+    async def fail() -> None:
+        await asyncio.sleep(0.25)  # longer than the batch interval: a batch per step
+        raise RuntimeError("no")
+
+    write = broker.jobs.status_set_many
+    written: list[list[str]] = []
+
+    async def slow_running(items: Any, **kwargs: Any) -> None:
+        if any(s.status == "running" and s.attempts == 2 for s in items):
+            await asyncio.sleep(0.5)  # the last attempt's start, held up on its way
+        await write(items, **kwargs)
+        written.append([s.status for s in items])
+
+    monkeypatch.setattr(broker.jobs, "status_set_many", slow_running)
+    job = await fail.aenqueue()
+    worker = Worker(app, WorkerOptions(wait_seconds=0))
+    async with running(worker):
+        await eventually(lambda: any("dead" in w for w in written), what="dead written")
+    status = await app.job_status(job.id)
+    assert status is not None and (status.status, status.attempts) == ("dead", 2), written

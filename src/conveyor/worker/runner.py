@@ -103,7 +103,7 @@ class Worker:
         executor = ThreadPoolExecutor(max_workers=max(4, sync_slots),
                                       thread_name_prefix="conveyor-job")
         statuses: Batcher[JobStatus] = Batcher(source.jobs.status_set_many, size=500,
-                                               interval=0.1, name="job status")
+                                               interval=0.1, name="job status", ordered=True)
         shared = _Shared(self, source, executor, statuses)
         runners = []
         for queue in self.queues():
