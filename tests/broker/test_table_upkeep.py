@@ -188,6 +188,46 @@ async def test_a_backlog_is_moved_forward_so_its_slot_can_go(
         await broker.close()
 
 
+@pytest.mark.postgres
+async def test_a_backlogs_slot_is_read_for_delayed_rows_once_then_only_every_sweep_interval(
+        postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Finding a slot's delayed rows reads the whole slot: a backlog's slot behind the
+    pointer is looked at once, then left until SWEEP_EVERY has passed, and a row a retry
+    delays there meanwhile is moved forward at the next look."""
+    monkeypatch.setattr(maintenance_module, "MOVE_LIMIT", 10)
+    monkeypatch.setattr(maintenance_module, "COMPACT", None)
+    storage = PostgresStorage(postgres_url, maintenance=False)
+    broker = Broker(storage, sweep_interval=None)
+    await broker.start()
+    try:
+        await broker.create_queue("q")
+        maintenance = Maintenance(storage.pool)
+        await broker.send("q", [entry(i) for i in range(100)])
+        with psycopg.connect(postgres_url, autocommit=True) as db:
+            [backlog] = [s for s, n in _slot_bytes(db).items() if n > 0]
+            for _ in range(2):  # the backlog's slot ends up behind the pointer
+                await _round_due(db, maintenance)
+            assert backlog not in _pointer(db)
+            assert (maintenance.sweeps, maintenance.moved) == (1, 0)
+            for _ in range(3):
+                await maintenance.run_once()
+            assert maintenance.sweeps == 1, "the whole slot read again"
+            [got] = await broker.receive("q", max_messages=1)
+            await broker.retry("q", got.receipt_handle, delay_seconds=600)
+            await maintenance.run_once()
+            assert (maintenance.sweeps, maintenance.moved) == (1, 0)
+            monkeypatch.setattr(maintenance_module, "SWEEP_EVERY", 0.0)
+            await maintenance.run_once()
+            assert (maintenance.sweeps, maintenance.moved) == (2, 1)
+            slot = db.execute("SELECT slot FROM conveyor_messages WHERE id = %s",
+                              (got.id,)).fetchone()[0]
+            assert slot == _pointer(db)[1]  # into the previous slot, as every move
+        stats = await broker.queue_stats("q")
+        assert (stats.visible, stats.delayed) == (99, 1)
+    finally:
+        await broker.close()
+
+
 def _pointer(db: psycopg.Connection[Any]) -> tuple[int, int | None]:
     """(current slot, previous slot)."""
     row = db.execute("SELECT slot, previous FROM conveyor_message_rotation").fetchone()

@@ -10,8 +10,9 @@ Two tools, chosen by measurement (benchmarks/soak.py; notes in migrations 0008 a
   and never the pointer. The slot it left (`previous`) gets a slot's time for its rows
   to be acknowledged. Every other slot is behind: consumed in order, its delayed rows
   moved forward, and, once most of a backlog in it has been consumed (`COMPACT`), the
-  rest moved forward too, in batches; once at most `MOVE_LIMIT` live rows are left, they
-  are copied under a short ACCESS EXCLUSIVE lock (same ids and tokens, so receipt
+  rest moved forward too, in batches (once a look has moved all of a slot's delayed rows,
+  the next waits `SWEEP_EVERY` seconds); once at most `MOVE_LIMIT` live rows are left,
+  they are copied under a short ACCESS EXCLUSIVE lock (same ids and tokens, so receipt
   handles keep working) and the slot is TRUNCATEd. Rows only ever move into `previous`,
   never into the current slot: the current slot is the one place TRUNCATE cannot reach,
   so nothing but new messages may pile up there. TRUNCATE frees the space and the dead
@@ -88,6 +89,13 @@ _LOCK = 0x636F6E77  # one node truncates at a time
 # milliseconds to seconds: every receive stopped meanwhile.
 RETIRING = 0x636F6E72
 VACUUM_EVERY = 10.0  # seconds between VACUUMs of one table
+# Seconds before a slot behind the pointer whose delayed rows have all been moved is looked
+# at again (unless it is due for compaction). Why: finding delayed rows reads the whole
+# slot, and under a big backlog every slot holds tens of thousands of rows; looked at every
+# round, on every node, it took 21 s of each drainer's minute in the 1M broker drain
+# (benchmarks/broker.py). Only a retry or a lease change puts a new delayed row into a
+# slot behind the pointer; it waits at most this long to be moved.
+SWEEP_EVERY = 10.0
 VACUUM_FLOOR = 5_000  # dead rows before a table is worth a VACUUM
 CHURNING = ("conveyor_messages_unlogged", "conveyor_jobs", "conveyor_deliveries",
             "conveyor_rate_limits", "conveyor_slots", "conveyor_dedup", "conveyor_cron_ticks",
@@ -103,8 +111,10 @@ class Maintenance:
     rotations: int = 0
     moved: int = 0
     vacuums: int = 0
+    sweeps: int = 0  # looks for delayed rows in a slot behind the pointer (not compaction)
     _vacuumed: dict[str, float] = field(default_factory=dict)
     _vacuum_looked: float = -VACUUM_EVERY
+    _swept: dict[int, float] = field(default_factory=dict)  # slot -> when all were moved
     _task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -140,6 +150,9 @@ class Maintenance:
                 target = next_slot(current, used)
                 if target is not None and await self._advance(conn, current, target):
                     current, previous = target, current
+            for slot in (current, previous):  # rows land here: look again once behind
+                if slot is not None:
+                    self._swept.pop(slot, None)
             for slot in behind(current, previous):
                 if used[slot]:
                     await self._empty(conn, slot, None)
@@ -227,10 +240,18 @@ class Maintenance:
             counts = await conn.fetchrow(Q["maintenance_slot_counts"], table)
             compact = (COMPACT is not None and counts is not None
                        and counts[1] >= COMPACT * max(counts[0], 1))
+            clock = time.monotonic()
+            if not compact and clock - self._swept.get(slot, -SWEEP_EVERY) < SWEEP_EVERY:
+                return
             status: str = await conn.execute(
                 Q["maintenance_slot_evacuate"].format(table=table), target, EVACUATE,
                 compact)
-        self.moved += int(status.rsplit(" ", 1)[-1])
+        moved = int(status.rsplit(" ", 1)[-1])
+        self.moved += moved
+        if not compact:
+            self.sweeps += 1
+            if moved < EVACUATE:  # the whole slot was read: none is left
+                self._swept[slot] = clock
 
     async def _vacuum(self, conn: Connection) -> None:
         clock = time.monotonic()
