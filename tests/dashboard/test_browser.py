@@ -38,8 +38,10 @@ def test_queue_appears_send_and_redrive(browser: Any, server: ServerProcess,
     api.post("/v1/queues/a-orders/messages", json={"messages": [{"body": "one"}]})
     row = page.locator('tr[data-name="a-orders"]')
     row.wait_for(timeout=10_000)
+    # Functions, not expressions: Playwright polls an expression with eval, which the
+    # pages' Content-Security-Policy forbids (it fails whenever the first look is false).
     page.wait_for_function(
-        "document.querySelector('tr[data-name=\"a-orders\"] td[data-col=visible]')"
+        "() => document.querySelector('tr[data-name=\"a-orders\"] td[data-col=visible]')"
         ".textContent === '1'", timeout=10_000)
     assert page.evaluate("window.__sameDocument") is True
     names = page.locator("#queues tbody tr").evaluate_all("rows => rows.map(r => r.dataset.name)")
@@ -57,7 +59,7 @@ def test_queue_appears_send_and_redrive(browser: Any, server: ServerProcess,
     assert HOSTILE in bodies
     assert page.evaluate("window.__pwned") is None
     assert page.locator("#peek img").count() == 0
-    page.wait_for_function("window.Chart && document.querySelector('#chart-depth')"
+    page.wait_for_function("() => window.Chart && document.querySelector('#chart-depth')"
                            ".getAttribute('width') !== null", timeout=10_000)
     screenshot(page, tmp_path, "queue")
 
