@@ -24,6 +24,7 @@ from conveyor.storage.postgres.postgres_maintenance import (
     due,
 )
 from conveyor.storage.postgres.postgres_storage import PostgresStorage
+from tests.broker.conftest import Upkept
 from tests.broker.test_table_upkeep import PAD, _claim_blocks, _pointer, _slot_bytes
 from tests.support.messages import entry, receive_all
 
@@ -87,34 +88,29 @@ async def test_under_a_held_xmin_the_claim_walks_about_two_slots_whatever_the_ra
 
 @pytest.mark.postgres
 async def test_a_truncate_never_waits_in_the_lock_queue_where_claims_would_queue_behind_it(
-        postgres_url: str) -> None:
+        pg: Upkept, postgres_url: str) -> None:
     """Every claim locks all the slots, so a TRUNCATE waiting for a slot's lock would hold
     up every claim that came after it (the soak's p99 spikes under a held xmin). It asks
     with NOWAIT, a few times, and leaves the slot for the next round: while a reader holds
     the slot, no lock request of the maintenance is ever seen waiting."""
-    storage = PostgresStorage(postgres_url, maintenance=False)
-    broker = Broker(storage, sweep_interval=None)
-    await broker.start()
-    try:
-        await broker.create_queue("q")
-        ids = {r.id for r in await broker.send("q", [entry(i) for i in range(20)])}
-        with psycopg.connect(postgres_url, autocommit=True) as db, \
-                psycopg.connect(postgres_url) as reader:
-            [slot] = [s for s, n in _slot_bytes(db).items() if n > 0]
-            reader.execute(f"SELECT count(*) FROM conveyor_messages_s{slot}").fetchone()
-            maintenance = Maintenance(storage.pool)
-            attempt = asyncio.create_task(maintenance.rotate(slot, (slot + 2) % SLOTS))
-            waiting = 0
-            while not attempt.done():
-                waiting += db.execute(
-                    "SELECT count(*) FROM pg_locks WHERE NOT granted "
-                    "AND relation = %s::regclass", (f"conveyor_messages_s{slot}",)
-                ).fetchone()[0]
-                await asyncio.sleep(0.002)
-            assert not await attempt
-            assert waiting == 0
-            reader.rollback()
-            assert await maintenance.rotate(slot, (slot + 2) % SLOTS)
-        assert {m.id for m in await receive_all(broker, "q")} == ids
-    finally:
-        await broker.close()
+    storage, broker = pg
+    await broker.create_queue("q")
+    ids = {r.id for r in await broker.send("q", [entry(i) for i in range(20)])}
+    with psycopg.connect(postgres_url, autocommit=True) as db, \
+            psycopg.connect(postgres_url) as reader:
+        [slot] = [s for s, n in _slot_bytes(db).items() if n > 0]
+        reader.execute(f"SELECT count(*) FROM conveyor_messages_s{slot}").fetchone()
+        maintenance = Maintenance(storage.pool)
+        attempt = asyncio.create_task(maintenance.rotate(slot, (slot + 2) % SLOTS))
+        waiting = 0
+        while not attempt.done():
+            waiting += db.execute(
+                "SELECT count(*) FROM pg_locks WHERE NOT granted "
+                "AND relation = %s::regclass", (f"conveyor_messages_s{slot}",)
+            ).fetchone()[0]
+            await asyncio.sleep(0.002)
+        assert not await attempt
+        assert waiting == 0
+        reader.rollback()
+        assert await maintenance.rotate(slot, (slot + 2) % SLOTS)
+    assert {m.id for m in await receive_all(broker, "q")} == ids

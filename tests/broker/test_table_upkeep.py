@@ -11,7 +11,7 @@ import asyncio
 import itertools
 import json
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +23,11 @@ from conveyor.models import VisibilityEntry
 from conveyor.storage.postgres import postgres_maintenance as maintenance_module
 from conveyor.storage.postgres import postgres_storage as queries
 from conveyor.storage.postgres.postgres_maintenance import SLOTS, Maintenance
-from conveyor.storage.postgres.postgres_storage import PostgresStorage
 from conveyor.storage.sqlite.sqlite_storage import SqliteStorage
+from tests.broker.conftest import Upkept
 from tests.support.messages import entry, receive_all
 
 PAD = "x" * 200
-Upkept = tuple[PostgresStorage, Broker]  # the `pg` fixture: upkeep only when a test runs it
 # The claim's choice of rows, as message_claim makes it (without the lease it takes).
 CLAIM_SCAN = ("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) SELECT id FROM conveyor_messages "
               "WHERE queue_id = %s AND visible_at <= conveyor_now_ms() "
@@ -52,19 +51,6 @@ def _slot_bytes(db: psycopg.Connection[Any], total: bool = False) -> dict[int, i
     size = "pg_total_relation_size" if total else "pg_relation_size"
     return {s: int(db.execute(f"SELECT {size}('conveyor_messages_s{s}')").fetchone()[0])
             for s in range(SLOTS)}
-
-
-@pytest.fixture
-async def pg(postgres_url: str) -> AsyncIterator[Upkept]:
-    """A broker on PostgreSQL whose upkeep runs only when a test runs it (a Maintenance of
-    its own, on the storage's pool)."""
-    storage = PostgresStorage(postgres_url, maintenance=False)
-    broker = Broker(storage, sweep_interval=None)
-    await broker.start()
-    try:
-        yield storage, broker
-    finally:
-        await broker.close()
 
 
 @pytest.fixture
