@@ -80,6 +80,9 @@ def worker_main(index: int, url: str, channels: dict[str, dict[str, Any]],
             reports.put(snapshot(False))
             await asyncio.sleep(0.25)
         deliverer.stop()
+        # Idle lanes wait in a long poll (up to wait_seconds): answer them now. The
+        # broker is this process's alone, and a poll woken so still claims once.
+        broker.end_long_polls()
         await runner
         final = snapshot(True)  # before the storage's thread goes with the broker
         await broker.close()
