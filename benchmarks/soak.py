@@ -320,7 +320,8 @@ class DatabaseStats:
                                      for p in ("freelist_count", "page_count", "page_size"))
             finally:
                 db.close()
-            return {"bytes": path.stat().st_size + (wal.stat().st_size if wal.exists() else 0),
+            wal_bytes = wal.stat().st_size if wal.exists() else 0
+            return {"bytes": path.stat().st_size + wal_bytes, "wal_bytes": wal_bytes,
                     "dead": free * size, "live": (pages - free) * size,
                     "seq_scan": 0, "xmin_age": 0, "claim_blocks": -1}
         claim = self._claim_blocks()
@@ -491,6 +492,7 @@ def sample_loop(args: argparse.Namespace, server: ServerProcess, load: Load,
                "p50_ms": quantile(window, 0.5) * 1000, "p99_ms": quantile(window, 0.99) * 1000,
                "p999_ms": quantile(window, 0.999) * 1000, "max_ms": quantile(window, 1.0) * 1000,
                "received": len(window), "dead": db["dead"], "bytes": db["bytes"],
+               "wal_bytes": db.get("wal_bytes", 0.0),
                "seq_scan": db["seq_scan"], "claim_blocks": db["claim_blocks"],
                "xmin_age": db["xmin_age"], "holding": int(holding),
                "errors": errors, "redelivered": redelivered, "delete_misses": misses,

@@ -124,6 +124,14 @@ def summarise(rows: list[dict[str, float]], windows: Sequence[np.ndarray[Any, An
                  f"backlog {worst_backlog:.0f} ({worst_backlog / args.rate:.1f} s of sending)")
     lines.append(f"peak: size {peak_bytes / 1e6:.1f} MB, dead tuples {peak_dead:.0f}; end: size "
                  f"{rows[-1]['bytes'] / 1e6:.1f} MB, dead {rows[-1]['dead']:.0f}")
+    peak_wal = max(r.get("wal_bytes", 0.0) for r in rows)
+    if not postgres and peak_wal > 32e6:
+        # Said beside the size check, not instead of it: the judgement stays on file + WAL.
+        peak_file = max(r["bytes"] - r.get("wal_bytes", 0.0) for r in rows)
+        lines.append(f"of the size, the WAL: peak {peak_wal / 1e6:.1f} MB; the database file "
+                     f"itself peaked at {peak_file / 1e6:.1f} MB. SQLite cannot checkpoint "
+                     "past a read transaction's snapshot, so while one is held the WAL "
+                     "grows with every write; it is cut back once the reader ends")
     lines.append("e2e (send to receive) by phase, each over all of its messages:")
     lines += [f"  {p.describe()} ({p.p(0.99) / max(base_p99, 0.001):.2f}x start's p99)"
               for p in parts]

@@ -67,3 +67,20 @@ def test_a_claim_slower_throughout_the_hold_fails() -> None:
     slower = {i: rng.uniform(0.030, 0.045, PER_WINDOW).astype(np.float32)
               for i in range(119, 239)}
     assert _p99_verdict(slower) == "FAIL"
+
+
+def test_on_sqlite_a_wal_pinned_by_the_reader_is_named_and_still_judged() -> None:
+    """SQLite cannot checkpoint past a reader's snapshot: the summary says how much of the
+    peak is the WAL and how big the database file got, and the size check still counts
+    both."""
+    rows, windows = _run({})
+    for row in rows:
+        row["wal_bytes"] = 4e6 + (200e6 if row["holding"] else 0.0)
+        row["bytes"] = 5e6 + row["wal_bytes"]
+    args = argparse.Namespace(database="sqlite:////tmp/s.db", sample=SAMPLE, rate=RATE,
+                              start_minutes=2.0)
+    lines = summarise(rows, windows, args)
+    [wal] = [x for x in lines if x.startswith("of the size, the WAL")]
+    assert "peak 204.0 MB" in wal and "file itself peaked at 5.0 MB" in wal
+    [size] = [x for x in lines if "size bounded" in x]
+    assert size.split()[0] == "FAIL"
