@@ -360,26 +360,6 @@ async def test_a_receipt_handle_names_its_slot_so_acknowledging_probes_one_parti
 
 
 @pytest.mark.postgres
-async def test_a_slot_under_a_reader_lock_is_left_for_later(pg: Upkept,
-                                                            postgres_url: str) -> None:
-    """A TRUNCATE that cannot have its lock at once gives up (claims would queue behind
-    it); nothing is lost and the next round can do it."""
-    storage, broker = pg
-    await broker.create_queue("q")
-    ids = {r.id for r in await broker.send("q", [entry(i) for i in range(20)])}
-    with psycopg.connect(postgres_url, autocommit=True) as db, \
-            psycopg.connect(postgres_url) as reader:
-        [slot] = [s for s, n in _slot_bytes(db).items() if n > 0]
-        reader.execute(f"SELECT count(*) FROM conveyor_messages_s{slot}").fetchone()
-        maintenance = Maintenance(storage.pool)
-        into = (slot + 2) % SLOTS
-        assert not await maintenance.rotate(slot, into)
-        reader.rollback()
-        assert await maintenance.rotate(slot, into)
-    assert {m.id for m in await receive_all(broker, "q")} == ids
-
-
-@pytest.mark.postgres
 @pytest.mark.slow  # waits for the server's statistics (up to 10 s)
 async def test_targeted_vacuum_where_autovacuum_is_off(
         pg: Upkept, postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
