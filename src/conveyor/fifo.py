@@ -37,20 +37,14 @@ def choose(gates: Mapping[str, int], rows: Iterable[FifoRow], limit: int,
 
     `gates` maps a group to the smallest sequence among its invisible messages: rows of
     that group at or after it must wait. Rows already received `max_receive_count` times
-    are dead-lettered and no longer hold their group back.
+    are dead-lettered and no longer hold their group back. The batch is filled group by
+    group, as SQS fills it ("as many messages with the same message group ID as
+    possible", so that other consumers get the other groups): every deliverable row of
+    the group whose first row comes first, in sequence order, then the next group's.
     """
-    deliver: list[str] = []
-    dead: list[str] = []
-    for row in rows:
-        if row.sequence >= gates.get(row.group_id, row.sequence + 1):
-            continue
-        if row.receive_count >= max_receive_count:
-            dead.append(row.id)
-            continue
-        deliver.append(row.id)
-        if len(deliver) >= limit:
-            break
-    return FifoChoice(deliver, dead)
+    paging = Paging(gates, limit, max_receive_count)
+    paging.take(rows)
+    return FifoChoice(paging.deliver, paging.dead)
 
 
 class Paging:
@@ -59,7 +53,7 @@ class Paging:
     A dialect reads the queue's visible rows (id, group_id, sequence, receive_count, ...)
     in sequence order, `PAGE` at a time after the sequence `after`, and hands each page to
     `add` until `after` is None; then `deliver` and `dead` say what to lease and what to
-    dead-letter (`choose` over all the pages read)::
+    dead-letter (`choose`'s rules over all the pages read)::
 
         paging = Paging(gates, limit, max_receive_count)
         while paging.after is not None:
@@ -71,17 +65,33 @@ class Paging:
         self.gates = gates
         self.limit = limit
         self.max_receive_count = max_receive_count
-        self.deliver: list[Any] = []
         self.dead: list[Any] = []
         self.after: int | None = 0
+        self._groups: dict[str, list[Any]] = {}  # in the order of their first row
+        self._found = 0
+
+    @property
+    def deliver(self) -> list[Any]:
+        """The ids to lease, group by group (see `choose`)."""
+        return [i for ids in self._groups.values() for i in ids][:self.limit]
+
+    def take(self, rows: Iterable[FifoRow]) -> None:
+        """Sort rows (in sequence order) into deliverable, waiting and dead ones."""
+        for row in rows:
+            if row.sequence >= self.gates.get(row.group_id, row.sequence + 1):
+                continue
+            if row.receive_count >= self.max_receive_count:
+                self.dead.append(row.id)
+                continue
+            self._groups.setdefault(row.group_id, []).append(row.id)
+            self._found += 1
 
     def add(self, page: Sequence[Any]) -> None:
-        """Choose among one page's rows; `after` moves on, or becomes None when done."""
-        choice = choose(self.gates, (FifoRow(r[0], r[1], r[2], r[3]) for r in page),
-                        self.limit - len(self.deliver), self.max_receive_count)
-        self.deliver += choice.deliver
-        self.dead += choice.dead
-        done = len(page) < PAGE or len(self.deliver) >= self.limit
+        """Choose among one page's rows; `after` moves on, or becomes None when done. A
+        whole page is read even once `limit` rows are found: a later row of the first
+        group goes before the next group's."""
+        self.take(FifoRow(r[0], r[1], r[2], r[3]) for r in page)
+        done = len(page) < PAGE or self._found >= self.limit
         self.after = None if done else page[-1][2]
 
 

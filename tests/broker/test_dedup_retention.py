@@ -31,6 +31,21 @@ async def test_window_holds_after_the_message_is_deleted(broker: Broker,
     assert (await broker.queue_stats("q")).total == 0
 
 
+async def test_a_purge_ends_the_window(broker: Broker, clock: ManualClock) -> None:
+    """As SQS: after PurgeQueue, a message sent again with the same id is a new one
+    (kept, it would be reported sent and never delivered)."""
+    await broker.create_queue("q")
+    await broker.create_queue("other")
+    [first] = await send(broker, "q", "v1", deduplication_id="d")
+    [kept] = await send(broker, "other", "o1", deduplication_id="d")
+    assert await broker.purge_queue("q") == 1
+    [again] = await broker.send("q", [entry("v2", deduplication_id="d")])
+    assert again.id != first and not again.duplicate
+    assert bodies(await receive_all(broker, "q")) == ["v2"]
+    [other] = await broker.send("other", [entry("o2", deduplication_id="d")])
+    assert other.id == kept and other.duplicate  # another queue's window is its own
+
+
 async def test_repeat_after_window_enqueues(broker: Broker, clock: ManualClock) -> None:
     await broker.create_queue("q")
     [first] = await send(broker, "q", "v1", deduplication_id="d")

@@ -30,7 +30,9 @@ def test_choose_holds_a_group_behind_its_first_invisible_message() -> None:
             FifoRow("b2", "b", 4, 0)]
     assert choose({"b": 2}, rows, 10, 5).deliver == ["a1", "a2"]
     assert choose({"a": 3}, rows, 10, 5).deliver == ["a1", "b1", "b2"]
-    assert choose({}, rows, 3, 5).deliver == ["a1", "b1", "a2"]
+    # As SQS: as many of one group as there are before the next group's.
+    assert choose({}, rows, 3, 5).deliver == ["a1", "a2", "b1"]
+    assert choose({}, rows, 10, 5).deliver == ["a1", "a2", "b1", "b2"]
     dead = choose({}, [FifoRow("a1", "a", 1, 5), FifoRow("a2", "a", 2, 0)], 10, 5)
     assert dead == (["a2"], ["a1"])
 
@@ -65,6 +67,16 @@ async def test_order_within_a_group_and_groups_in_parallel(broker: Broker, fifo:
     third = await broker.receive(fifo, 10)
     assert [m.body.text for m in third] == ["a1", "a2"]
     assert all(m.sequence_number is not None for m in third)
+
+
+async def test_a_batch_is_filled_group_by_group(broker: Broker, fifo: str) -> None:
+    """As SQS: as many messages of one group as there are, then the next group's (the
+    group whose first message is oldest first), each group in order."""
+    await broker.send(fifo, [entry(body, body[:2]) for body in
+                             ("g1-m1", "g2-m1", "g1-m2", "g1-m3", "g3-m1")])
+    first = await broker.receive(fifo, 4)
+    assert [m.body.text for m in first] == ["g1-m1", "g1-m2", "g1-m3", "g2-m1"]
+    assert [m.body.text for m in await broker.receive(fifo, 10)] == ["g3-m1"]
 
 
 async def test_an_expired_lease_comes_back_before_later_messages(

@@ -83,9 +83,13 @@ def test_receive_selects_attributes(sqs: Any, queue: str) -> None:
     assert set(some["MessageAttributes"]) == {"app.a", "app.b"}
     assert some["MD5OfMessageAttributes"] == aws_attribute_md5(some["MessageAttributes"])
     assert some["Attributes"] == {"ApproximateReceiveCount": "2"}
-    [exact] = sqs.receive_message(QueueUrl=queue, MessageAttributeNames=["other"])[
-        "Messages"]
+    [exact] = sqs.receive_message(QueueUrl=queue, VisibilityTimeout=0,
+                                  MessageAttributeNames=["other"])["Messages"]
     assert set(exact["MessageAttributes"]) == {"other"}
+    # A prefix is the name before ".*", dot or not: "ot.*" asks for "other" too.
+    [prefixed] = sqs.receive_message(QueueUrl=queue, MessageAttributeNames=["ot.*", "ap.*"])[
+        "Messages"]
+    assert set(prefixed["MessageAttributes"]) == {"app.a", "app.b", "other"}
 
 
 def test_batch_send_receive_delete(sqs: Any, queue: str) -> None:

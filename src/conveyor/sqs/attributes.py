@@ -120,10 +120,16 @@ def select_message_attributes(attributes: Mapping[str, MessageAttribute],
         return {}
     if "All" in names or ".*" in names or "*" in names:
         return dict(attributes)
-    prefixes = tuple(n[:-1] for n in names if n.endswith(".*"))  # "Custom.*" -> "Custom."
+    prefixes = _prefixes(names)
     wanted = set(names)
     return {k: v for k, v in attributes.items()
             if k in wanted or (prefixes and k.startswith(prefixes))}
+
+
+def _prefixes(names: Iterable[str]) -> tuple[str, ...]:
+    """What `prefix.*` names ask for: every name starting with `prefix`, as on SQS
+    ("Hel.*" returns "Hello" and "Help.Me"; recorded from AWS by LocalStack's suite)."""
+    return tuple(n[:-2] for n in names if n.endswith(".*"))
 
 
 def system_names(asked: Iterable[str]) -> tuple[str, ...]:
@@ -131,7 +137,7 @@ def system_names(asked: Iterable[str]) -> tuple[str, ...]:
     names = list(asked)
     if {"All", ".*", "*"} & set(names):
         return SYSTEM_ATTRIBUTES
-    prefixes = tuple(n[:-1] for n in names if n.endswith(".*"))
+    prefixes = _prefixes(names)
     return tuple(n for n in SYSTEM_ATTRIBUTES
                  if n in names or (prefixes and n.startswith(prefixes)))
 

@@ -147,7 +147,8 @@ class MessageStorage(Protocol):
         """Delete a queue with its messages and deduplication ids."""
 
     async def queue_purge(self, queue_id: int) -> int:
-        """Delete every message of a queue; returns how many."""
+        """Delete every message of a queue and its deduplication ids (a message sent again
+        after a purge is new, as on SQS); returns how many messages."""
 
     async def queue_stats(self, queue_id: int, now: int | None, *,
                           recent: bool = False) -> QueueStats:

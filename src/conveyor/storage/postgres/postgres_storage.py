@@ -237,8 +237,12 @@ class PostgresStorage(PostgresJobs, PostgresFlows, PostgresNotifyTx, PostgresLed
         return status.endswith(" 1")
 
     async def queue_purge(self, queue_id: int) -> int:
-        """Delete every message of a queue."""
-        return await self._execute((await self._q(queue_id))["queue_delete_messages"], queue_id)
+        """Delete every message of a queue, and its deduplication ids with them."""
+        q = await self._q(queue_id)
+        async with self._tx() as conn:
+            status: str = await conn.execute(q["queue_delete_messages"], queue_id)
+            await conn.execute(Q["queue_delete_dedup"], queue_id)
+        return int(status.rsplit(" ", 1)[-1])
 
     async def queue_stats(self, queue_id: int, now: int | None, *,
                           recent: bool = False) -> QueueStats:
@@ -413,7 +417,8 @@ class PostgresStorage(PostgresJobs, PostgresFlows, PostgresNotifyTx, PostgresLed
                                    params.dead_letter_queue_id, params.now)
             claimed = await conn.fetch(q["fifo_claim"], paging.deliver, params.visibility_ms,
                                        params.now) if paging.deliver else []
-        claimed.sort(key=lambda r: r[13])
+        order = {str(i): k for k, i in enumerate(paging.deliver)}  # group by group
+        claimed.sort(key=lambda r: order[str(r[0])])
         return [rows.message_from_claim(params.queue_name, str(r[0]), r) for r in claimed]
 
     async def message_delete_many(self, queue_id: int, leases: Sequence[Lease]) -> set[Lease]:

@@ -202,10 +202,11 @@ class SqliteStorage(SqliteNotifyTx, SqliteJobs, SqliteFlows, SqliteLedger, Sqlit
         return await self._run(run)
 
     async def queue_purge(self, queue_id: int) -> int:
-        """Delete every message of a queue."""
+        """Delete every message of a queue, and its deduplication ids with them."""
         def run(db: sqlite3.Connection) -> int:
             with self._write(db):
                 purged = db.execute(Q["queue_delete_messages"], {"id": queue_id}).rowcount
+                db.execute(Q["queue_delete_dedup"], {"id": queue_id})
             give_back(db)  # a purge that leaves the file mostly free gives the space back
             return int(purged)
         return await self._run(run)
@@ -308,8 +309,7 @@ class SqliteStorage(SqliteNotifyTx, SqliteJobs, SqliteFlows, SqliteLedger, Sqlit
         def run(db: sqlite3.Connection) -> list[Message]:
             if params.fifo:
                 with self._write(db):
-                    claimed = self._receive_fifo(db, params, at)
-                claimed.sort(key=lambda r: r[13])
+                    claimed = self._receive_fifo(db, params, at)  # group by group
                 return [rows.message_from_claim(params.queue_name, _uid(r[0]), r)
                         for r in claimed]
             with self._write(db):
