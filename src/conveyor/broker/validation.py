@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
+import orjson
+
 from conveyor.digits import integer
 from conveyor.errors import (
     EmptyBatch,
@@ -178,7 +180,9 @@ def parse_queue_attributes(name: str, given: Mapping[str, Any],
             changes[key] = value
         elif key == "tags":
             changes[key] = _tags(value)
-        elif key in ("redrive_allow_policy", "policy", "kms_master_key_id"):
+        elif key == "redrive_allow_policy":
+            changes[key] = _redrive_allow_policy(value)
+        elif key in ("policy", "kms_master_key_id"):
             if value is not None and not (isinstance(value, str) and len(value) <= 10_000):
                 raise InvalidAttribute(f"{key} must be a string of at most 10,000 characters.",
                                        field=key)
@@ -240,6 +244,34 @@ def _check_text(text: str, what: str, index: int | None) -> None:
         raise InvalidMessage(
             f"{what} contains the character U+{ord(bad.group()):04X}, which is not allowed.",
             index=index, field=what)
+
+
+_REDRIVE_PERMISSIONS = ("allowAll", "denyAll", "byQueue")
+
+
+def _redrive_allow_policy(value: Any) -> str | None:
+    """SQS's RedriveAllowPolicy JSON, checked here for every API: the SQS endpoint reads
+    it whenever a queue names this one as its dead-letter queue."""
+    if value is None or value == "":
+        return None
+    bad = InvalidAttribute(
+        "redrive_allow_policy must be SQS's RedriveAllowPolicy JSON: an object with "
+        "redrivePermission allowAll, denyAll or byQueue (byQueue with 1 to 10 "
+        "sourceQueueArns).", field="redrive_allow_policy")
+    if not isinstance(value, str) or len(value) > 10_000:
+        raise bad
+    try:
+        data = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        raise bad from None
+    if not isinstance(data, dict) or data.get("redrivePermission") not in _REDRIVE_PERMISSIONS:
+        raise bad
+    sources = data.get("sourceQueueArns")
+    if data["redrivePermission"] == "byQueue" and not (
+            isinstance(sources, list) and 1 <= len(sources) <= 10
+            and all(isinstance(s, str) for s in sources)):
+        raise bad
+    return value
 
 
 def _check_surrogates(text: str, what: str, index: int | None) -> None:
@@ -336,6 +368,10 @@ def _check_claim(claim: Claim, index: int, attrs: QueueAttributes) -> None:
     if not isinstance(claim.key, str) or not 1 <= len(claim.key) <= MAX_CLAIM_KEY:
         raise InvalidMessage(f"claim.key must be a string of 1 to {MAX_CLAIM_KEY} "
                              "characters.", index=index, field="claim.key")
+    _check_surrogates(claim.key, "claim.key", index)
+    if "\x00" in claim.key:  # PostgreSQL's text cannot hold it: refused on both
+        raise InvalidMessage("claim.key must not contain a NUL character.", index=index,
+                             field="claim.key")
     if isinstance(claim.seconds, bool) or not isinstance(claim.seconds, int) or \
             not 1 <= claim.seconds <= MAX_CLAIM_SECONDS:
         raise InvalidMessage(f"claim.seconds must be an integer from 1 to "

@@ -6,17 +6,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from conveyor.broker.job_explorer import MAX_BULK, MAX_PAGE
-from conveyor.http.deps import BrokerDep, errors
+from conveyor.http.deps import BrokerDep, checked_json, errors
 from conveyor.http.job_routes import JobStatusOut
 from conveyor.http.wire import job_status_json, json_response
 from conveyor.jobs import JOB_STATUSES, JobFilter, Skipped
 
-router = APIRouter(tags=["jobs"])
+router = APIRouter(tags=["jobs"], dependencies=[Depends(checked_json)])
 _STATES = ", ".join(JOB_STATUSES)
 
 

@@ -10,16 +10,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from conveyor.broker.flows import DEFAULT_KEEP_SECONDS
 from conveyor.flows import POLICIES, RESULTS, FlowStep, NodeEnd, flow_json
-from conveyor.http.deps import BrokerDep, errors
+from conveyor.http.deps import BrokerDep, checked_json, errors
 from conveyor.http.wire import json_response
 
-router = APIRouter(tags=["flows"])
+router = APIRouter(tags=["flows"], dependencies=[Depends(checked_json)])
 
 
 class _In(BaseModel):

@@ -6,17 +6,17 @@ Thin: `broker.jobs` (`conveyor.broker.job_cancel`) checks the values and raises 
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from conveyor.broker.job_cancel import MAX_CHECK
-from conveyor.http.deps import BrokerDep, errors
+from conveyor.http.deps import BrokerDep, checked_json, errors
 from conveyor.http.explorer import BulkRequest, SkippedOut, _skipped
 from conveyor.http.job_routes import JobStatusOut
 from conveyor.http.wire import job_status_json, json_response
 
-router = APIRouter(tags=["jobs"])
+router = APIRouter(tags=["jobs"], dependencies=[Depends(checked_json)])
 
 
 class CancelManyOut(BaseModel):

@@ -8,16 +8,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from conveyor.broker.job_system import MAX_KEY, MAX_WANT
-from conveyor.http.deps import BrokerDep, errors
+from conveyor.http.deps import BrokerDep, checked_json, errors
 from conveyor.http.wire import job_detail_json, json_response
 from conveyor.jobs import JOB_STATUSES, JobStatus
 
-router = APIRouter(tags=["jobs"])
+router = APIRouter(tags=["jobs"], dependencies=[Depends(checked_json)])
 _STATUSES = ", ".join(JOB_STATUSES)
 QueueParam = Annotated[str | None, Query(description="One queue's jobs (default: all).")]
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from starlette.requests import Request
 from starlette.responses import Response
 
-from conveyor.http.deps import BrokerDep, errors, request_body
+from conveyor.http.deps import BrokerDep, checked_json, errors, request_body
 from conveyor.http.parse import loads, send_entries
 from conveyor.http.schemas import (
     BatchResults,
@@ -33,6 +33,8 @@ from conveyor.models import VisibilityEntry
 router = APIRouter(prefix="/v1/queues/{queue}/messages", tags=["messages"])
 
 _DEFAULT_RECEIVE = ReceiveRequest()
+# The routes pydantic decodes (not the send route, which parses with orjson: parse.py).
+CHECKED = [Depends(checked_json)]
 
 
 @router.post("", status_code=201, response_model=SendResponse,
@@ -44,7 +46,7 @@ async def send(queue: str, request: Request, broker: BrokerDep) -> Response:
 
 
 @router.post("/receive", response_model=ReceiveResponse,
-             responses=errors(400, 404, 413, 422))
+             responses=errors(400, 404, 413, 422), dependencies=CHECKED)
 async def receive(queue: str, broker: BrokerDep,
                   request: ReceiveRequest | None = None) -> Response:
     """Lease up to `max_messages`; with `wait_seconds`, return as soon as one arrives."""
@@ -54,14 +56,15 @@ async def receive(queue: str, broker: BrokerDep,
     return json_response(received_json(messages))
 
 
-@router.post("/delete", response_model=BatchResults, responses=errors(400, 404, 413, 422))
+@router.post("/delete", response_model=BatchResults, responses=errors(400, 404, 413, 422),
+             dependencies=CHECKED)
 async def delete(queue: str, request: DeleteRequest, broker: BrokerDep) -> Response:
     """Acknowledge messages; each entry says `ok`, `stale` or `invalid`."""
     return json_response(results_json(await broker.delete(queue, request.receipt_handles)))
 
 
 @router.post("/visibility", response_model=BatchResults,
-             responses=errors(400, 404, 413, 422))
+             responses=errors(400, 404, 413, 422), dependencies=CHECKED)
 async def change_visibility(queue: str, request: VisibilityRequest, broker: BrokerDep
                             ) -> Response:
     """Extend leases, or release them with 0 (a nack); each entry has its own result."""
@@ -70,7 +73,8 @@ async def change_visibility(queue: str, request: VisibilityRequest, broker: Brok
     return json_response(results_json(await broker.change_visibility(queue, entries)))
 
 
-@router.post("/retry", response_model=EntryResultOut, responses=errors(400, 404, 413, 422))
+@router.post("/retry", response_model=EntryResultOut, responses=errors(400, 404, 413, 422),
+             dependencies=CHECKED)
 async def retry(queue: str, request: RetryRequest, broker: BrokerDep) -> Response:
     """End a lease and redeliver after `delay_seconds`, keeping the receive count and
     recording `error` (a worker's retry with backoff); `dead_letter` moves it to the

@@ -12,7 +12,7 @@ import base64
 import binascii
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
@@ -50,27 +50,40 @@ def loads(raw: bytes) -> Any:
 
 def check_body(raw: bytes) -> None:
     """Refuse a JSON body that the standard library would decode but storage cannot keep:
-    a lone surrogate (`\\ud800`) or a number out of float range (MalformedJson or
-    InvalidInput), for routes whose bodies pydantic decodes. Fast: one orjson pass."""
+    a lone surrogate (`\\ud800`), a NUL character (PostgreSQL's text and jsonb refuse
+    it; SQLite would keep it, so both refuse it here alike), NaN or a number out of float
+    range (MalformedJson or InvalidInput), for routes whose bodies pydantic decodes.
+    Fast: one orjson pass, and a walk of the strings only when one may hold NUL."""
     if not raw:
         return
     try:
-        orjson.loads(raw)
-        return
+        value = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        pass  # big integers are fine; the standard library words everything else
-    value = loads(raw)
-    if _has_surrogate(value):
-        raise InvalidInput("Text in the request body must be valid Unicode: a lone "
-                           "surrogate (such as \\ud800) is not allowed.")
+        # big integers are fine; the standard library words everything else
+        value = loads(raw)
+        if _has_text(value, _is_surrogate):
+            raise InvalidInput("Text in the request body must be valid Unicode: a lone "
+                               "surrogate (such as \\ud800) is not allowed.") from None
+    if b"\\u0000" in raw and _has_text(value, _is_nul):
+        raise InvalidInput("Text in the request body must not contain a NUL character "
+                           "(\\u0000).")
 
 
-def _has_surrogate(value: Any) -> bool:
+def _is_surrogate(text: str) -> bool:
+    return any("\ud800" <= c <= "\udfff" for c in text)
+
+
+def _is_nul(text: str) -> bool:
+    return "\x00" in text
+
+
+def _has_text(value: Any, bad: Callable[[str], bool]) -> bool:
+    """Whether any string in a decoded JSON value (keys included) is `bad`."""
     stack = [value]
     while stack:
         item = stack.pop()
         if isinstance(item, str):
-            if any("\ud800" <= c <= "\udfff" for c in item):
+            if bad(item):
                 return True
         elif isinstance(item, dict):
             stack.extend(item.keys())

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from starlette.requests import Request
 from starlette.responses import Response
 
-from conveyor.http.deps import BrokerDep, errors
+from conveyor.http.deps import BrokerDep, checked_json, errors
 from conveyor.http.schemas import (
     CreateQueueRequest,
     PurgeResult,
@@ -18,7 +18,8 @@ from conveyor.http.wire import json_response, queue_json
 from conveyor.keys import ApiKey
 from conveyor.models import QueueStats
 
-router = APIRouter(prefix="/v1/queues", tags=["queues"])
+router = APIRouter(prefix="/v1/queues", tags=["queues"],
+                   dependencies=[Depends(checked_json)])
 
 
 @router.post("", status_code=201, response_model=QueueOut,

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from starlette.responses import Response
 
-from conveyor.http.deps import BrokerDep, errors
+from conveyor.http.deps import BrokerDep, checked_json, errors
 from conveyor.http.schemas import MoveTaskList, MoveTaskOut, RedriveRequest
 from conveyor.http.wire import json_response, task_json
 
-router = APIRouter(tags=["redrive"])
+router = APIRouter(tags=["redrive"], dependencies=[Depends(checked_json)])
 
 REDRIVE_WAIT_SECONDS = 1.0
 

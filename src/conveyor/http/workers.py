@@ -6,7 +6,7 @@ raises the same errors as in-process (422 with the one error shape).
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
@@ -18,11 +18,11 @@ from conveyor.heartbeats import (
     TaskCounts,
     worker_json,
 )
-from conveyor.http.deps import BrokerDep, errors
+from conveyor.http.deps import BrokerDep, checked_json, errors
 from conveyor.http.errors import error_response
 from conveyor.http.wire import json_response
 
-router = APIRouter(tags=["workers"])
+router = APIRouter(tags=["workers"], dependencies=[Depends(checked_json)])
 _BOUNDS = ", ".join(f"{b:g}" for b in DURATION_BUCKETS)
 
 

@@ -193,7 +193,12 @@ def redrive_allowed(dead_letter_queue: Queue, source_arn: str) -> bool:
     policy = dead_letter_queue.attributes.redrive_allow_policy
     if not policy:
         return True
-    data = orjson.loads(policy)
+    try:
+        data = orjson.loads(policy)
+    except orjson.JSONDecodeError:  # stored before the broker checked it: deny, not fail
+        return False
+    if not isinstance(data, dict):
+        return False
     permission = data.get("redrivePermission")
     if permission == "denyAll":
         return False
