@@ -304,13 +304,14 @@ class Broker:
 
     async def receive(self, queue_name: str, max_messages: int = 10,
                       visibility_timeout: int | None = None, wait_seconds: int | None = None,
-                      region: str | None = None, *, skip_groups: Sequence[str] = ()
-                      ) -> list[Message]:
+                      region: str | None = None, *, skip_groups: Sequence[str] = (),
+                      abandoned: asyncio.Event | None = None) -> list[Message]:
         """Lease up to `max_messages`; with `wait_seconds`, wait for the first to arrive.
 
         `skip_groups` (standard queues): pass over the messages of these message groups,
         leaving them for a later receive (a worker's per-key limited jobs whose keys are at
-        their limit, `conveyor.worker.keys`)."""
+        their limit, `conveyor.worker.keys`). `abandoned`: once set (the caller's client
+        went away, `conveyor.hangups`), the wait ends and nothing more is leased."""
         v.check_receive(max_messages, visibility_timeout, wait_seconds)
         skip = v.check_skip_groups(skip_groups)
         queue = await self.queue(queue_name, region)
@@ -323,6 +324,8 @@ class Broker:
         wait = attrs.receive_wait_seconds if wait_seconds is None else wait_seconds
         deadline = time.monotonic() + wait
         while True:
+            if abandoned is not None and abandoned.is_set():
+                return []
             ticket = self._wakeups.ticket(queue.id)
             params = await self._receive_params(queue, max_messages, visibility_timeout)
             if skip:
@@ -342,7 +345,7 @@ class Broker:
             self._long_polls += 1
             self._watchers.enter(queue.id)
             try:
-                await Wakeups.wait(ticket, remaining)
+                await Wakeups.wait(ticket, remaining, abandoned)
             finally:
                 self._long_polls -= 1
                 self._watchers.leave(queue.id)

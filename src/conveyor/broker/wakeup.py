@@ -42,15 +42,25 @@ class Wakeups:
             event.set()
 
     @staticmethod
-    async def wait(ticket: asyncio.Event, timeout: float) -> bool:
-        """Wait until the ticket fires or the timeout passes; True when it fired."""
+    async def wait(ticket: asyncio.Event, timeout: float,
+                   abandoned: asyncio.Event | None = None) -> bool:
+        """Wait until the ticket fires or the timeout passes (or `abandoned` is set); True
+        when the ticket fired."""
         if ticket.is_set():
             return True
+        if abandoned is None:
+            try:
+                await asyncio.wait_for(ticket.wait(), timeout)
+            except TimeoutError:
+                return False
+            return True
+        waits = [asyncio.create_task(ticket.wait()), asyncio.create_task(abandoned.wait())]
         try:
-            await asyncio.wait_for(ticket.wait(), timeout)
-        except TimeoutError:
-            return False
-        return True
+            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in waits:
+                task.cancel()
+        return ticket.is_set()
 
 
 class Throttle:

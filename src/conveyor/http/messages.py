@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends
 from starlette.requests import Request
 from starlette.responses import Response
 
+from conveyor.hangups import hangup
 from conveyor.http.deps import BrokerDep, checked_json, errors, request_body
 from conveyor.http.parse import loads, send_entries
 from conveyor.http.schemas import (
@@ -47,12 +48,19 @@ async def send(queue: str, request: Request, broker: BrokerDep) -> Response:
 
 @router.post("/receive", response_model=ReceiveResponse,
              responses=errors(400, 404, 413, 422), dependencies=CHECKED)
-async def receive(queue: str, broker: BrokerDep,
+async def receive(queue: str, broker: BrokerDep, http: Request,
                   request: ReceiveRequest | None = None) -> Response:
-    """Lease up to `max_messages`; with `wait_seconds`, return as soon as one arrives."""
+    """Lease up to `max_messages`; with `wait_seconds`, return as soon as one arrives (a
+    poll whose client has gone stops waiting and leases nothing)."""
     r = request or _DEFAULT_RECEIVE
-    messages = await broker.receive(queue, r.max_messages, r.visibility_timeout,
-                                    r.wait_seconds, skip_groups=r.skip_groups)
+    if r.wait_seconds == 0:  # no wait (None: the queue's default, which may be one)
+        messages = await broker.receive(queue, r.max_messages, r.visibility_timeout,
+                                        r.wait_seconds, skip_groups=r.skip_groups)
+        return json_response(received_json(messages))
+    async with hangup(http.receive) as gone:
+        messages = await broker.receive(queue, r.max_messages, r.visibility_timeout,
+                                        r.wait_seconds, skip_groups=r.skip_groups,
+                                        abandoned=gone)
     return json_response(received_json(messages))
 
 

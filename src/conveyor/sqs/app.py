@@ -8,6 +8,7 @@ Who may call what is `conveyor.sqs.auth`'s: the API keys, checked by SigV4.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -24,6 +25,7 @@ from conveyor.config import MAX_REQUEST_BYTES
 from conveyor.digits import integer
 from conveyor.errors import ConveyorError
 from conveyor.forgery import normalise_hosts
+from conveyor.hangups import hangup
 from conveyor.sealing import sealer_from
 from conveyor.sqs import message_actions, move_tasks, queue_actions
 from conveyor.sqs.auth import SqsAuth, authorize_action, filter_output
@@ -123,7 +125,12 @@ class SqsEndpoint:
                 raise fail("invalid_action", action=wire.action[:100])
             context, params = self.context(request), Params(wire.members)
             authorize_action(key, wire.action, context, params)
-            output = filter_output(key, wire.action, await handler(context, params))
+            if wire.action == "ReceiveMessage":  # the one that may wait: a long poll
+                async with hangup(request.receive) as gone:
+                    output = await handler(dataclasses.replace(context, gone=gone), params)
+            else:
+                output = await handler(context, params)
+            output = filter_output(key, wire.action, output)
             answer = (render_json(output or {}, request_id) if protocol == "json"
                       else render_xml(wire.action, output, request_id))
         except SqsError as exc:

@@ -6,6 +6,7 @@ bare queue name, names the queue by its last path segment. ARNs carry the region
 
 from __future__ import annotations
 
+import asyncio
 import re
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
@@ -41,6 +42,8 @@ class Context:
     base_url: str
     path_queue: str | None = None
     state: EndpointState = field(default_factory=EndpointState)
+    gone: asyncio.Event | None = None
+    """Set once the client has disconnected (a long poll then leases nothing more)."""
 
     def queue_url(self, name: str) -> str:
         """`http://<host>/<account>/<name>`."""

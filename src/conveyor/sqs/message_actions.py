@@ -195,7 +195,8 @@ async def receive_message(ctx: Context, p: Params) -> Output:
         if replay is not None:
             return {"Messages": [_message_out(ctx, m, system_names, attribute_names)
                                  for m in replay]}
-    messages = await ctx.broker.receive(queue.name, limit, visibility, wait, ctx.region)
+    messages = await ctx.broker.receive(queue.name, limit, visibility, wait, ctx.region,
+                                        abandoned=ctx.gone)
     if attempts is not None and attempt is not None and messages:
         attempts.put(ctx.region, queue.name, attempt, list(messages))
     # An empty list too: SQS's JSON answer has "Messages": [] when there are none.
