@@ -69,6 +69,12 @@ class ApiKey:
         """True when the key may do anything at all with `queue`."""
         return any(self.allows(a, queue) for a in ACTIONS)
 
+    def allows_every(self, action: Action) -> bool:
+        """True when some grant covers `action` on every queue (its pattern is all `*`)."""
+        # Not `allows(action, "*")`: fnmatch would take the `*` as a name, which `?`
+        # matches too, though `send:?` covers only one-character names.
+        return any(action in g.actions and not g.pattern.strip("*") for g in self.grants)
+
 
 def parse_grant(text: str) -> Grant:
     """`send,receive:orders-*` -> Grant; InvalidInput with a sentence when malformed."""

@@ -8,6 +8,9 @@ takes `?api_key=<token>` once and keeps it in an HttpOnly, SameSite=Strict cooki
 Which action a request needs is read from its method and path (`required`): sending is
 `send`, receiving and acknowledging `receive`, everything that changes or inspects a
 queue as a whole `manage`; the queue is the path's (or, on create, the body's `name`).
+Where the path names no queue (jobs, flows, move tasks, workers) or the body names more
+(a dead-letter queue, a redrive's destination), the route finds the queues the request
+reaches and calls `permit`, whose `Forbidden` this middleware answers with the same 403.
 
 Authentication is on when the server listens on a public address (`always`), or once any
 key was made (revoked ones count); with neither (loopback, no keys: a developer's
@@ -26,6 +29,7 @@ from typing import Any
 from urllib.parse import parse_qs, parse_qsl, urlencode
 
 import orjson
+from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from conveyor.broker.api_keys import ApiKeys
@@ -33,7 +37,7 @@ from conveyor.broker.broker import Broker
 from conveyor.errors import ConveyorError
 from conveyor.forgery import Refusal, browser_refusal, is_loopback, json_body_refusal
 from conveyor.http.errors import conveyor_error_response, error_response
-from conveyor.keys import Action, ApiKey
+from conveyor.keys import ACTIONS, Action, ApiKey
 
 COOKIE = "conveyor_key"
 QUERY = "api_key"
@@ -50,7 +54,11 @@ _NOTIFY_PREFIXES = ("/v1/notifications", "/v1/suppressions")
 _JOB_ACTIONS = ("/retry", "/delete", "/cancel")
 _JSON_PREFIXES = ("/v1/", "/wq")  # routes whose bodies are JSON (the dashboard's are forms)
 
-__all__ = ["ApiKeyAuth", "Need", "is_loopback", "required", "token_of"]
+EVERY = "*"
+"""`Need.queue` for every queue (no queue name has a `*`)."""
+
+__all__ = ["EVERY", "ApiKeyAuth", "Forbidden", "Need", "allowed", "is_loopback", "key_of",
+           "permit", "required", "scoped", "token_of"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +94,7 @@ def required(method: str, path: str) -> Need | None:
         # creating one takes a key that may send to every queue; workers (receive) record
         # ends and read trees.
         if method == "POST" and path.rstrip("/") == "/v1/flows":
-            return Need("send", "*")
+            return Need("send", EVERY)
         return Need("receive")
     if path.startswith("/v1/jobs") and (method == "DELETE" or (
             method == "POST" and path.endswith(_JOB_ACTIONS))):
@@ -122,6 +130,55 @@ def required(method: str, path: str) -> Need | None:
         # suppressing or re-enabling an address is managing them.
         return Need("receive" if method in ("GET", "HEAD") else "manage", "notify-*")
     return Need()
+
+
+class Forbidden(Exception):
+    """A request reaches a queue beyond its key's grants (raised by `permit`; `ApiKeyAuth`
+    answers it 403 `forbidden`, as its own refusals)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def key_of(request: HTTPConnection) -> ApiKey | None:
+    """The request's API key (put there by `ApiKeyAuth`); None in the open mode."""
+    key = getattr(request.state, "api_key", None)
+    return key if isinstance(key, ApiKey) else None
+
+
+def scoped(request: HTTPConnection, action: Action) -> ApiKey | None:
+    """The request's key when it may `action` on some queues only, so that a route must
+    find and check the queues a request reaches; None when every queue passes (no keys,
+    or a grant on `*`)."""
+    key = key_of(request)
+    return None if key is None or key.allows_every(action) else key
+
+
+def allowed(request: HTTPConnection, action: Action, *queues: str | None) -> bool:
+    """True when the request's key may `action` on each of `queues` (None: on every
+    queue, for a listing or bulk action that names none); always without keys."""
+    key = scoped(request, action)
+    return key is None or all(q is not None and key.allows(action, q) for q in queues)
+
+
+def permit(request: HTTPConnection, action: Action, *queues: str | None) -> None:
+    """Forbidden unless the request's key may `action` on each of `queues` (None: on
+    every queue); the one check of the queues a route finds."""
+    key = scoped(request, action)
+    if key is None:
+        return
+    for queue in queues:
+        if queue is None or not key.allows(action, queue):
+            raise Forbidden(_refusal(key, action, EVERY if queue is None else queue))
+
+
+def _refusal(key: ApiKey, action: Action | None, queue: str | None) -> str:
+    """The 403's sentence: `queue` None is some queue, EVERY every queue."""
+    where = f" on queue {queue!r}" if queue else ""
+    if queue == EVERY:
+        where = " on every queue"
+    return f"The key {key.name!r} may not {action or 'access'}{where}."
 
 
 def _headers(scope: Scope) -> dict[bytes, bytes]:
@@ -193,10 +250,8 @@ class ApiKeyAuth:
             receive, name = await _body_name(receive)
             need = Need(need.action, name)
         if not _allowed(key, need):
-            where = f" on queue {need.queue!r}" if need.queue else ""
             await self._refuse(scope, receive, send, 403, "forbidden",
-                               f"The key {key.name!r} may not {need.action or 'access'}"
-                               f"{where}.")
+                               _refusal(key, need.action, need.queue))
             return
         scope.setdefault("state", {})["api_key"] = key
         if _is_dashboard_login(scope):
@@ -209,7 +264,10 @@ class ApiKeyAuth:
                 return
             await _login(scope, send, token or "")
             return
-        await self.app(scope, receive, send)
+        try:
+            await self.app(scope, receive, send)
+        except Forbidden as exc:  # routes call `permit` before they answer
+            await self._refuse(scope, receive, send, 403, "forbidden", exc.message)
 
     def _forged(self, scope: Scope, open_mode: bool) -> Refusal | None:
         """What a web page could have sent: the Host/Origin/fetch-metadata rules (Host
@@ -247,6 +305,8 @@ class ApiKeyAuth:
 
 
 def _allowed(key: ApiKey, need: Need) -> bool:
+    if need.queue == EVERY:
+        return any(key.allows_every(a) for a in ([need.action] if need.action else ACTIONS))
     if need.action is None:
         return key.allows_any(need.queue)
     return key.allows(need.action, need.queue)

@@ -4,6 +4,11 @@ Pages are server-rendered (Jinja2, autoescaped); `/ui/events` is a server-sent e
 of the queues table (every sample of the app's `Monitor`), which the page applies in place.
 Forms POST with the session's CSRF token (`conveyor.dashboard.csrf`) and answer with a
 redirect back to the page, carrying a notice.
+
+With API keys the dashboard is `manage`'s: a queue's page takes it on that queue
+(`conveyor.http.auth.required`), and the pages that span queues show a key only the
+queues it may manage (the figures of other rooms, which sum every queue, only to a key
+that may manage every queue).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response, Stream
 from conveyor.broker import dead_letters
 from conveyor.broker.broker import Broker
 from conveyor.dashboard import csrf
-from conveyor.dashboard.series import Monitor
+from conveyor.dashboard.series import Monitor, Snapshot
 from conveyor.dashboard.views import (
     DEFAULT_SECTIONS,
     PEEK_LIMIT,
@@ -38,7 +43,9 @@ from conveyor.digits import integer
 from conveyor.errors import ConveyorError, QueueNotFound
 from conveyor.forgery import media_type
 from conveyor.heartbeats import aggregate, schedules_of
+from conveyor.http.auth import allowed, permit, scoped
 from conveyor.http.wire import json_response
+from conveyor.http.workers import visible_workers
 from conveyor.models import Body, BodyKind, QueueStats, SendEntry
 
 router = APIRouter(include_in_schema=False)
@@ -97,11 +104,22 @@ async def index(request: Request, prefix: str = "", after: str | None = None) ->
     """The queues with their counts and rates, live, a page at a time (by name, those
     starting with `prefix`, after `after`); figures from other rooms below."""
     monitor = _monitor(request)
-    snapshot = await monitor.current()
-    sections = await _sections(request)
+    snapshot = _visible(request, await monitor.current())
+    sections = await _sections(request) if allowed(request, "manage", None) else []
     page = queue_rows(snapshot, prefix[:80], after[:80] if after else None)
     return _page(request, "index.html", page=page, rows=page.rows, sections=sections,
                  interval=monitor.interval)
+
+
+def _visible(request: Request, snapshot: Snapshot) -> Snapshot:
+    """The queues of `snapshot` that the request's key may manage."""
+    key = scoped(request, "manage")
+    if key is None:
+        return snapshot
+    names = [n for n in snapshot.names if key.allows("manage", n)]
+    return Snapshot(snapshot.at, {n: snapshot.queues[n] for n in names},
+                    {n: p for n, p in snapshot.points.items() if key.allows("manage", n)},
+                    names)
 
 
 async def _sections(request: Request) -> list[Section]:
@@ -125,11 +143,14 @@ async def queue_page(request: Request, name: str) -> Response:
     # or not: the copy names its source in an attribute).
     dead = [(m, source, dead_letters.error_of(m)) for m in peeked
             if (source := dead_letters.source_of(m))]
-    sources = sorted({q.name for q in (await _monitor(request).current()).queues.values()
-                      if q.attributes.dead_letter_queue == name} | {d[1] for d in dead})
+    sources = sorted(s for s in {
+        q.name for q in (await _monitor(request).current()).queues.values()
+        if q.attributes.dead_letter_queue == name} | {d[1] for d in dead}
+        if allowed(request, "manage", s))
     tasks = (await broker.redrive.list(name))[:5]
     dlq_stats: QueueStats | None = None
-    if queue.attributes.dead_letter_queue:
+    if queue.attributes.dead_letter_queue and allowed(
+            request, "manage", queue.attributes.dead_letter_queue):
         try:
             dlq_stats = await broker.queue_stats(queue.attributes.dead_letter_queue)
         except QueueNotFound:
@@ -146,7 +167,7 @@ async def queue_page(request: Request, name: str) -> Response:
 async def workers_page(request: Request) -> Response:
     """Live workers (queues, running jobs, last beat), their schedules and task counts."""
     broker = _broker(request)
-    found = await broker.workers.list()
+    found = visible_workers(request, "manage", await broker.workers.list())
     tasks = [c for _, c in sorted(aggregate(found).items())]
     return _page(request, "workers.html", workers=found, schedules=schedules_of(found),
                  tasks=tasks, now=broker.wall_now(), refresh=_WORKERS_REFRESH)
@@ -160,6 +181,7 @@ async def flow_page(request: Request, flow_id: str) -> Response:
     except ConveyorError as exc:  # unknown, expired, or not an id
         return _page(request, "flow.html", flow=None, flow_id=flow_id[:80],
                      reason=exc.message)
+    permit(request, "manage", *{n.queue for n in flow.nodes})
     waited_for = {child for n in flow.nodes for child in n.after}
     counts = Counter(n.state for n in flow.nodes)
     return _page(request, "flow.html", flow=flow, nodes=flow.nodes, limit=_FLOW_CHILDREN,
@@ -181,6 +203,8 @@ async def events(request: Request, queue: str | None = None, prefix: str = "",
     the same `prefix` and `after`) after every sample; with `?queue=NAME`, `point` events
     for that queue only."""
     monitor = _monitor(request)
+    if queue is not None:
+        permit(request, "manage", queue)
 
     async def feed() -> AsyncIterator[bytes]:
         yield f"retry: {int(monitor.interval * 1000)}\n\n".encode()
@@ -189,7 +213,8 @@ async def events(request: Request, queue: str | None = None, prefix: str = "",
         while not await request.is_disconnected():
             if snapshot.at != last:
                 last = snapshot.at
-                yield _event(queue, snapshot, prefix[:80], after[:80] if after else None)
+                yield _event(queue, _visible(request, snapshot), prefix[:80],
+                             after[:80] if after else None)
             snapshot = await monitor.wait_for_sample(monitor.interval * 1.5)
             if snapshot.at == last:  # no background sampler (no lifespan): sample here
                 snapshot = await monitor.current()

@@ -8,10 +8,16 @@ and delete buttons. On a dead-letter queue's page
 each message can be redriven to its source or deleted. Forms POST with the session's
 CSRF token, as the rest of the dashboard's (`conveyor.http.dashboard._form`), and answer
 with a redirect carrying a notice or an error.
+
+With API keys, as on the rest of the dashboard, a job's page and its buttons take `manage`
+on the job's queue, the list and its bulk buttons `manage` on the filter's queue (on every
+queue without one: a key of some queues is asked to pick one), and a message's redrive
+`send` on the source queue its attribute names.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -26,7 +32,9 @@ from conveyor.broker.broker import Broker
 from conveyor.digits import integer
 from conveyor.errors import ConveyorError, InvalidInput
 from conveyor.flows import Flow
+from conveyor.http.auth import allowed, permit, scoped
 from conveyor.http.dashboard import _FLOW_CHILDREN, _broker, _env, _form, _monitor, _page
+from conveyor.http.explorer import permit_job
 from conveyor.jobs import JOB_STATUSES, RETRYABLE, JobFilter
 
 router = APIRouter(include_in_schema=False)
@@ -72,18 +80,25 @@ async def jobs_page(request: Request) -> Response:
     """Tracked jobs by filter, newest update first, with bulk actions for the filter."""
     broker = _broker(request)
     query = dict(request.query_params)
-    counts = await broker.jobs.status_counts()
+    every = allowed(request, "manage", None)
     jobs: list[Any] = []
     after = query.get("after") or None
     more: str | None = None
     problem = ""
     try:
         where, typed = job_filter(query)
+        if where.queue is not None:
+            permit(request, "manage", where.queue)
+        elif not every:
+            raise InvalidInput("This key manages some queues only: filter by one of them.",
+                               field="queue")
         page = await broker.jobs.list(where, limit=PAGE_SIZE, after=after)
         jobs, more = page.jobs, page.next
     except ConveyorError as exc:
         where, typed = JobFilter(), {k: query.get(k, "")[:200] for k in FILTERS}
         problem = exc.message
+    counts = await broker.jobs.status_counts(None if every else where.queue) \
+        if every or where.queue is not None else dict.fromkeys(JOB_STATUSES, 0)
     next_url = f"/ui/jobs?{urlencode({**typed, 'after': more})}" if more else None
     return _page(request, "jobs.html", jobs=jobs, counts=counts, typed=typed,
                  states=JOB_STATUSES, next_url=next_url, paged=after is not None,
@@ -101,11 +116,14 @@ async def job_page(request: Request, job_id: str) -> Response:
         found = await broker.jobs.detail(job_id)
     except ConveyorError:
         return _page(request, "missing.html", name=job_id, what="job")
+    permit(request, "manage", found.status.queue)
     status = found.status.status
     try:  # the tree of the flow it belongs to, if any (`conveyor.flows`)
         flow: Flow | None = await broker.flows.of_job(job_id)
     except ConveyorError:
         flow = None
+    if flow is not None and not allowed(request, "manage", *{n.queue for n in flow.nodes}):
+        flow = None  # its other jobs are other queues' (the flow page says so)
     roots: list[int] = []
     if flow is not None:
         waited_for = {child for n in flow.nodes for child in n.after}
@@ -166,6 +184,7 @@ async def retry_filtered(request: Request) -> Response:
     """Retry the dead and failed jobs matching the list's filter."""
     async def run(broker: Broker, f: dict[str, str]) -> tuple[str, str]:
         where, typed = job_filter(f)
+        permit(request, "manage", where.queue)
         retried, skipped, after = await _in_rounds(
             lambda at: broker.jobs.retry_many(where, limit=1000, after=at))
         notice = f"Retried {retried:,} jobs."
@@ -182,6 +201,7 @@ async def delete_filtered(request: Request) -> Response:
     """Forget the ended jobs matching the list's filter."""
     async def run(broker: Broker, f: dict[str, str]) -> tuple[str, str]:
         where, typed = job_filter(f)
+        permit(request, "manage", where.queue)
         deleted = 0
         after: str | None = None
         for _ in range(BULK_ROUNDS):
@@ -199,6 +219,7 @@ async def cancel_filtered(request: Request) -> Response:
     """Cancel the queued, running and retrying jobs matching the list's filter."""
     async def run(broker: Broker, f: dict[str, str]) -> tuple[str, str]:
         where, typed = job_filter(f)
+        permit(request, "manage", where.queue)
         cancelled, skipped, after = await _in_rounds(
             lambda at: broker.jobs.cancel_many(where, limit=1000, after=at))
         notice = f"Cancelled {cancelled:,} jobs."
@@ -214,6 +235,7 @@ async def cancel_filtered(request: Request) -> Response:
 async def cancel_job(request: Request, job_id: str) -> Response:
     """Cancel one queued, running or retrying job."""
     async def run(broker: Broker, f: dict[str, str]) -> tuple[str, str]:
+        await permit_job(request, broker, "manage", job_id)
         found = await broker.jobs.cancel(job_id)
         return _job_url(job_id), f"Cancel requested: the job is {found.status}."
     return await _act(request, _job_url(job_id), run)
@@ -223,6 +245,7 @@ async def cancel_job(request: Request, job_id: str) -> Response:
 async def retry_job(request: Request, job_id: str) -> Response:
     """Send one dead or failed job again."""
     async def run(broker: Broker, f: dict[str, str]) -> tuple[str, str]:
+        await permit_job(request, broker, "manage", job_id)
         found = await broker.jobs.retry(job_id)
         return _job_url(job_id), f"Job sent again: {found.status} on {found.queue}."
     return await _act(request, _job_url(job_id), run)
@@ -232,6 +255,7 @@ async def retry_job(request: Request, job_id: str) -> Response:
 async def delete_job(request: Request, job_id: str) -> Response:
     """Forget one ended job (and its dead-letter message)."""
     async def run(broker: Broker, f: dict[str, str]) -> tuple[str, str]:
+        await permit_job(request, broker, "manage", job_id)
         await broker.jobs.delete(job_id)
         return "/ui/jobs", f"Deleted job {job_id}."
     return await _act(request, _job_url(job_id), run)
@@ -243,10 +267,29 @@ async def redrive_message(request: Request, name: str, message_id: str) -> Respo
     back = f"/ui/queues/{quote(name, safe='')}"
 
     async def run(broker: Broker, f: dict[str, str]) -> tuple[str, str]:
+        await _permit_source(request, broker, name, message_id)
         source = await dead_letters.redrive_message(broker, name, message_id)
         await _monitor(request).sample()
         return back, f"Moved message {message_id} back to {source}."
     return await _act(request, back, run)
+
+
+async def _permit_source(request: Request, broker: Broker, name: str, message_id: str
+                         ) -> None:
+    """`send` on the queue a worker's copy names as its source: whoever sent the message
+    chose that attribute (a queue the broker moved it from named this one as its
+    dead-letter queue, and takes it back as a whole-queue redrive does)."""
+    if scoped(request, "send") is None:
+        return  # no look-up: every queue passes
+    try:
+        wanted = uuid.UUID(message_id)
+    except ValueError:
+        return  # not an id: the broker refuses it
+    below = str(uuid.UUID(int=wanted.int - 1)) if wanted.int else None
+    peeked = await broker.peek(name, 1, below)  # the message first, if it is there
+    if peeked and peeked[0].id == str(wanted) and peeked[0].source_queue is None and (
+            source := dead_letters.source_of(peeked[0])):
+        permit(request, "send", source)
 
 
 @router.post("/ui/queues/{name}/messages/{message_id}/delete")

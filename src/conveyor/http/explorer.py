@@ -1,6 +1,11 @@
 """Routes of the job explorer: list tracked jobs by filter, retry and delete them, one or in
 bulk for a filter. Thin: `broker.jobs` (`conveyor.broker.job_explorer`) checks the values
-and raises the errors (422 `invalid_input`, 404 `job_not_found`, 409 codes)."""
+and raises the errors (422 `invalid_input`, 404 `job_not_found`, 409 codes).
+
+With API keys, listing a queue's jobs takes `receive` on it and acting on jobs `manage` on
+their queue (a retry moves a message, a delete deletes one, as a redrive or a purge does);
+a filter without a queue reaches every queue, and so takes the action on every queue
+(`*`): a cursor over only some queues' jobs would need their patterns in the query."""
 
 from __future__ import annotations
 
@@ -8,13 +13,17 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 
+from conveyor.broker.broker import Broker
 from conveyor.broker.job_explorer import MAX_BULK, MAX_PAGE
+from conveyor.http.auth import permit, scoped
 from conveyor.http.deps import BrokerDep, checked_json, errors
 from conveyor.http.job_routes import JobStatusOut
 from conveyor.http.wire import job_status_json, json_response
 from conveyor.jobs import JOB_STATUSES, JobFilter, Skipped
+from conveyor.keys import Action
 
 router = APIRouter(tags=["jobs"], dependencies=[Depends(checked_json)])
 _STATES = ", ".join(JOB_STATUSES)
@@ -77,9 +86,21 @@ def _skipped(s: Skipped) -> dict[str, Any]:
     return {"job_id": s.job_id, "code": s.code, "message": s.message}
 
 
+async def permit_job(http: HTTPConnection, broker: Broker, action: Action, job_id: str
+                     ) -> None:
+    """Forbidden unless the key may `action` on the job's queue; a job without a status
+    is left for the broker to answer (404)."""
+    if scoped(http, action) is None:
+        return  # no look-up: every queue passes
+    found = await broker.jobs.status_get(job_id)
+    if found is not None:
+        permit(http, action, found.queue)
+
+
 @router.get("/v1/jobs", response_model=JobPageOut, responses=errors(422))
 async def list_jobs(
     broker: BrokerDep,
+    http: Request,
     state: Annotated[str | None, Query(description=f"One of {_STATES}.")] = None,
     task: Annotated[str | None, Query(description="One task's jobs.")] = None,
     queue: Annotated[str | None, Query(description="One queue's jobs.")] = None,
@@ -100,6 +121,7 @@ async def list_jobs(
     first, a page at a time (keyset paging: `after` is the previous page's `next`). A job
     updated while you page moves to the top and is not listed again. Counts per state:
     `GET /v1/jobs/counts`."""
+    permit(http, "receive", queue)
     page = await broker.jobs.list(
         JobFilter(state, task, queue, updated_since, updated_until, key, created_since,
                   created_until), limit=limit, after=after)
@@ -108,10 +130,11 @@ async def list_jobs(
 
 
 @router.post("/v1/jobs/retry", response_model=RetryManyOut, responses=errors(400, 422))
-async def retry_many(request: BulkRequest, broker: BrokerDep) -> Response:
+async def retry_many(request: BulkRequest, broker: BrokerDep, http: Request) -> Response:
     """Retry up to `limit` dead or failed jobs matching the filters (`state`: dead, failed
     or absent for both), each as `POST /v1/jobs/{job_id}/retry`. A job whose message is
     gone is listed in `skipped`; call again with `after` = `next` until `next` is null."""
+    permit(http, "manage", request.queue)
     done, skipped, after = await broker.jobs.retry_many(
         request.where(), limit=request.limit, after=request.after)
     return json_response({"retried": [job_status_json(j) for j in done],
@@ -119,10 +142,11 @@ async def retry_many(request: BulkRequest, broker: BrokerDep) -> Response:
 
 
 @router.post("/v1/jobs/delete", response_model=DeleteManyOut, responses=errors(400, 422))
-async def delete_many(request: BulkRequest, broker: BrokerDep) -> Response:
+async def delete_many(request: BulkRequest, broker: BrokerDep, http: Request) -> Response:
     """Forget up to `limit` ended jobs (succeeded, failed, dead, cancelled) matching the
     filters, each as `DELETE /v1/jobs/{job_id}`; call again with `after` = `next` until
     `next` is null."""
+    permit(http, "manage", request.queue)
     deleted, after = await broker.jobs.delete_many(request.where(), limit=request.limit,
                                                    after=request.after)
     return json_response({"deleted": deleted, "next": after})
@@ -130,7 +154,7 @@ async def delete_many(request: BulkRequest, broker: BrokerDep) -> Response:
 
 @router.post("/v1/jobs/{job_id}/retry", response_model=JobStatusOut,
              responses=errors(404, 409, 422))
-async def retry(job_id: str, broker: BrokerDep) -> Response:
+async def retry(job_id: str, broker: BrokerDep, http: Request) -> Response:
     """Send a dead or failed job again under the same id: its message moves back from the
     dead-letter queue to the job's queue (receive count reset, as a redrive does) and its
     status is `queued` again. 404 `job_not_found` when no status is recorded; 409
@@ -138,14 +162,16 @@ async def retry(job_id: str, broker: BrokerDep) -> Response:
     a succeeded or cancelled one ended on purpose: enqueue it anew); 409
     `job_message_gone` when the dead-letter message is no longer there (expired, purged,
     redriven or deleted). A refusal changes nothing."""
+    await permit_job(http, broker, "manage", job_id)
     return json_response(job_status_json(await broker.jobs.retry(job_id)))
 
 
 @router.delete("/v1/jobs/{job_id}", status_code=204, response_class=Response,
                responses=errors(404, 409, 422))
-async def delete(job_id: str, broker: BrokerDep) -> Response:
+async def delete(job_id: str, broker: BrokerDep, http: Request) -> Response:
     """Forget an ended job: its status and, for a dead or failed one, its dead-letter
     message (so a redrive cannot bring it back). 409 `conflict` while it is queued,
     running or retrying."""
+    await permit_job(http, broker, "manage", job_id)
     await broker.jobs.delete(job_id)
     return Response(status_code=204)

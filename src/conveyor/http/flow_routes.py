@@ -4,6 +4,10 @@
 named by position in `after`); a cycle answers 400 `flow_cycle`, any other bad flow 400
 `invalid_flow`, and nothing is written. The tree (`GET /v1/flows/{id}`,
 `GET /v1/jobs/{id}/flow`) is `conveyor.flows.flow_json`: nodes with the nodes each waits for.
+
+With API keys, creating a flow takes `send` on every queue (`conveyor.http.auth.required`);
+recording a node's end takes `receive` on that node's queue (a worker of it), reading a
+tree `receive` on every queue of its nodes, and a node's results `receive` on its queue.
 """
 
 from __future__ import annotations
@@ -12,10 +16,14 @@ from typing import Any
 
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.requests import Request
 from starlette.responses import Response
 
+from conveyor.broker.broker import Broker
 from conveyor.broker.flows import DEFAULT_KEEP_SECONDS
-from conveyor.flows import POLICIES, RESULTS, FlowStep, NodeEnd, flow_json
+from conveyor.errors import FlowNotFound
+from conveyor.flows import POLICIES, RESULTS, Flow, FlowStep, NodeEnd, flow_json
+from conveyor.http.auth import permit, scoped
 from conveyor.http.deps import BrokerDep, checked_json, errors
 from conveyor.http.wire import json_response
 
@@ -107,27 +115,58 @@ async def create_flow(request: FlowIn, broker: BrokerDep) -> Response:
 
 @router.post("/v1/flows/ends", status_code=204, response_class=Response,
              responses=errors(400, 422))
-async def record_ends(request: EndsIn, broker: BrokerDep) -> Response:
+async def record_ends(request: EndsIn, broker: BrokerDep, http: Request) -> Response:
     """Record that flow jobs ended (a worker's call; a repeat changes nothing)."""
+    await _permit_ends(http, broker, request.ends)
     await broker.flows.end_many([NodeEnd(e.flow_id, e.node, e.ok, e.result, e.error)
                                  for e in request.ends])
     return Response(status_code=204)
 
 
 @router.get("/v1/flows/{flow_id}", response_model=FlowOut, responses=errors(404, 422))
-async def get_flow(flow_id: str, broker: BrokerDep) -> Response:
+async def get_flow(flow_id: str, broker: BrokerDep, http: Request) -> Response:
     """A flow's tree; 404 `flow_not_found` when unknown or expired."""
-    return json_response(flow_json(await broker.flows.get(flow_id)))
+    return json_response(flow_json(_shown(http, await broker.flows.get(flow_id))))
 
 
 @router.get("/v1/flows/{flow_id}/nodes/{node}/results", response_model=ResultsOut,
             responses=errors(422))
-async def node_results(flow_id: str, node: int, broker: BrokerDep) -> Response:
+async def node_results(flow_id: str, node: int, broker: BrokerDep, http: Request
+                       ) -> Response:
     """What a node's job gets: the results of the nodes it waits for."""
+    if scoped(http, "receive") is not None:
+        await _permit_nodes(http, broker, [(flow_id, node)])
     return json_response({"results": await broker.flows.results(flow_id, node)})
 
 
 @router.get("/v1/jobs/{job_id}/flow", response_model=FlowOut, responses=errors(404, 422))
-async def job_flow(job_id: str, broker: BrokerDep) -> Response:
+async def job_flow(job_id: str, broker: BrokerDep, http: Request) -> Response:
     """The tree of the flow a job belongs to; 404 `flow_not_found` when it has none."""
-    return json_response(flow_json(await broker.flows.of_job(job_id)))
+    return json_response(flow_json(_shown(http, await broker.flows.of_job(job_id))))
+
+
+def _shown(http: Request, flow: Flow) -> Flow:
+    """The flow, once the key may read every queue its tree shows."""
+    permit(http, "receive", *{n.queue for n in flow.nodes})
+    return flow
+
+
+async def _permit_ends(http: Request, broker: Broker, ends: list[EndIn]) -> None:
+    if scoped(http, "receive") is not None:  # else no look-ups: every queue passes
+        await _permit_nodes(http, broker, [(e.flow_id, e.node) for e in ends])
+
+
+async def _permit_nodes(http: Request, broker: Broker, nodes: list[tuple[str, int]]
+                        ) -> None:
+    """`receive` on the queue of each (flow, node); one unknown to the broker is left for
+    it to answer (an end of an expired flow changes nothing)."""
+    queues: dict[str, dict[int, str]] = {}  # flow -> node -> queue
+    for flow_id, node in nodes:
+        if flow_id not in queues:
+            try:
+                flow = await broker.flows.get(flow_id)
+            except FlowNotFound:
+                flow = Flow(flow_id, 0, [])
+            queues[flow_id] = {n.node: n.queue for n in flow.nodes}
+        if (queue := queues[flow_id].get(node)) is not None:
+            permit(http, "receive", queue)

@@ -2,17 +2,22 @@
 
 Thin: `broker.jobs` (`conveyor.broker.job_cancel`) checks the values and raises the errors
 (422 `invalid_input`, 404 `job_not_found`, 409 `job_not_cancellable`).
+
+With API keys, cancelling takes `manage` on the job's queue, or for a filter on its queue
+(on every queue when it names none), as the explorer's other actions (`http.explorer`).
 """
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.requests import Request
 from starlette.responses import Response
 
 from conveyor.broker.job_cancel import MAX_CHECK
+from conveyor.http.auth import permit
 from conveyor.http.deps import BrokerDep, checked_json, errors
-from conveyor.http.explorer import BulkRequest, SkippedOut, _skipped
+from conveyor.http.explorer import BulkRequest, SkippedOut, _skipped, permit_job
 from conveyor.http.job_routes import JobStatusOut
 from conveyor.http.wire import job_status_json, json_response
 
@@ -43,10 +48,11 @@ class CancelCheckOut(BaseModel):
 
 
 @router.post("/v1/jobs/cancel", response_model=CancelManyOut, responses=errors(400, 422))
-async def cancel_many(request: BulkRequest, broker: BrokerDep) -> Response:
+async def cancel_many(request: BulkRequest, broker: BrokerDep, http: Request) -> Response:
     """Cancel up to `limit` queued, running or retrying jobs matching the filters
     (`state`: one of those or absent for all three), each as
     `POST /v1/jobs/{job_id}/cancel`; call again with `after` = `next` until it is null."""
+    permit(http, "manage", request.queue)
     done, skipped, after = await broker.jobs.cancel_many(
         request.where(), limit=request.limit, after=request.after)
     return json_response({"cancelled": [job_status_json(j) for j in done],
@@ -63,12 +69,13 @@ async def cancel_requests(request: CancelCheck, broker: BrokerDep) -> Response:
 
 @router.post("/v1/jobs/{job_id}/cancel", response_model=JobStatusOut,
              responses={**errors(404, 409, 422), 202: {"model": JobStatusOut}})
-async def cancel(job_id: str, broker: BrokerDep) -> Response:
+async def cancel(job_id: str, broker: BrokerDep, http: Request) -> Response:
     """Cancel a queued, running or retrying job. 200 with status `cancelled` when it was
     not running (it never runs); 202 with its current status when a worker runs it: that
     worker cancels it at its next check (an async job is cancelled, a sync one sees
     `ctx.cancelled`). 404 `job_not_found` when no status is recorded; 409
     `job_not_cancellable` once it has ended."""
+    await permit_job(http, broker, "manage", job_id)
     after = await broker.jobs.cancel(job_id)
     return json_response(job_status_json(after),
                          200 if after.status == "cancelled" else 202)

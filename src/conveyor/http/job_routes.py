@@ -2,17 +2,26 @@
 
 Thin: each route parses its body's shape and calls `broker.limits` or `broker.jobs`, which
 check ranges and raise the same errors as in-process (422 with the one error shape).
+
+With API keys, a job's status is its queue's: reporting one takes `receive` on the queue it
+names and on the queue of the status it replaces (the job's worker), reading one or
+counting a queue's `receive` there, counting all of them `receive` on every queue. Rate
+limits and cron ticks name no queue: any key that may receive uses them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.requests import Request
 from starlette.responses import Response
 
+from conveyor.broker.broker import Broker
 from conveyor.broker.job_system import MAX_KEY, MAX_WANT
+from conveyor.http.auth import permit, scoped
 from conveyor.http.deps import BrokerDep, checked_json, errors
 from conveyor.http.wire import job_detail_json, json_response
 from conveyor.jobs import JOB_STATUSES, JobStatus
@@ -274,34 +283,54 @@ def _status(job_id: str, s: JobStatusFields) -> JobStatus:
 
 @router.put("/v1/jobs/{job_id}", status_code=204, response_class=Response,
             responses=errors(400, 422))
-async def put_status(job_id: str, request: JobStatusFields, broker: BrokerDep) -> Response:
+async def put_status(job_id: str, request: JobStatusFields, broker: BrokerDep,
+                     http: Request) -> Response:
     """Record a job's status, replacing the previous one unless it is behind it (fewer
     attempts, or an earlier step of the same attempt); a dead job takes any status."""
+    await _permit_reports(http, broker, [(job_id, request.queue)])
     await broker.jobs.status_set_many([_status(job_id, request)])
     return Response(status_code=204)
 
 
 @router.post("/v1/jobs/status", status_code=204, response_class=Response,
              responses=errors(400, 422))
-async def put_statuses(request: JobStatusBatch, broker: BrokerDep) -> Response:
+async def put_statuses(request: JobStatusBatch, broker: BrokerDep, http: Request
+                       ) -> Response:
     """Record a batch of statuses in one write, all or none (each by the rule of PUT)."""
+    await _permit_reports(http, broker, [(j.job_id, j.queue) for j in request.jobs])
     await broker.jobs.status_set_many([_status(j.job_id, j) for j in request.jobs])
     return Response(status_code=204)
 
 
 @router.get("/v1/jobs/counts", response_model=JobCountsOut, responses=errors(422))
-async def count_statuses(broker: BrokerDep, queue: QueueParam = None) -> Response:
+async def count_statuses(broker: BrokerDep, http: Request, queue: QueueParam = None
+                         ) -> Response:
     """How many jobs are in each status (before `/v1/jobs/{job_id}`, which it would match);
     `GET /v1/jobs` lists the jobs themselves."""
+    permit(http, "receive", queue)
     return json_response({"counts": await broker.jobs.status_counts(queue)})
 
 
 @router.get("/v1/jobs/{job_id}", response_model=JobDetailOut, responses=errors(404, 422))
-async def get_status(job_id: str, broker: BrokerDep) -> Response:
+async def get_status(job_id: str, broker: BrokerDep, http: Request) -> Response:
     """A job's status with its arguments, its attempts (`attempt_history`, oldest first:
     worker, start, end, outcome, a failure's error and traceback) and a `timeline`; 404
     `job_not_found` when unknown or expired."""
     found = await broker.jobs.detail(job_id)
+    permit(http, "receive", found.status.queue)
     return json_response(job_detail_json(found))
+
+
+async def _permit_reports(http: Request, broker: Broker,
+                          reports: Sequence[tuple[str, str]]) -> None:
+    """`receive` on the queue each (job id, queue) report names and on the queue of the
+    status it would replace: naming its own queue must not overwrite another's job."""
+    if scoped(http, "receive") is None:
+        return  # no look-ups: every queue passes
+    permit(http, "receive", *{queue for _, queue in reports})
+    for job_id in dict.fromkeys(job_id for job_id, _ in reports):
+        found = await broker.jobs.status_get(job_id)
+        if found is not None:
+            permit(http, "receive", found.queue)
 
 

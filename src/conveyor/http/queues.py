@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends
 from starlette.requests import Request
 from starlette.responses import Response
 
+from conveyor.http.auth import permit
 from conveyor.http.deps import BrokerDep, checked_json, errors
 from conveyor.http.schemas import (
     CreateQueueRequest,
@@ -26,10 +27,12 @@ router = APIRouter(prefix="/v1/queues", tags=["queues"],
              responses={200: {"model": QueueOut, "description": "It already existed with "
                                                                 "the same attributes."},
                         **errors(400, 409, 413, 422)})
-async def create_queue(request: CreateQueueRequest, broker: BrokerDep) -> Response:
+async def create_queue(request: CreateQueueRequest, broker: BrokerDep, http: Request
+                       ) -> Response:
     """Create a queue. Asking again with the same attributes returns it (200); with
     different ones is a 409."""
     given = request.attributes.model_dump(exclude_unset=True) if request.attributes else {}
+    _permit_dead_letter_queue(http, given)
     queue, created = await broker.create_queue(request.name, given)
     stats = QueueStats() if created else await broker.queue_stats(queue.name)
     return json_response(queue_json(queue, stats), 201 if created else 200)
@@ -57,12 +60,21 @@ async def get_queue(queue: str, broker: BrokerDep) -> Response:
 
 
 @router.patch("/{queue}", response_model=QueueOut, responses=errors(400, 404, 413, 422))
-async def update_queue(queue: str, request: UpdateQueueRequest, broker: BrokerDep
-                       ) -> Response:
+async def update_queue(queue: str, request: UpdateQueueRequest, broker: BrokerDep,
+                       http: Request) -> Response:
     """Change some attributes (e.g. `{"attributes": {"paused": true}}`)."""
-    updated = await broker.update_queue(queue, request.attributes.model_dump(
-        exclude_unset=True))
+    given = request.attributes.model_dump(exclude_unset=True)
+    _permit_dead_letter_queue(http, given)
+    updated = await broker.update_queue(queue, given)
     return json_response(queue_json(updated, await broker.queue_stats(queue)))
+
+
+def _permit_dead_letter_queue(http: Request, given: dict[str, object]) -> None:
+    """Messages of a queue move to its dead-letter queue by themselves later: naming one
+    is sending there, so it takes `send` on it."""
+    dlq = given.get("dead_letter_queue")
+    if isinstance(dlq, str):
+        permit(http, "send", dlq)
 
 
 @router.delete("/{queue}", status_code=204, response_class=Response, responses=errors(404))

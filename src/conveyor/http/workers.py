@@ -2,12 +2,21 @@
 
 Thin: each route parses its body's shape and calls `broker.workers`, which checks ranges and
 raises the same errors as in-process (422 with the one error shape).
+
+With API keys, a heartbeat's queues are the worker's: beating takes `receive` on the
+queues it reads and ran tasks of, and `send` on those its schedules enqueue to (another
+key's beat would make flows refuse tasks on those queues); the list shows a key the
+workers whose every queue it may receive from. Stopping a worker takes its id, which only
+the list shows.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 
 from conveyor.broker.workers import MAX_TTL, MIN_TTL
@@ -16,11 +25,14 @@ from conveyor.heartbeats import (
     Heartbeat,
     Schedule,
     TaskCounts,
+    WorkerInfo,
     worker_json,
 )
+from conveyor.http.auth import allowed, permit
 from conveyor.http.deps import BrokerDep, checked_json, errors
 from conveyor.http.errors import error_response
 from conveyor.http.wire import json_response
+from conveyor.keys import Action
 
 router = APIRouter(tags=["workers"], dependencies=[Depends(checked_json)])
 _BOUNDS = ", ".join(f"{b:g}" for b in DURATION_BUCKETS)
@@ -93,16 +105,28 @@ class WorkersOut(BaseModel):
 
 
 @router.get("/v1/workers", response_model=WorkersOut, responses=errors())
-async def list_workers(broker: BrokerDep) -> Response:
+async def list_workers(broker: BrokerDep, http: Request) -> Response:
     """Live worker processes, with their queues, running jobs, schedules and counts."""
-    return json_response({"workers": [worker_json(w) for w in await broker.workers.list()]})
+    shown = visible_workers(http, "receive", await broker.workers.list())
+    return json_response({"workers": [worker_json(w) for w in shown]})
+
+
+def visible_workers(http: HTTPConnection, action: Action, workers: Iterable[WorkerInfo]
+                    ) -> list[WorkerInfo]:
+    """The workers whose every queue (read, run on, scheduled to) the key may `action`."""
+    return [w for w in workers if allowed(http, action, *w.queues,
+                                          *(c.queue for c in w.counts),
+                                          *(s.queue for s in w.schedules))]
 
 
 @router.put("/v1/workers/{worker_id}", status_code=204, response_class=Response,
             responses=errors(400, 422))
-async def beat(worker_id: str, request: HeartbeatIn, broker: BrokerDep) -> Response:
+async def beat(worker_id: str, request: HeartbeatIn, broker: BrokerDep, http: Request
+               ) -> Response:
     """Record a worker's heartbeat, replacing its last; it is listed until `ttl_seconds`
     after this beat."""
+    permit(http, "receive", *request.queues, *(c.queue for c in request.counts))
+    permit(http, "send", *(s.queue for s in request.schedules))
     await broker.workers.beat(Heartbeat(
         worker_id, request.host, request.pid, tuple(request.queues), request.concurrency,
         request.running, request.ttl_seconds,
