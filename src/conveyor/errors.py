@@ -101,7 +101,8 @@ class UnknownTask(InvalidFlow):
 
 
 class InvalidTemplate(InvalidInput):
-    """A template does not parse; `line` is where (1-based)."""
+    """A template does not parse, or cannot render (a limit of `conveyor.sandbox`); `line`
+    is where (1-based)."""
 
     code = "invalid_template"
 

@@ -16,6 +16,9 @@ for texts that must be in the person's own). Locale tags compare case-insensitiv
 
 Pure data and pure functions, like `conveyor.recipients`: the broker checks with
 `parse_template`, storage keeps `template_doc` and reads back with `template_from_doc`.
+
+Stored templates come from an API, so they render bounded (`conveyor.sandbox`); at `PUT`,
+`parse_template` also refuses what can never render (`conveyor.sandbox.lint`).
 """
 
 from __future__ import annotations
@@ -26,13 +29,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import jinja2
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from conveyor.errors import InvalidInput, InvalidTemplate
+from conveyor.sandbox import LINT_SECONDS, SYNTAX, RenderBudget, lint
 
 __all__ = ["MAX_PART", "LocaleParts", "LocalizedTemplate", "Parts", "canonical_locale",
-           "check_locale", "check_name",
-           "locale_chain", "parse_template", "stored_name", "template_doc", "template_from_doc"]
+           "check_locale", "check_name", "locale_chain", "parse_template", "stored_name",
+           "template_doc", "template_from_doc"]
 
 MAX_NAME = 100
 MAX_LOCALES = 200
@@ -43,8 +46,6 @@ _NAME = re.compile(r"[A-Za-z0-9_-]{1,100}")
 _CHANNEL = re.compile(r"[A-Za-z0-9_-]{1,40}")
 _LOCALE = re.compile(r"[A-Za-z]{2,3}([_-][A-Za-z0-9]{1,8})*")
 _PART_NAMES = ("subject", "text", "html")
-# The parser only: syntax is checked the way the sandboxed renderer will read it.
-_SYNTAX = ImmutableSandboxedEnvironment()
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,10 +155,18 @@ def _source(value: Any, where: str, limit: int) -> str | None:
         raise InvalidInput(f"{where} must be template text of at most {limit:,} characters.",
                            field="locales")
     try:
-        _SYNTAX.parse(value)
+        tree = SYNTAX.parse(value)
     except jinja2.TemplateSyntaxError as exc:
         raise InvalidTemplate(f"{where} line {exc.lineno}: {str(exc.message).rstrip('.')}.",
                               field="locales", line=exc.lineno) from None
+    except RecursionError:  # (((((... a hundred thousand deep
+        raise InvalidTemplate(f"{where} is nested too deeply to read.", field="locales") from None
+    except ValueError as exc:  # the lexer's int() of a literal past Python's 4,300 digits
+        raise InvalidTemplate(f"{where}: {str(exc).rstrip('.')}.", field="locales") from None
+    found = lint(tree)
+    if found is not None:
+        raise InvalidTemplate(f"{where} line {found[0]}: {found[1]}.", field="locales",
+                              line=found[0])
     return value
 
 
@@ -181,6 +190,21 @@ def _parts(value: Any, where: str, need_text: bool) -> Parts:
     return parts
 
 
+def _locale(value: Any, where: str) -> LocaleParts:
+    parts = _parts(value, where, True)
+    channels = value.get("channels") or {}
+    if not isinstance(channels, Mapping) or len(channels) > MAX_CHANNELS:
+        raise InvalidInput(f"{where}.channels must be an object of at most "
+                           f"{MAX_CHANNELS} channels.", field="locales")
+    over: dict[str, Parts] = {}
+    for channel, choice in channels.items():
+        if not isinstance(channel, str) or not _CHANNEL.fullmatch(channel):
+            raise InvalidInput(f"{where}.channels: {channel!r:.40} is not a channel "
+                               "name.", field="locales")
+        over[channel] = _parts(choice, f"{where}.channels.{channel}", False)
+    return LocaleParts(parts, over)
+
+
 def parse_template(name: Any, doc: Any, updated_at: int = 0) -> LocalizedTemplate:
     """A template from its JSON form (the body of `PUT /v1/templates/{name}`); raises
     `InvalidInput` naming the field (a syntax error: the part and its line)."""
@@ -200,23 +224,12 @@ def parse_template(name: Any, doc: Any, updated_at: int = 0) -> LocalizedTemplat
         raise InvalidInput(f"locales must be an object of 1 to {MAX_LOCALES} locales, each "
                            '{"subject", "text", "html", "channels"}.', field="locales")
     locales: dict[str, LocaleParts] = {}
-    for tag, value in raw.items():
-        key = check_locale(tag, "locales")
-        if key in locales:
-            raise InvalidInput(f"locales names {key} twice.", field="locales")
-        where = f"locales.{key}"
-        parts = _parts(value, where, True)
-        channels = value.get("channels") or {}
-        if not isinstance(channels, Mapping) or len(channels) > MAX_CHANNELS:
-            raise InvalidInput(f"{where}.channels must be an object of at most "
-                               f"{MAX_CHANNELS} channels.", field="locales")
-        over: dict[str, Parts] = {}
-        for channel, choice in channels.items():
-            if not isinstance(channel, str) or not _CHANNEL.fullmatch(channel):
-                raise InvalidInput(f"{where}.channels: {channel!r:.40} is not a channel "
-                                   "name.", field="locales")
-            over[channel] = _parts(choice, f"{where}.channels.{channel}", False)
-        locales[key] = LocaleParts(parts, over)
+    with RenderBudget(LINT_SECONDS):  # one for the document: `_lint` gives up past it
+        for tag, value in raw.items():
+            key = check_locale(tag, "locales")
+            if key in locales:
+                raise InvalidInput(f"locales names {key} twice.", field="locales")
+            locales[key] = _locale(value, f"locales.{key}")
     if default is not None and default not in locales:
         raise InvalidInput(f"default_locale {default} has no entry in locales (or set it "
                            "to null for no fallback).", field="default_locale")

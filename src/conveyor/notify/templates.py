@@ -47,6 +47,11 @@ class _Simple:
         self.parts, self.names, self.escape = parts, names, escape
 
     def render(self, data: Mapping[str, Any]) -> str:
+        return "".join(self.generate(data))
+
+    def generate(self, data: Mapping[str, Any]) -> list[str]:
+        """The pieces `render` joins (as Jinja's `Template.generate`: a stored template's
+        output is counted before it is joined)."""
         out = [self.parts[0]]
         for name, text in zip(self.names, self.parts[1:]):
             try:
@@ -55,7 +60,7 @@ class _Simple:
                 raise jinja2.UndefinedError(f"{name!r} is undefined") from None
             out.append(str(markupsafe.escape(value)) if self.escape else str(value))
             out.append(text)
-        return "".join(out)
+        return out
 
 
 def fast_form(env: jinja2.Environment, source: str, template: jinja2.Template,
