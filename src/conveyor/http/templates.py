@@ -101,8 +101,8 @@ class PreviewOut(BaseModel):
             responses=errors(400, 422))
 async def put_template(name: str, body: TemplateIn, request: Request,
                        broker: BrokerDep) -> Response:
-    """Create or replace a template (a syntax error: 422 `invalid_template`, with the
-    part and its line)."""
+    """Create or replace a template (a syntax error, or what can never render: an unknown
+    filter, `1/0`: 422 `invalid_template`, with the part and its line)."""
     doc = body.model_dump(exclude_none=True, exclude={"updated_at"})
     if "default_locale" in body.model_fields_set and body.default_locale is None:
         doc["default_locale"] = None  # null means no fallback, not "left out"
@@ -145,7 +145,8 @@ async def list_templates(broker: BrokerDep,
 async def preview(name: str, body: PreviewIn, broker: BrokerDep) -> Response:
     """Render a template for a recipient, per channel they have an address on, in the
     first locale of their fallback chain the template has; sends and writes nothing.
-    422 `template_locale_missing` when the chain finds no locale."""
+    422 `template_locale_missing` when the chain finds no locale; 422 `invalid_template`
+    when a render fails (an error, or past its limits: 0.1 s of CPU, 2 MiB of text)."""
     found = await preview_template(broker, name, body.data, recipient=body.recipient,
                                    locale=body.locale, channels=body.channels)
     return json_response(found)
