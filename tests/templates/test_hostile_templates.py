@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import threading
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -27,6 +28,7 @@ from conveyor.errors import InvalidTemplate
 from conveyor.http.app import create_app
 from conveyor.locales import parse_template
 from conveyor.notify import Email, Notifier, SmtpChannel
+from conveyor.notify import locales as notify_locales
 from conveyor.notify.delivery import dlq_name
 from conveyor.notify.locales import Compiled
 from conveyor.sandbox import RENDER_SECONDS
@@ -155,25 +157,35 @@ async def test_a_hostile_render_is_a_quick_422(http: httpx.AsyncClient, name: st
 
 
 @on_sqlite
-async def test_the_server_answers_during_a_hostile_preview(broker: Broker) -> None:
-    """The render runs in a worker thread: /healthz keeps answering, and the connection
-    the 422 went out on serves the next request (it was reset after a recursion's 500)."""
+async def test_the_server_answers_during_a_hostile_preview(
+        broker: Broker, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The render runs in a worker thread, not on the server's event loop (this test's):
+    /healthz keeps answering, and the connection the 422 went out on serves the next
+    request (it was reset after a recursion's 500)."""
+    threads: list[int] = []
+    render = notify_locales._render_channels
+
+    def spy(*args: Any) -> Any:
+        threads.append(threading.get_ident())
+        return render(*args)
+
+    monkeypatch.setattr(notify_locales, "_render_channels", spy)
     await broker.templates.put("spin", _doc(LOOPS))
     await broker.templates.put("self", _doc(AT_RENDER[5][1]))
     async with serving(broker) as url, httpx.AsyncClient(
             base_url=url, limits=httpx.Limits(max_connections=1)) as client, \
             httpx.AsyncClient(base_url=url) as other:
-        started = time.perf_counter()
         preview = asyncio.create_task(client.post("/v1/templates/spin/preview",
                                                   json=_preview({"n": 2000})))
-        waits: list[float] = []
+        answered = 0
         while not preview.done():
-            before = time.perf_counter()
             assert (await other.get("/healthz")).status_code == 200
-            waits.append(time.perf_counter() - before)
-        took = time.perf_counter() - started
+            answered += 1
         _refused(await preview, "ran past")
-        assert len(waits) >= 3 and max(waits) < took / 2, (waits, took)
+        # (How long each check waits says little on a loaded host: the render holds the
+        # GIL, so the checks wait for its slices either way; where it runs is the point.)
+        assert answered >= 1 and threads
+        assert threading.get_ident() not in threads
         # The connection stays open and usable after a failed render, a recursion's too.
         first = await client.get("/healthz")
         _refused(await client.post("/v1/templates/self/preview", json=_preview({})),
