@@ -46,6 +46,19 @@ class Grant:
             return False
         return queue is None or fnmatch.fnmatchcase(queue, self.pattern)
 
+    def covers_prefix(self, prefix: str) -> bool:
+        """True when the pattern matches every queue name that starts with `prefix`."""
+        # Not `fnmatchcase(prefix + "*", pattern)`: that reads the `*` as a character,
+        # which `?` matches, though `notify-?` covers one-character suffixes only. A
+        # pattern ending in `*` is a head then any text: it covers `prefix` + anything
+        # exactly when the head matches some beginning of `prefix` (the rest, and what
+        # follows, go to the `*`). A pattern ending otherwise is taken not to: wrongly so
+        # only for oddities such as `*?` (any nonempty name), which no grant needs.
+        head = self.pattern.rstrip("*")
+        if head == self.pattern:
+            return False
+        return any(fnmatch.fnmatchcase(prefix[:end], head) for end in range(len(prefix) + 1))
+
     def __str__(self) -> str:
         actions = ",".join(a for a in ACTIONS if a in self.actions)
         return actions if self.pattern == "*" else f"{actions}:{self.pattern}"
@@ -74,6 +87,11 @@ class ApiKey:
         # Not `allows(action, "*")`: fnmatch would take the `*` as a name, which `?`
         # matches too, though `send:?` covers only one-character names.
         return any(action in g.actions and not g.pattern.strip("*") for g in self.grants)
+
+    def allows_prefix(self, action: Action, prefix: str) -> bool:
+        """True when some grant covers `action` on every queue whose name starts with
+        `prefix` (`""`: as `allows_every`)."""
+        return any(action in g.actions and g.covers_prefix(prefix) for g in self.grants)
 
 
 def parse_grant(text: str) -> Grant:

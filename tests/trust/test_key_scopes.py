@@ -259,3 +259,33 @@ async def test_dashboard_job_pages_and_dead_letters_keep_to_the_keys_queues(
     assert len(await broker.peek("teama-dlq")) == 1
     assert await post("/ui/jobs/own-done/delete") == 303
     assert await broker.jobs.status_get("own-done") is None
+
+
+def test_notify_queues_means_a_grant_on_all_of_them() -> None:
+    # fnmatch reads the `*` of Need(..., "notify-*") as a character, which `?` matches
+    [narrow] = parse_grants(["receive:notify-?"])
+    assert narrow.allows("receive", "notify-*")
+    for grants, every in ((["receive:notify-?"], False), (["receive:notify-?*"], False),
+                          (["receive:notify-email"], False), (["receive:notify-*"], True),
+                          (["receive:notify*"], True), (["receive:n*"], True),
+                          (["receive:?otify-*"], True), (["receive:*-*"], True),
+                          (["receive"], True), (["send:notify-*"], False)):
+        assert ApiKey("k", "k", parse_grants(grants), 0).allows_prefix(
+            "receive", "notify-") is every, grants
+    assert ApiKey("k", "k", parse_grants(["send:?"]), 0).allows_prefix("send", "") is False
+    assert ApiKey("k", "k", parse_grants(["send:**"]), 0).allows_prefix("send", "") is True
+
+
+async def test_notification_data_needs_every_notify_queue(api: Api) -> None:
+    await api.key("one-char", "receive,manage,send:notify-?")
+    await api.key("notify", "receive,manage,send:notify-*")
+    suppress = {"channel": "email", "address": "ann@example.com", "reason": "asked"}
+    for method, path, body in (("GET", "/v1/suppressions", None),
+                               ("GET", "/v1/notifications/series", None),
+                               ("GET", "/ui/deliveries", None),
+                               ("GET", "/v1/templates", None),
+                               ("POST", "/v1/suppressions", suppress)):
+        assert (await api.call("one-char", method, path, body))[0] == 403, path
+    assert (await api.call("notify", "POST", "/v1/suppressions", suppress))[0] == 204
+    status, listed = await api.call("notify", "GET", "/v1/suppressions")
+    assert status == 200 and "ann@example.com" in str(listed)

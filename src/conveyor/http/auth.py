@@ -307,6 +307,13 @@ class ApiKeyAuth:
 def _allowed(key: ApiKey, need: Need) -> bool:
     if need.queue == EVERY:
         return any(key.allows_every(a) for a in ([need.action] if need.action else ACTIONS))
+    if need.queue is not None and need.queue.endswith("*"):
+        # `notify-*`: every notification queue, so a grant that covers them all (as
+        # `notify-*`, `notify*` or `*` do), not one that fnmatch lets match the string
+        # "notify-*" (`notify-?` would: its `?` takes the `*`).
+        prefix = need.queue.rstrip("*")
+        return any(key.allows_prefix(a, prefix)
+                   for a in ([need.action] if need.action else ACTIONS))
     if need.action is None:
         return key.allows_any(need.queue)
     return key.allows(need.action, need.queue)

@@ -12,6 +12,9 @@ needs the key's grant on its queue, as on the native API: sending `send`; receiv
 deleting and changing visibility `receive`; creating, deleting, purging, configuring and
 moving messages `manage`; reading a queue's URL, attributes or tags any grant on it.
 `ListQueues` and `ListDeadLetterSourceQueues` list only queues the key has a grant on.
+A request that names another queue reaches it too: a RedrivePolicy's dead-letter queue
+and a move task's destination take `send` there (as on the native API), and a task
+handle is its source queue's (`manage` there).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import orjson
 from starlette.requests import Request
 
 from conveyor.broker.api_keys import ApiKeys
@@ -29,13 +33,14 @@ from conveyor.keys import Action, ApiKey
 from conveyor.sealing import Sealer
 from conveyor.sqs.context import Context, queue_name_from_url
 from conveyor.sqs.errors import ACCESS_DENIED, SqsError
+from conveyor.sqs.move_tasks import handle_source
 from conveyor.sqs.params import Params
 from conveyor.sqs.sigv4 import INVALID_CLIENT_TOKEN_ID, SigV4Verifier, access_key_of
 
 FORM_TYPE = "application/x-www-form-urlencoded"
 
 # action -> (what it needs, where its queue is named). None: any grant on the queue.
-_URL, _NAME, _SOURCE, _NONE, _ALL = "url", "name", "source", "none", "all"
+_URL, _NAME, _SOURCE, _HANDLE, _NONE, _ALL = "url", "name", "source", "handle", "none", "all"
 NEEDS: Mapping[str, tuple[Action | None, str]] = {
     "SendMessage": ("send", _URL),
     "SendMessageBatch": ("send", _URL),
@@ -59,7 +64,7 @@ NEEDS: Mapping[str, tuple[Action | None, str]] = {
     "RemovePermission": ("manage", _URL),
     "StartMessageMoveTask": ("manage", _SOURCE),
     "ListMessageMoveTasks": ("manage", _SOURCE),
-    "CancelMessageMoveTask": ("manage", _NONE),
+    "CancelMessageMoveTask": ("manage", _HANDLE),
 }
 # outputs listing queue URLs, filtered to what the key may see
 _LISTS = {"ListQueues": "QueueUrls", "ListDeadLetterSourceQueues": "queueUrls"}
@@ -86,8 +91,12 @@ def authorize_action(key: ApiKey | None, action: str, ctx: Context, params: Para
         queues = [params.text("QueueName")]
     elif where == _SOURCE:
         queues = [ctx.name_from_arn(params.required("SourceArn"), "SourceArn")[1]]
+    elif where == _HANDLE:
+        if what is not None and not key.allows(what):  # no handle tells a key it has none
+            raise _denied(key, action, what, None)
+        queues = [handle_source(params.required("TaskHandle"))[1]]
     elif where == _ALL:
-        if not any(g.pattern == "*" and "manage" in g.actions for g in key.grants):
+        if not key.allows_every("manage"):
             raise SqsError(ACCESS_DENIED, f"The key {key.name} ({key.id}) may not call "
                            f"{action}: it needs manage on every queue.")
         return
@@ -100,6 +109,29 @@ def authorize_action(key: ApiKey | None, action: str, ctx: Context, params: Para
                                         "DestinationArn")[1]
         if not key.allows("send", destination):
             raise _denied(key, action, "send", destination)
+    if action in ("CreateQueue", "SetQueueAttributes"):
+        # The queue's messages move to its dead-letter queue by themselves later: naming
+        # one is sending there.
+        dead_letter_queue = _dead_letter_target(ctx, params)
+        if dead_letter_queue is not None and not key.allows("send", dead_letter_queue):
+            raise _denied(key, action, "send", dead_letter_queue)
+
+
+def _dead_letter_target(ctx: Context, params: Params) -> str | None:
+    """The queue a request's RedrivePolicy names as dead-letter queue, read as
+    `queue_attributes.to_broker` reads it; None when there is none (a malformed policy is
+    then refused by the action itself, before it changes anything)."""
+    attributes = params.raw("Attributes")
+    policy = attributes.get("RedrivePolicy") if isinstance(attributes, Mapping) else None
+    if not isinstance(policy, str) or not policy:
+        return None
+    try:
+        data = orjson.loads(policy)
+    except orjson.JSONDecodeError:
+        return None
+    arn = data.get("deadLetterTargetArn") if isinstance(data, dict) else None
+    found = ctx.parse_arn(arn) if isinstance(arn, str) else None
+    return None if found is None else found[1]
 
 
 def filter_output(key: ApiKey | None, action: str, output: dict[str, Any] | None

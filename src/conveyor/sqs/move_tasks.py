@@ -2,7 +2,8 @@
 
 A task handle carries the redrive task's id and its source queue's ARN (base64), as SQS's
 do, so that CancelMessageMoveTask can tell a malformed handle, a gone source queue and an
-unknown task apart. ARNs name queues (and their region).
+unknown task apart. ARNs name queues (and their region). A client can write any handle:
+the key needs `manage` on the queue it names, and a task of another queue is unknown there.
 """
 
 from __future__ import annotations
@@ -40,6 +41,14 @@ def _unhandle(handle: str) -> tuple[str, str]:
     if not sep:
         raise fail("task_handle")
     return task_id, arn
+
+
+def handle_source(handle: str) -> tuple[str, str]:
+    """(region, source queue) a task handle names, or AWS's error for a malformed one."""
+    found = Context.parse_arn(_unhandle(handle)[1])
+    if found is None:
+        raise fail("task_handle")
+    return found
 
 
 def _arn(ctx: Context, region: str, name: str) -> str:
@@ -102,15 +111,18 @@ async def list_message_move_tasks(ctx: Context, p: Params) -> Output:
 
 async def cancel_message_move_task(ctx: Context, p: Params) -> Output:
     """CancelMessageMoveTask: stops after the current batch; moved messages stay moved."""
-    task_id, source_arn = _unhandle(p.required("TaskHandle"))
-    found = ctx.parse_arn(source_arn)
-    if found is None:
-        raise fail("task_handle")
+    handle = p.required("TaskHandle")
+    task_id, _ = _unhandle(handle)
+    region, name = handle_source(handle)
     try:
-        await ctx.broker.get_queue(found[1], found[0])
+        await ctx.broker.get_queue(name, region)
     except QueueNotFound:
         raise fail("source_arn_missing") from None
     try:
+        # The handle is the client's to write: the key was checked on the queue it names
+        # (`conveyor.sqs.auth`), so another queue's task is not one of this queue's.
+        if (await ctx.broker.redrive.get(task_id)).source_queue != name:
+            raise fail("task_missing")
         task = await ctx.broker.redrive.cancel(task_id)
     except TaskNotFound:
         raise fail("task_missing") from None
