@@ -16,7 +16,7 @@ import pytest
 
 from conveyor.broker.broker import Broker
 from conveyor.clock import ManualClock
-from conveyor.errors import InvalidInput
+from conveyor.errors import InvalidInput, StorageUnavailable
 from conveyor.notify import Channel, DeliveryOptions, Email, Item, Notifier, Result
 from conveyor.notify.delivery import queue_name
 
@@ -111,6 +111,41 @@ async def test_held_as_unknown_when_configured(broker: Broker, clock: ManualCloc
     assert set(first.got) | set(second.got) == set(ids)
     counts = (await notifier.counts())["email"]
     assert counts["unknown"] == CHUNK and counts["sent"] == N - CHUNK  # none silently
+    assert await broker.ledger.resent() == {}
+
+
+async def test_a_write_failing_after_a_send_still_records_its_outcomes(
+        broker: Broker, clock: ManualClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No process dies: the database refuses one write, the one that would record the
+    second chunk's outcomes as the third begins (a connection killed under the worker).
+    The batch fails and its leases lapse, but the outcomes of what went out are recorded
+    first, so the next worker sends nothing twice (they were left `sending`, in doubt,
+    and sent again: an outside probe counted 18 extra emails over 8 connection kills)."""
+    options = DeliveryOptions(lanes=1, in_flight=CHUNK, visibility_timeout=30,
+                              heartbeat_seconds=0)
+    first = HangingChannel()  # never hangs
+    notifier = Notifier(broker, channels={"email": first}, envelope_size=100)
+    ids = await notifier.asend_many([Email(to=f"c{i}@example.com", subject="s", text="t")
+                                     for i in range(N)])
+    begin, calls = broker.ledger.begin, 0
+
+    async def refusing(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise StorageUnavailable("the database went away")
+        return await begin(*args, **kwargs)
+
+    monkeypatch.setattr(broker.ledger, "begin", refusing)
+    claimed = await broker.receive(queue_name("email"), 10, options.visibility_timeout, 0)
+    with pytest.raises(StorageUnavailable):
+        await notifier.deliverer(options).process("email", first, claimed)
+    counts = (await notifier.counts())["email"]
+    assert counts["sent"] == 2 * CHUNK and counts["sending"] == 0
+    monkeypatch.setattr(broker.ledger, "begin", begin)
+    second = await _after_the_lease(broker, clock, notifier, options)
+    both = first.got + second.got
+    assert set(both) == set(ids) and max(both.values()) == 1  # none lost, none twice
     assert await broker.ledger.resent() == {}
 
 

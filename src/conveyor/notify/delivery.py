@@ -292,13 +292,40 @@ class Deliverer:
                 started, turn = time.thread_time(), time.perf_counter()
         stats.render_cpu += time.thread_time() - started
         since = stats.add_wait(name, "render", since)
-        pending: list[DeliveryUpdate] = []  # the last chunk's outcomes, not yet written
-        if sendable:
-            sent, pending = await self._send(name, channel, keeper, items, owners, sendable,
-                                             payloads)
-            results.update(sent)
-        await self._settle(name, messages, envelopes, owners, items, results,
-                           pending + updates, keeper.lost, len(pending))
+        pending: list[DeliveryUpdate] = []  # outcomes of sends, not yet written
+        try:
+            if sendable:
+                results.update(await self._send(name, channel, keeper, items, owners,
+                                                 sendable, payloads, pending))
+            await self._settle(name, messages, envelopes, owners, items, results,
+                               pending + updates, keeper.lost, len(pending))
+        except ConveyorError:
+            # A write failed (the database went away for a moment) after sends went out:
+            # left `sending`, they are in doubt, and the next holder sends them again
+            # (an outside probe: 18 extra emails over 8 connection kills, no process
+            # died). Their outcomes are known: record them before the leases lapse.
+            await self._record(name, pending)
+            raise
+
+    async def _record(self, name: str, outcomes: list[DeliveryUpdate]) -> None:
+        """Write the outcomes of sends that went out, retrying for a while (up to a third
+        of the lease), as a failed batch gives its envelopes back."""
+        if not outcomes:
+            return
+        deadline = time.monotonic() + min(30.0, self.options.visibility_timeout / 3)
+        pause = 0.05
+        while True:
+            try:
+                for start in range(0, len(outcomes), 1000):
+                    await self.broker.ledger.finish(outcomes[start:start + 1000])
+                return
+            except ConveyorError as exc:
+                if time.monotonic() + pause > deadline:
+                    log.error("notify %s: the outcomes of %d sends could not be recorded "
+                              "(%s); they will be sent again", name, len(outcomes), exc)
+                    return
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 2.0)
 
     async def _settle(self, name: str, messages: Sequence[Message],
                       envelopes: list[Envelope], owners: list[int], items: list[Item],
@@ -397,18 +424,19 @@ class Deliverer:
 
     async def _send(self, name: str, channel: Channel, keeper: LeaseKeeper,
                     items: list[Item], owners: list[int], sendable: list[int],
-                    payloads: list[Any]) -> tuple[dict[int, Result], list[DeliveryUpdate]]:
+                    payloads: list[Any], outcomes: list[DeliveryUpdate]
+                    ) -> dict[int, Result]:
         """Send in chunks of at most `options.chunk`, each as soon as the rate limit allows
         it (so the provider never sees more than the limit's burst at once) and only for
         envelopes whose lease is still ours (`LeaseKeeper.confirm`). Each chunk is marked
         `sending` right before it goes out, in one write with the outcomes of the chunk
         before (written alone if the rate limit makes the lane wait first), so a lane
         never has more than one chunk `sending` and a crash leaves no more than the
-        chunks on the wire in doubt. The last chunk's outcomes are returned unwritten:
-        `_settle` writes them next, with the acks when it can."""
+        chunks on the wire in doubt. `outcomes` holds those of the sends not yet written
+        (the caller's, so that they outlive a failed write); the last chunk's are left
+        there: `_settle` writes them next, with the acks when it can."""
         stats = self.stats
         results: dict[int, Result] = {}
-        outcomes: list[DeliveryUpdate] = []
         size = max(1, channel.batch_size)
         most = min(self.options.chunk, 1000)  # 1,000: the ledger's batch limit
         done = 0
@@ -431,7 +459,7 @@ class Deliverer:
                 continue
             chunk, chunk_payloads = await self._begin(name, items, chunk, chunk_payloads,
                                                       outcomes)
-            outcomes = []
+            outcomes.clear()
             since = stats.add_wait(name, "ledger", since)
             batches = [(chunk[i:i + size], chunk_payloads[i:i + size])
                        for i in range(0, len(chunk), size)]
@@ -445,7 +473,7 @@ class Deliverer:
                         DeliveryUpdate(items[k].id, "sent", None, result.provider_id)
                         if result.outcome == "sent" else
                         DeliveryUpdate(items[k].id, "retrying", result.detail))
-        return results, outcomes
+        return results
 
     async def _begin(self, name: str, items: list[Item], chunk: list[int],
                      chunk_payloads: list[Any], finished: list[DeliveryUpdate]
