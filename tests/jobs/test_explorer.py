@@ -206,6 +206,8 @@ async def test_a_worker_runs_a_retried_job_to_success(broker: Broker,
         page = await broker.jobs.list(JobFilter(state="dead", task=once_broken.name))
         assert [(j.job_id, j.error) for j in page.jobs] == [
             (job.id, "RuntimeError: first run breaks")]
+        # Dead-lettered once its status is written: the message follows a moment later.
+        await eventually(lambda: _in_dlq(broker, "flaky-dlq"), what="the dead letter")
         await broker.jobs.retry(job.id)
         await eventually(lambda: _status_is(app, job.id, "succeeded"), what="succeeded")
     assert runs == [7, 7]  # the same arguments, from the dead-letter message
@@ -216,3 +218,7 @@ async def test_a_worker_runs_a_retried_job_to_success(broker: Broker,
 async def _status_is(app: App, job_id: str, status: str) -> bool:
     found = await app.job_status(job_id)
     return found is not None and found.status == status
+
+
+async def _in_dlq(broker: Broker, dlq: str) -> bool:
+    return (await broker.queue_stats(dlq)).visible == 1

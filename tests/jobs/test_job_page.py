@@ -33,6 +33,10 @@ async def _status_is(app: App, job_id: str, status: str) -> bool:
     return found is not None and found.status == status
 
 
+async def _in_dlq(broker: Broker, dlq: str) -> bool:
+    return (await broker.queue_stats(dlq)).visible == 1
+
+
 def _explode(n: int) -> None:
     raise RuntimeError(f"run {n} breaks")
 
@@ -55,6 +59,8 @@ async def test_attempts_errors_tracebacks_arguments_and_timeline(
     worker = Worker(app, WorkerOptions(wait_seconds=0, holder="worker-a"))
     async with running(worker):
         await eventually(lambda: _status_is(app, job.id, "dead"), what="dead")
+        # Dead-lettered once its status is written: the message follows a moment later.
+        await eventually(lambda: _in_dlq(broker, "flaky-dlq"), what="the dead letter")
         clock.advance(5)  # the second run starts later (an attempt is named by its start)
         await broker.jobs.retry(job.id)
         await eventually(lambda: _status_is(app, job.id, "succeeded"), what="succeeded")

@@ -71,11 +71,40 @@ async def test_a_write_behind_the_recorded_progress_changes_nothing(broker: Brok
     assert found is not None and found.status == "succeeded"
 
 
-async def test_a_dead_job_takes_any_write_as_a_redrive_starts_it_over(broker: Broker) -> None:
-    await broker.jobs.status_set_many([JobStatus("d", "dead", "q", attempts=4, error="x")])
-    await broker.jobs.status_set_many([JobStatus("d", "running", "q", attempts=1)])
-    found = await broker.jobs.status_get("d")
-    assert found is not None and (found.status, found.attempts) == ("running", 1)
+async def test_a_dead_job_takes_only_a_write_that_starts_it_over(broker: Broker,
+                                                                    clock: ManualClock) -> None:
+    async def now() -> tuple[str, int]:
+        found = await broker.jobs.status_get("d")
+        assert found is not None
+        return found.status, found.attempts
+
+    t = clock.ms
+    run = {"worker": "w", "started_at": t}
+    await broker.jobs.status_set_many([JobStatus("d", "running", "q", attempts=1, **run)])
+    await broker.jobs.status_set_many([JobStatus("d", "dead", "q", attempts=2, error="x",
+                                                 worker="v", started_at=t + 1, ended_at=t + 2)])
+    # A worker whose lease lapsed: its attempt 1 ends late. So would a report of it.
+    await broker.jobs.status_set_many([JobStatus("d", "retrying", "q", attempts=1, error="y",
+                                                 ended_at=t + 3, **run)])
+    await broker.jobs.status_set_many([JobStatus("d", "running", "q", attempts=1,
+                                                 progress={"done": 1})])
+    assert await now() == ("dead", 2)
+    # A redrive runs attempt 1 again: a new run, with its start and end in one batch.
+    await broker.jobs.status_set_many([
+        JobStatus("d", "running", "q", attempts=1, worker="u", started_at=t + 10),
+        JobStatus("d", "succeeded", "q", attempts=1, worker="u", started_at=t + 10,
+                  ended_at=t + 11)])
+    assert await now() == ("succeeded", 1)
+    # Within one batch the same rule holds: dead, then a late write of an earlier run.
+    await broker.jobs.status_set_many([
+        JobStatus("e", "dead", "q", attempts=2, worker="v", started_at=t, ended_at=t + 1),
+        JobStatus("e", "retrying", "q", attempts=1, error="late")])
+    found = await broker.jobs.status_get("e")
+    assert found is not None and (found.status, found.attempts) == ("dead", 2)
+    # A retry from the job explorer writes `queued`.
+    await broker.jobs.status_set_many([JobStatus("e", "queued", "q")])
+    found = await broker.jobs.status_get("e")
+    assert found is not None and found.status == "queued"
 
 
 async def test_counts_per_queue_and_in_all(broker: Broker) -> None:

@@ -67,3 +67,51 @@ async def test_attempts_go_with_their_status(storage: Storage, t0: int) -> None:
     assert await storage.job_attempts("gone") == []
     assert await storage.job_attempts("deleted") == []
     assert [a.outcome for a in await storage.job_attempts("kept")] == ["dead"]
+
+
+async def test_a_late_write_of_an_older_attempt_leaves_a_dead_job_dead(storage: Storage,
+                                                                      t0: int) -> None:
+    """Worker A starts attempt 1 and freezes past its lease; B runs attempt 2, which
+    dead-letters the job; then A wakes and reports its attempt-1 failure. Only a new
+    attempt (a redrive runs attempt 1 again, under a new start) or a retry's `queued`
+    reopens a dead job."""
+    a1 = AttemptRow("j", 1, t0, "A", None, "running", None, None)
+    await storage.job_put_many([row("j", "running", 5)], t0, [a1])
+    b2 = AttemptRow("j", 2, t0 + 4_000, "B", None, "running", None, None)
+    await storage.job_put_many([row("j", "running", 9)], t0 + 4_000, [b2])
+    await storage.job_put_many([row("j", "dead", 11)], t0 + 6_000,
+                               [b2._replace(ended_at=t0 + 6_000, outcome="dead")])
+
+    async def now() -> tuple[str, int]:
+        found = await storage.job_get("j", t0 + 30_000)
+        assert found is not None
+        return found.status, found.attempts
+
+    a1_end = a1._replace(ended_at=t0 + 9_000, outcome="retrying", error="E: late")
+    await storage.job_put_many([row("j", "retrying", 6)], t0 + 9_000, [a1_end])
+    assert await now() == ("dead", 2)
+    # Nor a late start or progress report of a recorded attempt (none carries a new one).
+    await storage.job_put_many([row("j", "running", 9)], t0 + 9_001, [b2])
+    await storage.job_put_many([row("j", "running", 5)], t0 + 9_002)
+    assert await now() == ("dead", 2)
+    # A's attempt still ends in the history: it did run, and failed.
+    assert [(a.attempt, a.worker, a.outcome) for a in await storage.job_attempts("j")] == [
+        (1, "A", "retrying"), (2, "B", "dead")]
+    # A redrive: attempt 1 again, a start no attempt row has. Its start and end may come
+    # in one batch (a fast job), as the end only.
+    redriven = AttemptRow("j", 1, t0 + 20_000, "C", t0 + 20_050, "succeeded", None, None)
+    await storage.job_put_many([row("j", "succeeded", 7)], t0 + 20_100, [redriven])
+    assert await now() == ("succeeded", 1)
+
+
+async def test_a_dead_job_takes_a_new_run_or_a_retry(storage: Storage, t0: int) -> None:
+    dead = AttemptRow("d", 2, t0, "B", t0 + 10, "dead", "E", None)
+    for job_id in ("redriven", "retried"):
+        await storage.job_put_many([row(job_id, "dead", 11)], t0 + 10,
+                                   [dead._replace(job_id=job_id)])
+    again = AttemptRow("redriven", 1, t0 + 1_000, "C", None, "running", None, None)
+    await storage.job_put_many([row("redriven", "running", 5)], t0 + 1_000, [again])
+    await storage.job_put_many([row("retried", "queued", 0)], t0 + 1_000)  # the explorer's
+    found = [await storage.job_get(j, t0 + 2_000) for j in ("redriven", "retried")]
+    assert [(s.status, s.attempts) if s else None for s in found] == [
+        ("running", 1), ("queued", 0)]

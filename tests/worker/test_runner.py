@@ -371,3 +371,34 @@ async def test_a_dead_job_stays_dead_when_its_running_status_is_written_late(
         await eventually(lambda: any("dead" in w for w in written), what="dead written")
     status = await app.job_status(job.id)
     assert status is not None and (status.status, status.attempts) == ("dead", 2), written
+
+
+async def test_a_redriven_dead_job_runs_again_and_its_status_follows(
+        broker: Broker, clock: ManualClock) -> None:
+    """A dead job takes a write that starts it over: a redrive's run (attempt 1 again,
+    under a new start), however fast it ends, though no late write of its old runs."""
+    app = make_app(broker, clock)
+    runs: list[int] = []
+
+    @app.task(queue="phoenix", max_retries=0, track=True)
+    async def rise() -> None:
+        runs.append(len(runs) + 1)
+        if len(runs) == 1:
+            raise RuntimeError("first run breaks")
+
+    job = await rise.aenqueue()
+    async with running(Worker(app, WorkerOptions(wait_seconds=0))):
+        await eventually(lambda: _count(broker, "phoenix-dlq", 1), what="the dead letter")
+        dead = await app.job_status(job.id)
+        assert dead is not None and (dead.status, dead.attempts) == ("dead", 1)
+        clock.advance(1)  # the run after the redrive starts later
+        assert (await broker.start_redrive("phoenix-dlq")).moved == 1
+        await eventually(lambda: _job_is(app, job.id, "succeeded"), what="succeeded")
+    assert runs == [1, 2]
+    page = await broker.jobs.detail(job.id)
+    assert [(a.attempt, a.outcome) for a in page.attempts] == [(1, "dead"), (1, "succeeded")]
+
+
+async def _job_is(app: App, job_id: str, status: str) -> bool:
+    found = await app.job_status(job_id)
+    return found is not None and found.status == status

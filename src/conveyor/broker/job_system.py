@@ -184,8 +184,10 @@ class Jobs:
         """Record a batch of statuses (up to 1,000) in one write; all or none.
 
         A status behind the recorded one (fewer attempts, or an earlier step of the same
-        attempt: queued, running, retrying, then an end) is ignored, except over a dead job;
-        within a batch the same rule holds in order. `updated_at` of the items is ignored.
+        attempt: queued, running, retrying, then an end) is ignored, except over a dead job
+        that it starts over: `queued` (a retry), or a run no attempt of the job has had
+        (its `started_at`: a redrive runs attempt 1 again). Within a batch the same rule
+        holds in order. `updated_at` of the items is ignored.
         `connection`: write in the application's transaction, as `Broker.send` does."""
         if len(items) > v.MAX_BATCH:
             raise TooManyEntries(f"A batch holds at most {v.MAX_BATCH} statuses, "
@@ -195,16 +197,19 @@ class Jobs:
         for index, item in enumerate(items):
             row = _job_row(item, index)
             attempt = _attempt_row(item, index)
+            new_run = False
             if attempt is not None:  # every attempt of the batch, its end over its start
                 name = (attempt.job_id, attempt.attempt, attempt.started_at)
                 earlier_attempt = attempts.get(name)
+                new_run = earlier_attempt is None
                 if earlier_attempt is None or earlier_attempt.ended_at is None:
                     attempts[name] = attempt
             earlier = rows.pop(row.job_id, None)  # keep the furthest (else the last)
             if earlier is not None and row.report is None:
                 row = row._replace(report=earlier.report)  # a report lands with its end
             rows[row.job_id] = row if earlier is None or row.progress >= earlier.progress \
-                or earlier.status == "dead" else earlier
+                or (earlier.status == "dead" and (row.status == "queued" or new_run)) \
+                else earlier
         if rows:
             storage = self._broker.storage
             if connection is not None:
@@ -429,6 +434,8 @@ _STEP = {"queued": 0, "running": 1, "retrying": 2, "succeeded": 3, "failed": 3,
 def progress(status: str, attempts: int) -> int:
     """How far a job has got. Storage ignores a status write behind the stored one, so a
     late or reordered write (a batch flushed out of order, a worker whose lease lapsed, the
-    producer's "queued" landing after the worker's "running") cannot undo progress; a dead
-    job takes any write, since a redrive starts it over at attempt 1."""
+    producer's "queued" landing after the worker's "running") cannot undo progress. A
+    redrive starts a dead job over at attempt 1, behind its dead attempt, so a dead job
+    also takes a write that starts it over (see `Jobs.status_set_many`), and only that:
+    a late write of an earlier attempt looks just like a redrive's by this number."""
     return attempts * 4 + _STEP[status]

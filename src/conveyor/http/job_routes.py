@@ -286,7 +286,8 @@ def _status(job_id: str, s: JobStatusFields) -> JobStatus:
 async def put_status(job_id: str, request: JobStatusFields, broker: BrokerDep,
                      http: Request) -> Response:
     """Record a job's status, replacing the previous one unless it is behind it (fewer
-    attempts, or an earlier step of the same attempt); a dead job takes any status."""
+    attempts, or an earlier step of the same attempt); a dead job takes only a status that
+    starts it over (`queued`, or a run with a `started_at` no attempt has had)."""
     await _permit_reports(http, broker, [(job_id, request.queue)])
     await broker.jobs.status_set_many([_status(job_id, request)])
     return Response(status_code=204)

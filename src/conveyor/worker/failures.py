@@ -2,11 +2,12 @@
 cancelled, or dead-lettered with their last error (see `conveyor.worker.runner`).
 
 `Failures` is a mixin of the runner's `_QueueRunner`, which supplies the attributes and
-the three methods declared here.
+the two methods declared here; status writes are `outcomes.Outcomes`'.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from typing import Any
@@ -16,8 +17,8 @@ from conveyor.heartbeats import TaskTally
 from conveyor.models import Message, MessageAttribute, SendEntry
 from conveyor.worker import flows
 from conveyor.worker.app import DLQ_SUFFIX, App
-from conveyor.worker.batching import Batcher
 from conveyor.worker.exceptions import Cancel, Retry, Snooze
+from conveyor.worker.outcomes import Outcomes
 from conveyor.worker.retry import backoff_seconds, is_final
 from conveyor.worker.task import Received, Task, TaskOptions
 
@@ -26,19 +27,11 @@ __all__ = ["Failures"]
 log = logging.getLogger("conveyor.worker")
 
 
-class Failures:
+class Failures(Outcomes):
     """Settles a job that raised: retry, snooze, cancel or dead-letter it."""
 
     source: Source
-    queue: str
     app: App
-    acks: Batcher[str]
-
-    def _status(self, job: Received, task: Task[Any, Any] | None, status: str, *,
-                error: str | None = None, result: Any = None,
-                exc: BaseException | None = None, ended: bool = True,
-                waits: int = 0) -> None:
-        raise NotImplementedError
 
     def _tally(self, name: str) -> TaskTally:
         raise NotImplementedError
@@ -63,9 +56,11 @@ class Failures:
                 isinstance(exc, Cancel) or is_final(options, attempt)):
             await flows.record_failure(self.source, job.flow, error)
         if isinstance(exc, Cancel):
-            self.acks.add(handle)
-            if track and job is not None:
-                self._status(job, task, "cancelled", error=error)
+            if track and job is not None:  # acknowledged once its end is written
+                self._status(job, task, "cancelled", error=error,
+                             then=functools.partial(self._ack, handle))
+            else:
+                self.acks.add(handle)
             if job is not None and job.unique is not None:
                 await self._release_unique(job, options, "cancelled")
             return
@@ -73,8 +68,9 @@ class Failures:
         if is_final(options, attempt):
             log.warning("job %s (%s) failed for good after %d runs: %s", message.id,
                         job.task if job else "?", attempt, error)
-            if track and job is not None:
-                self._status(job, task, "dead", error=error, exc=exc)
+            if track and job is not None and not await self._written(
+                    job, task, "dead", error=error, exc=exc):
+                return  # not recorded: it comes back after its lease, to end again
             await self._dead_letter(message, attempt, error)
             if job is not None and job.unique is not None:
                 await self._release_unique(job, options, "dead")

@@ -14,8 +14,9 @@ One `Worker` per process consumes every queue of its App (or those given). Per q
   once; running jobs get `shutdown_grace` seconds to finish, then are cancelled and released
   (their leases end now, so another worker picks them up). None is lost.
 
-Beside it: `failures` (retry, snooze, cancel, dead-letter), `held` (a held job), `options`
-(`WorkerOptions`), `aio` (small asyncio helpers), `flows` (a flow job's results and end).
+Beside it: `failures` (retry, snooze, cancel, dead-letter), `outcomes` (status writes, and
+the acknowledgements that wait for them), `held` (a held job), `options` (`WorkerOptions`),
+`aio` (small asyncio helpers), `flows` (a flow job's results and end).
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ import logging
 import os
 import threading
 import time
-import traceback
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -36,7 +36,6 @@ from typing import Any
 from conveyor.client._models import JobStatus
 from conveyor.client.source import Source
 from conveyor.heartbeats import Tally, TaskTally
-from conveyor.jobs import MAX_KEEP
 from conveyor.models import Message, VisibilityEntry
 from conveyor.worker import flows
 from conveyor.worker.aio import first, quietly, unless_stopped
@@ -62,7 +61,6 @@ log = logging.getLogger("conveyor.worker")
 # Seconds between receives that pass over full keys and find less than asked (keys.py).
 SKIP_PAUSE = 0.1
 
-_DEFAULT_OPTIONS = TaskOptions()
 _NO_RETRIES = TaskOptions(max_retries=0)
 
 
@@ -185,6 +183,8 @@ class _QueueRunner(Failures):
         self.held: dict[str, Held] = {}
         self.tallies: dict[str, TaskTally] = {}  # the worker's, by task (see _tally)
         self.began: dict[str, int] = {}  # tracked jobs running: their start (ms, wall)
+        self.statuses = shared.statuses
+        self.holder = shared.worker.holder
         # Per-key limited tasks: jobs parked for a key's slot do not count against the
         # capacity (up to as many again), each on a lane of its own.
         keyed = any(t.options.key_concurrency is not None for t in tasks)
@@ -205,6 +205,7 @@ class _QueueRunner(Failures):
             await self._shutdown()
             beat.cancel()
             await asyncio.gather(beat, return_exceptions=True)
+            await self.statuses.drain()  # (written statuses let acks and flow ends go)
             await self.flow_ends.drain()
             await self.acks.drain()
 
@@ -365,14 +366,13 @@ class _QueueRunner(Failures):
         else:
             (self.tallies.get(task.name) or self._tally(task.name)).ran(
                 time.perf_counter() - began)
-            if job.flow is None:
-                self.acks.add(job.message.receipt_handle)
-            else:  # acknowledged once the end is stored
-                self.flow_ends.add(flows.success(job.flow, result), job.message.receipt_handle)
             self.s.worker.processed += 1
             if options.track:
                 keep = options.keep_result
-                self._status(job, task, "succeeded", result=result if keep else None)
+                self._status(job, task, "succeeded", result=result if keep else None,
+                             then=functools.partial(self._settle, job, result))
+            else:
+                self._settle(job, result, True)
             if job.unique is not None:
                 await self._release_unique(job, options, "succeeded")
         finally:
@@ -426,28 +426,6 @@ class _QueueRunner(Failures):
             return await self._call(task, job)
         return await run_cancellable(task.fn(*job.args, **job.kwargs), task.options.timeout,
                                      held)
-
-    def _status(self, job: Received, task: Task[Any, Any] | None, status: str, *,
-                error: str | None = None, result: Any = None,
-                exc: BaseException | None = None, ended: bool = True,
-                waits: int = 0) -> None:
-        # Each step also reports its attempt (start, end, worker, traceback): the job
-        # explorer's history rides on the same batched write, no extra round trip.
-        # `waits`: seconds before its next run (a retry's or snooze's delay), which the
-        # status must outlive, or a job that waits longer than its keep time would lose
-        # its status (and `job.result()` its answer) while still alive.
-        options = task.options if task else _DEFAULT_OPTIONS
-        keep = min((options.keep_result or 86400) + waits, MAX_KEEP)
-        started = self.began.get(job.id) if status == "running" and not ended else \
-            self.began.pop(job.id, None)
-        end = None if started is None or (status == "running" and not ended) else \
-            int(self.app.wall_time() * 1000)
-        trace = None
-        if exc is not None and started is not None and not isinstance(exc, (Retry, Cancel)):
-            trace = "".join(traceback.format_exception(exc))
-        self.s.statuses.add(JobStatus(job.id, status, self.queue, job.task, job.attempt,
-                                      error, result, keep, worker=self.s.worker.holder,
-                                      started_at=started, ended_at=end, traceback=trace))
 
     # leases -------------------------------------------------------------------------
     async def _heartbeat(self) -> None:

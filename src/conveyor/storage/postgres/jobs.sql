@@ -88,8 +88,11 @@ WHERE (schedule, tick_at) IN (
 -- name: job_put_many
 -- A batch as arrays, one row per id (of repeated ids the broker keeps the furthest along).
 -- A write behind the stored progress changes nothing (see broker.jobs.progress), unless
--- the stored job is dead (a redrive starts it over) or its row has expired. created_at,
--- key and args are the first write's (an expired row starts over).
+-- its row has expired or the stored job is dead and this starts it over: a retry's
+-- `queued`, or a run that no attempt row names yet (a redrive runs attempt 1 again, under
+-- a new start). $14 holds the start of the run each row reports (NULL: it reports none). A
+-- late write of a run already recorded (a worker whose lease lapsed) leaves it dead.
+-- created_at, key and args are the first write's (an expired row starts over).
 INSERT INTO conveyor_jobs AS j (id, queue, task, status, attempts, error, result,
                                 keep_seconds, updated_at, expires_at, progress, report,
                                 key, args, created_at)
@@ -113,8 +116,16 @@ ON CONFLICT (id) DO UPDATE SET
                 ELSE COALESCE(j.args, EXCLUDED.args) END,
     created_at = CASE WHEN j.expires_at <= EXCLUDED.updated_at THEN EXCLUDED.created_at
                       ELSE COALESCE(j.created_at, EXCLUDED.created_at) END
-WHERE EXCLUDED.progress >= j.progress OR j.status = 'dead'
-   OR j.expires_at <= EXCLUDED.updated_at;
+WHERE EXCLUDED.progress >= j.progress
+   OR j.expires_at <= EXCLUDED.updated_at
+   OR (j.status = 'dead'
+       AND (EXCLUDED.status = 'queued'
+            OR EXISTS (
+                SELECT 1 FROM unnest($1::text[], $14::bigint[]) AS s(id, started)
+                WHERE s.id = EXCLUDED.id AND s.started IS NOT NULL AND NOT EXISTS (
+                    SELECT 1 FROM conveyor_job_attempts a
+                    WHERE a.job_id = s.id AND a.attempt = EXCLUDED.attempts
+                      AND a.started_at = s.started))));
 
 -- name: job_attempt_put_many
 -- In job_put_many's transaction, as arrays. A start whose end came first (a reordered

@@ -81,11 +81,13 @@ class PostgresJobs(PostgresBase):
                            attempts: Sequence[AttemptRow] = ()) -> None:
         """Upsert a batch as arrays, one statement (a second for its attempts, in the same
         transaction)."""
+        starts = {(a.job_id, a.attempt): a.started_at for a in attempts}  # a row's run
         args = ([r.job_id for r in rows], [r.queue for r in rows], [r.task for r in rows],
                 [r.status for r in rows], [r.attempts for r in rows],
                 [r.error for r in rows], [r.result for r in rows],
                 [r.keep_seconds for r in rows], now, [r.progress for r in rows],
-                [r.report for r in rows], [r.key for r in rows], [r.args for r in rows])
+                [r.report for r in rows], [r.key for r in rows], [r.args for r in rows],
+                [starts.get((r.job_id, r.attempts)) for r in rows])
         if not attempts:
             await self._execute(Q["job_put_many"], *args)
             return

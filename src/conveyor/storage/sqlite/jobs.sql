@@ -72,8 +72,11 @@ WHERE (schedule, tick_at) IN (SELECT schedule, tick_at FROM conveyor_cron_ticks
 
 -- name: job_put_many
 -- A write behind the stored progress changes nothing (see broker.jobs.progress), unless
--- the stored job is dead (a redrive starts it over) or its row has expired. created_at,
--- key and args are the first write's (an expired row starts over).
+-- its row has expired or the stored job is dead and this starts it over: a retry's
+-- `queued`, or a run that no attempt row names yet (a redrive runs attempt 1 again, under
+-- a new start). ?16 is the start of the run the write reports (NULL: it reports none). A
+-- late write of a run already recorded (a worker whose lease lapsed) leaves it dead.
+-- created_at, key and args are the first write's (an expired row starts over).
 INSERT INTO conveyor_jobs (id, queue, task, status, attempts, error, result, keep_seconds,
                            updated_at, expires_at, progress, report, key, args, created_at)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -90,8 +93,14 @@ ON CONFLICT (id) DO UPDATE SET
     created_at = CASE WHEN conveyor_jobs.expires_at <= excluded.updated_at
                       THEN excluded.created_at
                       ELSE coalesce(conveyor_jobs.created_at, excluded.created_at) END
-WHERE excluded.progress >= conveyor_jobs.progress OR conveyor_jobs.status = 'dead'
-   OR conveyor_jobs.expires_at <= excluded.updated_at;
+WHERE excluded.progress >= conveyor_jobs.progress
+   OR conveyor_jobs.expires_at <= excluded.updated_at
+   OR (conveyor_jobs.status = 'dead'
+       AND (excluded.status = 'queued'
+            OR (?16 IS NOT NULL AND NOT EXISTS (
+                SELECT 1 FROM conveyor_job_attempts a
+                WHERE a.job_id = excluded.id AND a.attempt = excluded.attempts
+                  AND a.started_at = ?16))));
 
 -- name: job_attempt_put_many
 -- In job_put_many's transaction. A start whose end came first (a reordered batch)

@@ -141,9 +141,10 @@ class SqliteJobs(SqliteBase):
                            attempts: Sequence[AttemptRow] = ()) -> None:
         """Upsert a batch (and its attempts) in one transaction."""
         at = self._now(now)
+        starts = {(a.job_id, a.attempt): a.started_at for a in attempts}  # a row's run
         values = [(r.job_id, r.queue, r.task, r.status, r.attempts, r.error, r.result,
                    r.keep_seconds, at, at + r.keep_seconds * 1000, r.progress, r.report,
-                   r.key, r.args, at)
+                   r.key, r.args, at, starts.get((r.job_id, r.attempts)))
                   for r in rows]
 
         def run(db: sqlite3.Connection) -> None:
