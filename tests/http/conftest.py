@@ -8,13 +8,15 @@ queues (`queue` gives a fresh, empty one), so tests share the server without int
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from conveyor.broker.broker import Broker
+from conveyor.http.app import create_app
 from tests.http.server import ServerProcess, start_server
 
 _names = itertools.count()
@@ -68,3 +70,12 @@ def new_queue(client: httpx.Client, request: pytest.FixtureRequest) -> NewQueue:
 def queue(new_queue: NewQueue) -> str:
     """A fresh, empty queue with default attributes."""
     return new_queue()
+
+
+@pytest.fixture
+async def http(broker: Broker) -> AsyncIterator[httpx.AsyncClient]:
+    """The native API in this process over `broker` (both backends), with a queue `base`."""
+    await broker.create_queue("base")
+    transport = httpx.ASGITransport(app=create_app(broker))
+    async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
+        yield client

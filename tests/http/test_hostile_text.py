@@ -5,25 +5,13 @@ NUL on PostgreSQL only) or kept NaN as null (an outside probe's findings)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import httpx
-import pytest
 
 from conveyor.broker.broker import Broker
-from conveyor.http.app import create_app
 from tests.http.helpers import assert_error
 
 JSON = {"content-type": "application/json"}
 SURROGATE, NUL = "\\ud800", "\\u0000"
-
-
-@pytest.fixture
-async def http(broker: Broker) -> AsyncIterator[httpx.AsyncClient]:
-    await broker.create_queue("base")
-    transport = httpx.ASGITransport(app=create_app(broker))
-    async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
-        yield client
 
 
 def flow(arg: str) -> str:

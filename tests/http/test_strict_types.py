@@ -4,24 +4,12 @@ and nothing is applied. One case per route family, on both backends."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-import pytest
 
 from conveyor.broker.broker import Broker
-from conveyor.http.app import create_app
 from tests.http.helpers import assert_error
-
-
-@pytest.fixture
-async def http(broker: Broker) -> AsyncIterator[httpx.AsyncClient]:
-    await broker.create_queue("base")
-    transport = httpx.ASGITransport(app=create_app(broker))
-    async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
-        yield client
-
 
 # (method, path, body, field): each body is valid but for one value of the wrong type.
 WRONG: list[tuple[str, str, dict[str, Any], str]] = [
