@@ -69,7 +69,9 @@ AT_RENDER: list[tuple[str, str, dict[str, Any], str]] = [
      "output passed 2,097,152 characters"),
     ("fast form", "{{s}}" * 1000, {"s": "x" * 60_000}, "output passed"),
     ("block", "{% set b %}{% for i in range(n) %}{{ s }}{% endfor %}{% endset %}{{ b }}",
-     {"n": 100_000, "s": "x" * 60_000}, "a block would make"),
+     # Reaching the block's bound means building 16 MiB (~20 ms of CPU here); a CI host
+     # under load once took past the 0.1 s budget first: either refusal is the point.
+     {"n": 100_000, "s": "x" * 60_000}, "a block would make|ran past its"),
     ("padding", "{{ s|center(w) }}", {"s": "x", "w": 10 ** 9}, "center would make"),
     ("format width", "{{ '{:>{w}}'.format(s, w=w) }}", {"s": "x", "w": 10 ** 9},
      "format would make"),
@@ -121,7 +123,7 @@ def _refused(answer: httpx.Response, words: str) -> str:
     error = answer.json()["error"]
     assert error["code"] == "invalid_template", error
     message = str(error["message"])
-    assert words in message, message
+    assert any(w in message for w in words.split("|")), message
     assert "locales.en.text" in message and message.endswith(".") and "\n" not in message
     assert len(message) < 500, message
     return message
