@@ -86,7 +86,7 @@ class ApiKey:
         """True when some grant covers `action` on every queue (its pattern is all `*`)."""
         # Not `allows(action, "*")`: fnmatch would take the `*` as a name, which `?`
         # matches too, though `send:?` covers only one-character names.
-        return any(action in g.actions and not g.pattern.strip("*") for g in self.grants)
+        return self.allows_prefix(action, "")
 
     def allows_prefix(self, action: Action, prefix: str) -> bool:
         """True when some grant covers `action` on every queue whose name starts with

@@ -34,7 +34,7 @@ from conveyor.errors import ConveyorError, InvalidInput
 from conveyor.flows import Flow
 from conveyor.http.auth import allowed, permit, scoped
 from conveyor.http.dashboard import _FLOW_CHILDREN, _broker, _env, _form, _monitor, _page
-from conveyor.http.explorer import permit_job
+from conveyor.http.job_routes import permit_job
 from conveyor.jobs import JOB_STATUSES, RETRYABLE, JobFilter
 
 router = APIRouter(include_in_schema=False)

@@ -13,17 +13,15 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.requests import HTTPConnection, Request
+from starlette.requests import Request
 from starlette.responses import Response
 
-from conveyor.broker.broker import Broker
 from conveyor.broker.job_explorer import MAX_BULK, MAX_PAGE
-from conveyor.http.auth import permit, scoped
+from conveyor.http.auth import permit
 from conveyor.http.deps import BrokerDep, checked_json, errors
-from conveyor.http.job_routes import JobStatusOut
+from conveyor.http.job_routes import JobStatusOut, permit_job
 from conveyor.http.wire import job_status_json, json_response
 from conveyor.jobs import JOB_STATUSES, JobFilter, Skipped
-from conveyor.keys import Action
 
 router = APIRouter(tags=["jobs"], dependencies=[Depends(checked_json)])
 _STATES = ", ".join(JOB_STATUSES)
@@ -84,17 +82,6 @@ class BulkRequest(BaseModel):
 
 def _skipped(s: Skipped) -> dict[str, Any]:
     return {"job_id": s.job_id, "code": s.code, "message": s.message}
-
-
-async def permit_job(http: HTTPConnection, broker: Broker, action: Action, job_id: str
-                     ) -> None:
-    """Forbidden unless the key may `action` on the job's queue; a job without a status
-    is left for the broker to answer (404)."""
-    if scoped(http, action) is None:
-        return  # no look-up: every queue passes
-    found = await broker.jobs.status_get(job_id)
-    if found is not None:
-        permit(http, action, found.queue)
 
 
 @router.get("/v1/jobs", response_model=JobPageOut, responses=errors(422))

@@ -17,8 +17,8 @@ from starlette.responses import Response
 from conveyor.broker.job_cancel import MAX_CHECK
 from conveyor.http.auth import permit
 from conveyor.http.deps import BrokerDep, checked_json, errors
-from conveyor.http.explorer import BulkRequest, SkippedOut, _skipped, permit_job
-from conveyor.http.job_routes import JobStatusOut
+from conveyor.http.explorer import BulkRequest, SkippedOut, _skipped
+from conveyor.http.job_routes import JobStatusOut, permit_job
 from conveyor.http.wire import job_status_json, json_response
 
 router = APIRouter(tags=["jobs"], dependencies=[Depends(checked_json)])

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 
 from conveyor.broker.broker import Broker
@@ -25,6 +25,7 @@ from conveyor.http.auth import permit, scoped
 from conveyor.http.deps import BrokerDep, checked_json, errors
 from conveyor.http.wire import job_detail_json, json_response
 from conveyor.jobs import JOB_STATUSES, JobStatus
+from conveyor.keys import Action
 
 router = APIRouter(tags=["jobs"], dependencies=[Depends(checked_json)])
 _STATUSES = ", ".join(JOB_STATUSES)
@@ -330,8 +331,17 @@ async def _permit_reports(http: Request, broker: Broker,
         return  # no look-ups: every queue passes
     permit(http, "receive", *{queue for _, queue in reports})
     for job_id in dict.fromkeys(job_id for job_id, _ in reports):
-        found = await broker.jobs.status_get(job_id)
-        if found is not None:
-            permit(http, "receive", found.queue)
+        await permit_job(http, broker, "receive", job_id)
+
+
+async def permit_job(http: HTTPConnection, broker: Broker, action: Action, job_id: str
+                     ) -> None:
+    """Forbidden unless the key may `action` on the job's queue; a job without a status
+    is left for the broker to answer (404)."""
+    if scoped(http, action) is None:
+        return  # no look-up: every queue passes
+    found = await broker.jobs.status_get(job_id)
+    if found is not None:
+        permit(http, action, found.queue)
 
 

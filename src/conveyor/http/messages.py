@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from fastapi import APIRouter, Depends
 from starlette.requests import Request
 from starlette.responses import Response
@@ -53,11 +55,10 @@ async def receive(queue: str, broker: BrokerDep, http: Request,
     """Lease up to `max_messages`; with `wait_seconds`, return as soon as one arrives (a
     poll whose client has gone stops waiting and leases nothing)."""
     r = request or _DEFAULT_RECEIVE
-    if r.wait_seconds == 0:  # no wait (None: the queue's default, which may be one)
-        messages = await broker.receive(queue, r.max_messages, r.visibility_timeout,
-                                        r.wait_seconds, skip_groups=r.skip_groups)
-        return json_response(received_json(messages))
-    async with hangup(http.receive) as gone:
+    # Only a poll that may wait (None: the queue's default, which may) watches for a
+    # hang-up; one that answers at once spares the watching task.
+    watch = hangup(http.receive) if r.wait_seconds != 0 else contextlib.nullcontext(None)
+    async with watch as gone:
         messages = await broker.receive(queue, r.max_messages, r.visibility_timeout,
                                         r.wait_seconds, skip_groups=r.skip_groups,
                                         abandoned=gone)

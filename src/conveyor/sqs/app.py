@@ -8,6 +8,7 @@ Who may call what is `conveyor.sqs.auth`'s: the API keys, checked by SigV4.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import uuid
@@ -125,11 +126,11 @@ class SqsEndpoint:
                 raise fail("invalid_action", action=wire.action[:100])
             context, params = self.context(request), Params(wire.members)
             authorize_action(key, wire.action, context, params)
-            if wire.action == "ReceiveMessage":  # the one that may wait: a long poll
-                async with hangup(request.receive) as gone:
-                    output = await handler(dataclasses.replace(context, gone=gone), params)
-            else:
-                output = await handler(context, params)
+            # ReceiveMessage is the one action that may wait (a long poll)
+            watch = hangup(request.receive) if wire.action == "ReceiveMessage" \
+                else contextlib.nullcontext(None)
+            async with watch as gone:
+                output = await handler(dataclasses.replace(context, gone=gone), params)
             output = filter_output(key, wire.action, output)
             answer = (render_json(output or {}, request_id) if protocol == "json"
                       else render_xml(wire.action, output, request_id))
