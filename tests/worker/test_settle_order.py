@@ -62,6 +62,23 @@ async def test_a_cancelled_flush_tells_its_items_they_were_not_written() -> None
     assert told == [False]
 
 
+def hold_status(broker: Broker, monkeypatch: pytest.MonkeyPatch, status: str
+                ) -> tuple[asyncio.Event, asyncio.Event]:
+    """Hold up the write of a batch holding a `status` (the worker could be killed there)
+    until `release` is set; `held_up` is set once one is held."""
+    write = broker.jobs.status_set_many
+    held_up, release = asyncio.Event(), asyncio.Event()
+
+    async def slow_end(items: Sequence[Any], **kwargs: Any) -> None:
+        if any(s.status == status for s in items):
+            held_up.set()
+            await release.wait()
+        await write(items, **kwargs)
+
+    monkeypatch.setattr(broker.jobs, "status_set_many", slow_end)
+    return held_up, release
+
+
 async def test_a_success_is_acknowledged_only_after_its_status_is_written(
         broker: Broker, clock: ManualClock, monkeypatch: pytest.MonkeyPatch) -> None:
     app = make_app(broker, clock)
@@ -70,17 +87,7 @@ async def test_a_success_is_acknowledged_only_after_its_status_is_written(
     async def quick() -> int:
         return 7
 
-    write = broker.jobs.status_set_many
-    held_up = asyncio.Event()
-    release = asyncio.Event()
-
-    async def slow_end(items: Sequence[Any], **kwargs: Any) -> None:
-        if any(s.status == "succeeded" for s in items):
-            held_up.set()
-            await release.wait()  # the worker could be killed here
-        await write(items, **kwargs)
-
-    monkeypatch.setattr(broker.jobs, "status_set_many", slow_end)
+    held_up, release = hold_status(broker, monkeypatch, "succeeded")
     job = await quick.aenqueue()
     async with running(Worker(app, WorkerOptions(wait_seconds=0))):
         try:
@@ -135,17 +142,7 @@ async def test_a_cancel_or_a_dead_letter_waits_for_its_status(
     async def ends() -> None:
         raise Cancel("no") if outcome == "cancelled" else RuntimeError("no")
 
-    write = broker.jobs.status_set_many
-    held_up = asyncio.Event()
-    release = asyncio.Event()
-
-    async def slow_end(items: Sequence[Any], **kwargs: Any) -> None:
-        if any(s.status == outcome for s in items):
-            held_up.set()
-            await release.wait()
-        await write(items, **kwargs)
-
-    monkeypatch.setattr(broker.jobs, "status_set_many", slow_end)
+    held_up, release = hold_status(broker, monkeypatch, outcome)
     job = await ends.aenqueue()
     async with running(Worker(app, WorkerOptions(wait_seconds=0))):
         try:
