@@ -10,6 +10,7 @@ filters and blocks.
 from __future__ import annotations
 
 import functools
+import gc
 import re
 import time
 from collections.abc import Callable, ItemsView, Iterable, KeysView, Mapping, ValuesView
@@ -22,7 +23,7 @@ from jinja2.runtime import Context, str_join
 from jinja2.sandbox import MAX_RANGE, ImmutableSandboxedEnvironment
 from jinja2.utils import Namespace
 
-__all__ = ["LINT_SECONDS", "MAX_DEPTH", "MAX_RANGE", "MAX_RENDERED", "RENDER_SECONDS",
+__all__ = ["GC_SECONDS", "LINT_SECONDS", "MAX_DEPTH", "MAX_RANGE", "MAX_RENDERED", "RENDER_SECONDS",
            "SYNTAX", "RenderBudget", "RenderLimit", "Sandbox", "checked", "fits",
            "format_size", "lint", "measure", "spend"]
 
@@ -32,7 +33,12 @@ RENDER_SECONDS = 0.1
 """CPU seconds one notification's render may take (subject, text and html together). A
 stored template renders in well under a millisecond, a digest of a thousand events in a
 few; past a tenth of a second it loops by design or by mistake. The rendering thread's CPU
-time, not wall time: a busy host does not fail a sound template."""
+time, not wall time: a busy host does not fail a sound template; nor does a garbage
+collection that happens to run in the render's thread (`GC_SECONDS`)."""
+GC_SECONDS = 10 * RENDER_SECONDS
+"""CPU seconds of garbage collection in a render's thread not charged to its budget: a full
+collection of a big server's heap takes most of a second, and is the process's, not the
+template's; past this much, a render that provokes collections pays for them."""
 MAX_RENDERED = 2 * 1_048_576
 """Characters one render may put out, and the most one value may hold: 20 times the 102 KB
 past which Gmail clips an email, twice the 1 MiB a webhook sends; no notification comes
@@ -68,12 +74,13 @@ class RenderBudget:
     """What one render may spend (the limits above); `with` makes it the one the sandbox's
     hooks charge (`spend`), in this thread."""
 
-    __slots__ = ("_deadline", "_next", "_ticks", "_token", "built", "depth", "out", "seconds")
+    __slots__ = ("_collecting", "_deadline", "_forgiven", "_next", "_ticks", "_token", "built",
+                 "depth", "out", "seconds")
 
     def __init__(self, seconds: float = RENDER_SECONDS) -> None:
         self.seconds = seconds
         self.built = self.out = self.depth = self._ticks = self._next = 0
-        self._deadline = 0.0
+        self._deadline = self._collecting = self._forgiven = 0.0
         self._token: Token[RenderBudget | None] | None = None
 
     def __enter__(self) -> RenderBudget:
@@ -86,8 +93,20 @@ class RenderBudget:
             _BUDGET.reset(self._token)
 
     def used(self) -> float:
-        """CPU seconds spent since `with`."""
+        """CPU seconds charged since `with` (collections within `GC_SECONDS` are not)."""
         return time.thread_time() - self._deadline + self.seconds
+
+    def collection(self, started: bool) -> None:
+        """A garbage collection starts or ends in this thread: its time moves the deadline,
+        up to `GC_SECONDS` in all."""
+        now = time.thread_time()
+        if started:
+            self._collecting = now
+        elif self._collecting:
+            spent = min(now - self._collecting, GC_SECONDS - self._forgiven)
+            self._forgiven += spent
+            self._deadline += spent
+            self._collecting = 0.0
 
     def tick(self, weight: int = 1) -> None:
         """Count a step; every 64 (or at one big step) look at the clock, a syscall."""
@@ -110,6 +129,16 @@ class RenderBudget:
         if self.out > MAX_RENDERED:
             raise RenderLimit(f"its output passed {MAX_RENDERED:,} characters", spent=True)
         self.tick()
+
+
+def _collecting(phase: str, info: dict[str, int]) -> None:
+    # gc calls back in the thread whose allocation set the collection off, so in its context.
+    budget = _BUDGET.get()
+    if budget is not None:
+        budget.collection(phase == "start")
+
+
+gc.callbacks.append(_collecting)
 
 
 def spend() -> RenderBudget:
