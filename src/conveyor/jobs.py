@@ -9,8 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["JOB_STATUSES", "MAX_KEEP", "RETRYABLE", "Grant", "JobAttempt", "JobDetail",
-           "JobFilter", "JobPage", "JobStatus", "Skipped"]
+__all__ = ["CRON_LEASE_SECONDS", "CRON_RECLAIM_MS", "JOB_STATUSES", "MAX_KEEP", "RETRYABLE",
+           "CronLease", "Grant", "JobAttempt",
+           "JobDetail", "JobFilter", "JobPage", "JobStatus", "Skipped"]
 
 JOB_STATUSES = ("queued", "running", "succeeded", "failed", "retrying", "dead", "cancelled")
 """Every status a job can be in."""
@@ -21,6 +22,15 @@ MAX_KEEP = 365 * 86_400
 RETRYABLE = ("dead", "failed")
 """The statuses a job can be retried from (`broker.jobs.retry`)."""
 
+CRON_LEASE_SECONDS = 10.0
+"""How long a won cron tick may go unreported as sent before another scheduler takes it
+over (`broker.jobs.cron_lease`)."""
+
+CRON_RECLAIM_MS = 240_000
+"""How long after its claim a lapsed cron tick may still be taken over: a minute inside
+the 5-minute deduplication window (`storage.base.DEDUP_WINDOW_MS`), which for the first
+claimer's send (if it did send, slowly) starts later still, so a second send is dropped."""
+
 
 @dataclass(frozen=True, slots=True)
 class Grant:
@@ -29,6 +39,21 @@ class Grant:
 
     granted: int
     retry_after: float
+
+
+@dataclass(frozen=True, slots=True)
+class CronLease:
+    """A scheduler's lease claim of a cron tick (`broker.jobs.cron_lease`).
+
+    `claimed`: this caller holds the tick and is to send its job (then `cron_sent`).
+    `pending`: (when not claimed) the tick's holder has not reported it sent yet, so it
+    may be taken over once its lease lapses. `lapsed`: other ticks of the schedule whose
+    holders neither sent them nor held on to them (killed between claim and send), for
+    the caller to claim in turn."""
+
+    claimed: bool
+    pending: bool = False
+    lapsed: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

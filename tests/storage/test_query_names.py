@@ -24,6 +24,12 @@ ONLY_IN: dict[tuple[str, str, str], str] = {
         "PostgreSQL draws FIFO sequence numbers in the insert (message_insert_fifo)",
     ("sqlite", "queries.sql", "message_dead_letter"):
         "PostgreSQL's message_claim dead-letters in the same statement",
+    ("sqlite", "jobs.sql", "job_attempt_dead_letter_many"):
+        "PostgreSQL's job_dead_letter_many ends the attempts in the same statement (a CTE)",
+    ("sqlite", "jobs.sql", "cron_tick_pending"):
+        "PostgreSQL's cron_lease answers it in the same statement",
+    ("sqlite", "jobs.sql", "cron_lapsed"):
+        "PostgreSQL's cron_lease answers it in the same statement",
     ("sqlite", "queries.sql", "signal_all"):
         "PostgreSQL wakes other processes by LISTEN/NOTIFY, SQLite by polling",
     ("postgres", "queries.sql", "message_insert_notify"):

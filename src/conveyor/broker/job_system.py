@@ -21,8 +21,11 @@ from conveyor.broker import job_cancel, job_explorer
 from conveyor.broker import validation as v
 from conveyor.errors import InvalidInput, TooManyEntries
 from conveyor.jobs import (
+    CRON_LEASE_SECONDS,
+    CRON_RECLAIM_MS,
     JOB_STATUSES,
     MAX_KEEP,
+    CronLease,
     Grant,
     JobDetail,
     JobFilter,
@@ -42,7 +45,7 @@ from conveyor.storage.base import (
 if TYPE_CHECKING:
     from conveyor.broker.broker import Broker
 
-__all__ = ["Grant", "JobStatus", "Jobs", "Limits"]
+__all__ = ["CronLease", "Grant", "JobStatus", "Jobs", "Limits"]
 
 MAX_KEY = 200
 MAX_RATE = 1_000_000_000
@@ -57,6 +60,7 @@ MAX_ERROR = 16_384
 MAX_TRACEBACK = 16_384
 MAX_ARGS = 65_536  # a job page shows a call's arguments up to this many characters of JSON
 CRON_KEEP_MS = 7 * 86_400_000  # a claimed tick is remembered for a week after its claim
+CRON_MAX_LEASE = 60.0  # far below CRON_RECLAIM_MS, so a lapsed claim can be taken over
 _SWEEP_BATCH = 10_000
 
 
@@ -160,6 +164,26 @@ class Jobs:
         schedule = _text("schedule", schedule)
         tick_at = _int("tick_at", tick_at, 0, 2**53)
         return await self._broker.storage.cron_claim(schedule, tick_at, self._broker.now())
+
+    async def cron_lease(self, schedule: str, tick_at: int,
+                         lease_seconds: float = CRON_LEASE_SECONDS) -> CronLease:
+        """Claim a cron tick as a lease: `claimed` for one caller, who sends the tick's job
+        and then calls `cron_sent`. A claim not reported sent within `lease_seconds` (its
+        scheduler was killed in between) is won again by the next caller, for as long as
+        a send of the first one would still be deduplicated (a minute inside the 5-minute
+        deduplication window); `pending` tells a loser to look again later, and `lapsed`
+        lists the schedule's other ticks to take over now."""
+        schedule = _text("schedule", schedule)
+        tick_at = _int("tick_at", tick_at, 0, 2**53)
+        lease_ms = math.ceil(_seconds("lease_seconds", lease_seconds, CRON_MAX_LEASE) * 1000)
+        return await self._broker.storage.cron_lease(schedule, tick_at, lease_ms,
+                                                     CRON_RECLAIM_MS, self._broker.now())
+
+    async def cron_sent(self, schedule: str, tick_at: int) -> None:
+        """A leased tick's job is sent: its claim is final, never taken over."""
+        schedule = _text("schedule", schedule)
+        tick_at = _int("tick_at", tick_at, 0, 2**53)
+        await self._broker.storage.cron_sent(schedule, tick_at)
 
     async def claim_release(self, key: str, job_id: str) -> bool:
         """Let go of a unique job's key (`Claim`) if that job still holds it: a unique job

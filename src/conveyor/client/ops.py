@@ -15,7 +15,7 @@ from conveyor.client._models import (
     job_status_json,
     job_status_of,
 )
-from conveyor.jobs import JobDetail, JobFilter, JobPage, Skipped
+from conveyor.jobs import CronLease, JobDetail, JobFilter, JobPage, Skipped
 
 T = TypeVar("T")
 AsyncRun = Callable[[Call[T]], Awaitable[T]]
@@ -65,6 +65,20 @@ def cron_claim(schedule: str, tick_at: int) -> Call[bool]:
     """POST /v1/cron/claim."""
     return Call("POST", "/v1/cron/claim", lambda _, d: bool(d["claimed"]),
                 {"schedule": schedule, "tick_at": tick_at})
+
+
+def cron_lease(schedule: str, tick_at: int, lease_seconds: float) -> Call[CronLease]:
+    """POST /v1/cron/claim with `lease_seconds` (a lease claim)."""
+    return Call("POST", "/v1/cron/claim", lambda _, d: CronLease(
+        bool(d["claimed"]), bool(d.get("pending", False)),
+        tuple(int(t) for t in d.get("lapsed", ()))),
+        {"schedule": schedule, "tick_at": tick_at, "lease_seconds": lease_seconds})
+
+
+def cron_sent(schedule: str, tick_at: int) -> Call[None]:
+    """POST /v1/cron/claim with `sent` (a leased tick's job is sent)."""
+    return Call("POST", "/v1/cron/claim", lambda _, d: None,
+                {"schedule": schedule, "tick_at": tick_at, "sent": True})
 
 
 def claim_release(key: str, job_id: str) -> Call[bool]:
@@ -222,6 +236,16 @@ class AsyncJobs:
         """True for exactly one caller per (schedule, tick)."""
         claimed: bool = await self._run(cron_claim(schedule, tick_at))
         return claimed
+
+    async def cron_lease(self, schedule: str, tick_at: int,
+                         lease_seconds: float = 10.0) -> CronLease:
+        """Claim a cron tick as a lease (see `broker.jobs.cron_lease`)."""
+        lease: CronLease = await self._run(cron_lease(schedule, tick_at, lease_seconds))
+        return lease
+
+    async def cron_sent(self, schedule: str, tick_at: int) -> None:
+        """A leased tick's job is sent: its claim is final."""
+        await self._run(cron_sent(schedule, tick_at))
 
     async def claim_release(self, key: str, job_id: str) -> bool:
         """Let go of a unique job's key if that job holds it."""

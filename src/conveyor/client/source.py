@@ -10,6 +10,7 @@ from typing import Any, Protocol
 from conveyor.client._models import Grant, JobStatus
 from conveyor.flows import Flow, FlowStep, NodeEnd
 from conveyor.heartbeats import Heartbeat, WorkerInfo
+from conveyor.jobs import CronLease
 from conveyor.models import (
     EntryResult,
     Message,
@@ -43,6 +44,11 @@ class JobsOps(Protocol):
     """Cron tick claims, unique-job claims and job status."""
 
     async def cron_claim(self, schedule: str, tick_at: int) -> bool: ...
+
+    async def cron_lease(self, schedule: str, tick_at: int,
+                         lease_seconds: float = 10.0) -> CronLease: ...
+
+    async def cron_sent(self, schedule: str, tick_at: int) -> None: ...
 
     async def claim_release(self, key: str, job_id: str) -> bool: ...
 

@@ -3,10 +3,16 @@
 Thin: each route parses its body's shape and calls `broker.limits` or `broker.jobs`, which
 check ranges and raise the same errors as in-process (422 with the one error shape).
 
+A job's id is its message's (a UUID, as `conveyor.ids` makes them): a status report under
+any other id is a 422 `invalid_input` and writes nothing. Routes that read or act on a job
+take any id and answer 404 `job_not_found` when none is recorded under it (in process,
+`broker.jobs.status_set` may record a job under an id of its own).
+
 With API keys, a job's status is its queue's: reporting one takes `receive` on the queue it
 names and on the queue of the status it replaces (the job's worker), reading one or
 counting a queue's `receive` there, counting all of them `receive` on every queue. Rate
-limits and cron ticks name no queue: any key that may receive uses them.
+limits and cron ticks are shared by every queue: they take `receive` on every queue
+(`conveyor.http.auth.required`).
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ from starlette.responses import Response
 
 from conveyor.broker.broker import Broker
 from conveyor.broker.job_system import MAX_KEY, MAX_WANT
+from conveyor.broker.validation import check_message_id
+from conveyor.errors import InvalidInput
 from conveyor.http.auth import permit, scoped
 from conveyor.http.deps import BrokerDep, checked_json, errors
 from conveyor.http.wire import job_detail_json, json_response
@@ -147,18 +155,34 @@ class CronClaimRequest(_In):
 
     schedule: str = Field(description="The schedule's name, 1-200 characters.")
     tick_at: int = Field(description="The tick's time, ms since the epoch.")
+    lease_seconds: float | None = Field(
+        default=None, description="Claim as a lease: taken over by the next claimer if not "
+        "reported sent within this many seconds (a scheduler killed in between).")
+    sent: bool = Field(default=False, description="Report the leased tick's job sent.")
 
 
 class CronClaimOut(BaseModel):
     """True for exactly one claimer of a tick (remembered for a week after the claim)."""
 
     claimed: bool
+    pending: bool = Field(default=False, description="Lost to a lease not reported sent "
+                          "yet: claim again once it may have lapsed.")
+    lapsed: list[int] = Field(default=[], description="The schedule's other ticks whose "
+                              "lease lapsed unsent, to claim now.")
 
 
 @router.post("/v1/cron/claim", response_model=CronClaimOut, responses=errors(400, 422),
              tags=["cron"])
 async def cron_claim(request: CronClaimRequest, broker: BrokerDep) -> Response:
     """Claim a cron tick: however many schedulers run, one of them gets it."""
+    if request.sent:
+        await broker.jobs.cron_sent(request.schedule, request.tick_at)
+        return json_response({"claimed": False})
+    if request.lease_seconds is not None:
+        lease = await broker.jobs.cron_lease(request.schedule, request.tick_at,
+                                             request.lease_seconds)
+        return json_response({"claimed": lease.claimed, "pending": lease.pending,
+                              "lapsed": list(lease.lapsed)})
     claimed = await broker.jobs.cron_claim(request.schedule, request.tick_at)
     return json_response({"claimed": claimed})
 
@@ -275,6 +299,15 @@ class JobCountsOut(BaseModel):
     counts: dict[str, int]
 
 
+def job_id_of(value: str, index: int | None = None) -> str:
+    """A job id from a path or body in its canonical form, or InvalidInput (422): a job's
+    id is its message's, a UUID (`conveyor.ids`), so no job can have any other."""
+    try:
+        return check_message_id(value, "job_id")
+    except InvalidInput as exc:
+        raise InvalidInput(exc.message, field="job_id", index=index) from None
+
+
 def _status(job_id: str, s: JobStatusFields) -> JobStatus:
     return JobStatus(job_id, s.status, s.queue, s.task, s.attempts, s.error, s.result,
                      s.keep_seconds, progress=s.progress, key=s.key, args=s.args,
@@ -289,6 +322,7 @@ async def put_status(job_id: str, request: JobStatusFields, broker: BrokerDep,
     """Record a job's status, replacing the previous one unless it is behind it (fewer
     attempts, or an earlier step of the same attempt); a dead job takes only a status that
     starts it over (`queued`, or a run with a `started_at` no attempt has had)."""
+    job_id = job_id_of(job_id)
     await _permit_reports(http, broker, [(job_id, request.queue)])
     await broker.jobs.status_set_many([_status(job_id, request)])
     return Response(status_code=204)
@@ -299,8 +333,9 @@ async def put_status(job_id: str, request: JobStatusFields, broker: BrokerDep,
 async def put_statuses(request: JobStatusBatch, broker: BrokerDep, http: Request
                        ) -> Response:
     """Record a batch of statuses in one write, all or none (each by the rule of PUT)."""
-    await _permit_reports(http, broker, [(j.job_id, j.queue) for j in request.jobs])
-    await broker.jobs.status_set_many([_status(j.job_id, j) for j in request.jobs])
+    ids = [job_id_of(j.job_id, index) for index, j in enumerate(request.jobs)]
+    await _permit_reports(http, broker, [(i, j.queue) for i, j in zip(ids, request.jobs)])
+    await broker.jobs.status_set_many([_status(i, j) for i, j in zip(ids, request.jobs)])
     return Response(status_code=204)
 
 

@@ -19,7 +19,7 @@ from typing import Protocol
 from conveyor.digests import Digest, DigestEvent
 from conveyor.flows import Flow
 from conveyor.heartbeats import WorkerInfo
-from conveyor.jobs import JobAttempt, JobStatus
+from conveyor.jobs import CronLease, JobAttempt, JobStatus
 from conveyor.keys import ApiKey
 from conveyor.ledger import Delivery, DeliveryUpdate, NewDelivery, Suppression
 from conveyor.locales import LocalizedTemplate
@@ -281,6 +281,15 @@ class JobStorage(Protocol):
 
     async def cron_claim(self, schedule: str, tick_at: int, now: int | None) -> bool:
         """True for the first claim of (schedule, tick) only."""
+
+    async def cron_lease(self, schedule: str, tick_at: int, lease_ms: int, window_ms: int,
+                         now: int | None) -> CronLease:
+        """Claim (schedule, tick) as a lease: won when unclaimed, or when its claim is
+        still pending (not sent) and between `lease_ms` and `window_ms` old; with the
+        schedule's other lapsed pending ticks of that age."""
+
+    async def cron_sent(self, schedule: str, tick_at: int) -> None:
+        """Mark a leased tick sent: final, never taken over."""
 
     async def cron_expire(self, keep_ms: int, now: int | None, limit: int) -> int:
         """Forget up to `limit` ticks claimed more than `keep_ms` ago."""

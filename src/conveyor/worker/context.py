@@ -47,6 +47,10 @@ class JobContext:
     _loop: asyncio.AbstractEventLoop
     _thread: int
     _cancel: threading.Event = field(default_factory=threading.Event)
+    # The run a report belongs to (its start, ms, and worker): storage tells a late report
+    # of an older run, after a retry reopened the job, from the current run's by them.
+    started_at: int | None = None
+    worker: str | None = None
 
     @property
     def cancelled(self) -> bool:
@@ -61,7 +65,8 @@ class JobContext:
     def progress(self, value: Any) -> None:
         """Record `value` (any JSON value) as the job's progress report."""
         status = JobStatus(self.id, "running", self.queue, self.task, self.attempt,
-                           keep_seconds=self.keep_seconds, progress=value)
+                           keep_seconds=self.keep_seconds, progress=value,
+                           worker=self.worker, started_at=self.started_at)
         if threading.get_ident() == self._thread:
             self._write(status)
         else:  # a sync task's worker thread: hand it to the event loop

@@ -7,6 +7,15 @@ than `grace` seconds (so a restart or a slow loop still fires it, late; at start
 latest, so a schedule of seconds does not burst); ticks missed for longer, while no
 scheduler ran, are skipped, never backfilled.
 
+A claim is a lease (`broker.jobs.cron_lease`), reported sent once the job is: a scheduler
+killed between its claim and its send would otherwise leave the tick claimed and never
+sent. A claim not reported sent within `LEASE` seconds is taken over by the next
+scheduler that asks: one that lost the tick to a pending claim asks again once the lease
+may have lapsed, and every claim's answer lists the schedule's other lapsed ticks (so a
+scheduler started after the kill takes them over too). If the first claimer did send
+after all (it was only slow), the second send carries the same deduplication id within
+the queue's 5-minute window, which the database bounds the takeover to, and is dropped.
+
 Schedules are 5-field cron, 6-field cron with seconds first, or fixed intervals (`every`)
 whose ticks are the multiples of the interval since the epoch, so every scheduler agrees on
 them.
@@ -24,9 +33,14 @@ from croniter import croniter
 
 from conveyor.client.source import Source
 from conveyor.clock import Clock, system_clock
+from conveyor.errors import InvalidInput
+from conveyor.jobs import CRON_LEASE_SECONDS, CRON_RECLAIM_MS, CronLease
 from conveyor.worker.app import App, CronEntry
 
 log = logging.getLogger("conveyor.cron")
+
+LEASE = CRON_LEASE_SECONDS
+"""Seconds a won tick may go unreported before another scheduler takes it over."""
 
 
 def ticks_between(entry: CronEntry, after_ms: int, until_ms: int) -> list[int]:
@@ -58,20 +72,28 @@ def _iterate(entry: CronEntry, after_ms: int) -> croniter:
 
 
 class Scheduler:
-    """Enqueues an App's cron jobs. `clock` (ms) and `sleep` are injectable for tests."""
+    """Enqueues an App's cron jobs. `clock` (ms) and `sleep` are injectable for tests;
+    `lease`: seconds a won tick may go unreported as sent (default: this module's
+    `LEASE`, read when the scheduler is made)."""
 
     def __init__(self, app: App, source: Source, *, clock: Clock | None = None,
                  grace: float = 60.0,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                 lease: float | None = None) -> None:
         self.app = app
         self.source = source
         self.clock = clock or app.clock or system_clock
         self.grace_ms = int(grace * 1000)
+        self.lease = LEASE if lease is None else lease
         self._sleep = sleep
         self._checked: dict[str, int] = {}
+        # (schedule, tick) lost to a claim not yet reported sent -> when to ask again
+        self._watched: dict[tuple[str, int], int] = {}
+        self._plain = False  # the server knows no leases (see _claim)
 
     async def tick(self) -> int:
-        """Enqueue every due tick this scheduler wins; returns how many it enqueued."""
+        """Enqueue every due tick this scheduler wins, and every lapsed claim it takes
+        over; returns how many it enqueued."""
         now = self.clock()
         enqueued = 0
         for entry in self.app.crons:
@@ -82,28 +104,76 @@ class Scheduler:
             if checked is None:
                 due = due[-1:]  # at start, only the latest missed tick
             for tick in due:
-                if await self.source.jobs.cron_claim(entry.schedule, tick):
-                    digest = hashlib.sha1(entry.schedule.encode()).hexdigest()[:20]
-                    call = entry.task.call((), {}, deduplication_id=f"cron-{digest}-{tick}")
-                    await self.app.send([call])
-                    enqueued += 1
+                enqueued += await self._fire(entry, tick)
             self._checked[entry.schedule] = now
+        return enqueued + await self._take_over(now)
+
+    async def _take_over(self, now: int) -> int:
+        """Claim again the watched ticks that are due (their lease may have lapsed); the
+        answers may name more lapsed ticks, due at once."""
+        entries = {e.schedule: e for e in self.app.crons}
+        enqueued = 0
+        while due := [k for k, at in self._watched.items() if at <= now]:
+            for key in due:
+                del self._watched[key]
+                entry = entries.get(key[0])
+                # The database takes over a claim only within its window: older ones are
+                # not asked about again (nor can they be sent twice).
+                if entry is not None and key[1] > now - CRON_RECLAIM_MS:
+                    enqueued += await self._fire(entry, key[1])
         return enqueued
 
+    async def _claim(self, entry: CronEntry, tick: int) -> CronLease:
+        """A lease claim; a plain one, final, from a server too old to know leases (a
+        worker upgraded before its server must still fire its schedules)."""
+        if not self._plain:
+            try:
+                return await self.source.jobs.cron_lease(entry.schedule, tick, self.lease)
+            except InvalidInput as exc:
+                if exc.field not in ("lease_seconds", None):
+                    raise
+                log.warning("the server does not know cron leases (an older version): "
+                            "claiming cron ticks without them")
+                self._plain = True
+        return CronLease(await self.source.jobs.cron_claim(entry.schedule, tick))
+
+    async def _fire(self, entry: CronEntry, tick: int) -> int:
+        """Claim one tick and, if won, send its job and report it sent; 1 if sent."""
+        lease = await self._claim(entry, tick)
+        for lapsed in lease.lapsed:  # another scheduler claimed these and never sent them
+            self._watched[(entry.schedule, lapsed)] = 0
+        if not lease.claimed:
+            if lease.pending:  # its claimer may yet send it, or may have died: look again
+                self._watched[(entry.schedule, tick)] = self.clock() + int(self.lease * 1000)
+            return 0
+        digest = hashlib.sha1(entry.schedule.encode()).hexdigest()[:20]
+        call = entry.task.call((), {}, deduplication_id=f"cron-{digest}-{tick}")
+        await self.app.send([call])
+        if self._plain:
+            return 1
+        try:
+            await self.source.jobs.cron_sent(entry.schedule, tick)
+        except Exception:  # the lease lapses and the tick is sent again: deduplicated
+            log.exception("reporting cron tick %s of %s sent failed", tick, entry.describe())
+        return 1
+
     def seconds_to_next(self) -> float:
-        """How long until the next tick of any schedule."""
+        """How long until the next tick of any schedule (or a watched claim's lapse)."""
         now = self.clock()
         nearest = min((next_tick(e, now) for e in self.app.crons), default=now + 60_000)
+        nearest = min(nearest, *self._watched.values()) if self._watched else nearest
         return max(0.0, (nearest - now) / 1000)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Tick until `stop` is set."""
         while not stop.is_set():
+            pause = 0.0
             try:
                 await self.tick()
             except Exception:
                 log.exception("cron tick failed; trying again shortly")
-            wait = min(self.seconds_to_next() + 0.01, 30.0)
+                pause = 1.0  # (ticks left watched are due now: not a busy loop)
+            wait = min(max(self.seconds_to_next() + 0.01, pause), 30.0)
             sleeper = asyncio.ensure_future(self._sleep(wait))
             stopper = asyncio.ensure_future(stop.wait())
             await asyncio.wait([sleeper, stopper], return_when=asyncio.FIRST_COMPLETED)

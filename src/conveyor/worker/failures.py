@@ -57,6 +57,7 @@ class Failures(Outcomes):
             await flows.record_failure(self.source, job.flow, error)
         if isinstance(exc, Cancel):
             if track and job is not None:  # acknowledged once its end is written
+                self._keep_leased(job)
                 self._status(job, task, "cancelled", error=error,
                              then=functools.partial(self._ack, handle))
             else:

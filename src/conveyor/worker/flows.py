@@ -92,9 +92,10 @@ class FlowEnds:
     batch grows, and one transaction records it whole."""
 
     def __init__(self, source: Source, ack: Callable[[str], None], *, name: str,
-                 interval: float = 0.02) -> None:
+                 interval: float = 0.02, lost: Callable[[str], None] | None = None) -> None:
         self._source = source
         self._ack = ack
+        self._lost = lost  # told each job of a batch not stored (it comes back instead)
         self._name = name
         self._interval = interval
         self._items: list[tuple[NodeEnd, str]] = []
@@ -114,6 +115,9 @@ class FlowEnds:
                 await self._source.flows.end_many([end for end, _ in items])
             except Exception:  # not acknowledged: the jobs come back and end again
                 log.exception("%s: a batch of %d failed", self._name, len(items))
+                if self._lost is not None:
+                    for _, handle in items:
+                        self._lost(handle)
                 continue
             for _, handle in items:
                 self._ack(handle)

@@ -8,6 +8,11 @@ again (at least once), where acknowledging first could leave a deleted job whose
 says `running` for good; a status write that fails leaves the message to come back too.
 A dead job is dead-lettered only once its `dead` is written, for the same reason.
 
+Until its acknowledgement is done, a settling job's lease is still extended by the
+heartbeat (`settling`): a slow status write (a busy database) would otherwise let the
+lease lapse and the job run twice. A status or flow end not written stops that (the job
+comes back after its lease, as it should).
+
 `Outcomes` is a mixin of the runner's `_QueueRunner` (through `failures.Failures`), which
 supplies the attributes declared here.
 """
@@ -15,6 +20,7 @@ supplies the attributes declared here.
 from __future__ import annotations
 
 import asyncio
+import functools
 import traceback
 from typing import Any
 
@@ -24,6 +30,7 @@ from conveyor.worker.app import App
 from conveyor.worker.batching import Batcher, Then
 from conveyor.worker.exceptions import Cancel, Retry
 from conveyor.worker.flows import FlowEnds
+from conveyor.worker.held import Held
 from conveyor.worker.task import Received, Task, TaskOptions
 
 __all__ = ["Outcomes"]
@@ -41,6 +48,8 @@ class Outcomes:
     flow_ends: FlowEnds
     statuses: Batcher[JobStatus]
     began: dict[str, int]  # tracked jobs running: their start (ms, wall)
+    held: dict[str, Held]  # received jobs, by receipt handle, until their lane ends
+    settling: dict[str, Held]  # tracked jobs past their lane, leased until acknowledged
 
     def _status(self, job: Received, task: Task[Any, Any] | None, status: str, *,
                 error: str | None = None, result: Any = None,
@@ -68,17 +77,38 @@ class Outcomes:
     def _settle(self, job: Received, result: Any, written: bool) -> None:
         """Acknowledge a job that succeeded, once its status is `written` (a flow job once
         its end is stored too); not written, it comes back after its lease."""
+        handle = job.message.receipt_handle
         if not written:
-            return
-        if job.flow is None:
-            self.acks.add(job.message.receipt_handle)
+            self.settling.pop(handle, None)
+        elif job.flow is None:
+            self._ack_now(handle)
         else:
-            self.flow_ends.add(flows.success(job.flow, result), job.message.receipt_handle)
+            self.flow_ends.add(flows.success(job.flow, result), handle)
 
     def _ack(self, handle: str, written: bool) -> None:
         """Acknowledge once the job's end is `written`; else it comes back after its lease."""
         if written:
+            self._ack_now(handle)
+        else:
+            self.settling.pop(handle, None)
+
+    def _ack_now(self, handle: str) -> None:
+        """Queue the acknowledgement; a settling job's lease is kept until it is done."""
+        if handle in self.settling:
+            self.acks.add(handle, functools.partial(self._unsettle, handle))
+        else:
             self.acks.add(handle)
+
+    def _unsettle(self, handle: str, _written: object = None) -> None:
+        """Stop extending a settling job's lease (acknowledged, or left to come back)."""
+        self.settling.pop(handle, None)
+
+    def _keep_leased(self, job: Received) -> None:
+        """Keep extending the job's lease past its lane, until `_unsettle` (called by the
+        follow-up of the status write just queued, whatever becomes of it)."""
+        held = self.held.get(job.message.receipt_handle)
+        if held is not None:
+            self.settling[job.message.receipt_handle] = held
 
     async def _written(self, job: Received, task: Task[Any, Any] | None, status: str, *,
                        error: str, exc: BaseException) -> bool:

@@ -181,6 +181,7 @@ class _QueueRunner(Failures):
         self.gates: dict[str, asyncio.Semaphore | None] = {
             name: None if name in ungated else gate for name, gate in shared.task_gates.items()}
         self.held: dict[str, Held] = {}
+        self.settling: dict[str, Held] = {}  # (outcomes.py)
         self.tallies: dict[str, TaskTally] = {}  # the worker's, by task (see _tally)
         self.began: dict[str, int] = {}  # tracked jobs running: their start (ms, wall)
         self.statuses = shared.statuses
@@ -195,7 +196,8 @@ class _QueueRunner(Failures):
         self._release: list[str] = []
         self.acks: Batcher[str] = Batcher(functools.partial(self.source.delete, queue),
                                           size=500, interval=0.02, name=f"acks {queue}")
-        self.flow_ends = FlowEnds(self.source, self.acks.add, name=f"flow ends {queue}")
+        self.flow_ends = FlowEnds(self.source, self._ack_now, name=f"flow ends {queue}",
+                                  lost=self._unsettle)
 
     async def run(self) -> None:
         beat = asyncio.create_task(self._heartbeat())
@@ -203,11 +205,13 @@ class _QueueRunner(Failures):
             await self._consume()
         finally:
             await self._shutdown()
-            beat.cancel()
-            await asyncio.gather(beat, return_exceptions=True)
-            await self.statuses.drain()  # (written statuses let acks and flow ends go)
-            await self.flow_ends.drain()
-            await self.acks.drain()
+            try:  # (the heartbeat keeps the settling jobs' leases meanwhile)
+                await self.statuses.drain()  # (written statuses let acks and flow ends go)
+                await self.flow_ends.drain()
+                await self.acks.drain()
+            finally:
+                beat.cancel()
+                await asyncio.gather(beat, return_exceptions=True)
 
     async def _consume(self) -> None:
         stopping = self.s.worker._stopping
@@ -346,7 +350,8 @@ class _QueueRunner(Failures):
                 # (only they have a status to find them by): a plain job pays nothing here.
                 held.context = JobContext(
                     job.id, job.task, self.queue, job.attempt, options.keep_result or 86400,
-                    self.s.statuses.add, asyncio.get_running_loop(), threading.get_ident())
+                    self.s.statuses.add, asyncio.get_running_loop(), threading.get_ident(),
+                    started_at=self.began[job.id], worker=self.holder)
                 token = CURRENT.set(held.context)
                 try:
                     result = await self._call_cancellable(task, job, held)
@@ -369,6 +374,7 @@ class _QueueRunner(Failures):
             self.s.worker.processed += 1
             if options.track:
                 keep = options.keep_result
+                self._keep_leased(job)
                 self._status(job, task, "succeeded", result=result if keep else None,
                              then=functools.partial(self._settle, job, result))
             else:
@@ -433,7 +439,8 @@ class _QueueRunner(Failures):
         while True:
             await asyncio.sleep(interval)
             due = time.monotonic() - interval * 0.9
-            handles = [h for h, held in list(self.held.items()) if held.leased_at <= due]
+            holding = {**self.settling, **self.held} if self.settling else self.held
+            handles = [h for h, held in list(holding.items()) if held.leased_at <= due]
             for start in range(0, len(handles), 1000):
                 chunk = handles[start:start + 1000]
                 try:
@@ -444,7 +451,7 @@ class _QueueRunner(Failures):
                     continue
                 now = time.monotonic()
                 for h in chunk:
-                    held = self.held.get(h)
+                    held = self.held.get(h) or self.settling.get(h)
                     if held is not None:
                         held.leased_at = now
             try:

@@ -77,6 +77,37 @@ VALUES ($1, $2::bigint, COALESCE($3::bigint, conveyor_now_ms()))
 ON CONFLICT DO NOTHING
 RETURNING 1;
 
+-- name: cron_lease
+-- A tick's claim as a lease (migration 0029), one round trip: won when the tick is
+-- unclaimed, or when its claim is still pending (never sent) and at least $4 ms old (its
+-- scheduler was killed between claim and send) but younger than $5 ms (so that a send of
+-- that first claimer, if it did send, is still within its deduplication window and a
+-- second send is dropped). Also answers whether a lost tick is still pending (the outer
+-- SELECTs see the statement's snapshot: a claim committed meanwhile reads as pending, so
+-- the caller only looks again later) and the schedule's other lapsed pending ticks, by the
+-- partial index.
+WITH t AS (SELECT COALESCE($3::bigint, conveyor_now_ms()) AS now),
+won AS (
+    INSERT INTO conveyor_cron_ticks AS c (schedule, tick_at, claimed_at, pending)
+    SELECT $1, $2::bigint, t.now, true FROM t
+    ON CONFLICT (schedule, tick_at) DO UPDATE SET claimed_at = EXCLUDED.claimed_at
+    WHERE c.pending AND c.claimed_at <= EXCLUDED.claimed_at - $4::bigint
+      AND c.claimed_at > EXCLUDED.claimed_at - $5::bigint
+    RETURNING 1
+)
+SELECT EXISTS (SELECT 1 FROM won),
+       COALESCE((SELECT c.pending FROM conveyor_cron_ticks c
+                 WHERE c.schedule = $1 AND c.tick_at = $2::bigint), true),
+       ARRAY(SELECT c.tick_at FROM conveyor_cron_ticks c, t
+             WHERE c.schedule = $1 AND c.pending AND c.tick_at <> $2::bigint
+               AND c.claimed_at <= t.now - $4::bigint AND c.claimed_at > t.now - $5::bigint
+             ORDER BY c.tick_at LIMIT 100);
+
+-- name: cron_sent
+-- The leased tick's job is sent: its claim is final.
+UPDATE conveyor_cron_ticks SET pending = false
+WHERE schedule = $1 AND tick_at = $2::bigint AND pending;
+
 -- name: cron_expire
 -- By claim time, not tick time: a tick is remembered for the whole window after its claim,
 -- whatever clock its scheduler keeps.
@@ -90,20 +121,25 @@ WHERE (schedule, tick_at) IN (
 -- A write behind the stored progress changes nothing (see broker.jobs.progress), unless
 -- its row has expired or the stored job is dead and this starts it over: a retry's
 -- `queued`, or a run that no attempt row names yet (a redrive runs attempt 1 again, under
--- a new start). $14 holds the start of the run each row reports (NULL: it reports none). A
--- late write of a run already recorded (a worker whose lease lapsed) leaves it dead.
+-- a new start). $14 holds the start of the run each row reports (NULL: it reports none),
+-- kept as run_started (migration 0029). A late write of a run already recorded (a worker
+-- whose lease lapsed) leaves it dead. The same holds for a running or retrying job: a
+-- write of a run already recorded that is not the run the row reports is a late write of
+-- an older run (a frozen worker's, after a retry reopened the job: its attempt number may
+-- be the higher) and changes nothing.
 -- created_at, key and args are the first write's (an expired row starts over).
 INSERT INTO conveyor_jobs AS j (id, queue, task, status, attempts, error, result,
                                 keep_seconds, updated_at, expires_at, progress, report,
-                                key, args, created_at)
+                                key, args, created_at, run_started)
 SELECT b.id, b.queue, b.task, b.status, b.attempts, b.error, b.result, b.keep,
-       t.now, t.now + b.keep::bigint * 1000, b.progress, b.report, b.key, b.args, t.now
+       t.now, t.now + b.keep::bigint * 1000, b.progress, b.report, b.key, b.args, t.now,
+       b.started
 FROM (SELECT COALESCE($9::bigint, conveyor_now_ms()) AS now) t,
      unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::integer[], $6::text[],
             $7::text[], $8::integer[], $10::integer[], $11::text[], $12::text[],
-            $13::text[])
+            $13::text[], $14::bigint[])
          AS b(id, queue, task, status, attempts, error, result, keep, progress, report,
-              key, args)
+              key, args, started)
 ON CONFLICT (id) DO UPDATE SET
     queue = EXCLUDED.queue, task = EXCLUDED.task, status = EXCLUDED.status,
     attempts = EXCLUDED.attempts, error = EXCLUDED.error, result = EXCLUDED.result,
@@ -115,17 +151,25 @@ ON CONFLICT (id) DO UPDATE SET
     args = CASE WHEN j.expires_at <= EXCLUDED.updated_at THEN EXCLUDED.args
                 ELSE COALESCE(j.args, EXCLUDED.args) END,
     created_at = CASE WHEN j.expires_at <= EXCLUDED.updated_at THEN EXCLUDED.created_at
-                      ELSE COALESCE(j.created_at, EXCLUDED.created_at) END
-WHERE EXCLUDED.progress >= j.progress
+                      ELSE COALESCE(j.created_at, EXCLUDED.created_at) END,
+    run_started = CASE WHEN EXCLUDED.run_started IS NOT NULL THEN EXCLUDED.run_started
+                       WHEN EXCLUDED.status = 'queued' THEN NULL
+                       ELSE j.run_started END
+WHERE (EXCLUDED.progress >= j.progress
+       AND NOT (EXCLUDED.run_started IS NOT NULL
+                AND j.status IN ('running', 'retrying')
+                AND COALESCE(j.run_started <> EXCLUDED.run_started, false)
+                AND EXISTS (
+                    SELECT 1 FROM conveyor_job_attempts a
+                    WHERE a.job_id = EXCLUDED.id AND a.attempt = EXCLUDED.attempts
+                      AND a.started_at = EXCLUDED.run_started)))
    OR j.expires_at <= EXCLUDED.updated_at
    OR (j.status = 'dead'
        AND (EXCLUDED.status = 'queued'
-            OR EXISTS (
-                SELECT 1 FROM unnest($1::text[], $14::bigint[]) AS s(id, started)
-                WHERE s.id = EXCLUDED.id AND s.started IS NOT NULL AND NOT EXISTS (
-                    SELECT 1 FROM conveyor_job_attempts a
-                    WHERE a.job_id = s.id AND a.attempt = EXCLUDED.attempts
-                      AND a.started_at = s.started))));
+            OR (EXCLUDED.run_started IS NOT NULL AND NOT EXISTS (
+                SELECT 1 FROM conveyor_job_attempts a
+                WHERE a.job_id = EXCLUDED.id AND a.attempt = EXCLUDED.attempts
+                  AND a.started_at = EXCLUDED.run_started))));
 
 -- name: job_attempt_put_many
 -- In job_put_many's transaction, as arrays. A start whose end came first (a reordered
@@ -236,3 +280,26 @@ SELECT queue, COALESCE(task, ''), status, count(*)
 FROM conveyor_jobs
 WHERE expires_at > COALESCE($1::bigint, conveyor_now_ms())
 GROUP BY queue, task, status;
+
+-- name: job_dead_letter_many
+-- Tracked jobs whose messages ($1) the receive just moved to the dead-letter queue after
+-- $4 receives, in the transaction that moved them (postgres_flows.py): a worker killed in
+-- the last attempt records no end, so without this the job stayed `running` for good.
+-- Only a live job not ended yet; its open attempt ends `dead` with it. The dead step of
+-- attempt $4 (or the row's own, if further), so a late write of that same attempt's end
+-- (a worker that was only frozen) still lands.
+WITH t AS (SELECT COALESCE($3::bigint, conveyor_now_ms()) AS now),
+ended AS (
+    UPDATE conveyor_jobs j
+    SET status = 'dead', error = $2, attempts = greatest(j.attempts, $4::integer),
+        progress = greatest(j.attempts, $4::integer) * 4 + 3, updated_at = t.now,
+        expires_at = t.now + j.keep_seconds::bigint * 1000
+    FROM t
+    WHERE j.id = ANY($1::text[]) AND j.status IN ('queued', 'running', 'retrying')
+      AND j.expires_at > t.now
+    RETURNING j.id
+)
+UPDATE conveyor_job_attempts a
+SET ended_at = t.now, outcome = 'dead', error = $2
+FROM ended, t
+WHERE a.job_id = ended.id AND a.ended_at IS NULL;

@@ -19,6 +19,7 @@ from conveyor.storage.postgres.postgres_base import PostgresBase
 from conveyor.storage.sql import load_queries
 
 Q = load_queries("conveyor.storage.postgres", "flows.sql")
+JOBS = load_queries("conveyor.storage.postgres", "jobs.sql")
 # A batch of ends (or a parent's children) names up to thousands of nodes by primary key;
 # without statistics on fresh rows the planner may join them against every node of every
 # kept flow instead (measured: 282 ms for 1,000 ends with 40,000 nodes kept, growing with
@@ -79,16 +80,27 @@ class PostgresFlows(PostgresBase):
 
     async def _flow_dead_letter(self, q: dict[str, str], params: ReceiveParams,
                                 job_ids: Sequence[Any]) -> list[int]:
-        """Move the over-received flow nodes a claim left in place (migration 0024) to the
-        dead-letter queue and record their failed ends, in one transaction; the queue ids
+        """Move the over-received flow nodes and tracked jobs a claim left in place
+        (migrations 0024, 0029) to the dead-letter queue and record their ends (a flow
+        node's failed end, a tracked job's dead), in one transaction; the queue ids
         released. On failure they stay over the limit and the next claim returns them."""
         async with self._tx() as conn:
             await conn.execute(END_PLAN)  # by id: index probes
             moved = [r[0] for r in await conn.fetch(
                 q["message_dead_letter_ids"], params.queue_id, list(job_ids),
                 params.dead_letter_queue_id, params.max_receive_count, params.now)]
-            return await self._flow_fail_jobs(
-                conn, moved, flow_steps.dead_lettered(params.max_receive_count), params.now)
+            error = flow_steps.dead_lettered(params.max_receive_count)
+            await self._jobs_dead(conn, moved, error, params.max_receive_count, params.now)
+            return await self._flow_fail_jobs(conn, moved, error, params.now)
+
+    @staticmethod
+    async def _jobs_dead(conn: Executor, job_ids: Sequence[Any], error: str, receives: int,
+                         now: int | None) -> None:
+        """Inside the caller's transaction: the tracked jobs among these dead-lettered
+        messages end `dead` (plain messages: one index probe each, nothing written)."""
+        if job_ids:
+            await conn.execute(JOBS["job_dead_letter_many"], [str(i) for i in job_ids],
+                               error, now, receives)
 
     async def _flow_fail_jobs(self, conn: Executor, job_ids: Sequence[Any], error: str,
                               now: int | None) -> list[int]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from conveyor.jobs import JobAttempt, JobStatus
+from conveyor.jobs import CronLease, JobAttempt, JobStatus
 from conveyor.storage.base import (
     AttemptRow,
     JobListParams,
@@ -71,6 +71,19 @@ class PostgresJobs(PostgresBase):
     async def cron_claim(self, schedule: str, tick_at: int, now: int | None) -> bool:
         """Insert the tick's row; True when this call inserted it."""
         return bool(await self._fetch(Q["cron_claim"], schedule, tick_at, now))
+
+    async def cron_lease(self, schedule: str, tick_at: int, lease_ms: int, window_ms: int,
+                         now: int | None) -> CronLease:
+        """Claim a tick as a lease (see jobs.sql); one statement."""
+        row = await self._fetchrow(Q["cron_lease"], schedule, tick_at, now, lease_ms,
+                                   window_ms)
+        assert row is not None
+        return CronLease(bool(row[0]), bool(row[1]) and not row[0],
+                         tuple(int(t) for t in row[2]))
+
+    async def cron_sent(self, schedule: str, tick_at: int) -> None:
+        """The tick's job is sent: its claim is final."""
+        await self._execute(Q["cron_sent"], schedule, tick_at)
 
     async def cron_expire(self, keep_ms: int, now: int | None, limit: int) -> int:
         """Forget old ticks."""

@@ -28,7 +28,7 @@ from conveyor.models import (
     SendResult,
     TableHealth,
 )
-from conveyor.storage import claims, dedup, rows
+from conveyor.storage import claims, dedup, flow_steps, rows
 from conveyor.storage.base import (
     Lease,
     MessageMoveParams,
@@ -393,7 +393,7 @@ class PostgresStorage(PostgresJobs, PostgresFlows, PostgresNotifyTx, PostgresLed
         # (migration 0022), so no transaction is opened around it.
         with translated():
             claimed = await self.pool.fetch(sql, *args)
-        if any(r[1] is None for r in claimed):  # rare: flow nodes over the receive limit
+        if any(r[1] is None for r in claimed):  # rare: flow nodes, tracked jobs past the limit
             params.released.extend(await self._flow_dead_letter(
                 q, params, [r[0] for r in claimed if r[1] is None]))
             claimed = [r for r in claimed if r[1] is not None]
@@ -415,6 +415,8 @@ class PostgresStorage(PostgresJobs, PostgresFlows, PostgresNotifyTx, PostgresLed
             if paging.dead:
                 await conn.execute(q["fifo_dead_letter"], paging.dead,
                                    params.dead_letter_queue_id, params.now)
+                await self._jobs_dead(conn, paging.dead, flow_steps.dead_lettered(
+                    params.max_receive_count), params.max_receive_count, params.now)
             claimed = await conn.fetch(q["fifo_claim"], paging.deliver, params.visibility_ms,
                                        params.now) if paging.deliver else []
         order = {str(i): k for k, i in enumerate(paging.deliver)}  # group by group

@@ -65,6 +65,37 @@ INSERT INTO conveyor_cron_ticks (schedule, tick_at, claimed_at)
 VALUES (:schedule, :tick_at, :now)
 ON CONFLICT DO NOTHING;
 
+-- name: cron_lease
+-- A tick's claim as a lease (migration 0029): won when the tick is unclaimed, or when its
+-- claim is still pending (never sent) and at least :lease_ms old (its scheduler was killed
+-- between claim and send) but younger than :window_ms (so that a send of that first
+-- claimer, if it did send, is still within its deduplication window and a second send is
+-- dropped). In one transaction with cron_tick_pending and cron_lapsed.
+INSERT INTO conveyor_cron_ticks (schedule, tick_at, claimed_at, pending)
+VALUES (:schedule, :tick_at, :now, 1)
+ON CONFLICT (schedule, tick_at) DO UPDATE SET claimed_at = excluded.claimed_at
+WHERE conveyor_cron_ticks.pending
+  AND conveyor_cron_ticks.claimed_at <= excluded.claimed_at - :lease_ms
+  AND conveyor_cron_ticks.claimed_at > excluded.claimed_at - :window_ms;
+
+-- name: cron_tick_pending
+-- Only in SQLite (PostgreSQL's cron_lease answers it in the same statement): whether a
+-- tick the lease did not win is still pending.
+SELECT pending FROM conveyor_cron_ticks WHERE schedule = :schedule AND tick_at = :tick_at;
+
+-- name: cron_lapsed
+-- Only in SQLite (PostgreSQL's cron_lease answers it in the same statement): the
+-- schedule's other pending ticks whose lease lapsed, by the partial index.
+SELECT tick_at FROM conveyor_cron_ticks
+WHERE schedule = :schedule AND pending AND tick_at <> :tick_at
+  AND claimed_at <= :now - :lease_ms AND claimed_at > :now - :window_ms
+ORDER BY tick_at LIMIT 100;
+
+-- name: cron_sent
+-- The leased tick's job is sent: its claim is final.
+UPDATE conveyor_cron_ticks SET pending = 0
+WHERE schedule = :schedule AND tick_at = :tick_at AND pending;
+
 -- name: cron_expire
 DELETE FROM conveyor_cron_ticks
 WHERE (schedule, tick_at) IN (SELECT schedule, tick_at FROM conveyor_cron_ticks
@@ -76,10 +107,15 @@ WHERE (schedule, tick_at) IN (SELECT schedule, tick_at FROM conveyor_cron_ticks
 -- `queued`, or a run that no attempt row names yet (a redrive runs attempt 1 again, under
 -- a new start). ?16 is the start of the run the write reports (NULL: it reports none). A
 -- late write of a run already recorded (a worker whose lease lapsed) leaves it dead.
+-- The same holds for a running or retrying job: a write of a run already recorded that
+-- is not the run the row reports (run_started, migration 0029) is a late write of an
+-- older run (a frozen worker's, after a retry reopened the job: its attempt number may be
+-- the higher) and changes nothing.
 -- created_at, key and args are the first write's (an expired row starts over).
 INSERT INTO conveyor_jobs (id, queue, task, status, attempts, error, result, keep_seconds,
-                           updated_at, expires_at, progress, report, key, args, created_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                           updated_at, expires_at, progress, report, key, args, created_at,
+                           run_started)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?16)
 ON CONFLICT (id) DO UPDATE SET
     queue = excluded.queue, task = excluded.task, status = excluded.status,
     attempts = excluded.attempts, error = excluded.error, result = excluded.result,
@@ -92,8 +128,18 @@ ON CONFLICT (id) DO UPDATE SET
                 ELSE coalesce(conveyor_jobs.args, excluded.args) END,
     created_at = CASE WHEN conveyor_jobs.expires_at <= excluded.updated_at
                       THEN excluded.created_at
-                      ELSE coalesce(conveyor_jobs.created_at, excluded.created_at) END
-WHERE excluded.progress >= conveyor_jobs.progress
+                      ELSE coalesce(conveyor_jobs.created_at, excluded.created_at) END,
+    run_started = CASE WHEN ?16 IS NOT NULL THEN ?16
+                       WHEN excluded.status = 'queued' THEN NULL
+                       ELSE conveyor_jobs.run_started END
+WHERE (excluded.progress >= conveyor_jobs.progress
+       AND NOT (?16 IS NOT NULL
+                AND conveyor_jobs.status IN ('running', 'retrying')
+                AND coalesce(conveyor_jobs.run_started <> ?16, 0)
+                AND EXISTS (
+                    SELECT 1 FROM conveyor_job_attempts a
+                    WHERE a.job_id = excluded.id AND a.attempt = excluded.attempts
+                      AND a.started_at = ?16)))
    OR conveyor_jobs.expires_at <= excluded.updated_at
    OR (conveyor_jobs.status = 'dead'
        AND (excluded.status = 'queued'
@@ -207,3 +253,29 @@ SELECT queue, COALESCE(task, ''), status, count(*)
 FROM conveyor_jobs
 WHERE expires_at > :now
 GROUP BY queue, task, status;
+
+-- name: job_attempt_dead_letter_many
+-- Only in SQLite: PostgreSQL's job_dead_letter_many ends the attempts in its own
+-- statement (a CTE). With job_dead_letter_many, first, in the receive's transaction: the
+-- open attempts of the live tracked jobs among these dead-lettered messages (:ids, JSON)
+-- end `dead`.
+UPDATE conveyor_job_attempts
+SET ended_at = :now, outcome = 'dead', error = :error
+WHERE job_id IN (SELECT j.id FROM conveyor_jobs j
+                 WHERE j.id IN (SELECT value FROM json_each(:ids))
+                   AND j.status IN ('queued', 'running', 'retrying')
+                   AND j.expires_at > :now)
+  AND ended_at IS NULL;
+
+-- name: job_dead_letter_many
+-- Tracked jobs whose messages the receive just moved to the dead-letter queue after
+-- :receives receives, in its transaction (sqlite_storage.py): a worker killed in the last
+-- attempt records no end, so without this the job stayed `running` for good. Only a live
+-- job not ended yet. The dead step of attempt :receives (or the row's own, if further),
+-- so a late write of that same attempt's end (a worker that was only frozen) still lands.
+UPDATE conveyor_jobs
+SET status = 'dead', error = :error, attempts = max(attempts, :receives),
+    progress = max(attempts, :receives) * 4 + 3, updated_at = :now,
+    expires_at = :now + keep_seconds * 1000
+WHERE id IN (SELECT value FROM json_each(:ids))
+  AND status IN ('queued', 'running', 'retrying') AND expires_at > :now;

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import orjson
 
-from conveyor.jobs import JobAttempt, JobStatus
+from conveyor.jobs import CronLease, JobAttempt, JobStatus
 from conveyor.storage.base import (
     AttemptRow,
     JobListParams,
@@ -29,6 +29,18 @@ from conveyor.storage.sql import load_queries
 from conveyor.storage.sqlite.sqlite_base import SqliteBase
 
 Q = load_queries("conveyor.storage.sqlite", "jobs.sql")
+
+
+def jobs_dead_in(db: sqlite3.Connection, job_ids: Sequence[str], error: str, receives: int,
+                 at: int) -> None:
+    """Inside the caller's write transaction: the live tracked jobs among these messages,
+    just moved to the dead-letter queue after `receives` receives, end `dead` with their
+    open attempt (plain messages: an index probe each, nothing written)."""
+    args = {"ids": orjson.dumps(list(job_ids)).decode(), "error": error,
+            "receives": receives, "now": at}
+    db.execute(Q["job_attempt_dead_letter_many"], args)
+    db.execute(Q["job_dead_letter_many"], args)
+
 
 class SqliteJobs(SqliteBase):
     """Rate-limit buckets, concurrency slots, cron ticks and job statuses in SQLite."""
@@ -126,6 +138,32 @@ class SqliteJobs(SqliteBase):
             with self._write(db):
                 return db.execute(Q["cron_claim"], params).rowcount > 0
         return await self._run(run)
+
+    async def cron_lease(self, schedule: str, tick_at: int, lease_ms: int, window_ms: int,
+                         now: int | None) -> CronLease:
+        """Claim a tick as a lease (see jobs.sql); one transaction."""
+        params = {"schedule": schedule, "tick_at": tick_at, "now": self._now(now),
+                  "lease_ms": lease_ms, "window_ms": window_ms}
+
+        def run(db: sqlite3.Connection) -> CronLease:
+            with self._write(db):
+                claimed = db.execute(Q["cron_lease"], params).rowcount > 0
+                pending = False
+                if not claimed:
+                    row = db.execute(Q["cron_tick_pending"], params).fetchone()
+                    pending = row is None or bool(row[0])
+                lapsed = tuple(int(r[0]) for r in db.execute(Q["cron_lapsed"], params))
+            return CronLease(claimed, pending, lapsed)
+        return await self._run(run)
+
+    async def cron_sent(self, schedule: str, tick_at: int) -> None:
+        """The tick's job is sent: its claim is final."""
+        params = {"schedule": schedule, "tick_at": tick_at}
+
+        def run(db: sqlite3.Connection) -> None:
+            with self._write(db):
+                db.execute(Q["cron_sent"], params)
+        await self._run(run)
 
     async def cron_expire(self, keep_ms: int, now: int | None, limit: int) -> int:
         """Forget old ticks."""

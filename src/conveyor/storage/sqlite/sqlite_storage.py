@@ -53,7 +53,7 @@ from conveyor.storage.sqlite.sqlite_cancels import SqliteCancels
 from conveyor.storage.sqlite.sqlite_delivery_events import SqliteDeliveryEvents
 from conveyor.storage.sqlite.sqlite_digests import SqliteDigests
 from conveyor.storage.sqlite.sqlite_flows import SqliteFlows, fail_jobs_in
-from conveyor.storage.sqlite.sqlite_jobs import SqliteJobs
+from conveyor.storage.sqlite.sqlite_jobs import SqliteJobs, jobs_dead_in
 from conveyor.storage.sqlite.sqlite_keys import SqliteKeys
 from conveyor.storage.sqlite.sqlite_ledger import SqliteLedger
 from conveyor.storage.sqlite.sqlite_maintenance import give_back, table_health
@@ -321,9 +321,11 @@ class SqliteStorage(SqliteNotifyTx, SqliteJobs, SqliteFlows, SqliteLedger, Sqlit
                     moved: list[str] = []
                     while found := db.execute(Q["message_dead_letter"], dead).fetchall():
                         moved += [_uid(r[0]) for r in found]
-                    if moved:  # rare: a node of a flow among them must not wait for a worker
-                        params.released.extend(fail_jobs_in(db, moved, flow_steps.dead_lettered(
-                            params.max_receive_count), at))
+                    if moved:  # rare: flow nodes and tracked jobs among them must not
+                        # wait for a worker that died in their last attempt
+                        error = flow_steps.dead_lettered(params.max_receive_count)
+                        jobs_dead_in(db, moved, error, params.max_receive_count, at)
+                        params.released.extend(fail_jobs_in(db, moved, error, at))
                 if params.skip_groups:
                     claimed = db.execute(Q["message_claim_skip"], {
                         **args, "skip": orjson.dumps(params.skip_groups).decode()}).fetchall()
@@ -344,6 +346,9 @@ class SqliteStorage(SqliteNotifyTx, SqliteJobs, SqliteFlows, SqliteLedger, Sqlit
         for blob in paging.dead:
             db.execute(Q["fifo_dead_letter"], {
                 "id": blob, "dlq_id": params.dead_letter_queue_id, "now": at})
+        if paging.dead:
+            jobs_dead_in(db, [_uid(b) for b in paging.dead], flow_steps.dead_lettered(
+                params.max_receive_count), params.max_receive_count, at)
         args = {"now": at, "visibility_ms": params.visibility_ms}
         return [db.execute(Q["fifo_claim"], {**args, "id": blob}).fetchone()
                 for blob in paging.deliver]

@@ -1,0 +1,2 @@
+-- Nothing to do on SQLite: PostgreSQL's 0028 tunes its ledger table's fill factor,
+-- collation and compression. The number keeps both dialects in step.
