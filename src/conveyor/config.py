@@ -55,6 +55,9 @@ class ServerConfig:
     max_connections: int | None = None
     # trust: Host names (beyond loopback) a key-less server answers; also accepted Origins
     allowed_hosts: tuple[str, ...] = ()
+    # the delivery workers' file templates (their --templates DIR), so that a notification
+    # naming a template neither stored nor there is refused when it is made (404)
+    templates: str | None = None
 
     def __post_init__(self) -> None:
         _check_port("port", self.port)
@@ -148,7 +151,8 @@ def from_env(environ: Mapping[str, str] | None = None) -> Config:
     CONVEYOR_LOG_FORMAT (text or json), CONVEYOR_TLS_CERT, CONVEYOR_TLS_KEY,
     CONVEYOR_MAX_IN_FLIGHT, CONVEYOR_MAX_DEPTH (0: none), CONVEYOR_MAX_LONG_POLLS,
     CONVEYOR_MAX_CONNECTIONS (0: from the open-files limit), CONVEYOR_ALLOWED_HOSTS
-    (comma-separated), CONVEYOR_KEYS_SECRET, CONVEYOR_SQS_RELAXED,
+    (comma-separated), CONVEYOR_TEMPLATES (the workers' template folder),
+    CONVEYOR_KEYS_SECRET, CONVEYOR_SQS_RELAXED,
     CONVEYOR_SQS_CREDENTIALS (retired: refused); provider feedback:
     CONVEYOR_FEEDBACK_SENDGRID_KEY, CONVEYOR_FEEDBACK_POSTMARK_SECRET,
     CONVEYOR_FEEDBACK_SNS_TOPICS (comma-separated ARNs), CONVEYOR_FEEDBACK_SOFT_LIMIT.
@@ -167,6 +171,7 @@ def from_env(environ: Mapping[str, str] | None = None) -> Config:
         max_connections=_int(env, "CONVEYOR_MAX_CONNECTIONS", 0) or None,
         allowed_hosts=tuple(h.strip() for h in (env.get("CONVEYOR_ALLOWED_HOSTS") or "")
                             .split(",") if h.strip()),
+        templates=env.get("CONVEYOR_TEMPLATES") or None,
     )
     sqs = SqsConfig(
         enabled=not _bool(env, "CONVEYOR_NO_SQS"),

@@ -166,6 +166,12 @@ class FlowNotFound(ConveyorError):
     code = "flow_not_found"
 
 
+class FlowNodeNotFound(FlowNotFound):
+    """The flow has no such node."""
+
+    code = "flow_node_not_found"
+
+
 class JobNotRetryable(Conflict):
     """Only a dead or failed job can be retried."""
 

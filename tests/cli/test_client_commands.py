@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 import httpx
 
+from conveyor.ids import new_message_ids
 from conveyor.models import QueueAttributes
 from tests.cli.conftest import Run, run_conveyor
 from tests.http.server import ServerProcess
@@ -118,17 +119,19 @@ def test_unreachable_server() -> None:
 
 
 def test_job_status_and_counts(conveyor: Run, server: ServerProcess) -> None:
+    # A server takes reports under job ids (UUIDs) only.
+    job_1, job_2, job_3 = new_message_ids(3)
     recorded = {"jobs": [
-        {"job_id": "job-1", "status": "failed", "queue": "mail", "task": "welcome",
+        {"job_id": job_1, "status": "failed", "queue": "mail", "task": "welcome",
          "attempts": 2, "error": "SMTP 451: try later"},
-        {"job_id": "job-2", "status": "succeeded", "queue": "mail", "task": "welcome",
+        {"job_id": job_2, "status": "succeeded", "queue": "mail", "task": "welcome",
          "attempts": 1, "result": {"sent": True}},
-        {"job_id": "job-3", "status": "queued", "queue": "push", "task": "notify"}]}
+        {"job_id": job_3, "status": "queued", "queue": "push", "task": "notify"}]}
     assert httpx.post(f"{server.url}/v1/jobs/status", json=recorded).status_code == 204
 
-    shown = conveyor("job", "status", "job-1").stdout
+    shown = conveyor("job", "status", job_1).stdout
     assert "failed" in shown and "SMTP 451: try later" in shown and "welcome" in shown
-    as_json = lines(conveyor("job", "status", "job-2", "-o", "json").stdout)[0]
+    as_json = lines(conveyor("job", "status", job_2, "-o", "json").stdout)[0]
     assert as_json["result"] == {"sent": True} and as_json["attempts"] == 1
 
     counts = lines(conveyor("job", "counts", "--queue", "mail", "-o", "json").stdout)[0]
@@ -179,6 +182,7 @@ def test_receive_as_a_table(conveyor: Run) -> None:
 
 
 def test_job_list_retry_and_delete(conveyor: Run, server: ServerProcess) -> None:
+    (done_1,) = new_message_ids(1)  # a server takes reports under job ids (UUIDs) only
     conveyor("queue", "create", "work-dlq")
     conveyor("queue", "create", "work", "--attr", "dead_letter_queue=work-dlq",
              "--attr", "max_receive_count=1")
@@ -188,7 +192,7 @@ def test_job_list_retry_and_delete(conveyor: Run, server: ServerProcess) -> None
     recorded = {"jobs": [
         {"job_id": job_id, "status": "dead", "queue": "work", "task": "t", "attempts": 1,
          "error": "ValueError: boom\nTraceback ..."},
-        {"job_id": "done-1", "status": "succeeded", "queue": "work", "task": "t",
+        {"job_id": done_1, "status": "succeeded", "queue": "work", "task": "t",
          "attempts": 1}]}
     assert httpx.post(f"{server.url}/v1/jobs/status", json=recorded).status_code == 204
 
@@ -204,40 +208,41 @@ def test_job_list_retry_and_delete(conveyor: Run, server: ServerProcess) -> None
     assert back["id"] == job_id
     refused = conveyor("job", "retry", job_id, ok=False)
     assert refused.returncode == 1 and "job_not_retryable" in refused.stderr
-    assert "deleted" in conveyor("job", "delete", "done-1").stdout
+    assert "deleted" in conveyor("job", "delete", done_1).stdout
     assert conveyor("job", "list", "--queue", "work", "--state", "succeeded"
                     ).stdout.splitlines()[1:] == []
 
 
 def test_job_list_by_key_and_time_and_job_show(conveyor: Run, server: ServerProcess) -> None:
     base = {"queue": "shown", "task": "tasks.bill"}
-    first = [{**base, "job_id": "bill-1", "status": "queued", "key": "acme",
+    bill_1, bill_2 = new_message_ids(2)
+    first = [{**base, "job_id": bill_1, "status": "queued", "key": "acme",
               "args": {"args": [1], "kwargs": {"to": "a@example.com"}}},
-             {**base, "job_id": "bill-2", "status": "queued", "key": "zeta"}]
+             {**base, "job_id": bill_2, "status": "queued", "key": "zeta"}]
     assert httpx.post(f"{server.url}/v1/jobs/status", json={"jobs": first}).status_code == 204
-    created = httpx.get(f"{server.url}/v1/jobs/bill-1").json()["created_at"]
-    ended = [{**base, "job_id": "bill-1", "status": "dead", "attempts": 1, "worker": "w-9",
+    created = httpx.get(f"{server.url}/v1/jobs/{bill_1}").json()["created_at"]
+    ended = [{**base, "job_id": bill_1, "status": "dead", "attempts": 1, "worker": "w-9",
               "error": "KeyError: 'plan'", "started_at": created + 5, "ended_at": created + 9,
               "traceback": "Traceback (most recent call last):\nKeyError: 'plan'"}]
     assert httpx.post(f"{server.url}/v1/jobs/status", json={"jobs": ended}).status_code == 204
 
     by_key = lines(conveyor("job", "list", "--key", "acme", "-o", "json").stdout)
-    assert [j["job_id"] for j in by_key] == ["bill-1"]
+    assert [j["job_id"] for j in by_key] == [bill_1]
     since = datetime.fromtimestamp(created / 1000, UTC).isoformat()
     window = lines(conveyor("job", "list", "--queue", "shown", "--created-since", since,
                             "--created-until", str(created + 3_600_000), "-o", "json").stdout)
-    assert {j["job_id"] for j in window} == {"bill-1", "bill-2"}
+    assert {j["job_id"] for j in window} == {bill_1, bill_2}
     assert lines(conveyor("job", "list", "--queue", "shown", "--created-until",
                           str(created), "-o", "json").stdout) == []
     bad = conveyor("job", "list", "--created-since", "last tuesday", ok=False)
     assert bad.returncode == 2 and "ISO 8601" in bad.stderr
 
-    shown = conveyor("job", "show", "bill-1").stdout
+    shown = conveyor("job", "show", bill_1).stdout
     assert "acme" in shown and '"to":"a@example.com"' in shown
     assert "w-9" in shown and "KeyError: 'plan'" in shown
     assert "attempt 1 traceback:\nTraceback (most recent call last):" in shown
     assert "created" in shown and "dead" in shown
-    [page] = lines(conveyor("job", "show", "bill-1", "-o", "json").stdout)
+    [page] = lines(conveyor("job", "show", bill_1, "-o", "json").stdout)
     assert [a["outcome"] for a in page["attempt_history"]] == ["dead"]  # type: ignore[union-attr]
     missing = conveyor("job", "show", "no-such-job", ok=False)
     assert missing.returncode == 1 and "job_not_found" in missing.stderr

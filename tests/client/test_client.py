@@ -12,6 +12,7 @@ import pytest
 
 from conveyor import errors
 from conveyor.client import AsyncClient, Client, ServerUnavailable
+from conveyor.ids import new_message_ids
 from conveyor.jobs import JobFilter
 from conveyor.models import Body, BodyKind, MessageAttribute, SendEntry, VisibilityEntry
 from tests.http.server import ServerProcess, start_server
@@ -121,8 +122,9 @@ async def test_limits_and_jobs_through_the_server(aclient: AsyncClient) -> None:
     tick = int(time.time()) // 60 * 60_000
     assert await aclient.jobs.cron_claim("s", tick) is True
     assert await aclient.jobs.cron_claim("s", tick) is False
-    await aclient.jobs.status_set("j1", "succeeded", queue="q", task="t", result={"a": 1})
-    found = await aclient.jobs.status_get("j1")
+    (j1,) = new_message_ids(1)  # a server takes reports under job ids (UUIDs) only
+    await aclient.jobs.status_set(j1, "succeeded", queue="q", task="t", result={"a": 1})
+    found = await aclient.jobs.status_get(j1)
     assert found is not None and found.result == {"a": 1} and found.status == "succeeded"
     assert await aclient.jobs.status_get("nope") is None
     assert (await aclient.jobs.status_counts("q"))["succeeded"] == 1
@@ -166,8 +168,9 @@ def test_sync_limits_and_jobs(server: ServerProcess) -> None:
         assert client.limits.renew("sync-slot", "h") == 1
         client.limits.release("sync-slot", "h")
         assert client.jobs.cron_claim("sync-s", int(time.time()) * 1000) is True
-        client.jobs.status_set("sj", "queued", queue="q")
-        assert client.jobs.status_get("sj") is not None
+        (sj,) = new_message_ids(1)
+        client.jobs.status_set(sj, "queued", queue="q")
+        assert client.jobs.status_get(sj) is not None
         assert client.jobs.status_counts()["queued"] >= 1
 
 
@@ -210,11 +213,12 @@ async def test_the_job_explorer_through_the_server(aclient: AsyncClient) -> None
     [message] = await aclient.receive(name)
     await aclient.retry(name, message.receipt_handle, 0, "boom", dead_letter=True)
     await aclient.jobs.status_set(sent.id, "dead", queue=name, task="t", attempts=1)
-    await aclient.jobs.status_set(f"{name}-ok", "succeeded", queue=name, attempts=1)
+    (ok,) = new_message_ids(1)
+    await aclient.jobs.status_set(ok, "succeeded", queue=name, attempts=1)
     page = await aclient.jobs.list(JobFilter(queue=name), limit=1)
     assert len(page.jobs) == 1 and page.next is not None
     rest = await aclient.jobs.list(JobFilter(queue=name), after=page.next)
-    assert {j.job_id for j in page.jobs + rest.jobs} == {sent.id, f"{name}-ok"}
+    assert {j.job_id for j in page.jobs + rest.jobs} == {sent.id, ok}
     assert rest.next is None
     assert (await aclient.jobs.retry(sent.id)).status == "queued"
     with pytest.raises(errors.JobNotRetryable):

@@ -35,7 +35,13 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerPro
     """`conveyor serve` on a fresh SQLite file, and the file's URL (for a worker)."""
     directory = Path(tmp_path_factory.mktemp("deliveries"))
     url = f"sqlite:///{directory}/c.db"
-    process = start_server(directory, ["--database", url, "--no-sqs"])
+    # The worker's templates, as files the server knows too (it refuses other names).
+    folder = directory / "templates"
+    folder.mkdir()
+    for name, source in TEMPLATES.items():
+        (folder / name).write_text(source)
+    process = start_server(directory, ["--database", url, "--no-sqs",
+                                       "--templates", str(folder)])
     yield process, url
     assert process.stop() == 0, process.logs()
 

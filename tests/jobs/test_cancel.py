@@ -149,15 +149,17 @@ def test_cancel_needs_manage_and_the_check_receive() -> None:
 
 def test_cli_cancels_one_and_by_filter(sqlite_server: ServerProcess) -> None:
     url = sqlite_server.url
+    # Reported over HTTP, so under job ids (UUIDs); no message carries them.
+    c0, ok = (f"01900000-0000-7000-8000-0000000000c{i}" for i in (0, 9))
     for i in range(3):
-        httpx.put(f"{url}/v1/jobs/c{i}", json={"status": "queued", "queue": "cli",
-                                                "task": "t"}).raise_for_status()
-    httpx.put(f"{url}/v1/jobs/ok", json={"status": "succeeded", "queue": "cli",
-                                         "task": "t", "attempts": 1}).raise_for_status()
+        httpx.put(f"{url}/v1/jobs/01900000-0000-7000-8000-0000000000c{i}", json={
+            "status": "queued", "queue": "cli", "task": "t"}).raise_for_status()
+    httpx.put(f"{url}/v1/jobs/{ok}", json={"status": "succeeded", "queue": "cli",
+                                           "task": "t", "attempts": 1}).raise_for_status()
     env = {"CONVEYOR_URL": url}
-    one = run_conveyor("job", "cancel", "c0", env=env)
-    assert "c0: queued; its worker cancels it at its next check" in one.stdout
-    ended = run_conveyor("job", "cancel", "ok", env=env)
+    one = run_conveyor("job", "cancel", c0, env=env)
+    assert f"{c0}: queued; its worker cancels it at its next check" in one.stdout
+    ended = run_conveyor("job", "cancel", ok, env=env)
     assert ended.returncode == 1 and "job_not_cancellable" in ended.stderr
     bulk = run_conveyor("job", "cancel", "--queue", "cli", "--state", "queued", env=env)
     assert "cancelled 3 jobs" in bulk.stdout

@@ -13,6 +13,10 @@ from conveyor.clock import ManualClock
 from conveyor.http.app import create_app
 from tests.http.helpers import assert_error
 
+# Job ids are message ids (UUIDs): a report under any other is refused.
+JOB_A, JOB_B = "01900000-0000-7000-8000-00000000000a", "01900000-0000-7000-8000-00000000000b"
+JOB_1, JOB_2, JOB_3 = (f"01900000-0000-7000-8000-00000000000{i}" for i in (1, 2, 3))
+
 
 async def _client(broker: Broker) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=create_app(broker))
@@ -70,28 +74,28 @@ async def test_cron_claim(http: httpx.AsyncClient, clock: ManualClock) -> None:
 
 
 async def test_job_status(http: httpx.AsyncClient, clock: ManualClock) -> None:
-    response = await http.put("/v1/jobs/job-1", json={
+    response = await http.put(f"/v1/jobs/{JOB_1}", json={
         "status": "succeeded", "queue": "emails", "task": "send", "attempts": 2,
         "result": {"ok": [1, 2]}, "keep_seconds": 600})
     assert response.status_code == 204, response.text
-    response = await http.get("/v1/jobs/job-1")
+    response = await http.get(f"/v1/jobs/{JOB_1}")
     assert response.status_code == 200
     assert response.json() == {
-        "job_id": "job-1", "status": "succeeded", "queue": "emails", "task": "send",
+        "job_id": JOB_1, "status": "succeeded", "queue": "emails", "task": "send",
         "attempts": 2, "error": None, "result": {"ok": [1, 2]}, "keep_seconds": 600,
         "updated_at": clock.ms, "progress": None, "key": None, "created_at": clock.ms,
         "args": None, "attempt_history": [],
         "timeline": [{"at": clock.ms, "event": "created", "detail": "on emails"},
                      {"at": clock.ms, "event": "succeeded", "detail": "last update"}]}
     response = await http.post("/v1/jobs/status", json={"jobs": [
-        {"job_id": "job-2", "status": "failed", "queue": "emails", "error": "550"},
-        {"job_id": "job-3", "status": "running", "queue": "other"}]})
+        {"job_id": JOB_2, "status": "failed", "queue": "emails", "error": "550"},
+        {"job_id": JOB_3, "status": "running", "queue": "other"}]})
     assert response.status_code == 204, response.text
     counts = (await http.get("/v1/jobs/counts", params={"queue": "emails"})).json()["counts"]
     assert (counts["succeeded"], counts["failed"], counts["running"]) == (1, 1, 0)
     counts = (await http.get("/v1/jobs/counts")).json()["counts"]
     assert counts["running"] == 1
-    assert_error(await http.get("/v1/jobs/job-404"), 404, "job_not_found")
+    assert_error(await http.get(f"/v1/jobs/{JOB_A}"), 404, "job_not_found")
 
 
 @pytest.mark.parametrize(("method", "path", "body", "code", "field"), [
@@ -110,9 +114,9 @@ async def test_job_status(http: httpx.AsyncClient, clock: ManualClock) -> None:
     ("POST", "/v1/limits/release", {"key": "k", "holder": "h", "count": 0},
      "invalid_input", "count"),
     ("POST", "/v1/cron/claim", {"schedule": "s", "tick_at": -5}, "invalid_input", "tick_at"),
-    ("PUT", "/v1/jobs/j", {"status": "finished", "queue": "q"}, "invalid_input", "status"),
-    ("POST", "/v1/jobs/status", {"jobs": [{"job_id": "a", "status": "queued", "queue": "q"},
-                                          {"job_id": "b", "status": "queued"}]},
+    ("PUT", f"/v1/jobs/{JOB_A}", {"status": "finished", "queue": "q"}, "invalid_input", "status"),
+    ("POST", "/v1/jobs/status", {"jobs": [{"job_id": JOB_A, "status": "queued", "queue": "q"},
+                                          {"job_id": JOB_B, "status": "queued"}]},
      "missing_parameter", "queue"),
 ])
 async def test_bad_input_is_422_in_the_one_shape(sqlite_http: httpx.AsyncClient, method: str,
@@ -124,8 +128,8 @@ async def test_bad_input_is_422_in_the_one_shape(sqlite_http: httpx.AsyncClient,
 
 async def test_batch_errors_name_the_entry(sqlite_http: httpx.AsyncClient) -> None:
     response = await sqlite_http.post("/v1/jobs/status", json={"jobs": [
-        {"job_id": "a", "status": "queued", "queue": "q"},
-        {"job_id": "b", "status": "queued", "queue": "q", "attempts": -1}]})
+        {"job_id": JOB_A, "status": "queued", "queue": "q"},
+        {"job_id": JOB_B, "status": "queued", "queue": "q", "attempts": -1}]})
     assert_error(response, 422, "invalid_input", index=1, field="attempts")
     assert_error(await sqlite_http.get("/v1/jobs", params={"queue": "not a queue"}), 422,
                  field="queue")

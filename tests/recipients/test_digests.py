@@ -172,7 +172,7 @@ async def test_quiet_hours_hold_the_digest_message(broker: Broker,
 ])
 async def test_a_malformed_digest_is_a_400_that_writes_nothing(
         broker: Broker, digest: dict[str, Any], field: str) -> None:
-    transport = httpx.ASGITransport(app=create_app(broker))
+    transport = httpx.ASGITransport(app=create_app(broker, file_templates=TEMPLATES))
     async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as http:
         assert (await http.put("/v1/recipients/ann", json={
             "addresses": {"email": "ann@example.com"}})).status_code == 200

@@ -15,7 +15,7 @@ import pytest
 from conveyor.broker.broker import Broker
 from conveyor.clock import ManualClock
 from conveyor.demo.loopback import SmtpSink
-from conveyor.errors import InvalidInput, RecipientNotFound
+from conveyor.errors import InvalidInput, RecipientNotFound, TemplateNotFound
 from conveyor.http.app import create_app
 from conveyor.notify import Notifier, SmtpChannel
 from conveyor.notify.people import PersonNotification, notify_recipient
@@ -105,7 +105,7 @@ async def test_bad_requests_write_nothing(broker: Broker) -> None:
     notifier = _notifier(broker, 9)  # never connects: nothing gets that far
     for n, error in [
             (PersonNotification("bob", NEWS, "ping"), RecipientNotFound),
-            (PersonNotification("ann", NEWS, "no-such-template"), InvalidInput),
+            (PersonNotification("ann", NEWS, "no-such-template"), TemplateNotFound),
             (PersonNotification("ann", Category(""), "ping"), InvalidInput),
             (PersonNotification("ann", NEWS, "ping", channels=["sms"]), InvalidInput),
             (PersonNotification("ann", NEWS, "ping", {"x": "y" * 70_000}), InvalidInput)]:
@@ -163,7 +163,8 @@ async def test_quiet_hours_hold_then_release(broker: Broker, clock: ManualClock)
 
 
 async def test_http_notify(broker: Broker, clock: ManualClock) -> None:
-    transport = httpx.ASGITransport(app=create_app(broker))
+    # The delivery workers' file templates (`serve --templates`): names to accept.
+    transport = httpx.ASGITransport(app=create_app(broker, file_templates=TEMPLATES))
     async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as http:
         assert (await http.put("/v1/recipients/ann", json={
             "timezone": "Europe/Berlin", "addresses": {"email": ["ann@example.com"],

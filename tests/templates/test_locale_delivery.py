@@ -14,7 +14,7 @@ import pytest
 
 from conveyor.broker.broker import Broker
 from conveyor.demo.loopback import SmtpSink
-from conveyor.errors import InvalidInput
+from conveyor.errors import TemplateNotFound
 from conveyor.http.app import create_app
 from conveyor.notify import Email, Notifier, SmtpChannel, Templates
 from conveyor.notify.people import PersonNotification, notify_recipient
@@ -97,7 +97,7 @@ async def test_no_locale_in_the_chain_is_a_recorded_skip(broker: Broker) -> None
     counts = (await broker.ledger.counts("email"))["email"]
     assert counts["queued"] == sum(counts.values()) == 1
     # Neither stored nor a file: refused before anything is written.
-    with pytest.raises(InvalidInput, match="No template"):
+    with pytest.raises(TemplateNotFound, match="No template"):
         await notify_recipient(notifier, PersonNotification("ana", NEWS, "nope"))
     # Through the HTTP API (which holds no file templates): the same recorded skip.
     transport = httpx.ASGITransport(app=create_app(broker))

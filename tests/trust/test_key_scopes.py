@@ -121,35 +121,37 @@ async def test_redrive_destination_and_move_tasks_need_their_queues(api: Api) ->
 
 async def test_job_status_reports_and_reads_need_receive_on_the_jobs_queue(api: Api) -> None:
     jobs = api.broker.jobs
-    await jobs.status_set("fq-job", "running", queue="fq", task="t", attempts=1)
-    await jobs.status_set("own-job", "running", queue="teama-a", task="t", attempts=1)
+    # Job ids are message ids (UUIDs): a report under any other is a 422 before any 403.
+    FQ_JOB, OWN_JOB, NEW_JOB = (f"01900000-0000-7000-8000-00000000000{i}" for i in (1, 2, 3))
+    await jobs.status_set(FQ_JOB, "running", queue="fq", task="t", attempts=1)
+    await jobs.status_set(OWN_JOB, "running", queue="teama-a", task="t", attempts=1)
     done = {"status": "succeeded", "queue": "fq", "task": "t", "attempts": 1, "result": 1}
-    assert (await api.call("rcv", "PUT", "/v1/jobs/fq-job", done))[0] == 403
+    assert (await api.call("rcv", "PUT", f"/v1/jobs/{FQ_JOB}", done))[0] == 403
     # naming its own queue does not overwrite another queue's job either
-    assert (await api.call("rcv", "PUT", "/v1/jobs/fq-job",
+    assert (await api.call("rcv", "PUT", f"/v1/jobs/{FQ_JOB}",
                            {**done, "queue": "teama-a"}))[0] == 403
-    batch = {"jobs": [{**done, "job_id": "own-job", "queue": "teama-a"},
-                      {**done, "job_id": "fq-job", "queue": "teama-a"}]}
+    batch = {"jobs": [{**done, "job_id": OWN_JOB, "queue": "teama-a"},
+                      {**done, "job_id": FQ_JOB, "queue": "teama-a"}]}
     assert (await api.call("rcv", "POST", "/v1/jobs/status", batch))[0] == 403
-    for job_id, queue in (("fq-job", "fq"), ("own-job", "teama-a")):
+    for job_id, queue in ((FQ_JOB, "fq"), (OWN_JOB, "teama-a")):
         found = await jobs.status_get(job_id)
         assert found is not None and (found.status, found.queue) == ("running", queue)
-    assert (await api.call("rcv", "PUT", "/v1/jobs/new-job", done))[0] == 403
-    assert await jobs.status_get("new-job") is None
-    assert (await api.call("rcv", "PUT", "/v1/jobs/own-job",
+    assert (await api.call("rcv", "PUT", f"/v1/jobs/{NEW_JOB}", done))[0] == 403
+    assert await jobs.status_get(NEW_JOB) is None
+    assert (await api.call("rcv", "PUT", f"/v1/jobs/{OWN_JOB}",
                            {**done, "queue": "teama-a"}))[0] == 204
-    assert (await jobs.status_get("own-job")).status == "succeeded"  # type: ignore[union-attr]
+    assert (await jobs.status_get(OWN_JOB)).status == "succeeded"  # type: ignore[union-attr]
 
-    for path in ("/v1/jobs/fq-job", "/v1/jobs?queue=fq", "/v1/jobs",
+    for path in (f"/v1/jobs/{FQ_JOB}", "/v1/jobs?queue=fq", "/v1/jobs",
                  "/v1/jobs/counts", "/v1/jobs/counts?queue=fq"):
         assert (await api.call("rcv", "GET", path))[0] == 403, path
     status, page = await api.call("rcv", "GET", "/v1/jobs?queue=teama-a")
-    assert status == 200 and [j["job_id"] for j in page["jobs"]] == ["own-job"]
-    assert (await api.call("rcv", "GET", "/v1/jobs/own-job"))[0] == 200
+    assert status == 200 and [j["job_id"] for j in page["jobs"]] == [OWN_JOB]
+    assert (await api.call("rcv", "GET", f"/v1/jobs/{OWN_JOB}"))[0] == 200
     assert (await api.call("rcv", "GET", "/v1/jobs/counts?queue=teama-a"))[0] == 200
     status, page = await api.call("ops", "GET", "/v1/jobs")
-    assert status == 200 and {j["job_id"] for j in page["jobs"]} == {"fq-job", "own-job"}
-    assert (await api.call("ops", "PUT", "/v1/jobs/fq-job", done))[0] == 204
+    assert status == 200 and {j["job_id"] for j in page["jobs"]} == {FQ_JOB, OWN_JOB}
+    assert (await api.call("ops", "PUT", f"/v1/jobs/{FQ_JOB}", done))[0] == 204
 
 
 async def test_flow_ends_and_trees_need_receive_on_the_nodes_queue(api: Api) -> None:

@@ -16,7 +16,14 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from conveyor.broker import validation as v
-from conveyor.errors import FlowNotFound, InvalidFlow, InvalidInput, TooManyEntries, UnknownTask
+from conveyor.errors import (
+    FlowNodeNotFound,
+    FlowNotFound,
+    InvalidFlow,
+    InvalidInput,
+    TooManyEntries,
+    UnknownTask,
+)
 from conveyor.flows import MAX_ERROR, Flow, FlowNode, FlowStep, NodeEnd, check_steps
 from conveyor.heartbeats import Heartbeat
 from conveyor.ids import new_message_ids
@@ -99,7 +106,11 @@ class Flows:
 
     async def end_many(self, ends: Sequence[NodeEnd]) -> None:
         """Record that flow jobs ended (a node ends once; a repeat changes nothing) and
-        send the jobs whose wait is over, in one transaction. Up to 1,000 at a time."""
+        send the jobs whose wait is over, in one transaction. Up to 1,000 at a time.
+
+        An end naming a flow or node that is not there records nothing and is no error: a
+        flow may expire while its job runs, and its worker's batch of ends (other flows'
+        too) must not fail for it, nor come back to run again."""
         if len(ends) > v.MAX_BATCH:
             raise TooManyEntries(f"A batch holds at most {v.MAX_BATCH} ends, not {len(ends)}.")
         ids: dict[str, str] = {}  # a chord's children name one flow: checked once a batch
@@ -112,9 +123,16 @@ class Flows:
 
     async def results(self, flow_id: str, node: int) -> list[Any]:
         """The results of the nodes `node` waits for, in node order (None for one that
-        failed, or has not ended: a `continue` parent runs before its other children)."""
+        failed, or has not ended: a `continue` parent runs before its other children).
+        FlowNotFound / FlowNodeNotFound when the flow or the node is not there."""
         flow_id = v.check_message_id(flow_id, "flow_id")
         node = _node(node)
+        found = await self._broker.storage.flow_get(flow_id, self._broker.now())
+        if found is None or not found.nodes:
+            raise FlowNotFound(f"No flow {flow_id} (it may have expired).")
+        if node >= len(found.nodes):
+            raise FlowNodeNotFound(f"Flow {flow_id} has no node {node} (its nodes are 0 to "
+                                   f"{len(found.nodes) - 1}).")
         return [orjson.loads(result) if state == "succeeded" and result is not None else None
                 for state, result in await self._broker.storage.flow_results(flow_id, node)]
 
@@ -127,8 +145,12 @@ class Flows:
         return found
 
     async def of_job(self, job_id: str) -> Flow:
-        """The tree of the flow a job belongs to, or FlowNotFound."""
-        job_id = v.check_message_id(job_id, "job_id")
+        """The tree of the flow a job belongs to, or FlowNotFound (also for an id that is
+        no UUID: a job recorded by hand under an id of its own is in no flow)."""
+        try:
+            job_id = v.check_message_id(job_id, "job_id")
+        except InvalidInput:
+            raise FlowNotFound(f"Job {str(job_id)[:80]!r} is not part of a flow.") from None
         flow_id = await self._broker.storage.flow_of_job(job_id, self._broker.now())
         if flow_id is None:
             raise FlowNotFound(f"Job {job_id} is not part of a flow (or it has expired).")

@@ -84,6 +84,9 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     serve.add_argument("--allowed-host", action="append", metavar="NAME",
                        help="a Host name, beyond loopback ones, that a server without API "
                             "keys answers (repeatable; guards against DNS rebinding)")
+    serve.add_argument("--templates", metavar="DIR",
+                       help="the delivery workers' file templates: a notification naming "
+                            "one neither stored nor here is refused (404)")
     serve.add_argument("--sqs-credentials", metavar="AKID:SECRET,...",
                        help=argparse.SUPPRESS)  # retired: refused with a pointer to keys
     serve.set_defaults(run=_serve)
@@ -208,7 +211,8 @@ def server_config(args: argparse.Namespace) -> Config:
                      tls_key=args.tls_key or config.server.tls_key,
                      max_in_flight=args.max_in_flight or config.server.max_in_flight,
                      max_depth=args.max_depth or config.server.max_depth,
-                     allowed_hosts=tuple(args.allowed_host or config.server.allowed_hosts))
+                     allowed_hosts=tuple(args.allowed_host or config.server.allowed_hosts),
+                     templates=args.templates or config.server.templates)
     sqs = replace(config.sqs, enabled=config.sqs.enabled and not args.no_sqs,
                   port=config.sqs.port if args.sqs_port is None else args.sqs_port,
                   account_id=args.sqs_account_id or config.sqs.account_id,

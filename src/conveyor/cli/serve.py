@@ -189,7 +189,8 @@ async def serve_sockets(config: Config, sockets: list[socket.socket]) -> None:
         allowed = config.server.allowed_hosts
         apps: list[Any] = [create_app(broker, max_request_bytes=config.server.max_request_bytes,
                                       require_keys=not loopback, allowed_hosts=allowed,
-                                      feedback=feedback_settings(config))]
+                                      feedback=feedback_settings(config),
+                                      file_templates=config.server.templates)]
         sqs_factory = sqs_app_factory() if len(sockets) > 1 else None
         if sqs_factory is not None:
             apps.append(sqs_factory(broker, account_id=config.sqs.account_id,

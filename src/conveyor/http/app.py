@@ -9,7 +9,8 @@ for `uvicorn --factory conveyor.http.app:app_from_env`.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
@@ -45,6 +46,7 @@ from conveyor.http import (
 )
 from conveyor.http.auth import ApiKeyAuth
 from conveyor.http.deps import add_raw_body_schemas
+from conveyor.http.head import HeadAsGet
 from conveyor.http.limits import BodyLimit
 from conveyor.notify.feedback import FeedbackSettings
 
@@ -63,13 +65,19 @@ invalid input 422, storage unavailable 503. Times (`*_at`) are milliseconds sinc
 def create_app(broker_or_config: Broker | Config, *,
                max_request_bytes: int | None = None, require_keys: bool = False,
                allowed_hosts: Sequence[str] = (),
-               feedback: FeedbackSettings | None = None) -> FastAPI:
+               feedback: FeedbackSettings | None = None,
+               file_templates: str | Path | Mapping[str, str] | None = None,
+               min_free_bytes: int = health.MIN_FREE_BYTES) -> FastAPI:
     """The ASGI app for a broker (owned by the caller) or a config (owned by the app).
 
     `require_keys`: API keys always (a public address); else only once a key exists.
     `allowed_hosts`: Host names beyond loopback ones that a key-less server answers, and
     Origins it accepts (`conveyor.forgery`).
-    `feedback`: which providers may post bounces and complaints to `/v1/feedback/...`."""
+    `feedback`: which providers may post bounces and complaints to `/v1/feedback/...`.
+    `file_templates`: the delivery workers' file templates (a folder or a mapping), which a
+    notification may name besides the stored ones; any other name is a 404.
+    `min_free_bytes`: `/readyz` is 503 `storage_full` when an SQLite file's filesystem has
+    less free."""
     if isinstance(broker_or_config, Broker):
         broker = broker_or_config
         owned = False
@@ -83,6 +91,7 @@ def create_app(broker_or_config: Broker | Config, *,
         owned = True
         limit = max_request_bytes or broker_or_config.server.max_request_bytes
         feedback = feedback or feedback_settings(broker_or_config)
+        file_templates = file_templates or broker_or_config.server.templates
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -99,6 +108,8 @@ def create_app(broker_or_config: Broker | Config, *,
     app.state.broker = broker
     app.state.allowed_hosts = normalise_hosts(allowed_hosts)
     app.state.feedback = feedback
+    app.state.file_templates = file_templates
+    app.state.min_free_bytes = min_free_bytes
     errors.install(app)
     for module in (health, queues, messages, tasks, flow_routes, job_routes, explorer,
                    job_cancel_routes, workers, metrics, stream, wq, dashboard, dashboard_jobs,
@@ -106,6 +117,7 @@ def create_app(broker_or_config: Broker | Config, *,
         app.include_router(module.router)
     docs.install(app)
     _document_raw_bodies(app)
+    app.add_middleware(HeadAsGet)  # innermost: every layer outside sees the HEAD it got
     app.add_middleware(ApiKeyAuth, broker=broker, always=require_keys,  # inside BodyLimit
                        allowed_hosts=app.state.allowed_hosts)
     app.add_middleware(BodyLimit, max_bytes=limit)

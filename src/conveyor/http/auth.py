@@ -8,6 +8,8 @@ takes `?api_key=<token>` once and keeps it in an HttpOnly, SameSite=Strict cooki
 Which action a request needs is read from its method and path (`required`): sending is
 `send`, receiving and acknowledging `receive`, everything that changes or inspects a
 queue as a whole `manage`; the queue is the path's (or, on create, the body's `name`).
+What is shared by every queue takes its action on every queue (a grant on `*`): creating a
+flow `send`, rate limits and cron ticks `receive`, `/metrics` any action.
 Where the path names no queue (jobs, flows, move tasks, workers) or the body names more
 (a dead-letter queue, a redrive's destination), the route finds the queues the request
 reaches and calls `permit`, whose `Forbidden` this middleware answers with the same 403.
@@ -48,7 +50,10 @@ _QUEUE = re.compile(r"/v1/queues/([^/]+)(/.*)?")
 _DASHBOARD_QUEUE = re.compile(r"/ui/queues/([^/]+)(/.*)?")
 _RECEIVE_PARTS = ("/messages/receive", "/messages/delete", "/messages/visibility",
                   "/messages/retry", "/stream")
-_WORKER_PREFIXES = ("/v1/limits/", "/v1/cron/", "/v1/jobs", "/v1/workers")
+_WORKER_PREFIXES = ("/v1/jobs", "/v1/workers")
+# Rate limits and cron ticks are shared by every queue's workers (and the server's own
+# pacing: `purge:`, `deleted:`, `notify:` keys); no request names a queue they belong to.
+_SHARED_PREFIXES = ("/v1/limits/", "/v1/cron/")
 _NOTIFY_PREFIXES = ("/v1/notifications", "/v1/suppressions")
 # The job explorer's actions (http/explorer.py, http/job_cancel_routes.py).
 _JOB_ACTIONS = ("/retry", "/delete", "/cancel")
@@ -99,8 +104,15 @@ def required(method: str, path: str) -> Need | None:
     if path.startswith("/v1/jobs") and (method == "DELETE" or (
             method == "POST" and path.endswith(_JOB_ACTIONS))):
         return Need("manage")  # moves or deletes messages, as a redrive or a purge does
+    if path.startswith(_SHARED_PREFIXES):
+        # A key of some queues could hold back another queue's tasks (a penalty, every
+        # token, every slot) or win another team's cron tick: `receive` on every queue.
+        return Need("receive", EVERY)
     if path.startswith(_WORKER_PREFIXES):
         return Need("receive")
+    if path == "/metrics":
+        # Every queue's depths, jobs and workers: for a key of every queue (any action).
+        return Need(None, EVERY)
     if path == "/wq" or path.startswith("/wq/"):
         return Need("send" if method == "POST" else "receive", "wq")
     if match := _DASHBOARD_QUEUE.fullmatch(path):
@@ -177,7 +189,7 @@ def _refusal(key: ApiKey, action: Action | None, queue: str | None) -> str:
     """The 403's sentence: `queue` None is some queue, EVERY every queue."""
     where = f" on queue {queue!r}" if queue else ""
     if queue == EVERY:
-        where = " on every queue"
+        where = " on every queue" if action else " every queue"
     return f"The key {key.name!r} may not {action or 'access'}{where}."
 
 

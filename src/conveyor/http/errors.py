@@ -20,6 +20,7 @@ from starlette.responses import Response
 from starlette.routing import compile_path
 
 from conveyor import errors as e
+from conveyor.http.head import method_of
 from conveyor.http.parse import MalformedJson
 
 log = logging.getLogger("conveyor.http")
@@ -124,15 +125,16 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     code = _HTTP_CODES.get(exc.status_code, "http_error")
     message = exc.detail if isinstance(exc.detail, str) else "HTTP error."
     headers = exc.headers
+    method = method_of(request)  # HEAD, where routes saw a GET (`conveyor.http.head`)
     if exc.status_code == 404:
-        message = f"No route for {request.method} {request.url.path}."
+        message = f"No route for {method} {request.url.path}."
     elif exc.status_code == 405:
         # Starlette's Allow names only the first route whose path matched (PUT for
         # /v1/jobs/counts, from /v1/jobs/{job_id}); name every route's methods.
         allowed = _allowed_methods(request)
         if allowed:
             headers = {**(headers or {}), "Allow": ", ".join(allowed)}
-            message = (f"{request.method} is not allowed on {request.url.path}; "
+            message = (f"{method} is not allowed on {request.url.path}; "
                        f"it takes {', '.join(allowed)}.")
     return error_response(exc.status_code, code, message, headers=headers)
 
@@ -143,6 +145,8 @@ def _allowed_methods(request: Request) -> list[str]:
     for path, operations in request.app.openapi().get("paths", {}).items():
         if compile_path(path)[0].fullmatch(request.url.path):
             methods.update(m.upper() for m in operations if m != "parameters")
+    if "GET" in methods:
+        methods.add("HEAD")  # every GET route takes HEAD (`conveyor.http.head`)
     return sorted(methods)
 
 

@@ -116,7 +116,8 @@ async def create_flow(request: FlowIn, broker: BrokerDep) -> Response:
 @router.post("/v1/flows/ends", status_code=204, response_class=Response,
              responses=errors(400, 422))
 async def record_ends(request: EndsIn, broker: BrokerDep, http: Request) -> Response:
-    """Record that flow jobs ended (a worker's call; a repeat changes nothing)."""
+    """Record that flow jobs ended (a worker's call; a repeat changes nothing, and so does
+    an end of a flow or node not there: a flow may expire while its job runs)."""
     await _permit_ends(http, broker, request.ends)
     await broker.flows.end_many([NodeEnd(e.flow_id, e.node, e.ok, e.result, e.error)
                                  for e in request.ends])
@@ -130,10 +131,11 @@ async def get_flow(flow_id: str, broker: BrokerDep, http: Request) -> Response:
 
 
 @router.get("/v1/flows/{flow_id}/nodes/{node}/results", response_model=ResultsOut,
-            responses=errors(422))
+            responses=errors(404, 422))
 async def node_results(flow_id: str, node: int, broker: BrokerDep, http: Request
                        ) -> Response:
-    """What a node's job gets: the results of the nodes it waits for."""
+    """What a node's job gets: the results of the nodes it waits for; 404
+    `flow_not_found` or `flow_node_not_found` when the flow or node is not there."""
     if scoped(http, "receive") is not None:
         await _permit_nodes(http, broker, [(flow_id, node)])
     return json_response({"results": await broker.flows.results(flow_id, node)})
@@ -159,7 +161,7 @@ async def _permit_ends(http: Request, broker: Broker, ends: list[EndIn]) -> None
 async def _permit_nodes(http: Request, broker: Broker, nodes: list[tuple[str, int]]
                         ) -> None:
     """`receive` on the queue of each (flow, node); one unknown to the broker is left for
-    it to answer (an end of an expired flow changes nothing)."""
+    it to answer (an end of an expired flow changes nothing; its results are a 404)."""
     queues: dict[str, dict[int, str]] = {}  # flow -> node -> queue
     for flow_id, node in nodes:
         if flow_id not in queues:

@@ -138,13 +138,13 @@ async def notify(recipient_id: str, body: NotifyIn, request: Request,
                  broker: BrokerDep) -> Response:
     """Fan a notification out to the recipient's channels by their preferences: each
     address is queued, held for quiet hours, or skipped with the reason (opted out,
-    suppressed, no address)."""
+    suppressed, no address). A template neither stored nor among the server's file
+    templates (`serve --templates`) is a 404 `template_not_found`, and nothing is sent."""
     n = PersonNotification(recipient_id, Category(body.category, body.critical, body.opt_in),
                            body.template, body.data, body.idempotency_key,
                            None if body.channels is None else tuple(body.channels),
                            body.digest)
-    planned = await notify_recipient(_notifier(request, broker), n, broker.wall_now(),
-                                     check_template=False)
+    planned = await notify_recipient(_notifier(request, broker), n, broker.wall_now())
     out = [p.to_json() for p in planned]
     return json_response({"recipient": recipient_id, "deliveries": out,
                           **{s: sum(p.status == s for p in planned)
@@ -154,10 +154,12 @@ async def notify(recipient_id: str, body: NotifyIn, request: Request,
 
 def _notifier(request: Request, broker: Broker) -> Notifier:
     """The app's enqueue-only notifier: every address channel by name (the delivery
-    workers run the real ones and render the templates)."""
+    workers run the real ones and render the templates), and the workers' file templates
+    the app was given, to check names against."""
     notifier: Notifier | None = getattr(request.app.state, "recipient_notifier", None)
     if notifier is None:
-        notifier = Notifier(broker, channels={c: Channel() for c in ADDRESS_CHANNELS})
+        notifier = Notifier(broker, channels={c: Channel() for c in ADDRESS_CHANNELS},
+                            templates=getattr(request.app.state, "file_templates", None))
         request.app.state.recipient_notifier = notifier
     return notifier
 

@@ -29,7 +29,12 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from conveyor.digests import DigestSpec, parse_digest
-from conveyor.errors import InvalidInput, RecipientNotFound, TemplateLocaleMissing
+from conveyor.errors import (
+    InvalidInput,
+    RecipientNotFound,
+    TemplateLocaleMissing,
+    TemplateNotFound,
+)
 from conveyor.ledger import DeliveryUpdate, NewDelivery
 from conveyor.locales import stored_name
 from conveyor.notify.delivery import queue_name
@@ -44,6 +49,7 @@ from conveyor.recipients import (
 )
 
 if TYPE_CHECKING:
+    from conveyor.notify.locales import Compiled
     from conveyor.notify.notifier import Notifier
 
 __all__ = ["NO_ADDRESS", "PersonNotification", "Planned", "check_data", "decide", "fan_out",
@@ -233,15 +239,22 @@ async def notify_recipient(notifier: Notifier, n: PersonNotification,
                            now_ms: int | None = None, *,
                            check_template: bool = True) -> list[Planned]:
     """Fan one notification out to a recipient (see the module docstring); returns what
-    became of each address. Raises `RecipientNotFound` or `InvalidInput`.
+    became of each address. Raises `RecipientNotFound`, `TemplateNotFound` or
+    `InvalidInput`.
 
-    `check_template=False` when this process holds no templates (the HTTP server: the
-    delivery workers render)."""
+    `check_template=False` when the delivery workers hold templates this process does not
+    (then only the workers can tell a file template's name from a mistake).
+    A template neither stored nor among the notifier's is `TemplateNotFound`, and nothing
+    is written."""
     check(n)
-    stored = await notifier.templates.stored.fetch(notifier.broker, n.template) \
-        if stored_name(n.template) else None
+    stored = await _stored(notifier, n.template)
     if stored is None and check_template and not notifier.templates.has(n.template):
-        raise InvalidInput(f"No template named {n.template!r}.", field="template")
+        if stored_name(n.template):  # stored since the cache read it? (another process)
+            stored = await notifier.templates.stored.fetch(notifier.broker, n.template,
+                                                           fresh=True)
+        if stored is None:
+            raise TemplateNotFound(f"No template {n.template!r}: none is stored under that "
+                                   "name and no file template here has it.")
     recipient = await notifier.broker.recipients.get(n.recipient)
     if recipient is None:
         raise RecipientNotFound(f"No recipient {n.recipient!r}.")
@@ -282,6 +295,13 @@ async def notify_recipient(notifier: Notifier, n: PersonNotification,
                                                    max(p.release_at or at for p in mine))
     await _record_skips(notifier, [p for p in planned if p.status == "skipped"])
     return planned
+
+
+async def _stored(notifier: Notifier, name: str) -> Compiled | None:
+    """The stored template `name` through the notifier's cache (one read per name every
+    few seconds, not per notification); None for a name no stored template can have."""
+    return await notifier.templates.stored.fetch(notifier.broker, name) \
+        if stored_name(name) else None
 
 
 async def write_planned(notifier: Notifier, people: Sequence[tuple[str, list[Planned]]],

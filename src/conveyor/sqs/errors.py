@@ -96,6 +96,7 @@ ERROR_TABLE: dict[type[e.ConveyorError], AwsError] = {
     e.TemplateLocaleMissing: INVALID_PARAMETER_VALUE,
     e.JobNotFound: RESOURCE_NOT_FOUND,
     e.FlowNotFound: RESOURCE_NOT_FOUND,
+    e.FlowNodeNotFound: RESOURCE_NOT_FOUND,
     e.InvalidFlow: INVALID_PARAMETER_VALUE,
     e.FlowCycle: INVALID_PARAMETER_VALUE,
     e.UnknownTask: INVALID_PARAMETER_VALUE,

@@ -1,0 +1,62 @@
+"""HEAD on every GET route answers as GET would, without the body: in process (the app
+over httpx's ASGI transport) and through `conveyor serve` on loopback (uvicorn must send
+the GET's Content-Length and no body)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from conveyor.broker.broker import Broker
+from conveyor.http.app import create_app
+from tests.http.helpers import assert_error
+from tests.http.server import ServerProcess
+
+
+@pytest.fixture
+async def http(broker: Broker) -> AsyncIterator[httpx.AsyncClient]:
+    """An httpx client on `create_app(broker)`, on each backend."""
+    transport = httpx.ASGITransport(app=create_app(broker))
+    async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
+        yield client
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/v1/queues", "/v1/queues/q",
+                                  "/metrics", "/", "/api-docs", "/openapi.json",
+                                  "/v1/queues/nope"])
+async def test_head_is_get_without_the_body(http: httpx.AsyncClient, broker: Broker,
+                                            path: str) -> None:
+    await broker.create_queue("q")
+    got = await http.get(path)
+    head = await http.head(path)
+    assert head.status_code == got.status_code, head.text
+    assert head.content == b""
+    assert head.headers["content-type"] == got.headers["content-type"]
+    if "content-length" in got.headers and path != "/metrics":  # its figures move
+        assert head.headers["content-length"] == got.headers["content-length"]
+
+
+async def test_head_leaves_the_openapi_document_as_it_was(http: httpx.AsyncClient) -> None:
+    paths = (await http.get("/openapi.json")).json()["paths"]
+    assert "head" not in paths["/healthz"] and "get" in paths["/healthz"]
+
+
+async def test_head_where_no_get_is_a_405_naming_head(http: httpx.AsyncClient) -> None:
+    # /v1/flows/ends would match /v1/flows/{flow_id} as a GET: HEAD is answered as that
+    # GET is; a path with no GET at all says HEAD is not allowed.
+    head = await http.head("/v1/limits/take")
+    assert head.status_code == 405 and head.content == b""
+    assert head.headers["allow"] == "POST"
+    listed = await http.patch("/v1/queues")
+    assert_error(listed, 405, "method_not_allowed")
+    assert "HEAD" in listed.headers["allow"]
+
+
+def test_head_through_a_real_server(client: httpx.Client, server: ServerProcess) -> None:
+    for path in ("/healthz", "/v1/queues"):
+        got = client.get(path)
+        head = client.head(path)
+        assert (head.status_code, head.content) == (200, b"")
+        assert head.headers["content-length"] == got.headers["content-length"]
