@@ -22,6 +22,7 @@ import pytest
 import uvicorn
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from conveyor.broker import templates as broker_templates
 from conveyor.broker.broker import Broker
 from conveyor.demo.loopback import SmtpSink
 from conveyor.errors import InvalidTemplate
@@ -311,3 +312,27 @@ def test_sound_templates_render_as_in_jinjas_sandbox(text: str) -> None:
         env = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined,
                                             autoescape=escape, keep_trailing_newline=False)
         assert ours == env.from_string(text).render(DATA)
+
+
+@on_sqlite
+async def test_a_large_template_is_parsed_off_the_event_loop(
+        broker: Broker, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Parsing is CPU (~0.75 s for a part of 250 KB of tags, and a request may hold forty):
+    a put parses in a worker thread, so the server answers meanwhile."""
+    threads: list[int] = []
+    parse = broker_templates.parse_template
+
+    def spy(*args: Any) -> Any:
+        threads.append(threading.get_ident())
+        return parse(*args)
+
+    monkeypatch.setattr(broker_templates, "parse_template", spy)
+    part = "{% if a %}x{% endif %}" * 11_000
+    doc = {"locales": {tag: {"subject": "Hi", "text": part} for tag in ("en", "de")}}
+    async with serving(broker) as url, httpx.AsyncClient(base_url=url, timeout=60) as client, \
+            httpx.AsyncClient(base_url=url) as other:
+        put = asyncio.create_task(client.put("/v1/templates/large", json=doc))
+        while not put.done():
+            assert (await other.get("/healthz")).status_code == 200
+        assert (await put).status_code == 200
+    assert threads and threading.get_ident() not in threads
