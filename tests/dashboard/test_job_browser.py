@@ -57,10 +57,14 @@ def _dead_job(api: httpx.Client, key: str, queue: str = "work") -> str:
     return job_id
 
 
+# Jobs' ids are UUIDs (a status report under any other id is refused).
+OK = [f"01900000-0000-7000-8000-{i:012d}" for i in range(6)]
+
+
 def _seed(api: httpx.Client) -> str:
     for i in range(6):
         api.post("/v1/jobs/status", json={"jobs": [{
-            "job_id": f"ok-{i}", "status": "succeeded", "queue": "reports",
+            "job_id": OK[i], "status": "succeeded", "queue": "reports",
             "task": "tasks.build_report", "attempts": 1, "key": f"customer-{i % 2}",
             "result": {"rows": i * 100}, "args": {"args": [i], "kwargs": {}}}]})
     return _dead_job(api, "customer-1")
@@ -83,7 +87,7 @@ def test_list_filter_job_page_retry_delete(browser: Any, server: ServerProcess,
     page.click("#job-filter button[type=submit]")
     page.wait_for_url("**/ui/jobs?*state=succeeded*")
     found = page.locator("#jobs tbody tr").evaluate_all("r => r.map(x => x.dataset.job)")
-    assert found == ["ok-5", "ok-3", "ok-1"]
+    assert found == [OK[5], OK[3], OK[1]]
     assert page.input_value("#job-filter input[name=key]") == "customer-1"
     screenshot(page, tmp_path, "explorer-jobs-filtered")
 
@@ -124,16 +128,16 @@ def test_list_filter_job_page_retry_delete(browser: Any, server: ServerProcess,
     assert page.locator("#job-actions button[value=cancel]").count() == 0
 
     # Delete one ended job from its page, then the rest of a filter in bulk.
-    page.goto(server.url + "/ui/jobs/ok-0")
+    page.goto(server.url + f"/ui/jobs/{OK[0]}")
     page.click("#job-actions button[value=delete]")  # the confirm dialog is accepted
     page.wait_for_url("**/ui/jobs?notice=*")
-    assert "Deleted job ok-0" in page.locator(".notice").inner_text()
+    assert f"Deleted job {OK[0]}" in page.locator(".notice").inner_text()
     page.goto(server.url + "/ui/jobs?state=succeeded&key=customer-1")
     page.click("#bulk-actions button[value=delete]")
     page.wait_for_selector(".notice")
     assert "Deleted 3 ended jobs" in page.locator(".notice").inner_text()
     left = api.get("/v1/jobs", params={"state": "succeeded"}).json()["jobs"]
-    assert sorted(j["job_id"] for j in left) == ["ok-2", "ok-4"]
+    assert sorted(j["job_id"] for j in left) == [OK[2], OK[4]]
     assert problems == []
     page.close()
 
