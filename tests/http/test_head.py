@@ -54,6 +54,17 @@ async def test_head_where_no_get_is_a_405_naming_head(http: httpx.AsyncClient) -
     assert "HEAD" in listed.headers["allow"]
 
 
+async def test_head_on_a_leasing_get_is_a_405_and_leases_nothing(
+        http: httpx.AsyncClient, broker: Broker) -> None:
+    # GET /wq receives (leases); a HEAD there, a link checker's, would lease to nobody.
+    assert (await http.post("/wq", json={"x": 1})).status_code == 201
+    head = await http.head("/wq")
+    assert head.status_code == 405 and head.content == b""
+    assert "HEAD" not in head.headers["allow"] and "GET" in head.headers["allow"]
+    assert (await broker.queue_stats("wq")).visible == 1
+    assert len((await http.get("/wq")).json()) == 1
+
+
 def test_head_through_a_real_server(client: httpx.Client, server: ServerProcess) -> None:
     for path in ("/healthz", "/v1/queues"):
         got = client.get(path)

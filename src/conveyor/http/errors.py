@@ -20,7 +20,7 @@ from starlette.responses import Response
 from starlette.routing import compile_path
 
 from conveyor import errors as e
-from conveyor.http.head import method_of
+from conveyor.http.head import head_allowed, method_of
 from conveyor.http.parse import MalformedJson
 
 log = logging.getLogger("conveyor.http")
@@ -145,8 +145,8 @@ def _allowed_methods(request: Request) -> list[str]:
     for path, operations in request.app.openapi().get("paths", {}).items():
         if compile_path(path)[0].fullmatch(request.url.path):
             methods.update(m.upper() for m in operations if m != "parameters")
-    if "GET" in methods:
-        methods.add("HEAD")  # every GET route takes HEAD (`conveyor.http.head`)
+    if "GET" in methods and head_allowed(request.url.path):
+        methods.add("HEAD")  # GET routes take HEAD (`conveyor.http.head`)
     return sorted(methods)
 
 

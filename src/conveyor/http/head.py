@@ -5,6 +5,10 @@ are the ones a `GET` gets (RFC 9110, 9.3.2).
 FastAPI's routes take only the methods they name, so without this an uptime checker's or a
 browser's `HEAD /healthz` got 405. One place here instead of a `HEAD` on each route; the
 OpenAPI document keeps listing `GET` only, as routes do not change.
+
+Not where a `GET` changes something: `GET /wq` leases messages, and a `HEAD` there (a
+link checker's, a prefetch) would lease them to nobody, spending a receive each; it is a
+405 as before (`LEASING_GETS`).
 """
 
 from __future__ import annotations
@@ -12,10 +16,19 @@ from __future__ import annotations
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["HEAD_MARK", "HeadAsGet", "method_of"]
+__all__ = ["HEAD_MARK", "LEASING_GETS", "HeadAsGet", "head_allowed", "method_of"]
 
 HEAD_MARK = "conveyor.head"
 """Set (True) in the scope of a `HEAD` request that is served as a `GET`."""
+
+
+LEASING_GETS = frozenset({"/wq", "/wq/"})
+"""Paths whose `GET` changes state (it receives): no `HEAD` there."""
+
+
+def head_allowed(path: str) -> bool:
+    """Whether `HEAD` is served as `GET` on `path`."""
+    return path not in LEASING_GETS
 
 
 def method_of(request: HTTPConnection) -> str:
@@ -30,7 +43,8 @@ class HeadAsGet:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope.get("method") != "HEAD":
+        if scope["type"] != "http" or scope.get("method") != "HEAD" or \
+                not head_allowed(scope.get("path", "")):
             await self.app(scope, receive, send)
             return
         # A copy: the server's own scope must still say HEAD, so that it expects no body

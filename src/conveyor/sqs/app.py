@@ -115,6 +115,8 @@ class SqsEndpoint:
     async def handle(self, request: Request) -> Response:
         """Answer one request (never raises: errors are rendered in its protocol)."""
         request_id = str(uuid.uuid4())
+        if request.method == "HEAD":  # Starlette routes a GET's HEAD here: it would act
+            return Response(status_code=405, headers={"Allow": "GET, POST"})
         protocol: Protocol = "json" if is_json(request.headers.get("content-type", "")) \
             else "query"
         try:
