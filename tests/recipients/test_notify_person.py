@@ -210,6 +210,25 @@ async def test_http_notify(broker: Broker, clock: ManualClock) -> None:
 
 
 
+async def test_a_critical_copy_of_a_held_one_goes_now(broker: Broker,
+                                                     clock: ManualClock) -> None:
+    """Without an idempotency key the id comes from the content: the same critical
+    notification as one held for quiet hours is another one (it went nowhere before)."""
+    transport = httpx.ASGITransport(app=create_app(broker, file_templates=TEMPLATES))
+    async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as http:
+        assert (await http.put("/v1/recipients/ann", json={
+            "timezone": "Europe/Berlin", "addresses": {"email": ["ann@example.com"]},
+            "quiet_hours": _window_around(clock, "Europe/Berlin")})).status_code == 200
+        same = {"category": "news", "template": "ping", "data": {"n": 1}}
+        held = (await http.post("/v1/recipients/ann/notify", json=same)).json()
+        crit = (await http.post("/v1/recipients/ann/notify",
+                                json={**same, "critical": True})).json()
+        assert (held["held"], crit["queued"]) == (1, 1)
+        assert held["deliveries"][0]["delivery_id"] != crit["deliveries"][0]["delivery_id"]
+        counts = (await http.get("/v1/notifications/counts")).json()["counts"]["email"]
+        assert (counts["held"], counts["queued"]) == (1, 1)
+
+
 @pytest.mark.parametrize(("now", "release"), [
     # Berlin springs forward at 01:00 UTC on 29 March 2026 (02:00 CET -> 03:00 CEST): from
     # 00:30 CET, quiet hours ending 02:30 end at the jump, 90 minutes later.

@@ -147,10 +147,21 @@ def _item(n: PersonNotification, recipient: Recipient, channel: str, address: An
         source = f"{n.idempotency_key}\x1f{recipient.id}\x1f{key}"
         did = delivery_id(channel, key, source, {})
     else:
-        did = delivery_id(channel, key, None, {"r": recipient.id, "c": n.category.name,
-                                               "t": n.template, "d": n.data})
+        did = delivery_id(channel, key, None, _content(n, recipient.id))
     # The recipient's locale travels with the item: the worker renders in its fallback chain.
     return item._replace(id=did, extra={**item.extra, "locale": recipient.locale})
+
+
+def _content(n: PersonNotification, recipient: str | None = None) -> dict[str, Any]:
+    """What a notification's id is derived from without an idempotency key: the same
+    notification again is that one; a critical one is another (it must not fold into an
+    identical one held for quiet hours, nor into one skipped by preferences)."""
+    content: dict[str, Any] = {"c": n.category.name, "t": n.template, "d": n.data}
+    if recipient is not None:
+        content["r"] = recipient
+    if n.category.critical:
+        content["k"] = 1
+    return content
 
 
 Fanned = list[tuple[str, Item, str | None]]
@@ -230,8 +241,7 @@ async def plan(notifier: Notifier, recipient: Recipient, n: PersonNotification,
 def skip_all(n: PersonNotification, recipient: Recipient, why: str) -> Planned:
     """The one `skipped` row (channel `none`) of a notification nothing can go out for."""
     key = None if n.idempotency_key is None else f"{n.idempotency_key}\x1f{recipient.id}"
-    did = delivery_id(NO_ADDRESS, recipient.id, key, {
-        "c": n.category.name, "t": n.template, "d": n.data})
+    did = delivery_id(NO_ADDRESS, recipient.id, key, _content(n))
     return Planned(NO_ADDRESS, recipient.id, did, "skipped", why)
 
 
