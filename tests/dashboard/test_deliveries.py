@@ -150,9 +150,11 @@ def test_find_by_recipient_and_id_timeline_and_chart(browser: Any, served: tuple
     assert page.evaluate("window.__pwned") is None
     page.goto(server.url + "/ui/deliveries?q=nobody-at-all")
     assert "nobody-at-all" in page.locator("#nothing").inner_text()
-    page.goto(server.url + "/ui/deliveries/no-such-id")
+    missing = page.goto(server.url + "/ui/deliveries/no-such-id")
+    assert missing is not None and missing.status == 404
     assert "No notification no-such-id" in page.locator("h1").inner_text()
-    assert problems == []
+    assert problems == ["Failed to load resource: the server responded with a status of "
+                        "404 (Not Found)"]  # the page's own status, as the browser says
     page.close()
 
     narrow, problems = _new_page(browser, width=360, height=740)

@@ -87,7 +87,7 @@ async def test_job_page_shows_attempts_escaped(ui: tuple[httpx.AsyncClient, Brok
     assert 'action="/ui/jobs/hostile/retry"' in page.text
     assert 'action="/ui/jobs/hostile/delete"' in page.text
     missing = await http.get("/ui/jobs/nope")
-    assert "No job named" in missing.text
+    assert missing.status_code == 404 and "No job named" in missing.text
 
 
 async def test_retry_and_delete_one_and_in_bulk(ui: tuple[httpx.AsyncClient, Broker]) -> None:

@@ -77,12 +77,17 @@ def _providers(request: Request) -> list[SectionProvider]:
     return providers
 
 
+# The pages that say what was asked for is not there: a 404 (a link checker, a browser's
+# history and a script all tell a missing thing from a page by the status).
+_MISSING = frozenset({"missing.html", "delivery_missing.html"})
+
+
 def _page(request: Request, template: str, **context: Any) -> Response:
     token, new = csrf.session_token(request)
     html = _env.get_template(template).render(
         csrf_token=token, notice=request.query_params.get("notice", ""),
         error=request.query_params.get("error", ""), **context)
-    response = HTMLResponse(html, headers={
+    response = HTMLResponse(html, status_code=404 if template in _MISSING else 200, headers={
         "cache-control": "no-store",
         "content-security-policy": "default-src 'self'; img-src 'self' data:; "
                                    "style-src 'self'; frame-ancestors 'none'",
