@@ -124,3 +124,14 @@ async def test_workers_page_escapes_and_lists(ui: tuple[httpx.AsyncClient, Broke
     assert "1970-01-01 00:00:00.000Z" in page.text  # the schedule's next run
     front = await http.get("/")
     assert 'id="section-workers"' in front.text and "running jobs" in front.text
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_a_prefix_matching_nothing_says_so(ui: tuple[httpx.AsyncClient, Broker]) -> None:
+    http, broker = ui
+    await broker.create_queue("orders")
+    page = (await http.get("/", params={"prefix": "zzz"})).text
+    empty = re.search(r'<p id="empty" class="muted"( hidden)?>(.*?)</p>', page)
+    assert empty is not None and empty.group(1) is None
+    assert "No queue names start with <code>zzz</code>." == empty.group(2)
+    assert '<p id="empty" class="muted" hidden>' in (await http.get("/")).text

@@ -152,7 +152,7 @@
         if (!seen[name]) { rows[name].remove(); delete rows[name]; }
       });
       setText(document.getElementById("queue-count"), String(data.total));
-      document.getElementById("empty").hidden = data.total > 0;
+      document.getElementById("empty").hidden = data.matching > 0;
       applyFilter();
     });
   }
