@@ -133,5 +133,5 @@ async def test_a_prefix_matching_nothing_says_so(ui: tuple[httpx.AsyncClient, Br
     page = (await http.get("/", params={"prefix": "zzz"})).text
     empty = re.search(r'<p id="empty" class="muted"( hidden)?>(.*?)</p>', page)
     assert empty is not None and empty.group(1) is None
-    assert "No queue names start with <code>zzz</code>." == empty.group(2)
+    assert empty.group(2) == "No queue names start with <code>zzz</code>."
     assert '<p id="empty" class="muted" hidden>' in (await http.get("/")).text
