@@ -34,7 +34,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     put.add_argument("--locale", help="e.g. de-DE (default en)")
     for channel in ("email", "fcm", "apns"):
         put.add_argument(f"--{channel}", action="append", metavar="ADDRESS",
-                         help=f"a {channel} address (repeatable)")
+                         help=f"an {channel} address (repeatable)")  # an email, an FCM, an APNs
     put.add_argument("--push", action="append", metavar="SUBSCRIPTION_JSON",
                      help="a Web Push subscription (repeatable)")
     put.add_argument("--opt-out", action="append", default=[], metavar="CATEGORY:CHANNEL")

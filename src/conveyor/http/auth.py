@@ -187,7 +187,7 @@ def permit(request: HTTPConnection, action: Action, *queues: str | None) -> None
 
 def _refusal(key: ApiKey, action: Action | None, queue: str | None) -> str:
     """The 403's sentence: `queue` None is some queue, EVERY every queue."""
-    where = f" on queue {queue!r}" if queue else ""
+    where = (f" on queue {queue!r}" if action else f" queue {queue!r}") if queue else ""
     if queue == EVERY:
         where = " on every queue" if action else " every queue"
     return f"The key {key.name!r} may not {action or 'access'}{where}."
