@@ -9,9 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from conveyor.errors import InvalidInput
+
 __all__ = ["CRON_LEASE_SECONDS", "CRON_RECLAIM_MS", "JOB_STATUSES", "MAX_KEEP", "RETRYABLE",
            "CronLease", "Grant", "JobAttempt",
-           "JobDetail", "JobFilter", "JobPage", "JobStatus", "Skipped"]
+           "JobDetail", "JobFilter", "JobPage", "JobStatus", "Skipped", "check_bulk"]
 
 JOB_STATUSES = ("queued", "running", "succeeded", "failed", "retrying", "dead", "cancelled")
 """Every status a job can be in."""
@@ -105,6 +107,15 @@ class JobFilter:
     key: str | None = None
     created_since: int | None = None
     created_until: int | None = None
+
+
+def check_bulk(where: JobFilter, all_jobs: bool, *, flag: str = "all: true") -> None:
+    """A bulk action's guard (retry, delete, cancel many): a filter with no field given
+    takes every job, so the caller must say so (`all_jobs`); 422 `invalid_input` on
+    `all` otherwise, naming `flag` (the HTTP field, or the CLI's `--all`)."""
+    if all_jobs is not True and where == JobFilter():
+        raise InvalidInput(f"Give a filter (state, task, queue, key or a time) or {flag} "
+                           "to act on every job.", field="all")
 
 
 @dataclass(frozen=True, slots=True)

@@ -138,6 +138,12 @@ def test_list_filter_job_page_retry_delete(browser: Any, server: ServerProcess,
     assert "Deleted 3 ended jobs" in page.locator(".notice").inner_text()
     left = api.get("/v1/jobs", params={"state": "succeeded"}).json()["jobs"]
     assert sorted(j["job_id"] for j in left) == [OK[2], OK[4]]
+    # With no filter the bulk form sends the explicit all (the confirm is the consent).
+    page.goto(server.url + "/ui/jobs")
+    page.click("#bulk-actions button[value=delete]")
+    page.wait_for_selector(".notice")
+    assert "Deleted 3 ended jobs" in page.locator(".notice").inner_text()
+    assert api.get("/v1/jobs").json()["jobs"] == []
     assert problems == []
     page.close()
 

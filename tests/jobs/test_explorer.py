@@ -116,9 +116,9 @@ async def test_bulk_retry_pages_through_and_says_what_it_skipped(broker: Broker)
     gone = await dead_job(broker, "other")
     await broker.purge_queue("other-dlq")
     await broker.jobs.status_set("ok", "succeeded", queue="work", attempts=1)
-    done, skipped, after = await broker.jobs.retry_many(limit=3)
+    done, skipped, after = await broker.jobs.retry_many(limit=3, all_jobs=True)
     assert after is not None and len(done) + len(skipped) == 3
-    more, skipped_too, last = await broker.jobs.retry_many(limit=3, after=after)
+    more, skipped_too, last = await broker.jobs.retry_many(limit=3, after=after, all_jobs=True)
     assert last is None
     assert sorted(j.job_id for j in done + more) == sorted(ids)
     assert [(s.job_id, s.code) for s in skipped + skipped_too] == [(gone,
@@ -140,7 +140,7 @@ async def test_delete_forgets_ended_jobs_and_their_dead_letters(broker: Broker) 
                                        for i in range(3)])
     deleted, after = await broker.jobs.delete_many(JobFilter(state="succeeded"), limit=2)
     assert deleted == 2 and after is not None  # one more is left
-    deleted, after = await broker.jobs.delete_many(limit=10)
+    deleted, after = await broker.jobs.delete_many(limit=10, all_jobs=True)
     assert (deleted, after) == (1, None)
     assert [j.job_id for j in (await broker.jobs.list()).jobs] == ["busy"]
 

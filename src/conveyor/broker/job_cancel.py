@@ -26,7 +26,7 @@ from conveyor.broker.job_explorer import (
     _limit,
 )
 from conveyor.errors import InvalidInput, JobNotCancellable, JobNotFound, QueueNotFound
-from conveyor.jobs import JobFilter, JobStatus, Skipped
+from conveyor.jobs import JobFilter, JobStatus, Skipped, check_bulk
 
 if TYPE_CHECKING:
     from conveyor.broker.broker import Broker
@@ -59,12 +59,14 @@ async def cancel(broker: Broker, job_id: str) -> JobStatus:
 
 
 async def cancel_many(broker: Broker, where: JobFilter, *, limit: int = 100,
-                      after: str | None = None
+                      after: str | None = None, all_jobs: bool = False
                       ) -> tuple[list[JobStatus], list[Skipped], str | None]:
     """Cancel up to `limit` queued, running or retrying jobs matching `where` (state: one
     of those, or None for all three); returns (their statuses after the call, the jobs
-    left alone with why, the cursor to continue from)."""
+    left alone with why, the cursor to continue from). An empty filter is refused (422
+    on `all`) unless `all_jobs` is True."""
     limit = _limit(limit, MAX_BULK)
+    check_bulk(where, all_jobs)
     if where.state is not None and where.state not in CANCELLABLE:
         raise InvalidInput(f"Only {', '.join(CANCELLABLE)} jobs can be cancelled, not "
                            f"{where.state!r}.", field="state")

@@ -38,6 +38,7 @@ from conveyor.jobs import (
     JobPage,
     JobStatus,
     Skipped,
+    check_bulk,
 )
 from conveyor.storage.base import JobListParams
 
@@ -117,11 +118,13 @@ async def retry(broker: Broker, job_id: str) -> JobStatus:
 
 
 async def retry_many(broker: Broker, where: JobFilter, *, limit: int = 100,
-                     after: str | None = None) -> tuple[list[JobStatus], list[Skipped],
-                                                          str | None]:
+                     after: str | None = None, all_jobs: bool = False
+                     ) -> tuple[list[JobStatus], list[Skipped], str | None]:
     """Retry up to `limit` dead or failed jobs matching `where` (state: dead, failed or
-    None for both); returns (retried, skipped with why, the cursor to continue from)."""
+    None for both); returns (retried, skipped with why, the cursor to continue from).
+    An empty filter is refused (422 on `all`) unless `all_jobs` is True."""
     limit = _limit(limit, MAX_BULK)
+    check_bulk(where, all_jobs)
     if where.state is not None and where.state not in RETRYABLE:
         raise InvalidInput(f"Only dead or failed jobs can be retried, not {where.state!r}.",
                            field="state")
@@ -153,10 +156,13 @@ async def delete(broker: Broker, job_id: str) -> None:
 
 
 async def delete_many(broker: Broker, where: JobFilter, *, limit: int = 100,
-                      after: str | None = None) -> tuple[int, str | None]:
+                      after: str | None = None, all_jobs: bool = False
+                      ) -> tuple[int, str | None]:
     """Forget up to `limit` ended jobs matching `where` (as `delete`; state: an ended one
-    or None for all four); returns (how many, the cursor to continue from)."""
+    or None for all four); returns (how many, the cursor to continue from). An empty
+    filter is refused (422 on `all`) unless `all_jobs` is True."""
     limit = _limit(limit, MAX_BULK)
+    check_bulk(where, all_jobs)
     if where.state is not None and where.state not in _ENDED:
         raise InvalidInput(f"Only ended jobs ({', '.join(_ENDED)}) can be deleted, not "
                            f"{where.state!r}.", field="state")

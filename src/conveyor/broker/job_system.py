@@ -270,32 +270,36 @@ class Jobs:
         return await job_explorer.retry(self._broker, job_id)
 
     async def retry_many(self, where: JobFilter | None = None, *, limit: int = 100,
-                         after: str | None = None
+                         after: str | None = None, all_jobs: bool = False
                          ) -> tuple[list[JobStatus], list[Skipped], str | None]:
-        """Retry up to `limit` dead or failed jobs matching `where`."""
+        """Retry up to `limit` dead or failed jobs matching `where` (no filter: only with
+        `all_jobs=True`)."""
         return await job_explorer.retry_many(self._broker, where or JobFilter(),
-                                             limit=limit, after=after)
+                                             limit=limit, after=after, all_jobs=all_jobs)
 
     async def delete(self, job_id: str) -> None:
         """Forget an ended job and its dead-letter message (see `job_explorer.delete`)."""
         await job_explorer.delete(self._broker, job_id)
 
     async def delete_many(self, where: JobFilter | None = None, *, limit: int = 100,
-                          after: str | None = None) -> tuple[int, str | None]:
-        """Forget up to `limit` ended jobs matching `where`."""
+                          after: str | None = None, all_jobs: bool = False
+                          ) -> tuple[int, str | None]:
+        """Forget up to `limit` ended jobs matching `where` (no filter: only with
+        `all_jobs=True`)."""
         return await job_explorer.delete_many(self._broker, where or JobFilter(),
-                                              limit=limit, after=after)
+                                              limit=limit, after=after, all_jobs=all_jobs)
 
     async def cancel(self, job_id: str) -> JobStatus:
         """Cancel a queued, running or retrying job (see `job_cancel.cancel`)."""
         return await job_cancel.cancel(self._broker, job_id)
 
     async def cancel_many(self, where: JobFilter | None = None, *, limit: int = 100,
-                          after: str | None = None
+                          after: str | None = None, all_jobs: bool = False
                           ) -> tuple[list[JobStatus], list[Skipped], str | None]:
-        """Cancel up to `limit` queued, running or retrying jobs matching `where`."""
+        """Cancel up to `limit` queued, running or retrying jobs matching `where` (no
+        filter: only with `all_jobs=True`)."""
         return await job_cancel.cancel_many(self._broker, where or JobFilter(),
-                                            limit=limit, after=after)
+                                            limit=limit, after=after, all_jobs=all_jobs)
 
     async def cancel_requests(self, job_ids: Sequence[str]) -> list[str]:
         """Which of these jobs are to be cancelled (a worker's check of its running ones)."""

@@ -11,8 +11,9 @@ from typing import Any
 from conveyor.cli.commands import _json_line, _table, _wants_json
 from conveyor.client import Client
 from conveyor.digits import integer
+from conveyor.errors import InvalidInput
 from conveyor.http import wire
-from conveyor.jobs import JobFilter
+from conveyor.jobs import JobFilter, check_bulk
 from conveyor.models import dumps_json
 
 __all__ = ["add_cancel_parser", "job_cancel", "job_delete", "job_list", "job_retry", "job_show",
@@ -114,12 +115,16 @@ def job_delete(args: argparse.Namespace, client: Client) -> int:
 
 
 def add_cancel_parser(job_sub: Any, common: argparse.ArgumentParser) -> None:
-    """`conveyor job cancel JOB_ID`, or every match of the filters without an id."""
+    """`conveyor job cancel JOB_ID`, or every match of the filters without an id (no
+    filter: only with --all)."""
     cancel = job_sub.add_parser(
         "cancel", parents=[common],
         help="cancel a queued, running or retrying job; without JOB_ID, every job "
-             "matching --state/--task/--queue")
+             "matching --state/--task/--queue (no filter: only with --all)")
     cancel.add_argument("job_id", metavar="JOB_ID", nargs="?")
+    cancel.add_argument("--all", action="store_true", dest="all_jobs",
+                        help="with no JOB_ID and no filter: cancel every queued, running "
+                             "or retrying job")
     cancel.add_argument("--state", help="queued, running or retrying (default: all three)")
     cancel.add_argument("--task", help="one task's jobs")
     cancel.add_argument("--queue", help="one queue's jobs")
@@ -134,7 +139,8 @@ def add_cancel_parser(job_sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def job_cancel(args: argparse.Namespace, client: Client) -> int:
-    """Cancel one job, or every job matching the filters (page by page)."""
+    """Cancel one job, or every job matching the filters (page by page); no filter needs
+    --all (else exit status 2, as a usage error)."""
     if args.job_id is not None:
         found = client.jobs.cancel(args.job_id)
         if _wants_json(args):
@@ -145,10 +151,17 @@ def job_cancel(args: argparse.Namespace, client: Client) -> int:
             print(f"job {found.job_id}: {found.status}; its worker cancels it at its next "
                   "check")
         return 0
+    where = _where(args)
+    try:
+        check_bulk(where, args.all_jobs, flag="--all")
+    except InvalidInput as exc:
+        print(f"conveyor job cancel: error: {exc.message}", file=sys.stderr)
+        return 2
     after: str | None = None
     done = skipped = 0
     while True:
-        jobs, left, after = client.jobs.cancel_many(_where(args), limit=1000, after=after)
+        jobs, left, after = client.jobs.cancel_many(where, limit=1000, after=after,
+                                                    all_jobs=args.all_jobs)
         for job in jobs:
             if _wants_json(args):
                 _json_line(wire.job_status_json(job))

@@ -121,6 +121,13 @@ def _filter(where: JobFilter | None) -> dict[str, Any]:
     return {k: v for k, v in found.items() if v is not None}
 
 
+def _bulk_body(where: JobFilter | None, limit: int, after: str | None, all_jobs: bool
+               ) -> dict[str, Any]:
+    """A bulk action's body: `all` only when set (an empty filter needs it)."""
+    body = {**_filter(where), "limit": limit, "after": after}
+    return {**body, "all": True} if all_jobs else body
+
+
 def _page(_: int, d: Any) -> JobPage:
     return JobPage([job_status_of(j) for j in d["jobs"]], d.get("next"))
 
@@ -145,11 +152,12 @@ def job_retry(job_id: str) -> Call[JobStatus]:
                 lambda _, d: job_status_of(d))
 
 
-def job_retry_many(where: JobFilter | None, limit: int, after: str | None
+def job_retry_many(where: JobFilter | None, limit: int, after: str | None,
+                   all_jobs: bool = False
                    ) -> Call[tuple[list[JobStatus], list[Skipped], str | None]]:
     """POST /v1/jobs/retry."""
     return Call("POST", "/v1/jobs/retry", _retried,
-                {**_filter(where), "limit": limit, "after": after})
+                _bulk_body(where, limit, after, all_jobs))
 
 
 def job_delete(job_id: str) -> Call[None]:
@@ -158,11 +166,12 @@ def job_delete(job_id: str) -> Call[None]:
                 empty=True)
 
 
-def job_delete_many(where: JobFilter | None, limit: int, after: str | None
+def job_delete_many(where: JobFilter | None, limit: int, after: str | None,
+                    all_jobs: bool = False
                     ) -> Call[tuple[int, str | None]]:
     """POST /v1/jobs/delete."""
     return Call("POST", "/v1/jobs/delete", lambda _, d: (int(d["deleted"]), d["next"]),
-                {**_filter(where), "limit": limit, "after": after})
+                _bulk_body(where, limit, after, all_jobs))
 
 
 def job_cancel(job_id: str) -> Call[JobStatus]:
@@ -176,11 +185,12 @@ def _cancelled(_: int, d: Any) -> tuple[list[JobStatus], list[Skipped], str | No
             [Skipped(s["job_id"], s["code"], s["message"]) for s in d["skipped"]], d["next"])
 
 
-def job_cancel_many(where: JobFilter | None, limit: int, after: str | None
+def job_cancel_many(where: JobFilter | None, limit: int, after: str | None,
+                    all_jobs: bool = False
                     ) -> Call[tuple[list[JobStatus], list[Skipped], str | None]]:
     """POST /v1/jobs/cancel."""
     return Call("POST", "/v1/jobs/cancel", _cancelled,
-                {**_filter(where), "limit": limit, "after": after})
+                _bulk_body(where, limit, after, all_jobs))
 
 
 def cancel_requests(job_ids: Sequence[str]) -> Call[list[str]]:
@@ -284,11 +294,11 @@ class AsyncJobs:
         return found
 
     async def retry_many(self, where: JobFilter | None = None, *, limit: int = 100,
-                         after: str | None = None
+                         after: str | None = None, all_jobs: bool = False
                          ) -> tuple[list[JobStatus], list[Skipped], str | None]:
         """Retry up to `limit` dead or failed jobs matching `where`."""
         done: tuple[list[JobStatus], list[Skipped], str | None] = await self._run(
-            job_retry_many(where, limit, after))
+            job_retry_many(where, limit, after, all_jobs))
         return done
 
     async def cancel(self, job_id: str) -> JobStatus:
@@ -297,11 +307,11 @@ class AsyncJobs:
         return found
 
     async def cancel_many(self, where: JobFilter | None = None, *, limit: int = 100,
-                          after: str | None = None
+                          after: str | None = None, all_jobs: bool = False
                           ) -> tuple[list[JobStatus], list[Skipped], str | None]:
         """Cancel up to `limit` queued, running or retrying jobs matching `where`."""
         done: tuple[list[JobStatus], list[Skipped], str | None] = await self._run(
-            job_cancel_many(where, limit, after))
+            job_cancel_many(where, limit, after, all_jobs))
         return done
 
     async def cancel_requests(self, job_ids: Sequence[str]) -> list[str]:
@@ -314,9 +324,11 @@ class AsyncJobs:
         await self._run(job_delete(job_id))
 
     async def delete_many(self, where: JobFilter | None = None, *, limit: int = 100,
-                          after: str | None = None) -> tuple[int, str | None]:
+                          after: str | None = None, all_jobs: bool = False
+                          ) -> tuple[int, str | None]:
         """Forget up to `limit` ended jobs matching `where`."""
-        done: tuple[int, str | None] = await self._run(job_delete_many(where, limit, after))
+        done: tuple[int, str | None] = await self._run(
+            job_delete_many(where, limit, after, all_jobs))
         return done
 
     async def list(self, where: JobFilter | None = None, *, limit: int = 100,
@@ -407,11 +419,11 @@ class SyncJobs:
         return found
 
     def retry_many(self, where: JobFilter | None = None, *, limit: int = 100,
-                         after: str | None = None
+                         after: str | None = None, all_jobs: bool = False
                          ) -> tuple[list[JobStatus], list[Skipped], str | None]:
         """Retry up to `limit` dead or failed jobs matching `where`."""
         done: tuple[list[JobStatus], list[Skipped], str | None] = self._run(
-            job_retry_many(where, limit, after))
+            job_retry_many(where, limit, after, all_jobs))
         return done
 
     def cancel(self, job_id: str) -> JobStatus:
@@ -420,11 +432,11 @@ class SyncJobs:
         return found
 
     def cancel_many(self, where: JobFilter | None = None, *, limit: int = 100,
-                    after: str | None = None
+                    after: str | None = None, all_jobs: bool = False
                     ) -> tuple[list[JobStatus], list[Skipped], str | None]:
         """Cancel up to `limit` queued, running or retrying jobs matching `where`."""
         done: tuple[list[JobStatus], list[Skipped], str | None] = self._run(
-            job_cancel_many(where, limit, after))
+            job_cancel_many(where, limit, after, all_jobs))
         return done
 
     def delete(self, job_id: str) -> None:
@@ -432,9 +444,11 @@ class SyncJobs:
         self._run(job_delete(job_id))
 
     def delete_many(self, where: JobFilter | None = None, *, limit: int = 100,
-                          after: str | None = None) -> tuple[int, str | None]:
+                    after: str | None = None, all_jobs: bool = False
+                    ) -> tuple[int, str | None]:
         """Forget up to `limit` ended jobs matching `where`."""
-        done: tuple[int, str | None] = self._run(job_delete_many(where, limit, after))
+        done: tuple[int, str | None] = self._run(
+            job_delete_many(where, limit, after, all_jobs))
         return done
 
     def list(self, where: JobFilter | None = None, *, limit: int = 100,

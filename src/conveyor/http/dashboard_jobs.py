@@ -179,14 +179,20 @@ async def _in_rounds(
     return done, skipped, after
 
 
+def _everything(form: Mapping[str, str]) -> bool:
+    """A bulk form's explicit all (the list with no filter sends it; the user confirmed)."""
+    return form.get("all") == "true"
+
+
 @router.post("/ui/jobs/retry")
 async def retry_filtered(request: Request) -> Response:
     """Retry the dead and failed jobs matching the list's filter."""
     async def run(broker: Broker, f: dict[str, str]) -> tuple[str, str]:
         where, typed = job_filter(f)
         permit(request, "manage", where.queue)
+        everything = _everything(f)
         retried, skipped, after = await _in_rounds(
-            lambda at: broker.jobs.retry_many(where, limit=1000, after=at))
+            lambda at: broker.jobs.retry_many(where, limit=1000, after=at, all_jobs=everything))
         notice = f"Retried {retried:,} jobs."
         if skipped:
             notice += f" {skipped:,} skipped (their dead-letter message is gone)."
@@ -202,10 +208,12 @@ async def delete_filtered(request: Request) -> Response:
     async def run(broker: Broker, f: dict[str, str]) -> tuple[str, str]:
         where, typed = job_filter(f)
         permit(request, "manage", where.queue)
+        everything = _everything(f)
         deleted = 0
         after: str | None = None
         for _ in range(BULK_ROUNDS):
-            n, after = await broker.jobs.delete_many(where, limit=1000, after=after)
+            n, after = await broker.jobs.delete_many(where, limit=1000, after=after,
+                                                    all_jobs=everything)
             deleted += n
             if after is None:
                 break
@@ -220,8 +228,9 @@ async def cancel_filtered(request: Request) -> Response:
     async def run(broker: Broker, f: dict[str, str]) -> tuple[str, str]:
         where, typed = job_filter(f)
         permit(request, "manage", where.queue)
+        everything = _everything(f)
         cancelled, skipped, after = await _in_rounds(
-            lambda at: broker.jobs.cancel_many(where, limit=1000, after=at))
+            lambda at: broker.jobs.cancel_many(where, limit=1000, after=at, all_jobs=everything))
         notice = f"Cancelled {cancelled:,} jobs."
         if skipped:
             notice += f" {skipped:,} skipped (they ended meanwhile)."

@@ -72,6 +72,9 @@ class BulkRequest(BaseModel):
     created_until: int | None = Field(None, description="ms since the epoch, exclusive.")
     limit: int = Field(100, description=f"At most this many jobs per call (1-{MAX_BULK:,}).")
     after: str | None = Field(None, description="The `next` of the previous call.")
+    all: bool = Field(False, description="true to act on every job when no filter is "
+                                         "given (each call); without it, an empty filter "
+                                         "is refused with 422.")
 
     def where(self) -> JobFilter:
         """The filter part."""
@@ -120,10 +123,11 @@ async def list_jobs(
 async def retry_many(request: BulkRequest, broker: BrokerDep, http: Request) -> Response:
     """Retry up to `limit` dead or failed jobs matching the filters (`state`: dead, failed
     or absent for both), each as `POST /v1/jobs/{job_id}/retry`. A job whose message is
-    gone is listed in `skipped`; call again with `after` = `next` until `next` is null."""
+    gone is listed in `skipped`; call again with `after` = `next` until `next` is null.
+    With no filter, `"all": true` is required (else 422 `invalid_input` on `all`)."""
     permit(http, "manage", request.queue)
     done, skipped, after = await broker.jobs.retry_many(
-        request.where(), limit=request.limit, after=request.after)
+        request.where(), limit=request.limit, after=request.after, all_jobs=request.all)
     return json_response({"retried": [job_status_json(j) for j in done],
                           "skipped": [_skipped(s) for s in skipped], "next": after})
 
@@ -132,10 +136,12 @@ async def retry_many(request: BulkRequest, broker: BrokerDep, http: Request) -> 
 async def delete_many(request: BulkRequest, broker: BrokerDep, http: Request) -> Response:
     """Forget up to `limit` ended jobs (succeeded, failed, dead, cancelled) matching the
     filters, each as `DELETE /v1/jobs/{job_id}`; call again with `after` = `next` until
-    `next` is null."""
+    `next` is null. With no filter, `"all": true` is required (else 422 `invalid_input`
+    on `all`)."""
     permit(http, "manage", request.queue)
     deleted, after = await broker.jobs.delete_many(request.where(), limit=request.limit,
-                                                   after=request.after)
+                                                   after=request.after,
+                                                   all_jobs=request.all)
     return json_response({"deleted": deleted, "next": after})
 
 

@@ -51,10 +51,11 @@ class CancelCheckOut(BaseModel):
 async def cancel_many(request: BulkRequest, broker: BrokerDep, http: Request) -> Response:
     """Cancel up to `limit` queued, running or retrying jobs matching the filters
     (`state`: one of those or absent for all three), each as
-    `POST /v1/jobs/{job_id}/cancel`; call again with `after` = `next` until it is null."""
+    `POST /v1/jobs/{job_id}/cancel`; call again with `after` = `next` until it is null.
+    With no filter, `"all": true` is required (else 422 `invalid_input` on `all`)."""
     permit(http, "manage", request.queue)
     done, skipped, after = await broker.jobs.cancel_many(
-        request.where(), limit=request.limit, after=request.after)
+        request.where(), limit=request.limit, after=request.after, all_jobs=request.all)
     return json_response({"cancelled": [job_status_json(j) for j in done],
                           "skipped": [_skipped(s) for s in skipped], "next": after})
 
