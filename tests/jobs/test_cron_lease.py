@@ -23,6 +23,17 @@ from tests.conftest import OpenBroker
 MINUTE = 60_000
 
 
+
+def _minutely(broker: Broker, clock: ManualClock) -> App:
+    """An app on `broker` with one schedule, every minute, to the queue `minutely`."""
+    app = App(clock=clock)
+    app.use(broker)
+
+    @app.cron("* * * * *", queue="minutely")
+    def minutely() -> None: ...
+
+    return app
+
 async def test_a_lapsed_lease_is_taken_over_once(open_broker: OpenBroker,
                                                  clock: ManualClock) -> None:
     brokers = [await open_broker() for _ in range(3)]
@@ -65,11 +76,7 @@ async def test_a_plain_claim_is_final_and_blocks_a_lease(broker: Broker,
 async def test_a_scheduler_takes_over_a_killed_schedulers_tick(
         broker: Broker, clock: ManualClock) -> None:
     clock.ms -= clock.ms % MINUTE
-    app = App(clock=clock)
-    app.use(broker)
-
-    @app.cron("* * * * *", queue="minutely")
-    def minutely() -> None: ...
+    app = _minutely(broker, clock)
 
     # A scheduler claimed this minute's tick and was killed before sending its job.
     assert (await broker.jobs.cron_lease(app.crons[0].schedule, clock.ms, 10)).claimed
@@ -101,11 +108,7 @@ async def test_a_scheduler_through_the_server_takes_over_a_lapsed_tick(
         assert await client.jobs.cron_lease("s", 2, 10) == CronLease(False, False, (1,))
         assert not await client.jobs.cron_claim("s", 2)
         assert await client.jobs.cron_claim("s", 3)
-        app = App(clock=clock)
-        app.use(broker)
-
-        @app.cron("* * * * *", queue="minutely")
-        def minutely() -> None: ...
+        app = _minutely(broker, clock)
 
         tick = clock.ms - clock.ms % MINUTE
         assert (await broker.jobs.cron_lease(app.crons[0].schedule, tick, 10)).claimed
@@ -135,11 +138,7 @@ class _OlderServer:
 async def test_a_scheduler_on_an_older_server_claims_as_before(
         broker: Broker, clock: ManualClock) -> None:
     clock.ms -= clock.ms % MINUTE
-    app = App(clock=clock)
-    app.use(broker)
-
-    @app.cron("* * * * *", queue="minutely")
-    def minutely() -> None: ...
+    app = _minutely(broker, clock)
 
     older = _OlderServer(broker)
     schedulers = [Scheduler(app, older, lease=10) for _ in range(2)]  # type: ignore[arg-type]

@@ -6,6 +6,7 @@ In process (the app over httpx's ASGI transport), both backends, as test_api_key
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -48,18 +49,27 @@ class Api:
         return answer.status_code, answer.json() if is_json and answer.content else None
 
 
-@pytest.fixture
-async def api(open_broker: OpenBroker, monkeypatch: pytest.MonkeyPatch
-              ) -> AsyncIterator[Api]:
+@contextlib.asynccontextmanager
+async def keyed_api(open_broker: OpenBroker, monkeypatch: pytest.MonkeyPatch,
+                    keys: dict[str, tuple[str, ...]]) -> AsyncIterator[Api]:
+    """The app requiring keys, over httpx, with `keys` (name: its grants) made."""
     monkeypatch.setattr("conveyor.broker.api_keys.CACHE_SECONDS", 0.0)
     broker = await open_broker(stats_cache_seconds=0)
     app = create_app(broker, require_keys=True)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                  base_url="http://localhost") as http:
         api = Api(http, broker, ApiKeys(broker, cache_seconds=0))
-        await api.key("teama", "send,receive,manage:teama-*")
-        await api.key("rcv", "receive:teama-*")
-        await api.key("ops", "send,receive,manage")
+        for name, grants in keys.items():
+            await api.key(name, *grants)
+        yield api
+
+
+@pytest.fixture
+async def api(open_broker: OpenBroker, monkeypatch: pytest.MonkeyPatch
+              ) -> AsyncIterator[Api]:
+    async with keyed_api(open_broker, monkeypatch, {
+            "teama": ("send,receive,manage:teama-*",), "rcv": ("receive:teama-*",),
+            "ops": ("send,receive,manage",)}) as api:
         yield api
 
 

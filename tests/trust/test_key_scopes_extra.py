@@ -13,12 +13,11 @@ from typing import Any
 import httpx
 import pytest
 
-from conveyor.broker.api_keys import ApiKeys
 from conveyor.client.async_client import AsyncClient
 from conveyor.http.app import create_app
 from conveyor.http.auth import EVERY, Need, required
 from tests.conftest import OpenBroker
-from tests.trust.test_key_scopes import Api
+from tests.trust.test_key_scopes import Api, keyed_api
 
 SHARED: list[tuple[str, dict[str, Any]]] = [
     ("/v1/limits/take", {"key": "rate:t", "rate": 5, "per": 60}),
@@ -34,15 +33,9 @@ SHARED: list[tuple[str, dict[str, Any]]] = [
 async def api(open_broker: OpenBroker, monkeypatch: pytest.MonkeyPatch
               ) -> AsyncIterator[Api]:
     """Keys: `teama` of the teama-* queues only, `worker` receiving everywhere, `ops` all."""
-    monkeypatch.setattr("conveyor.broker.api_keys.CACHE_SECONDS", 0.0)
-    broker = await open_broker(stats_cache_seconds=0)
-    app = create_app(broker, require_keys=True)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://localhost") as http:
-        api = Api(http, broker, ApiKeys(broker, cache_seconds=0))
-        await api.key("teama", "send,receive,manage:teama-*")
-        await api.key("worker", "receive", "send:teama-*")
-        await api.key("ops", "send,receive,manage")
+    async with keyed_api(open_broker, monkeypatch, {
+            "teama": ("send,receive,manage:teama-*",), "worker": ("receive", "send:teama-*"),
+            "ops": ("send,receive,manage",)}) as api:
         yield api
 
 
