@@ -210,6 +210,27 @@ async def test_http_notify(broker: Broker, clock: ManualClock) -> None:
 
 
 
+async def test_the_same_notification_again_is_said_to_be_a_duplicate(
+        broker: Broker) -> None:
+    """Without an idempotency key the id comes from the content, so the same notification
+    again sends nothing: the answer says `duplicate`, not `queued`."""
+    transport = httpx.ASGITransport(app=create_app(broker, file_templates=TEMPLATES))
+    async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as http:
+        assert (await http.put("/v1/recipients/ann", json={
+            "addresses": {"email": ["ann@example.com"]}})).status_code == 200
+        for body in ({"category": "news", "template": "ping", "data": {"n": 1}},
+                     {"category": "news", "template": "ping", "idempotency_key": "k-1"}):
+            first = (await http.post("/v1/recipients/ann/notify", json=body)).json()
+            again = (await http.post("/v1/recipients/ann/notify", json=body)).json()
+            assert (first["queued"], first["duplicate"]) == (1, 0)
+            assert (again["queued"], again["duplicate"]) == (0, 1)
+            [was], [now] = first["deliveries"], again["deliveries"]
+            assert (now["delivery_id"], now["status"]) == (was["delivery_id"], "duplicate")
+            assert "made before" in now["reason"]
+        counts = (await http.get("/v1/notifications/counts")).json()["counts"]["email"]
+        assert counts["queued"] == 2
+
+
 async def test_a_critical_copy_of_a_held_one_goes_now(broker: Broker,
                                                      clock: ManualClock) -> None:
     """Without an idempotency key the id comes from the content: the same critical

@@ -89,7 +89,8 @@ class PlannedOut(BaseModel):
     address: str
     delivery_id: str
     status: str = Field(description="queued, held (until release_at), digested (into a "
-                                    "digest released at release_at) or skipped (reason).")
+                                    "digest released at release_at), skipped (reason) or "
+                                    "duplicate (made before: nothing new was sent).")
     reason: str | None
     release_at: int | None
 
@@ -103,6 +104,7 @@ class NotifyOut(BaseModel):
     held: int
     skipped: int
     digested: int = 0
+    duplicate: int = 0
 
 
 @router.put("/v1/recipients/{recipient_id}", response_model=RecipientOut,
@@ -137,8 +139,9 @@ async def delete_recipient(recipient_id: str, broker: BrokerDep) -> Response:
 async def notify(recipient_id: str, body: NotifyIn, request: Request,
                  broker: BrokerDep) -> Response:
     """Fan a notification out to the recipient's channels by their preferences: each
-    address is queued, held for quiet hours, or skipped with the reason (opted out,
-    suppressed, no address). A template neither stored nor among the server's file
+    address is queued, held for quiet hours, skipped with the reason (opted out,
+    suppressed, no address), or a duplicate of one made before (nothing new is sent).
+    A template neither stored nor among the server's file
     templates (`serve --templates`) is a 404 `template_not_found`, and nothing is sent."""
     n = PersonNotification(recipient_id, Category(body.category, body.critical, body.opt_in),
                            body.template, body.data, body.idempotency_key,
@@ -148,7 +151,8 @@ async def notify(recipient_id: str, body: NotifyIn, request: Request,
     out = [p.to_json() for p in planned]
     return json_response({"recipient": recipient_id, "deliveries": out,
                           **{s: sum(p.status == s for p in planned)
-                             for s in ("queued", "held", "skipped", "digested")}},
+                             for s in ("queued", "held", "skipped", "digested",
+                                       "duplicate")}},
                          status=202)
 
 

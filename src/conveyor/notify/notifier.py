@@ -146,16 +146,20 @@ class Notifier:
 
     async def enqueue_items(self, channel: str, items: Sequence[Item], *,
                             status: str = "queued", delay_seconds: int | None = None,
-                            message_ids: list[str] | None = None) -> int:
+                            message_ids: list[str] | None = None,
+                            fresh: set[str] | None = None) -> int:
         """Record items `status` (`queued`; `held` for quiet hours) and enqueue those not
         recorded before (an idempotency key seen again sends nothing), in envelopes that
         become visible after `delay_seconds`; returns how many were enqueued. The
-        envelopes' queue message ids are appended to `message_ids` when given.
+        envelopes' queue message ids are appended to `message_ids` when given, and the
+        delivery ids enqueued now (not recorded before) added to `fresh`.
 
         With tracking, each chunk of up to 1,000 items is recorded and enqueued in one
         transaction (`broker.ledger.record_send`), so that a failure leaves neither."""
         await self._ensure(channel)
         if not self.track:
+            if fresh is not None:
+                fresh.update(i.id for i in items)
             return await self._send(channel, items, delay_seconds, message_ids)
         unique = list({i.id: i for i in items}.values())
         size = self.envelope_size
@@ -175,6 +179,8 @@ class Notifier:
                 self.waits["write"] = self.waits.get("write", 0.0) + time.perf_counter() - now
                 if sent:
                     enqueued += len(chunk)
+                    if fresh is not None:
+                        fresh.update(i.id for i in chunk)
                     if message_ids is not None:
                         message_ids += [r.id for r in sent]
                     break

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Collection, Container, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -80,8 +80,8 @@ class PersonNotification:
 @dataclass(frozen=True, slots=True)
 class Planned:
     """What became of one address: `queued`, `held` (until `release_at`, ms),
-    `digested` (into a digest released at `release_at`) or `skipped` (with the
-    `reason`)."""
+    `digested` (into a digest released at `release_at`), `skipped` (with the `reason`) or
+    `duplicate` (the same notification was made before: nothing new was sent)."""
 
     channel: str
     address: str
@@ -287,6 +287,8 @@ async def notify_recipient(notifier: Notifier, n: PersonNotification,
         # delivery without its link would be missing from the recipient's list.
         await notifier.broker.recipients.link(recipient.id, [p.delivery_id for p in planned],
                                               keep_seconds=notifier.keep_seconds)
+    fresh: set[str] = set()  # the delivery ids not recorded before
+    written: set[str] = set()
     for channel in dict.fromkeys(p.channel for p in planned if p.status != "skipped"):
         for status in ("queued", "held"):
             mine = [p for p in planned if p.channel == channel and p.status == status]
@@ -299,12 +301,22 @@ async def notify_recipient(notifier: Notifier, n: PersonNotification,
             held: list[str] | None = [] if status == "held" else None
             await notifier.enqueue_items(channel, [p.item for p in mine if p.item],
                                          status=status, delay_seconds=delay,
-                                         message_ids=held)
+                                         message_ids=held, fresh=fresh)
+            written.update(p.delivery_id for p in mine if p.item)
             if held:  # remembered, so that a change of quiet hours re-times them
                 await notifier.broker.digests.hold(recipient.id, queue_name(channel), held,
                                                    max(p.release_at or at for p in mine))
     await _record_skips(notifier, [p for p in planned if p.status == "skipped"])
-    return planned
+    # Said as it is: an answer of `queued` for what was recorded before (and so not sent
+    # again) would claim a delivery that is not coming.
+    return [replace(p, status="duplicate", reason=_DUPLICATE, release_at=None)
+            if p.delivery_id in written and p.delivery_id not in fresh else p
+            for p in planned]
+
+
+_DUPLICATE = ("the same notification was made before (the same idempotency key, or "
+              "without one the same category, template and data to this address, within "
+              "the keep time); nothing new was sent")
 
 
 async def _stored(notifier: Notifier, name: str) -> Compiled | None:
