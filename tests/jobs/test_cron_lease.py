@@ -25,7 +25,10 @@ MINUTE = 60_000
 
 
 def _minutely(broker: Broker, clock: ManualClock) -> App:
-    """An app on `broker` with one schedule, every minute, to the queue `minutely`."""
+    """An app on `broker` with one schedule, every minute, to the queue `minutely`; the
+    clock set back to the start of its minute, so that the test's few seconds on it stay
+    within one tick (else, 10 s on, a new minute's tick fires too)."""
+    clock.ms -= clock.ms % MINUTE
     app = App(clock=clock)
     app.use(broker)
 
@@ -75,7 +78,6 @@ async def test_a_plain_claim_is_final_and_blocks_a_lease(broker: Broker,
 
 async def test_a_scheduler_takes_over_a_killed_schedulers_tick(
         broker: Broker, clock: ManualClock) -> None:
-    clock.ms -= clock.ms % MINUTE
     app = _minutely(broker, clock)
 
     # A scheduler claimed this minute's tick and was killed before sending its job.
@@ -137,7 +139,6 @@ class _OlderServer:
 
 async def test_a_scheduler_on_an_older_server_claims_as_before(
         broker: Broker, clock: ManualClock) -> None:
-    clock.ms -= clock.ms % MINUTE
     app = _minutely(broker, clock)
 
     older = _OlderServer(broker)
