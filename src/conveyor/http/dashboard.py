@@ -77,17 +77,13 @@ def _providers(request: Request) -> list[SectionProvider]:
     return providers
 
 
-# The pages that say what was asked for is not there: a 404 (a link checker, a browser's
-# history and a script all tell a missing thing from a page by the status).
-_MISSING = frozenset({"missing.html", "delivery_missing.html"})
-
-
-def _page(request: Request, template: str, **context: Any) -> Response:
+def _page(request: Request, template: str, *, status: int = 200, **context: Any
+          ) -> Response:
     token, new = csrf.session_token(request)
     html = _env.get_template(template).render(
         csrf_token=token, notice=request.query_params.get("notice", ""),
         error=request.query_params.get("error", ""), **context)
-    response = HTMLResponse(html, status_code=404 if template in _MISSING else 200, headers={
+    response = HTMLResponse(html, status_code=status, headers={
         "cache-control": "no-store",
         "content-security-policy": "default-src 'self'; img-src 'self' data:; "
                                    "style-src 'self'; frame-ancestors 'none'",
@@ -97,10 +93,11 @@ def _page(request: Request, template: str, **context: Any) -> Response:
     return response
 
 
-def render_page(request: Request, template: str, **context: Any) -> Response:
+def render_page(request: Request, template: str, *, status: int = 200, **context: Any
+                ) -> Response:
     """A dashboard page from `template`, with the session's CSRF token and the security
     headers every page gets (for the pages other modules serve)."""
-    return _page(request, template, **context)
+    return _page(request, template, status=status, **context)
 
 
 # pages --------------------------------------------------------------------------------
@@ -141,7 +138,7 @@ async def queue_page(request: Request, name: str) -> Response:
     try:
         queue = await broker.get_queue(name)
     except QueueNotFound:
-        return _page(request, "missing.html", name=name)
+        return _page(request, "missing.html", status=404, name=name)
     stats = await broker.queue_stats(name)
     peeked = await broker.peek(name, PEEK_LIMIT)
     # Dead letters: moved here by the broker, or copied here by a worker (any body, a job

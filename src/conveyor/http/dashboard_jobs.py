@@ -115,7 +115,7 @@ async def job_page(request: Request, job_id: str) -> Response:
     try:
         found = await broker.jobs.detail(job_id)
     except ConveyorError:
-        return _page(request, "missing.html", name=job_id, what="job")
+        return _page(request, "missing.html", status=404, name=job_id, what="job")
     permit(request, "manage", found.status.queue)
     status = found.status.status
     try:  # the tree of the flow it belongs to, if any (`conveyor.flows`)

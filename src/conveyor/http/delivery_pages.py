@@ -70,6 +70,7 @@ async def delivery_page(request: Request, delivery_id: str) -> Response:
     except InvalidInput:
         found = None
     if found is None:
-        return render_page(request, "delivery_missing.html", delivery_id=delivery_id)
+        return render_page(request, "delivery_missing.html", status=404,
+                           delivery_id=delivery_id)
     row, entries = found
     return render_page(request, "delivery.html", row=row, timeline=entries)

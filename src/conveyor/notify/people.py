@@ -288,7 +288,6 @@ async def notify_recipient(notifier: Notifier, n: PersonNotification,
         await notifier.broker.recipients.link(recipient.id, [p.delivery_id for p in planned],
                                               keep_seconds=notifier.keep_seconds)
     fresh: set[str] = set()  # the delivery ids not recorded before
-    written: set[str] = set()
     for channel in dict.fromkeys(p.channel for p in planned if p.status != "skipped"):
         for status in ("queued", "held"):
             mine = [p for p in planned if p.channel == channel and p.status == status]
@@ -302,7 +301,6 @@ async def notify_recipient(notifier: Notifier, n: PersonNotification,
             await notifier.enqueue_items(channel, [p.item for p in mine if p.item],
                                          status=status, delay_seconds=delay,
                                          message_ids=held, fresh=fresh)
-            written.update(p.delivery_id for p in mine if p.item)
             if held:  # remembered, so that a change of quiet hours re-times them
                 await notifier.broker.digests.hold(recipient.id, queue_name(channel), held,
                                                    max(p.release_at or at for p in mine))
@@ -310,8 +308,8 @@ async def notify_recipient(notifier: Notifier, n: PersonNotification,
     # Said as it is: an answer of `queued` for what was recorded before (and so not sent
     # again) would claim a delivery that is not coming.
     return [replace(p, status="duplicate", reason=_DUPLICATE, release_at=None)
-            if p.delivery_id in written and p.delivery_id not in fresh else p
-            for p in planned]
+            if p.status in ("queued", "held") and p.item and p.delivery_id not in fresh
+            else p for p in planned]
 
 
 _DUPLICATE = ("the same notification was made before (the same idempotency key, or "
