@@ -215,6 +215,24 @@ class TableHealth:
 
 
 @dataclass(frozen=True, slots=True)
+class SnapshotHold:
+    """The oldest open snapshot that keeps conveyor's dead weight from being reclaimed.
+
+    PostgreSQL: a `transaction` or `prepared transaction` in this database, or a
+    `replication slot`, holding the xmin horizon back (VACUUM cannot remove rows deleted
+    after it began); `seconds` since it began (None for a slot), `pid` and `application`
+    (the slot's or prepared transaction's name) where the server tells them. SQLite: a
+    `reader` whose snapshot keeps the WAL from being checkpointed and restarted (the WAL
+    grows with every write until it ends); `seconds` since this process first saw the WAL
+    held back, `pid` where the lock table tells it."""
+
+    kind: str
+    seconds: float | None
+    pid: int | None = None
+    application: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Claim:
     """A key a message holds for `seconds` (unique and debounced jobs).
 

@@ -45,6 +45,7 @@ from conveyor.models import (
     QueueStats,
     SendEntry,
     SendResult,
+    SnapshotHold,
     TableHealth,
     VisibilityEntry,
     dumps_json,
@@ -467,6 +468,10 @@ class Broker:
     async def table_health(self) -> list[TableHealth]:
         """Size and dead weight of the storage's tables (for /metrics and the dashboard)."""
         return await self.storage.table_health()
+
+    async def snapshot_hold(self) -> SnapshotHold | None:
+        """The oldest open snapshot holding back cleanup (a long transaction or reader)."""
+        return await self.storage.snapshot_hold()
 
     # retention ----------------------------------------------------------------------
     async def sweep(self) -> int:

@@ -8,6 +8,7 @@ deliveries). `job_section` is the one for `broker.jobs`; a notification ledger a
 from __future__ import annotations
 
 import bisect
+import contextlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ import orjson
 
 from conveyor.broker.broker import Broker
 from conveyor.dashboard.series import Point, Snapshot
-from conveyor.models import Queue
+from conveyor.models import Queue, SnapshotHold
 
 HERE = Path(__file__).parent
 STATIC = HERE / "static"
@@ -188,9 +189,28 @@ async def table_section(broker: Broker) -> Section | None:
             share = t.dead_rows / max(1, t.live_rows + t.dead_rows)
             rows.append((t.table, f"{size(t.bytes)} · {t.live_rows} live, {t.dead_rows} dead "
                                   f"({share:.0%})"))
-    return Section("Storage", rows, "Table sizes with indexes, and rows deleted but not yet "
-                   "reclaimed; conveyor rotates and vacuums its busy tables itself.",
-                   id="storage")
+    note = ("Table sizes with indexes, and rows deleted but not yet reclaimed; conveyor "
+            "rotates and vacuums its busy tables itself.")
+    with contextlib.suppress(Exception):  # optional, as the figures above
+        hold = await broker.snapshot_hold()
+        if hold is not None and (hold.seconds is None or hold.seconds >= HOLD_SHOWN):
+            rows.append(("held back by", holder(hold)))
+            note += (" A long transaction or reader keeps dead weight from being reclaimed "
+                     "until it ends (on SQLite the WAL grows with every write meanwhile).")
+    return Section("Storage", rows, note, id="storage")
+
+
+HOLD_SHOWN = 10.0
+"""Seconds an open snapshot must have held back cleanup before the dashboard names it
+(conveyor's own transactions and readers last milliseconds)."""
+
+
+def holder(hold: SnapshotHold) -> str:
+    """`a transaction (pid 4242, psql) open 7m 12s`."""
+    who = ", ".join(x for x in (f"pid {hold.pid}" if hold.pid else "", hold.application or "")
+                    if x)
+    held = f" open {age(hold.seconds)}" if hold.seconds is not None else ""
+    return f"a {hold.kind}{f' ({who})' if who else ''}{held}"
 
 
 DEFAULT_SECTIONS: tuple[SectionProvider, ...] = (worker_section, job_section, delivery_section,

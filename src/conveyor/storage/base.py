@@ -30,6 +30,7 @@ from conveyor.models import (
     Queue,
     QueueStats,
     SendResult,
+    SnapshotHold,
     TableHealth,
 )
 from conveyor.recipients import Recipient
@@ -604,6 +605,9 @@ class Storage(MessageStorage, JobStorage, FlowStorage, CancelStorage, LedgerStor
     async def table_health(self) -> list[TableHealth]:
         """Size and dead weight of conveyor's tables (postgres_maintenance.py and
         sqlite_maintenance.py keep them bounded)."""
+
+    async def snapshot_hold(self) -> SnapshotHold | None:
+        """The oldest open snapshot that keeps dead weight from being reclaimed, if any."""
 
     def bound(self, connection: object) -> Storage:
         """This storage writing through the application's own connection, inside its

@@ -93,6 +93,28 @@ WHERE c.relnamespace = current_schema()::regnamespace
   AND pg_stat_get_dead_tuples(c.oid) > greatest($2::bigint, pg_stat_get_live_tuples(c.oid))
 ORDER BY pg_stat_get_dead_tuples(c.oid) DESC;
 
+-- name: maintenance_snapshot_hold
+-- The oldest snapshot holding back this database's xmin horizon (not this query's own):
+-- a transaction, a prepared transaction, or a replication slot (whose xmin is
+-- cluster-wide, as is a walsender's). Ordered by how far back it holds, in transactions.
+SELECT kind, seconds, pid, application FROM (
+    SELECT 'transaction' AS kind, pid, nullif(application_name, '') AS application,
+           extract(epoch FROM clock_timestamp() - xact_start)::float8 AS seconds,
+           age(backend_xmin) AS behind
+    FROM pg_stat_activity
+    WHERE backend_xmin IS NOT NULL AND pid <> pg_backend_pid()
+      AND (datname = current_database() OR backend_type = 'walsender')
+    UNION ALL
+    SELECT 'prepared transaction', NULL, gid,
+           extract(epoch FROM clock_timestamp() - prepared)::float8, age(transaction)
+    FROM pg_prepared_xacts WHERE database = current_database()
+    UNION ALL
+    SELECT 'replication slot', active_pid, slot_name, NULL, age(xmin)
+    FROM pg_replication_slots WHERE xmin IS NOT NULL
+) held
+ORDER BY behind DESC
+LIMIT 1;
+
 -- name: maintenance_table_health
 -- Rows and bytes by table (TOAST and indexes included); the slots count as their parent.
 SELECT CASE WHEN s.relname ~ '^conveyor_messages_s[0-9]+$' THEN 'conveyor_messages'

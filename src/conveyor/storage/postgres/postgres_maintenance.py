@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
-from conveyor.models import TableHealth
+from conveyor.models import SnapshotHold, TableHealth
 from conveyor.storage.postgres.bound import Statements
 from conveyor.storage.postgres.postgres_base import Connection
 from conveyor.storage.sql import load_queries
@@ -319,3 +319,11 @@ async def table_health(pool: asyncpg.Pool) -> list[TableHealth]:
         rows = await pool.fetch(Q["maintenance_table_health"])
         return [TableHealth(str(r[0]), int(r[1]), int(r[2]), int(r[3])) for r in rows]
     return []
+
+
+async def snapshot_hold(pool: asyncpg.Pool) -> SnapshotHold | None:
+    """The oldest snapshot holding back the xmin horizon of this database, if any."""
+    row = await pool.fetchrow(Q["maintenance_snapshot_hold"])
+    if row is None:
+        return None
+    return SnapshotHold(str(row[0]), row[1], row[2], row[3])

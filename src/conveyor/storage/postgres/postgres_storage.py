@@ -26,6 +26,7 @@ from conveyor.models import (
     Queue,
     QueueStats,
     SendResult,
+    SnapshotHold,
     TableHealth,
 )
 from conveyor.storage import claims, dedup, flow_steps, rows
@@ -56,6 +57,7 @@ from conveyor.storage.postgres.postgres_maintenance import (
     SLOTS,
     Maintenance,
     retiring,
+    snapshot_hold,
     table_health,
 )
 from conveyor.storage.postgres.postgres_notify_tx import PostgresNotifyTx
@@ -565,6 +567,11 @@ class PostgresStorage(PostgresJobs, PostgresFlows, PostgresNotifyTx, PostgresLed
         """Rows and bytes of conveyor's tables, from the server's statistics."""
         with translated():
             return await table_health(self.pool)
+
+    async def snapshot_hold(self) -> SnapshotHold | None:
+        """The oldest snapshot holding back this database's xmin horizon."""
+        with translated():
+            return await snapshot_hold(self.pool)
 
     # wake-ups -----------------------------------------------------------------------
     async def signal(self, queue_id: int) -> None:

@@ -30,6 +30,7 @@ from conveyor.models import (
     Queue,
     QueueStats,
     SendResult,
+    SnapshotHold,
     TableHealth,
 )
 from conveyor.storage import claims, dedup, flow_steps, rows
@@ -56,7 +57,12 @@ from conveyor.storage.sqlite.sqlite_flows import SqliteFlows, fail_jobs_in
 from conveyor.storage.sqlite.sqlite_jobs import SqliteJobs, jobs_dead_in
 from conveyor.storage.sqlite.sqlite_keys import SqliteKeys
 from conveyor.storage.sqlite.sqlite_ledger import SqliteLedger
-from conveyor.storage.sqlite.sqlite_maintenance import give_back, table_health
+from conveyor.storage.sqlite.sqlite_maintenance import (
+    WalHold,
+    give_back,
+    snapshot_hold,
+    table_health,
+)
 from conveyor.storage.sqlite.sqlite_notify_tx import SqliteNotifyTx
 from conveyor.storage.sqlite.sqlite_recipients import SqliteRecipients
 from conveyor.storage.sqlite.sqlite_templates import SqliteTemplates
@@ -125,6 +131,7 @@ class SqliteStorage(SqliteNotifyTx, SqliteJobs, SqliteFlows, SqliteLedger, Sqlit
         self._fallback_poll_interval = fallback_poll_interval
         self._poller: asyncio.Task[None] | None = None
         self._wake = WakeSockets(self.path)
+        self._wal_hold = WalHold()
 
     async def close(self) -> None:
         """Stop listening and polling, then close the connection."""
@@ -214,6 +221,10 @@ class SqliteStorage(SqliteNotifyTx, SqliteJobs, SqliteFlows, SqliteLedger, Sqlit
     async def table_health(self) -> list[TableHealth]:
         """The file, its free pages and its WAL."""
         return await self._run(lambda db: table_health(db, self.path))
+
+    async def snapshot_hold(self) -> SnapshotHold | None:
+        """A reader whose snapshot keeps the WAL from being checkpointed, if any."""
+        return await self._run(lambda db: snapshot_hold(db, self.path, self._wal_hold))
 
     async def queue_stats(self, queue_id: int, now: int | None, *,
                           recent: bool = False) -> QueueStats:
