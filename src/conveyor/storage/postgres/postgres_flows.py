@@ -15,7 +15,7 @@ from conveyor.flows import Flow
 from conveyor.storage import flow_steps
 from conveyor.storage.params import FlowEnd, FlowInsertParams, NewMessages, ReceiveParams
 from conveyor.storage.postgres.bound import Executor
-from conveyor.storage.postgres.postgres_base import PostgresBase
+from conveyor.storage.postgres.postgres_queues import PostgresQueues
 from conveyor.storage.sql import load_queries
 
 Q = load_queries("conveyor.storage.postgres", "flows.sql")
@@ -29,12 +29,8 @@ END_PLAN = ("SET LOCAL enable_seqscan = off; SET LOCAL enable_hashjoin = off; "
             "SET LOCAL enable_mergejoin = off; SET LOCAL enable_bitmapscan = off")
 
 
-class PostgresFlows(PostgresBase):
+class PostgresFlows(PostgresQueues):
     """Flow nodes and edges in PostgreSQL."""
-
-    async def _q(self, queue_id: int) -> dict[str, str]:
-        """The statements for a queue's messages table (PostgresStorage's)."""
-        raise NotImplementedError
 
     async def _insert(self, conn: Executor | None, q: dict[str, str], queue_id: int,
                       batch: NewMessages, now: int | None) -> None:

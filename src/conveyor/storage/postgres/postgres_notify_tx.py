@@ -17,6 +17,7 @@ from conveyor.models import SendResult
 from conveyor.storage.base import DeliveryPutParams, Lease, MessageSendParams
 from conveyor.storage.postgres.postgres_base import translated
 from conveyor.storage.postgres.postgres_ledger import PostgresLedger
+from conveyor.storage.postgres.postgres_queues import PostgresQueues
 from conveyor.storage.sql import load_queries
 
 Q = load_queries("conveyor.storage.postgres", "notify_tx.sql")
@@ -43,17 +44,14 @@ def _finish_begin() -> str:
 
 FINISH_BEGIN = _finish_begin()
 UNLOGGED = {name: sql.replace("conveyor_messages", "conveyor_messages_unlogged")
-            for name, sql in Q.items()}
+            for name, sql in Q.items()}  # this file's statements, as postgres_queues' own
 # A concurrent enqueue of the same delivery ids fails the statement (a unique violation);
 # the next run sees them recorded. More than a few in a row is not a race but a fault.
 _RACES = 5
 
 
-class PostgresNotifyTx(PostgresLedger):
+class PostgresNotifyTx(PostgresLedger, PostgresQueues):
     """A notifier's enqueue in one round trip; a delivery lane's finish and ack."""
-
-    async def _unlogged_queue(self, queue_id: int) -> bool:
-        raise NotImplementedError  # PostgresStorage's: which messages table
 
     @staticmethod
     def _insert_args(queue_id: int, batch: Any, now: int | None) -> tuple[Any, ...]:
