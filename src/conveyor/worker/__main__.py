@@ -32,6 +32,9 @@ def main() -> int:
     tune_collector()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(name)s: "
                                                    "%(message)s")
+    # httpx logs every request at INFO: a worker on a server would log each long poll
+    # (as `conveyor worker` with one process does not).
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     options = WorkerOptions(queues=args.queues.split(",") if args.queues else None,
                             batch_size=args.batch_size, shutdown_grace=args.shutdown_grace,
                             scheduler=not args.no_cron, heartbeat_interval=args.heartbeat)

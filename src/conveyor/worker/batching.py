@@ -7,6 +7,8 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
+from conveyor.worker.reach import Reach
+
 log = logging.getLogger("conveyor.worker")
 
 T = TypeVar("T")
@@ -26,16 +28,18 @@ class Batcher(Generic[T]):
     `ordered`: one flush at a time, in the order the items came (what arrives meanwhile
     waits and goes in the next batch). Job statuses use it, so that a job's steps land in
     the order they happened: two flushes in flight at once can land in either order, and
-    storage then has to tell a late step from a new one (`broker.jobs.progress`)."""
+    storage then has to tell a late step from a new one (`broker.jobs.progress`).
+    `reach`: the worker's, which logs a failure while the source is down once per outage."""
 
     def __init__(self, flush: Callable[[Sequence[T]], Awaitable[object]], *,
                  size: int = 500, interval: float = 0.02, name: str = "batch",
-                 ordered: bool = False) -> None:
+                 ordered: bool = False, reach: Reach | None = None) -> None:
         self._flush = flush
         self._size = size
         self._interval = interval
         self._name = name
         self._ordered = ordered
+        self._reach = reach or Reach()
         self._items: list[T] = []
         self._thens: list[tuple[int, Then]] = []  # (index in _items, told after its flush)
         self._pending: set[asyncio.Task[None]] = set()
@@ -76,8 +80,9 @@ class Batcher(Generic[T]):
                 try:
                     await self._flush(chunk)
                     written = True
-                except Exception:
-                    log.exception("%s: a batch of %d failed", self._name, len(chunk))
+                except Exception as exc:
+                    self._reach.error(exc, "%s: a batch of %d failed", self._name,
+                                      len(chunk), logger=log)
                     written = False
                 while told < len(thens) and thens[told][0] < start + self._size:
                     _tell(thens[told][1], written, self._name)

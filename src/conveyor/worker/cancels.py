@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from conveyor.client.source import Source
 from conveyor.models import Message
 from conveyor.worker.exceptions import Cancel, TaskTimeout
+from conveyor.worker.reach import Reach
 
 log = logging.getLogger("conveyor.worker")
 
@@ -31,12 +32,18 @@ class Cancellable(Protocol):
     @property
     def message(self) -> Message: ...
 
+    @property
+    def cancelled(self) -> bool: ...
+
     def cancel(self) -> None: ...
 
 
 async def watch(source: Source, helds: Callable[[], Sequence[Mapping[str, Cancellable]]],
-                interval: float, stopping: asyncio.Event) -> None:
-    """Check every `interval` seconds until `stopping` is set."""
+                interval: float, stopping: asyncio.Event, reach: Reach | None = None
+                ) -> None:
+    """Check every `interval` seconds until `stopping` is set (failures are told to
+    `reach`, the worker's)."""
+    reach = reach or Reach()
     while not stopping.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stopping.wait(), interval)
@@ -47,15 +54,22 @@ async def watch(source: Source, helds: Callable[[], Sequence[Mapping[str, Cancel
             continue
         ids = list(by_id)
         for start in range(0, len(ids), CHUNK):
+            asked = reach.now()
             try:
                 found = await source.jobs.cancel_requests(ids[start:start + CHUNK])
-            except Exception:
-                log.exception("checking %d jobs for cancel requests failed", len(ids))
+            except Exception as exc:
+                reach.error(exc, "checking %d jobs for cancel requests failed", len(ids))
                 break
+            reach.ok(asked)
             for job_id in found:
                 held = by_id.get(job_id)
                 if held is not None:
-                    log.info("job %s was cancelled from outside", job_id)
+                    # A sync job that does not look at the flag runs on, and is named by
+                    # every check until it ends: said once per run (each run is a new
+                    # `Held`). Told again all the same: one whose context did not exist
+                    # yet at the first check (its middleware was running) sees it now.
+                    if not held.cancelled:
+                        log.info("job %s was cancelled from outside", job_id)
                     held.cancel()
 
 

@@ -36,6 +36,7 @@ from conveyor.clock import Clock, system_clock
 from conveyor.errors import InvalidInput
 from conveyor.jobs import CRON_LEASE_SECONDS, CRON_RECLAIM_MS, CronLease
 from conveyor.worker.app import App, CronEntry
+from conveyor.worker.reach import Reach
 
 log = logging.getLogger("conveyor.cron")
 
@@ -74,12 +75,12 @@ def _iterate(entry: CronEntry, after_ms: int) -> croniter:
 class Scheduler:
     """Enqueues an App's cron jobs. `clock` (ms) and `sleep` are injectable for tests;
     `lease`: seconds a won tick may go unreported as sent (default: this module's
-    `LEASE`, read when the scheduler is made)."""
+    `LEASE`, read when the scheduler is made); `reach`: the worker's, told of failures."""
 
     def __init__(self, app: App, source: Source, *, clock: Clock | None = None,
                  grace: float = 60.0,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-                 lease: float | None = None) -> None:
+                 lease: float | None = None, reach: Reach | None = None) -> None:
         self.app = app
         self.source = source
         self.clock = clock or app.clock or system_clock
@@ -90,6 +91,7 @@ class Scheduler:
         # (schedule, tick) lost to a claim not yet reported sent -> when to ask again
         self._watched: dict[tuple[str, int], int] = {}
         self._plain = False  # the server knows no leases (see _claim)
+        self.reach = reach or Reach()
 
     async def tick(self) -> int:
         """Enqueue every due tick this scheduler wins, and every lapsed claim it takes
@@ -153,8 +155,9 @@ class Scheduler:
             return 1
         try:
             await self.source.jobs.cron_sent(entry.schedule, tick)
-        except Exception:  # the lease lapses and the tick is sent again: deduplicated
-            log.exception("reporting cron tick %s of %s sent failed", tick, entry.describe())
+        except Exception as exc:  # the lease lapses and the tick is sent again: deduplicated
+            self.reach.error(exc, "reporting cron tick %s of %s sent failed", tick,
+                             entry.describe(), logger=log)
         return 1
 
     def seconds_to_next(self) -> float:
@@ -168,11 +171,14 @@ class Scheduler:
         """Tick until `stop` is set."""
         while not stop.is_set():
             pause = 0.0
+            asked = self.reach.now()
             try:
                 await self.tick()
-            except Exception:
-                log.exception("cron tick failed; trying again shortly")
+            except Exception as exc:
+                self.reach.error(exc, "cron tick failed; trying again shortly", logger=log)
                 pause = 1.0  # (ticks left watched are due now: not a busy loop)
+            else:
+                self.reach.ok(asked)
             wait = min(max(self.seconds_to_next() + 0.01, pause), 30.0)
             sleeper = asyncio.ensure_future(self._sleep(wait))
             stopper = asyncio.ensure_future(stop.wait())

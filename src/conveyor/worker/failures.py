@@ -19,6 +19,7 @@ from conveyor.worker import flows
 from conveyor.worker.app import DLQ_SUFFIX, App
 from conveyor.worker.exceptions import Cancel, Retry, Snooze
 from conveyor.worker.outcomes import Outcomes
+from conveyor.worker.reach import Reach
 from conveyor.worker.retry import backoff_seconds, is_final
 from conveyor.worker.task import Received, Task, TaskOptions
 
@@ -32,6 +33,7 @@ class Failures(Outcomes):
 
     source: Source
     app: App
+    reach: Reach  # the worker's: a failure while the source is down is logged once
 
     def _tally(self, name: str) -> TaskTally:
         raise NotImplementedError
@@ -54,7 +56,7 @@ class Failures(Outcomes):
             return
         if job is not None and job.flow is not None and (
                 isinstance(exc, Cancel) or is_final(options, attempt)):
-            await flows.record_failure(self.source, job.flow, error)
+            await flows.record_failure(self.source, job.flow, error, self.reach)
         if isinstance(exc, Cancel):
             if track and job is not None:  # acknowledged once its end is written
                 self._keep_leased(job)
@@ -85,8 +87,9 @@ class Failures(Outcomes):
             self._tally(task.name).retries += 1
         try:
             await self.source.retry(self.queue, handle, int(max(0, delay)), error)
-        except Exception:
-            log.exception("retry of %s failed; it comes back after its lease", message.id)
+        except Exception as exc:
+            self.reach.error(exc, "retry of %s failed; it comes back after its lease",
+                             message.id)
 
     async def _snooze(self, message: Message, snooze: Snooze) -> None:
         # Back later with the receive given back, so no attempt is spent; the tracked
@@ -95,8 +98,9 @@ class Failures(Outcomes):
         try:
             await self.source.retry(self.queue, message.receipt_handle, delay,
                                     f"snoozed for {delay} s", snooze=True)
-        except Exception:
-            log.exception("snoozing %s failed; it comes back after its lease", message.id)
+        except Exception as exc:
+            self.reach.error(exc, "snoozing %s failed; it comes back after its lease",
+                             message.id)
 
     async def _release_unique(self, job: Received, options: TaskOptions, state: str
                               ) -> None:
@@ -107,8 +111,9 @@ class Failures(Outcomes):
             return
         try:
             await self.source.jobs.claim_release(job.unique, job.id)
-        except Exception:
-            log.exception("releasing the unique key of %s failed; it lapses in time", job.id)
+        except Exception as exc:
+            self.reach.error(exc, "releasing the unique key of %s failed; it lapses in time",
+                             job.id)
 
     async def _dead_letter(self, message: Message, attempt: int, error: str) -> None:
         handle = message.receipt_handle
@@ -128,9 +133,9 @@ class Failures(Outcomes):
             await self.source.send(self.queue + DLQ_SUFFIX, [SendEntry(
                 message.body, attributes=attributes, priority=message.priority)])
             self.acks.add(handle)
-        except Exception:
-            log.exception("dead-lettering %s failed; it comes back after its lease",
-                          message.id)
+        except Exception as exc:
+            self.reach.error(exc, "dead-lettering %s failed; it comes back after its lease",
+                             message.id)
 
 
 def _snooze_seconds(snooze: Snooze) -> int:

@@ -20,6 +20,7 @@ from typing import Any
 from conveyor.client.source import Source
 from conveyor.flows import MAX_RESULT_BYTES, NodeEnd
 from conveyor.models import dumps_json
+from conveyor.worker.reach import Reach
 
 log = logging.getLogger("conveyor.worker")
 
@@ -75,12 +76,15 @@ def success(ref: FlowRef, result: Any) -> NodeEnd:
     return NodeEnd(ref[0], ref[1], True, result)
 
 
-async def record_failure(source: Source, ref: FlowRef, error: str) -> None:
-    """Record a node's failed end now (before the job is dead-lettered or dropped)."""
+async def record_failure(source: Source, ref: FlowRef, error: str,
+                         reach: Reach | None = None) -> None:
+    """Record a node's failed end now (before the job is dead-lettered or dropped); a
+    failure is logged by `reach` (the worker's) when the source is down."""
     try:
         await source.flows.end_many([NodeEnd(ref[0], ref[1], False, None, error)])
-    except Exception:
-        log.exception("recording the failed end of flow %s node %d failed", *ref[:2])
+    except Exception as exc:
+        (reach or Reach()).error(exc, "recording the failed end of flow %s node %d failed",
+                                 *ref[:2])
 
 
 class FlowEnds:
@@ -92,12 +96,14 @@ class FlowEnds:
     batch grows, and one transaction records it whole."""
 
     def __init__(self, source: Source, ack: Callable[[str], None], *, name: str,
-                 interval: float = 0.02, lost: Callable[[str], None] | None = None) -> None:
+                 interval: float = 0.02, lost: Callable[[str], None] | None = None,
+                 reach: Reach | None = None) -> None:
         self._source = source
         self._ack = ack
         self._lost = lost  # told each job of a batch not stored (it comes back instead)
         self._name = name
         self._interval = interval
+        self._reach = reach or Reach()  # the worker's: logs an outage once, not per batch
         self._items: list[tuple[NodeEnd, str]] = []
         self._flusher: asyncio.Task[None] | None = None
 
@@ -113,8 +119,8 @@ class FlowEnds:
             items, self._items = self._items[:MAX_BATCH], self._items[MAX_BATCH:]
             try:
                 await self._source.flows.end_many([end for end, _ in items])
-            except Exception:  # not acknowledged: the jobs come back and end again
-                log.exception("%s: a batch of %d failed", self._name, len(items))
+            except Exception as exc:  # not acknowledged: the jobs come back and end again
+                self._reach.error(exc, "%s: a batch of %d failed", self._name, len(items))
                 if self._lost is not None:
                     for _, handle in items:
                         self._lost(handle)

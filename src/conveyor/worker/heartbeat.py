@@ -19,6 +19,7 @@ from conveyor.client.source import Source
 from conveyor.clock import system_clock
 from conveyor.heartbeats import Heartbeat, Schedule, Tally
 from conveyor.worker.app import App
+from conveyor.worker.reach import Reach, outage
 
 log = logging.getLogger("conveyor.worker")
 
@@ -31,12 +32,13 @@ class Beater:
     """Sends a worker's heartbeats until stopped, then removes it.
 
     `load()` returns (concurrency, running jobs) at the time of each beat; `schedules`:
-    whether this worker runs the App's cron schedules (they are listed with it)."""
+    whether this worker runs the App's cron schedules (they are listed with it); `reach`:
+    the worker's, told whether the source answers."""
 
     def __init__(self, app: App, source: Source, worker_id: str, queues: list[str],
                  tally: Tally, load: Callable[[], tuple[int, int]], *,
                  interval: float = DEFAULT_INTERVAL, ttl: float | None = None,
-                 schedules: bool = True) -> None:
+                 schedules: bool = True, reach: Reach | None = None) -> None:
         self.app = app
         self.source = source
         self.worker_id = worker_id
@@ -53,6 +55,7 @@ class Beater:
         for name, task in sorted(app.tasks.items())[:KNOWN_TASKS]:
             tally.know(task.options.queue, name)
         self._failing = False
+        self.reach = reach or Reach()
 
     def heartbeat(self) -> Heartbeat:
         """This worker's heartbeat now."""
@@ -71,15 +74,20 @@ class Beater:
                      for e in self.app.crons)
 
     async def beat(self) -> None:
-        """Send one heartbeat; a failure is logged (once until it works again)."""
+        """Send one heartbeat; a failure is logged (once until it works again; while the
+        source is down, by `reach`, once per outage)."""
+        asked = self.reach.now()
         try:
             await self.source.workers.beat(self.heartbeat())
-        except Exception:
-            if not self._failing:
+        except Exception as exc:
+            if outage(exc):
+                self.reach.error(exc, "worker %s: heartbeat failed", self.worker_id)
+            elif not self._failing:
                 log.warning("worker %s: heartbeat failed; retrying every %g s",
                             self.worker_id, self.interval, exc_info=True)
-            self._failing = True
+                self._failing = True
         else:
+            self.reach.ok(asked)
             if self._failing:
                 log.info("worker %s: heartbeat works again", self.worker_id)
             self._failing = False

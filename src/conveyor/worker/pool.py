@@ -26,6 +26,7 @@ from conveyor.connect import open_source
 from conveyor.errors import QueueNotFound
 from conveyor.worker.autoscale import Autoscaler, Sample
 from conveyor.worker.process import load_app
+from conveyor.worker.reach import Reach, where
 
 log = logging.getLogger("conveyor.pool")
 
@@ -52,6 +53,8 @@ class Pool:
         self.children: list[subprocess.Popen[bytes]] = []
         self._draining: list[subprocess.Popen[bytes]] = []
         self._stopping = asyncio.Event()
+        # The autoscaler's reads: a source that is down is logged once, not every check.
+        self.reach = Reach(where(None, self.url))
 
     def _command(self) -> list[str]:
         command = [sys.executable, "-m", "conveyor.worker", self.spec,
@@ -112,11 +115,13 @@ class Pool:
 
     async def _scale(self, source: Source) -> None:
         assert self.scaler is not None
+        asked = self.reach.now()
         try:
             sample = await self.sample(source)
-        except Exception:
-            log.exception("reading queue stats failed")
+        except Exception as exc:
+            self.reach.error(exc, "reading queue stats failed", logger=log)
             return
+        self.reach.ok(asked)
         current = len(self.children)
         target = self.scaler.decide(current, sample)
         detail = (f"backlog {sample.visible}, in flight {sample.in_flight}, oldest "

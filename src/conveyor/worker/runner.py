@@ -16,7 +16,8 @@ One `Worker` per process consumes every queue of its App (or those given). Per q
 
 Beside it: `failures` (retry, snooze, cancel, dead-letter), `outcomes` (status writes, and
 the acknowledgements that wait for them), `held` (a held job), `options` (`WorkerOptions`),
-`aio` (small asyncio helpers), `flows` (a flow job's results and end).
+`aio` (small asyncio helpers), `flows` (a flow job's results and end), `leases` (extending
+held jobs' leases), `reach` (an unreachable source logged once per outage, not per call).
 """
 
 from __future__ import annotations
@@ -50,8 +51,10 @@ from conveyor.worker.heartbeat import Beater
 from conveyor.worker.held import Held, on_lane
 from conveyor.worker.keys import KeyGate, job_key
 from conveyor.worker.lanes import Lanes
+from conveyor.worker.leases import Leases
 from conveyor.worker.options import SERVER_LONG_POLL, WorkerOptions
 from conveyor.worker.rates import RateLimiter, Slots
+from conveyor.worker.reach import Backoff, Reach, outage, where
 from conveyor.worker.task import Received, Task, TaskOptions
 
 __all__ = ["SERVER_LONG_POLL", "Worker", "WorkerOptions"]  # (the options live in options.py)
@@ -77,6 +80,7 @@ class Worker:
         self.processed = 0
         self.failed = 0
         self.tally = Tally()  # per-task counts for the heartbeat
+        self.reach = Reach()  # whether the source answers (named once it is opened)
 
     def stop(self) -> None:
         """Stop receiving; finish or release what is held (safe to call from a signal)."""
@@ -96,12 +100,14 @@ class Worker:
     async def run(self) -> None:
         """Consume until stopped; returns after in-flight jobs are finished or released."""
         source = self._source or await self.app.source()
+        self.reach.where = where(source, self.app.url)
         sync_slots = sum(t.options.concurrency for t in self.app.tasks.values()
                          if not t.is_async)
         executor = ThreadPoolExecutor(max_workers=max(4, sync_slots),
                                       thread_name_prefix="conveyor-job")
         statuses: Batcher[JobStatus] = Batcher(source.jobs.status_set_many, size=500,
-                                               interval=0.1, name="job status", ordered=True)
+                                               interval=0.1, name="job status", ordered=True,
+                                               reach=self.reach)
         shared = _Shared(self, source, executor, statuses)
         runners = []
         for queue in self.queues():
@@ -111,7 +117,7 @@ class Worker:
         if self.options.scheduler and self.app.crons:
             from conveyor.worker.cron import Scheduler
 
-            scheduler = Scheduler(self.app, source)
+            scheduler = Scheduler(self.app, source, reach=self.reach)
             background.append(asyncio.create_task(scheduler.run(self._stopping)))
         beater = self._beater(source, runners)
         beating = asyncio.create_task(beater.run()) if beater else None
@@ -120,7 +126,7 @@ class Worker:
 
             background.append(asyncio.create_task(watch(
                 source, lambda: [r.held for r in runners], self.options.cancel_interval,
-                self._stopping)))
+                self._stopping, self.reach)))
         try:
             await asyncio.gather(*(r.run() for r in runners), *background)
         finally:
@@ -141,7 +147,7 @@ class Worker:
                     sum(h.started for r in runners for h in list(r.held.values())))
         return Beater(self.app, source, self.holder, [r.queue for r in runners], self.tally,
                       load, interval=interval, ttl=self.options.heartbeat_ttl,
-                      schedules=self.options.scheduler)
+                      schedules=self.options.scheduler, reach=self.reach)
 
 
 class _Shared:
@@ -154,6 +160,7 @@ class _Shared:
         self.source = source
         self.executor = executor
         self.statuses = statuses
+        self.reach = worker.reach
         self.limiter = RateLimiter(source.limits)
         self.slots = Slots(source.limits, worker.holder,
                            lease_seconds=max(5, worker.app.visibility_timeout * 2))
@@ -164,7 +171,7 @@ class _Shared:
             SERVER_LONG_POLL if _is_remote(source) else 1)
 
 
-class _QueueRunner(Failures):
+class _QueueRunner(Failures, Leases):
     """Receives, runs and settles the jobs of one queue."""
 
     def __init__(self, shared: _Shared, queue: str) -> None:
@@ -172,6 +179,8 @@ class _QueueRunner(Failures):
         self.queue = queue
         self.source = shared.source
         self.app = shared.app
+        self.reach = shared.reach
+        self.slots = shared.slots
         self.lease = shared.app.visibility_timeout
         tasks = [t for t in shared.app.tasks.values() if t.options.queue == queue]
         self.capacity = max(1, sum(t.options.concurrency for t in tasks))
@@ -195,9 +204,10 @@ class _QueueRunner(Failures):
         self._room = asyncio.Event()
         self._release: list[str] = []
         self.acks: Batcher[str] = Batcher(functools.partial(self.source.delete, queue),
-                                          size=500, interval=0.02, name=f"acks {queue}")
+                                          size=500, interval=0.02, name=f"acks {queue}",
+                                          reach=self.reach)
         self.flow_ends = FlowEnds(self.source, self._ack_now, name=f"flow ends {queue}",
-                                  lost=self._unsettle)
+                                  lost=self._unsettle, reach=self.reach)
 
     async def run(self) -> None:
         beat = asyncio.create_task(self._heartbeat())
@@ -217,6 +227,9 @@ class _QueueRunner(Failures):
         stopping = self.s.worker._stopping
         batch = self.s.worker.options.batch_size
         wait = self.s.wait_seconds
+        reach = self.reach
+        backoff = Backoff()
+        failed = False  # the last receive failed
         while not stopping.is_set():
             keys = self.keys
             free = self.capacity - len(self.held) + (keys.parked if keys else 0)
@@ -225,6 +238,7 @@ class _QueueRunner(Failures):
                 await first(self._room.wait(), stopping.wait())
                 continue
             skip = keys.skip_groups() if keys else None
+            asked = reach.now()
             try:
                 if skip:
                     # No long poll (a key may open before anything arrives), and a pause
@@ -239,12 +253,25 @@ class _QueueRunner(Failures):
                         await first(asyncio.sleep(SKIP_PAUSE), keys.opened.wait(),
                                      stopping.wait())
                 else:
+                    # After a failure a short poll, which answers at once when the
+                    # source is back (a long poll would sit on that news for its wait).
                     messages = await unless_stopped(self.source.receive(
-                        self.queue, min(free, batch), self.lease, wait), stopping)
-            except Exception:
-                log.exception("receive from %s failed; retrying in 1 s", self.queue)
-                await first(asyncio.sleep(1.0), stopping.wait())
+                        self.queue, min(free, batch), self.lease, 0 if failed else wait),
+                        stopping)
+            except Exception as exc:
+                failed = True
+                if outage(exc):  # logged once per outage; tries back off up to 5 s
+                    reach.error(exc, "receive from %s failed", self.queue)
+                    pause = backoff.next()
+                else:
+                    log.exception("receive from %s failed; retrying in 1 s", self.queue)
+                    pause = 1.0
+                await first(asyncio.sleep(pause), stopping.wait())
                 continue
+            if failed:
+                failed = False
+                backoff.reset()
+            reach.ok(asked)  # (ends an outage another loop saw first too)
             fresh = [Held(message) for message in messages]
             for held in fresh:
                 self.held[held.message.receipt_handle] = held
@@ -321,8 +348,9 @@ class _QueueRunner(Failures):
         try:
             await self.source.retry(self.queue, message.receipt_handle, 0,
                                     message.last_error, snooze=True)
-        except Exception:
-            log.exception("giving back %s failed; it comes back after its lease", message.id)
+        except Exception as exc:
+            self.reach.error(exc, "giving back %s failed; it comes back after its lease",
+                             message.id)
 
     async def _run_job(self, held: Held, job: Received, task: Task[Any, Any]) -> None:
         options = task.options
@@ -432,32 +460,6 @@ class _QueueRunner(Failures):
             return await self._call(task, job)
         return await run_cancellable(task.fn(*job.args, **job.kwargs), task.options.timeout,
                                      held)
-
-    # leases -------------------------------------------------------------------------
-    async def _heartbeat(self) -> None:
-        interval = max(self.lease / 3, 0.2)
-        while True:
-            await asyncio.sleep(interval)
-            due = time.monotonic() - interval * 0.9
-            holding = {**self.settling, **self.held} if self.settling else self.held
-            handles = [h for h, held in list(holding.items()) if held.leased_at <= due]
-            for start in range(0, len(handles), 1000):
-                chunk = handles[start:start + 1000]
-                try:
-                    await self.source.change_visibility(
-                        self.queue, [VisibilityEntry(h, self.lease) for h in chunk])
-                except Exception:
-                    log.exception("extending %d leases on %s failed", len(chunk), self.queue)
-                    continue
-                now = time.monotonic()
-                for h in chunk:
-                    held = self.held.get(h) or self.settling.get(h)
-                    if held is not None:
-                        held.leased_at = now
-            try:
-                await self.s.slots.renew()
-            except Exception:
-                log.exception("renewing concurrency slots failed")
 
     async def _shutdown(self) -> None:
         for held in self.lanes.take_pending():  # never started: back to the queue now
