@@ -179,6 +179,9 @@ async def test_redrive_bad_input(broker: Broker, source: str) -> None:
 
 async def test_redrive_leaves_messages_whose_source_is_gone(broker: Broker, source: str,
                                                             clock: ManualClock) -> None:
+    # Another source keeps "dlq" a dead-letter queue (with none, see
+    # test_redrive_refusal.py: refused, and a destination takes the orphans).
+    await broker.create_queue("other", {"max_receive_count": 3, "dead_letter_queue": "dlq"})
     await send(broker, source, "orphan")
     await _fail_times(broker, source, clock, 3)
     await broker.receive(source)

@@ -99,6 +99,21 @@ def test_redrive(conveyor: Run, server: ServerProcess) -> None:
     assert "--destination" in nothing.stdout
 
 
+def test_redrive_of_a_queue_that_is_no_dead_letter_queue_is_refused(conveyor: Run) -> None:
+    """It printed "nothing to move"; the server's refusal is one line with its code."""
+    conveyor("queue", "create", "not-a-dlq")
+    conveyor("send", "not-a-dlq", "stays")
+    refused = conveyor("redrive", "not-a-dlq", ok=False)
+    assert refused.returncode == 1 and refused.stdout == ""
+    [line] = refused.stderr.splitlines()
+    assert line.startswith("conveyor: error: Queue 'not-a-dlq' is no queue's dead-letter "
+                           "queue")
+    assert line.endswith("[not_a_dead_letter_queue]")
+    conveyor("queue", "create", "not-a-dlq-dest")
+    moved = conveyor("redrive", "not-a-dlq", "--destination", "not-a-dlq-dest")
+    assert "completed, moved 1 of 1" in moved.stdout
+
+
 def test_bad_input_exits_1_with_the_servers_message(conveyor: Run) -> None:
     conveyor("queue", "create", "strict")
     bad = conveyor("send", "strict", "x", "--priority", "12", ok=False)

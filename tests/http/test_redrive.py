@@ -83,3 +83,36 @@ def test_redrive_bad_input(client: httpx.Client, queue: str) -> None:
     assert_error(client.post(f"/v1/queues/{queue}/redrive", json={"other": 1}), 422)
     assert_error(client.get("/v1/tasks/no-such-task"), 404, "task_not_found")
     assert_error(client.post("/v1/tasks/no-such-task/cancel"), 404, "task_not_found")
+
+
+def test_redrive_of_a_queue_that_is_no_dead_letter_queue_is_refused(
+        client: httpx.Client, new_queue: NewQueue) -> None:
+    """It answered 200 "moved 0"; now a 422 that says why and starts nothing."""
+    plain = new_queue("-plain")
+    send(client, plain, "a", "b")
+    error = assert_error(client.post(f"/v1/queues/{plain}/redrive"), 422,
+                         "not_a_dead_letter_queue", field="queue")
+    assert error["message"].startswith(f"Queue '{plain}' is no queue's dead-letter queue")
+    assert "destination" in error["message"]
+    assert client.get(f"/v1/queues/{plain}/redrive").json()["tasks"] == []
+    assert stats(client, plain)["visible"] == 2
+    # An explicit destination is the caller's to choose: the messages go there.
+    elsewhere = new_queue("-dest")
+    moved = client.post(f"/v1/queues/{plain}/redrive", json={"destination": elsewhere})
+    assert moved.status_code == 200, moved.text
+    assert (moved.json()["moved"], stats(client, elsewhere)["visible"]) == (2, 2)
+
+
+def test_an_empty_dead_letter_queue_is_still_redriven(client: httpx.Client,
+                                                      new_queue: NewQueue) -> None:
+    dlq = new_queue("-dlq")
+    new_queue("-src", max_receive_count=1, dead_letter_queue=dlq)
+    response = client.post(f"/v1/queues/{dlq}/redrive")
+    assert response.status_code == 200, response.text
+    assert (response.json()["status"], response.json()["moved"]) == ("completed", 0)
+
+
+def test_the_redrive_refusal_is_documented(client: httpx.Client) -> None:
+    start = client.get("/openapi.json").json()["paths"]["/v1/queues/{queue}/redrive"]["post"]
+    assert "not_a_dead_letter_queue" in start["responses"]["422"]["description"]
+    assert "not_a_dead_letter_queue" in start["description"]

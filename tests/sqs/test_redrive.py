@@ -119,3 +119,29 @@ def test_move_task_errors(sqs: Any, names: Names, queue: str) -> None:
         sqs.list_message_move_tasks(SourceArn=arn_of(sqs, queue), MaxResults=11)
     assert error_of(exc)[0] == "InvalidParameterValue"
     assert sqs.list_message_move_tasks(SourceArn=arn_of(sqs, queue)).get("Results", []) == []
+
+
+def test_a_move_task_needs_a_configured_dead_letter_queue(sqs: Any, names: Names) -> None:
+    """As AWS: a source no queue's RedrivePolicy names is InvalidParameterValue "Source
+    queue must be configured as a Dead Letter Queue.", with a DestinationArn too and once
+    its sources are deleted; nothing moves and no task is listed."""
+    source, dlq = with_dead_letters(sqs, names, max_receives=1)
+    plain = sqs.create_queue(QueueName=names("plain"))["QueueUrl"]
+    sqs.send_message(QueueUrl=plain, MessageBody="stays")
+    sqs.send_message(QueueUrl=source, MessageBody="dead")
+    for _ in range(2):
+        sqs.receive_message(QueueUrl=source, VisibilityTimeout=0)
+    assert count(sqs, dlq) == 1
+    sqs.delete_queue(QueueUrl=source)
+    for given in ({"SourceArn": arn_of(sqs, plain)},
+                  {"SourceArn": arn_of(sqs, plain), "DestinationArn": arn_of(sqs, dlq)},
+                  {"SourceArn": arn_of(sqs, dlq)},
+                  {"SourceArn": arn_of(sqs, dlq), "DestinationArn": arn_of(sqs, plain)}):
+        with pytest.raises(ClientError) as exc:
+            sqs.start_message_move_task(**given)
+        code, _, status = error_of(exc)
+        assert (code, status) == ("InvalidParameterValue", 400)
+        assert exc.value.response["Error"]["Message"] == \
+            "Source queue must be configured as a Dead Letter Queue."
+    assert (count(sqs, plain), count(sqs, dlq)) == (1, 1)
+    assert sqs.list_message_move_tasks(SourceArn=arn_of(sqs, dlq)).get("Results", []) == []

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from conveyor.broker import batches
+from conveyor.broker import batches, channels
 from conveyor.broker import validation as v
 from conveyor.errors import InvalidInput, TooManyEntries
 from conveyor.ledger import (
@@ -154,18 +154,19 @@ class Ledger:
         return await self._broker.storage.delivery_get(delivery_id, self._broker.now())
 
     async def counts(self, channel: str | None = None) -> dict[str, dict[str, int]]:
-        """How many notifications are in each status, by channel (every status listed)."""
+        """How many notifications are in each status, by channel (every status listed);
+        an unknown `channel` is `InvalidInput` (`conveyor.broker.channels`)."""
         if channel is not None:
-            _text("channel", channel, MAX_ID)
+            await channels.check_channel(self._broker, channel)
         found = await self._broker.storage.delivery_counts(channel, self._broker.now())
         return {ch: {s: by.get(s, 0) for s in DELIVERY_STATUSES}
                 for ch, by in sorted(found.items())}
 
     async def resent(self, channel: str | None = None) -> dict[str, int]:
         """How many notifications were resent after a crash left them in doubt, by
-        channel (channels with none are left out)."""
+        channel (channels with none are left out); an unknown `channel` is `InvalidInput`."""
         if channel is not None:
-            _text("channel", channel, MAX_ID)
+            await channels.check_channel(self._broker, channel)
         found = await self._broker.storage.delivery_resent_counts(channel, self._broker.now())
         return dict(sorted(found.items()))
 
@@ -193,6 +194,17 @@ class Ledger:
         if rows:
             await self._broker.storage.suppression_add_many(list(rows), self._broker.now())
 
+    async def add_suppression(self, channel: str, address: str,
+                              reason: str = "unsubscribed") -> None:
+        """Suppress one address a person or an application names (`POST
+        /v1/suppressions`), checked first: a known channel, an address that channel sends
+        to, a one-line reason (`conveyor.broker.channels`). `suppress` takes what workers
+        and providers report as it comes."""
+        await channels.check_channel(self._broker, channel)
+        channels.check_address(channel, address)
+        channels.check_line("reason", reason, MAX_ERROR)
+        await self.suppress([(channel, address, reason)])
+
     async def suppressed(self, channel: str, addresses: Sequence[str]) -> set[str]:
         """Which of `addresses` (up to 1,000) the channel must skip."""
         _text("channel", channel, MAX_ID)
@@ -211,9 +223,12 @@ class Ledger:
     async def suppressions(self, channel: str | None = None, after: str | None = None,
                            limit: int = 100) -> list[Suppression]:
         """Listed addresses by channel and address; page with `after` =
-        `f"{channel}\\x1f{address}"` of the last one."""
+        `f"{channel}\\x1f{address}"` of the last one. An unknown `channel` is
+        `InvalidInput`."""
         if not 1 <= limit <= 1000:
             raise InvalidInput("limit must be between 1 and 1000.", field="limit")
+        if channel is not None:
+            await channels.check_channel(self._broker, channel)
         return await self._broker.storage.suppression_list(channel, after, limit)
 
 

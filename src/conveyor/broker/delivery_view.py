@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from conveyor.broker import channels
 from conveyor.errors import InvalidInput
 from conveyor.ledger import DELIVERY_STATUSES, Delivery
 from conveyor.storage.base import DeliverySeriesParams
@@ -45,7 +46,8 @@ class DeliveryView:
     async def series(self, bucket_seconds: int = 60, minutes: int = 60,
                      channel: str | None = None, until: int | None = None) -> Series:
         """How many notifications entered each status per bucket of `bucket_seconds` (a
-        multiple of 10), by channel, over the last `minutes` (up to `until`, ms)."""
+        multiple of 10), by channel, over the last `minutes` (up to `until`, ms). An
+        unknown `channel` is `InvalidInput` (`conveyor.broker.channels`)."""
         if isinstance(bucket_seconds, bool) or not isinstance(bucket_seconds, int) or \
                 not 10 <= bucket_seconds <= 86_400 or bucket_seconds % 10:
             raise InvalidInput("bucket must be a multiple of 10 seconds, from 10 to 86400.",
@@ -57,9 +59,8 @@ class DeliveryView:
         if minutes * 60 // bucket_seconds > MAX_BUCKETS:
             raise InvalidInput(f"That is more than {MAX_BUCKETS} buckets: take longer "
                                "buckets or fewer minutes.", field="bucket")
-        if channel is not None and (not isinstance(channel, str) or
-                                    not 1 <= len(channel) <= 200):
-            raise InvalidInput("channel must be a channel name.", field="channel")
+        if channel is not None:
+            await channels.check_channel(self._broker, channel)
         end = self._broker.wall_now() if until is None else until
         width = bucket_seconds * 1000
         since = (end - minutes * 60_000) // width * width + width

@@ -1,12 +1,13 @@
 """Checks a queue's attributes need beyond their own bounds: its dead-letter queue exists
-and matches it, and the storage supports what it asks for."""
+and matches it, and the storage supports what it asks for; and which queues name a queue
+as their dead-letter queue."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 from conveyor.errors import InvalidAttribute, QueueNotFound, Unsupported
-from conveyor.models import QueueAttributes
+from conveyor.models import Queue, QueueAttributes
 
 if TYPE_CHECKING:
     from conveyor.broker.broker import Broker
@@ -39,3 +40,16 @@ def check_supported(storage: Storage, attrs: QueueAttributes) -> None:
     if attrs.durability == "unlogged" and storage.dialect != "postgresql":
         raise Unsupported("durability 'unlogged' needs PostgreSQL; SQLite queues are "
                           "always logged.")
+
+
+async def dead_letter_sources(broker: Broker, name: str, region: str | None = None
+                              ) -> list[Queue]:
+    """Queues of the region whose dead-letter queue is `name`, by name."""
+    sources: list[Queue] = []
+    after: str | None = None
+    while True:
+        page = await broker.list_queues("", after, 1000, region=region)
+        sources.extend(q for q in page if q.attributes.dead_letter_queue == name)
+        if len(page) < 1000:
+            return sources
+        after = page[-1].name

@@ -3,6 +3,12 @@
 The native `POST /v1/queues/{q}/redrive` and SQS's StartMessageMoveTask both use it.
 A task runs on the node that started it; progress and cancellation go through the
 database, so any node can read or cancel it.
+
+Without a destination, a redrive of a queue that no queue names as its dead-letter queue
+and that holds no dead letter whose source still exists is refused
+(`NotADeadLetterQueue`): it could only ever report "moved 0". A destination moves whatever
+the queue holds (a dead-letter queue whose sources were deleted, copies a worker or a
+notifier put there); SQS's StartMessageMoveTask asks for a configured one either way.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import uuid
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from conveyor.broker.queue_rules import dead_letter_sources
 from conveyor.errors import Conflict, InvalidInput, TaskNotFound
 from conveyor.storage.base import MessageMoveParams
 from conveyor.tasks import stop_task
@@ -25,7 +32,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("conveyor.redrive")
 
+__all__ = ["BATCH", "NotADeadLetterQueue", "Redrive"]
+
 BATCH = 1000
+
+
+class NotADeadLetterQueue(InvalidInput):
+    """The queue is no queue's dead-letter queue: a redrive has nothing to move back."""
+
+    code = "not_a_dead_letter_queue"
 
 
 class Redrive:
@@ -39,7 +54,9 @@ class Redrive:
                     max_per_second: int | None = None, region: str | None = None,
                     wait: float = 1.0) -> MoveTask:
         """Start moving messages out of `queue_name`: to `destination`, or else each back
-        to the queue it was dead-lettered from, with its receive count reset.
+        to the queue it was dead-lettered from, with its receive count reset (then the
+        queue must be some queue's dead-letter queue or hold such dead letters, else
+        `NotADeadLetterQueue`).
 
         Waits up to `wait` seconds and returns the task as it then stands: `completed`
         for a small queue, `running` otherwise (poll it with `get`).
@@ -58,6 +75,14 @@ class Redrive:
                 raise Conflict(f"A move task is already running on {queue_name!r}.")
         to_move = await broker.storage.message_count_movable(source.id, broker.now(),
                                                              dest.id if dest else None)
+        # The sources are looked up only when nothing could go back (a full list of
+        # queues): a dead-letter queue with dead letters to move is one.
+        if dest is None and not to_move and not await dead_letter_sources(
+                broker, source.name, region):
+            raise NotADeadLetterQueue(
+                f"Queue {source.name!r} is no queue's dead-letter queue and holds no dead "
+                "letter whose source queue still exists, so a redrive could move nothing "
+                "back; give a destination to move its messages there.", field="queue")
         task = MoveTask(
             id=str(uuid.uuid4()), source_queue=source.name,
             destination_queue=dest.name if dest else None, status="running", moved=0,

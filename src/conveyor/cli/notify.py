@@ -81,7 +81,8 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     status.add_argument("delivery_id")
     counts = actions.add_parser("counts", help="notifications by channel and status, and "
                                                "how many were resent after a crash")
-    counts.add_argument("--channel")
+    counts.add_argument("--channel", help="one channel (email, push, webhook, fcm, apns, "
+                        "apprise, or one a notifier made a notify-<channel> queue for)")
     bounces = actions.add_parser("bounces", help="an inbound SMTP address that applies "
                                  "bounce (RFC 3464) and complaint (RFC 5965) reports")
     bounces.add_argument("--listen", default="127.0.0.1:2526", metavar="HOST:PORT")
@@ -198,5 +199,12 @@ def _counts(args: argparse.Namespace) -> int:
         return {"counts": await ledger.counts(args.channel),
                 "resent_after_crash": await ledger.resent(args.channel)}
 
-    print(json.dumps(asyncio.run(with_broker(args.database, run))))
+    try:
+        found = asyncio.run(with_broker(args.database, run))
+    except InvalidInput as exc:
+        # An unknown --channel is a usage error, as `notify send --channel fax` is to
+        # argparse (whose choices cannot name the channels an application added).
+        print(f"conveyor notify counts: error: {exc.message}", file=sys.stderr)
+        return 2
+    print(json.dumps(found))
     return 0

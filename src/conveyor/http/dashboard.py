@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import mimetypes
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 from urllib.parse import parse_qs, quote, urlencode
 
@@ -77,17 +77,20 @@ def _providers(request: Request) -> list[SectionProvider]:
     return providers
 
 
+_PAGE_HEADERS = {
+    "cache-control": "no-store",
+    "content-security-policy": "default-src 'self'; img-src 'self' data:; "
+                               "style-src 'self'; frame-ancestors 'none'",
+    "x-content-type-options": "nosniff", "referrer-policy": "same-origin"}
+
+
 def _page(request: Request, template: str, *, status: int = 200, **context: Any
           ) -> Response:
     token, new = csrf.session_token(request)
     html = _env.get_template(template).render(
         csrf_token=token, notice=request.query_params.get("notice", ""),
         error=request.query_params.get("error", ""), **context)
-    response = HTMLResponse(html, status_code=status, headers={
-        "cache-control": "no-store",
-        "content-security-policy": "default-src 'self'; img-src 'self' data:; "
-                                   "style-src 'self'; frame-ancestors 'none'",
-        "x-content-type-options": "nosniff", "referrer-policy": "same-origin"})
+    response = HTMLResponse(html, status_code=status, headers=_PAGE_HEADERS)
     if new:
         csrf.set_cookie(response, token, request.url.scheme == "https")
     return response
@@ -98,6 +101,15 @@ def render_page(request: Request, template: str, *, status: int = 200, **context
     """A dashboard page from `template`, with the session's CSRF token and the security
     headers every page gets (for the pages other modules serve)."""
     return _page(request, template, status=status, **context)
+
+
+def refused_page(reason: str, status: int, headers: Mapping[str, str] | None = None
+                 ) -> Response:
+    """The dashboard's page for a refused request (`refused.html`: the reason and a way
+    back), with the security headers every page gets; for the router's 405 on a
+    dashboard path (`conveyor.http.errors`)."""
+    return HTMLResponse(_env.get_template("refused.html").render(reason=reason), status,
+                        headers={**_PAGE_HEADERS, **(headers or {})})
 
 
 # pages --------------------------------------------------------------------------------

@@ -14,10 +14,18 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 from starlette.responses import Response
 
+from conveyor.broker.channels import BUILTIN_CHANNELS
 from conveyor.http.deps import BrokerDep, checked_json, errors
 from conveyor.http.wire import json_response
 
 router = APIRouter(tags=["notifications"], dependencies=[Depends(checked_json)])
+
+CHANNEL_FILTER = (f"One channel (default: all): {', '.join(BUILTIN_CHANNELS)}, or an "
+                  "application's own channel once a notifier made its `notify-<channel>` "
+                  "queue; any other name is a 422 `invalid_input` naming the channels.")
+"""How a `channel` query parameter is documented (here and in `conveyor.http.notify`)."""
+UNKNOWN_CHANNEL = "Invalid input: `invalid_input` with `field` `channel` for an unknown channel."
+"""The 422 of a route that filters by channel."""
 
 
 class TimelineEntryOut(BaseModel):
@@ -48,13 +56,15 @@ class SeriesOut(BaseModel):
     totals: dict[str, dict[str, int]]
 
 
-@router.get("/v1/notifications/series", response_model=SeriesOut, responses=errors(422))
+@router.get("/v1/notifications/series", response_model=SeriesOut,
+            responses=errors(422, said={422: UNKNOWN_CHANNEL + " Or a bad `bucket` or "
+                                                               "`minutes`."}))
 async def series(broker: BrokerDep,
                  bucket: Annotated[int, Query(description="Seconds per bucket, a multiple "
                                                           "of 10.")] = 60,
                  minutes: Annotated[int, Query(description="How far back.")] = 60,
-                 channel: Annotated[str | None, Query(description="One channel (default: "
-                                                               "all).")] = None) -> Response:
+                 channel: Annotated[str | None, Query(description=CHANNEL_FILTER)
+                                    ] = None) -> Response:
     """How many notifications entered each status (queued, held, skipped, sent, retrying,
     failed, unknown) per bucket, by channel: the dashboard's deliveries chart."""
     found = await broker.deliveries.series(bucket, minutes, channel)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 from fastapi import Depends
@@ -48,10 +49,12 @@ def add_raw_body_schemas(schema: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
-def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI entries for the error responses a route may give."""
+def errors(*statuses: int, said: Mapping[int, str] | None = None
+           ) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the error responses a route may give; `said` words a status
+    for this route (its codes and causes) instead of the general text."""
     text = {400: "Malformed JSON.", 404: "Unknown queue or task.",
             409: "Conflicts with the current state.", 413: "Request over the size limit.",
-            422: "Invalid input.", 503: "Storage unavailable."}
+            422: "Invalid input.", 503: "Storage unavailable.", **(said or {})}
     return {s: {"model": ErrorOut, "description": text.get(s, "Error.")}
             for s in (*statuses, 503)}

@@ -8,7 +8,8 @@ unknown routes) are mapped into the same shape here.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -17,7 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
-from starlette.routing import compile_path
+from starlette.routing import BaseRoute, Route, compile_path
 
 from conveyor import errors as e
 from conveyor.http.head import head_allowed, method_of
@@ -48,6 +49,7 @@ STATUS: Mapping[type[e.ConveyorError], int] = {
 
 _HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed",
                413: "request_too_large", 415: "unsupported_media_type"}
+_DASHBOARD = re.compile(r"/(ui(/.*)?)?")
 
 
 def status_of(exc: e.ConveyorError) -> int:
@@ -136,18 +138,48 @@ async def _http_error(request: Request, exc: Exception) -> Response:
             headers = {**(headers or {}), "Allow": ", ".join(allowed)}
             message = (f"{method} is not allowed on {request.url.path}; "
                        f"it takes {', '.join(allowed)}.")
+        if is_dashboard_path(request.url.path):
+            # Imported here: the dashboard imports this module (through `http.auth`).
+            from conveyor.http.dashboard import refused_page
+
+            # A page, as the dashboard's other refusals and its not-found pages are.
+            return refused_page(message, 405, headers)
     return error_response(exc.status_code, code, message, headers=headers)
 
 
+def is_dashboard_path(path: str) -> bool:
+    """Whether `path` is the dashboard's (`/`, `/ui/...`), whose errors are pages."""
+    return _DASHBOARD.fullmatch(path) is not None
+
+
 def _allowed_methods(request: Request) -> list[str]:
-    # From the OpenAPI paths: the routes a client can know of (FastAPI nests the rest).
+    path = request.url.path
     methods: set[str] = set()
-    for path, operations in request.app.openapi().get("paths", {}).items():
-        if compile_path(path)[0].fullmatch(request.url.path):
-            methods.update(m.upper() for m in operations if m != "parameters")
-    if "GET" in methods and head_allowed(request.url.path):
+    if is_dashboard_path(path):
+        # The dashboard's routes are left out of the OpenAPI document: ask the router.
+        for route in _routes(request.app.routes):
+            if route.methods and route.path_regex.fullmatch(path):
+                methods.update(route.methods)
+    else:
+        # From the OpenAPI paths: the routes a client can know of (FastAPI nests the rest).
+        for template, operations in request.app.openapi().get("paths", {}).items():
+            if compile_path(template)[0].fullmatch(path):
+                methods.update(m.upper() for m in operations if m != "parameters")
+    if "GET" in methods and head_allowed(path):
         methods.add("HEAD")  # GET routes take HEAD (`conveyor.http.head`)
     return sorted(methods)
+
+
+def _routes(routes: Iterable[BaseRoute]) -> Iterator[Route]:
+    """Every route, inside included routers too: FastAPI 0.16x keeps each included router
+    whole (its `original_router`; conveyor includes them without a prefix), older ones
+    copied the routes into the app's list."""
+    for route in routes:
+        if isinstance(route, Route):
+            yield route
+        nested = getattr(route, "original_router", None)
+        if nested is not None:
+            yield from _routes(nested.routes)
 
 
 async def _client_disconnect(request: Request, exc: Exception) -> Response:

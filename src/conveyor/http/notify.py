@@ -14,7 +14,8 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
-from conveyor.http.deliveries import TimelineEntryOut
+from conveyor.broker.channels import BUILTIN_CHANNELS
+from conveyor.http.deliveries import CHANNEL_FILTER, UNKNOWN_CHANNEL, TimelineEntryOut
 from conveyor.http.deps import BrokerDep, checked_json, errors
 from conveyor.http.errors import error_response
 from conveyor.http.wire import json_response
@@ -22,6 +23,7 @@ from conveyor.ledger import DELIVERY_STATUSES
 
 router = APIRouter(tags=["notifications"], dependencies=[Depends(checked_json)])
 _STATUSES = ", ".join(DELIVERY_STATUSES)
+_BUILTIN = ", ".join(BUILTIN_CHANNELS)
 
 
 class DeliveryOut(BaseModel):
@@ -55,9 +57,14 @@ class SuppressionIn(BaseModel):
     """An address (or push endpoint) a channel must skip from now on."""
 
     model_config = ConfigDict(extra="forbid", strict=True)  # true is not 1
-    channel: str
-    address: str
-    reason: str = "unsubscribed"
+    channel: str = Field(description=f"A known channel ({_BUILTIN}, or an application's "
+                                     "own once its `notify-<channel>` queue exists).")
+    address: str = Field(description=(
+        "What the channel sends to, 1 to 2048 characters, one line, no white space at "
+        "either end: an email address (email), a Web Push subscription's https:// "
+        "endpoint (push), a registration or device token (fcm, apns), the URL "
+        "(webhook, apprise)."))
+    reason: str = Field("unsubscribed", description="One line, 1 to 4000 characters.")
 
 
 class SuppressionOut(BaseModel):
@@ -76,9 +83,10 @@ class SuppressionsOut(BaseModel):
     next: str | None
 
 
-@router.get("/v1/notifications/counts", response_model=CountsOut, responses=errors(422))
+@router.get("/v1/notifications/counts", response_model=CountsOut,
+            responses=errors(422, said={422: UNKNOWN_CHANNEL}))
 async def counts(broker: BrokerDep, channel: Annotated[
-        str | None, Query(description="One channel (default: all).")] = None) -> Response:
+        str | None, Query(description=CHANNEL_FILTER)] = None) -> Response:
     """How many notifications are queued, sending, sent, retrying, failed or unknown, and
     how many were resent after a crash."""
     return json_response({"counts": await broker.ledger.counts(channel),
@@ -106,9 +114,11 @@ async def status(delivery_id: str, broker: BrokerDep) -> Response:
                           "timeline": [e.to_json() for e in entries]})
 
 
-@router.get("/v1/suppressions", response_model=SuppressionsOut, responses=errors(422))
+@router.get("/v1/suppressions", response_model=SuppressionsOut,
+            responses=errors(422, said={422: UNKNOWN_CHANNEL + " Or a bad `limit`."}))
 async def suppressions(broker: BrokerDep,
-                       channel: Annotated[str | None, Query()] = None,
+                       channel: Annotated[str | None, Query(description=CHANNEL_FILTER)
+                                          ] = None,
                        after: Annotated[str | None, Query()] = None,
                        limit: Annotated[int, Query()] = 100) -> Response:
     """The suppression list by channel and address, a page at a time."""
@@ -120,10 +130,14 @@ async def suppressions(broker: BrokerDep,
 
 
 @router.post("/v1/suppressions", status_code=204, response_class=Response,
-             responses=errors(400, 422))
+             responses=errors(400, 422, said={422: (
+                 "Invalid input: `invalid_input` with `field` `channel` (unknown), "
+                 "`address` (not what the channel sends to, empty, too long, control "
+                 "characters) or `reason`; nothing is written.")}))
 async def suppress(request: SuppressionIn, broker: BrokerDep) -> Response:
-    """Suppress an address (an unsubscribe); an address already listed keeps its reason."""
-    await broker.ledger.suppress([(request.channel, request.address, request.reason)])
+    """Suppress an address (an unsubscribe); an address already listed keeps its reason.
+    The address is checked as the channel's: what a recipient's address there must be."""
+    await broker.ledger.add_suppression(request.channel, request.address, request.reason)
     return Response(status_code=204)
 
 

@@ -3,7 +3,8 @@
 With API keys, a move task is its source queue's: reading or cancelling one by id takes
 `manage` there (the path names no queue), and a redrive to a `destination` takes `send`
 on it. A redrive without one moves each message back to the queue it was dead-lettered
-from, which named this queue as its dead-letter queue (with `send` on it).
+from, which named this queue as its dead-letter queue (with `send` on it); of a queue that
+is no queue's dead-letter queue it is refused (`conveyor.broker.redrive`).
 """
 
 from __future__ import annotations
@@ -26,12 +27,18 @@ REDRIVE_WAIT_SECONDS = 1.0
 @router.post("/v1/queues/{queue}/redrive", response_model=MoveTaskOut,
              responses={202: {"model": MoveTaskOut, "description": "Still running: poll "
                                                                    "GET /v1/tasks/{id}."},
-                        **errors(400, 404, 409, 413, 422)})
+                        **errors(400, 404, 409, 413, 422, said={422: (
+                            "Invalid input (`invalid_input`, with `field`), or "
+                            "`not_a_dead_letter_queue`: without a `destination`, the queue "
+                            "is no queue's dead-letter queue and holds no dead letter "
+                            "whose source still exists; nothing is started.")})})
 async def start_redrive(queue: str, broker: BrokerDep, http: Request,
                         request: RedriveRequest | None = None) -> Response:
     """Move a dead-letter queue's messages back to the queues they came from (or to
     `destination`), receive counts reset. 200 with the task when it finished within about
-    a second, else 202 with the running task."""
+    a second, else 202 with the running task. Without a `destination` the queue must be
+    some queue's dead-letter queue (or hold dead letters whose source still exists):
+    else 422 `not_a_dead_letter_queue`, as a redrive could move nothing back."""
     r = request or RedriveRequest()
     if r.destination is not None:
         permit(http, "send", r.destination)

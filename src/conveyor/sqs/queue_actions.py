@@ -10,6 +10,7 @@ import base64
 import binascii
 from typing import Any
 
+from conveyor.broker import queue_rules
 from conveyor.broker.validation import FIFO_QUEUE_NAME as FIFO_NAME
 from conveyor.broker.validation import QUEUE_NAME
 from conveyor.errors import QueueAlreadyExists, QueueNotFound
@@ -210,14 +211,7 @@ async def list_queue_tags(ctx: Context, p: Params) -> Output:
 
 async def dead_letter_sources(ctx: Context, name: str) -> list[Queue]:
     """Queues of the region whose dead-letter queue is `name`, by name."""
-    sources: list[Queue] = []
-    after: str | None = None
-    while True:
-        page = await ctx.broker.list_queues("", after, 1000, region=ctx.region)
-        sources.extend(q for q in page if q.attributes.dead_letter_queue == name)
-        if len(page) < 1000:
-            return sources
-        after = page[-1].name
+    return await queue_rules.dead_letter_sources(ctx.broker, name, ctx.region)
 
 
 async def list_dead_letter_source_queues(ctx: Context, p: Params) -> Output:

@@ -1,0 +1,75 @@
+"""`conveyor.broker.channels`: which channels exist, and which addresses a channel takes;
+the ledger's filters and `add_suppression` refuse the rest and write nothing."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+
+import pytest
+
+from conveyor.broker.broker import Broker
+from conveyor.broker.channels import BUILTIN_CHANNELS, QUEUE_PREFIX, check_address
+from conveyor.errors import InvalidInput
+from conveyor.notify import models
+from conveyor.notify.delivery import dlq_name, queue_name
+
+
+def test_the_builtin_channels_are_the_notification_types_defaults() -> None:
+    kinds = typing.get_args(models.Notification)
+    defaults = {next(f.default for f in dataclasses.fields(k) if f.name == "channel")
+                for k in kinds}
+    assert set(BUILTIN_CHANNELS) == defaults
+    assert queue_name("sms") == QUEUE_PREFIX + "sms" and dlq_name("sms").endswith("-dlq")
+
+
+@pytest.mark.parametrize(("channel", "address"), [
+    ("email", "ann@example.com"), ("push", "https://fcm.googleapis.com/wp/abc"),
+    ("fcm", "token-1"), ("apns", "0" * 64), ("webhook", "https://hook.example"),
+    ("sms", "+4930123"),
+])
+def test_addresses_a_channel_takes(channel: str, address: str) -> None:
+    assert check_address(channel, address) == address
+
+
+@pytest.mark.parametrize(("channel", "address"), [
+    ("email", "ann"), ("email", "ann@example"), ("email", "a b@example.com"),
+    ("push", "http://push.example/1"), ("push", "push.example/1"),
+    ("fcm", " token"), ("apns", "tok\nen"), ("sms", ""), ("sms", "x" * 2049),
+    ("webhook", "https://hook.example/\u0085"), ("email", 5),
+])
+def test_addresses_a_channel_refuses(channel: str, address: object) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        check_address(channel, address)
+    assert caught.value.field == "address"
+
+
+async def test_the_ledger_refuses_unknown_channels_and_writes_nothing(
+        broker: Broker) -> None:
+    ledger = broker.ledger
+    for call in (lambda: ledger.counts("fax"), lambda: ledger.resent("fax"),
+                 lambda: ledger.suppressions("fax"),
+                 lambda: broker.deliveries.series(60, 60, "fax"),
+                 lambda: ledger.add_suppression("fax", "x")):
+        with pytest.raises(InvalidInput) as caught:
+            await call()
+        assert caught.value.field == "channel"
+        assert "No channel 'fax'; the channels are apns, apprise, email" in \
+            caught.value.message
+    with pytest.raises(InvalidInput) as caught:
+        await ledger.add_suppression("email", "nobody")
+    assert caught.value.field == "address"
+    assert await ledger.suppressions() == []
+    await broker.create_queue("notify-sms")
+    assert await ledger.counts("sms") == {}
+    await ledger.add_suppression("sms", "+4930123", "asked by phone")
+    [kept] = await ledger.suppressions("sms")
+    assert (kept.address, kept.reason) == ("+4930123", "asked by phone")
+
+
+async def test_what_workers_report_is_kept_as_it_comes(broker: Broker) -> None:
+    """`suppress` (a provider's bounce, a gone token) is not held to the API's checks: a
+    provider's address need not be one conveyor would accept from a person."""
+    await broker.ledger.suppress([("email", "ops@localhost", "hard bounce")])
+    assert [s.address for s in await broker.ledger.suppressions("email")] == \
+        ["ops@localhost"]

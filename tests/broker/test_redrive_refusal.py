@@ -1,0 +1,88 @@
+"""A redrive of a queue that is no queue's dead-letter queue is refused, not "moved 0";
+the legitimate ones (a configured DLQ, dead letters whose source still exists, a
+destination) still run. Both backends."""
+
+from __future__ import annotations
+
+import pytest
+
+from conveyor.broker.broker import Broker
+from conveyor.broker.redrive import NotADeadLetterQueue
+from conveyor.clock import ManualClock
+from conveyor.errors import InvalidInput
+from tests.support.messages import send
+
+
+async def _dead_letter(broker: Broker, clock: ManualClock, source: str, body: str) -> None:
+    """Send `body` to `source` (max_receive_count 1) and receive it into its DLQ."""
+    await send(broker, source, body)
+    assert len(await broker.receive(source, visibility_timeout=1)) == 1
+    clock.advance(1)
+    assert await broker.receive(source) == []  # the second attempt dead-letters it
+
+
+async def test_a_queue_no_queue_dead_letters_to_is_refused(broker: Broker) -> None:
+    await broker.create_queue("plain")
+    await send(broker, "plain", "a", "b")
+    with pytest.raises(NotADeadLetterQueue) as caught:
+        await broker.start_redrive("plain", wait=10)
+    error = caught.value
+    assert isinstance(error, InvalidInput)  # a 422 on the wire, InvalidParameterValue on SQS
+    assert (error.code, error.field) == ("not_a_dead_letter_queue", "queue")
+    assert "no queue's dead-letter queue" in error.message and "destination" in error.message
+    # Nothing changed: no task recorded, the messages where they were.
+    assert await broker.redrive.list("plain") == []
+    assert (await broker.queue_stats("plain")).visible == 2
+
+
+async def test_a_configured_dead_letter_queue_may_be_empty(broker: Broker) -> None:
+    await broker.create_queue("dlq")
+    await broker.create_queue("work", {"max_receive_count": 1, "dead_letter_queue": "dlq"})
+    task = await broker.start_redrive("dlq", wait=10)
+    assert (task.status, task.moved, task.to_move) == ("completed", 0, 0)
+
+
+async def test_dead_letters_of_a_source_that_dropped_its_dlq_still_go_back(
+        broker: Broker, clock: ManualClock) -> None:
+    await broker.create_queue("dlq")
+    await broker.create_queue("work", {"max_receive_count": 1, "dead_letter_queue": "dlq"})
+    await _dead_letter(broker, clock, "work", "poison")
+    await broker.update_queue("work", {"max_receive_count": None, "dead_letter_queue": None})
+    task = await broker.start_redrive("dlq", wait=10)
+    assert (task.status, task.moved) == ("completed", 1)
+    assert (await broker.queue_stats("work")).visible == 1
+
+
+async def test_orphans_of_a_deleted_source_need_a_destination(broker: Broker,
+                                                              clock: ManualClock) -> None:
+    await broker.create_queue("dlq")
+    await broker.create_queue("work", {"max_receive_count": 1, "dead_letter_queue": "dlq"})
+    await _dead_letter(broker, clock, "work", "orphan")
+    await broker.delete_queue("work")
+    with pytest.raises(NotADeadLetterQueue):
+        await broker.start_redrive("dlq", wait=10)
+    assert (await broker.queue_stats("dlq")).visible == 1
+    await broker.create_queue("rescue")
+    task = await broker.start_redrive("dlq", destination="rescue", wait=10)
+    assert (task.status, task.moved) == ("completed", 1)
+    assert (await broker.queue_stats("rescue")).visible == 1
+
+
+async def test_a_destination_moves_any_queue(broker: Broker) -> None:
+    """Copies a worker or a notifier sent to their own dead-letter queues name no source
+    (`notify-<channel>-dlq`, `<queue>-dlq` of a queue without one): a destination takes
+    them back."""
+    await broker.create_queue("notify-email-dlq")
+    await broker.create_queue("notify-email")
+    await send(broker, "notify-email-dlq", "envelope")
+    with pytest.raises(NotADeadLetterQueue):
+        await broker.start_redrive("notify-email-dlq", wait=10)
+    task = await broker.start_redrive("notify-email-dlq", destination="notify-email", wait=10)
+    assert (task.status, task.moved) == ("completed", 1)
+
+
+async def test_bad_input_is_named_before_the_refusal(broker: Broker) -> None:
+    await broker.create_queue("plain")
+    with pytest.raises(InvalidInput) as caught:
+        await broker.start_redrive("plain", max_per_second=0)
+    assert caught.value.field == "max_per_second"

@@ -1,0 +1,100 @@
+"""Notification channels and addresses on the wire: a filter naming a channel that does
+not exist is a 422 naming the known channels (it answered an empty list), and `POST
+/v1/suppressions` checks the address as the channel's (it took any string for any
+channel). In process, on both backends; nothing is written by a refused request."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from conveyor.broker.broker import Broker
+from tests.http.helpers import assert_error
+
+FILTERS = ["/v1/notifications/counts", "/v1/notifications/series", "/v1/suppressions"]
+
+
+@pytest.mark.parametrize("path", FILTERS)
+async def test_an_unknown_channel_filter_is_422_naming_the_channels(
+        http: httpx.AsyncClient, path: str) -> None:
+    for bad in ("fax", "", "EMAIL", "email-dlq", "x" * 300, "em\x01ail"):
+        error = assert_error(await http.get(path, params={"channel": bad}), 422,
+                             "invalid_input", field="channel")
+        assert "the channels are apns, apprise, email, fcm, push, webhook" in \
+            error["message"], error
+        assert len(error["message"]) < 200, error  # one sentence, the bad name cut short
+    for good in ("email", "push", "fcm", "apns", "webhook", "apprise"):
+        got = await http.get(path, params={"channel": good})
+        assert got.status_code == 200, (good, got.text)
+
+
+async def test_an_applications_own_channel_is_known_by_its_queue(http: httpx.AsyncClient,
+                                                                   broker: Broker) -> None:
+    """`Notifier(channels={"sms": ...})` makes `notify-sms` on its first send."""
+    assert_error(await http.get("/v1/suppressions", params={"channel": "sms"}), 422,
+                 field="channel")
+    await broker.create_queue("notify-sms")
+    await broker.create_queue("notify-sms-dlq")
+    for path in FILTERS:
+        got = await http.get(path, params={"channel": "sms"})
+        assert got.status_code == 200, (path, got.text)
+    error = assert_error(await http.get(FILTERS[0], params={"channel": "fax"}), 422)
+    assert "push, sms, webhook." in error["message"]  # its DLQ is no channel
+
+
+SUPPRESSIONS: list[tuple[dict[str, Any], str]] = [
+    ({"channel": "fax", "address": "x"}, "channel"),
+    ({"channel": "", "address": "ann@example.com"}, "channel"),
+    ({"channel": "email", "address": "not-an-email"}, "address"),
+    ({"channel": "email", "address": "ann@localhost"}, "address"),
+    ({"channel": "email", "address": ""}, "address"),
+    ({"channel": "email", "address": " ann@example.com"}, "address"),
+    ({"channel": "email", "address": "ann@example.com\r\nBcc: x@example.com"}, "address"),
+    ({"channel": "email", "address": "a" * 3000 + "@example.com"}, "address"),
+    ({"channel": "push", "address": "http://push.example/sub/1"}, "address"),
+    ({"channel": "push", "address": "not a url"}, "address"),
+    ({"channel": "fcm", "address": "tok\x1ben"}, "address"),
+    ({"channel": "apns", "address": "tok\ten"}, "address"),
+    ({"channel": "apns", "address": "x" * 2049}, "address"),
+    ({"channel": "webhook", "address": "https://hook.example/\x7f"}, "address"),
+    ({"channel": "email", "address": "ann@example.com", "reason": ""}, "reason"),
+    ({"channel": "email", "address": "ann@example.com", "reason": "a\nb"}, "reason"),
+    ({"channel": "email", "address": "ann@example.com", "reason": "r" * 4001}, "reason"),
+]
+
+
+@pytest.mark.parametrize(("body", "field"), SUPPRESSIONS)
+async def test_a_bad_suppression_is_422_naming_the_field(
+        http: httpx.AsyncClient, broker: Broker, body: dict[str, Any], field: str) -> None:
+    error = assert_error(await http.post("/v1/suppressions", json=body), 422,
+                         "invalid_input", field=field)
+    assert error["message"].endswith(".") and "\n" not in error["message"]
+    assert len(error["message"]) < 250, error
+    assert await broker.ledger.suppressions() == []  # nothing written
+
+
+async def test_good_suppressions_are_kept(http: httpx.AsyncClient, broker: Broker) -> None:
+    await broker.create_queue("notify-sms")
+    good = [("email", "ann@example.com"), ("push", "https://push.example/sub/1"),
+            ("fcm", "fcm-token:APA91b"), ("apns", "a" * 64),
+            ("webhook", "https://hook.example/in"), ("apprise", "tgram://bot/chat"),
+            ("sms", "+49 30 1234567")]
+    for channel, address in good:
+        got = await http.post("/v1/suppressions", json={"channel": channel,
+                                                        "address": address})
+        assert got.status_code == 204, (channel, got.text)
+    listed = await http.get("/v1/suppressions")
+    assert sorted((s["channel"], s["address"]) for s in listed.json()["suppressions"]) == \
+        sorted(good)
+
+
+async def test_the_openapi_document_names_the_refusals(http: httpx.AsyncClient) -> None:
+    paths = (await http.get("/openapi.json")).json()["paths"]
+    assert "channel" in paths["/v1/suppressions"]["post"]["responses"]["422"]["description"]
+    for path in FILTERS:
+        listed = paths[path]["get"]
+        assert "unknown channel" in listed["responses"]["422"]["description"]
+        [channel] = [p for p in listed["parameters"] if p["name"] == "channel"]
+        assert "422" in channel["description"]
