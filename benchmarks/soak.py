@@ -395,8 +395,12 @@ _METRIC = re.compile(r'^conveyor_table_(dead_tuples|free_bytes|bytes)\{table="([
                      re.M)
 
 
+_HOLD = re.compile(r"^conveyor_oldest_snapshot_seconds (\S+)$", re.M)
+
+
 def metrics_bloat(url: str) -> dict[str, float]:
-    """conveyor's own view of its tables, summed over tables, from `/metrics`."""
+    """conveyor's own view of its tables, summed over tables, from `/metrics`, and of the
+    oldest snapshot holding cleanup back (`hold`, seconds)."""
     try:
         text = httpx.get(f"{url}/metrics", timeout=10).text
     except httpx.HTTPError:
@@ -405,6 +409,8 @@ def metrics_bloat(url: str) -> dict[str, float]:
     for kind, _table, value in _METRIC.findall(text):
         kind = "dead_tuples" if kind == "free_bytes" else kind  # SQLite's dead weight
         found[kind] = found.get(kind, 0.0) + float(value)
+    if held := _HOLD.search(text):
+        found["hold"] = float(held[1])
     return found
 
 
@@ -499,6 +505,7 @@ def sample_loop(args: argparse.Namespace, server: ServerProcess, load: Load,
                "slowest_send_s": slowest_send, "slowest_receive_s": slowest_receive,
                "jobs_sent": jobs.sent if jobs else 0,
                "own_dead": own.get("dead_tuples", -1), "own_bytes": own.get("bytes", -1),
+               "own_hold_s": own.get("hold", -1),
                "deleted": deleted, "cpu_server": used["server"], "cpu_worker": used["worker"],
                "cpu_db": used["db"], "load1": os.getloadavg()[0]}
         last = (now, sent, deleted)

@@ -197,6 +197,16 @@ def summarise(rows: list[dict[str, float]], windows: Sequence[np.ndarray[Any, An
         all(r["own_bytes"] >= 0 and r["own_dead"] >= 0 for r in rows),
     }
     if hold and after:
+        # What an operator sees: /metrics' age of the oldest snapshot holding cleanup back
+        # (the dashboard names its pid), against how long the holder had held it.
+        held_for = hold.rows[-1]["t"] - hold.rows[0]["t"]
+        seen = max(r.get("own_hold_s", -1) for r in hold.rows)
+        left = max(r.get("own_hold_s", -1) for r in after.rows[-3:])
+        lines.append(f"/metrics conveyor_oldest_snapshot_seconds: up to {seen:.0f} s while "
+                     f"the holder held for {held_for:.0f} s; {left:.0f} s at the end")
+        targets["/metrics names the held snapshot (its age during the hold, gone after)"] = \
+            seen >= 0.5 * held_for and 0 <= left < 30
+    if hold and after:
         targets["backlog gone within 60 s of the holder ending"] = \
             caught is not None and caught <= 60
         targets["size and dead tuples at baseline within 5 min of the holder ending"] = \

@@ -30,7 +30,8 @@ def _run(lags: dict[int, np.ndarray[Any, Any]]) -> tuple[list[dict[str, float]],
                      "dead": 1000, "bytes": 5e6, "holding": int(600 <= t < 1200),
                      "errors": 0, "redelivered": 0, "delete_misses": 0, "slowest_send_s": 0.1,
                      "jobs_sent": 0, "own_dead": 0, "own_bytes": 5e6, "deleted": i * PER_WINDOW,
-                     "cpu_server": 0, "cpu_worker": 0, "cpu_db": 0, "load1": 2.0})
+                     "cpu_server": 0, "cpu_worker": 0, "cpu_db": 0, "load1": 2.0,
+                     "own_hold_s": t - 600 if 600 <= t < 1200 else 0.0})
     return rows, windows
 
 
@@ -84,3 +85,22 @@ def test_on_sqlite_a_wal_pinned_by_the_reader_is_named_and_still_judged() -> Non
     assert "peak 204.0 MB" in wal and "file itself peaked at 5.0 MB" in wal
     [size] = [x for x in lines if "size bounded" in x]
     assert size.split()[0] == "FAIL"
+
+
+def _hold_verdict(rows: list[dict[str, float]], windows: list[np.ndarray[Any, Any]]) -> str:
+    args = argparse.Namespace(database="postgresql://x/soak", sample=SAMPLE, rate=RATE,
+                              start_minutes=2.0)
+    [line] = [x for x in summarise(rows, windows, args) if "names the held snapshot" in x]
+    return line.split()[0]
+
+
+def test_the_held_snapshot_must_show_in_metrics_and_go_after() -> None:
+    rows, windows = _run({})
+    assert _hold_verdict(rows, windows) == "PASS"
+    for row in rows:  # /metrics never saw it
+        row["own_hold_s"] = 0.0
+    assert _hold_verdict(rows, windows) == "FAIL"
+    rows, windows = _run({})
+    for row in rows[-3:]:  # still held at the end
+        row["own_hold_s"] = 900.0
+    assert _hold_verdict(rows, windows) == "FAIL"
