@@ -48,6 +48,7 @@ from conveyor.http.auth import ApiKeyAuth
 from conveyor.http.deps import add_raw_body_schemas
 from conveyor.http.head import HeadAsGet
 from conveyor.http.limits import BodyLimit
+from conveyor.http.nul import NoNul
 from conveyor.notify.feedback import FeedbackSettings
 
 DESCRIPTION = """\
@@ -118,6 +119,7 @@ def create_app(broker_or_config: Broker | Config, *,
     docs.install(app)
     _document_raw_bodies(app)
     app.add_middleware(HeadAsGet)  # innermost: every layer outside sees the HEAD it got
+    app.add_middleware(NoNul)  # before any route reads the URL
     app.add_middleware(ApiKeyAuth, broker=broker, always=require_keys,  # inside BodyLimit
                        allowed_hosts=app.state.allowed_hosts)
     app.add_middleware(BodyLimit, max_bytes=limit)

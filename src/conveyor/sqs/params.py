@@ -13,6 +13,15 @@ from conveyor.digits import integer
 from conveyor.sqs.errors import invalid, missing
 from conveyor.sqs.texts import fail
 
+# Members whose characters are checked by a rule of their own (a body with a NUL is
+# InvalidMessageContents, as on AWS), not by the generic NUL refusal below.
+_OWN_CHARACTER_RULES = frozenset({"MessageBody"})
+
+
+def _nul(name: str) -> Exception:
+    # No storage keeps a NUL in text (PostgreSQL refuses it): bad input, not a 500.
+    return invalid(f"Value for parameter {name} must not contain a NUL character.")
+
 
 class Params:
     """The members of one request, with getters that raise AWS errors."""
@@ -36,6 +45,8 @@ class Params:
             return None
         if not isinstance(value, str):
             raise invalid(f"Value for parameter {name} must be a string.")
+        if "\x00" in value and name not in _OWN_CHARACTER_RULES:
+            raise _nul(name)
         return value
 
     def required(self, name: str) -> str:
@@ -70,6 +81,8 @@ class Params:
             return [value]
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise invalid(f"Value for parameter {name} must be a list of strings.")
+        if any("\x00" in v for v in value):
+            raise _nul(name)
         return value
 
     def string_map(self, name: str) -> dict[str, str]:
@@ -80,6 +93,8 @@ class Params:
         if not isinstance(value, Mapping) or not all(
                 isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
             raise invalid(f"Value for parameter {name} must be a map of strings.")
+        if any("\x00" in k or "\x00" in v for k, v in value.items()):
+            raise _nul(name)
         return dict(value)
 
     def map(self, name: str) -> dict[str, Any]:
