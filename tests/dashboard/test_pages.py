@@ -111,6 +111,25 @@ async def test_forms_act_with_the_session_token(ui: tuple[httpx.AsyncClient, Bro
 
 
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_the_send_form_refuses_a_delay_or_priority_that_is_no_whole_number(
+        ui: tuple[httpx.AsyncClient, Broker]) -> None:
+    """They were taken for "not given" (an outside probe): sent at once, priority 0."""
+    http, broker = ui
+    await http.get("/")
+    token = http.cookies["conveyor_csrf"]
+    await broker.create_queue("form")
+    for field, value in [("delay", "-5"), ("delay", "abc"), ("delay", "1.5"),
+                         ("delay", "1e9"), ("priority", "x"), ("priority", "2.0")]:
+        got = await http.post("/ui/queues/form/send", data={
+            "csrf_token": token, "body": "b", field: value})
+        assert got.status_code == 303 and "error=" in got.headers["location"], (field, value)
+    assert await broker.peek("form") == []
+    sent = await http.post("/ui/queues/form/send", data={
+        "csrf_token": token, "body": "b", "delay": " ", "priority": ""})
+    assert "notice=Sent" in sent.headers["location"]
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 async def test_workers_page_escapes_and_lists(ui: tuple[httpx.AsyncClient, Broker]) -> None:
     http, broker = ui
     empty = await http.get("/ui/workers")

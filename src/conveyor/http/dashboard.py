@@ -40,7 +40,7 @@ from conveyor.dashboard.views import (
     queue_rows,
 )
 from conveyor.digits import integer
-from conveyor.errors import ConveyorError, QueueNotFound
+from conveyor.errors import ConveyorError, InvalidInput, QueueNotFound
 from conveyor.forgery import media_type
 from conveyor.heartbeats import aggregate, schedules_of
 from conveyor.http.auth import allowed, permit, scoped
@@ -297,6 +297,18 @@ async def create_queue(request: Request) -> Response:
     return await _act(request, None, run)
 
 
+def _whole(form: dict[str, str], name: str, label: str) -> int | None:
+    """A form's whole number (None when left empty); anything else is refused, not taken
+    for "not given" (the broker checks the range, as for the API)."""
+    text = form.get(name, "").strip()
+    if not text:
+        return None
+    value = integer(text, signed=True)
+    if value is None:
+        raise InvalidInput(f"{label} must be a whole number, not {text[:40]!r}.", field=name)
+    return value
+
+
 @router.post("/ui/queues/{name}/send")
 async def send_test(request: Request, name: str) -> Response:
     """Send one message typed into the queue page."""
@@ -307,8 +319,8 @@ async def send_test(request: Request, name: str) -> Response:
             from conveyor.http.parse import loads
             from conveyor.models import dumps_json
             body = Body(dumps_json(loads(text.encode())), BodyKind.JSON)
-        delay = integer(f.get("delay", ""))
-        priority = integer(f.get("priority", "")) or 0
+        delay = _whole(f, "delay", "The delay")
+        priority = _whole(f, "priority", "The priority") or 0
         [sent] = await broker.send(name, [SendEntry(body, delay, priority=priority)])
         return f"Sent message {sent.id}."
     return await _act(request, name, run)
