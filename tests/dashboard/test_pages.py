@@ -127,6 +127,10 @@ async def test_the_send_form_refuses_a_delay_or_priority_that_is_no_whole_number
     sent = await http.post("/ui/queues/form/send", data={
         "csrf_token": token, "body": "b", "delay": " ", "priority": ""})
     assert "notice=Sent" in sent.headers["location"]
+    huge = await http.post("/ui/queues/form/send", data={
+        "csrf_token": token, "body": "x" * 2_000_000})
+    assert huge.status_code == 413 and "too large" in huge.text
+    assert len(await broker.peek("form")) == 1
 
 
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)

@@ -104,10 +104,11 @@ def test_wal_readers_reads_the_lock_table(tmp_path: Path) -> None:
 
 def test_the_dashboard_names_the_holder() -> None:
     assert holder(SnapshotHold("transaction", 432.0, 4242, "psql")) == \
-        "a transaction (pid 4242, psql) open 7m 12s"
+        "a transaction (backend pid 4242, psql) open 7m 12s"
     assert holder(SnapshotHold("replication slot", None, None, "standby1")) == \
         "a replication slot (standby1)"
     assert holder(SnapshotHold("reader", 12.5)) == "a reader open 12s"
+    assert holder(SnapshotHold("reader", 1.0, 77)) == "a reader (pid 77) open 1s"
 
 
 async def test_metrics_and_dashboard_show_the_hold(open_broker: OpenBroker,
@@ -131,4 +132,4 @@ async def test_metrics_and_dashboard_show_the_hold(open_broker: OpenBroker,
     assert float(line.split()[1]) >= 1.0
     assert "held back by" in page
     if database_url.startswith("postgres") or LOCK_TABLE:
-        assert f"pid {pid}" in page
+        assert f"pid {pid}" in page  # "backend pid" on PostgreSQL

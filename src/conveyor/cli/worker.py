@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     from conveyor.rlimits import raise_open_files_limit
 
     logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s %(process)d %(name)s: %(message)s")
+                        format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
     # httpx logs every request at INFO: a worker on a server would log each long poll.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     raise_open_files_limit()  # the pool's processes inherit it

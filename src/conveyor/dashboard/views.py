@@ -206,9 +206,11 @@ HOLD_SHOWN = 10.0
 
 
 def holder(hold: SnapshotHold) -> str:
-    """`a transaction (pid 4242, psql) open 7m 12s`."""
-    who = ", ".join(x for x in (f"pid {hold.pid}" if hold.pid else "", hold.application or "")
-                    if x)
+    """`a transaction (backend pid 4242, psql) open 7m 12s`: on PostgreSQL the server's
+    process for that session (`pg_terminate_backend` ends it), not its client's."""
+    pid = "" if not hold.pid else (
+        f"pid {hold.pid}" if hold.kind == "reader" else f"backend pid {hold.pid}")
+    who = ", ".join(x for x in (pid, hold.application or "") if x)
     held = f" open {age(hold.seconds)}" if hold.seconds is not None else ""
     return f"a {hold.kind}{f' ({who})' if who else ''}{held}"
 

@@ -194,7 +194,7 @@ async def flow_page(request: Request, flow_id: str) -> Response:
         flow = await _broker(request).flows.get(flow_id)
     except ConveyorError as exc:  # unknown, expired, or not an id
         return _page(request, "flow.html", flow=None, flow_id=flow_id[:80],
-                     reason=exc.message)
+                     reason=exc.message, status=404)
     permit(request, "manage", *{n.queue for n in flow.nodes})
     waited_for = {child for n in flow.nodes for child in n.after}
     counts = Counter(n.state for n in flow.nodes)
@@ -258,16 +258,20 @@ async def static(filename: str) -> Response:
 
 
 # actions ------------------------------------------------------------------------------
-async def _form(request: Request) -> tuple[dict[str, str], str | None]:
-    """The urlencoded form and why it is refused (None: CSRF check passed)."""
+async def _form(request: Request) -> tuple[dict[str, str], Response | None]:
+    """The urlencoded form, or the page refusing it (413 when too large; 403 for another
+    content type, as a cross-site `text/plain` post is a forgery, and when the CSRF check
+    fails)."""
     raw = await request.body()
     if len(raw) > _MAX_FORM_BYTES:
-        return {}, "The form is too large."
+        return {}, refused_page("The form is too large.", 413)
     if media_type(request.headers.get("content-type")) != _FORM_TYPE:
-        return {}, "The form must be sent as application/x-www-form-urlencoded."
+        return {}, refused_page("The form must be sent as "
+                                "application/x-www-form-urlencoded.", 403)
     fields = {k: v[0] for k, v in parse_qs(raw.decode("utf-8", "replace"),
                                             keep_blank_values=True).items()}
-    return fields, csrf.check(request, fields.get(csrf.FIELD))
+    reason = csrf.check(request, fields.get(csrf.FIELD))
+    return fields, None if reason is None else refused_page(reason, 403)
 
 
 def _back(name: str | None, *, notice: str = "", error: str = "") -> Response:
@@ -279,7 +283,7 @@ def _back(name: str | None, *, notice: str = "", error: str = "") -> Response:
 async def _act(request: Request, name: str | None, action: Any) -> Response:
     fields, refused = await _form(request)
     if refused is not None:
-        return HTMLResponse(_env.get_template("refused.html").render(reason=refused), 403)
+        return refused
     try:
         notice = await action(_broker(request), fields)
     except ConveyorError as exc:

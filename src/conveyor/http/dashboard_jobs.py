@@ -25,7 +25,7 @@ from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import RedirectResponse, Response
 
 from conveyor.broker import dead_letters
 from conveyor.broker.broker import Broker
@@ -33,7 +33,7 @@ from conveyor.digits import integer
 from conveyor.errors import ConveyorError, InvalidInput
 from conveyor.flows import Flow
 from conveyor.http.auth import allowed, permit, scoped
-from conveyor.http.dashboard import _FLOW_CHILDREN, _broker, _env, _form, _monitor, _page
+from conveyor.http.dashboard import _FLOW_CHILDREN, _broker, _form, _monitor, _page
 from conveyor.http.job_routes import permit_job
 from conveyor.jobs import JOB_STATUSES, RETRYABLE, JobFilter
 
@@ -143,7 +143,7 @@ async def _act(request: Request, fallback: str, action: Action) -> Response:
     on a refusal back to `fallback` with the error."""
     fields, refused = await _form(request)
     if refused is not None:
-        return HTMLResponse(_env.get_template("refused.html").render(reason=refused), 403)
+        return refused
     try:
         path, notice = await action(_broker(request), fields)
     except ConveyorError as exc:

@@ -30,8 +30,8 @@ def main() -> int:
         die_with(args.supervisor)
     raise_open_files_limit()
     tune_collector()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(name)s: "
-                                                   "%(message)s")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(levelname)s "
+                                                   "%(name)s: %(message)s")
     # httpx logs every request at INFO: a worker on a server would log each long poll
     # (as `conveyor worker` with one process does not).
     logging.getLogger("httpx").setLevel(logging.WARNING)
