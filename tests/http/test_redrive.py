@@ -116,3 +116,28 @@ def test_the_redrive_refusal_is_documented(client: httpx.Client) -> None:
     start = client.get("/openapi.json").json()["paths"]["/v1/queues/{queue}/redrive"]["post"]
     assert "not_a_dead_letter_queue" in start["responses"]["422"]["description"]
     assert "not_a_dead_letter_queue" in start["description"]
+
+
+def test_redrive_destinations_that_are_refused(client: httpx.Client,
+                                               new_queue: NewQueue) -> None:
+    """An outside tester's findings: an empty destination moved messages back to their
+    sources, the queue itself reset their receive counts, and a FIFO destination took a
+    standard queue's messages (no group id) and never delivered them. Each is a 422 now,
+    and nothing moves."""
+    source, dlq = dead_letter(client, new_queue, 2)
+    fifo = new_queue("-dest") + ".fifo"
+    assert client.post("/v1/queues", json={"name": fifo}).status_code == 201
+    for destination, code in (("", "invalid_input"), (dlq, "invalid_input"),
+                              (fifo, "fifo_redrive_unsupported")):
+        error = assert_error(client.post(f"/v1/queues/{dlq}/redrive",
+                                         json={"destination": destination}),
+                             422, code, field="destination")
+        assert error["message"].count(". ") == 0, error  # one sentence
+    assert client.get(f"/v1/queues/{dlq}/redrive").json()["tasks"] == []
+    assert (stats(client, dlq)["visible"], stats(client, source)["visible"],
+            stats(client, fifo)["visible"]) == (2, 0, 0)
+    assert receive(client, fifo) == []
+    # The dead letters still go back to their source.
+    moved = client.post(f"/v1/queues/{dlq}/redrive")
+    assert (moved.status_code, moved.json()["moved"]) == (200, 2)
+    assert stats(client, source)["visible"] == 2

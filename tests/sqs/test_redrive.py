@@ -145,3 +145,30 @@ def test_a_move_task_needs_a_configured_dead_letter_queue(sqs: Any, names: Names
             "Source queue must be configured as a Dead Letter Queue."
     assert (count(sqs, plain), count(sqs, dlq)) == (1, 1)
     assert sqs.list_message_move_tasks(SourceArn=arn_of(sqs, dlq)).get("Results", []) == []
+
+
+def test_a_move_task_into_a_fifo_queue_or_onto_itself_is_refused(sqs: Any,
+                                                                 names: Names) -> None:
+    """A standard dead-letter queue into a FIFO DestinationArn moved messages without a
+    group id, which the FIFO queue never delivered: UnsupportedOperation now (AWS: FIFO
+    queues don't support redrive). A DestinationArn that is the SourceArn is
+    InvalidParameterValue. Nothing moves and no task is listed."""
+    source, dlq = with_dead_letters(sqs, names, max_receives=1)
+    sqs.send_message(QueueUrl=source, MessageBody="dead")
+    for _ in range(2):
+        sqs.receive_message(QueueUrl=source, VisibilityTimeout=0)
+    assert count(sqs, dlq) == 1
+    fifo = sqs.create_queue(QueueName=names("dest.fifo"),
+                            Attributes={"FifoQueue": "true"})["QueueUrl"]
+    with pytest.raises(ClientError) as exc:
+        sqs.start_message_move_task(SourceArn=arn_of(sqs, dlq),
+                                    DestinationArn=arn_of(sqs, fifo))
+    code, _, status = error_of(exc)  # AWS's JSON shape of UnsupportedOperation
+    assert (code, status) == ("AWS.SimpleQueueService.UnsupportedOperation", 400)
+    assert "FIFO" in exc.value.response["Error"]["Message"]
+    with pytest.raises(ClientError) as exc:
+        sqs.start_message_move_task(SourceArn=arn_of(sqs, dlq),
+                                    DestinationArn=arn_of(sqs, dlq))
+    assert (error_of(exc)[0], error_of(exc)[2]) == ("InvalidParameterValue", 400)
+    assert (count(sqs, dlq), count(sqs, fifo), count(sqs, source)) == (1, 0, 0)
+    assert sqs.list_message_move_tasks(SourceArn=arn_of(sqs, dlq)).get("Results", []) == []

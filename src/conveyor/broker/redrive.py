@@ -9,6 +9,13 @@ and that holds no dead letter whose source still exists is refused
 (`NotADeadLetterQueue`): it could only ever report "moved 0". A destination moves whatever
 the queue holds (a dead-letter queue whose sources were deleted, copies a worker or a
 notifier put there); SQS's StartMessageMoveTask asks for a configured one either way.
+
+A destination must name a queue (an empty one is refused, not read as "none") other than
+the source. A standard queue's messages cannot go into a FIFO queue
+(`FifoRedriveUnsupported`): they carry no message group id, so a FIFO queue would hold
+them visible and never deliver them. A FIFO dead-letter queue's messages keep their group
+ids, so they may go back to their FIFO sources or to another FIFO queue. Each refusal
+comes before anything is recorded or moved.
 """
 
 from __future__ import annotations
@@ -28,11 +35,11 @@ from conveyor.tasks import stop_task
 
 if TYPE_CHECKING:
     from conveyor.broker.broker import Broker
-    from conveyor.models import MoveTask
+    from conveyor.models import MoveTask, Queue
 
 log = logging.getLogger("conveyor.redrive")
 
-__all__ = ["BATCH", "NotADeadLetterQueue", "Redrive"]
+__all__ = ["BATCH", "FifoRedriveUnsupported", "NotADeadLetterQueue", "Redrive"]
 
 BATCH = 1000
 
@@ -41,6 +48,26 @@ class NotADeadLetterQueue(InvalidInput):
     """The queue is no queue's dead-letter queue: a redrive has nothing to move back."""
 
     code = "not_a_dead_letter_queue"
+
+
+class FifoRedriveUnsupported(InvalidInput):
+    """A standard queue's messages (no message group id) cannot be moved into a FIFO queue."""
+
+    code = "fifo_redrive_unsupported"
+
+
+def check_destination(source: Queue, dest: Queue) -> None:
+    """A move from `source` to `dest` is one a redrive may make: not onto itself, and not
+    from a standard queue into a FIFO queue."""
+    if dest.id == source.id:
+        raise InvalidInput(f"Queue {source.name!r} cannot be redriven onto itself; give "
+                           "another queue as the destination, or none to move its "
+                           "messages back to their sources.", field="destination")
+    if dest.attributes.fifo and not source.attributes.fifo:
+        raise FifoRedriveUnsupported(
+            f"Messages of the standard queue {source.name!r} carry no message group id, so "
+            f"they cannot be moved into the FIFO queue {dest.name!r}; give a standard "
+            "queue as the destination.", field="destination")
 
 
 class Redrive:
@@ -64,8 +91,13 @@ class Redrive:
         from conveyor.models import MoveTask
 
         broker = self._broker
+        if destination is not None and not destination:
+            raise InvalidInput("destination must name a queue; leave it out to move the "
+                               "messages back to their sources.", field="destination")
         source = await broker.queue(queue_name, region)
-        dest = await broker.queue(destination, region) if destination else None
+        dest = await broker.queue(destination, region) if destination is not None else None
+        if dest is not None:
+            check_destination(source, dest)
         if max_per_second is not None and (isinstance(max_per_second, bool) or not isinstance(
                 max_per_second, int) or not 1 <= max_per_second <= 500):
             raise InvalidInput("max_per_second must be between 1 and 500.",

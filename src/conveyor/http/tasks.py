@@ -28,17 +28,22 @@ REDRIVE_WAIT_SECONDS = 1.0
              responses={202: {"model": MoveTaskOut, "description": "Still running: poll "
                                                                    "GET /v1/tasks/{id}."},
                         **errors(400, 404, 409, 413, 422, said={422: (
-                            "Invalid input (`invalid_input`, with `field`), or "
-                            "`not_a_dead_letter_queue`: without a `destination`, the queue "
-                            "is no queue's dead-letter queue and holds no dead letter "
-                            "whose source still exists; nothing is started.")})})
+                            "Invalid input (`invalid_input`, with `field`: an empty "
+                            "`destination` or the queue itself), "
+                            "`fifo_redrive_unsupported` (field `destination`: a standard "
+                            "queue's messages have no group id to go into a FIFO queue), "
+                            "or `not_a_dead_letter_queue`: without a `destination`, the "
+                            "queue is no queue's dead-letter queue and holds no dead "
+                            "letter whose source still exists; nothing is started.")})})
 async def start_redrive(queue: str, broker: BrokerDep, http: Request,
                         request: RedriveRequest | None = None) -> Response:
     """Move a dead-letter queue's messages back to the queues they came from (or to
     `destination`), receive counts reset. 200 with the task when it finished within about
     a second, else 202 with the running task. Without a `destination` the queue must be
     some queue's dead-letter queue (or hold dead letters whose source still exists):
-    else 422 `not_a_dead_letter_queue`, as a redrive could move nothing back."""
+    else 422 `not_a_dead_letter_queue`, as a redrive could move nothing back. A
+    `destination` must be another queue, and not a FIFO queue for a standard queue's
+    messages (422 `fifo_redrive_unsupported`)."""
     r = request or RedriveRequest()
     if r.destination is not None:
         permit(http, "send", r.destination)

@@ -14,9 +14,11 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from conveyor.broker.redrive import FifoRedriveUnsupported
 from conveyor.errors import Conflict, QueueNotFound, TaskNotFound
 from conveyor.models import MoveTask, Queue
 from conveyor.sqs.context import Context
+from conveyor.sqs.errors import UNSUPPORTED_OPERATION, SqsError
 from conveyor.sqs.params import Params
 from conveyor.sqs.queue_actions import dead_letter_sources
 from conveyor.sqs.texts import fail
@@ -82,6 +84,11 @@ async def start_message_move_task(ctx: Context, p: Params) -> Output:
         task = await ctx.broker.start_redrive(source.name, destination, rate, region, wait=0)
     except Conflict:
         raise fail("task_running") from None
+    except FifoRedriveUnsupported as exc:
+        # AWS: "FIFO queues don't support redrive"; its documented error is
+        # UnsupportedOperation. (A FIFO dead-letter queue's messages keep their group ids,
+        # so conveyor moves them back to FIFO queues; the refusal is the broker's.)
+        raise SqsError(UNSUPPORTED_OPERATION, exc.message) from None
     return {"TaskHandle": _handle(task.id, _arn(ctx, region, source.name))}
 
 
