@@ -98,3 +98,34 @@ async def test_the_openapi_document_names_the_refusals(http: httpx.AsyncClient) 
         assert "unknown channel" in listed["responses"]["422"]["description"]
         [channel] = [p for p in listed["parameters"] if p["name"] == "channel"]
         assert "422" in channel["description"]
+
+
+async def test_an_email_suppression_ignores_letter_case(http: httpx.AsyncClient,
+                                                        broker: Broker) -> None:
+    """`POST` with one case, the person's address in another: skipped when notified, and
+    `DELETE` in a third case takes it off (it answered 404); a push endpoint keeps its
+    case."""
+    put = await http.put("/v1/recipients/dave",
+                         json={"addresses": {"email": ["dave@example.com"]}})
+    assert put.status_code in (200, 201), put.text
+    got = await http.post("/v1/suppressions", json={"channel": "email",
+                                                     "address": "dave@EXAMPLE.com"})
+    assert got.status_code == 204, got.text
+    again = await http.post("/v1/suppressions", json={"channel": "email",
+                                                       "address": "Dave@Example.com"})
+    assert again.status_code == 204, again.text
+    listed = (await http.get("/v1/suppressions")).json()["suppressions"]
+    assert [(s["channel"], s["address"]) for s in listed] == [("email", "dave@example.com")]
+    assert await broker.ledger.suppressed("email", ["dave@example.com"]) == {
+        "dave@example.com"}
+    gone = await http.delete("/v1/suppressions", params={"channel": "email",
+                                                         "address": "DAVE@example.COM"})
+    assert gone.status_code == 204, gone.text
+    assert (await http.get("/v1/suppressions")).json()["suppressions"] == []
+
+    endpoint = "https://push.example/sub/AbC"
+    assert (await http.post("/v1/suppressions", json={"channel": "push",
+                                                      "address": endpoint})).status_code == 204
+    assert_error(await http.delete("/v1/suppressions", params={
+        "channel": "push", "address": endpoint.lower()}), 404, "suppression_not_found")
+    assert await broker.ledger.suppressed("push", [endpoint.lower()]) == set()

@@ -20,8 +20,9 @@ from conveyor.recipients import ADDRESS_CHANNELS, parse_recipient
 if TYPE_CHECKING:
     from conveyor.broker.broker import Broker
 
-__all__ = ["BUILTIN_CHANNELS", "MAX_ADDRESS", "QUEUE_PREFIX", "check_address",
-           "check_channel", "check_line", "known_channels"]
+__all__ = ["BUILTIN_CHANNELS", "CASELESS_CHANNELS", "MAX_ADDRESS", "QUEUE_PREFIX",
+           "check_address", "check_channel", "check_line", "known_channels",
+           "suppression_key"]
 
 BUILTIN_CHANNELS = ("apns", "apprise", "email", "fcm", "push", "webhook")
 """The default channel of each notification type (`Email`, `WebPush`, `Fcm`, ...)."""
@@ -29,6 +30,9 @@ QUEUE_PREFIX = "notify-"
 """A channel's queue is `notify-<channel>` (`conveyor.notify.delivery.queue_name`)."""
 MAX_ADDRESS = 2048
 """The longest address the ledger and a recipient keep."""
+CASELESS_CHANNELS = frozenset({"email"})
+"""Channels whose addresses the suppression list compares regardless of letter case
+(`suppression_key`)."""
 _DLQ_SUFFIX = "-dlq"  # `notify-<channel>-dlq` is a channel's dead letters, not a channel
 _SHOWN = 20  # channels named in an error; an app with hundreds gets the first ones
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -105,3 +109,17 @@ def check_address(channel: str, address: Any) -> str:
             raise InvalidInput(f"address must be {_WHAT[channel]} on channel {channel}, "
                                f"not {text!r:.60}.", field="address") from None
     return text
+
+
+def suppression_key(channel: str, address: str) -> str:
+    """The address as the suppression list keeps and compares it: the one rule, used by
+    `broker.ledger` when an address is added (by hand or from provider feedback), removed
+    and looked up before a send. An email address is lower-cased, nothing else changed
+    (`Dave@Example.COM` and `dave@example.com` are one person who unsubscribed once);
+    every other channel's address (push endpoints, device tokens, URLs) is kept as given,
+    letter case included.
+
+    Rows written before this rule with upper case in an email address are not migrated:
+    a lower-cased lookup or removal does not find them (re-adding the address lower-cased
+    lists it again)."""
+    return address.lower() if channel in CASELESS_CHANNELS else address

@@ -184,15 +184,23 @@ class Ledger:
     # suppression --------------------------------------------------------------------
     async def suppress(self, rows: Sequence[tuple[str, str, str]]) -> None:
         """Add (channel, address, reason) rows (up to 1,000): a hard bounce, an
-        unsubscribe, a gone push subscription. The first reason given is kept."""
+        unsubscribe, a gone push subscription. The first reason given is kept. An email
+        address is listed lower-cased (`channels.suppression_key`)."""
         if len(rows) > v.MAX_BATCH:
             raise TooManyEntries(f"A batch holds at most {v.MAX_BATCH} addresses.")
+        keyed: dict[tuple[str, str], tuple[str, str, str]] = {}
         for index, (channel, address, reason) in enumerate(rows):
             _text("channel", channel, MAX_ID, index)
             _text("address", address, MAX_ADDRESS, index)
             _text("reason", reason, MAX_ERROR, index)
-        if rows:
-            await self._broker.storage.suppression_add_many(list(rows), self._broker.now())
+            # Email addresses are kept lower-cased (`channels.suppression_key`); spellings
+            # of one address in a batch become one row with the first reason given.
+            key = (channel, channels.suppression_key(channel, address))
+            _text("address", key[1], MAX_ADDRESS, index)  # lower-casing may lengthen it
+            keyed.setdefault(key, (*key, reason))
+        if keyed:
+            await self._broker.storage.suppression_add_many(list(keyed.values()),
+                                                            self._broker.now())
 
     async def add_suppression(self, channel: str, address: str,
                               reason: str = "unsubscribed") -> None:
@@ -206,19 +214,33 @@ class Ledger:
         await self.suppress([(channel, address, reason)])
 
     async def suppressed(self, channel: str, addresses: Sequence[str]) -> set[str]:
-        """Which of `addresses` (up to 1,000) the channel must skip."""
+        """Which of `addresses` (up to 1,000) the channel must skip, spelled as given: an
+        email address is compared regardless of letter case (`channels.suppression_key`;
+        a row stored with upper case before that rule matches its own spelling only)."""
         _text("channel", channel, MAX_ID)
         if len(addresses) > v.MAX_BATCH:
             raise TooManyEntries(f"A batch holds at most {v.MAX_BATCH} addresses.")
         if not addresses:
             return set()
-        return await self._broker.storage.suppression_find(channel, addresses)
+        spellings: dict[str, list[str]] = {}
+        for address in addresses:
+            # The spelling as given too: a row stored before the rule, in its own case,
+            # still stops the address it was stored as.
+            for key in {channels.suppression_key(channel, address), address}:
+                spellings.setdefault(key, []).append(address)
+        found = await self._broker.storage.suppression_find(channel, list(spellings))
+        return {a for key in found for a in spellings.get(key, ())}
 
     async def unsuppress(self, channel: str, address: str) -> bool:
-        """Take an address off a channel's list; True when it was listed."""
+        """Take an address off a channel's list; True when it was listed. An email
+        address in any letter case removes its (lower-cased) row."""
         _text("channel", channel, MAX_ID)
         _text("address", address, MAX_ADDRESS)
-        return await self._broker.storage.suppression_remove(channel, address)
+        key = channels.suppression_key(channel, address)
+        removed = await self._broker.storage.suppression_remove(channel, key)
+        if key != address:  # a row stored before the rule, in the case given
+            removed = await self._broker.storage.suppression_remove(channel, address) or removed
+        return removed
 
     async def suppressions(self, channel: str | None = None, after: str | None = None,
                            limit: int = 100) -> list[Suppression]:
