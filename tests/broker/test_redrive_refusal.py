@@ -23,6 +23,13 @@ async def _dead_letter(broker: Broker, clock: ManualClock, source: str, body: st
     assert await broker.receive(source) == []  # the second attempt dead-letters it
 
 
+async def _work_with_a_dead_letter(broker: Broker, clock: ManualClock, body: str) -> None:
+    """Queue `work` whose dead letters go to `dlq`, with one there (`body`)."""
+    await broker.create_queue("dlq")
+    await broker.create_queue("work", {"max_receive_count": 1, "dead_letter_queue": "dlq"})
+    await _dead_letter(broker, clock, "work", body)
+
+
 async def test_a_queue_no_queue_dead_letters_to_is_refused(broker: Broker) -> None:
     await broker.create_queue("plain")
     await send(broker, "plain", "a", "b")
@@ -46,9 +53,7 @@ async def test_a_configured_dead_letter_queue_may_be_empty(broker: Broker) -> No
 
 async def test_dead_letters_of_a_source_that_dropped_its_dlq_still_go_back(
         broker: Broker, clock: ManualClock) -> None:
-    await broker.create_queue("dlq")
-    await broker.create_queue("work", {"max_receive_count": 1, "dead_letter_queue": "dlq"})
-    await _dead_letter(broker, clock, "work", "poison")
+    await _work_with_a_dead_letter(broker, clock, "poison")
     await broker.update_queue("work", {"max_receive_count": None, "dead_letter_queue": None})
     task = await broker.start_redrive("dlq", wait=10)
     assert (task.status, task.moved) == ("completed", 1)
@@ -57,9 +62,7 @@ async def test_dead_letters_of_a_source_that_dropped_its_dlq_still_go_back(
 
 async def test_orphans_of_a_deleted_source_need_a_destination(broker: Broker,
                                                               clock: ManualClock) -> None:
-    await broker.create_queue("dlq")
-    await broker.create_queue("work", {"max_receive_count": 1, "dead_letter_queue": "dlq"})
-    await _dead_letter(broker, clock, "work", "orphan")
+    await _work_with_a_dead_letter(broker, clock, "orphan")
     await broker.delete_queue("work")
     with pytest.raises(NotADeadLetterQueue):
         await broker.start_redrive("dlq", wait=10)
@@ -101,9 +104,7 @@ async def _nothing_happened(broker: Broker, queue: str, visible: int) -> None:
 
 async def test_an_empty_destination_is_refused_not_read_as_none(
         broker: Broker, clock: ManualClock) -> None:
-    await broker.create_queue("dlq")
-    await broker.create_queue("work", {"max_receive_count": 1, "dead_letter_queue": "dlq"})
-    await _dead_letter(broker, clock, "work", "poison")
+    await _work_with_a_dead_letter(broker, clock, "poison")
     with pytest.raises(InvalidInput) as caught:
         await broker.start_redrive("dlq", destination="", wait=10)
     assert (caught.value.code, caught.value.field) == ("invalid_input", "destination")
@@ -113,9 +114,7 @@ async def test_an_empty_destination_is_refused_not_read_as_none(
 
 async def test_a_queue_cannot_be_redriven_onto_itself(broker: Broker,
                                                       clock: ManualClock) -> None:
-    await broker.create_queue("dlq")
-    await broker.create_queue("work", {"max_receive_count": 1, "dead_letter_queue": "dlq"})
-    await _dead_letter(broker, clock, "work", "poison")
+    await _work_with_a_dead_letter(broker, clock, "poison")
     with pytest.raises(InvalidInput) as caught:
         await broker.start_redrive("dlq", destination="dlq", wait=10)
     assert (caught.value.code, caught.value.field) == ("invalid_input", "destination")
