@@ -130,7 +130,7 @@ async def test_the_dashboard_draws_the_tree(http: httpx.AsyncClient, broker: Bro
     assert 'data-node="2" data-state="failed"' in html and "&lt;merge&gt;" in html
     assert "boom &lt;b&gt;" in html and "<b>" not in html
     missing = await http.get("/ui/flows/not-a-flow")
-    assert missing.status_code == 200 and "No flow" in missing.text
+    assert missing.status_code == 404 and "No flow" in missing.text
 
 
 async def test_a_task_no_live_worker_on_its_queue_has_is_refused(
