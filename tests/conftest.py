@@ -21,10 +21,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from conveyor.broker.broker import Broker
 from conveyor.clock import ManualClock, system_clock
+from conveyor.http.app import create_app
 from conveyor.storage.factory import storage_from_url
 from tests.http.server import ServerProcess, start_server
 from tests.support.postgres import PostgresServer, connect_server, in_ci
@@ -163,6 +165,15 @@ async def open_broker(database_url: str, clock: ManualClock) -> AsyncIterator[Op
 async def broker(open_broker: OpenBroker) -> Broker:
     """A started Broker with the test's ManualClock and no background sweeper."""
     return await open_broker()
+
+
+@pytest.fixture
+async def http(broker: Broker) -> AsyncIterator[httpx.AsyncClient]:
+    """An httpx client on `create_app(broker)` in this process, on each backend
+    (tests/http/conftest.py's own also makes a queue `base`)."""
+    transport = httpx.ASGITransport(app=create_app(broker))
+    async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
+        yield client
 
 
 @pytest.hookimpl(trylast=True)  # after the session fixtures' teardown (_close_postgres)

@@ -8,7 +8,7 @@ queues (`queue` gives a fresh, empty one), so tests share the server without int
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,6 @@ import httpx
 import pytest
 
 from conveyor.broker.broker import Broker
-from conveyor.http.app import create_app
 from tests.http.server import ServerProcess, start_server
 
 _names = itertools.count()
@@ -73,9 +72,7 @@ def queue(new_queue: NewQueue) -> str:
 
 
 @pytest.fixture
-async def http(broker: Broker) -> AsyncIterator[httpx.AsyncClient]:
-    """The native API in this process over `broker` (both backends), with a queue `base`."""
+async def http(http: httpx.AsyncClient, broker: Broker) -> httpx.AsyncClient:
+    """tests/conftest.py's client on the native API, with a queue `base` made first."""
     await broker.create_queue("base")
-    transport = httpx.ASGITransport(app=create_app(broker))
-    async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
-        yield client
+    return http

@@ -6,7 +6,6 @@ transport."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -15,18 +14,9 @@ import pytest
 from conveyor.broker.broker import Broker
 from conveyor.errors import FlowNodeNotFound, FlowNotFound
 from conveyor.flows import NodeEnd
-from conveyor.http.app import create_app
 from tests.http.helpers import assert_error
 
 UNKNOWN = "01900000-0000-7000-8000-0000000000f0"
-
-
-@pytest.fixture
-async def http(broker: Broker) -> AsyncIterator[httpx.AsyncClient]:
-    """An httpx client on `create_app(broker)`, on each backend."""
-    transport = httpx.ASGITransport(app=create_app(broker))
-    async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
-        yield client
 
 
 async def _flow(http: httpx.AsyncClient, broker: Broker) -> dict[str, Any]:

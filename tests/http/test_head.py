@@ -4,23 +4,12 @@ the GET's Content-Length and no body)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import httpx
 import pytest
 
 from conveyor.broker.broker import Broker
-from conveyor.http.app import create_app
 from tests.http.helpers import assert_error
 from tests.http.server import ServerProcess
-
-
-@pytest.fixture
-async def http(broker: Broker) -> AsyncIterator[httpx.AsyncClient]:
-    """An httpx client on `create_app(broker)`, on each backend."""
-    transport = httpx.ASGITransport(app=create_app(broker))
-    async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
-        yield client
 
 
 @pytest.mark.parametrize("path", ["/healthz", "/readyz", "/v1/queues", "/v1/queues/q",

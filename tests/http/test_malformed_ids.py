@@ -5,25 +5,14 @@ backends, the app in process over httpx's ASGI transport."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import httpx
 import pytest
 
 from conveyor.broker.broker import Broker
-from conveyor.http.app import create_app
 from tests.http.helpers import assert_error
 
 GOOD = "01900000-0000-7000-8000-000000000001"
 MALFORMED = ("notauuid", "0190000000007000800000000000000z", "%20", "x" * 300)
-
-
-@pytest.fixture
-async def http(broker: Broker) -> AsyncIterator[httpx.AsyncClient]:
-    """An httpx client on `create_app(broker)`, on each backend."""
-    transport = httpx.ASGITransport(app=create_app(broker))
-    async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
-        yield client
 
 
 async def _jobs(broker: Broker) -> dict[str, int]:

@@ -5,27 +5,16 @@ says "all" explicitly: in-process (`all_jobs=True`), over HTTP (`"all": true`, e
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import httpx
 import pytest
 
 from conveyor.broker.broker import Broker
 from conveyor.errors import InvalidInput
-from conveyor.http.app import create_app
 from conveyor.jobs import JobFilter, JobStatus
 from tests.cli.conftest import run_conveyor
 from tests.http.helpers import assert_error
 from tests.http.server import ServerProcess
 from tests.jobs.test_explorer import dead_job
-
-
-@pytest.fixture
-async def http(broker: Broker) -> AsyncIterator[httpx.AsyncClient]:
-    """An httpx client on `create_app(broker)`, on each backend."""
-    transport = httpx.ASGITransport(app=create_app(broker))
-    async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
-        yield client
 
 
 async def _seed(broker: Broker) -> str:

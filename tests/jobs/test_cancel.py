@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -13,7 +12,6 @@ import pytest
 from conveyor.broker.broker import Broker
 from conveyor.clock import ManualClock
 from conveyor.errors import InvalidInput, JobNotCancellable, JobNotFound
-from conveyor.http.app import create_app
 from conveyor.http.auth import Need, required
 from conveyor.jobs import JobFilter
 from conveyor.worker import App, Worker, WorkerOptions, current_job
@@ -21,14 +19,6 @@ from tests.cli.conftest import run_conveyor
 from tests.http.helpers import assert_error
 from tests.http.server import ServerProcess
 from tests.worker.helpers import eventually, running
-
-
-@pytest.fixture
-async def http(broker: Broker) -> AsyncIterator[httpx.AsyncClient]:
-    """An httpx client on `create_app(broker)`, on each backend."""
-    transport = httpx.ASGITransport(app=create_app(broker))
-    async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
-        yield client
 
 
 def tracked_app(broker: Broker, clock: ManualClock) -> App:

@@ -5,27 +5,16 @@ the Python client."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import httpx
 import pytest
 
 from conveyor.broker.broker import Broker
 from conveyor.clock import ManualClock
 from conveyor.errors import InvalidInput, JobNotFound
-from conveyor.http.app import create_app
 from conveyor.jobs import JobFilter, JobStatus
 from conveyor.worker import App, Worker, WorkerOptions
 from tests.http.helpers import assert_error
 from tests.worker.helpers import eventually, running
-
-
-@pytest.fixture
-async def http(broker: Broker) -> AsyncIterator[httpx.AsyncClient]:
-    """An httpx client on `create_app(broker)`, on each backend."""
-    transport = httpx.ASGITransport(app=create_app(broker))
-    async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
-        yield client
 
 
 async def _status_is(app: App, job_id: str, status: str) -> bool:

@@ -5,14 +5,11 @@ nothing."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import httpx
 import pytest
 
 from conveyor.broker.broker import Broker
 from conveyor.errors import InvalidInput, InvalidTemplate
-from conveyor.http.app import create_app
 
 WELCOME = {"default_locale": "en",
            "locales": {"en": {"subject": "Welcome, {{ name }}", "text": "Hello {{ name }}",
@@ -22,13 +19,6 @@ WELCOME = {"default_locale": "en",
                        "pt-BR": {"subject": "Bem-vindo, {{ name }}",
                                  "text": "Oi {{ name }}"}}}
 SUB = {"endpoint": "https://push.example/ana", "keys": {"p256dh": "P", "auth": "A"}}
-
-
-@pytest.fixture
-async def http(broker: Broker) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=create_app(broker))
-    async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
-        yield client
 
 
 async def test_broker_put_get_list_delete(broker: Broker) -> None:
