@@ -235,6 +235,17 @@ class Broker:
         return await self.storage.queue_list(
             QueueListParams(region or self.region, prefix, after, limit))
 
+    async def all_queues(self, prefix: str = "", region: str | None = None) -> list[Queue]:
+        """Every queue of the region starting with `prefix`, by name (paged through)."""
+        found: list[Queue] = []
+        after: str | None = None
+        while True:
+            page = await self.list_queues(prefix, after, 1000, region)
+            found += page
+            if len(page) < 1000:
+                return found
+            after = page[-1].name
+
     async def queue_catalog_stamp(self, region: str | None = None) -> tuple[int, int]:
         """A value that changes when any process creates, changes or deletes a queue of the
         region (so a list of them kept in memory knows when to read it again)."""

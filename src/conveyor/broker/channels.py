@@ -44,14 +44,9 @@ _WHAT = {"email": "an email address",
 async def known_channels(broker: Broker) -> list[str]:
     """The built-in channels and those a notifier made a queue for, sorted."""
     names = set(BUILTIN_CHANNELS)
-    after: str | None = None
-    while True:
-        page = await broker.list_queues(QUEUE_PREFIX, after, 1000)
-        names.update(q.name[len(QUEUE_PREFIX):] for q in page
-                     if not q.name.endswith(_DLQ_SUFFIX))
-        if len(page) < 1000:
-            return sorted(names)
-        after = page[-1].name
+    names.update(q.name[len(QUEUE_PREFIX):] for q in await broker.all_queues(QUEUE_PREFIX)
+                 if not q.name.endswith(_DLQ_SUFFIX))
+    return sorted(names)
 
 
 async def check_channel(broker: Broker, channel: Any) -> str:
@@ -119,7 +114,7 @@ def suppression_key(channel: str, address: str) -> str:
     every other channel's address (push endpoints, device tokens, URLs) is kept as given,
     letter case included.
 
-    Rows written before this rule with upper case in an email address are not migrated:
-    a lower-cased lookup or removal does not find them (re-adding the address lower-cased
-    lists it again)."""
+    Rows written before this rule with upper case in an email address are not migrated;
+    the ledger also looks them up and removes them by the spelling given, so such a row
+    still stops (and is taken off by) the address as it was stored."""
     return address.lower() if channel in CASELESS_CHANNELS else address

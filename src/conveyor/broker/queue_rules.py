@@ -45,11 +45,5 @@ def check_supported(storage: Storage, attrs: QueueAttributes) -> None:
 async def dead_letter_sources(broker: Broker, name: str, region: str | None = None
                               ) -> list[Queue]:
     """Queues of the region whose dead-letter queue is `name`, by name."""
-    sources: list[Queue] = []
-    after: str | None = None
-    while True:
-        page = await broker.list_queues("", after, 1000, region=region)
-        sources.extend(q for q in page if q.attributes.dead_letter_queue == name)
-        if len(page) < 1000:
-            return sources
-        after = page[-1].name
+    return [q for q in await broker.all_queues(region=region)
+            if q.attributes.dead_letter_queue == name]

@@ -229,14 +229,7 @@ class Monitor:
         return self.latest
 
     async def _all_queues(self) -> dict[str, Queue]:
-        found: dict[str, Queue] = {}
-        after: str | None = None
-        while True:
-            page = await self.broker.list_queues(after=after, limit=1000)
-            found.update((q.name, q) for q in page)
-            if len(page) < 1000:
-                return found
-            after = page[-1].name
+        return {q.name: q for q in await self.broker.all_queues()}
 
     def series(self, name: str) -> list[Point]:
         """The recent points of one queue, oldest first."""
