@@ -135,8 +135,8 @@ def test_receive_request_attempt_id_replays_the_batch(sqs: Any, names: Names) ->
     assert {m["Body"] for m in other} == {"m2", "m3"}
     # Once a message of the batch is deleted, the attempt id no longer replays it.
     sqs.delete_message(QueueUrl=url, ReceiptHandle=first[0]["ReceiptHandle"])
-    assert sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10,
-                               ReceiveRequestAttemptId="try-1")["Messages"] == []
+    assert "Messages" not in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10,
+                                                 ReceiveRequestAttemptId="try-1")
 
 
 def test_trace_header_is_kept_and_returned(sqs: Any, queue: str) -> None:
@@ -242,4 +242,4 @@ def test_relaxed_mode_lifts_both_waits(relaxed: Any) -> None:
     relaxed.purge_queue(QueueUrl=url)
     relaxed.delete_queue(QueueUrl=url)
     assert relaxed.create_queue(QueueName="reused")["QueueUrl"] == url
-    assert relaxed.receive_message(QueueUrl=url)["Messages"] == []
+    assert "Messages" not in relaxed.receive_message(QueueUrl=url)

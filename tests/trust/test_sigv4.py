@@ -181,7 +181,7 @@ def test_boto3_with_api_keys(database_url: str, keyed_server: ServerProcess) -> 
     assert "queueUrls" not in mine.list_dead_letter_source_queues(QueueUrl=own)
     read_only = client(endpoint, reader.id, reader_secret)
     assert aws_code(lambda: read_only.send_message(QueueUrl=own, MessageBody="x")) == denied
-    assert boss.receive_message(QueueUrl=other)["Messages"] == []  # SQS's JSON lists none
+    assert "Messages" not in boss.receive_message(QueueUrl=other)  # SQS's JSON lists none
     # Wrong secret, unknown key, no signature.
     assert aws_code(lambda: client(endpoint, orders.id, "wrong" * 4).list_queues()) == \
         ("SignatureDoesNotMatch", 403)

@@ -199,9 +199,10 @@ async def receive_message(ctx: Context, p: Params) -> Output:
                                         abandoned=ctx.gone)
     if attempts is not None and attempt is not None and messages:
         attempts.put(ctx.region, queue.name, attempt, list(messages))
-    # An empty list too: SQS's JSON answer has "Messages": [] when there are none.
+    # None received: no Messages member at all (SQS answers `{}` in JSON, an empty
+    # ReceiveMessageResult in XML; SDKs then leave the list unset).
     return {"Messages": [_message_out(ctx, m, system_names, attribute_names)
-                         for m in messages]}
+                         for m in messages] or None}
 
 
 async def _replay(ctx: Context, queue: Queue, attempt: str,
