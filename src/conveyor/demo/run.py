@@ -38,7 +38,7 @@ from conveyor.demo.report import Report, render_report
 from conveyor.demo.worker import worker_main
 from conveyor.demo.workload import TEMPLATES, data, email_address
 from conveyor.notify import Apns, Email, Fcm, Notification, WebPush
-from conveyor.notify.delivery import DeliveryOptions
+from conveyor.notify.delivery_options import DeliveryOptions
 
 if TYPE_CHECKING:
     from conveyor.broker.broker import Broker

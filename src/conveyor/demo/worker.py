@@ -13,7 +13,7 @@ from typing import Any
 import psutil  # type: ignore[import-untyped]
 
 from conveyor.demo.cpu import run_queue_wait
-from conveyor.notify.delivery import DeliveryOptions
+from conveyor.notify.delivery_options import DeliveryOptions
 
 
 def _thread_cpu(prefix: str) -> float:

@@ -6,7 +6,8 @@ million-message run (`conveyor demo`) lives apart, in `conveyor.demo`."""
 from conveyor.notify.apns import ApnsChannel
 from conveyor.notify.apprise_channel import AppriseChannel
 from conveyor.notify.channel import Channel, PayloadTooLarge
-from conveyor.notify.delivery import Deliverer, DeliveryOptions, DeliveryStats
+from conveyor.notify.delivery import Deliverer, DeliveryStats
+from conveyor.notify.delivery_options import DeliveryOptions
 from conveyor.notify.emailapi import HttpEmailChannel
 from conveyor.notify.fcm import FcmChannel
 from conveyor.notify.models import (

@@ -53,10 +53,11 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from conveyor.errors import ConveyorError, InvalidInput
+from conveyor.errors import ConveyorError
 from conveyor.ledger import FINAL_STATUSES, DeliveryUpdate, NewDelivery
 from conveyor.models import Body, BodyKind, Message, SendEntry
 from conveyor.notify.channel import Channel, PayloadTooLarge
+from conveyor.notify.delivery_options import DeliveryOptions
 from conveyor.notify.leases import LeaseKeeper
 from conveyor.notify.models import Envelope, Item
 from conveyor.notify.outcomes import Result, throttled
@@ -65,7 +66,7 @@ from conveyor.worker.rates import Rate
 if TYPE_CHECKING:
     from conveyor.broker.broker import Broker
 
-__all__ = ["Deliverer", "DeliveryOptions", "DeliveryStats", "dlq_name", "queue_name"]
+__all__ = ["Deliverer", "DeliveryStats", "dlq_name", "queue_name"]
 
 log = logging.getLogger("conveyor.notify")
 RENDER_TURN = 0.002
@@ -82,45 +83,6 @@ def queue_name(channel: str) -> str:
 def dlq_name(channel: str) -> str:
     """Where a channel's failed notifications go, with their reasons."""
     return f"notify-{channel}-dlq"
-
-
-@dataclass(frozen=True, slots=True)
-class DeliveryOptions:
-    """How a delivery worker runs (see the module docstring)."""
-
-    lanes: int = 4
-    envelopes: int = 4
-    visibility_timeout: int = 120
-    wait_seconds: int = 1
-    max_attempts: int = 8
-    backoff_base: float = 5.0
-    backoff_max: float = 900.0
-    keep_seconds: int = 7 * 86_400
-    heartbeat_seconds: float | None = None
-    """How often the leases of envelopes in hand are extended (None: a third of
-    `visibility_timeout`); see `conveyor.notify.leases`."""
-    in_flight: int = 400
-    """The most notifications of one channel a worker process has handed to the transport
-    without a recorded outcome (each lane sends chunks of `in_flight // lanes`). It is the
-    crash window: a `kill -9` leaves at most this many per channel in doubt, so at most
-    this many extra copies per channel, and loses none."""
-    hold_unknown: frozenset[str] = frozenset()
-    """Channels whose in-doubt notifications are recorded `unknown` for an operator
-    instead of resent with their idempotency handle (the default)."""
-
-    release_digests: bool = True
-    """Also release due digests (`conveyor.notify.digests.DigestReleaser`)."""
-
-    def __post_init__(self) -> None:
-        if self.lanes < 1 or self.in_flight < self.lanes:
-            raise InvalidInput(f"in_flight ({self.in_flight}) must be at least lanes "
-                               f"({self.lanes}), which must be at least 1.",
-                               field="in_flight")
-
-    @property
-    def chunk(self) -> int:
-        """The most notifications one lane hands to the transport at once."""
-        return self.in_flight // self.lanes
 
 
 @dataclass(slots=True)

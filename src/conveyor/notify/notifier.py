@@ -27,7 +27,8 @@ from conveyor.ledger import Delivery, NewDelivery
 from conveyor.locales import check_locale
 from conveyor.models import Body, SendEntry
 from conveyor.notify.channel import Channel
-from conveyor.notify.delivery import Deliverer, DeliveryOptions, queue_name
+from conveyor.notify.delivery import Deliverer, queue_name
+from conveyor.notify.delivery_options import DeliveryOptions
 from conveyor.notify.models import Envelope, Item, Notification, to_item
 from conveyor.notify.templates import Templates
 

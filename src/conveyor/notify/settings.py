@@ -14,7 +14,7 @@ from typing import Any
 from conveyor.digits import host_port
 from conveyor.errors import InvalidInput
 from conveyor.notify.channel import Channel
-from conveyor.notify.delivery import DeliveryOptions
+from conveyor.notify.delivery_options import DeliveryOptions
 from conveyor.notify.models import Apns, Email, Fcm, Notification, Webhook, WebPush
 from conveyor.notify.notifier import Notifier
 
