@@ -25,6 +25,8 @@ MAX_IN_FLIGHT = 120_000
 """Leased messages a queue may have at once (SQS's limit); the broker refuses more."""
 MAX_LONG_POLLS = 10_000
 """Receives waiting at once in one process (`Broker(max_long_polls=)`)."""
+DEFAULT_HEADER_TIMEOUT = 10.0
+"""Seconds a connection has to send a complete request head (`conveyor.http.headertimeout`)."""
 
 __all__ = [
     "ClientConfig",
@@ -53,6 +55,9 @@ class ServerConfig:
     # connections served at once, per process (None: the open-files limit less a reserve;
     # past it new connections get a 503, see conveyor.http.listener)
     max_connections: int | None = None
+    # seconds from a connection (or a request's first byte) to its complete head; later,
+    # the server closes it, so slow or stalled clients cannot hold those slots
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT
     # trust: Host names (beyond loopback) a key-less server answers; also accepted Origins
     allowed_hosts: tuple[str, ...] = ()
     # the delivery workers' file templates (their --templates DIR), so that a notification
@@ -68,6 +73,9 @@ class ServerConfig:
                                field="max_in_flight")
         if self.max_connections is not None and self.max_connections < 1:
             raise InvalidInput("max_connections must be at least 1.", field="max_connections")
+        if not 0 < self.header_timeout <= 3600:  # also refuses NaN
+            raise InvalidInput("header_timeout must be more than 0 and at most 3600 seconds.",
+                               field="header_timeout")
         if self.max_long_polls < 0:
             raise InvalidInput("max_long_polls must be 0 or more.", field="max_long_polls")
         if not 1 <= self.workers <= 256:
@@ -150,7 +158,8 @@ def from_env(environ: Mapping[str, str] | None = None) -> Config:
     CONVEYOR_MAX_REQUEST_BYTES, CONVEYOR_SQS_PORT, CONVEYOR_SQS_ACCOUNT_ID, CONVEYOR_NO_SQS,
     CONVEYOR_LOG_FORMAT (text or json), CONVEYOR_TLS_CERT, CONVEYOR_TLS_KEY,
     CONVEYOR_MAX_IN_FLIGHT, CONVEYOR_MAX_DEPTH (0: none), CONVEYOR_MAX_LONG_POLLS,
-    CONVEYOR_MAX_CONNECTIONS (0: from the open-files limit), CONVEYOR_ALLOWED_HOSTS
+    CONVEYOR_MAX_CONNECTIONS (0: from the open-files limit), CONVEYOR_HEADER_TIMEOUT
+    (seconds for a request's head to arrive, default 10), CONVEYOR_ALLOWED_HOSTS
     (comma-separated), CONVEYOR_TEMPLATES (the workers' template folder),
     CONVEYOR_KEYS_SECRET, CONVEYOR_SQS_RELAXED,
     CONVEYOR_SQS_CREDENTIALS (retired: refused); provider feedback:
@@ -169,6 +178,7 @@ def from_env(environ: Mapping[str, str] | None = None) -> Config:
         max_depth=_int(env, "CONVEYOR_MAX_DEPTH", 0) or None,
         max_long_polls=_int(env, "CONVEYOR_MAX_LONG_POLLS", MAX_LONG_POLLS),
         max_connections=_int(env, "CONVEYOR_MAX_CONNECTIONS", 0) or None,
+        header_timeout=_float(env, "CONVEYOR_HEADER_TIMEOUT", DEFAULT_HEADER_TIMEOUT),
         allowed_hosts=tuple(h.strip() for h in (env.get("CONVEYOR_ALLOWED_HOSTS") or "")
                             .split(",") if h.strip()),
         templates=env.get("CONVEYOR_TEMPLATES") or None,
@@ -217,6 +227,16 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise InvalidInput(f"{name} must be an integer, not {raw!r}.", field=name) from None
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise InvalidInput(f"{name} must be a number, not {raw!r}.", field=name) from None
 
 
 def _bool(env: Mapping[str, str], name: str) -> bool:

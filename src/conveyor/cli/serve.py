@@ -29,6 +29,7 @@ from conveyor.collector import tune_collector
 from conveyor.config import Config
 from conveyor.forgery import is_loopback
 from conveyor.http.app import create_app, feedback_settings
+from conveyor.http.headertimeout import protocol_with_header_timeout
 from conveyor.http.listener import FileGuard, ServingLoop
 from conveyor.http.requestlog import configure_logging
 from conveyor.lifeline import die_with
@@ -173,7 +174,8 @@ def worker_main(config: Config, sockets: list[socket.socket],
     configure_logging(json_lines=config.log_json)  # text or JSON lines, with request ids
     # connections within the open-files limit (conveyor.http.listener)
     guard = FileGuard(max_connections=config.server.max_connections)
-    with asyncio.Runner(loop_factory=lambda: ServingLoop(guard)) as runner:
+    timeout = config.server.header_timeout  # a TLS handshake gets as long as a head
+    with asyncio.Runner(loop_factory=lambda: ServingLoop(guard, timeout)) as runner:
         runner.run(serve_sockets(config, sockets))
 
 
@@ -199,7 +201,9 @@ async def serve_sockets(config: Config, sockets: list[socket.socket]) -> None:
                                     max_request_bytes=config.server.max_request_bytes,
                                     relaxed=config.sqs.relaxed))
         tls = config.server.tls_cert
-        servers = [_Server(uvicorn.Config(app, lifespan="auto", access_log=False,
+        # slow clients: a late request head closes its connection (uvicorn has no such bound)
+        protocol = protocol_with_header_timeout(config.server.header_timeout)
+        servers = [_Server(uvicorn.Config(app, http=protocol, lifespan="auto", access_log=False,
                                           log_level="warning", timeout_graceful_shutdown=5,
                                           ssl_certfile=tls, ssl_keyfile=config.server.tls_key))
                    for app in apps]

@@ -15,6 +15,8 @@ with the sockets `serve` bound) returns a `Listener` instead of asyncio's server
   and a 16 s `/healthz` with 600 long polls at a limit of 256.)
 - Either way `FileGuard` logs one line per `LOG_INTERVAL` with the counts, and `/readyz`
   reports not ready while it lasts.
+- A TLS handshake holds a slot too: it gets `handshake_timeout` (`serve` gives it the
+  request-head timeout, `conveyor.http.headertimeout`), not asyncio's minute.
 """
 
 from __future__ import annotations
@@ -128,16 +130,18 @@ class FileGuard:
 
 
 class Listener(asyncio.AbstractServer):
-    """Accepts on one listening socket for a protocol factory, within a `FileGuard`."""
+    """Accepts on one listening socket for a protocol factory, within a `FileGuard`
+    (`handshake_timeout`: seconds for a TLS handshake, None for asyncio's default)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket,
                  factory: Callable[[], asyncio.BaseProtocol], tls: ssl.SSLContext | None,
-                 guard: FileGuard) -> None:
+                 guard: FileGuard, handshake_timeout: float | None = None) -> None:
         self._loop = loop
         self._sock = sock
         self._factory = factory
         self._tls = tls
         self._guard = guard
+        self._handshake_timeout = handshake_timeout if tls else None
         self._serving = False
         self._resume: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -215,7 +219,9 @@ class Listener(asyncio.AbstractServer):
 
     async def _serve(self, conn: socket.socket) -> None:
         try:
-            await self._loop.connect_accepted_socket(self._factory, conn, ssl=self._tls)
+            await self._loop.connect_accepted_socket(
+                self._factory, conn, ssl=self._tls,
+                ssl_handshake_timeout=self._handshake_timeout)
         finally:
             self._guard.handing_over -= 1
 
@@ -322,11 +328,13 @@ def refusal(path: bytes, guard: FileGuard) -> bytes:
 
 
 class ServingLoop(asyncio.SelectorEventLoop):
-    """An event loop whose servers on given sockets are `Listener`s within `guard`."""
+    """An event loop whose servers on given sockets are `Listener`s within `guard` (with
+    `handshake_timeout` for TLS handshakes)."""
 
-    def __init__(self, guard: FileGuard) -> None:
+    def __init__(self, guard: FileGuard, handshake_timeout: float | None = None) -> None:
         super().__init__()
         self.guard = guard
+        self.handshake_timeout = handshake_timeout
 
     async def create_server(self, protocol_factory: Any, host: Any = None, port: Any = None,
                             *, sock: socket.socket | None = None, ssl: Any = None,
@@ -335,6 +343,7 @@ class ServingLoop(asyncio.SelectorEventLoop):
         if sock is None:
             return await super().create_server(protocol_factory, host, port, ssl=ssl,
                                                **options)
-        listener = Listener(self, sock, protocol_factory, ssl, self.guard)
+        listener = Listener(self, sock, protocol_factory, ssl, self.guard,
+                            self.handshake_timeout)
         await listener.start_serving()
         return listener
