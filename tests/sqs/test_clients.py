@@ -65,7 +65,9 @@ async def test_aiobotocore_sees_aws_behaviour(sqs_server: SqsServer, names: Name
         assert exc.value.response["Error"]["Message"] == "The specified queue does not exist."
         url = (await sqs.create_queue(QueueName=names("aio.fifo"), Attributes={
             "FifoQueue": "true", "ContentBasedDeduplication": "true",
-            "Policy": json.dumps({"Version": "2012-10-17", "Statement": []})}))["QueueUrl"]
+            "Policy": json.dumps({"Version": "2012-10-17", "Statement": [{
+                "Effect": "Allow", "Principal": "*", "Action": "sqs:SendMessage"}]}),
+        }))["QueueUrl"]
         await sqs.send_message(QueueUrl=url, MessageBody="b", MessageGroupId="g",
                                DelaySeconds=0, MessageSystemAttributes={"AWSTraceHeader": {
                                    "DataType": "String", "StringValue": "Root=1-x"}})
@@ -107,7 +109,8 @@ def test_aws_cli_end_to_end(sqs_server: SqsServer, names: Names, tmp_path: Path)
         return done
 
     name = names("cli")
-    policy = json.dumps({"Version": "2012-10-17", "Statement": []})
+    policy = json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Sid": "Base", "Effect": "Allow", "Principal": "*", "Action": "sqs:SendMessage"}]})
     (tmp_path / "attributes.json").write_text(json.dumps({
         "VisibilityTimeout": "45", "Policy": policy, "KmsMasterKeyId": "alias/aws/sqs"}))
     url = aws("create-queue", "--queue-name", name,
@@ -133,7 +136,7 @@ def test_aws_cli_end_to_end(sqs_server: SqsServer, names: Names, tmp_path: Path)
     assert attrs["Attributes"]["VisibilityTimeout"] == "45"
     assert attrs["Attributes"]["KmsMasterKeyId"] == "alias/aws/sqs"
     assert [s["Sid"] for s in json.loads(attrs["Attributes"]["Policy"])["Statement"]] == [
-        "Senders"]
+        "Base", "Senders"]
     assert url in aws("list-queues", "--queue-name-prefix", name)["QueueUrls"]
     missing = aws("get-queue-url", "--queue-name", names("absent"), check=False)
     assert missing.returncode != 0

@@ -73,11 +73,12 @@ def test_a_new_queue_reports_sse_sqs(sqs: Any, queue: str) -> None:
 
 
 def test_policy_limit_is_8192_bytes(sqs: Any, queue: str) -> None:
-    big = json.dumps({"Version": "2012-10-17", "Id": "x" * 8200})
+    statement = json.loads(POLICY)["Statement"]
+    big = json.dumps({"Version": "2012-10-17", "Id": "x" * 8200, "Statement": statement})
     with pytest.raises(ClientError) as exc:
         sqs.set_queue_attributes(QueueUrl=queue, Attributes={"Policy": big})
     assert exc.value.response["Error"]["Code"] == "InvalidAttributeValue"
-    fits = json.dumps({"Version": "2012-10-17", "Id": "x" * 8000})
+    fits = json.dumps({"Version": "2012-10-17", "Id": "x" * 8000, "Statement": statement})
     sqs.set_queue_attributes(QueueUrl=queue, Attributes={"Policy": fits})
     assert attributes(sqs, queue, "Policy")["Policy"] == fits
 

@@ -116,8 +116,16 @@ def _boolean(name: str, value: str) -> bool:
     return lowered == "true"
 
 
+_POLICY_KEYS = frozenset({"Version", "Id", "Statement"})
+_POLICY_VERSIONS = ("2008-10-17", "2012-10-17")
+_STATEMENT_KEYS = frozenset({"Sid", "Effect", "Principal", "NotPrincipal", "Action",
+                             "NotAction", "Resource", "NotResource", "Condition"})
+
+
 def _policy(value: str) -> str | None:
-    """A policy document is a JSON object of at most 8,192 bytes; "" removes it."""
+    """A policy document of at most 8,192 bytes, in the access policy grammar SQS checks;
+    "" removes it. Anything else is InvalidAttributeValue, as on SQS (which refuses, for
+    example, a document without statements, the one RemovePermission would leave)."""
     if not value:
         return None
     if len(value.encode("utf-8", "surrogatepass")) > MAX_POLICY_BYTES:
@@ -126,9 +134,60 @@ def _policy(value: str) -> str | None:
         data = orjson.loads(value)
     except orjson.JSONDecodeError:
         raise fail("attribute_value", name="Policy") from None
-    if not isinstance(data, dict):
+    if not _valid_policy(data):
         raise fail("attribute_value", name="Policy")
     return value
+
+
+def _valid_policy(data: Any) -> bool:
+    """A JSON object of Version (2008-10-17 or 2012-10-17), Id and at least one Statement,
+    each with an Effect (Allow or Deny), a Principal or NotPrincipal, and an Action or
+    NotAction (Resource, Sid and Condition optional; no other members)."""
+    if not isinstance(data, dict) or not data.keys() <= _POLICY_KEYS:
+        return False
+    if "Version" in data and data["Version"] not in _POLICY_VERSIONS:
+        return False
+    if "Id" in data and not isinstance(data["Id"], str):
+        return False
+    statements = data.get("Statement")
+    if isinstance(statements, dict):
+        statements = [statements]
+    if not isinstance(statements, list) or not statements:
+        return False
+    return all(_valid_statement(s) for s in statements)
+
+
+def _valid_statement(statement: Any) -> bool:
+    if not isinstance(statement, dict) or not statement.keys() <= _STATEMENT_KEYS:
+        return False
+    if statement.get("Effect") not in ("Allow", "Deny"):
+        return False
+    if "Sid" in statement and not isinstance(statement["Sid"], str):
+        return False
+    if "Condition" in statement and not isinstance(statement["Condition"], dict):
+        return False
+    for pair, check in ((("Principal", "NotPrincipal"), _principal),
+                        (("Action", "NotAction"), _names)):
+        present = [statement[k] for k in pair if k in statement]
+        if len(present) != 1 or not check(present[0]):
+            return False
+    resources = [statement[k] for k in ("Resource", "NotResource") if k in statement]
+    return len(resources) <= 1 and all(_names(r) for r in resources)
+
+
+def _names(value: Any) -> bool:
+    """An action or resource element: a string or a non-empty list of strings."""
+    if isinstance(value, str):
+        return bool(value)
+    return isinstance(value, list) and bool(value) and \
+        all(isinstance(v, str) and v for v in value)
+
+
+def _principal(value: Any) -> bool:
+    """A Principal: "*" or a map such as {"AWS": ...} or {"Service": ...} of names."""
+    if isinstance(value, dict):
+        return bool(value) and all(isinstance(k, str) and _names(v) for k, v in value.items())
+    return _names(value)
 
 
 def _json_object(value: str) -> dict[str, Any] | None:
