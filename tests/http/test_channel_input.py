@@ -129,3 +129,33 @@ async def test_an_email_suppression_ignores_letter_case(http: httpx.AsyncClient,
     assert_error(await http.delete("/v1/suppressions", params={
         "channel": "push", "address": endpoint.lower()}), 404, "suppression_not_found")
     assert await broker.ledger.suppressed("push", [endpoint.lower()]) == set()
+
+
+@pytest.mark.parametrize("path", FILTERS)
+async def test_a_repeated_channel_filter_is_422_naming_it(http: httpx.AsyncClient,
+                                                          path: str) -> None:
+    """`?channel=fax&channel=email` answered for email (the last one), as if the first
+    were not there."""
+    for query in ("channel=fax&channel=email", "channel=email&channel=email"):
+        error = assert_error(await http.get(f"{path}?{query}"), 422, "invalid_input",
+                             field="channel")
+        assert error["message"] == ("The query parameter channel is given 2 times; "
+                                    "give it once."), error
+
+
+async def test_any_single_value_query_parameter_given_twice_is_422(
+        http: httpx.AsyncClient, broker: Broker) -> None:
+    """One rule for the API (`conveyor.http.deps.single_values`), not per route; a
+    parameter no route takes stays ignored, and the dashboard reads its own query."""
+    await broker.create_queue("notify-sms")
+    for url, field in [("/v1/suppressions?limit=5&limit=6", "limit"),
+                       ("/v1/queues?prefix=a&prefix=b", "prefix"),
+                       ("/v1/jobs?state=failed&state=queued", "state"),
+                       ("/v1/notifications/series?bucket=60&minutes=5&minutes=6", "minutes"),
+                       ("/v1/suppressions?channel=sms&address=a&address=b", "address")]:
+        method = "DELETE" if "address" in url else "GET"
+        assert_error(await http.request(method, url), 422, "invalid_input", field=field)
+    assert (await http.get("/v1/queues?prefix=a&other=1&other=2")).status_code == 200
+    assert (await http.get("/v1/suppressions?channel=email&limit=5")).status_code == 200
+    assert (await http.get("/?prefix=a&prefix=b")).status_code == 200
+

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 import conveyor
 from conveyor.broker.broker import Broker
@@ -45,7 +45,7 @@ from conveyor.http import (
     wq,
 )
 from conveyor.http.auth import ApiKeyAuth
-from conveyor.http.deps import add_raw_body_schemas
+from conveyor.http.deps import add_raw_body_schemas, single_values
 from conveyor.http.head import HeadAsGet
 from conveyor.http.limits import BodyLimit
 from conveyor.http.nul import NoNul
@@ -105,7 +105,8 @@ def create_app(broker_or_config: Broker | Config, *,
                 await broker.close()
 
     app = FastAPI(title="conveyor", version=conveyor.__version__, description=DESCRIPTION,
-                  lifespan=lifespan, docs_url=None, redoc_url=None)
+                  lifespan=lifespan, docs_url=None, redoc_url=None,
+                  dependencies=[Depends(single_values)])
     app.state.broker = broker
     app.state.allowed_hosts = normalise_hosts(allowed_hosts)
     app.state.feedback = feedback
