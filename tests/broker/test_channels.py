@@ -73,3 +73,11 @@ async def test_what_workers_report_is_kept_as_it_comes(broker: Broker) -> None:
     await broker.ledger.suppress([("email", "ops@localhost", "hard bounce")])
     assert [s.address for s in await broker.ledger.suppressions("email")] == \
         ["ops@localhost"]
+
+
+async def test_removing_a_suppression_on_an_unknown_channel_is_invalid(
+        broker: Broker) -> None:
+    """As adding and listing are (it answered "not listed", a 404 on the wire)."""
+    with pytest.raises(InvalidInput) as caught:
+        await broker.ledger.unsuppress("fax", "x")
+    assert caught.value.field == "channel" and "the channels are" in caught.value.message

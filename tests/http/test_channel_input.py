@@ -159,3 +159,16 @@ async def test_any_single_value_query_parameter_given_twice_is_422(
     assert (await http.get("/v1/suppressions?channel=email&limit=5")).status_code == 200
     assert (await http.get("/?prefix=a&prefix=b")).status_code == 200
 
+
+async def test_removing_on_an_unknown_channel_is_the_same_422(http: httpx.AsyncClient
+                                                              ) -> None:
+    """`DELETE` answered 404 `suppression_not_found` where `GET` and `POST` say the
+    channel does not exist."""
+    for method, call in [("GET", {"params": {"channel": "fax"}}),
+                         ("POST", {"json": {"channel": "fax", "address": "x"}}),
+                         ("DELETE", {"params": {"channel": "fax", "address": "x"}})]:
+        error = assert_error(await http.request(method, "/v1/suppressions", **call), 422,
+                             "invalid_input", field="channel")
+        assert error["message"].startswith("No channel 'fax'; the channels are apns, ")
+    listed = (await http.get("/openapi.json")).json()["paths"]["/v1/suppressions"]
+    assert "unknown channel" in listed["delete"]["responses"]["422"]["description"]

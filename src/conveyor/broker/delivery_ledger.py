@@ -233,8 +233,9 @@ class Ledger:
 
     async def unsuppress(self, channel: str, address: str) -> bool:
         """Take an address off a channel's list; True when it was listed. An email
-        address in any letter case removes its (lower-cased) row."""
-        _text("channel", channel, MAX_ID)
+        address in any letter case removes its (lower-cased) row. An unknown `channel` is
+        `InvalidInput`, as for adding and listing (it was a "not listed")."""
+        await channels.check_channel(self._broker, channel)
         _text("address", address, MAX_ADDRESS)
         key = channels.suppression_key(channel, address)
         removed = await self._broker.storage.suppression_remove(channel, key)

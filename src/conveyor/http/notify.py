@@ -142,10 +142,12 @@ async def suppress(request: SuppressionIn, broker: BrokerDep) -> Response:
 
 
 @router.delete("/v1/suppressions", status_code=204, response_class=Response,
-               responses=errors(404, 422))
-async def unsuppress(broker: BrokerDep, channel: Annotated[str, Query()],
+               responses=errors(404, 422, said={422: UNKNOWN_CHANNEL}))
+async def unsuppress(broker: BrokerDep, channel: Annotated[str, Query(description=(
+        "A known channel, as for `POST`; any other name is a 422 `invalid_input`."))],
                      address: Annotated[str, Query()]) -> Response:
-    """Take an address off a channel's list (404 when it was not listed)."""
+    """Take an address off a channel's list (404 when it was not listed; an unknown
+    channel is a 422, as for adding and listing)."""
     if not await broker.ledger.unsuppress(channel, address):
         return error_response(404, "suppression_not_found",
                               f"{address!r} is not suppressed on {channel!r}.")
