@@ -9,10 +9,18 @@ import typing
 import pytest
 
 from conveyor.broker.broker import Broker
-from conveyor.broker.channels import BUILTIN_CHANNELS, QUEUE_PREFIX, check_address
-from conveyor.errors import InvalidInput
+from conveyor.broker.channels import (
+    BUILTIN_CHANNELS,
+    QUEUE_PREFIX,
+    check_address,
+    check_channel,
+    known_channels,
+)
+from conveyor.errors import InvalidInput, InvalidQueueName
+from conveyor.models import QueueAttributes, dumps_json
 from conveyor.notify import models
 from conveyor.notify.delivery import dlq_name, queue_name
+from conveyor.storage.params import QueueRow
 
 
 def test_the_builtin_channels_are_the_notification_types_defaults() -> None:
@@ -73,6 +81,31 @@ async def test_what_workers_report_is_kept_as_it_comes(broker: Broker) -> None:
     await broker.ledger.suppress([("email", "ops@localhost", "hard bounce")])
     assert [s.address for s in await broker.ledger.suppressions("email")] == \
         ["ops@localhost"]
+
+
+async def test_an_empty_channel_is_never_known(broker: Broker) -> None:
+    """A queue `notify-` cannot be made (it would be the queue of a channel with no
+    name), and one made before that rule names no channel: an empty name was accepted
+    as a filter and a suppression's channel, and listed among the channels."""
+    with pytest.raises(InvalidQueueName) as refused:
+        await broker.create_queue(QUEUE_PREFIX)
+    assert refused.value.field == "name" and "channel name" in refused.value.message
+    assert await broker.list_queues() == []
+    # As a database from before the rule may hold it (storage takes any name).
+    await broker.storage.queue_create(
+        QueueRow(broker.region, QUEUE_PREFIX, dumps_json(QueueAttributes().to_json()),
+                 False), broker.now())
+    assert [q.name for q in await broker.list_queues()] == [QUEUE_PREFIX]
+    assert "" not in await known_channels(broker)
+    for call in (lambda: check_channel(broker, ""),
+                 lambda: broker.ledger.add_suppression("", "x"),
+                 lambda: broker.ledger.suppressions("")):
+        with pytest.raises(InvalidInput) as caught:
+            await call()
+        assert caught.value.field == "channel"
+    assert await broker.ledger.suppressions() == []
+    await broker.create_queue("notify-x")  # a name after the prefix is a channel
+    assert "x" in await known_channels(broker)
 
 
 async def test_removing_a_suppression_on_an_unknown_channel_is_invalid(

@@ -205,7 +205,7 @@ class Broker:
         attributes is QueueAlreadyExists (only the attributes given are compared).
         """
         region = v.check_region(region or self.region)
-        v.check_queue_name(name)
+        v.check_new_queue_name(name)
         given = dict(attributes or {})
         attrs = v.parse_queue_attributes(name, given)
         check_supported(self.storage, attrs)

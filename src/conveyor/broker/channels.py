@@ -45,8 +45,14 @@ async def known_channels(broker: Broker) -> list[str]:
     """The built-in channels and those a notifier made a queue for, sorted."""
     names = set(BUILTIN_CHANNELS)
     names.update(q.name[len(QUEUE_PREFIX):] for q in await broker.all_queues(QUEUE_PREFIX)
-                 if not q.name.endswith(_DLQ_SUFFIX))
+                 if _from_queue(q.name[len(QUEUE_PREFIX):]))
     return sorted(names)
+
+
+def _from_queue(channel: str) -> bool:
+    """Whether `notify-<channel>` names a channel: not a dead-letter queue, and not the
+    empty name (a queue `notify-` made before creating it was refused)."""
+    return bool(channel) and not channel.endswith(_DLQ_SUFFIX)
 
 
 async def check_channel(broker: Broker, channel: Any) -> str:
@@ -54,8 +60,7 @@ async def check_channel(broker: Broker, channel: Any) -> str:
     the known ones: a filter on a channel that cannot exist is a mistake, not an empty
     list."""
     if isinstance(channel, str) and (channel in BUILTIN_CHANNELS or (
-            not channel.endswith(_DLQ_SUFFIX)
-            and await _has_queue(broker, QUEUE_PREFIX + channel))):
+            _from_queue(channel) and await _has_queue(broker, QUEUE_PREFIX + channel))):
         return channel
     known = await known_channels(broker)
     shown = ", ".join(known[:_SHOWN]) + (", ..." if len(known) > _SHOWN else "")

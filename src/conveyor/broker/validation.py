@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from conveyor.broker.channels import QUEUE_PREFIX
 from conveyor.digits import integer
 from conveyor.errors import (
     EmptyBatch,
@@ -93,6 +94,17 @@ def check_queue_name(name: Any) -> str:
             f"Queue name {shown!r} is invalid: use 1-80 letters, digits, '-' or '_' "
             "(FIFO queue names end in '.fifo').", field="name")
     return name
+
+
+def check_new_queue_name(name: Any) -> str:
+    """`check_queue_name` for a queue about to be created, which also refuses the bare
+    `notify-`: it would be the queue of a channel with no name (`broker.channels`)."""
+    checked = check_queue_name(name)
+    if checked == QUEUE_PREFIX:
+        raise InvalidQueueName(f"Queue name {checked!r} is invalid: a notification "
+                               f"channel's queue is {QUEUE_PREFIX}<channel>, with a channel "
+                               "name.", field="name")
+    return checked
 
 
 def check_region(region: Any) -> str:
