@@ -18,13 +18,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from conveyor.errors import InvalidInput
 
-__all__ = ["ADDRESS_CHANNELS", "CSV_COLUMNS", "Category", "QuietHours", "Recipient",
-           "address_key", "allowed", "check_id", "parse_line", "parse_recipient",
-           "quiet_release_at", "recipient_json"]
+__all__ = ["ADDRESS_CHANNELS", "ADDRESS_SHAPES", "CSV_COLUMNS", "Category", "QuietHours",
+           "Recipient", "address_key", "address_shaped", "allowed", "check_id", "parse_line",
+           "parse_recipient", "quiet_release_at", "recipient_json"]
 
 ADDRESS_CHANNELS = ("email", "push", "fcm", "apns")
 """Channels a recipient can hold addresses for: email addresses, Web Push subscriptions
@@ -38,6 +39,18 @@ _ID = re.compile(r"[A-Za-z0-9_.:@+-]{1,200}")
 _LOCALE = re.compile(r"[A-Za-z]{2,3}([_-][A-Za-z0-9]{2,8})*")
 _CLOCK = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
 _FIELDS = frozenset({"timezone", "locale", "addresses", "preferences", "quiet_hours"})
+_FCM_TOKEN = re.compile(r"[A-Za-z0-9_:.-]+")  # registration tokens: base64url plus ':', '.'
+_APNS_TOKEN = re.compile(r"(?:[0-9A-Fa-f]{2}){16,100}")  # 16 to 100 bytes (32 today), hex
+_SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
+ADDRESS_SHAPES = {
+    "email": "an email address",
+    "push": "a Web Push subscription endpoint, an https:// URL with a host",
+    "fcm": "an FCM registration token (letters, digits, '-', '_', ':' and '.')",
+    "apns": "an APNs device token (32 to 200 hex digits, an even number)",
+    "webhook": "an http:// or https:// URL with a host",
+}
+"""What an address on each channel must be (`address_shaped`); other channels (apprise,
+an application's own) take any one line of text."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,9 +112,14 @@ def allowed(recipient: Recipient, category: Category, channel: str) -> bool:
 
 
 # parsing ------------------------------------------------------------------------------
-def parse_recipient(recipient_id: Any, doc: Any, updated_at: int = 0) -> Recipient:
+def parse_recipient(recipient_id: Any, doc: Any, updated_at: int = 0, *,
+                    stored: bool = False) -> Recipient:
     """A recipient from its JSON form (the body of `PUT /v1/recipients/{id}`); raises
-    `InvalidInput` naming the field. Missing fields take their defaults."""
+    `InvalidInput` naming the field. Missing fields take their defaults.
+
+    `stored`: read back from storage, where each address was checked when written; the
+    shapes of `address_shaped` are not asked again (they grew stricter since: a person
+    stored before must still read, and a `PUT` puts the addresses right)."""
     check_id(recipient_id)
     if not isinstance(doc, Mapping):
         raise InvalidInput("A recipient is a JSON object.", field="recipient")
@@ -116,7 +134,8 @@ def parse_recipient(recipient_id: Any, doc: Any, updated_at: int = 0) -> Recipie
         raise InvalidInput(f"locale must be a language tag such as en or pt-BR, not "
                            f"{locale!r:.40}.", field="locale")
     quiet = doc.get("quiet_hours")
-    return Recipient(recipient_id, timezone, locale, _addresses(doc.get("addresses", {})),
+    return Recipient(recipient_id, timezone, locale,
+                     _addresses(doc.get("addresses", {}), stored),
                      _preferences(doc.get("preferences", {})),
                      None if quiet is None else _quiet(quiet), updated_at)
 
@@ -149,7 +168,7 @@ def _zone(name: Any) -> ZoneInfo:
                            "Europe/Berlin or America/New_York.", field="timezone") from None
 
 
-def _addresses(value: Any) -> dict[str, tuple[Any, ...]]:
+def _addresses(value: Any, stored: bool) -> dict[str, tuple[Any, ...]]:
     if not isinstance(value, Mapping):
         raise InvalidInput("addresses must be an object of channel: [address, ...].",
                            field="addresses")
@@ -163,7 +182,7 @@ def _addresses(value: Any) -> dict[str, tuple[Any, ...]]:
         if not isinstance(items, list) or len(items) > MAX_ADDRESSES:
             raise InvalidInput(f"addresses.{channel} must be a list of at most "
                                f"{MAX_ADDRESSES} addresses.", field="addresses")
-        checked = tuple(_address(channel, a) for a in items)
+        checked = tuple(_address(channel, a, stored) for a in items)
         if len({_key(channel, a) for a in checked}) != len(checked):
             raise InvalidInput(f"addresses.{channel} repeats an address.", field="addresses")
         if checked:
@@ -171,22 +190,48 @@ def _addresses(value: Any) -> dict[str, tuple[Any, ...]]:
     return out
 
 
-def _address(channel: str, a: Any) -> Any:
+def _address(channel: str, a: Any, stored: bool) -> Any:
     if channel == "push":
         keys = a.get("keys") if isinstance(a, Mapping) else None
         if not isinstance(keys, Mapping) or not _short(a.get("endpoint")) or \
-                not str(a["endpoint"]).startswith("https://") or \
+                not (stored or address_shaped("push", a["endpoint"])) or \
                 not _short(keys.get("p256dh")) or not _short(keys.get("auth")):
             raise InvalidInput("A push address is a Web Push subscription: {\"endpoint\": "
-                               "\"https://...\", \"keys\": {\"p256dh\", \"auth\"}}.",
+                               "\"https://host/...\", \"keys\": {\"p256dh\", \"auth\"}}.",
                                field="addresses")
         return {"endpoint": a["endpoint"], "keys": {"p256dh": keys["p256dh"],
                                                     "auth": keys["auth"]}}
-    if not _short(a) or (channel == "email" and not _email(a)):
-        what = "an email address" if channel == "email" else "a device token"
-        raise InvalidInput(f"addresses.{channel} holds {what} per item, not {a!r:.60}.",
-                           field="addresses")
+    if not _short(a) or not (stored or address_shaped(channel, a)):
+        raise InvalidInput(f"addresses.{channel} holds {ADDRESS_SHAPES[channel]} per item, "
+                           f"not {a!r:.60}.", field="addresses")
     return a
+
+
+def address_shaped(channel: str, address: str) -> bool:
+    """Whether `address` has the shape of an address on `channel` (`ADDRESS_SHAPES`; for
+    push, a subscription's endpoint): the one rule for a recipient's addresses and for
+    the suppression list (`conveyor.broker.channels.check_address`). Other channels take
+    any text."""
+    if channel not in ADDRESS_SHAPES:
+        return True
+    if _SPACE_OR_CONTROL.search(address):
+        return False
+    if channel == "email":
+        return _email(address)
+    if channel == "fcm":
+        return _FCM_TOKEN.fullmatch(address) is not None
+    if channel == "apns":
+        return _APNS_TOKEN.fullmatch(address) is not None
+    return _url(address, ("https",) if channel == "push" else ("http", "https"))
+
+
+def _url(text: str, schemes: tuple[str, ...]) -> bool:
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 -- a port that is no number raises here
+    except ValueError:
+        return False
+    return parts.scheme in schemes and bool(parts.hostname)
 
 
 def _short(v: Any) -> bool:

@@ -34,7 +34,9 @@ def test_the_builtin_channels_are_the_notification_types_defaults() -> None:
 @pytest.mark.parametrize(("channel", "address"), [
     ("email", "ann@example.com"), ("push", "https://fcm.googleapis.com/wp/abc"),
     ("fcm", "token-1"), ("apns", "0" * 64), ("webhook", "https://hook.example"),
-    ("sms", "+4930123"),
+    ("sms", "+4930123"), ("push", "https://127.0.0.1:8443/sub/1"),
+    ("fcm", "dev00000001:APA91b" + "x" * 24), ("fcm", "a.b_c-d"), ("apns", "AbCdEf" * 6),
+    ("webhook", "http://127.0.0.1:8080/hook"), ("webhook", "HTTPS://hook.example:443/in?a=1"),
 ])
 def test_addresses_a_channel_takes(channel: str, address: str) -> None:
     assert check_address(channel, address) == address
@@ -45,6 +47,13 @@ def test_addresses_a_channel_takes(channel: str, address: str) -> None:
     ("push", "http://push.example/1"), ("push", "push.example/1"),
     ("fcm", " token"), ("apns", "tok\nen"), ("sms", ""), ("sms", "x" * 2049),
     ("webhook", "https://hook.example/\u0085"), ("email", 5),
+    # The shapes (an outside probe's): a URL without a host, a token with a space, an
+    # APNs token that is no hex or an odd or implausible length, a file:// webhook.
+    ("push", "https://"), ("push", "https:///sub/1"), ("push", "https://host:port/x"),
+    ("push", "https://host/a b"), ("fcm", "tok en"), ("fcm", "tok/en"), ("fcm", "tök"),
+    ("apns", "zz" * 32), ("apns", "0" * 63), ("apns", "0" * 30), ("apns", "0" * 202),
+    ("webhook", "file:///etc/passwd"), ("webhook", "ftp://hook.example/x"),
+    ("webhook", "https://"), ("webhook", "hook.example/in"), ("email", "ann @example.com"),
 ])
 def test_addresses_a_channel_refuses(channel: str, address: object) -> None:
     with pytest.raises(InvalidInput) as caught:

@@ -68,7 +68,7 @@ async def test_a_burst_becomes_one_message_per_address(broker: Broker,
                                                        clock: ManualClock) -> None:
     await broker.recipients.put("ann", {
         "locale": "pt-BR",
-        "addresses": {"email": ["ann@example.com", "ann@work.example"], "apns": "tok"},
+        "addresses": {"email": ["ann@example.com", "ann@work.example"], "apns": "0a" * 32},
         "preferences": {"likes": {"apns": False}}})
     sender = _sender(broker)
     t0 = clock()
@@ -108,7 +108,7 @@ async def test_a_burst_becomes_one_message_per_address(broker: Broker,
     (message,) = await broker.receive("notify-apns", 10)
     (item,) = Envelope.loads(message.body.text).items
     assert (item.to, item.data["count"], [e["text"] for e in item.data["events"]]) == (
-        "tok", 2, ["c1", "c2"])
+        "0a" * 32, 2, ["c1", "c2"])
     assert item.extra["locale"] == "pt-BR"  # rendered in the recipient's locale chain
     # After the release, the next event opens a new window.
     later = await notify_recipient(sender, PersonNotification(

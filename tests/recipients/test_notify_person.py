@@ -168,7 +168,7 @@ async def test_http_notify(broker: Broker, clock: ManualClock) -> None:
     async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as http:
         assert (await http.put("/v1/recipients/ann", json={
             "timezone": "Europe/Berlin", "addresses": {"email": ["ann@example.com"],
-                                                       "apns": ["tok"]},
+                                                       "apns": ["0a" * 32]},
             "preferences": {"news": {"apns": False}},
             "quiet_hours": _window_around(clock, "Europe/Berlin")})).status_code == 200
         got = await http.post("/v1/recipients/ann/notify", json={

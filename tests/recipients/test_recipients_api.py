@@ -9,7 +9,7 @@ import pytest
 from conveyor.broker.broker import Broker
 from conveyor.errors import InvalidInput, TooManyEntries
 from conveyor.http.app import create_app
-from conveyor.recipients import parse_line, parse_recipient
+from conveyor.recipients import Recipient, parse_line, parse_recipient
 
 ANN = {"timezone": "Europe/Berlin", "locale": "de-DE",
        "addresses": {"email": ["ann@example.com"], "fcm": ["tok-1"],
@@ -35,6 +35,13 @@ ANN = {"timezone": "Europe/Berlin", "locale": "de-DE",
                                                                    "auth": "A"}}]}},
      "addresses"),
     ({"addresses": {"fcm": [""]}}, "addresses"),
+    # The shapes the suppression list asks too (`recipients.address_shaped`, one rule):
+    ({"addresses": {"push": [{"endpoint": "https://", "keys": {"p256dh": "P",
+                                                               "auth": "A"}}]}},
+     "addresses"),
+    ({"addresses": {"fcm": ["tok en"]}}, "addresses"),
+    ({"addresses": {"apns": ["not-hex"]}}, "addresses"),
+    ({"addresses": {"apns": ["0" * 63]}}, "addresses"),
     ({"preferences": {"marketing": {"email": "no"}}}, "preferences"),
     ({"preferences": {"marketing": {"sms": False}}}, "preferences"),
     ({"nickname": "x"}, "nickname"),
@@ -63,6 +70,19 @@ async def test_put_get_replace_delete(broker: Broker) -> None:
     assert await broker.recipients.delete("ann")
     assert not await broker.recipients.delete("ann")
     assert await broker.recipients.count() == 0
+
+
+async def test_a_person_stored_before_the_address_shapes_still_reads(
+        broker: Broker) -> None:
+    """Stored rows are read through `parse_recipient` too; an APNs token that is no hex,
+    accepted before the shapes were asked, must not make the person unreadable."""
+    await broker.storage.recipient_put_many([Recipient("old", addresses={"apns": ("tok",)})],
+                                            broker.now())
+    old = await broker.recipients.get("old")
+    assert old is not None and old.addresses == {"apns": ("tok",)}
+    assert [r.id for r in await broker.recipients.page()] == ["old"]
+    with pytest.raises(InvalidInput):  # written again, it must have the shape
+        await broker.recipients.put("old", {"addresses": {"apns": ["tok"]}})
 
 
 async def test_put_many_is_all_or_nothing_per_batch(broker: Broker) -> None:

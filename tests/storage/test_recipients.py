@@ -12,7 +12,7 @@ ANN = parse_recipient("ann", {
                             "keys": {"p256dh": "P", "auth": "A"}}]},
     "preferences": {"marketing": {"email": False}, "digest": {"push": True}},
     "quiet_hours": {"start": "22:00", "end": "07:00"}})
-BOB = parse_recipient("bob", {"addresses": {"apns": "tok-b"}})
+BOB = parse_recipient("bob", {"addresses": {"apns": "0b" * 32}})
 
 
 async def test_put_get_replace_delete(storage: Storage, t0: int) -> None:
@@ -24,7 +24,7 @@ async def test_put_get_replace_delete(storage: Storage, t0: int) -> None:
     assert (got.timezone, got.locale, got.addresses, got.preferences, got.quiet_hours) == (
         ANN.timezone, ANN.locale, ANN.addresses, ANN.preferences, ANN.quiet_hours)
     bob = await storage.recipient_get("bob")
-    assert bob is not None and bob.addresses == {"apns": ("tok-b",)}
+    assert bob is not None and bob.addresses == {"apns": ("0b" * 32,)}
     assert bob.quiet_hours is None and bob.timezone == "UTC"
     assert await storage.recipient_count() == 2
     # Replacing is whole: fields left out take their defaults.

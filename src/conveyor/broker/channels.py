@@ -15,7 +15,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from conveyor.errors import InvalidInput, QueueNotFound
-from conveyor.recipients import ADDRESS_CHANNELS, parse_recipient
+from conveyor.recipients import ADDRESS_SHAPES, address_shaped
 
 if TYPE_CHECKING:
     from conveyor.broker.broker import Broker
@@ -36,9 +36,6 @@ CASELESS_CHANNELS = frozenset({"email"})
 _DLQ_SUFFIX = "-dlq"  # `notify-<channel>-dlq` is a channel's dead letters, not a channel
 _SHOWN = 20  # channels named in an error; an app with hundreds gets the first ones
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-_WHAT = {"email": "an email address",
-         "push": "a Web Push subscription endpoint (https://...)",
-         "fcm": "an FCM registration token", "apns": "an APNs device token"}
 
 
 async def known_channels(broker: Broker) -> list[str]:
@@ -94,20 +91,13 @@ def check_line(field: str, value: Any, most: int) -> str:
 
 def check_address(channel: str, address: Any) -> str:
     """Return `address` if `channel` could send to it, else raise `InvalidInput` (field
-    `address`): one line of text for every channel, and for email, push, fcm and apns
-    what a recipient's address there must be (`conveyor.recipients`, the check notifying
-    a person relies on)."""
+    `address`): one line of text for every channel, and for email, push, fcm, apns and
+    webhook the shape a recipient's address there has too (`recipients.address_shaped`,
+    the one rule; a push subscription is known here by its endpoint)."""
     text = check_line("address", address, MAX_ADDRESS)
-    if channel in ADDRESS_CHANNELS:
-        # The suppression list knows a push subscription by its endpoint
-        # (`recipients.address_key`); the recipients' check takes the whole subscription.
-        shape: Any = ({"endpoint": text, "keys": {"p256dh": "-", "auth": "-"}}
-                      if channel == "push" else text)
-        try:
-            parse_recipient("suppression", {"addresses": {channel: [shape]}})
-        except InvalidInput:
-            raise InvalidInput(f"address must be {_WHAT[channel]} on channel {channel}, "
-                               f"not {text!r:.60}.", field="address") from None
+    if not address_shaped(channel, text):
+        raise InvalidInput(f"On channel {channel}, address must be "
+                           f"{ADDRESS_SHAPES[channel]}, not {text!r:.60}.", field="address")
     return text
 
 

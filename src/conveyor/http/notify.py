@@ -62,8 +62,9 @@ class SuppressionIn(BaseModel):
     address: str = Field(description=(
         "What the channel sends to, 1 to 2048 characters, one line, no white space at "
         "either end: an email address (email), a Web Push subscription's https:// "
-        "endpoint (push), a registration or device token (fcm, apns), the URL "
-        "(webhook, apprise)."))
+        "endpoint with a host (push), a registration token of letters, digits, - _ : . "
+        "(fcm), a device token of 32 to 200 hex digits (apns), an http:// or https:// "
+        "URL with a host (webhook), the URL (apprise)."))
     reason: str = Field("unsubscribed", description="One line, 1 to 4000 characters.")
 
 

@@ -150,8 +150,10 @@ def recipient_columns(r: Recipient) -> tuple[str, str, str, str, str, str | None
 
 def recipient_from_row(row: Row) -> Recipient:
     """(id, timezone, locale, addresses, preferences, quiet_hours, updated_at) -> Recipient,
-    through the one parser (a row written by a newer node is checked like any input)."""
+    through the one parser (a row written by a newer node is checked like any input, but
+    for the addresses' shapes, which a row written before they were asked need not
+    have)."""
     doc = {"timezone": row[1], "locale": row[2], "addresses": orjson.loads(row[3]),
            "preferences": orjson.loads(row[4]),
            "quiet_hours": None if row[5] is None else orjson.loads(row[5])}
-    return parse_recipient(row[0], doc, int(row[6]))
+    return parse_recipient(row[0], doc, int(row[6]), stored=True)
