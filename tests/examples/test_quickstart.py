@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -27,6 +28,35 @@ def test_job_queue_example_runs_on_its_own_file(tmp_path: Path) -> None:
     assert sorted(done.stdout.splitlines()) == [
         f"welcome mail to user {i} <user{i}@example.com>" for i in (1, 2, 3)]
     assert (tmp_path / "quickstart-jobs.db").exists()  # relative: not the embedded default
+
+
+def test_the_readme_s_worker_command_works_on_the_example_s_jobs(tmp_path: Path) -> None:
+    command = ".venv/bin/conveyor worker examples.quickstart.tasks:app"
+    assert f"`{command}`" in (ROOT / "README.md").read_text()
+    database = f"sqlite:///{tmp_path / 'jobs.db'}"
+    enqueue = ("import asyncio, examples.quickstart.tasks as t\n"
+               "async def main():\n"
+               "    await t.send_welcome.aenqueue(7, 'u7@example.com')\n"
+               "    await t.app.aclose()\n"
+               "asyncio.run(main())\n")
+    env = {"PATH": "/usr/bin:/bin", "CONVEYOR_EXAMPLE_DATABASE": database}
+    subprocess.run([sys.executable, "-c", enqueue], cwd=ROOT, env=env, check=True,
+                   timeout=60)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "conveyor.cli.main", *command.split()[1:]], cwd=ROOT,
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert worker.stdout is not None
+        lines = []
+        for line in worker.stdout:  # the job's line, or the worker's end on a failure
+            lines.append(line)
+            if "welcome mail to user 7 <u7@example.com>" in line:
+                break
+        else:
+            raise AssertionError("".join(lines))
+    finally:
+        worker.send_signal(signal.SIGINT)
+        worker.communicate(timeout=30)
 
 
 def test_in_process_example_is_the_readme_s_and_writes_here(tmp_path: Path) -> None:
