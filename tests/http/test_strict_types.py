@@ -74,3 +74,15 @@ async def test_a_wrong_type_is_refused_and_nothing_applied(http: httpx.AsyncClie
     assert made.status_code == 201 and made.json()["attributes"]["visibility_timeout"] == 5
     take = await http.post("/v1/limits/take", json={"key": "k", "rate": 5, "per": 1.5})
     assert take.status_code == 200 and take.json()["granted"] == 1
+
+
+async def test_a_missing_body_names_the_body(http: httpx.AsyncClient, broker: Broker) -> None:
+    """It answered `"Field required."` and no field; nothing is applied."""
+    for method, path in [("post", "/v1/queues"), ("post", "/v1/suppressions"),
+                         ("put", "/v1/recipients/ann"), ("post", "/v1/limits/take")]:
+        for headers in ({}, {"content-type": "application/json"}):
+            error = assert_error(await http.request(method, path, headers=headers), 422,
+                                 "missing_parameter", field="body")
+            assert error["message"] == "A JSON body is required.", (path, error)
+    assert [q.name for q in await broker.list_queues()] == ["base"]
+    assert await broker.recipients.get("ann") is None

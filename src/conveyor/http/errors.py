@@ -97,6 +97,10 @@ def validation_error_response(errors: Sequence[Any]) -> Response:
         return error_response(400, "malformed_json", f"The request body is not valid JSON: "
                                                      f"{detail}.")
     loc = list(first.get("loc", ()))
+    if loc == ["body"] and first.get("type") == "missing":
+        # The whole body, not a field in it: pydantic's "Field required." named nothing.
+        return error_response(422, "missing_parameter", "A JSON body is required.",
+                              field="body")
     if loc and loc[0] in ("body", "query", "path", "header", "cookie"):
         loc = loc[1:]  # where in the request, not which field
     index = next((part for part in loc if isinstance(part, int)), None)
