@@ -15,38 +15,27 @@ import shutil
 import socket
 import tempfile
 import time
-from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import psutil  # type: ignore[import-untyped]
 
 from conveyor.demo import peers
-from conveyor.demo.cpu import ServerCpu, run_queue_wait
+from conveyor.demo.cpu import run_queue_wait
 from conveyor.demo.crashes import CRASH_VISIBILITY, Crashes, WorkerPool
+from conveyor.demo.drive import drive
 from conveyor.demo.mobile_peers import apns_token, fcm_token
-from conveyor.demo.people import (
-    PeopleRun,
-    deliverable,
-    import_people,
-    notify_everyone,
-    plain_build_seconds,
-)
+from conveyor.demo.people import PeopleRun, deliverable, import_people
 from conveyor.demo.report import Report, render_report
 from conveyor.demo.worker import worker_main
-from conveyor.demo.workload import TEMPLATES, data, email_address
-from conveyor.notify import Apns, Email, Fcm, Notification, WebPush
+from conveyor.demo.workload import email_address
 from conveyor.notify.delivery_options import DeliveryOptions
-
-if TYPE_CHECKING:
-    from conveyor.broker.broker import Broker
 
 __all__ = ["DemoConfig", "run_demo"]
 
 SUBSCRIBER_KEYS = 16
-ENQUEUE_BATCH = 5000
 
 
 CHANNELS = ("email", "push", "fcm", "apns")
@@ -206,8 +195,8 @@ def run_demo(config: DemoConfig, out: Callable[[str], None] = print) -> Report:
         for size, group in groups:
             for _ in range(size):
                 pool.start(group)
-        report = asyncio.run(_drive(config, url, counts, offsets, ports, sub_keys,
-                                    pool, stop, crashes, started, out, people))
+        report = asyncio.run(drive(config.progress, url, counts, offsets, ports, sub_keys,
+                                   pool, stop, crashes, started, out, people))
         report.sinks = {c: sink.name for c, sink in sinks.items()}
         report.peer_cpu = {c: _cpu_of([s.pid]) - sinks_before[c] for c, s in sinks.items()}
         report.peer_cpu["sink"] = sum(report.peer_cpu.values())
@@ -306,233 +295,6 @@ def _cpu_of(pids: list[int | None]) -> float:
         except psutil.Error:
             pass
     return total
-
-
-async def _drive(config: DemoConfig, url: str, counts: dict[str, int],
-                 offsets: dict[str, int], ports: dict[str, int],
-                 sub_keys: list[dict[str, Any]], pool: WorkerPool, stop: Any,
-                 crashes: Crashes | None, started: float, out: Callable[[str], None],
-                 people: PeopleRun | None = None) -> Report:
-    from conveyor.connect import open_broker, sqlite_write_lock
-    from conveyor.notify import Notifier
-    from conveyor.notify.channel import Channel
-
-    total = sum(counts.values())
-    report = Report(messages=total, counts=dict(counts), crashes=crashes)
-    if people is not None:  # the opted-out are never sent
-        total -= sum(1 for c, n in counts.items()
-                     for i in range(offsets[c], offsets[c] + n) if not deliverable(i))
-    broker = open_broker(url, sweep_interval=None)
-    await broker.start()
-    server = ServerCpu(url)
-    sampled = 0.0
-    stub = {name: Channel() for name in counts}
-    notifier = Notifier(broker, channels=stub, templates=TEMPLATES)
-    latest: dict[int, dict[str, Any]] = {}
-    finals: dict[int, dict[str, Any]] = {}
-    enqueued = 0
-    first_delivery: float | None = None
-    progress = _Progress(total, config.progress)
-
-    def drain() -> None:
-        for item in pool.reports():
-            latest[item["worker"]] = item
-            if item["final"]:
-                finals[item["worker"]] = item
-
-    def delivered() -> tuple[int, int]:
-        return (sum(r["sent"] for r in latest.values()),
-                sum(r["failed"] for r in latest.values()))
-
-    build = [0.0]
-
-    async def enqueue() -> None:
-        nonlocal enqueued
-        # batches of every channel interleaved, each channel at its own share of the run
-        plan = [(c, i) for c, n in counts.items()
-                for i in range(offsets[c], offsets[c] + n, ENQUEUE_BATCH)]
-        plan.sort(key=lambda p: (p[1] - offsets[p[0]]) / counts[p[0]])
-        for channel, start in plan:
-            since = time.perf_counter()
-            end = min(start + ENQUEUE_BATCH, offsets[channel] + counts[channel])
-            notes = [_notification(channel, i, ports, sub_keys) for i in range(start, end)]
-            by_channel = notifier.items(notes)
-            build[0] += time.perf_counter() - since
-            for ch, items in by_channel.items():
-                await notifier.enqueue_items(ch, items)
-            enqueued += end - start
-            progress.update(enqueued, *delivered())
-            drain()
-
-    async def notify_people() -> None:
-        nonlocal enqueued
-        assert people is not None
-        spans = [(c, offsets[c], n) for c, n in counts.items()]
-        people.plain_build_us = plain_build_seconds(notifier, spans) * 1e6
-
-        def moved(n: int) -> None:
-            nonlocal enqueued
-            enqueued = n
-            progress.update(enqueued, *delivered())
-            drain()
-        await notify_everyone(notifier, people, moved)
-
-    producer = asyncio.create_task(enqueue() if people is None else notify_people())
-    try:
-        while True:
-            await asyncio.sleep(0.2)
-            drain()
-            if time.monotonic() - sampled >= 1.0:
-                await server.sample()
-                sampled = time.monotonic()
-            sent, failed = delivered()
-            if first_delivery is None and sent:
-                first_delivery = time.perf_counter()
-            progress.update(enqueued, sent, failed)
-            if producer.done():
-                producer.result()
-                if report.enqueue_seconds == 0:
-                    report.enqueue_seconds = time.perf_counter() - started
-            if people is not None:
-                await _people_tick(broker, people, started, sent, producer.done())
-            if crashes is None and sent + failed >= total and producer.done():
-                break
-            if crashes is not None and await _crash_tick(broker, pool, crashes, total,
-                                                         producer.done()):
-                break
-            if not any(p.is_alive() for p in pool.live):
-                raise RuntimeError("every delivery worker exited early")
-        report.deliver_seconds = time.perf_counter() - started
-        if people is not None:
-            people.all_seconds = report.deliver_seconds
-        report.ledger = await broker.ledger.counts()
-        if crashes is not None:
-            crashes.kills = pool.kills
-            crashes.resent = await broker.ledger.resent()
-        report.enqueue_waits = {"build": build[0], **notifier.waits}
-    finally:
-        progress.close()
-        stop.set()
-        producer.cancel()
-        deadline = time.monotonic() + 20
-        while len(finals) < len(pool.live) and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-            drain()
-        await server.sample()
-        await server.close()
-        await broker.close()
-    report.server_cpu, report.server_waited = server.cpu, server.waited
-    report.wall_seconds = time.perf_counter() - started
-    lat = array("q")
-    for f in finals.values():
-        chunk = array("q")
-        chunk.frombytes(f["latencies"])
-        lat.extend(chunk)
-    report.latencies = sorted(lat)
-    report.sent, report.failed = delivered()
-    if crashes is not None:  # killed workers' last reports count sends that were redone
-        report.sent = sum(c["sent"] for c in report.ledger.values())
-        report.failed = sum(c["failed"] + c["unknown"] for c in report.ledger.values())
-    report.worker_cpu = sum(f["cpu"] for f in finals.values())
-    report.render_cpu = sum(f["render_cpu"] for f in finals.values())
-    report.broker_cpu = sum(f["broker_cpu"] for f in finals.values())
-    report.run_queue = sum(f.get("run_queue", 0.0) for f in finals.values())
-    report.write_lock["producer"] = sqlite_write_lock()
-    report.write_lock["workers"] = {k: sum(f.get("write_lock", {}).get(k, 0.0)
-                                           for f in finals.values())
-                                    for k in report.write_lock["producer"]}
-    for f in finals.values():
-        for stage, seconds in f.get("waits", {}).items():
-            report.waits[stage] = report.waits.get(stage, 0.0) + seconds
-    report.pipelined = any(f.get("smtp_pipelined") for f in finals.values())
-    return report
-
-
-async def _people_tick(broker: Broker, people: PeopleRun, started: float, sent: int,
-                       notified: bool) -> None:
-    """The recipient run's marks: when the plain group is all sent (only it can be, before
-    the window ends), and the held count a second before the window ends."""
-    now_ms = time.time() * 1000
-    if people.rest_seconds is None and notified and sent >= people.counts.queued and \
-            now_ms < people.release_ms:
-        people.rest_seconds = time.perf_counter() - started
-    if people.held_before_release is None and notified and \
-            people.release_ms - 1500 <= now_ms < people.release_ms:
-        counts = await broker.ledger.counts()
-        people.held_before_release = sum(c["held"] for c in counts.values())
-
-
-async def _crash_tick(broker: Broker, pool: WorkerPool, crashes: Crashes, total: int,
-                      enqueued: bool) -> bool:
-    """Kill the oldest delivering worker when it is time; True once the ledger has every
-    notification settled (the workers' own counts include sends a killed worker never
-    recorded)."""
-    now = time.monotonic()
-    pool.restart_exited()
-    if now >= crashes.next_kill and pool.oldest_age() >= crashes.every and pool.delivering:
-        pool.kill_oldest()
-        crashes.next_kill = now + crashes.every
-    if not enqueued or now < crashes.next_count:
-        return False
-    crashes.next_count = now + 1.0
-    counts = await broker.ledger.counts()
-    return sum(c["sent"] + c["failed"] + c["unknown"] for c in counts.values()) >= total
-
-
-class _Progress:
-    """Live bars (rich) on a terminal; nothing otherwise."""
-
-    def __init__(self, total: int, enabled: bool) -> None:
-        self.bars: Any = None
-        if not enabled:
-            return
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TaskProgressColumn,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-            TransferSpeedColumn,
-        )
-
-        del TransferSpeedColumn
-        self.bars = Progress(TextColumn("{task.description:>10}"), BarColumn(),
-                             MofNCompleteColumn(), TaskProgressColumn(),
-                             TextColumn("{task.fields[rate]:>9} msg/s"),
-                             TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-                             refresh_per_second=5)
-        self.enq = self.bars.add_task("enqueued", total=total, rate="")
-        self.out = self.bars.add_task("delivered", total=total, rate="")
-        self.bad = self.bars.add_task("failed", total=total, rate="")
-        self.bars.start()
-
-    def update(self, enqueued: int, sent: int, failed: int) -> None:
-        if self.bars is None:
-            return
-        for task, value in ((self.enq, enqueued), (self.out, sent), (self.bad, failed)):
-            speed = self.bars.tasks[task].speed
-            self.bars.update(task, completed=value,
-                             rate=f"{speed:,.0f}" if speed else "")
-
-    def close(self) -> None:
-        if self.bars is not None:
-            self.bars.stop()
-
-
-def _notification(channel: str, i: int, ports: dict[str, int],
-                  sub_keys: list[dict[str, Any]]) -> Notification:
-    """The demo's notification i on a channel."""
-    if channel == "email":
-        return Email(to=email_address(i), template="demo", data=data(i))
-    if channel == "push":
-        return WebPush(subscription={"endpoint": f"http://127.0.0.1:{ports['push']}/push/{i}",
-                                     "keys": sub_keys[i % len(sub_keys)]},
-                       template="demo", data=data(i))
-    if channel == "fcm":
-        return Fcm(token=fcm_token(i), template="demo", data=data(i), priority="high")
-    return Apns(token=apns_token(i), template="demo", data=data(i))
 
 
 def _b64(raw: bytes) -> str:
