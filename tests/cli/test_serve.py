@@ -6,6 +6,7 @@ import re
 import socket
 import sqlite3
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
@@ -38,6 +39,18 @@ def test_sqlite_urls_follow_sqlalchemy_and_say_which_file(tmp_path: Path) -> Non
     assert str(absolute).startswith("/")
     made = run_conveyor("migrate", "--database", f"sqlite:///{absolute}", cwd=work)
     assert made.returncode == 0 and absolute.exists(), made.stderr
+
+
+def test_migrate_names_a_postgres_database_without_its_password(postgres_url: str) -> None:
+    parts = urlsplit(postgres_url)
+    secret = parts.password or "s3cret"  # (the local test server trusts loopback)
+    host = parts.netloc.rpartition("@")[2]
+    url = urlunsplit(parts._replace(netloc=f"{parts.username}:{secret}@{host}"))
+    result = run_conveyor("migrate", "--database", f"{url}?password={secret}")
+    assert result.returncode == 0, result.stderr
+    shown = urlunsplit(parts._replace(netloc=f"{parts.username}@{host}"))
+    assert f"using PostgreSQL {shown}" in result.stderr
+    assert secret not in result.stderr + result.stdout
 
 
 def test_a_port_clash_names_the_port(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import uvicorn
 
@@ -132,8 +133,9 @@ def run_serve(config: Config) -> int:
 
 
 def migrate(url: str) -> tuple[int, int]:
-    """Open the database (which applies pending migrations), saying which SQLite file it
-    is; (applied, known) versions."""
+    """Open the database (which applies pending migrations), saying which one it is (an
+    SQLite file's full path; a PostgreSQL URL without its password); (applied, known)
+    versions."""
     storage = storage_from_url(url)
     path = getattr(storage, "path", None)  # an SQLite file: a relative URL hides where
     if path is not None:
@@ -142,6 +144,8 @@ def migrate(url: str) -> tuple[int, int]:
         kind = "the embedded SQLite database" if where == default_sqlite_path().resolve() \
             else "the SQLite database"
         say(f"{state} {kind} {where}")
+    else:
+        say(f"using PostgreSQL {without_password(url)}")
 
     async def run() -> tuple[int, int]:
         await storage.open()
@@ -151,6 +155,18 @@ def migrate(url: str) -> tuple[int, int]:
             await storage.close()
 
     return asyncio.run(run())
+
+
+def without_password(url: str) -> str:
+    """A database URL fit to print: its password (in the URL's user part or its query)
+    left out."""
+    parts = urlsplit(url)
+    if parts.password is not None:
+        host = parts.netloc.rpartition("@")[2]
+        parts = parts._replace(netloc=f"{parts.username or ''}@{host}")
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
+             if k != "password"]
+    return urlunsplit(parts._replace(query=urlencode(query)))
 
 
 # one worker process ------------------------------------------------------------------
