@@ -3,8 +3,8 @@ Jinja's immutable sandbox and each render spends a `RenderBudget` (CPU, characte
 built, call depth); a step no budget could interrupt (`7 ** 20000000`, `'x' * 10**9`,
 `range(10**9)`) is refused before it runs. Here are the limits, `Sandbox` (which bounds
 operators) and `lint`, which `conveyor.locales.parse_template` runs at `PUT` to refuse what
-can never render; the renderer (`conveyor.notify.locales`) adds the hooks of loops, calls,
-filters and blocks.
+can never render; the renderer (`conveyor.notify.render_hooks`) adds the hooks of loops,
+calls, filters and blocks.
 """
 
 from __future__ import annotations

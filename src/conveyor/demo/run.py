@@ -8,7 +8,6 @@ ended when the run ends (or fails), and the SQLite file is a fresh temporary one
 from __future__ import annotations
 
 import asyncio
-import base64
 import multiprocessing as mp
 import os
 import shutil
@@ -296,6 +295,3 @@ def _cpu_of(pids: list[int | None]) -> float:
             pass
     return total
 
-
-def _b64(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
