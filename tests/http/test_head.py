@@ -43,6 +43,19 @@ async def test_head_where_no_get_is_a_405_naming_head(http: httpx.AsyncClient) -
     assert "HEAD" in listed.headers["allow"]
 
 
+@pytest.mark.parametrize("path", ["/api-docs", "/openapi.json"])
+async def test_a_wrong_method_on_a_page_outside_the_openapi_document_names_head(
+        http: httpx.AsyncClient, path: str) -> None:
+    """HEAD works there, and Allow said GET alone (Starlette's, with its bare "Method Not
+    Allowed"): the router is asked for the routes the OpenAPI document leaves out."""
+    for method in ("POST", "DELETE"):
+        got = await http.request(method, path)
+        error = assert_error(got, 405, "method_not_allowed")
+        assert got.headers["allow"] == "GET, HEAD"
+        assert error["message"] == f"{method} is not allowed on {path}; it takes GET, HEAD."
+    assert (await http.head(path)).status_code == 200
+
+
 async def test_head_on_a_leasing_get_is_a_405_and_leases_nothing(
         http: httpx.AsyncClient, broker: Broker) -> None:
     # GET /wq receives (leases); a HEAD there, a link checker's, would lease to nobody.

@@ -159,16 +159,17 @@ def is_dashboard_path(path: str) -> bool:
 def _allowed_methods(request: Request) -> list[str]:
     path = request.url.path
     methods: set[str] = set()
-    if is_dashboard_path(path):
-        # The dashboard's routes are left out of the OpenAPI document: ask the router.
-        for route in _routes(request.app.routes):
-            if route.methods and route.path_regex.fullmatch(path):
-                methods.update(route.methods)
-    else:
+    if not is_dashboard_path(path):
         # From the OpenAPI paths: the routes a client can know of (FastAPI nests the rest).
         for template, operations in request.app.openapi().get("paths", {}).items():
             if compile_path(template)[0].fullmatch(path):
                 methods.update(m.upper() for m in operations if m != "parameters")
+    if not methods:
+        # Routes left out of the OpenAPI document (the dashboard's, `/api-docs`,
+        # `/openapi.json`): ask the router. Starlette's own Allow there said GET alone.
+        for route in _routes(request.app.routes):
+            if route.methods and route.path_regex.fullmatch(path):
+                methods.update(route.methods)
     if "GET" in methods and head_allowed(path):
         methods.add("HEAD")  # GET routes take HEAD (`conveyor.http.head`)
     return sorted(methods)
