@@ -111,6 +111,25 @@ async def test_forms_act_with_the_session_token(ui: tuple[httpx.AsyncClient, Bro
 
 
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_an_unknown_page_is_a_404_page(ui: tuple[httpx.AsyncClient, Broker]) -> None:
+    """It was the API's JSON 404; the path is shown escaped. Outside the dashboard the
+    API's 404 stays JSON."""
+    http, _ = ui
+    for path in ("/ui/nosuch", "/ui/queues/q/nosuch", "/ui/<b>x</b>"):
+        for method in ("GET", "POST"):
+            got = await http.request(method, path)
+            assert got.status_code == 404, (method, path)
+            assert got.headers["content-type"].startswith("text/html")
+            assert "frame-ancestors 'none'" in got.headers["content-security-policy"]
+            assert "<title>Not found · conveyor</title>" in got.text
+            assert "No dashboard page at /ui/" in got.text and "<b>" not in got.text
+    head = await http.head("/ui/nosuch")
+    assert head.status_code == 404 and head.content == b""
+    api = await http.get("/v1/nosuch")
+    assert api.status_code == 404 and api.json()["error"]["code"] == "not_found"
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 async def test_the_send_form_refuses_a_delay_or_priority_that_is_no_whole_number(
         ui: tuple[httpx.AsyncClient, Broker]) -> None:
     """They were taken for "not given" (an outside probe): sent at once, priority 0."""

@@ -103,13 +103,13 @@ def render_page(request: Request, template: str, *, status: int = 200, **context
     return _page(request, template, status=status, **context)
 
 
-def refused_page(reason: str, status: int, headers: Mapping[str, str] | None = None
-                 ) -> Response:
-    """The dashboard's page for a refused request (`refused.html`: the reason and a way
-    back), with the security headers every page gets; for the router's 405 on a
-    dashboard path (`conveyor.http.errors`)."""
-    return HTMLResponse(_env.get_template("refused.html").render(reason=reason), status,
-                        headers={**_PAGE_HEADERS, **(headers or {})})
+def refused_page(reason: str, status: int, headers: Mapping[str, str] | None = None, *,
+                 title: str = "Refused") -> Response:
+    """The dashboard's page for a refused request (`refused.html`: the title, the reason
+    and a way back), with the security headers every page gets; for the router's 404 and
+    405 on a dashboard path (`conveyor.http.errors`)."""
+    return HTMLResponse(_env.get_template("refused.html").render(reason=reason, title=title),
+                        status, headers={**_PAGE_HEADERS, **(headers or {})})
 
 
 # pages --------------------------------------------------------------------------------

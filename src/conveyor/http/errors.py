@@ -134,6 +134,12 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     method = method_of(request)  # HEAD, where routes saw a GET (`conveyor.http.head`)
     if exc.status_code == 404:
         message = f"No route for {method} {request.url.path}."
+        if is_dashboard_path(request.url.path):
+            from conveyor.http.dashboard import refused_page  # (see the 405 below)
+
+            # A page, as the dashboard's missing queue or job is: not the API's JSON.
+            return refused_page(f"No dashboard page at {request.url.path}.", 404, headers,
+                                title="Not found")
     elif exc.status_code == 405:
         # Starlette's Allow names only the first route whose path matched (PUT for
         # /v1/jobs/counts, from /v1/jobs/{job_id}); name every route's methods.
