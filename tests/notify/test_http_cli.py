@@ -15,6 +15,7 @@ from conveyor.broker.broker import Broker
 from conveyor.demo.loopback import SmtpSink
 from conveyor.http.app import create_app
 from conveyor.notify import Email, Notifier, SmtpChannel
+from conveyor.notify.notifier import DUPLICATE
 from tests.notify.helpers import TEMPLATES, deliver_until, smtp_server
 
 
@@ -83,8 +84,12 @@ def test_cli_send_then_worker_delivers_once(tmp_path: Path) -> None:
                          "--idempotency-key", "signup-1", "--templates", str(templates),
                          "--database", db, cwd=tmp_path)
         assert done.returncode == 0, done.stderr
-        sent.append(json.loads(done.stdout)["delivery_id"])
-    assert sent[0] == sent[1]
+        sent.append(json.loads(done.stdout))
+    assert sent[0]["delivery_id"] == sent[1]["delivery_id"]
+    # The second says nothing new was sent, as the recipients' route does (it printed
+    # the same id alone, as if sent again).
+    assert (sent[0]["status"], sent[0]["reason"]) == ("queued", None)
+    assert (sent[1]["status"], sent[1]["reason"]) == ("duplicate", DUPLICATE)
     bad = _conveyor("notify", "send", "--channel", "email", "--to", "a@example.com",
                     "--template", "nope", "--templates", str(templates), "--database", db,
                     cwd=tmp_path)
@@ -97,7 +102,7 @@ def test_cli_send_then_worker_delivers_once(tmp_path: Path) -> None:
     assert json.loads(done.stdout.splitlines()[-1])["sent"] == 1
     assert sink.received == {"a@example.com": 1}
     assert b"Subject: Welcome, Ann" in sink.messages[0][2]
-    status = _conveyor("notify", "status", sent[0], "--database", db, cwd=tmp_path)
+    status = _conveyor("notify", "status", sent[0]["delivery_id"], "--database", db, cwd=tmp_path)
     assert json.loads(status.stdout)["status"] == "sent"
     counts = json.loads(_conveyor("notify", "counts", "--database", db, cwd=tmp_path).stdout)
     assert counts["counts"]["email"]["sent"] == 1 and counts["resent_after_crash"] == {}

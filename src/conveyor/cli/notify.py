@@ -129,6 +129,7 @@ def _bounces(args: argparse.Namespace) -> int:
 
 def _send(args: argparse.Namespace) -> int:
     from conveyor.notify import Channel, Notifier
+    from conveyor.notify.notifier import DUPLICATE
     from conveyor.notify.settings import notification
 
     note = notification(args.channel, args.to, template=args.template, data=args.data,
@@ -138,8 +139,19 @@ def _send(args: argparse.Namespace) -> int:
     # Enqueuing needs only the channel's name (and the templates, to check the name).
     notifier = Notifier(args.database, channels={args.channel: Channel()},
                         templates=args.templates)
-    (delivery_id,) = notifier.send_many([note])
-    print(json.dumps({"delivery_id": delivery_id, "channel": args.channel}))
+    fresh: set[str] = set()
+
+    async def run() -> list[str]:
+        async with notifier:
+            return await notifier.asend_many([note], fresh=fresh)
+
+    (delivery_id,) = asyncio.run(run())
+    # Said as `POST /v1/recipients/{id}/notify` says it: the same id printed again alone
+    # read as a second notification sent.
+    made = delivery_id in fresh
+    print(json.dumps({"delivery_id": delivery_id, "channel": args.channel,
+                      "status": "queued" if made else "duplicate",
+                      "reason": None if made else DUPLICATE}))
     return 0
 
 

@@ -36,10 +36,15 @@ if TYPE_CHECKING:
     from conveyor.broker.broker import Broker
     from conveyor.worker.app import App
 
-__all__ = ["Notifier"]
+__all__ = ["DUPLICATE", "Notifier"]
 
 MAX_ENVELOPES_PER_SEND = 100
 LEDGER_BATCH = 1000  # the most rows one ledger write takes
+DUPLICATE = ("the same notification was made before (the same idempotency key, or without "
+             "one the same content to this address, within the keep time); nothing new was "
+             "sent")
+"""Why a notification is a `duplicate`: the reason `conveyor notify send` and
+`POST /v1/recipients/{id}/notify` give."""
 
 
 class Notifier:
@@ -130,14 +135,17 @@ class Notifier:
             by_channel.setdefault(n.channel, []).append(to_item(n, at))
         return by_channel
 
-    async def asend_many(self, notifications: Sequence[Notification]) -> list[str]:
-        """Enqueue notifications; returns their delivery ids (in order per channel)."""
+    async def asend_many(self, notifications: Sequence[Notification], *,
+                         fresh: set[str] | None = None) -> list[str]:
+        """Enqueue notifications; returns their delivery ids (in order per channel). The
+        ids enqueued now are added to `fresh`: an id left out was made before (the same
+        idempotency key or content, `DUPLICATE`), and nothing new was sent for it."""
         ids: list[str] = []
         # Stored templates (`PUT /v1/templates/{name}`) are read before `items` checks names.
         await self.templates.prepare(self.broker, {
             t for n in notifications if (t := getattr(n, "template", None)) is not None})
         for channel, items in self.items(notifications).items():
-            await self.enqueue_items(channel, items)
+            await self.enqueue_items(channel, items, fresh=fresh)
             ids += [i.id for i in items]
         return ids
 

@@ -39,6 +39,7 @@ from conveyor.ledger import DeliveryUpdate, NewDelivery
 from conveyor.locales import stored_name
 from conveyor.notify.delivery import queue_name
 from conveyor.notify.models import Apns, Email, Fcm, Item, WebPush, delivery_id, to_item
+from conveyor.notify.notifier import DUPLICATE
 from conveyor.recipients import (
     ADDRESS_CHANNELS,
     Category,
@@ -307,14 +308,9 @@ async def notify_recipient(notifier: Notifier, n: PersonNotification,
     await _record_skips(notifier, [p for p in planned if p.status == "skipped"])
     # Said as it is: an answer of `queued` for what was recorded before (and so not sent
     # again) would claim a delivery that is not coming.
-    return [replace(p, status="duplicate", reason=_DUPLICATE, release_at=None)
+    return [replace(p, status="duplicate", reason=DUPLICATE, release_at=None)
             if p.status in ("queued", "held") and p.item and p.delivery_id not in fresh
             else p for p in planned]
-
-
-_DUPLICATE = ("the same notification was made before (the same idempotency key, or "
-              "without one the same category, template and data to this address, within "
-              "the keep time); nothing new was sent")
 
 
 async def _stored(notifier: Notifier, name: str) -> Compiled | None:
