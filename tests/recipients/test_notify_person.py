@@ -210,6 +210,29 @@ async def test_http_notify(broker: Broker, clock: ManualClock) -> None:
 
 
 
+async def test_a_suppressed_only_address_is_one_skip(broker: Broker) -> None:
+    """The address's own skip and the `none` row saying nothing is left were counted as
+    two skips (an outside probe); the row is still listed, and counts alone."""
+    transport = httpx.ASGITransport(app=create_app(broker, file_templates=TEMPLATES))
+    async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as http:
+        for rid, addresses in (("ann", {"email": ["ann@example.com"]}),
+                               ("bob", {"email": ["bob@example.com"], "fcm": ["tok-1"]}),
+                               ("nobody", {})):
+            assert (await http.put(f"/v1/recipients/{rid}", json={
+                "addresses": addresses})).status_code == 200
+        for address in ("ann@example.com", "bob@example.com"):
+            assert (await http.post("/v1/suppressions", json={
+                "channel": "email", "address": address})).status_code == 204
+        await broker.ledger.suppress([("fcm", "tok-1", "gone")])
+        for rid, skips, rows in (("ann", 1, 2), ("bob", 2, 3), ("nobody", 1, 1)):
+            got = await http.post(f"/v1/recipients/{rid}/notify", json={
+                "category": "news", "template": "ping"})
+            body = got.json()
+            assert (body["queued"], body["held"], body["skipped"]) == (0, 0, skips), body
+            assert len(body["deliveries"]) == rows
+            assert body["deliveries"][-1]["channel"] == "none"
+
+
 async def test_the_same_notification_again_is_said_to_be_a_duplicate(
         broker: Broker) -> None:
     """Without an idempotency key the id comes from the content, so the same notification

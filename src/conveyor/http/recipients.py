@@ -22,7 +22,7 @@ from conveyor.http.notify import DeliveryOut
 from conveyor.http.wire import json_response
 from conveyor.notify.channel import Channel
 from conveyor.notify.notifier import Notifier
-from conveyor.notify.people import PersonNotification, notify_recipient
+from conveyor.notify.people import PersonNotification, notify_recipient, tally
 from conveyor.recipients import ADDRESS_CHANNELS, Category, recipient_json
 
 router = APIRouter(tags=["recipients"], dependencies=[Depends(checked_json)])
@@ -102,7 +102,9 @@ class NotifyOut(BaseModel):
     deliveries: list[PlannedOut]
     queued: int
     held: int
-    skipped: int
+    skipped: int = Field(description="Addresses skipped; the `none` row that says nothing "
+                                     "is left counts only for a recipient with no address "
+                                     "(or no locale of the template).")
     digested: int = 0
     duplicate: int = 0
 
@@ -148,11 +150,8 @@ async def notify(recipient_id: str, body: NotifyIn, request: Request,
                            None if body.channels is None else tuple(body.channels),
                            body.digest)
     planned = await notify_recipient(_notifier(request, broker), n, broker.wall_now())
-    out = [p.to_json() for p in planned]
-    return json_response({"recipient": recipient_id, "deliveries": out,
-                          **{s: sum(p.status == s for p in planned)
-                             for s in ("queued", "held", "skipped", "digested",
-                                       "duplicate")}},
+    return json_response({"recipient": recipient_id,
+                          "deliveries": [p.to_json() for p in planned], **tally(planned)},
                          status=202)
 
 

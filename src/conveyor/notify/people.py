@@ -53,8 +53,9 @@ if TYPE_CHECKING:
     from conveyor.notify.locales import Compiled
     from conveyor.notify.notifier import Notifier
 
-__all__ = ["NO_ADDRESS", "PersonNotification", "Planned", "check_data", "decide", "fan_out",
-           "notify_recipient", "plan", "skip_all", "suppressed_among", "write_planned"]
+__all__ = ["NO_ADDRESS", "STATUSES", "PersonNotification", "Planned", "check_data", "decide",
+           "fan_out", "notify_recipient", "plan", "skip_all", "suppressed_among", "tally",
+           "write_planned"]
 
 NO_ADDRESS = "none"
 """The channel of the skip row of a recipient with no address for any allowed channel."""
@@ -237,6 +238,18 @@ async def plan(notifier: Notifier, recipient: Recipient, n: PersonNotification,
     nothing)."""
     fanned = fan_out(notifier.channels, recipient, n, now_ms)
     return decide(recipient, n, fanned, await suppressed_among(notifier, fanned), now_ms)
+
+
+STATUSES = ("queued", "held", "skipped", "digested", "duplicate")
+"""What became of an address (`Planned.status`), as `tally` counts them."""
+
+
+def tally(planned: Sequence[Planned]) -> dict[str, int]:
+    """How many of `planned` went each way (`STATUSES`): the `none` row saying nothing is
+    left counts only when it stands alone (no address, no locale), as the addresses it
+    sums up were counted each with its own skip. One suppressed address was two skips."""
+    rows = [p for p in planned if p.channel != NO_ADDRESS] or planned
+    return {s: sum(p.status == s for p in rows) for s in STATUSES}
 
 
 def skip_all(n: PersonNotification, recipient: Recipient, why: str) -> Planned:
