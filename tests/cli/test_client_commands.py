@@ -213,6 +213,8 @@ def test_job_list_retry_and_delete(conveyor: Run, server: ServerProcess) -> None
 
     header, *rows = conveyor("job", "list", "--queue", "work").stdout.splitlines()
     assert header.split()[:3] == ["JOB", "STATE", "QUEUE"] and len(rows) == 2
+    updated = rows[0].split()[header.split().index("UPDATED")]
+    assert datetime.fromisoformat(updated).tzinfo is not None  # as `job show` prints it
     dead = lines(conveyor("job", "list", "--state", "dead", "-o", "json").stdout)
     assert [(j["job_id"], j["error"]) for j in dead] == [(job_id, recorded["jobs"][0]["error"])]
     paged = conveyor("job", "list", "--queue", "work", "--limit", "1")

@@ -85,10 +85,10 @@ def job_list(args: argparse.Namespace, client: Client) -> int:
         for job in page.jobs:
             _json_line(wire.job_status_json(job))
     else:
-        _table([(j.job_id, j.status, j.queue, j.task, j.attempts, j.updated_at,
+        _table([(j.job_id, j.status, j.queue, j.task, j.attempts, _when(j.updated_at),
                  (j.error or "").splitlines()[0][:60] if j.error else None)
                 for j in page.jobs],
-               ("JOB", "STATE", "QUEUE", "TASK", "ATTEMPTS", "UPDATED_AT", "ERROR"))
+               ("JOB", "STATE", "QUEUE", "TASK", "ATTEMPTS", "UPDATED", "ERROR"))
     if page.next:
         print(f"more: --after {page.next}", file=sys.stderr)
     return 0
