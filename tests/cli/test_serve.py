@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import sqlite3
+import subprocess
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from tests.cli.conftest import run_conveyor
+from tests.cli.conftest import conveyor_command, run_conveyor
 from tests.http.server import start_server
 
 
@@ -51,6 +53,18 @@ def test_migrate_names_a_postgres_database_without_its_password(postgres_url: st
     shown = urlunsplit(parts._replace(netloc=f"{parts.username}@{host}"))
     assert f"using PostgreSQL {shown}" in result.stderr
     assert secret not in result.stderr + result.stdout
+
+
+def test_a_reader_that_goes_away_is_no_error(tmp_path: Path) -> None:
+    # `conveyor ... | head -1`: stdout's reader is gone before the command writes.
+    read, write = os.pipe()
+    os.close(read)
+    with os.fdopen(write, "wb") as gone:
+        done = subprocess.run([*conveyor_command(), "migrate", "--database",
+                               f"sqlite:///{tmp_path / 'p.db'}"], stdout=gone,
+                              stderr=subprocess.PIPE, text=True, timeout=60, check=False)
+    assert done.returncode == 141
+    assert "Broken pipe" not in done.stderr and "Traceback" not in done.stderr
 
 
 def test_a_port_clash_names_the_port(tmp_path: Path) -> None:

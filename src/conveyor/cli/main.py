@@ -6,6 +6,7 @@ Flags override `CONVEYOR_*` variables, which override the defaults (`conveyor.co
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -32,6 +33,9 @@ from conveyor.config import (
     from_env,
 )
 from conveyor.errors import ConveyorError, InvalidInput
+
+BROKEN_PIPE = 141
+"""The exit status when stdout's reader closed it early: a shell's for a SIGPIPE death."""
 
 ClientCommand = Callable[[argparse.Namespace, Client], int]
 
@@ -261,6 +265,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f" (entry {index})" if index is not None else ""
         print(f"conveyor: error: {exc.message}{where} [{exc.code}]", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        # The reader went away (`conveyor receive q | head -1`): not an error to report.
+        # What Python would still flush at exit goes nowhere instead of a second traceback.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return BROKEN_PIPE
     except OSError as exc:
         print(f"conveyor: error: {exc}", file=sys.stderr)
         return 1
