@@ -153,13 +153,22 @@ def _client_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     receive.add_argument("--delete", action="store_true", help="acknowledge what was received")
     receive.set_defaults(client=commands.receive)
 
-    redrive = sub.add_parser("redrive", parents=[common],
-                             help="move a dead-letter queue's messages back")
-    redrive.add_argument("queue", metavar="DLQ")
-    redrive.add_argument("--destination", help="move them here instead of their sources")
-    redrive.add_argument("--max-per-second", type=int)
+    redrive = sub.add_parser(
+        "redrive", parents=[common], help="move a dead-letter queue's messages back",
+        description="Move the messages of a dead-letter queue back to the queues they "
+        "failed in (each to its own source), or all to --destination, as a move task "
+        "(SQS's StartMessageMoveTask): their ids and bodies kept, receive counts reset. "
+        "A FIFO queue's go back in order, with their groups; a standard queue's cannot "
+        "go into a FIFO queue.")
+    redrive.add_argument("queue", metavar="DLQ", help="the dead-letter queue to empty")
+    redrive.add_argument("--destination", metavar="QUEUE",
+                         help="move them all here instead of to their sources")
+    redrive.add_argument("--max-per-second", type=int, metavar="N",
+                         help="move at most N messages a second (default: as fast as it "
+                         "can)")
     redrive.add_argument("--no-wait", dest="wait", action="store_false",
-                         help="return at once with the running task")
+                         help="return at once with the running task (default: wait and "
+                         "print how many moved)")
     redrive.set_defaults(client=commands.redrive)
 
     job = sub.add_parser("job", help="tracked jobs' status (tasks with track=True)")
