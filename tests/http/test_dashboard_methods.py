@@ -16,7 +16,9 @@ from tests.http.helpers import assert_error
     ("DELETE", "/", "GET, HEAD"),
     ("PUT", "/ui/queues/some-queue", "GET, HEAD"),
     ("GET", "/ui/queues", "POST"),
-    ("PATCH", "/ui/jobs/retry", "GET, HEAD, POST"),  # /ui/jobs/{job_id} matches too
+    ("PATCH", "/ui/jobs/retry", "POST"),  # the list's form, not /ui/jobs/{job_id}
+    ("GET", "/ui/jobs/retry", "POST"),  # (it was the job page's 404: no job "retry")
+    ("GET", "/ui/jobs/cancel", "POST"),
     ("DELETE", "/ui/queues/some-queue/purge", "POST"),
 ])
 def test_a_wrong_method_on_a_page_is_a_405_page(client: httpx.Client, method: str,

@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
@@ -43,6 +44,7 @@ PAGE_SIZE = 50
 BULK_ROUNDS = 10  # a bulk button takes up to 10 x 1,000 jobs; press again for more
 _ENDED = ("succeeded", "failed", "dead", "cancelled")
 _CANCELLABLE = ("queued", "running", "retrying")
+_ACTIONS = frozenset({"retry", "delete", "cancel"})  # /ui/jobs/<action>: the list's forms
 _TEXT_FILTERS = ("state", "task", "queue", "key")
 _TIME_FILTERS = ("created_since", "created_until", "updated_since", "updated_until")
 FILTERS = _TEXT_FILTERS + _TIME_FILTERS
@@ -111,6 +113,8 @@ async def jobs_page(request: Request) -> Response:
 @router.get("/ui/jobs/{job_id}")
 async def job_page(request: Request, job_id: str) -> Response:
     """One job: arguments, attempts with errors and tracebacks, result, timeline."""
+    if job_id in _ACTIONS:  # GET of a form's target: its 405, not "no job named retry"
+        raise StarletteHTTPException(405)
     broker = _broker(request)
     try:
         found = await broker.jobs.detail(job_id)

@@ -173,9 +173,13 @@ def _allowed_methods(request: Request) -> list[str]:
     if not methods:
         # Routes left out of the OpenAPI document (the dashboard's, `/api-docs`,
         # `/openapi.json`): ask the router. Starlette's own Allow there said GET alone.
-        for route in _routes(request.app.routes):
-            if route.methods and route.path_regex.fullmatch(path):
-                methods.update(route.methods)
+        matched = [r for r in _routes(request.app.routes)
+                   if r.methods and r.path_regex.fullmatch(path)]
+        # A path a fixed route names (/ui/jobs/retry) is that route's, not a page's
+        # parameter (/ui/jobs/{job_id}) that happens to match it too.
+        fixed = [r for r in matched if not r.param_convertors]
+        for route in fixed or matched:
+            methods.update(route.methods or ())
     if "GET" in methods and head_allowed(path):
         methods.add("HEAD")  # GET routes take HEAD (`conveyor.http.head`)
     return sorted(methods)
