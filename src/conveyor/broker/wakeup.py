@@ -7,10 +7,27 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
+from conveyor.errors import StorageUnavailable
 from conveyor.tasks import stop_task
 
+if TYPE_CHECKING:
+    from conveyor.worker.reach import Reach
+
 log = logging.getLogger("conveyor.broker")
+
+RETRY_PAUSES = (0.05, 0.25, 1.0)
+"""Pauses before the tries of a cross-process signal that failed again (a pooled
+connection the outage broke fails once; the next one is fresh)."""
+
+
+def _reach() -> Reach:
+    """An outage logged the house way (conveyor.worker.reach): imported here, since
+    `conveyor.worker` imports the broker."""
+    from conveyor.worker.reach import Reach
+
+    return Reach("the database")
 
 
 class Wakeups:
@@ -68,13 +85,24 @@ class Throttle:
 
     The first signal goes out at once; more within `interval` collapse into one sent
     when the interval ends, so a burst of small sends costs two signals, not hundreds.
+
+    A signal the database cannot take now (`StorageUnavailable`) is tried again in the
+    background (`RETRY_PAUSES`), never raised: it follows a write that already committed,
+    and a 503 for it would only invite a duplicate resend. The outage is logged once
+    (`conveyor.worker.reach`). If every try fails, the other processes' long polls still
+    find the message: their LISTEN connection, lost in the same outage, looks at every
+    queue again when it reconnects, and `Watchers` look at waited-on queues every
+    second. This process's own long polls were woken before the signal (`Broker.signal`).
     """
 
-    def __init__(self, send: Callable[[int], Awaitable[None]], interval: float = 0.001) -> None:
+    def __init__(self, send: Callable[[int], Awaitable[None]], interval: float = 0.001,
+                 retry_pauses: tuple[float, ...] = RETRY_PAUSES) -> None:
         self._send = send
         self._interval = interval
+        self._retry_pauses = retry_pauses
         self._last: dict[int, float] = {}
         self._pending: dict[int, asyncio.Task[None]] = {}
+        self.reach = _reach()
 
     def take(self, queue_id: int) -> bool:
         """Take the leading edge for a signal the caller sends itself (with its batch):
@@ -87,21 +115,47 @@ class Throttle:
         return False
 
     async def __call__(self, queue_id: int) -> None:
-        """Signal a queue, now or at the end of the current interval."""
+        """Signal a queue, now or at the end of the current interval (or, when the
+        database cannot take it now, again in the background)."""
         now = time.monotonic()
         last = self._last.get(queue_id, 0.0)
         if now - last >= self._interval:
             self._last[queue_id] = now
-            await self._send(queue_id)
+            if not await self._try(queue_id) and queue_id not in self._pending:
+                self._later(queue_id, self._retry_pauses[0] if self._retry_pauses else 0.0,
+                            self._retry_pauses[1:])
         elif queue_id not in self._pending:
-            delay = self._interval - (now - last)
-            self._pending[queue_id] = asyncio.create_task(self._trailing(queue_id, delay))
+            self._later(queue_id, self._interval - (now - last), self._retry_pauses)
 
-    async def _trailing(self, queue_id: int, delay: float) -> None:
+    def _later(self, queue_id: int, delay: float, pauses: tuple[float, ...]) -> None:
+        self._pending[queue_id] = asyncio.create_task(self._trailing(queue_id, delay, pauses))
+
+    async def _try(self, queue_id: int) -> bool:
+        """Send one signal; False (logged once per outage) when the database cannot take
+        it now."""
+        asked = self.reach.now()
+        try:
+            await self._send(queue_id)
+        except StorageUnavailable as exc:
+            self.reach.error(exc, "signalling queue %d to the other processes failed",
+                             queue_id)
+            return False
+        self.reach.ok(asked)
+        return True
+
+    async def _trailing(self, queue_id: int, delay: float, pauses: tuple[float, ...]
+                        ) -> None:
+        # Nobody awaits this task: whatever it meets ends here, logged, so that no
+        # "Task exception was never retrieved" (and no lost signal unsaid) is left behind.
         try:
             await asyncio.sleep(delay)
-            self._last[queue_id] = time.monotonic()
-            await self._send(queue_id)
+            for pause in (*pauses, None):
+                self._last[queue_id] = time.monotonic()
+                if await self._try(queue_id) or pause is None:
+                    return
+                await asyncio.sleep(pause)
+        except Exception:
+            log.exception("signalling queue %d to the other processes failed", queue_id)
         finally:
             self._pending.pop(queue_id, None)
 
@@ -125,6 +179,7 @@ class Watchers:
         self._interval = interval
         self._waiting: dict[int, int] = {}
         self._tasks: dict[int, asyncio.Task[None]] = {}
+        self.reach = _reach()
 
     def enter(self, queue_id: int) -> None:
         """A receive starts waiting on a queue."""
@@ -152,11 +207,16 @@ class Watchers:
             await asyncio.sleep(self._interval)
             if queue_id not in self._waiting:
                 return
+            asked = self.reach.now()
             try:
                 ready = await self._ready(queue_id)
-            except Exception:
-                log.exception("checking queue %d for visible messages failed", queue_id)
+            except Exception as exc:
+                # An outage: one warning, not a traceback a second per waited-on queue.
+                self.reach.error(exc, "checking queue %d for visible messages failed",
+                                 queue_id, logger=log)
                 ready = True  # the waiting receives look (and report) themselves
+            else:
+                self.reach.ok(asked)
             if ready:
                 self._wakeups.notify(queue_id)
 
