@@ -39,15 +39,24 @@ def split_dsn(url: str) -> tuple[str, dict[str, str]]:
     return urlunsplit((scheme, parts.netloc, parts.path, urlencode(theirs), "")), ours
 
 
+LOST_MID_OPERATION = ("PostgreSQL is unavailable: the connection was lost in the middle of "
+                      "an operation.")
+"""What a client is told for a connection broken under a statement: asyncpg's own words
+for it ("cannot switch to state 12; another operation (2) is in progress") are its
+internals, kept for the server's DEBUG log."""
+
+
 @contextlib.contextmanager
 def translated() -> Iterator[None]:
     """The one place driver errors become conveyor errors."""
     try:
         yield
-    except (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
-            asyncpg.CannotConnectNowError, asyncpg.AdminShutdownError,
-            # a pooled connection left mid-operation when its backend was terminated
-            asyncpg.InternalClientError) as exc:
+    except (asyncpg.InterfaceError, asyncpg.InternalClientError) as exc:
+        # A pooled connection left mid-operation when its backend was terminated.
+        log.debug("postgres: connection lost mid-operation", exc_info=exc)
+        raise StorageUnavailable(LOST_MID_OPERATION) from exc
+    except (OSError, asyncpg.PostgresConnectionError,
+            asyncpg.CannotConnectNowError, asyncpg.AdminShutdownError) as exc:
         raise StorageUnavailable(f"PostgreSQL is unavailable: {exc}") from exc
     except asyncpg.PostgresError as exc:
         raise StorageError(f"PostgreSQL: {exc}") from exc
