@@ -27,3 +27,17 @@ def test_asyncpg_internals_are_not_the_clients_message(caplog: pytest.LogCapture
         raise asyncpg.InterfaceError("cannot perform operation: another operation is in "
                                      "progress")
     assert busy.value.message == LOST_MID_OPERATION
+
+
+@pytest.mark.parametrize("error", [asyncpg.TooManyConnectionsError, asyncpg.CannotConnectNowError,
+                                   asyncpg.AdminShutdownError, asyncpg.ConnectionFailureError])
+def test_cannot_connect_now_states_are_unavailable(error: type[Exception]) -> None:
+    with pytest.raises(StorageUnavailable, match="PostgreSQL is unavailable"), translated():
+        raise error("not now")
+
+
+def test_a_wrong_request_stays_a_storage_error() -> None:
+    with pytest.raises(Exception) as caught, translated():
+        raise asyncpg.UndefinedTableError("relation does not exist")
+    assert not isinstance(caught.value, StorageUnavailable)
+    assert getattr(caught.value, "code", None) == "storage_error"

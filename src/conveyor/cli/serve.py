@@ -28,6 +28,7 @@ import uvicorn
 from conveyor.broker.broker import Broker
 from conveyor.collector import tune_collector
 from conveyor.config import Config
+from conveyor.errors import StorageUnavailable
 from conveyor.forgery import is_loopback
 from conveyor.http.app import create_app, feedback_settings
 from conveyor.http.headertimeout import protocol_with_header_timeout
@@ -35,6 +36,7 @@ from conveyor.http.listener import FileGuard, ServingLoop
 from conveyor.http.requestlog import configure_logging
 from conveyor.lifeline import die_with
 from conveyor.rlimits import raise_open_files_limit
+from conveyor.storage.base import Storage
 from conveyor.storage.factory import default_database_url, default_sqlite_path, storage_from_url
 
 log = logging.getLogger("conveyor.serve")
@@ -98,7 +100,8 @@ def run_serve(config: Config) -> int:
         say(f"raised the open-files limit from {soft:,} to {raised:,}")
     config = replace(config, database_url=database_url(config))
     assert config.database_url is not None
-    migrate(config.database_url)  # once, before the workers share the schema
+    # once, before the workers share the schema; a database still starting is waited for
+    migrate(config.database_url, wait=START_WAIT_SECONDS)
     from conveyor.cli.key_commands import warn_if_open  # API keys (trust)
 
     warn_if_open(config.database_url, config.server.host)
@@ -132,10 +135,19 @@ def run_serve(config: Config) -> int:
     return _supervise(config, sockets)
 
 
-def migrate(url: str) -> tuple[int, int]:
+START_WAIT_SECONDS = 60.0
+"""How long `conveyor serve` waits at start for a database server that cannot answer yet
+(a server started by systemd before its database is common) before it gives up."""
+
+REMIND_EVERY = 30.0
+"""Seconds between lines saying that the database is still unavailable."""
+
+
+def migrate(url: str, *, wait: float = 0.0) -> tuple[int, int]:
     """Open the database (which applies pending migrations), saying which one it is (an
     SQLite file's full path; a PostgreSQL URL without its password); (applied, known)
-    versions."""
+    versions. A database server that cannot answer yet (`StorageUnavailable`) is tried
+    again for up to `wait` seconds (an SQLite file's trouble is no wait's to cure)."""
     storage = storage_from_url(url)
     path = getattr(storage, "path", None)  # an SQLite file: a relative URL hides where
     if path is not None:
@@ -144,17 +156,49 @@ def migrate(url: str) -> tuple[int, int]:
         kind = "the embedded SQLite database" if where == default_sqlite_path().resolve() \
             else "the SQLite database"
         say(f"{state} {kind} {where}")
+        wait = 0.0
     else:
         say(f"using PostgreSQL {without_password(url)}")
-
-    async def run() -> tuple[int, int]:
-        await storage.open()
+    started = time.monotonic()
+    told = 0.0  # (monotonic) when the operator was last told that it is unavailable
+    pause = 0.5
+    while True:
         try:
-            return await storage.schema_version()
-        finally:
-            await storage.close()
+            versions = asyncio.run(_open(storage))
+        except StorageUnavailable as exc:
+            waited = time.monotonic() - started
+            if waited >= wait:
+                if told:
+                    say(f"gave up waiting for the database after {waited:.0f} s")
+                raise
+            if not told:
+                told = time.monotonic()
+                say(f"the database is unavailable ({exc.message}); retrying for up to "
+                    f"{wait:.0f} s")
+            elif time.monotonic() - told >= REMIND_EVERY:
+                told = time.monotonic()
+                say(f"the database is still unavailable after {waited:.0f} s "
+                    f"({exc.message}); retrying")
+            time.sleep(min(pause, wait - waited))
+            pause = min(pause * 2, 5.0)
+            storage = storage_from_url(url)  # a fresh pool for each try
+            continue
+        if told:
+            say(f"the database is available after {time.monotonic() - started:.1f} s")
+        return versions
 
-    return asyncio.run(run())
+
+async def _open(storage: Storage) -> tuple[int, int]:
+    try:
+        await storage.open()
+    except BaseException:
+        with contextlib.suppress(Exception):  # what the failed open left (a pool)
+            await storage.close()
+        raise
+    try:
+        return await storage.schema_version()
+    finally:
+        await storage.close()
 
 
 def without_password(url: str) -> str:

@@ -39,6 +39,16 @@ def split_dsn(url: str) -> tuple[str, dict[str, str]]:
     return urlunsplit((scheme, parts.netloc, parts.path, urlencode(theirs), "")), ours
 
 
+_NOT_NOW = frozenset({
+    "53300",  # too_many_connections (also a role's or database's CONNECTION LIMIT)
+    "57P01",  # admin_shutdown (pg_terminate_backend, a fast shutdown)
+    "57P02",  # crash_shutdown
+    "57P03",  # cannot_connect_now (starting up, shutting down, in recovery)
+})
+"""SQLSTATEs that say the database cannot serve now, not that the request is wrong; with
+class 08 (connection exceptions) they are `StorageUnavailable` (503, retried by workers,
+waited out by `conveyor serve` at start), not `StorageError`."""
+
 LOST_MID_OPERATION = ("PostgreSQL is unavailable: the connection was lost in the middle of "
                       "an operation.")
 """What a client is told for a connection broken under a statement: asyncpg's own words
@@ -46,20 +56,30 @@ for it ("cannot switch to state 12; another operation (2) is in progress") are i
 internals, kept for the server's DEBUG log."""
 
 
+def unavailable(exc: BaseException) -> bool:
+    """True for a driver error that says the database cannot answer now."""
+    if isinstance(exc, (OSError, asyncpg.InterfaceError, asyncpg.InternalClientError,
+                        asyncpg.PostgresConnectionError)):
+        return True
+    state = getattr(exc, "sqlstate", None)
+    return isinstance(exc, asyncpg.PostgresError) and isinstance(state, str) and (
+        state.startswith("08") or state in _NOT_NOW)
+
+
 @contextlib.contextmanager
 def translated() -> Iterator[None]:
     """The one place driver errors become conveyor errors."""
     try:
         yield
-    except (asyncpg.InterfaceError, asyncpg.InternalClientError) as exc:
-        # A pooled connection left mid-operation when its backend was terminated.
-        log.debug("postgres: connection lost mid-operation", exc_info=exc)
-        raise StorageUnavailable(LOST_MID_OPERATION) from exc
-    except (OSError, asyncpg.PostgresConnectionError,
-            asyncpg.CannotConnectNowError, asyncpg.AdminShutdownError) as exc:
+    except (OSError, asyncpg.InterfaceError, asyncpg.InternalClientError,
+            asyncpg.PostgresError) as exc:
+        if not unavailable(exc):
+            raise StorageError(f"PostgreSQL: {exc}") from exc
+        if isinstance(exc, (asyncpg.InterfaceError, asyncpg.InternalClientError)):
+            # A pooled connection left mid-operation when its backend was terminated.
+            log.debug("postgres: connection lost mid-operation", exc_info=exc)
+            raise StorageUnavailable(LOST_MID_OPERATION) from exc
         raise StorageUnavailable(f"PostgreSQL is unavailable: {exc}") from exc
-    except asyncpg.PostgresError as exc:
-        raise StorageError(f"PostgreSQL: {exc}") from exc
 
 
 class PostgresBase:
