@@ -27,7 +27,7 @@ import pytest
 from tests.faults.load import create_queue
 from tests.faults.test_idle_long_polls import raise_open_files
 from tests.http.server import ServerProcess, conveyor_command, start_server
-from tests.support.tls import self_signed
+from tests.support.tls import tls_server
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -221,51 +221,30 @@ def test_serve_and_workers_raise_their_soft_limit(sqlite_url: str, tmp_path: Pat
 
 
 def test_over_tls_past_the_budget_the_answer_is_tls_too(tmp_path: Path) -> None:
-    cert, key = self_signed(tmp_path)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}
-    env["CONVEYOR_MAX_CONNECTIONS"] = "3"
-    log = tmp_path / "tls.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [*conveyor_command(), "serve", "--host", "127.0.0.1", "--port", "0", "--no-sqs",
-             "--database", f"sqlite:///{tmp_path}/t.db", "--tls-cert", str(cert),
-             "--tls-key", str(key)], stdout=out, stderr=subprocess.STDOUT, env=env)
-    trust = ssl.create_default_context(cafile=str(cert))
     held: list[ssl.SSLSocket] = []
-    try:
-        deadline = time.monotonic() + 30
-        while not (found := re.search(r"HTTP API on (https://\S+) ", log.read_text())):
-            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.05)
-        url = found.group(1)
-        while True:
-            try:
-                httpx.get(f"{url}/healthz", verify=trust, timeout=2)
-                break
-            except httpx.HTTPError:
-                assert time.monotonic() < deadline, log.read_text()
-                time.sleep(0.1)
-        host, port = url.removeprefix("https://").split(":")
-        for _ in range(3):  # connected and idle: each counts against the budget
-            held.append(trust.wrap_socket(socket.create_connection((host, int(port))),
-                                          server_hostname=host))
-            time.sleep(0.3)  # handed over (one on its way counts too, so do them in turn)
-        with httpx.Client(base_url=url, verify=trust, timeout=5) as client:
-            assert client.get("/healthz").status_code == 200
-            ready = client.get("/readyz")
-            assert ready.status_code == 503, ready.text
-            assert ready.json()["reason"] == "too_many_connections"
-        for sock in held:
-            sock.close()
-        deadline = time.monotonic() + 10
-        while httpx.get(f"{url}/readyz", verify=trust, timeout=5).status_code != 200:
-            assert time.monotonic() < deadline, "never ready again"
-            time.sleep(0.2)
-    finally:
-        for sock in held:
-            sock.close()
-        process.terminate()
-        assert process.wait(20) == 0, log.read_text()
+    with tls_server(tmp_path, {"CONVEYOR_MAX_CONNECTIONS": "3"}) as server:
+        try:
+            for _ in range(3):  # connected and idle: each counts against the budget
+                held.append(server.trust.wrap_socket(
+                    socket.create_connection((server.host, server.port)),
+                    server_hostname=server.host))
+                time.sleep(0.3)  # handed over (one on its way counts too: in turn)
+            with httpx.Client(base_url=server.url, verify=server.trust, timeout=5) as client:
+                assert client.get("/healthz").status_code == 200
+                ready = client.get("/readyz")
+                assert ready.status_code == 503, ready.text
+                assert ready.json()["reason"] == "too_many_connections"
+            for sock in held:
+                sock.close()
+            deadline = time.monotonic() + 10
+            while httpx.get(f"{server.url}/readyz", verify=server.trust,
+                            timeout=5).status_code != 200:
+                assert time.monotonic() < deadline, "never ready again"
+                time.sleep(0.2)
+        finally:
+            for sock in held:
+                sock.close()
+    log = server.log
     # /healthz and /readyz were answered by the listener (over TLS), not by the app
     refused = re.findall(r"file handles: refused (\d+) new connections", log.read_text())
     assert sum(map(int, refused)) >= 2, log.read_text()

@@ -8,12 +8,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import os
 import re
 import select
 import socket
-import ssl
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,8 +21,8 @@ import pytest
 from conveyor.client.stream import Stream
 from conveyor.config import from_env
 from conveyor.errors import InvalidInput
-from tests.http.server import ServerProcess, conveyor_command, start_server
-from tests.support.tls import self_signed
+from tests.http.server import ServerProcess, start_server
+from tests.support.tls import tls_server
 
 TIMEOUT = 1.0
 """The server's CONVEYOR_HEADER_TIMEOUT."""
@@ -208,40 +205,15 @@ async def test_a_websocket_stream_outlasts_the_header_timeout(server: ServerProc
 
 
 def test_a_stalled_tls_handshake_is_closed(tmp_path: Path) -> None:
-    cert, key = self_signed(tmp_path)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}
-    env["CONVEYOR_HEADER_TIMEOUT"] = str(TIMEOUT)
-    log = tmp_path / "tls.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [*conveyor_command(), "serve", "--host", "127.0.0.1", "--port", "0", "--no-sqs",
-             "--database", f"sqlite:///{tmp_path}/t.db", "--tls-cert", str(cert),
-             "--tls-key", str(key)], stdout=out, stderr=subprocess.STDOUT, env=env)
-    trust = ssl.create_default_context(cafile=str(cert))
-    try:
-        deadline = time.monotonic() + 30
-        while not (found := re.search(r"HTTP API on (https://\S+) ", log.read_text())):
-            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.05)
-        url = found.group(1)
-        while True:
-            try:
-                httpx.get(f"{url}/healthz", verify=trust, timeout=2)
-                break
-            except httpx.HTTPError:
-                assert time.monotonic() < deadline, log.read_text()
-                time.sleep(0.1)
-        host, port = url.removeprefix("https://").split(":")
-        with socket.create_connection((host, int(port))) as sock:  # no ClientHello
+    with tls_server(tmp_path, {"CONVEYOR_HEADER_TIMEOUT": str(TIMEOUT)}) as server:
+        address = (server.host, server.port)
+        with socket.create_connection(address) as sock:  # no ClientHello
             took, _ = until_closed(sock, TIMEOUT + SLACK)
         assert took >= TIMEOUT - 0.2, took
-        with socket.create_connection((host, int(port))) as raw, \
-                trust.wrap_socket(raw, server_hostname=host) as sock:  # handshake, no head
-            took, _ = until_closed(sock, TIMEOUT + SLACK)
+        with socket.create_connection(address) as raw, \
+                server.trust.wrap_socket(raw, server_hostname=server.host) as sock:
+            took, _ = until_closed(sock, TIMEOUT + SLACK)  # handshake done, no head
         assert took >= TIMEOUT - 0.2, took
-    finally:
-        process.terminate()
-        assert process.wait(20) == 0, log.read_text()
 
 
 def test_the_header_timeout_comes_from_the_environment_and_is_checked() -> None:
