@@ -29,7 +29,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                            "else 1 in 20)")
     demo.add_argument("--no-smtp-sink", action="store_true",
                       help="use the aiosmtpd sink even when Postfix's smtp-sink is found")
-    demo.add_argument("--no-progress", action="store_true", help="no live progress bars")
+    demo.add_argument("--no-progress", action="store_true",
+                      help="no progress output: neither the live bars (on a terminal) nor "
+                           "the plain line printed every 10 s otherwise")
     demo.add_argument("--kill-workers-every", type=float, default=0.0, metavar="SECONDS",
                       help="kill -9 a delivery worker this often and start a new one; the "
                            "check then wants none lost and extra copies within kills x "
@@ -62,6 +64,7 @@ def _mix(text: str) -> dict[str, float]:
 def _demo(args: argparse.Namespace) -> int:
     from conveyor.collector import tune_collector
     from conveyor.demo import DemoConfig, run_demo
+    from conveyor.demo.ending import Interrupted
 
     if args.messages < 1:
         raise InvalidInput("--messages must be at least 1.")
@@ -72,11 +75,16 @@ def _demo(args: argparse.Namespace) -> int:
     if args.kill_workers_every < 0:
         raise InvalidInput("--kill-workers-every must be 0 (off) or more seconds.")
     tune_collector()  # this process is the producer; its workers tune theirs
-    report = run_demo(DemoConfig(
-        messages=args.messages, database=args.database, mix=args.mix,
-        cost_per_hour=args.cost_per_hour, workers=args.workers,
-        verify_every=args.verify_every, use_smtp_sink=not args.no_smtp_sink,
-        progress=not args.no_progress and sys.stderr.isatty(),
-        kill_workers_every=args.kill_workers_every, recipients=args.recipients,
-        hold_seconds=args.hold_seconds))
+    try:
+        report = run_demo(DemoConfig(
+            messages=args.messages, database=args.database, mix=args.mix,
+            cost_per_hour=args.cost_per_hour, workers=args.workers,
+            verify_every=args.verify_every, use_smtp_sink=not args.no_smtp_sink,
+            progress=not args.no_progress,
+            kill_workers_every=args.kill_workers_every, recipients=args.recipients,
+            hold_seconds=args.hold_seconds))
+    except Interrupted as stopped:
+        print(f"conveyor demo: stopped by {stopped.name}; its workers and peers are ended "
+              "and its temporary files removed", file=sys.stderr)
+        return 128 + stopped.signum  # as a shell reports a death by that signal
     return 0 if report.ok else 1

@@ -9,6 +9,8 @@ gathered into the `Report` (`conveyor.demo.run` starts and ends everything aroun
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import time
 from array import array
 from collections.abc import Callable
@@ -16,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from conveyor.demo.cpu import ServerCpu
 from conveyor.demo.crashes import Crashes, WorkerPool
+from conveyor.demo.ending import Interrupted, cleaning, interrupted
 from conveyor.demo.mobile_peers import apns_token, fcm_token
 from conveyor.demo.people import (
     PeopleRun,
@@ -23,7 +26,7 @@ from conveyor.demo.people import (
     notify_everyone,
     plain_build_seconds,
 )
-from conveyor.demo.report import Report
+from conveyor.demo.report import LABELS, Report
 from conveyor.demo.workload import TEMPLATES, data, email_address
 from conveyor.notify import Apns, Email, Fcm, Notification, WebPush
 
@@ -33,6 +36,10 @@ if TYPE_CHECKING:
 __all__ = ["drive"]
 
 ENQUEUE_BATCH = 5000
+
+PROGRESS_EVERY_ENV = "CONVEYOR_DEMO_PROGRESS_EVERY"
+"""Seconds between the plain progress lines printed when stdout is no terminal (default
+10; the tests set less)."""
 
 
 async def drive(show_progress: bool, url: str, counts: dict[str, int],
@@ -62,7 +69,7 @@ async def drive(show_progress: bool, url: str, counts: dict[str, int],
     finals: dict[int, dict[str, Any]] = {}
     enqueued = 0
     first_delivery: float | None = None
-    progress = _Progress(total, show_progress)
+    progress = _Progress(total, show_progress, out)
 
     def drain() -> None:
         for item in pool.reports():
@@ -119,6 +126,10 @@ async def drive(show_progress: bool, url: str, counts: dict[str, int],
             if first_delivery is None and sent:
                 first_delivery = time.perf_counter()
             progress.update(enqueued, sent, failed)
+            if progress.line_due():
+                progress.line(enqueued, sent, failed, counts, await broker.ledger.counts())
+            if (signum := interrupted()) is not None:  # in case asyncio dropped it
+                raise Interrupted(signum)
             if producer.done():
                 producer.result()
                 if report.enqueue_seconds == 0:
@@ -141,16 +152,18 @@ async def drive(show_progress: bool, url: str, counts: dict[str, int],
             crashes.resent = await broker.ledger.resent()
         report.enqueue_waits = {"build": build[0], **notifier.waits}
     finally:
-        progress.close()
-        stop.set()
-        producer.cancel()
-        deadline = time.monotonic() + 20
-        while len(finals) < len(pool.live) and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-            drain()
-        await server.sample()
-        await server.close()
-        await broker.close()
+        with cleaning():
+            progress.close()
+            stop.set()
+            producer.cancel()
+            deadline = time.monotonic() + 20
+            while len(finals) < len(pool.live) and time.monotonic() < deadline and \
+                    not interrupted():  # stopped by a signal: no reports to wait for
+                await asyncio.sleep(0.05)
+                drain()
+            await server.sample()
+            await server.close()
+            await broker.close()
     report.server_cpu, report.server_waited = server.cpu, server.waited
     report.wall_seconds = time.perf_counter() - started
     lat = array("q")
@@ -210,11 +223,18 @@ async def _crash_tick(broker: Broker, pool: WorkerPool, crashes: Crashes, total:
 
 
 class _Progress:
-    """Live bars (rich) on a terminal; nothing otherwise."""
+    """Live bars (rich) when stdout is a terminal; else a plain line every
+    `PROGRESS_EVERY_ENV` seconds (10), so that a log shows the run alive; nothing when
+    not `enabled` (`--no-progress`)."""
 
-    def __init__(self, total: int, enabled: bool) -> None:
+    def __init__(self, total: int, enabled: bool, out: Callable[[str], None]) -> None:
         self.bars: Any = None
-        if not enabled:
+        self.total, self.out = total, out
+        self.started = time.monotonic()
+        self.every = float(os.environ.get(PROGRESS_EVERY_ENV) or 10) \
+            if enabled and not sys.stdout.isatty() else 0.0
+        self.next_line = self.started + self.every
+        if not enabled or self.every:
             return
         from rich.progress import (
             BarColumn,
@@ -249,6 +269,24 @@ class _Progress:
     def close(self) -> None:
         if self.bars is not None:
             self.bars.stop()
+
+    def line_due(self) -> bool:
+        """Time for a plain line."""
+        return bool(self.every) and time.monotonic() >= self.next_line
+
+    def line(self, enqueued: int, sent: int, failed: int, counts: dict[str, int],
+             ledger: dict[str, dict[str, int]]) -> None:
+        """A plain line: the run's totals (`total`: those to deliver, without the
+        recipient run's opted-out), then by channel (from the ledger) how many are sent and
+        enqueued of the channel's share."""
+        now = time.monotonic()
+        self.next_line = max(self.next_line + self.every, now + self.every / 2)
+        channels = ", ".join(
+            f"{LABELS.get(c, c)} {ledger.get(c, {}).get('sent', 0):,}/"
+            f"{sum(ledger.get(c, {}).values()):,} of {n:,}" for c, n in counts.items())
+        self.out(f"progress {now - self.started:,.0f} s: enqueued {enqueued:,} of "
+                 f"{sum(counts.values()):,}, delivered {sent:,} of {self.total:,}, failed "
+                 f"{failed:,}; by channel, sent/enqueued: {channels}")
 
 
 def _notification(channel: str, i: int, ports: dict[str, int],

@@ -19,6 +19,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from conveyor.demo.ending import Janitor, die_with_us
 from conveyor.demo.rustserver import available
 from conveyor.demo.workload import check_apns, check_email, check_fcm, check_push
 
@@ -57,8 +58,11 @@ class PostfixSink:
 
     name = "Postfix smtp-sink (C; every message dumped and checked)"
 
-    def __init__(self, binary: str, port: int, folder: Path, messages: int = 0) -> None:
+    def __init__(self, binary: str, port: int, folder: Path, messages: int = 0,
+                 janitor: Janitor | None = None) -> None:
         self.shm = _tmpfs_folder(messages * _DUMP_BYTES)
+        if self.shm is not None and janitor is not None:
+            janitor.remove_at_end(self.shm)  # even if the demo is killed
         where = self.shm or folder
         self.dump = where / "smtp-sink.dump"
         self.dump.touch()
@@ -68,9 +72,13 @@ class PostfixSink:
         if os.geteuid() == 0:
             args += ["-u", "nobody"]
         args += ["-D", str(self.dump), f"127.0.0.1:{port}", "1024"]
+        # It dies with the demo, even by `kill -9`: by the parent-death signal, or when run
+        # by root (whose `-u nobody` clears that signal) by the janitor's hand.
         self.proc = subprocess.Popen(args, env=_libs(binary), stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE)
+                                     stderr=subprocess.PIPE, preexec_fn=die_with_us())
         self.pid = self.proc.pid
+        if janitor is not None:
+            janitor.kill_at_end(self.pid)
 
     def results(self) -> dict[str, Any]:
         """Stop and check the dump: per recipient count and content."""
@@ -100,8 +108,9 @@ class PostfixSink:
                 start = end
         return {"received": received, "bad": bad}
 
-    def close(self) -> None:
-        """Make sure it is gone, and its dump with it."""
+    def close(self, wait: float = 0.0) -> None:
+        """Make sure it is gone, and its dump with it (`wait`: as the other peers')."""
+        del wait
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
@@ -169,11 +178,12 @@ class _ChildPeer:
         got["ids"] = Counter(got.get("ids", {}))  # by Message-ID / push Topic
         return got
 
-    def close(self) -> None:
-        """Make sure it is gone."""
-        self.proc.join(5)
+    def close(self, wait: float = 5.0) -> None:
+        """Make sure it is gone (killed after `wait` seconds)."""
+        self.proc.join(wait)
         if self.proc.is_alive():
             self.proc.kill()
+            self.proc.join(5)
 
 
 class AiosmtpdSink(_ChildPeer):

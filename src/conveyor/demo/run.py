@@ -25,6 +25,7 @@ from conveyor.demo import peers
 from conveyor.demo.cpu import run_queue_wait
 from conveyor.demo.crashes import CRASH_VISIBILITY, Crashes, WorkerPool
 from conveyor.demo.drive import drive
+from conveyor.demo.ending import Janitor, cleaning, interrupted, stop_on_signals
 from conveyor.demo.mobile_peers import apns_token, fcm_token
 from conveyor.demo.people import PeopleRun, deliverable, import_people
 from conveyor.demo.report import Report, render_report
@@ -141,8 +142,25 @@ def _vapid_pem() -> bytes:
     return key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
 
 
-def run_demo(config: DemoConfig, out: Callable[[str], None] = print) -> Report:
-    """Run the demo and return its report (also printed through `out`)."""
+def _say(text: str) -> None:
+    print(text, flush=True)  # at once, also into a file or a pipe
+
+
+def run_demo(config: DemoConfig, out: Callable[[str], None] = _say) -> Report:
+    """Run the demo and return its report (also printed through `out`).
+
+    SIGTERM, or a SIGINT, stops it early with `ending.Interrupted` once its children are
+    stopped and its temporary files removed; its children die with it even by `kill -9`
+    (`conveyor.demo.ending`)."""
+    with stop_on_signals():
+        janitor = Janitor()
+        try:
+            return _run(config, out, janitor)
+        finally:
+            janitor.close()
+
+
+def _run(config: DemoConfig, out: Callable[[str], None], janitor: Janitor) -> Report:
     people = PeopleRun(config.recipients) if config.recipients else None
     mix = config.mix if people is None else {**config.mix, "push": 0.0}
     counts = split(config.recipients or config.messages, mix)
@@ -154,6 +172,7 @@ def run_demo(config: DemoConfig, out: Callable[[str], None] = print) -> Report:
     n_push = counts.get("push", 0)
     verify_every = config.verify_every or (1 if n_push <= 20_000 else 20)
     folder = Path(tempfile.mkdtemp(prefix="conveyor-demo-"))
+    janitor.remove_at_end(folder)
     url = config.database or f"sqlite:///{folder / 'demo.db'}"
     sinks: dict[str, Any] = {}
     pool: WorkerPool | None = None
@@ -164,7 +183,8 @@ def run_demo(config: DemoConfig, out: Callable[[str], None] = print) -> Report:
         binary = peers.find_smtp_sink() if config.use_smtp_sink else None
         if "email" in counts:
             sinks["email"] = (peers.PostfixSink(binary, ports["email"], folder,
-                                                counts["email"]) if binary
+                                                counts["email"], janitor)
+                              if binary
                               else peers.AiosmtpdSink(ports["email"]))
             channels["email"] = {"host": "127.0.0.1", "port": ports["email"],
                                  "sender": "Demo <demo@conveyor.example>",
@@ -194,6 +214,8 @@ def run_demo(config: DemoConfig, out: Callable[[str], None] = print) -> Report:
         for size, group in groups:
             for _ in range(size):
                 pool.start(group)
+        # (drive starts replacement workers on this thread too: see `conveyor.demo.ending`
+        # on the parent-death signal)
         report = asyncio.run(drive(config.progress, url, counts, offsets, ports, sub_keys,
                                    pool, stop, crashes, started, out, people))
         report.sinks = {c: sink.name for c, sink in sinks.items()}
@@ -215,14 +237,24 @@ def run_demo(config: DemoConfig, out: Callable[[str], None] = print) -> Report:
                                      "\n" + "\n".join(people.lines())))
         return report
     finally:
-        for proc in pool.live if pool is not None else []:
-            proc.join(10)
-            if proc.is_alive():
-                proc.kill()
-        for sink in sinks.values():
-            sink.close()
-        # The sink's dump and the SQLite file of a million run take hundreds of MB.
-        shutil.rmtree(folder, ignore_errors=True)
+        with cleaning():
+            _stop(pool, sinks)
+            # The sink's dump and the SQLite file of a million run take hundreds of MB.
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _stop(pool: WorkerPool | None, sinks: dict[str, Any]) -> None:
+    """End the workers and the peers: at once when stopped by a signal (no final reports
+    to wait for), else once they are done."""
+    for proc in pool.live if pool is not None else []:
+        if interrupted():
+            proc.kill()
+        proc.join(10)
+        if proc.is_alive():
+            proc.kill()
+            proc.join(5)
+    for sink in sinks.values():
+        sink.close(0.0 if interrupted() else 5.0)
 
 
 def _mobile(folder: Path, counts: dict[str, int], ports: dict[str, int],
