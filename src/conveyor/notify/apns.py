@@ -122,10 +122,15 @@ class ApnsChannel(Http2Channel):
             headers.append(("apns-expiration", str(int(x["expiration"]))))
         return f"/3/device/{item.to}", headers, body
 
+    def where(self) -> str:
+        """APNs, as the log names it."""
+        return f"APNs {self.url}"
+
     async def _post(self, payload: tuple[str, list[tuple[str, str]], bytes]) -> Result:
         assert self._pool is not None
         path, headers, body = payload
         token: str | None = None
+        asked = self.reach.now()
         for attempt in (1, 2):
             token = self.provider_token(stale=token)
             try:
@@ -135,7 +140,9 @@ class ApnsChannel(Http2Channel):
             except H2Error as exc:
                 if not exc.retryable:
                     return Result.permanent(f"APNs: {exc}"[:1000])
+                self.unreachable(exc, "a notification not sent")
                 return Result.transient(f"APNs unreachable: {exc}"[:300])
+            self.reached(asked)
             if status == 200:
                 return Result.sent(answer.get("apns-id"))
             reason = _reason(content)

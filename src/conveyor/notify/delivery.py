@@ -62,6 +62,7 @@ from conveyor.notify.leases import LeaseKeeper
 from conveyor.notify.models import Envelope, Item
 from conveyor.notify.outcomes import Result, throttled
 from conveyor.worker.rates import Rate
+from conveyor.worker.reach import Reach
 
 if TYPE_CHECKING:
     from conveyor.broker.broker import Broker
@@ -125,6 +126,7 @@ class Deliverer:
         self.stats = DeliveryStats()
         self._stopping = asyncio.Event()
         self._tokens: dict[str, int] = {}
+        self.reach = Reach("the database")  # its outage: a few lines, not one a batch
 
     def stop(self) -> None:
         """Finish the batches in hand, then return from `run`."""
@@ -161,6 +163,7 @@ class Deliverer:
     async def _lane(self, name: str, channel: Channel) -> None:
         queue = queue_name(name)
         while not self._stopping.is_set():
+            asked = self.reach.now()
             try:
                 since = time.perf_counter()
                 messages = await self.broker.receive(
@@ -169,9 +172,12 @@ class Deliverer:
                 self.stats.add_wait(name, "receive" if messages else "idle", since)
                 if messages:
                     await self.process(name, channel, messages)
-            except ConveyorError:
-                log.exception("notify %s: a batch failed; its leases will lapse", name)
+            except ConveyorError as exc:
+                self.reach.error(exc, "notify %s: a batch failed; its leases will lapse",
+                                 name, logger=log)
                 await asyncio.sleep(1.0)
+            else:
+                self.reach.ok(asked)
 
     # one batch ----------------------------------------------------------------------
     async def process(self, name: str, channel: Channel, messages: Sequence[Message]

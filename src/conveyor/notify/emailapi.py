@@ -56,6 +56,10 @@ class HttpEmailChannel(Channel):
             message["headers"] = x["headers"]
         return message
 
+    def where(self) -> str:
+        """The email API, as the log names it."""
+        return f"the email API {self.base_url}"
+
     async def open(self) -> None:
         """The HTTP client."""
         if self._client is None:
@@ -66,11 +70,15 @@ class HttpEmailChannel(Channel):
         """One POST for the batch."""
         await self.open()
         assert self._client is not None
+        asked = self.reach.now()
         try:
             resp = await self._client.post(self.path, content=orjson.dumps(list(payloads)),
                                            headers={"Content-Type": "application/json"})
         except httpx.HTTPError as exc:
+            self.unreachable(exc, "%d email%s not sent", len(items),
+                             "" if len(items) == 1 else "s")
             return [Result.transient(f"email API unreachable: {exc!r}"[:300])] * len(items)
+        self.reached(asked)
         whole = http_result(resp.status_code, resp.reason_phrase,
                             resp.headers.get("Retry-After"))
         if whole.outcome != "sent":

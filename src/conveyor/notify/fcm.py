@@ -167,9 +167,14 @@ class FcmChannel(Http2Channel):
             message["android"] = android
         return orjson.dumps({"message": message})
 
+    def where(self) -> str:
+        """FCM, as the log names it."""
+        return f"FCM {self.url}"
+
     async def _post(self, body: bytes) -> Result:
         assert self._pool is not None
         token = ""
+        asked = self.reach.now()
         for attempt in (1, 2):
             try:
                 token = await self.access_token(stale=token or None)
@@ -179,7 +184,9 @@ class FcmChannel(Http2Channel):
             except H2Error as exc:
                 if not exc.retryable:
                     return Result.permanent(f"FCM: {exc}"[:1000])
+                self.unreachable(exc, "a notification not sent")
                 return Result.transient(f"FCM unreachable: {exc}"[:300])
+            self.reached(asked)
             if status == 200:
                 return Result.sent(str(orjson.loads(content).get("name") or "") or None)
             code, message = _error(content)

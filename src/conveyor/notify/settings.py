@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -152,6 +153,12 @@ async def run_worker(url: str | None, channels: Mapping[str, Channel],
                      templates: str | Path | None, options: DeliveryOptions,
                      seconds: float | None = None) -> dict[str, int]:
     """Deliver until SIGINT/SIGTERM (or for `seconds`); returns the worker's counters."""
+    if not logging.getLogger().handlers:
+        # Run alone (`conveyor notify worker`): say on stderr, as `conveyor worker` does,
+        # when a provider or the database stops answering and when it is back (INFO).
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d "
+                            "%(levelname)s %(name)s: %(message)s")
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # a line a webhook POST
     notifier = Notifier(url, channels=channels, templates=templates)
     async with notifier:
         deliverer = notifier.deliverer(options)

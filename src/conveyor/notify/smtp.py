@@ -159,19 +159,26 @@ class SmtpChannel(Channel):
     def _context(self) -> ssl.SSLContext:
         return self.ssl_context or ssl.create_default_context()
 
+    def where(self) -> str:
+        """The SMTP server, as the log names it."""
+        return f"the SMTP server {self.host}:{self.port}"
+
     async def _new(self) -> Connection:
         conn: Connection
         mode = self.pipelining  # read once: another lane may learn the server meanwhile
+        asked = self.reach.now()
         if mode is False:
             self.pipelined = False
             conn = _PlainConnection(self)
             await conn.connect()
+            self.reached(asked)  # the server answered the greeting (and EHLO)
             return conn
         conn = PipelinedConnection(
             self.host, self.port, tls=self._context() if self.tls else None,
             starttls=self._context() if self.starttls else None, username=self.username,
             password=self.password, timeout=self.timeout)
         await conn.connect()
+        self.reached(asked)
         # This connection's own EHLO decides: a lane that began while another was learning
         # that the server does not pipeline used to find `pipelining` already False after
         # its connect, skip this check and pipeline to a server that never offered it.
@@ -204,12 +211,18 @@ class SmtpChannel(Channel):
         # A slot per connection in use: with every slot taken, callers wait for one to
         # come back instead of opening more connections than `pool_size`.
         async with self._slots:
+            asked = self.reach.now()
             try:
                 conn = await self._take()
             except SmtpError as exc:
+                self.unreachable(exc, "%d email%s not sent", len(messages),
+                                 "" if len(messages) == 1 else "s")
                 return [Result.transient(str(exc)[:300])] * len(messages)
             try:
-                return await conn.send_many(messages)
+                results = await conn.send_many(messages)
+                if any(r.outcome == "sent" for r in results):
+                    self.reached(asked)
+                return results
             finally:
                 if conn.connected:
                     self._idle.put_nowait(conn)
