@@ -18,6 +18,7 @@ import asyncpg
 
 from conveyor import fifo
 from conveyor.digits import integer
+from conveyor.errors import StorageUnavailable
 from conveyor.fifo import format_sequence
 from conveyor.models import (
     Message,
@@ -37,7 +38,12 @@ from conveyor.storage.base import (
     SignalCallback,
 )
 from conveyor.storage.postgres.bound import Executor
-from conveyor.storage.postgres.postgres_base import Connection, PostgresBase, translated
+from conveyor.storage.postgres.postgres_base import (
+    Connection,
+    PostgresBase,
+    translated,
+    unavailable,
+)
 from conveyor.storage.postgres.postgres_cancels import PostgresCancels
 from conveyor.storage.postgres.postgres_delivery_events import PostgresDeliveryEvents
 from conveyor.storage.postgres.postgres_digests import PostgresDigests
@@ -432,19 +438,31 @@ class PostgresStorage(PostgresJobs, PostgresFlows, PostgresNotifyTx, PostgresLed
             text = str(payload)
             callback(integer(text))
 
+        # (imported here: conveyor.worker imports the broker, which imports the storage)
+        from conveyor.worker.reach import Reach
+
+        # A database down for a minute: one WARNING and one INFO line, not one a second.
+        reach = Reach("the database")
         while True:
             conn: asyncpg.Connection | None = None
+            asked = reach.now()
             try:
                 conn = await asyncpg.connect(self.dsn)
                 lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
                 conn.add_termination_listener(functools.partial(_resolve, lost))
                 await conn.add_listener(CHANNEL, on_notify)
+                reach.ok(asked)
                 callback(None)  # anything sent while we were away: look again
                 await lost
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("postgres LISTEN connection failed: %s", exc)
+                if unavailable(exc):
+                    outage = StorageUnavailable(f"PostgreSQL is unavailable: {exc}")
+                    outage.__cause__ = exc
+                    reach.error(outage, "listening for the other processes' wake-ups failed")
+                else:
+                    log.warning("postgres LISTEN connection failed: %s", exc)
             finally:
                 if conn is not None and not conn.is_closed():
                     with contextlib.suppress(Exception):
