@@ -25,8 +25,8 @@ from conveyor.demo.peers import find_smtp_sink
 GONE_WITHIN = 5.0
 """Seconds a stopped demo and its children get to be gone (measured: well under one)."""
 
-PROGRESS = re.compile(r"^progress \d+ s: enqueued [\d,]+ of [\d,]+, delivered [\d,]+ of "
-                      r"[\d,]+, failed \d+; by channel, sent/enqueued: (.*)$", re.M)
+PROGRESS = re.compile(r"^progress \d+ s: enqueued [\d,]+ of [\d,]+ \((.*)\); delivered "
+                      r"[\d,]+ of [\d,]+ \((.*)\), failed \d+$", re.M)
 
 
 def _demo(args: list[str], log: Path, every: float) -> subprocess.Popen[bytes]:
@@ -138,8 +138,9 @@ def test_output_into_a_file_shows_plain_progress_lines(tmp_path: Path) -> None:
     out = log.read_text()
     lines = PROGRESS.findall(out)
     assert lines, out
-    assert re.fullmatch(r"email [\d,]+/[\d,]+ of 2,000, FCM [\d,]+/[\d,]+ of 2,000",
-                        lines[-1]), lines[-1]
+    enqueued, delivered = lines[-1]
+    assert re.fullmatch(r"email [\d,]+ of 2,000, FCM [\d,]+ of 2,000", enqueued), enqueued
+    assert re.fullmatch(r"email [\d,]+; FCM [\d,]+", delivered), delivered  # by worker group
     # then the report, as on a terminal
     assert "PASS: every notification arrived exactly once" in out
     assert out.index("progress") < out.index("PASS")
@@ -157,10 +158,11 @@ def test_no_progress_means_no_lines_either(monkeypatch: pytest.MonkeyPatch) -> N
     assert plain.bars is None and plain.every == 0.01
     time.sleep(0.02)
     assert plain.line_due()
-    plain.line(4, 2, 0, {"email": 6, "apns": 4}, {"email": {"sent": 2, "queued": 1}})
+    plain.line(4, 3, 1, {"email": 6, "fcm": 2, "apns": 2}, {"email": 3, "fcm": 1},
+               {("fcm", "apns"): 1, ("email",): 2})
     assert not plain.line_due()
-    assert re.fullmatch(r"progress 0 s: enqueued 4 of 10, delivered 2 of 10, failed 0; by "
-                        r"channel, sent/enqueued: email 2/3 of 6, APNs 0/0 of 4", printed[0])
+    assert printed == ["progress 0 s: enqueued 4 of 10 (email 3 of 6, FCM 1 of 2, APNs 0 of "
+                       "2); delivered 3 of 10 (email 2; FCM, APNs 1), failed 1"]
 
 
 def _sleeper() -> subprocess.Popen[bytes]:

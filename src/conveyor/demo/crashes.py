@@ -66,6 +66,8 @@ class WorkerPool:
         self.args = args
         self.procs: dict[int, Any] = {}
         self.groups: dict[int, tuple[str, ...]] = {}
+        self.group_of: dict[int, tuple[str, ...]] = {}
+        """Every worker's channels, the killed ones' too (their counts still count)."""
         self.queues: dict[int, Any] = {}
         self.started = 0
         self.kills = 0
@@ -86,7 +88,7 @@ class WorkerPool:
                                 args=(index, url, mine, options, queue, stop))
         proc.start()
         self.procs[index], self.queues[index] = proc, queue
-        self.groups[index] = group
+        self.groups[index] = self.group_of[index] = group
 
     def reports(self) -> list[dict[str, Any]]:
         """Every report waiting from the live workers."""

@@ -68,6 +68,7 @@ async def drive(show_progress: bool, url: str, counts: dict[str, int],
     latest: dict[int, dict[str, Any]] = {}
     finals: dict[int, dict[str, Any]] = {}
     enqueued = 0
+    enqueued_by: dict[str, int] = {}  # the plain run's, by channel
     first_delivery: float | None = None
     progress = _Progress(total, show_progress, out)
 
@@ -98,6 +99,7 @@ async def drive(show_progress: bool, url: str, counts: dict[str, int],
             for ch, items in by_channel.items():
                 await notifier.enqueue_items(ch, items)
             enqueued += end - start
+            enqueued_by[channel] = enqueued_by.get(channel, 0) + end - start
             progress.update(enqueued, *delivered())
             drain()
 
@@ -127,7 +129,11 @@ async def drive(show_progress: bool, url: str, counts: dict[str, int],
                 first_delivery = time.perf_counter()
             progress.update(enqueued, sent, failed)
             if progress.line_due():
-                progress.line(enqueued, sent, failed, counts, await broker.ledger.counts())
+                by_group: dict[tuple[str, ...], int] = {}
+                for worker, item in latest.items():
+                    group = pool.group_of[worker]
+                    by_group[group] = by_group.get(group, 0) + item["sent"]
+                progress.line(enqueued, sent, failed, counts, enqueued_by, by_group)
             if (signum := interrupted()) is not None:  # in case asyncio dropped it
                 raise Interrupted(signum)
             if producer.done():
@@ -275,18 +281,27 @@ class _Progress:
         return bool(self.every) and time.monotonic() >= self.next_line
 
     def line(self, enqueued: int, sent: int, failed: int, counts: dict[str, int],
-             ledger: dict[str, dict[str, int]]) -> None:
-        """A plain line: the run's totals (`total`: those to deliver, without the
-        recipient run's opted-out), then by channel (from the ledger) how many are sent and
-        enqueued of the channel's share."""
+             enqueued_by: dict[str, int], sent_by: dict[tuple[str, ...], int]) -> None:
+        """A plain line: enqueued of the run (by channel, `enqueued_by`, when known), then
+        delivered (`total`: those to deliver, without the recipient run's opted-out) by
+        group of channels sharing workers, as the workers count them. Nothing is asked of
+        the database: a count by channel there took 7 ms per 20,000 notifications of the
+        producer's database thread (some 0.35 s at a million, every line)."""
         now = time.monotonic()
         self.next_line = max(self.next_line + self.every, now + self.every / 2)
-        channels = ", ".join(
-            f"{LABELS.get(c, c)} {ledger.get(c, {}).get('sent', 0):,}/"
-            f"{sum(ledger.get(c, {}).values()):,} of {n:,}" for c, n in counts.items())
-        self.out(f"progress {now - self.started:,.0f} s: enqueued {enqueued:,} of "
-                 f"{sum(counts.values()):,}, delivered {sent:,} of {self.total:,}, failed "
-                 f"{failed:,}; by channel, sent/enqueued: {channels}")
+        text = f"progress {now - self.started:,.0f} s: enqueued {enqueued:,} of " \
+               f"{sum(counts.values()):,}"
+        if enqueued_by:
+            text += " (" + ", ".join(f"{LABELS.get(c, c)} {enqueued_by.get(c, 0):,} of {n:,}"
+                                     for c, n in counts.items()) + ")"
+        text += f"; delivered {sent:,} of {self.total:,}"
+        if sent_by:
+            order = list(LABELS)
+            text += " (" + "; ".join(
+                ", ".join(LABELS.get(c, c) for c in group) + f" {n:,}"
+                for group, n in sorted(sent_by.items(), key=lambda g: order.index(g[0][0])))
+            text += ")"
+        self.out(f"{text}, failed {failed:,}")
 
 
 def _notification(channel: str, i: int, ports: dict[str, int],
