@@ -212,3 +212,9 @@ class StorageUnavailable(StorageError):
     """The database cannot be reached."""
 
     code = "storage_unavailable"
+
+
+class ServerUnavailable(StorageUnavailable):
+    """The conveyor server cannot be reached (a client's view: no answer at all)."""
+
+    code = "server_unavailable"

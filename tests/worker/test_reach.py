@@ -12,7 +12,7 @@ import pytest
 
 from conveyor.client import ServerUnavailable
 from conveyor.errors import StorageError, StorageUnavailable
-from conveyor.worker.reach import Backoff, Reach, outage, where
+from conveyor.reach import Backoff, Reach, outage, where
 
 
 class Clock:

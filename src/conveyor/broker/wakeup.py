@@ -7,13 +7,10 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
 
 from conveyor.errors import StorageUnavailable
+from conveyor.reach import Reach
 from conveyor.tasks import stop_task
-
-if TYPE_CHECKING:
-    from conveyor.worker.reach import Reach
 
 log = logging.getLogger("conveyor.broker")
 
@@ -23,9 +20,9 @@ connection the outage broke fails once; the next one is fresh)."""
 
 
 def _reach() -> Reach:
-    """An outage logged the house way (conveyor.worker.reach): imported here, since
+    """An outage logged the house way (conveyor.reach): imported here, since
     `conveyor.worker` imports the broker."""
-    from conveyor.worker.reach import Reach
+    from conveyor.reach import Reach
 
     return Reach("the database")
 
@@ -89,7 +86,7 @@ class Throttle:
     A signal the database cannot take now (`StorageUnavailable`) is tried again in the
     background (`RETRY_PAUSES`), never raised: it follows a write that already committed,
     and a 503 for it would only invite a duplicate resend. The outage is logged once
-    (`conveyor.worker.reach`). If every try fails, the other processes' long polls still
+    (`conveyor.reach`). If every try fails, the other processes' long polls still
     find the message: their LISTEN connection, lost in the same outage, looks at every
     queue again when it reconnects, and `Watchers` look at waited-on queues every
     second. This process's own long polls were woken before the signal (`Broker.signal`).

@@ -9,12 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from conveyor import errors as e
+from conveyor.errors import ServerUnavailable
 
-
-class ServerUnavailable(e.StorageUnavailable):
-    """The conveyor server cannot be reached."""
-
-    code = "server_unavailable"
+__all__ = ["ServerUnavailable", "error_from"]
 
 
 def _classes(root: type[e.ConveyorError]) -> dict[str, type[e.ConveyorError]]:

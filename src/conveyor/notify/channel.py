@@ -11,7 +11,7 @@ notifications `unknown` instead, for any channel).
 
 A channel whose provider is one place (an SMTP server, FCM, APNs, an email API) tells its
 `reach` when that place cannot be reached (`unreachable`) and when it answers again
-(`reached`): the worker logs an outage as `conveyor.worker.reach` does (one WARNING,
+(`reached`): the worker logs an outage as `conveyor.reach` does (one WARNING,
 reminders at most every 30 s, one INFO line on recovery) instead of nothing. It only
 decides what is logged: the items still come back transient and are retried, then
 dead-lettered, as before.
@@ -26,7 +26,7 @@ from conveyor.client import ServerUnavailable
 from conveyor.notify.models import Item
 from conveyor.notify.outcomes import Result
 from conveyor.notify.templates import Rendered, Templates
-from conveyor.worker.reach import Reach
+from conveyor.reach import Reach
 
 __all__ = ["Channel", "PayloadTooLarge"]
 

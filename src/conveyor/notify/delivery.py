@@ -61,8 +61,8 @@ from conveyor.notify.delivery_options import DeliveryOptions
 from conveyor.notify.leases import LeaseKeeper
 from conveyor.notify.models import Envelope, Item
 from conveyor.notify.outcomes import Result, throttled
+from conveyor.reach import Reach
 from conveyor.worker.rates import Rate
-from conveyor.worker.reach import Reach
 
 if TYPE_CHECKING:
     from conveyor.broker.broker import Broker

@@ -108,6 +108,7 @@ ERROR_TABLE: dict[type[e.ConveyorError], AwsError] = {
     e.Unsupported: UNSUPPORTED_OPERATION,
     e.StorageError: INTERNAL_ERROR,
     e.StorageUnavailable: SERVICE_UNAVAILABLE,
+    e.ServerUnavailable: SERVICE_UNAVAILABLE,  # (a client's; listed for completeness)
 }
 
 

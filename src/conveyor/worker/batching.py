@@ -7,7 +7,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
-from conveyor.worker.reach import Reach
+from conveyor.reach import Reach
 
 log = logging.getLogger("conveyor.worker")
 

@@ -18,8 +18,8 @@ from typing import Any, Protocol
 
 from conveyor.client.source import Source
 from conveyor.models import Message
+from conveyor.reach import Reach
 from conveyor.worker.exceptions import Cancel, TaskTimeout
-from conveyor.worker.reach import Reach
 
 log = logging.getLogger("conveyor.worker")
 

@@ -35,8 +35,8 @@ from conveyor.client.source import Source
 from conveyor.clock import Clock, system_clock
 from conveyor.errors import InvalidInput
 from conveyor.jobs import CRON_LEASE_SECONDS, CRON_RECLAIM_MS, CronLease
+from conveyor.reach import Reach
 from conveyor.worker.app import App, CronEntry
-from conveyor.worker.reach import Reach
 
 log = logging.getLogger("conveyor.cron")
 

@@ -15,11 +15,11 @@ from typing import Any
 from conveyor.client.source import Source
 from conveyor.heartbeats import TaskTally
 from conveyor.models import Message, MessageAttribute, SendEntry
+from conveyor.reach import Reach
 from conveyor.worker import flows
 from conveyor.worker.app import DLQ_SUFFIX, App
 from conveyor.worker.exceptions import Cancel, Retry, Snooze
 from conveyor.worker.outcomes import Outcomes
-from conveyor.worker.reach import Reach
 from conveyor.worker.retry import backoff_seconds, is_final
 from conveyor.worker.task import Received, Task, TaskOptions
 

@@ -20,7 +20,7 @@ from typing import Any
 from conveyor.client.source import Source
 from conveyor.flows import MAX_RESULT_BYTES, NodeEnd
 from conveyor.models import dumps_json
-from conveyor.worker.reach import Reach
+from conveyor.reach import Reach
 
 log = logging.getLogger("conveyor.worker")
 

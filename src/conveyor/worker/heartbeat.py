@@ -18,8 +18,8 @@ from collections.abc import Callable
 from conveyor.client.source import Source
 from conveyor.clock import system_clock
 from conveyor.heartbeats import Heartbeat, Schedule, Tally
+from conveyor.reach import Reach, outage
 from conveyor.worker.app import App
-from conveyor.worker.reach import Reach, outage
 
 log = logging.getLogger("conveyor.worker")
 

@@ -14,9 +14,9 @@ import time
 
 from conveyor.client.source import Source
 from conveyor.models import VisibilityEntry
+from conveyor.reach import Reach
 from conveyor.worker.held import Held
 from conveyor.worker.rates import Slots
-from conveyor.worker.reach import Reach
 
 __all__ = ["Leases"]
 

@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from conveyor.client.source import Source
 from conveyor.connect import open_source
 from conveyor.errors import QueueNotFound
+from conveyor.reach import Reach, where
 from conveyor.worker.autoscale import Autoscaler, Sample
 from conveyor.worker.process import load_app
-from conveyor.worker.reach import Reach, where
 
 log = logging.getLogger("conveyor.pool")
 

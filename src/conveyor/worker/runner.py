@@ -38,6 +38,7 @@ from conveyor.client._models import JobStatus
 from conveyor.client.source import Source
 from conveyor.heartbeats import Tally, TaskTally
 from conveyor.models import Message, VisibilityEntry
+from conveyor.reach import Backoff, Reach, outage, where
 from conveyor.worker import flows
 from conveyor.worker.aio import first, quietly, unless_stopped
 from conveyor.worker.app import App
@@ -54,7 +55,6 @@ from conveyor.worker.lanes import Lanes
 from conveyor.worker.leases import Leases
 from conveyor.worker.options import SERVER_LONG_POLL, WorkerOptions
 from conveyor.worker.rates import RateLimiter, Slots
-from conveyor.worker.reach import Backoff, Reach, outage, where
 from conveyor.worker.task import Received, Task, TaskOptions
 
 __all__ = ["SERVER_LONG_POLL", "Worker", "WorkerOptions"]  # (the options live in options.py)

@@ -26,6 +26,7 @@ from conveyor.models import (
     QueueStats,
     SendResult,
 )
+from conveyor.reach import Reach
 from conveyor.storage import claims, dedup, flow_steps, rows
 from conveyor.storage.base import (
     Lease,
@@ -437,9 +438,6 @@ class PostgresStorage(PostgresJobs, PostgresFlows, PostgresNotifyTx, PostgresLed
         def on_notify(_conn: object, _pid: int, _channel: str, payload: object) -> None:
             text = str(payload)
             callback(integer(text))
-
-        # (imported here: conveyor.worker imports the broker, which imports the storage)
-        from conveyor.worker.reach import Reach
 
         # A database down for a minute: one WARNING and one INFO line, not one a second.
         reach = Reach("the database")

@@ -1,4 +1,4 @@
-"""Whether a worker's source answers: an outage logged as a few lines, not a traceback a call.
+"""Whether a source answers: an outage logged as a few lines, not a traceback a call.
 
 While the server a worker talks to (or its database) is down, every loop of the worker
 fails: each queue's receive, the heartbeat, the cancel check, lease extensions, status
@@ -25,8 +25,7 @@ import time
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
-from conveyor.client import ServerUnavailable
-from conveyor.errors import StorageUnavailable
+from conveyor.errors import ServerUnavailable, StorageUnavailable
 
 __all__ = ["REMIND_EVERY", "Backoff", "Reach", "outage", "where"]
 
