@@ -8,6 +8,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from conveyor.ids import id_floor
+from conveyor.reach import Reach
 
 if TYPE_CHECKING:
     from conveyor.broker.broker import Broker
@@ -46,10 +47,15 @@ async def sweep(broker: Broker) -> int:
 
 
 async def sweep_forever(broker: Broker, interval: float) -> None:
-    """Sweep every `interval` seconds until cancelled."""
+    """Sweep every `interval` seconds until cancelled; a database outage is logged as one
+    warning and one line when it ends (`conveyor.reach`), not a traceback a sweep."""
+    reach = Reach("the database")
     while True:
         await asyncio.sleep(interval)
+        asked = reach.now()
         try:
             await sweep(broker)
-        except Exception:  # the sweeper must outlive a database hiccup
-            log.exception("retention sweep failed")
+        except Exception as exc:  # the sweeper must outlive a database hiccup
+            reach.error(exc, "the retention sweep failed", logger=log)
+        else:
+            reach.ok(asked)
