@@ -349,6 +349,7 @@ class MoveTask:
     started_at: int
     finished_at: int | None
     error: str | None = None
+    updated_at: int | None = None  # (ms) its runner's last save; None: stored before it
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON form."""
@@ -363,4 +364,5 @@ class MoveTask:
             "started_at": self.started_at,
             "finished_at": self.finished_at,
             "error": self.error,
+            "updated_at": self.updated_at,
         }

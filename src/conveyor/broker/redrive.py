@@ -42,6 +42,8 @@ log = logging.getLogger("conveyor.redrive")
 __all__ = ["BATCH", "FifoRedriveUnsupported", "NotADeadLetterQueue", "Redrive"]
 
 BATCH = 1000
+RUNNER_GONE_AFTER_MS = 60_000
+"""A running task whose runner saved no progress for this long has none (see `_lapse`)."""
 
 
 class NotADeadLetterQueue(InvalidInput):
@@ -103,7 +105,7 @@ class Redrive:
             raise InvalidInput("max_per_second must be between 1 and 500.",
                                field="max_per_second")
         for task in await broker.storage.move_task_list(source.id):
-            if task.status == "running":
+            if (await self._lapse(task)).status == "running":
                 raise Conflict(f"A move task is already running on {queue_name!r}.")
         to_move = await broker.storage.message_count_movable(source.id, broker.now(),
                                                              dest.id if dest else None)
@@ -119,7 +121,7 @@ class Redrive:
             id=str(uuid.uuid4()), source_queue=source.name,
             destination_queue=dest.name if dest else None, status="running", moved=0,
             to_move=to_move, max_per_second=max_per_second, started_at=broker.wall_now(),
-            finished_at=None)
+            finished_at=None, updated_at=broker.wall_now())
         await broker.storage.move_task_create(source.id, task)
         runner = asyncio.create_task(self._run(task, source.id, dest.id if dest else None))
         self._running[task.id] = runner
@@ -146,7 +148,7 @@ class Redrive:
                     broker.wake(None)
                     if dest_id is not None:
                         await broker.signal(dest_id)
-                task = replace(task, moved=task.moved + moved)
+                task = replace(task, moved=task.moved + moved, updated_at=broker.wall_now())
                 if moved < batch:
                     task = replace(task, status="completed", finished_at=broker.wall_now())
                 if not await storage.move_task_update(task) or task.status == "completed":
@@ -158,20 +160,44 @@ class Redrive:
             raise
         except Exception as exc:  # record the failure on the task for whoever polls it
             log.exception("move task %s failed", task.id)
-            await storage.move_task_update(replace(task, status="failed", error=str(exc)[:500],
-                                                   finished_at=broker.wall_now()))
+            try:
+                await storage.move_task_update(replace(
+                    task, status="failed", error=str(exc)[:500], finished_at=broker.wall_now()))
+            except Exception as again:  # (the database is down: nobody awaits this task)
+                log.warning("move task %s: its failure could not be recorded either: %s",
+                            task.id, again)
 
     async def get(self, task_id: str) -> MoveTask:
         """One task by id, or TaskNotFound."""
         task = await self._broker.storage.move_task_get(task_id)
         if task is None:
             raise TaskNotFound(f"Task {task_id[:100]!r} does not exist.")
-        return task
+        return await self._lapse(task)
+
+    async def _lapse(self, task: MoveTask) -> MoveTask:
+        """`task`, or `failed` if it is running with no runner (its server exited mid-way:
+        it saves its progress at least every second or two while it runs, here or on
+        another node); else it would stay running for good, and no redrive of its queue
+        could start again."""
+        broker = self._broker
+        last = task.updated_at if task.updated_at is not None else task.started_at
+        if task.status != "running" or task.id in self._running \
+                or broker.wall_now() - last < RUNNER_GONE_AFTER_MS:
+            return task
+        stopped = replace(task, status="failed", finished_at=broker.wall_now(), error=(
+            f"Its runner stopped after moving {task.moved} of {task.to_move} (the server "
+            "running it exited); start the redrive again to move the rest."))
+        if not await broker.storage.move_task_update(stopped):
+            found = await broker.storage.move_task_get(task.id)  # ended meanwhile
+            return found or stopped
+        log.warning("move task %s had lost its runner; marked failed", task.id)
+        return stopped
 
     async def list(self, queue_name: str, region: str | None = None) -> list[MoveTask]:
         """Tasks whose source is this queue, newest first."""
         source = await self._broker.queue(queue_name, region)
-        return await self._broker.storage.move_task_list(source.id)
+        return [await self._lapse(t) for t in await self._broker.storage.move_task_list(
+            source.id)]
 
     async def cancel(self, task_id: str) -> MoveTask:
         """Stop a running task after its current batch; moved messages stay moved."""

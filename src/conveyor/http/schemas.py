@@ -330,6 +330,9 @@ class MoveTaskOut(BaseModel):
     started_at: int
     finished_at: int | None
     error: str | None
+    updated_at: int | None = Field(None, description="When its runner last saved "
+                                   "progress (ms); a running task whose runner stopped "
+                                   "(its server exited) fails after a minute without one.")
 
 
 class MoveTaskList(BaseModel):
