@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from conveyor.broker.broker import Broker
+from conveyor.errors import StorageUnavailable
 from conveyor.models import Queue, QueueStats
 from conveyor.tasks import stop_task
 
@@ -144,9 +145,17 @@ class Monitor:
             self.broker.observers.remove(self.counters)
 
     async def _run(self) -> None:
+        down = False
         while True:
             try:
                 await self.sample()
+                down = False
+            except StorageUnavailable as exc:
+                # One line per outage, not a traceback every interval (an SQLite file
+                # deleted under the server refuses reads until a restart).
+                if not down:
+                    log.warning("sampling queue stats paused: %s", exc.message)
+                down = True
             except Exception:  # the dashboard must outlive a database hiccup
                 log.exception("sampling queue stats failed")
             await asyncio.sleep(self.interval)

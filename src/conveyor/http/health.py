@@ -32,19 +32,25 @@ async def healthz() -> Response:
 
 @router.get("/readyz", response_model=Ready,
             responses={503: {"model": ErrorOut,
-                             "description": "Storage unreachable, or (with the Ready "
+                             "description": "Storage unreachable, its SQLite file "
+                                            "deleted, read-only or full, or (with the Ready "
                                             "shape) schema not current or file handles "
                                             "short."}})
 async def readyz(request: Request, broker: BrokerDep) -> Response:
     """Storage answers and its schema is at the version this code knows, the process has
     file handles to spare for new connections (`reason` says what is short), and an SQLite
-    file's filesystem has room for writes (503 `storage_full` below `MIN_FREE_BYTES`)."""
+    file takes writes: still the file at its path (503 `storage_file_gone` once deleted or
+    replaced), writable (503 `storage_read_only`), its filesystem with room (503
+    `storage_full` below `MIN_FREE_BYTES`)."""
     guard = getattr(request.app.state, "file_guard", None)  # set by `conveyor serve`
     reason = guard.reason() if guard is not None else None
     if reason is not None:
         return json_response({"status": "not_ready", "reason": reason,
                               "schema_version": None, "known_version": None}, 503)
     try:
+        if (problem := await asyncio.wait_for(_file_problem(broker),
+                                              READY_TIMEOUT_SECONDS)) is not None:
+            return error_response(503, *problem)
         applied, known = await asyncio.wait_for(broker.storage.schema_version(),
                                                 READY_TIMEOUT_SECONDS)
     except ConveyorError as exc:
@@ -60,6 +66,17 @@ async def readyz(request: Request, broker: BrokerDep) -> Response:
     return json_response({"status": "ready" if ready else "not_ready",
                           "schema_version": applied, "known_version": known},
                          200 if ready else 503)
+
+
+async def _file_problem(broker: Broker) -> tuple[str, str] | None:
+    """(code, sentence) when an SQLite file was deleted or replaced while open, or refuses
+    writes; None otherwise and on PostgreSQL."""
+    # Duck-typed like `path` below: http may not import the driver (import-linter).
+    probe = getattr(broker.storage, "file_problem", None)
+    if probe is None:
+        return None
+    problem: tuple[str, str] | None = await probe()
+    return problem
 
 
 def _disk_full(broker: Broker, floor: int) -> str | None:

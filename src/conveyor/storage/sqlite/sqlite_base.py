@@ -2,8 +2,11 @@
 
 One connection per process, used from one thread; every operation is one transaction
 (`BEGIN IMMEDIATE` when it writes) run in that thread, so the event loop never blocks on
-the file and each batch costs one hop. The storage's parts (queues and messages, jobs, the
-delivery ledger) are classes over this base, combined in `sqlite_storage.SqliteStorage`.
+the file and each batch costs one hop. Before each COMMIT the path must still name the
+file the connection opened (`sqlite_file`): a file deleted or replaced under a running
+server refuses every call from then on (503) rather than acknowledge writes nothing keeps.
+The storage's parts (queues and messages, jobs, the delivery ledger) are classes over this
+base, combined in `sqlite_storage.SqliteStorage`.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Self, TypeVar
 from conveyor.errors import StorageError, StorageUnavailable, Unsupported
 from conveyor.storage.sql import load_migrations
 from conveyor.storage.sqlite import sqlite_maintenance as maintenance
+from conveyor.storage.sqlite.sqlite_file import FileWatch
 from conveyor.storage.sqlite.sqlite_writer import WRITE_LOCK
 
 log = logging.getLogger("conveyor.storage.sqlite")
@@ -50,6 +54,10 @@ class SqliteBase:
         self._busy_timeout_ms = busy_timeout_ms
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="conveyor-sqlite")
         self._db: sqlite3.Connection | None = None
+        self._file = FileWatch(self.path)
+        # Why writes fail for want of write access (SQLITE_READONLY), kept from the failed
+        # write (or the probe at open) until a write changes rows again: `file_problem`.
+        self._read_only: str | None = None
 
     def bound(self, connection: object) -> Self:
         """Not on SQLite: the embedded file has no application transactions to join."""
@@ -64,18 +72,25 @@ class SqliteBase:
     def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._db is None:
             raise StorageUnavailable("The SQLite storage is not open.")
+        if self._file.gone is not None:  # reads too: they would show a file no one sees
+            raise StorageUnavailable(self._file.gone)
         try:
             return fn(self._db)
         except sqlite3.DatabaseError as exc:
-            if getattr(exc, "sqlite_errorcode", None) in _UNAVAILABLE:
+            # sqlite_errorcode is the extended code (SQLITE_IOERR_WRITE, ...): its low byte
+            # is the primary one.
+            code = getattr(exc, "sqlite_errorcode", None)
+            primary = code & 0xFF if isinstance(code, int) else None
+            if primary in _UNAVAILABLE:
                 # The file, not the request: a full disk, a read-only file. 503, and it
                 # works again once space or write access returns.
+                if primary == sqlite3.SQLITE_READONLY:
+                    self._read_only = f"SQLite {self.path}: {exc}"
                 raise StorageUnavailable(f"SQLite {self.path}: {exc}") from exc
             raise StorageError(f"SQLite: {exc}") from exc
 
-    @staticmethod
     @contextlib.contextmanager
-    def _write(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    def _write(self, db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         stats = WRITE_LOCK
         asked = time.perf_counter()
         try:
@@ -84,9 +99,18 @@ class SqliteBase:
             got = time.perf_counter()
             on_cpu = time.thread_time()
             stats.waited += got - asked
+        changes = db.total_changes
         try:
             yield db
+            # Last thing before COMMIT, holding the write lock: nothing is committed (and
+            # acknowledged) into a file deleted or replaced at its path. A delete between
+            # this stat and the COMMIT still goes unnoticed until the next transaction; no
+            # check can close that window, only make it microseconds wide.
+            if (gone := self._file.check()) is not None:
+                raise StorageUnavailable(gone)
             db.execute("COMMIT")
+            if db.total_changes != changes:
+                self._read_only = None  # rows written: write access is back
         except BaseException:
             if db.in_transaction:  # also when COMMIT itself failed (a full disk)
                 db.execute("ROLLBACK")
@@ -108,8 +132,10 @@ class SqliteBase:
         db.execute("PRAGMA journal_mode = WAL")
         db.execute(f"PRAGMA synchronous = {self._synchronous}")
         db.execute("PRAGMA foreign_keys = OFF")
+        self._file.record()  # after WAL mode, which opened the -wal file
         self._db = db
         self._migrate(db)
+        self._read_only = self._write_refused(db)
 
     def _migrate(self, db: sqlite3.Connection) -> None:
         with self._write(db):
@@ -144,6 +170,45 @@ class SqliteBase:
             db, self._db = self._db, None
             await asyncio.get_running_loop().run_in_executor(self._executor, db.close)
         self._executor.shutdown(wait=False)
+
+    async def file_problem(self) -> tuple[str, str] | None:
+        """Why the file cannot take writes, as (reason code, sentence), or None: deleted or
+        replaced at its path (`storage_file_gone`), or no write access
+        (`storage_read_only`, until a write succeeds)."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor,
+                                                                self._file_problem)
+
+    def _file_problem(self) -> tuple[str, str] | None:
+        if self._db is None:
+            return None  # not open: the schema check says so
+        if (gone := self._file.check()) is not None:
+            return "storage_file_gone", gone
+        if self._read_only is not None:
+            # Only after a refused write, so the probe's write lock costs nothing usually.
+            self._read_only = self._write_refused(self._db)
+        if self._read_only is not None:
+            return ("storage_read_only", f"{self._read_only.rstrip('.')}"
+                    f"{_why_not_writable(self.path)}.")
+        return None
+
+    def _write_refused(self, db: sqlite3.Connection) -> str | None:
+        """Why this connection cannot write (SQLITE_READONLY: a file opened without write
+        access, query_only), or None: rewrites the header's user_version and rolls back.
+        A transaction that changes nothing commits even on a read-only file."""
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                version = int(db.execute("PRAGMA user_version").fetchone()[0])
+                db.execute(f"PRAGMA user_version = {version}")
+            finally:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+        except sqlite3.DatabaseError as exc:
+            code = getattr(exc, "sqlite_errorcode", None)
+            if isinstance(code, int) and code & 0xFF == sqlite3.SQLITE_READONLY:
+                return f"SQLite {self.path}: {exc}"
+            return None  # busy, I/O: not a matter of write access; writes will say
+        return None
 
     async def now(self) -> int:
         """This machine's clock (one machine shares the file, so it is the only clock)."""

@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 
 from conveyor import fifo
-from conveyor.errors import StorageError
+from conveyor.errors import StorageError, StorageUnavailable
 from conveyor.fifo import format_sequence
 from conveyor.models import (
     Message,
@@ -424,17 +424,27 @@ class SqliteStorage(SqliteNotifyTx, SqliteJobs, SqliteFlows, SqliteLedger, Sqlit
             return int(db.execute("PRAGMA data_version").fetchone()[0])
 
         last_version, seen = await self._run(read)
+        failing = False
         while True:
             await asyncio.sleep(interval)
             try:
                 # data_version moves only for other connections' commits: ours are
                 # announced in-process already.
                 if await self._run(version) == last_version:
+                    failing = False
                     continue
                 last_version, signals = await self._run(read)
+            except StorageUnavailable as exc:
+                # Once per outage (a file deleted under the server refuses every read
+                # until a restart), not a traceback four times a second.
+                if not failing:
+                    log.warning("sqlite wake-up poll paused: %s", exc.message)
+                failing = True
+                continue
             except StorageError:
                 log.warning("sqlite wake-up poll failed", exc_info=True)
                 continue
+            failing = False
             for queue_id, seq in signals.items():
                 if seen.get(queue_id) != seq:
                     callback(queue_id)
