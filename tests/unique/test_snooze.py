@@ -10,6 +10,7 @@ from conveyor.client.async_client import AsyncClient
 from conveyor.clock import ManualClock
 from conveyor.models import Body, SendEntry
 from conveyor.worker import App, Retry, Snooze, Worker, WorkerOptions
+from conveyor.worker.exceptions import JobNotTracked
 from tests.http.server import ServerProcess
 from tests.worker.helpers import eventually, running
 
@@ -37,7 +38,12 @@ async def test_a_snoozed_job_comes_back_without_spending_an_attempt(
             assert peeked.receive_count == 0 and peeked.last_error == "snoozed for 30 s"
             assert peeked.visible_at >= clock() + 29_000
             clock.advance(31)
-        assert await job.result(timeout=10) == "ready"
+        try:
+            assert await job.result(timeout=10) == "ready"
+        except JobNotTracked:  # seen once in CI (stop 32), never since: say what was stored
+            stored = await broker.storage.job_get(job.id, 0)  # (now=0: expired ones too)
+            attempts = await broker.storage.job_attempts(job.id)
+            pytest.fail(f"status gone at {clock()}: stored {stored!r}, attempts {attempts!r}")
     status = await app.job_status(job.id)
     assert status is not None and status.attempts == 1
     assert (await broker.queue_stats("s-dlq")).visible == 0
