@@ -19,14 +19,6 @@ RETRY_PAUSES = (0.05, 0.25, 1.0)
 connection the outage broke fails once; the next one is fresh)."""
 
 
-def _reach() -> Reach:
-    """An outage logged the house way (conveyor.reach): imported here, since
-    `conveyor.worker` imports the broker."""
-    from conveyor.reach import Reach
-
-    return Reach("the database")
-
-
 class Wakeups:
     """One asyncio.Event per queue, replaced each time it fires.
 
@@ -99,7 +91,7 @@ class Throttle:
         self._retry_pauses = retry_pauses
         self._last: dict[int, float] = {}
         self._pending: dict[int, asyncio.Task[None]] = {}
-        self.reach = _reach()
+        self.reach = Reach("the database")
 
     def take(self, queue_id: int) -> bool:
         """Take the leading edge for a signal the caller sends itself (with its batch):
@@ -176,7 +168,7 @@ class Watchers:
         self._interval = interval
         self._waiting: dict[int, int] = {}
         self._tasks: dict[int, asyncio.Task[None]] = {}
-        self.reach = _reach()
+        self.reach = Reach("the database")
 
     def enter(self, queue_id: int) -> None:
         """A receive starts waiting on a queue."""
