@@ -25,8 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from conveyor.broker.broker import Broker
-from conveyor.errors import StorageUnavailable
 from conveyor.models import Queue, QueueStats
+from conveyor.reach import Reach
 from conveyor.tasks import stop_task
 
 log = logging.getLogger("conveyor.dashboard")
@@ -145,19 +145,18 @@ class Monitor:
             self.broker.observers.remove(self.counters)
 
     async def _run(self) -> None:
-        down = False
+        # An outage (an SQLite file deleted under the server refuses reads until a
+        # restart) is logged as the other loops log one (`conveyor.reach`), not a
+        # traceback every interval; any other error keeps its traceback.
+        reach = Reach("the database")
         while True:
+            asked = reach.now()
             try:
                 await self.sample()
-                down = False
-            except StorageUnavailable as exc:
-                # One line per outage, not a traceback every interval (an SQLite file
-                # deleted under the server refuses reads until a restart).
-                if not down:
-                    log.warning("sampling queue stats paused: %s", exc.message)
-                down = True
-            except Exception:  # the dashboard must outlive a database hiccup
-                log.exception("sampling queue stats failed")
+            except Exception as exc:  # the dashboard must outlive a database hiccup
+                reach.error(exc, "sampling queue stats failed", logger=log)
+            else:
+                reach.ok(asked)
             await asyncio.sleep(self.interval)
 
     # sampling -----------------------------------------------------------------------
